@@ -1,0 +1,268 @@
+// Package cli is the shared frame of every dh-* tool: GNU-style flags
+// (pflag), -h/--help, --version, a logger made for journald, a context
+// cancelled by SIGINT/SIGTERM, panic recovery, and one place that turns the
+// error a tool returns into a message and an exit status (pkg/sysexits).
+//
+// A tool's main is two lines:
+//
+//	func main() { os.Exit(cli.Main(app)) }
+//
+// and everything else is testable through Run with buffers.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+)
+
+// Version is set at build time with -ldflags "-X .../pkg/cli.Version=v1.2.3";
+// otherwise it comes from the module's build information.
+var Version = ""
+
+// DefaultConfig is where the configuration lives when neither -c nor
+// $DH_CONFIG names it.
+const DefaultConfig = "/etc/dh-deployer/config.toml"
+
+// Env is what a command sees of the world. Tests build one with buffers.
+type Env struct {
+	Name   string // program name, e.g. "dh-route"
+	Stdin  io.Reader
+	Stdout io.Writer // data
+	Stderr io.Writer // logs and messages
+	Getenv func(string) string
+	Logger *slog.Logger
+	// Config is the configuration file path: -c/--config, else $DH_CONFIG,
+	// else DefaultConfig.
+	Config string
+	// Flags holds the parsed flags, for commands that read their own.
+	Flags *pflag.FlagSet
+}
+
+// Command is one subcommand of a tool.
+type Command struct {
+	Name    string // "run"
+	Args    string // usage of positional arguments, e.g. "NAME"
+	Summary string
+	// Flags lists the names of the app's flags this command takes; any
+	// other flag given with it is a usage error.
+	Flags []string
+	// MinArgs and MaxArgs bound the positional arguments (MaxArgs -1: any).
+	MinArgs, MaxArgs int
+	Run              func(ctx context.Context, env *Env, args []string) error
+}
+
+// App describes a tool.
+type App struct {
+	Name    string
+	Summary string // one line
+	Doc     string // longer help, printed after the usage
+	// Default is the command run when none is named ("" means one is required).
+	Default  string
+	Commands []*Command
+	// DefineFlags registers the tool's own flags (besides -c, -h, --version).
+	DefineFlags func(fs *pflag.FlagSet)
+}
+
+// Main runs the app with the process's arguments and environment and
+// returns the exit status. It is meant to be wrapped in os.Exit.
+func Main(app *App) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	env := &Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+	return Run(ctx, app, env, os.Args[1:])
+}
+
+// Run parses args, runs the chosen command and reports its error on
+// env.Stderr. It returns the exit status.
+func Run(ctx context.Context, app *App, env *Env, args []string) (code int) {
+	env.Name = app.Name
+	if env.Getenv == nil {
+		env.Getenv = func(string) string { return "" }
+	}
+	if env.Logger == nil {
+		env.Logger = NewLogger(env.Stderr, env.Getenv)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(env.Stderr, "%s: internal error: %v\n%s", app.Name, r, debug.Stack())
+			code = sysexits.Software
+		}
+	}()
+	err := run(ctx, app, env, args)
+	if errors.Is(err, errHelp) {
+		return sysexits.OK
+	}
+	if err != nil {
+		Report(env.Stderr, app.Name, err)
+	}
+	return sysexits.Code(err)
+}
+
+// Report prints err (and its hint) the way every tool does:
+//
+//	dh-route: error: config: unknown key "deployments.api.brnach"
+//	dh-route: hint: did you mean "branches"?
+func Report(w io.Writer, name string, err error) {
+	fmt.Fprintf(w, "%s: error: %v\n", name, err)
+	if h := sysexits.Hint(err); h != "" {
+		fmt.Fprintf(w, "%s: hint: %s\n", name, h)
+	}
+}
+
+var errHelp = errors.New("help shown")
+
+func run(ctx context.Context, app *App, env *Env, args []string) error {
+	fs := pflag.NewFlagSet(app.Name, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
+	config := fs.StringP("config", "c", "", "configuration `FILE` (default $DH_CONFIG or "+DefaultConfig+")")
+	help := fs.BoolP("help", "h", false, "show this help and exit")
+	version := fs.Bool("version", false, "print the version and exit")
+	if app.DefineFlags != nil {
+		app.DefineFlags(fs)
+	}
+	env.Flags = fs
+	if err := fs.Parse(args); err != nil {
+		return usageError(app, err.Error())
+	}
+	if *help {
+		fmt.Fprint(env.Stdout, Usage(app, fs))
+		return errHelp
+	}
+	if *version {
+		fmt.Fprintf(env.Stdout, "%s %s\n", app.Name, VersionString())
+		return errHelp
+	}
+	env.Config = *config
+	if env.Config == "" {
+		env.Config = env.Getenv("DH_CONFIG")
+	}
+	if env.Config == "" {
+		env.Config = DefaultConfig
+	}
+
+	pos := fs.Args()
+	name := app.Default
+	if len(pos) > 0 {
+		if c := app.command(pos[0]); c != nil {
+			name, pos = pos[0], pos[1:]
+		} else if app.Default == "" || app.command(app.Default).MaxArgs == 0 {
+			return usageError(app, fmt.Sprintf("unknown command %q", pos[0]))
+		}
+	}
+	if name == "" {
+		return usageError(app, "no command given")
+	}
+	cmd := app.command(name)
+	allowed := map[string]bool{"config": true, "help": true, "version": true}
+	for _, f := range cmd.Flags {
+		allowed[f] = true
+	}
+	var bad []string
+	fs.Visit(func(f *pflag.Flag) {
+		if !allowed[f.Name] {
+			bad = append(bad, "--"+f.Name)
+		}
+	})
+	if len(bad) > 0 {
+		return usageError(app, fmt.Sprintf("%s does not take %s", cmd.Name, strings.Join(bad, ", ")))
+	}
+	if len(pos) < cmd.MinArgs || (cmd.MaxArgs >= 0 && len(pos) > cmd.MaxArgs) {
+		return usageError(app, fmt.Sprintf("usage: %s %s %s", app.Name, cmd.Name, cmd.Args))
+	}
+	return cmd.Run(ctx, env, pos)
+}
+
+func (app *App) command(name string) *Command {
+	for _, c := range app.Commands {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func usageError(app *App, msg string) error {
+	return sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "%s", msg), "see '"+app.Name+" --help'")
+}
+
+// Usage renders the help text of app.
+func Usage(app *App, fs *pflag.FlagSet) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s - %s\n\nUsage:\n", app.Name, app.Summary)
+	for _, c := range app.Commands {
+		line := app.Name + " [-c FILE] " + c.Name
+		if c.Name == app.Default {
+			line = app.Name + " [-c FILE] [" + c.Name + "]"
+		}
+		if c.Args != "" {
+			line += " " + c.Args
+		}
+		for _, f := range c.Flags {
+			line += " [--" + f + "]"
+		}
+		fmt.Fprintf(&b, "  %-44s %s\n", line, c.Summary)
+	}
+	fmt.Fprintf(&b, "\nFlags:\n%s", fs.FlagUsages())
+	if app.Doc != "" {
+		fmt.Fprintf(&b, "\n%s\n", strings.TrimSpace(app.Doc))
+	}
+	b.WriteString("\nExit status: 0 ok, 64 usage, 65 bad data, 69 program missing, 70 internal error,\n" +
+		"74 I/O error, 75 temporary failure (retry), 77 permission denied, 78 bad configuration.\n")
+	return b.String()
+}
+
+// VersionString is the version of the running binary.
+func VersionString() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		settings := map[string]string{}
+		for _, s := range bi.Settings {
+			settings[s.Key] = s.Value
+		}
+		if v := bi.Main.Version; v != "" && v != "(devel)" {
+			return v
+		}
+		if rev := settings["vcs.revision"]; rev != "" {
+			if len(rev) > 12 {
+				rev = rev[:12]
+			}
+			return "devel-" + rev
+		}
+	}
+	return "devel"
+}
+
+// NewLogger returns the slog logger every tool uses: text to w, level from
+// $DH_LOG_LEVEL (debug, info, warn, error), and no timestamp when stderr
+// goes to journald ($JOURNAL_STREAM), which stamps lines itself.
+func NewLogger(w io.Writer, getenv func(string) string) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(getenv("DH_LOG_LEVEL"))); err != nil {
+		level = slog.LevelInfo
+	}
+	journald := getenv("JOURNAL_STREAM") != ""
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if journald && len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+}

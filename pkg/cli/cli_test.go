@@ -1,0 +1,88 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+)
+
+func testApp(got *[]string) *App {
+	var once bool
+	return &App{
+		Name: "dh-test", Summary: "a test tool", Default: "run",
+		DefineFlags: func(fs *pflag.FlagSet) { fs.BoolVar(&once, "once", false, "drain and exit") },
+		Commands: []*Command{
+			{Name: "run", Flags: []string{"once"}, Run: func(ctx context.Context, env *Env, args []string) error {
+				*got = append(*got, "run", env.Config)
+				if once {
+					*got = append(*got, "once")
+				}
+				return nil
+			}},
+			{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Run: func(ctx context.Context, env *Env, args []string) error {
+				*got = append(*got, "replay", args[0])
+				return sysexits.WithHint(sysexits.Errorf(sysexits.DataErr, "entry is bad"), "look at it")
+			}},
+			{Name: "boom", Run: func(ctx context.Context, env *Env, args []string) error { panic("boom") }},
+			{Name: "fail", Run: func(ctx context.Context, env *Env, args []string) error { return errors.New("plain") }},
+		},
+	}
+}
+
+func TestRun(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		env    map[string]string
+		code   int
+		got    string
+		stdout string
+		stderr string
+	}{
+		{args: nil, code: 0, got: "run /etc/dh-deployer/config.toml"},
+		{args: []string{"--once", "-c", "/x.toml"}, code: 0, got: "run /x.toml once"},
+		{args: []string{"run", "--config=/y.toml", "--once"}, code: 0, got: "run /y.toml once"},
+		{args: []string{"run"}, env: map[string]string{"DH_CONFIG": "/env.toml"}, code: 0, got: "run /env.toml"},
+		{args: []string{"-h"}, code: 0, stdout: "Usage:\n  dh-test [-c FILE] [run] [--once]"},
+		{args: []string{"--help", "--bogus"}, code: 64, stderr: "unknown flag: --bogus"},
+		{args: []string{"--version"}, code: 0, stdout: "dh-test "},
+		{args: []string{"--bogus"}, code: 64, stderr: "dh-test: error: unknown flag: --bogus\ndh-test: hint: see 'dh-test --help'"},
+		{args: []string{"nope"}, code: 64, stderr: `unknown command "nope"`},
+		{args: []string{"replay"}, code: 64, stderr: "usage: dh-test replay FILE"},
+		{args: []string{"replay", "a", "b"}, code: 64, stderr: "usage: dh-test replay FILE"},
+		{args: []string{"replay", "--once", "a"}, code: 64, stderr: "replay does not take --once"},
+		{args: []string{"replay", "f.json"}, code: 65, got: "replay f.json", stderr: "dh-test: error: entry is bad\ndh-test: hint: look at it\n"},
+		{args: []string{"boom"}, code: 70, stderr: "dh-test: internal error: boom"},
+		{args: []string{"fail"}, code: 1, stderr: "dh-test: error: plain\n"},
+	} {
+		var got []string
+		var stdout, stderr bytes.Buffer
+		env := &Env{Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return tc.env[k] }}
+		code := Run(context.Background(), testApp(&got), env, tc.args)
+		if code != tc.code || strings.Join(got, " ") != tc.got ||
+			!strings.Contains(stdout.String(), tc.stdout) || !strings.Contains(stderr.String(), tc.stderr) {
+			t.Errorf("Run(%q) = %d, ran %q, stdout %q, stderr %q; want %d, %q, %q, %q",
+				tc.args, code, got, stdout.String(), stderr.String(), tc.code, tc.got, tc.stdout, tc.stderr)
+		}
+	}
+}
+
+func TestLoggerUnderJournald(t *testing.T) {
+	for _, journald := range []bool{false, true} {
+		var buf bytes.Buffer
+		NewLogger(&buf, func(k string) string {
+			if k == "JOURNAL_STREAM" && journald {
+				return "8:1234"
+			}
+			return ""
+		}).Info("routed", "delivery", "d1")
+		if strings.Contains(buf.String(), "time=") == journald || !strings.Contains(buf.String(), `msg=routed delivery=d1`) {
+			t.Errorf("journald=%v: logged %q", journald, buf.String())
+		}
+	}
+}

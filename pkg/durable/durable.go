@@ -1,0 +1,147 @@
+// Package durable makes file system changes that survive a crash or a power
+// loss, on Linux file systems that honour fsync (ext4, xfs, btrfs, tmpfs).
+//
+// A new file is only durable once its data AND the directory entry naming it
+// have reached the disk: fsync(file) persists the data, fsync(dir) persists
+// the name. A rename or unlink likewise needs an fsync of every directory
+// it touched. Every function here does those syncs before it returns nil.
+//
+// Any error, and especially a failed fsync, is final: after a failed fsync
+// the kernel may have dropped the dirty pages, so retrying the sync can
+// report success for data that is gone. Callers stop (exit 74) rather than
+// carry on. Errors are classified sysexits.IOErr.
+package durable
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+)
+
+// SyncDir fsyncs a directory so that entries created, renamed or removed in
+// it are on disk.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return ioErr("sync dir", dir, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return ioErr("sync dir", dir, err)
+}
+
+// Stage writes data to a new file in dir (whose name starts with prefix),
+// fsyncs and closes it, and returns its path. The file is not yet visible
+// under any final name; Link or Rename it there.
+func Stage(dir, prefix string, data []byte, perm os.FileMode) (string, error) {
+	f, err := os.CreateTemp(dir, prefix)
+	if err != nil {
+		return "", ioErr("create", dir, err)
+	}
+	tmp := f.Name()
+	fail := func(err error) (string, error) {
+		f.Close()
+		os.Remove(tmp)
+		return "", ioErr("write", tmp, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		return fail(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
+	}
+	// The data must be on disk before a name points at it, or a crash
+	// could leave a named but empty or partial file.
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return "", ioErr("close", tmp, err)
+	}
+	return tmp, nil
+}
+
+// Link gives the staged file tmp its final name dst without ever replacing
+// an existing dst (link(2) fails with EEXIST), syncs dst's directory, then
+// removes tmp. A crash after the link leaves a stale tmp behind, which is
+// harmless: its content is already published under dst.
+func Link(tmp, dst string) error {
+	if err := os.Link(tmp, dst); err != nil {
+		return ioErr("link", dst, err)
+	}
+	if err := SyncDir(filepath.Dir(dst)); err != nil {
+		return err
+	}
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return ioErr("remove", tmp, err)
+	}
+	return nil
+}
+
+// WriteFile atomically replaces path with data: readers see the old
+// content or the new, never a mix, and after a nil return the new content
+// survives a crash.
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := Stage(dir, "."+base+".tmp-", data, perm)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return ioErr("rename", path, err)
+	}
+	return SyncDir(dir)
+}
+
+// Rename moves oldpath to newpath and syncs both directories (the new one
+// first, so that a crash can leave the file in both places but never in
+// neither).
+func Rename(oldpath, newpath string) error {
+	if err := os.Rename(oldpath, newpath); err != nil {
+		return ioErr("rename", oldpath, err)
+	}
+	newDir, oldDir := filepath.Dir(newpath), filepath.Dir(oldpath)
+	if err := SyncDir(newDir); err != nil {
+		return err
+	}
+	if oldDir != newDir {
+		return SyncDir(oldDir)
+	}
+	return nil
+}
+
+// Remove deletes path and syncs its directory. A path that is already gone
+// is not an error.
+func Remove(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return ioErr("remove", path, err)
+	}
+	return SyncDir(filepath.Dir(path))
+}
+
+func ioErr(op, path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	code := sysexits.IOErr
+	if errors.Is(err, os.ErrPermission) {
+		code = sysexits.NoPerm
+	}
+	var pe *os.PathError
+	var le *os.LinkError
+	if errors.As(err, &pe) || errors.As(err, &le) {
+		// Already names the path.
+		return sysexits.New(code, fmt.Errorf("%s: %w", op, err))
+	}
+	return sysexits.New(code, fmt.Errorf("%s %s: %w", op, path, err))
+}

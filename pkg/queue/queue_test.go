@@ -1,0 +1,540 @@
+package queue
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+)
+
+// The test binary doubles as the child processes of the crash tests:
+// QUEUE_HELPER selects what the child does.
+func TestMain(m *testing.M) {
+	if mode := os.Getenv("QUEUE_HELPER"); mode != "" {
+		os.Exit(helper(mode, os.Getenv("QUEUE_DIR")))
+	}
+	os.Exit(m.Run())
+}
+
+type record struct {
+	Pub int    `json:"pub"`
+	Seq int    `json:"seq"`
+	Pad string `json:"pad"`
+}
+
+func helper(mode, dir string) int {
+	q := Open(dir)
+	switch mode {
+	case "publish-forever": // publish until killed; print each name once it is durable
+		w := bufio.NewWriter(os.Stdout)
+		for seq := 0; ; seq++ {
+			data, _ := json.Marshal(record{Seq: seq, Pad: strings.Repeat("x", rand.N(128<<10))})
+			name, err := q.Publish(data)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			w.WriteString(name + "\n")
+			w.Flush()
+		}
+	case "publish-n":
+		var pub int
+		fmt.Sscan(os.Getenv("QUEUE_PUB"), &pub)
+		for seq := 0; seq < 1000; seq++ {
+			data, _ := json.Marshal(record{Pub: pub, Seq: seq})
+			if _, err := q.Publish(data); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+		return 0
+	case "consume": // log start/done of every entry; hang in QUEUE_HANG
+		log, err := os.OpenFile(os.Getenv("QUEUE_LOG"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		c, err := q.Lock(context.Background(), false)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return sysexits.Code(err)
+		}
+		err = c.Run(context.Background(), func(ctx context.Context, e *Entry) error {
+			fmt.Fprintf(log, "start %s\n", e.Name)
+			log.Sync()
+			if e.Name == os.Getenv("QUEUE_HANG") {
+				select {}
+			}
+			fmt.Fprintf(log, "done %s\n", e.Name)
+			return log.Sync()
+		}, Options{Once: true})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return sysexits.Code(err)
+		}
+		return 0
+	}
+	return 2
+}
+
+func child(t *testing.T, dir, mode string, env ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), append([]string{"QUEUE_HELPER=" + mode, "QUEUE_DIR=" + dir}, env...)...)
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+func newQueue(t *testing.T) *Queue {
+	t.Helper()
+	q := Open(filepath.Join(t.TempDir(), "main"))
+	if err := q.Init(); err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func publish(t *testing.T, q *Queue, s string) string {
+	t.Helper()
+	name, err := q.Publish([]byte(s))
+	if err != nil {
+		t.Fatalf("Publish(%q) = %v; want nil", s, err)
+	}
+	return name
+}
+
+func lock(t *testing.T, q *Queue) *Consumer {
+	t.Helper()
+	c, err := q.Lock(context.Background(), false)
+	if err != nil {
+		t.Fatalf("Lock() = %v; want nil", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func fastOpts() Options {
+	return Options{Once: true, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
+}
+
+func TestNewNameSortsAndNeverRepeats(t *testing.T) {
+	prev := ""
+	for i := 0; i < 10000; i++ {
+		n := NewName()
+		if n <= prev {
+			t.Fatalf("NewName() = %q after %q; want a greater name", n, prev)
+		}
+		if !IsEntry(n) {
+			t.Fatalf("IsEntry(%q) = false", n)
+		}
+		if _, ok := NameTime(n); !ok {
+			t.Fatalf("NameTime(%q) not ok", n)
+		}
+		prev = n
+	}
+}
+
+func TestIsEntry(t *testing.T) {
+	for name, want := range map[string]bool{
+		"0001-1-00000000.json": true, "hand-made.json": true,
+		".hidden.json": false, "x.json.why": false, "x.tmp": false, ".json": false,
+	} {
+		if got := IsEntry(name); got != want {
+			t.Errorf("IsEntry(%q) = %v; want %v", name, got, want)
+		}
+	}
+}
+
+func TestRunHandlesInOrderAndRemoves(t *testing.T) {
+	q := newQueue(t)
+	var want []string
+	for i := 0; i < 5; i++ {
+		want = append(want, publish(t, q, fmt.Sprintf(`{"i":%d}`, i)))
+	}
+	var got []string
+	err := lock(t, q).Run(context.Background(), func(ctx context.Context, e *Entry) error {
+		got = append(got, e.Name)
+		if e.Path != filepath.Join(q.Dir(), e.Name) || !json.Valid(e.Data) {
+			t.Errorf("entry %+v is not what was published", e)
+		}
+		return nil
+	}, fastOpts())
+	if err != nil {
+		t.Fatalf("Run() = %v; want nil", err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("handled %v; want %v", got, want)
+	}
+	if left, _ := q.List(); len(left) != 0 {
+		t.Errorf("List() after Run = %v; want empty", left)
+	}
+	if tmp, _ := os.ReadDir(filepath.Join(q.Dir(), StagingDir)); len(tmp) != 0 {
+		t.Errorf("staging has %d leftover files", len(tmp))
+	}
+}
+
+func TestRunFailureKinds(t *testing.T) {
+	q := newQueue(t)
+	bad := publish(t, q, `{"bad":true}`)
+	flaky := publish(t, q, `{"flaky":true}`)
+	boom := publish(t, q, `{"boom":true}`)
+	good := publish(t, q, `{"good":true}`)
+	tries := 0
+	var order []string
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	opts := fastOpts()
+	opts.Once = false
+	err := lock(t, q).Run(ctx, func(ctx context.Context, e *Entry) error {
+		order = append(order, e.Name)
+		if e.Name == good {
+			cancel()
+		}
+		switch e.Name {
+		case bad:
+			return sysexits.Errorf(sysexits.DataErr, "payload is nonsense")
+		case flaky:
+			if tries++; tries < 3 {
+				return sysexits.Errorf(sysexits.TempFail, "database down")
+			}
+		case boom:
+			panic("kaboom")
+		}
+		return nil
+	}, opts)
+	if err != nil {
+		t.Fatalf("Run() = %v; want nil", err)
+	}
+	if want := []string{bad, flaky, flaky, flaky, boom, good}; !slices.Equal(order, want) {
+		t.Errorf("handled %v; want %v", order, want)
+	}
+	failed, _ := q.Failed()
+	if want := []string{bad, boom}; !slices.Equal(failed, want) {
+		t.Fatalf("Failed() = %v; want %v", failed, want)
+	}
+	f, err := q.ReadFailure(bad)
+	if err != nil || f.Error != "payload is nonsense" || f.ExitCode != sysexits.DataErr || f.Attempts != 1 || f.FailedAt.IsZero() {
+		t.Errorf("ReadFailure(%q) = %+v, %v; want the reason, code 65, 1 attempt and a time", bad, f, err)
+	}
+	if f, _ := q.ReadFailure(boom); !strings.Contains(f.Error, "panic: kaboom") {
+		t.Errorf("ReadFailure(%q).Error = %q; want the panic", boom, f.Error)
+	}
+	if left, _ := q.List(); len(left) != 0 {
+		t.Errorf("List() = %v; want empty", left)
+	}
+}
+
+func TestRunStopsOnTemporaryWithOnceAndOnIOError(t *testing.T) {
+	for _, code := range []int{sysexits.TempFail, sysexits.IOErr} {
+		q := newQueue(t)
+		first := publish(t, q, `{}`)
+		publish(t, q, `{}`)
+		calls := 0
+		err := lock(t, q).Run(context.Background(), func(ctx context.Context, e *Entry) error {
+			calls++
+			return sysexits.Errorf(code, "nope")
+		}, fastOpts())
+		if sysexits.Code(err) != code {
+			t.Errorf("Run() = %v (code %d); want code %d", err, sysexits.Code(err), code)
+		}
+		if left, _ := q.List(); len(left) != 2 || left[0] != first || calls != 1 {
+			t.Errorf("code %d: List() = %v after %d calls; want both entries kept after 1 call", code, left, calls)
+		}
+	}
+}
+
+func TestRunWakesUp(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{"fsnotify", Options{Rescan: time.Hour}},
+		{"rescan", Options{Rescan: 20 * time.Millisecond, NoNotify: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := newQueue(t)
+			c := lock(t, q)
+			handled := make(chan string, 1)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- c.Run(ctx, func(ctx context.Context, e *Entry) error { handled <- e.Name; return nil }, tc.opts)
+			}()
+			time.Sleep(50 * time.Millisecond) // let Run go idle
+			name := publish(t, q, `{}`)
+			select {
+			case got := <-handled:
+				if got != name {
+					t.Errorf("handled %q; want %q", got, name)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("entry published to an idle consumer was not handled")
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run() after cancel = %v; want nil", err)
+			}
+		})
+	}
+}
+
+func TestReplay(t *testing.T) {
+	q := newQueue(t)
+	name := publish(t, q, `{}`)
+	lock(t, q).Run(context.Background(), func(ctx context.Context, e *Entry) error {
+		return errors.New("step failed")
+	}, fastOpts())
+	path := filepath.Join(q.Dir(), FailedDir, name)
+
+	err := Replay(context.Background(), path, func(ctx context.Context, e *Entry) error {
+		return sysexits.Errorf(sysexits.DataErr, "still bad")
+	})
+	if sysexits.Code(err) != sysexits.DataErr {
+		t.Errorf("Replay(failing) = %v; want code 65", err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("a failed replay removed the entry: %v", err)
+	}
+	if err := Replay(context.Background(), path, func(ctx context.Context, e *Entry) error { return nil }); err != nil {
+		t.Errorf("Replay(ok) = %v; want nil", err)
+	}
+	for _, p := range []string{path, path + WhySuffix} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("after a successful replay %s still exists (%v)", p, err)
+		}
+	}
+	if err := Replay(context.Background(), path, nil); sysexits.Code(err) != sysexits.DataErr {
+		t.Errorf("Replay(missing file) = %v; want code 65", err)
+	}
+}
+
+func TestPublishToMissingQueueFails(t *testing.T) {
+	q := Open(filepath.Join(t.TempDir(), "nope"))
+	if name, err := q.Publish([]byte(`{}`)); err == nil || sysexits.Code(err) != sysexits.IOErr {
+		t.Errorf("Publish() = %q, %v; want an I/O error", name, err)
+	}
+}
+
+func TestSweepStaging(t *testing.T) {
+	q := newQueue(t)
+	old := filepath.Join(q.Dir(), StagingDir, "old.tmp")
+	fresh := filepath.Join(q.Dir(), StagingDir, "fresh.tmp")
+	os.WriteFile(old, nil, 0o600)
+	os.WriteFile(fresh, nil, 0o600)
+	os.Chtimes(old, time.Now().Add(-time.Hour), time.Now().Add(-time.Hour))
+	lock(t, q).Run(context.Background(), nil, fastOpts())
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale staging file kept (%v)", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("fresh staging file removed: %v", err)
+	}
+}
+
+// (d) A second consumer is refused with a clear message, or waits.
+func TestSecondConsumerRefused(t *testing.T) {
+	q := newQueue(t)
+	cmd := child(t, q.Dir(), "consume", "QUEUE_LOG="+filepath.Join(t.TempDir(), "log"), "QUEUE_HANG=h.json")
+	publish(t, q, `{}`)
+	os.WriteFile(filepath.Join(q.Dir(), "h.json"), []byte(`{}`), 0o640) // sorts after the published entry
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitFor(t, func() bool { l, _ := q.List(); return len(l) == 1 })
+
+	_, err := q.Lock(context.Background(), false)
+	if !errors.Is(err, ErrBusy) || sysexits.Code(err) != sysexits.TempFail ||
+		!strings.Contains(err.Error(), fmt.Sprintf("pid %d", cmd.Process.Pid)) || !strings.Contains(err.Error(), q.Dir()) {
+		t.Errorf("Lock() = %v; want ErrBusy naming the queue and pid %d", err, cmd.Process.Pid)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := q.Lock(ctx, true); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Lock(wait) while held = %v; want the context's deadline", err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	c, err := q.Lock(context.Background(), true)
+	if err != nil {
+		t.Fatalf("Lock() after the holder died = %v; want nil", err)
+	}
+	c.Close()
+}
+
+// (a) A publisher killed with SIGKILL at random moments, 200 times: the
+// consumer never sees a partial entry and every acknowledged publish arrives.
+func TestCrashDuringPublish(t *testing.T) {
+	q := newQueue(t)
+	c := lock(t, q)
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	handler := func(ctx context.Context, e *Entry) error {
+		var r record
+		if err := json.Unmarshal(e.Data, &r); err != nil {
+			t.Errorf("consumer saw an invalid entry %s (%d bytes): %v", e.Name, len(e.Data), err)
+		}
+		mu.Lock()
+		seen[e.Name] = true
+		mu.Unlock()
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, handler, Options{}) }()
+
+	acked := map[string]bool{}
+	for i := 0; i < 200; i++ {
+		cmd := child(t, q.Dir(), "publish-forever")
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Wait for the first durable publish, then kill at a random
+		// moment of the ones that follow.
+		sc := bufio.NewScanner(out)
+		if !sc.Scan() {
+			t.Fatalf("publisher %d printed nothing", i)
+		}
+		acked[sc.Text()] = true
+		time.Sleep(time.Duration(rand.N(20_000)) * time.Microsecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		for sc.Scan() {
+			acked[sc.Text()] = true
+		}
+		cmd.Wait()
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run() = %v", err)
+	}
+	if err := c.Run(context.Background(), handler, Options{Once: true}); err != nil {
+		t.Fatalf("draining Run() = %v", err)
+	}
+	if len(acked) < 200 {
+		t.Errorf("only %d acknowledged publishes in 200 runs; the test is not exercising much", len(acked))
+	}
+	for n := range acked {
+		if !seen[n] {
+			t.Errorf("acknowledged entry %s was lost", n)
+		}
+	}
+	t.Logf("%d acknowledged, %d consumed", len(acked), len(seen))
+}
+
+// (b) 8 publisher processes x 1,000 entries: unique names, and each
+// publisher's entries in its own order.
+func TestConcurrentPublishers(t *testing.T) {
+	q := newQueue(t)
+	var cmds []*exec.Cmd
+	for p := 0; p < 8; p++ {
+		cmd := child(t, q.Dir(), "publish-n", fmt.Sprintf("QUEUE_PUB=%d", p))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	for _, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("publisher: %v", err)
+		}
+	}
+	next := make([]int, 8)
+	var names []string
+	err := lock(t, q).Run(context.Background(), func(ctx context.Context, e *Entry) error {
+		var r record
+		if err := json.Unmarshal(e.Data, &r); err != nil {
+			return err
+		}
+		if r.Seq != next[r.Pub] {
+			t.Errorf("publisher %d: entry %d came before %d", r.Pub, r.Seq, next[r.Pub])
+		}
+		next[r.Pub] = r.Seq + 1
+		names = append(names, e.Name)
+		return nil
+	}, fastOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 8000 || len(names) != len(uniq(names)) {
+		t.Errorf("consumed %d entries (%d unique names); want 8000", len(names), len(uniq(names)))
+	}
+}
+
+// (c) A consumer killed mid-entry sees that entry again after restart, and
+// nothing else is lost or repeated.
+func TestCrashDuringConsume(t *testing.T) {
+	q := newQueue(t)
+	var names []string
+	for i := 0; i < 20; i++ {
+		names = append(names, publish(t, q, fmt.Sprintf(`{"i":%d}`, i)))
+	}
+	logPath := filepath.Join(t.TempDir(), "log")
+	hang := names[7]
+	cmd := child(t, q.Dir(), "consume", "QUEUE_LOG="+logPath, "QUEUE_HANG="+hang)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { b, _ := os.ReadFile(logPath); return strings.Contains(string(b), "start "+hang) })
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+
+	restart := child(t, q.Dir(), "consume", "QUEUE_LOG="+logPath)
+	restart.Stderr = nil
+	if out, err := restart.CombinedOutput(); err != nil {
+		t.Fatalf("restarted consumer: %v: %s", err, out)
+	}
+	b, _ := os.ReadFile(logPath)
+	starts, dones := map[string]int{}, map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		kind, name, _ := strings.Cut(line, " ")
+		if kind == "start" {
+			starts[name]++
+		} else {
+			dones[name]++
+		}
+	}
+	for _, n := range names {
+		wantStarts := 1
+		if n == hang {
+			wantStarts = 2
+		}
+		if starts[n] != wantStarts || dones[n] != 1 {
+			t.Errorf("entry %s: started %d, done %d times; want %d and 1", n, starts[n], dones[n], wantStarts)
+		}
+	}
+	if left, _ := q.List(); len(left) != 0 {
+		t.Errorf("List() = %v; want empty", left)
+	}
+}
+
+func uniq(s []string) map[string]bool {
+	m := map[string]bool{}
+	for _, x := range s {
+		m[x] = true
+	}
+	return m
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not met within 20s")
+}

@@ -1,0 +1,155 @@
+// Package event defines the entries that travel through the queues: JSON
+// objects that say what they are, {"version": 1, "kind": "...", ...}.
+//
+// Decoding is strict about what it needs (version, kind, required fields)
+// and classifies every problem as sysexits.DataErr, so a bad entry goes to
+// failed/ with a reason instead of blocking its queue. A GitHub payload is
+// carried byte for byte: Encode writes it verbatim, Decode hands back the
+// same bytes.
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+)
+
+// Version is the entry format this build writes and reads.
+const Version = 1
+
+// Kinds of entries.
+const (
+	KindGitHubEvent = "github-event" // a webhook delivery (queues/main, deployment queues)
+	KindNginxSites  = "nginx-sites"  // converge nginx to a deployment's commit (queues/nginx)
+	KindCertRequest = "cert-request" // obtain a certificate (queues/cert)
+	KindNginxReload = "nginx-reload" // reload nginx after a renewal (queues/nginx)
+)
+
+// Envelope is what every entry starts with.
+type Envelope struct {
+	Version int    `json:"version"`
+	Kind    string `json:"kind"`
+}
+
+// Peek decodes only the envelope and checks the version.
+func Peek(data []byte) (Envelope, error) {
+	var env Envelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		return env, dataErr("entry is not a JSON object: %v", err)
+	}
+	if env.Version != Version {
+		return env, dataErr("entry version %d is not supported (this build reads version %d)", env.Version, Version)
+	}
+	if env.Kind == "" {
+		return env, dataErr("entry has no kind")
+	}
+	return env, nil
+}
+
+// GitHubEvent is one webhook delivery as dh-receive accepted it.
+type GitHubEvent struct {
+	Envelope
+	// Delivery is the X-GitHub-Delivery GUID (or a generated id for
+	// deliveries that did not come from GitHub's webhook).
+	Delivery string `json:"delivery"`
+	// Event is X-GitHub-Event: push, ping, ...
+	Event string `json:"event"`
+	// HookID is X-GitHub-Hook-ID, 0 when absent.
+	HookID int64 `json:"hook_id,omitempty"`
+	// ReceivedAt is when dh-receive accepted the delivery.
+	ReceivedAt time.Time `json:"received_at"`
+	// Source names the sender when it is not GitHub itself (gitea, ...).
+	Source string `json:"source,omitempty"`
+	// Deployment is set in a deployment queue: the deployment dh-route
+	// routed this delivery to.
+	Deployment string `json:"deployment,omitempty"`
+	// Payload is the JSON payload exactly as received.
+	Payload json.RawMessage `json:"payload"`
+}
+
+// delivery ids are GUIDs from GitHub, or ids we generate; either way they
+// end up in file names, log lines and SQL, so only a safe alphabet passes.
+var deliveryRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+
+// eventRE is the shape of X-GitHub-Event values.
+var eventRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+
+// ValidDelivery reports whether s is an acceptable delivery id.
+func ValidDelivery(s string) bool { return deliveryRE.MatchString(s) }
+
+// ValidEventName reports whether s is an acceptable event name.
+func ValidEventName(s string) bool { return eventRE.MatchString(s) }
+
+// Encode returns the entry's JSON with the payload bytes written verbatim
+// (encoding/json would compact them). The payload must be valid JSON.
+func (e *GitHubEvent) Encode() ([]byte, error) {
+	if err := e.check(); err != nil {
+		return nil, err
+	}
+	head := *e
+	head.Version, head.Kind = Version, KindGitHubEvent
+	head.Payload = nil
+	b, err := json.Marshal(struct {
+		Envelope
+		Delivery   string    `json:"delivery"`
+		Event      string    `json:"event"`
+		HookID     int64     `json:"hook_id,omitempty"`
+		ReceivedAt time.Time `json:"received_at"`
+		Source     string    `json:"source,omitempty"`
+		Deployment string    `json:"deployment,omitempty"`
+	}{head.Envelope, head.Delivery, head.Event, head.HookID, head.ReceivedAt.UTC(), head.Source, head.Deployment})
+	if err != nil {
+		return nil, fmt.Errorf("encode entry: %w", err)
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(b) + len(e.Payload) + 16)
+	buf.Write(b[:len(b)-1]) // without the closing brace
+	buf.WriteString(`,"payload":`)
+	buf.Write(e.Payload)
+	buf.WriteString("}\n")
+	return buf.Bytes(), nil
+}
+
+// DecodeGitHubEvent parses and checks a github-event entry.
+func DecodeGitHubEvent(data []byte) (*GitHubEvent, error) {
+	env, err := Peek(data)
+	if err != nil {
+		return nil, err
+	}
+	if env.Kind != KindGitHubEvent {
+		return nil, dataErr("entry kind is %q, want %q", env.Kind, KindGitHubEvent)
+	}
+	var e GitHubEvent
+	if err := json.Unmarshal(data, &e); err != nil {
+		return nil, dataErr("decode %s entry: %v", KindGitHubEvent, err)
+	}
+	if err := e.check(); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+func (e *GitHubEvent) check() error {
+	switch {
+	case !ValidDelivery(e.Delivery):
+		return dataErr("entry has a missing or malformed delivery id %q", e.Delivery)
+	case !ValidEventName(e.Event):
+		return dataErr("entry has a missing or malformed event name %q", e.Event)
+	case e.ReceivedAt.IsZero():
+		return dataErr("entry has no received_at time")
+	case len(e.Payload) == 0 || !json.Valid(e.Payload):
+		return dataErr("entry payload is not valid JSON")
+	}
+	if t := bytes.TrimLeft(e.Payload, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return dataErr("entry payload is not a JSON object")
+	}
+	return nil
+}
+
+func dataErr(format string, args ...any) error {
+	return sysexits.Errorf(sysexits.DataErr, format, args...)
+}

@@ -1,0 +1,78 @@
+// Package github holds what dh-deployer needs of GitHub's webhook
+// protocol: the X-Hub-Signature-256 check, delivery header rules, and the
+// payload fields the stages read.
+//
+// Verify compares in constant time and accepts a signature made with any
+// of several secrets (for rotation). The SHA-1 X-Hub-Signature is never
+// accepted on its own.
+package github
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"regexp"
+	"strings"
+)
+
+// Header names, as GitHub documents them (Go canonicalises them anyway).
+const (
+	HeaderSignature256 = "X-Hub-Signature-256"
+	HeaderSignature1   = "X-Hub-Signature"
+	HeaderEvent        = "X-GitHub-Event"
+	HeaderDelivery     = "X-GitHub-Delivery"
+	HeaderHookID       = "X-GitHub-Hook-ID"
+)
+
+// Errors of Verify.
+var (
+	ErrNoSignature  = errors.New("missing " + HeaderSignature256 + " header")
+	ErrSHA1Only     = errors.New("only the SHA-1 " + HeaderSignature1 + " header was sent; " + HeaderSignature256 + " is required")
+	ErrBadSignature = errors.New("signature does not match the payload")
+	ErrMalformedSig = errors.New(HeaderSignature256 + " is not of the form sha256=<64 hex digits>")
+)
+
+// Sign returns the X-Hub-Signature-256 value of body under secret.
+func Sign(body, secret []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// ParseSignature decodes an X-Hub-Signature-256 value.
+func ParseSignature(header string) ([]byte, error) {
+	hexsum, ok := strings.CutPrefix(strings.TrimSpace(header), "sha256=")
+	if !ok || len(hexsum) != 2*sha256.Size {
+		return nil, ErrMalformedSig
+	}
+	sum, err := hex.DecodeString(hexsum)
+	if err != nil {
+		return nil, ErrMalformedSig
+	}
+	return sum, nil
+}
+
+// Verify checks a decoded signature against body under each secret, in
+// constant time for each. It returns nil if any secret matches.
+func Verify(sum, body []byte, secrets [][]byte) error {
+	ok := 0
+	for _, s := range secrets {
+		m := hmac.New(sha256.New, s)
+		m.Write(body)
+		if hmac.Equal(m.Sum(nil), sum) {
+			ok = 1
+		}
+	}
+	if ok == 0 {
+		return ErrBadSignature
+	}
+	return nil
+}
+
+// guidRE is the shape of X-GitHub-Delivery: a UUID (GitHub, Gitea, Forgejo
+// and Gogs all send one).
+var guidRE = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
+
+// ValidGUID reports whether s looks like a delivery GUID.
+func ValidGUID(s string) bool { return guidRE.MatchString(s) }

@@ -1,0 +1,150 @@
+// Package store is the PostgreSQL side of dh-deployer: the event table, the
+// deployment runs and the schema migrations embedded from sql/.
+//
+// Guarantees:
+//   - Every method is bounded by the Store's per-call timeout (10 s by
+//     default, see WithTimeout) on top of the caller's context.
+//   - InsertEvent is idempotent and race-free: however many times and from
+//     however many processes one delivery GUID is inserted, there is one row.
+//   - Nothing is retried behind the caller's back; Retry does it explicitly.
+//
+// Failure modes: an unreachable server, a lost connection, a timeout, a
+// server shutting down or overloaded, a serialization failure or deadlock
+// are temporary (Temporary reports true; sysexits.Code gives TempFail, 75):
+// the caller leaves its work queued and tries again later. A schema older
+// or newer than this binary, or a half-applied migration, is TempFail too
+// (see CheckSchema): the work waits until an operator migrates or upgrades.
+// Other errors (a constraint violation, a bad status) are bugs or bad data.
+// Error messages name the server's host or socket, never a password.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lib/pq"
+
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+)
+
+// DefaultTimeout bounds each method call unless WithTimeout says otherwise.
+const DefaultTimeout = 10 * time.Second
+
+// ErrNotFound is returned (wrapped) when a row asked for does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Store is a pool of connections to one database. It is safe for
+// concurrent use.
+type Store struct {
+	db      *sql.DB
+	timeout time.Duration
+}
+
+// Option configures Open.
+type Option func(*Store)
+
+// WithTimeout sets the per-call timeout applied to every method.
+func WithTimeout(d time.Duration) Option {
+	return func(s *Store) { s.timeout = d }
+}
+
+// Open connects to the database at dsn (a postgres:// URL or a lib/pq
+// key=value string) and pings it. An unreachable server is a TempFail error
+// that names the host or socket.
+func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
+	s := &Store{timeout: DefaultTimeout}
+	for _, opt := range opts {
+		opt(s)
+	}
+	db, err := connect(ctx, dsn, s.timeout)
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	return s, nil
+}
+
+// connect opens a pool and pings it within timeout.
+func connect(ctx context.Context, dsn string, timeout time.Duration) (*sql.DB, error) {
+	cfg, err := pq.NewConfig(dsn)
+	if err != nil {
+		// A url.Error quotes the whole URL, password included: keep only
+		// its reason.
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err
+		}
+		return nil, sysexits.Errorf(sysexits.Config, "parse database url: %v", err)
+	}
+	connector, err := pq.NewConnectorConfig(cfg)
+	if err != nil {
+		return nil, sysexits.Errorf(sysexits.Config, "parse database url: %v", err)
+	}
+	db := sql.OpenDB(connector)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		err = fmt.Errorf("connect to %s: %w", describe(cfg), err)
+		if pqErr := pq.As(err); pqErr != nil && (pqErr.Code.Class() == "28" || pqErr.Code.Class() == "3D") {
+			// Authentication failed, or no such role or database.
+			return nil, sysexits.New(sysexits.Config, err)
+		}
+		return nil, classify(err)
+	}
+	return db, nil
+}
+
+// describe names the server for error messages: database, user and socket
+// or host, never the password.
+func describe(cfg pq.Config) string {
+	where := fmt.Sprintf("%s:%d", cfg.Host, cfg.Port)
+	if strings.HasPrefix(cfg.Host, "/") {
+		where = "socket " + filepath.Join(cfg.Host, fmt.Sprintf(".s.PGSQL.%d", cfg.Port))
+	}
+	return fmt.Sprintf("database %q as user %q on %s", cfg.Database, cfg.User, where)
+}
+
+// Close closes the pool.
+func (s *Store) Close() error { return s.db.Close() }
+
+// call bounds ctx by the per-call timeout.
+func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// update runs an UPDATE meant to change one row; changing none is
+// ErrNotFound.
+func (s *Store) update(ctx context.Context, query string, args ...any) error {
+	res, err := s.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return classify(err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return classify(err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// classify marks a temporary error with sysexits.TempFail.
+func classify(err error) error {
+	if Temporary(err) {
+		return sysexits.New(sysexits.TempFail, err)
+	}
+	return err
+}
+
+// nullString stores "" as NULL.
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+// nullTime stores the zero time as NULL.
+func nullTime(t time.Time) sql.NullTime { return sql.NullTime{Time: t, Valid: !t.IsZero()} }

@@ -68,15 +68,12 @@ func Stage(dir, prefix string, data []byte, perm os.FileMode) (string, error) {
 }
 
 // Link gives the staged file tmp its final name dst without ever replacing
-// an existing dst (link(2) fails with EEXIST), syncs dst's directory, then
-// removes tmp. A crash after the link leaves a stale tmp behind, which is
-// harmless: its content is already published under dst.
+// an existing dst (link(2) fails with EEXIST), then removes tmp. The new name
+// is not durable until dst's directory is synced (SyncDir): callers do that
+// once for a batch of links before they report success.
 func Link(tmp, dst string) error {
 	if err := os.Link(tmp, dst); err != nil {
 		return ioErr("link", dst, err)
-	}
-	if err := SyncDir(filepath.Dir(dst)); err != nil {
-		return err
 	}
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return ioErr("remove", tmp, err)

@@ -60,11 +60,13 @@ const EntryPerm = 0o640
 // Queue is a handle on one queue directory. It is cheap; publishers that
 // do not consume (dh-receive, dh-route's fan-out) use it without a lock.
 type Queue struct {
-	dir string
+	dir  string
+	sync groupSync
 }
 
 // Open returns a handle on the queue directory dir. It does not touch the
-// file system; Publish fails if dir does not exist.
+// file system; Publish fails if dir does not exist. Share one handle
+// between concurrent publishers: their directory fsyncs are batched.
 func Open(dir string) *Queue { return &Queue{dir: filepath.Clean(dir)} }
 
 // Dir is the queue's directory.
@@ -104,11 +106,53 @@ func (q *Queue) Publish(data []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("publish to %s: %w", q.dir, err)
 	}
-	if err := durable.Link(tmp, filepath.Join(q.dir, name)); err != nil {
+	dst := filepath.Join(q.dir, name)
+	if err := durable.Link(tmp, dst); err != nil {
 		os.Remove(tmp)
 		return "", fmt.Errorf("publish to %s: %w", q.dir, err)
 	}
+	if err := q.sync.do(q.dir); err != nil {
+		// Not durable, so not published: take it back. A consumer that
+		// already saw it handles it once more than asked, never less.
+		os.Remove(dst)
+		return "", fmt.Errorf("publish to %s: %w", q.dir, err)
+	}
 	return name, nil
+}
+
+// groupSync batches directory fsyncs of concurrent publishers: a publisher
+// whose link is done joins the waiting batch; one of them (the leader)
+// fsyncs the directory for the whole batch while later arrivals gather for
+// the next round. Every publisher's link happened before the fsync that
+// reports to it started, so that fsync covers it.
+type groupSync struct {
+	mu      sync.Mutex
+	busy    bool
+	waiting []chan error
+}
+
+func (g *groupSync) do(dir string) error {
+	done := make(chan error, 1)
+	g.mu.Lock()
+	g.waiting = append(g.waiting, done)
+	if g.busy {
+		g.mu.Unlock()
+		return <-done
+	}
+	g.busy = true
+	for len(g.waiting) > 0 {
+		batch := g.waiting
+		g.waiting = nil
+		g.mu.Unlock()
+		err := durable.SyncDir(dir)
+		for _, c := range batch {
+			c <- err
+		}
+		g.mu.Lock()
+	}
+	g.busy = false
+	g.mu.Unlock()
+	return <-done
 }
 
 // IsEntry reports whether a directory entry name is a queue entry.

@@ -538,3 +538,33 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not met within 20s")
 }
+
+// Concurrent publishers in one process share directory fsyncs (group
+// commit); every one of them still gets its own durable, unique entry.
+func TestConcurrentPublishInProcess(t *testing.T) {
+	q := newQueue(t)
+	var mu sync.Mutex
+	names := map[string]bool{}
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				n, err := q.Publish([]byte(`{}`))
+				if err != nil {
+					t.Errorf("Publish() = %v", err)
+					return
+				}
+				mu.Lock()
+				names[n] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	listed, _ := q.List()
+	if len(names) != 800 || len(listed) != 800 {
+		t.Errorf("published %d unique names, listed %d; want 800", len(names), len(listed))
+	}
+}

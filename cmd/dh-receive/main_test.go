@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
+	"github.com/dh-deployer/dh-deployer/pkg/github"
+)
+
+// setup writes a config whose secret file holds secret.
+func setup(t *testing.T, secret string) (cfg string) {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "secret"), []byte(secret+"\n"), 0o600)
+	cfg = filepath.Join(dir, "config.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("queue_dir = %q\nstate_dir = %q\n[receive]\nlisten = \"127.0.0.1:0\"\nsecret_files = [%q]\n",
+		filepath.Join(dir, "queues"), dir, filepath.Join(dir, "secret"))), 0o644)
+	return cfg
+}
+
+func runTool(args []string, stdin string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	env := &cli.Env{Stdin: strings.NewReader(stdin), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
+	code := cli.Run(context.Background(), app, env, args)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestSign(t *testing.T) {
+	const secret = "a-long-enough-webhook-secret"
+	cfg := setup(t, secret)
+	code, out, errs := runTool([]string{"-c", cfg, "sign"}, "Hello, World!")
+	if want := github.Sign([]byte("Hello, World!"), []byte(secret)) + "\n"; code != 0 || out != want {
+		t.Errorf("sign = %d, %q, %q; want 0, %q", code, out, errs, want)
+	}
+}
+
+func TestRefusesBadSecretsAndMissingQueue(t *testing.T) {
+	for _, tc := range []struct {
+		secret string
+		code   int
+		want   string
+	}{
+		{"short", 78, "shorter than 16 bytes"},
+		{"changeme-changeme-changeme", 78, "placeholder"},
+		{"a-long-enough-webhook-secret", 74, "queue"}, // the queue directory does not exist
+	} {
+		code, _, errs := runTool([]string{"-c", setup(t, tc.secret)}, "")
+		if code != tc.code || !strings.Contains(errs, tc.want) || strings.Contains(errs, tc.secret+"\n") {
+			t.Errorf("serve with secret %q = %d, %q; want %d mentioning %q and never the secret", tc.secret, code, errs, tc.code, tc.want)
+		}
+	}
+}
+
+// serve end to end in-process: a signed delivery is queued, and cancelling
+// (what SIGTERM does) stops the server with exit status 0.
+func TestServe(t *testing.T) {
+	const secret = "a-long-enough-webhook-secret"
+	cfg := setup(t, secret)
+	dir := filepath.Dir(cfg)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, bytes.Replace(b, []byte("127.0.0.1:0"), []byte(addr), 1), 0o644)
+	os.MkdirAll(filepath.Join(dir, "queues", "main"), 0o755)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() {
+		done <- cli.Run(ctx, app, &cli.Env{Stdout: io.Discard, Stderr: &stderr, Getenv: func(string) string { return "" }}, []string{"-c", cfg})
+	}()
+	body := []byte(`{"zen":"Keep it logically awesome.","hook_id":1}`)
+	var resp *http.Response
+	for i := 0; i < 200; i++ {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/github-webhook", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-GitHub-Event", "ping")
+		req.Header.Set("X-GitHub-Delivery", "d4049330-377e-11ed-9c2e-1ae286aab35f")
+		req.Header.Set("X-Hub-Signature-256", github.Sign(body, []byte(secret)))
+		var err error
+		if resp, err = http.DefaultClient.Do(req); err == nil {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if resp == nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST = %v; want 202 (stderr: %s)", resp, stderr.String())
+	}
+	resp.Body.Close()
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("serve after cancel = %d; want 0 (stderr: %s)", code, stderr.String())
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "queues", "main"))
+	n := 0
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".json") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("queues/main holds %d entries; want 1", n)
+	}
+}

@@ -48,7 +48,7 @@ func floorHandler(dir string) http.Handler {
 		m := hmac.New(sha256.New, secret)
 		m.Write(body)
 		if err != nil || !hmac.Equal(m.Sum(nil), sum) {
-			http.Error(w, "bad signature", 403)
+			http.Error(w, "bad signature", http.StatusForbidden)
 			return
 		}
 		name := filepath.Join(dir, strconv.FormatInt(n.Add(1), 10))
@@ -73,7 +73,7 @@ func floorHandler(dir string) http.Handler {
 			}
 		}
 		if err != nil {
-			http.Error(w, err.Error(), 503)
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		w.WriteHeader(202)

@@ -53,10 +53,15 @@ type Server struct {
 // GET /healthz.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc(s.Config.Path, s.webhook)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /{$}", s.info)
+	// The webhook path is matched literally, not as a ServeMux pattern, so
+	// no configured path can be read as pattern syntax.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == s.Config.Path {
+			s.webhook(w, r)
+			return
+		}
 		fail(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
 	return mux

@@ -442,3 +442,17 @@ func TestUnixSocket(t *testing.T) {
 		t.Errorf("socket mode = %v; want 0660", fi.Mode().Perm())
 	}
 }
+
+func TestWebhookPathIsLiteral(t *testing.T) {
+	r := start(t, "", func(s *Server) { s.Config.Path = "/hooks/{name}" })
+	req := delivery(r.url, "ping", []byte(`{}`))
+	req.URL.Path = "/hooks/{name}"
+	if status, body := do(t, req); status != http.StatusAccepted {
+		t.Errorf("POST /hooks/{name} = %d %v; want 202", status, body)
+	}
+	req = delivery(r.url, "ping", []byte(`{}`))
+	req.URL.Path = "/hooks/other"
+	if status, _ := do(t, req); status != http.StatusNotFound {
+		t.Errorf("POST /hooks/other = %d; want 404", status)
+	}
+}

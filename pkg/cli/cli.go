@@ -24,16 +24,13 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Version is set at build time with -ldflags "-X .../pkg/cli.Version=v1.2.3";
 // otherwise it comes from the module's build information.
 var Version = ""
-
-// DefaultConfig is where the configuration lives when neither -c nor
-// $DH_CONFIG names it.
-const DefaultConfig = "/etc/dh-deployer/config.toml"
 
 // Env is what a command sees of the world. Tests build one with buffers.
 type Env struct {
@@ -44,7 +41,7 @@ type Env struct {
 	Getenv func(string) string
 	Logger *slog.Logger
 	// Config is the configuration file path: -c/--config, else $DH_CONFIG,
-	// else DefaultConfig.
+	// else config.DefaultPath.
 	Config string
 	// Flags holds the parsed flags, for commands that read their own.
 	Flags *pflag.FlagSet
@@ -127,7 +124,7 @@ func run(ctx context.Context, app *App, env *Env, args []string) error {
 	fs := pflag.NewFlagSet(app.Name, pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.SortFlags = false
-	config := fs.StringP("config", "c", "", "configuration `FILE` (default $DH_CONFIG or "+DefaultConfig+")")
+	configFlag := fs.StringP("config", "c", "", "configuration `FILE` (default $DH_CONFIG or "+config.DefaultPath+")")
 	help := fs.BoolP("help", "h", false, "show this help and exit")
 	version := fs.Bool("version", false, "print the version and exit")
 	if app.DefineFlags != nil {
@@ -145,13 +142,7 @@ func run(ctx context.Context, app *App, env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "%s %s\n", app.Name, VersionString())
 		return errHelp
 	}
-	env.Config = *config
-	if env.Config == "" {
-		env.Config = env.Getenv("DH_CONFIG")
-	}
-	if env.Config == "" {
-		env.Config = DefaultConfig
-	}
+	env.Config = config.Path(*configFlag, env.Getenv)
 
 	pos := fs.Args()
 	name := app.Default

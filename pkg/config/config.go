@@ -1,0 +1,413 @@
+// Package config is the one TOML configuration file shared by every dh-*
+// tool: its structs (each key is documented on its field, which is the
+// reference), strict loading, defaults and validation, and the reading of
+// secrets from files.
+//
+// Guarantees:
+//
+//   - Load and Parse return either a *Config that passed Validate, with every
+//     default applied, or an error. They never return a partial Config.
+//   - Every error they return, and every error of Validate, WebhookSecrets,
+//     GitHubToken and ReadSecretFile, is classified sysexits.Config (78), so a
+//     tool exits 78 and systemd does not restart it (RestartPreventExitStatus).
+//   - A key the structs do not know, or a known key spelled with different
+//     case, is an error naming the full key path and its line
+//     ("config: /etc/dh-deployer/config.toml:12: unknown key
+//     "deployments.api.brnach""), with a sysexits hint suggesting the nearest
+//     valid key when one is close. Syntax errors carry line and column.
+//     Validation errors name the key path ("deployments.api.path: must be
+//     absolute") and, where the key is in the file, its line. Several
+//     validation problems are reported together (errors.Join).
+//   - Secrets are never inline: they are read from files only when asked
+//     (WebhookSecrets, GitHubToken), and no error message contains a secret's
+//     bytes. Loading a configuration does not touch any secret file.
+//   - The environment is read in two places only: DH_DATABASE_URL overrides
+//     database_url (in Load), and $CREDENTIALS_DIRECTORY resolves relative
+//     secret file names (through the getenv argument of the secret readers).
+package config
+
+import (
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// DefaultPath is the configuration file used when neither -c/--config nor
+// DH_CONFIG names one.
+const DefaultPath = "/etc/dh-deployer/config.toml"
+
+// Defaults of the top-level keys.
+const (
+	DefaultQueueDir    = "/var/spool/dh-deployer"
+	DefaultStateDir    = "/var/lib/dh-deployer"
+	DefaultDatabaseURL = "postgres:///dh_deployer?host=/run/postgresql&sslmode=disable"
+)
+
+// Environment variables the package reads.
+const (
+	EnvConfig      = "DH_CONFIG"             // configuration file, if no -c/--config
+	EnvDatabaseURL = "DH_DATABASE_URL"       // overrides database_url
+	EnvCredentials = "CREDENTIALS_DIRECTORY" // systemd LoadCredential= directory
+)
+
+// Names of the queues the stages themselves use, under queue_dir. No
+// deployment may be named like one of them (nor like the queue's own
+// "failed" and "tmp" subdirectories).
+const (
+	MainQueue  = "main"  // dh-receive → dh-route
+	NginxQueue = "nginx" // dh-deploy, dh-cert → dh-nginx
+	CertQueue  = "cert"  // dh-nginx → dh-cert
+)
+
+// Kinds of deployment.
+const (
+	KindSteps = "steps" // check out, then run the build steps
+	KindNginx = "nginx" // check out nginx site files for dh-nginx to install
+)
+
+// ListenSystemd as receive.listen takes the listening socket from systemd
+// socket activation ($LISTEN_FDS) instead of opening one.
+const ListenSystemd = "systemd"
+
+// Config is the whole configuration file.
+type Config struct {
+	// QueueDir holds one subdirectory per queue: main, nginx, cert and one
+	// per deployment. Absolute. Default "/var/spool/dh-deployer".
+	QueueDir string `toml:"queue_dir"`
+
+	// StateDir holds what the stages keep between runs: run logs, nginx
+	// backups, the ACME webroot. Absolute. Default "/var/lib/dh-deployer".
+	StateDir string `toml:"state_dir"`
+
+	// DatabaseURL is the Postgres connection string, as a postgres:// URL
+	// or a key=value DSN. Put a password in ~/.pgpass or use peer
+	// authentication over the unix socket rather than writing it here. The
+	// environment variable DH_DATABASE_URL, when set and not empty,
+	// overrides it. Default
+	// "postgres:///dh_deployer?host=/run/postgresql&sslmode=disable".
+	DatabaseURL string `toml:"database_url"`
+
+	// Receive configures dh-receive, the webhook endpoint.
+	Receive Receive `toml:"receive"`
+
+	// GitHub configures the GitHub API calls (commit statuses).
+	GitHub GitHub `toml:"github"`
+
+	// Deployments maps each deployment's name to its definition. The name
+	// ([a-z0-9][a-z0-9-]*, at most 64 bytes, not main, nginx, cert, failed
+	// or tmp) is also the name of its queue and of its systemd instance
+	// dh-deploy@NAME.
+	Deployments map[string]*Deployment `toml:"deployments"`
+
+	// File is the path the configuration was loaded from, or the name
+	// given to Parse. It is not a key of the file.
+	File string `toml:"-"`
+}
+
+// Receive is the [receive] table: dh-receive's HTTP server.
+type Receive struct {
+	// Listen is where to serve: "host:port" (TCP; an empty host means all
+	// addresses), an absolute path (a unix socket, at most 107 bytes), or
+	// "systemd" (socket activation). Default "127.0.0.1:3400".
+	Listen string `toml:"listen"`
+
+	// Path is the URL path GitHub posts to. Default "/github-webhook".
+	Path string `toml:"path"`
+
+	// SecretFiles are files each holding one webhook secret (one trailing
+	// newline is ignored). A delivery signed with any of them is accepted,
+	// so a secret is rotated by adding the new file, changing it on GitHub,
+	// then removing the old one. A relative name is looked up in
+	// $CREDENTIALS_DIRECTORY (systemd LoadCredential=). Required by
+	// dh-receive; the other tools do not read them.
+	SecretFiles []string `toml:"secret_files"`
+
+	// MaxBody is the largest request body accepted, in bytes; GitHub caps
+	// payloads at 25 MiB. Default 26214400.
+	MaxBody int64 `toml:"max_body"`
+
+	// ReadHeaderTimeout bounds reading a request's headers. Default "5s".
+	ReadHeaderTimeout time.Duration `toml:"read_header_timeout"`
+
+	// ReadTimeout bounds reading a whole request. Default "30s".
+	ReadTimeout time.Duration `toml:"read_timeout"`
+
+	// WriteTimeout bounds handling a request and writing the response,
+	// which includes the durable enqueue. Default "30s".
+	WriteTimeout time.Duration `toml:"write_timeout"`
+
+	// ShutdownTimeout is how long requests in flight may finish after
+	// SIGTERM. Default "10s".
+	ShutdownTimeout time.Duration `toml:"shutdown_timeout"`
+
+	// Allow lists the networks (CIDR such as "192.30.252.0/22", or a single
+	// address) whose requests are served; others get 403. Empty (and no
+	// allow_file) allows every address: the signature is still checked.
+	Allow []string `toml:"allow"`
+
+	// AllowFile is an absolute path to a file with more networks for
+	// Allow, one per line; blank lines and text after "#" are ignored
+	// (for example GitHub's "hooks" ranges from its meta API). Optional;
+	// read by dh-receive at start, see Receive.AllowedPrefixes.
+	AllowFile string `toml:"allow_file"`
+
+	// TrustedProxies is how many reverse proxies in front of dh-receive
+	// append to X-Forwarded-For; the client address is taken that many
+	// hops from the right. 0 uses the connection's address and ignores
+	// the header. Default 0.
+	TrustedProxies int `toml:"trusted_proxies"`
+
+	// MinFreeBytes is the free space below which /healthz reports the
+	// queue filesystem unhealthy, in bytes; 0 disables the check. Default
+	// 104857600 (100 MiB).
+	MinFreeBytes int64 `toml:"min_free_bytes"`
+
+	// MaxQueueAge is the age of the oldest entry in queues/main beyond
+	// which /healthz reports that dh-route is not keeping up. Default "5m".
+	MaxQueueAge time.Duration `toml:"max_queue_age"`
+}
+
+// GitHub is the [github] table.
+type GitHub struct {
+	// APIURL is the base URL of the REST API (http or https, no user
+	// information). Default "https://api.github.com".
+	APIURL string `toml:"api_url"`
+
+	// TokenFile holds a token allowed to create commit statuses; one
+	// trailing newline is ignored. A relative name is looked up in
+	// $CREDENTIALS_DIRECTORY. Optional: without it no statuses are set.
+	TokenFile string `toml:"token_file"`
+
+	// StatusContext is the context (the label) of the commit statuses.
+	// Default "dh-deployer".
+	StatusContext string `toml:"status_context"`
+
+	// TargetURL is a Go text/template for the statuses' details link;
+	// the stage that sets statuses documents the fields it offers.
+	// Optional: empty sets no link.
+	TargetURL string `toml:"target_url"`
+}
+
+// Deployment is one [deployments.NAME] table.
+type Deployment struct {
+	// Name is the key under [deployments]; filled in by Load. It is not a
+	// key of the table.
+	Name string `toml:"-"`
+
+	// Kind is "steps" (check out, then run Steps) or "nginx" (the checkout
+	// holds nginx site files that dh-nginx installs, filtered by Sites).
+	// Default "steps".
+	Kind string `toml:"kind"`
+
+	// Repository is the GitHub repository as "owner/name", compared
+	// without regard to case with payload.repository.full_name. Required.
+	Repository string `toml:"repository"`
+
+	// Branches are the branches followed, by name without "refs/heads/".
+	// An entry may be a path.Match pattern ("release-*"). A deployment
+	// follows at least one branch or tag.
+	Branches []string `toml:"branches"`
+
+	// Tags are the tags followed, by name without "refs/tags/", as
+	// path.Match patterns. Optional.
+	Tags []string `toml:"tags"`
+
+	// Path is the absolute, clean path of the checkout. Required; no two
+	// deployments share one.
+	Path string `toml:"path"`
+
+	// CloneURL is where to fetch from: any git URL ("https://…",
+	// "ssh://…", "git@host:owner/name.git") or an absolute local path; it
+	// may not start with "-". Optional: default
+	// "https://github.com/OWNER/NAME.git" from Repository (never a URL
+	// taken from a payload); see FetchURL.
+	CloneURL string `toml:"clone_url"`
+
+	// Events are the GitHub event names the deployment takes. Default
+	// ["push"].
+	Events []string `toml:"events"`
+
+	// Enabled, when false, makes dh-route skip the deployment (the
+	// delivery is recorded, nothing is queued). Default true; see
+	// IsEnabled.
+	Enabled *bool `toml:"enabled"`
+
+	// Steps are the build steps, run in order in the checkout after each
+	// checkout, each an argv list: the first element is the program (an
+	// absolute path, a name looked up in the step environment's PATH, or a
+	// path relative to the checkout), the rest its arguments. No shell is
+	// involved unless a step says ["sh", "-c", "…"]. A step that fails
+	// fails the run. Empty means check out only. Not allowed for kind
+	// "nginx".
+	Steps [][]string `toml:"steps"`
+
+	// Environment is added to the steps' environment. Names match
+	// [A-Za-z_][A-Za-z0-9_]*; names starting with "DH_" are reserved for
+	// the variables dh-deploy sets itself.
+	Environment map[string]string `toml:"environment"`
+
+	// User is the Unix user dh-deploy@NAME runs as. Informational: it is
+	// what the install scripts give the systemd instance (User=); the
+	// worker never changes user itself. Optional.
+	User string `toml:"user"`
+
+	// Timeout bounds one whole run (fetch, checkout, every step). Default
+	// "30m".
+	Timeout time.Duration `toml:"timeout"`
+
+	// StepTimeout bounds each step and git command; at most Timeout.
+	// Default "10m", or Timeout if that is shorter.
+	StepTimeout time.Duration `toml:"step_timeout"`
+
+	// CleanUntracked removes untracked and ignored files from the checkout
+	// (git clean -ffdx) before the steps run. Default false, which keeps
+	// build caches and files the application writes.
+	CleanUntracked bool `toml:"clean_untracked"`
+
+	// Coalesce lets the worker skip queued pushes that a later queued push
+	// to the same branch supersedes, deploying only the newest. Default
+	// true; see Coalesces.
+	Coalesce *bool `toml:"coalesce"`
+
+	// Sites selects which of the checkout's sites dh-nginx installs, for
+	// kind "nginx" (required there, not allowed for kind "steps"). Rules
+	// apply in order and the last rule whose select matches a site
+	// decides; a site no rule matches is not installed. A rule whose
+	// select contains "*" matches every site and makes the rules before
+	// it irrelevant. Write it as an array of inline tables:
+	// sites = [{ rule = "include", select = ["api.durhack.com"] }].
+	Sites []SiteRule `toml:"sites"`
+}
+
+// SiteRule is one entry of a deployment's Sites.
+type SiteRule struct {
+	// Rule is "include" or "exclude".
+	Rule string `toml:"rule"`
+
+	// Select lists site names (the file names of the sites, such as
+	// "api.durhack.com"), each a path.Match pattern; "*" is every site.
+	// Not empty.
+	Select []string `toml:"select"`
+}
+
+// Path returns the configuration file to load: flag if not empty, else
+// $DH_CONFIG if not empty, else DefaultPath.
+func Path(flag string, getenv func(string) string) string {
+	if flag != "" {
+		return flag
+	}
+	if getenv != nil {
+		if p := getenv(EnvConfig); p != "" {
+			return p
+		}
+	}
+	return DefaultPath
+}
+
+// Default returns a configuration with every top-level, [receive] and
+// [github] default and no deployments.
+func Default() *Config {
+	return &Config{
+		QueueDir:    DefaultQueueDir,
+		StateDir:    DefaultStateDir,
+		DatabaseURL: DefaultDatabaseURL,
+		Receive: Receive{
+			Listen:            "127.0.0.1:3400",
+			Path:              "/github-webhook",
+			MaxBody:           25 << 20,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			ShutdownTimeout:   10 * time.Second,
+			MinFreeBytes:      100 << 20,
+			MaxQueueAge:       5 * time.Minute,
+		},
+		GitHub: GitHub{
+			APIURL:        "https://api.github.com",
+			StatusContext: "dh-deployer",
+		},
+	}
+}
+
+// Deployment returns the deployment with the given name.
+func (c *Config) Deployment(name string) (*Deployment, bool) {
+	d, ok := c.Deployments[name]
+	return d, ok && d != nil
+}
+
+// DeploymentNames returns the names of the deployments, sorted.
+func (c *Config) DeploymentNames() []string {
+	names := make([]string, 0, len(c.Deployments))
+	for name := range c.Deployments {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// QueuePath returns the directory of the named queue: a deployment's name
+// or MainQueue, NginxQueue, CertQueue.
+func (c *Config) QueuePath(name string) string {
+	return filepath.Join(c.QueueDir, name)
+}
+
+// IsEnabled reports whether the deployment is enabled (Enabled unset means
+// true).
+func (d *Deployment) IsEnabled() bool { return d.Enabled == nil || *d.Enabled }
+
+// Coalesces reports whether superseded queued pushes may be skipped
+// (Coalesce unset means true).
+func (d *Deployment) Coalesces() bool { return d.Coalesce == nil || *d.Coalesce }
+
+// MatchesRepository reports whether fullName ("owner/name", as in
+// payload.repository.full_name) is the deployment's repository, ignoring
+// case as GitHub does.
+func (d *Deployment) MatchesRepository(fullName string) bool {
+	return strings.EqualFold(d.Repository, fullName)
+}
+
+// FetchURL returns where the deployment fetches from: CloneURL, or else
+// the repository on github.com over https.
+func (d *Deployment) FetchURL() string {
+	if d.CloneURL != "" {
+		return d.CloneURL
+	}
+	return "https://github.com/" + d.Repository + ".git"
+}
+
+// FollowsBranch reports whether the branch (a name without "refs/heads/")
+// matches one of Branches.
+func (d *Deployment) FollowsBranch(branch string) bool { return matchAny(d.Branches, branch) }
+
+// FollowsTag reports whether the tag (a name without "refs/tags/") matches
+// one of Tags.
+func (d *Deployment) FollowsTag(tag string) bool { return matchAny(d.Tags, tag) }
+
+// TakesEvent reports whether event (a GitHub event name such as "push") is
+// one of Events.
+func (d *Deployment) TakesEvent(event string) bool { return slices.Contains(d.Events, event) }
+
+// SelectsSite reports whether Sites selects the named site: the last rule
+// with a matching select decides, and no match means not selected.
+func (d *Deployment) SelectsSite(site string) bool {
+	selected := false
+	for _, r := range d.Sites {
+		if matchAny(r.Select, site) {
+			selected = r.Rule == "include"
+		}
+	}
+	return selected
+}
+
+// matchAny reports whether name matches one of the path.Match patterns.
+// Validate has rejected malformed patterns.
+func matchAny(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,535 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+)
+
+// Defaults of a deployment's keys.
+const (
+	DefaultTimeout     = 30 * time.Minute
+	DefaultStepTimeout = 10 * time.Minute
+)
+
+// MaxNameLen is the longest deployment name.
+const MaxNameLen = 64
+
+var (
+	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+	repoRE    = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	eventRE   = regexp.MustCompile(`^[a-z_]+$`)
+	userRE    = regexp.MustCompile(`^[a-z_][a-z0-9_-]*\$?$`)
+	hostRE    = regexp.MustCompile(`^[A-Za-z0-9.-]*$`)
+)
+
+// reserved are the names no deployment may take: the stages' own queues
+// and the subdirectories of a queue.
+var reserved = []string{MainQueue, NginxQueue, CertQueue, "failed", "tmp"}
+
+// setDefaults fills what the file left out; defined reports whether the
+// file gave a key (nil: nothing was given, as for a Config built in Go).
+// The top-level, [receive] and [github] defaults come from Default, which
+// the file is decoded over.
+func (c *Config) setDefaults(defined func(key ...string) bool) {
+	if defined == nil {
+		defined = func(...string) bool { return false }
+	}
+	for name, d := range c.Deployments {
+		if d == nil {
+			continue
+		}
+		d.Name = name
+		if d.Kind == "" {
+			d.Kind = KindSteps
+		}
+		if d.Events == nil {
+			d.Events = []string{"push"}
+		}
+		if d.Enabled == nil {
+			d.Enabled = new(true)
+		}
+		if d.Coalesce == nil {
+			d.Coalesce = new(true)
+		}
+		if d.Timeout == 0 && !defined("deployments", name, "timeout") {
+			d.Timeout = DefaultTimeout
+		}
+		if d.StepTimeout == 0 && !defined("deployments", name, "step_timeout") {
+			d.StepTimeout = DefaultStepTimeout
+			if d.Timeout > 0 {
+				d.StepTimeout = min(d.StepTimeout, d.Timeout)
+			}
+		}
+	}
+}
+
+// Validate checks the whole configuration and returns every problem it
+// finds, joined, classified sysexits.Config. It does not read any file.
+// Deployment defaults are applied first, as Load does.
+func (c *Config) Validate() error {
+	c.setDefaults(nil)
+	problems := c.validate()
+	errs := make([]error, len(problems))
+	for i, p := range problems {
+		errs[i] = p.err(c.File, 0)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return joinErrors(errs)
+}
+
+// problem is one validation failure at a key.
+type problem struct {
+	key  []string // the key path, for the message and to find its line
+	sub  string   // an index into the key's value, such as "[1]"
+	msg  string
+	hint string
+}
+
+func (p problem) err(file string, line int) error {
+	prefix := "config: "
+	if file != "" {
+		prefix += where(file, line) + ": "
+	}
+	err := sysexits.Errorf(sysexits.Config, "%s%s%s: %s", prefix, toml.Key(p.key).String(), p.sub, p.msg)
+	if p.hint != "" {
+		err = sysexits.WithHint(err, p.hint)
+	}
+	return err
+}
+
+// checker collects problems.
+type checker struct{ problems []problem }
+
+func (ck *checker) add(key []string, format string, args ...any) {
+	ck.problems = append(ck.problems, problem{key: key, msg: fmt.Sprintf(format, args...)})
+}
+
+func (ck *checker) addSub(key []string, sub string, format string, args ...any) {
+	ck.problems = append(ck.problems, problem{key: key, sub: sub, msg: fmt.Sprintf(format, args...)})
+}
+
+// hint sets the hint of the last problem added.
+func (ck *checker) hint(h string) { ck.problems[len(ck.problems)-1].hint = h }
+
+func k(parts ...string) []string { return parts }
+
+func (c *Config) validate() []problem {
+	ck := &checker{}
+	ck.absPath(k("queue_dir"), c.QueueDir)
+	ck.absPath(k("state_dir"), c.StateDir)
+	ck.databaseURL(c.DatabaseURL)
+	c.Receive.validate(ck)
+	c.GitHub.validate(ck)
+	paths := map[string]string{} // clean checkout path → deployment
+	for _, name := range c.DeploymentNames() {
+		d := c.Deployments[name]
+		if d == nil {
+			ck.add(k("deployments", name), "missing")
+			continue
+		}
+		d.validate(ck, name)
+		if other, ok := paths[d.Path]; ok && d.Path != "" {
+			ck.add(k("deployments", name, "path"), "same checkout as deployments.%s", other)
+		}
+		paths[d.Path] = name
+	}
+	return ck.problems
+}
+
+// absPath checks a required absolute path.
+func (ck *checker) absPath(key []string, p string) bool {
+	switch {
+	case p == "":
+		ck.add(key, "must be set")
+	case hasControl(p):
+		ck.add(key, "must not contain control characters")
+	case !filepath.IsAbs(p):
+		ck.add(key, "must be absolute")
+	default:
+		return true
+	}
+	return false
+}
+
+// credentialPath checks a *_file key: absolute, or a plain name inside
+// $CREDENTIALS_DIRECTORY.
+func (ck *checker) credentialPath(key []string, sub, p string) {
+	switch {
+	case p == "":
+		ck.addSub(key, sub, "must not be empty")
+	case hasControl(p):
+		ck.addSub(key, sub, "must not contain control characters")
+	case !filepath.IsAbs(p) && !filepath.IsLocal(p):
+		ck.addSub(key, sub, "must be absolute, or a name inside $%s", EnvCredentials)
+	}
+}
+
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
+func (ck *checker) databaseURL(s string) {
+	// The URL may hold a password: messages never quote it.
+	key := k("database_url")
+	switch {
+	case s == "":
+		ck.add(key, "must be set")
+	case strings.Contains(s, "://"):
+		u, err := url.Parse(s)
+		if err != nil {
+			ck.add(key, "is not a valid URL")
+		} else if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+			ck.add(key, "scheme must be postgres or postgresql")
+		}
+	case !strings.Contains(s, "="):
+		ck.add(key, "must be a postgres:// URL or a key=value connection string")
+	}
+}
+
+func (r *Receive) validate(ck *checker) {
+	switch l := r.Listen; {
+	case l == ListenSystemd:
+	case strings.HasPrefix(l, "/"):
+		if len(l) > 107 {
+			ck.add(k("receive", "listen"), "unix socket path longer than 107 bytes")
+		} else if hasControl(l) {
+			ck.add(k("receive", "listen"), "must not contain control characters")
+		}
+	default:
+		host, port, err := net.SplitHostPort(l)
+		if err != nil {
+			ck.add(k("receive", "listen"), "must be host:port, an absolute unix socket path, or %q", ListenSystemd)
+			break
+		}
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			ck.add(k("receive", "listen"), "port %q must be a number from 0 to 65535", port)
+		}
+		if !hostRE.MatchString(host) {
+			if _, err := netip.ParseAddr(host); err != nil {
+				ck.add(k("receive", "listen"), "bad host %q", host)
+			}
+		}
+	}
+	if !strings.HasPrefix(r.Path, "/") || strings.ContainsAny(r.Path, "?# ") || hasControl(r.Path) {
+		ck.add(k("receive", "path"), "must be a URL path starting with \"/\"")
+	}
+	for i, f := range r.SecretFiles {
+		ck.credentialPath(k("receive", "secret_files"), fmt.Sprintf("[%d]", i), f)
+	}
+	if r.MaxBody <= 0 {
+		ck.add(k("receive", "max_body"), "must be positive")
+	}
+	ck.positive(k("receive", "read_header_timeout"), r.ReadHeaderTimeout)
+	ck.positive(k("receive", "read_timeout"), r.ReadTimeout)
+	ck.positive(k("receive", "write_timeout"), r.WriteTimeout)
+	ck.positive(k("receive", "shutdown_timeout"), r.ShutdownTimeout)
+	ck.positive(k("receive", "max_queue_age"), r.MaxQueueAge)
+	for i, a := range r.Allow {
+		if _, err := parsePrefix(a); err != nil {
+			ck.addSub(k("receive", "allow"), fmt.Sprintf("[%d]", i), "%v", err)
+		}
+	}
+	if r.AllowFile != "" {
+		ck.absPath(k("receive", "allow_file"), r.AllowFile)
+	}
+	if r.TrustedProxies < 0 {
+		ck.add(k("receive", "trusted_proxies"), "must not be negative")
+	}
+	if r.MinFreeBytes < 0 {
+		ck.add(k("receive", "min_free_bytes"), "must not be negative")
+	}
+}
+
+func (ck *checker) positive(key []string, d time.Duration) {
+	if d <= 0 {
+		ck.add(key, "must be positive")
+	}
+}
+
+func (g *GitHub) validate(ck *checker) {
+	u, err := url.Parse(g.APIURL)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		ck.add(k("github", "api_url"), "must be an http or https URL")
+	case u.User != nil:
+		ck.add(k("github", "api_url"), "must not contain user information")
+		ck.hint("put the token in the file named by github.token_file")
+	}
+	if g.TokenFile != "" {
+		ck.credentialPath(k("github", "token_file"), "", g.TokenFile)
+	}
+	if strings.TrimSpace(g.StatusContext) == "" {
+		ck.add(k("github", "status_context"), "must not be empty")
+	}
+	if g.TargetURL != "" {
+		if _, err := template.New("target_url").Parse(g.TargetURL); err != nil {
+			ck.add(k("github", "target_url"), "bad template: %v", err)
+		}
+	}
+}
+
+func (d *Deployment) validate(ck *checker, name string) {
+	key := func(sub ...string) []string { return append(k("deployments", name), sub...) }
+	switch {
+	case len(name) > MaxNameLen:
+		ck.add(key(), "name longer than %d bytes", MaxNameLen)
+	case !nameRE.MatchString(name):
+		ck.add(key(), "name must match [a-z0-9][a-z0-9-]*")
+		ck.hint("a deployment's name is also its queue's and its systemd instance's name")
+	case slices.Contains(reserved, name):
+		ck.add(key(), "name %q is reserved", name)
+		ck.hint("main, nginx, cert, failed and tmp are queue names of their own")
+	}
+
+	switch d.Kind {
+	case KindSteps, KindNginx:
+	default:
+		ck.add(key("kind"), "must be %q or %q, not %q", KindSteps, KindNginx, d.Kind)
+	}
+
+	ck.repository(key("repository"), d.Repository)
+
+	for i, b := range d.Branches {
+		ck.refPattern(key("branches"), i, b, "refs/heads/")
+	}
+	for i, t := range d.Tags {
+		ck.refPattern(key("tags"), i, t, "refs/tags/")
+	}
+	if len(d.Branches) == 0 && len(d.Tags) == 0 {
+		ck.add(key(), "follows no branch or tag")
+		ck.hint(`set branches = ["main"] (or tags)`)
+	}
+
+	if ck.absPath(key("path"), d.Path) {
+		if d.Path == "/" {
+			ck.add(key("path"), "must not be the root directory")
+		} else if c := filepath.Clean(d.Path); c != d.Path {
+			ck.add(key("path"), "must be clean")
+			ck.hint(fmt.Sprintf("write %q", c))
+		}
+	}
+
+	if d.CloneURL != "" {
+		ck.cloneURL(key("clone_url"), d.CloneURL)
+	}
+
+	if len(d.Events) == 0 {
+		ck.add(key("events"), "must not be empty")
+	}
+	for i, e := range d.Events {
+		if !eventRE.MatchString(e) {
+			ck.addSub(key("events"), fmt.Sprintf("[%d]", i), "%q is not a GitHub event name", e)
+		}
+	}
+
+	if d.Kind == KindNginx && len(d.Steps) > 0 {
+		ck.add(key("steps"), "not allowed for kind %q", KindNginx)
+	}
+	for i, step := range d.Steps {
+		sub := fmt.Sprintf("[%d]", i)
+		switch {
+		case len(step) == 0:
+			ck.addSub(key("steps"), sub, "empty step")
+		case step[0] == "":
+			ck.addSub(key("steps"), sub, "empty program name (the step's first element)")
+		case slices.ContainsFunc(step, func(a string) bool { return strings.ContainsRune(a, 0) }):
+			ck.addSub(key("steps"), sub, "argument contains a NUL byte")
+		}
+	}
+
+	for _, name := range sortedKeys(d.Environment) {
+		switch {
+		case !envNameRE.MatchString(name):
+			ck.add(key("environment", name), "not a valid environment variable name")
+		case strings.HasPrefix(name, "DH_"):
+			ck.add(key("environment", name), "DH_* variables are set by dh-deploy and cannot be overridden")
+		case strings.ContainsRune(d.Environment[name], 0):
+			ck.add(key("environment", name), "value contains a NUL byte")
+		}
+	}
+
+	if d.User != "" && (len(d.User) > 32 || !userRE.MatchString(d.User)) {
+		ck.add(key("user"), "not a valid Unix user name")
+	}
+
+	ck.positive(key("timeout"), d.Timeout)
+	ck.positive(key("step_timeout"), d.StepTimeout)
+	if d.StepTimeout > d.Timeout && d.Timeout > 0 {
+		ck.add(key("step_timeout"), "%v is longer than timeout (%v)", d.StepTimeout, d.Timeout)
+	}
+
+	switch {
+	case d.Kind == KindSteps && len(d.Sites) > 0:
+		ck.add(key("sites"), "only for kind %q", KindNginx)
+	case d.Kind == KindNginx && len(d.Sites) == 0:
+		ck.add(key("sites"), "required for kind %q", KindNginx)
+		ck.hint(`select every site with sites = [{ rule = "include", select = ["*"] }]`)
+	}
+	for i, r := range d.Sites {
+		sub := fmt.Sprintf("[%d]", i)
+		if r.Rule != "include" && r.Rule != "exclude" {
+			ck.addSub(key("sites"), sub, "rule must be \"include\" or \"exclude\", not %q", r.Rule)
+		}
+		if len(r.Select) == 0 {
+			ck.addSub(key("sites"), sub, "select must not be empty")
+		}
+		for _, s := range r.Select {
+			if _, err := path.Match(s, ""); err != nil || s == "" || strings.Contains(s, "/") {
+				ck.addSub(key("sites"), sub, "bad site name or pattern %q in select", s)
+			}
+		}
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for name := range m {
+		keys = append(keys, name)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func (ck *checker) repository(key []string, repo string) {
+	if repo == "" {
+		ck.add(key, "must be set")
+		ck.hint(`write it as "owner/name"`)
+		return
+	}
+	owner, name, ok := strings.Cut(repo, "/")
+	for _, part := range []string{owner, name} {
+		if !ok || part == "." || part == ".." || !repoRE.MatchString(part) {
+			ck.add(key, "%q is not a GitHub repository", repo)
+			ck.hint(`write it as "owner/name", each part of A-Z, a-z, 0-9, "_", "." and "-"`)
+			return
+		}
+	}
+}
+
+// refPattern checks one entry of branches or tags.
+func (ck *checker) refPattern(key []string, i int, p, prefix string) {
+	sub := fmt.Sprintf("[%d]", i)
+	_, err := path.Match(p, "")
+	switch {
+	case p == "":
+		ck.addSub(key, sub, "must not be empty")
+	case strings.HasPrefix(p, "-"):
+		ck.addSub(key, sub, "must not start with \"-\"")
+	case strings.ContainsFunc(p, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		ck.addSub(key, sub, "must not contain spaces or control characters")
+	case strings.HasPrefix(p, "refs/"):
+		ck.addSub(key, sub, "must be a name, not a ref")
+		ck.hint(fmt.Sprintf("write %q", strings.TrimPrefix(p, prefix)))
+	case err != nil:
+		ck.addSub(key, sub, "bad pattern %q", p)
+	}
+}
+
+func (ck *checker) cloneURL(key []string, s string) {
+	switch {
+	case strings.HasPrefix(s, "-"):
+		ck.add(key, "must not start with \"-\"")
+	case strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		ck.add(key, "must not contain spaces or control characters")
+	case strings.HasPrefix(s, "/"):
+		// an absolute local path
+	case strings.Contains(s, "://"):
+		if u, err := url.Parse(s); err != nil || u.Scheme == "" {
+			ck.add(key, "is not a valid URL")
+		}
+	case strings.Contains(s, ":") && !strings.Contains(s[:strings.Index(s, ":")], "/"):
+		// scp-like: [user@]host:path
+	default:
+		ck.add(key, "must be a URL, [user@]host:path, or an absolute path")
+	}
+}
+
+// parsePrefix parses a receive.allow entry: a CIDR or a single address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR network", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR network or an address", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// AllowedPrefixes returns the networks of Allow and of the lines of
+// AllowFile (read now; blank lines and text after "#" ignored). An empty
+// result means every address is allowed. Errors are classified
+// sysexits.Config and name the file and line.
+func (r *Receive) AllowedPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, a := range r.Allow {
+		p, err := parsePrefix(a)
+		if err != nil {
+			return nil, sysexits.Errorf(sysexits.Config, "config: receive.allow[%d]: %v", i, err)
+		}
+		out = append(out, p)
+	}
+	if r.AllowFile == "" {
+		return out, nil
+	}
+	data, err := readLimited(r.AllowFile, 1<<20)
+	if err != nil {
+		return nil, sysexits.Errorf(sysexits.Config, "config: read receive.allow_file: %w", err)
+	}
+	var errs []error
+	for n, line := range strings.Split(string(data), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		p, err := parsePrefix(line)
+		if err != nil {
+			errs = append(errs, sysexits.Errorf(sysexits.Config, "config: %s:%d: %v", r.AllowFile, n+1, err))
+			continue
+		}
+		out = append(out, p)
+	}
+	if len(errs) > 0 {
+		return nil, joinErrors(errs)
+	}
+	if len(out) == 0 {
+		// An allow_file with no networks would silently allow everyone.
+		return nil, sysexits.Errorf(sysexits.Config, "config: %s: no networks in receive.allow_file", r.AllowFile)
+	}
+	return out, nil
+}
+
+// ListenNetwork splits Listen into a network for net.Listen ("tcp" or
+// "unix") and an address, or returns ListenSystemd and "".
+func (r *Receive) ListenNetwork() (network, address string) {
+	switch {
+	case r.Listen == ListenSystemd:
+		return ListenSystemd, ""
+	case strings.HasPrefix(r.Listen, "/"):
+		return "unix", r.Listen
+	}
+	return "tcp", r.Listen
+}

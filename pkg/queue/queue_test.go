@@ -76,7 +76,7 @@ func helper(mode, dir string) int {
 			fmt.Fprintf(log, "start %s\n", e.Name)
 			log.Sync()
 			if e.Name == os.Getenv("QUEUE_HANG") {
-				select {}
+				time.Sleep(time.Hour) // not select{}: the runtime may call that a deadlock and exit
 			}
 			fmt.Fprintf(log, "done %s\n", e.Name)
 			return log.Sync()
@@ -347,28 +347,36 @@ func TestSweepStaging(t *testing.T) {
 // (d) A second consumer is refused with a clear message, or waits.
 func TestSecondConsumerRefused(t *testing.T) {
 	q := newQueue(t)
-	cmd := child(t, q.Dir(), "consume", "QUEUE_LOG="+filepath.Join(t.TempDir(), "log"), "QUEUE_HANG=h.json")
-	publish(t, q, `{}`)
-	os.WriteFile(filepath.Join(q.Dir(), "h.json"), []byte(`{}`), 0o640) // sorts after the published entry
+	logPath := filepath.Join(t.TempDir(), "log")
+	cmd := child(t, q.Dir(), "consume", "QUEUE_LOG="+logPath, "QUEUE_HANG=h.json")
+	os.WriteFile(filepath.Join(q.Dir(), "h.json"), []byte(`{}`), 0o640)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	waitFor(t, func() bool { l, _ := q.List(); return len(l) == 1 })
+	waitFor(t, func() bool { b, _ := os.ReadFile(logPath); return strings.Contains(string(b), "start h.json") })
 
-	_, err := q.Lock(context.Background(), false)
+	c, err := q.Lock(context.Background(), false)
+	if err == nil {
+		c.Close()
+	}
 	if !errors.Is(err, ErrBusy) || sysexits.Code(err) != sysexits.TempFail ||
 		!strings.Contains(err.Error(), fmt.Sprintf("pid %d", cmd.Process.Pid)) || !strings.Contains(err.Error(), q.Dir()) {
 		t.Errorf("Lock() = %v; want ErrBusy naming the queue and pid %d", err, cmd.Process.Pid)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if _, err := q.Lock(ctx, true); !errors.Is(err, context.DeadlineExceeded) {
+	if c, err := q.Lock(ctx, true); !errors.Is(err, context.DeadlineExceeded) {
+		if err == nil {
+			c.Close()
+		}
 		t.Errorf("Lock(wait) while held = %v; want the context's deadline", err)
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
-	c, err := q.Lock(context.Background(), true)
+	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err = q.Lock(ctx, true)
 	if err != nil {
 		t.Fatalf("Lock() after the holder died = %v; want nil", err)
 	}

@@ -49,12 +49,19 @@ var app = &cli.App{
 	},
 }
 
-func serve(ctx context.Context, env *cli.Env, _ []string) error {
+// load reads the configuration and the webhook secrets, which every
+// command needs.
+func load(env *cli.Env) (*config.Config, [][]byte, error) {
 	cfg, err := config.Load(env.Config)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	secrets, err := cfg.WebhookSecrets(env.Getenv)
+	return cfg, secrets, err
+}
+
+func serve(ctx context.Context, env *cli.Env, _ []string) error {
+	cfg, secrets, err := load(env)
 	if err != nil {
 		return err
 	}
@@ -79,11 +86,7 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 }
 
 func sign(ctx context.Context, env *cli.Env, args []string) error {
-	cfg, err := config.Load(env.Config)
-	if err != nil {
-		return err
-	}
-	secrets, err := cfg.WebhookSecrets(env.Getenv)
+	_, secrets, err := load(env)
 	if err != nil {
 		return err
 	}

@@ -92,23 +92,20 @@ func (e *GitHubEvent) Encode() ([]byte, error) {
 	}
 	head := *e
 	head.Version, head.Kind = Version, KindGitHubEvent
-	head.Payload = nil
-	b, err := json.Marshal(struct {
-		Envelope
-		Delivery   string    `json:"delivery"`
-		Event      string    `json:"event"`
-		HookID     int64     `json:"hook_id,omitempty"`
-		ReceivedAt time.Time `json:"received_at"`
-		Source     string    `json:"source,omitempty"`
-		Deployment string    `json:"deployment,omitempty"`
-	}{head.Envelope, head.Delivery, head.Event, head.HookID, head.ReceivedAt.UTC(), head.Source, head.Deployment})
+	head.ReceivedAt = e.ReceivedAt.UTC()
+	head.Payload = nil // Payload is the last field: it marshals as `"payload":null}`
+	b, err := json.Marshal(head)
 	if err != nil {
 		return nil, fmt.Errorf("encode entry: %w", err)
 	}
+	b, ok := bytes.CutSuffix(b, []byte(`"payload":null}`))
+	if !ok {
+		return nil, fmt.Errorf("encode entry: payload is not the last field")
+	}
 	var buf bytes.Buffer
 	buf.Grow(len(b) + len(e.Payload) + 16)
-	buf.Write(b[:len(b)-1]) // without the closing brace
-	buf.WriteString(`,"payload":`)
+	buf.Write(b)
+	buf.WriteString(`"payload":`)
 	buf.Write(e.Payload)
 	buf.WriteString("}\n")
 	return buf.Bytes(), nil

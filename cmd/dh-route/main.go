@@ -1,25 +1,47 @@
 // dh-route is the main queue worker of dh-deployer: it consumes
 // queues/main, records every GitHub delivery in the event table, and
 // forwards each push to the queues of the deployments that follow its
-// branch (or voids it, with a recorded reason).
+// branch (or voids it, with a recorded reason). docs/route.md has the
+// decision rules, the void reasons and the duplicate rule.
 //
 // Usage:
 //
-//	dh-route [-c FILE] migrate     apply the embedded database migrations
+//	dh-route [-c FILE] [run] [--once] [--wait]  route queues/main until SIGTERM
+//	                                            (--once: drain it, then exit;
+//	                                            --wait: wait for another consumer
+//	                                            to stop instead of exiting)
+//	dh-route [-c FILE] replay FILE              handle one entry in the foreground
+//	dh-route [-c FILE] status                   queue depths, failed entries and
+//	                                            the last decisions
+//	dh-route [-c FILE] migrate                  apply the embedded database migrations
+//
+// SIGHUP makes run reload the configuration between two entries; a
+// configuration that does not load is logged and the old one kept.
+// queue_dir and database_url changes need a restart.
 //
 // The configuration is read from -c FILE, else $DH_CONFIG, else
 // /etc/dh-deployer/config.toml; $DH_DATABASE_URL overrides database_url.
-// Exit status follows sysexits(3): 0 ok, 64 usage, 75 temporary failure
-// (database down), 78 bad configuration.
+// Exit status follows sysexits(3): 0 ok, 64 usage, 65 bad entry (replay),
+// 74 I/O error, 75 temporary failure (database down or behind, queue
+// locked), 78 bad configuration.
 package main
 
 import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/route"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 )
 
@@ -28,9 +50,166 @@ func main() { os.Exit(cli.Main(app)) }
 var app = &cli.App{
 	Name:    "dh-route",
 	Summary: "route GitHub deliveries from queues/main to the deployment queues",
+	Default: "run",
 	Commands: []*cli.Command{
+		{Name: "run", Summary: "route queues/main until SIGTERM", Flags: []string{"once", "wait"}, Run: run},
+		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
+		{Name: "status", Summary: "print queue depths, failed entries and the last decisions", Run: status},
 		{Name: "migrate", Summary: "apply the embedded database migrations", Run: migrate},
 	},
+	DefineFlags: func(fs *pflag.FlagSet) {
+		fs.Bool("once", false, "drain queues/main, then exit")
+		fs.Bool("wait", false, "wait for another consumer of queues/main to stop instead of exiting")
+	},
+}
+
+// open loads the configuration and opens a store whose schema is current.
+func open(ctx context.Context, env *cli.Env) (*config.Config, *store.Store, error) {
+	cfg, err := config.Load(env.Config)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := st.CheckSchema(ctx); err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return cfg, st, nil
+}
+
+func run(ctx context.Context, env *cli.Env, _ []string) error {
+	once, _ := env.Flags.GetBool("once")
+	wait, _ := env.Flags.GetBool("wait")
+	cfg, st, err := open(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	c, err := queue.Open(cfg.QueuePath(config.MainQueue)).Lock(ctx, wait)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	r := route.New(cfg, st, route.Options{Logger: env.Logger, Wait: !once})
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reload(env, r)
+			}
+		}
+	}()
+	env.Logger.Info("routing", "queue", cfg.QueuePath(config.MainQueue), "deployments", len(cfg.Deployments), "once", once)
+	return c.Run(ctx, r.Handle, queue.Options{Once: once, Logger: env.Logger})
+}
+
+// reload replaces the router's configuration by the file's current
+// content. The router reads its configuration once per entry, so the swap
+// happens between two entries.
+func reload(env *cli.Env, r *route.Router) {
+	cfg, err := config.Load(env.Config)
+	if err != nil {
+		env.Logger.Error("configuration reload failed; keeping the old one", "err", err)
+		return
+	}
+	old := r.Config()
+	if cfg.QueueDir != old.QueueDir || cfg.DatabaseURL != old.DatabaseURL {
+		env.Logger.Warn("queue_dir and database_url changes take effect only after a restart")
+		cfg.QueueDir, cfg.DatabaseURL = old.QueueDir, old.DatabaseURL
+	}
+	r.SetConfig(cfg)
+	env.Logger.Info("configuration reloaded", "deployments", strings.Join(cfg.DeploymentNames(), ","))
+}
+
+func replay(ctx context.Context, env *cli.Env, args []string) error {
+	cfg, st, err := open(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	r := route.New(cfg, st, route.Options{Logger: env.Logger})
+	return queue.Replay(ctx, args[0], r.Handle)
+}
+
+// recent is how many decisions status shows.
+const recent = 20
+
+func status(ctx context.Context, env *cli.Env, _ []string) error {
+	cfg, err := config.Load(env.Config)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "QUEUE\tDEPTH\tOLDEST\tFAILED")
+	var failures []queue.Failure
+	for _, name := range append([]string{config.MainQueue}, cfg.DeploymentNames()...) {
+		q := queue.Open(cfg.QueuePath(name))
+		s, err := q.Stats()
+		if err != nil {
+			fmt.Fprintf(w, "%s\t-\t-\t-\t(%v)\n", name, err)
+			continue
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%d\n", name, s.Depth, stamp(s.Oldest), s.Failed)
+		failed, _ := q.Failed()
+		for _, f := range failed {
+			why, err := q.ReadFailure(f)
+			if err != nil {
+				why = queue.Failure{Entry: f, Queue: name, Error: fmt.Sprintf("no readable sidecar: %v", err)}
+			}
+			failures = append(failures, why)
+		}
+	}
+	w.Flush()
+	if len(failures) > 0 {
+		fmt.Fprintln(env.Stdout, "\nFailed entries:")
+		w = tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "QUEUE\tENTRY\tFAILED AT\tATTEMPTS\tREASON")
+		for _, f := range failures {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", f.Queue, f.Entry, stamp(f.FailedAt), f.Attempts, f.Error)
+		}
+		w.Flush()
+	}
+
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	rows, err := st.RecentEvents(ctx, recent)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "\nLast %d decisions:\n", recent)
+	w = tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "DECIDED\tDELIVERY\tEVENT\tREPOSITORY\tREF\tSTATUS\tREASON\tDEPLOYMENTS")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", stamp(r.DecidedAt), r.Delivery, r.Event.Event,
+			dash(r.Repository), dash(r.Ref), r.Status, dash(r.Reason), dash(strings.Join(r.Deployments, ",")))
+	}
+	return w.Flush()
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func migrate(ctx context.Context, env *cli.Env, _ []string) error {

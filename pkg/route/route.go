@@ -1,0 +1,447 @@
+// Package route is dh-route's stage: it handles one queues/main entry (a
+// GitHub delivery) at a time, records it in the event table and forwards it
+// to the queues of the deployments that follow its repository and ref, or
+// records why not. docs/route.md is the operator's version of this comment.
+//
+// For each entry, in this order:
+//
+//  1. Decode it. An entry that is not a valid github-event (bad JSON, wrong
+//     version or kind, missing fields, a push payload without ref, after or
+//     repository) is a sysexits.DataErr: pkg/queue moves it to failed/ with
+//     the reason. If its delivery id is readable, the event table gets a
+//     "failed" row with that reason (a delivery decided before keeps its
+//     decision).
+//  2. Record the delivery (store.RecordDelivery: one INSERT ... ON CONFLICT,
+//     so concurrent or repeated deliveries of one GUID make one row).
+//  3. Decide (Match), from the configuration loaded when the entry started:
+//     ping → status "ping"; a push that enabled deployments follow →
+//     "routed" to each of them; anything else → "voided" with one of the
+//     Reason* strings.
+//  4. For a GUID routed before, apply the duplicate rule per (delivery,
+//     deployment): a pair whose last forward has no run yet (still waiting
+//     in the deployment queue), or whose run is queued, running, succeeded
+//     or superseded, is in flight or done and is not forwarded again; a pair
+//     whose run failed, was interrupted or was refused is forwarded again,
+//     and so is a matching deployment never forwarded to. If nothing is
+//     left to forward the delivery is a "duplicate" (reason ReasonRouted).
+//  5. Record the decision and the routes (store.Decide, one statement),
+//     then publish to each deployment queue, then (pkg/queue) remove the
+//     entry.
+//
+// Crash safety: the decision is recorded before any publish, and each
+// route remembers the queues/main entry that made it. When an entry is
+// handled again after a crash (same entry name, routes already made by it),
+// nothing is decided again: each of its routes is completed, publishing
+// only where neither the deployment queue (entries or failed/) holds the
+// delivery for that deployment nor a run was queued since the route. A
+// crash between any two steps therefore leads to exactly one entry per
+// (delivery, deployment) in the deployment queues, unless dh-deploy
+// consumed the entry and had not yet recorded its run, in which case the
+// repeat is harmless (dh-deploy keys runs on delivery and deployment).
+//
+// Database errors: with Options.Wait (the daemon) every database call is
+// retried with backoff (store.Retry: one log line when the database goes
+// away, one when it is back) so the entry simply waits; without it (--once,
+// replay) a database outage is a sysexits.TempFail and the entry stays
+// queued.
+package route
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/github"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/store"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+)
+
+// Reasons recorded with a voided (or duplicate) delivery. They are stable:
+// operators grep for them.
+const (
+	// ReasonDeleted: the push deleted a branch or tag (deleted: true, after
+	// all zeros). Checked first: a deletion is never deployed.
+	ReasonDeleted = "deleted"
+	// ReasonNotFollowed: no deployment follows this repository and ref.
+	ReasonNotFollowed = "not-followed"
+	// ReasonEventNotTaken: the event is not a push, or the deployments
+	// following the ref do not list "push" in their events.
+	ReasonEventNotTaken = "event-not-taken"
+	// ReasonDisabled: only disabled deployments follow the ref.
+	ReasonDisabled = "disabled"
+	// ReasonRouted (status duplicate): every matching deployment already
+	// has this delivery in flight or deployed.
+	ReasonRouted = "already-routed"
+)
+
+// EventPush and EventPing are the GitHub event names dh-route acts on.
+const (
+	EventPush = "push"
+	EventPing = "ping"
+)
+
+// Decision is what to do with one delivery.
+type Decision struct {
+	Status      string   // store.StatusRouted, StatusVoided, StatusPing, StatusDuplicate
+	Reason      string   // a Reason* for voided and duplicate; the hook's description for ping
+	Deployments []string // where to forward it (routed), sorted
+}
+
+// Match decides from the configuration alone what a delivery's fate is, and
+// returns the event-table fields read from its payload. A payload routing
+// cannot read is a sysexits.DataErr.
+func Match(cfg *config.Config, ev *event.GitHubEvent) (store.Event, Decision, error) {
+	rec := store.Event{Delivery: ev.Delivery, Event: ev.Event, HookID: ev.HookID, ReceivedAt: ev.ReceivedAt}
+	switch ev.Event {
+	case EventPing:
+		p, err := github.DecodePing(ev.Payload)
+		if err != nil {
+			return rec, Decision{}, sysexits.New(sysexits.DataErr, err)
+		}
+		if rec.HookID == 0 {
+			rec.HookID = p.HookID
+		}
+		if p.Repository != nil {
+			rec.Repository = p.Repository.FullName
+		}
+		events := strings.Join(p.Hook.Events, ",")
+		detail := fmt.Sprintf("hook %d (%s) events=%s url=%s", rec.HookID, p.Hook.Type, events, p.Hook.Config.URL)
+		return rec, Decision{Status: store.StatusPing, Reason: detail}, nil
+	case EventPush:
+	default:
+		rec.Repository = github.RepositoryName(ev.Payload)
+		return rec, Decision{Status: store.StatusVoided, Reason: ReasonEventNotTaken}, nil
+	}
+
+	p, err := github.DecodePush(ev.Payload)
+	if err != nil {
+		return rec, Decision{}, sysexits.New(sysexits.DataErr, err)
+	}
+	rec.Repository, rec.Ref, rec.Before, rec.After = p.Repository.FullName, p.Ref, p.Before, p.After
+	if p.IsDeletion() {
+		return rec, Decision{Status: store.StatusVoided, Reason: ReasonDeleted}, nil
+	}
+	branch, isBranch := p.Branch()
+	tag, isTag := p.Tag()
+	var targets []string
+	reason := ReasonNotFollowed
+	for _, name := range cfg.DeploymentNames() {
+		d, _ := cfg.Deployment(name)
+		if d == nil || !d.MatchesRepository(p.Repository.FullName) {
+			continue
+		}
+		if !(isBranch && d.FollowsBranch(branch)) && !(isTag && d.FollowsTag(tag)) {
+			continue
+		}
+		switch {
+		case !d.TakesEvent(ev.Event):
+			if reason == ReasonNotFollowed {
+				reason = ReasonEventNotTaken
+			}
+		case !d.IsEnabled():
+			reason = ReasonDisabled
+		default:
+			targets = append(targets, name)
+		}
+	}
+	if len(targets) == 0 {
+		return rec, Decision{Status: store.StatusVoided, Reason: reason}, nil
+	}
+	return rec, Decision{Status: store.StatusRouted, Deployments: targets}, nil
+}
+
+// Options tune a Router.
+type Options struct {
+	Logger *slog.Logger
+	// Wait retries database calls until they succeed (or ctx ends) instead
+	// of failing the entry temporarily.
+	Wait bool
+}
+
+// Router handles queues/main entries. Its configuration can be replaced
+// at any time (SIGHUP); each entry is handled with the configuration
+// current when it started.
+type Router struct {
+	store  *store.Store
+	logger *slog.Logger
+	wait   bool
+	cfg    atomic.Pointer[config.Config]
+
+	mu     sync.Mutex
+	queues map[string]*queue.Queue // deployment queues by directory, initialised
+}
+
+// New returns a Router over st with the configuration cfg.
+func New(cfg *config.Config, st *store.Store, opts Options) *Router {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Router{store: st, logger: opts.Logger, wait: opts.Wait, queues: map[string]*queue.Queue{}}
+	r.cfg.Store(cfg)
+	return r
+}
+
+// SetConfig makes cfg the configuration for the entries handled from now on.
+func (r *Router) SetConfig(cfg *config.Config) { r.cfg.Store(cfg) }
+
+// Config returns the current configuration.
+func (r *Router) Config() *config.Config { return r.cfg.Load() }
+
+// Handle is the queue.Handler of queues/main: see the package comment.
+func (r *Router) Handle(ctx context.Context, e *queue.Entry) error {
+	cfg := r.cfg.Load()
+	ev, err := event.DecodeGitHubEvent(e.Data)
+	if err != nil {
+		rec, ok := looseEvent(e.Data)
+		return r.fail(ctx, e, rec, ok, err)
+	}
+	rec, d, err := Match(cfg, ev)
+	if err != nil {
+		return r.fail(ctx, e, rec, true, err)
+	}
+
+	var prior store.Delivery
+	err = r.db(ctx, "record event", func(ctx context.Context) (err error) {
+		prior, err = r.store.RecordDelivery(ctx, rec)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+
+	// Resuming after a crash: this entry already decided and made routes.
+	var resume []store.Route
+	for _, rt := range prior.Routes {
+		if rt.Entry == e.Name {
+			resume = append(resume, rt)
+		}
+	}
+	if len(resume) > 0 {
+		var names []string
+		for _, rt := range resume {
+			names = append(names, rt.Deployment)
+			if rt.LastRun != "" {
+				continue // dh-deploy has it
+			}
+			if err := r.complete(cfg, ev, rt.Deployment); err != nil {
+				return err
+			}
+		}
+		r.log(e, rec, Decision{Status: store.StatusRouted, Reason: "resumed", Deployments: names})
+		return nil
+	}
+
+	if d.Status == store.StatusRouted && len(prior.Routes) > 0 {
+		d = dedup(d, prior.Routes)
+	}
+	err = r.db(ctx, "record decision", func(ctx context.Context) error {
+		return r.store.Decide(ctx, rec.Delivery, d.Status, d.Reason, e.Name, d.Deployments)
+	})
+	if err != nil {
+		return err
+	}
+	if err := r.publish(cfg, ev, d.Deployments); err != nil {
+		return err
+	}
+	r.log(e, rec, d)
+	return nil
+}
+
+// dedup applies the duplicate rule to a routing decision for a delivery
+// routed before.
+func dedup(d Decision, routes []store.Route) Decision {
+	var again []string
+	for _, name := range d.Deployments {
+		i := slices.IndexFunc(routes, func(rt store.Route) bool { return rt.Deployment == name })
+		if i < 0 || Retriable(routes[i].LastRun) {
+			again = append(again, name)
+		}
+	}
+	if len(again) == 0 {
+		return Decision{Status: store.StatusDuplicate, Reason: ReasonRouted}
+	}
+	d.Deployments = again
+	return d
+}
+
+// Retriable reports whether a redelivery forwards a (delivery, deployment)
+// pair again, given the state of its run since it was last forwarded (""
+// for none yet: still queued, so in flight).
+func Retriable(lastRun string) bool {
+	switch lastRun {
+	case store.RunFailed, store.RunInterrupted, store.RunRefused:
+		return true
+	}
+	return false
+}
+
+// publish puts the entry, marked with each deployment's name, into that
+// deployment's queue.
+func (r *Router) publish(cfg *config.Config, ev *event.GitHubEvent, deployments []string) error {
+	for _, name := range deployments {
+		q, err := r.queue(cfg, name)
+		if err != nil {
+			return err
+		}
+		out := *ev
+		out.Deployment = name
+		data, err := out.Encode()
+		if err != nil {
+			return err
+		}
+		if _, err := q.Publish(data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// complete publishes ev to the deployment's queue unless it is already
+// there (waiting or failed).
+func (r *Router) complete(cfg *config.Config, ev *event.GitHubEvent, deployment string) error {
+	q, err := r.queue(cfg, deployment)
+	if err != nil {
+		return err
+	}
+	found, err := Holds(q, ev.Delivery, deployment)
+	if err != nil || found {
+		return err
+	}
+	return r.publish(cfg, ev, []string{deployment})
+}
+
+// Holds reports whether q holds (waiting or in failed/) an entry for the
+// delivery routed to the deployment.
+func Holds(q *queue.Queue, delivery, deployment string) (bool, error) {
+	names, err := q.List()
+	if err != nil {
+		return false, err
+	}
+	failed, err := q.Failed()
+	if err != nil {
+		return false, err
+	}
+	paths := make([]string, 0, len(names)+len(failed))
+	for _, n := range names {
+		paths = append(paths, filepath.Join(q.Dir(), n))
+	}
+	for _, n := range failed {
+		paths = append(paths, filepath.Join(q.Dir(), queue.FailedDir, n))
+	}
+	needle := []byte(`"delivery":` + quote(delivery))
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // consumed meanwhile
+		}
+		if err != nil {
+			return false, sysexits.New(sysexits.IOErr, fmt.Errorf("read %s: %w", p, err))
+		}
+		if !bytes.Contains(data, needle) {
+			continue
+		}
+		var head struct {
+			Delivery   string `json:"delivery"`
+			Deployment string `json:"deployment"`
+		}
+		if json.Unmarshal(data, &head) == nil && head.Delivery == delivery && head.Deployment == deployment {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// queue returns the deployment's queue, creating its directories the first
+// time.
+func (r *Router) queue(cfg *config.Config, deployment string) (*queue.Queue, error) {
+	dir := cfg.QueuePath(deployment)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if q, ok := r.queues[dir]; ok {
+		return q, nil
+	}
+	q := queue.Open(dir)
+	if err := q.Init(); err != nil {
+		return nil, err
+	}
+	r.queues[dir] = q
+	return q, nil
+}
+
+// fail records a bad entry (when its delivery id is known) and returns the
+// DataErr that sends it to failed/.
+func (r *Router) fail(ctx context.Context, e *queue.Entry, rec store.Event, known bool, cause error) error {
+	if !sysexits.Is(cause, sysexits.DataErr) {
+		cause = sysexits.New(sysexits.DataErr, cause)
+	}
+	if known {
+		err := r.db(ctx, "record failure", func(ctx context.Context) error {
+			return r.store.RecordFailure(ctx, rec, cause.Error())
+		})
+		if err != nil {
+			return err
+		}
+	}
+	r.log(e, rec, Decision{Status: store.StatusFailed, Reason: cause.Error()})
+	return cause
+}
+
+// looseEvent reads what it can of a bad entry: the delivery id (if well
+// formed), the event name and the received time.
+func looseEvent(data []byte) (store.Event, bool) {
+	var loose struct {
+		Delivery   any    `json:"delivery"`
+		Event      any    `json:"event"`
+		ReceivedAt string `json:"received_at"`
+	}
+	_ = json.Unmarshal(data, &loose) // best effort: fields of the wrong type stay empty
+	delivery, _ := loose.Delivery.(string)
+	name, _ := loose.Event.(string)
+	rec := store.Event{Delivery: delivery, Event: name}
+	if !event.ValidEventName(rec.Event) {
+		rec.Event = "unknown"
+	}
+	if t, err := time.Parse(time.RFC3339Nano, loose.ReceivedAt); err == nil {
+		rec.ReceivedAt = t
+	} else {
+		rec.ReceivedAt = time.Now()
+	}
+	return rec, event.ValidDelivery(delivery)
+}
+
+func (r *Router) db(ctx context.Context, what string, fn func(context.Context) error) error {
+	if r.wait {
+		return store.Retry(ctx, r.logger, what, fn)
+	}
+	return fn(ctx)
+}
+
+// log writes the one line per decision.
+func (r *Router) log(e *queue.Entry, rec store.Event, d Decision) {
+	level := slog.LevelInfo
+	if d.Status == store.StatusFailed {
+		level = slog.LevelWarn
+	}
+	r.logger.Log(context.Background(), level, "delivery decided",
+		"delivery", rec.Delivery, "event", rec.Event, "repository", rec.Repository, "ref", rec.Ref,
+		"outcome", d.Status, "reason", d.Reason, "deployments", strings.Join(d.Deployments, ","),
+		"entry", e.Name)
+}

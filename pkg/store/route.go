@@ -1,0 +1,170 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// Route is one (delivery, deployment) pair dh-route forwarded, with what
+// became of it since it was last forwarded.
+type Route struct {
+	Deployment string
+	Entry      string    // the queues/main entry whose handling forwarded it last
+	RoutedAt   time.Time // when it was last forwarded
+	Forwards   int
+	// LastRun is the state of the newest run of the pair queued since
+	// RoutedAt, "" if dh-deploy has not started one yet (the entry is still
+	// waiting in the deployment queue).
+	LastRun string
+}
+
+// Delivery is what RecordDelivery found.
+type Delivery struct {
+	Inserted bool   // this call created the row
+	Status   string // the row's status before this call (StatusReceived if inserted)
+	Routes   []Route
+}
+
+// RecordDelivery records e with status "received", race-free, or, if its
+// GUID is already recorded, counts one more delivery. It returns what was
+// there before: the status and, for a delivery seen before, its routes.
+// Concurrent calls with one GUID create exactly one row.
+func (s *Store) RecordDelivery(ctx context.Context, e Event) (Delivery, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	var d Delivery
+	// ON CONFLICT DO UPDATE takes the row lock, so the count is exact; xmax
+	// is 0 only in a row version this statement inserted.
+	err := s.db.QueryRowContext(ctx, `
+		INSERT INTO events AS ev (delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at, status)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'received')
+		ON CONFLICT (delivery) DO UPDATE SET deliveries = ev.deliveries + 1, last_seen_at = now()
+		RETURNING xmax = 0, status`,
+		e.Delivery, e.Event, sql.NullInt64{Int64: e.HookID, Valid: e.HookID != 0},
+		nullString(e.Repository), nullString(e.Ref), nullString(e.Before), nullString(e.After),
+		e.ReceivedAt).Scan(&d.Inserted, &d.Status)
+	if err != nil {
+		return d, classify(fmt.Errorf("record event %s: %w", e.Delivery, err))
+	}
+	if d.Inserted {
+		return d, nil
+	}
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT r.deployment, r.entry, r.routed_at, r.forwards,
+		       coalesce((SELECT state FROM runs
+		                 WHERE runs.delivery = r.delivery AND runs.deployment = r.deployment
+		                   AND runs.queued_at >= r.routed_at
+		                 ORDER BY runs.attempt DESC, runs.id DESC LIMIT 1), '')
+		FROM routes r WHERE r.delivery = $1
+		ORDER BY r.deployment`, e.Delivery)
+	if err != nil {
+		return d, classify(fmt.Errorf("read routes of event %s: %w", e.Delivery, err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r Route
+		if err := rows.Scan(&r.Deployment, &r.Entry, &r.RoutedAt, &r.Forwards, &r.LastRun); err != nil {
+			return d, classify(fmt.Errorf("read routes of event %s: %w", e.Delivery, err))
+		}
+		d.Routes = append(d.Routes, r)
+	}
+	if err := rows.Err(); err != nil {
+		return d, classify(fmt.Errorf("read routes of event %s: %w", e.Delivery, err))
+	}
+	return d, nil
+}
+
+// Decide records, in one statement, what became of a recorded delivery:
+// its status and reason, and a route for each deployment in forward
+// (inserted, or for a pair forwarded before: entry, routed_at and forwards
+// updated). The event's deployments become every deployment it has ever
+// been forwarded to. Call it before publishing to the deployment queues:
+// a crash afterwards finds the routes (by entry) and completes them.
+func (s *Store) Decide(ctx context.Context, delivery, status, reason, entry string, forward []string) error {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	if forward == nil {
+		forward = []string{}
+	}
+	err := s.update(ctx, `
+		WITH r AS (
+			INSERT INTO routes AS rt (delivery, deployment, entry)
+			SELECT $1, d, $4 FROM unnest($5::text[]) AS d
+			ON CONFLICT (delivery, deployment) DO UPDATE
+			SET entry = excluded.entry, routed_at = now(), forwards = rt.forwards + 1
+			RETURNING deployment)
+		UPDATE events SET status = $2, reason = $3, decided_at = now(),
+		       deployments = ARRAY(SELECT d FROM (SELECT unnest(events.deployments) AS d
+		                                          UNION SELECT deployment FROM r) u ORDER BY d)
+		WHERE delivery = $1`,
+		delivery, status, nullString(reason), entry, pq.Array(forward))
+	if err != nil {
+		return fmt.Errorf("record decision %s for event %s: %w", status, delivery, err)
+	}
+	return nil
+}
+
+// RecordFailure records that a delivery could not be handled: a new row
+// with status "failed" and the reason, or, for a GUID already recorded,
+// one more delivery and (only if it was still undecided or failed) the
+// failure. A delivery decided before keeps its decision.
+func (s *Store) RecordFailure(ctx context.Context, e Event, reason string) error {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	_, err := s.db.ExecContext(ctx, `
+		INSERT INTO events AS ev (delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at,
+		                          status, reason, decided_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'failed', $9, now())
+		ON CONFLICT (delivery) DO UPDATE SET deliveries = ev.deliveries + 1, last_seen_at = now(),
+			status = CASE WHEN ev.status IN ('received', 'failed') THEN 'failed' ELSE ev.status END,
+			reason = CASE WHEN ev.status IN ('received', 'failed') THEN excluded.reason ELSE ev.reason END,
+			decided_at = CASE WHEN ev.status IN ('received', 'failed') THEN now() ELSE ev.decided_at END`,
+		e.Delivery, e.Event, sql.NullInt64{Int64: e.HookID, Valid: e.HookID != 0},
+		nullString(e.Repository), nullString(e.Ref), nullString(e.Before), nullString(e.After),
+		e.ReceivedAt, nullString(reason))
+	if err != nil {
+		return classify(fmt.Errorf("record failure of event %s: %w", e.Delivery, err))
+	}
+	return nil
+}
+
+// RecentEvents returns the last limit events, newest decision first, then
+// undecided ones. It is for status output: one round trip per row.
+func (s *Store) RecentEvents(ctx context.Context, limit int) ([]EventRow, error) {
+	var ids []string
+	err := func() error {
+		ctx, cancel := s.call(ctx)
+		defer cancel()
+		rows, err := s.db.QueryContext(ctx, `
+			SELECT delivery FROM events
+			ORDER BY decided_at DESC NULLS LAST, recorded_at DESC LIMIT $1`, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return rows.Err()
+	}()
+	if err != nil {
+		return nil, classify(fmt.Errorf("list recent events: %w", err))
+	}
+	out := make([]EventRow, 0, len(ids))
+	for _, id := range ids {
+		r, err := s.GetEvent(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}

@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS events_decided_at;
+DROP TABLE IF EXISTS routes;

@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -35,22 +37,19 @@ func SyncDir(dir string) error {
 	return ioErr("sync dir", dir, err)
 }
 
-// Stage writes data to a new file in dir (whose name starts with prefix),
-// fsyncs and closes it, and returns its path. The file is not yet visible
-// under any final name; Link or Rename it there.
-func Stage(dir, prefix string, data []byte, perm os.FileMode) (string, error) {
-	f, err := os.CreateTemp(dir, prefix)
+// Stage writes data to the new file path (which must not exist: it is
+// created with O_EXCL and mode perm), fsyncs and closes it. The file is not
+// yet visible under its final name; Link or Rename it there. On error
+// nothing is left at path.
+func Stage(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
-		return "", ioErr("create", dir, err)
+		return ioErr("create", path, err)
 	}
-	tmp := f.Name()
-	fail := func(err error) (string, error) {
+	fail := func(err error) error {
 		f.Close()
-		os.Remove(tmp)
-		return "", ioErr("write", tmp, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fail(err)
+		os.Remove(path)
+		return ioErr("write", path, err)
 	}
 	if _, err := f.Write(data); err != nil {
 		return fail(err)
@@ -61,17 +60,25 @@ func Stage(dir, prefix string, data []byte, perm os.FileMode) (string, error) {
 		return fail(err)
 	}
 	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return "", ioErr("close", tmp, err)
+		os.Remove(path)
+		return ioErr("close", path, err)
 	}
-	return tmp, nil
+	return nil
 }
 
 // Link gives the staged file tmp its final name dst without ever replacing
-// an existing dst (link(2) fails with EEXIST), then removes tmp. The new name
-// is not durable until dst's directory is synced (SyncDir): callers do that
-// once for a batch of links before they report success.
+// an existing dst: renameat2(RENAME_NOREPLACE), or on file systems without
+// it, link(2) then unlink of tmp (both fail with EEXIST if dst exists). The
+// new name is not durable until dst's directory is synced (SyncDir):
+// callers do that once for a batch of links before they report success.
 func Link(tmp, dst string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) {
+		return ioErr("rename", dst, &os.LinkError{Op: "rename", Old: tmp, New: dst, Err: err})
+	}
 	if err := os.Link(tmp, dst); err != nil {
 		return ioErr("link", dst, err)
 	}
@@ -83,14 +90,16 @@ func Link(tmp, dst string) error {
 
 // WriteFile atomically replaces path with data: readers see the old
 // content or the new, never a mix, and after a nil return the new content
-// survives a crash.
+// survives a crash. One writer per path at a time.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
-	tmp, err := Stage(dir, "."+base+".tmp-", data, perm)
-	if err != nil {
+	// One writer per path: a leftover of a crashed earlier write is removed.
+	tmp := filepath.Join(dir, "."+base+".tmp")
+	os.Remove(tmp)
+	if err := Stage(tmp, data, perm); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {

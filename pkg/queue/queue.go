@@ -92,7 +92,8 @@ func (q *Queue) Init() error {
 func (q *Queue) Publish(data []byte) (string, error) {
 	name := NewName()
 	staging := filepath.Join(q.dir, StagingDir)
-	tmp, err := durable.Stage(staging, name+".", data, EntryPerm)
+	tmp := filepath.Join(staging, name)
+	err := durable.Stage(tmp, data, EntryPerm)
 	if errors.Is(err, os.ErrNotExist) {
 		if _, serr := os.Stat(q.dir); serr != nil {
 			return "", sysexits.New(codeOf(serr), fmt.Errorf("publish to %s: %w", q.dir, serr))
@@ -101,7 +102,7 @@ func (q *Queue) Publish(data []byte) (string, error) {
 		if merr := os.Mkdir(staging, 0o2770); merr != nil && !errors.Is(merr, os.ErrExist) {
 			return "", sysexits.New(codeOf(merr), fmt.Errorf("publish to %s: %w", q.dir, merr))
 		}
-		tmp, err = durable.Stage(staging, name+".", data, EntryPerm)
+		err = durable.Stage(tmp, data, EntryPerm)
 	}
 	if err != nil {
 		return "", fmt.Errorf("publish to %s: %w", q.dir, err)

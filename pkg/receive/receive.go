@@ -98,15 +98,16 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 			"content type must be application/json or application/x-www-form-urlencoded", client)
 		return
 	}
+	tooLarge := "body larger than " + strconv.FormatInt(s.Config.MaxBody, 10) + " bytes"
 	if r.ContentLength > s.Config.MaxBody {
-		s.reject(w, r, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(s.Config.MaxBody, 10)+" bytes", client)
+		s.reject(w, r, http.StatusRequestEntityTooLarge, tooLarge, client)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.Config.MaxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			s.reject(w, r, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(s.Config.MaxBody, 10)+" bytes", client)
+			s.reject(w, r, http.StatusRequestEntityTooLarge, tooLarge, client)
 		} else {
 			s.reject(w, r, http.StatusBadRequest, "read body: "+err.Error(), client)
 		}

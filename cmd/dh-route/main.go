@@ -109,7 +109,7 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 		}
 	}()
 	env.Logger.Info("routing", "queue", cfg.QueuePath(config.MainQueue), "deployments", len(cfg.Deployments), "once", once)
-	return c.Run(ctx, r.Handle, queue.Options{Once: once, Logger: env.Logger})
+	return c.RunBatch(ctx, r.HandleBatch, queue.Options{Once: once, Logger: env.Logger})
 }
 
 // reload replaces the router's configuration by the file's current

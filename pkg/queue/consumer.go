@@ -38,6 +38,15 @@ type Entry struct {
 // A panic in a handler counts as a permanent failure of that entry.
 type Handler func(ctx context.Context, e *Entry) error
 
+// BatchHandler processes several entries, in order, and returns one error
+// per entry with the meaning Handler gives it. The consumer settles the
+// entries in order and stops at the first temporary or fatal error: that
+// entry and the ones after it stay queued and are handled again later,
+// whatever the handler did with them, so a BatchHandler must be as
+// idempotent as a Handler. If it panics, the batch's entries are handled
+// again one at a time, so that only the culprit fails.
+type BatchHandler func(ctx context.Context, es []*Entry) []error
+
 // Consumer holds a queue's consumer lock.
 type Consumer struct {
 	q    *Queue
@@ -112,7 +121,10 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// NoNotify disables fsnotify: only rescans find new entries.
 	NoNotify bool
-	Logger   *slog.Logger
+	// Batch is the most entries RunBatch hands over at once (default 256;
+	// Run always hands over one). Removals are fsynced once per batch.
+	Batch  int
+	Logger *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -128,11 +140,26 @@ func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Batch <= 0 {
+		o.Batch = 256
+	}
 }
 
-// Run consumes the queue until ctx is cancelled (returning nil), a fatal
-// error occurs, or, with Once, the queue is empty.
+// Run consumes the queue one entry at a time until ctx is cancelled
+// (returning nil), a fatal error occurs, or, with Once, the queue is empty.
 func (c *Consumer) Run(ctx context.Context, h Handler, opts Options) error {
+	opts.Batch = 1
+	return c.RunBatch(ctx, func(ctx context.Context, es []*Entry) []error {
+		errs := make([]error, len(es))
+		for i, e := range es {
+			errs[i] = safeCall(ctx, h, e)
+		}
+		return errs
+	}, opts)
+}
+
+// RunBatch is Run for a handler that takes up to opts.Batch entries at once.
+func (c *Consumer) RunBatch(ctx context.Context, h BatchHandler, opts Options) error {
 	opts.defaults()
 	log := opts.Logger.With("queue", c.q.Name())
 	c.q.sweepStaging(10 * time.Minute)
@@ -166,15 +193,22 @@ func (c *Consumer) Run(ctx context.Context, h Handler, opts Options) error {
 		if err != nil {
 			return err
 		}
+		found := len(names) > 0
 		var temp error
-		for _, name := range names {
+		for len(names) > 0 && temp == nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			attempts[name]++
-			err := c.handle(ctx, h, name, attempts[name], log)
-			if err == nil {
+			batch := names[:min(opts.Batch, len(names))]
+			names = names[len(batch):]
+			for _, name := range batch {
+				attempts[name]++
+			}
+			stopped, err := c.handle(ctx, h, batch, attempts, log)
+			for _, name := range batch[:stopped] {
 				delete(attempts, name)
+			}
+			if err == nil {
 				backoff = opts.MinBackoff
 				continue
 			}
@@ -184,13 +218,16 @@ func (c *Consumer) Run(ctx context.Context, h Handler, opts Options) error {
 			if !sysexits.Is(err, sysexits.TempFail) {
 				return err
 			}
+			name := batch[stopped]
 			if attempts[name] == 1 {
 				log.Warn("entry failed temporarily; will retry", "entry", name, "err", err)
 			} else {
 				log.Debug("entry failed temporarily again", "entry", name, "attempts", attempts[name], "err", err)
 			}
-			temp = err
-			break // keep the order: retry this entry before the next
+			for _, later := range batch[stopped+1:] {
+				attempts[later]-- // not settled: this was not their attempt
+			}
+			temp = err // keep the order: retry this entry before the next
 		}
 		if temp != nil {
 			if opts.Once {
@@ -202,7 +239,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler, opts Options) error {
 			backoff = min(2*backoff, opts.MaxBackoff)
 			continue
 		}
-		if len(names) > 0 {
+		if found {
 			continue // rescan after every batch
 		}
 		if opts.Once {
@@ -219,30 +256,92 @@ func (c *Consumer) Run(ctx context.Context, h Handler, opts Options) error {
 	}
 }
 
-// handle runs one entry and settles it. It returns nil when the entry is
-// done or failed permanently (moved to failed/), a TempFail error to retry,
-// or a fatal error.
-func (c *Consumer) handle(ctx context.Context, h Handler, name string, attempt int, log *slog.Logger) error {
-	path := filepath.Join(c.q.dir, name)
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil // moved away by an operator since the scan
+// handle runs a batch of entries and settles them in order: done ones are
+// removed (one directory fsync for all of them), permanently failed ones
+// moved to failed/. It returns how many were settled and, if it stopped
+// early, the temporary or fatal error of the entry at that index.
+func (c *Consumer) handle(ctx context.Context, h BatchHandler, names []string, attempts map[string]int, log *slog.Logger) (int, error) {
+	entries := make([]*Entry, 0, len(names))
+	readErr := make([]error, len(names))
+	for i, name := range names {
+		path := filepath.Join(c.q.dir, name)
+		data, err := os.ReadFile(path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			readErr[i] = errGone // moved away by an operator since the scan
+		case err != nil:
+			readErr[i] = fmt.Errorf("read entry: %w", err)
+		default:
+			entries = append(entries, &Entry{Name: name, Path: path, Data: data})
+		}
 	}
-	if err == nil {
-		err = safeCall(ctx, h, &Entry{Name: name, Path: path, Data: data})
-	} else {
-		err = fmt.Errorf("read entry: %w", err)
+	results := callBatch(ctx, h, entries)
+	removed := false
+	settle := func(n int, err error) (int, error) {
+		if removed {
+			if serr := durable.SyncDir(c.q.dir); serr != nil {
+				return 0, serr
+			}
+		}
+		return n, err
 	}
-	switch {
-	case err == nil:
-		return durable.Remove(path)
-	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
-		return err
-	case sysexits.Is(err, sysexits.TempFail), sysexits.Is(err, sysexits.IOErr):
-		return err
+	j := 0
+	for i, name := range names {
+		err := readErr[i]
+		if err == nil {
+			err = results[j]
+			j++
+		}
+		switch {
+		case err == nil:
+			if rerr := os.Remove(filepath.Join(c.q.dir, name)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				return settle(i, sysexits.New(sysexits.IOErr, fmt.Errorf("remove entry: %w", rerr)))
+			}
+			removed = true
+			continue
+		case err == errGone:
+			continue
+		case ctx.Err() != nil && errors.Is(err, ctx.Err()),
+			sysexits.Is(err, sysexits.TempFail), sysexits.Is(err, sysexits.IOErr):
+			return settle(i, err)
+		}
+		log.Error("entry failed; moved to failed/", "entry", name, "attempts", attempts[name], "err", err)
+		if ferr := c.q.fail(name, err, attempts[name]); ferr != nil {
+			return settle(i, ferr)
+		}
 	}
-	log.Error("entry failed; moved to failed/", "entry", name, "attempts", attempt, "err", err)
-	return c.q.fail(name, err, attempt)
+	return settle(len(names), nil)
+}
+
+var errGone = errors.New("entry gone")
+
+// callBatch calls h, and after a panic calls it again once per entry so
+// that only the entry that panics fails.
+func callBatch(ctx context.Context, h BatchHandler, es []*Entry) []error {
+	errs, panicked := tryBatch(ctx, h, es)
+	if panicked == nil {
+		if len(errs) != len(es) {
+			panic(fmt.Sprintf("queue: batch handler returned %d results for %d entries", len(errs), len(es)))
+		}
+		return errs
+	}
+	if len(es) == 1 {
+		return []error{panicked}
+	}
+	errs = make([]error, len(es))
+	for i, e := range es {
+		errs[i] = callBatch(ctx, h, []*Entry{e})[0]
+	}
+	return errs
+}
+
+func tryBatch(ctx context.Context, h BatchHandler, es []*Entry) (errs []error, panicked error) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked = sysexits.Errorf(sysexits.Software, "internal error: panic: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return h(ctx, es), nil
 }
 
 func safeCall(ctx context.Context, h Handler, e *Entry) (err error) {

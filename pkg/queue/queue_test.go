@@ -576,3 +576,98 @@ func TestConcurrentPublishInProcess(t *testing.T) {
 		t.Errorf("published %d unique names, listed %d; want 800", len(names), len(listed))
 	}
 }
+
+// RunBatch hands entries over in order and in batches of at most
+// opts.Batch, settles each by its own result, and after a panic handles the
+// batch again one entry at a time so that only the culprit fails.
+func TestRunBatch(t *testing.T) {
+	q := newQueue(t)
+	var all []string
+	for i := 0; i < 7; i++ {
+		all = append(all, publish(t, q, fmt.Sprintf(`{"i":%d}`, i)))
+	}
+	bad, boom := all[1], all[4]
+	var sizes []int
+	var seen []string
+	opts := fastOpts()
+	opts.Batch = 3
+	err := lock(t, q).RunBatch(context.Background(), func(ctx context.Context, es []*Entry) []error {
+		sizes = append(sizes, len(es))
+		errs := make([]error, len(es))
+		for i, e := range es {
+			seen = append(seen, e.Name)
+			switch e.Name {
+			case bad:
+				errs[i] = sysexits.Errorf(sysexits.DataErr, "bad entry")
+			case boom:
+				panic("kaboom")
+			}
+		}
+		return errs
+	}, opts)
+	if err != nil {
+		t.Fatalf("RunBatch() = %v; want nil", err)
+	}
+	// 3, then 3 that panic and are redone as 1+1+1 (the middle one
+	// panics again), then the last 1.
+	if want := []int{3, 3, 1, 1, 1, 1}; !slices.Equal(sizes, want) {
+		t.Errorf("batch sizes %v; want %v", sizes, want)
+	}
+	want := append(slices.Clone(all[:5]), all[3], all[4], all[5], all[6]) // the panic cut the first try of all[3:6] short
+	if !slices.Equal(seen, want) {
+		t.Errorf("handled %v; want %v", seen, want)
+	}
+	if failed, _ := q.Failed(); !slices.Equal(failed, []string{bad, boom}) {
+		t.Errorf("Failed() = %v; want %v", failed, []string{bad, boom})
+	}
+	if left, _ := q.List(); len(left) != 0 {
+		t.Errorf("List() = %v; want empty", left)
+	}
+}
+
+// A temporary failure in the middle of a batch settles the entries before
+// it and keeps it and everything after it queued, in order.
+func TestRunBatchStopsAtTemporaryFailure(t *testing.T) {
+	q := newQueue(t)
+	var all []string
+	for i := 0; i < 5; i++ {
+		all = append(all, publish(t, q, `{}`))
+	}
+	err := lock(t, q).RunBatch(context.Background(), func(ctx context.Context, es []*Entry) []error {
+		errs := make([]error, len(es))
+		errs[2] = sysexits.Errorf(sysexits.TempFail, "database down")
+		return errs
+	}, fastOpts())
+	if sysexits.Code(err) != sysexits.TempFail {
+		t.Fatalf("RunBatch() = %v; want TempFail", err)
+	}
+	if left, _ := q.List(); !slices.Equal(left, all[2:]) {
+		t.Errorf("List() = %v; want %v", left, all[2:])
+	}
+}
+
+// PublishAll puts each item in its own queue, in order, durably.
+func TestPublishAll(t *testing.T) {
+	a, b := newQueue(t), Open(filepath.Join(t.TempDir(), "b"))
+	if err := b.Init(); err != nil {
+		t.Fatal(err)
+	}
+	names, err := PublishAll([]Item{{a, []byte(`{"n":1}`)}, {b, []byte(`{"n":2}`)}, {a, []byte(`{"n":3}`)}})
+	if err != nil {
+		t.Fatalf("PublishAll() = %v", err)
+	}
+	la, _ := a.List()
+	lb, _ := b.List()
+	if len(names) != 3 || !slices.Equal(la, []string{names[0], names[2]}) || !slices.Equal(lb, names[1:2]) {
+		t.Fatalf("names %v; a holds %v, b holds %v", names, la, lb)
+	}
+	if data, _ := os.ReadFile(filepath.Join(a.Dir(), names[2])); string(data) != `{"n":3}` {
+		t.Errorf("entry %s = %q", names[2], data)
+	}
+	if _, err := PublishAll([]Item{{a, []byte(`{}`)}, {Open(filepath.Join(t.TempDir(), "missing")), []byte(`{}`)}}); err == nil {
+		t.Errorf("PublishAll() to a missing queue = nil; want an error")
+	}
+	if tmp, _ := os.ReadDir(filepath.Join(a.Dir(), StagingDir)); len(tmp) != 0 {
+		t.Errorf("staging of a has %d leftover files after a failed PublishAll", len(tmp))
+	}
+}

@@ -317,6 +317,7 @@ func BenchmarkRouteBacklog(b *testing.B) {
 	r := newRig(b, storetest.NewMigrated(b))
 	var total time.Duration
 	var peak int64
+	var cpu time.Duration
 	for n := 0; n < b.N; n++ {
 		b.StopTimer()
 		for i := range backlog {
@@ -337,10 +338,12 @@ func BenchmarkRouteBacklog(b *testing.B) {
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			peak = max(peak, ru.Maxrss) // KiB
 		}
+		cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 		if names, _ := r.main.List(); len(names) != 0 {
 			b.Fatalf("queues/main holds %d entries after run --once", len(names))
 		}
 	}
 	b.ReportMetric(float64(backlog*b.N)/total.Seconds(), "deliveries/s")
 	b.ReportMetric(float64(peak)/1024, "peak-RSS-MB")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(backlog*b.N), "route-cpu-µs/delivery")
 }

@@ -200,64 +200,146 @@ func (r *Router) SetConfig(cfg *config.Config) { r.cfg.Store(cfg) }
 // Config returns the current configuration.
 func (r *Router) Config() *config.Config { return r.cfg.Load() }
 
-// Handle is the queue.Handler of queues/main: see the package comment.
+// Handle is the queue.Handler of queues/main, for replay: HandleBatch of
+// one entry.
 func (r *Router) Handle(ctx context.Context, e *queue.Entry) error {
+	return r.HandleBatch(ctx, []*queue.Entry{e})[0]
+}
+
+// item is one entry of a batch on its way through HandleBatch.
+type item struct {
+	entry *queue.Entry
+	ev    *event.GitHubEvent // nil for a bad entry
+	rec   store.Event
+	match Decision
+	bad   error // the DataErr of a bad entry
+	known bool  // a bad entry's delivery id is readable
+
+	// Set by decide (again on each database attempt).
+	decision Decision
+	resumed  bool     // this entry's routes were made before a crash
+	resume   []string // those of them to complete
+}
+
+// HandleBatch is the queue.BatchHandler of queues/main: see the package
+// comment. The whole batch is recorded and decided in one transaction (one
+// commit for all its entries), then published with one PublishAll, then
+// logged. A database or publish error is every entry's error: the batch is
+// handled again, and each entry's second handling resumes what its first
+// one recorded.
+func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 	cfg := r.cfg.Load()
-	ev, err := event.DecodeGitHubEvent(e.Data)
-	if err != nil {
-		rec, ok := looseEvent(e.Data)
-		return r.fail(ctx, e, rec, ok, err)
-	}
-	rec, d, err := Match(cfg, ev)
-	if err != nil {
-		return r.fail(ctx, e, rec, true, err)
+	items := make([]item, len(es))
+	for i, e := range es {
+		it := &items[i]
+		it.entry = e
+		ev, err := event.DecodeGitHubEvent(e.Data)
+		if err != nil {
+			it.rec, it.known = looseEvent(e.Data)
+			it.bad = err
+			continue
+		}
+		it.ev = ev
+		it.rec, it.match, err = Match(cfg, ev)
+		if err != nil {
+			it.bad, it.known = err, true
+		}
+		if it.bad != nil && !sysexits.Is(it.bad, sysexits.DataErr) {
+			it.bad = sysexits.New(sysexits.DataErr, it.bad)
+		}
 	}
 
-	var prior store.Delivery
-	err = r.db(ctx, "record event", func(ctx context.Context) (err error) {
-		prior, err = r.store.RecordDelivery(ctx, rec)
-		return err
+	err := r.db(ctx, "record deliveries", func(ctx context.Context) error {
+		return r.store.InTx(ctx, func(tx *store.Store) error { return decideAll(ctx, tx, items) })
 	})
+	if err == nil {
+		err = r.publish(cfg, items)
+	}
+	errs := make([]error, len(items))
+	for i := range items {
+		it := &items[i]
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		errs[i] = it.bad
+		r.log(it.entry, it.rec, it.decision)
+	}
+	return errs
+}
+
+// decideAll records the deliveries and decisions of a batch in tx: the
+// deliveries seen for the first time all at once (store.InsertDecided),
+// the others (redeliveries, resumed entries, bad entries) one by one.
+func decideAll(ctx context.Context, tx *store.Store, items []item) error {
+	var fresh []store.Decided
+	var at []int
+	for i := range items {
+		if it := &items[i]; it.bad == nil {
+			fresh = append(fresh, store.Decided{Event: it.rec, Status: it.match.Status, Reason: it.match.Reason,
+				Entry: it.entry.Name, Deployments: it.match.Deployments})
+			at = append(at, i)
+		}
+	}
+	done := make([]bool, len(items))
+	if len(fresh) > 0 {
+		inserted, err := tx.InsertDecided(ctx, fresh)
+		if err != nil {
+			return err
+		}
+		for j, ok := range inserted {
+			done[at[j]] = ok
+		}
+	}
+	for i := range items {
+		it := &items[i]
+		if done[i] {
+			it.decision, it.resumed, it.resume = it.match, false, nil
+			continue
+		}
+		if err := decide(ctx, tx, it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// decide records one entry's delivery and decision in tx.
+func decide(ctx context.Context, tx *store.Store, it *item) error {
+	it.decision, it.resumed, it.resume = Decision{}, false, nil
+	if it.bad != nil {
+		it.decision = Decision{Status: store.StatusFailed, Reason: it.bad.Error()}
+		if !it.known {
+			return nil
+		}
+		return tx.RecordFailure(ctx, it.rec, it.bad.Error())
+	}
+	prior, err := tx.RecordDelivery(ctx, it.rec)
 	if err != nil {
 		return err
 	}
-
 	// Resuming after a crash: this entry already decided and made routes.
-	var resume []store.Route
+	var names []string
 	for _, rt := range prior.Routes {
-		if rt.Entry == e.Name {
-			resume = append(resume, rt)
+		if rt.Entry != it.entry.Name {
+			continue
+		}
+		names = append(names, rt.Deployment)
+		if rt.LastRun == "" { // else dh-deploy has it
+			it.resume = append(it.resume, rt.Deployment)
 		}
 	}
-	if len(resume) > 0 {
-		var names []string
-		for _, rt := range resume {
-			names = append(names, rt.Deployment)
-			if rt.LastRun != "" {
-				continue // dh-deploy has it
-			}
-			if err := r.complete(cfg, ev, rt.Deployment); err != nil {
-				return err
-			}
-		}
-		r.log(e, rec, Decision{Status: store.StatusRouted, Reason: "resumed", Deployments: names})
+	if len(names) > 0 {
+		it.decision = Decision{Status: store.StatusRouted, Reason: "resumed", Deployments: names}
+		it.resumed = true
 		return nil
 	}
-
+	d := it.match
 	if d.Status == store.StatusRouted && len(prior.Routes) > 0 {
 		d = dedup(d, prior.Routes)
 	}
-	err = r.db(ctx, "record decision", func(ctx context.Context) error {
-		return r.store.Decide(ctx, rec.Delivery, d.Status, d.Reason, e.Name, d.Deployments)
-	})
-	if err != nil {
-		return err
-	}
-	if err := r.publish(cfg, ev, d.Deployments); err != nil {
-		return err
-	}
-	r.log(e, rec, d)
-	return nil
+	it.decision = d
+	return tx.Decide(ctx, it.rec.Delivery, d.Status, d.Reason, it.entry.Name, d.Deployments)
 }
 
 // dedup applies the duplicate rule to a routing decision for a delivery
@@ -288,39 +370,48 @@ func Retriable(lastRun string) bool {
 	return false
 }
 
-// publish puts the entry, marked with each deployment's name, into that
-// deployment's queue.
-func (r *Router) publish(cfg *config.Config, ev *event.GitHubEvent, deployments []string) error {
-	for _, name := range deployments {
-		q, err := r.queue(cfg, name)
-		if err != nil {
-			return err
+// publish puts each routed entry, marked with each deployment's name, into
+// that deployment's queue, all in one PublishAll. A resumed route is
+// published only if the deployment queue does not already hold it.
+func (r *Router) publish(cfg *config.Config, items []item) error {
+	var out []queue.Item
+	for i := range items {
+		it := &items[i]
+		targets := it.decision.Deployments
+		if it.resumed {
+			targets = it.resume
 		}
-		out := *ev
-		out.Deployment = name
-		data, err := out.Encode()
-		if err != nil {
-			return err
+		if it.decision.Status != store.StatusRouted {
+			targets = nil
 		}
-		if _, err := q.Publish(data); err != nil {
-			return err
+		for _, name := range targets {
+			q, err := r.queue(cfg, name)
+			if err != nil {
+				return err
+			}
+			if it.resumed {
+				found, err := Holds(q, it.ev.Delivery, name)
+				if err != nil {
+					return err
+				}
+				if found {
+					continue
+				}
+			}
+			ev := *it.ev
+			ev.Deployment = name
+			data, err := ev.Encode()
+			if err != nil {
+				return err
+			}
+			out = append(out, queue.Item{Queue: q, Data: data})
 		}
 	}
-	return nil
-}
-
-// complete publishes ev to the deployment's queue unless it is already
-// there (waiting or failed).
-func (r *Router) complete(cfg *config.Config, ev *event.GitHubEvent, deployment string) error {
-	q, err := r.queue(cfg, deployment)
-	if err != nil {
-		return err
+	if len(out) == 0 {
+		return nil
 	}
-	found, err := Holds(q, ev.Delivery, deployment)
-	if err != nil || found {
-		return err
-	}
-	return r.publish(cfg, ev, []string{deployment})
+	_, err := queue.PublishAll(out)
+	return err
 }
 
 // Holds reports whether q holds (waiting or in failed/) an entry for the
@@ -384,24 +475,6 @@ func (r *Router) queue(cfg *config.Config, deployment string) (*queue.Queue, err
 	}
 	r.queues[dir] = q
 	return q, nil
-}
-
-// fail records a bad entry (when its delivery id is known) and returns the
-// DataErr that sends it to failed/.
-func (r *Router) fail(ctx context.Context, e *queue.Entry, rec store.Event, known bool, cause error) error {
-	if !sysexits.Is(cause, sysexits.DataErr) {
-		cause = sysexits.New(sysexits.DataErr, cause)
-	}
-	if known {
-		err := r.db(ctx, "record failure", func(ctx context.Context) error {
-			return r.store.RecordFailure(ctx, rec, cause.Error())
-		})
-		if err != nil {
-			return err
-		}
-	}
-	r.log(e, rec, Decision{Status: store.StatusFailed, Reason: cause.Error()})
-	return cause
 }
 
 // looseEvent reads what it can of a bad entry: the delivery id (if well

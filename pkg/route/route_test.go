@@ -168,7 +168,7 @@ func (r *rig) drain(t testing.TB) {
 	}
 	defer c.Close()
 	router := route.New(r.cfg, r.st, route.Options{Logger: r.logger})
-	if err := c.Run(context.Background(), router.Handle, queue.Options{Once: true}); err != nil {
+	if err := c.RunBatch(context.Background(), router.HandleBatch, queue.Options{Once: true}); err != nil {
 		t.Fatalf("Run(once) = %v", err)
 	}
 }
@@ -327,6 +327,43 @@ func TestDuplicates(t *testing.T) {
 		if got := forwarded(t, r.cfg)[d]; !mapsEqual(got, step.queued) {
 			t.Errorf("%s: Route(%s) queued %v; want %v", step.name, d, got, step.queued)
 		}
+	}
+}
+
+// One batch holding a delivery three times, a bad entry and a delivery
+// recorded before: each GUID gets one row counting its arrivals, each
+// deployment one entry per delivery, the bad entry goes to failed/.
+func TestBatchDuplicates(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newRig(t, storetest.NewMigrated(t))
+	push := []byte(`{"ref":"refs/heads/master","before":"a1","after":"b2","repository":{"full_name":"Codertocat/Hello-World"},"head_commit":{"id":"b2"}}`)
+	r.publish(t, entry(t, "old-0001", "push", push))
+	r.drain(t)
+	r.publish(t, entry(t, "dup-0001", "push", push))
+	r.publish(t, entry(t, "old-0001", "push", push))
+	r.publish(t, entry(t, "dup-0001", "push", push))
+	bad := r.publish(t, []byte(`{"version":1,"kind":"github-event","delivery":"bad-0001"}`))
+	r.publish(t, entry(t, "dup-0001", "push", push))
+	r.drain(t)
+	for _, want := range []struct {
+		delivery   string
+		status     string
+		deliveries int
+	}{{"dup-0001", store.StatusDuplicate, 3}, {"old-0001", store.StatusDuplicate, 2}, {"bad-0001", store.StatusFailed, 1}} {
+		row, err := r.st.GetEvent(ctx, want.delivery)
+		if err != nil || row.Status != want.status || row.Deliveries != want.deliveries {
+			t.Errorf("GetEvent(%s) = %s, %d deliveries (%v); want %s, %d", want.delivery, row.Status, row.Deliveries, err, want.status, want.deliveries)
+		}
+		if want.status == store.StatusFailed {
+			continue
+		}
+		if got := forwarded(t, r.cfg)[want.delivery]; !mapsEqual(got, map[string]int{"hello": 1, "hello-mirror": 1}) {
+			t.Errorf("%s queued %v; want one entry in hello and hello-mirror", want.delivery, got)
+		}
+	}
+	if failed, _ := r.main.Failed(); len(failed) != 1 || failed[0] != bad {
+		t.Errorf("failed/ holds %v; want [%s]", failed, bad)
 	}
 }
 

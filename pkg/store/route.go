@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/lib/pq"
@@ -106,6 +107,90 @@ func (s *Store) Decide(ctx context.Context, delivery, status, reason, entry stri
 		return fmt.Errorf("record decision %s for event %s: %w", status, delivery, err)
 	}
 	return nil
+}
+
+// Decided is a new delivery together with its decision, for
+// InsertDecided.
+type Decided struct {
+	Event
+	Status      string
+	Reason      string
+	Entry       string   // the queues/main entry that decided it
+	Deployments []string // forwarded to (status routed)
+}
+
+// InsertDecided records, in two statements whatever their number, each
+// delivery whose GUID is not recorded yet, with its decision and routes:
+// the same rows RecordDelivery then Decide would make. It returns which of
+// ds it inserted; a GUID already recorded (before, or earlier in ds) is
+// left alone, for the caller to handle with RecordDelivery and Decide.
+func (s *Store) InsertDecided(ctx context.Context, ds []Decided) ([]bool, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	n := len(ds)
+	texts := func() []string { return make([]string, n) }
+	nulls := func() []sql.NullString { return make([]sql.NullString, n) }
+	delivery, event, received, status, deployments := texts(), texts(), texts(), texts(), texts()
+	repo, ref, before, after, reason := nulls(), nulls(), nulls(), nulls(), nulls()
+	hook := make([]sql.NullInt64, n)
+	for i, d := range ds {
+		delivery[i], event[i], hook[i] = d.Delivery, d.Event.Event, sql.NullInt64{Int64: d.HookID, Valid: d.HookID != 0}
+		repo[i], ref[i], before[i], after[i] = nullString(d.Repository), nullString(d.Ref), nullString(d.Before), nullString(d.After)
+		received[i] = d.ReceivedAt.Format(time.RFC3339Nano)
+		status[i], reason[i], deployments[i] = d.Status, nullString(d.Reason), strings.Join(d.Deployments, ",")
+	}
+	// Rows are inserted in the order of ds, so of two with one GUID the
+	// first is inserted and the second skipped.
+	rows, err := s.db.QueryContext(ctx, `
+		INSERT INTO events (delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at,
+		                    status, reason, deployments, decided_at)
+		SELECT d, e, h, r, f, b, a, t::timestamptz, st, re, string_to_array(dp, ','), now()
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+		            $8::text[], $9::text[], $10::text[], $11::text[])
+		     WITH ORDINALITY AS u(d, e, h, r, f, b, a, t, st, re, dp, n)
+		ORDER BY n
+		ON CONFLICT (delivery) DO NOTHING
+		RETURNING delivery`,
+		pq.Array(delivery), pq.Array(event), pq.Array(hook), pq.Array(repo), pq.Array(ref), pq.Array(before),
+		pq.Array(after), pq.Array(received), pq.Array(status), pq.Array(reason), pq.Array(deployments))
+	if err != nil {
+		return nil, classify(fmt.Errorf("record %d events: %w", n, err))
+	}
+	inserted := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, classify(fmt.Errorf("record %d events: %w", n, err))
+		}
+		inserted[id] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, classify(fmt.Errorf("record %d events: %w", n, err))
+	}
+	done := make([]bool, n)
+	var rd, rdep, rentry []string
+	for i, d := range ds {
+		if !inserted[d.Delivery] {
+			continue
+		}
+		delete(inserted, d.Delivery) // a later duplicate in ds was not inserted
+		done[i] = true
+		for _, dep := range d.Deployments {
+			rd, rdep, rentry = append(rd, d.Delivery), append(rdep, dep), append(rentry, d.Entry)
+		}
+	}
+	if len(rd) > 0 {
+		_, err := s.db.ExecContext(ctx, `
+			INSERT INTO routes (delivery, deployment, entry)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[])`,
+			pq.Array(rd), pq.Array(rdep), pq.Array(rentry))
+		if err != nil {
+			return nil, classify(fmt.Errorf("record routes of %d events: %w", n, err))
+		}
+	}
+	return done, nil
 }
 
 // RecordFailure records that a delivery could not be handled: a new row

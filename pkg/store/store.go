@@ -42,8 +42,16 @@ var ErrNotFound = errors.New("not found")
 // Store is a pool of connections to one database. It is safe for
 // concurrent use.
 type Store struct {
-	db      *sql.DB
+	pool    *sql.DB // nil in a transaction's Store
+	db      querier // the pool, or the transaction
 	timeout time.Duration
+}
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 // Option configures Open.
@@ -66,7 +74,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.db = db
+	s.pool, s.db = db, db
 	return s, nil
 }
 
@@ -111,7 +119,29 @@ func describe(cfg pq.Config) string {
 }
 
 // Close closes the pool.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return s.pool.Close() }
+
+// InTx runs fn with a Store whose methods all run in one transaction,
+// committed when fn returns nil and rolled back otherwise. The whole
+// transaction is bounded by one per-call timeout. Many small writes in one
+// transaction cost one commit (one WAL flush) instead of one each. fn may
+// run only statements through tx, and must not call InTx on it.
+func (s *Store) InTx(ctx context.Context, fn func(tx *Store) error) error {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	t, err := s.pool.BeginTx(ctx, nil)
+	if err != nil {
+		return classify(fmt.Errorf("begin transaction: %w", err))
+	}
+	if err := fn(&Store{db: t, timeout: s.timeout}); err != nil {
+		t.Rollback()
+		return err
+	}
+	if err := t.Commit(); err != nil {
+		return classify(fmt.Errorf("commit: %w", err))
+	}
+	return nil
+}
 
 // call bounds ctx by the per-call timeout.
 func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -1,15 +1,46 @@
 // dh-deploy runs the deployments of dh-deployer: one worker per deployment
-// queue (the systemd template instance dh-deploy@NAME), which checks out the
-// pushed commit, runs the deployment's build steps and records the run.
+// queue (the systemd template instance dh-deploy@NAME), which fetches and
+// verifies the pushed commit, checks it out, runs the deployment's build
+// steps and records the run. docs/deploy.md has the rules.
 //
-// Its commands arrive with the deploy stage; this build only answers
-// --help and --version.
+// Usage:
+//
+//	dh-deploy [-c FILE] run NAME [--once] [--wait]   work queues/NAME until SIGTERM
+//	dh-deploy [-c FILE] replay FILE                  handle one entry in the foreground
+//	dh-deploy [-c FILE] deploy NAME [--commit SHA] [--ref REF]
+//	                                                 deploy now, by hand
+//	dh-deploy [-c FILE] rollback NAME                redeploy the previous successful commit
+//	dh-deploy [-c FILE] history NAME [-n N] [--json] the runs, newest first
+//	dh-deploy [-c FILE] logs NAME [RUN]              a run's log (default: the newest)
+//
+// Exit status follows sysexits(3): 0 ok, 1 the run failed or was refused,
+// 64 usage, 65 bad entry, 69 a step's program is missing, 74 I/O error,
+// 75 temporary failure (database or network down, queue locked), 78 bad
+// configuration.
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/deploy"
+	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/store"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 func main() { os.Exit(cli.Main(app)) }
@@ -17,4 +48,266 @@ func main() { os.Exit(cli.Main(app)) }
 var app = &cli.App{
 	Name:    "dh-deploy",
 	Summary: "check out, build and record one deployment's pushes",
+	Commands: []*cli.Command{
+		{Name: "run", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"once", "wait"},
+			Summary: "work the deployment's queue until SIGTERM", Run: run},
+		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
+		{Name: "deploy", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"commit", "ref"},
+			Summary: "deploy now, by hand: the tip of the ref, or a given commit on it", Run: manual},
+		{Name: "rollback", Args: "NAME", MinArgs: 1, MaxArgs: 1, Summary: "redeploy the previous successful commit", Run: rollback},
+		{Name: "history", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"limit", "json"},
+			Summary: "print the deployment's runs, newest first", Run: history},
+		{Name: "logs", Args: "NAME [RUN]", MinArgs: 1, MaxArgs: 2, Summary: "print a run's log (default: the newest run)", Run: logs},
+	},
+	DefineFlags: func(fs *pflag.FlagSet) {
+		fs.Bool("once", false, "drain the queue, then exit")
+		fs.Bool("wait", false, "wait for another worker of the queue to stop instead of exiting")
+		fs.String("commit", "", "the commit to deploy (it must be on the ref)")
+		fs.String("ref", "", "the ref to deploy or verify against, refs/heads/X or refs/tags/X (default: the first branch followed)")
+		fs.IntP("limit", "n", 20, "how many runs to print (0: all)")
+		fs.Bool("json", false, "print JSON, one run per line")
+	},
+}
+
+// open loads the configuration and opens a store whose schema is current.
+func open(ctx context.Context, env *cli.Env) (*config.Config, *store.Store, error) {
+	cfg, err := config.Load(env.Config)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := st.CheckSchema(ctx); err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return cfg, st, nil
+}
+
+// worker opens everything the deployment name's worker needs.
+func worker(ctx context.Context, env *cli.Env, name string, wait bool) (*deploy.Worker, func(), error) {
+	cfg, st, err := open(ctx, env)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := deploy.New(cfg, name, st, deploy.Options{Logger: env.Logger, Getenv: env.Getenv, Stderr: env.Stderr,
+		Wait: wait, Version: cli.VersionString()})
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return w, func() { w.Close(); st.Close() }, nil
+}
+
+func run(ctx context.Context, env *cli.Env, args []string) error {
+	once, _ := env.Flags.GetBool("once")
+	wait, _ := env.Flags.GetBool("wait")
+	w, done, err := worker(ctx, env, args[0], !once)
+	if err != nil {
+		return err
+	}
+	defer done()
+	c, err := w.Queue().Lock(ctx, wait)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := w.Recover(ctx); err != nil {
+		return err
+	}
+	env.Logger.Info("deploying", "deployment", args[0], "queue", w.Queue().Dir(), "once", once)
+	return c.Run(ctx, w.Handle, queue.Options{Once: once, Logger: env.Logger})
+}
+
+func replay(ctx context.Context, env *cli.Env, args []string) error {
+	data, err := os.ReadFile(args[0])
+	if err != nil {
+		return sysexits.New(sysexits.DataErr, fmt.Errorf("replay: %w", err))
+	}
+	var head struct {
+		Deployment string `json:"deployment"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil || head.Deployment == "" {
+		return sysexits.Errorf(sysexits.DataErr, "replay %s: not a github-event entry of a deployment queue", args[0])
+	}
+	w, done, err := worker(ctx, env, head.Deployment, false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return queue.Replay(ctx, args[0], w.Replay)
+}
+
+func manual(ctx context.Context, env *cli.Env, args []string) error {
+	commit, _ := env.Flags.GetString("commit")
+	ref, _ := env.Flags.GetString("ref")
+	w, done, err := worker(ctx, env, args[0], false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if commit != "" {
+		if err := gitrepo.CheckSHA(commit); err != nil {
+			return sysexits.New(sysexits.Usage, err)
+		}
+	}
+	if ref == "" {
+		if ref, err = defaultRef(w.Deployment()); err != nil {
+			return err
+		}
+	} else if err := gitrepo.CheckRef(ref); err != nil {
+		return sysexits.New(sysexits.Usage, err)
+	}
+	req := deploy.Request{Delivery: deploy.ManualID(deploy.TriggerManual), Trigger: deploy.TriggerManual,
+		Ref: ref, Commit: commit, AllowOlder: true}
+	r, err := w.Deploy(ctx, req)
+	return report(env, r, err)
+}
+
+// defaultRef is the first branch the deployment follows by name (not by
+// pattern).
+func defaultRef(d *config.Deployment) (string, error) {
+	for _, b := range d.Branches {
+		if !strings.ContainsAny(b, `*?[\`) {
+			return "refs/heads/" + b, nil
+		}
+	}
+	return "", sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "deployment %s follows no branch by name", d.Name),
+		"pass --ref refs/heads/BRANCH or --ref refs/tags/TAG")
+}
+
+func rollback(ctx context.Context, env *cli.Env, args []string) error {
+	w, done, err := worker(ctx, env, args[0], false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	r, err := w.Rollback(ctx)
+	return report(env, r, err)
+}
+
+// report prints how a run by hand ended.
+func report(env *cli.Env, r store.Run, err error) error {
+	if r.ID != 0 {
+		fmt.Fprintf(env.Stdout, "run %d: %s %s at %s\n", r.ID, r.State, r.Deployment, r.Commit)
+	}
+	if errors.Is(err, deploy.ErrRefused) {
+		return sysexits.New(sysexits.Failure, err)
+	}
+	return err
+}
+
+func history(ctx context.Context, env *cli.Env, args []string) error {
+	limit, _ := env.Flags.GetInt("limit")
+	asJSON, _ := env.Flags.GetBool("json")
+	cfg, st, err := open(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, ok := cfg.Deployment(args[0]); !ok {
+		return sysexits.Errorf(sysexits.Usage, "no deployment %q in %s", args[0], cfg.File)
+	}
+	runs, err := st.ListRuns(ctx, args[0], limit)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		for _, r := range runs {
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return printHistory(env.Stdout, runs)
+}
+
+// printHistory writes runs as a table.
+func printHistory(out io.Writer, runs []store.Run) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "RUN\tQUEUED\tTRIGGER\tSTATE\tCOMMIT\tPREVIOUS\tTOOK\tSTEP\tEXIT\tERROR")
+	for _, r := range runs {
+		took := "-"
+		if !r.FinishedAt.IsZero() && !r.StartedAt.IsZero() {
+			took = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.QueuedAt.UTC().Format(time.RFC3339),
+			r.Trigger, r.State, short(r.Commit), short(r.Previous), took, num(r.FailedStep), num(r.ExitCode), oneLine(r.Error))
+	}
+	return w.Flush()
+}
+
+func logs(ctx context.Context, env *cli.Env, args []string) error {
+	cfg, st, err := open(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var r store.Run
+	if len(args) == 2 {
+		id, perr := strconv.ParseInt(args[1], 10, 64)
+		if perr != nil {
+			return sysexits.Errorf(sysexits.Usage, "RUN must be a run number, not %q", args[1])
+		}
+		r, err = st.GetRun(ctx, args[0], id)
+	} else {
+		var runs []store.Run
+		runs, err = st.ListRuns(ctx, args[0], 1)
+		if err == nil && len(runs) == 0 {
+			err = sysexits.Errorf(sysexits.Unavailable, "%s has no runs", args[0])
+		}
+		if err == nil {
+			r = runs[0]
+		}
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return sysexits.New(sysexits.Unavailable, err)
+	}
+	if err != nil {
+		return err
+	}
+	// Only files under the deployment's log directory are shown.
+	dir := deploy.LogDir(cfg.StateDir, args[0])
+	if r.LogPath == "" || filepath.Dir(r.LogPath) != dir {
+		return sysexits.Errorf(sysexits.Unavailable, "run %d of %s has no log in %s", r.ID, args[0], dir)
+	}
+	f, err := os.Open(r.LogPath)
+	if err != nil {
+		return sysexits.New(sysexits.Unavailable, fmt.Errorf("run %d: %w (logs older than the last %d runs are deleted)", r.ID, err, deploy.KeepLogs))
+	}
+	defer f.Close()
+	_, err = io.Copy(env.Stdout, f)
+	return err
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	if sha == "" {
+		return "-"
+	}
+	return sha
+}
+
+func num(n *int) string {
+	if n == nil {
+		return "-"
+	}
+	return strconv.Itoa(*n)
+}
+
+func oneLine(s string) string {
+	if s == "" {
+		return "-"
+	}
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 100 {
+		s = s[:100] + "…"
+	}
+	return s
 }

@@ -95,6 +95,10 @@ type Config struct {
 	// GitHub configures the GitHub API calls (commit statuses).
 	GitHub GitHub `toml:"github"`
 
+	// Notify configures the chat notification dh-deploy posts when a run
+	// succeeds or fails.
+	Notify Notify `toml:"notify"`
+
 	// Deployments maps each deployment's name to its definition. The name
 	// ([a-z0-9][a-z0-9-]*, at most 64 bytes, not main, nginx, cert, failed
 	// or tmp) is also the name of its queue and of its systemd instance
@@ -191,6 +195,21 @@ type GitHub struct {
 }
 
 // Deployment is one [deployments.NAME] table.
+// Notify is the [notify] table: an optional Slack- or Mattermost-compatible
+// incoming webhook that dh-deploy posts {"text": ...} to after each run
+// that succeeded or failed.
+type Notify struct {
+	// URLFile holds the webhook URL (an http or https URL; one trailing
+	// newline is ignored). The URL is a secret, so it lives in a file like
+	// the other secrets; a relative name is looked up in
+	// $CREDENTIALS_DIRECTORY. Optional: without it nothing is posted.
+	URLFile string `toml:"url_file"`
+
+	// Username is the name the messages are posted under, where the chat
+	// allows it. Optional.
+	Username string `toml:"username"`
+}
+
 type Deployment struct {
 	// Name is the key under [deployments]; filled in by Load. It is not a
 	// key of the table.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,10 +160,30 @@ func (c *Config) WebhookSecrets(getenv func(string) string) ([][]byte, error) {
 // GitHubToken reads github.token_file like WebhookSecrets reads a secret.
 // It returns nil and no error if no token file is configured.
 func (c *Config) GitHubToken(getenv func(string) string) ([]byte, error) {
-	if c.GitHub.TokenFile == "" {
+	return optionalSecret(c.GitHub.TokenFile, getenv)
+}
+
+// NotifyURL reads notify.url_file like WebhookSecrets reads a secret and
+// checks it is an http or https URL. It returns "" and no error if no file
+// is configured.
+func (c *Config) NotifyURL(getenv func(string) string) (string, error) {
+	b, err := optionalSecret(c.Notify.URLFile, getenv)
+	if err != nil || b == nil {
+		return "", err
+	}
+	u, err := url.Parse(string(b))
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		// The URL is a secret: name the file, not its content.
+		return "", sysexits.Errorf(sysexits.Config, "%s: not an http or https URL", c.Notify.URLFile)
+	}
+	return string(b), nil
+}
+
+func optionalSecret(file string, getenv func(string) string) ([]byte, error) {
+	if file == "" {
 		return nil, nil
 	}
-	path, err := CredentialPath(c.GitHub.TokenFile, getenv)
+	path, err := CredentialPath(file, getenv)
 	if err != nil {
 		return nil, err
 	}

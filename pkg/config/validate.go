@@ -137,6 +137,9 @@ func (c *Config) validate() []problem {
 	ck.databaseURL(c.DatabaseURL)
 	c.Receive.validate(ck)
 	c.GitHub.validate(ck)
+	if c.Notify.URLFile != "" {
+		ck.credentialPath(k("notify", "url_file"), "", c.Notify.URLFile)
+	}
 	paths := map[string]string{} // clean checkout path → deployment
 	for _, name := range c.DeploymentNames() {
 		d := c.Deployments[name]

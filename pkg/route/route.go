@@ -501,10 +501,7 @@ func looseEvent(data []byte) (store.Event, bool) {
 }
 
 func (r *Router) db(ctx context.Context, what string, fn func(context.Context) error) error {
-	if r.wait {
-		return store.Retry(ctx, r.logger, what, fn)
-	}
-	return fn(ctx)
+	return store.RetryIf(ctx, r.wait, r.logger, what, fn)
 }
 
 // log writes the one line per decision.

@@ -296,7 +296,7 @@ func TestDuplicates(t *testing.T) {
 			t.Fatalf("InsertRun(%s) = %v", deployment, err)
 		}
 		if state != store.RunRunning {
-			if err := r.st.FinishRun(ctx, id, state, nil, ""); err != nil {
+			if err := r.st.FinishRun(ctx, id, store.RunResult{State: state}); err != nil {
 				t.Fatalf("FinishRun(%s) = %v", deployment, err)
 			}
 		}

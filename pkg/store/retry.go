@@ -114,3 +114,13 @@ func Retry(ctx context.Context, logger *slog.Logger, what string, fn func(ctx co
 		backoff = min(2*backoff, maxBackoff)
 	}
 }
+
+// RetryIf is Retry when wait is set (a daemon: the work waits for the
+// database), else one plain call (--once, replay: an outage is the
+// caller's TempFail).
+func RetryIf(ctx context.Context, wait bool, logger *slog.Logger, what string, fn func(ctx context.Context) error) error {
+	if wait {
+		return Retry(ctx, logger, what, fn)
+	}
+	return fn(ctx)
+}

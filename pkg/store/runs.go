@@ -20,23 +20,23 @@ const (
 
 // Run is one deployment attempt: a row of the deployment history.
 type Run struct {
-	ID           int64 // set by InsertRun
-	Delivery     string
-	Deployment   string
-	Attempt      int    // 0 means 1
-	Trigger      string // webhook (default), manual, rollback, replay
-	Ref          string
-	Commit       string
-	Previous     string // the commit checked out before
-	State        string
-	QueuedAt     time.Time // set by the database
-	StartedAt    time.Time
-	FinishedAt   time.Time // set by FinishRun
-	ExitCode     *int
-	FailedStep   *int
-	LogPath      string
-	Error        string
-	SupersededBy int64 // 0 for none
+	ID           int64     `json:"id"` // set by InsertRun
+	Delivery     string    `json:"delivery"`
+	Deployment   string    `json:"deployment"`
+	Attempt      int       `json:"attempt"` // 0 means 1
+	Trigger      string    `json:"trigger"` // webhook (default), manual, rollback, replay
+	Ref          string    `json:"ref"`
+	Commit       string    `json:"commit"`
+	Previous     string    `json:"previous_commit,omitempty"` // the commit checked out before
+	State        string    `json:"state"`
+	QueuedAt     time.Time `json:"queued_at"` // set by the database
+	StartedAt    time.Time `json:"started_at"`
+	FinishedAt   time.Time `json:"finished_at"` // set by FinishRun
+	ExitCode     *int      `json:"exit_code,omitempty"`
+	FailedStep   *int      `json:"failed_step,omitempty"`
+	LogPath      string    `json:"log_path,omitempty"`
+	Error        string    `json:"error,omitempty"`
+	SupersededBy int64     `json:"superseded_by,omitempty"` // 0 for none
 }
 
 // InsertRun records a new run and returns its id. (Delivery, Deployment,
@@ -63,36 +63,108 @@ func (s *Store) InsertRun(ctx context.Context, r Run) (id int64, err error) {
 	return id, nil
 }
 
-// FinishRun records the end of run id: its final state, the exit code (nil
-// if no step ran or it died by a signal) and the error text ("" for none),
-// and stamps finished_at. It fails with ErrNotFound for an unknown id.
-func (s *Store) FinishRun(ctx context.Context, id int64, state string, exitCode *int, errText string) error {
+// RunResult is how a run ended, for FinishRun.
+type RunResult struct {
+	State        string // a final state: succeeded, failed, superseded, refused, interrupted
+	ExitCode     *int   // of the failed step, 0 on success; nil if no step ran or it died by a signal
+	FailedStep   *int   // number (from 1) of the step that failed
+	Error        string // why it failed or was refused; "" for none
+	SupersededBy int64  // the run that replaced it; 0 for none
+}
+
+// FinishRun records the end of run id and stamps finished_at. It fails
+// with ErrNotFound for an unknown id.
+func (s *Store) FinishRun(ctx context.Context, id int64, r RunResult) error {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	err := s.update(ctx, `
-		UPDATE runs SET state = $2, exit_code = $3, error = $4, finished_at = now()
+		UPDATE runs SET state = $2, exit_code = $3, failed_step = $4, error = $5,
+		       superseded_by = $6, finished_at = now()
 		WHERE id = $1`,
-		id, state, exitCode, nullString(errText))
+		id, r.State, r.ExitCode, r.FailedStep, nullString(r.Error),
+		sql.NullInt64{Int64: r.SupersededBy, Valid: r.SupersededBy != 0})
 	if err != nil {
 		return fmt.Errorf("finish run %d: %w", id, err)
 	}
 	return nil
 }
 
+// InterruptRuns marks every unfinished (queued or running) run of a
+// deployment interrupted, and returns how many. The deployment's worker
+// calls it when it starts: it is the only one, so any unfinished run is
+// the leftover of a worker that died.
+func (s *Store) InterruptRuns(ctx context.Context, deployment string) (int64, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	res, err := s.db.ExecContext(ctx, `
+		UPDATE runs SET state = 'interrupted', finished_at = now(),
+		       error = coalesce(error, 'the worker stopped during the run')
+		WHERE deployment = $1 AND state IN ('queued', 'running')`, deployment)
+	if err != nil {
+		return 0, classify(fmt.Errorf("interrupt runs of %s: %w", deployment, err))
+	}
+	n, err := res.RowsAffected()
+	return n, classify(err)
+}
+
+// LinkSuperseded points the superseded runs of a deployment that do not
+// name their successor yet at run id.
+func (s *Store) LinkSuperseded(ctx context.Context, deployment string, id int64) error {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	_, err := s.db.ExecContext(ctx, `
+		UPDATE runs SET superseded_by = $2
+		WHERE deployment = $1 AND state = 'superseded' AND superseded_by IS NULL AND id < $2`,
+		deployment, id)
+	if err != nil {
+		return classify(fmt.Errorf("link superseded runs of %s: %w", deployment, err))
+	}
+	return nil
+}
+
+const runColumns = `id, delivery, deployment, attempt, trigger, ref, commit_sha, previous_sha, state,
+	queued_at, started_at, finished_at, exit_code, failed_step, log_path, error, superseded_by`
+
 // ListRuns returns the newest runs of a deployment, newest first; at most
 // limit of them, or all if limit <= 0.
 func (s *Store) ListRuns(ctx context.Context, deployment string, limit int) ([]Run, error) {
-	ctx, cancel := s.call(ctx)
-	defer cancel()
-	rows, err := s.db.QueryContext(ctx, `
-		SELECT id, delivery, deployment, attempt, trigger, ref, commit_sha, previous_sha, state,
-		       queued_at, started_at, finished_at, exit_code, failed_step, log_path, error, superseded_by
-		FROM runs WHERE deployment = $1
-		ORDER BY id DESC
-		LIMIT $2`,
+	runs, err := s.runs(ctx, `WHERE deployment = $1 ORDER BY id DESC LIMIT $2`,
 		deployment, sql.NullInt64{Int64: int64(limit), Valid: limit > 0})
 	if err != nil {
-		return nil, classify(fmt.Errorf("list runs of %s: %w", deployment, err))
+		return nil, fmt.Errorf("list runs of %s: %w", deployment, err)
+	}
+	return runs, nil
+}
+
+// RunsOf returns the runs of one (delivery, deployment) pair, first
+// attempt first.
+func (s *Store) RunsOf(ctx context.Context, delivery, deployment string) ([]Run, error) {
+	runs, err := s.runs(ctx, `WHERE delivery = $1 AND deployment = $2 ORDER BY attempt, id`, delivery, deployment)
+	if err != nil {
+		return nil, fmt.Errorf("list runs of %s for %s: %w", deployment, delivery, err)
+	}
+	return runs, nil
+}
+
+// GetRun returns run id of a deployment; ErrNotFound if there is none.
+func (s *Store) GetRun(ctx context.Context, deployment string, id int64) (Run, error) {
+	runs, err := s.runs(ctx, `WHERE deployment = $1 AND id = $2`, deployment, id)
+	if err == nil && len(runs) == 0 {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return Run{}, fmt.Errorf("run %d of %s: %w", id, deployment, err)
+	}
+	return runs[0], nil
+}
+
+// runs selects runs with the given WHERE/ORDER clause.
+func (s *Store) runs(ctx context.Context, clause string, args ...any) ([]Run, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	rows, err := s.db.QueryContext(ctx, `SELECT `+runColumns+` FROM runs `+clause, args...)
+	if err != nil {
+		return nil, classify(err)
 	}
 	defer rows.Close()
 	var runs []Run
@@ -107,7 +179,7 @@ func (s *Store) ListRuns(ctx context.Context, deployment string, limit int) ([]R
 			&previous, &r.State, &r.QueuedAt, &started, &finished, &exitCode, &failedStep, &logPath,
 			&why, &superseded)
 		if err != nil {
-			return nil, classify(fmt.Errorf("list runs of %s: %w", deployment, err))
+			return nil, classify(err)
 		}
 		r.Ref, r.Commit, r.Previous, r.LogPath, r.Error = ref.String, commit.String, previous.String, logPath.String, why.String
 		r.StartedAt, r.FinishedAt = started.Time, finished.Time
@@ -116,7 +188,7 @@ func (s *Store) ListRuns(ctx context.Context, deployment string, limit int) ([]R
 		runs = append(runs, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, classify(fmt.Errorf("list runs of %s: %w", deployment, err))
+		return nil, classify(err)
 	}
 	return runs, nil
 }

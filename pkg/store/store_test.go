@@ -253,10 +253,10 @@ func TestRuns(t *testing.T) {
 		t.Errorf("InsertRun(d9, web) = %v", err)
 	}
 	two := 2
-	if err := s.FinishRun(ctx, ids[2], store.RunFailed, &two, "step 1 failed"); err != nil {
+	if err := s.FinishRun(ctx, ids[2], store.RunResult{State: store.RunFailed, ExitCode: &two, Error: "step 1 failed"}); err != nil {
 		t.Fatalf("FinishRun(%d) = %v", ids[2], err)
 	}
-	if err := s.FinishRun(ctx, -1, store.RunFailed, nil, ""); !errors.Is(err, store.ErrNotFound) {
+	if err := s.FinishRun(ctx, -1, store.RunResult{State: store.RunFailed}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("FinishRun(-1) = %v; want ErrNotFound", err)
 	}
 

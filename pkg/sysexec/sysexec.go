@@ -11,7 +11,9 @@
 //     reason, the group gets SIGKILL anyway, so no background child it left
 //     survives it holding the output pipe. (A child that moved itself to
 //     another process group or session escapes this; Run stops reading its
-//     output KillGrace after the command exited.)
+//     output KillGrace after the command exited.) If the caller dies, the
+//     command's own process gets SIGKILL (PR_SET_PDEATHSIG); its children
+//     are left to the service manager's control-group kill.
 //   - The environment is exactly Cmd.Env; nil means an empty environment,
 //     not the caller's. Later duplicates of a name win.
 //   - Output (stdout and stderr, interleaved as written, through one pipe)
@@ -204,7 +206,7 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 	cmd.Stdin = c.Stdin
 	cmd.Stdout = pw
 	cmd.Stderr = pw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 
 	// On timeout or cancellation: SIGTERM to the whole group (the negative
 	// pid names the group, whose id is the leader's pid). If the leader is

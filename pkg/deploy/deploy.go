@@ -1,0 +1,425 @@
+// Package deploy is dh-deploy's stage: the worker of one deployment. It
+// turns a routed push (an entry of queues/NAME) into a verified checkout,
+// the deployment's build steps and a row of history. docs/deploy.md is the
+// operator's version of this comment.
+//
+// For each entry, in this order (Handle):
+//
+//  1. Decode it: a github-event push routed to this deployment, else a
+//     sysexits.DataErr (the entry goes to failed/).
+//  2. Idempotency: runs are keyed on (delivery, deployment). If a run of
+//     the pair succeeded, the entry is done. Otherwise this is attempt
+//     n+1. At start (Recover) the worker marks every unfinished run of its
+//     deployment interrupted: it is the only worker, so those are the
+//     leftovers of one that died, and their entries, still queued, run
+//     again.
+//  3. Coalescing (unless coalesce = false): if a later push waiting in the
+//     queue names a commit that, after a fetch, is on its ref and contains
+//     this one's commit, this one is recorded as superseded and not
+//     deployed; the newest one deploys. A later push that is stale, forged
+//     or force-pushed over this commit supersedes nothing.
+//  4. Deploy (also used by the manual commands):
+//     a. fetch (or clone) under the run lock, so that a manual deploy and
+//     the worker never share the checkout; a network failure is a
+//     TempFail before any run is recorded: the entry waits;
+//     b. record the run (state running) and post a pending status;
+//     c. refuse, with a recorded reason, a commit the fetched ref does not
+//     contain, and (unless by hand) a commit older than the one checked
+//     out, i.e. an ancestor of it: a stale redelivery never rolls back;
+//     d. check out the commit detached, tracked files reset, untracked
+//     files cleaned if the deployment asks;
+//     e. kind "steps": run the steps in order in the checkout, each with
+//     the step timeout, all within the run timeout, output to the run's
+//     log file and to stderr (the journal); the first that fails fails
+//     the run. Kind "nginx": publish an nginx-sites entry to queues/nginx;
+//     f. record the end of the run, post the final status and the
+//     notification.
+//
+// A failed run sends its entry to failed/ (a redelivery from GitHub, or
+// dh-deploy replay, tries again); a refused one is done. When ctx ends
+// (SIGTERM) the running step's process group is killed, the run recorded
+// interrupted and the entry left queued.
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/ghstatus"
+	"github.com/dh-deployer/dh-deployer/pkg/github"
+	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/notify"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/store"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+)
+
+// Triggers of a run, as the runs table records them.
+const (
+	TriggerWebhook  = "webhook"
+	TriggerManual   = "manual"
+	TriggerRollback = "rollback"
+	TriggerReplay   = "replay"
+)
+
+// RunLockFile is the lock, in the deployment's queue directory, held for
+// the whole of each run.
+const RunLockFile = ".run.lock"
+
+// Options tune a Worker.
+type Options struct {
+	Logger *slog.Logger
+	// Getenv reads the worker's environment: the steps get PATH, HOME and
+	// a few more from it (see StepEnv), and $CREDENTIALS_DIRECTORY locates
+	// the GitHub token and the notification URL.
+	Getenv func(string) string
+	// Stderr receives the steps' output as it comes (the journal under
+	// systemd), besides the run's log file. nil discards it.
+	Stderr io.Writer
+	// Wait retries database calls until they succeed (the daemon) instead
+	// of failing the entry temporarily.
+	Wait bool
+	// Version goes into the User-Agent of API calls.
+	Version string
+}
+
+// Worker deploys one deployment.
+type Worker struct {
+	cfg     *config.Config
+	d       *config.Deployment
+	st      *store.Store
+	log     *slog.Logger
+	getenv  func(string) string
+	stderr  io.Writer
+	wait    bool
+	q       *queue.Queue
+	notices *notices
+}
+
+// New returns the worker of the deployment name. It reads the GitHub token
+// and the notification URL now, so that a bad one stops the worker at
+// start (sysexits.Config) rather than at the first run.
+func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worker, error) {
+	d, ok := cfg.Deployment(name)
+	if !ok {
+		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s: no deployment %q", cfg.File, name),
+			"the deployments are: "+fmt.Sprint(cfg.DeploymentNames()))
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = func(string) string { return "" }
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = io.Discard
+	}
+	log := opts.Logger.With("deployment", name)
+	token, err := cfg.GitHubToken(opts.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	hook, err := cfg.NotifyURL(opts.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	agent := "dh-deployer/" + opts.Version
+	n := &notices{
+		status: &ghstatus.Client{BaseURL: cfg.GitHub.APIURL, Token: string(token), Context: cfg.GitHub.StatusContext,
+			UserAgent: agent, Logger: log},
+		chat: &notify.Webhook{URL: hook, Username: cfg.Notify.Username, UserAgent: agent, Logger: log},
+		log:  log,
+	}
+	n.start()
+	return &Worker{
+		cfg: cfg, d: d, st: st, log: log, getenv: opts.Getenv, stderr: opts.Stderr, wait: opts.Wait,
+		q: queue.Open(cfg.QueuePath(name)), notices: n,
+	}, nil
+}
+
+// Close waits (a bounded time) until the statuses and notifications of
+// finished runs are posted.
+func (w *Worker) Close() { w.notices.close(30 * time.Second) }
+
+// Deployment is the deployment the worker deploys.
+func (w *Worker) Deployment() *config.Deployment { return w.d }
+
+// Store is the worker's store.
+func (w *Worker) Store() *store.Store { return w.st }
+
+// Queue is the deployment's queue.
+func (w *Worker) Queue() *queue.Queue { return w.q }
+
+// Recover marks the unfinished runs of the deployment interrupted. Call it
+// once the queue's consumer lock is held.
+func (w *Worker) Recover(ctx context.Context) error {
+	return w.db(ctx, "interrupt leftover runs", func(ctx context.Context) error {
+		n, err := w.st.InterruptRuns(ctx, w.d.Name)
+		if n > 0 {
+			w.log.Warn("runs left unfinished by an earlier worker marked interrupted", "runs", n)
+		}
+		return err
+	})
+}
+
+// Handle is the queue.Handler of the deployment's queue: see the package
+// comment.
+func (w *Worker) Handle(ctx context.Context, e *queue.Entry) error {
+	return w.handle(ctx, e, TriggerWebhook)
+}
+
+// Replay handles an entry file in the foreground, as dh-deploy replay does:
+// like Handle, recorded with the trigger "replay".
+func (w *Worker) Replay(ctx context.Context, e *queue.Entry) error {
+	return w.handle(ctx, e, TriggerReplay)
+}
+
+func (w *Worker) handle(ctx context.Context, e *queue.Entry, trigger string) error {
+	ev, push, err := w.decode(e.Data)
+	if err != nil {
+		return err
+	}
+	var runs []store.Run
+	err = w.db(ctx, "read runs", func(ctx context.Context) (err error) {
+		runs, err = w.st.RunsOf(ctx, ev.Delivery, w.d.Name)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	attempt := 1
+	for _, r := range runs {
+		if r.State == store.RunSucceeded {
+			w.log.Info("already deployed; nothing to do", "delivery", ev.Delivery, "commit", r.Commit, "run", r.ID)
+			return nil
+		}
+		attempt = max(attempt, r.Attempt+1)
+	}
+	req := Request{Delivery: ev.Delivery, Attempt: attempt, Trigger: trigger, Ref: push.Ref, Commit: push.After}
+	if trigger == TriggerWebhook && w.d.Coalesces() {
+		newer, err := w.newerPush(ctx, e.Name, req)
+		if err != nil {
+			return err
+		}
+		if newer != "" {
+			return w.supersede(ctx, req, newer)
+		}
+	}
+	_, err = w.Deploy(ctx, req)
+	if errors.Is(err, ErrRefused) {
+		return nil // recorded; a refusal is final
+	}
+	return err
+}
+
+// decode checks that an entry is a push routed to this deployment.
+func (w *Worker) decode(data []byte) (*event.GitHubEvent, *github.Push, error) {
+	ev, err := event.DecodeGitHubEvent(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ev.Deployment != w.d.Name {
+		return nil, nil, sysexits.Errorf(sysexits.DataErr, "entry is for deployment %q, not %q", ev.Deployment, w.d.Name)
+	}
+	if ev.Event != "push" {
+		return nil, nil, sysexits.Errorf(sysexits.DataErr, "entry is a %q event; only pushes are deployed", ev.Event)
+	}
+	push, err := github.DecodePush(ev.Payload)
+	if err != nil {
+		return nil, nil, sysexits.New(sysexits.DataErr, err)
+	}
+	if push.IsDeletion() {
+		return nil, nil, sysexits.Errorf(sysexits.DataErr, "entry is the deletion of %s; nothing to deploy", push.Ref)
+	}
+	if err := gitrepo.CheckSHA(push.After); err != nil {
+		return nil, nil, err
+	}
+	if err := gitrepo.CheckRef(push.Ref); err != nil {
+		return nil, nil, err
+	}
+	return ev, push, nil
+}
+
+// newerPush returns the delivery of a push waiting in the queue after the
+// entry name that makes req's deployment pointless, or "": one whose
+// commit is on its ref and contains req's commit (checked after a fetch).
+// A newer push that is stale, forged or force-pushed over req's commit
+// does not supersede it: req deploys, and the newer one is judged on its
+// own when its turn comes.
+func (w *Worker) newerPush(ctx context.Context, name string, req Request) (string, error) {
+	names, err := w.q.List()
+	if err != nil {
+		return "", err
+	}
+	var cands []*github.Push
+	var ids []string
+	for i := len(names) - 1; i >= 0 && names[i] > name; i-- {
+		data, err := os.ReadFile(filepath.Join(w.q.Dir(), names[i]))
+		if err != nil {
+			continue // consumed or moved meanwhile, or unreadable: not a candidate
+		}
+		if ev, push, err := w.decode(data); err == nil && push.After != req.Commit {
+			cands, ids = append(cands, push), append(ids, ev.Delivery)
+		}
+	}
+	if len(cands) == 0 {
+		return "", nil
+	}
+	unlock, err := w.lockRun(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	repo := w.repo(w.log)
+	if err := repo.Sync(ctx); err != nil {
+		return "", err
+	}
+	for i, p := range cands { // newest first
+		if repo.Contains(ctx, p.Ref, p.After) != nil {
+			continue
+		}
+		if ok, err := repo.IsAncestor(ctx, req.Commit, p.After); err == nil && ok {
+			return ids[i], nil
+		}
+	}
+	return "", nil
+}
+
+// repo is the deployment's checkout.
+func (w *Worker) repo(log *slog.Logger) *gitrepo.Repo {
+	return &gitrepo.Repo{Path: w.d.Path, URL: w.d.FetchURL(), Timeout: w.d.StepTimeout, Env: gitEnv(w.getenv), Logger: log}
+}
+
+// supersede records that a newer waiting push replaces this one.
+func (w *Worker) supersede(ctx context.Context, req Request, newer string) error {
+	why := fmt.Sprintf("superseded by delivery %s, waiting in the queue", newer)
+	err := w.db(ctx, "record superseded run", func(ctx context.Context) error {
+		return w.st.InTx(ctx, func(tx *store.Store) error {
+			id, err := tx.InsertRun(ctx, store.Run{Delivery: req.Delivery, Deployment: w.d.Name, Attempt: req.Attempt,
+				Trigger: req.Trigger, Ref: req.Ref, Commit: req.Commit, State: store.RunSuperseded})
+			if err != nil {
+				return err
+			}
+			return tx.FinishRun(ctx, id, store.RunResult{State: store.RunSuperseded, Error: why})
+		})
+	})
+	if err == nil {
+		w.log.Info("run superseded", "delivery", req.Delivery, "commit", req.Commit, "by", newer)
+	}
+	return err
+}
+
+// ErrRefused is wrapped by Deploy's error when it refused the commit.
+var ErrRefused = errors.New("refused")
+
+// Request is one deployment to make.
+type Request struct {
+	Delivery string // the GitHub delivery, or a generated id (ManualID)
+	Attempt  int    // of (Delivery, deployment); 0 means 1
+	Trigger  string // Trigger*
+	Ref      string // refs/heads/X or refs/tags/X the commit must be on
+	// Commit is the commit to deploy; "" deploys the tip of Ref.
+	Commit string
+	// AllowOlder permits moving the checkout back to an ancestor of what
+	// is checked out (manual deploys and rollbacks only).
+	AllowOlder bool
+}
+
+// ManualID returns a fresh delivery id for a run started by hand.
+func ManualID(trigger string) string {
+	return fmt.Sprintf("%s-%d-%d", trigger, time.Now().UnixNano(), os.Getpid())
+}
+
+// Deploy makes one deployment, holding the run lock, and returns its run.
+// A refusal is an error wrapping ErrRefused, a failed run an error naming
+// the step; a temporary failure before the run was recorded (fetch over an
+// unreachable network, database down) is a TempFail.
+func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
+	unlock, err := w.lockRun(ctx)
+	if err != nil {
+		return store.Run{}, err
+	}
+	defer unlock()
+	if req.Attempt == 0 {
+		req.Attempt = 1
+	}
+	r := &run{w: w, req: req, begun: time.Now()}
+	return r.do(ctx)
+}
+
+// Rollback redeploys the newest successfully deployed commit older than the
+// one deployed last (trigger "rollback"). With no such commit it fails
+// with sysexits.Unavailable.
+func (w *Worker) Rollback(ctx context.Context) (store.Run, error) {
+	runs, err := w.st.ListRuns(ctx, w.d.Name, 0)
+	if err != nil {
+		return store.Run{}, err
+	}
+	current := ""
+	for _, r := range runs {
+		if r.State != store.RunSucceeded {
+			continue
+		}
+		if current == "" {
+			current = r.Commit
+			continue
+		}
+		if r.Commit != current {
+			w.log.Info("rolling back", "from", current, "to", r.Commit, "run", r.ID)
+			return w.Deploy(ctx, Request{Delivery: ManualID(TriggerRollback), Trigger: TriggerRollback,
+				Ref: r.Ref, Commit: r.Commit, AllowOlder: true})
+		}
+	}
+	return store.Run{}, sysexits.Errorf(sysexits.Unavailable, "%s has no earlier successful commit to roll back to", w.d.Name)
+}
+
+// lockRun takes the deployment's run lock, waiting for a run in progress
+// (the worker's, or another manual one) to end.
+func (w *Worker) lockRun(ctx context.Context) (func(), error) {
+	if err := w.q.Init(); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(w.q.Dir(), RunLockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o660)
+	if err != nil {
+		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("open run lock: %w", err))
+	}
+	for logged := false; ; {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("lock %s: %w", path, err))
+		}
+		if !logged {
+			w.log.Info("waiting for the run in progress to end", "lock", path)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return func() { f.Close() }, nil
+}
+
+func (w *Worker) db(ctx context.Context, what string, fn func(context.Context) error) error {
+	return store.RetryIf(ctx, w.wait, w.log, what, fn)
+}
+
+// itoa is strconv.Itoa for log and environment values.
+func itoa(n int) string { return strconv.Itoa(n) }

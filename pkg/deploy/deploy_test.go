@@ -1,0 +1,527 @@
+package deploy_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/deploy"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/store"
+	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+// rig is one deployment "app" of repository acme/app, following main, fed
+// from a real bare repository, with a real store and real queue dirs.
+type rig struct {
+	t      *testing.T
+	dir    string
+	remote string // the bare repository the deployment fetches from
+	work   string // a clone that makes the commits
+	trace  string // steps append here
+	file   string // the configuration
+	url    string // the database
+	cfg    *config.Config
+	st     *store.Store
+	n      int
+}
+
+// newRig writes a configuration whose deployment table is
+// "[deployments.app]" + the common keys + extra.
+func newRig(t *testing.T, extra string) *rig {
+	t.Helper()
+	testenv.Command(t, "git")
+	r := &rig{t: t, dir: t.TempDir(), url: storetest.NewMigrated(t)}
+	r.remote = filepath.Join(r.dir, "remote.git")
+	r.work = filepath.Join(r.dir, "work")
+	r.trace = filepath.Join(r.dir, "trace")
+	r.git("", "init", "-q", "--bare", "-b", "main", r.remote)
+	r.git("", "init", "-q", "-b", "main", r.work)
+	r.git(r.work, "remote", "add", "origin", r.remote)
+	r.file = filepath.Join(r.dir, "config.toml")
+	doc := fmt.Sprintf(`queue_dir = %q
+state_dir = %q
+database_url = %q
+
+[deployments.app]
+repository = "acme/app"
+branches = ["main"]
+path = %q
+clone_url = %q
+environment = { TRACE = %q, GREETING = "hello world" }
+%s
+`, filepath.Join(r.dir, "queues"), filepath.Join(r.dir, "state"), r.url, filepath.Join(r.dir, "checkout"), r.remote, r.trace, extra)
+	if err := os.WriteFile(r.file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if r.cfg, err = config.Load(r.file); err != nil {
+		t.Fatalf("config.Load() = %v\n%s", err, doc)
+	}
+	if r.st, err = store.Open(context.Background(), r.url); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.st.Close() })
+	return r
+}
+
+func (r *rig) git(dir string, args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.org",
+		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.org", "HOME="+r.dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// commit makes a commit with the files (path → content; "" deletes) on
+// the work clone's current branch and pushes it to branch.
+func (r *rig) commit(branch string, files map[string]string) string {
+	r.t.Helper()
+	r.n++
+	for name, content := range files {
+		p := filepath.Join(r.work, name)
+		if content == "" {
+			os.Remove(p)
+			continue
+		}
+		if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	r.git(r.work, "add", "-A")
+	r.git(r.work, "commit", "-q", "--allow-empty", "-m", fmt.Sprintf("change %d", r.n))
+	r.git(r.work, "push", "-q", "-f", "origin", "HEAD:refs/heads/"+branch)
+	return r.git(r.work, "rev-parse", "HEAD")
+}
+
+// enqueue puts a routed push of sha to ref into the deployment's queue.
+func (r *rig) enqueue(delivery, ref, sha string) string {
+	r.t.Helper()
+	payload := fmt.Sprintf(`{"ref":%q,"before":"%040d","after":%q,"repository":{"full_name":"acme/app"},"head_commit":{"id":%q}}`,
+		ref, 0, sha, sha)
+	ev := event.GitHubEvent{Delivery: delivery, Event: "push", ReceivedAt: time.Now(), Deployment: "app", Payload: []byte(payload)}
+	data, err := ev.Encode()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	q := queue.Open(r.cfg.QueuePath("app"))
+	if err := q.Init(); err != nil {
+		r.t.Fatal(err)
+	}
+	name, err := q.Publish(data)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return name
+}
+
+func (r *rig) worker() *deploy.Worker {
+	r.t.Helper()
+	w, err := deploy.New(r.cfg, "app", r.st, deploy.Options{Logger: slog.New(slog.DiscardHandler), Getenv: os.Getenv})
+	if err != nil {
+		r.t.Fatalf("deploy.New() = %v", err)
+	}
+	return w
+}
+
+// drain runs the worker over the queue until it is empty.
+func (r *rig) drain() error {
+	r.t.Helper()
+	w := r.worker()
+	defer w.Close()
+	c, err := w.Queue().Lock(context.Background(), false)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer c.Close()
+	if err := w.Recover(context.Background()); err != nil {
+		r.t.Fatal(err)
+	}
+	return c.Run(context.Background(), w.Handle, queue.Options{Once: true})
+}
+
+// runs returns the deployment's runs, oldest first.
+func (r *rig) runs() []store.Run {
+	r.t.Helper()
+	runs, err := r.st.ListRuns(context.Background(), "app", 0)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	slices.Reverse(runs)
+	return runs
+}
+
+func (r *rig) head() string {
+	r.t.Helper()
+	return r.git(filepath.Join(r.dir, "checkout"), "rev-parse", "HEAD")
+}
+
+func (r *rig) readTrace() string {
+	b, _ := os.ReadFile(r.trace)
+	return string(b)
+}
+
+func (r *rig) failed() []string {
+	names, err := queue.Open(r.cfg.QueuePath("app")).Failed()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return names
+}
+
+func states(runs []store.Run) []string {
+	var s []string
+	for _, r := range runs {
+		s = append(s, r.State)
+	}
+	return s
+}
+
+// A push is fetched, checked out at its exact commit, and the steps run in
+// order in the checkout with the deployment's environment and DH_*.
+func TestPushDeploys(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, `steps = [["sh", "-c", "echo one $DH_DEPLOYMENT $DH_REPOSITORY $DH_REF $DH_COMMIT $DH_DELIVERY prev=$DH_PREVIOUS_COMMIT \"$GREETING\" $(cat file.txt) >> $TRACE"], ["./build.sh", "two"]]`)
+	first := r.commit("main", map[string]string{"file.txt": "v1", "build.sh": "#!/bin/sh\necho $1 $(pwd) >> \"$TRACE\"\n"})
+	r.enqueue("d-1", "refs/heads/main", first)
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	checkout := filepath.Join(r.dir, "checkout")
+	want := fmt.Sprintf("one app acme/app refs/heads/main %s d-1 prev= hello world v1\ntwo %s\n", first, checkout)
+	if got := r.readTrace(); got != want {
+		t.Errorf("steps wrote %q; want %q", got, want)
+	}
+	if h := r.head(); h != first {
+		t.Errorf("checkout at %s; want %s", h, first)
+	}
+	second := r.commit("main", map[string]string{"file.txt": "v2"})
+	os.WriteFile(filepath.Join(checkout, "file.txt"), []byte("edited by hand"), 0o644)
+	r.enqueue("d-2", "refs/heads/main", second)
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	if got := r.readTrace(); !strings.Contains(got, "d-2 prev="+first+" hello world v2") {
+		t.Errorf("second run's trace %q; want the previous commit and the reset file", got)
+	}
+	runs := r.runs()
+	if len(runs) != 2 || runs[1].State != store.RunSucceeded || runs[1].Commit != second || runs[1].Previous != first ||
+		runs[1].Trigger != deploy.TriggerWebhook || runs[1].FinishedAt.IsZero() || *runs[1].ExitCode != 0 {
+		t.Fatalf("runs = %+v; want two, the second succeeded at %s after %s", runs, second, first)
+	}
+	log, err := os.ReadFile(runs[1].LogPath)
+	if err != nil || !strings.Contains(string(log), "step 2/2: ./build.sh two") || !strings.Contains(string(log), "succeeded") {
+		t.Errorf("run log %s = %q, %v; want the steps and the outcome", runs[1].LogPath, log, err)
+	}
+	// The same delivery again (dh-route forwards only failed ones, but an
+	// operator may replay): already deployed, nothing runs.
+	r.enqueue("d-2", "refs/heads/main", second)
+	before := r.readTrace()
+	if err := r.drain(); err != nil || r.readTrace() != before || len(r.runs()) != 2 {
+		t.Errorf("a succeeded delivery again: drain = %v, %d runs, trace grew: %v; want nothing done", err, len(r.runs()), r.readTrace() != before)
+	}
+}
+
+// A failing step fails the run: later steps do not run, the entry goes to
+// failed/, and the next push deploys.
+func TestFailingStep(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, `steps = [["sh", "-c", "echo one >> $TRACE"], ["sh", "-c", "test ! -e broken || exit 3"], ["sh", "-c", "echo three >> $TRACE"]]`)
+	bad := r.commit("main", map[string]string{"broken": "yes"})
+	name := r.enqueue("d-1", "refs/heads/main", bad)
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	runs := r.runs()
+	if len(runs) != 1 || runs[0].State != store.RunFailed || runs[0].FailedStep == nil || *runs[0].FailedStep != 2 ||
+		runs[0].ExitCode == nil || *runs[0].ExitCode != 3 {
+		t.Fatalf("runs = %+v; want one failed at step 2 with exit 3", runs)
+	}
+	if got := r.readTrace(); got != "one\n" {
+		t.Errorf("trace = %q; want only step one", got)
+	}
+	if f := r.failed(); len(f) != 1 || f[0] != name {
+		t.Errorf("failed/ = %v; want [%s]", f, name)
+	}
+	good := r.commit("main", map[string]string{"broken": ""})
+	r.enqueue("d-2", "refs/heads/main", good)
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	if runs := r.runs(); len(runs) != 2 || runs[1].State != store.RunSucceeded || r.head() != good {
+		t.Errorf("after a good push: runs %v, head %s; want it deployed", states(runs), r.head())
+	}
+}
+
+// A step that hangs is killed, with its children, at the step timeout.
+func TestStepTimeout(t *testing.T) {
+	t.Parallel()
+	pidfile := filepath.Join(t.TempDir(), "child.pid")
+	r := newRig(t, fmt.Sprintf(`step_timeout = "1s"
+steps = [["sh", "-c", "sleep 300 & echo $! > %s; wait"]]`, pidfile))
+	r.enqueue("d-1", "refs/heads/main", r.commit("main", nil))
+	start := time.Now()
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	runs := r.runs()
+	if len(runs) != 1 || runs[0].State != store.RunFailed || !strings.Contains(runs[0].Error, "timed out") {
+		t.Fatalf("runs = %+v; want one failed by the timeout", runs)
+	}
+	if took := time.Since(start); took > 60*time.Second {
+		t.Errorf("the hanging step took %s to stop", took)
+	}
+	pid, err := os.ReadFile(pidfile)
+	if err != nil {
+		t.Fatalf("the step did not start its child: %v", err)
+	}
+	if alive(strings.TrimSpace(string(pid))) {
+		t.Errorf("the step's child %s still runs after the timeout", pid)
+	}
+}
+
+// alive reports whether process pid exists and is not a zombie (our
+// containers' pid 1 may not reap orphans).
+func alive(pid string) bool {
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(stat), ") ")
+	return !strings.HasPrefix(rest, "Z")
+}
+
+// A payload naming a commit that is not on the branch is refused and
+// recorded; so is an unknown commit; the checkout does not move.
+func TestForgedCommitRefused(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, `steps = [["sh", "-c", "echo ran >> $TRACE"]]`)
+	good := r.commit("main", nil)
+	r.enqueue("d-1", "refs/heads/main", good)
+	r.git(r.work, "checkout", "-q", "-b", "evil")
+	evil := r.commit("evil", map[string]string{"evil": "x"})
+	r.enqueue("d-2", "refs/heads/main", evil)
+	r.enqueue("d-3", "refs/heads/main", strings.Repeat("ab", 20))
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	runs := r.runs()
+	if got := states(runs); !slices.Equal(got, []string{store.RunSucceeded, store.RunRefused, store.RunRefused}) {
+		t.Fatalf("runs %v; want succeeded, refused, refused", got)
+	}
+	if !strings.Contains(runs[1].Error, evil) || !strings.Contains(runs[1].Error, "refs/heads/main") {
+		t.Errorf("refusal reason %q; want the commit and the ref named", runs[1].Error)
+	}
+	if h := r.head(); h != good {
+		t.Errorf("checkout at %s; want it left at %s", h, good)
+	}
+	if got := r.readTrace(); got != "ran\n" {
+		t.Errorf("steps ran %q; want once", got)
+	}
+	if f := r.failed(); len(f) != 0 {
+		t.Errorf("failed/ = %v; want refusals to be final, not failures", f)
+	}
+}
+
+// A stale redelivery (an older commit of the branch) never rolls back; a
+// force-push to an unrelated commit is followed; by hand, going back is
+// allowed, and rollback returns to the previous successful commit.
+func TestNoRollBackButForcePushAndManual(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, `steps = [["sh", "-c", "echo $DH_COMMIT >> $TRACE"]]`)
+	c1 := r.commit("main", map[string]string{"a": "1"})
+	c2 := r.commit("main", map[string]string{"a": "2"})
+	r.enqueue("d-2", "refs/heads/main", c2)
+	r.enqueue("d-1", "refs/heads/main", c1) // arrives late: a redelivery
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	if got := states(r.runs()); !slices.Equal(got, []string{store.RunSucceeded, store.RunRefused}) || r.head() != c2 {
+		t.Fatalf("runs %v, head %s; want c2 deployed and the stale c1 refused", got, r.head())
+	}
+	r.git(r.work, "reset", "-q", "--hard", c1)
+	c3 := r.commit("main", map[string]string{"a": "3"}) // force-pushed over c2
+	r.enqueue("d-3", "refs/heads/main", c3)
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	if r.head() != c3 {
+		t.Fatalf("after a force-push, head %s; want %s", r.head(), c3)
+	}
+
+	w := r.worker()
+	defer w.Close()
+	ctx := context.Background()
+	run, err := w.Deploy(ctx, deploy.Request{Delivery: deploy.ManualID(deploy.TriggerManual), Trigger: deploy.TriggerManual,
+		Ref: "refs/heads/main", Commit: c1, AllowOlder: true})
+	if err != nil || run.State != store.RunSucceeded || r.head() != c1 {
+		t.Fatalf("manual deploy of c1 = %+v, %v, head %s; want c1 deployed", run, err, r.head())
+	}
+	run, err = w.Rollback(ctx)
+	if err != nil || run.Commit != c3 || run.Trigger != deploy.TriggerRollback || r.head() != c3 {
+		t.Fatalf("Rollback() = %+v, %v, head %s; want c3 again", run, err, r.head())
+	}
+	// A manual deploy without a commit takes the ref's tip.
+	run, err = w.Deploy(ctx, deploy.Request{Delivery: deploy.ManualID(deploy.TriggerManual), Trigger: deploy.TriggerManual,
+		Ref: "refs/heads/main", AllowOlder: true})
+	if err != nil || run.Commit != c3 {
+		t.Errorf("manual deploy of the tip = %+v, %v; want %s", run, err, c3)
+	}
+	// Even by hand, a commit that is not on the ref is refused.
+	r.git(r.work, "checkout", "-q", "-b", "side")
+	side := r.commit("side", map[string]string{"s": "1"})
+	if _, err := w.Deploy(ctx, deploy.Request{Delivery: deploy.ManualID(deploy.TriggerManual), Trigger: deploy.TriggerManual,
+		Ref: "refs/heads/main", Commit: side, AllowOlder: true}); !errors.Is(err, deploy.ErrRefused) {
+		t.Errorf("manual deploy of a commit not on main = %v; want ErrRefused", err)
+	}
+}
+
+// Five queued pushes coalesce into one run of the newest; the others are
+// recorded superseded by it.
+func TestCoalesce(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, `steps = [["sh", "-c", "echo $DH_COMMIT >> $TRACE"]]`)
+	var last string
+	for i := range 5 {
+		last = r.commit("main", map[string]string{"n": fmt.Sprint(i)})
+		r.enqueue(fmt.Sprintf("d-%d", i), "refs/heads/main", last)
+	}
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	runs := r.runs()
+	want := []string{store.RunSuperseded, store.RunSuperseded, store.RunSuperseded, store.RunSuperseded, store.RunSucceeded}
+	if got := states(runs); !slices.Equal(got, want) {
+		t.Fatalf("runs %v; want %v", got, want)
+	}
+	for _, run := range runs[:4] {
+		if run.SupersededBy != runs[4].ID {
+			t.Errorf("run %d superseded_by = %d; want %d", run.ID, run.SupersededBy, runs[4].ID)
+		}
+	}
+	if got := r.readTrace(); got != last+"\n" {
+		t.Errorf("steps ran for %q; want only the newest %s", got, last)
+	}
+}
+
+// With coalesce = false every push deploys in turn.
+func TestNoCoalesce(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, `coalesce = false
+steps = [["sh", "-c", "echo $DH_COMMIT >> $TRACE"]]`)
+	for i := range 3 {
+		r.enqueue(fmt.Sprintf("d-%d", i), "refs/heads/main", r.commit("main", map[string]string{"n": fmt.Sprint(i)}))
+	}
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	if got := states(r.runs()); !slices.Equal(got, []string{store.RunSucceeded, store.RunSucceeded, store.RunSucceeded}) {
+		t.Errorf("runs %v; want three succeeded", got)
+	}
+}
+
+// An nginx-kind deployment checks out and hands the commit to dh-nginx.
+func TestNginxKind(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, `kind = "nginx"
+sites = [{ rule = "include", select = ["*"] }]`)
+	sha := r.commit("main", map[string]string{"site.conf": "server {}\n"})
+	r.enqueue("d-1", "refs/heads/main", sha)
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	q := queue.Open(r.cfg.QueuePath(config.NginxQueue))
+	names, _ := q.List()
+	if len(names) != 1 {
+		t.Fatalf("queues/nginx holds %v; want one entry", names)
+	}
+	data, _ := os.ReadFile(filepath.Join(q.Dir(), names[0]))
+	e, err := event.DecodeNginxSites(data)
+	runs := r.runs()
+	if err != nil || e.Deployment != "app" || e.Commit != sha || e.Delivery != "d-1" || len(runs) != 1 || e.RunID != runs[0].ID {
+		t.Errorf("nginx-sites entry %+v, %v; want app at %s for run %v", e, err, sha, runs)
+	}
+}
+
+// Commit statuses reach a GitHub API that checks the contract, in order.
+func TestCommitStatuses(t *testing.T) {
+	t.Parallel()
+	const token = "ghp_0123456789abcdefghijklmnopqrstuvwxyz"
+	var mu sync.Mutex
+	var got []string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var body struct {
+			State, Description, Context string
+			TargetURL                   string `json:"target_url"`
+		}
+		err := json.NewDecoder(req.Body).Decode(&body)
+		switch {
+		case err != nil, req.Method != http.MethodPost, req.Header.Get("Authorization") != "Bearer "+token,
+			req.Header.Get("Accept") != "application/vnd.github+json", req.Header.Get("X-GitHub-Api-Version") == "",
+			!strings.HasPrefix(req.Header.Get("User-Agent"), "dh-deployer/"), body.Context != "deploys/app":
+			http.Error(w, `{"message":"contract broken"}`, http.StatusBadRequest)
+			t.Errorf("bad status request %s %s %v %+v (%v)", req.Method, req.URL.Path, req.Header, body, err)
+			return
+		}
+		mu.Lock()
+		got = append(got, req.URL.Path+" "+body.State+" "+body.TargetURL)
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{}`)
+	}))
+	defer api.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte(token+"\n"), 0o600)
+	r := newRig(t, `steps = [["sh", "-c", "test ! -e broken"]]`)
+	doc, _ := os.ReadFile(r.file)
+	doc = append(doc, fmt.Sprintf("\n[github]\napi_url = %q\ntoken_file = %q\nstatus_context = \"deploys/app\"\ntarget_url = \"https://ci.example.org/{{.Deployment}}/{{.RunID}}\"\n",
+		api.URL, tokenFile)...)
+	os.WriteFile(r.file, doc, 0o600)
+	var err error
+	if r.cfg, err = config.Load(r.file); err != nil {
+		t.Fatal(err)
+	}
+	ok := r.commit("main", nil)
+	r.enqueue("d-1", "refs/heads/main", ok)
+	bad := r.commit("main", map[string]string{"broken": "1"})
+	r.enqueue("d-2", "refs/heads/main", bad)
+	r.cfg.Deployments["app"].Coalesce = new(bool)
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	runs := r.runs()
+	want := []string{
+		fmt.Sprintf("/repos/acme/app/statuses/%s pending https://ci.example.org/app/%d", ok, runs[0].ID),
+		fmt.Sprintf("/repos/acme/app/statuses/%s success https://ci.example.org/app/%d", ok, runs[0].ID),
+		fmt.Sprintf("/repos/acme/app/statuses/%s pending https://ci.example.org/app/%d", bad, runs[1].ID),
+		fmt.Sprintf("/repos/acme/app/statuses/%s failure https://ci.example.org/app/%d", bad, runs[1].ID),
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(got, want) {
+		t.Errorf("statuses posted:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -1,0 +1,296 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/ghstatus"
+	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/notify"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/store"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+)
+
+// run is one deployment in progress.
+type run struct {
+	w     *Worker
+	req   Request
+	begun time.Time
+	repo  *gitrepo.Repo
+	rec   store.Run // as recorded; rec.ID is 0 until then
+	log   *slog.Logger
+	out   *runLog
+}
+
+func (r *run) do(ctx context.Context) (store.Run, error) {
+	w, d := r.w, r.w.d
+	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	defer cancel()
+	r.log = w.log.With("delivery", r.req.Delivery, "trigger", r.req.Trigger)
+	r.repo = w.repo(r.log)
+
+	if err := r.repo.Sync(ctx); err != nil {
+		if sysexits.Is(err, sysexits.TempFail) && ctx.Err() == nil {
+			return r.rec, err // nothing recorded: the entry waits for the network
+		}
+		return r.recordFailure(ctx, err)
+	}
+	if r.req.Commit == "" {
+		sha, err := r.repo.ResolveRef(ctx, r.req.Ref)
+		if err != nil {
+			return r.rec, err
+		}
+		r.req.Commit = sha
+	}
+	previous, err := r.repo.Head(ctx)
+	if err != nil {
+		return r.recordFailure(ctx, err)
+	}
+	if err := r.record(ctx, previous); err != nil {
+		return r.rec, err
+	}
+	defer r.out.Close()
+	r.log = r.log.With("run", r.rec.ID, "commit", r.req.Commit)
+	r.log.Info("run started", "ref", r.req.Ref, "previous", previous, "attempt", r.req.Attempt)
+	r.status(ghstatus.Pending, fmt.Sprintf("deploying %s", d.Name))
+
+	if err := r.repo.Contains(ctx, r.req.Ref, r.req.Commit); err != nil {
+		if errors.Is(err, gitrepo.ErrNotOnRef) {
+			return r.refuse(ctx, err.Error())
+		}
+		return r.fail(ctx, err, nil, nil)
+	}
+	if previous != "" && previous != r.req.Commit && !r.req.AllowOlder {
+		older, err := r.repo.IsAncestor(ctx, r.req.Commit, previous)
+		if err != nil {
+			return r.fail(ctx, err, nil, nil)
+		}
+		if older {
+			return r.refuse(ctx, fmt.Sprintf("commit %s is older than the checked-out %s (an ancestor of it); "+
+				"not rolling back: to go back on purpose run dh-deploy deploy %s --commit %s",
+				r.req.Commit, previous, d.Name, r.req.Commit))
+		}
+	}
+	r.out.Line("checking out %s (%s) in %s", r.req.Commit, r.req.Ref, d.Path)
+	if err := r.repo.Checkout(ctx, r.req.Commit, d.CleanUntracked); err != nil {
+		return r.fail(ctx, err, nil, nil)
+	}
+	if d.Kind == config.KindNginx {
+		if err := r.publishSites(); err != nil {
+			return r.fail(ctx, err, nil, nil)
+		}
+	} else {
+		for i, argv := range d.Steps {
+			if err := r.step(ctx, i+1, argv); err != nil {
+				return r.rec, err
+			}
+		}
+	}
+	return r.finish(ctx, store.RunResult{State: store.RunSucceeded, ExitCode: intp(0)}, nil)
+}
+
+// record inserts the run row (state running) and opens its log.
+func (r *run) record(ctx context.Context, previous string) error {
+	w := r.w
+	out, err := openRunLog(w.cfg.StateDir, w.d.Name, r.req, w.stderr)
+	if err != nil {
+		return err
+	}
+	r.out = out
+	r.rec = store.Run{Delivery: r.req.Delivery, Deployment: w.d.Name, Attempt: r.req.Attempt, Trigger: r.req.Trigger,
+		Ref: r.req.Ref, Commit: r.req.Commit, Previous: previous, State: store.RunRunning, StartedAt: r.begun,
+		LogPath: out.Path}
+	err = w.db(ctx, "record run", func(ctx context.Context) error {
+		id, err := w.st.InsertRun(ctx, r.rec)
+		if err != nil {
+			return err
+		}
+		r.rec.ID = id
+		return w.st.LinkSuperseded(ctx, w.d.Name, id)
+	})
+	if err != nil {
+		out.Close()
+		os.Remove(out.Path)
+	}
+	return err
+}
+
+// recordFailure records a run that failed before it could start (the
+// fetch): inserted and finished at once.
+func (r *run) recordFailure(ctx context.Context, cause error) (store.Run, error) {
+	if err := r.record(ctx, ""); err != nil {
+		return r.rec, err
+	}
+	defer r.out.Close()
+	return r.fail(ctx, cause, nil, nil)
+}
+
+// step runs step n of the deployment.
+func (r *run) step(ctx context.Context, n int, argv []string) error {
+	w, d := r.w, r.w.d
+	env := StepEnv(w.getenv, d, r.rec)
+	prog, err := lookProgram(argv[0], d.Path, env)
+	if err != nil {
+		_, err = r.fail(ctx, fmt.Errorf("step %d (%s): %w", n, argv[0], err), nil, intp(n))
+		return err
+	}
+	r.out.Line("step %d/%d: %s", n, len(d.Steps), quoteArgv(argv))
+	r.log.Info("step started", "step", n, "argv", quoteArgv(argv))
+	res, err := sysexec.Run(ctx, sysexec.Cmd{Path: prog, Args: argv[1:], Dir: d.Path, Env: env,
+		Timeout: d.StepTimeout, Stream: r.out, MaxOutput: 4 << 10})
+	if err == nil {
+		r.out.Line("step %d: ok in %s", n, res.Duration.Round(time.Millisecond))
+		return nil
+	}
+	var code *int
+	if res.ExitCode >= 0 {
+		code = intp(res.ExitCode)
+	}
+	switch {
+	case res.TimedOut:
+		err = fmt.Errorf("step %d (%s) timed out after %s; its processes were killed", n, argv[0], d.StepTimeout)
+	case ctx.Err() != nil:
+		// The run timeout, or the worker stopping: fail handles both.
+		err = fmt.Errorf("step %d (%s): %w", n, argv[0], err)
+	default:
+		err = fmt.Errorf("step %d (%s) failed: %w", n, argv[0], err)
+	}
+	_, err = r.fail(ctx, err, code, intp(n))
+	return err
+}
+
+// publishSites hands an nginx-kind checkout to dh-nginx.
+func (r *run) publishSites() error {
+	e := event.NginxSites{Deployment: r.w.d.Name, Commit: r.req.Commit, Delivery: r.req.Delivery, RunID: r.rec.ID,
+		RequestedAt: time.Now()}
+	data, err := e.Encode()
+	if err != nil {
+		return err
+	}
+	q := queue.Open(r.w.cfg.QueuePath(config.NginxQueue))
+	if err := q.Init(); err != nil {
+		return err
+	}
+	name, err := q.Publish(data)
+	if err == nil {
+		r.out.Line("queued %s for dh-nginx as %s", e.Kind, name)
+	}
+	return err
+}
+
+// refuse ends the run as refused.
+func (r *run) refuse(ctx context.Context, why string) (store.Run, error) {
+	r.out.Line("refused: %s", why)
+	_, err := r.finish(ctx, store.RunResult{State: store.RunRefused, Error: why}, nil)
+	if err != nil {
+		return r.rec, err
+	}
+	return r.rec, fmt.Errorf("%w: %s", ErrRefused, why)
+}
+
+// fail ends the run as failed, or as interrupted when the worker is
+// stopping, and returns the error the queue acts on: the cause (the entry
+// goes to failed/), or ctx's error (it stays queued).
+func (r *run) fail(ctx context.Context, cause error, code, step *int) (store.Run, error) {
+	state := store.RunFailed
+	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		state = store.RunInterrupted
+	} else if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		cause = fmt.Errorf("run timed out after %s: %w", r.w.d.Timeout, cause)
+	}
+	r.out.Line("%s: %v", state, cause)
+	if _, err := r.finish(ctx, store.RunResult{State: state, ExitCode: code, FailedStep: step, Error: cause.Error()}, step); err != nil {
+		return r.rec, err
+	}
+	if state == store.RunInterrupted {
+		return r.rec, ctx.Err()
+	}
+	if sysexits.Code(cause) == sysexits.Failure || sysexits.Is(cause, sysexits.TempFail) {
+		// A failed run is final for this entry, whatever failed inside it.
+		cause = sysexits.New(sysexits.Software, cause)
+	}
+	return r.rec, cause
+}
+
+// finish records the end of the run (even when ctx has ended), posts the
+// final status and the notification.
+func (r *run) finish(ctx context.Context, res store.RunResult, step *int) (store.Run, error) {
+	w := r.w
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	err := w.db(ctx, "record end of run", func(ctx context.Context) error {
+		return w.st.FinishRun(ctx, r.rec.ID, res)
+	})
+	r.rec.State, r.rec.ExitCode, r.rec.FailedStep, r.rec.Error = res.State, res.ExitCode, res.FailedStep, res.Error
+	r.rec.FinishedAt = time.Now()
+	took := time.Since(r.begun).Round(time.Millisecond)
+	level := slog.LevelInfo
+	if res.State != store.RunSucceeded {
+		level = slog.LevelWarn
+	}
+	r.log.Log(ctx, level, "run ended", "state", res.State, "took", took, "error", res.Error)
+	r.out.Line("run %d %s in %s", r.rec.ID, res.State, took)
+	pruneLogs(w.cfg.StateDir, w.d.Name, r.w.log)
+
+	switch res.State {
+	case store.RunSucceeded:
+		r.status(ghstatus.Success, fmt.Sprintf("deployed %s in %s", w.d.Name, took))
+	case store.RunFailed:
+		r.status(ghstatus.Failure, res.Error)
+	case store.RunRefused, store.RunInterrupted:
+		r.status(ghstatus.Error, res.State+": "+res.Error)
+	}
+	if res.State == store.RunSucceeded || res.State == store.RunFailed {
+		m := notify.Message{Deployment: w.d.Name, Repository: w.d.Repository, Commit: r.req.Commit, Ref: r.req.Ref,
+			State: notify.Success, Duration: took}
+		if res.State == store.RunFailed {
+			m.State, m.Error = notify.Failure, res.Error
+			if step != nil {
+				m.Step, m.Command = *step, w.d.Steps[*step-1][0]
+			}
+			if res.ExitCode != nil {
+				m.ExitCode = *res.ExitCode
+			}
+		}
+		w.notices.chatMessage(m)
+	}
+	return r.rec, err
+}
+
+// status queues a commit status for the run's commit.
+func (r *run) status(state ghstatus.State, description string) {
+	w := r.w
+	target, err := ghstatus.RenderTarget(w.cfg.GitHub.TargetURL, ghstatus.Fields{Deployment: w.d.Name,
+		Repository: w.d.Repository, Commit: r.req.Commit, Ref: r.req.Ref, Delivery: r.req.Delivery, RunID: r.rec.ID})
+	if err != nil {
+		r.log.Warn("github.target_url does not render; status posted without a link", "err", err)
+	}
+	w.notices.commitStatus(w.d.Repository, r.req.Commit, ghstatus.Status{State: state, Description: description, TargetURL: target})
+}
+
+func intp(n int) *int { return &n }
+
+// quoteArgv renders an argv list for log lines.
+func quoteArgv(argv []string) string {
+	var b strings.Builder
+	for i, a := range argv {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if a == "" || strings.ContainsAny(a, " \t\n\"'\\$`;&|<>(){}*?[]#~") {
+			fmt.Fprintf(&b, "%q", a)
+		} else {
+			b.WriteString(a)
+		}
+	}
+	return b.String()
+}

@@ -69,15 +69,8 @@ func open(ctx context.Context, env *cli.Env) (*config.Config, *store.Store, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := st.CheckSchema(ctx); err != nil {
-		st.Close()
-		return nil, nil, err
-	}
-	return cfg, st, nil
+	st, err := store.OpenCurrent(ctx, cfg.DatabaseURL)
+	return cfg, st, err
 }
 
 func run(ctx context.Context, env *cli.Env, _ []string) error {

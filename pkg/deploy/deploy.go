@@ -50,7 +50,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
@@ -390,29 +389,9 @@ func (w *Worker) lockRun(ctx context.Context) (func(), error) {
 		return nil, err
 	}
 	path := filepath.Join(w.q.Dir(), RunLockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o660)
+	f, err := queue.Flock(ctx, path, true, func() { w.log.Info("waiting for the run in progress to end", "lock", path) })
 	if err != nil {
-		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("open run lock: %w", err))
-	}
-	for logged := false; ; {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("lock %s: %w", path, err))
-		}
-		if !logged {
-			w.log.Info("waiting for the run in progress to end", "lock", path)
-			logged = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+		return nil, err
 	}
 	return func() { f.Close() }, nil
 }

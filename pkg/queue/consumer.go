@@ -65,38 +65,59 @@ func (q *Queue) Lock(ctx context.Context, wait bool) (*Consumer, error) {
 		return nil, err
 	}
 	path := filepath.Join(q.dir, LockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o660)
-	if err != nil {
-		return nil, sysexits.New(codeOf(err), fmt.Errorf("open queue lock: %w", err))
+	f, err := Flock(ctx, path, wait, nil)
+	if errors.Is(err, errHeld) {
+		holder, _ := os.ReadFile(path)
+		return nil, sysexits.WithHint(
+			sysexits.Errorf(sysexits.TempFail, "%w: %s (held by pid %s)", ErrBusy, q.dir, orUnknown(bytes.TrimSpace(holder))),
+			"stop the other consumer first, or pass --wait to wait for it")
 	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("lock %s: %w", path, err))
-		}
-		if !wait {
-			holder, _ := os.ReadFile(path)
-			f.Close()
-			return nil, sysexits.WithHint(
-				sysexits.Errorf(sysexits.TempFail, "%w: %s (held by pid %s)", ErrBusy, q.dir, orUnknown(bytes.TrimSpace(holder))),
-				"stop the other consumer first, or pass --wait to wait for it")
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+	if err != nil {
+		return nil, err
 	}
 	// Record who holds the lock, for the message a second consumer gets.
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return &Consumer{q: q, lock: f}, nil
+}
+
+var errHeld = errors.New("lock is held")
+
+// Flock opens (creating it) the lock file path and takes an exclusive
+// flock(2) on it, which lasts until the returned file is closed or the
+// process dies. If another process holds it, Flock fails at once with an
+// error (TempFail) or, with wait, calls waiting (if not nil) once and polls
+// until the lock is free or ctx ends.
+func Flock(ctx context.Context, path string, wait bool, waiting func()) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o660)
+	if err != nil {
+		return nil, sysexits.New(codeOf(err), fmt.Errorf("open lock: %w", err))
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("lock %s: %w", path, err))
+		}
+		if !wait {
+			f.Close()
+			return nil, sysexits.New(sysexits.TempFail, fmt.Errorf("%s: %w", path, errHeld))
+		}
+		if waiting != nil {
+			waiting()
+			waiting = nil
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func orUnknown(b []byte) string {

@@ -163,10 +163,7 @@ func BenchmarkReceive(b *testing.B) {
 // resident memory once it is idle.
 func BenchmarkIdleRSS(b *testing.B) {
 	dir := b.TempDir()
-	bin := filepath.Join(dir, "dh-receive")
-	if out, err := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "github.com/dh-deployer/dh-deployer/cmd/dh-receive").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testenv.Build(b, "dh-receive")
 	os.WriteFile(filepath.Join(dir, "secret"), secret, 0o600)
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()

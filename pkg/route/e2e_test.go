@@ -21,17 +21,8 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
-
-// buildRoute builds the real dh-route binary into a test directory.
-func buildRoute(t testing.TB) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "dh-route")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/dh-deployer/dh-deployer/cmd/dh-route").CombinedOutput(); err != nil {
-		t.Fatalf("go build dh-route: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // synthetic returns the i-th delivery of a mixed backlog and where it must
 // be forwarded: pushes to a branch two deployments follow, to a followed
@@ -99,7 +90,7 @@ func checkRouted(t *testing.T, r *rig, want map[string][]string) {
 // doubled.
 func TestCrash(t *testing.T) {
 	t.Parallel()
-	bin := buildRoute(t)
+	bin := testenv.Build(t, "dh-route")
 	r := newRig(t, storetest.NewMigrated(t))
 	want := map[string][]string{}
 	for i := range 500 {
@@ -217,7 +208,7 @@ func TestOutage(t *testing.T) {
 // status shows the queues and decisions, SIGTERM stops it cleanly.
 func TestDaemon(t *testing.T) {
 	t.Parallel()
-	bin := buildRoute(t)
+	bin := testenv.Build(t, "dh-route")
 	r := newRig(t, storetest.NewMigrated(t))
 	var logs syncBuffer
 	cmd := exec.Command(bin, "-c", r.file, "run")
@@ -313,7 +304,7 @@ func exitCode(err error) int {
 // reports its throughput and peak RSS.
 func BenchmarkRouteBacklog(b *testing.B) {
 	const backlog = 10000
-	bin := buildRoute(b)
+	bin := testenv.Build(b, "dh-route")
 	r := newRig(b, storetest.NewMigrated(b))
 	var total time.Duration
 	var peak int64

@@ -78,6 +78,19 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
+// OpenCurrent is Open, then CheckSchema: what every stage does at start.
+func OpenCurrent(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
+	s, err := Open(ctx, dsn, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.CheckSchema(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
 // connect opens a pool and pings it within timeout.
 func connect(ctx context.Context, dsn string, timeout time.Duration) (*sql.DB, error) {
 	cfg, err := pq.NewConfig(dsn)

@@ -125,3 +125,16 @@ func Unprivileged() (uid, gid uint32, err error) {
 	}
 	return 0, 0, errors.New("no unprivileged user: neither postgres nor nobody exists")
 }
+
+// Build builds the tool cmd/NAME of this module (e.g. "dh-route") into a
+// test directory, stripped as `make build` does, and returns the binary's
+// path.
+func Build(t testing.TB, name string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "github.com/dh-deployer/dh-deployer/cmd/"+name)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", name, err, out)
+	}
+	return bin
+}

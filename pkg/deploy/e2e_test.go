@@ -1,0 +1,107 @@
+package deploy_test
+
+import (
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/store"
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
+)
+
+// The step starts, and the first time it then hangs.
+const hangOnce = `steps = [["sh", "-c", "echo start >> $TRACE; if [ ! -e $TRACE.mark ]; then touch $TRACE.mark; exec sleep 60; fi; echo done >> $TRACE"]]`
+
+// A worker killed with SIGKILL mid-step (or stopped with SIGTERM) leaves
+// the entry queued; at restart the run is marked interrupted and the entry
+// runs again, once.
+func TestStoppedMidStep(t *testing.T) {
+	t.Parallel()
+	bin := testenv.Build(t, "dh-deploy")
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			r := newRig(t, hangOnce)
+			sha := r.commit("main", nil)
+			r.enqueue("d-1", "refs/heads/main", sha)
+			cmd := exec.Command(bin, "-c", r.file, "run", "app")
+			out := &strings.Builder{}
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for r.readTrace() != "start\n" {
+				if time.Now().After(deadline) {
+					cmd.Process.Kill()
+					t.Fatalf("the step did not start; worker said:\n%s", out)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			time.Sleep(100 * time.Millisecond) // well inside the step
+			cmd.Process.Signal(sig)
+			start := time.Now()
+			err := cmd.Wait()
+			if sig == syscall.SIGTERM && (err != nil || time.Since(start) > 20*time.Second) {
+				t.Errorf("after SIGTERM the worker exited with %v after %s; want 0, promptly\n%s", err, time.Since(start), out)
+			}
+			if got := states(r.runs()); sig == syscall.SIGTERM && (len(got) != 1 || got[0] != store.RunInterrupted) {
+				t.Errorf("after SIGTERM runs are %v; want [interrupted]", got)
+			}
+			if names, _ := queue.Open(r.cfg.QueuePath("app")).List(); len(names) != 1 {
+				t.Fatalf("after %s the queue holds %v; want the entry still there", sig, names)
+			}
+
+			again := exec.Command(bin, "-c", r.file, "run", "app", "--once")
+			if b, err := again.CombinedOutput(); err != nil {
+				t.Fatalf("run --once after %s = %v\n%s", sig, err, b)
+			}
+			runs := r.runs()
+			if got := states(runs); len(got) != 2 || got[0] != store.RunInterrupted || got[1] != store.RunSucceeded ||
+				runs[1].Attempt != 2 || runs[1].Commit != sha {
+				t.Errorf("runs %+v; want attempt 1 interrupted, attempt 2 succeeded", runs)
+			}
+			if got := r.readTrace(); got != "start\nstart\ndone\n" {
+				t.Errorf("trace %q; want the step started twice and finished once", got)
+			}
+			if names, _ := queue.Open(r.cfg.QueuePath("app")).List(); len(names) != 0 {
+				t.Errorf("queue holds %v after the rerun; want empty", names)
+			}
+		})
+	}
+}
+
+// history and logs print what the runs recorded.
+func TestHistoryAndLogs(t *testing.T) {
+	t.Parallel()
+	bin := testenv.Build(t, "dh-deploy")
+	r := newRig(t, `steps = [["sh", "-c", "echo building $DH_COMMIT"]]`)
+	sha := r.commit("main", nil)
+	r.enqueue("d-1", "refs/heads/main", sha)
+	if b, err := exec.Command(bin, "-c", r.file, "run", "app", "--once").CombinedOutput(); err != nil {
+		t.Fatalf("run --once = %v\n%s", err, b)
+	}
+	hist, err := exec.Command(bin, "-c", r.file, "history", "app").Output()
+	if err != nil || !strings.Contains(string(hist), "succeeded") || !strings.Contains(string(hist), sha[:12]) ||
+		!strings.HasPrefix(string(hist), "RUN") {
+		t.Errorf("history = %q, %v; want a table with the succeeded run", hist, err)
+	}
+	js, err := exec.Command(bin, "-c", r.file, "history", "app", "--json").Output()
+	if err != nil || !strings.Contains(string(js), `"state":"succeeded"`) || !strings.Contains(string(js), `"commit":"`+sha+`"`) {
+		t.Errorf("history --json = %q, %v", js, err)
+	}
+	logs, err := exec.Command(bin, "-c", r.file, "logs", "app").Output()
+	if err != nil || !strings.Contains(string(logs), "building "+sha) {
+		t.Errorf("logs = %q, %v; want the step's output", logs, err)
+	}
+	cmd := exec.Command(bin, "-c", r.file, "logs", "app", "999")
+	if b, err := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 69 {
+		t.Errorf("logs app 999 = %v\n%s; want exit 69", err, b)
+	}
+	cmd = exec.Command(bin, "-c", r.file, "history", "nope")
+	if b, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 64 || !strings.Contains(string(b), "nope") {
+		t.Errorf("history nope exited %d: %s; want 64 naming it", cmd.ProcessState.ExitCode(), b)
+	}
+}

@@ -472,7 +472,16 @@ func TestCommitStatuses(t *testing.T) {
 	const token = "ghp_0123456789abcdefghijklmnopqrstuvwxyz"
 	var mu sync.Mutex
 	var got []string
+	var chat []string
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/hooks/chat" {
+			var msg struct{ Text, Username string }
+			json.NewDecoder(req.Body).Decode(&msg)
+			mu.Lock()
+			chat = append(chat, msg.Username+": "+msg.Text)
+			mu.Unlock()
+			return
+		}
 		var body struct {
 			State, Description, Context string
 			TargetURL                   string `json:"target_url"`
@@ -495,10 +504,13 @@ func TestCommitStatuses(t *testing.T) {
 	defer api.Close()
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tokenFile, []byte(token+"\n"), 0o600)
+	chatFile := filepath.Join(t.TempDir(), "chat-url")
+	os.WriteFile(chatFile, []byte(api.URL+"/hooks/chat\n"), 0o600)
 	r := newRig(t, `steps = [["sh", "-c", "test ! -e broken"]]`)
 	doc, _ := os.ReadFile(r.file)
-	doc = append(doc, fmt.Sprintf("\n[github]\napi_url = %q\ntoken_file = %q\nstatus_context = \"deploys/app\"\ntarget_url = \"https://ci.example.org/{{.Deployment}}/{{.RunID}}\"\n",
-		api.URL, tokenFile)...)
+	doc = append(doc, fmt.Sprintf("\n[github]\napi_url = %q\ntoken_file = %q\nstatus_context = \"deploys/app\"\ntarget_url = \"https://ci.example.org/{{.Deployment}}/{{.RunID}}\"\n"+
+		"[notify]\nurl_file = %q\nusername = \"deploybot\"\n",
+		api.URL, tokenFile, chatFile)...)
 	os.WriteFile(r.file, doc, 0o600)
 	var err error
 	if r.cfg, err = config.Load(r.file); err != nil {
@@ -523,5 +535,9 @@ func TestCommitStatuses(t *testing.T) {
 	defer mu.Unlock()
 	if !slices.Equal(got, want) {
 		t.Errorf("statuses posted:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if len(chat) != 2 || !strings.HasPrefix(chat[0], "deploybot: app: deployed acme/app@"+ok[:7]) ||
+		!strings.Contains(chat[1], "app: FAILED at step 1 (sh, exit 1)") {
+		t.Errorf("chat messages %q; want a success then a failure at step 1", chat)
 	}
 }

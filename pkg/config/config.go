@@ -99,6 +99,12 @@ type Config struct {
 	// succeeds or fails.
 	Notify Notify `toml:"notify"`
 
+	// Nginx configures dh-nginx (see nginx.go).
+	Nginx Nginx `toml:"nginx"`
+
+	// Cert configures dh-cert (see cert.go).
+	Cert Cert `toml:"cert"`
+
 	// Deployments maps each deployment's name to its definition. The name
 	// ([a-z0-9][a-z0-9-]*, at most 64 bytes, not main, nginx, cert, failed
 	// or tmp) is also the name of its queue and of its systemd instance
@@ -347,6 +353,8 @@ func Default() *Config {
 			APIURL:        "https://api.github.com",
 			StatusContext: "dh-deployer",
 		},
+		Nginx: defaultNginx(),
+		Cert:  defaultCert(),
 	}
 }
 

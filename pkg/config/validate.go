@@ -140,6 +140,8 @@ func (c *Config) validate() []problem {
 	if c.Notify.URLFile != "" {
 		ck.credentialPath(k("notify", "url_file"), "", c.Notify.URLFile)
 	}
+	c.Nginx.validate(ck)
+	c.Cert.validate(ck)
 	paths := map[string]string{} // clean checkout path → deployment
 	for _, name := range c.DeploymentNames() {
 		d := c.Deployments[name]

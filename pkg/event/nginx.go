@@ -9,14 +9,15 @@ import (
 
 // NginxSites asks dh-nginx to converge nginx to the site files of an
 // nginx-kind deployment at one commit. dh-deploy publishes it to
-// queues/nginx once the commit is verified and checked out; dh-nginx takes
-// the checkout's path and the site rules from its own configuration, never
-// from the entry.
+// queues/nginx once the commit is verified and checked out, and dh-cert
+// publishes it again once a certificate the sites wait for exists.
+// dh-nginx takes the checkout's path and the site rules from its own
+// configuration, never from the entry.
 type NginxSites struct {
 	Envelope
 	// Deployment is the nginx-kind deployment.
 	Deployment string `json:"deployment"`
-	// Commit is the commit now checked out.
+	// Commit is the commit checked out.
 	Commit string `json:"commit"`
 	// Delivery is the delivery (or manual id) whose run asked for it.
 	Delivery string `json:"delivery"`
@@ -26,40 +27,105 @@ type NginxSites struct {
 	RequestedAt time.Time `json:"requested_at"`
 }
 
+// CertRequest asks dh-cert for a certificate (queues/cert), on behalf of
+// the nginx-sites request that needs it, which dh-cert re-queues to
+// queues/nginx once the certificate exists.
+type CertRequest struct {
+	Envelope
+	// Name is the certificate name (certbot's --cert-name).
+	Name string `json:"name"`
+	// Domains are the DNS names the certificate covers, the first one
+	// being its subject.
+	Domains []string `json:"domains"`
+	// For is the nginx-sites request waiting for the certificate.
+	For NginxSites `json:"for"`
+	// RequestedAt is when the entry was made.
+	RequestedAt time.Time `json:"requested_at"`
+}
+
+// NginxReload asks dh-nginx to test and reload nginx (queues/nginx), after
+// dh-cert renewed certificates.
+type NginxReload struct {
+	Envelope
+	// Reason says why, for the log.
+	Reason string `json:"reason"`
+	// RequestedAt is when the entry was made.
+	RequestedAt time.Time `json:"requested_at"`
+}
+
 var (
 	deploymentRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 	commitRE     = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
+	// certNameRE is a certificate name: a DNS name's alphabet, no "..",
+	// since certbot makes it a directory name.
+	certNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`)
+	// domainRE is a DNS name dh-cert may ask a certificate for: lower
+	// case, a label of 1 to 63 characters, optionally a leading "*." for a
+	// wildcard.
+	domainRE = regexp.MustCompile(`^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 )
 
+// ValidDomain reports whether s is a DNS name a certificate may cover.
+func ValidDomain(s string) bool { return len(s) <= 253 && domainRE.MatchString(s) }
+
+// ValidCertName reports whether s is an acceptable certificate name.
+func ValidCertName(s string) bool { return len(s) <= 253 && certNameRE.MatchString(s) }
+
 // Encode returns the entry's JSON.
-func (e *NginxSites) Encode() ([]byte, error) {
+func (e *NginxSites) Encode() ([]byte, error) { return encode(e, &e.Envelope, KindNginxSites) }
+
+// Encode returns the entry's JSON.
+func (e *CertRequest) Encode() ([]byte, error) { return encode(e, &e.Envelope, KindCertRequest) }
+
+// Encode returns the entry's JSON.
+func (e *NginxReload) Encode() ([]byte, error) { return encode(e, &e.Envelope, KindNginxReload) }
+
+// DecodeNginxSites parses and checks an nginx-sites entry.
+func DecodeNginxSites(data []byte) (*NginxSites, error) { return decode[NginxSites](data, KindNginxSites) }
+
+// DecodeCertRequest parses and checks a cert-request entry.
+func DecodeCertRequest(data []byte) (*CertRequest, error) {
+	return decode[CertRequest](data, KindCertRequest)
+}
+
+// DecodeNginxReload parses and checks an nginx-reload entry.
+func DecodeNginxReload(data []byte) (*NginxReload, error) {
+	return decode[NginxReload](data, KindNginxReload)
+}
+
+type checked interface{ check() error }
+
+func encode(e checked, env *Envelope, kind string) ([]byte, error) {
 	if err := e.check(); err != nil {
 		return nil, err
 	}
-	out := *e
-	out.Version, out.Kind = Version, KindNginxSites
-	out.RequestedAt = e.RequestedAt.UTC()
-	b, err := json.Marshal(out)
+	env.Version, env.Kind = Version, kind
+	b, err := json.Marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("encode entry: %w", err)
 	}
 	return append(b, '\n'), nil
 }
 
-// DecodeNginxSites parses and checks an nginx-sites entry.
-func DecodeNginxSites(data []byte) (*NginxSites, error) {
+func decode[T any, P interface {
+	*T
+	checked
+}](data []byte, kind string) (*T, error) {
 	env, err := Peek(data)
 	if err != nil {
 		return nil, err
 	}
-	if env.Kind != KindNginxSites {
-		return nil, dataErr("entry kind is %q, want %q", env.Kind, KindNginxSites)
+	if env.Kind != kind {
+		return nil, dataErr("entry kind is %q, want %q", env.Kind, kind)
 	}
-	var e NginxSites
+	var e T
 	if err := json.Unmarshal(data, &e); err != nil {
-		return nil, dataErr("decode %s entry: %v", KindNginxSites, err)
+		return nil, dataErr("decode %s entry: %v", kind, err)
 	}
-	return &e, e.check()
+	if err := P(&e).check(); err != nil {
+		return nil, err
+	}
+	return &e, nil
 }
 
 func (e *NginxSites) check() error {
@@ -71,6 +137,31 @@ func (e *NginxSites) check() error {
 	case !ValidDelivery(e.Delivery):
 		return dataErr("entry has a missing or malformed delivery id %q", e.Delivery)
 	case e.RequestedAt.IsZero():
+		return dataErr("entry has no requested_at time")
+	}
+	return nil
+}
+
+func (e *CertRequest) check() error {
+	if !ValidCertName(e.Name) {
+		return dataErr("entry has a missing or malformed certificate name %q", e.Name)
+	}
+	if len(e.Domains) == 0 || len(e.Domains) > 100 {
+		return dataErr("entry has %d domains; want 1 to 100", len(e.Domains))
+	}
+	for _, d := range e.Domains {
+		if !ValidDomain(d) {
+			return dataErr("entry has a malformed domain %q", d)
+		}
+	}
+	if e.RequestedAt.IsZero() {
+		return dataErr("entry has no requested_at time")
+	}
+	return e.For.check()
+}
+
+func (e *NginxReload) check() error {
+	if e.RequestedAt.IsZero() {
 		return dataErr("entry has no requested_at time")
 	}
 	return nil

@@ -1,0 +1,51 @@
+package event
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+)
+
+func TestStageEntries(t *testing.T) {
+	sites := NginxSites{Deployment: "sites", Commit: strings.Repeat("a", 40), Delivery: "d-1", RunID: 7, RequestedAt: time.Now()}
+	data, err := sites.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := DecodeNginxSites(data)
+	if err != nil || back.Kind != KindNginxSites || back.Version != Version || back.Commit != sites.Commit || back.RunID != 7 {
+		t.Fatalf("round trip of %s = %+v, %v", data, back, err)
+	}
+	req := CertRequest{Name: "api.durhack.com", Domains: []string{"api.durhack.com", "*.durhack.com"}, For: sites, RequestedAt: time.Now()}
+	if data, err = req.Encode(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := DecodeCertRequest(data); err != nil || got.For.Deployment != "sites" || len(got.Domains) != 2 {
+		t.Fatalf("round trip of %s = %+v, %v", data, got, err)
+	}
+	if _, err := DecodeNginxSites(data); !sysexits.Is(err, sysexits.DataErr) {
+		t.Errorf("a cert-request decoded as nginx-sites: %v; want DataErr", err)
+	}
+	reload := NginxReload{Reason: "renewed", RequestedAt: time.Now()}
+	if data, err = reload.Encode(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := DecodeNginxReload(data); err != nil || got.Reason != "renewed" {
+		t.Fatalf("round trip of %s = %+v, %v", data, got, err)
+	}
+
+	for _, bad := range []CertRequest{
+		{Name: "../etc", Domains: []string{"a.example.org"}, For: sites, RequestedAt: time.Now()},
+		{Name: "a.org", Domains: []string{"a..org"}, For: sites, RequestedAt: time.Now()},
+		{Name: "a.org", Domains: []string{"$(reboot).org"}, For: sites, RequestedAt: time.Now()},
+		{Name: "a.org", Domains: []string{"-d"}, For: sites, RequestedAt: time.Now()},
+		{Name: "a.org", Domains: nil, For: sites, RequestedAt: time.Now()},
+		{Name: "a.org", Domains: []string{"a.org"}, RequestedAt: time.Now()},
+	} {
+		if _, err := bad.Encode(); !sysexits.Is(err, sysexits.DataErr) {
+			t.Errorf("Encode(%+v) = %v; want DataErr", bad, err)
+		}
+	}
+}

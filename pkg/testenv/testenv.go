@@ -9,6 +9,8 @@ package testenv
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -47,4 +49,17 @@ func ShortTempDir(t testing.TB, prefix string) string {
 		}
 	})
 	return dir
+}
+
+// Build builds the tool cmd/NAME of this module (e.g. "dh-route") into a
+// test directory, stripped as `make build` does, and returns the binary's
+// path.
+func Build(t testing.TB, name string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "github.com/dh-deployer/dh-deployer/cmd/"+name)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", name, err, out)
+	}
+	return bin
 }

@@ -1,0 +1,27 @@
+package progpath
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestFind(t *testing.T) {
+	// Without $PATH, initdb is found in Debian's /usr/lib/postgresql/*/bin.
+	t.Setenv("PATH", "")
+	if path, err := Find("initdb"); err != nil || !strings.HasPrefix(path, "/usr/lib/postgresql/") {
+		t.Errorf("Find(%q) without $PATH = %q, %v; want /usr/lib/postgresql/*/bin/initdb", "initdb", path, err)
+	}
+
+	const missing = "dh-no-such-program"
+	if path, err := Find(missing); err == nil || !strings.Contains(err.Error(), missing+" not found") {
+		t.Errorf("Find(%q) = %q, %v; want a not found error", missing, path, err)
+	}
+}
+
+func TestInstallHint(t *testing.T) {
+	got := installHint("initdb")
+	want := "initdb not found; install it with: apt-get install -y postgresql (or run: make deps)"
+	if got != want {
+		t.Errorf("installHint(%q) = %q; want %q", "initdb", got, want)
+	}
+}

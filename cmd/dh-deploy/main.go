@@ -41,6 +41,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/systemd"
 )
 
 func main() { os.Exit(cli.Main(app)) }
@@ -111,6 +112,8 @@ func run(ctx context.Context, env *cli.Env, args []string) error {
 		return err
 	}
 	env.Logger.Info("deploying", "deployment", args[0], "queue", w.Queue().Dir(), "once", once)
+	systemd.Notify(env.Getenv, "READY=1")
+	defer systemd.Notify(env.Getenv, "STOPPING=1")
 	return c.Run(ctx, w.Handle, queue.Options{Once: once, Logger: env.Logger})
 }
 

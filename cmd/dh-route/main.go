@@ -43,6 +43,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/route"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
+	"github.com/dh-deployer/dh-deployer/pkg/systemd"
 )
 
 func main() { os.Exit(cli.Main(app)) }
@@ -102,6 +103,8 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 		}
 	}()
 	env.Logger.Info("routing", "queue", cfg.QueuePath(config.MainQueue), "deployments", len(cfg.Deployments), "once", once)
+	systemd.Notify(env.Getenv, "READY=1")
+	defer systemd.Notify(env.Getenv, "STOPPING=1")
 	return c.RunBatch(ctx, r.HandleBatch, queue.Options{Once: once, Logger: env.Logger})
 }
 

@@ -1,0 +1,232 @@
+// Package acl_test proves, with real users, real setfacl and the shipped
+// sysusers.d and tmpfiles.d files applied by acl/dh-deployer-acl, that each
+// stage's user can write exactly the queues DESIGN.md gives it.
+package acl_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
+)
+
+var stageUsers = []string{"dh-receive", "dh-route", "dh-deploy", "dh-nginx", "dh-cert"}
+
+// setup creates the stage users (removed afterwards if the test made
+// them) and returns a root for DH_ROOT that every user may traverse.
+func setup(t *testing.T) string {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Fatalf("this test creates users and sets ACLs: run it as root (CI does)")
+	}
+	testenv.Command(t, "setfacl")
+	testenv.Command(t, "useradd")
+	testenv.Command(t, "runuser")
+	var made []string
+	for _, u := range stageUsers {
+		if _, err := user.Lookup(u); err != nil {
+			made = append(made, u)
+		}
+	}
+	_, groupErr := user.LookupGroup("dh-deployer")
+	t.Cleanup(func() {
+		for _, u := range made {
+			exec.Command("userdel", u).Run()
+		}
+		if groupErr != nil {
+			exec.Command("groupdel", "dh-deployer").Run()
+		}
+	})
+	aclTool(t, "", "users")
+	root, err := os.MkdirTemp("/tmp", "dh-acl.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	os.Chmod(root, 0o755)
+	return root
+}
+
+// aclTool runs acl/dh-deployer-acl with DH_ROOT=root.
+func aclTool(t *testing.T, root string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("./dh-deployer-acl", args...)
+	cmd.Env = append(os.Environ(), "DH_ROOT="+root, "DH_SYSUSERS=../systemd/dh-deployer.sysusers",
+		"DH_TMPFILES=../systemd/dh-deployer.tmpfiles")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dh-deployer-acl %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// as runs a shell command as a stage user, the way its unit runs it
+// (primary group dh-deployer), and reports whether it succeeded.
+func as(t *testing.T, u, script string) bool {
+	t.Helper()
+	cmd := exec.Command("runuser", "-u", u, "-g", "dh-deployer", "--", "sh", "-c", "umask 027; "+script)
+	return cmd.Run() == nil
+}
+
+// publish is what pkg/queue does: stage in .tmp, then link into the queue.
+func publish(q, name string) string {
+	return fmt.Sprintf("echo '{}' > %[1]s/.tmp/%[2]s && mv %[1]s/.tmp/%[2]s %[1]s/%[2]s", q, name)
+}
+
+func TestQueuePrivileges(t *testing.T) {
+	root := setup(t)
+	aclTool(t, root, "queues")
+	aclTool(t, root, "deployment", "api")
+	spool := filepath.Join(root, "var/spool/dh-deployer")
+	q := func(name string) string { return filepath.Join(spool, name) }
+
+	// Who may publish where: DESIGN.md's privilege table.
+	feeds := map[string][]string{
+		"dh-receive": {"main"},
+		"dh-route":   {"api"},
+		"dh-deploy":  {"nginx"},
+		"dh-nginx":   {"cert"},
+		"dh-cert":    {"nginx"},
+	}
+	consumes := map[string]string{"main": "dh-route", "api": "dh-deploy", "nginx": "dh-nginx", "cert": "dh-cert"}
+	for _, u := range stageUsers {
+		for _, queue := range []string{"main", "api", "nginx", "cert"} {
+			if consumes[queue] == u {
+				continue // a consumer owns its queue
+			}
+			want := strings.Contains(strings.Join(feeds[u], ","), queue)
+			got := as(t, u, publish(q(queue), u+".json"))
+			if got != want {
+				t.Errorf("%s publishing to queues/%s: allowed=%v; want %v", u, queue, got, want)
+			}
+		}
+	}
+	// Each consumer reads and removes what its writers published; nobody
+	// else can read them.
+	for queue, consumer := range consumes {
+		for _, w := range stageUsers {
+			entry := filepath.Join(q(queue), w+".json")
+			if _, err := os.Stat(entry); err != nil {
+				continue
+			}
+			for _, u := range stageUsers {
+				if u == consumer || u == w {
+					continue
+				}
+				if as(t, u, "cat "+entry) {
+					t.Errorf("%s can read %s's entry in queues/%s; only %s should", u, w, queue, consumer)
+				}
+			}
+			if !as(t, consumer, "cat "+entry+" >/dev/null && mv "+entry+" "+q(queue)+"/failed/ && rm "+q(queue)+"/failed/"+w+".json") {
+				t.Errorf("%s cannot read, fail and remove %s's entry in queues/%s", consumer, w, queue)
+			}
+		}
+	}
+	// dh-receive's health check lists failed/; dh-route's resume reads the
+	// deployment queues' failed/.
+	if !as(t, "dh-receive", "ls "+q("main")+"/failed") || !as(t, "dh-route", "ls "+q("api")+"/failed") {
+		t.Errorf("the health check or the resume check cannot list failed/")
+	}
+}
+
+func TestIdempotentDryRunUndo(t *testing.T) {
+	root := setup(t)
+	dump := func() string {
+		out, err := exec.Command("getfacl", "-R", "-p", root).CombinedOutput()
+		if err != nil {
+			t.Fatalf("getfacl: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	if out := aclTool(t, root, "--dry-run", "queues"); !strings.Contains(out, "setfacl -m") || dump() != dump() {
+		t.Fatalf("--dry-run printed %q", out)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Fatalf("--dry-run created %v", entries)
+	}
+	aclTool(t, root, "queues")
+	first := dump()
+	aclTool(t, root, "queues")
+	if second := dump(); second != first {
+		t.Errorf("a second run changed the ACLs:\n%s\nthen\n%s", first, second)
+	}
+	aclTool(t, root, "--undo", "queues")
+	if as(t, "dh-receive", publish(filepath.Join(root, "var/spool/dh-deployer/main"), "x.json")) {
+		t.Errorf("after --undo dh-receive can still publish to queues/main")
+	}
+}
+
+func TestNginxConfDir(t *testing.T) {
+	root := setup(t)
+	conf := filepath.Join(root, "etc/nginx/conf.d")
+	os.MkdirAll(conf, 0o755)
+	os.MkdirAll(filepath.Join(root, "etc/nginx/snippets"), 0o755)
+	os.Chmod(filepath.Join(root, "etc"), 0o755)
+	os.Chmod(filepath.Join(root, "etc/nginx"), 0o755)
+	old := filepath.Join(conf, "old.conf")
+	os.WriteFile(old, []byte("# root's\n"), 0o644)
+	aclTool(t, root, "nginx")
+	if !as(t, "dh-nginx", "echo new > "+conf+"/new.conf && echo changed > "+old+" && rm "+conf+"/new.conf") {
+		t.Errorf("dh-nginx cannot create, change and remove site files in conf.d")
+	}
+	if fi, err := os.Stat(old); err != nil || fi.Sys() == nil || ownerOf(t, old) != "root" {
+		t.Errorf("%s changed owner; want it to stay root's", old)
+	}
+	for _, u := range []string{"dh-route", "dh-deploy", "dh-cert", "dh-receive"} {
+		if as(t, u, "echo x > "+conf+"/"+u+".conf") {
+			t.Errorf("%s can write /etc/nginx/conf.d", u)
+		}
+	}
+	aclTool(t, root, "--undo", "nginx")
+	if as(t, "dh-nginx", "echo x > "+conf+"/after-undo.conf") {
+		t.Errorf("after --undo dh-nginx can still write conf.d")
+	}
+}
+
+func ownerOf(t *testing.T, path string) string {
+	out, err := exec.Command("stat", "-c", "%U", path).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// systemd-tmpfiles applying the shipped file and dh-deployer-acl queues
+// make the same tree: same owners, modes and ACLs.
+func TestScriptMatchesTmpfiles(t *testing.T) {
+	tmpfiles := testenv.Command(t, "systemd-tmpfiles")
+	viaScript := setup(t)
+	aclTool(t, viaScript, "queues")
+	viaSystemd, err := os.MkdirTemp("/tmp", "dh-tmpfiles.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(viaSystemd)
+	os.MkdirAll(filepath.Join(viaSystemd, "etc"), 0o755)
+	for _, f := range []string{"/etc/passwd", "/etc/group"} { // --root resolves users there
+		data, _ := os.ReadFile(f)
+		os.WriteFile(filepath.Join(viaSystemd, f), data, 0o644)
+	}
+	conf, _ := os.Open("../systemd/dh-deployer.tmpfiles")
+	defer conf.Close()
+	cmd := exec.Command(tmpfiles, "--create", "--root="+viaSystemd, "-")
+	cmd.Stdin = conf
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("systemd-tmpfiles --create: %v\n%s", err, out)
+	}
+	tree := func(root string) string {
+		out, err := exec.Command("getfacl", "-R", "-p", filepath.Join(root, "var")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("getfacl: %v\n%s", err, out)
+		}
+		return strings.ReplaceAll(string(out), root, "ROOT")
+	}
+	if a, b := tree(viaSystemd), tree(viaScript); a != b || !strings.Contains(a, "user:dh-receive:rwx") {
+		t.Errorf("systemd-tmpfiles made:\n%s\ndh-deployer-acl queues made:\n%s", a, b)
+	}
+}

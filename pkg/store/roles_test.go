@@ -1,0 +1,72 @@
+package store_test
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
+)
+
+// sql/roles.sql gives each stage's role what it needs and nothing more;
+// applying it twice is harmless.
+func TestRoles(t *testing.T) {
+	url := storetest.NewMigrated(t)
+	roles, err := os.ReadFile("../../sql/roles.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("postgres", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	for range 2 {
+		if _, err := db.ExecContext(ctx, string(roles)); err != nil {
+			t.Fatalf("apply roles.sql: %v", err)
+		}
+	}
+	try := func(role, stmt string) error {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(ctx, `SET LOCAL ROLE "`+role+`"`); err != nil {
+			t.Fatal(err)
+		}
+		_, err = tx.ExecContext(ctx, stmt)
+		return err
+	}
+	const event = `INSERT INTO events (delivery, event, received_at, status) VALUES ('r-1', 'push', now(), 'received')`
+	const run = `INSERT INTO runs (delivery, deployment, state) VALUES ('r-1', 'api', 'running')`
+	for _, c := range []struct {
+		role, stmt string
+		allowed    bool
+	}{
+		{"dh-route", event, true},
+		{"dh-route", `SELECT version FROM schema_migrations`, true},
+		{"dh-route", `SELECT count(*) FROM runs`, true},
+		{"dh-route", run, false},
+		{"dh-route", `DELETE FROM events`, false},
+		{"dh-route", `DROP TABLE routes`, false},
+		{"dh-deploy", run, true},
+		{"dh-deploy", `UPDATE runs SET state = 'failed'`, true},
+		{"dh-deploy", event, false},
+		{"dh-deploy", `SELECT count(*) FROM events`, false},
+		{"dh-deploy", `DELETE FROM runs`, false},
+		{"dh-nginx", run, false},
+		{"dh-cert", event, false},
+	} {
+		err := try(c.role, c.stmt)
+		if (err == nil) != c.allowed {
+			t.Errorf("%s: %s: %v; want allowed=%v", c.role, c.stmt, err, c.allowed)
+		}
+		if err != nil && !c.allowed && !strings.Contains(err.Error(), "permission denied") && !strings.Contains(err.Error(), "must be owner") {
+			t.Errorf("%s: %s failed for another reason than privileges: %v", c.role, c.stmt, err)
+		}
+	}
+}

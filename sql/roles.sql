@@ -1,0 +1,37 @@
+-- One PostgreSQL role per dh-deployer stage, with only the grants its job
+-- needs. The roles have the stages' Unix user names, so each stage logs in
+-- by peer authentication over the unix socket, without a password
+-- (database_url = "postgres:///dh_deployer?host=/run/postgresql").
+--
+-- Apply it after the migrations, as the database's owner, and again after
+-- each upgrade (it is idempotent):
+--   sudo -u postgres psql -v ON_ERROR_STOP=1 -d dh_deployer -f /usr/local/share/dh-deployer/roles.sql
+--
+-- dh-receive has no role: it never touches the database.
+-- A deployment that runs as a user of its own gets a login role in the
+-- group dh-deploy:  CREATE ROLE "www-api" LOGIN IN ROLE "dh-deploy";
+-- (this file is not a migration: golang-migrate ignores its name.)
+
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['dh-route', 'dh-deploy', 'dh-nginx', 'dh-cert'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN
+            EXECUTE format('CREATE ROLE %I LOGIN', r);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Everyone may check that the schema is current (store.CheckSchema).
+GRANT SELECT ON schema_migrations TO "dh-route", "dh-deploy", "dh-nginx", "dh-cert";
+
+-- dh-route is the only writer of deliveries and routes; it reads runs to
+-- apply the duplicate rule.
+GRANT SELECT, INSERT, UPDATE ON events, routes TO "dh-route";
+GRANT SELECT ON runs TO "dh-route";
+
+-- dh-deploy records runs (the deployment history) and reads nothing else.
+GRANT SELECT, INSERT, UPDATE ON runs TO "dh-deploy";
+GRANT USAGE ON SEQUENCE runs_id_seq TO "dh-deploy";

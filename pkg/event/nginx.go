@@ -81,7 +81,9 @@ func (e *CertRequest) Encode() ([]byte, error) { return encode(e, &e.Envelope, K
 func (e *NginxReload) Encode() ([]byte, error) { return encode(e, &e.Envelope, KindNginxReload) }
 
 // DecodeNginxSites parses and checks an nginx-sites entry.
-func DecodeNginxSites(data []byte) (*NginxSites, error) { return decode[NginxSites](data, KindNginxSites) }
+func DecodeNginxSites(data []byte) (*NginxSites, error) {
+	return decode[NginxSites](data, KindNginxSites)
+}
 
 // DecodeCertRequest parses and checks a cert-request entry.
 func DecodeCertRequest(data []byte) (*CertRequest, error) {

@@ -34,9 +34,9 @@ lint: ## gofmt, go vet, staticcheck
 bench: deps ## benchmarks (speed and memory targets live here, not in tests)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-demo: build ## run the main job end to end on a throwaway setup
-	@echo "make demo: the whole push-to-deploy path arrives with dh-deploy (issue 5)"; \
-	 echo "for now the built tools are in bin/:"; ls bin
+demo: build ## run the main job end to end on a throwaway setup (DH_DEMO_KEEP=1 keeps it)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/dh-demo
+	bin/dh-demo --bin bin
 
 install: build ## install binaries into $(DESTDIR)$(PREFIX)/bin
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -102,6 +102,7 @@ type Worker struct {
 	stderr  io.Writer
 	wait    bool
 	q       *queue.Queue
+	repo    *gitrepo.Repo // the checkout; used under the run lock only
 	notices *notices
 }
 
@@ -143,6 +144,7 @@ func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worke
 	return &Worker{
 		cfg: cfg, d: d, st: st, log: log, getenv: opts.Getenv, stderr: opts.Stderr, wait: opts.Wait,
 		q: queue.Open(cfg.QueuePath(name)), notices: n,
+		repo: &gitrepo.Repo{Path: d.Path, URL: d.FetchURL(), Timeout: d.StepTimeout, Env: gitEnv(opts.Getenv), Logger: log},
 	}, nil
 }
 
@@ -279,7 +281,7 @@ func (w *Worker) newerPush(ctx context.Context, name string, req Request) (strin
 		return "", err
 	}
 	defer unlock()
-	repo := w.repo(w.log)
+	repo := w.repo
 	if err := repo.Sync(ctx); err != nil {
 		return "", err
 	}
@@ -292,11 +294,6 @@ func (w *Worker) newerPush(ctx context.Context, name string, req Request) (strin
 		}
 	}
 	return "", nil
-}
-
-// repo is the deployment's checkout.
-func (w *Worker) repo(log *slog.Logger) *gitrepo.Repo {
-	return &gitrepo.Repo{Path: w.d.Path, URL: w.d.FetchURL(), Timeout: w.d.StepTimeout, Env: gitEnv(w.getenv), Logger: log}
 }
 
 // supersede records that a newer waiting push replaces this one.

@@ -36,7 +36,7 @@ func (r *run) do(ctx context.Context) (store.Run, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
 	defer cancel()
 	r.log = w.log.With("delivery", r.req.Delivery, "trigger", r.req.Trigger)
-	r.repo = w.repo(r.log)
+	r.repo = w.repo
 
 	if err := r.repo.Sync(ctx); err != nil {
 		if sysexits.Is(err, sysexits.TempFail) && ctx.Err() == nil {

@@ -132,6 +132,10 @@ type Repo struct {
 	// duplicates win.
 	Env []string
 
+	// origin is the URL Sync last made origin's: a Repo reused across runs
+	// checks origin's configuration once, not before every fetch.
+	origin string
+
 	// Logger gets an Info line when Sync creates the checkout or changes
 	// origin's URL, and a Debug line per git command. nil means no logging.
 	Logger *slog.Logger
@@ -259,10 +263,13 @@ func (r *Repo) Sync(ctx context.Context) error {
 			return fmt.Errorf("sync %s: %w", r.Path, err)
 		}
 	}
-	if err := r.setOrigin(ctx); err != nil {
-		return fmt.Errorf("sync %s: %w", r.Path, err)
+	if create || r.origin != r.URL {
+		if err := r.setOrigin(ctx); err != nil {
+			return fmt.Errorf("sync %s: %w", r.Path, err)
+		}
+		r.origin = r.URL
 	}
-	args := append([]string{"fetch", "--quiet", "--prune", "--no-recurse-submodules", "origin"}, fetchRefspecs...)
+	args := append([]string{"fetch", "--quiet", "--prune", "--no-recurse-submodules", "--no-write-fetch-head", "origin"}, fetchRefspecs...)
 	if _, err := r.run(ctx, r.Path, args...); err != nil {
 		err = fmt.Errorf("sync %s: fetch from %s: %w", r.Path, redact(r.URL), err)
 		if temporary(err) {
@@ -383,6 +390,13 @@ func (r *Repo) ResolveRef(ctx context.Context, ref string) (string, error) {
 // Head returns the commit checked out, or "" if there is none (a checkout
 // Sync created that was never checked out).
 func (r *Repo) Head(ctx context.Context) (string, error) {
+	// A detached HEAD, which is how Checkout leaves it, is the commit's
+	// name in .git/HEAD: read it without starting git.
+	if b, err := os.ReadFile(filepath.Join(r.Path, ".git", "HEAD")); err == nil {
+		if sha := strings.TrimSuffix(string(b), "\n"); CheckSHA(sha) == nil {
+			return sha, nil
+		}
+	}
 	sha, err := r.commit(ctx, "HEAD")
 	if err != nil {
 		return "", fmt.Errorf("head of %s: %w", r.Path, err)

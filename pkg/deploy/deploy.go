@@ -350,7 +350,14 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 		req.Attempt = 1
 	}
 	r := &run{w: w, req: req, begun: time.Now()}
-	return r.do(ctx)
+	rec, err := r.do(ctx)
+	if rec.ID != 0 && ctx.Err() == nil {
+		// Off the path from push to first step: git's housekeeping.
+		if merr := w.repo.Maintain(ctx); merr != nil {
+			w.log.Warn("git maintenance failed", "err", merr)
+		}
+	}
+	return rec, err
 }
 
 // Rollback redeploys the newest successfully deployed commit older than the

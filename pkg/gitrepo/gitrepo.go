@@ -269,13 +269,23 @@ func (r *Repo) Sync(ctx context.Context) error {
 		}
 		r.origin = r.URL
 	}
-	args := append([]string{"fetch", "--quiet", "--prune", "--no-recurse-submodules", "--no-write-fetch-head", "origin"}, fetchRefspecs...)
+	args := append([]string{"fetch", "--quiet", "--prune", "--no-recurse-submodules", "--no-write-fetch-head", "--no-auto-maintenance", "origin"}, fetchRefspecs...)
 	if _, err := r.run(ctx, r.Path, args...); err != nil {
 		err = fmt.Errorf("sync %s: fetch from %s: %w", r.Path, redact(r.URL), err)
 		if temporary(err) {
 			err = sysexits.New(sysexits.TempFail, err)
 		}
 		return err
+	}
+	return nil
+}
+
+// Maintain runs git's housekeeping (git maintenance run --auto: gc when
+// loose objects pile up), which Sync leaves out so that a deployment does
+// not wait for it. Call it when the checkout is idle.
+func (r *Repo) Maintain(ctx context.Context) error {
+	if _, err := r.run(ctx, r.Path, "maintenance", "run", "--auto", "--quiet"); err != nil {
+		return fmt.Errorf("maintain %s: %w", r.Path, err)
 	}
 	return nil
 }

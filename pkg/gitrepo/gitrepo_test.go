@@ -732,3 +732,23 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// Sync leaves git's housekeeping out; Maintain runs it: with the
+// loose-objects task due at one object, the loose objects of a fetch get
+// packed.
+func TestMaintain(t *testing.T) {
+	f := newFixture(t)
+	f.commit("a.txt", "one\n")
+	f.push("main")
+	r := f.synced()
+	f.run(r.Path, "config", "maintenance.loose-objects.enabled", "true")
+	f.run(r.Path, "config", "maintenance.loose-objects.auto", "1")
+	count := func() string { return f.run(r.Path, "count-objects", "-v") }
+	before := count()
+	if err := r.Maintain(context.Background()); err != nil {
+		t.Fatalf("Maintain() = %v", err)
+	}
+	if after := count(); !strings.Contains(before, "in-pack: 0") || strings.Contains(after, "in-pack: 0") {
+		t.Errorf("count-objects -v %q before, %q after Maintain; want the loose objects packed", before, after)
+	}
+}

@@ -1,15 +1,47 @@
 // dh-nginx installs the nginx sites of nginx-kind deployments into
 // /etc/nginx/conf.d, tests the configuration with nginx -t and reloads
-// nginx, restoring the previous files when the test fails.
+// nginx, restoring the previous files exactly when the test fails. It is
+// the only consumer of queues/nginx: nginx-sites entries from dh-deploy
+// (and from dh-cert once a certificate a site waited for exists) and
+// nginx-reload entries from dh-cert after renewals. A site that needs a
+// certificate that does not exist yet is held back and a cert-request
+// goes to queues/cert. docs/nginx.md has the rules.
 //
-// Its commands arrive with the nginx stage; this build only answers
-// --help and --version.
+// Usage:
+//
+//	dh-nginx [-c FILE] [run] [--once] [--wait]   work queues/nginx until SIGTERM
+//	                                             (--once: drain it, then exit;
+//	                                             --wait: wait for another consumer
+//	                                             to stop instead of exiting)
+//	dh-nginx [-c FILE] replay FILE               handle one entry in the foreground
+//	dh-nginx [-c FILE] history [DEPLOYMENT] [-n N] [--json]
+//	                                             the installs, newest first
+//
+// The configuration is read from -c FILE, else $DH_CONFIG, else
+// /etc/dh-deployer/config.toml; $DH_DATABASE_URL overrides database_url.
+// Exit status follows sysexits(3): 0 ok, 64 usage, 65 bad entry, refused
+// sites or a failed configuration test (replay), 69 the test or reload
+// program is missing, 74 I/O error, 75 temporary failure (database down,
+// checkout unreadable, queue or install lock held), 77 no permission,
+// 78 bad configuration.
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/nginx"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/store"
 )
 
 func main() { os.Exit(cli.Main(app)) }
@@ -17,4 +49,120 @@ func main() { os.Exit(cli.Main(app)) }
 var app = &cli.App{
 	Name:    "dh-nginx",
 	Summary: "install nginx sites safely: write, nginx -t, reload or restore",
+	Default: "run",
+	Commands: []*cli.Command{
+		{Name: "run", Summary: "work queues/nginx until SIGTERM", Flags: []string{"once", "wait"}, Run: run},
+		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
+		{Name: "history", Args: "[DEPLOYMENT]", MinArgs: 0, MaxArgs: 1, Flags: []string{"limit", "json"},
+			Summary: "print the installs, newest first", Run: history},
+	},
+	DefineFlags: func(fs *pflag.FlagSet) {
+		fs.Bool("once", false, "drain queues/nginx, then exit")
+		fs.Bool("wait", false, "wait for another consumer of queues/nginx to stop instead of exiting")
+		fs.IntP("limit", "n", 20, "how many installs to print (0: all)")
+		fs.Bool("json", false, "print JSON, one install per line")
+	},
+}
+
+// open loads the configuration and opens a store whose schema is current.
+func open(ctx context.Context, env *cli.Env) (*config.Config, *store.Store, error) {
+	cfg, err := config.Load(env.Config)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := store.OpenCurrent(ctx, cfg.DatabaseURL)
+	return cfg, st, err
+}
+
+func run(ctx context.Context, env *cli.Env, _ []string) error {
+	once, _ := env.Flags.GetBool("once")
+	wait, _ := env.Flags.GetBool("wait")
+	cfg, st, err := open(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	in := nginx.New(cfg, st, nginx.Options{Logger: env.Logger, Wait: true})
+	c, err := in.Queue().Lock(ctx, wait)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := in.Recover(ctx); err != nil {
+		return err
+	}
+	env.Logger.Info("installing", "queue", in.Queue().Dir(), "conf_dir", cfg.Nginx.ConfDir, "once", once)
+	return c.Run(ctx, in.Handle, queue.Options{Once: once, Logger: env.Logger})
+}
+
+func replay(ctx context.Context, env *cli.Env, args []string) error {
+	cfg, st, err := open(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	in := nginx.New(cfg, st, nginx.Options{Logger: env.Logger, Wait: true})
+	return queue.Replay(ctx, args[0], in.Handle)
+}
+
+func history(ctx context.Context, env *cli.Env, args []string) error {
+	limit, _ := env.Flags.GetInt("limit")
+	asJSON, _ := env.Flags.GetBool("json")
+	cfg, st, err := open(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	deployment := ""
+	if len(args) == 1 {
+		deployment = args[0]
+		if _, ok := cfg.Deployment(deployment); !ok {
+			return fmt.Errorf("no deployment %q in %s", deployment, cfg.File)
+		}
+	}
+	rows, err := st.NginxInstalls(ctx, deployment, limit)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		for _, r := range rows {
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tSTARTED\tKIND\tDEPLOYMENT\tCOMMIT\tOUTCOME\tINSTALLED\tREMOVED\tPENDING\tERROR")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.ID, stamp(r.StartedAt), r.Kind, dash(r.Deployment),
+			dash(short(r.Commit)), r.Outcome, len(r.Installed), len(r.Removed), dash(strings.Join(r.Pending, ",")),
+			dash(firstLine(r.Error)))
+	}
+	return w.Flush()
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func short(sha string) string { return sha[:min(12, len(sha))] }
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 120 {
+		s = s[:120] + "…"
+	}
+	return s
 }

@@ -1,0 +1,660 @@
+// Package nginx is dh-nginx's stage: it installs the nginx site files of
+// nginx-kind deployments into conf.d (config Nginx.ConfDir) and their
+// snippets into Nginx.SnippetsDir, tests the whole configuration and
+// reloads nginx. docs/nginx.md is the operator's version of this comment.
+//
+// For an nginx-sites entry (Converge):
+//
+//  1. The deployment's checkout must be at the entry's commit (its HEAD,
+//     read from .git without running git, before and after reading the
+//     files). Otherwise the entry is stale: a newer entry follows, so it
+//     is recorded and dropped.
+//  2. Site files are production/NAME.conf or production/NAME.nginxconf;
+//     NAME.conf.disabled (or .nginxconf.disabled) is never installed. The
+//     deployment's site rules select among them (config.Deployment.
+//     SelectsSite: the last matching rule wins, none means excluded).
+//     Every regular file directly in snippets/ is a snippet. Everything
+//     is read through os.Root: symbolic links, anything that is not a
+//     regular file, and paths out of the checkout are refused.
+//  3. A selected site is refused (and reported) when its name is not a
+//     certificate name (lower-case DNS labels), when it does not parse,
+//     or when a server block has no server_name or a name that is not a
+//     DNS name (ParseSite). A site with an ssl_certificate directive
+//     whose certificate (Nginx.CertDir/NAME/fullchain.pem) does not exist
+//     yet is pending: a cert-request (NAME, its server_names) goes to
+//     queues/cert and dh-cert re-queues the entry once it exists (a
+//     certificate that exists but misses a name is requested again,
+//     and the site installed meanwhile). A
+//     refused or pending site that is installed keeps its installed
+//     version; one that is not is not installed.
+//  4. conf.d converges to the selected set: site NAME is installed as
+//     ConfDir/NAME.conf, snippet FILE as SnippetsDir/FILE. dh-nginx
+//     changes only files in the deployment's manifest
+//     (state_dir/nginx/DEPLOYMENT.json): a file of that name that it does
+//     not manage is a conflict, left alone and reported, unless its
+//     content is already exactly what would be installed, in which case
+//     it is adopted. Managed files that left the set are removed.
+//  5. Install: the previous content of every file about to change is
+//     copied to state_dir/nginx/DEPLOYMENT.backup and a journal listing
+//     the changes is written (both fsynced) before conf.d is touched.
+//     Existing files are overwritten in place (they keep their owner,
+//     mode and ACL); new files are created under a temporary name and
+//     linked into place. Then Nginx.TestCommand runs. If it fails, every
+//     file is restored byte for byte, the journal removed, and the entry
+//     fails with nginx's message: nginx is never reloaded with a broken
+//     configuration. If it passes, a reload-pending flag is set, the
+//     journal removed, the manifest saved, Nginx.ReloadCommand run and the
+//     flag cleared.
+//  6. Crash safety: a journal left by a crash is rolled back before
+//     anything else (at start and before each converge), and the entry,
+//     still queued, converges again. A reload-pending flag left behind
+//     makes the next converge or reload entry reload nginx.
+//
+// An nginx-reload entry tests and reloads nginx.
+//
+// Every entry is recorded in the nginx_installs table (a row is inserted
+// before anything is touched, so a database outage only makes the entry
+// wait) and logged on one line. Refused sites and conflicts fail the
+// entry (it goes to failed/) after the rest converged; a failed test
+// fails it after the restore.
+package nginx
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/durable"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/store"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+)
+
+// CommandTimeout bounds the test and reload commands.
+const CommandTimeout = 2 * time.Minute
+
+// LockFile, in state_dir/nginx, is held during every install and reload:
+// the worker and a replay never change conf.d at the same time.
+const LockFile = ".lock"
+
+// Options tune an Installer.
+type Options struct {
+	Logger *slog.Logger
+	// Wait makes the install lock wait for another dh-nginx (replay)
+	// rather than fail with TempFail.
+	Wait bool
+}
+
+// Installer is dh-nginx: it handles the entries of queues/nginx.
+type Installer struct {
+	cfg  *config.Config
+	st   *store.Store
+	log  *slog.Logger
+	wait bool
+}
+
+// New returns an installer for the configuration; st records the
+// installs.
+func New(cfg *config.Config, st *store.Store, opts Options) *Installer {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Installer{cfg: cfg, st: st, log: log, wait: opts.Wait}
+}
+
+// Queue is queues/nginx.
+func (in *Installer) Queue() *queue.Queue {
+	return queue.Open(in.cfg.QueuePath(config.NginxQueue))
+}
+
+// Result is what a converge did.
+type Result struct {
+	Outcome   string   // a store.Nginx* outcome
+	Installed []string // files written
+	Removed   []string // files removed
+	Adopted   []string // unmanaged files already identical, now managed
+	Pending   []string // sites waiting for a certificate
+	Rejected  []string // "name: reason"
+	Conflicts []string // files in the way that dh-nginx does not manage
+	Output    string   // the test command's output, when it failed
+}
+
+// Recover prepares the worker's start: it rolls back every install a
+// crash interrupted and marks unfinished rows interrupted.
+func (in *Installer) Recover(ctx context.Context) error {
+	unlock, err := in.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	journals, _ := filepath.Glob(filepath.Join(in.stateDir(), "*.journal"))
+	for _, j := range journals {
+		if _, err := in.recoverJournal(strings.TrimSuffix(filepath.Base(j), ".journal")); err != nil {
+			return err
+		}
+	}
+	if in.reloadPending() {
+		// Files that passed the test were installed, but nginx may not
+		// have loaded them.
+		in.log.Warn("a reload was pending; testing and reloading")
+		if out, err := in.command(ctx, "test", in.cfg.Nginx.TestCommand); err != nil {
+			in.log.Error("pending reload not done: the configuration test failed", "output", oneLine(out))
+		} else if err := in.reload(ctx); err != nil {
+			in.log.Error("pending reload failed", "err", err)
+		}
+	}
+	if n, err := in.st.InterruptNginxInstalls(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		in.log.Warn("marked unfinished installs interrupted", "installs", n)
+	}
+	return nil
+}
+
+// Handle handles one entry of queues/nginx.
+func (in *Installer) Handle(ctx context.Context, e *queue.Entry) error {
+	env, err := event.Peek(e.Data)
+	if err != nil {
+		return err
+	}
+	switch env.Kind {
+	case event.KindNginxSites:
+		req, err := event.DecodeNginxSites(e.Data)
+		if err != nil {
+			return err
+		}
+		_, err = in.Converge(ctx, req)
+		return err
+	case event.KindNginxReload:
+		req, err := event.DecodeNginxReload(e.Data)
+		if err != nil {
+			return err
+		}
+		return in.Reload(ctx, req.Reason)
+	}
+	return sysexits.Errorf(sysexits.DataErr, "entry kind %q does not belong in queues/nginx", env.Kind)
+}
+
+// lock takes state_dir/nginx/.lock.
+func (in *Installer) lock(ctx context.Context) (func(), error) {
+	if err := os.MkdirAll(in.stateDir(), 0o750); err != nil {
+		return nil, sysexits.New(codeOf(err), fmt.Errorf("create state directory: %w", err))
+	}
+	f, err := queue.Flock(ctx, filepath.Join(in.stateDir(), LockFile), in.wait, func() {
+		in.log.Info("waiting for another dh-nginx to finish")
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
+// Reload tests the configuration and reloads nginx.
+func (in *Installer) Reload(ctx context.Context, reason string) error {
+	id, err := in.st.StartNginxInstall(ctx, store.NginxInstall{Kind: store.NginxKindReload})
+	if err != nil {
+		return err
+	}
+	unlock, err := in.lock(ctx)
+	if err != nil {
+		in.finish(ctx, id, store.NginxInstall{Outcome: store.NginxInterrupted, Error: err.Error()})
+		return err
+	}
+	defer unlock()
+	rec := store.NginxInstall{Outcome: store.NginxSucceeded}
+	if out, err := in.command(ctx, "test", in.cfg.Nginx.TestCommand); err != nil {
+		rec.Outcome, rec.Error = store.NginxFailed, "nginx configuration test failed: "+out
+		err = sysexits.Errorf(sysexits.DataErr, "configuration test failed; not reloading: %s", oneLine(out))
+		in.log.Error("reload refused: the configuration test failed", "reason", reason, "output", oneLine(out))
+		return errors.Join(err, in.finish(ctx, id, rec))
+	}
+	if err := in.reload(ctx); err != nil {
+		rec.Outcome, rec.Error = store.NginxFailed, err.Error()
+		in.log.Error("reload failed", "reason", reason, "err", err)
+		return errors.Join(err, in.finish(ctx, id, rec))
+	}
+	in.log.Info("reloaded", "reason", reason)
+	return in.finish(ctx, id, rec)
+}
+
+// finish records the end of install id.
+func (in *Installer) finish(ctx context.Context, id int64, rec store.NginxInstall) error {
+	if err := in.st.FinishNginxInstall(context.WithoutCancel(ctx), id, rec); err != nil {
+		in.log.Error("could not record the install", "install", id, "err", err)
+		return err
+	}
+	return nil
+}
+
+// reload sets the reload-pending flag, runs the reload command and clears
+// the flag.
+func (in *Installer) reload(ctx context.Context) error {
+	if err := in.setReloadPending(); err != nil {
+		return err
+	}
+	if _, err := in.command(ctx, "reload", in.cfg.Nginx.ReloadCommand); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err() // the flag stays: the next start reloads
+		}
+		return fmt.Errorf("reload nginx: %w", err)
+	}
+	if err := os.Remove(in.reloadFlag()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return sysexits.New(sysexits.IOErr, err)
+	}
+	return nil
+}
+
+func (in *Installer) setReloadPending() error {
+	if _, err := os.Stat(in.reloadFlag()); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(in.stateDir(), 0o750); err != nil {
+		return sysexits.New(codeOf(err), fmt.Errorf("create state directory: %w", err))
+	}
+	return durable.WriteFile(in.reloadFlag(), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o640)
+}
+
+func (in *Installer) reloadPending() bool {
+	_, err := os.Stat(in.reloadFlag())
+	return err == nil
+}
+
+// command runs the test or reload command and returns its output.
+func (in *Installer) command(ctx context.Context, what string, argv []string) (string, error) {
+	prog, err := lookPath(argv[0])
+	if err != nil {
+		return err.Error(), sysexits.Errorf(sysexits.Unavailable, "%s command: %v", what, err)
+	}
+	res, err := sysexec.Run(ctx, sysexec.Cmd{
+		Path:    prog,
+		Args:    argv[1:],
+		Env:     []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"},
+		Timeout: CommandTimeout,
+		Dir:     "/",
+	})
+	out := strings.TrimSpace(string(res.Output))
+	if err != nil && out == "" {
+		out = err.Error()
+	}
+	return out, err
+}
+
+// lookPath resolves a command's program: an absolute path as it is, else
+// through $PATH, then /usr/sbin, /usr/bin, /sbin, /bin.
+func lookPath(name string) (string, error) {
+	if filepath.IsAbs(name) {
+		return name, nil
+	}
+	if strings.Contains(name, "/") {
+		return "", fmt.Errorf("program %q must be a name or an absolute path", name)
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return filepath.Abs(p)
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("program %q not found", name)
+}
+
+// oneLine squeezes command output onto one line for a log attribute.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " | ")), " ")
+}
+
+// Converge brings the installed files of req's deployment to its commit.
+// See the package documentation for the steps. The error decides the
+// entry's fate (queue.Handler).
+func (in *Installer) Converge(ctx context.Context, req *event.NginxSites) (*Result, error) {
+	d, ok := in.cfg.Deployment(req.Deployment)
+	if !ok || d.Kind != config.KindNginx {
+		return nil, sysexits.Errorf(sysexits.DataErr, "deployment %q is not an nginx deployment in %s", req.Deployment, in.cfg.File)
+	}
+	id, err := in.st.StartNginxInstall(ctx, store.NginxInstall{Kind: store.NginxKindSites, Deployment: d.Name,
+		Commit: req.Commit, Delivery: req.Delivery, RunID: req.RunID})
+	if err != nil {
+		return nil, err
+	}
+	res, err := in.converge(ctx, d, req)
+	rec := store.NginxInstall{Outcome: store.NginxFailed}
+	if res != nil {
+		rec = store.NginxInstall{Outcome: res.Outcome, Installed: res.Installed, Removed: res.Removed,
+			Pending: res.Pending, Rejected: res.Rejected, Conflicts: res.Conflicts}
+	}
+	if err != nil {
+		rec.Error = err.Error()
+		if rec.Outcome != store.NginxPartial {
+			rec.Outcome = store.NginxFailed
+		}
+		if ctx.Err() != nil || sysexits.Is(err, sysexits.TempFail) {
+			rec.Outcome = store.NginxInterrupted
+		}
+	}
+	attrs := []any{"deployment", d.Name, "commit", req.Commit, "delivery", req.Delivery, "outcome", rec.Outcome,
+		"installed", len(rec.Installed), "removed", len(rec.Removed)}
+	if len(rec.Pending) > 0 {
+		attrs = append(attrs, "pending", strings.Join(rec.Pending, ","))
+	}
+	if len(rec.Rejected) > 0 {
+		attrs = append(attrs, "rejected", strings.Join(rec.Rejected, "; "))
+	}
+	if len(rec.Conflicts) > 0 {
+		attrs = append(attrs, "conflicts", strings.Join(rec.Conflicts, ","))
+	}
+	if err != nil {
+		in.log.Error("install failed", append(attrs, "err", err)...)
+	} else {
+		in.log.Info("installed", attrs...)
+	}
+	return res, errors.Join(err, in.finish(ctx, id, rec))
+}
+
+func (in *Installer) converge(ctx context.Context, d *config.Deployment, req *event.NginxSites) (*Result, error) {
+	unlock, err := in.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if _, err := in.recoverJournal(d.Name); err != nil {
+		return nil, err
+	}
+
+	root, err := os.OpenRoot(d.Path)
+	if err != nil {
+		return nil, sysexits.Errorf(sysexits.TempFail, "open checkout: %v", err)
+	}
+	defer root.Close()
+	res := &Result{Outcome: store.NginxSucceeded}
+	if stale, err := in.stale(root, req.Commit); err != nil || stale {
+		if stale {
+			res.Outcome = store.NginxStale
+		}
+		return res, err
+	}
+	t, err := readTree(root)
+	if err != nil {
+		return nil, err
+	}
+	if stale, err := in.stale(root, req.Commit); err != nil || stale {
+		if stale {
+			res.Outcome = store.NginxStale
+		}
+		return res, err
+	}
+
+	m, err := in.LoadManifest(d.Name)
+	if err != nil {
+		return nil, err
+	}
+	desired := map[string][]byte{} // installed path → content
+	held := map[string]bool{}      // installed paths kept as they are
+	for _, s := range t.sites {
+		if !d.SelectsSite(s.name) {
+			continue
+		}
+		if !ValidSiteName(s.name) {
+			// Such a name never comes near a path.
+			res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %s", s.rel, s.problem))
+			continue
+		}
+		dest := filepath.Join(in.cfg.Nginx.ConfDir, s.name+".conf")
+		if s.problem != "" {
+			res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %s", s.rel, s.problem))
+			held[dest] = true
+			continue
+		}
+		info, err := ParseSite(s.data)
+		if err != nil {
+			res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %v", s.rel, err))
+			held[dest] = true
+			continue
+		}
+		if info.TLS {
+			if len(info.Names) > 100 {
+				res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %d server names; a certificate covers at most 100", s.rel, len(info.Names)))
+				held[dest] = true
+				continue
+			}
+			cert := filepath.Join(in.cfg.Nginx.CertDir, s.name, "fullchain.pem")
+			if _, err := os.Stat(cert); err != nil {
+				if errors.Is(err, fs.ErrPermission) {
+					return nil, sysexits.WithHint(sysexits.New(sysexits.NoPerm, fmt.Errorf("site %s: check certificate: %w", s.name, err)),
+						"dh-nginx needs search access to the certificate directories: setfacl -m u:dh-nginx:x /etc/letsencrypt/live /etc/letsencrypt/archive")
+				}
+				if !errors.Is(err, fs.ErrNotExist) {
+					return nil, sysexits.New(codeOf(err), fmt.Errorf("site %s: check certificate: %w", s.name, err))
+				}
+				if err := in.requestCert(s.name, info.Names, req); err != nil {
+					return nil, err
+				}
+				res.Pending = append(res.Pending, s.name)
+				held[dest] = true
+				continue
+			}
+			if missing := uncovered(cert, info.Names); len(missing) > 0 {
+				// The site works for the names the certificate has;
+				// dh-cert expands it (certbot --expand).
+				in.log.Info("certificate does not cover every server_name; requesting it again", "site", s.name,
+					"missing", strings.Join(missing, ","))
+				if err := in.requestCert(s.name, info.Names, req); err != nil {
+					return nil, err
+				}
+			}
+		}
+		desired[dest] = s.data
+	}
+	for _, s := range t.snippets {
+		dest := filepath.Join(in.cfg.Nginx.SnippetsDir, s.name)
+		if s.problem != "" {
+			res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %s", s.rel, s.problem))
+			if snippetRE.MatchString(s.name) {
+				held[dest] = true
+			}
+			continue
+		}
+		desired[dest] = s.data
+	}
+
+	// Plan against the manifest and the disk.
+	j := &journal{Deployment: d.Name, Commit: req.Commit}
+	next := &Manifest{Deployment: d.Name, Commit: req.Commit, Files: map[string]string{}}
+	for _, dest := range slices.Sorted(maps.Keys(desired)) {
+		data := desired[dest]
+		_, managed := m.Files[dest]
+		fi, err := os.Lstat(dest)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			j.Changes = append(j.Changes, change{Path: dest, data: data})
+			res.Installed = append(res.Installed, dest)
+		case err != nil:
+			return nil, sysexits.New(codeOf(err), fmt.Errorf("inspect %s: %w", dest, err))
+		case !fi.Mode().IsRegular():
+			res.Conflicts = append(res.Conflicts, dest)
+			continue
+		default:
+			cur, err := os.ReadFile(dest)
+			if err != nil {
+				return nil, sysexits.New(codeOf(err), fmt.Errorf("read %s: %w", dest, err))
+			}
+			same := string(cur) == string(data)
+			switch {
+			case same && !managed:
+				res.Adopted = append(res.Adopted, dest)
+			case same:
+			case !managed:
+				res.Conflicts = append(res.Conflicts, dest)
+				continue
+			default:
+				j.Changes = append(j.Changes, change{Path: dest, data: data})
+				res.Installed = append(res.Installed, dest)
+			}
+		}
+		next.Files[dest] = digest(data)
+	}
+	for _, dest := range slices.Sorted(maps.Keys(m.Files)) {
+		if _, ok := desired[dest]; ok {
+			continue
+		}
+		if held[dest] {
+			next.Files[dest] = m.Files[dest]
+			continue
+		}
+		if _, err := os.Lstat(dest); err == nil {
+			j.Changes = append(j.Changes, change{Path: dest, Remove: true})
+			res.Removed = append(res.Removed, dest)
+		}
+	}
+	if len(res.Rejected) > 0 || len(res.Conflicts) > 0 {
+		res.Outcome = store.NginxPartial
+	}
+
+	if len(j.Changes) == 0 {
+		if res.Outcome == store.NginxSucceeded {
+			res.Outcome = store.NginxUnchanged
+		}
+		if err := in.saveManifest(next); err != nil {
+			return res, err
+		}
+		if in.reloadPending() {
+			if out, err := in.command(ctx, "test", in.cfg.Nginx.TestCommand); err != nil {
+				res.Outcome, res.Output = store.NginxFailed, out
+				return res, sysexits.Errorf(sysexits.DataErr, "configuration test failed; not reloading: %s", oneLine(out))
+			}
+			if err := in.reload(ctx); err != nil {
+				res.Outcome = store.NginxFailed
+				return res, err
+			}
+		}
+		return res, refused(res)
+	}
+
+	if err := in.apply(j); err != nil {
+		if rerr := in.rollback(j); rerr != nil {
+			return res, errors.Join(err, rerr)
+		}
+		return res, err
+	}
+	if out, err := in.command(ctx, "test", in.cfg.Nginx.TestCommand); err != nil {
+		res.Outcome, res.Output = store.NginxFailed, out
+		if rerr := in.rollback(j); rerr != nil {
+			return res, errors.Join(err, rerr)
+		}
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		if !isExit(err) {
+			return res, err // the program is missing, or may not run
+		}
+		return res, sysexits.Errorf(sysexits.DataErr, "configuration test failed; previous files restored: %s", oneLine(out))
+	}
+	// The new files pass: from here on they stay, and nginx must load them.
+	if err := in.setReloadPending(); err != nil {
+		return res, err
+	}
+	if err := in.clearJournal(d.Name); err != nil {
+		return res, err
+	}
+	if err := in.saveManifest(next); err != nil {
+		return res, err
+	}
+	if err := in.reload(ctx); err != nil {
+		res.Outcome = store.NginxFailed
+		return res, err
+	}
+	return res, refused(res)
+}
+
+func isExit(err error) bool {
+	_, ok := errors.AsType[*sysexec.ExitError](err)
+	return ok
+}
+
+// refused is the error of a converge that left sites out.
+func refused(res *Result) error {
+	var why []string
+	if len(res.Rejected) > 0 {
+		why = append(why, "refused: "+strings.Join(res.Rejected, "; "))
+	}
+	if len(res.Conflicts) > 0 {
+		why = append(why, "not managed by dh-nginx, left alone: "+strings.Join(res.Conflicts, ", "))
+	}
+	if why == nil {
+		return nil
+	}
+	return sysexits.Errorf(sysexits.DataErr, "%s", strings.Join(why, "; "))
+}
+
+// stale reports whether the checkout's HEAD is not at commit.
+func (in *Installer) stale(root *os.Root, commit string) (bool, error) {
+	head, err := readHead(root)
+	if err != nil {
+		return false, sysexits.Errorf(sysexits.TempFail, "read the checkout's HEAD: %v", err)
+	}
+	if head != commit {
+		in.log.Warn("checkout is not at the entry's commit; a newer entry follows", "head", head, "commit", commit)
+		return true, nil
+	}
+	return false, nil
+}
+
+// requestCert publishes a cert-request for a site to queues/cert.
+func (in *Installer) requestCert(name string, domains []string, req *event.NginxSites) error {
+	e := event.CertRequest{Name: name, Domains: domains, For: *req, RequestedAt: time.Now().UTC()}
+	data, err := e.Encode()
+	if err != nil {
+		return err
+	}
+	q := queue.Open(in.cfg.QueuePath(config.CertQueue))
+	if err := q.Init(); err != nil {
+		return err
+	}
+	entry, err := q.Publish(data)
+	if err != nil {
+		return fmt.Errorf("publish cert-request for %s: %w", name, err)
+	}
+	in.log.Info("certificate requested", "site", name, "domains", strings.Join(domains, ","), "entry", entry)
+	return nil
+}
+
+// uncovered returns the names the certificate at path does not cover, or
+// nil when it covers them all or cannot be read (dh-nginx may only have
+// search access to the live directory; nginx -t checks the rest).
+func uncovered(path string, names []string) []string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil
+	}
+	var missing []string
+	for _, n := range names {
+		if !slices.Contains(cert.DNSNames, n) && cert.VerifyHostname(strings.Replace(n, "*", "x", 1)) != nil {
+			missing = append(missing, n)
+		}
+	}
+	return missing
+}

@@ -1,0 +1,290 @@
+package nginx
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/store"
+	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+// rig is a private nginx master on 127.0.0.1, a checkout that is a real
+// git repository, a configuration and a database.
+type rig struct {
+	t        *testing.T
+	dir      string // the nginx prefix: nginx.conf, conf.d, snippets, certs
+	checkout string
+	port     int // plain HTTP
+	tlsPort  int
+	cfg      *config.Config
+	st       *store.Store
+	url      string
+	in       *Installer
+	nginx    string
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// newRig starts nginx and writes a configuration whose deployment "sites"
+// has the given site rules (a TOML array).
+func newRig(t *testing.T, rules string) *rig {
+	t.Helper()
+	t.Parallel()
+	r := &rig{t: t, dir: t.TempDir(), port: freePort(t), tlsPort: freePort(t), nginx: testenv.Command(t, "nginx")}
+	testenv.Command(t, "git")
+	for _, d := range []string{"conf.d", "snippets", "certs", "tmp", "checkout"} {
+		if err := os.MkdirAll(filepath.Join(r.dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// nginx's workers run as nobody when the master is root: they must
+	// reach the prefix.
+	os.Chmod(r.dir, 0o755)
+	r.checkout = filepath.Join(r.dir, "checkout")
+	conf := fmt.Sprintf(`worker_processes 1;
+error_log %[1]s/error.log;
+pid %[1]s/nginx.pid;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/tmp/body;
+    proxy_temp_path %[1]s/tmp/proxy;
+    fastcgi_temp_path %[1]s/tmp/fastcgi;
+    uwsgi_temp_path %[1]s/tmp/uwsgi;
+    scgi_temp_path %[1]s/tmp/scgi;
+    server {
+        listen 127.0.0.1:%[2]d default_server;
+        return 404 "none";
+    }
+    include %[1]s/conf.d/*.conf;
+}
+`, r.dir, r.port)
+	r.write(filepath.Join(r.dir, "nginx.conf"), conf)
+	cmd := exec.Command(r.nginx, "-p", r.dir+"/", "-c", filepath.Join(r.dir, "nginx.conf"), "-g", "daemon off;")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start nginx: %v", err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+	r.waitHTTP("none.test", "none")
+
+	r.url = storetest.NewMigrated(t)
+	argv := func(extra ...string) string {
+		q := []string{r.nginx, "-p", r.dir + "/", "-c", filepath.Join(r.dir, "nginx.conf")}
+		q = append(q, extra...)
+		for i, s := range q {
+			q[i] = fmt.Sprintf("%q", s)
+		}
+		return "[" + strings.Join(q, ", ") + "]"
+	}
+	doc := fmt.Sprintf(`queue_dir = %q
+state_dir = %q
+database_url = %q
+
+[nginx]
+conf_dir = %q
+snippets_dir = %q
+cert_dir = %q
+test_command = %s
+reload_command = %s
+
+[deployments.sites]
+kind = "nginx"
+repository = "acme/nginx"
+branches = ["main"]
+path = %q
+sites = %s
+`, filepath.Join(r.dir, "queues"), filepath.Join(r.dir, "state"), r.url,
+		filepath.Join(r.dir, "conf.d"), filepath.Join(r.dir, "snippets"), filepath.Join(r.dir, "certs"),
+		argv("-t"), argv("-s", "reload"), r.checkout, rules)
+	file := filepath.Join(r.dir, "config.toml")
+	r.write(file, doc)
+	var err error
+	if r.cfg, err = config.Load(file); err != nil {
+		t.Fatalf("config.Load() = %v\n%s", err, doc)
+	}
+	if r.st, err = store.Open(context.Background(), r.url); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.st.Close() })
+	r.in = New(r.cfg, r.st, Options{Wait: true})
+	r.git("init", "-q", "-b", "main")
+	return r
+}
+
+func (r *rig) write(path, content string) {
+	r.t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rig) git(args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = r.checkout
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.org",
+		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.org", "HOME="+r.dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// commit changes the checkout's files (path → content; "" deletes),
+// commits them and returns the nginx-sites entry of the commit.
+func (r *rig) commit(files map[string]string) *event.NginxSites {
+	r.t.Helper()
+	for name, content := range files {
+		p := filepath.Join(r.checkout, name)
+		if content == "" {
+			os.Remove(p)
+			continue
+		}
+		r.write(p, content)
+	}
+	r.git("add", "-A")
+	r.git("commit", "-q", "--allow-empty", "-m", "change")
+	return &event.NginxSites{Deployment: "sites", Commit: r.git("rev-parse", "HEAD"), Delivery: "d-" + r.git("rev-parse", "--short", "HEAD"),
+		RequestedAt: time.Now()}
+}
+
+// site is a plain HTTP site answering body.
+func (r *rig) site(names, body string) string {
+	return fmt.Sprintf("# a site\nserver {\n    listen 127.0.0.1:%d;\n    server_name %s;\n    return 200 \"%s\";\n}\n", r.port, names, body)
+}
+
+// tlsSite is an HTTPS site whose certificate is certs/NAME.
+func (r *rig) tlsSite(name, names, body string) string {
+	return fmt.Sprintf(`server {
+    listen 127.0.0.1:%d ssl;
+    server_name %s;
+    ssl_certificate %s/certs/%s/fullchain.pem;
+    ssl_certificate_key %s/certs/%s/privkey.pem;
+    return 200 "%s";
+}
+`, r.tlsPort, names, r.dir, name, r.dir, name, body)
+}
+
+// get returns the body nginx serves for host.
+func (r *rig) get(host string) string {
+	r.t.Helper()
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/", r.port), nil)
+	req.Host = host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// waitHTTP waits until nginx serves want for host (a reload is
+// asynchronous), and fails the test if it does not within 5 s.
+func (r *rig) waitHTTP(host, want string) {
+	r.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	var got string
+	for time.Now().Before(deadline) {
+		if got = r.get(host); got == want {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	log, _ := os.ReadFile(filepath.Join(r.dir, "error.log"))
+	r.t.Fatalf("GET http://%s/ = %q; want %q\nerror.log:\n%s", host, got, want, log)
+}
+
+// confFiles returns the files of conf.d and snippets with their content.
+func (r *rig) confFiles() map[string]string {
+	r.t.Helper()
+	m := map[string]string{}
+	for _, d := range []string{"conf.d", "snippets"} {
+		entries, err := os.ReadDir(filepath.Join(r.dir, d))
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		for _, e := range entries {
+			b, err := os.ReadFile(filepath.Join(r.dir, d, e.Name()))
+			if err != nil {
+				r.t.Fatal(err)
+			}
+			m[d+"/"+e.Name()] = string(b)
+		}
+	}
+	return m
+}
+
+// makeCert writes a self-signed certificate for the names as
+// certs/NAME/fullchain.pem and privkey.pem and returns its DER bytes.
+func (r *rig) makeCert(name string, names ...string) []byte {
+	r.t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: names[0]},
+		DNSNames: names, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	dir := filepath.Join(r.dir, "certs", name)
+	r.write(filepath.Join(dir, "fullchain.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	r.write(filepath.Join(dir, "privkey.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb})))
+	return der
+}
+
+// lastInstall returns the newest nginx_installs row.
+func (r *rig) lastInstall() store.NginxInstall {
+	r.t.Helper()
+	rows, err := r.st.NginxInstalls(context.Background(), "", 1)
+	if err != nil || len(rows) != 1 {
+		r.t.Fatalf("NginxInstalls() = %v, %v; want one row", rows, err)
+	}
+	return rows[0]
+}

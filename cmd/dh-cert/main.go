@@ -1,14 +1,31 @@
 // dh-cert obtains and renews the TLS certificates of nginx sites with
 // certbot, then has dh-nginx install or reload the sites that use them.
+// docs/cert.md has the rules.
 //
-// Its commands arrive with the certificate stage; this build only answers
-// --help and --version.
+// Usage:
+//
+//	dh-cert [-c FILE] [run] [--once] [--wait]   work queues/cert until SIGTERM
+//	dh-cert [-c FILE] renew                     certbot renew; queue an nginx reload if any certificate changed
+//	dh-cert [-c FILE] replay FILE               handle one cert-request entry in the foreground
+//
+// Exit status follows sysexits(3): 0 ok, 1 certbot failed, 64 usage,
+// 65 bad entry, 69 certbot or sudo missing, 74 I/O error, 75 temporary
+// failure (database down, queue locked, a request waiting for its next
+// try), 78 bad configuration.
 package main
 
 import (
+	"context"
 	"os"
+	"time"
 
+	"github.com/spf13/pflag"
+
+	"github.com/dh-deployer/dh-deployer/pkg/cert"
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/store"
 )
 
 func main() { os.Exit(cli.Main(app)) }
@@ -16,4 +33,82 @@ func main() { os.Exit(cli.Main(app)) }
 var app = &cli.App{
 	Name:    "dh-cert",
 	Summary: "obtain and renew TLS certificates with certbot",
+	Default: "run",
+	Commands: []*cli.Command{
+		{Name: "run", MaxArgs: 0, Flags: []string{"once", "wait"}, Summary: "work queues/cert until SIGTERM", Run: run},
+		{Name: "renew", MaxArgs: 0, Summary: "renew due certificates; queue an nginx reload if any changed", Run: renew},
+		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
+	},
+	DefineFlags: func(fs *pflag.FlagSet) {
+		fs.Bool("once", false, "drain the queue, then exit")
+		fs.Bool("wait", false, "wait for another worker of the queue to stop instead of exiting")
+	},
+}
+
+// worker loads the configuration, opens the store (required unless
+// optional) and returns the worker.
+func worker(ctx context.Context, env *cli.Env, wait, optional bool) (*cert.Worker, func(), error) {
+	cfg, err := config.Load(env.Config)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := store.OpenCurrent(ctx, cfg.DatabaseURL)
+	if err != nil {
+		if !optional {
+			return nil, nil, err
+		}
+		env.Logger.Warn("database unavailable; this run is not recorded", "err", err)
+		st = nil
+	}
+	w, err := cert.New(cfg, st, cert.Options{Logger: env.Logger, Stderr: env.Stderr, Wait: wait})
+	if err != nil {
+		if st != nil {
+			st.Close()
+		}
+		return nil, nil, err
+	}
+	return w, func() {
+		if st != nil {
+			st.Close()
+		}
+	}, nil
+}
+
+func run(ctx context.Context, env *cli.Env, args []string) error {
+	once, _ := env.Flags.GetBool("once")
+	wait, _ := env.Flags.GetBool("wait")
+	w, done, err := worker(ctx, env, !once, false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	c, err := w.Queue().Lock(ctx, wait)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	env.Logger.Info("handling certificate requests", "queue", w.Queue().Dir(), "once", once)
+	// A request waiting for its next try costs a database read per round,
+	// never a certbot run; the rounds slow down to one a minute.
+	return c.RunBatch(ctx, w.HandleBatch, queue.Options{Once: once, Logger: env.Logger,
+		MinBackoff: 5 * time.Second, MaxBackoff: time.Minute})
+}
+
+func renew(ctx context.Context, env *cli.Env, args []string) error {
+	w, done, err := worker(ctx, env, false, true)
+	if err != nil {
+		return err
+	}
+	defer done()
+	_, err = w.Renew(ctx)
+	return err
+}
+
+func replay(ctx context.Context, env *cli.Env, args []string) error {
+	w, done, err := worker(ctx, env, false, false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return queue.Replay(ctx, args[0], w.Replay)
 }

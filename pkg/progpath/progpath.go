@@ -31,10 +31,17 @@ var packages = map[string]string{
 	"systemd-analyze": "systemd",
 }
 
+// goTools maps a program that tests install with go install to its
+// package, for the hint.
+var goTools = map[string]string{
+	"pebble": "github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1",
+}
+
 // Find returns the absolute path of the program name. It searches $PATH,
 // then /usr/lib/postgresql/*/bin (highest version first, since Debian keeps
-// the server programs there), then /usr/sbin and /sbin. The error says how
-// to install a missing program.
+// the server programs there), then /usr/sbin and /sbin, then where go
+// install puts programs ($GOBIN, $GOPATH/bin, $HOME/go/bin). The error says
+// how to install a missing program.
 func Find(name string) (string, error) {
 	if path, err := exec.LookPath(name); err == nil {
 		return filepath.Abs(path)
@@ -54,7 +61,19 @@ func searchDirs() []string {
 	slices.SortFunc(versions, func(a, b string) int {
 		return pgVersion(b) - pgVersion(a)
 	})
-	return append(versions, "/usr/sbin", "/sbin")
+	dirs := append(versions, "/usr/sbin", "/sbin")
+	if d := os.Getenv("GOBIN"); d != "" {
+		dirs = append(dirs, d)
+	}
+	for _, d := range filepath.SplitList(os.Getenv("GOPATH")) {
+		if d != "" {
+			dirs = append(dirs, filepath.Join(d, "bin"))
+		}
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		dirs = append(dirs, filepath.Join(home, "go", "bin"))
+	}
+	return dirs
 }
 
 // pgVersion returns the major version in /usr/lib/postgresql/VERSION/bin,
@@ -68,6 +87,9 @@ func pgVersion(dir string) int {
 }
 
 func installHint(name string) string {
+	if tool, ok := goTools[name]; ok {
+		return fmt.Sprintf("%s not found; install it with: go install %s (or run: make deps)", name, tool)
+	}
 	pkg, ok := packages[name]
 	if !ok {
 		return fmt.Sprintf("%s not found; install the Debian package that provides it (or run: make deps)", name)

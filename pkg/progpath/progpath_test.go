@@ -25,3 +25,17 @@ func TestInstallHint(t *testing.T) {
 		t.Errorf("installHint(%q) = %q; want %q", "initdb", got, want)
 	}
 }
+
+func TestFindGoTool(t *testing.T) {
+	// pebble is where go install puts it, off $PATH (make deps installs it).
+	t.Setenv("PATH", "")
+	if path, err := Find("pebble"); err != nil || !strings.HasSuffix(path, "/bin/pebble") {
+		t.Errorf("Find(%q) without $PATH = %q, %v; want .../bin/pebble", "pebble", path, err)
+	}
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("GOPATH", t.TempDir())
+	t.Setenv("GOBIN", "")
+	if _, err := Find("pebble"); err == nil || !strings.Contains(err.Error(), "go install github.com/letsencrypt/pebble/v2/cmd/pebble@") {
+		t.Errorf("Find(%q) with no pebble installed = %v; want a go install hint", "pebble", err)
+	}
+}

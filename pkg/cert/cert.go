@@ -1,0 +1,539 @@
+// Package cert is dh-cert's stage: it obtains the certificates nginx sites
+// wait for, and renews them, with certbot. docs/cert.md is the operator's
+// version of this comment.
+//
+// For a cert-request entry of queues/cert (Handle):
+//
+//  1. Decode it (a bad entry is a sysexits.DataErr: failed/), and check the
+//     certificate name and every domain again (event.ValidCertName,
+//     event.ValidDomain) while building certbot's argv (CertonlyArgs).
+//     Nothing reaches certbot otherwise; there is never a shell.
+//  2. Backoff: if the certificate name's last attempt failed and its next
+//     try (certs.next_try) has not come, the entry fails temporarily at
+//     once, without running certbot: it stays queued, and the queue retries
+//     it (a database read, not an ACME request) until its time comes. The
+//     backoff belongs to the name, whichever entry asks for it.
+//     HandleBatch handles the whole queue each round, so a waiting request
+//     does not hold up the ones behind it; those stay queued until it
+//     leaves, and handled again they are recognised (certs.entry) without
+//     running certbot or queueing their site twice.
+//  3. Run `certbot certonly --non-interactive --agree-tos --cert-name NAME
+//     AUTHENTICATOR ACCOUNT [--server URL] -d D1 -d D2 ...
+//     --keep-until-expiring --expand` with the configured command prefix
+//     (sudo -n /usr/bin/certbot), one certbot at a time (a lock in the
+//     queue directory), and record the run in cert_attempts.
+//  4. On success: publish the request's For entry (nginx-sites) to
+//     queues/nginx, so dh-nginx installs the site that waited, then record
+//     the certificate issued. Handling the entry again after a crash is
+//     harmless: certbot keeps an unexpired certificate that covers the
+//     domains, and dh-nginx converges.
+//  5. On failure: record certbot's message and the next try, Backoff(n)
+//     after the n-th consecutive failure of the entry, and fail
+//     temporarily; after MaxAttempts consecutive failures, record the
+//     certificate failed and move the entry to failed/ (dh-cert replay, or
+//     a move back once the next try has come, tries again). The defaults (DefaultBackoff, DefaultMaxAttempts) stay
+//     well inside Let's Encrypt's failed-validation limit.
+//
+// Renew runs `certbot renew --non-interactive --no-random-sleep-on-renew`
+// and publishes an nginx-reload entry when the content of any
+// <cert_dir>/NAME/fullchain.pem changed (appeared, changed or vanished).
+//
+// The database is needed to handle a request (its backoff lives there): when
+// it is down the entry waits. Renew records its run when it can, and renews
+// anyway when it cannot.
+package cert
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/store"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxAttempts = 5
+	DefaultTimeout     = 10 * time.Minute
+	// DefaultPATH is certbot's PATH when Options.Env names none.
+	DefaultPATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+
+// CertbotLockFile is the lock, in queues/cert, held while certbot runs, so
+// that a renewal and a request never run certbot at the same time.
+const CertbotLockFile = ".certbot.lock"
+
+// DefaultBackoff is the wait after the n-th consecutive failure of a
+// request: 5 minutes, then 30 minutes, 2 hours, 6 hours. With
+// DefaultMaxAttempts, a request that keeps failing is tried five times over
+// about 8.5 hours, then moved to failed/.
+func DefaultBackoff(n int) time.Duration {
+	steps := []time.Duration{5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 6 * time.Hour}
+	return steps[min(max(n, 1), len(steps))-1]
+}
+
+// Options tune a Worker.
+type Options struct {
+	Logger *slog.Logger
+	// Env is added to certbot's environment, which is otherwise only
+	// PATH=DefaultPATH (sudo resets it anyway).
+	Env []string
+	// Stderr receives certbot's output as it comes (the journal). nil
+	// discards it; the database keeps the end of a failure's output.
+	Stderr io.Writer
+	// Wait retries database calls until they succeed (the daemon) instead
+	// of failing the entry temporarily.
+	Wait bool
+	// Timeout bounds each certbot run (default DefaultTimeout).
+	Timeout time.Duration
+	// Backoff is the wait after the n-th consecutive failure of a request
+	// (default DefaultBackoff).
+	Backoff func(n int) time.Duration
+	// MaxAttempts is how many consecutive failures of a request move it to
+	// failed/ (default DefaultMaxAttempts).
+	MaxAttempts int
+}
+
+// Worker handles queues/cert and renewals.
+type Worker struct {
+	cfg   *config.Config
+	st    *store.Store // nil: Renew only, recording nothing
+	opts  Options
+	log   *slog.Logger
+	q     *queue.Queue
+	nginx *queue.Queue
+	prog  string   // certbot's command, absolute
+	args  []string // the rest of the command prefix
+	env   []string
+}
+
+// New returns the worker. st may be nil for a worker that only renews
+// (its runs are then not recorded). A command prefix whose program cannot
+// be found is a sysexits.Config error.
+func New(cfg *config.Config, st *store.Store, opts Options) (*Worker, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = io.Discard
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Backoff == nil {
+		opts.Backoff = DefaultBackoff
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = DefaultMaxAttempts
+	}
+	env := append([]string{"PATH=" + DefaultPATH}, opts.Env...)
+	if len(cfg.Cert.Command) == 0 {
+		return nil, sysexits.Errorf(sysexits.Config, "%s: cert.command is empty", cfg.File)
+	}
+	prog, err := lookProgram(cfg.Cert.Command[0], env)
+	if err != nil {
+		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s: cert.command: %v", cfg.File, err),
+			"give the program as an absolute path, e.g. [\"/usr/bin/sudo\", \"-n\", \"/usr/bin/certbot\"]")
+	}
+	return &Worker{
+		cfg: cfg, st: st, opts: opts, log: opts.Logger, env: env,
+		q:     queue.Open(cfg.QueuePath(config.CertQueue)),
+		nginx: queue.Open(cfg.QueuePath(config.NginxQueue)),
+		prog:  prog, args: slices.Clone(cfg.Cert.Command[1:]),
+	}, nil
+}
+
+// lookProgram finds name: an absolute path as is, a bare name in env's PATH.
+func lookProgram(name string, env []string) (string, error) {
+	if filepath.IsAbs(name) {
+		return name, nil
+	}
+	if strings.Contains(name, "/") {
+		return "", fmt.Errorf("program %q must be an absolute path or a bare name", name)
+	}
+	path := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 && filepath.IsAbs(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("program %q not found in %s", name, path)
+}
+
+// Queue is queues/cert.
+func (w *Worker) Queue() *queue.Queue { return w.q }
+
+// CertonlyArgs returns certbot's arguments (after the command prefix) that
+// obtain the certificate name for domains, as the sudoers rule in
+// sudoers/dh-cert allows them; an invalid name, domain, email or server is
+// a sysexits.DataErr (Config for the configuration's values).
+func CertonlyArgs(cfg *config.Config, name string, domains []string) ([]string, error) {
+	if !event.ValidCertName(name) {
+		return nil, sysexits.Errorf(sysexits.DataErr, "invalid certificate name %q", name)
+	}
+	if len(domains) == 0 {
+		return nil, sysexits.Errorf(sysexits.DataErr, "certificate %s has no domains", name)
+	}
+	args := []string{"certonly", "--non-interactive", "--agree-tos", "--cert-name", name}
+	switch cfg.Cert.Authenticator {
+	case "webroot":
+		webroot := cfg.Webroot()
+		if !filepath.IsAbs(webroot) || strings.ContainsAny(webroot, " \t\n") || strings.HasPrefix(webroot, "-") {
+			return nil, sysexits.Errorf(sysexits.Config, "cert.webroot %q must be an absolute path without spaces", webroot)
+		}
+		args = append(args, "--webroot", "-w", webroot)
+	case "nginx":
+		args = append(args, "--nginx")
+	default:
+		return nil, sysexits.Errorf(sysexits.Config, "cert.authenticator %q is neither webroot nor nginx", cfg.Cert.Authenticator)
+	}
+	if e := cfg.Cert.Email; e != "" {
+		if !emailRE.MatchString(e) {
+			return nil, sysexits.Errorf(sysexits.Config, "cert.email %q is not an address dh-cert passes to certbot", e)
+		}
+		args = append(args, "--email", e)
+	} else {
+		args = append(args, "--register-unsafely-without-email")
+	}
+	if s := cfg.Cert.Server; s != "" {
+		if !serverRE.MatchString(s) {
+			return nil, sysexits.Errorf(sysexits.Config, "cert.server %q is not an https:// URL dh-cert passes to certbot", s)
+		}
+		args = append(args, "--server", s)
+	}
+	for _, d := range domains {
+		if !event.ValidDomain(d) {
+			return nil, sysexits.Errorf(sysexits.DataErr, "certificate %s: invalid domain %q", name, d)
+		}
+		args = append(args, "-d", d)
+	}
+	return append(args, "--keep-until-expiring", "--expand"), nil
+}
+
+// RenewArgs returns certbot's arguments (after the command prefix) of a
+// renewal.
+func RenewArgs() []string {
+	return []string{"renew", "--non-interactive", "--no-random-sleep-on-renew"}
+}
+
+// emailRE and serverRE are what the sudoers rule allows (and a bit less).
+var (
+	emailRE  = regexp.MustCompile(`^[A-Za-z0-9._+][A-Za-z0-9._+-]*@[A-Za-z0-9][A-Za-z0-9.-]*$`)
+	serverRE = regexp.MustCompile(`^https://[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?$`)
+)
+
+// Handle is the queue.Handler of queues/cert: see the package comment.
+func (w *Worker) Handle(ctx context.Context, e *queue.Entry) error { return w.handle(ctx, e, false) }
+
+// HandleBatch is the queue.BatchHandler of queues/cert: Handle for each
+// entry in order, so that a request waiting for its next try does not hold
+// up the requests behind it. The queue keeps the entries after a waiting
+// one until it leaves; handled again, a request already obtained is
+// recognised (certs.entry) and not run twice.
+func (w *Worker) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
+	errs := make([]error, len(es))
+	for i, e := range es {
+		if ctx.Err() != nil {
+			errs[i] = ctx.Err()
+			continue
+		}
+		errs[i] = w.handle(ctx, e, false)
+	}
+	return errs
+}
+
+// Replay handles an entry file in the foreground, as dh-cert replay does:
+// like Handle, but certbot runs even before the backoff's next try, and a
+// failure is final (exit status 1), never a retry.
+func (w *Worker) Replay(ctx context.Context, e *queue.Entry) error { return w.handle(ctx, e, true) }
+
+func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error {
+	req, err := event.DecodeCertRequest(e.Data)
+	if err != nil {
+		return err
+	}
+	args, err := CertonlyArgs(w.cfg, req.Name, req.Domains)
+	if err != nil {
+		return err
+	}
+	if w.st == nil {
+		return sysexits.Errorf(sysexits.Software, "certificate request without a database")
+	}
+	log := w.log.With("cert", req.Name, "entry", e.Name)
+	var prev store.Cert
+	err = w.db(ctx, "read certificate", func(ctx context.Context) (err error) {
+		prev, err = w.st.GetCert(ctx, req.Name)
+		if errors.Is(err, store.ErrNotFound) {
+			prev, err = store.Cert{}, nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if prev.State == store.CertIssued && prev.Entry == e.Name && slices.Equal(prev.Domains, req.Domains) {
+		// Handled already (its site install queued) and left in the queue
+		// behind a request that waits for its next try.
+		return nil
+	}
+	// The backoff is per certificate name, whichever entry asks.
+	if !replay && prev.State != store.CertIssued && time.Now().Before(prev.NextTry) {
+		return sysexits.Errorf(sysexits.TempFail, "certificate %s: %d failed attempts; next try at %s: %s",
+			req.Name, prev.Attempts, prev.NextTry.UTC().Format(time.RFC3339), firstLine(prev.LastError))
+	}
+	// The consecutive failures so far; a request after one that was given
+	// up starts again.
+	failures := 0
+	if prev.State == store.CertWaiting {
+		failures = prev.Attempts
+	}
+
+	log.Info("requesting certificate", "domains", req.Domains, "attempt", failures+1)
+	started := time.Now()
+	res, runErr := w.certbot(ctx, args)
+	if runErr != nil && ctx.Err() != nil {
+		return ctx.Err() // shutting down: the entry stays queued
+	}
+	if ee, ok := errors.AsType[*sysexec.ExitError](runErr); runErr != nil && !ok {
+		// certbot did not run (not found, no permission, the lock): an
+		// operator's problem, not the request's, which waits for the fix.
+		return sysexits.Errorf(sysexits.TempFail, "certificate %s: %w", req.Name, runErr)
+	} else if ok {
+		runErr = fmt.Errorf("certbot certonly %s: %s", req.Name, describeFailure(ee))
+	}
+	attempt := store.CertAttempt{Name: req.Name, Domains: req.Domains, Command: store.CertCommandCertonly,
+		Entry: e.Name, StartedAt: started, OK: runErr == nil, ExitCode: exitCode(res, runErr)}
+	if runErr != nil {
+		attempt.Error = failureText(runErr, res)
+	}
+	if err := w.db(ctx, "record certbot run", func(ctx context.Context) error {
+		_, err := w.st.InsertCertAttempt(ctx, attempt)
+		return err
+	}); err != nil {
+		return err
+	}
+
+	if runErr == nil {
+		// Queue the site install first, then record: a crash in between
+		// handles the entry again (certbot keeps the certificate) and
+		// queues the install twice, never zero times.
+		sites := req.For
+		data, err := sites.Encode()
+		if err != nil {
+			return sysexits.New(sysexits.DataErr, fmt.Errorf("certificate %s: the waiting nginx-sites entry: %w", req.Name, err))
+		}
+		name, err := w.nginx.Publish(data)
+		if err != nil {
+			return sysexits.New(sysexits.TempFail, fmt.Errorf("certificate %s: %w", req.Name, err))
+		}
+		rec := store.Cert{Name: req.Name, Domains: req.Domains, State: store.CertIssued, Entry: e.Name, IssuedAt: time.Now()}
+		if err := w.db(ctx, "record certificate", func(ctx context.Context) error { return w.st.PutCert(ctx, rec) }); err != nil {
+			return err
+		}
+		log.Info("certificate obtained; site install queued", "deployment", req.For.Deployment, "commit", req.For.Commit,
+			"nginx_entry", name)
+		return nil
+	}
+
+	failures++
+	rec := store.Cert{Name: req.Name, Domains: req.Domains, State: store.CertWaiting, Entry: e.Name,
+		Attempts: failures, LastError: attempt.Error, IssuedAt: prev.IssuedAt}
+	// Even a request given up on leaves a next try, which a new request
+	// for the same name respects.
+	rec.NextTry = time.Now().Add(w.opts.Backoff(failures))
+	final := replay || failures >= w.opts.MaxAttempts
+	if final {
+		rec.State = store.CertFailed
+	}
+	if err := w.db(ctx, "record certificate failure", func(ctx context.Context) error { return w.st.PutCert(ctx, rec) }); err != nil {
+		return err
+	}
+	if final {
+		log.Error("certificate request failed; giving up", "attempts", failures, "err", runErr)
+		return sysexits.New(sysexits.Failure, fmt.Errorf("%w (attempt %d of %d)", runErr, failures, w.opts.MaxAttempts))
+	}
+	log.Warn("certificate request failed; will retry", "attempts", failures, "next_try", rec.NextTry, "err", runErr)
+	return sysexits.New(sysexits.TempFail, fmt.Errorf("%w (attempt %d of %d; next try at %s)", runErr, failures,
+		w.opts.MaxAttempts, rec.NextTry.UTC().Format(time.RFC3339)))
+}
+
+// Renew runs certbot renew and, when any certificate under cert_dir
+// changed, publishes an nginx-reload entry. It returns the names of the
+// certificates that changed. A failed certbot is an error (exit status 1)
+// after the reload for whatever did change was queued.
+func (w *Worker) Renew(ctx context.Context) ([]string, error) {
+	dir := w.cfg.Nginx.CertDir
+	before, err := snapshot(dir)
+	if err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	res, runErr := w.certbot(ctx, RenewArgs())
+	if runErr != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if ee, ok := errors.AsType[*sysexec.ExitError](runErr); ok {
+		runErr = sysexits.New(sysexits.Failure, fmt.Errorf("certbot renew: %s", describeFailure(ee)))
+	}
+	after, err := snapshot(dir)
+	if err != nil {
+		return nil, err
+	}
+	var changed []string
+	for name, sum := range after {
+		if before[name] != sum {
+			changed = append(changed, name)
+		}
+	}
+	for name := range before {
+		if _, ok := after[name]; !ok {
+			changed = append(changed, name)
+		}
+	}
+	slices.Sort(changed)
+
+	if w.st != nil {
+		a := store.CertAttempt{Command: store.CertCommandRenew, Domains: changed, StartedAt: started, OK: runErr == nil,
+			ExitCode: exitCode(res, runErr)}
+		if runErr != nil {
+			a.Error = failureText(runErr, res)
+		}
+		if _, err := w.st.InsertCertAttempt(ctx, a); err != nil {
+			w.log.Warn("could not record the renewal", "err", err)
+		}
+	}
+	if len(changed) > 0 {
+		data, err := (&event.NginxReload{Reason: "renewed certificates: " + strings.Join(changed, ", "),
+			RequestedAt: time.Now().UTC()}).Encode()
+		if err != nil {
+			return changed, err
+		}
+		name, err := w.nginx.Publish(data)
+		if err != nil {
+			return changed, err
+		}
+		w.log.Info("certificates renewed; nginx reload queued", "certs", changed, "nginx_entry", name)
+	} else if runErr == nil {
+		w.log.Info("no certificate renewed")
+	}
+	return changed, runErr
+}
+
+// snapshot returns the SHA-256 of each <dir>/NAME/fullchain.pem (through
+// certbot's symlinks), by NAME. A missing dir is empty.
+func snapshot(dir string) (map[string][sha256.Size]byte, error) {
+	des, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("read certificates: %w", err))
+	}
+	sums := map[string][sha256.Size]byte{}
+	for _, de := range des {
+		data, err := os.ReadFile(filepath.Join(dir, de.Name(), "fullchain.pem"))
+		if err != nil {
+			continue // README, or not a certificate
+		}
+		sums[de.Name()] = sha256.Sum256(data)
+	}
+	return sums, nil
+}
+
+// certbot runs certbot with args after the command prefix, holding the
+// certbot lock.
+func (w *Worker) certbot(ctx context.Context, args []string) (sysexec.Result, error) {
+	if err := w.q.Init(); err != nil {
+		return sysexec.Result{ExitCode: -1}, err
+	}
+	lock, err := queue.Flock(ctx, filepath.Join(w.q.Dir(), CertbotLockFile), true,
+		func() { w.log.Info("waiting for the running certbot") })
+	if err != nil {
+		return sysexec.Result{ExitCode: -1}, err
+	}
+	defer lock.Close()
+	return sysexec.Run(ctx, sysexec.Cmd{
+		Path: w.prog, Args: append(slices.Clone(w.args), args...), Env: w.env,
+		Timeout: w.opts.Timeout, Stream: w.opts.Stderr,
+	})
+}
+
+func (w *Worker) db(ctx context.Context, what string, fn func(context.Context) error) error {
+	return store.RetryIf(ctx, w.opts.Wait, w.log, what, fn)
+}
+
+// describeFailure says how certbot failed: its exit status, and the
+// problems the ACME server reported ("Detail:" lines) or else its last
+// line of output.
+func describeFailure(ee *sysexec.ExitError) string {
+	var details []string
+	for line := range strings.Lines(string(ee.Result.Output)) {
+		if d, ok := strings.CutPrefix(strings.TrimSpace(line), "Detail:"); ok {
+			details = append(details, strings.TrimSpace(d))
+		}
+	}
+	status := fmt.Sprintf("exit status %d", ee.Result.ExitCode)
+	switch {
+	case ee.Result.TimedOut:
+		status = fmt.Sprintf("timed out after %v", ee.Timeout)
+	case ee.Result.Signal != "":
+		status = "killed by signal " + ee.Result.Signal
+	}
+	if len(details) > 0 {
+		return status + ": " + strings.Join(details, "; ")
+	}
+	msg := ee.Error()
+	if i := strings.Index(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return msg
+}
+
+// failureText is what the database keeps of a failure: the message, then
+// the end of certbot's output.
+func failureText(err error, res sysexec.Result) string {
+	out := strings.TrimSpace(string(res.Output))
+	const keep = 4000
+	if len(out) > keep {
+		out = "…" + out[len(out)-keep:]
+	}
+	if out == "" {
+		return err.Error()
+	}
+	return err.Error() + "\n" + out
+}
+
+func exitCode(res sysexec.Result, err error) *int {
+	if err == nil {
+		return new(0)
+	}
+	if res.ExitCode < 0 {
+		return nil
+	}
+	return new(res.ExitCode)
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}

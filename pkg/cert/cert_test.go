@@ -1,0 +1,651 @@
+package cert_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/cert"
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/store"
+	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+func TestCertonlyArgs(t *testing.T) {
+	t.Parallel()
+	cfg := &config.Config{StateDir: "/var/lib/dh-deployer"}
+	cfg.Cert.Authenticator = "webroot"
+	got, err := cert.CertonlyArgs(cfg, "a.test", []string{"a.test", "www.a.test"})
+	want := []string{"certonly", "--non-interactive", "--agree-tos", "--cert-name", "a.test",
+		"--webroot", "-w", "/var/lib/dh-deployer/acme", "--register-unsafely-without-email",
+		"-d", "a.test", "-d", "www.a.test", "--keep-until-expiring", "--expand"}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("CertonlyArgs(webroot) = %q, %v; want %q", got, err, want)
+	}
+	cfg.Cert = config.Cert{Authenticator: "nginx", Email: "ops@a.test", Server: "https://acme.test/dir"}
+	got, err = cert.CertonlyArgs(cfg, "a.test", []string{"a.test"})
+	want = []string{"certonly", "--non-interactive", "--agree-tos", "--cert-name", "a.test", "--nginx",
+		"--email", "ops@a.test", "--server", "https://acme.test/dir", "-d", "a.test", "--keep-until-expiring", "--expand"}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("CertonlyArgs(nginx, email, server) = %q, %v; want %q", got, err, want)
+	}
+
+	cfg.Cert = config.Cert{Authenticator: "webroot"}
+	for _, bad := range []struct {
+		name    string
+		domains []string
+		cfg     config.Cert
+		code    int
+	}{
+		{"../etc", []string{"a.test"}, cfg.Cert, sysexits.DataErr},
+		{"a;id", []string{"a.test"}, cfg.Cert, sysexits.DataErr},
+		{"-d", []string{"a.test"}, cfg.Cert, sysexits.DataErr},
+		{"a.test", nil, cfg.Cert, sysexits.DataErr},
+		{"a.test", []string{"a.test;id"}, cfg.Cert, sysexits.DataErr},
+		{"a.test", []string{"--deploy-hook=/tmp/x"}, cfg.Cert, sysexits.DataErr},
+		{"a.test", []string{"a .test"}, cfg.Cert, sysexits.DataErr},
+		{"a.test", []string{"$(id).test"}, cfg.Cert, sysexits.DataErr},
+		{"a.test", []string{"a.test"}, config.Cert{Authenticator: "webroot", Email: "--deploy-hook=x@y"}, sysexits.Config},
+		{"a.test", []string{"a.test"}, config.Cert{Authenticator: "webroot", Server: "http://acme.test/dir"}, sysexits.Config},
+		{"a.test", []string{"a.test"}, config.Cert{Authenticator: "webroot", Webroot: "/srv/a b"}, sysexits.Config},
+		{"a.test", []string{"a.test"}, config.Cert{Authenticator: "manual"}, sysexits.Config},
+	} {
+		c := *cfg
+		c.Cert = bad.cfg
+		if got, err := cert.CertonlyArgs(&c, bad.name, bad.domains); err == nil || sysexits.Code(err) != bad.code {
+			t.Errorf("CertonlyArgs(%+v, %q, %q) = %q, %v; want an error with exit code %d", bad.cfg, bad.name, bad.domains, got, err, bad.code)
+		}
+	}
+}
+
+// setup is one dh-cert installation in a temporary directory.
+type setup struct {
+	dir     string
+	cfg     *config.Config
+	st      *store.Store
+	le      string // certbot's --config-dir
+	webroot string
+}
+
+// newSetup writes a configuration whose certbot keeps everything under the
+// test's directory and talks to server (if not "").
+func newSetup(t *testing.T, command []string, server string) *setup {
+	t.Helper()
+	dir := t.TempDir()
+	le := filepath.Join(dir, "le")
+	webroot := filepath.Join(dir, "acme")
+	for _, d := range []string{le, webroot} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	url := storetest.NewMigrated(t)
+	cmd, _ := json.Marshal(command)
+	toml := fmt.Sprintf(`queue_dir = %q
+state_dir = %q
+database_url = %q
+[nginx]
+cert_dir = %q
+[cert]
+command = %s
+webroot = %q
+server = %q
+`, filepath.Join(dir, "queues"), filepath.Join(dir, "state"), url, filepath.Join(le, "live"), cmd, webroot, server)
+	path := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(path, []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("config.Load: %v", err)
+	}
+	st, err := store.OpenCurrent(context.Background(), url)
+	if err != nil {
+		t.Fatalf("store.OpenCurrent: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for _, q := range []string{config.CertQueue, config.NginxQueue} {
+		if err := queue.Open(cfg.QueuePath(q)).Init(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &setup{dir: dir, cfg: cfg, st: st, le: le, webroot: webroot}
+}
+
+// certbotCommand is certbot run directly (the test is root), with its
+// directories under le, so nothing touches /etc/letsencrypt.
+func certbotCommand(t *testing.T, le string) []string {
+	certbot := testenv.Command(t, "certbot")
+	return []string{certbot, "--config-dir", le, "--work-dir", filepath.Join(le, "work"), "--logs-dir", filepath.Join(le, "logs")}
+}
+
+func (s *setup) worker(t *testing.T, opts cert.Options) *cert.Worker {
+	t.Helper()
+	if opts.Timeout == 0 {
+		opts.Timeout = 2 * time.Minute
+	}
+	w, err := cert.New(s.cfg, s.st, opts)
+	if err != nil {
+		t.Fatalf("cert.New: %v", err)
+	}
+	return w
+}
+
+// request publishes a cert-request to queues/cert and returns its entry
+// name.
+func (s *setup) request(t *testing.T, name string, domains ...string) (string, event.NginxSites) {
+	t.Helper()
+	sites := event.NginxSites{Deployment: "sites", Commit: strings.Repeat("ab", 20), Delivery: "delivery-1",
+		RequestedAt: time.Now().UTC().Truncate(time.Second)}
+	data, err := (&event.CertRequest{Name: name, Domains: domains, For: sites, RequestedAt: time.Now().UTC()}).Encode()
+	if err != nil {
+		t.Fatalf("encode cert-request: %v", err)
+	}
+	return s.publishRaw(t, data), sites
+}
+
+func (s *setup) publishRaw(t *testing.T, data []byte) string {
+	t.Helper()
+	name, err := queue.Open(s.cfg.QueuePath(config.CertQueue)).Publish(data)
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	return name
+}
+
+// drain runs the cert queue's consumer until the queue is empty or an
+// entry fails temporarily.
+func drain(t *testing.T, w *cert.Worker) error {
+	t.Helper()
+	c, err := w.Queue().Lock(context.Background(), false)
+	if err != nil {
+		t.Fatalf("lock queue: %v", err)
+	}
+	defer c.Close()
+	return c.RunBatch(context.Background(), w.HandleBatch, queue.Options{Once: true, NoNotify: true})
+}
+
+// entries returns the contents of the entries in the named queue.
+func (s *setup) entries(t *testing.T, q string) [][]byte {
+	t.Helper()
+	qq := queue.Open(s.cfg.QueuePath(q))
+	names, err := qq.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(qq.Dir(), n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func (s *setup) attempts(t *testing.T, name string) []store.CertAttempt {
+	t.Helper()
+	as, err := s.st.ListCertAttempts(context.Background(), name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return as
+}
+
+// A cert-request obtains a real certificate from a local ACME server over
+// a real http-01 validation and queues the waiting site's install; a
+// renewal that is due renews it and queues an nginx reload.
+func TestObtainAndRenew(t *testing.T) {
+	t.Parallel()
+	ca := startPebble(t)
+	s := newSetup(t, certbotCommand(t, ""), "")
+	s.cfg.Cert.Command = certbotCommand(t, s.le)
+	s.cfg.Cert.Server = ca.directory
+	ca.serve(t, s.webroot)
+	w := s.worker(t, cert.Options{Env: ca.env})
+	ctx := context.Background()
+
+	entry, sites := s.request(t, "site.test", "site.test", "www.site.test")
+	if err := drain(t, w); err != nil {
+		t.Fatalf("consume queues/cert = %v; want nil\ncertbot runs: %+v", err, s.attempts(t, ""))
+	}
+	leaf := readLeaf(t, filepath.Join(s.le, "live", "site.test", "fullchain.pem"))
+	if !slices.Equal(sortedCopy(leaf.DNSNames), []string{"site.test", "www.site.test"}) {
+		t.Errorf("certificate names = %q; want site.test, www.site.test", leaf.DNSNames)
+	}
+	if left := s.entries(t, config.CertQueue); len(left) != 0 {
+		t.Errorf("queues/cert after success holds %d entries; want 0", len(left))
+	}
+	nginx := s.entries(t, config.NginxQueue)
+	if len(nginx) != 1 {
+		t.Fatalf("queues/nginx holds %d entries; want the nginx-sites entry", len(nginx))
+	}
+	got, err := event.DecodeNginxSites(nginx[0])
+	if err != nil || got.Deployment != sites.Deployment || got.Commit != sites.Commit || got.Delivery != sites.Delivery ||
+		!got.RequestedAt.Equal(sites.RequestedAt) {
+		t.Errorf("queues/nginx entry = %+v, %v; want the request's For %+v", got, err, sites)
+	}
+	rec, err := s.st.GetCert(ctx, "site.test")
+	if err != nil || rec.State != store.CertIssued || rec.Entry != entry || rec.IssuedAt.IsZero() {
+		t.Errorf("GetCert(site.test) = %+v, %v; want issued for entry %s", rec, err, entry)
+	}
+	if as := s.attempts(t, "site.test"); len(as) != 1 || !as[0].OK {
+		t.Errorf("certbot runs = %+v; want one successful", as)
+	}
+
+	// Not due: nothing renewed, nothing reloaded.
+	changed, err := w.Renew(ctx)
+	if err != nil || len(changed) != 0 {
+		t.Errorf("Renew() with nothing due = %q, %v; want nothing, nil", changed, err)
+	}
+	if n := len(s.entries(t, config.NginxQueue)); n != 1 {
+		t.Errorf("queues/nginx after a renewal of nothing holds %d entries; want 1", n)
+	}
+
+	// Due: the certificate's own renewal configuration says to renew 100
+	// days before expiry, and pebble's certificates last 90 days.
+	conf := filepath.Join(s.le, "renewal", "site.test.conf")
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, append([]byte("renew_before_expiry = 100 days\n"), b...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	changed, err = w.Renew(ctx)
+	if err != nil || !slices.Equal(changed, []string{"site.test"}) {
+		t.Fatalf("Renew() with site.test due = %q, %v; want [site.test], nil", changed, err)
+	}
+	renewed := readLeaf(t, filepath.Join(s.le, "live", "site.test", "fullchain.pem"))
+	if renewed.SerialNumber.Cmp(leaf.SerialNumber) == 0 {
+		t.Errorf("fullchain.pem after renewal has the old serial %v", leaf.SerialNumber)
+	}
+	nginx = s.entries(t, config.NginxQueue)
+	if len(nginx) != 2 {
+		t.Fatalf("queues/nginx after the renewal holds %d entries; want 2", len(nginx))
+	}
+	reload, err := event.DecodeNginxReload(nginx[1])
+	if err != nil || !strings.Contains(reload.Reason, "site.test") {
+		t.Errorf("queues/nginx second entry = %+v, %v; want an nginx-reload naming site.test", reload, err)
+	}
+	if as := s.attempts(t, ""); len(as) != 3 || as[0].Command != store.CertCommandRenew || !as[0].OK ||
+		!slices.Equal(as[0].Domains, []string{"site.test"}) {
+		t.Errorf("certbot runs = %+v; want the renewal of site.test last", as)
+	}
+}
+
+// A request whose validation fails records certbot's message and waits
+// for its next try without running certbot again, while the requests
+// behind it go ahead; after MaxAttempts failures it goes to failed/.
+func TestFailureBacksOff(t *testing.T) {
+	t.Parallel()
+	ca := startPebble(t)
+	s := newSetup(t, certbotCommand(t, ""), "")
+	s.cfg.Cert.Command = certbotCommand(t, s.le)
+	s.cfg.Cert.Server = ca.directory
+	ca.serve(t, s.webroot)
+	ctx := context.Background()
+	hour := func(int) time.Duration { return time.Hour }
+	w := s.worker(t, cert.Options{Env: ca.env, Backoff: hour, MaxAttempts: 2})
+
+	// The test's DNS server knows no address for down.test: its
+	// validation fails. ok.test, queued after it, validates.
+	down, _ := s.request(t, "down.test", "down.test")
+	s.request(t, "ok.test", "ok.test")
+	err := drain(t, w)
+	if !sysexits.Is(err, sysexits.TempFail) || !strings.Contains(err.Error(), "down.test") {
+		t.Fatalf("consume queues/cert with down.test failing = %v; want a TempFail for down.test", err)
+	}
+	rec, gerr := s.st.GetCert(ctx, "down.test")
+	if gerr != nil || rec.State != store.CertWaiting || rec.Attempts != 1 || rec.Entry != down ||
+		time.Until(rec.NextTry) < 59*time.Minute || !strings.Contains(rec.LastError, "Detail:") {
+		t.Fatalf("GetCert(down.test) = %+v, %v; want waiting, 1 attempt, next try in an hour, certbot's output", rec, gerr)
+	}
+	t.Logf("recorded failure: %s", firstLine(rec.LastError))
+	readLeaf(t, filepath.Join(s.le, "live", "ok.test", "fullchain.pem"))
+	if n := len(s.entries(t, config.NginxQueue)); n != 1 {
+		t.Errorf("queues/nginx holds %d entries; want ok.test's site install", n)
+	}
+	if n := len(s.entries(t, config.CertQueue)); n != 2 {
+		t.Errorf("queues/cert holds %d entries; want both, until down.test leaves", n)
+	}
+
+	// Retrying before the next try runs no certbot and queues nothing
+	// twice.
+	for range 3 {
+		if err := drain(t, w); !sysexits.Is(err, sysexits.TempFail) || !strings.Contains(err.Error(), "next try") {
+			t.Errorf("consume again before the next try = %v; want a TempFail naming the next try", err)
+		}
+	}
+	if as := s.attempts(t, "down.test"); len(as) != 1 || as[0].OK || as[0].ExitCode == nil || *as[0].ExitCode == 0 {
+		t.Errorf("certbot runs for down.test = %+v; want one failed run", as)
+	}
+	if as := s.attempts(t, "ok.test"); len(as) != 1 || !as[0].OK {
+		t.Errorf("certbot runs for ok.test = %+v; want one successful run", as)
+	}
+	if n := len(s.entries(t, config.NginxQueue)); n != 1 {
+		t.Errorf("queues/nginx holds %d entries after the retries; want 1", n)
+	}
+
+	// Once the next try has come, the second failure is the last.
+	rec.NextTry = time.Now().Add(-time.Second)
+	if err := s.st.PutCert(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := drain(t, w); err != nil {
+		t.Fatalf("consume at the last attempt = %v; want nil (down.test moved to failed/)", err)
+	}
+	q := queue.Open(s.cfg.QueuePath(config.CertQueue))
+	if failed, _ := q.Failed(); len(failed) != 1 || failed[0] != down {
+		t.Errorf("queues/cert/failed = %q; want [%s]", failed, down)
+	}
+	if why, err := q.ReadFailure(down); err != nil || !strings.Contains(why.Error, "attempt 2 of 2") {
+		t.Errorf("failure sidecar = %+v, %v; want the certbot failure, attempt 2 of 2", why, err)
+	}
+	if left, _ := q.List(); len(left) != 0 {
+		t.Errorf("queues/cert holds %q; want nothing (ok.test done, down.test failed)", left)
+	}
+	rec, err = s.st.GetCert(ctx, "down.test")
+	if err != nil || rec.State != store.CertFailed || rec.Attempts != 2 {
+		t.Errorf("GetCert(down.test) = %+v, %v; want failed after 2 attempts", rec, err)
+	}
+	if n := len(s.attempts(t, "down.test")); n != 2 {
+		t.Errorf("certbot ran %d times for down.test; want 2", n)
+	}
+	if as := s.attempts(t, "ok.test"); len(as) != 1 {
+		t.Errorf("certbot ran %d times for ok.test; want 1", len(as))
+	}
+	if n := len(s.entries(t, config.NginxQueue)); n != 1 {
+		t.Errorf("queues/nginx holds %d entries; want only ok.test's", n)
+	}
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+// Entries with a bad certificate name or domain go to failed/ and never
+// reach certbot; a good entry after them does.
+func TestBadRequestsNeverReachCertbot(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t, []string{"/bin/true"}, "")
+	marker := filepath.Join(s.dir, "calls")
+	fake := filepath.Join(s.dir, "certbot")
+	script := "#!/bin/sh\nprintf '%s\\n' \"$*\" >> " + marker + "\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.cfg.Cert.Command = []string{fake}
+	w := s.worker(t, cert.Options{})
+
+	sites := `{"deployment":"sites","commit":"` + strings.Repeat("ab", 20) + `","delivery":"d1","requested_at":"2026-01-01T00:00:00Z"}`
+	bad := []struct{ name, domains string }{
+		{`../../etc`, `["a.test"]`},
+		{`a;id`, `["a.test"]`},
+		{`--deploy-hook=x`, `["a.test"]`},
+		{`a.test`, `["a.test;id"]`},
+		{`a.test`, `["a.test", "$(id).test"]`},
+		{`a.test`, `["a .test"]`},
+		{`a.test`, `["-d"]`},
+		{`a.test`, `["--deploy-hook=/tmp/x"]`},
+		{`a.test`, `["..",  "a.test"]`},
+		{`a.test`, `[]`},
+	}
+	for _, b := range bad {
+		name, _ := json.Marshal(b.name)
+		s.publishRaw(t, []byte(`{"version":1,"kind":"cert-request","name":`+string(name)+`,"domains":`+b.domains+
+			`,"for":`+sites+`,"requested_at":"2026-01-01T00:00:00Z"}`))
+	}
+	s.request(t, "good.test", "good.test")
+	if err := drain(t, w); err != nil {
+		t.Fatalf("consume = %v; want nil", err)
+	}
+	failed, _ := queue.Open(s.cfg.QueuePath(config.CertQueue)).Failed()
+	if len(failed) != len(bad) {
+		t.Errorf("queues/cert/failed holds %d entries; want %d", len(failed), len(bad))
+	}
+	calls, err := os.ReadFile(marker)
+	if err != nil {
+		t.Fatalf("certbot never ran: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(calls)), "\n")
+	want := "certonly --non-interactive --agree-tos --cert-name good.test --webroot -w " + s.webroot +
+		" --register-unsafely-without-email -d good.test --keep-until-expiring --expand"
+	if len(lines) != 1 || lines[0] != want {
+		t.Errorf("certbot calls = %q; want only %q", lines, want)
+	}
+	if as := s.attempts(t, ""); len(as) != 1 || as[0].Name != "good.test" {
+		t.Errorf("certbot runs recorded = %+v; want only good.test's", as)
+	}
+}
+
+func readLeaf(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read certificate: %v", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: no PEM block", path)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return c
+}
+
+func sortedCopy(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+// acmeServer is a pebble on loopback.
+type acmeServer struct {
+	directory string   // the ACME directory URL
+	env       []string // certbot's environment: trust pebble's TLS certificate
+	httpPort  int      // where pebble's http-01 validations connect
+}
+
+// startPebble starts pebble on 127.0.0.1 with real validation: it resolves
+// every name to 127.0.0.1 through a small DNS server of the test, and
+// fetches http-01 challenges from httpPort.
+func startPebble(t *testing.T) *acmeServer {
+	t.Helper()
+	pebble := testenv.Command(t, "pebble")
+	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		t.Fatalf("go env GOMODCACHE: %v", err)
+	}
+	src := filepath.Join(strings.TrimSpace(string(out)), "github.com", "letsencrypt", "pebble", "v2@v2.10.1", "test", "certs")
+	if _, err := os.Stat(src); err != nil {
+		t.Fatalf("pebble's test certificates: %v (run: make deps)", err)
+	}
+	dir := t.TempDir()
+	listen, mgmt, httpPort, tlsPort := freePort(t), freePort(t), freePort(t), freePort(t)
+	conf := map[string]any{"pebble": map[string]any{
+		"listenAddress":                  fmt.Sprintf("127.0.0.1:%d", listen),
+		"managementListenAddress":        fmt.Sprintf("127.0.0.1:%d", mgmt),
+		"certificate":                    filepath.Join(src, "localhost", "cert.pem"),
+		"privateKey":                     filepath.Join(src, "localhost", "key.pem"),
+		"httpPort":                       httpPort,
+		"tlsPort":                        tlsPort,
+		"ocspResponderURL":               "",
+		"externalAccountBindingRequired": false,
+		"retryAfter":                     map[string]int{"authz": 1, "order": 1},
+		"keyAlgorithm":                   "ecdsa",
+		"profiles": map[string]any{"default": map[string]any{
+			"description": "test", "validityPeriod": 7776000,
+		}},
+	}}
+	b, _ := json.Marshal(conf)
+	confPath := filepath.Join(dir, "pebble.json")
+	if err := os.WriteFile(confPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.Create(filepath.Join(dir, "pebble.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command(pebble, "-config", confPath, "-dnsserver", startDNS(t))
+	cmd.Dir = dir
+	cmd.Env = []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_VA_ALWAYS_VALID=0", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start pebble: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "pebble.log"))
+			t.Logf("pebble log:\n%s", tail(b, 4000))
+		}
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", listen)
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pebble does not listen on %s", addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return &acmeServer{
+		directory: fmt.Sprintf("https://localhost:%d/dir", listen),
+		env:       []string{"REQUESTS_CA_BUNDLE=" + filepath.Join(src, "pebble.minica.pem")},
+		httpPort:  httpPort,
+	}
+}
+
+// serve serves webroot on 127.0.0.1:httpPort, as nginx serves the ACME
+// webroot, until the test ends.
+func (a *acmeServer) serve(t *testing.T, webroot string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", a.httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(webroot)), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startDNS answers as dnsAnswer says, over TCP on loopback (pebble's -dnsserver asks over TCP), and
+// returns its address.
+func startDNS(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				for {
+					// Each message is preceded by its length (RFC 1035
+					// section 4.2.2).
+					c.SetDeadline(time.Now().Add(10 * time.Second))
+					var n uint16
+					if binary.Read(c, binary.BigEndian, &n) != nil {
+						return
+					}
+					q := make([]byte, n)
+					if _, err := io.ReadFull(c, q); err != nil {
+						return
+					}
+					resp := dnsAnswer(q)
+					if resp == nil {
+						return
+					}
+					c.Write(binary.BigEndian.AppendUint16(nil, uint16(len(resp))))
+					c.Write(resp)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// dnsAnswer builds the reply to one DNS query (RFC 1035 section 4.1): A
+// 127.0.0.1 for every name but those whose first label is "down".
+func dnsAnswer(q []byte) []byte {
+	if len(q) < 12 {
+		return nil
+	}
+	i := 12
+	for i < len(q) && q[i] != 0 {
+		if q[i]&0xc0 != 0 {
+			return nil
+		}
+		i += int(q[i]) + 1
+	}
+	i++ // the root label
+	if i+4 > len(q) {
+		return nil
+	}
+	qtype := binary.BigEndian.Uint16(q[i:])
+	resp := bytes.Clone(q[:i+4])
+	resp[2] = 0x84 | q[2]&0x01 // response, authoritative, recursion desired as asked
+	resp[3] = 0                // no error
+	binary.BigEndian.PutUint16(resp[4:], 1)
+	binary.BigEndian.PutUint16(resp[6:], 0)
+	binary.BigEndian.PutUint16(resp[8:], 0)
+	binary.BigEndian.PutUint16(resp[10:], 0)
+	down := q[12] == 4 && string(q[13:17]) == "down"
+	if qtype == 1 && !down { // A
+		binary.BigEndian.PutUint16(resp[6:], 1)
+		resp = append(resp, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 127, 0, 0, 1)
+	}
+	return resp
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS cert_attempts;
+DROP TABLE IF EXISTS certs;

@@ -9,7 +9,21 @@ TOOLS   := dh-receive dh-route dh-deploy dh-nginx dh-cert
 GOBIN   := $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build test lint bench demo install deps help clean
+# Where make install puts things (docs/operations.md has the table).
+SYSCONFDIR  ?= /etc
+BINDIR      ?= $(PREFIX)/bin
+LIBDIR      ?= $(PREFIX)/lib/dh-deployer
+SHAREDIR    ?= $(PREFIX)/share/dh-deployer
+DOCDIR      ?= $(PREFIX)/share/doc/dh-deployer
+UNITDIR     ?= $(SYSCONFDIR)/systemd/system
+SYSUSERSDIR ?= /usr/lib/sysusers.d
+TMPFILESDIR ?= /usr/lib/tmpfiles.d
+SUDOERSDIR  ?= $(SYSCONFDIR)/sudoers.d
+UNITS       := $(notdir $(wildcard systemd/*.service systemd/*.socket systemd/*.timer))
+SUDOERS     := $(notdir $(wildcard sudoers/dh-*))
+DOCS        := README.md $(wildcard docs/*.md) docs/config.example.toml
+
+.PHONY: all build test lint bench demo install uninstall deps help clean
 
 all: build
 
@@ -38,9 +52,30 @@ demo: build ## run the main job end to end on a throwaway setup (DH_DEMO_KEEP=1 
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/dh-demo
 	bin/dh-demo --bin bin
 
-install: build ## install binaries into $(DESTDIR)$(PREFIX)/bin
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(addprefix bin/,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/
+install: build ## install tools, units, users, sudoers, ACL script, roles.sql, docs under $(DESTDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+	  $(DESTDIR)$(LIBDIR) $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/dh-deployer
+	install -d -m 0750 $(DESTDIR)$(SUDOERSDIR)
+	install -m 0755 $(addprefix bin/,$(TOOLS)) $(DESTDIR)$(BINDIR)/
+	for u in $(UNITS); do \
+	  sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/doc/dh-deployer|$(DOCDIR)|g' \
+	      -e 's|/etc/dh-deployer/|$(SYSCONFDIR)/dh-deployer/|g' systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	install -m 0644 systemd/dh-deployer.sysusers $(DESTDIR)$(SYSUSERSDIR)/dh-deployer.conf
+	install -m 0644 systemd/dh-deployer.tmpfiles $(DESTDIR)$(TMPFILESDIR)/dh-deployer.conf
+	install -m 0440 $(addprefix sudoers/,$(SUDOERS)) $(DESTDIR)$(SUDOERSDIR)/
+	install -m 0755 acl/dh-deployer-acl $(DESTDIR)$(LIBDIR)/
+	install -m 0644 sql/roles.sql $(DESTDIR)$(SHAREDIR)/
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	test -e $(DESTDIR)$(SYSCONFDIR)/dh-deployer/config.toml || \
+	  install -m 0640 docs/config.example.toml $(DESTDIR)$(SYSCONFDIR)/dh-deployer/config.toml
+
+uninstall: ## remove what install put (keeps $(SYSCONFDIR)/dh-deployer, queues, state, database)
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(TOOLS)) $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS)) \
+	  $(addprefix $(DESTDIR)$(SUDOERSDIR)/,$(SUDOERS)) \
+	  $(DESTDIR)$(SYSUSERSDIR)/dh-deployer.conf $(DESTDIR)$(TMPFILESDIR)/dh-deployer.conf
+	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(DOCDIR)
 
 clean: ## remove build output
 	rm -rf bin

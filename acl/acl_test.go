@@ -170,7 +170,25 @@ func TestNginxConfDir(t *testing.T) {
 	os.Chmod(filepath.Join(root, "etc/nginx"), 0o755)
 	old := filepath.Join(conf, "old.conf")
 	os.WriteFile(old, []byte("# root's\n"), 0o644)
+	le := filepath.Join(root, "etc/letsencrypt")
+	os.MkdirAll(filepath.Join(le, "archive/site"), 0o700)
+	os.MkdirAll(filepath.Join(le, "live/site"), 0o700)
+	os.Chmod(le, 0o755)
+	for _, d := range []string{"archive", "live"} {
+		os.Chmod(filepath.Join(le, d), 0o700)
+		os.Chmod(filepath.Join(le, d, "site"), 0o755)
+	}
+	os.WriteFile(filepath.Join(le, "archive/site/fullchain1.pem"), []byte("cert"), 0o644)
+	os.WriteFile(filepath.Join(le, "archive/site/privkey1.pem"), []byte("key"), 0o600)
+	os.Symlink("../../archive/site/fullchain1.pem", filepath.Join(le, "live/site/fullchain.pem"))
+	os.Symlink("../../archive/site/privkey1.pem", filepath.Join(le, "live/site/privkey.pem"))
 	aclTool(t, root, "nginx")
+	if !as(t, "dh-nginx", "test -e "+le+"/live/site/fullchain.pem") || as(t, "dh-nginx", "cat "+le+"/live/site/privkey.pem") {
+		t.Errorf("dh-nginx cannot see that a certificate exists, or can read its key")
+	}
+	if as(t, "dh-route", "test -e "+le+"/live/site/fullchain.pem") {
+		t.Errorf("dh-route can look into /etc/letsencrypt/live")
+	}
 	if !as(t, "dh-nginx", "echo new > "+conf+"/new.conf && echo changed > "+old+" && rm "+conf+"/new.conf") {
 		t.Errorf("dh-nginx cannot create, change and remove site files in conf.d")
 	}

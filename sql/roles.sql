@@ -35,3 +35,11 @@ GRANT SELECT ON runs TO "dh-route";
 -- dh-deploy records runs (the deployment history) and reads nothing else.
 GRANT SELECT, INSERT, UPDATE ON runs TO "dh-deploy";
 GRANT USAGE ON SEQUENCE runs_id_seq TO "dh-deploy";
+
+-- dh-nginx records each converge of a deployment's sites.
+GRANT SELECT, INSERT, UPDATE ON nginx_installs TO "dh-nginx";
+GRANT USAGE ON SEQUENCE nginx_installs_id_seq TO "dh-nginx";
+
+-- dh-cert keeps the state of each certificate and its certbot runs.
+GRANT SELECT, INSERT, UPDATE ON certs, cert_attempts TO "dh-cert";
+GRANT USAGE ON SEQUENCE cert_attempts_id_seq TO "dh-cert";

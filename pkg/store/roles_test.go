@@ -59,7 +59,12 @@ func TestRoles(t *testing.T) {
 		{"dh-deploy", `SELECT count(*) FROM events`, false},
 		{"dh-deploy", `DELETE FROM runs`, false},
 		{"dh-nginx", run, false},
+		{"dh-nginx", `INSERT INTO nginx_installs (kind, deployment, outcome) VALUES ('sites', 'sites', 'running')`, true},
+		{"dh-nginx", `SELECT count(*) FROM certs`, false},
 		{"dh-cert", event, false},
+		{"dh-cert", `INSERT INTO cert_attempts (command, started_at, ok) VALUES ('renew', now(), true)`, true},
+		{"dh-cert", `SELECT count(*) FROM certs`, true},
+		{"dh-cert", `SELECT count(*) FROM nginx_installs`, false},
 	} {
 		err := try(c.role, c.stmt)
 		if (err == nil) != c.allowed {

@@ -333,7 +333,7 @@ func TestRunEscapedChild(t *testing.T) {
 	// A child in its own session escapes the group kill; Run stops reading
 	// its output after the grace period instead of hanging.
 	if _, err := os.Stat("/usr/bin/setsid"); err != nil {
-		t.Skip("no setsid")
+		t.Fatal("setsid (util-linux) is missing")
 	}
 	script := `/usr/bin/setsid sleep 100 & echo $!; sleep 0.2`
 	c := sh(script)

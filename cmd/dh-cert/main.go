@@ -90,6 +90,7 @@ func run(ctx context.Context, env *cli.Env, args []string) error {
 	env.Logger.Info("handling certificate requests", "queue", w.Queue().Dir(), "once", once)
 	// A request waiting for its next try costs a database read per round,
 	// never a certbot run; the rounds slow down to one a minute.
+	defer env.Ready()()
 	return c.RunBatch(ctx, w.HandleBatch, queue.Options{Once: once, Logger: env.Logger,
 		MinBackoff: 5 * time.Second, MaxBackoff: time.Minute})
 }

@@ -41,7 +41,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
-	"github.com/dh-deployer/dh-deployer/pkg/systemd"
 )
 
 func main() { os.Exit(cli.Main(app)) }
@@ -70,19 +69,9 @@ var app = &cli.App{
 	},
 }
 
-// open loads the configuration and opens a store whose schema is current.
-func open(ctx context.Context, env *cli.Env) (*config.Config, *store.Store, error) {
-	cfg, err := config.Load(env.Config)
-	if err != nil {
-		return nil, nil, err
-	}
-	st, err := store.OpenCurrent(ctx, cfg.DatabaseURL)
-	return cfg, st, err
-}
-
 // worker opens everything the deployment name's worker needs.
 func worker(ctx context.Context, env *cli.Env, name string, wait bool) (*deploy.Worker, func(), error) {
-	cfg, st, err := open(ctx, env)
+	cfg, st, err := store.Load(ctx, env.Config)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -112,8 +101,7 @@ func run(ctx context.Context, env *cli.Env, args []string) error {
 		return err
 	}
 	env.Logger.Info("deploying", "deployment", args[0], "queue", w.Queue().Dir(), "once", once)
-	systemd.Notify(env.Getenv, "READY=1")
-	defer systemd.Notify(env.Getenv, "STOPPING=1")
+	defer env.Ready()()
 	return c.Run(ctx, w.Handle, queue.Options{Once: once, Logger: env.Logger})
 }
 
@@ -198,7 +186,7 @@ func report(env *cli.Env, r store.Run, err error) error {
 func history(ctx context.Context, env *cli.Env, args []string) error {
 	limit, _ := env.Flags.GetInt("limit")
 	asJSON, _ := env.Flags.GetBool("json")
-	cfg, st, err := open(ctx, env)
+	cfg, st, err := store.Load(ctx, env.Config)
 	if err != nil {
 		return err
 	}
@@ -238,7 +226,7 @@ func printHistory(out io.Writer, runs []store.Run) error {
 }
 
 func logs(ctx context.Context, env *cli.Env, args []string) error {
-	cfg, st, err := open(ctx, env)
+	cfg, st, err := store.Load(ctx, env.Config)
 	if err != nil {
 		return err
 	}

@@ -38,7 +38,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
-	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/nginx"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
@@ -64,20 +63,10 @@ var app = &cli.App{
 	},
 }
 
-// open loads the configuration and opens a store whose schema is current.
-func open(ctx context.Context, env *cli.Env) (*config.Config, *store.Store, error) {
-	cfg, err := config.Load(env.Config)
-	if err != nil {
-		return nil, nil, err
-	}
-	st, err := store.OpenCurrent(ctx, cfg.DatabaseURL)
-	return cfg, st, err
-}
-
 func run(ctx context.Context, env *cli.Env, _ []string) error {
 	once, _ := env.Flags.GetBool("once")
 	wait, _ := env.Flags.GetBool("wait")
-	cfg, st, err := open(ctx, env)
+	cfg, st, err := store.Load(ctx, env.Config)
 	if err != nil {
 		return err
 	}
@@ -92,11 +81,12 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 		return err
 	}
 	env.Logger.Info("installing", "queue", in.Queue().Dir(), "conf_dir", cfg.Nginx.ConfDir, "once", once)
+	defer env.Ready()()
 	return c.Run(ctx, in.Handle, queue.Options{Once: once, Logger: env.Logger})
 }
 
 func replay(ctx context.Context, env *cli.Env, args []string) error {
-	cfg, st, err := open(ctx, env)
+	cfg, st, err := store.Load(ctx, env.Config)
 	if err != nil {
 		return err
 	}
@@ -108,7 +98,7 @@ func replay(ctx context.Context, env *cli.Env, args []string) error {
 func history(ctx context.Context, env *cli.Env, args []string) error {
 	limit, _ := env.Flags.GetInt("limit")
 	asJSON, _ := env.Flags.GetBool("json")
-	cfg, st, err := open(ctx, env)
+	cfg, st, err := store.Load(ctx, env.Config)
 	if err != nil {
 		return err
 	}

@@ -43,7 +43,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/route"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
-	"github.com/dh-deployer/dh-deployer/pkg/systemd"
 )
 
 func main() { os.Exit(cli.Main(app)) }
@@ -64,20 +63,10 @@ var app = &cli.App{
 	},
 }
 
-// open loads the configuration and opens a store whose schema is current.
-func open(ctx context.Context, env *cli.Env) (*config.Config, *store.Store, error) {
-	cfg, err := config.Load(env.Config)
-	if err != nil {
-		return nil, nil, err
-	}
-	st, err := store.OpenCurrent(ctx, cfg.DatabaseURL)
-	return cfg, st, err
-}
-
 func run(ctx context.Context, env *cli.Env, _ []string) error {
 	once, _ := env.Flags.GetBool("once")
 	wait, _ := env.Flags.GetBool("wait")
-	cfg, st, err := open(ctx, env)
+	cfg, st, err := store.Load(ctx, env.Config)
 	if err != nil {
 		return err
 	}
@@ -103,8 +92,7 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 		}
 	}()
 	env.Logger.Info("routing", "queue", cfg.QueuePath(config.MainQueue), "deployments", len(cfg.Deployments), "once", once)
-	systemd.Notify(env.Getenv, "READY=1")
-	defer systemd.Notify(env.Getenv, "STOPPING=1")
+	defer env.Ready()()
 	return c.RunBatch(ctx, r.HandleBatch, queue.Options{Once: once, Logger: env.Logger})
 }
 
@@ -127,7 +115,7 @@ func reload(env *cli.Env, r *route.Router) {
 }
 
 func replay(ctx context.Context, env *cli.Env, args []string) error {
-	cfg, st, err := open(ctx, env)
+	cfg, st, err := store.Load(ctx, env.Config)
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,16 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/systemd"
 )
+
+// Ready tells the service manager that the command is ready to work
+// (sd_notify READY=1; nothing without $NOTIFY_SOCKET) and returns the
+// function that says it is stopping: defer env.Ready()().
+func (e *Env) Ready() (stopping func()) {
+	systemd.Notify(e.Getenv, "READY=1")
+	return func() { systemd.Notify(e.Getenv, "STOPPING=1") }
+}
 
 // Version is set at build time with -ldflags "-X .../pkg/cli.Version=v1.2.3";
 // otherwise it comes from the module's build information.

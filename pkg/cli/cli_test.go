@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
 func testApp(got *[]string) *App {
@@ -83,6 +87,31 @@ func TestLoggerUnderJournald(t *testing.T) {
 		}).Info("routed", "delivery", "d1")
 		if strings.Contains(buf.String(), "time=") == journald || !strings.Contains(buf.String(), `msg=routed delivery=d1`) {
 			t.Errorf("journald=%v: logged %q", journald, buf.String())
+		}
+	}
+}
+
+func TestReady(t *testing.T) {
+	sock := filepath.Join(testenv.ShortTempDir(t, "notify"), "s")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	env := &Env{Getenv: func(k string) string {
+		if k == "NOTIFY_SOCKET" {
+			return sock
+		}
+		return ""
+	}}
+	stopping := env.Ready()
+	stopping()
+	buf := make([]byte, 64)
+	for _, want := range []string{"READY=1", "STOPPING=1"} {
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := conn.Read(buf)
+		if err != nil || string(buf[:n]) != want {
+			t.Errorf("service manager got %q, %v; want %q", buf[:n], err, want)
 		}
 	}
 }

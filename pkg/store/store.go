@@ -30,6 +30,7 @@ import (
 
 	"github.com/lib/pq"
 
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -89,6 +90,20 @@ func OpenCurrent(ctx context.Context, dsn string, opts ...Option) (*Store, error
 		return nil, err
 	}
 	return s, nil
+}
+
+// Load loads the configuration file path and opens its database with
+// OpenCurrent: how every stage but dh-receive starts.
+func Load(ctx context.Context, path string) (*config.Config, *Store, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := OpenCurrent(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, st, nil
 }
 
 // connect opens a pool and pings it within timeout.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/nginx/nginxtest"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
@@ -51,39 +51,15 @@ func TestHelp(t *testing.T) {
 type fixture struct {
 	dir, cfgFile, sha, site string
 	q                       *queue.Queue
+	srv                     *nginxtest.Server
 }
 
 func newFixture(t *testing.T, testCmd string) *fixture {
 	t.Helper()
-	nginx, git := testenv.Command(t, "nginx"), testenv.Command(t, "git")
-	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	os.Chmod(dir, 0o755)
-	for _, d := range []string{"conf.d", "snippets", "certs", "tmp", "checkout/production"} {
-		os.MkdirAll(filepath.Join(dir, d), 0o755)
-	}
-	conf := fmt.Sprintf("error_log %[1]s/error.log;\npid %[1]s/nginx.pid;\nevents {}\nhttp {\n"+
-		"client_body_temp_path %[1]s/tmp/b; proxy_temp_path %[1]s/tmp/p; fastcgi_temp_path %[1]s/tmp/f;\n"+
-		"uwsgi_temp_path %[1]s/tmp/u; scgi_temp_path %[1]s/tmp/s;\n"+
-		"server { listen 127.0.0.1:%[2]d; return 404; }\ninclude %[1]s/conf.d/*.conf;\n}\n", dir, port)
-	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
-	master := exec.Command(nginx, "-p", dir+"/", "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;")
-	master.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := master.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(-master.Process.Pid, syscall.SIGKILL); master.Wait() })
-	for i := 0; i < 100; i++ {
-		if _, err := os.Stat(filepath.Join(dir, "nginx.pid")); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	git := testenv.Command(t, "git")
+	srv := nginxtest.Start(t, nginxtest.Options{})
+	dir, port := srv.Dir, srv.Port
+	os.MkdirAll(filepath.Join(dir, "checkout/production"), 0o755)
 
 	checkout := filepath.Join(dir, "checkout")
 	site := "server {\n    listen 127.0.0.1:" + fmt.Sprint(port) + ";\n    server_name a.example.test;\n    return 200 \"a\";\n}\n"
@@ -105,11 +81,8 @@ func newFixture(t *testing.T, testCmd string) *fixture {
 	sha := gitc("rev-parse", "HEAD")
 
 	url := storetest.NewMigrated(t)
-	cmd := func(extra string) string {
-		return fmt.Sprintf("[%q, \"-p\", %q, \"-c\", %q, %s]", nginx, dir+"/", filepath.Join(dir, "nginx.conf"), extra)
-	}
 	if testCmd == "" {
-		testCmd = cmd(`"-t"`)
+		testCmd = tomlArray(srv.TestCommand())
 	}
 	cfgFile := filepath.Join(dir, "config.toml")
 	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`queue_dir = %q
@@ -127,8 +100,8 @@ repository = "acme/nginx"
 branches = ["main"]
 path = %q
 sites = [{ rule = "include", select = ["*"] }]
-`, filepath.Join(dir, "queues"), filepath.Join(dir, "state"), url, filepath.Join(dir, "conf.d"),
-		filepath.Join(dir, "snippets"), filepath.Join(dir, "certs"), testCmd, cmd(`"-s", "reload"`), checkout)), 0o644)
+`, filepath.Join(dir, "queues"), filepath.Join(dir, "state"), url, srv.ConfDir,
+		srv.SnippetsDir, filepath.Join(dir, "certs"), testCmd, tomlArray(srv.ReloadCommand()), checkout)), 0o644)
 	cfg, err := config.Load(cfgFile)
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +114,13 @@ sites = [{ rule = "include", select = ["*"] }]
 	if _, err := q.Publish(entry); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{dir: dir, cfgFile: cfgFile, sha: sha, site: site, q: q}
+	return &fixture{dir: dir, cfgFile: cfgFile, sha: sha, site: site, q: q, srv: srv}
+}
+
+// tomlArray writes argv as a TOML array (a JSON array of strings is one).
+func tomlArray(argv []string) string {
+	b, _ := json.Marshal(argv)
+	return string(b)
 }
 
 // TestRunOnceAndReplay drives the tool against a real nginx master, a git
@@ -218,9 +197,8 @@ func TestKilledMidInstall(t *testing.T) {
 
 	// Restart with the real test command.
 	data, _ := os.ReadFile(f.cfgFile)
-	nginx := testenv.Command(t, "nginx")
 	fixed := strings.Replace(string(data), fmt.Sprintf(`["/bin/sh", "-c", "echo $$ > %s; exec sleep 60"]`, mark),
-		fmt.Sprintf("[%q, \"-p\", %q, \"-c\", %q, \"-t\"]", nginx, f.dir+"/", filepath.Join(f.dir, "nginx.conf")), 1)
+		tomlArray(f.srv.TestCommand()), 1)
 	os.WriteFile(f.cfgFile, []byte(fixed), 0o644)
 	if code, _, errs := runTool("-c", f.cfgFile, "run", "--once"); code != 0 || !strings.Contains(errs, "restoring the files of an install that was interrupted") {
 		t.Fatalf("run --once after the kill = %d; want 0 and a restore\n%s", code, errs)

@@ -1,18 +1,10 @@
 package cert_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/x509"
-	"encoding/binary"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,13 +12,13 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cert"
+	"github.com/dh-deployer/dh-deployer/pkg/cert/certtest"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
-	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
@@ -83,21 +75,23 @@ type setup struct {
 	dir     string
 	cfg     *config.Config
 	st      *store.Store
-	le      string // certbot's --config-dir
+	ca      *certtest.Server // nil: no ACME server
 	webroot string
 }
 
-// newSetup writes a configuration whose certbot keeps everything under the
-// test's directory and talks to server (if not "").
-func newSetup(t *testing.T, command []string, server string) *setup {
+// newSetup writes a configuration whose certbot is ca's (it keeps
+// everything under the test's directories and talks to ca's pebble), or,
+// with a nil ca, /bin/true.
+func newSetup(t *testing.T, ca *certtest.Server) *setup {
 	t.Helper()
 	dir := t.TempDir()
-	le := filepath.Join(dir, "le")
-	webroot := filepath.Join(dir, "acme")
-	for _, d := range []string{le, webroot} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	command, server := []string{"/bin/true"}, ""
+	webroot, live := filepath.Join(dir, "acme"), filepath.Join(dir, "le", "live")
+	if ca != nil {
+		command, server, webroot, live = ca.Certbot, ca.Directory, ca.Webroot, ca.Live
+	}
+	if err := os.MkdirAll(webroot, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	url := storetest.NewMigrated(t)
 	cmd, _ := json.Marshal(command)
@@ -110,7 +104,7 @@ cert_dir = %q
 command = %s
 webroot = %q
 server = %q
-`, filepath.Join(dir, "queues"), filepath.Join(dir, "state"), url, filepath.Join(le, "live"), cmd, webroot, server)
+`, filepath.Join(dir, "queues"), filepath.Join(dir, "state"), url, live, cmd, webroot, server)
 	path := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(path, []byte(toml), 0o644); err != nil {
 		t.Fatal(err)
@@ -129,14 +123,7 @@ server = %q
 			t.Fatal(err)
 		}
 	}
-	return &setup{dir: dir, cfg: cfg, st: st, le: le, webroot: webroot}
-}
-
-// certbotCommand is certbot run directly (the test is root), with its
-// directories under le, so nothing touches /etc/letsencrypt.
-func certbotCommand(t *testing.T, le string) []string {
-	certbot := testenv.Command(t, "certbot")
-	return []string{certbot, "--config-dir", le, "--work-dir", filepath.Join(le, "work"), "--logs-dir", filepath.Join(le, "logs")}
+	return &setup{dir: dir, cfg: cfg, st: st, ca: ca, webroot: webroot}
 }
 
 func (s *setup) worker(t *testing.T, opts cert.Options) *cert.Worker {
@@ -218,19 +205,17 @@ func (s *setup) attempts(t *testing.T, name string) []store.CertAttempt {
 // renewal that is due renews it and queues an nginx reload.
 func TestObtainAndRenew(t *testing.T) {
 	t.Parallel()
-	ca := startPebble(t)
-	s := newSetup(t, certbotCommand(t, ""), "")
-	s.cfg.Cert.Command = certbotCommand(t, s.le)
-	s.cfg.Cert.Server = ca.directory
-	ca.serve(t, s.webroot)
-	w := s.worker(t, cert.Options{Env: ca.env})
+	ca := certtest.Start(t)
+	s := newSetup(t, ca)
+	ca.ServeWebroot(t)
+	w := s.worker(t, cert.Options{Env: ca.Env})
 	ctx := context.Background()
 
 	entry, sites := s.request(t, "site.test", "site.test", "www.site.test")
 	if err := drain(t, w); err != nil {
 		t.Fatalf("consume queues/cert = %v; want nil\ncertbot runs: %+v", err, s.attempts(t, ""))
 	}
-	leaf := readLeaf(t, filepath.Join(s.le, "live", "site.test", "fullchain.pem"))
+	leaf := certtest.ReadLeaf(t, ca.FullChain("site.test"))
 	if !slices.Equal(sortedCopy(leaf.DNSNames), []string{"site.test", "www.site.test"}) {
 		t.Errorf("certificate names = %q; want site.test, www.site.test", leaf.DNSNames)
 	}
@@ -265,19 +250,12 @@ func TestObtainAndRenew(t *testing.T) {
 
 	// Due: the certificate's own renewal configuration says to renew 100
 	// days before expiry, and pebble's certificates last 90 days.
-	conf := filepath.Join(s.le, "renewal", "site.test.conf")
-	b, err := os.ReadFile(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(conf, append([]byte("renew_before_expiry = 100 days\n"), b...), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	ca.MakeDue(t, "site.test")
 	changed, err = w.Renew(ctx)
 	if err != nil || !slices.Equal(changed, []string{"site.test"}) {
 		t.Fatalf("Renew() with site.test due = %q, %v; want [site.test], nil", changed, err)
 	}
-	renewed := readLeaf(t, filepath.Join(s.le, "live", "site.test", "fullchain.pem"))
+	renewed := certtest.ReadLeaf(t, ca.FullChain("site.test"))
 	if renewed.SerialNumber.Cmp(leaf.SerialNumber) == 0 {
 		t.Errorf("fullchain.pem after renewal has the old serial %v", leaf.SerialNumber)
 	}
@@ -300,14 +278,12 @@ func TestObtainAndRenew(t *testing.T) {
 // behind it go ahead; after MaxAttempts failures it goes to failed/.
 func TestFailureBacksOff(t *testing.T) {
 	t.Parallel()
-	ca := startPebble(t)
-	s := newSetup(t, certbotCommand(t, ""), "")
-	s.cfg.Cert.Command = certbotCommand(t, s.le)
-	s.cfg.Cert.Server = ca.directory
-	ca.serve(t, s.webroot)
+	ca := certtest.Start(t)
+	s := newSetup(t, ca)
+	ca.ServeWebroot(t)
 	ctx := context.Background()
 	hour := func(int) time.Duration { return time.Hour }
-	w := s.worker(t, cert.Options{Env: ca.env, Backoff: hour, MaxAttempts: 2})
+	w := s.worker(t, cert.Options{Env: ca.Env, Backoff: hour, MaxAttempts: 2})
 
 	// The test's DNS server knows no address for down.test: its
 	// validation fails. ok.test, queued after it, validates.
@@ -323,7 +299,7 @@ func TestFailureBacksOff(t *testing.T) {
 		t.Fatalf("GetCert(down.test) = %+v, %v; want waiting, 1 attempt, next try in an hour, certbot's output", rec, gerr)
 	}
 	t.Logf("recorded failure: %s", firstLine(rec.LastError))
-	readLeaf(t, filepath.Join(s.le, "live", "ok.test", "fullchain.pem"))
+	certtest.ReadLeaf(t, ca.FullChain("ok.test"))
 	if n := len(s.entries(t, config.NginxQueue)); n != 1 {
 		t.Errorf("queues/nginx holds %d entries; want ok.test's site install", n)
 	}
@@ -390,7 +366,7 @@ func firstLine(s string) string {
 // reach certbot; a good entry after them does.
 func TestBadRequestsNeverReachCertbot(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t, []string{"/bin/true"}, "")
+	s := newSetup(t, nil)
 	marker := filepath.Join(s.dir, "calls")
 	fake := filepath.Join(s.dir, "certbot")
 	script := "#!/bin/sh\nprintf '%s\\n' \"$*\" >> " + marker + "\n"
@@ -441,211 +417,8 @@ func TestBadRequestsNeverReachCertbot(t *testing.T) {
 	}
 }
 
-func readLeaf(t *testing.T, path string) *x509.Certificate {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read certificate: %v", err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		t.Fatalf("%s: no PEM block", path)
-	}
-	c, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return c
-}
-
 func sortedCopy(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
-}
-
-// acmeServer is a pebble on loopback.
-type acmeServer struct {
-	directory string   // the ACME directory URL
-	env       []string // certbot's environment: trust pebble's TLS certificate
-	httpPort  int      // where pebble's http-01 validations connect
-}
-
-// startPebble starts pebble on 127.0.0.1 with real validation: it resolves
-// every name to 127.0.0.1 through a small DNS server of the test, and
-// fetches http-01 challenges from httpPort.
-func startPebble(t *testing.T) *acmeServer {
-	t.Helper()
-	pebble := testenv.Command(t, "pebble")
-	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
-	if err != nil {
-		t.Fatalf("go env GOMODCACHE: %v", err)
-	}
-	src := filepath.Join(strings.TrimSpace(string(out)), "github.com", "letsencrypt", "pebble", "v2@v2.10.1", "test", "certs")
-	if _, err := os.Stat(src); err != nil {
-		t.Fatalf("pebble's test certificates: %v (run: make deps)", err)
-	}
-	dir := t.TempDir()
-	listen, mgmt, httpPort, tlsPort := freePort(t), freePort(t), freePort(t), freePort(t)
-	conf := map[string]any{"pebble": map[string]any{
-		"listenAddress":                  fmt.Sprintf("127.0.0.1:%d", listen),
-		"managementListenAddress":        fmt.Sprintf("127.0.0.1:%d", mgmt),
-		"certificate":                    filepath.Join(src, "localhost", "cert.pem"),
-		"privateKey":                     filepath.Join(src, "localhost", "key.pem"),
-		"httpPort":                       httpPort,
-		"tlsPort":                        tlsPort,
-		"ocspResponderURL":               "",
-		"externalAccountBindingRequired": false,
-		"retryAfter":                     map[string]int{"authz": 1, "order": 1},
-		"keyAlgorithm":                   "ecdsa",
-		"profiles": map[string]any{"default": map[string]any{
-			"description": "test", "validityPeriod": 7776000,
-		}},
-	}}
-	b, _ := json.Marshal(conf)
-	confPath := filepath.Join(dir, "pebble.json")
-	if err := os.WriteFile(confPath, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	log, err := os.Create(filepath.Join(dir, "pebble.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	cmd := exec.Command(pebble, "-config", confPath, "-dnsserver", startDNS(t))
-	cmd.Dir = dir
-	cmd.Env = []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_VA_ALWAYS_VALID=0", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start pebble: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "pebble.log"))
-			t.Logf("pebble log:\n%s", tail(b, 4000))
-		}
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", listen)
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pebble does not listen on %s", addr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return &acmeServer{
-		directory: fmt.Sprintf("https://localhost:%d/dir", listen),
-		env:       []string{"REQUESTS_CA_BUNDLE=" + filepath.Join(src, "pebble.minica.pem")},
-		httpPort:  httpPort,
-	}
-}
-
-// serve serves webroot on 127.0.0.1:httpPort, as nginx serves the ACME
-// webroot, until the test ends.
-func (a *acmeServer) serve(t *testing.T, webroot string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", a.httpPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.FileServer(http.Dir(webroot)), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startDNS answers as dnsAnswer says, over TCP on loopback (pebble's -dnsserver asks over TCP), and
-// returns its address.
-func startDNS(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				for {
-					// Each message is preceded by its length (RFC 1035
-					// section 4.2.2).
-					c.SetDeadline(time.Now().Add(10 * time.Second))
-					var n uint16
-					if binary.Read(c, binary.BigEndian, &n) != nil {
-						return
-					}
-					q := make([]byte, n)
-					if _, err := io.ReadFull(c, q); err != nil {
-						return
-					}
-					resp := dnsAnswer(q)
-					if resp == nil {
-						return
-					}
-					c.Write(binary.BigEndian.AppendUint16(nil, uint16(len(resp))))
-					c.Write(resp)
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-// dnsAnswer builds the reply to one DNS query (RFC 1035 section 4.1): A
-// 127.0.0.1 for every name but those whose first label is "down".
-func dnsAnswer(q []byte) []byte {
-	if len(q) < 12 {
-		return nil
-	}
-	i := 12
-	for i < len(q) && q[i] != 0 {
-		if q[i]&0xc0 != 0 {
-			return nil
-		}
-		i += int(q[i]) + 1
-	}
-	i++ // the root label
-	if i+4 > len(q) {
-		return nil
-	}
-	qtype := binary.BigEndian.Uint16(q[i:])
-	resp := bytes.Clone(q[:i+4])
-	resp[2] = 0x84 | q[2]&0x01 // response, authoritative, recursion desired as asked
-	resp[3] = 0                // no error
-	binary.BigEndian.PutUint16(resp[4:], 1)
-	binary.BigEndian.PutUint16(resp[6:], 0)
-	binary.BigEndian.PutUint16(resp[8:], 0)
-	binary.BigEndian.PutUint16(resp[10:], 0)
-	down := q[12] == 4 && string(q[13:17]) == "down"
-	if qtype == 1 && !down { // A
-		binary.BigEndian.PutUint16(resp[6:], 1)
-		resp = append(resp, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 127, 0, 0, 1)
-	}
-	return resp
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
 }

@@ -7,22 +7,20 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/nginx/nginxtest"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
@@ -30,10 +28,11 @@ import (
 
 func TestMain(m *testing.M) { storetest.Main(m) }
 
-// rig is a private nginx master on 127.0.0.1, a checkout that is a real
-// git repository, a configuration and a database.
+// rig is a private nginx master on 127.0.0.1 (nginxtest), a checkout that
+// is a real git repository, a configuration and a database.
 type rig struct {
 	t        *testing.T
+	srv      *nginxtest.Server
 	dir      string // the nginx prefix: nginx.conf, conf.d, snippets, certs
 	checkout string
 	port     int // plain HTTP
@@ -42,17 +41,6 @@ type rig struct {
 	st       *store.Store
 	url      string
 	in       *Installer
-	nginx    string
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // newRig starts nginx and writes a configuration whose deployment "sites"
@@ -60,57 +48,23 @@ func freePort(t *testing.T) int {
 func newRig(t *testing.T, rules string) *rig {
 	t.Helper()
 	t.Parallel()
-	r := &rig{t: t, dir: t.TempDir(), port: freePort(t), tlsPort: freePort(t), nginx: testenv.Command(t, "nginx")}
 	testenv.Command(t, "git")
-	for _, d := range []string{"conf.d", "snippets", "certs", "tmp", "checkout"} {
+	srv := nginxtest.Start(t, nginxtest.Options{})
+	r := &rig{t: t, srv: srv, dir: srv.Dir, port: srv.Port, tlsPort: testenv.FreePort(t)}
+	for _, d := range []string{"certs", "checkout"} {
 		if err := os.MkdirAll(filepath.Join(r.dir, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// nginx's workers run as nobody when the master is root: they must
-	// reach the prefix.
-	os.Chmod(r.dir, 0o755)
 	r.checkout = filepath.Join(r.dir, "checkout")
-	conf := fmt.Sprintf(`worker_processes 1;
-error_log %[1]s/error.log;
-pid %[1]s/nginx.pid;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path %[1]s/tmp/body;
-    proxy_temp_path %[1]s/tmp/proxy;
-    fastcgi_temp_path %[1]s/tmp/fastcgi;
-    uwsgi_temp_path %[1]s/tmp/uwsgi;
-    scgi_temp_path %[1]s/tmp/scgi;
-    server {
-        listen 127.0.0.1:%[2]d default_server;
-        return 404 "none";
-    }
-    include %[1]s/conf.d/*.conf;
-}
-`, r.dir, r.port)
-	r.write(filepath.Join(r.dir, "nginx.conf"), conf)
-	cmd := exec.Command(r.nginx, "-p", r.dir+"/", "-c", filepath.Join(r.dir, "nginx.conf"), "-g", "daemon off;")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	out := &strings.Builder{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start nginx: %v", err)
-	}
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
-	})
-	r.waitHTTP("none.test", "none")
 
 	r.url = storetest.NewMigrated(t)
-	argv := func(extra ...string) string {
-		q := []string{r.nginx, "-p", r.dir + "/", "-c", filepath.Join(r.dir, "nginx.conf")}
-		q = append(q, extra...)
-		for i, s := range q {
-			q[i] = fmt.Sprintf("%q", s)
+	argv := func(argv []string) string {
+		b, err := json.Marshal(argv) // a JSON array of strings is a TOML array
+		if err != nil {
+			t.Fatal(err)
 		}
-		return "[" + strings.Join(q, ", ") + "]"
+		return string(b)
 	}
 	doc := fmt.Sprintf(`queue_dir = %q
 state_dir = %q
@@ -130,8 +84,8 @@ branches = ["main"]
 path = %q
 sites = %s
 `, filepath.Join(r.dir, "queues"), filepath.Join(r.dir, "state"), r.url,
-		filepath.Join(r.dir, "conf.d"), filepath.Join(r.dir, "snippets"), filepath.Join(r.dir, "certs"),
-		argv("-t"), argv("-s", "reload"), r.checkout, rules)
+		srv.ConfDir, srv.SnippetsDir, filepath.Join(r.dir, "certs"),
+		argv(srv.TestCommand()), argv(srv.ReloadCommand()), r.checkout, rules)
 	file := filepath.Join(r.dir, "config.toml")
 	r.write(file, doc)
 	var err error
@@ -205,34 +159,11 @@ func (r *rig) tlsSite(name, names, body string) string {
 `, r.tlsPort, names, r.dir, name, r.dir, name, body)
 }
 
-// get returns the body nginx serves for host.
-func (r *rig) get(host string) string {
-	r.t.Helper()
-	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/", r.port), nil)
-	req.Host = host
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "error: " + err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
 // waitHTTP waits until nginx serves want for host (a reload is
 // asynchronous), and fails the test if it does not within 5 s.
 func (r *rig) waitHTTP(host, want string) {
 	r.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	var got string
-	for time.Now().Before(deadline) {
-		if got = r.get(host); got == want {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	log, _ := os.ReadFile(filepath.Join(r.dir, "error.log"))
-	r.t.Fatalf("GET http://%s/ = %q; want %q\nerror.log:\n%s", host, got, want, log)
+	r.srv.WaitHTTP(r.t, host, want)
 }
 
 // confFiles returns the files of conf.d and snippets with their content.

@@ -55,7 +55,7 @@ demo: build ## run the main job end to end on a throwaway setup (DH_DEMO_KEEP=1 
 install: build ## install tools, units, users, sudoers, ACL script, roles.sql, docs under $(DESTDIR)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
 	  $(DESTDIR)$(LIBDIR) $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/dh-deployer
-	install -d -m 0750 $(DESTDIR)$(SUDOERSDIR)
+	test -d $(DESTDIR)$(SUDOERSDIR) || install -d -m 0750 $(DESTDIR)$(SUDOERSDIR)
 	install -m 0755 $(addprefix bin/,$(TOOLS)) $(DESTDIR)$(BINDIR)/
 	for u in $(UNITS); do \
 	  sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/doc/dh-deployer|$(DOCDIR)|g' \
@@ -69,7 +69,8 @@ install: build ## install tools, units, users, sudoers, ACL script, roles.sql, d
 	install -m 0644 sql/roles.sql $(DESTDIR)$(SHAREDIR)/
 	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
 	test -e $(DESTDIR)$(SYSCONFDIR)/dh-deployer/config.toml || \
-	  install -m 0640 docs/config.example.toml $(DESTDIR)$(SYSCONFDIR)/dh-deployer/config.toml
+	  install -m 0640 $$(getent group dh-deployer >/dev/null && echo -g dh-deployer) \
+	    docs/config.example.toml $(DESTDIR)$(SYSCONFDIR)/dh-deployer/config.toml
 
 uninstall: ## remove what install put (keeps $(SYSCONFDIR)/dh-deployer, queues, state, database)
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(TOOLS)) $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS)) \

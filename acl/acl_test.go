@@ -43,6 +43,16 @@ func setup(t *testing.T) string {
 		}
 	})
 	aclTool(t, "", "users")
+	for _, name := range made { // users made now have the sysusers file's home
+		u, err := user.Lookup(name)
+		want := "/nonexistent"
+		if name == "dh-deploy" {
+			want = "/var/lib/dh-deployer/home"
+		}
+		if err != nil || u.HomeDir != want {
+			t.Errorf("user %s: %+v, %v; want home %s", name, u, err, want)
+		}
+	}
 	root, err := os.MkdirTemp("/tmp", "dh-acl.")
 	if err != nil {
 		t.Fatal(err)
@@ -203,6 +213,9 @@ func TestNginxConfDir(t *testing.T) {
 	aclTool(t, root, "--undo", "nginx")
 	if as(t, "dh-nginx", "echo x > "+conf+"/after-undo.conf") {
 		t.Errorf("after --undo dh-nginx can still write conf.d")
+	}
+	if out, _ := exec.Command("getfacl", "-R", "-s", "-p", conf).CombinedOutput(); len(out) != 0 {
+		t.Errorf("after --undo conf.d still has ACLs:\n%s", out)
 	}
 }
 

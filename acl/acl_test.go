@@ -153,7 +153,7 @@ func TestIdempotentDryRunUndo(t *testing.T) {
 		}
 		return string(out)
 	}
-	if out := aclTool(t, root, "--dry-run", "queues"); !strings.Contains(out, "setfacl -m") || dump() != dump() {
+	if out := aclTool(t, root, "--dry-run", "queues"); !strings.Contains(out, "setfacl -m") {
 		t.Fatalf("--dry-run printed %q", out)
 	}
 	if entries, _ := os.ReadDir(root); len(entries) != 0 {

@@ -49,7 +49,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
@@ -403,6 +402,3 @@ func (w *Worker) lockRun(ctx context.Context) (func(), error) {
 func (w *Worker) db(ctx context.Context, what string, fn func(context.Context) error) error {
 	return store.RetryIf(ctx, w.wait, w.log, what, fn)
 }
-
-// itoa is strconv.Itoa for log and environment values.
-func itoa(n int) string { return strconv.Itoa(n) }

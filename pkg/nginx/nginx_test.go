@@ -317,7 +317,7 @@ func TestRefusedSites(t *testing.T) {
 	r := newRig(t, all)
 	outside := filepath.Join(r.dir, "outside.conf")
 	r.write(outside, r.site("evil.example.test", "evil"))
-	e := r.commit(map[string]string{
+	r.commit(map[string]string{
 		"production/good.example.test.conf":  r.site("good.example.test", "good"),
 		"production/regex.example.test.conf": r.site(`"~^(?<x>.+)\.example\.test$"`, "x"),
 		"production/under.example.test.conf": r.site("_", "x"),
@@ -334,7 +334,7 @@ func TestRefusedSites(t *testing.T) {
 	if err := os.Symlink("../../outside.conf", filepath.Join(r.checkout, "snippets/escape.conf")); err != nil {
 		t.Fatal(err)
 	}
-	e = r.commit(nil)
+	e := r.commit(nil)
 	res, err := r.in.Converge(ctx, e)
 	if !sysexits.Is(err, sysexits.DataErr) {
 		t.Fatalf("Converge() = %v; want a DataErr", err)

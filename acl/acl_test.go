@@ -137,6 +137,15 @@ func TestQueuePrivileges(t *testing.T) {
 			}
 		}
 	}
+	// The owner of a bare repository with the dh-receive hook may publish
+	// to queues/main once granted, and only there.
+	if as(t, "nobody", publish(q("main"), "hook.json")) {
+		t.Errorf("nobody can publish to queues/main before the hook grant")
+	}
+	aclTool(t, root, "hook", "nobody")
+	if !as(t, "nobody", publish(q("main"), "hook.json")) || as(t, "nobody", publish(q("api"), "hook.json")) {
+		t.Errorf("after hook nobody: publishing to main should work, to api not")
+	}
 	// dh-receive's health check lists failed/; dh-route's resume reads the
 	// deployment queues' failed/.
 	if !as(t, "dh-receive", "ls "+q("main")+"/failed") || !as(t, "dh-route", "ls "+q("api")+"/failed") {

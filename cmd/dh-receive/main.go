@@ -9,6 +9,18 @@
 //	dh-receive [-c FILE] [serve]     serve until SIGTERM
 //	dh-receive [-c FILE] sign [FILE] print the X-Hub-Signature-256 of FILE
 //	                                 (or stdin) under the first secret
+//	dh-receive [-c FILE] hook --repository OWNER/NAME
+//	                                 a git post-receive hook: queue one push per
+//	                                 "<old> <new> <ref>" line on stdin
+//
+// In a bare repository on this host, the one-line hook
+//
+//	exec /usr/local/bin/dh-receive -c /etc/dh-deployer/config.toml hook --repository local/app
+//
+// in hooks/post-receive (executable) deploys its pushes like GitHub's: the
+// deployments whose repository is local/app and whose clone_url is that
+// repository's path. The pushing user needs write access to queues/main
+// (dh-deployer-acl hook USER).
 //
 // Endpoints: POST <receive.path> (default /github-webhook), GET / (service
 // info), GET /healthz (200, or 503 with the reasons).
@@ -35,6 +47,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/receive"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/spf13/pflag"
 )
 
 func main() { os.Exit(cli.Main(app)) }
@@ -46,6 +59,10 @@ var app = &cli.App{
 	Commands: []*cli.Command{
 		{Name: "serve", Summary: "serve until SIGTERM", Run: serve},
 		{Name: "sign", Args: "[FILE]", MaxArgs: 1, Summary: "print the X-Hub-Signature-256 of FILE or stdin", Run: sign},
+		{Name: "hook", Flags: []string{"repository"}, Summary: "git post-receive hook: queue the pushed refs read from stdin", Run: hook},
+	},
+	DefineFlags: func(fs *pflag.FlagSet) {
+		fs.String("repository", "", "the repository's name as deployments know it (owner/name)")
 	},
 }
 
@@ -104,5 +121,36 @@ func sign(ctx context.Context, env *cli.Env, args []string) error {
 		return sysexits.New(sysexits.IOErr, fmt.Errorf("read payload: %w", err))
 	}
 	fmt.Fprintln(env.Stdout, github.Sign(body, secrets[0]))
+	return nil
+}
+
+// hook queues the refs git reports to a post-receive hook. It needs no
+// secret: whoever may write queues/main may queue deliveries.
+func hook(ctx context.Context, env *cli.Env, _ []string) error {
+	repository, _ := env.Flags.GetString("repository")
+	if repository == "" {
+		return sysexits.Errorf(sysexits.Usage, "hook: --repository OWNER/NAME is required")
+	}
+	cfg, err := config.Load(env.Config)
+	if err != nil {
+		return err
+	}
+	entries, deliveries, err := receive.HookEntries(env.Stdin, repository, time.Now())
+	if err != nil {
+		return err
+	}
+	q := queue.Open(cfg.QueuePath(config.MainQueue))
+	items := make([]queue.Item, len(entries))
+	for i, e := range entries {
+		items[i] = queue.Item{Queue: q, Data: e}
+	}
+	if len(items) > 0 {
+		if _, err := queue.PublishAll(items); err != nil {
+			return err
+		}
+	}
+	for _, d := range deliveries {
+		fmt.Fprintf(env.Stdout, "dh-deployer: queued as delivery %s\n", d)
+	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
 )
 
@@ -111,5 +112,56 @@ func TestServe(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("queues/main holds %d entries; want 1", n)
+	}
+}
+
+func TestHook(t *testing.T) {
+	cfg := setup(t, "a-long-enough-webhook-secret")
+	main := filepath.Join(filepath.Dir(cfg), "queues", "main")
+	os.MkdirAll(filepath.Join(main, ".tmp"), 0o755)
+	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	zero := strings.Repeat("0", 40)
+	code, out, errs := runTool([]string{"-c", cfg, "hook", "--repository", "local/app"},
+		a+" "+b+" refs/heads/main\n"+zero+" "+a+" refs/tags/v1\n"+b+" "+zero+" refs/heads/gone\n")
+	if code != 0 || strings.Count(out, "queued as delivery hook-") != 3 {
+		t.Fatalf("hook = %d, %q, %q; want 3 deliveries queued", code, out, errs)
+	}
+	names, _ := os.ReadDir(main)
+	var pushes []string
+	for _, n := range names {
+		if n.Type().IsRegular() {
+			data, _ := os.ReadFile(filepath.Join(main, n.Name()))
+			ev, err := event.DecodeGitHubEvent(data)
+			if err != nil || ev.Event != "push" || ev.Source != "git-hook" || !strings.Contains(out, ev.Delivery) {
+				t.Fatalf("entry %s = %+v, %v", n.Name(), ev, err)
+			}
+			p, err := github.DecodePush(ev.Payload)
+			if err != nil || p.Repository.FullName != "local/app" {
+				t.Fatalf("payload %s = %+v, %v", ev.Payload, p, err)
+			}
+			pushes = append(pushes, fmt.Sprintf("%s %s..%s created=%v deleted=%v", p.Ref, p.Before[:1], p.After[:1], p.Created, p.IsDeletion()))
+		}
+	}
+	want := []string{"refs/heads/main a..b created=false deleted=false", "refs/tags/v1 0..a created=true deleted=false",
+		"refs/heads/gone b..0 created=false deleted=true"}
+	if strings.Join(pushes, "\n") != strings.Join(want, "\n") {
+		t.Errorf("queued pushes:\n%s\nwant:\n%s", strings.Join(pushes, "\n"), strings.Join(want, "\n"))
+	}
+
+	// One bad line: nothing is queued, and the error names the line.
+	before, _ := os.ReadDir(main)
+	for _, tc := range []struct{ args, stdin, want string }{
+		{"local/app", a + " " + b + " refs/heads/main\nnonsense\n", "line 2"},
+		{"local/app", a + " " + b + " refs/heads/../x\n", "line 1"},
+		{"local/app", "$(reboot) " + b + " refs/heads/main\n", "line 1"},
+		{"../etc", a + " " + b + " refs/heads/main\n", "not owner/name"},
+	} {
+		code, _, errs := runTool([]string{"-c", cfg, "hook", "--repository", tc.args}, tc.stdin)
+		if code == 0 || !strings.Contains(errs, tc.want) {
+			t.Errorf("hook %q with %q = %d, %q; want an error naming %q", tc.args, tc.stdin, code, errs, tc.want)
+		}
+	}
+	if after, _ := os.ReadDir(main); len(after) != len(before) {
+		t.Errorf("bad hook input queued %d entries", len(after)-len(before))
 	}
 }

@@ -418,14 +418,22 @@ func (ck *checker) repository(key []string, repo string) {
 		ck.hint(`write it as "owner/name"`)
 		return
 	}
+	if !ValidRepository(repo) {
+		ck.add(key, "%q is not a GitHub repository", repo)
+		ck.hint(`write it as "owner/name", each part of A-Z, a-z, 0-9, "_", "." and "-"`)
+	}
+}
+
+// ValidRepository reports whether repo is "owner/name", each part of
+// A-Z, a-z, 0-9, "_", "." and "-", and neither "." nor "..".
+func ValidRepository(repo string) bool {
 	owner, name, ok := strings.Cut(repo, "/")
 	for _, part := range []string{owner, name} {
 		if !ok || part == "." || part == ".." || !repoRE.MatchString(part) {
-			ck.add(key, "%q is not a GitHub repository", repo)
-			ck.hint(`write it as "owner/name", each part of A-Z, a-z, 0-9, "_", "." and "-"`)
-			return
+			return false
 		}
 	}
+	return true
 }
 
 // refPattern checks one entry of branches or tags.

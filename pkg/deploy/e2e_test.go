@@ -1,13 +1,19 @@
 package deploy_test
 
 import (
+	"context"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/route"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
@@ -103,5 +109,41 @@ func TestHistoryAndLogs(t *testing.T) {
 	cmd = exec.Command(bin, "-c", r.file, "history", "nope")
 	if b, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 64 || !strings.Contains(string(b), "nope") {
 		t.Errorf("history nope exited %d: %s; want 64 naming it", cmd.ProcessState.ExitCode(), b)
+	}
+}
+
+// A bare repository on this host whose post-receive hook is the one-line
+// `dh-receive hook`: a git push is routed and deployed like a webhook.
+func TestGitHookTrigger(t *testing.T) {
+	t.Parallel()
+	bin := testenv.Build(t, "dh-receive")
+	r := newRig(t, `steps = [["sh", "-c", "echo $DH_COMMIT $DH_REF >> $TRACE"]]`)
+	main := queue.Open(r.cfg.QueuePath(config.MainQueue))
+	if err := main.Init(); err != nil {
+		t.Fatal(err)
+	}
+	hook := fmt.Sprintf("#!/bin/sh\nexec %s -c %s hook --repository acme/app\n", bin, r.file)
+	if err := os.WriteFile(filepath.Join(r.remote, "hooks", "post-receive"), []byte(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sha := r.commit("main", map[string]string{"index.html": "hi"}) // git push runs the hook
+	names, _ := main.List()
+	if len(names) != 1 {
+		t.Fatalf("after the push queues/main holds %v; want one entry", names)
+	}
+	c, err := main.Lock(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	router := route.New(r.cfg, r.st, route.Options{})
+	if err := c.RunBatch(context.Background(), router.HandleBatch, queue.Options{Once: true}); err != nil {
+		t.Fatalf("route = %v", err)
+	}
+	if err := r.drain(); err != nil {
+		t.Fatalf("deploy = %v", err)
+	}
+	if got := r.readTrace(); got != sha+" refs/heads/main\n" || r.head() != sha {
+		t.Errorf("steps wrote %q, head %s; want %s deployed", got, r.head(), sha)
 	}
 }

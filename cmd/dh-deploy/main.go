@@ -35,7 +35,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
-	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/deploy"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
@@ -138,7 +137,7 @@ func manual(ctx context.Context, env *cli.Env, args []string) error {
 		}
 	}
 	if ref == "" {
-		if ref, err = defaultRef(w.Deployment()); err != nil {
+		if ref, err = deploy.DefaultRef(w.Deployment()); err != nil {
 			return err
 		}
 	} else if err := gitrepo.CheckRef(ref); err != nil {
@@ -148,18 +147,6 @@ func manual(ctx context.Context, env *cli.Env, args []string) error {
 		Ref: ref, Commit: commit, AllowOlder: true}
 	r, err := w.Deploy(ctx, req)
 	return report(env, r, err)
-}
-
-// defaultRef is the first branch the deployment follows by name (not by
-// pattern).
-func defaultRef(d *config.Deployment) (string, error) {
-	for _, b := range d.Branches {
-		if !strings.ContainsAny(b, `*?[\`) {
-			return "refs/heads/" + b, nil
-		}
-	}
-	return "", sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "deployment %s follows no branch by name", d.Name),
-		"pass --ref refs/heads/BRANCH or --ref refs/tags/TAG")
 }
 
 func rollback(ctx context.Context, env *cli.Env, args []string) error {

@@ -86,6 +86,10 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 	if err != nil {
 		return err
 	}
+	tokens, err := cfg.DeployTokens(env.Getenv)
+	if err != nil {
+		return err
+	}
 	q := queue.Open(cfg.QueuePath("main"))
 	if _, err := os.Stat(q.Dir()); err != nil {
 		return sysexits.WithHint(sysexits.Errorf(sysexits.IOErr, "queue: %w", err),
@@ -96,7 +100,7 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 		return sysexits.Errorf(sysexits.Unavailable, "listen on %s: %w", cfg.Receive.Listen, err)
 	}
 	s := &receive.Server{
-		Config: cfg.Receive, Secrets: secrets, Queue: q, Allowed: allowed,
+		Config: cfg.Receive, Secrets: secrets, Tokens: tokens, Queue: q, Allowed: allowed,
 		Logger: env.Logger, Now: time.Now,
 	}
 	return s.Serve(ctx, l, env.Getenv)

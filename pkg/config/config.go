@@ -273,6 +273,14 @@ type Deployment struct {
 	// the variables dh-deploy sets itself.
 	Environment map[string]string `toml:"environment"`
 
+	// TokenFiles hold the tokens that may trigger this deployment with
+	// POST /deploy/NAME on dh-receive (Authorization: Bearer TOKEN), for CI
+	// systems and scripts that cannot sign GitHub deliveries. Each file
+	// holds one token, read like a webhook secret (a relative name is
+	// looked up in $CREDENTIALS_DIRECTORY); several allow rotation.
+	// Optional: without any, the deployment cannot be triggered by token.
+	TokenFiles []string `toml:"token_files"`
+
 	// User is the Unix user dh-deploy@NAME runs as. Informational: it is
 	// what the install scripts give the systemd instance (User=); the
 	// worker never changes user itself. Optional.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
 // designExample is the configuration of DESIGN.md, "The shape of the
@@ -741,6 +743,12 @@ func TestDistance(t *testing.T) {
 	}
 }
 
+// FuzzLoad: Load never panics; every error is a Config error (exit 78)
+// that names the file, with no Config beside it; a configuration that
+// loads passes Validate; loading twice gives the same outcome and Config.
+// Seeds: docs/config.example.toml, DESIGN.md's example, a deployment
+// following each fixture's repository and ref, some broken files, and
+// testdata/fuzz/FuzzLoad.
 func FuzzLoad(f *testing.F) {
 	for _, path := range []string{examplePath} {
 		data, err := os.ReadFile(path)
@@ -753,6 +761,18 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte(deployment("api", `brnach = ["main"]`, `sites = [{ rule = "include", selcet = ["x"] }]`)))
 	f.Add([]byte("[[deployments.x.sites]]\nrule = 1\n[deployments.\"a,b\"]\nc = 1\n"))
 	f.Add([]byte("a = = 1\n"))
+	for _, fx := range testenv.Fixtures(f) {
+		if fx.Repository == "-" || !strings.HasPrefix(fx.Ref, "refs/") {
+			continue
+		}
+		kind, name, _ := strings.Cut(strings.TrimPrefix(fx.Ref, "refs/"), "/")
+		key := "branches"
+		if kind == "tags" {
+			key = "tags"
+		}
+		f.Add([]byte(deployment("app", fmt.Sprintf("repository = %q", fx.Repository), fmt.Sprintf("%s = [%q]", key, name),
+			`events = ["push"]`, `timeout = "5m"`)))
+	}
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		path := filepath.Join(dir, "config.toml")
@@ -767,10 +787,18 @@ func FuzzLoad(f *testing.F) {
 			if c != nil {
 				t.Fatalf("Load(%q) = %v, %v; want a nil Config with the error", data, c, err)
 			}
-			return
-		}
-		if err := c.Validate(); err != nil {
+			if !strings.HasPrefix(err.Error(), "config: "+path) {
+				t.Fatalf("Load(%q) = %v; want an error naming %s", data, err, path)
+			}
+		} else if err := c.Validate(); err != nil {
 			t.Fatalf("Load(%q) passed, but Validate() = %v", data, err)
+		}
+		// Which of several type errors is named can vary from one Load to
+		// the next (the decoder walks a Go map), so only the outcome and
+		// the Config are compared.
+		c2, err2 := Load(path)
+		if (err == nil) != (err2 == nil) || !reflect.DeepEqual(c, c2) {
+			t.Fatalf("Load(%q) twice = %v, %v; then %v, %v", data, c, err, c2, err2)
 		}
 	})
 }

@@ -157,6 +157,32 @@ func (c *Config) WebhookSecrets(getenv func(string) string) ([][]byte, error) {
 	return secrets, nil
 }
 
+// DeployTokens reads every deployment's token_files like WebhookSecrets
+// reads the secrets, and returns the tokens by deployment name; a
+// deployment without token files has no entry.
+func (c *Config) DeployTokens(getenv func(string) string) (map[string][][]byte, error) {
+	tokens := map[string][][]byte{}
+	var errs []error
+	for _, name := range c.DeploymentNames() {
+		for _, f := range c.Deployments[name].TokenFiles {
+			path, err := CredentialPath(f, getenv)
+			if err == nil {
+				var tok []byte
+				if tok, err = ReadSecretFile(path); err == nil {
+					tokens[name] = append(tokens[name], tok)
+				}
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, joinErrors(errs)
+	}
+	return tokens, nil
+}
+
 // GitHubToken reads github.token_file like WebhookSecrets reads a secret.
 // It returns nil and no error if no token file is configured.
 func (c *Config) GitHubToken(getenv func(string) string) ([]byte, error) {

@@ -292,6 +292,9 @@ func (g *GitHub) validate(ck *checker) {
 
 func (d *Deployment) validate(ck *checker, name string) {
 	key := func(sub ...string) []string { return append(k("deployments", name), sub...) }
+	for i, f := range d.TokenFiles {
+		ck.credentialPath(key("token_files"), fmt.Sprintf("[%d]", i), f)
+	}
 	switch {
 	case len(name) > MaxNameLen:
 		ck.add(key(), "name longer than %d bytes", MaxNameLen)

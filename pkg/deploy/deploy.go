@@ -49,6 +49,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
@@ -68,6 +69,8 @@ const (
 	TriggerManual   = "manual"
 	TriggerRollback = "rollback"
 	TriggerReplay   = "replay"
+	TriggerToken    = "token" // POST /deploy/NAME on dh-receive
+	TriggerHook     = "hook"  // a git post-receive hook on this host (dh-receive hook)
 )
 
 // RunLockFile is the lock, in the deployment's queue directory, held for
@@ -185,13 +188,13 @@ func (w *Worker) Replay(ctx context.Context, e *queue.Entry) error {
 }
 
 func (w *Worker) handle(ctx context.Context, e *queue.Entry, trigger string) error {
-	ev, push, err := w.decode(e.Data)
+	req, err := w.request(e.Data, trigger)
 	if err != nil {
 		return err
 	}
 	var runs []store.Run
 	err = w.db(ctx, "read runs", func(ctx context.Context) (err error) {
-		runs, err = w.st.RunsOf(ctx, ev.Delivery, w.d.Name)
+		runs, err = w.st.RunsOf(ctx, req.Delivery, w.d.Name)
 		return err
 	})
 	if err != nil {
@@ -200,13 +203,13 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, trigger string) err
 	attempt := 1
 	for _, r := range runs {
 		if r.State == store.RunSucceeded {
-			w.log.Info("already deployed; nothing to do", "delivery", ev.Delivery, "commit", r.Commit, "run", r.ID)
+			w.log.Info("already deployed; nothing to do", "delivery", req.Delivery, "commit", r.Commit, "run", r.ID)
 			return nil
 		}
 		attempt = max(attempt, r.Attempt+1)
 	}
-	req := Request{Delivery: ev.Delivery, Attempt: attempt, Trigger: trigger, Ref: push.Ref, Commit: push.After}
-	if trigger == TriggerWebhook && w.d.Coalesces() {
+	req.Attempt = attempt
+	if (req.Trigger == TriggerWebhook || req.Trigger == TriggerHook) && w.d.Coalesces() {
 		newer, err := w.newerPush(ctx, e.Name, req)
 		if err != nil {
 			return err
@@ -220,6 +223,55 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, trigger string) err
 		return nil // recorded; a refusal is final
 	}
 	return err
+}
+
+// request reads an entry of the deployment's queue: a push (from GitHub or
+// a git hook) or a deploy request (by token).
+func (w *Worker) request(data []byte, trigger string) (Request, error) {
+	if env, err := event.Peek(data); err == nil && env.Kind == event.KindDeployRequest {
+		dr, err := event.DecodeDeployRequest(data)
+		if err != nil {
+			return Request{}, err
+		}
+		if dr.Deployment != w.d.Name {
+			return Request{}, sysexits.Errorf(sysexits.DataErr, "entry is for deployment %q, not %q", dr.Deployment, w.d.Name)
+		}
+		req := Request{Delivery: dr.Delivery, Trigger: TriggerToken, Ref: dr.Ref, Commit: dr.Commit}
+		if trigger == TriggerReplay {
+			req.Trigger = trigger
+		}
+		if req.Ref == "" {
+			ref, err := DefaultRef(w.d)
+			if err != nil {
+				return Request{}, sysexits.New(sysexits.DataErr, err)
+			}
+			req.Ref = ref
+		}
+		if err := gitrepo.CheckRef(req.Ref); err != nil {
+			return Request{}, err
+		}
+		return req, nil
+	}
+	ev, push, err := w.decode(data)
+	if err != nil {
+		return Request{}, err
+	}
+	if ev.Source == "git-hook" && trigger == TriggerWebhook {
+		trigger = TriggerHook
+	}
+	return Request{Delivery: ev.Delivery, Trigger: trigger, Ref: push.Ref, Commit: push.After}, nil
+}
+
+// DefaultRef is the ref a deployment deploys when none is named: its first
+// branch followed by name (not by pattern).
+func DefaultRef(d *config.Deployment) (string, error) {
+	for _, b := range d.Branches {
+		if !strings.ContainsAny(b, `*?[\`) {
+			return "refs/heads/" + b, nil
+		}
+	}
+	return "", sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "deployment %s follows no branch by name", d.Name),
+		"name a ref: refs/heads/BRANCH or refs/tags/TAG")
 }
 
 // decode checks that an entry is a push routed to this deployment.

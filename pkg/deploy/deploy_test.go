@@ -541,3 +541,51 @@ func TestCommitStatuses(t *testing.T) {
 		t.Errorf("chat messages %q; want a success then a failure at step 1", chat)
 	}
 }
+
+// A deploy request (POST /deploy/NAME with a token) deploys the tip of the
+// deployment's branch, or a named commit if the branch has it, and is
+// refused otherwise; runs say "token".
+func TestDeployRequest(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, `steps = [["sh", "-c", "echo $DH_COMMIT $DH_REF >> $TRACE"]]`)
+	c1 := r.commit("main", nil)
+	c2 := r.commit("main", nil)
+	r.git(r.work, "checkout", "-q", "-b", "side")
+	side := r.commit("side", nil)
+	q := queue.Open(r.cfg.QueuePath("app"))
+	if err := q.Init(); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []event.DeployRequest{
+		{Delivery: "token-1"},
+		{Delivery: "token-2", Commit: c1},
+		{Delivery: "token-3", Commit: side},
+		{Delivery: "token-4", Ref: "refs/heads/side", Commit: side},
+	} {
+		req.Deployment, req.ReceivedAt = "app", time.Now()
+		data, err := req.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Publish(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	runs := r.runs()
+	// token-2 names c1, older than the checked-out c2: refused like a
+	// stale push (only deploy --commit by hand may go back).
+	want := []string{"succeeded " + c2, "refused " + c1, "refused " + side, "succeeded " + side}
+	var got []string
+	for _, run := range runs {
+		got = append(got, run.State+" "+run.Commit)
+		if run.Trigger != deploy.TriggerToken {
+			t.Errorf("run %d trigger %q; want token", run.ID, run.Trigger)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("runs %v; want %v", got, want)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/deploy"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/route"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
@@ -145,5 +146,8 @@ func TestGitHookTrigger(t *testing.T) {
 	}
 	if got := r.readTrace(); got != sha+" refs/heads/main\n" || r.head() != sha {
 		t.Errorf("steps wrote %q, head %s; want %s deployed", got, r.head(), sha)
+	}
+	if runs := r.runs(); len(runs) != 1 || runs[0].Trigger != deploy.TriggerHook {
+		t.Errorf("runs %+v; want one with trigger hook", runs)
 	}
 }

@@ -23,10 +23,11 @@ const Version = 1
 
 // Kinds of entries.
 const (
-	KindGitHubEvent = "github-event" // a webhook delivery (queues/main, deployment queues)
-	KindNginxSites  = "nginx-sites"  // converge nginx to a deployment's commit (queues/nginx)
-	KindCertRequest = "cert-request" // obtain a certificate (queues/cert)
-	KindNginxReload = "nginx-reload" // reload nginx after a renewal (queues/nginx)
+	KindGitHubEvent   = "github-event"   // a webhook delivery (queues/main, deployment queues)
+	KindNginxSites    = "nginx-sites"    // converge nginx to a deployment's commit (queues/nginx)
+	KindCertRequest   = "cert-request"   // obtain a certificate (queues/cert)
+	KindNginxReload   = "nginx-reload"   // reload nginx after a renewal (queues/nginx)
+	KindDeployRequest = "deploy-request" // deploy a deployment now, by token (queues/main, deployment queues)
 )
 
 // Envelope is what every entry starts with.
@@ -138,6 +139,11 @@ func (e *GitHubEvent) check() error {
 		return dataErr("entry has a missing or malformed event name %q", e.Event)
 	case e.ReceivedAt.IsZero():
 		return dataErr("entry has no received_at time")
+	case e.ReceivedAt.UTC().Year() < 0 || e.ReceivedAt.UTC().Year() > 9999:
+		// Encode writes the time in UTC, which JSON can hold only for
+		// years 0 to 9999; "0000-01-01T00:30:00+01:00" decodes but is in
+		// year -1 in UTC.
+		return dataErr("entry received_at %s is out of range", e.ReceivedAt.Format(time.RFC3339))
 	case len(e.Payload) == 0 || !json.Valid(e.Payload):
 		return dataErr("entry payload is not valid JSON")
 	}

@@ -3,11 +3,14 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
 func sample() *GitHubEvent {
@@ -47,6 +50,7 @@ func TestDecodeRejectsBadEntries(t *testing.T) {
 		{"bad delivery", strings.Replace(string(good), "72d3162e", "../..", 1), "delivery id"},
 		{"bad event", strings.Replace(string(good), `"push"`, `"push; rm"`, 1), "event name"},
 		{"no time", strings.Replace(string(good), `"received_at"`, `"x"`, 1), "received_at"},
+		{"time out of range in UTC", strings.Replace(string(good), `"2026-11-22T09:30:00.000000123Z"`, `"0000-01-01T00:30:00+01:00"`, 1), "out of range"},
 		{"payload not an object", `{"version":1,"kind":"github-event","delivery":"d1","event":"push","received_at":"2026-11-22T09:30:00Z","payload":[1]}`, "not a JSON object"},
 	} {
 		_, err := DecodeGitHubEvent([]byte(tc.data))
@@ -56,24 +60,119 @@ func TestDecodeRejectsBadEntries(t *testing.T) {
 	}
 }
 
+// FuzzDecode feeds every decoder (github-event, nginx-sites, cert-request,
+// nginx-reload) the same bytes. Every error is a DataErr (the entry goes
+// to failed/), at most one decoder accepts an entry (the one its kind
+// names), and an accepted entry round-trips: it re-encodes, the encoding
+// decodes to an equal entry and encodes to the same bytes again, and a
+// github-event's payload bytes are the ones in the input. Seeds: one good
+// entry of each kind, each fixture payload as a github-event entry, and
+// testdata/fuzz/FuzzDecode.
 func FuzzDecode(f *testing.F) {
 	good, _ := sample().Encode()
 	f.Add(good)
 	f.Add([]byte(`{"version":1,"kind":"github-event"}`))
+	at := time.Date(2026, 11, 22, 9, 30, 0, 0, time.FixedZone("", 3600))
+	sites := NginxSites{Deployment: "sites", Commit: strings.Repeat("a", 40), Delivery: "d-1", RunID: 7, RequestedAt: at}
+	for _, e := range []interface{ Encode() ([]byte, error) }{
+		&sites,
+		&CertRequest{Name: "api.durhack.com", Domains: []string{"api.durhack.com", "*.durhack.com"}, For: sites, RequestedAt: at},
+		&NginxReload{Reason: "renewed", RequestedAt: at},
+	} {
+		b, err := e.Encode()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for i, fx := range testenv.Fixtures(f) {
+		payload, err := os.ReadFile(fx.Path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		e := sample()
+		e.Event, e.Payload, e.Deployment = fx.Event, payload, "api"
+		if i%3 == 0 {
+			e.Payload = bytes.TrimSpace(payload) // some compact, some as captured
+		}
+		b, err := e.Encode()
+		if err != nil {
+			f.Fatalf("encode %s: %v", fx.Path, err)
+		}
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		e, err := DecodeGitHubEvent(data)
-		if err != nil {
-			if sysexits.Code(err) != sysexits.DataErr {
-				t.Fatalf("DecodeGitHubEvent() error %v is not a data error", err)
+		accepted := 0
+		if e, err := DecodeGitHubEvent(data); checkDecode(t, "github-event", data, err) {
+			accepted++
+			if !bytes.Contains(data, e.Payload) {
+				t.Fatalf("DecodeGitHubEvent(%q).Payload = %q; not the input's bytes", data, e.Payload)
 			}
-			return
+			roundTrip(t, data, e, DecodeGitHubEvent, func(e *GitHubEvent) *time.Time { return &e.ReceivedAt })
 		}
-		again, err := e.Encode()
-		if err != nil {
-			t.Fatalf("Encode(decoded) = %v", err)
+		if e, err := DecodeNginxSites(data); checkDecode(t, "nginx-sites", data, err) {
+			accepted++
+			roundTrip(t, data, e, DecodeNginxSites, func(e *NginxSites) *time.Time { return &e.RequestedAt })
 		}
-		if _, err := DecodeGitHubEvent(again); err != nil {
-			t.Fatalf("DecodeGitHubEvent(Encode(decoded)) = %v", err)
+		if e, err := DecodeCertRequest(data); checkDecode(t, "cert-request", data, err) {
+			accepted++
+			roundTrip(t, data, e, DecodeCertRequest, func(e *CertRequest) *time.Time {
+				e.For.RequestedAt = e.For.RequestedAt.UTC() // compared through the outer time's check below
+				return &e.RequestedAt
+			})
+		}
+		if e, err := DecodeNginxReload(data); checkDecode(t, "nginx-reload", data, err) {
+			accepted++
+			roundTrip(t, data, e, DecodeNginxReload, func(e *NginxReload) *time.Time { return &e.RequestedAt })
+		}
+		if accepted > 1 {
+			t.Fatalf("%d decoders accepted %q; want at most one", accepted, data)
+		}
+		if _, err := Peek(data); err != nil && accepted > 0 {
+			t.Fatalf("Peek(%q) = %v, yet a decoder accepted it", data, err)
 		}
 	})
+}
+
+// checkDecode reports whether a decoder accepted data, failing the test
+// if its error is not a DataErr.
+func checkDecode(t *testing.T, kind string, data []byte, err error) bool {
+	t.Helper()
+	if err != nil {
+		if sysexits.Code(err) != sysexits.DataErr {
+			t.Fatalf("decode %s %q: error %v is not a data error", kind, data, err)
+		}
+		return false
+	}
+	return true
+}
+
+// roundTrip checks that a decoded entry re-encodes, decodes equal (times
+// compared as instants) and encodes to the same bytes a second time.
+func roundTrip[T any, P interface {
+	*T
+	Encode() ([]byte, error)
+}](t *testing.T, data []byte, e P, decode func([]byte) (P, error), when func(P) *time.Time) {
+	t.Helper()
+	once, err := e.Encode()
+	if err != nil {
+		t.Fatalf("decoded %q, but Encode() = %v", data, err)
+	}
+	back, err := decode(once)
+	if err != nil {
+		t.Fatalf("Decode(Encode(decoded %q)) = %v; encoding %q", data, err, once)
+	}
+	twice, err := back.Encode()
+	if err != nil || !bytes.Equal(once, twice) {
+		t.Fatalf("Encode() after a round trip = %q, %v; want %q", twice, err, once)
+	}
+	a, b := *e, *back
+	ta, tb := when(&a), when(&b)
+	if !ta.Equal(*tb) {
+		t.Fatalf("round trip of %q changed the time: %v, then %v", data, *ta, *tb)
+	}
+	*ta, *tb = time.Time{}, time.Time{}
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("round trip of %q = %+v; want %+v", data, b, a)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -70,6 +71,56 @@ func ValidDomain(s string) bool { return len(s) <= 253 && domainRE.MatchString(s
 
 // ValidCertName reports whether s is an acceptable certificate name.
 func ValidCertName(s string) bool { return len(s) <= 253 && certNameRE.MatchString(s) }
+
+// DeployRequest asks for one deployment to be deployed now: what
+// dh-receive queues for POST /deploy/NAME with a valid token. dh-route
+// records and forwards it to that deployment's queue; dh-deploy verifies
+// it like a push (the commit must be on the ref) and records the run with
+// the trigger "token".
+type DeployRequest struct {
+	Envelope
+	// Delivery is a generated id ("token-" and 32 hex digits).
+	Delivery string `json:"delivery"`
+	// Deployment is the deployment asked for.
+	Deployment string `json:"deployment"`
+	// Ref is refs/heads/X or refs/tags/X; "" means the first branch the
+	// deployment follows by name.
+	Ref string `json:"ref,omitempty"`
+	// Commit is the commit to deploy; "" means the tip of Ref.
+	Commit string `json:"commit,omitempty"`
+	// From is the client's address, for the record.
+	From string `json:"from,omitempty"`
+	// ReceivedAt is when dh-receive accepted the request.
+	ReceivedAt time.Time `json:"received_at"`
+}
+
+// Encode returns the entry's JSON.
+func (e *DeployRequest) Encode() ([]byte, error) { return encode(e, &e.Envelope, KindDeployRequest) }
+
+// DecodeDeployRequest parses and checks a deploy-request entry.
+func DecodeDeployRequest(data []byte) (*DeployRequest, error) {
+	return decode[DeployRequest](data, KindDeployRequest)
+}
+
+// refRE is the shape of a ref a deploy request may name; the stages check
+// it again with git's rules before use.
+var refRE = regexp.MustCompile(`^refs/(heads|tags)/[A-Za-z0-9._/-]{1,200}$`)
+
+func (e *DeployRequest) check() error {
+	switch {
+	case !ValidDelivery(e.Delivery):
+		return dataErr("entry has a missing or malformed delivery id %q", e.Delivery)
+	case !deploymentRE.MatchString(e.Deployment):
+		return dataErr("entry has a missing or malformed deployment name %q", e.Deployment)
+	case e.Ref != "" && (!refRE.MatchString(e.Ref) || strings.Contains(e.Ref, "..")):
+		return dataErr("entry has a malformed ref %q", e.Ref)
+	case e.Commit != "" && !commitRE.MatchString(e.Commit):
+		return dataErr("entry has a malformed commit %q", e.Commit)
+	case e.ReceivedAt.IsZero():
+		return dataErr("entry has no received_at time")
+	}
+	return nil
+}
 
 // Encode returns the entry's JSON.
 func (e *NginxSites) Encode() ([]byte, error) { return encode(e, &e.Envelope, KindNginxSites) }

@@ -42,7 +42,10 @@ import (
 type Server struct {
 	Config  config.Receive
 	Secrets [][]byte
-	Queue   *queue.Queue
+	// Tokens holds, by deployment name, the tokens that may trigger it
+	// with POST /deploy/NAME; a deployment without any cannot be.
+	Tokens map[string][][]byte
+	Queue  *queue.Queue
 	// Allowed lists the source networks allowed to deliver; empty allows all.
 	Allowed []netip.Prefix
 	Logger  *slog.Logger
@@ -55,6 +58,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /{$}", s.info)
+	mux.HandleFunc("POST /deploy/{name}", s.deployRequest)
 	// The webhook path is matched literally, not as a ServeMux pattern, so
 	// no configured path can be read as pattern syntax.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -163,6 +163,27 @@ func Match(cfg *config.Config, ev *event.GitHubEvent) (store.Event, Decision, er
 	return rec, Decision{Status: store.StatusRouted, Deployments: targets}, nil
 }
 
+// EventDeployRequest is the event name recorded for a deploy request
+// (POST /deploy/NAME with a token).
+const EventDeployRequest = "deploy"
+
+// MatchRequest decides a deploy request: routed to its deployment if the
+// configuration has it enabled, else voided (not-followed, disabled).
+func MatchRequest(cfg *config.Config, req *event.DeployRequest) (store.Event, Decision) {
+	rec := store.Event{Delivery: req.Delivery, Event: EventDeployRequest, Ref: req.Ref, After: req.Commit,
+		ReceivedAt: req.ReceivedAt}
+	d, ok := cfg.Deployment(req.Deployment)
+	switch {
+	case !ok:
+		return rec, Decision{Status: store.StatusVoided, Reason: ReasonNotFollowed}
+	case !d.IsEnabled():
+		rec.Repository = d.Repository
+		return rec, Decision{Status: store.StatusVoided, Reason: ReasonDisabled}
+	}
+	rec.Repository = d.Repository
+	return rec, Decision{Status: store.StatusRouted, Deployments: []string{req.Deployment}}
+}
+
 // Options tune a Router.
 type Options struct {
 	Logger *slog.Logger
@@ -209,11 +230,12 @@ func (r *Router) Handle(ctx context.Context, e *queue.Entry) error {
 // item is one entry of a batch on its way through HandleBatch.
 type item struct {
 	entry *queue.Entry
-	ev    *event.GitHubEvent // nil for a bad entry
-	rec   store.Event
-	match Decision
-	bad   error // the DataErr of a bad entry
-	known bool  // a bad entry's delivery id is readable
+	// forward makes the entry a deployment queue gets; nil for a bad entry.
+	forward func(deployment string) ([]byte, error)
+	rec     store.Event
+	match   Decision
+	bad     error // the DataErr of a bad entry
+	known   bool  // a bad entry's delivery id is readable
 
 	// Set by decide (again on each database attempt).
 	decision Decision
@@ -233,13 +255,28 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 	for i, e := range es {
 		it := &items[i]
 		it.entry = e
+		if env, err := event.Peek(e.Data); err == nil && env.Kind == event.KindDeployRequest {
+			req, err := event.DecodeDeployRequest(e.Data)
+			if err != nil {
+				it.rec, it.known = looseEvent(e.Data)
+				it.bad = err
+				continue
+			}
+			it.rec, it.match = MatchRequest(cfg, req)
+			it.forward = func(string) ([]byte, error) { return e.Data, nil }
+			continue
+		}
 		ev, err := event.DecodeGitHubEvent(e.Data)
 		if err != nil {
 			it.rec, it.known = looseEvent(e.Data)
 			it.bad = err
 			continue
 		}
-		it.ev = ev
+		it.forward = func(deployment string) ([]byte, error) {
+			out := *ev
+			out.Deployment = deployment
+			return out.Encode()
+		}
 		it.rec, it.match, err = Match(cfg, ev)
 		if err != nil {
 			it.bad, it.known = err, true
@@ -390,7 +427,7 @@ func (r *Router) publish(cfg *config.Config, items []item) error {
 				return err
 			}
 			if it.resumed {
-				found, err := Holds(q, it.ev.Delivery, name)
+				found, err := Holds(q, it.rec.Delivery, name)
 				if err != nil {
 					return err
 				}
@@ -398,9 +435,7 @@ func (r *Router) publish(cfg *config.Config, items []item) error {
 					continue
 				}
 			}
-			ev := *it.ev
-			ev.Deployment = name
-			data, err := ev.Encode()
+			data, err := it.forward(name)
 			if err != nil {
 				return err
 			}

@@ -193,14 +193,22 @@ func forwarded(t testing.TB, cfg *config.Config) map[string]map[string]int {
 				if err != nil {
 					t.Fatal(err)
 				}
-				ev, err := event.DecodeGitHubEvent(data)
-				if err != nil || ev.Deployment != name {
-					t.Fatalf("entry %s in queue %s = %+v, %v; want a github-event for %s", de.Name(), name, ev, err, name)
+				var delivery, deployment string
+				if req, rerr := event.DecodeDeployRequest(data); rerr == nil {
+					delivery, deployment = req.Delivery, req.Deployment
+				} else {
+					var ev *event.GitHubEvent
+					if ev, err = event.DecodeGitHubEvent(data); err == nil {
+						delivery, deployment = ev.Delivery, ev.Deployment
+					}
 				}
-				if out[ev.Delivery] == nil {
-					out[ev.Delivery] = map[string]int{}
+				if err != nil || deployment != name {
+					t.Fatalf("entry %s in queue %s is for %q (%v); want an entry for %s", de.Name(), name, deployment, err, name)
 				}
-				out[ev.Delivery][name]++
+				if out[delivery] == nil {
+					out[delivery] = map[string]int{}
+				}
+				out[delivery][name]++
 			}
 		}
 	}
@@ -434,4 +442,46 @@ func TestDatabaseDownOnce(t *testing.T) {
 		t.Errorf("Handle() with the database down = %v (code %d); want code 75", err, sysexits.Code(err))
 	}
 	cluster.Start(t)
+}
+
+// A deploy request (POST /deploy/NAME by token) is recorded and forwarded
+// as it is to its deployment's queue only; one for a deployment the
+// configuration no longer has is voided.
+func TestDeployRequest(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newRig(t, storetest.NewMigrated(t))
+	for _, req := range []event.DeployRequest{
+		{Delivery: "token-1", Deployment: "hello", Ref: "refs/heads/master"},
+		{Delivery: "token-2", Deployment: "gone"},
+	} {
+		req.ReceivedAt = time.Now()
+		data, err := req.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.publish(t, data)
+	}
+	r.drain(t)
+	if row, err := r.st.GetEvent(ctx, "token-1"); err != nil || row.Status != store.StatusRouted || row.Event.Event != route.EventDeployRequest ||
+		row.Repository != "Codertocat/Hello-World" || row.Ref != "refs/heads/master" {
+		t.Errorf("token-1 = %+v, %v; want routed, event deploy", row, err)
+	}
+	if row, err := r.st.GetEvent(ctx, "token-2"); err != nil || row.Status != store.StatusVoided || row.Reason != route.ReasonNotFollowed {
+		t.Errorf("token-2 = %+v, %v; want voided not-followed", row, err)
+	}
+	q := queue.Open(r.cfg.QueuePath("hello"))
+	names, _ := q.List()
+	if len(names) != 1 {
+		t.Fatalf("hello's queue holds %v; want the request", names)
+	}
+	data, _ := os.ReadFile(filepath.Join(q.Dir(), names[0]))
+	if req, err := event.DecodeDeployRequest(data); err != nil || req.Delivery != "token-1" {
+		t.Errorf("forwarded %s = %+v, %v", data, req, err)
+	}
+	for name, n := range forwarded(t, r.cfg) {
+		if name != "token-1" && len(n) > 0 {
+			t.Errorf("%s forwarded to %v", name, n)
+		}
+	}
 }

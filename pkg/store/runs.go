@@ -24,7 +24,7 @@ type Run struct {
 	Delivery     string    `json:"delivery"`
 	Deployment   string    `json:"deployment"`
 	Attempt      int       `json:"attempt"` // 0 means 1
-	Trigger      string    `json:"trigger"` // webhook (default), manual, rollback, replay
+	Trigger      string    `json:"trigger"` // webhook (default), manual, rollback, replay, token, hook
 	Ref          string    `json:"ref"`
 	Commit       string    `json:"commit"`
 	Previous     string    `json:"previous_commit,omitempty"` // the commit checked out before

@@ -1,0 +1,99 @@
+package receive
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/dh-deployer/dh-deployer/pkg/event"
+)
+
+// maxRequestBody bounds a POST /deploy/NAME body: {"commit", "ref"}.
+const maxRequestBody = 4 << 10
+
+// deployRequest handles POST /deploy/{name}: a deployment asked for by a
+// holder of one of its tokens (Authorization: Bearer TOKEN), for CI
+// systems and scripts that cannot sign GitHub deliveries. The optional JSON
+// body may name the "commit" and the "ref"; dh-deploy verifies them like a
+// push. Answers: 202 queued; 400 bad body or a token in the URL; 401 no
+// token; 403 wrong token; 404 no such deployment or none with tokens
+// (indistinguishable, so names cannot be probed); 413; 415; 503 not stored.
+// The source allowlist does not apply: the token is the authentication.
+func (s *Server) deployRequest(w http.ResponseWriter, r *http.Request) {
+	client, _ := s.clientAddr(r)
+	name := r.PathValue("name")
+	tokens := s.Tokens[name]
+	if len(tokens) == 0 {
+		s.reject(w, r, http.StatusNotFound, "no deployment "+name+" that takes tokens", client)
+		return
+	}
+	if r.URL.RawQuery != "" {
+		s.reject(w, r, http.StatusBadRequest, "no query string: the token goes in the Authorization header, the rest in a JSON body", client)
+		return
+	}
+	auth := r.Header.Get("Authorization")
+	token, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok || token == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="dh-deployer"`)
+		s.reject(w, r, http.StatusUnauthorized, "missing Authorization: Bearer TOKEN header", client)
+		return
+	}
+	if !anyEqual([]byte(token), tokens) {
+		s.reject(w, r, http.StatusForbidden, "wrong token for deployment "+name, client)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	if err != nil {
+		s.reject(w, r, http.StatusRequestEntityTooLarge, "body larger than 4096 bytes", client)
+		return
+	}
+	var req struct {
+		Commit string `json:"commit"`
+		Ref    string `json:"ref"`
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+			s.reject(w, r, http.StatusUnsupportedMediaType, "content type must be application/json", client)
+			return
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			s.reject(w, r, http.StatusBadRequest, "body: "+err.Error()+` (want {"commit": SHA, "ref": "refs/heads/BRANCH"}, both optional)`, client)
+			return
+		}
+	}
+	var id [16]byte
+	rand.Read(id[:])
+	e := &event.DeployRequest{Delivery: "token-" + hex.EncodeToString(id[:]), Deployment: name, Ref: req.Ref,
+		Commit: req.Commit, From: client.String(), ReceivedAt: s.Now().UTC()}
+	data, err := e.Encode()
+	if err != nil {
+		s.reject(w, r, http.StatusBadRequest, strings.TrimPrefix(err.Error(), "entry has "), client)
+		return
+	}
+	entry, err := s.Queue.Publish(data)
+	if err != nil {
+		s.Logger.Error("deploy request not queued", "delivery", e.Delivery, "deployment", name, "err", err)
+		fail(w, http.StatusServiceUnavailable, "the request could not be stored; it was not accepted")
+		return
+	}
+	s.Logger.Info("deploy request queued", "delivery", e.Delivery, "deployment", name, "ref", e.Ref, "commit", e.Commit,
+		"client", client, "entry", entry)
+	writeJSON(w, http.StatusAccepted, map[string]any{"delivery": e.Delivery, "queued": true})
+}
+
+// anyEqual compares token with each of tokens in constant time.
+func anyEqual(token []byte, tokens [][]byte) bool {
+	found := 0
+	for _, t := range tokens {
+		found |= subtle.ConstantTimeCompare(token, t)
+	}
+	return found == 1
+}

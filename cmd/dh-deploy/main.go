@@ -7,9 +7,11 @@
 //
 //	dh-deploy [-c FILE] run NAME [--once] [--wait]   work queues/NAME until SIGTERM
 //	dh-deploy [-c FILE] replay FILE                  handle one entry in the foreground
-//	dh-deploy [-c FILE] deploy NAME [--commit SHA] [--ref REF]
+//	dh-deploy [-c FILE] deploy NAME [--commit SHA] [--ref REF] [--force]
 //	                                                 deploy now, by hand
-//	dh-deploy [-c FILE] rollback NAME                redeploy the previous successful commit
+//	dh-deploy [-c FILE] rollback NAME [--force]      redeploy the previous successful commit
+//	dh-deploy [-c FILE] pause NAME|--all [--reason R] hold NAME's (or every) queue
+//	dh-deploy [-c FILE] resume NAME|--all            end the pause
 //	dh-deploy [-c FILE] history NAME [-n N] [--json] the runs, newest first
 //	dh-deploy [-c FILE] logs NAME [RUN]              a run's log (default: the newest)
 //
@@ -35,6 +37,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/deploy"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
@@ -51,9 +54,12 @@ var app = &cli.App{
 		{Name: "run", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"once", "wait"},
 			Summary: "work the deployment's queue until SIGTERM", Run: run},
 		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
-		{Name: "deploy", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"commit", "ref"},
+		{Name: "deploy", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"commit", "ref", "force"},
 			Summary: "deploy now, by hand: the tip of the ref, or a given commit on it", Run: manual},
-		{Name: "rollback", Args: "NAME", MinArgs: 1, MaxArgs: 1, Summary: "redeploy the previous successful commit", Run: rollback},
+		{Name: "rollback", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"force"}, Summary: "redeploy the previous successful commit", Run: rollback},
+		{Name: "pause", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all", "reason"},
+			Summary: "hold the deployment's queue (or every one) until resume", Run: pause},
+		{Name: "resume", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all"}, Summary: "end a pause", Run: resume},
 		{Name: "history", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"limit", "json"},
 			Summary: "print the deployment's runs, newest first", Run: history},
 		{Name: "logs", Args: "NAME [RUN]", MinArgs: 1, MaxArgs: 2, Summary: "print a run's log (default: the newest run)", Run: logs},
@@ -65,6 +71,9 @@ var app = &cli.App{
 		fs.String("ref", "", "the ref to deploy or verify against, refs/heads/X or refs/tags/X (default: the first branch followed)")
 		fs.IntP("limit", "n", 20, "how many runs to print (0: all)")
 		fs.Bool("json", false, "print JSON, one run per line")
+		fs.Bool("force", false, "deploy even while paused or outside the deploy windows (recorded in the run's note)")
+		fs.Bool("all", false, "every deployment (a global pause)")
+		fs.String("reason", "", "why, for the log, history and status")
 	},
 }
 
@@ -143,8 +152,9 @@ func manual(ctx context.Context, env *cli.Env, args []string) error {
 	} else if err := gitrepo.CheckRef(ref); err != nil {
 		return sysexits.New(sysexits.Usage, err)
 	}
+	force, _ := env.Flags.GetBool("force")
 	req := deploy.Request{Delivery: deploy.ManualID(deploy.TriggerManual), Trigger: deploy.TriggerManual,
-		Ref: ref, Commit: commit, AllowOlder: true}
+		Ref: ref, Commit: commit, AllowOlder: true, Force: force}
 	r, err := w.Deploy(ctx, req)
 	return report(env, r, err)
 }
@@ -155,7 +165,8 @@ func rollback(ctx context.Context, env *cli.Env, args []string) error {
 		return err
 	}
 	defer done()
-	r, err := w.Rollback(ctx)
+	force, _ := env.Flags.GetBool("force")
+	r, err := w.Rollback(ctx, force)
 	return report(env, r, err)
 }
 
@@ -194,20 +205,26 @@ func history(ctx context.Context, env *cli.Env, args []string) error {
 		}
 		return nil
 	}
+	d, _ := cfg.Deployment(args[0])
+	if p := deploy.Paused(cfg, args[0]); p != nil {
+		fmt.Fprintf(env.Stdout, "%s\n\n", p)
+	} else if in, next := d.InWindow(time.Now()); !in {
+		fmt.Fprintf(env.Stdout, "outside the deploy windows %q until %s\n\n", d.Windows, next.Format(time.RFC3339))
+	}
 	return printHistory(env.Stdout, runs)
 }
 
 // printHistory writes runs as a table.
 func printHistory(out io.Writer, runs []store.Run) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "RUN\tQUEUED\tTRIGGER\tSTATE\tCOMMIT\tPREVIOUS\tTOOK\tSTEP\tEXIT\tERROR")
+	fmt.Fprintln(w, "RUN\tQUEUED\tTRIGGER\tSTATE\tCOMMIT\tPREVIOUS\tTOOK\tSTEP\tEXIT\tERROR / NOTE")
 	for _, r := range runs {
 		took := "-"
 		if !r.FinishedAt.IsZero() && !r.StartedAt.IsZero() {
 			took = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
 		}
 		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.QueuedAt.UTC().Format(time.RFC3339),
-			r.Trigger, r.State, short(r.Commit), short(r.Previous), took, num(r.FailedStep), num(r.ExitCode), oneLine(r.Error))
+			r.Trigger, r.State, short(r.Commit), short(r.Previous), took, num(r.FailedStep), num(r.ExitCode), oneLine(strings.TrimSpace(r.Error+" "+r.Note)))
 	}
 	return w.Flush()
 }
@@ -281,4 +298,56 @@ func oneLine(s string) string {
 		s = s[:100] + "…"
 	}
 	return s
+}
+
+// pauseTarget reads the deployment pause and resume name: NAME, or ""
+// for --all.
+func pauseTarget(env *cli.Env, args []string) (*config.Config, string, error) {
+	all, _ := env.Flags.GetBool("all")
+	cfg, err := config.Load(env.Config)
+	if err != nil {
+		return nil, "", err
+	}
+	switch {
+	case all && len(args) == 0:
+		return cfg, "", nil
+	case !all && len(args) == 1:
+		if _, ok := cfg.Deployment(args[0]); !ok {
+			return nil, "", sysexits.Errorf(sysexits.Usage, "no deployment %q in %s", args[0], cfg.File)
+		}
+		return cfg, args[0], nil
+	}
+	return nil, "", sysexits.Errorf(sysexits.Usage, "name one deployment, or pass --all")
+}
+
+func pause(ctx context.Context, env *cli.Env, args []string) error {
+	cfg, name, err := pauseTarget(env, args)
+	if err != nil {
+		return err
+	}
+	reason, _ := env.Flags.GetString("reason")
+	p := deploy.Pause{Deployment: name, Reason: reason, By: env.Getenv("SUDO_USER"), Since: time.Now()}
+	if p.By == "" {
+		p.By = env.Getenv("USER")
+	}
+	if err := deploy.SetPause(cfg, p); err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout, p.String())
+	return nil
+}
+
+func resume(ctx context.Context, env *cli.Env, args []string) error {
+	cfg, name, err := pauseTarget(env, args)
+	if err != nil {
+		return err
+	}
+	if err := deploy.Resume(cfg, name); err != nil {
+		return err
+	}
+	if name == "" {
+		name = "all deployments"
+	}
+	fmt.Fprintln(env.Stdout, "resumed", name)
+	return nil
 }

@@ -304,6 +304,17 @@ type Deployment struct {
 	// true; see Coalesces.
 	Coalesce *bool `toml:"coalesce"`
 
+	// Windows limit when the worker deploys pushes: entries wait in the
+	// queue outside them (coalescing still applies). Each is "DAYS
+	// HH:MM-HH:MM": DAYS is "*", a day ("mon"), a range ("mon-fri") or a
+	// list of those ("mon,wed,fri-sun"); the end is after the start.
+	// Optional: none means any time. See windows.go.
+	Windows []string `toml:"windows"`
+
+	// TimeZone is the IANA time zone of Windows ("Europe/London").
+	// Default "Local", the host's.
+	TimeZone string `toml:"time_zone"`
+
 	// Sites selects which of the checkout's sites dh-nginx installs, for
 	// kind "nginx" (required there, not allowed for kind "steps"). Rules
 	// apply in order and the last rule whose select matches a site

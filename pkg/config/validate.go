@@ -295,6 +295,15 @@ func (d *Deployment) validate(ck *checker, name string) {
 	for i, f := range d.TokenFiles {
 		ck.credentialPath(key("token_files"), fmt.Sprintf("[%d]", i), f)
 	}
+	for i, w := range d.Windows {
+		if _, err := ParseWindow(w); err != nil {
+			ck.addSub(key("windows"), fmt.Sprintf("[%d]", i), "%v", err)
+			ck.hint(`write a window as "mon-fri 09:00-17:00"`)
+		}
+	}
+	if _, err := d.Location(); err != nil {
+		ck.add(key("time_zone"), "%v", err)
+	}
 	switch {
 	case len(name) > MaxNameLen:
 		ck.add(key(), "name longer than %d bytes", MaxNameLen)

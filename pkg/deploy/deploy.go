@@ -206,6 +206,11 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, trigger string) err
 			w.log.Info("already deployed; nothing to do", "delivery", req.Delivery, "commit", r.Commit, "run", r.ID)
 			return nil
 		}
+		if r.State == store.RunQueued { // it waited (paused, outside the windows): this attempt again
+			req.waiting, req.waitNote = r.ID, strings.TrimPrefix(r.Note, "waiting: ")
+			attempt = r.Attempt
+			continue
+		}
 		attempt = max(attempt, r.Attempt+1)
 	}
 	req.Attempt = attempt
@@ -218,11 +223,31 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, trigger string) err
 			return w.supersede(ctx, req, newer)
 		}
 	}
+	if why := w.holdReason(time.Now()); why != "" {
+		return w.hold(ctx, req, why)
+	}
 	_, err = w.Deploy(ctx, req)
 	if errors.Is(err, ErrRefused) {
 		return nil // recorded; a refusal is final
 	}
 	return err
+}
+
+// hold records (once per change of reason) that the entry waits, and
+// returns the TempFail that keeps it queued.
+func (w *Worker) hold(ctx context.Context, req Request, why string) error {
+	if req.waitNote != why {
+		err := w.db(ctx, "record waiting run", func(ctx context.Context) error {
+			_, err := w.st.WaitRun(ctx, store.Run{Delivery: req.Delivery, Deployment: w.d.Name, Attempt: req.Attempt,
+				Trigger: req.Trigger, Ref: req.Ref, Commit: req.Commit, Note: "waiting: " + why})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		w.log.Info("entry waits", "delivery", req.Delivery, "reason", why)
+	}
+	return sysexits.New(sysexits.TempFail, fmt.Errorf("%w: %s", errWaiting, why))
 }
 
 // request reads an entry of the deployment's queue: a push (from GitHub or
@@ -380,6 +405,12 @@ type Request struct {
 	// AllowOlder permits moving the checkout back to an ancestor of what
 	// is checked out (manual deploys and rollbacks only).
 	AllowOlder bool
+	// Force deploys even while the deployment is paused or outside its
+	// windows (manual deploys only); the run's note says so.
+	Force bool
+
+	waiting  int64  // the run that waited for this attempt (state queued), if any
+	waitNote string // its note
 }
 
 // ManualID returns a fresh delivery id for a run started by hand.
@@ -400,7 +431,14 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 	if req.Attempt == 0 {
 		req.Attempt = 1
 	}
-	r := &run{w: w, req: req, begun: time.Now()}
+	var note string
+	if why := w.holdReason(time.Now()); why != "" {
+		if !req.Force {
+			return store.Run{}, sysexits.WithHint(sysexits.Errorf(sysexits.TempFail, "%s", why), "pass --force to deploy anyway")
+		}
+		note = "forced: " + why
+	}
+	r := &run{w: w, req: req, begun: time.Now(), note: note}
 	rec, err := r.do(ctx)
 	if rec.ID != 0 && ctx.Err() == nil {
 		// Off the path from push to first step: git's housekeeping.
@@ -414,7 +452,7 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 // Rollback redeploys the newest successfully deployed commit older than the
 // one deployed last (trigger "rollback"). With no such commit it fails
 // with sysexits.Unavailable.
-func (w *Worker) Rollback(ctx context.Context) (store.Run, error) {
+func (w *Worker) Rollback(ctx context.Context, force bool) (store.Run, error) {
 	runs, err := w.st.ListRuns(ctx, w.d.Name, 0)
 	if err != nil {
 		return store.Run{}, err
@@ -431,7 +469,7 @@ func (w *Worker) Rollback(ctx context.Context) (store.Run, error) {
 		if r.Commit != current {
 			w.log.Info("rolling back", "from", current, "to", r.Commit, "run", r.ID)
 			return w.Deploy(ctx, Request{Delivery: ManualID(TriggerRollback), Trigger: TriggerRollback,
-				Ref: r.Ref, Commit: r.Commit, AllowOlder: true})
+				Ref: r.Ref, Commit: r.Commit, AllowOlder: true, Force: force})
 		}
 	}
 	return store.Run{}, sysexits.Errorf(sysexits.Unavailable, "%s has no earlier successful commit to roll back to", w.d.Name)

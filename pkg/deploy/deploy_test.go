@@ -24,6 +24,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
@@ -380,7 +381,7 @@ func TestNoRollBackButForcePushAndManual(t *testing.T) {
 	if err != nil || run.State != store.RunSucceeded || r.head() != c1 {
 		t.Fatalf("manual deploy of c1 = %+v, %v, head %s; want c1 deployed", run, err, r.head())
 	}
-	run, err = w.Rollback(ctx)
+	run, err = w.Rollback(ctx, false)
 	if err != nil || run.Commit != c3 || run.Trigger != deploy.TriggerRollback || r.head() != c3 {
 		t.Fatalf("Rollback() = %+v, %v, head %s; want c3 again", run, err, r.head())
 	}
@@ -587,5 +588,73 @@ func TestDeployRequest(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("runs %v; want %v", got, want)
+	}
+}
+
+// While paused or outside its windows the deployment's entries wait, with
+// a queued run saying why; a resume deploys them (the same run), and a
+// manual deploy only goes ahead with Force, noted in the run.
+func TestPauseAndWindows(t *testing.T) {
+	t.Parallel()
+	closed := strings.ToLower(time.Now().AddDate(0, 0, 2).Weekday().String()[:3]) // open only in two days
+	r := newRig(t, `steps = [["sh", "-c", "echo $DH_COMMIT >> $TRACE"]]`)
+	sha := r.commit("main", nil)
+	if err := deploy.SetPause(r.cfg, deploy.Pause{Deployment: "app", Reason: "freeze", By: "ops", Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	r.enqueue("d-1", "refs/heads/main", sha)
+	if err := r.drain(); !sysexits.Is(err, sysexits.TempFail) {
+		t.Fatalf("drain while paused = %v; want TempFail (the entry waits)", err)
+	}
+	if err := r.drain(); !sysexits.Is(err, sysexits.TempFail) {
+		t.Fatalf("drain while paused again = %v", err)
+	}
+	runs := r.runs()
+	if len(runs) != 1 || runs[0].State != store.RunQueued || !strings.Contains(runs[0].Note, "paused") ||
+		!strings.Contains(runs[0].Note, "freeze") || r.readTrace() != "" {
+		t.Fatalf("while paused: runs %+v, trace %q; want one queued run saying why, nothing deployed", runs, r.readTrace())
+	}
+	w := r.worker()
+	defer w.Close()
+	manual := deploy.Request{Delivery: deploy.ManualID(deploy.TriggerManual), Trigger: deploy.TriggerManual, Ref: "refs/heads/main"}
+	if _, err := w.Deploy(context.Background(), manual); !sysexits.Is(err, sysexits.TempFail) || !strings.Contains(err.Error(), "paused") {
+		t.Errorf("manual deploy while paused = %v; want TempFail saying paused", err)
+	}
+	if err := deploy.Resume(r.cfg, "app"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain after resume = %v", err)
+	}
+	runs = r.runs()
+	if len(runs) != 1 || runs[0].State != store.RunSucceeded || runs[0].ID == 0 || r.readTrace() != sha+"\n" {
+		t.Fatalf("after resume: runs %+v; want the same run succeeded", runs)
+	}
+
+	// A global pause holds every deployment; windows likewise.
+	r.cfg.Deployments["app"].Windows = []string{closed + " 00:00-24:00"}
+	next := r.commit("main", nil)
+	r.enqueue("d-2", "refs/heads/main", next)
+	if err := r.drain(); !sysexits.Is(err, sysexits.TempFail) {
+		t.Fatalf("drain outside the windows = %v; want TempFail", err)
+	}
+	if runs := r.runs(); !strings.Contains(runs[len(runs)-1].Note, "outside the deploy windows") {
+		t.Errorf("the waiting run's note %q; want the windows", runs[len(runs)-1].Note)
+	}
+	manual.Delivery, manual.Force = deploy.ManualID(deploy.TriggerManual), true
+	run, err := w.Deploy(context.Background(), manual)
+	if err != nil || run.State != store.RunSucceeded || !strings.HasPrefix(run.Note, "forced: outside the deploy windows") {
+		t.Errorf("forced manual deploy = %+v, %v; want succeeded with the forced note", run, err)
+	}
+	r.cfg.Deployments["app"].Windows = nil
+	if err := deploy.SetPause(r.cfg, deploy.Pause{Reason: "everything", Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if p := deploy.Paused(r.cfg, "app"); p == nil || p.Deployment != "" || !strings.Contains(p.String(), "all deployments") {
+		t.Errorf("Paused under a global pause = %v", p)
+	}
+	deploy.Resume(r.cfg, "")
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain after the global resume = %v", err)
 	}
 }

@@ -25,6 +25,7 @@ type run struct {
 	w     *Worker
 	req   Request
 	begun time.Time
+	note  string // recorded with the run: forced past a pause
 	repo  *gitrepo.Repo
 	rec   store.Run // as recorded; rec.ID is 0 until then
 	log   *slog.Logger
@@ -108,9 +109,18 @@ func (r *run) record(ctx context.Context, previous string) error {
 	r.out = out
 	r.rec = store.Run{Delivery: r.req.Delivery, Deployment: w.d.Name, Attempt: r.req.Attempt, Trigger: r.req.Trigger,
 		Ref: r.req.Ref, Commit: r.req.Commit, Previous: previous, State: store.RunRunning, StartedAt: r.begun,
-		LogPath: out.Path}
+		LogPath: out.Path, Note: r.note}
 	err = w.db(ctx, "record run", func(ctx context.Context) error {
-		id, err := w.st.InsertRun(ctx, r.rec)
+		id := r.req.waiting
+		var err error
+		if id != 0 {
+			if err = w.st.StartWaitingRun(ctx, id, r.rec); errors.Is(err, store.ErrNotFound) {
+				id = 0 // it no longer waits (interrupted meanwhile): a new row
+			}
+		}
+		if id == 0 {
+			id, err = w.st.InsertRun(ctx, r.rec)
+		}
 		if err != nil {
 			return err
 		}

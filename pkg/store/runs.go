@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -36,6 +37,7 @@ type Run struct {
 	FailedStep   *int      `json:"failed_step,omitempty"`
 	LogPath      string    `json:"log_path,omitempty"`
 	Error        string    `json:"error,omitempty"`
+	Note         string    `json:"note,omitempty"`          // why it waited, or that it was forced past a pause
 	SupersededBy int64     `json:"superseded_by,omitempty"` // 0 for none
 }
 
@@ -52,11 +54,11 @@ func (s *Store) InsertRun(ctx context.Context, r Run) (id int64, err error) {
 	}
 	err = s.db.QueryRowContext(ctx, `
 		INSERT INTO runs (delivery, deployment, attempt, trigger, ref, commit_sha, previous_sha,
-		                  state, started_at, log_path)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		                  state, started_at, log_path, note)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		RETURNING id`,
 		r.Delivery, r.Deployment, r.Attempt, r.Trigger, nullString(r.Ref), nullString(r.Commit),
-		nullString(r.Previous), r.State, nullTime(r.StartedAt), nullString(r.LogPath)).Scan(&id)
+		nullString(r.Previous), r.State, nullTime(r.StartedAt), nullString(r.LogPath), nullString(r.Note)).Scan(&id)
 	if err != nil {
 		return 0, classify(fmt.Errorf("insert run of %s for %s: %w", r.Deployment, r.Delivery, err))
 	}
@@ -89,17 +91,58 @@ func (s *Store) FinishRun(ctx context.Context, id int64, r RunResult) error {
 	return nil
 }
 
-// InterruptRuns marks every unfinished (queued or running) run of a
-// deployment interrupted, and returns how many. The deployment's worker
-// calls it when it starts: it is the only one, so any unfinished run is
-// the leftover of a worker that died.
+// WaitRun records that attempt r.Attempt of (r.Delivery, r.Deployment) is
+// waiting (state queued) and why (r.Note): inserted the first time,
+// the note updated afterwards. It returns the run's id; ErrNotFound if the
+// attempt exists and no longer waits.
+func (s *Store) WaitRun(ctx context.Context, r Run) (int64, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	var id int64
+	err := s.db.QueryRowContext(ctx, `
+		INSERT INTO runs AS ru (delivery, deployment, attempt, trigger, ref, commit_sha, state, note)
+		VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7)
+		ON CONFLICT (delivery, deployment, attempt) DO UPDATE SET note = excluded.note
+		WHERE ru.state = 'queued'
+		RETURNING id`,
+		r.Delivery, r.Deployment, r.Attempt, r.Trigger, nullString(r.Ref), nullString(r.Commit), nullString(r.Note)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	if err != nil {
+		return 0, classify(fmt.Errorf("record waiting run of %s for %s: %w", r.Deployment, r.Delivery, err))
+	}
+	return id, nil
+}
+
+// StartWaitingRun turns the waiting run id into a running one with r's
+// fields (commit, previous commit, start, log, note).
+func (s *Store) StartWaitingRun(ctx context.Context, id int64, r Run) error {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	err := s.update(ctx, `
+		UPDATE runs SET state = 'running', trigger = $2, ref = $3, commit_sha = $4, previous_sha = $5,
+		       started_at = $6, log_path = $7, note = $8
+		WHERE id = $1 AND state = 'queued'`,
+		id, r.Trigger, nullString(r.Ref), nullString(r.Commit), nullString(r.Previous), nullTime(r.StartedAt),
+		nullString(r.LogPath), nullString(r.Note))
+	if err != nil {
+		return fmt.Errorf("start waiting run %d: %w", id, err)
+	}
+	return nil
+}
+
+// InterruptRuns marks every running run of a deployment interrupted, and
+// returns how many. The deployment's worker calls it when it starts: it is
+// the only one, so any running run is the leftover of a worker that died.
+// Waiting (queued) runs stay: their entries still wait.
 func (s *Store) InterruptRuns(ctx context.Context, deployment string) (int64, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	res, err := s.db.ExecContext(ctx, `
 		UPDATE runs SET state = 'interrupted', finished_at = now(),
 		       error = coalesce(error, 'the worker stopped during the run')
-		WHERE deployment = $1 AND state IN ('queued', 'running')`, deployment)
+		WHERE deployment = $1 AND state = 'running'`, deployment)
 	if err != nil {
 		return 0, classify(fmt.Errorf("interrupt runs of %s: %w", deployment, err))
 	}
@@ -123,7 +166,7 @@ func (s *Store) LinkSuperseded(ctx context.Context, deployment string, id int64)
 }
 
 const runColumns = `id, delivery, deployment, attempt, trigger, ref, commit_sha, previous_sha, state,
-	queued_at, started_at, finished_at, exit_code, failed_step, log_path, error, superseded_by`
+	queued_at, started_at, finished_at, exit_code, failed_step, log_path, error, superseded_by, note`
 
 // ListRuns returns the newest runs of a deployment, newest first; at most
 // limit of them, or all if limit <= 0.
@@ -170,21 +213,21 @@ func (s *Store) runs(ctx context.Context, clause string, args ...any) ([]Run, er
 	var runs []Run
 	for rows.Next() {
 		var (
-			r                                   Run
-			ref, commit, previous, logPath, why sql.NullString
-			started, finished                   sql.NullTime
-			exitCode, failedStep, superseded    sql.NullInt64
+			r                                         Run
+			ref, commit, previous, logPath, why, note sql.NullString
+			started, finished                         sql.NullTime
+			exitCode, failedStep, superseded          sql.NullInt64
 		)
 		err := rows.Scan(&r.ID, &r.Delivery, &r.Deployment, &r.Attempt, &r.Trigger, &ref, &commit,
 			&previous, &r.State, &r.QueuedAt, &started, &finished, &exitCode, &failedStep, &logPath,
-			&why, &superseded)
+			&why, &superseded, &note)
 		if err != nil {
 			return nil, classify(err)
 		}
 		r.Ref, r.Commit, r.Previous, r.LogPath, r.Error = ref.String, commit.String, previous.String, logPath.String, why.String
 		r.StartedAt, r.FinishedAt = started.Time, finished.Time
 		r.ExitCode, r.FailedStep = intPtr(exitCode), intPtr(failedStep)
-		r.SupersededBy = superseded.Int64
+		r.SupersededBy, r.Note = superseded.Int64, note.String
 		runs = append(runs, r)
 	}
 	if err := rows.Err(); err != nil {

@@ -92,6 +92,8 @@ type Options struct {
 	Wait bool
 	// Version goes into the User-Agent of API calls.
 	Version string
+	// Now is the clock of deploy windows; nil means time.Now.
+	Now func() time.Time
 }
 
 // Worker deploys one deployment.
@@ -103,6 +105,7 @@ type Worker struct {
 	getenv  func(string) string
 	stderr  io.Writer
 	wait    bool
+	now     func() time.Time
 	q       *queue.Queue
 	repo    *gitrepo.Repo // the checkout; used under the run lock only
 	notices *notices
@@ -126,6 +129,9 @@ func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worke
 	if opts.Stderr == nil {
 		opts.Stderr = io.Discard
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	log := opts.Logger.With("deployment", name)
 	token, err := cfg.GitHubToken(opts.Getenv)
 	if err != nil {
@@ -144,7 +150,7 @@ func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worke
 	}
 	n.start()
 	return &Worker{
-		cfg: cfg, d: d, st: st, log: log, getenv: opts.Getenv, stderr: opts.Stderr, wait: opts.Wait,
+		cfg: cfg, d: d, st: st, log: log, getenv: opts.Getenv, stderr: opts.Stderr, wait: opts.Wait, now: opts.Now,
 		q: queue.Open(cfg.QueuePath(name)), notices: n,
 		repo: &gitrepo.Repo{Path: d.Path, URL: d.FetchURL(), Timeout: d.StepTimeout, Env: gitEnv(opts.Getenv), Logger: log},
 	}, nil
@@ -223,7 +229,7 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, trigger string) err
 			return w.supersede(ctx, req, newer)
 		}
 	}
-	if why := w.holdReason(time.Now()); why != "" {
+	if why := w.holdReason(w.now()); why != "" {
 		return w.hold(ctx, req, why)
 	}
 	_, err = w.Deploy(ctx, req)
@@ -432,7 +438,7 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 		req.Attempt = 1
 	}
 	var note string
-	if why := w.holdReason(time.Now()); why != "" {
+	if why := w.holdReason(w.now()); why != "" {
 		if !req.Force {
 			return store.Run{}, sysexits.WithHint(sysexits.Errorf(sysexits.TempFail, "%s", why), "pass --force to deploy anyway")
 		}

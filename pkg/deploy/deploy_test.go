@@ -591,6 +591,43 @@ func TestDeployRequest(t *testing.T) {
 	}
 }
 
+// A window opening releases the waiting entry (the test sets the clock).
+func TestWindowOpens(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, `windows = ["wed 10:00-11:00"]
+time_zone = "UTC"
+steps = [["sh", "-c", "echo $DH_COMMIT >> $TRACE"]]`)
+	clock := time.Date(2026, 11, 25, 9, 59, 0, 0, time.UTC) // a Wednesday
+	drain := func() error {
+		w, err := deploy.New(r.cfg, "app", r.st, deploy.Options{Getenv: os.Getenv, Now: func() time.Time { return clock }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		c, err := w.Queue().Lock(context.Background(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.Run(context.Background(), w.Handle, queue.Options{Once: true})
+	}
+	sha := r.commit("main", nil)
+	r.enqueue("d-1", "refs/heads/main", sha)
+	if err := drain(); !sysexits.Is(err, sysexits.TempFail) || r.readTrace() != "" {
+		t.Fatalf("at 09:59 drain = %v, trace %q; want the entry to wait", err, r.readTrace())
+	}
+	if runs := r.runs(); len(runs) != 1 || !strings.Contains(runs[0].Note, "the next opens 2026-11-25T10:00:00Z") {
+		t.Fatalf("runs %+v; want a waiting run naming the next window", runs)
+	}
+	clock = clock.Add(2 * time.Minute)
+	if err := drain(); err != nil || r.readTrace() != sha+"\n" {
+		t.Fatalf("at 10:01 drain = %v, trace %q; want it deployed", err, r.readTrace())
+	}
+	if runs := r.runs(); len(runs) != 1 || runs[0].State != store.RunSucceeded {
+		t.Errorf("runs %+v; want the waiting run succeeded", runs)
+	}
+}
+
 // While paused or outside its windows the deployment's entries wait, with
 // a queued run saying why; a resume deploys them (the same run), and a
 // manual deploy only goes ahead with Force, noted in the run.

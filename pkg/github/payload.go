@@ -58,7 +58,24 @@ func DecodePush(payload []byte) (*Push, error) {
 	case p.Repository.FullName == "":
 		return nil, errors.New("push payload has no repository.full_name")
 	}
+	if err := noNUL("push", "ref", p.Ref, "before", p.Before, "after", p.After,
+		"repository.full_name", p.Repository.FullName); err != nil {
+		return nil, err
+	}
 	return &p, nil
+}
+
+// noNUL refuses a NUL byte (JSON "\u0000") in the named fields: they go
+// into the event table, and Postgres text cannot hold one. Refusing the
+// payload makes it a bad delivery with a reason, instead of a database
+// error that fails every entry of its batch.
+func noNUL(kind string, fields ...string) error {
+	for i := 0; i+1 < len(fields); i += 2 {
+		if strings.IndexByte(fields[i+1], 0) >= 0 {
+			return fmt.Errorf("%s payload has a NUL byte in %s: %q", kind, fields[i], fields[i+1])
+		}
+	}
+	return nil
 }
 
 // IsDeletion reports whether the push deleted its branch or tag (GitHub
@@ -106,16 +123,25 @@ func DecodePing(payload []byte) (*Ping, error) {
 	if p.HookID == 0 {
 		p.HookID = p.Hook.ID
 	}
+	repo := ""
+	if p.Repository != nil {
+		repo = p.Repository.FullName
+	}
+	if err := noNUL("ping", "repository.full_name", repo, "hook.type", p.Hook.Type, "hook.config.url", p.Hook.Config.URL,
+		"hook.events", strings.Join(p.Hook.Events, ",")); err != nil {
+		return nil, err
+	}
 	return &p, nil
 }
 
 // RepositoryName returns payload.repository.full_name of any event, "" if
-// there is none (or the payload is not an object with that shape).
+// there is none (or the payload is not an object with that shape, or the
+// name holds a NUL byte).
 func RepositoryName(payload []byte) string {
 	var p struct {
 		Repository *Repository `json:"repository"`
 	}
-	if json.Unmarshal(payload, &p) != nil || p.Repository == nil {
+	if json.Unmarshal(payload, &p) != nil || p.Repository == nil || noNUL("", "", p.Repository.FullName) != nil {
 		return ""
 	}
 	return p.Repository.FullName

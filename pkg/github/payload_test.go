@@ -42,6 +42,15 @@ func TestDecodePayloads(t *testing.T) {
 	}
 }
 
+func TestNULRefused(t *testing.T) {
+	if p, err := github.DecodePing([]byte(`{"hook_id":1,"hook":{"type":"Repository","events":["push\u0000"]}}`)); err == nil {
+		t.Errorf("DecodePing(NUL in hook.events) = %+v, nil; want an error", p)
+	}
+	if got := github.RepositoryName([]byte(`{"repository":{"full_name":"o/n\u0000"}}`)); got != "" {
+		t.Errorf("RepositoryName(NUL in full_name) = %q; want \"\"", got)
+	}
+}
+
 func TestDecodePushErrors(t *testing.T) {
 	for _, payload := range []string{
 		`[]`,
@@ -49,6 +58,10 @@ func TestDecodePushErrors(t *testing.T) {
 		`{"ref":"refs/heads/x","repository":{"full_name":"o/n"}}`,
 		`{"ref":"refs/heads/x","after":"a"}`,
 		`{"ref":"refs/heads/x","after":"a","repository":{"full_name":"o/n","created_at":"2020-01-01T00:00:00Z"},"deleted":"yes"}`,
+		// A NUL byte cannot go into the event table (Postgres text).
+		`{"ref":"refs/heads/x\u0000","after":"a","repository":{"full_name":"o/n"}}`,
+		`{"ref":"refs/heads/x","after":"a\u0000","repository":{"full_name":"o/n"}}`,
+		`{"ref":"refs/heads/x","after":"a","repository":{"full_name":"o/n\u0000"}}`,
 	} {
 		if p, err := github.DecodePush([]byte(payload)); err == nil {
 			t.Errorf("DecodePush(%s) = %+v, nil; want an error", payload, p)

@@ -1,9 +1,14 @@
 package nginx
 
 import (
+	"bytes"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
 func TestParseSite(t *testing.T) {
@@ -59,21 +64,51 @@ server {
 	}
 }
 
+// FuzzParseSite: ParseSite never panics; a site it accepts has names,
+// each a valid DNS name a certificate can cover (event.ValidDomain, no
+// quote, space, ";", "/", "$" or "\\"), without duplicates; TLS only when
+// the text mentions ssl_certificate; parsing is deterministic, and the
+// names written back as one server block parse to the same names. Seeds:
+// testdata/fuzz/FuzzParseSite (site files as operators write them) and
+// a site for each fixture repository.
 func FuzzParseSite(f *testing.F) {
 	f.Add([]byte("server { server_name a.test; ssl_certificate x; }"))
 	f.Add([]byte(`server { server_name "a.test" 'b.test'; # c` + "\n}"))
+	for _, fx := range testenv.Fixtures(f) {
+		if owner, name, ok := strings.Cut(strings.ToLower(fx.Repository), "/"); ok {
+			f.Add([]byte(fmt.Sprintf("server {\n  listen 443 ssl;\n  server_name %s.%s.test www.%[1]s.%[2]s.test;\n  ssl_certificate /etc/letsencrypt/live/%[1]s/fullchain.pem;\n  location / { proxy_pass http://127.0.0.1:3000; }\n}\n", name, owner)))
+		}
+	}
 	f.Fuzz(func(t *testing.T, src []byte) {
 		info, err := ParseSite(src)
+		again, err2 := ParseSite(src)
+		if (err == nil) != (err2 == nil) || (err != nil && err.Error() != err2.Error()) || !slices.Equal(info.Names, again.Names) || info.TLS != again.TLS {
+			t.Fatalf("ParseSite(%q) = %+v, %v; then %+v, %v", src, info, err, again, err2)
+		}
 		if err != nil {
+			if info.Names != nil || info.TLS {
+				t.Fatalf("ParseSite(%q) = %+v with error %v; want an empty SiteInfo", src, info, err)
+			}
 			return
 		}
 		if len(info.Names) == 0 {
 			t.Fatalf("ParseSite(%q) accepted a site without names", src)
 		}
-		for _, n := range info.Names {
-			if checkName(n) != nil || strings.ContainsAny(n, "/;$ \"'\\") {
+		for i, n := range info.Names {
+			if checkName(n) != nil || !event.ValidDomain(n) || strings.ContainsAny(n, "/;$ \"'\\\x00") {
 				t.Fatalf("ParseSite(%q) accepted the name %q", src, n)
 			}
+			if slices.Contains(info.Names[:i], n) {
+				t.Fatalf("ParseSite(%q) = %q; %q twice", src, info.Names, n)
+			}
+		}
+		if info.TLS && !bytes.Contains(src, []byte("ssl_certificate")) && !bytes.Contains(src, []byte("\\")) && !bytes.Contains(src, []byte("'")) && !bytes.Contains(src, []byte(`"`)) {
+			t.Fatalf("ParseSite(%q) says TLS without an ssl_certificate directive", src)
+		}
+		canon := "server {\n\tserver_name " + strings.Join(info.Names, " ") + ";\n}\n"
+		back, err := ParseSite([]byte(canon))
+		if err != nil || !slices.Equal(back.Names, info.Names) || back.TLS {
+			t.Fatalf("ParseSite(%q) = %+v, %v; want the names %q of %q", canon, back, err, info.Names, src)
 		}
 	})
 }

@@ -289,6 +289,18 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 	err := r.db(ctx, "record deliveries", func(ctx context.Context) error {
 		return r.store.InTx(ctx, func(tx *store.Store) error { return decideAll(ctx, tx, items) })
 	})
+	if err != nil && len(es) > 1 && ctx.Err() == nil &&
+		!sysexits.Is(err, sysexits.TempFail) && !sysexits.Is(err, sysexits.IOErr) {
+		// One entry the database refuses (a bug, or data no check
+		// foresaw) must not fail its whole batch: handle them one by one,
+		// so that only it fails.
+		r.logger.Warn("batch refused by the database; handling its entries one by one", "entries", len(es), "err", err)
+		errs := make([]error, len(es))
+		for i, e := range es {
+			errs[i] = r.HandleBatch(ctx, []*queue.Entry{e})[0]
+		}
+		return errs
+	}
 	if err == nil {
 		err = r.publish(cfg, items)
 	}

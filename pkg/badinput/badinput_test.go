@@ -1,0 +1,757 @@
+// Package badinput is the bad input catalogue: one table, each row an
+// input a stranger (or a broken GitHub, or an operator's typo) can give
+// dh-deployer and the clear error it must get — an HTTP status and JSON
+// description from dh-receive, a reason in the event table, an entry in
+// failed/ with a .why sidecar, or an exit status and message naming
+// file:line. After every row the test checks that nothing was lost or
+// half-written: no queue holds anything new except the failed/ entry the
+// row promises, no staging directory (.tmp) holds a partial file, and no
+// site was installed in nginx's conf.d.
+//
+// Everything is real: the HTTP server of pkg/receive on 127.0.0.1, queue
+// directories, the router, the deploy worker, the nginx installer with a
+// private nginx (nginxtest), a throwaway Postgres (storetest) and the
+// shared Main of the tools (cli.Run with store.Load, as every stage
+// starts). The rows are tested piecemeal in their packages as well; this
+// is the one place that shows them side by side.
+package badinput
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/deploy"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/github"
+	"github.com/dh-deployer/dh-deployer/pkg/nginx"
+	"github.com/dh-deployer/dh-deployer/pkg/nginx/nginxtest"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/receive"
+	"github.com/dh-deployer/dh-deployer/pkg/route"
+	"github.com/dh-deployer/dh-deployer/pkg/store"
+	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+var secret = []byte("a-real-secret-of-some-length-0123")
+
+// maxBody is receive.max_body in the world's configuration.
+const maxBody = 64 << 10
+
+// world is one installation: queues, state, a database, nginx, an
+// nginx-kind checkout and dh-receive listening on 127.0.0.1.
+type world struct {
+	dir      string
+	file     string // the configuration file
+	cfg      *config.Config
+	st       *store.Store
+	url      string // dh-receive's webhook URL
+	addr     string // dh-receive's host:port
+	nginx    *nginxtest.Server
+	checkout string // the "sites" deployment's checkout
+	guid     int
+}
+
+const deployments = `
+[deployments.api]
+repository = "acme/app"
+branches   = ["main", "feature-*"]
+path       = %q
+steps      = [["true"]]
+
+[deployments.sites]
+kind       = "nginx"
+repository = "acme/nginx"
+branches   = ["main"]
+path       = %q
+sites      = [{ rule = "include", select = ["*"] }]
+`
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	testenv.Command(t, "git")
+	w := &world{dir: t.TempDir()}
+	w.nginx = nginxtest.Start(t, nginxtest.Options{})
+	sitePort = w.nginx.Port
+	w.checkout = filepath.Join(w.dir, "sites")
+	argv := func(a []string) string { b, _ := json.Marshal(a); return string(b) }
+	doc := fmt.Sprintf(`queue_dir = %q
+state_dir = %q
+database_url = %q
+
+[receive]
+max_body = %d
+read_header_timeout = "300ms"
+
+[nginx]
+conf_dir = %q
+snippets_dir = %q
+cert_dir = %q
+test_command = %s
+reload_command = %s
+`, filepath.Join(w.dir, "queues"), filepath.Join(w.dir, "state"), storetest.NewMigrated(t), maxBody,
+		w.nginx.ConfDir, w.nginx.SnippetsDir, filepath.Join(w.dir, "certs"),
+		argv(w.nginx.TestCommand()), argv(w.nginx.ReloadCommand())) +
+		fmt.Sprintf(deployments, filepath.Join(w.dir, "api"), w.checkout)
+	w.file = filepath.Join(w.dir, "config.toml")
+	if err := os.WriteFile(w.file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if w.cfg, w.st, err = store.Load(context.Background(), w.file); err != nil {
+		t.Fatalf("store.Load(%s) = %v", w.file, err)
+	}
+	t.Cleanup(func() { w.st.Close() })
+	for _, q := range []string{config.MainQueue, config.NginxQueue, config.CertQueue, "api", "sites"} {
+		if err := queue.Open(w.cfg.QueuePath(q)).Init(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The nginx-kind checkout: a git repository with one good site,
+	// installed.
+	w.git(t, "init", "-q", "-b", "main")
+	w.publish(t, config.NginxQueue, w.commit(t, map[string]string{"production/good.example.test.conf": site("good.example.test")}))
+	if err := w.installNginx(t); err != nil {
+		t.Fatalf("install the good site: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(w.nginx.ConfDir, "good.example.test.conf")); err != nil {
+		t.Fatalf("the good site is not installed: %v", err)
+	}
+
+	s := &receive.Server{Config: w.cfg.Receive, Secrets: [][]byte{secret}, Queue: queue.Open(w.cfg.QueuePath(config.MainQueue)),
+		Logger: slog.New(slog.DiscardHandler), Now: time.Now}
+	l, err := receive.Listen("127.0.0.1:0", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, l, func(string) string { return "" }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve() = %v", err)
+		}
+	})
+	w.addr = l.Addr().String()
+	w.url = "http://" + w.addr + w.cfg.Receive.Path
+	return w
+}
+
+// sitePort is the port the sites listen on: the private nginx's.
+var sitePort int
+
+func site(names string) string {
+	return fmt.Sprintf("server {\n    listen 127.0.0.1:%d;\n    server_name %s;\n    return 200 \"x\";\n}\n", sitePort, names)
+}
+
+func (w *world) git(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = w.checkout
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.org",
+		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.org", "HOME="+w.dir)
+	os.MkdirAll(w.checkout, 0o755)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// commit writes files (path → content; "" removes) into the checkout,
+// commits, and returns the nginx-sites entry dh-deploy would publish.
+func (w *world) commit(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(w.checkout, name)
+		if content == "" {
+			os.Remove(p)
+			continue
+		}
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.git(t, "add", "-A")
+	w.git(t, "commit", "-q", "--allow-empty", "-m", "change")
+	e := event.NginxSites{Deployment: "sites", Commit: w.git(t, "rev-parse", "HEAD"), Delivery: "d-" + w.git(t, "rev-parse", "--short", "HEAD"),
+		RequestedAt: time.Now()}
+	data, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func (w *world) newGUID() string {
+	w.guid++
+	return fmt.Sprintf("0badf00d-cc78-11e3-81ab-%012d", w.guid)
+}
+
+// delivery is a correctly signed GitHub delivery of body.
+func (w *world) delivery(event string, body []byte) *http.Request {
+	req, _ := http.NewRequest("POST", w.url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(github.HeaderEvent, event)
+	req.Header.Set(github.HeaderDelivery, w.newGUID())
+	req.Header.Set(github.HeaderHookID, "292430182")
+	req.Header.Set("User-Agent", "GitHub-Hookshot/044aadd")
+	req.Header.Set(github.HeaderSignature256, github.Sign(body, secret))
+	return req
+}
+
+func push(ref, after string) []byte {
+	b, _ := json.Marshal(map[string]any{"ref": ref, "before": github.ZeroSHA, "after": after,
+		"repository": map[string]any{"full_name": "acme/app"}})
+	return b
+}
+
+// outcome is what an input got.
+type outcome struct {
+	status int    // HTTP status; 0 when no HTTP answer is involved
+	code   int    // exit status or sysexits code of the stage's error; -1 when none
+	text   string // the answer's description, the error, or the recorded reason
+}
+
+func (o outcome) String() string {
+	return fmt.Sprintf("status %d, code %d, %q", o.status, o.code, o.text)
+}
+
+// send posts req to dh-receive and returns its answer.
+func send(t *testing.T, req *http.Request) outcome {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", req.URL, err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Description string `json:"description"`
+		Delivery    string `json:"delivery"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("answer %d is not JSON: %v", resp.StatusCode, err)
+	}
+	return outcome{status: resp.StatusCode, code: -1, text: body.Description}
+}
+
+// raw writes a request on a TCP connection (then, with halfClose, shuts
+// down its sending side) and returns the status and JSON description of
+// the answer, or how the server ended the connection.
+func (w *world) raw(t *testing.T, request string, halfClose bool, wait time.Duration) outcome {
+	t.Helper()
+	conn, err := net.Dial("tcp", w.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, request)
+	if halfClose {
+		conn.(*net.TCPConn).CloseWrite()
+	}
+	conn.SetReadDeadline(time.Now().Add(wait))
+	start := time.Now()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			return outcome{code: -1, text: fmt.Sprintf("still open after %v", wait)}
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			return outcome{code: -1, text: fmt.Sprintf("connection closed only after %v", d)}
+		}
+		return outcome{code: -1, text: "connection closed by the server"}
+	}
+	defer resp.Body.Close()
+	var body struct{ Description string }
+	json.NewDecoder(resp.Body).Decode(&body)
+	return outcome{status: resp.StatusCode, code: -1, text: body.Description}
+}
+
+// drain runs a stage's handler over its queue until the queue is empty,
+// as the tools' --once does; it returns the error that stopped it.
+func (w *world) drain(t *testing.T, q string, h queue.Handler) error {
+	t.Helper()
+	c, err := queue.Open(w.cfg.QueuePath(q)).Lock(context.Background(), false)
+	if err != nil {
+		t.Fatalf("lock %s: %v", q, err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return c.Run(ctx, h, queue.Options{Once: true, NoNotify: true})
+}
+
+// route drains queues/main the way dh-route does: in batches.
+func (w *world) route(t *testing.T) error {
+	t.Helper()
+	r := route.New(w.cfg, w.st, route.Options{Logger: slog.New(slog.DiscardHandler)})
+	c, err := queue.Open(w.cfg.QueuePath(config.MainQueue)).Lock(context.Background(), false)
+	if err != nil {
+		t.Fatalf("lock main: %v", err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return c.RunBatch(ctx, r.HandleBatch, queue.Options{Once: true, NoNotify: true})
+}
+
+func (w *world) deploy(t *testing.T) error {
+	t.Helper()
+	wk, err := deploy.New(w.cfg, "api", w.st, deploy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wk.Close()
+	return w.drain(t, "api", wk.Handle)
+}
+
+func (w *world) installNginx(t *testing.T) error {
+	t.Helper()
+	return w.drain(t, config.NginxQueue, nginx.New(w.cfg, w.st, nginx.Options{}).Handle)
+}
+
+// publish puts an entry in a queue the way the stage before does.
+func (w *world) publish(t *testing.T, q string, data []byte) {
+	t.Helper()
+	if _, err := queue.Open(w.cfg.QueuePath(q)).Publish(data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lastFailure is the .why of the newest entry in a queue's failed/.
+func (w *world) lastFailure(t *testing.T, q string) outcome {
+	t.Helper()
+	qq := queue.Open(w.cfg.QueuePath(q))
+	names, err := qq.Failed()
+	if err != nil || len(names) == 0 {
+		return outcome{code: -1, text: fmt.Sprintf("nothing in %s/failed (%v)", q, err)}
+	}
+	f, err := qq.ReadFailure(names[len(names)-1])
+	if err != nil {
+		return outcome{code: -1, text: fmt.Sprintf("no .why for %s: %v", names[len(names)-1], err)}
+	}
+	return outcome{code: f.ExitCode, text: f.Error}
+}
+
+// event is the event table's decision on a delivery.
+func (w *world) event(t *testing.T, delivery string) string {
+	t.Helper()
+	row, err := w.st.GetEvent(context.Background(), delivery)
+	if err != nil {
+		return fmt.Sprintf("no event row: %v", err)
+	}
+	return row.Status + " " + row.Reason
+}
+
+// runTool runs a tool's start-up the way every stage does (cli.Run, then
+// store.Load of -c FILE) and returns its exit status and stderr.
+func runTool(t *testing.T, file string) outcome {
+	t.Helper()
+	var stderr bytes.Buffer
+	app := &cli.App{Name: "dh-route", Default: "run", Commands: []*cli.Command{{Name: "run", Run: func(ctx context.Context, env *cli.Env, _ []string) error {
+		_, st, err := store.Load(ctx, env.Config)
+		if err == nil {
+			st.Close()
+		}
+		return err
+	}}}}
+	code := cli.Run(context.Background(), app, &cli.Env{Stdout: io.Discard, Stderr: &stderr}, []string{"-c", file})
+	return outcome{code: code, text: stderr.String()}
+}
+
+// badConfig writes the world's configuration with extra appended.
+func (w *world) badConfig(t *testing.T, extra string) string {
+	t.Helper()
+	good, err := os.ReadFile(w.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(file, append(good, extra...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// snapshot lists every file under the queue directory and conf.d, with
+// its size, so a row can show that nothing appeared, vanished or changed
+// besides what it expects.
+func (w *world) snapshot(t *testing.T) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	for _, root := range []string{w.cfg.QueueDir, w.nginx.ConfDir} {
+		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || d.Name() == queue.LockFile {
+				return nil
+			}
+			fi, err := d.Info()
+			if err == nil {
+				out[p] = fi.Size()
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+func TestCatalogue(t *testing.T) {
+	w := newWorld(t)
+	star := fixture(t, "star")
+	good := []byte(`{"ref":"refs/heads/main","after":"` + strings.Repeat("a", 40) + `","repository":{"full_name":"acme/app"}}`)
+	big := append(append([]byte(`{"pad":"`), bytes.Repeat([]byte("x"), maxBody)...), `"}`...)
+	sha := strings.Repeat("c", 40)
+	ghEntry := func(delivery, deployment string, payload []byte) []byte {
+		e := event.GitHubEvent{Delivery: delivery, Event: "push", ReceivedAt: time.Now(), Deployment: deployment, Payload: payload}
+		b, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var last string // the delivery GUID of the last row that sent one
+
+	rows := []struct {
+		name   string
+		input  func(t *testing.T) outcome
+		want   outcome // text is a part of the real one
+		failed string  // the queue whose failed/ gets the entry (with a .why); "" for none
+	}{
+		// dh-receive: answered with a status and a JSON description; nothing queued.
+		{"bad signature", func(t *testing.T) outcome {
+			r := w.delivery("push", good)
+			r.Header.Set(github.HeaderSignature256, github.Sign(good, []byte("not-the-secret")))
+			return send(t, r)
+		}, outcome{403, -1, "signature does not match"}, ""},
+		{"missing signature", func(t *testing.T) outcome {
+			r := w.delivery("push", good)
+			r.Header.Del(github.HeaderSignature256)
+			return send(t, r)
+		}, outcome{401, -1, "missing X-Hub-Signature-256"}, ""},
+		{"SHA-1 signature only", func(t *testing.T) outcome {
+			r := w.delivery("push", good)
+			r.Header.Del(github.HeaderSignature256)
+			r.Header.Set(github.HeaderSignature1, "sha1=01dc10d0c83e72ed246219cdd91669667fe2ca59")
+			return send(t, r)
+		}, outcome{401, -1, "only the SHA-1 X-Hub-Signature"}, ""},
+		{"malformed signature", func(t *testing.T) outcome {
+			r := w.delivery("push", good)
+			r.Header.Set(github.HeaderSignature256, "sha256=$(id)")
+			return send(t, r)
+		}, outcome{401, -1, "sha256=<64 hex digits>"}, ""},
+		{"missing X-GitHub-Event", func(t *testing.T) outcome {
+			r := w.delivery("push", good)
+			r.Header.Del(github.HeaderEvent)
+			return send(t, r)
+		}, outcome{400, -1, "missing or malformed X-GitHub-Event"}, ""},
+		{"shell metacharacters in X-GitHub-Event", func(t *testing.T) outcome {
+			return send(t, w.delivery("push;rm -rf /", good))
+		}, outcome{400, -1, "missing or malformed X-GitHub-Event"}, ""},
+		{"missing X-GitHub-Delivery", func(t *testing.T) outcome {
+			r := w.delivery("push", good)
+			r.Header.Del(github.HeaderDelivery)
+			return send(t, r)
+		}, outcome{400, -1, "missing or malformed X-GitHub-Delivery header (want a GUID)"}, ""},
+		{"malformed GUID in X-GitHub-Delivery (../)", func(t *testing.T) outcome {
+			r := w.delivery("push", good)
+			r.Header.Set(github.HeaderDelivery, "../../queues/main/x")
+			return send(t, r)
+		}, outcome{400, -1, "X-GitHub-Delivery header (want a GUID)"}, ""},
+		{"malformed JSON (signed as sent)", func(t *testing.T) outcome {
+			return send(t, w.delivery("push", []byte(`{"ref": "refs/heads/main",`)))
+		}, outcome{400, -1, "payload is not valid JSON"}, ""},
+		{"JSON that is not an object", func(t *testing.T) outcome {
+			return send(t, w.delivery("push", []byte(`"refs/heads/main"`)))
+		}, outcome{400, -1, "payload is not a JSON object"}, ""},
+		{"truncated body (client stops before Content-Length)", func(t *testing.T) outcome {
+			return w.raw(t, fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"+
+				"X-GitHub-Event: push\r\nX-GitHub-Delivery: %s\r\nX-Hub-Signature-256: %s\r\n\r\n%s",
+				w.cfg.Receive.Path, len(good), w.newGUID(), github.Sign(good, secret), good[:len(good)/2]), true, 10*time.Second)
+		}, outcome{400, -1, "read body: unexpected EOF"}, ""},
+		{"oversized body (Content-Length)", func(t *testing.T) outcome {
+			return send(t, w.delivery("push", big))
+		}, outcome{413, -1, fmt.Sprintf("body larger than %d bytes", maxBody)}, ""},
+		{"oversized body (chunked, no length)", func(t *testing.T) outcome {
+			r := w.delivery("push", big)
+			r.ContentLength, r.Body = -1, io.NopCloser(bytes.NewReader(big))
+			return send(t, r)
+		}, outcome{413, -1, fmt.Sprintf("body larger than %d bytes", maxBody)}, ""},
+		{"wrong content type", func(t *testing.T) outcome {
+			r := w.delivery("push", good)
+			r.Header.Set("Content-Type", "text/plain")
+			return send(t, r)
+		}, outcome{415, -1, "content type must be application/json or application/x-www-form-urlencoded"}, ""},
+		{"slow client (headers never finish)", func(t *testing.T) outcome {
+			return w.raw(t, "POST "+w.cfg.Receive.Path+" HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\n", false, 10*time.Second)
+		}, outcome{0, -1, "connection closed by the server"}, ""},
+
+		// dh-route: accepted (202), then decided with a reason, or failed/.
+		{"unknown event (star), accepted then voided", func(t *testing.T) outcome {
+			r := w.delivery("star", star)
+			last = r.Header.Get(github.HeaderDelivery)
+			if o := send(t, r); o.status != http.StatusAccepted {
+				return o
+			}
+			return outcome{http.StatusAccepted, sysexits.Code(w.route(t)), w.event(t, last)}
+		}, outcome{202, 0, "voided " + route.ReasonEventNotTaken}, ""},
+		{"queue entry of the wrong version (route)", func(t *testing.T) outcome {
+			w.publish(t, config.MainQueue, bytes.Replace(ghEntry("wrong-version-1", "", good), []byte(`"version":1`), []byte(`"version":2`), 1))
+			if err := w.route(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.lastFailure(t, config.MainQueue)
+		}, outcome{0, sysexits.DataErr, "entry version 2 is not supported (this build reads version 1)"}, config.MainQueue},
+		{"entry that is not JSON (route)", func(t *testing.T) outcome {
+			w.publish(t, config.MainQueue, []byte("{\"version\":1,\"kind\":\"github-event\",\"payload\":{\n"))
+			if err := w.route(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.lastFailure(t, config.MainQueue)
+		}, outcome{0, sysexits.DataErr, "entry is not a JSON object"}, config.MainQueue},
+
+		// dh-deploy: a push routed to it that it must not act on.
+		{"shell metacharacters in ref: accepted, routed, refused by dh-deploy", func(t *testing.T) outcome {
+			r := w.delivery("push", push("refs/heads/feature-$(id) `reboot`; rm -rf ~", sha))
+			last = r.Header.Get(github.HeaderDelivery)
+			if o := send(t, r); o.status != http.StatusAccepted {
+				return o
+			}
+			if err := w.route(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: "route: " + err.Error()}
+			}
+			if got := w.event(t, last); got != "routed " {
+				return outcome{code: -1, text: "route decided " + got}
+			}
+			if err := w.deploy(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: "deploy: " + err.Error()}
+			}
+			return w.lastFailure(t, "api")
+		}, outcome{0, sysexits.DataErr, "invalid ref \"refs/heads/feature-$(id) `reboot`; rm -rf ~\""}, "api"},
+		{"NUL in ref: accepted, then failed by dh-route with a reason", func(t *testing.T) outcome {
+			r := w.delivery("push", push("refs/heads/feature-\x00x", sha))
+			last = r.Header.Get(github.HeaderDelivery)
+			if o := send(t, r); o.status != http.StatusAccepted {
+				return o
+			}
+			if err := w.route(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: "route: " + err.Error()}
+			}
+			return w.lastFailure(t, config.MainQueue)
+		}, outcome{0, sysexits.DataErr, `push payload has a NUL byte in ref: "refs/heads/feature-\x00x"`}, config.MainQueue},
+		{"NUL in ref does not take the other deliveries of its batch along", func(t *testing.T) outcome {
+			ping := w.delivery("ping", fixture(t, "ping"))
+			if o := send(t, ping); o.status != http.StatusAccepted {
+				return o
+			}
+			r := w.delivery("push", push("refs/heads/main\x00", sha))
+			if o := send(t, r); o.status != http.StatusAccepted {
+				return o
+			}
+			if err := w.route(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: "route: " + err.Error()}
+			}
+			if got := w.event(t, ping.Header.Get(github.HeaderDelivery)); !strings.HasPrefix(got, "ping ") {
+				return outcome{code: -1, text: "the ping beside it: " + got}
+			}
+			o := w.lastFailure(t, config.MainQueue)
+			o.text += "; event row: " + w.event(t, r.Header.Get(github.HeaderDelivery))
+			return o
+		}, outcome{0, sysexits.DataErr, "event row: failed push payload has a NUL byte in ref"}, config.MainQueue},
+		{"shell metacharacters in the commit id", func(t *testing.T) outcome {
+			w.publish(t, "api", ghEntry("bad-sha-1", "api", push("refs/heads/main", "$(reboot)")))
+			if err := w.deploy(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.lastFailure(t, "api")
+		}, outcome{0, sysexits.DataErr, `invalid commit "$(reboot)"`}, "api"},
+		{"deployment name with ../ in a deployment queue entry", func(t *testing.T) outcome {
+			w.publish(t, "api", ghEntry("dotdot-1", "../sites", push("refs/heads/main", sha)))
+			if err := w.deploy(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.lastFailure(t, "api")
+		}, outcome{0, sysexits.DataErr, `entry is for deployment "../sites", not "api"`}, "api"},
+		{"queue entry of the wrong version (deploy)", func(t *testing.T) outcome {
+			w.publish(t, "api", bytes.Replace(ghEntry("wrong-version-2", "api", good), []byte(`"version":1`), []byte(`"version":0`), 1))
+			if err := w.deploy(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.lastFailure(t, "api")
+		}, outcome{0, sysexits.DataErr, "entry version 0 is not supported"}, "api"},
+
+		// dh-nginx: entries and checkouts it must refuse.
+		{"deployment name with ../ in an nginx-sites entry", func(t *testing.T) outcome {
+			w.publish(t, config.NginxQueue, bytes.Replace(w.commit(t, nil), []byte(`"deployment":"sites"`), []byte(`"deployment":"../sites"`), 1))
+			if err := w.installNginx(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.lastFailure(t, config.NginxQueue)
+		}, outcome{0, sysexits.DataErr, `malformed deployment name "../sites"`}, config.NginxQueue},
+		{"site name .. (file production/...conf)", func(t *testing.T) outcome {
+			w.publish(t, config.NginxQueue, w.commit(t, map[string]string{"production/...conf": site("dots.example.test")}))
+			defer w.commit(t, map[string]string{"production/...conf": ""})
+			if err := w.installNginx(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.lastFailure(t, config.NginxQueue)
+		}, outcome{0, sysexits.DataErr, `site name ".." is not allowed`}, config.NginxQueue},
+		{"shell metacharacters in a site name", func(t *testing.T) outcome {
+			w.publish(t, config.NginxQueue, w.commit(t, map[string]string{"production/x;reboot.conf": site("x.example.test")}))
+			defer w.commit(t, map[string]string{"production/x;reboot.conf": ""})
+			if err := w.installNginx(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.lastFailure(t, config.NginxQueue)
+		}, outcome{0, sysexits.DataErr, `site name "x;reboot" is not allowed`}, config.NginxQueue},
+		{"shell metacharacters in server_name", func(t *testing.T) outcome {
+			w.publish(t, config.NginxQueue, w.commit(t, map[string]string{"production/shell.example.test.conf": site(`"a.example.test;reboot"`)}))
+			defer w.commit(t, map[string]string{"production/shell.example.test.conf": ""})
+			if err := w.installNginx(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.lastFailure(t, config.NginxQueue)
+		}, outcome{0, sysexits.DataErr, `server_name "a.example.test;reboot": not a valid DNS name`}, config.NginxQueue},
+		{"NUL in server_name", func(t *testing.T) outcome {
+			w.publish(t, config.NginxQueue, w.commit(t, map[string]string{"production/nul.example.test.conf": site("a\x00.example.test")}))
+			defer w.commit(t, map[string]string{"production/nul.example.test.conf": ""})
+			if err := w.installNginx(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.lastFailure(t, config.NginxQueue)
+		}, outcome{0, sysexits.DataErr, "not a valid DNS name"}, config.NginxQueue},
+		{"symlink escaping the checkout", func(t *testing.T) outcome {
+			outside := filepath.Join(w.dir, "outside.conf")
+			os.WriteFile(outside, []byte(site("evil.example.test")), 0o644)
+			link := filepath.Join(w.checkout, "production/link.example.test.conf")
+			if err := os.Symlink("../../outside.conf", link); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { os.Remove(link); w.commit(t, nil) }()
+			w.publish(t, config.NginxQueue, w.commit(t, nil))
+			if err := w.installNginx(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.lastFailure(t, config.NginxQueue)
+		}, outcome{0, sysexits.DataErr, "production/link.example.test.conf: a symbolic link: refused"}, config.NginxQueue},
+		{"queue entry of the wrong kind (nginx)", func(t *testing.T) outcome {
+			w.publish(t, config.NginxQueue, ghEntry("wrong-kind-1", "sites", good))
+			if err := w.installNginx(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.lastFailure(t, config.NginxQueue)
+		}, outcome{0, sysexits.DataErr, `entry kind "github-event" does not belong in queues/nginx`}, config.NginxQueue},
+
+		// Every tool at start: the configuration, strictly.
+		{"config with an unknown key", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[deployments.web]\nrepository = \"acme/web\"\nbrnach = [\"main\"]\npath = \"/srv/web\"\n"))
+		}, outcome{0, sysexits.Config, "config.toml:%LINE+4%: unknown key \"deployments.web.brnach\"\ndh-route: hint: did you mean \"branches\"?"}, ""},
+		{"config with a deployment named ../etc", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[deployments.\"../etc\"]\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"))
+		}, outcome{0, sysexits.Config, `config.toml:%LINE+2%: deployments."../etc": name must match [a-z0-9][a-z0-9-]*`}, ""},
+		{"config selecting a site ../etc", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[deployments.more-sites]\nkind = \"nginx\"\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"+
+				"sites = [{ rule = \"include\", select = [\"../etc/passwd\"] }]\n"))
+		}, outcome{0, sysexits.Config, `config.toml:%LINE+7%: deployments.more-sites.sites[0]: bad site name or pattern "../etc/passwd" in select`}, ""},
+	}
+
+	// %LINE+N% in a want is the Nth line of what badConfig appends.
+	goodLines := 0
+	if b, err := os.ReadFile(w.file); err == nil {
+		goodLines = bytes.Count(b, []byte("\n"))
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			want := row.want
+			want.text = lineRE.ReplaceAllStringFunc(want.text, func(m string) string {
+				n, _ := strconv.Atoi(lineRE.FindStringSubmatch(m)[1])
+				return strconv.Itoa(goodLines + n)
+			})
+			before := w.snapshot(t)
+			got := row.input(t)
+			t.Logf("%v", got) // go test -v shows the catalogue's real answers
+			if got.status != want.status || got.code != want.code || !strings.Contains(got.text, want.text) {
+				t.Errorf("got %v; want %v", got, want)
+			}
+			after := w.snapshot(t)
+			var added []string
+			for p, size := range after {
+				if old, ok := before[p]; !ok {
+					added = append(added, p)
+				} else if old != size {
+					t.Errorf("%s changed (%d → %d bytes)", p, old, size)
+				}
+			}
+			for p := range before {
+				// Only an entry waiting in a queue may go (it was handled);
+				// nothing leaves failed/ or conf.d.
+				if _, ok := after[p]; !ok && filepath.Dir(filepath.Dir(p)) != w.cfg.QueueDir {
+					t.Errorf("%s vanished", p)
+				}
+			}
+			slices.Sort(added)
+			var wantAdded []string
+			if row.failed != "" {
+				dir := filepath.Join(w.cfg.QueuePath(row.failed), queue.FailedDir)
+				if len(added) == 2 && filepath.Dir(added[0]) == dir && added[1] == added[0]+queue.WhySuffix {
+					wantAdded = added
+				} else {
+					wantAdded = []string{dir + "/<entry>", dir + "/<entry>" + queue.WhySuffix}
+				}
+			}
+			if !slices.Equal(added, wantAdded) {
+				t.Errorf("new files %q; want %q", added, wantAdded)
+			}
+			for p := range after {
+				if filepath.Base(filepath.Dir(p)) == queue.StagingDir {
+					t.Errorf("staging file left behind: %s", p)
+				}
+			}
+			for _, q := range []string{config.MainQueue, config.NginxQueue, config.CertQueue, "api", "sites"} {
+				if names, _ := queue.Open(w.cfg.QueuePath(q)).List(); len(names) != 0 {
+					t.Errorf("queue %s still holds %q", q, names)
+				}
+			}
+		})
+	}
+}
+
+var lineRE = regexp.MustCompile(`%LINE\+(\d+)%`)
+
+// fixture is the payload of the first fixture of an event.
+func fixture(t *testing.T, event string) []byte {
+	t.Helper()
+	for _, f := range testenv.Fixtures(t) {
+		if f.Event == event {
+			b, err := os.ReadFile(f.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	}
+	t.Fatalf("no %s fixture", event)
+	return nil
+}

@@ -2,6 +2,7 @@ package route_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"os"
@@ -483,5 +484,46 @@ func TestDeployRequest(t *testing.T) {
 		if name != "token-1" && len(n) > 0 {
 			t.Errorf("%s forwarded to %v", name, n)
 		}
+	}
+}
+
+// An entry the database refuses for a reason no check foresaw fails alone:
+// the rest of its batch is routed. (A trigger plays the refusing database.)
+func TestPoisonEntryFailsAlone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := storetest.NewMigrated(t)
+	db, err := sql.Open("postgres", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, err = db.ExecContext(ctx, `
+		CREATE FUNCTION refuse_poison() RETURNS trigger AS $$
+		BEGIN
+			IF NEW.delivery = 'poison-1' THEN RAISE EXCEPTION 'poisoned delivery'; END IF;
+			RETURN NEW;
+		END $$ LANGUAGE plpgsql;
+		CREATE TRIGGER refuse_poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_poison();`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, url)
+	push := []byte(`{"ref":"refs/heads/master","before":"a1","after":"b2","repository":{"full_name":"Codertocat/Hello-World"},"head_commit":{"id":"b2"}}`)
+	r.publish(t, entry(t, "good-1", "push", push))
+	poison := r.publish(t, entry(t, "poison-1", "push", push))
+	r.publish(t, entry(t, "good-2", "push", push))
+	r.drain(t)
+	for _, d := range []string{"good-1", "good-2"} {
+		if row, err := r.st.GetEvent(ctx, d); err != nil || row.Status != store.StatusRouted {
+			t.Errorf("%s = %+v, %v; want routed", d, row, err)
+		}
+	}
+	failed, _ := r.main.Failed()
+	if len(failed) != 1 || failed[0] != poison {
+		t.Errorf("failed/ holds %v; want only the poisoned entry %s", failed, poison)
+	}
+	if why, err := r.main.ReadFailure(poison); err != nil || !strings.Contains(why.Error, "poisoned delivery") {
+		t.Errorf("its reason %+v, %v; want the database's words", why, err)
 	}
 }

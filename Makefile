@@ -23,7 +23,7 @@ UNITS       := $(notdir $(wildcard systemd/*.service systemd/*.socket systemd/*.
 SUDOERS     := $(notdir $(wildcard sudoers/dh-*))
 DOCS        := README.md $(wildcard docs/*.md) docs/config.example.toml
 
-.PHONY: all build test lint bench demo install uninstall deps help clean
+.PHONY: all build test lint bench demo install uninstall deps help clean fuzz
 
 all: build
 
@@ -45,8 +45,36 @@ lint: ## gofmt, go vet, staticcheck
 	@test -x $(GOBIN)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(GOBIN)/staticcheck ./...
 
-bench: deps ## benchmarks (speed and memory targets live here, not in tests)
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# make bench gives each benchmark a fixed amount of work (-benchtime Nx), so
+# that two runs compare; docs/development.md says what each one measures.
+# PACKAGE:BENCHMARK:BENCHTIME, run in this order; 2 to 6 minutes in all.
+BENCHES     := ./pkg/receive:BenchmarkReceive:1000x ./pkg/route:BenchmarkRouteBacklog:1x \
+               ./pkg/demo:BenchmarkPushToStep:1x ./pkg/demo:BenchmarkDaemons:5x
+BENCH_COUNT ?= 1
+BENCH_OUT   ?= bin/bench-$(VERSION).txt
+
+bench: deps ## benchmarks: one report; the raw output in bin/bench-COMMIT.txt (BENCH_OUT)
+	@mkdir -p $(dir $(BENCH_OUT))
+	@{ echo "# commit: $(VERSION)"; echo "# date: $$(date -u '+%F %T UTC')"; echo "# nproc: $$(nproc)"; \
+	  echo "# cpu model: $$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"; \
+	  echo "# kernel: $$(uname -sr)"; echo "# go: $$($(GO) env GOVERSION)"; \
+	  echo "# load start: $$(cut -d' ' -f1-3 /proc/loadavg)"; } > $(BENCH_OUT)
+	@for b in $(BENCHES); do IFS=: read -r pkg name n <<< "$$b"; \
+	  echo "make bench: $$name -benchtime $$n -count $(BENCH_COUNT) $$pkg" >&2; \
+	  $(GO) test -run '^$$' -bench "^$$name\$$" -benchtime $$n -count $(BENCH_COUNT) $$pkg >> $(BENCH_OUT) 2>&1 || \
+	    { tail -n 40 $(BENCH_OUT); exit 1; }; \
+	done
+	@echo "# load end: $$(cut -d' ' -f1-3 /proc/loadavg)" >> $(BENCH_OUT)
+	@$(GO) run ./cmd/dh-benchreport $(BENCH_OUT)
+
+FUZZTIME ?= 30s
+fuzz: ## run every fuzz target in turn for FUZZTIME each (go test runs the seed corpora already)
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' pkg | xargs -n1 dirname | sort -u); do \
+	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | cut -d' ' -f2 | sort); do \
+	    echo "== $$t ./$$dir"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./$$dir; \
+	  done; \
+	done
 
 demo: build ## run the main job end to end on a throwaway setup (DH_DEMO_KEEP=1 keeps it)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/dh-demo

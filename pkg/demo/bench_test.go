@@ -3,14 +3,19 @@ package demo
 import (
 	"bufio"
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/progpath"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
@@ -95,9 +100,143 @@ func BenchmarkPushToStep(b *testing.B) {
 	}
 	b.StopTimer()
 	slices.Sort(lat)
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
 	b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
 	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+	// The daemons' peak resident memory over the whole run (VmHWM).
+	for _, d := range r.daemons {
+		b.ReportMetric(procStatus(b, d.cmd.Process.Pid, "VmHWM")/1024, d.name+"-peak-RSS-MB")
+	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkDaemons reports the start-up time and the idle resident memory
+// of each long-running daemon: dh-receive, dh-route run, dh-deploy run
+// demo, dh-nginx run and dh-cert run, each started alone b.N times on the
+// demo's setup (with [nginx] and [cert] tables whose commands are true).
+// The start-up time runs from the exec until the daemon sends READY=1 to
+// $NOTIFY_SOCKET (sd_notify(3)), a unix datagram socket the benchmark
+// listens on: what systemd waits for with Type=notify. The idle memory is
+// VmRSS one second after READY=1. Both are medians over the starts.
+func BenchmarkDaemons(b *testing.B) {
+	const idle = time.Second
+	bin := buildTools(b)
+	for _, name := range []string{"dh-nginx", "dh-cert"} {
+		if err := os.Symlink(testenv.Build(b, name), filepath.Join(bin, name)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	truePath, err := progpath.Find("true")
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := testenv.ShortTempDir(b, "dh-bench")
+	extra := fmt.Sprintf(`
+[nginx]
+conf_dir       = %q
+snippets_dir   = %q
+cert_dir       = %q
+test_command   = [%q]
+reload_command = [%q]
+
+[cert]
+command = [%q]
+`, filepath.Join(dir, "nginx", "conf.d"), filepath.Join(dir, "nginx", "snippets"), filepath.Join(dir, "live"),
+		truePath, truePath, truePath)
+	r, err := prepare(context.Background(), Options{BinDir: bin, Dir: dir, Keep: true, Config: extra})
+	if r != nil {
+		defer func() {
+			if err := r.close(); err != nil {
+				b.Error(err)
+			}
+		}()
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, q := range []string{"nginx", "cert"} {
+		if err := queue.Open(filepath.Join(dir, "queues", q)).Init(); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	sock := filepath.Join(dir, "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	ready := make(chan time.Time, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			if slices.Contains(strings.Split(string(buf[:n]), "\n"), "READY=1") {
+				ready <- time.Now()
+			}
+		}
+	}()
+
+	for _, argv := range [][]string{{"dh-receive", "serve"}, {"dh-route", "run"}, {"dh-deploy", "run", Deployment},
+		{"dh-nginx", "run"}, {"dh-cert", "run"}} {
+		b.Run(argv[0], func(b *testing.B) {
+			var start, rss []float64
+			for range b.N {
+				t0 := time.Now()
+				d, err := r.start([]string{"NOTIFY_SOCKET=" + sock}, argv[0], argv[1:]...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				select {
+				case at := <-ready:
+					start = append(start, ms(at.Sub(t0)))
+				case <-d.done:
+					b.Fatalf("%s exited before READY=1: %v\n%s", d.name, d.err, tail(d.log, 12))
+				case <-time.After(readyTimeout):
+					b.Fatalf("%s sent no READY=1 within %v\n%s", d.name, readyTimeout, tail(d.log, 12))
+				}
+				time.Sleep(idle)
+				rss = append(rss, procStatus(b, d.cmd.Process.Pid, "VmRSS")/1024)
+				err = d.stop()
+				r.daemons = slices.DeleteFunc(r.daemons, func(x *daemon) bool { return x == d })
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(median(start), "start-ms")
+			b.ReportMetric(median(rss), "idle-RSS-MB")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	return xs[len(xs)/2]
+}
+
+// procStatus returns a field of /proc/PID/status in KiB, e.g. VmRSS (the
+// resident memory now) or VmHWM (its peak).
+func procStatus(b *testing.B, pid int, field string) float64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			if f := strings.Fields(v); len(f) == 2 && f[1] == "kB" {
+				kb, err := strconv.ParseFloat(f[0], 64)
+				if err == nil {
+					return kb
+				}
+			}
+		}
+	}
+	b.Fatalf("/proc/%d/status: no %s", pid, field)
+	return 0
 }

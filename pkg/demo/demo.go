@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -74,6 +75,9 @@ type Options struct {
 	Timeout time.Duration
 	// Out receives the step-by-step report (default: none).
 	Out io.Writer
+	// Config is more TOML appended to the configuration, e.g. the [nginx]
+	// and [cert] tables BenchmarkDaemons needs (default: none).
+	Config string
 }
 
 // Layout of the demo's directory.
@@ -153,10 +157,23 @@ type rig struct {
 	before  string // the last commit pushed
 }
 
-// setup makes the directory, starts PostgreSQL, makes the repositories and
-// the configuration, applies the migrations and starts the daemons. When it
-// returns a rig, the caller must close it, error or not.
+// setup prepares the rig and starts the daemons. When it returns a rig,
+// the caller must close it, error or not.
 func setup(ctx context.Context, opts Options) (*rig, error) {
+	r, err := prepare(ctx, opts)
+	if err != nil {
+		return r, err
+	}
+	err = r.step("starting dh-route run, dh-deploy run demo and dh-receive", func() (string, error) {
+		return "webhook at " + r.url + ", logs in " + logDir + "/", r.startDaemons(ctx)
+	})
+	return r, err
+}
+
+// prepare makes the directory, starts PostgreSQL, makes the repositories
+// and the configuration and applies the migrations; no daemon runs yet.
+// When it returns a rig, the caller must close it, error or not.
+func prepare(ctx context.Context, opts Options) (*rig, error) {
 	if opts.BinDir == "" {
 		return nil, errors.New("demo: no directory of binaries given")
 	}
@@ -220,14 +237,9 @@ func setup(ctx context.Context, opts Options) (*rig, error) {
 	}); err != nil {
 		return r, err
 	}
-	if err := r.step("dh-route migrate", func() (string, error) {
+	err = r.step("dh-route migrate", func() (string, error) {
 		out, err := r.tool(ctx, "dh-route", "migrate")
 		return strings.TrimSpace(out), err
-	}); err != nil {
-		return r, err
-	}
-	err = r.step("starting dh-route run, dh-deploy run demo and dh-receive", func() (string, error) {
-		return "webhook at " + r.url + ", logs in " + logDir + "/", r.startDaemons(ctx)
 	})
 	return r, err
 }
@@ -339,7 +351,7 @@ func (r *rig) writeConfig(dbURL string) error {
 	r.url = "http://" + addr + "/github-webhook"
 	var steps []string
 	for _, s := range r.opts.Steps {
-		steps = append(steps, tomlArray(s))
+		steps = append(steps, TOMLArray(s))
 	}
 	doc := fmt.Sprintf(`# dh-deployer demo configuration (pkg/demo)
 queue_dir    = %q
@@ -356,8 +368,9 @@ branches   = ["main"]
 path       = %q
 clone_url  = %q
 steps      = [%s]
-`, filepath.Join(r.dir, "queues"), filepath.Join(r.dir, "state"), dbURL, addr, filepath.Join(r.dir, secretFile),
-		Deployment, Repository, filepath.Join(r.dir, siteDir), filepath.Join(r.dir, remoteDir), strings.Join(steps, ", "))
+%s`, filepath.Join(r.dir, "queues"), filepath.Join(r.dir, "state"), dbURL, addr, filepath.Join(r.dir, secretFile),
+		Deployment, Repository, filepath.Join(r.dir, siteDir), filepath.Join(r.dir, remoteDir), strings.Join(steps, ", "),
+		r.opts.Config)
 	r.config = filepath.Join(r.dir, configFile)
 	if err := os.WriteFile(r.config, []byte(doc), 0o644); err != nil {
 		return err
@@ -366,8 +379,8 @@ steps      = [%s]
 	return queue.Open(filepath.Join(r.dir, "queues", "main")).Init()
 }
 
-// tomlArray renders strings as a TOML array of basic strings.
-func tomlArray(ss []string) string {
+// TOMLArray renders strings as a TOML array of basic strings.
+func TOMLArray(ss []string) string {
 	q := make([]string, len(ss))
 	for i, s := range ss {
 		var b strings.Builder
@@ -401,11 +414,8 @@ type daemon struct {
 // startDaemons starts the consumers, then dh-receive, and waits until
 // dh-receive answers HTTP.
 func (r *rig) startDaemons(ctx context.Context) error {
-	if err := os.MkdirAll(filepath.Join(r.dir, logDir), 0o755); err != nil {
-		return err
-	}
 	for _, argv := range [][]string{{"dh-route", "run"}, {"dh-deploy", "run", Deployment}, {"dh-receive", "serve"}} {
-		if err := r.start(argv[0], argv[1:]...); err != nil {
+		if _, err := r.start(nil, argv[0], argv[1:]...); err != nil {
 			return err
 		}
 	}
@@ -430,29 +440,33 @@ func (r *rig) startDaemons(ctx context.Context) error {
 	}
 }
 
-// start starts a daemon with its stderr (and stdout) in logs/NAME.log. It
-// runs in its own process group, so that a Ctrl-C at the terminal reaches
-// only the demo, which stops the daemons in order.
-func (r *rig) start(name string, args ...string) error {
+// start starts a daemon, with env added to the demo's environment and its
+// stderr (and stdout) in logs/NAME.log. It runs in its own process group,
+// so that a Ctrl-C at the terminal reaches only the demo, which stops the
+// daemons in order.
+func (r *rig) start(env []string, name string, args ...string) (*daemon, error) {
 	d := &daemon{name: name, log: filepath.Join(r.dir, logDir, name+".log"), done: make(chan struct{})}
+	if err := os.MkdirAll(filepath.Join(r.dir, logDir), 0o755); err != nil {
+		return nil, err
+	}
 	f, err := os.OpenFile(d.log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close() // the child has its own copy
 	d.cmd = exec.Command(filepath.Join(r.opts.BinDir, name), append([]string{"-c", r.config}, args...)...)
-	d.cmd.Env = r.env
+	d.cmd.Env = append(slices.Clip(r.env), env...)
 	d.cmd.Stdout, d.cmd.Stderr = f, f
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := d.cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", name, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	r.daemons = append(r.daemons, d)
 	go func() {
 		d.err = d.cmd.Wait()
 		close(d.done)
 	}()
-	return nil
+	return d, nil
 }
 
 // exited returns an error if a daemon has exited.
@@ -496,40 +510,62 @@ func (r *rig) post(ctx context.Context, sha string) (string, error) {
 	if before == "" {
 		before = github.ZeroSHA
 	}
-	payload, err := json.Marshal(map[string]any{
-		"ref": "refs/heads/main", "before": before, "after": sha,
-		"created": before == github.ZeroSHA, "deleted": false, "forced": false,
-		"repository":  map[string]any{"full_name": Repository, "name": "app"},
-		"pusher":      map[string]any{"name": "dh-demo"},
-		"head_commit": map[string]any{"id": sha, "message": "demo push"},
-	})
+	payload, err := PushPayload(Repository, "refs/heads/main", before, sha)
 	if err != nil {
 		return "", err
 	}
-	delivery := newGUID()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(payload))
+	delivery := NewGUID()
+	status, body, err := Deliver(ctx, r.client, r.url, r.secret, "push", delivery, payload)
 	if err != nil {
 		return "", err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(github.HeaderEvent, "push")
-	req.Header.Set(github.HeaderDelivery, delivery)
-	req.Header.Set("X-Hub-Signature-256", github.Sign(payload, r.secret))
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return "", fmt.Errorf("dh-receive answered %s: %s%s", resp.Status, bytes.TrimSpace(body), r.logs())
+	if status != http.StatusAccepted {
+		return "", fmt.Errorf("dh-receive answered %d %s: %s%s", status, http.StatusText(status), bytes.TrimSpace(body), r.logs())
 	}
 	r.before = sha
 	return delivery, nil
 }
 
-// newGUID returns a random (version 4) UUID, as GitHub's delivery ids are.
-func newGUID() string {
+// PushPayload returns the payload of a push of after to ref of repository
+// (owner/name), with the fields dh-route and dh-deploy read; before is the
+// previous commit, github.ZeroSHA for a new branch.
+func PushPayload(repository, ref, before, after string) ([]byte, error) {
+	name := repository[strings.LastIndexByte(repository, '/')+1:]
+	return json.Marshal(map[string]any{
+		"ref": ref, "before": before, "after": after,
+		"created": before == github.ZeroSHA, "deleted": false, "forced": false,
+		"repository":  map[string]any{"full_name": repository, "name": name},
+		"pusher":      map[string]any{"name": "dh-demo"},
+		"head_commit": map[string]any{"id": after, "message": "demo push"},
+	})
+}
+
+// Deliver posts payload to dh-receive's webhook url as GitHub does: event
+// and delivery in their headers, signed with secret. It returns the status
+// and the start of the answer's body; err is a failure to get an answer.
+func Deliver(ctx context.Context, client *http.Client, url string, secret []byte, event, delivery string, payload []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(github.HeaderEvent, event)
+	req.Header.Set(github.HeaderDelivery, delivery)
+	req.Header.Set("X-Hub-Signature-256", github.Sign(payload, secret))
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return 0, nil, err
+	}
+	return resp.StatusCode, body, nil
+}
+
+// NewGUID returns a random (version 4) UUID, as GitHub's delivery ids are.
+func NewGUID() string {
 	var u [16]byte
 	rand.Read(u[:])
 	u[6] = u[6]&0x0f | 0x40

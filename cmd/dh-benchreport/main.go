@@ -1,0 +1,184 @@
+// dh-benchreport prints the report of `make bench` from the raw output it
+// kept: the output of `go test -bench` (benchstat's format) and the
+// "# key: value" lines make bench writes around it (commit, date, machine,
+// load average), which benchstat ignores. It is a development tool, not
+// installed.
+//
+// Usage:
+//
+//	dh-benchreport FILE
+//
+// The report has one section per benchmark: receive throughput and latency
+// beside the floor (BenchmarkReceive), the routing backlog drain
+// (BenchmarkRouteBacklog), the end-to-end latency (BenchmarkPushToStep),
+// and each daemon's start-up time and idle and peak memory
+// (BenchmarkDaemons, and BenchmarkPushToStep's peaks). A figure that is
+// missing prints as "-". With -count above 1 each figure is the median of
+// the runs. Columns are fixed-width, so that two reports compare with
+// diff. Exit status: 0 ok, 1 the file is unreadable, 64 usage.
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(stderr, "usage: dh-benchreport FILE")
+		return 64
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "dh-benchreport: error: %v\n", err)
+		return 1
+	}
+	defer f.Close()
+	res, err := parse(f)
+	if err != nil {
+		fmt.Fprintf(stderr, "dh-benchreport: error: %s: %v\n", args[0], err)
+		return 1
+	}
+	report(stdout, args[0], res)
+	return 0
+}
+
+// results holds what the raw output says.
+type results struct {
+	header map[string]string               // "# key: value" lines
+	values map[string]map[string][]float64 // benchmark name -> unit -> one value per run
+	iters  map[string]string               // benchmark name -> b.N of its last run
+}
+
+// procs is the -GOMAXPROCS suffix go test adds to benchmark names.
+var procs = regexp.MustCompile(`-\d+$`)
+
+func parse(r io.Reader) (*results, error) {
+	res := &results{header: map[string]string{}, values: map[string]map[string][]float64{}, iters: map[string]string{}}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		if h, ok := strings.CutPrefix(line, "# "); ok {
+			if k, v, ok := strings.Cut(h, ": "); ok {
+				res.header[k] = strings.TrimSpace(v)
+			}
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") || len(f)%2 != 0 {
+			continue
+		}
+		name := procs.ReplaceAllString(f[0], "")
+		if res.values[name] == nil {
+			res.values[name] = map[string][]float64{}
+		}
+		res.iters[name] = f[1]
+		for i := 2; i+1 < len(f); i += 2 {
+			if v, err := strconv.ParseFloat(f[i], 64); err == nil {
+				res.values[name][f[i+1]] = append(res.values[name][f[i+1]], v)
+			}
+		}
+	}
+	return res, sc.Err()
+}
+
+// get returns the median of a benchmark's metric over its runs.
+func (res *results) get(name, unit string) (float64, bool) {
+	vs := slices.Clone(res.values[name][unit])
+	if len(vs) == 0 {
+		return 0, false
+	}
+	slices.Sort(vs)
+	return vs[len(vs)/2], true
+}
+
+// cell formats a metric right-aligned in width w, "-" if missing.
+func (res *results) cell(w int, prec int, name, unit string) string {
+	if v, ok := res.get(name, unit); ok {
+		return fmt.Sprintf("%*.*f", w, prec, v)
+	}
+	return fmt.Sprintf("%*s", w, "-")
+}
+
+// runs names a benchmark and its b.N for a section title.
+func (res *results) runs(name string) string {
+	n := "not run"
+	for k, v := range res.iters {
+		if k == name || strings.HasPrefix(k, name+"/") {
+			n = "N=" + v
+			break
+		}
+	}
+	return fmt.Sprintf("(%s, %s)", name, n)
+}
+
+func report(w io.Writer, file string, res *results) {
+	h := func(k string) string {
+		if v, ok := res.header[k]; ok {
+			return v
+		}
+		return "-"
+	}
+	fmt.Fprintf(w, "dh-deployer benchmark report\n")
+	fmt.Fprintf(w, "  commit   %s\n", h("commit"))
+	fmt.Fprintf(w, "  date     %s\n", h("date"))
+	fmt.Fprintf(w, "  machine  %s CPUs, %s, %s, %s\n", h("nproc"), h("cpu model"), h("kernel"), h("go"))
+	fmt.Fprintf(w, "  load     %s at start, %s at end (1, 5, 15 min averages)\n", h("load start"), h("load end"))
+	fmt.Fprintf(w, "  raw      %s\n", file)
+
+	fmt.Fprintf(w, "\nReceive: signed 7 KB pushes to the in-process handler; the floor only checks\n")
+	fmt.Fprintf(w, "the HMAC and fsyncs the file and its directory %s\n", res.runs("BenchmarkReceive"))
+	fmt.Fprintf(w, "  %-16s %10s %8s %8s %9s\n", "", "req/s", "p50 ms", "p99 ms", "vs floor")
+	for _, c := range []string{"c1", "c16"} {
+		for _, who := range []string{"floor", "dh-receive"} {
+			name := "BenchmarkReceive/" + who + "/" + c
+			ratio := ""
+			if who == "dh-receive" {
+				a, ok1 := res.get(name, "req/s")
+				b, ok2 := res.get("BenchmarkReceive/floor/"+c, "req/s")
+				if ok1 && ok2 && b > 0 {
+					ratio = fmt.Sprintf("%8.2fx", a/b)
+				}
+			}
+			row := fmt.Sprintf("  %-16s %s %s %s %s", who+" "+c, res.cell(10, 0, name, "req/s"),
+				res.cell(8, 2, name, "p50-ms"), res.cell(8, 2, name, "p99-ms"), ratio)
+			fmt.Fprintln(w, strings.TrimRight(row, " "))
+		}
+	}
+
+	const route = "BenchmarkRouteBacklog"
+	fmt.Fprintf(w, "\nRouting: dh-route run --once drains a backlog of 10,000 deliveries %s\n", res.runs(route))
+	fmt.Fprintf(w, "  %-22s %s\n", "deliveries/s", res.cell(10, 0, route, "deliveries/s"))
+	fmt.Fprintf(w, "  %-22s %s\n", "peak RSS MB", res.cell(10, 1, route, "peak-RSS-MB"))
+	fmt.Fprintf(w, "  %-22s %s\n", "cpu µs/delivery", res.cell(10, 1, route, "route-cpu-µs/delivery"))
+
+	const push = "BenchmarkPushToStep"
+	fmt.Fprintf(w, "\nEnd to end: signed POST to dh-receive until the deployment's first step\n")
+	fmt.Fprintf(w, "starts, 200 pushes one after the other %s\n", res.runs(push))
+	for _, u := range []string{"p50", "p99", "max"} {
+		fmt.Fprintf(w, "  %-22s %s\n", u+" ms", res.cell(10, 1, push, u+"-ms"))
+	}
+
+	const daemons = "BenchmarkDaemons"
+	fmt.Fprintf(w, "\nDaemons: start-up is exec until READY=1 on $NOTIFY_SOCKET, idle RSS one second\n")
+	fmt.Fprintf(w, "later, medians over the starts %s; peak RSS is the\n", res.runs(daemons))
+	fmt.Fprintf(w, "high-water mark over BenchmarkPushToStep (none drives dh-nginx or dh-cert)\n")
+	fmt.Fprintf(w, "  %-22s %10s %12s %12s\n", "", "start ms", "idle RSS MB", "peak RSS MB")
+	for _, d := range []string{"dh-receive serve", "dh-route run", "dh-deploy run demo", "dh-nginx run", "dh-cert run"} {
+		name, _, _ := strings.Cut(d, " ")
+		fmt.Fprintf(w, "  %-22s %s %s %s\n", d, res.cell(10, 1, daemons+"/"+name, "start-ms"),
+			res.cell(12, 1, daemons+"/"+name, "idle-RSS-MB"), res.cell(12, 1, push, name+"-peak-RSS-MB"))
+	}
+
+	fmt.Fprintf(w, "\nCompare two runs: diff -u two reports, or benchstat on the raw files (its\n")
+	fmt.Fprintf(w, "significance test wants make bench BENCH_COUNT=6 or more, six times as long):\n")
+	fmt.Fprintf(w, "  go run golang.org/x/perf/cmd/benchstat@latest bin/bench-OLD.txt bin/bench-NEW.txt\n")
+}

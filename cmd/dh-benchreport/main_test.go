@@ -1,0 +1,56 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const raw = `# commit: v1.0.0-3-gabcdef0
+# load start: 0.10 0.20 0.30
+goos: linux
+pkg: github.com/dh-deployer/dh-deployer/pkg/receive
+BenchmarkReceive/floor/c1-2         	    2000	         2.000 p50-ms	        10.00 p99-ms	       200.0 req/s
+BenchmarkReceive/dh-receive/c1-2    	    2000	         3.000 p50-ms	        20.00 p99-ms	       150.0 req/s
+BenchmarkReceive/dh-receive/c1-2    	    2000	         3.000 p50-ms	        20.00 p99-ms	       170.0 req/s
+BenchmarkReceive/dh-receive/c1-2    	    2000	         3.000 p50-ms	        20.00 p99-ms	       100.0 req/s
+PASS
+pkg: github.com/dh-deployer/dh-deployer/pkg/demo
+BenchmarkDaemons/dh-cert-2            	       5	         9.914 idle-RSS-MB	       127.0 start-ms
+`
+
+// The report shows each figure (the median of repeated runs) in its row,
+// the ratio to the floor, "-" for what did not run, the header from the
+// "# key: value" lines, and no trailing blanks for diff to trip on.
+func TestReport(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bench.txt")
+	if err := os.WriteFile(file, []byte(raw), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errs strings.Builder
+	if code := run([]string{file}, &out, &errs); code != 0 {
+		t.Fatalf("run = %d; want 0\n%s", code, errs.String())
+	}
+	report := out.String()
+	for _, want := range []string{
+		"  commit   v1.0.0-3-gabcdef0\n",
+		"0.10 0.20 0.30 at start, - at end",
+		"  dh-receive c1           150     3.00    20.00     0.75x\n",
+		"  floor c16                 -        -        -\n",
+		"(BenchmarkRouteBacklog, not run)",
+		"  dh-cert run                 127.0          9.9            -\n",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	for line := range strings.Lines(report) {
+		if strings.TrimRight(line, " \n") != strings.TrimSuffix(line, "\n") {
+			t.Errorf("trailing blank in %q", line)
+		}
+	}
+	if code := run(nil, &out, &errs); code != 64 {
+		t.Errorf("run(no file) = %d; want 64", code)
+	}
+}

@@ -17,7 +17,11 @@
 //
 // SIGHUP makes run reload the configuration between two entries; a
 // configuration that does not load is logged and the old one kept.
-// queue_dir and database_url changes need a restart.
+// queue_dir, database_url and [status] changes need a restart.
+//
+// With status.listen set, run also serves the read-only status page
+// (GET /status, /status.json, /status/logs/NAME/RUN; see pkg/status and
+// docs/route.md) until it stops; run --once does not.
 //
 // The configuration is read from -c FILE, else $DH_CONFIG, else
 // /etc/dh-deployer/config.toml; $DH_DATABASE_URL overrides database_url.
@@ -42,6 +46,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/route"
+	statuspage "github.com/dh-deployer/dh-deployer/pkg/status"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 )
 
@@ -91,9 +96,39 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 			}
 		}
 	}()
+	if network, addr := cfg.Status.ListenNetwork(); network != "" && !once {
+		stop, err := serveStatus(ctx, env, r, st, network, addr)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	env.Logger.Info("routing", "queue", cfg.QueuePath(config.MainQueue), "deployments", len(cfg.Deployments), "once", once)
 	defer env.Ready()()
 	return c.RunBatch(ctx, r.HandleBatch, queue.Options{Once: once, Logger: env.Logger})
+}
+
+// serveStatus serves the status page (status.listen) until ctx ends or
+// stop is called; stop waits for the server to shut down.
+func serveStatus(ctx context.Context, env *cli.Env, r *route.Router, st *store.Store, network, addr string) (stop func(), err error) {
+	token, err := r.Config().StatusToken(env.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	l, err := statuspage.Listen(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	h := statuspage.New(r.Config, st, statuspage.Options{Token: token, Logger: env.Logger})
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := statuspage.Serve(ctx, l, h, env.Logger); err != nil {
+			env.Logger.Error("status page stopped", "err", err)
+		}
+	}()
+	return func() { cancel(); <-done }, nil
 }
 
 // reload replaces the router's configuration by the file's current

@@ -105,6 +105,9 @@ type Config struct {
 	// Cert configures dh-cert (see cert.go).
 	Cert Cert `toml:"cert"`
 
+	// Status configures dh-route's status page (see status.go).
+	Status Status `toml:"status"`
+
 	// Deployments maps each deployment's name to its definition. The name
 	// ([a-z0-9][a-z0-9-]*, at most 64 bytes, not main, nginx, cert, failed
 	// or tmp) is also the name of its queue and of its systemd instance

@@ -111,6 +111,7 @@ var tables = []struct {
 	{"the top level", reflect.TypeFor[Config]()},
 	{"[receive]", reflect.TypeFor[Receive]()},
 	{"[github]", reflect.TypeFor[GitHub]()},
+	{"[status]", reflect.TypeFor[Status]()},
 	{"[deployments.NAME]", reflect.TypeFor[Deployment]()},
 	{"a sites rule", reflect.TypeFor[SiteRule]()},
 }

@@ -29,6 +29,7 @@ var packages = map[string]string{
 	"getfacl":         "acl",
 	"git":             "git",
 	"systemd-analyze": "systemd",
+	"chromium":        "chromium",
 }
 
 // goTools maps a program that tests install with go install to its

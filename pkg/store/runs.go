@@ -243,3 +243,17 @@ func intPtr(n sql.NullInt64) *int {
 	i := int(n.Int64)
 	return &i
 }
+
+// LastRunIn returns the newest run of a deployment in the given state
+// (for example the last succeeded run, whose commit is the deployed one);
+// ErrNotFound if there is none.
+func (s *Store) LastRunIn(ctx context.Context, deployment, state string) (Run, error) {
+	runs, err := s.runs(ctx, `WHERE deployment = $1 AND state = $2 ORDER BY id DESC LIMIT 1`, deployment, state)
+	if err == nil && len(runs) == 0 {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return Run{}, fmt.Errorf("last %s run of %s: %w", state, deployment, err)
+	}
+	return runs[0], nil
+}

@@ -1,0 +1,578 @@
+// Package status is dh-route's read-only status page: an http.Handler
+// that shows every deployment with its state, its current commit and its
+// last runs (each linking to its log), the depths of the queues, the
+// failed entries and the last routing decisions.
+//
+//	GET /status                    HTML, without JavaScript or external assets
+//	GET /status.json               the same data, for scripts
+//	GET /status/logs/NAME/RUN      the log of run RUN of deployment NAME, text/plain
+//
+// Guarantees:
+//
+//   - Nothing is ever written: only GET and HEAD are served (405 otherwise);
+//     it reads the configuration, the events and runs tables, the queue
+//     directories, the pause files and the run logs.
+//   - Every value shown (names, errors, notes, reasons) is escaped by
+//     html/template; responses carry a Content-Security-Policy that allows
+//     no script, and X-Content-Type-Options: nosniff.
+//   - A log is served only if it is a regular file directly in
+//     deploy.LogDir(state_dir, NAME), opened through an os.Root, for a run of
+//     a configured deployment whose log_path names it; anything else is 403
+//     or 404.
+//   - With a token (status.token_file), every request must carry
+//     "Authorization: Bearer TOKEN" (compared in constant time; 401 without
+//     it, 403 with another). A token in the query string is refused (400),
+//     with or without a configured token, so it never lands in access logs
+//     or browser history.
+//   - The page degrades rather than fails: a queue that cannot be read shows
+//     "-", and when the database is down the queues, pauses and windows are
+//     still shown with the error listed.
+package status
+
+import (
+	"context"
+	"crypto/subtle"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/deploy"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/store"
+)
+
+// Defaults of Options.
+const (
+	DefaultRuns      = 10
+	DefaultDecisions = 20
+	DefaultTimeout   = 10 * time.Second
+)
+
+// Deployment states, most urgent first.
+const (
+	StateRunning  = "running"  // a run is in progress
+	StateDisabled = "disabled" // enabled = false
+	StatePaused   = "paused"   // dh-deploy pause (its own or the global one)
+	StateWaiting  = "waiting"  // outside its deploy windows, or an entry waits
+	StateFailing  = "failing"  // its last finished run failed or was interrupted
+	StateIdle     = "idle"
+)
+
+// Options configure a Handler.
+type Options struct {
+	// Token, if not empty, must be sent as "Authorization: Bearer TOKEN".
+	Token []byte
+	// Runs is how many runs are shown per deployment (DefaultRuns if 0).
+	Runs int
+	// Decisions is how many routing decisions are shown (DefaultDecisions if 0).
+	Decisions int
+	// Timeout bounds the database queries of one request (DefaultTimeout if 0).
+	Timeout time.Duration
+	// Now is the clock, for the deploy windows (time.Now if nil).
+	Now func() time.Time
+	// Logger gets one line per refused request (discarded if nil).
+	Logger *slog.Logger
+}
+
+// Handler serves the status page.
+type Handler struct {
+	config func() *config.Config
+	st     *store.Store
+	opts   Options
+	mux    *http.ServeMux
+}
+
+//go:embed page.html
+var pageFS embed.FS
+
+var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
+	"short": short,
+	"stamp": stamp,
+	"dash":  dash,
+	"join":  func(s []string) string { return strings.Join(s, ", ") },
+}).ParseFS(pageFS, "page.html"))
+
+// New returns the handler. cfg is called once per request, so a
+// configuration reloaded on SIGHUP shows at once; st may be nil (no
+// database: runs and decisions are then missing, with an error).
+func New(cfg func() *config.Config, st *store.Store, opts Options) *Handler {
+	if opts.Runs <= 0 {
+		opts.Runs = DefaultRuns
+	}
+	if opts.Decisions <= 0 {
+		opts.Decisions = DefaultDecisions
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{config: cfg, st: st, opts: opts, mux: http.NewServeMux()}
+	h.mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/status", http.StatusFound)
+	})
+	h.mux.HandleFunc("/status", h.html)
+	h.mux.HandleFunc("/status.json", h.json)
+	h.mux.HandleFunc("/status/logs/{name}/{run}", h.log)
+	return h
+}
+
+// ServeHTTP checks the method and the token, then serves the page.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Referrer-Policy", "no-referrer")
+	hd.Set("Cache-Control", "no-store")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		hd.Set("Allow", "GET, HEAD")
+		h.refuse(w, r, http.StatusMethodNotAllowed, "the status page is read-only: GET and HEAD only")
+		return
+	}
+	if r.URL.Query().Has("token") {
+		h.refuse(w, r, http.StatusBadRequest, "no token in the query string: send it as Authorization: Bearer TOKEN")
+		return
+	}
+	if len(h.opts.Token) > 0 {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || token == "" {
+			hd.Set("WWW-Authenticate", `Bearer realm="dh-deployer status"`)
+			h.refuse(w, r, http.StatusUnauthorized, "missing Authorization: Bearer TOKEN header")
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(token), h.opts.Token) != 1 {
+			h.refuse(w, r, http.StatusForbidden, "wrong token")
+			return
+		}
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	h.opts.Logger.Warn("status request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "code", code, "why", msg)
+	http.Error(w, msg, code)
+}
+
+// Page is everything the status page shows; /status.json is its JSON.
+type Page struct {
+	GeneratedAt time.Time       `json:"generated_at"`
+	Paused      *deploy.Pause   `json:"paused,omitempty"` // the global pause
+	Deployments []Deployment    `json:"deployments"`
+	Queues      []Queue         `json:"queues"`
+	Failed      []queue.Failure `json:"failed"`
+	Decisions   []Decision      `json:"decisions"`
+	Errors      []string        `json:"errors,omitempty"` // what could not be read
+}
+
+// Deployment is one deployment's state.
+type Deployment struct {
+	Name       string        `json:"name"`
+	Kind       string        `json:"kind"`
+	Repository string        `json:"repository"`
+	Branches   []string      `json:"branches,omitempty"`
+	Tags       []string      `json:"tags,omitempty"`
+	Enabled    bool          `json:"enabled"`
+	State      string        `json:"state"`            // running, disabled, paused, waiting, failing or idle
+	Detail     string        `json:"detail,omitempty"` // why: the pause, the window, the error
+	Pause      *deploy.Pause `json:"pause,omitempty"`
+	Windows    []string      `json:"windows,omitempty"`
+	InWindow   bool          `json:"in_window"`
+	NextWindow *time.Time    `json:"next_window,omitempty"` // when outside the windows
+	Commit     string        `json:"commit,omitempty"`      // of the last succeeded run
+	DeployedAt *time.Time    `json:"deployed_at,omitempty"` // when that run finished
+	Runs       []Run         `json:"runs"`                  // newest first
+}
+
+// Run is one row of a deployment's history.
+type Run struct {
+	ID         int64      `json:"id"`
+	Delivery   string     `json:"delivery"`
+	Attempt    int        `json:"attempt"`
+	Trigger    string     `json:"trigger"`
+	State      string     `json:"state"`
+	Ref        string     `json:"ref,omitempty"`
+	Commit     string     `json:"commit,omitempty"`
+	QueuedAt   time.Time  `json:"queued_at"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	Seconds    *float64   `json:"duration_seconds,omitempty"` // finished - started, or now - started while running
+	Duration   string     `json:"duration,omitempty"`         // the same, for people
+	Result     string     `json:"result"`                     // "ok", "exit 2 at step 1: ...", the error, the note
+	ExitCode   *int       `json:"exit_code,omitempty"`
+	Log        string     `json:"log,omitempty"` // URL path of the log, if the run has one
+}
+
+// Queue is one queue's depth. Depth and Failed are nil when the queue
+// cannot be read (Error says why).
+type Queue struct {
+	Name   string     `json:"name"`
+	Depth  *int       `json:"depth"`
+	Oldest *time.Time `json:"oldest,omitempty"`
+	Failed *int       `json:"failed"`
+	Error  string     `json:"error,omitempty"`
+}
+
+// Decision is one routing decision of dh-route.
+type Decision struct {
+	DecidedAt   *time.Time `json:"decided_at,omitempty"` // nil while undecided
+	Delivery    string     `json:"delivery"`
+	Event       string     `json:"event"`
+	Repository  string     `json:"repository,omitempty"`
+	Ref         string     `json:"ref,omitempty"`
+	Status      string     `json:"status"`
+	Reason      string     `json:"reason,omitempty"`
+	Deployments []string   `json:"deployments,omitempty"`
+}
+
+// Collect reads the state of the installation.
+func (h *Handler) Collect(ctx context.Context) *Page {
+	cfg := h.config()
+	now := h.opts.Now()
+	p := &Page{GeneratedAt: now.UTC(), Deployments: []Deployment{}, Queues: []Queue{}, Failed: []queue.Failure{}, Decisions: []Decision{}}
+	p.Paused = deploy.Paused(cfg, "")
+	dbErr := func(err error) {
+		if msg := "database: " + err.Error(); len(p.Errors) == 0 || p.Errors[len(p.Errors)-1] != msg {
+			p.Errors = append(p.Errors, msg)
+		}
+	}
+	if h.st == nil {
+		dbErr(errors.New("not connected"))
+	}
+	dbDown := h.st == nil
+
+	for _, name := range cfg.DeploymentNames() {
+		d := cfg.Deployments[name]
+		dep := Deployment{Name: name, Kind: d.Kind, Repository: d.Repository, Branches: d.Branches, Tags: d.Tags,
+			Enabled: d.IsEnabled(), Windows: d.Windows, Runs: []Run{}}
+		dep.Pause = deploy.Paused(cfg, name)
+		in, next := d.InWindow(now)
+		dep.InWindow = in
+		if !in && !next.IsZero() {
+			next = next.UTC()
+			dep.NextWindow = &next
+		}
+		var runs []store.Run
+		if !dbDown {
+			var err error
+			ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
+			runs, err = h.st.ListRuns(ctx, name, h.opts.Runs)
+			if err == nil {
+				var last store.Run
+				last, err = h.st.LastRunIn(ctx, name, store.RunSucceeded)
+				if err == nil {
+					dep.Commit = last.Commit
+					if !last.FinishedAt.IsZero() {
+						t := last.FinishedAt.UTC()
+						dep.DeployedAt = &t
+					}
+				} else if errors.Is(err, store.ErrNotFound) {
+					err = nil
+				}
+			}
+			cancel()
+			if err != nil {
+				dbErr(err)
+				dbDown = true // one timeout, not one per deployment
+			}
+		}
+		for _, r := range runs {
+			dep.Runs = append(dep.Runs, h.run(cfg, r, now))
+		}
+		dep.State, dep.Detail = state(d, dep, runs)
+		p.Deployments = append(p.Deployments, dep)
+	}
+
+	for _, name := range append([]string{config.MainQueue}, cfg.DeploymentNames()...) {
+		q := queue.Open(cfg.QueuePath(name))
+		s, err := q.Stats()
+		if err != nil {
+			p.Queues = append(p.Queues, Queue{Name: name, Error: err.Error()})
+			continue
+		}
+		pq := Queue{Name: name, Depth: &s.Depth, Failed: &s.Failed}
+		if !s.Oldest.IsZero() {
+			t := s.Oldest.UTC()
+			pq.Oldest = &t
+		}
+		p.Queues = append(p.Queues, pq)
+		failed, _ := q.Failed()
+		for _, f := range failed {
+			why, err := q.ReadFailure(f)
+			if err != nil {
+				why = queue.Failure{Entry: f, Error: fmt.Sprintf("no readable sidecar: %v", err)}
+			}
+			why.Entry, why.Queue = f, name
+			p.Failed = append(p.Failed, why)
+		}
+	}
+
+	if !dbDown {
+		ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
+		rows, err := h.st.RecentEvents(ctx, h.opts.Decisions)
+		cancel()
+		if err != nil {
+			dbErr(err)
+		}
+		for _, r := range rows {
+			dec := Decision{Delivery: r.Delivery, Event: r.Event.Event, Repository: r.Repository, Ref: r.Ref,
+				Status: r.Status, Reason: r.Reason, Deployments: r.Deployments}
+			if !r.DecidedAt.IsZero() {
+				t := r.DecidedAt.UTC()
+				dec.DecidedAt = &t
+			}
+			p.Decisions = append(p.Decisions, dec)
+		}
+	}
+	return p
+}
+
+// state chooses a deployment's state, most urgent first: running,
+// disabled, paused, waiting (outside the windows, or a run waits),
+// failing (the last finished run failed), idle.
+func state(d *config.Deployment, dep Deployment, runs []store.Run) (string, string) {
+	for _, r := range runs {
+		if r.State == store.RunRunning {
+			return StateRunning, fmt.Sprintf("run %d of %s", r.ID, short(r.Commit))
+		}
+	}
+	switch {
+	case !d.IsEnabled():
+		return StateDisabled, "enabled = false"
+	case dep.Pause != nil:
+		return StatePaused, dep.Pause.String()
+	case !dep.InWindow:
+		detail := fmt.Sprintf("outside the deploy windows %s", strings.Join(d.Windows, ", "))
+		if dep.NextWindow != nil {
+			detail += "; the next opens " + stamp(*dep.NextWindow)
+		}
+		return StateWaiting, detail
+	}
+	for _, r := range runs {
+		if r.State == store.RunQueued && r.Note != "" {
+			return StateWaiting, r.Note
+		}
+	}
+	for _, r := range runs {
+		switch r.State {
+		case store.RunQueued, store.RunSuperseded:
+			continue
+		case store.RunFailed, store.RunInterrupted:
+			detail := fmt.Sprintf("run %d %s", r.ID, r.State)
+			if r.Error != "" {
+				detail += ": " + r.Error
+			}
+			return StateFailing, detail
+		}
+		break
+	}
+	return StateIdle, ""
+}
+
+func (h *Handler) run(cfg *config.Config, r store.Run, now time.Time) Run {
+	out := Run{ID: r.ID, Delivery: r.Delivery, Attempt: max(r.Attempt, 1), Trigger: r.Trigger, State: r.State,
+		Ref: r.Ref, Commit: r.Commit, QueuedAt: r.QueuedAt.UTC(), ExitCode: r.ExitCode}
+	if !r.StartedAt.IsZero() {
+		t := r.StartedAt.UTC()
+		out.StartedAt = &t
+		end := now
+		if !r.FinishedAt.IsZero() {
+			end = r.FinishedAt
+		}
+		if r.State == store.RunRunning || !r.FinishedAt.IsZero() {
+			d := max(end.Sub(r.StartedAt), 0)
+			secs := d.Seconds()
+			out.Seconds = &secs
+			out.Duration = duration(d)
+		}
+	}
+	if !r.FinishedAt.IsZero() {
+		t := r.FinishedAt.UTC()
+		out.FinishedAt = &t
+	}
+	out.Result = result(r)
+	if r.LogPath != "" && filepath.Dir(r.LogPath) == deploy.LogDir(cfg.StateDir, r.Deployment) {
+		out.Log = LogURL(r.Deployment, r.ID)
+	}
+	return out
+}
+
+// LogURL is the path of a run's log on the status page.
+func LogURL(deployment string, run int64) string {
+	return "/status/logs/" + url.PathEscape(deployment) + "/" + strconv.FormatInt(run, 10)
+}
+
+func result(r store.Run) string {
+	var parts []string
+	switch r.State {
+	case store.RunSucceeded:
+		parts = append(parts, "ok")
+	case store.RunFailed:
+		switch {
+		case r.ExitCode != nil && r.FailedStep != nil:
+			parts = append(parts, fmt.Sprintf("exit %d at step %d", *r.ExitCode, *r.FailedStep))
+		case r.ExitCode != nil:
+			parts = append(parts, fmt.Sprintf("exit %d", *r.ExitCode))
+		case r.FailedStep != nil:
+			parts = append(parts, fmt.Sprintf("step %d", *r.FailedStep))
+		}
+	case store.RunSuperseded:
+		if r.SupersededBy != 0 {
+			parts = append(parts, fmt.Sprintf("by run %d", r.SupersededBy))
+		}
+	}
+	if r.Error != "" {
+		parts = append(parts, r.Error)
+	}
+	if r.Note != "" {
+		parts = append(parts, r.Note)
+	}
+	return strings.Join(parts, ": ")
+}
+
+func duration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	}
+	return d.Round(time.Minute).String()
+}
+
+func (h *Handler) html(w http.ResponseWriter, r *http.Request) {
+	p := h.Collect(r.Context())
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if err := page.Execute(w, p); err != nil {
+		h.opts.Logger.Error("render status page", "err", err)
+	}
+}
+
+func (h *Handler) json(w http.ResponseWriter, r *http.Request) {
+	p := h.Collect(r.Context())
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(p); err != nil {
+		h.opts.Logger.Error("encode status", "err", err)
+	}
+}
+
+// log serves the log of one run, refusing any file that is not directly
+// in the deployment's log directory.
+func (h *Handler) log(w http.ResponseWriter, r *http.Request) {
+	cfg := h.config()
+	name := r.PathValue("name")
+	if _, ok := cfg.Deployment(name); !ok {
+		http.Error(w, "no such deployment", http.StatusNotFound)
+		return
+	}
+	id, err := strconv.ParseInt(r.PathValue("run"), 10, 64)
+	if err != nil || id <= 0 {
+		http.Error(w, "a run is a positive number", http.StatusNotFound)
+		return
+	}
+	if h.st == nil {
+		http.Error(w, "database: not connected", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
+	run, err := h.st.GetRun(ctx, name, id)
+	cancel()
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		http.Error(w, "no such run", http.StatusNotFound)
+		return
+	case err != nil:
+		http.Error(w, "database: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	case run.LogPath == "":
+		http.Error(w, "the run has no log", http.StatusNotFound)
+		return
+	}
+	dir := deploy.LogDir(cfg.StateDir, name)
+	if !filepath.IsAbs(run.LogPath) || filepath.Dir(run.LogPath) != dir || !filepath.IsLocal(filepath.Base(run.LogPath)) {
+		h.refuse(w, r, http.StatusForbidden, "the run's log is not in "+dir)
+		return
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		logError(w, err)
+		return
+	}
+	defer root.Close()
+	f, err := root.Open(filepath.Base(run.LogPath)) // no "..", no symlink out of dir
+	if err != nil {
+		logError(w, err)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		logError(w, err)
+		return
+	}
+	if !fi.Mode().IsRegular() {
+		h.refuse(w, r, http.StatusForbidden, "the run's log is not a regular file")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Disposition", "inline")
+	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+func logError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		http.Error(w, "the run's log is gone (only the newest logs are kept)", http.StatusNotFound)
+	case errors.Is(err, fs.ErrPermission):
+		http.Error(w, "no permission to read the run's log", http.StatusForbidden)
+	default:
+		http.Error(w, "the run's log cannot be read", http.StatusForbidden)
+	}
+}
+
+func short(commit string) string {
+	if len(commit) > 12 {
+		return commit[:12]
+	}
+	return commit
+}
+
+func stamp(t any) string {
+	switch t := t.(type) {
+	case time.Time:
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	case *time.Time:
+		if t == nil || t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	return "-"
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

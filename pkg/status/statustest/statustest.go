@@ -1,0 +1,244 @@
+// Package statustest builds a small but complete dh-deployer installation
+// for tests of the status page: a configuration file, real queue
+// directories, a real (throwaway) PostgreSQL database with runs in every
+// state and routing decisions, a pause file, a failed entry with its
+// sidecar, and run logs.
+//
+// A package using it must call storetest.Main from TestMain.
+package statustest
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/deploy"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/store"
+	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
+)
+
+// Commits and texts the installation holds, for assertions.
+const (
+	CommitOK      = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678" // api's last success: its current commit
+	CommitFailed  = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb" // api's newest run, which failed
+	CommitRunning = "cccccccccccccccccccccccccccccccccccccccc" // docs's run in progress
+	CommitWeb     = "dddddddddddddddddddddddddddddddddddddddd" // web's last success
+	CommitCMS     = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee" // cms's last success
+
+	// Hostile is in an error, a note, a pause reason and a failure reason:
+	// the page must show it as text.
+	Hostile = `<script>alert("x")</script><img src=x onerror=alert(1)>`
+
+	LogText = "step 1/1: pnpm build\nERR_PNPM build failed\nexit status 2\n"
+)
+
+// Install is the installation.
+type Install struct {
+	Dir         string         // everything lives under it
+	ConfigPath  string         // the configuration file
+	Config      *config.Config // as loaded from ConfigPath
+	DatabaseURL string
+	Store       *store.Store
+
+	// Now is a Sunday noon UTC: outside blog's windows (mon-fri).
+	Now time.Time
+
+	// Runs by role: "api-ok", "api-failed", "docs-running", "web-ok",
+	// "cms-ok", "cms-outside" (a log_path outside the log directory),
+	// "cms-symlink" (a log that is a symlink leaving the log directory),
+	// "blog-waiting".
+	Runs map[string]int64
+
+	FailedEntry string // the entry in queues/api/failed/
+}
+
+// Deployments are the deployments of the installation and the state the
+// status page must give each at Install.Now.
+var Deployments = map[string]string{
+	"api":  "failing",  // its newest run failed
+	"blog": "waiting",  // outside its deploy windows
+	"cms":  "idle",     // last run succeeded
+	"docs": "running",  // a run in progress
+	"old":  "disabled", // enabled = false; its queue is unreadable
+	"web":  "paused",   // paused with a reason
+}
+
+// New builds the installation. extra is appended to the configuration
+// file (for example a [status] table).
+func New(t testing.TB, extra string) *Install {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	in := &Install{
+		Dir:         dir,
+		ConfigPath:  filepath.Join(dir, "config.toml"),
+		DatabaseURL: storetest.NewMigrated(t),
+		Now:         time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC), // a Sunday
+		Runs:        map[string]int64{},
+	}
+	doc := `queue_dir = "` + filepath.Join(dir, "queues") + `"
+state_dir = "` + filepath.Join(dir, "state") + `"
+database_url = "` + in.DatabaseURL + `"
+
+[deployments.api]
+repository = "ducompsoc/durhack"
+branches = ["main"]
+path = "/srv/api"
+steps = [["pnpm", "build"]]
+
+[deployments.blog]
+repository = "ducompsoc/blog"
+branches = ["main"]
+path = "/srv/blog"
+windows = ["mon-fri 09:00-17:00"]
+time_zone = "UTC"
+
+[deployments.cms]
+repository = "ducompsoc/cms"
+branches = ["main", "release/*"]
+path = "/srv/cms"
+
+[deployments.docs]
+repository = "ducompsoc/docs"
+branches = ["main"]
+path = "/srv/docs"
+
+[deployments.old]
+repository = "ducompsoc/old"
+branches = ["main"]
+path = "/srv/old"
+enabled = false
+
+[deployments.web]
+repository = "ducompsoc/web"
+branches = ["main"]
+path = "/srv/web"
+` + extra
+	if err := os.WriteFile(in.ConfigPath, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(in.ConfigPath)
+	if err != nil {
+		t.Fatalf("config.Load(%s) = %v", in.ConfigPath, err)
+	}
+	in.Config = cfg
+	st, err := store.Open(ctx, in.DatabaseURL)
+	if err != nil {
+		t.Fatalf("store.Open = %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	in.Store = st
+
+	// Queues: one entry waiting in main and in api, a failed entry in api
+	// with its sidecar; old's queue is a file, so it cannot be read.
+	for _, name := range []string{config.MainQueue, "api", "blog", "cms", "docs", "web"} {
+		if err := queue.Open(cfg.QueuePath(name)).Init(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(cfg.QueuePath("old"), []byte("not a directory\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	req := &event.DeployRequest{Delivery: "token-0123456789abcdef0123456789abcdef", Deployment: "api",
+		ReceivedAt: in.Now.Add(-time.Minute)}
+	data, err := req.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{config.MainQueue, "api"} {
+		if _, err := queue.Open(cfg.QueuePath(name)).Publish(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in.FailedEntry = queue.NewName()
+	failedDir := filepath.Join(cfg.QueuePath("api"), queue.FailedDir)
+	if err := os.WriteFile(filepath.Join(failedDir, in.FailedEntry), []byte(`{"version": 1}`), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	why, _ := json.Marshal(queue.Failure{Entry: in.FailedEntry, Queue: "api", Error: "entry has no kind " + Hostile,
+		ExitCode: 65, FailedAt: in.Now.Add(-time.Hour), Attempts: 1})
+	if err := os.WriteFile(filepath.Join(failedDir, in.FailedEntry+queue.WhySuffix), why, 0o640); err != nil {
+		t.Fatal(err)
+	}
+
+	// web is paused.
+	if err := deploy.SetPause(cfg, deploy.Pause{Deployment: "web", Reason: "exam week " + Hostile, By: "ops",
+		Since: in.Now.Add(-2 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Runs.
+	logDir := func(name string) string {
+		d := deploy.LogDir(cfg.StateDir, name)
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	n := 0
+	addRun := func(role, deployment, commit, logPath string, res *store.RunResult, note string) {
+		t.Helper()
+		n++
+		id, err := st.InsertRun(ctx, store.Run{Delivery: "d" + strings.Repeat("0", 7) + string(rune('a'+n)), Deployment: deployment,
+			Trigger: "webhook", Ref: "refs/heads/main", Commit: commit, State: store.RunRunning,
+			StartedAt: time.Now().Add(-90 * time.Second), LogPath: logPath, Note: note})
+		if err != nil {
+			t.Fatalf("InsertRun(%s) = %v", role, err)
+		}
+		if res != nil {
+			if err := st.FinishRun(ctx, id, *res); err != nil {
+				t.Fatalf("FinishRun(%s) = %v", role, err)
+			}
+		}
+		in.Runs[role] = id
+	}
+	ok := &store.RunResult{State: store.RunSucceeded, ExitCode: new(0)}
+	apiLog := filepath.Join(logDir("api"), "20261122T110000.000000000Z-d1-1.log")
+	if err := os.WriteFile(apiLog, []byte(LogText), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	addRun("api-ok", "api", CommitOK, apiLog, ok, "")
+	addRun("api-failed", "api", CommitFailed, filepath.Join(logDir("api"), "20261122T113000.000000000Z-d2-1.log"),
+		&store.RunResult{State: store.RunFailed, ExitCode: new(2), FailedStep: new(1), Error: "step 1 (pnpm build) exited 2 " + Hostile}, "")
+	addRun("docs-running", "docs", CommitRunning, filepath.Join(logDir("docs"), "20261122T115900.000000000Z-d3-1.log"), nil, "")
+	addRun("web-ok", "web", CommitWeb, "", ok, "forced past a pause "+Hostile)
+	addRun("cms-outside", "cms", CommitCMS, "/etc/passwd", ok, "")
+	if err := os.Symlink("/etc/passwd", filepath.Join(logDir("cms"), "link.log")); err != nil {
+		t.Fatal(err)
+	}
+	addRun("cms-symlink", "cms", CommitCMS, filepath.Join(logDir("cms"), "link.log"), ok, "")
+	addRun("cms-ok", "cms", CommitCMS, "", ok, "")
+	id, err := st.WaitRun(ctx, store.Run{Delivery: "dwaiting1", Deployment: "blog", Attempt: 1, Trigger: "webhook",
+		Ref: "refs/heads/main", Note: "waiting: outside the deploy windows"})
+	if err != nil {
+		t.Fatalf("WaitRun = %v", err)
+	}
+	in.Runs["blog-waiting"] = id
+
+	// Routing decisions.
+	for i, e := range []struct{ delivery, status, reason string }{
+		{"routed-0001", store.StatusRouted, ""},
+		{"voided-0002", store.StatusVoided, "not-followed " + Hostile},
+	} {
+		ev := store.Event{Delivery: e.delivery, Event: "push", HookID: 1, Repository: "ducompsoc/durhack",
+			Ref: "refs/heads/main", After: CommitFailed, ReceivedAt: in.Now.Add(time.Duration(i-10) * time.Minute)}
+		if _, err := st.InsertEvent(ctx, ev); err != nil {
+			t.Fatalf("InsertEvent = %v", err)
+		}
+		var deps []string
+		if e.status == store.StatusRouted {
+			deps = []string{"api"}
+		}
+		if err := st.SetEventStatus(ctx, e.delivery, e.status, e.reason, deps); err != nil {
+			t.Fatalf("SetEventStatus = %v", err)
+		}
+	}
+	return in
+}

@@ -65,6 +65,7 @@ const (
 const (
 	KindSteps = "steps" // check out, then run the build steps
 	KindNginx = "nginx" // check out nginx site files for dh-nginx to install
+	KindSelf  = "self"  // dh-deployer itself: build, install, migrate, restart (self.go)
 )
 
 // ListenSystemd as receive.listen takes the listening socket from systemd
@@ -306,6 +307,10 @@ type Deployment struct {
 	// to the same branch supersedes, deploying only the newest. Default
 	// true; see Coalesces.
 	Coalesce *bool `toml:"coalesce"`
+
+	// Self configures a deployment of kind "self" (see self.go); not
+	// allowed for the other kinds.
+	Self *Self `toml:"self"`
 
 	// Windows limit when the worker deploys pushes: entries wait in the
 	// queue outside them (coalescing still applies). Each is "DAYS

@@ -299,7 +299,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"env overriding DH_", deployment("api", `environment = { DH_DEPLOYMENT = "x" }`), `deployments.api.environment.DH_DEPLOYMENT: DH_* variables are set by dh-deploy`},
 		{"bad env name", deployment("api", `environment = { "1X" = "x" }`), `deployments.api.environment.1X: not a valid environment variable name`},
 		{"env name with dash", deployment("api", `environment = { "A-B" = "x" }`), `deployments.api.environment.A-B: not a valid environment variable name`},
-		{"unknown kind", deployment("api", `kind = "docker"`), `deployments.api.kind: must be "steps" or "nginx", not "docker"`},
+		{"unknown kind", deployment("api", `kind = "docker"`), `deployments.api.kind: must be "steps", "nginx" or "self", not "docker"`},
 		{"no branch or tag", deployment("api", `branches = []`), `deployments.api: follows no branch or tag`},
 		{"bad branch pattern", deployment("api", `branches = ["main", "rel-["]`), `deployments.api.branches[1]: bad pattern "rel-["`},
 		{"branch as ref", deployment("api", `branches = ["refs/heads/main"]`), `deployments.api.branches[0]: must be a name, not a ref`},

@@ -318,8 +318,16 @@ func (d *Deployment) validate(ck *checker, name string) {
 
 	switch d.Kind {
 	case KindSteps, KindNginx:
+		if d.Self != nil {
+			ck.add(key("self"), "only for kind %q", KindSelf)
+		}
+	case KindSelf:
+		if d.Self == nil {
+			d.Self = &Self{}
+		}
+		d.Self.validate(ck, key("self"))
 	default:
-		ck.add(key("kind"), "must be %q or %q, not %q", KindSteps, KindNginx, d.Kind)
+		ck.add(key("kind"), "must be %q, %q or %q, not %q", KindSteps, KindNginx, KindSelf, d.Kind)
 	}
 
 	ck.repository(key("repository"), d.Repository)
@@ -394,7 +402,7 @@ func (d *Deployment) validate(ck *checker, name string) {
 	}
 
 	switch {
-	case d.Kind == KindSteps && len(d.Sites) > 0:
+	case d.Kind != KindNginx && len(d.Sites) > 0:
 		ck.add(key("sites"), "only for kind %q", KindNginx)
 	case d.Kind == KindNginx && len(d.Sites) == 0:
 		ck.add(key("sites"), "required for kind %q", KindNginx)

@@ -446,6 +446,10 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 	}
 	r := &run{w: w, req: req, begun: time.Now(), note: note}
 	rec, err := r.do(ctx)
+	if err == nil && w.d.Kind == config.KindSelf {
+		// The run is recorded: now the workers, this one included, may go.
+		r.restartSelf()
+	}
 	if rec.ID != 0 && ctx.Err() == nil {
 		// Off the path from push to first step: git's housekeeping.
 		if merr := w.repo.Maintain(ctx); merr != nil {

@@ -695,3 +695,51 @@ func TestPauseAndWindows(t *testing.T) {
 		t.Fatalf("drain after the global resume = %v", err)
 	}
 }
+
+// A self deployment builds the tools, installs them (replacing the old
+// ones), migrates with the new dh-route, restarts the other stages, and
+// restarts the workers only once the run is recorded as succeeded.
+func TestSelfUpdate(t *testing.T) {
+	t.Parallel()
+	install := t.TempDir()
+	for _, tool := range deploy.Tools {
+		os.WriteFile(filepath.Join(install, tool), []byte("#!/bin/sh\necho old\n"), 0o755)
+	}
+	build := `for t in dh-receive dh-route dh-deploy dh-nginx dh-cert; do printf '#!/bin/sh\necho "$0 v2 $*" >> "$TRACE"\n' > bin/$t; chmod +x bin/$t; done`
+	r := newRig(t, fmt.Sprintf(`kind = "self"
+steps = [["sh", "-c", "mkdir -p bin && %s"]]
+self = { install_dir = %q, restart = [["sh", "-c", "echo restart >> $TRACE"]],
+         restart_self = ["sh", "-c", "grep -q 'succeeded in' $(dirname $TRACE)/state/logs/app/*.log && echo self-after-record >> $TRACE"] }`,
+		strings.ReplaceAll(build, `"`, `\"`), install))
+	r.enqueue("d-1", "refs/heads/main", r.commit("main", nil))
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	want := install + "/dh-route v2 -c " + r.file + " migrate\nrestart\nself-after-record\n"
+	if got := r.readTrace(); got != want {
+		t.Errorf("trace %q; want %q", got, want)
+	}
+	for _, tool := range deploy.Tools {
+		if b, _ := os.ReadFile(filepath.Join(install, tool)); !strings.Contains(string(b), "v2") {
+			t.Errorf("%s is %q; want the new build installed", tool, b)
+		}
+	}
+	if runs := r.runs(); len(runs) != 1 || runs[0].State != store.RunSucceeded {
+		t.Errorf("runs %+v; want one succeeded", runs)
+	}
+
+	// A build that misses a tool fails the run before anything is replaced.
+	r2 := newRig(t, fmt.Sprintf(`kind = "self"
+steps = [["sh", "-c", "mkdir -p bin && printf '#!/bin/sh\\n' > bin/dh-route && chmod +x bin/dh-route"]]
+self = { install_dir = %q, migrate = false, restart = [["true"]], restart_self = ["true"] }`, install))
+	r2.enqueue("d-1", "refs/heads/main", r2.commit("main", nil))
+	if err := r2.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	if runs := r2.runs(); len(runs) != 1 || runs[0].State != store.RunFailed || !strings.Contains(runs[0].Error, "did not build dh-receive") {
+		t.Errorf("runs %+v; want failed naming the missing tool", runs)
+	}
+	if b, _ := os.ReadFile(filepath.Join(install, "dh-route")); !strings.Contains(string(b), "v2") {
+		t.Errorf("a failed self update replaced dh-route with %q", b)
+	}
+}

@@ -95,6 +95,11 @@ func (r *run) do(ctx context.Context) (store.Run, error) {
 				return r.rec, err
 			}
 		}
+		if d.Kind == config.KindSelf {
+			if err := r.updateSelf(ctx); err != nil {
+				return r.fail(ctx, err, nil, nil)
+			}
+		}
 	}
 	return r.finish(ctx, store.RunResult{State: store.RunSucceeded, ExitCode: intp(0)}, nil)
 }

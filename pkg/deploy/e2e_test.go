@@ -3,6 +3,9 @@ package deploy_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +17,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/deploy"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/receive"
 	"github.com/dh-deployer/dh-deployer/pkg/route"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
@@ -149,5 +153,57 @@ func TestGitHookTrigger(t *testing.T) {
 	}
 	if runs := r.runs(); len(runs) != 1 || runs[0].Trigger != deploy.TriggerHook {
 		t.Errorf("runs %+v; want one with trigger hook", runs)
+	}
+}
+
+// POST /deploy/NAME with the deployment's token, through the real
+// receive handler, dh-route and the worker: deployed; a wrong token is
+// refused and queues nothing.
+func TestTokenTrigger(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, `steps = [["sh", "-c", "echo $DH_COMMIT >> $TRACE"]]`)
+	main := queue.Open(r.cfg.QueuePath(config.MainQueue))
+	if err := main.Init(); err != nil {
+		t.Fatal(err)
+	}
+	const token = "ci-token-for-app-0123456789"
+	srv := &receive.Server{Config: config.Default().Receive, Tokens: map[string][][]byte{"app": {[]byte(token)}},
+		Queue: main, Logger: slog.New(slog.DiscardHandler), Now: time.Now}
+	api := httptest.NewServer(srv.Handler())
+	defer api.Close()
+	post := func(auth string) int {
+		req, _ := http.NewRequest("POST", api.URL+"/deploy/app", nil)
+		req.Header.Set("Authorization", auth)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	sha := r.commit("main", nil)
+	if code := post("Bearer wrong-token-0123456789"); code != http.StatusForbidden {
+		t.Errorf("wrong token: %d; want 403", code)
+	}
+	if names, _ := main.List(); len(names) != 0 {
+		t.Fatalf("a refused request queued %v", names)
+	}
+	if code := post("Bearer " + token); code != http.StatusAccepted {
+		t.Fatalf("right token: %d; want 202", code)
+	}
+	c, err := main.Lock(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.RunBatch(context.Background(), route.New(r.cfg, r.st, route.Options{}).HandleBatch, queue.Options{Once: true}); err != nil {
+		t.Fatalf("route = %v", err)
+	}
+	if err := r.drain(); err != nil {
+		t.Fatalf("deploy = %v", err)
+	}
+	if runs := r.runs(); len(runs) != 1 || runs[0].State != store.RunSucceeded || runs[0].Trigger != deploy.TriggerToken ||
+		runs[0].Commit != sha || r.readTrace() != sha+"\n" {
+		t.Errorf("runs %+v, trace %q; want the tip %s deployed by token", runs, r.readTrace(), sha)
 	}
 }

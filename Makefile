@@ -23,7 +23,7 @@ UNITS       := $(notdir $(wildcard systemd/*.service systemd/*.socket systemd/*.
 SUDOERS     := $(notdir $(wildcard sudoers/dh-*))
 DOCS        := README.md $(wildcard docs/*.md) docs/config.example.toml
 
-.PHONY: all build test lint bench demo install uninstall deps help clean fuzz
+.PHONY: all build test lint bench chaos demo install uninstall deps help clean fuzz
 
 all: build
 
@@ -75,6 +75,9 @@ fuzz: ## run every fuzz target in turn for FUZZTIME each (go test runs the seed 
 	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./$$dir; \
 	  done; \
 	done
+
+chaos: deps build ## the end-to-end chaos and database-outage tests with the full numbers (2,000 deliveries, 30 kills, 30 s outage)
+	DH_E2E_FULL=1 $(GO) test -count=1 -timeout 30m -v -run '^(TestChaos|TestPostgresOutage)$$' ./pkg/e2e
 
 demo: build ## run the main job end to end on a throwaway setup (DH_DEMO_KEEP=1 keeps it)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/dh-demo

@@ -27,6 +27,7 @@ func setup(t *testing.T) string {
 	testenv.Command(t, "setfacl")
 	testenv.Command(t, "useradd")
 	testenv.Command(t, "runuser")
+	testenv.LockUsers(t) // pkg/e2e creates and deletes the same users
 	var made []string
 	for _, u := range stageUsers {
 		if _, err := user.Lookup(u); err != nil {

@@ -496,6 +496,18 @@ func (w *Worker) lockRun(ctx context.Context) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every git command on the checkout runs under this lock, and dies
+	// with the process that held it: a git lock file found now was left by
+	// a run killed mid-command (SIGKILL, OOM, power loss) and would fail
+	// every run after it.
+	removed, err := w.repo.RemoveStaleLocks()
+	if err != nil {
+		f.Close()
+		return nil, sysexits.New(sysexits.IOErr, err)
+	}
+	if len(removed) > 0 {
+		w.log.Warn("removed git locks left by an interrupted run", "locks", removed)
+	}
 	return func() { f.Close() }, nil
 }
 

@@ -280,6 +280,52 @@ func (r *Repo) Sync(ctx context.Context) error {
 	return nil
 }
 
+// RemoveStaleLocks removes the lock files that a git command killed in
+// the middle of an update leaves behind in the checkout: the ones directly
+// in .git (index.lock, config.lock, HEAD.lock, packed-refs.lock,
+// shallow.lock, ...) and those under .git/refs. While one exists, every
+// later command that needs it fails ("Unable to create ...: File exists")
+// until someone removes it by hand. It returns the paths it removed; a
+// checkout that does not exist yet has none.
+//
+// Only a caller that knows no git command is running in the checkout may
+// call it, because a live command's lock looks the same: dh-deploy calls
+// it under its run lock, which every git command on the checkout runs
+// under, and git dies with dh-deploy (sysexec's parent-death signal).
+func (r *Repo) RemoveStaleLocks() ([]string, error) {
+	gitDir := filepath.Join(r.Path, ".git")
+	des, err := os.ReadDir(gitDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("remove stale git locks: %w", err)
+	}
+	var locks []string
+	for _, de := range des {
+		if de.Type().IsRegular() && strings.HasSuffix(de.Name(), ".lock") {
+			locks = append(locks, filepath.Join(gitDir, de.Name()))
+		}
+	}
+	err = filepath.WalkDir(filepath.Join(gitDir, "refs"), func(path string, de fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err == nil && de.Type().IsRegular() && strings.HasSuffix(de.Name(), ".lock") {
+			locks = append(locks, path)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("remove stale git locks: %w", err)
+	}
+	for _, l := range locks {
+		if err := os.Remove(l); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("remove stale git lock: %w", err)
+		}
+	}
+	return locks, nil
+}
+
 // Maintain runs git's housekeeping (git maintenance run --auto: gc when
 // loose objects pile up), which Sync leaves out so that a deployment does
 // not wait for it. Call it when the checkout is idle.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -750,5 +751,43 @@ func TestMaintain(t *testing.T) {
 	}
 	if after := count(); !strings.Contains(before, "in-pack: 0") || strings.Contains(after, "in-pack: 0") {
 		t.Errorf("count-objects -v %q before, %q after Maintain; want the loose objects packed", before, after)
+	}
+}
+
+// A git killed mid-command leaves its lock file, which fails every later
+// command that needs it; RemoveStaleLocks clears them and nothing else.
+func TestRemoveStaleLocks(t *testing.T) {
+	f := newFixture(t)
+	c1 := f.commit("a.txt", "one\n")
+	f.push("main")
+	r := f.synced()
+	if got, err := r.RemoveStaleLocks(); err != nil || len(got) != 0 {
+		t.Fatalf("RemoveStaleLocks() on a clean checkout = %q, %v; want none", got, err)
+	}
+	gitDir := filepath.Join(r.Path, ".git")
+	stale := []string{filepath.Join(gitDir, "index.lock"), filepath.Join(gitDir, "config.lock"),
+		filepath.Join(gitDir, "refs", "remotes", "origin", "main.lock")}
+	for _, p := range stale {
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Checkout(context.Background(), c1, false); err == nil {
+		t.Fatalf("Checkout(%s) with a stale index.lock = nil; want git's refusal", c1)
+	}
+	got, err := r.RemoveStaleLocks()
+	slices.Sort(got)
+	slices.Sort(stale)
+	if err != nil || !slices.Equal(got, stale) {
+		t.Fatalf("RemoveStaleLocks() = %q, %v; want %q", got, err, stale)
+	}
+	if err := r.Sync(context.Background()); err != nil {
+		t.Fatalf("Sync() after RemoveStaleLocks = %v; want nil", err)
+	}
+	if err := r.Checkout(context.Background(), c1, false); err != nil {
+		t.Fatalf("Checkout(%s) after RemoveStaleLocks = %v; want nil", c1, err)
+	}
+	if _, err := os.Stat(filepath.Join(gitDir, "HEAD")); err != nil {
+		t.Errorf("RemoveStaleLocks removed more than locks: %v", err)
 	}
 }

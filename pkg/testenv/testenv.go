@@ -56,7 +56,14 @@ func ShortTempDir(t testing.TB, prefix string) string {
 // path.
 func Build(t testing.TB, name string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), name)
+	return BuildInto(t, t.TempDir(), name)
+}
+
+// BuildInto is Build into dir, for tests that share the binaries (dir
+// outlives the test; the caller removes it).
+func BuildInto(t testing.TB, dir, name string) string {
+	t.Helper()
+	bin := filepath.Join(dir, name)
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "github.com/dh-deployer/dh-deployer/cmd/"+name)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", name, err, out)

@@ -47,6 +47,12 @@ type Options struct {
 	// /.well-known/acme-challenge/ (location ^~ ... { root ACMEWebroot; }),
 	// so certbot's webroot authenticator works through this nginx.
 	ACMEWebroot string
+
+	// Dir, if not empty, is the prefix directory (made if missing)
+	// instead of a new t.TempDir, e.g. DH_ROOT/etc/nginx for a test that
+	// grants dh-nginx its rights with acl/dh-deployer-acl nginx. The
+	// caller removes it.
+	Dir string
 }
 
 // Server is a running nginx master.
@@ -64,7 +70,10 @@ type Server struct {
 // if nginx is missing or does not answer within 5 s.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s := &Server{Dir: t.TempDir(), Port: opts.Port, Nginx: testenv.Command(t, "nginx")}
+	s := &Server{Dir: opts.Dir, Port: opts.Port, Nginx: testenv.Command(t, "nginx")}
+	if s.Dir == "" {
+		s.Dir = t.TempDir()
+	}
 	if s.Port == 0 {
 		s.Port = testenv.FreePort(t)
 	}

@@ -224,7 +224,7 @@ func printHistory(out io.Writer, runs []store.Run) error {
 			took = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
 		}
 		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.QueuedAt.UTC().Format(time.RFC3339),
-			r.Trigger, r.State, short(r.Commit), short(r.Previous), took, num(r.FailedStep), num(r.ExitCode), oneLine(strings.TrimSpace(r.Error+" "+r.Note)))
+			r.Trigger, r.State, cli.ShortSHA(r.Commit), cli.ShortSHA(r.Previous), took, cli.Num(r.FailedStep), cli.Num(r.ExitCode), cli.OneLine(strings.TrimSpace(r.Error+" "+r.Note)))
 	}
 	return w.Flush()
 }
@@ -270,34 +270,6 @@ func logs(ctx context.Context, env *cli.Env, args []string) error {
 	defer f.Close()
 	_, err = io.Copy(env.Stdout, f)
 	return err
-}
-
-func short(sha string) string {
-	if len(sha) > 12 {
-		return sha[:12]
-	}
-	if sha == "" {
-		return "-"
-	}
-	return sha
-}
-
-func num(n *int) string {
-	if n == nil {
-		return "-"
-	}
-	return strconv.Itoa(*n)
-}
-
-func oneLine(s string) string {
-	if s == "" {
-		return "-"
-	}
-	s, _, _ = strings.Cut(s, "\n")
-	if len(s) > 100 {
-		s = s[:100] + "…"
-	}
-	return s
 }
 
 // pauseTarget reads the deployment pause and resume name: NAME, or ""

@@ -33,7 +33,6 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/pflag"
 
@@ -126,33 +125,9 @@ func history(ctx context.Context, env *cli.Env, args []string) error {
 	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tSTARTED\tKIND\tDEPLOYMENT\tCOMMIT\tOUTCOME\tINSTALLED\tREMOVED\tPENDING\tERROR")
 	for _, r := range rows {
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.ID, stamp(r.StartedAt), r.Kind, dash(r.Deployment),
-			dash(short(r.Commit)), r.Outcome, len(r.Installed), len(r.Removed), dash(strings.Join(r.Pending, ",")),
-			dash(firstLine(r.Error)))
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.ID, cli.Stamp(r.StartedAt), r.Kind, cli.Dash(r.Deployment),
+			cli.ShortSHA(r.Commit), r.Outcome, len(r.Installed), len(r.Removed), cli.Dash(strings.Join(r.Pending, ",")),
+			cli.OneLine(r.Error))
 	}
 	return w.Flush()
-}
-
-func stamp(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.UTC().Format(time.RFC3339)
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func short(sha string) string { return sha[:min(12, len(sha))] }
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	if len(s) > 120 {
-		s = s[:120] + "…"
-	}
-	return s
 }

@@ -38,7 +38,6 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/pflag"
 
@@ -177,7 +176,7 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 			fmt.Fprintf(w, "%s\t-\t-\t-\t(%v)\n", name, err)
 			continue
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%d\n", name, s.Depth, stamp(s.Oldest), s.Failed)
+		fmt.Fprintf(w, "%s\t%d\t%s\t%d\n", name, s.Depth, cli.Stamp(s.Oldest), s.Failed)
 		failed, _ := q.Failed()
 		for _, f := range failed {
 			why, err := q.ReadFailure(f)
@@ -193,7 +192,7 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 		w = tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(w, "QUEUE\tENTRY\tFAILED AT\tATTEMPTS\tREASON")
 		for _, f := range failures {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", f.Queue, f.Entry, stamp(f.FailedAt), f.Attempts, f.Error)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", f.Queue, f.Entry, cli.Stamp(f.FailedAt), f.Attempts, f.Error)
 		}
 		w.Flush()
 	}
@@ -211,24 +210,10 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 	w = tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "DECIDED\tDELIVERY\tEVENT\tREPOSITORY\tREF\tSTATUS\tREASON\tDEPLOYMENTS")
 	for _, r := range rows {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", stamp(r.DecidedAt), r.Delivery, r.Event.Event,
-			dash(r.Repository), dash(r.Ref), r.Status, dash(r.Reason), dash(strings.Join(r.Deployments, ",")))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cli.Stamp(r.DecidedAt), r.Delivery, r.Event.Event,
+			cli.Dash(r.Repository), cli.Dash(r.Ref), r.Status, cli.Dash(r.Reason), cli.Dash(strings.Join(r.Deployments, ",")))
 	}
 	return w.Flush()
-}
-
-func stamp(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.UTC().Format(time.RFC3339)
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 func migrate(ctx context.Context, env *cli.Env, _ []string) error {

@@ -40,6 +40,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/deploy"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/pause"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -58,8 +59,8 @@ var app = &cli.App{
 			Summary: "deploy now, by hand: the tip of the ref, or a given commit on it", Run: manual},
 		{Name: "rollback", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"force"}, Summary: "redeploy the previous successful commit", Run: rollback},
 		{Name: "pause", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all", "reason"},
-			Summary: "hold the deployment's queue (or every one) until resume", Run: pause},
-		{Name: "resume", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all"}, Summary: "end a pause", Run: resume},
+			Summary: "hold the deployment's queue (or every one) until resume", Run: pauseCmd},
+		{Name: "resume", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all"}, Summary: "end a pause", Run: resumeCmd},
 		{Name: "history", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"limit", "json"},
 			Summary: "print the deployment's runs, newest first", Run: history},
 		{Name: "logs", Args: "NAME [RUN]", MinArgs: 1, MaxArgs: 2, Summary: "print a run's log (default: the newest run)", Run: logs},
@@ -206,7 +207,7 @@ func history(ctx context.Context, env *cli.Env, args []string) error {
 		return nil
 	}
 	d, _ := cfg.Deployment(args[0])
-	if p := deploy.Paused(cfg, args[0]); p != nil {
+	if p := pause.Get(cfg, args[0]); p != nil {
 		fmt.Fprintf(env.Stdout, "%s\n\n", p)
 	} else if in, next := d.InWindow(time.Now()); !in {
 		fmt.Fprintf(env.Stdout, "outside the deploy windows %q until %s\n\n", d.Windows, next.Format(time.RFC3339))
@@ -259,7 +260,7 @@ func logs(ctx context.Context, env *cli.Env, args []string) error {
 		return err
 	}
 	// Only files under the deployment's log directory are shown.
-	dir := deploy.LogDir(cfg.StateDir, args[0])
+	dir := config.RunLogDir(cfg.StateDir, args[0])
 	if r.LogPath == "" || filepath.Dir(r.LogPath) != dir {
 		return sysexits.Errorf(sysexits.Unavailable, "run %d of %s has no log in %s", r.ID, args[0], dir)
 	}
@@ -292,29 +293,29 @@ func pauseTarget(env *cli.Env, args []string) (*config.Config, string, error) {
 	return nil, "", sysexits.Errorf(sysexits.Usage, "name one deployment, or pass --all")
 }
 
-func pause(ctx context.Context, env *cli.Env, args []string) error {
+func pauseCmd(ctx context.Context, env *cli.Env, args []string) error {
 	cfg, name, err := pauseTarget(env, args)
 	if err != nil {
 		return err
 	}
 	reason, _ := env.Flags.GetString("reason")
-	p := deploy.Pause{Deployment: name, Reason: reason, By: env.Getenv("SUDO_USER"), Since: time.Now()}
+	p := pause.Pause{Deployment: name, Reason: reason, By: env.Getenv("SUDO_USER"), Since: time.Now()}
 	if p.By == "" {
 		p.By = env.Getenv("USER")
 	}
-	if err := deploy.SetPause(cfg, p); err != nil {
+	if err := pause.Set(cfg, p); err != nil {
 		return err
 	}
 	fmt.Fprintln(env.Stdout, p.String())
 	return nil
 }
 
-func resume(ctx context.Context, env *cli.Env, args []string) error {
+func resumeCmd(ctx context.Context, env *cli.Env, args []string) error {
 	cfg, name, err := pauseTarget(env, args)
 	if err != nil {
 		return err
 	}
-	if err := deploy.Resume(cfg, name); err != nil {
+	if err := pause.Resume(cfg, name); err != nil {
 		return err
 	}
 	if name == "" {

@@ -385,6 +385,12 @@ func Default() *Config {
 	}
 }
 
+// RunLogDir is where a deployment's run logs are kept:
+// <state_dir>/logs/<deployment>.
+func RunLogDir(stateDir, deployment string) string {
+	return filepath.Join(stateDir, "logs", deployment)
+}
+
 // Deployment returns the deployment with the given name.
 func (c *Config) Deployment(name string) (*Deployment, bool) {
 	d, ok := c.Deployments[name]

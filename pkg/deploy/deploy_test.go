@@ -21,6 +21,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/deploy"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/pause"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
@@ -636,7 +637,7 @@ func TestPauseAndWindows(t *testing.T) {
 	closed := strings.ToLower(time.Now().AddDate(0, 0, 2).Weekday().String()[:3]) // open only in two days
 	r := newRig(t, `steps = [["sh", "-c", "echo $DH_COMMIT >> $TRACE"]]`)
 	sha := r.commit("main", nil)
-	if err := deploy.SetPause(r.cfg, deploy.Pause{Deployment: "app", Reason: "freeze", By: "ops", Since: time.Now()}); err != nil {
+	if err := pause.Set(r.cfg, pause.Pause{Deployment: "app", Reason: "freeze", By: "ops", Since: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	r.enqueue("d-1", "refs/heads/main", sha)
@@ -657,7 +658,7 @@ func TestPauseAndWindows(t *testing.T) {
 	if _, err := w.Deploy(context.Background(), manual); !sysexits.Is(err, sysexits.TempFail) || !strings.Contains(err.Error(), "paused") {
 		t.Errorf("manual deploy while paused = %v; want TempFail saying paused", err)
 	}
-	if err := deploy.Resume(r.cfg, "app"); err != nil {
+	if err := pause.Resume(r.cfg, "app"); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.drain(); err != nil {
@@ -684,13 +685,13 @@ func TestPauseAndWindows(t *testing.T) {
 		t.Errorf("forced manual deploy = %+v, %v; want succeeded with the forced note", run, err)
 	}
 	r.cfg.Deployments["app"].Windows = nil
-	if err := deploy.SetPause(r.cfg, deploy.Pause{Reason: "everything", Since: time.Now()}); err != nil {
+	if err := pause.Set(r.cfg, pause.Pause{Reason: "everything", Since: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	if p := deploy.Paused(r.cfg, "app"); p == nil || p.Deployment != "" || !strings.Contains(p.String(), "all deployments") {
+	if p := pause.Get(r.cfg, "app"); p == nil || p.Deployment != "" || !strings.Contains(p.String(), "all deployments") {
 		t.Errorf("Paused under a global pause = %v", p)
 	}
-	deploy.Resume(r.cfg, "")
+	pause.Resume(r.cfg, "")
 	if err := r.drain(); err != nil {
 		t.Fatalf("drain after the global resume = %v", err)
 	}

@@ -121,11 +121,6 @@ const (
 	KeepLogs = 100
 )
 
-// LogDir is where a deployment's run logs are kept.
-func LogDir(stateDir, deployment string) string {
-	return filepath.Join(stateDir, "logs", deployment)
-}
-
 // runLog is a run's log file, capped at MaxLogBytes, with everything also
 // copied to the worker's stderr.
 type runLog struct {
@@ -138,7 +133,7 @@ type runLog struct {
 }
 
 func openRunLog(stateDir, deployment string, req Request, stderr io.Writer) (*runLog, error) {
-	dir := LogDir(stateDir, deployment)
+	dir := config.RunLogDir(stateDir, deployment)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("create log directory: %w", err))
 	}
@@ -191,7 +186,7 @@ func (l *runLog) Close() error {
 // pruneLogs deletes all but the KeepLogs newest run logs of a deployment.
 // Their names start with the time, so name order is age order.
 func pruneLogs(stateDir, deployment string, log *slog.Logger) {
-	dir := LogDir(stateDir, deployment)
+	dir := config.RunLogDir(stateDir, deployment)
 	des, err := os.ReadDir(dir)
 	if err != nil {
 		return

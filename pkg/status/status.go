@@ -16,7 +16,7 @@
 //     html/template; responses carry a Content-Security-Policy that allows
 //     no script, and X-Content-Type-Options: nosniff.
 //   - A log is served only if it is a regular file directly in
-//     deploy.LogDir(state_dir, NAME), opened through an os.Root, for a run of
+//     config.RunLogDir(state_dir, NAME), opened through an os.Root, for a run of
 //     a configured deployment whose log_path names it; anything else is 403
 //     or 404.
 //   - With a token (status.token_file), every request must carry
@@ -48,7 +48,7 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
-	"github.com/dh-deployer/dh-deployer/pkg/deploy"
+	"github.com/dh-deployer/dh-deployer/pkg/pause"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 )
@@ -172,7 +172,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, code int, msg s
 // Page is everything the status page shows; /status.json is its JSON.
 type Page struct {
 	GeneratedAt time.Time       `json:"generated_at"`
-	Paused      *deploy.Pause   `json:"paused,omitempty"` // the global pause
+	Paused      *pause.Pause    `json:"paused,omitempty"` // the global pause
 	Deployments []Deployment    `json:"deployments"`
 	Queues      []Queue         `json:"queues"`
 	Failed      []queue.Failure `json:"failed"`
@@ -182,21 +182,21 @@ type Page struct {
 
 // Deployment is one deployment's state.
 type Deployment struct {
-	Name       string        `json:"name"`
-	Kind       string        `json:"kind"`
-	Repository string        `json:"repository"`
-	Branches   []string      `json:"branches,omitempty"`
-	Tags       []string      `json:"tags,omitempty"`
-	Enabled    bool          `json:"enabled"`
-	State      string        `json:"state"`            // running, disabled, paused, waiting, failing or idle
-	Detail     string        `json:"detail,omitempty"` // why: the pause, the window, the error
-	Pause      *deploy.Pause `json:"pause,omitempty"`
-	Windows    []string      `json:"windows,omitempty"`
-	InWindow   bool          `json:"in_window"`
-	NextWindow *time.Time    `json:"next_window,omitempty"` // when outside the windows
-	Commit     string        `json:"commit,omitempty"`      // of the last succeeded run
-	DeployedAt *time.Time    `json:"deployed_at,omitempty"` // when that run finished
-	Runs       []Run         `json:"runs"`                  // newest first
+	Name       string       `json:"name"`
+	Kind       string       `json:"kind"`
+	Repository string       `json:"repository"`
+	Branches   []string     `json:"branches,omitempty"`
+	Tags       []string     `json:"tags,omitempty"`
+	Enabled    bool         `json:"enabled"`
+	State      string       `json:"state"`            // running, disabled, paused, waiting, failing or idle
+	Detail     string       `json:"detail,omitempty"` // why: the pause, the window, the error
+	Pause      *pause.Pause `json:"pause,omitempty"`
+	Windows    []string     `json:"windows,omitempty"`
+	InWindow   bool         `json:"in_window"`
+	NextWindow *time.Time   `json:"next_window,omitempty"` // when outside the windows
+	Commit     string       `json:"commit,omitempty"`      // of the last succeeded run
+	DeployedAt *time.Time   `json:"deployed_at,omitempty"` // when that run finished
+	Runs       []Run        `json:"runs"`                  // newest first
 }
 
 // Run is one row of a deployment's history.
@@ -245,7 +245,7 @@ func (h *Handler) Collect(ctx context.Context) *Page {
 	cfg := h.config()
 	now := h.opts.Now()
 	p := &Page{GeneratedAt: now.UTC(), Deployments: []Deployment{}, Queues: []Queue{}, Failed: []queue.Failure{}, Decisions: []Decision{}}
-	p.Paused = deploy.Paused(cfg, "")
+	p.Paused = pause.Get(cfg, "")
 	dbErr := func(err error) {
 		if msg := "database: " + err.Error(); len(p.Errors) == 0 || p.Errors[len(p.Errors)-1] != msg {
 			p.Errors = append(p.Errors, msg)
@@ -260,7 +260,7 @@ func (h *Handler) Collect(ctx context.Context) *Page {
 		d := cfg.Deployments[name]
 		dep := Deployment{Name: name, Kind: d.Kind, Repository: d.Repository, Branches: d.Branches, Tags: d.Tags,
 			Enabled: d.IsEnabled(), Windows: d.Windows, Runs: []Run{}}
-		dep.Pause = deploy.Paused(cfg, name)
+		dep.Pause = pause.Get(cfg, name)
 		in, next := d.InWindow(now)
 		dep.InWindow = in
 		if !in && !next.IsZero() {
@@ -406,7 +406,7 @@ func (h *Handler) run(cfg *config.Config, r store.Run, now time.Time) Run {
 		out.FinishedAt = &t
 	}
 	out.Result = result(r)
-	if r.LogPath != "" && filepath.Dir(r.LogPath) == deploy.LogDir(cfg.StateDir, r.Deployment) {
+	if r.LogPath != "" && filepath.Dir(r.LogPath) == config.RunLogDir(cfg.StateDir, r.Deployment) {
 		out.Log = LogURL(r.Deployment, r.ID)
 	}
 	return out
@@ -505,7 +505,7 @@ func (h *Handler) log(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the run has no log", http.StatusNotFound)
 		return
 	}
-	dir := deploy.LogDir(cfg.StateDir, name)
+	dir := config.RunLogDir(cfg.StateDir, name)
 	if !filepath.IsAbs(run.LogPath) || filepath.Dir(run.LogPath) != dir || !filepath.IsLocal(filepath.Base(run.LogPath)) {
 		h.refuse(w, r, http.StatusForbidden, "the run's log is not in "+dir)
 		return

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
-	"github.com/dh-deployer/dh-deployer/pkg/deploy"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/pause"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
@@ -169,14 +169,14 @@ path = "/srv/web"
 	}
 
 	// web is paused.
-	if err := deploy.SetPause(cfg, deploy.Pause{Deployment: "web", Reason: "exam week " + Hostile, By: "ops",
+	if err := pause.Set(cfg, pause.Pause{Deployment: "web", Reason: "exam week " + Hostile, By: "ops",
 		Since: in.Now.Add(-2 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 
 	// Runs.
 	logDir := func(name string) string {
-		d := deploy.LogDir(cfg.StateDir, name)
+		d := config.RunLogDir(cfg.StateDir, name)
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,8 @@
-package deploy
+// Package pause holds and releases deployments: a pause is a file, in the
+// deployment's queue directory (or in queue_dir for all of them), that the
+// deployment's worker reads before each deployment and the status page
+// shows. docs/deploy.md has the operator's side.
+package pause
 
 import (
 	"encoding/json"
@@ -14,9 +18,9 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
-// PauseFile is the file whose presence pauses a deployment (in its queue
+// File is the file whose presence pauses a deployment (in its queue
 // directory) or every deployment (in queue_dir).
-const PauseFile = ".paused"
+const File = ".paused"
 
 // Pause says who paused a deployment (or all of them), when and why.
 type Pause struct {
@@ -41,21 +45,21 @@ func (p *Pause) String() string {
 	return s
 }
 
-func pausePath(cfg *config.Config, deployment string) string {
+func path(cfg *config.Config, deployment string) string {
 	if deployment == "" {
-		return filepath.Join(cfg.QueueDir, PauseFile)
+		return filepath.Join(cfg.QueueDir, File)
 	}
-	return filepath.Join(cfg.QueuePath(deployment), PauseFile)
+	return filepath.Join(cfg.QueuePath(deployment), File)
 }
 
-// SetPause pauses a deployment ("" for all): its worker leaves entries
+// Set pauses a deployment ("" for all): its worker leaves entries
 // queued until Resume. Durable; pausing again replaces the reason.
-func SetPause(cfg *config.Config, p Pause) error {
+func Set(cfg *config.Config, p Pause) error {
 	data, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}
-	path := pausePath(cfg, p.Deployment)
+	path := path(cfg, p.Deployment)
 	if err := os.MkdirAll(filepath.Dir(path), 0o2770); err != nil {
 		return sysexits.New(sysexits.IOErr, err)
 	}
@@ -64,38 +68,23 @@ func SetPause(cfg *config.Config, p Pause) error {
 
 // Resume ends a pause; resuming what is not paused is not an error.
 func Resume(cfg *config.Config, deployment string) error {
-	return durable.Remove(pausePath(cfg, deployment))
+	return durable.Remove(path(cfg, deployment))
 }
 
-// Paused returns the pause that holds the deployment, its own or the
+// Get returns the pause that holds the deployment, its own or the
 // global one, or nil. A pause file that cannot be read still pauses.
-func Paused(cfg *config.Config, deployment string) *Pause {
+func Get(cfg *config.Config, deployment string) *Pause {
 	for _, d := range []string{"", deployment} {
-		data, err := os.ReadFile(pausePath(cfg, d))
+		data, err := os.ReadFile(path(cfg, d))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		p := &Pause{Deployment: d}
 		if err != nil || json.Unmarshal(data, p) != nil {
-			p.Reason = fmt.Sprintf("unreadable pause file %s", pausePath(cfg, d))
+			p.Reason = fmt.Sprintf("unreadable pause file %s", path(cfg, d))
 		}
 		p.Deployment = d
 		return p
 	}
 	return nil
-}
-
-// errWaiting wraps the reason an entry waits (paused, outside the deploy
-// windows): a TempFail, so the queue keeps it, in order, and tries again.
-var errWaiting = errors.New("waiting")
-
-// holdReason says why the deployment may not deploy now, or "".
-func (w *Worker) holdReason(now time.Time) string {
-	if p := Paused(w.cfg, w.d.Name); p != nil {
-		return p.String()
-	}
-	if in, next := w.d.InWindow(now); !in {
-		return fmt.Sprintf("outside the deploy windows %q; the next opens %s", w.d.Windows, next.Format(time.RFC3339))
-	}
-	return ""
 }

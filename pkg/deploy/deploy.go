@@ -229,10 +229,10 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, trigger string) err
 			return w.supersede(ctx, req, newer)
 		}
 	}
-	if why := w.holdReason(w.now()); why != "" {
-		return w.hold(ctx, req, why)
-	}
 	_, err = w.Deploy(ctx, req)
+	if held, ok := errors.AsType[*heldError](err); ok {
+		return w.hold(ctx, req, held.why)
+	}
 	if errors.Is(err, ErrRefused) {
 		return nil // recorded; a refusal is final
 	}
@@ -440,7 +440,7 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 	var note string
 	if why := w.holdReason(w.now()); why != "" {
 		if !req.Force {
-			return store.Run{}, sysexits.WithHint(sysexits.Errorf(sysexits.TempFail, "%s", why), "pass --force to deploy anyway")
+			return store.Run{}, sysexits.WithHint(sysexits.New(sysexits.TempFail, &heldError{why}), "pass --force to deploy anyway")
 		}
 		note = "forced: " + why
 	}

@@ -12,6 +12,12 @@ import (
 // windows): a TempFail, so the queue keeps it, in order, and tries again.
 var errWaiting = errors.New("waiting")
 
+// heldError is Deploy's error for a request that is not forced while the
+// deployment is held (paused, or outside its windows).
+type heldError struct{ why string }
+
+func (e *heldError) Error() string { return e.why }
+
 // holdReason says why the deployment may not deploy now, or "".
 func (w *Worker) holdReason(now time.Time) string {
 	if p := pause.Get(w.cfg, w.d.Name); p != nil {

@@ -69,8 +69,8 @@ func (s *Store) FinishNginxInstall(ctx context.Context, id int64, n NginxInstall
 		UPDATE nginx_installs SET outcome = $2, installed = $3, removed = $4, pending = $5,
 		       rejected = $6, conflicts = $7, error = $8, finished_at = now()
 		WHERE id = $1`,
-		id, n.Outcome, pq.Array(texts(n.Installed)), pq.Array(texts(n.Removed)), pq.Array(texts(n.Pending)),
-		pq.Array(texts(n.Rejected)), pq.Array(texts(n.Conflicts)), nullString(n.Error))
+		id, n.Outcome, pq.Array(nonNil(n.Installed)), pq.Array(nonNil(n.Removed)), pq.Array(nonNil(n.Pending)),
+		pq.Array(nonNil(n.Rejected)), pq.Array(nonNil(n.Conflicts)), nullString(n.Error))
 	if err != nil {
 		return fmt.Errorf("finish nginx install %d: %w", id, err)
 	}
@@ -128,12 +128,4 @@ func (s *Store) NginxInstalls(ctx context.Context, deployment string, limit int)
 		return nil, classify(fmt.Errorf("list nginx installs: %w", err))
 	}
 	return out, nil
-}
-
-// texts stores a nil list as an empty array (the columns are NOT NULL).
-func texts(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }

@@ -15,35 +15,13 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
-var stageUsers = []string{"dh-receive", "dh-route", "dh-deploy", "dh-nginx", "dh-cert"}
-
 // setup creates the stage users (removed afterwards if the test made
 // them) and returns a root for DH_ROOT that every user may traverse.
 func setup(t *testing.T) string {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Fatalf("this test creates users and sets ACLs: run it as root (CI does)")
-	}
 	testenv.Command(t, "setfacl")
-	testenv.Command(t, "useradd")
 	testenv.Command(t, "runuser")
-	testenv.LockUsers(t) // pkg/e2e creates and deletes the same users
-	var made []string
-	for _, u := range stageUsers {
-		if _, err := user.Lookup(u); err != nil {
-			made = append(made, u)
-		}
-	}
-	_, groupErr := user.LookupGroup("dh-deployer")
-	t.Cleanup(func() {
-		for _, u := range made {
-			exec.Command("userdel", u).Run()
-		}
-		if groupErr != nil {
-			exec.Command("groupdel", "dh-deployer").Run()
-		}
-	})
-	aclTool(t, "", "users")
+	made := testenv.MakeStageUsers(t, "./dh-deployer-acl", "../systemd/dh-deployer.sysusers")
 	for _, name := range made { // users made now have the sysusers file's home
 		u, err := user.Lookup(name)
 		want := "/nonexistent"
@@ -105,7 +83,7 @@ func TestQueuePrivileges(t *testing.T) {
 		"dh-cert":    {"nginx"},
 	}
 	consumes := map[string]string{"main": "dh-route", "api": "dh-deploy", "nginx": "dh-nginx", "cert": "dh-cert"}
-	for _, u := range stageUsers {
+	for _, u := range testenv.StageUsers {
 		for _, queue := range []string{"main", "api", "nginx", "cert"} {
 			if consumes[queue] == u {
 				continue // a consumer owns its queue
@@ -120,12 +98,12 @@ func TestQueuePrivileges(t *testing.T) {
 	// Each consumer reads and removes what its writers published; nobody
 	// else can read them.
 	for queue, consumer := range consumes {
-		for _, w := range stageUsers {
+		for _, w := range testenv.StageUsers {
 			entry := filepath.Join(q(queue), w+".json")
 			if _, err := os.Stat(entry); err != nil {
 				continue
 			}
-			for _, u := range stageUsers {
+			for _, u := range testenv.StageUsers {
 				if u == consumer || u == w {
 					continue
 				}

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 
 	_ "github.com/lib/pq"
 
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/demo"
 	"github.com/dh-deployer/dh-deployer/pkg/pgtemp"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
@@ -37,8 +37,7 @@ var (
 )
 
 var (
-	tools      = []string{"dh-receive", "dh-route", "dh-deploy", "dh-nginx", "dh-cert"}
-	stageUsers = tools // each stage's user has its name
+	tools = []string{"dh-receive", "dh-route", "dh-deploy", "dh-nginx", "dh-cert"}
 )
 
 // Time limits.
@@ -89,8 +88,7 @@ func newRig(t *testing.T, opts rigOptions) *rig {
 	for _, p := range []string{"runuser", "useradd", "userdel", "setfacl", "sudo", "visudo", "git", "mount"} {
 		testenv.Command(t, p)
 	}
-	testenv.LockUsers(t)
-	makeUsers(t)
+	testenv.MakeStageUsers(t, abs(t, aclScript), abs(t, sysusers))
 
 	r := &rig{t: t, procs: map[string]*proc{}, client: &http.Client{Timeout: 10 * time.Second}}
 	r.root = testenv.ShortTempDir(t, "dh-e2e")
@@ -178,56 +176,22 @@ func build(t *testing.T, name string) string {
 	return p
 }
 
-// makeUsers creates the group and the stage users from the shipped
-// sysusers file with acl/dh-deployer-acl users, and deletes those it made
-// when the test ends.
-func makeUsers(t *testing.T) {
+// abs is filepath.Abs or the test's end.
+func abs(t *testing.T, p string) string {
 	t.Helper()
-	var made []string
-	for _, u := range stageUsers {
-		if _, err := user.Lookup(u); err != nil {
-			made = append(made, u)
-		}
+	a, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
 	}
-	_, groupErr := user.LookupGroup("dh-deployer")
-	t.Cleanup(func() {
-		for _, u := range made {
-			// A step or git command of a killed dh-deploy may still be
-			// exiting: userdel refuses a user with processes.
-			var out []byte
-			var err error
-			for i := 0; i < 50; i++ {
-				if out, err = exec.Command("userdel", u).CombinedOutput(); err == nil {
-					break
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-			if err != nil {
-				t.Errorf("userdel %s: %v: %s", u, err, out)
-			}
-		}
-		if groupErr != nil {
-			if out, err := exec.Command("groupdel", "dh-deployer").CombinedOutput(); err != nil {
-				t.Errorf("groupdel dh-deployer: %v: %s", err, out)
-			}
-		}
-	})
-	aclTool(t, "", "users")
+	return a
 }
 
 // aclTool runs acl/dh-deployer-acl with DH_ROOT=root and the repository's
 // sysusers and tmpfiles files.
 func aclTool(t *testing.T, root string, args ...string) string {
 	t.Helper()
-	abs := func(p string) string {
-		a, err := filepath.Abs(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return a
-	}
-	cmd := exec.Command(abs(aclScript), args...)
-	cmd.Env = append(os.Environ(), "DH_ROOT="+root, "DH_SYSUSERS="+abs(sysusers), "DH_TMPFILES="+abs(tmpfiles))
+	cmd := exec.Command(abs(t, aclScript), args...)
+	cmd.Env = append(os.Environ(), "DH_ROOT="+root, "DH_SYSUSERS="+abs(t, sysusers), "DH_TMPFILES="+abs(t, tmpfiles))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("dh-deployer-acl %v: %v\n%s", args, err, out)
@@ -334,7 +298,7 @@ branches   = ["main"]
 path       = %q
 clone_url  = %q
 steps      = [%s]
-`, name, repo.fullName, r.checkout(name), repo.bare, demo.TOMLArray([]string{"sh", "-c", `echo "$DH_COMMIT" > built-commit`}))
+`, name, repo.fullName, r.checkout(name), repo.bare, config.TOMLArray([]string{"sh", "-c", `echo "$DH_COMMIT" > built-commit`}))
 }
 
 func (r *rig) checkout(name string) string { return filepath.Join(r.root, "srv", name) }

@@ -2,8 +2,11 @@ package testenv
 
 import (
 	"os"
+	"os/exec"
+	"os/user"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // UsersLock is the file whose flock serializes the tests that create and
@@ -31,4 +34,56 @@ func LockUsers(t testing.TB) {
 	// Closing the file releases the lock; registered first, it runs after
 	// every cleanup the test registers later (users removed, then unlock).
 	t.Cleanup(func() { f.Close() })
+}
+
+// StageUsers are the Unix users of the five stages, as the shipped
+// sysusers file names them.
+var StageUsers = []string{"dh-receive", "dh-route", "dh-deploy", "dh-nginx", "dh-cert"}
+
+// MakeStageUsers takes the users' lock (LockUsers), creates the group
+// dh-deployer and the stage users with `script users` (acl/dh-deployer-acl
+// reading sysusersFile), and deletes, when the test ends, those it made.
+// It returns the users it made. The caller must be root.
+func MakeStageUsers(t testing.TB, script, sysusersFile string) []string {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Fatalf("this test creates users: run it as root (CI does)")
+	}
+	Command(t, "useradd")
+	LockUsers(t)
+	var made []string
+	for _, u := range StageUsers {
+		if _, err := user.Lookup(u); err != nil {
+			made = append(made, u)
+		}
+	}
+	_, groupErr := user.LookupGroup("dh-deployer")
+	t.Cleanup(func() {
+		for _, u := range made {
+			// A process of a killed stage may still be exiting: userdel
+			// refuses a user with processes.
+			var out []byte
+			var err error
+			for i := 0; i < 50; i++ {
+				if out, err = exec.Command("userdel", u).CombinedOutput(); err == nil {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if err != nil {
+				t.Errorf("userdel %s: %v: %s", u, err, out)
+			}
+		}
+		if groupErr != nil {
+			if out, err := exec.Command("groupdel", "dh-deployer").CombinedOutput(); err != nil {
+				t.Errorf("groupdel dh-deployer: %v: %s", err, out)
+			}
+		}
+	})
+	cmd := exec.Command(script, "users")
+	cmd.Env = append(os.Environ(), "DH_SYSUSERS="+sysusersFile)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s users: %v\n%s", script, err, out)
+	}
+	return made
 }

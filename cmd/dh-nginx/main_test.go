@@ -56,7 +56,6 @@ type fixture struct {
 
 func newFixture(t *testing.T, testCmd string) *fixture {
 	t.Helper()
-	git := testenv.Command(t, "git")
 	srv := nginxtest.Start(t, nginxtest.Options{})
 	dir, port := srv.Dir, srv.Port
 	os.MkdirAll(filepath.Join(dir, "checkout/production"), 0o755)
@@ -64,17 +63,7 @@ func newFixture(t *testing.T, testCmd string) *fixture {
 	checkout := filepath.Join(dir, "checkout")
 	site := "server {\n    listen 127.0.0.1:" + fmt.Sprint(port) + ";\n    server_name a.example.test;\n    return 200 \"a\";\n}\n"
 	os.WriteFile(filepath.Join(checkout, "production/a.example.test.conf"), []byte(site), 0o644)
-	gitc := func(args ...string) string {
-		cmd := exec.Command(git, args...)
-		cmd.Dir = checkout
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.org",
-			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.org", "HOME="+dir)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	gitc := func(args ...string) string { return testenv.Git(t, checkout, args...) }
 	gitc("init", "-q", "-b", "main")
 	gitc("add", "-A")
 	gitc("commit", "-q", "-m", "sites")
@@ -82,7 +71,7 @@ func newFixture(t *testing.T, testCmd string) *fixture {
 
 	url := storetest.NewMigrated(t)
 	if testCmd == "" {
-		testCmd = tomlArray(srv.TestCommand())
+		testCmd = config.TOMLArray(srv.TestCommand())
 	}
 	cfgFile := filepath.Join(dir, "config.toml")
 	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`queue_dir = %q
@@ -101,7 +90,7 @@ branches = ["main"]
 path = %q
 sites = [{ rule = "include", select = ["*"] }]
 `, filepath.Join(dir, "queues"), filepath.Join(dir, "state"), url, srv.ConfDir,
-		srv.SnippetsDir, filepath.Join(dir, "certs"), testCmd, tomlArray(srv.ReloadCommand()), checkout)), 0o644)
+		srv.SnippetsDir, filepath.Join(dir, "certs"), testCmd, config.TOMLArray(srv.ReloadCommand()), checkout)), 0o644)
 	cfg, err := config.Load(cfgFile)
 	if err != nil {
 		t.Fatal(err)
@@ -118,10 +107,6 @@ sites = [{ rule = "include", select = ["*"] }]
 }
 
 // tomlArray writes argv as a TOML array (a JSON array of strings is one).
-func tomlArray(argv []string) string {
-	b, _ := json.Marshal(argv)
-	return string(b)
-}
 
 // TestRunOnceAndReplay drives the tool against a real nginx master, a git
 // checkout and a database: run --once installs a queued site and reloads,
@@ -198,7 +183,7 @@ func TestKilledMidInstall(t *testing.T) {
 	// Restart with the real test command.
 	data, _ := os.ReadFile(f.cfgFile)
 	fixed := strings.Replace(string(data), fmt.Sprintf(`["/bin/sh", "-c", "echo $$ > %s; exec sleep 60"]`, mark),
-		tomlArray(f.srv.TestCommand()), 1)
+		config.TOMLArray(f.srv.TestCommand()), 1)
 	os.WriteFile(f.cfgFile, []byte(fixed), 0o644)
 	if code, _, errs := runTool("-c", f.cfgFile, "run", "--once"); code != 0 || !strings.Contains(errs, "restoring the files of an install that was interrupted") {
 		t.Fatalf("run --once after the kill = %d; want 0 and a restore\n%s", code, errs)

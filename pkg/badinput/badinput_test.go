@@ -27,7 +27,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -95,7 +94,6 @@ func newWorld(t *testing.T) *world {
 	w.nginx = nginxtest.Start(t, nginxtest.Options{})
 	sitePort = w.nginx.Port
 	w.checkout = filepath.Join(w.dir, "sites")
-	argv := func(a []string) string { b, _ := json.Marshal(a); return string(b) }
 	doc := fmt.Sprintf(`queue_dir = %q
 state_dir = %q
 database_url = %q
@@ -104,15 +102,8 @@ database_url = %q
 max_body = %d
 read_header_timeout = "300ms"
 
-[nginx]
-conf_dir = %q
-snippets_dir = %q
-cert_dir = %q
-test_command = %s
-reload_command = %s
-`, filepath.Join(w.dir, "queues"), filepath.Join(w.dir, "state"), storetest.NewMigrated(t), maxBody,
-		w.nginx.ConfDir, w.nginx.SnippetsDir, filepath.Join(w.dir, "certs"),
-		argv(w.nginx.TestCommand()), argv(w.nginx.ReloadCommand())) +
+%s`, filepath.Join(w.dir, "queues"), filepath.Join(w.dir, "state"), storetest.NewMigrated(t), maxBody,
+		w.nginx.NginxTable(filepath.Join(w.dir, "certs"))) +
 		fmt.Sprintf(deployments, filepath.Join(w.dir, "api"), w.checkout)
 	w.file = filepath.Join(w.dir, "config.toml")
 	if err := os.WriteFile(w.file, []byte(doc), 0o600); err != nil {
@@ -169,16 +160,8 @@ func site(names string) string {
 
 func (w *world) git(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = w.checkout
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.org",
-		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.org", "HOME="+w.dir)
 	os.MkdirAll(w.checkout, 0o755)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
+	return testenv.Git(t, w.checkout, args...)
 }
 
 // commit writes files (path → content; "" removes) into the checkout,

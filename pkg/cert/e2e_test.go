@@ -3,7 +3,6 @@ package cert_test
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -34,7 +33,6 @@ import (
 func TestSiteCertificateEndToEnd(t *testing.T) {
 	t.Parallel()
 	dhNginx, dhCert := testenv.Build(t, "dh-nginx"), testenv.Build(t, "dh-cert")
-	git := testenv.Command(t, "git")
 	ca := certtest.Start(t)
 	srv := nginxtest.Start(t, nginxtest.Options{Port: ca.HTTPPort, ACMEWebroot: ca.Webroot})
 	tlsPort := testenv.FreePort(t)
@@ -57,43 +55,19 @@ func TestSiteCertificateEndToEnd(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(checkout, "production", "app.test.conf"), []byte(site), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	gitc := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(git, args...)
-		cmd.Dir = checkout
-		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.org",
-			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.org"}
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	gitc := func(args ...string) string { return testenv.Git(t, checkout, args...) }
 	gitc("init", "-q", "-b", "main")
 	gitc("add", "-A")
 	gitc("commit", "-q", "-m", "app.test over TLS")
 	sha := gitc("rev-parse", "HEAD")
 	gitc("checkout", "-q", "--detach", sha)
 
-	toml := func(argv []string) string {
-		b, err := json.Marshal(argv) // a JSON array of strings is a TOML array
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
 	cfgFile := filepath.Join(dir, "config.toml")
 	doc := fmt.Sprintf(`queue_dir = %q
 state_dir = %q
 database_url = %q
 
-[nginx]
-conf_dir = %q
-snippets_dir = %q
-cert_dir = %q
-test_command = %s
-reload_command = %s
-
+%s
 [cert]
 command = %s
 webroot = %q
@@ -106,8 +80,7 @@ branches = ["main"]
 path = %q
 sites = [{ rule = "include", select = ["*"] }]
 `, filepath.Join(dir, "queues"), filepath.Join(dir, "state"), storetest.NewMigrated(t),
-		srv.ConfDir, srv.SnippetsDir, ca.Live, toml(srv.TestCommand()), toml(srv.ReloadCommand()),
-		toml(ca.Command(t)), ca.Webroot, ca.Directory, checkout)
+		srv.NginxTable(ca.Live), config.TOMLArray(ca.Command(t)), ca.Webroot, ca.Directory, checkout)
 	if err := os.WriteFile(cfgFile, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
 	}

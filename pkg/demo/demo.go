@@ -33,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
 	"github.com/dh-deployer/dh-deployer/pkg/pgtemp"
 	"github.com/dh-deployer/dh-deployer/pkg/progpath"
@@ -351,7 +352,7 @@ func (r *rig) writeConfig(dbURL string) error {
 	r.url = "http://" + addr + "/github-webhook"
 	var steps []string
 	for _, s := range r.opts.Steps {
-		steps = append(steps, TOMLArray(s))
+		steps = append(steps, config.TOMLArray(s))
 	}
 	doc := fmt.Sprintf(`# dh-deployer demo configuration (pkg/demo)
 queue_dir    = %q
@@ -377,19 +378,6 @@ steps      = [%s]
 	}
 	// What an operator creates at install time; dh-receive does not.
 	return queue.Open(filepath.Join(r.dir, "queues", "main")).Init()
-}
-
-// TOMLArray renders strings as a TOML array of basic strings.
-func TOMLArray(ss []string) string {
-	q := make([]string, len(ss))
-	for i, s := range ss {
-		var b strings.Builder
-		enc := json.NewEncoder(&b) // a JSON string is a TOML basic string
-		enc.SetEscapeHTML(false)
-		enc.Encode(s)
-		q[i] = strings.TrimSpace(b.String())
-	}
-	return "[" + strings.Join(q, ", ") + "]"
 }
 
 // freePort returns a 127.0.0.1 address whose port was free a moment ago.

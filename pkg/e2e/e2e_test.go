@@ -17,6 +17,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cert/certtest"
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/demo"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
 	"github.com/dh-deployer/dh-deployer/pkg/nginx/nginxtest"
@@ -67,7 +68,7 @@ func TestWholeSuite(t *testing.T) {
 
 	sudo := "/usr/bin/sudo"
 	argv := func(prefix []string, rest ...string) string {
-		return demo.TOMLArray(append(append([]string{sudo, "-n"}, prefix...), rest...))
+		return config.TOMLArray(append(append([]string{sudo, "-n"}, prefix...), rest...))
 	}
 	r.writeConfig(fmt.Sprintf(`
 [nginx]

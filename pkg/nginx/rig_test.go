@@ -7,14 +7,11 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -59,24 +56,11 @@ func newRig(t *testing.T, rules string) *rig {
 	r.checkout = filepath.Join(r.dir, "checkout")
 
 	r.url = storetest.NewMigrated(t)
-	argv := func(argv []string) string {
-		b, err := json.Marshal(argv) // a JSON array of strings is a TOML array
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
 	doc := fmt.Sprintf(`queue_dir = %q
 state_dir = %q
 database_url = %q
 
-[nginx]
-conf_dir = %q
-snippets_dir = %q
-cert_dir = %q
-test_command = %s
-reload_command = %s
-
+%s
 [deployments.sites]
 kind = "nginx"
 repository = "acme/nginx"
@@ -84,8 +68,7 @@ branches = ["main"]
 path = %q
 sites = %s
 `, filepath.Join(r.dir, "queues"), filepath.Join(r.dir, "state"), r.url,
-		srv.ConfDir, srv.SnippetsDir, filepath.Join(r.dir, "certs"),
-		argv(srv.TestCommand()), argv(srv.ReloadCommand()), r.checkout, rules)
+		srv.NginxTable(filepath.Join(r.dir, "certs")), r.checkout, rules)
 	file := filepath.Join(r.dir, "config.toml")
 	r.write(file, doc)
 	var err error
@@ -113,15 +96,7 @@ func (r *rig) write(path, content string) {
 
 func (r *rig) git(args ...string) string {
 	r.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = r.checkout
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.org",
-		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.org", "HOME="+r.dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
+	return testenv.Git(r.t, r.checkout, args...)
 }
 
 // commit changes the checkout's files (path → content; "" deletes),

@@ -70,3 +70,20 @@ func BuildInto(t testing.TB, dir, name string) string {
 	}
 	return bin
 }
+
+// Git runs git with args in dir as a test's own repositories need it: a
+// fixed author and committer, no system or global configuration (so the
+// machine's ~/.gitconfig changes nothing), and fails the test with git's
+// output on error. It returns the trimmed output.
+func Git(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(Command(t, "git"), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.org", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.org")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v in %s: %v\n%s", args, dir, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}

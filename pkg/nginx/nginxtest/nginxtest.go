@@ -33,6 +33,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
@@ -145,6 +146,13 @@ func (s *Server) TestCommand() []string { return s.Command("-t") }
 // ReloadCommand is `nginx -s reload` for this master: dh-nginx's
 // reload_command.
 func (s *Server) ReloadCommand() []string { return s.Command("-s", "reload") }
+
+// NginxTable is the [nginx] table of a configuration that installs into
+// this master, with certificates in certDir.
+func (s *Server) NginxTable(certDir string) string {
+	return fmt.Sprintf("[nginx]\nconf_dir = %q\nsnippets_dir = %q\ncert_dir = %q\ntest_command = %s\nreload_command = %s\n",
+		s.ConfDir, s.SnippetsDir, certDir, config.TOMLArray(s.TestCommand()), config.TOMLArray(s.ReloadCommand()))
+}
 
 // ErrorLog returns the content of nginx's error.log.
 func (s *Server) ErrorLog() string {

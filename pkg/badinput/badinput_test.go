@@ -278,7 +278,7 @@ func (w *world) raw(t *testing.T, request string, halfClose bool, wait time.Dura
 // as the tools' --once does; it returns the error that stopped it.
 func (w *world) drain(t *testing.T, q string, h queue.Handler) error {
 	t.Helper()
-	c, err := queue.Open(w.cfg.QueuePath(q)).Lock(context.Background(), false)
+	c, err := queue.Open(w.cfg.QueuePath(q)).Lock(t.Context(), true)
 	if err != nil {
 		t.Fatalf("lock %s: %v", q, err)
 	}
@@ -292,7 +292,7 @@ func (w *world) drain(t *testing.T, q string, h queue.Handler) error {
 func (w *world) route(t *testing.T) error {
 	t.Helper()
 	r := route.New(w.cfg, w.st, route.Options{Logger: slog.New(slog.DiscardHandler)})
-	c, err := queue.Open(w.cfg.QueuePath(config.MainQueue)).Lock(context.Background(), false)
+	c, err := queue.Open(w.cfg.QueuePath(config.MainQueue)).Lock(t.Context(), true)
 	if err != nil {
 		t.Fatalf("lock main: %v", err)
 	}

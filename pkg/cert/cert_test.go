@@ -164,7 +164,7 @@ func (s *setup) publishRaw(t *testing.T, data []byte) string {
 // entry fails temporarily.
 func drain(t *testing.T, w *cert.Worker) error {
 	t.Helper()
-	c, err := w.Queue().Lock(context.Background(), false)
+	c, err := w.Queue().Lock(t.Context(), true)
 	if err != nil {
 		t.Fatalf("lock queue: %v", err)
 	}

@@ -145,7 +145,7 @@ func (r *rig) drain() error {
 	r.t.Helper()
 	w := r.worker()
 	defer w.Close()
-	c, err := w.Queue().Lock(context.Background(), false)
+	c, err := w.Queue().Lock(r.t.Context(), true)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -596,7 +596,7 @@ steps = [["sh", "-c", "echo $DH_COMMIT >> $TRACE"]]`)
 			t.Fatal(err)
 		}
 		defer w.Close()
-		c, err := w.Queue().Lock(context.Background(), false)
+		c, err := w.Queue().Lock(t.Context(), true)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -136,7 +136,7 @@ func TestGitHookTrigger(t *testing.T) {
 	if len(names) != 1 {
 		t.Fatalf("after the push queues/main holds %v; want one entry", names)
 	}
-	c, err := main.Lock(context.Background(), false)
+	c, err := main.Lock(t.Context(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestTokenTrigger(t *testing.T) {
 	if code := post("Bearer " + token); code != http.StatusAccepted {
 		t.Fatalf("right token: %d; want 202", code)
 	}
-	c, err := main.Lock(context.Background(), false)
+	c, err := main.Lock(t.Context(), true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -163,7 +163,7 @@ func (r *rig) publish(t testing.TB, data []byte) string {
 // drain routes queues/main until it is empty.
 func (r *rig) drain(t testing.TB) {
 	t.Helper()
-	c, err := r.main.Lock(context.Background(), false)
+	c, err := r.main.Lock(t.Context(), true)
 	if err != nil {
 		t.Fatalf("Lock() = %v", err)
 	}

@@ -80,6 +80,11 @@ func New(t testing.TB) *Host {
 	if err := syscall.Mount("overlay", h.dir, "overlay", 0, opts); err != nil {
 		t.Fatalf("mount an overlay on the cached root: %v", err)
 	}
+	// The host's own name resolves, as on any Debian host (sudo asks).
+	hosts := "127.0.0.1\tlocalhost\n127.0.1.1\tdhtest\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	if err := os.WriteFile(h.Path("/etc/hosts"), []byte(hosts), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// Registered after ShortTempDir's removal, so it runs before it.
 	t.Cleanup(func() {
 		h.stop(t)

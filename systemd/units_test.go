@@ -121,7 +121,9 @@ func TestUnitsShape(t *testing.T) {
 			t.Fatal(err)
 		}
 		unit := string(data)
-		has := func(line string) bool { return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(line) + `$`).MatchString(unit) }
+		has := func(line string) bool {
+			return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(line) + `$`).MatchString(unit)
+		}
 		if has("Type=notify") && !has("ExecReload=/bin/kill -HUP $MAINPID") {
 			t.Errorf("%s: a daemon without ExecReload=/bin/kill -HUP $MAINPID", f)
 		}

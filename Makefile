@@ -19,6 +19,7 @@ UNITDIR     ?= $(SYSCONFDIR)/systemd/system
 SYSUSERSDIR ?= /usr/lib/sysusers.d
 TMPFILESDIR ?= /usr/lib/tmpfiles.d
 SUDOERSDIR  ?= $(SYSCONFDIR)/sudoers.d
+POLKITDIR   ?= $(SYSCONFDIR)/polkit-1/rules.d
 UNITS       := $(notdir $(wildcard systemd/*.service systemd/*.socket systemd/*.timer))
 SUDOERS     := $(notdir $(wildcard sudoers/dh-*))
 DOCS        := README.md $(wildcard docs/*.md) docs/config.example.toml
@@ -83,10 +84,11 @@ demo: build ## run the main job end to end on a throwaway setup (DH_DEMO_KEEP=1 
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/dh-demo
 	bin/dh-demo --bin bin
 
-install: build ## install tools, units, users, sudoers, ACL script, roles.sql, docs under $(DESTDIR)
+install: build ## install tools, units, users, polkit rules, sudoers, ACL script, roles.sql, docs under $(DESTDIR)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
 	  $(DESTDIR)$(LIBDIR) $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/dh-deployer
 	test -d $(DESTDIR)$(SUDOERSDIR) || install -d -m 0750 $(DESTDIR)$(SUDOERSDIR)
+	test -d $(DESTDIR)$(POLKITDIR) || install -d -m 0755 $(DESTDIR)$(POLKITDIR)
 	install -m 0755 $(addprefix bin/,$(TOOLS)) $(DESTDIR)$(BINDIR)/
 	for u in $(UNITS); do \
 	  sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/doc/dh-deployer|$(DOCDIR)|g' \
@@ -96,6 +98,8 @@ install: build ## install tools, units, users, sudoers, ACL script, roles.sql, d
 	install -m 0644 systemd/dh-deployer.sysusers $(DESTDIR)$(SYSUSERSDIR)/dh-deployer.conf
 	install -m 0644 systemd/dh-deployer.tmpfiles $(DESTDIR)$(TMPFILESDIR)/dh-deployer.conf
 	install -m 0440 $(addprefix sudoers/,$(SUDOERS)) $(DESTDIR)$(SUDOERSDIR)/
+	# polkitd (user polkitd) must be able to read it.
+	install -m 0644 systemd/polkit/dh-deployer.rules $(DESTDIR)$(POLKITDIR)/50-dh-deployer.rules
 	install -m 0755 acl/dh-deployer-acl $(DESTDIR)$(LIBDIR)/
 	install -m 0644 sql/roles.sql $(DESTDIR)$(SHAREDIR)/
 	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
@@ -105,7 +109,7 @@ install: build ## install tools, units, users, sudoers, ACL script, roles.sql, d
 
 uninstall: ## remove what install put (keeps $(SYSCONFDIR)/dh-deployer, queues, state, database)
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(TOOLS)) $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS)) \
-	  $(addprefix $(DESTDIR)$(SUDOERSDIR)/,$(SUDOERS)) \
+	  $(addprefix $(DESTDIR)$(SUDOERSDIR)/,$(SUDOERS)) $(DESTDIR)$(POLKITDIR)/50-dh-deployer.rules \
 	  $(DESTDIR)$(SYSUSERSDIR)/dh-deployer.conf $(DESTDIR)$(TMPFILESDIR)/dh-deployer.conf
 	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(DOCDIR)
 

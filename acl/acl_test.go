@@ -249,3 +249,64 @@ func TestScriptMatchesTmpfiles(t *testing.T) {
 		t.Errorf("systemd-tmpfiles made:\n%s\ndh-deployer-acl queues made:\n%s", a, b)
 	}
 }
+
+// TestDeploymentUnits: `deployment NAME USER --unit ... / --self` writes
+// the polkit rule that lets exactly USER restart, reload and try-restart
+// exactly those units (a deployment's steps run under no_new_privs, so
+// this is how they restart their app); --undo removes it.
+func TestDeploymentUnits(t *testing.T) {
+	root := setup(t)
+	aclTool(t, root, "deployment", "api", "dh-route", "--unit", "api.service", "--unit", "worker@*.service")
+	aclTool(t, root, "deployment", "deployer", "dh-deploy", "--self")
+	api := filepath.Join(root, "etc/polkit-1/rules.d/60-dh-deploy-api.rules")
+	self := filepath.Join(root, "etc/polkit-1/rules.d/60-dh-deploy-deployer.rules")
+	for _, f := range []string{api, self} {
+		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o644 {
+			t.Fatalf("stat %s = %v, %v; want mode 0644 (polkitd reads it)", f, fi, err)
+		}
+	}
+	tests := []struct {
+		q    testenv.PolkitQuestion
+		want string
+	}{
+		{testenv.PolkitQuestion{User: "dh-route", Unit: "api.service", Verb: "restart"}, "yes"},
+		{testenv.PolkitQuestion{User: "dh-route", Unit: "api.service", Verb: "reload"}, "yes"},
+		{testenv.PolkitQuestion{User: "dh-route", Unit: "api.service", Verb: "try-restart"}, "yes"},
+		{testenv.PolkitQuestion{User: "dh-route", Unit: "worker@3.service", Verb: "restart"}, "yes"},
+		{testenv.PolkitQuestion{User: "dh-route", Unit: "api.service", Verb: "stop"}, "no answer"},
+		{testenv.PolkitQuestion{User: "dh-route", Unit: "api.service", Verb: "start"}, "no answer"},
+		{testenv.PolkitQuestion{User: "dh-route", Unit: "nginx.service", Verb: "restart"}, "no answer"},
+		{testenv.PolkitQuestion{User: "dh-route", Unit: "worker@.service", Verb: "restart"}, "no answer"},
+		{testenv.PolkitQuestion{User: "dh-route", Unit: "worker@x.socket", Verb: "restart"}, "no answer"},
+		{testenv.PolkitQuestion{User: "dh-route", Unit: "dh-route.service", Verb: "restart"}, "no answer"},
+		{testenv.PolkitQuestion{User: "dh-deploy", Unit: "api.service", Verb: "restart"}, "no answer"},
+		{testenv.PolkitQuestion{User: "dh-deploy", Unit: "dh-route.service", Verb: "restart"}, "yes"},
+		{testenv.PolkitQuestion{User: "dh-deploy", Unit: "dh-receive.service", Verb: "restart"}, "yes"},
+		{testenv.PolkitQuestion{User: "dh-deploy", Unit: "dh-deploy@api.service", Verb: "restart"}, "yes"},
+		{testenv.PolkitQuestion{User: "dh-deploy", Unit: "dh-certbot.service", Verb: "restart"}, "no answer"},
+		{testenv.PolkitQuestion{User: "dh-deploy", Unit: "dh-nginx.service", Verb: "stop"}, "no answer"},
+	}
+	var qs []testenv.PolkitQuestion
+	for _, tt := range tests {
+		qs = append(qs, tt.q)
+	}
+	got := testenv.Polkit(t, []string{api, self}, qs)
+	for i, tt := range tests {
+		if got[i] != tt.want {
+			t.Errorf("%s %s %s: %q; want %q", tt.q.User, tt.q.Verb, tt.q.Unit, got[i], tt.want)
+		}
+	}
+	// A unit name that could break out of the rule is refused.
+	for _, bad := range []string{`a".service`, "app", "a b.service", "*.service", "x@*.socket"} {
+		cmd := exec.Command("./dh-deployer-acl", "deployment", "bad", "--unit", bad)
+		cmd.Env = append(os.Environ(), "DH_ROOT="+root, "DH_SYSUSERS=../systemd/dh-deployer.sysusers",
+			"DH_TMPFILES=../systemd/dh-deployer.tmpfiles")
+		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "bad unit name") {
+			t.Errorf("deployment bad --unit %q = %v\n%s; want refused", bad, err, out)
+		}
+	}
+	aclTool(t, root, "--undo", "deployment", "api", "dh-route")
+	if _, err := os.Stat(api); !os.IsNotExist(err) {
+		t.Errorf("after --undo: stat %s = %v; want gone", api, err)
+	}
+}

@@ -16,12 +16,15 @@ import (
 // PREFIX, as docs/operations.md lists it.
 var installed = []string{
 	"etc/dh-deployer/config.toml",
+	"etc/polkit-1/rules.d/50-dh-deployer.rules",
 	"etc/sudoers.d/dh-cert",
 	"etc/sudoers.d/dh-nginx",
 	"etc/systemd/system/dh-cert-renew.service",
 	"etc/systemd/system/dh-cert-renew.timer",
 	"etc/systemd/system/dh-cert.service",
+	"etc/systemd/system/dh-certbot.service",
 	"etc/systemd/system/dh-deploy@.service",
+	"etc/systemd/system/dh-nginx-test.service",
 	"etc/systemd/system/dh-nginx.service",
 	"etc/systemd/system/dh-receive.service",
 	"etc/systemd/system/dh-receive.socket",

@@ -7,6 +7,16 @@
 //	dh-cert [-c FILE] [run] [--once] [--wait]   work queues/cert until SIGTERM
 //	dh-cert [-c FILE] renew                     certbot renew; queue an nginx reload if any certificate changed
 //	dh-cert [-c FILE] replay FILE               handle one cert-request entry in the foreground
+//	dh-cert [-c FILE] certbot                   as root: run the certbot request dh-cert left
+//
+// dh-cert certbot is the fixed command line of the root unit
+// dh-certbot.service, which dh-cert starts through systemctl (allowed by
+// polkit) on a systemd host: it reads <queue_dir>/cert/.certbot-request
+// (written by dh-cert, checked again here: no symbolic link, a regular
+// file of at most 64 KiB, a valid certificate name and domains), builds
+// certbot's arguments from the root-owned configuration as the sudo path
+// does, never with a --*-hook, and runs certbot, its output on stdout (the
+// unit's output file, which dh-cert reads). It needs no database.
 //
 // Exit status follows sysexits(3): 0 ok, 1 certbot failed, 64 usage,
 // 65 bad entry, 69 certbot or sudo missing, 74 I/O error, 75 temporary
@@ -38,6 +48,7 @@ var app = &cli.App{
 		{Name: "run", MaxArgs: 0, Flags: []string{"once", "wait"}, Summary: "work queues/cert until SIGTERM", Run: run},
 		{Name: "renew", MaxArgs: 0, Summary: "renew due certificates; queue an nginx reload if any changed", Run: renew},
 		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
+		{Name: "certbot", MaxArgs: 0, Summary: "as root (dh-certbot.service): run the certbot request dh-cert left", Run: certbot},
 	},
 	DefineFlags: func(fs *pflag.FlagSet) {
 		fs.Bool("once", false, "drain the queue, then exit")
@@ -112,4 +123,12 @@ func replay(ctx context.Context, env *cli.Env, args []string) error {
 	}
 	defer done()
 	return queue.Replay(ctx, args[0], w.Replay)
+}
+
+func certbot(ctx context.Context, env *cli.Env, args []string) error {
+	cfg, err := config.Load(env.Config)
+	if err != nil {
+		return err
+	}
+	return cert.Certbot(ctx, cfg, env.Getenv, env.Stdout)
 }

@@ -116,8 +116,8 @@ type Worker struct {
 	log   *slog.Logger
 	q     *queue.Queue
 	nginx *queue.Queue
-	prog  string   // certbot's command, absolute
-	args  []string // the rest of the command prefix
+	prog  string   // certbot's command (or the request command), absolute
+	args  []string // the rest of the command prefix (or request command)
 	env   []string
 }
 
@@ -141,19 +141,23 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Worker, error) {
 		opts.MaxAttempts = DefaultMaxAttempts
 	}
 	env := append([]string{"PATH=" + DefaultPATH}, opts.Env...)
-	if len(cfg.Cert.Command) == 0 {
-		return nil, sysexits.Errorf(sysexits.Config, "%s: cert.command is empty", cfg.File)
+	command, key := cfg.Cert.Command, "cert.command"
+	if len(cfg.Cert.RequestCommand) > 0 {
+		command, key = cfg.Cert.RequestCommand, "cert.request_command"
 	}
-	prog, err := lookProgram(cfg.Cert.Command[0], env)
+	if len(command) == 0 {
+		return nil, sysexits.Errorf(sysexits.Config, "%s: %s is empty", cfg.File, key)
+	}
+	prog, err := lookProgram(command[0], env)
 	if err != nil {
-		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s: cert.command: %v", cfg.File, err),
+		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s: %s: %v", cfg.File, key, err),
 			"give the program as an absolute path, e.g. [\"/usr/bin/sudo\", \"-n\", \"/usr/bin/certbot\"]")
 	}
 	return &Worker{
 		cfg: cfg, st: st, opts: opts, log: opts.Logger, env: env,
 		q:     queue.Open(cfg.QueuePath(config.CertQueue)),
 		nginx: queue.Open(cfg.QueuePath(config.NginxQueue)),
-		prog:  prog, args: slices.Clone(cfg.Cert.Command[1:]),
+		prog:  prog, args: slices.Clone(command[1:]),
 	}, nil
 }
 
@@ -310,7 +314,7 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error 
 
 	log.Info("requesting certificate", "domains", req.Domains, "attempt", failures+1)
 	started := time.Now()
-	res, runErr := w.certbot(ctx, args)
+	res, runErr := w.certbot(ctx, Request{Command: store.CertCommandCertonly, Name: req.Name, Domains: req.Domains}, args)
 	if runErr != nil && ctx.Err() != nil {
 		return ctx.Err() // shutting down: the entry stays queued
 	}
@@ -388,7 +392,7 @@ func (w *Worker) Renew(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	started := time.Now()
-	res, runErr := w.certbot(ctx, RenewArgs())
+	res, runErr := w.certbot(ctx, Request{Command: store.CertCommandRenew}, RenewArgs())
 	if runErr != nil && ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
@@ -460,9 +464,12 @@ func snapshot(dir string) (map[string][sha256.Size]byte, error) {
 	return sums, nil
 }
 
-// certbot runs certbot with args after the command prefix, holding the
-// certbot lock.
-func (w *Worker) certbot(ctx context.Context, args []string) (sysexec.Result, error) {
+// certbot runs certbot for req, whose arguments are args, holding the
+// certbot lock: with cert.request_command set, by writing req to the
+// request file and running that command (`dh-cert certbot` as root reads
+// it), whose output is cert.request_output's content when set; else by
+// running the command prefix with args.
+func (w *Worker) certbot(ctx context.Context, req Request, args []string) (sysexec.Result, error) {
 	if err := w.q.Init(); err != nil {
 		return sysexec.Result{ExitCode: -1}, err
 	}
@@ -472,10 +479,34 @@ func (w *Worker) certbot(ctx context.Context, args []string) (sysexec.Result, er
 		return sysexec.Result{ExitCode: -1}, err
 	}
 	defer lock.Close()
-	return sysexec.Run(ctx, sysexec.Cmd{
-		Path: w.prog, Args: append(slices.Clone(w.args), args...), Env: w.env,
+	if len(w.cfg.Cert.RequestCommand) == 0 {
+		return sysexec.Run(ctx, sysexec.Cmd{
+			Path: w.prog, Args: append(slices.Clone(w.args), args...), Env: w.env,
+			Timeout: w.opts.Timeout, Stream: w.opts.Stderr,
+		})
+	}
+	if err := WriteRequest(w.cfg.CertbotRequestFile(), req); err != nil {
+		return sysexec.Result{ExitCode: -1}, err
+	}
+	started := time.Now()
+	res, err := sysexec.Run(ctx, sysexec.Cmd{
+		Path: w.prog, Args: slices.Clone(w.args), Env: w.env, Dir: "/",
 		Timeout: w.opts.Timeout, Stream: w.opts.Stderr,
 	})
+	if file := w.cfg.Cert.RequestOutput; file != "" {
+		out, rerr := sysexec.ReadOutput(file, started, sysexec.DefaultMaxOutput)
+		if rerr != nil {
+			w.log.Warn("no certbot output from the request command", "file", file, "err", rerr)
+		} else {
+			// The unit's output reaches the journal through dh-cert.
+			io.WriteString(w.opts.Stderr, out)
+			res.Output = append([]byte(out), res.Output...)
+			if ee, ok := errors.AsType[*sysexec.ExitError](err); ok {
+				ee.Result.Output = res.Output
+			}
+		}
+	}
+	return res, err
 }
 
 func (w *Worker) db(ctx context.Context, what string, fn func(context.Context) error) error {

@@ -30,7 +30,16 @@ import (
 // that certificate over HTTPS. Then the certificate falls due, dh-cert
 // renew renews it and queues a reload, and after dh-nginx handles that
 // nginx serves the new certificate.
-func TestSiteCertificateEndToEnd(t *testing.T) {
+func TestSiteCertificateEndToEnd(t *testing.T) { siteCertificate(t, false) }
+
+// TestSiteCertificateThroughRootCommand is TestSiteCertificateEndToEnd the
+// way a systemd host runs certbot: dh-cert writes its request and runs
+// cert.request_command, which stands for `systemctl start
+// dh-certbot.service`: the real `dh-cert certbot` with its output in
+// cert.request_output, and a one-line "failed" from the command itself.
+func TestSiteCertificateThroughRootCommand(t *testing.T) { siteCertificate(t, true) }
+
+func siteCertificate(t *testing.T, viaRequest bool) {
 	t.Parallel()
 	dhNginx, dhCert := testenv.Build(t, "dh-nginx"), testenv.Build(t, "dh-cert")
 	ca := certtest.Start(t)
@@ -63,13 +72,28 @@ func TestSiteCertificateEndToEnd(t *testing.T) {
 	gitc("checkout", "-q", "--detach", sha)
 
 	cfgFile := filepath.Join(dir, "config.toml")
+	certbot := "command = " + config.TOMLArray(ca.Command(t))
+	if viaRequest {
+		// The unit's environment may name the CA bundle; dh-cert certbot
+		// passes it on.
+		wrapper := filepath.Join(dir, "certbot")
+		script := "#!/bin/sh\nexec " + strings.Join(ca.Certbot, " ") + " \"$@\"\n"
+		if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, "certbot.log")
+		unit := fmt.Sprintf(`%s %s -c %s certbot >%s 2>&1 || { echo "Job for dh-certbot.service failed." >&2; exit 1; }`,
+			strings.Join(ca.Env, " "), dhCert, cfgFile, out)
+		certbot = fmt.Sprintf("request_command = %s\nrequest_output = %q\ncertbot = %q",
+			config.TOMLArray([]string{"/bin/sh", "-c", unit}), out, wrapper)
+	}
 	doc := fmt.Sprintf(`queue_dir = %q
 state_dir = %q
 database_url = %q
 
 %s
 [cert]
-command = %s
+%s
 webroot = %q
 server = %q
 
@@ -80,7 +104,7 @@ branches = ["main"]
 path = %q
 sites = [{ rule = "include", select = ["*"] }]
 `, filepath.Join(dir, "queues"), filepath.Join(dir, "state"), storetest.NewMigrated(t),
-		srv.NginxTable(ca.Live), config.TOMLArray(ca.Command(t)), ca.Webroot, ca.Directory, checkout)
+		srv.NginxTable(ca.Live), certbot, ca.Webroot, ca.Directory, checkout)
 	if err := os.WriteFile(cfgFile, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
 	}

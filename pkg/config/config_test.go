@@ -802,3 +802,55 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestRootWorkDefaults: the defaults of root work follow the host, decided
+// by Load once: systemctl (polkit, root units) under systemd, sudo
+// elsewhere; a key in the file always wins.
+func TestRootWorkDefaults(t *testing.T) {
+	self := deployment("me", `kind = "self"`, `steps = [["make", "build"]]`)
+	tests := []struct {
+		name   string
+		booted bool
+		doc    string
+		want   string
+	}{
+		{"no systemd", false, self,
+			`[sudo -n /usr/sbin/nginx -t] "" [sudo -n /usr/bin/systemctl reload nginx] [sudo -n /usr/bin/certbot] [] "" ` +
+				`[[sudo -n /usr/bin/systemctl restart dh-receive dh-route dh-nginx dh-cert]] [sudo -n /usr/bin/systemctl --no-block restart dh-deploy@*]`},
+		{"systemd", true, self,
+			`[systemctl --no-ask-password start dh-nginx-test.service] "/run/dh-deployer/nginx-test.log" ` +
+				`[systemctl --no-ask-password reload nginx.service] [sudo -n /usr/bin/certbot] ` +
+				`[systemctl --no-ask-password start dh-certbot.service] "/run/dh-deployer/certbot.log" ` +
+				`[[systemctl --no-ask-password restart dh-receive.service dh-route.service dh-nginx.service dh-cert.service]] ` +
+				`[systemctl --no-ask-password --no-block restart dh-deploy@*.service]`},
+		{"systemd, keys given", true, "[nginx]\ntest_command = [\"/bin/true\"]\nreload_command = [\"/bin/true\", \"r\"]\n" +
+			"[cert]\ncommand = [\"/usr/bin/certbot\"]\n" +
+			deployment("me", `kind = "self"`, `self = { restart = [["/bin/true"]], restart_self = ["/bin/true"] }`),
+			`[/bin/true] "" [/bin/true r] [/usr/bin/certbot] [] "" [[/bin/true]] [/bin/true]`},
+		{"systemd, outputs given", true, "[nginx]\ntest_output = \"/run/t.log\"\n[cert]\nrequest_output = \"/run/c.log\"\n" + self,
+			`[systemctl --no-ask-password start dh-nginx-test.service] "/run/t.log" ` +
+				`[systemctl --no-ask-password reload nginx.service] [sudo -n /usr/bin/certbot] ` +
+				`[systemctl --no-ask-password start dh-certbot.service] "/run/c.log" ` +
+				`[[systemctl --no-ask-password restart dh-receive.service dh-route.service dh-nginx.service dh-cert.service]] ` +
+				`[systemctl --no-ask-password --no-block restart dh-deploy@*.service]`},
+	}
+	defer func(b func() bool) { booted = b }(booted)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			booted = func() bool { return tt.booted }
+			c, err := Load(writeConfig(t, tt.doc))
+			if err != nil {
+				t.Fatalf("Load = %v; want no error", err)
+			}
+			s := c.Deployments["me"].Self
+			got := fmt.Sprintf("%v %q %v %v %v %q %v %v", c.Nginx.TestCommand, c.Nginx.TestOutput, c.Nginx.ReloadCommand,
+				c.Cert.Command, c.Cert.RequestCommand, c.Cert.RequestOutput, s.Restart, s.RestartSelf)
+			if got != tt.want {
+				t.Errorf("Load (booted %v) =\n%s\nwant\n%s", tt.booted, got, tt.want)
+			}
+			if c.Cert.Certbot != "/usr/bin/certbot" {
+				t.Errorf("cert.certbot = %q; want /usr/bin/certbot", c.Cert.Certbot)
+			}
+		})
+	}
+}

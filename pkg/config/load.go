@@ -16,6 +16,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/systemd"
 )
 
 // Load reads, decodes and validates the configuration file at path, then
@@ -32,21 +33,26 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, sysexits.Errorf(sysexits.Config, "config: %w", err)
 	}
-	return parse(path, data, os.Getenv)
+	return parse(path, data, os.Getenv, booted())
 }
 
+// booted reports whether the host runs systemd, which decides the
+// defaults of root work (see Config.setDefaults). A variable for tests.
+var booted = systemd.Booted
+
 // Parse decodes and validates a configuration held in memory, like Load
-// but without reading the environment; name is used in messages and kept
+// but without reading the environment, and with the defaults of a host
+// without systemd (sudo for root work); name is used in messages and kept
 // in Config.File.
 func Parse(name string, data []byte) (*Config, error) {
-	return parse(name, data, nil)
+	return parse(name, data, nil, false)
 }
 
 // maxLocated bounds how many errors get a line number: each costs one more
 // decode of the file.
 const maxLocated = 20
 
-func parse(name string, data []byte, getenv func(string) string) (*Config, error) {
+func parse(name string, data []byte, getenv func(string) string, booted bool) (*Config, error) {
 	c := Default()
 	c.File = name
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
@@ -65,7 +71,7 @@ func parse(name string, data []byte, getenv func(string) string) (*Config, error
 			c.DatabaseURL = u
 		}
 	}
-	c.setDefaults(md.IsDefined)
+	c.setDefaults(md.IsDefined, booted)
 	if problems := c.validate(); len(problems) > 0 {
 		errs := make([]error, len(problems))
 		for i, p := range problems {

@@ -2,6 +2,15 @@ package config
 
 // Nginx is the [nginx] table: how dh-nginx installs sites and asks nginx
 // to test and reload its configuration.
+//
+// The defaults of test_command, test_output and reload_command depend on
+// the host (systemd.Booted, decided when the file is loaded): under
+// systemd, dh-nginx's unit sets no_new_privs, so sudo cannot work there and
+// the defaults start the root unit dh-nginx-test.service and reload
+// nginx.service through systemctl, which polkit allows dh-nginx
+// (systemd/polkit/dh-deployer.rules). Without systemd they run sudo with
+// the exact commands sudoers/dh-nginx allows. A key given in the file
+// always wins.
 type Nginx struct {
 	// ConfDir is where site files are installed. Default
 	// "/etc/nginx/conf.d".
@@ -12,11 +21,23 @@ type Nginx struct {
 	SnippetsDir string `toml:"snippets_dir"`
 
 	// TestCommand checks the whole configuration, as an argv list.
-	// Default ["sudo", "-n", "/usr/sbin/nginx", "-t"].
+	// Default under systemd ["systemctl", "--no-ask-password", "start",
+	// "dh-nginx-test.service"], else ["sudo", "-n", "/usr/sbin/nginx",
+	// "-t"].
 	TestCommand []string `toml:"test_command"`
 
+	// TestOutput is a file holding the output of the test command's last
+	// run, which dh-nginx reads instead of the command's own output (the
+	// root unit writes nginx -t's messages there; systemctl says only that
+	// the unit failed). Empty: the command's own output. Default under
+	// systemd, unless test_command is given, "/run/dh-deployer/nginx-test.log";
+	// else empty.
+	TestOutput string `toml:"test_output"`
+
 	// ReloadCommand makes nginx load the configuration, as an argv list.
-	// Default ["sudo", "-n", "/usr/bin/systemctl", "reload", "nginx"].
+	// Default under systemd ["systemctl", "--no-ask-password", "reload",
+	// "nginx.service"], else ["sudo", "-n", "/usr/bin/systemctl",
+	// "reload", "nginx"].
 	ReloadCommand []string `toml:"reload_command"`
 
 	// CertDir is where the certificates of sites live, one directory per
@@ -24,6 +45,13 @@ type Nginx struct {
 	// live directory). Default "/etc/letsencrypt/live".
 	CertDir string `toml:"cert_dir"`
 }
+
+// The systemd defaults of [nginx]: the root unit of nginx -t and its
+// output file, as systemd/dh-nginx-test.service names them.
+const (
+	NginxTestUnit   = "dh-nginx-test.service"
+	NginxTestOutput = "/run/dh-deployer/nginx-test.log"
+)
 
 func defaultNginx() Nginx {
 	return Nginx{
@@ -35,10 +63,33 @@ func defaultNginx() Nginx {
 	}
 }
 
+// systemdDefaults replaces the sudo defaults by the systemd ones where the
+// file gave no key.
+func (n *Nginx) systemdDefaults(defined func(key ...string) bool) {
+	if !defined("nginx", "test_command") {
+		n.TestCommand = systemctl("start", NginxTestUnit)
+		if !defined("nginx", "test_output") {
+			n.TestOutput = NginxTestOutput
+		}
+	}
+	if !defined("nginx", "reload_command") {
+		n.ReloadCommand = systemctl("reload", "nginx.service")
+	}
+}
+
+// systemctl is the argv of a systemctl call that never waits for a
+// password: polkit either allows it or it fails.
+func systemctl(verb string, units ...string) []string {
+	return append([]string{"systemctl", "--no-ask-password", verb}, units...)
+}
+
 func (n *Nginx) validate(ck *checker) {
 	ck.absPath(k("nginx", "conf_dir"), n.ConfDir)
 	ck.absPath(k("nginx", "snippets_dir"), n.SnippetsDir)
 	ck.absPath(k("nginx", "cert_dir"), n.CertDir)
+	if n.TestOutput != "" {
+		ck.absPath(k("nginx", "test_output"), n.TestOutput)
+	}
 	for key, argv := range map[string][]string{"test_command": n.TestCommand, "reload_command": n.ReloadCommand} {
 		if len(argv) == 0 || argv[0] == "" {
 			ck.add(k("nginx", key), "must be a non-empty argv list")

@@ -23,15 +23,30 @@ type Self struct {
 	Migrate *bool `toml:"migrate"`
 
 	// Restart restarts the other stages, as argv lists run in order.
-	// Default [["sudo", "-n", "/usr/bin/systemctl", "restart",
-	// "dh-receive", "dh-route", "dh-nginx", "dh-cert"]].
+	// Default under systemd [["systemctl", "--no-ask-password", "restart",
+	// "dh-receive.service", "dh-route.service", "dh-nginx.service",
+	// "dh-cert.service"]] (a polkit rule allows the deployment's user:
+	// dh-deployer-acl deployment NAME USER --self), else [["sudo", "-n",
+	// "/usr/bin/systemctl", "restart", "dh-receive", "dh-route",
+	// "dh-nginx", "dh-cert"]].
 	Restart [][]string `toml:"restart"`
 
 	// RestartSelf restarts the deployment workers, this one included,
 	// once the run is recorded; it must not wait for the restart. Default
-	// ["sudo", "-n", "/usr/bin/systemctl", "--no-block", "restart",
-	// "dh-deploy@*"].
+	// under systemd ["systemctl", "--no-ask-password", "--no-block",
+	// "restart", "dh-deploy@*.service"], else ["sudo", "-n",
+	// "/usr/bin/systemctl", "--no-block", "restart", "dh-deploy@*"].
 	RestartSelf []string `toml:"restart_self"`
+}
+
+// systemdDefaults sets the systemd defaults of what the file left out.
+func (s *Self) systemdDefaults() {
+	if s.Restart == nil {
+		s.Restart = [][]string{systemctl("restart", "dh-receive.service", "dh-route.service", "dh-nginx.service", "dh-cert.service")}
+	}
+	if s.RestartSelf == nil {
+		s.RestartSelf = []string{"systemctl", "--no-ask-password", "--no-block", "restart", "dh-deploy@*.service"}
+	}
 }
 
 // Migrates reports whether the self deployment migrates the database.

@@ -44,10 +44,16 @@ var reserved = []string{MainQueue, NginxQueue, CertQueue, "failed", "tmp"}
 // setDefaults fills what the file left out; defined reports whether the
 // file gave a key (nil: nothing was given, as for a Config built in Go).
 // The top-level, [receive] and [github] defaults come from Default, which
-// the file is decoded over.
-func (c *Config) setDefaults(defined func(key ...string) bool) {
+// the file is decoded over. booted (systemd.Booted when loading a file)
+// switches the defaults of root work from sudo to systemctl: see Nginx,
+// Cert and Self.
+func (c *Config) setDefaults(defined func(key ...string) bool, booted bool) {
 	if defined == nil {
 		defined = func(...string) bool { return false }
+	}
+	if booted {
+		c.Nginx.systemdDefaults(defined)
+		c.Cert.systemdDefaults(defined)
 	}
 	for name, d := range c.Deployments {
 		if d == nil {
@@ -75,6 +81,12 @@ func (c *Config) setDefaults(defined func(key ...string) bool) {
 				d.StepTimeout = min(d.StepTimeout, d.Timeout)
 			}
 		}
+		if booted && d.Kind == KindSelf {
+			if d.Self == nil {
+				d.Self = &Self{}
+			}
+			d.Self.systemdDefaults()
+		}
 	}
 }
 
@@ -82,7 +94,7 @@ func (c *Config) setDefaults(defined func(key ...string) bool) {
 // finds, joined, classified sysexits.Config. It does not read any file.
 // Deployment defaults are applied first, as Load does.
 func (c *Config) Validate() error {
-	c.setDefaults(nil)
+	c.setDefaults(nil, false)
 	problems := c.validate()
 	errs := make([]error, len(problems))
 	for i, p := range problems {

@@ -274,12 +274,17 @@ func (in *Installer) reloadPending() bool {
 	return err == nil
 }
 
-// command runs the test or reload command and returns its output.
+// command runs the test or reload command and returns its output. The
+// test's output is nginx.test_output's content when that is set and was
+// written by this run (the root unit dh-nginx-test.service writes nginx
+// -t's messages there; systemctl's own output only says the unit failed),
+// else the command's own.
 func (in *Installer) command(ctx context.Context, what string, argv []string) (string, error) {
 	prog, err := lookPath(argv[0])
 	if err != nil {
 		return err.Error(), sysexits.Errorf(sysexits.Unavailable, "%s command: %v", what, err)
 	}
+	started := time.Now()
 	res, err := sysexec.Run(ctx, sysexec.Cmd{
 		Path:    prog,
 		Args:    argv[1:],
@@ -288,6 +293,15 @@ func (in *Installer) command(ctx context.Context, what string, argv []string) (s
 		Dir:     "/",
 	})
 	out := strings.TrimSpace(string(res.Output))
+	if file := in.cfg.Nginx.TestOutput; what == "test" && file != "" {
+		unit, rerr := sysexec.ReadOutput(file, started, sysexec.DefaultMaxOutput)
+		switch {
+		case rerr != nil && err != nil:
+			in.log.Warn("no output of the configuration test", "file", file, "err", rerr)
+		case strings.TrimSpace(unit) != "":
+			out = strings.TrimSpace(unit)
+		}
+	}
 	if err != nil && out == "" {
 		out = err.Error()
 	}

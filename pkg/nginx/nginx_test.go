@@ -504,3 +504,41 @@ func TestPendingReloadAtStart(t *testing.T) {
 		t.Errorf("reload still pending after Recover")
 	}
 }
+
+// TestTestOutputFile: under systemd the test command is `systemctl start
+// dh-nginx-test.service`, whose own output only says that the unit failed;
+// nginx -t's messages are in the unit's output file (nginx.test_output),
+// and that is what the history keeps. A file the run did not write (the
+// unit never started: polkit refused) is never taken for the run's.
+func TestTestOutputFile(t *testing.T) {
+	r := newRig(t, all)
+	out := filepath.Join(r.dir, "nginx-test.log")
+	// What systemctl start does with the unit: nginx -t's output goes to
+	// the file (StandardOutput=truncate:), systemctl says only "failed".
+	unit := `"$0" "$@" >` + out + ` 2>&1 || { echo "Job for dh-nginx-test.service failed because the control process exited with error code." >&2; exit 1; }`
+	r.cfg.Nginx.TestCommand = append([]string{"/bin/sh", "-c", unit}, r.srv.TestCommand()...)
+	r.cfg.Nginx.TestOutput = out
+	r.in = New(r.cfg, r.st, Options{Wait: true})
+	e1 := r.commit(map[string]string{"production/a.example.test.conf": r.site("a.example.test", "site-v1")})
+	if _, err := r.in.Converge(ctx, e1); err != nil {
+		t.Fatalf("Converge(good) = %v", err)
+	}
+	e2 := r.commit(map[string]string{"production/b.example.test.conf": "server {\n    server_name b.example.test;\n    no_such_directive on;\n}\n"})
+	_, err := r.in.Converge(ctx, e2)
+	if !sysexits.Is(err, sysexits.DataErr) || !strings.Contains(err.Error(), "no_such_directive") {
+		t.Fatalf("Converge(broken) = %v; want a DataErr with nginx's message from %s", err, out)
+	}
+	if row := r.lastInstall(); !strings.Contains(row.Error, "no_such_directive") {
+		t.Errorf("history: %q; want nginx's message", row.Error)
+	}
+
+	// The unit did not run: the file still holds an old run's message.
+	os.WriteFile(out, []byte("nginx: [emerg] an old message\n"), 0o644)
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(out, old, old)
+	r.cfg.Nginx.TestCommand = []string{"/bin/sh", "-c", `echo "Failed to start dh-nginx-test.service: Access denied" >&2; exit 1`}
+	_, err = r.in.Converge(ctx, e2)
+	if err == nil || !strings.Contains(err.Error(), "Access denied") || strings.Contains(err.Error(), "old message") {
+		t.Errorf("Converge(unit refused) = %v; want systemctl's message, not the stale file's", err)
+	}
+}

@@ -30,6 +30,7 @@ var packages = map[string]string{
 	"git":             "git",
 	"systemd-analyze": "systemd",
 	"chromium":        "chromium",
+	"node":            "nodejs",
 }
 
 // goTools maps a program that tests install with go install to its

@@ -415,3 +415,33 @@ func TestLastLine(t *testing.T) {
 		}
 	}
 }
+
+func TestReadOutput(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.log")
+	os.WriteFile(path, []byte("nginx: [emerg] unknown directive \"bogus\"\nnginx: configuration file /etc/nginx/nginx.conf test failed\n"), 0o644)
+	started := time.Now()
+	got, err := ReadOutput(path, started, 1<<10)
+	if err != nil || !strings.Contains(got, "unknown directive") {
+		t.Errorf("ReadOutput = %q, %v; want the file", got, err)
+	}
+	if got, err := ReadOutput(path, started, 12); err != nil || got != "test failed\n" {
+		t.Errorf("ReadOutput(max 12) = %q, %v; want the last 12 bytes", got, err)
+	}
+	if _, err := ReadOutput(path, started.Add(time.Minute), 1<<10); !errors.Is(err, ErrStaleOutput) {
+		t.Errorf("ReadOutput of a file older than the run = %v; want ErrStaleOutput", err)
+	}
+	link := filepath.Join(dir, "link.log")
+	os.Symlink(path, link)
+	if got, err := ReadOutput(link, started, 1<<10); err == nil {
+		t.Errorf("ReadOutput(symlink) = %q; want an error", got)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	syscall.Mkfifo(fifo, 0o644)
+	if got, err := ReadOutput(fifo, started, 1<<10); err == nil {
+		t.Errorf("ReadOutput(fifo) = %q; want an error", got)
+	}
+	if _, err := ReadOutput(filepath.Join(dir, "missing"), started, 1<<10); err == nil {
+		t.Errorf("ReadOutput(missing) = nil; want an error")
+	}
+}

@@ -3,6 +3,8 @@
 // (sd_notify(3), a datagram to $NOTIFY_SOCKET) and socket activation
 // (sd_listen_fds(3), listening sockets passed from fd 3 on, with
 // $LISTEN_PID and $LISTEN_FDS). Both are no-ops when not run by systemd.
+// Booted is sd_booted(3): the one place that decides whether root work
+// goes through systemd (polkit rules and root units) or through sudo.
 package systemd
 
 import (
@@ -62,4 +64,18 @@ func Listeners(getenv func(string) string) ([]net.Listener, error) {
 		ls = append(ls, l)
 	}
 	return ls, nil
+}
+
+// BootedDir is the directory whose presence means that systemd is the
+// service manager of this host (sd_booted(3)). A variable for tests.
+var BootedDir = "/run/systemd/system"
+
+// Booted reports whether the host runs systemd as its service manager, as
+// sd_booted(3) does: /run/systemd/system exists and is a directory. The
+// tools choose how they reach root work by it (docs/nginx.md,
+// docs/cert.md): through systemctl, polkit and root units when true,
+// through sudo when false (containers without systemd).
+func Booted() bool {
+	fi, err := os.Lstat(BootedDir)
+	return err == nil && fi.IsDir()
 }

@@ -65,8 +65,13 @@ var app = &cli.App{
 func run(ctx context.Context, env *cli.Env, _ []string) error {
 	once, _ := env.Flags.GetBool("once")
 	wait, _ := env.Flags.GetBool("wait")
-	cfg, st, err := store.Load(ctx, env.Config)
+	hup, stop := env.Hangups()
+	defer stop()
+	cfg, st, err := store.LoadWait(ctx, env.Config, env.WaitForDatabase(!once))
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for the database
+		}
 		return err
 	}
 	defer st.Close()
@@ -79,8 +84,9 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 	if err := in.Recover(ctx); err != nil {
 		return err
 	}
+	hup.Reload(ctx, cfg, in.SetConfig)
 	env.Logger.Info("installing", "queue", in.Queue().Dir(), "conf_dir", cfg.Nginx.ConfDir, "once", once)
-	defer env.Ready()()
+	defer env.Ready("installing sites from " + in.Queue().Dir())()
 	return c.Run(ctx, in.Handle, queue.Options{Once: once, Logger: env.Logger})
 }
 

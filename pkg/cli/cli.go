@@ -32,10 +32,11 @@ import (
 )
 
 // Ready tells the service manager that the command is ready to work
-// (sd_notify READY=1; nothing without $NOTIFY_SOCKET) and returns the
-// function that says it is stopping: defer env.Ready()().
-func (e *Env) Ready() (stopping func()) {
-	systemd.Notify(e.Getenv, "READY=1")
+// (sd_notify READY=1, with STATUS=status; nothing without $NOTIFY_SOCKET)
+// and returns the function that says it is stopping: defer
+// env.Ready("routing queues/main")().
+func (e *Env) Ready(status string) (stopping func()) {
+	systemd.Notify(e.Getenv, "READY=1\nSTATUS="+status)
 	return func() { systemd.Notify(e.Getenv, "STOPPING=1") }
 }
 

@@ -155,10 +155,10 @@ func TestReady(t *testing.T) {
 		}
 		return ""
 	}}
-	stopping := env.Ready()
+	stopping := env.Ready("routing queues/main")
 	stopping()
 	buf := make([]byte, 64)
-	for _, want := range []string{"READY=1", "STOPPING=1"} {
+	for _, want := range []string{"READY=1\nSTATUS=routing queues/main", "STOPPING=1"} {
 		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 		n, err := conn.Read(buf)
 		if err != nil || string(buf[:n]) != want {

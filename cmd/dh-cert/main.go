@@ -8,6 +8,10 @@
 //	dh-cert [-c FILE] renew                     certbot renew; queue an nginx reload if any certificate changed
 //	dh-cert [-c FILE] replay FILE               handle one cert-request entry in the foreground
 //
+// SIGHUP makes run reload the configuration before its next request; one
+// that does not load is logged and the old one kept. run waits for the
+// database at start (run --once exits 75 instead).
+//
 // Exit status follows sysexits(3): 0 ok, 1 certbot failed, 64 usage,
 // 65 bad entry, 69 certbot or sudo missing, 74 I/O error, 75 temporary
 // failure (database down, queue locked, a request waiting for its next

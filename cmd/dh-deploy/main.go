@@ -15,6 +15,12 @@
 //	dh-deploy [-c FILE] history NAME [-n N] [--json] the runs, newest first
 //	dh-deploy [-c FILE] logs NAME [RUN]              a run's log (default: the newest)
 //
+// SIGHUP makes run reload the configuration; the worker takes it up
+// before its next entry (changed steps, environment, … apply from the next
+// run). A configuration that does not load, or lacks the worker's
+// deployment, is logged and the old one kept. run waits for the database
+// at start (run --once exits 75 instead). docs/deploy.md has the details.
+//
 // Exit status follows sysexits(3): 0 ok, 1 the run failed or was refused,
 // 64 usage, 65 bad entry, 69 a step's program is missing, 74 I/O error,
 // 75 temporary failure (database or network down, queue locked), 78 bad

@@ -17,6 +17,11 @@
 //	dh-nginx [-c FILE] history [DEPLOYMENT] [-n N] [--json]
 //	                                             the installs, newest first
 //
+// SIGHUP makes run reload the configuration before its next entry (new
+// nginx deployments, [nginx]); one that does not load is logged and the
+// old one kept. run waits for the database at start (run --once exits 75
+// instead).
+//
 // The configuration is read from -c FILE, else $DH_CONFIG, else
 // /etc/dh-deployer/config.toml; $DH_DATABASE_URL overrides database_url.
 // Exit status follows sysexits(3): 0 ok, 64 usage, 65 bad entry, refused

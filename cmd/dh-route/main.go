@@ -17,7 +17,9 @@
 //
 // SIGHUP makes run reload the configuration between two entries; a
 // configuration that does not load is logged and the old one kept.
-// queue_dir, database_url and [status] changes need a restart.
+// queue_dir, database_url and [status] changes need a restart. run starts
+// while the database is down or its schema behind and waits for it
+// (STATUS= says so); run --once exits 75 instead.
 //
 // With status.listen set, run also serves the read-only status page
 // (GET /status, /status.json, /status/logs/NAME/RUN; see pkg/status and
@@ -26,8 +28,8 @@
 // The configuration is read from -c FILE, else $DH_CONFIG, else
 // /etc/dh-deployer/config.toml; $DH_DATABASE_URL overrides database_url.
 // Exit status follows sysexits(3): 0 ok, 64 usage, 65 bad entry (replay),
-// 74 I/O error, 75 temporary failure (database down or behind, queue
-// locked), 78 bad configuration.
+// 74 I/O error, 75 temporary failure (database down or behind, except
+// for run, which waits; queue locked), 78 bad configuration.
 package main
 
 import (

@@ -18,6 +18,10 @@
 // does, never with a --*-hook, and runs certbot, its output on stdout (the
 // unit's output file, which dh-cert reads). It needs no database.
 //
+// SIGHUP makes run reload the configuration before its next request; one
+// that does not load is logged and the old one kept. run waits for the
+// database at start (run --once exits 75 instead).
+//
 // Exit status follows sysexits(3): 0 ok, 1 certbot failed, 64 usage,
 // 65 bad entry, 69 certbot or sudo missing, 74 I/O error, 75 temporary
 // failure (database down, queue locked, a request waiting for its next
@@ -57,15 +61,16 @@ var app = &cli.App{
 }
 
 // worker loads the configuration, opens the store (required unless
-// optional) and returns the worker.
-func worker(ctx context.Context, env *cli.Env, wait, optional bool) (*cert.Worker, func(), error) {
+// optional; waiting for it if waiting is not nil, see store.OpenWait) and
+// returns the worker.
+func worker(ctx context.Context, env *cli.Env, wait, optional bool, waiting func(error, time.Duration)) (*cert.Worker, func(), error) {
 	cfg, err := config.Load(env.Config)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := store.OpenCurrent(ctx, cfg.DatabaseURL)
+	st, err := store.OpenWait(ctx, cfg.DatabaseURL, waiting)
 	if err != nil {
-		if !optional {
+		if !optional || ctx.Err() != nil {
 			return nil, nil, err
 		}
 		env.Logger.Warn("database unavailable; this run is not recorded", "err", err)
@@ -88,8 +93,13 @@ func worker(ctx context.Context, env *cli.Env, wait, optional bool) (*cert.Worke
 func run(ctx context.Context, env *cli.Env, args []string) error {
 	once, _ := env.Flags.GetBool("once")
 	wait, _ := env.Flags.GetBool("wait")
-	w, done, err := worker(ctx, env, !once, false)
+	hup, stop := env.Hangups()
+	defer stop()
+	w, done, err := worker(ctx, env, !once, false, env.WaitForDatabase(!once))
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for the database
+		}
 		return err
 	}
 	defer done()
@@ -98,16 +108,17 @@ func run(ctx context.Context, env *cli.Env, args []string) error {
 		return err
 	}
 	defer c.Close()
+	hup.Reload(ctx, w.Config(), w.SetConfig)
 	env.Logger.Info("handling certificate requests", "queue", w.Queue().Dir(), "once", once)
 	// A request waiting for its next try costs a database read per round,
 	// never a certbot run; the rounds slow down to one a minute.
-	defer env.Ready()()
+	defer env.Ready("handling certificate requests from " + w.Queue().Dir())()
 	return c.RunBatch(ctx, w.HandleBatch, queue.Options{Once: once, Logger: env.Logger,
 		MinBackoff: 5 * time.Second, MaxBackoff: time.Minute})
 }
 
 func renew(ctx context.Context, env *cli.Env, args []string) error {
-	w, done, err := worker(ctx, env, false, true)
+	w, done, err := worker(ctx, env, false, true, nil)
 	if err != nil {
 		return err
 	}
@@ -117,7 +128,7 @@ func renew(ctx context.Context, env *cli.Env, args []string) error {
 }
 
 func replay(ctx context.Context, env *cli.Env, args []string) error {
-	w, done, err := worker(ctx, env, false, false)
+	w, done, err := worker(ctx, env, false, false, nil)
 	if err != nil {
 		return err
 	}

@@ -46,7 +46,7 @@ func run(args []string) int {
 		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if err != nil {
-		cli.Report(os.Stderr, "dh-demo", sysexits.WithHint(sysexits.New(sysexits.Usage, err), "see 'dh-demo --help'"))
+		cli.Report(os.Stderr, os.Getenv, "dh-demo", sysexits.WithHint(sysexits.New(sysexits.Usage, err), "see 'dh-demo --help'"))
 		return sysexits.Usage
 	}
 	if *help {
@@ -57,7 +57,7 @@ func run(args []string) int {
 	defer stop()
 	err = demo.Run(ctx, demo.Options{BinDir: *bin, Keep: *keep, Timeout: *timeout, Out: os.Stdout})
 	if err != nil {
-		cli.Report(os.Stderr, "dh-demo", err)
+		cli.Report(os.Stderr, os.Getenv, "dh-demo", err)
 		return sysexits.Failure
 	}
 	return sysexits.OK

@@ -15,6 +15,12 @@
 //	dh-deploy [-c FILE] history NAME [-n N] [--json] the runs, newest first
 //	dh-deploy [-c FILE] logs NAME [RUN]              a run's log (default: the newest)
 //
+// SIGHUP makes run reload the configuration; the worker takes it up
+// before its next entry (changed steps, environment, … apply from the next
+// run). A configuration that does not load, or lacks the worker's
+// deployment, is logged and the old one kept. run waits for the database
+// at start (run --once exits 75 instead). docs/deploy.md has the details.
+//
 // Exit status follows sysexits(3): 0 ok, 1 the run failed or was refused,
 // 64 usage, 65 bad entry, 69 a step's program is missing, 74 I/O error,
 // 75 temporary failure (database or network down, queue locked), 78 bad
@@ -78,9 +84,10 @@ var app = &cli.App{
 	},
 }
 
-// worker opens everything the deployment name's worker needs.
-func worker(ctx context.Context, env *cli.Env, name string, wait bool) (*deploy.Worker, func(), error) {
-	cfg, st, err := store.Load(ctx, env.Config)
+// worker opens everything the deployment name's worker needs; waiting,
+// if not nil, waits for the database (see store.LoadWait).
+func worker(ctx context.Context, env *cli.Env, name string, wait bool, waiting func(error, time.Duration)) (*deploy.Worker, func(), error) {
+	cfg, st, err := store.LoadWait(ctx, env.Config, waiting)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -96,8 +103,13 @@ func worker(ctx context.Context, env *cli.Env, name string, wait bool) (*deploy.
 func run(ctx context.Context, env *cli.Env, args []string) error {
 	once, _ := env.Flags.GetBool("once")
 	wait, _ := env.Flags.GetBool("wait")
-	w, done, err := worker(ctx, env, args[0], !once)
+	hup, stop := env.Hangups()
+	defer stop()
+	w, done, err := worker(ctx, env, args[0], !once, env.WaitForDatabase(!once))
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for the database
+		}
 		return err
 	}
 	defer done()
@@ -109,8 +121,9 @@ func run(ctx context.Context, env *cli.Env, args []string) error {
 	if err := w.Recover(ctx); err != nil {
 		return err
 	}
+	hup.Reload(ctx, w.Config(), w.SetConfig)
 	env.Logger.Info("deploying", "deployment", args[0], "queue", w.Queue().Dir(), "once", once)
-	defer env.Ready()()
+	defer env.Ready("deploying " + args[0] + " from " + w.Queue().Dir())()
 	return c.Run(ctx, w.Handle, queue.Options{Once: once, Logger: env.Logger})
 }
 
@@ -125,7 +138,7 @@ func replay(ctx context.Context, env *cli.Env, args []string) error {
 	if err := json.Unmarshal(data, &head); err != nil || head.Deployment == "" {
 		return sysexits.Errorf(sysexits.DataErr, "replay %s: not a github-event entry of a deployment queue", args[0])
 	}
-	w, done, err := worker(ctx, env, head.Deployment, false)
+	w, done, err := worker(ctx, env, head.Deployment, false, nil)
 	if err != nil {
 		return err
 	}
@@ -136,7 +149,7 @@ func replay(ctx context.Context, env *cli.Env, args []string) error {
 func manual(ctx context.Context, env *cli.Env, args []string) error {
 	commit, _ := env.Flags.GetString("commit")
 	ref, _ := env.Flags.GetString("ref")
-	w, done, err := worker(ctx, env, args[0], false)
+	w, done, err := worker(ctx, env, args[0], false, nil)
 	if err != nil {
 		return err
 	}
@@ -161,7 +174,7 @@ func manual(ctx context.Context, env *cli.Env, args []string) error {
 }
 
 func rollback(ctx context.Context, env *cli.Env, args []string) error {
-	w, done, err := worker(ctx, env, args[0], false)
+	w, done, err := worker(ctx, env, args[0], false, nil)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,11 @@
 //	dh-nginx [-c FILE] history [DEPLOYMENT] [-n N] [--json]
 //	                                             the installs, newest first
 //
+// SIGHUP makes run reload the configuration before its next entry (new
+// nginx deployments, [nginx]); one that does not load is logged and the
+// old one kept. run waits for the database at start (run --once exits 75
+// instead).
+//
 // The configuration is read from -c FILE, else $DH_CONFIG, else
 // /etc/dh-deployer/config.toml; $DH_DATABASE_URL overrides database_url.
 // Exit status follows sysexits(3): 0 ok, 64 usage, 65 bad entry, refused
@@ -65,8 +70,13 @@ var app = &cli.App{
 func run(ctx context.Context, env *cli.Env, _ []string) error {
 	once, _ := env.Flags.GetBool("once")
 	wait, _ := env.Flags.GetBool("wait")
-	cfg, st, err := store.Load(ctx, env.Config)
+	hup, stop := env.Hangups()
+	defer stop()
+	cfg, st, err := store.LoadWait(ctx, env.Config, env.WaitForDatabase(!once))
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for the database
+		}
 		return err
 	}
 	defer st.Close()
@@ -79,8 +89,9 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 	if err := in.Recover(ctx); err != nil {
 		return err
 	}
+	hup.Reload(ctx, cfg, in.SetConfig)
 	env.Logger.Info("installing", "queue", in.Queue().Dir(), "conf_dir", cfg.Nginx.ConfDir, "once", once)
-	defer env.Ready()()
+	defer env.Ready("installing sites from " + in.Queue().Dir())()
 	return c.Run(ctx, in.Handle, queue.Options{Once: once, Logger: env.Logger})
 }
 

@@ -205,3 +205,39 @@ func TestKilledMidInstall(t *testing.T) {
 		t.Errorf("history = %d, %q; want succeeded, then the killed one interrupted", code, out)
 	}
 }
+
+// A running dh-nginx learns a new nginx deployment on SIGHUP: its sites
+// entry installs, instead of failing as "not an nginx deployment" until a
+// restart.
+func TestReloadLearnsNewDeployment(t *testing.T) {
+	bin := testenv.Build(t, "dh-nginx")
+	f := newFixture(t, "")
+	names, _ := f.q.List()
+	entry, err := os.ReadFile(filepath.Join(f.q.Dir(), names[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(f.q.Dir(), names[0]))
+	full, _ := os.ReadFile(f.cfgFile)
+	before, _, _ := strings.Cut(string(full), "[deployments.sites]")
+	os.WriteFile(f.cfgFile, []byte(before), 0o644)
+
+	d := testenv.StartDaemon(t, exec.Command(bin, "-c", f.cfgFile, "run"))
+	wait := func(what string, cond func() bool) { t.Helper(); d.WaitFor(t, what, 20*time.Second, cond) }
+	stderr := d.Out
+	wait("the start", func() bool { return strings.Contains(stderr.String(), "msg=installing") })
+	os.WriteFile(f.cfgFile, full, 0o644)
+	d.Cmd.Process.Signal(syscall.SIGHUP)
+	wait("the reload", func() bool {
+		return strings.Contains(stderr.String(), `msg="configuration reloaded" deployments=sites`)
+	})
+	if _, err := f.q.Publish(entry); err != nil {
+		t.Fatal(err)
+	}
+	installed := filepath.Join(f.dir, "conf.d/a.example.test.conf")
+	wait("the install", func() bool { got, _ := os.ReadFile(installed); return string(got) == f.site })
+	d.Stop(t)
+	if failed, _ := f.q.Failed(); len(failed) != 0 {
+		t.Errorf("failed/ holds %v; want nothing", failed)
+	}
+}

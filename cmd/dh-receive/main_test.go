@@ -45,6 +45,29 @@ func TestSign(t *testing.T) {
 	}
 }
 
+// secret_files = ["webhook-secret"], as the docs prescribe for the units'
+// LoadCredential=webhook-secret:/etc/dh-deployer/webhook-secret, works from
+// a shell too: without $CREDENTIALS_DIRECTORY the name is the file beside
+// the configuration, the credential's source. Without that file the
+// message names both places.
+func TestSignWithCredentialName(t *testing.T) {
+	const secret = "a-long-enough-webhook-secret"
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("queue_dir = %q\nstate_dir = %q\n[receive]\nsecret_files = [\"webhook-secret\"]\n",
+		filepath.Join(dir, "queues"), dir)), 0o644)
+	code, out, errs := runTool([]string{"-c", cfg, "sign"}, "Hello, World!")
+	if code != 78 || !strings.Contains(errs, "CREDENTIALS_DIRECTORY is not set") ||
+		!strings.Contains(errs, "hint: put the secret in "+filepath.Join(dir, "webhook-secret")) {
+		t.Errorf("sign without the secret = %d, %q, %q; want 78 naming $CREDENTIALS_DIRECTORY and %s", code, out, errs, filepath.Join(dir, "webhook-secret"))
+	}
+	os.WriteFile(filepath.Join(dir, "webhook-secret"), []byte(secret+"\n"), 0o600)
+	code, out, errs = runTool([]string{"-c", cfg, "sign"}, "Hello, World!")
+	if want := github.Sign([]byte("Hello, World!"), []byte(secret)) + "\n"; code != 0 || out != want {
+		t.Errorf("sign = %d, %q, %q; want 0, %q", code, out, errs, want)
+	}
+}
+
 func TestRefusesBadSecretsAndMissingQueue(t *testing.T) {
 	for _, tc := range []struct {
 		secret string

@@ -17,7 +17,9 @@
 //
 // SIGHUP makes run reload the configuration between two entries; a
 // configuration that does not load is logged and the old one kept.
-// queue_dir, database_url and [status] changes need a restart.
+// queue_dir, database_url and [status] changes need a restart. run starts
+// while the database is down or its schema behind and waits for it
+// (STATUS= says so); run --once exits 75 instead.
 //
 // With status.listen set, run also serves the read-only status page
 // (GET /status, /status.json, /status/logs/NAME/RUN; see pkg/status and
@@ -26,17 +28,15 @@
 // The configuration is read from -c FILE, else $DH_CONFIG, else
 // /etc/dh-deployer/config.toml; $DH_DATABASE_URL overrides database_url.
 // Exit status follows sysexits(3): 0 ok, 64 usage, 65 bad entry (replay),
-// 74 I/O error, 75 temporary failure (database down or behind, queue
-// locked), 78 bad configuration.
+// 74 I/O error, 75 temporary failure (database down or behind, except
+// for run, which waits; queue locked), 78 bad configuration.
 package main
 
 import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/spf13/pflag"
@@ -70,8 +70,13 @@ var app = &cli.App{
 func run(ctx context.Context, env *cli.Env, _ []string) error {
 	once, _ := env.Flags.GetBool("once")
 	wait, _ := env.Flags.GetBool("wait")
-	cfg, st, err := store.Load(ctx, env.Config)
+	hup, stop := env.Hangups()
+	defer stop()
+	cfg, st, err := store.LoadWait(ctx, env.Config, env.WaitForDatabase(!once))
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for the database
+		}
 		return err
 	}
 	defer st.Close()
@@ -82,19 +87,10 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 	defer c.Close()
 
 	r := route.New(cfg, st, route.Options{Logger: env.Logger, Wait: !once})
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				reload(env, r)
-			}
-		}
-	}()
+	hup.Reload(ctx, cfg, func(cfg *config.Config) error {
+		r.SetConfig(cfg)
+		return nil
+	})
 	if network, addr := cfg.Status.ListenNetwork(); network != "" && !once {
 		stop, err := serveStatus(ctx, env, r, st, network, addr)
 		if err != nil {
@@ -103,7 +99,7 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 		defer stop()
 	}
 	env.Logger.Info("routing", "queue", cfg.QueuePath(config.MainQueue), "deployments", len(cfg.Deployments), "once", once)
-	defer env.Ready()()
+	defer env.Ready("routing " + cfg.QueuePath(config.MainQueue))()
 	return c.RunBatch(ctx, r.HandleBatch, queue.Options{Once: once, Logger: env.Logger})
 }
 
@@ -128,24 +124,6 @@ func serveStatus(ctx context.Context, env *cli.Env, r *route.Router, st *store.S
 		}
 	}()
 	return func() { cancel(); <-done }, nil
-}
-
-// reload replaces the router's configuration by the file's current
-// content. The router reads its configuration once per entry, so the swap
-// happens between two entries.
-func reload(env *cli.Env, r *route.Router) {
-	cfg, err := config.Load(env.Config)
-	if err != nil {
-		env.Logger.Error("configuration reload failed; keeping the old one", "err", err)
-		return
-	}
-	old := r.Config()
-	if cfg.QueueDir != old.QueueDir || cfg.DatabaseURL != old.DatabaseURL {
-		env.Logger.Warn("queue_dir and database_url changes take effect only after a restart")
-		cfg.QueueDir, cfg.DatabaseURL = old.QueueDir, old.DatabaseURL
-	}
-	r.SetConfig(cfg)
-	env.Logger.Info("configuration reloaded", "deployments", strings.Join(cfg.DeploymentNames(), ","))
 }
 
 func replay(ctx context.Context, env *cli.Env, args []string) error {

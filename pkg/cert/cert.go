@@ -55,6 +55,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
@@ -110,6 +111,7 @@ type Options struct {
 
 // Worker handles queues/cert and renewals.
 type Worker struct {
+	next  atomic.Pointer[Worker] // built by SetConfig, not yet taken up
 	cfg   *config.Config
 	st    *store.Store // nil: Renew only, recording nothing
 	opts  Options
@@ -183,6 +185,31 @@ func lookProgram(name string, env []string) (string, error) {
 	}
 	return "", fmt.Errorf("program %q not found in %s", name, path)
 }
+
+// SetConfig hands the worker a reloaded configuration (SIGHUP); it takes
+// it up before its next request, never during a certbot run: [cert]
+// (command, authenticator, email, server …) and the deployments. A
+// configuration New refuses (cert.command not found) is refused here too,
+// with New's error, and the worker goes on with the one it has.
+func (w *Worker) SetConfig(cfg *config.Config) error {
+	next, err := New(cfg, w.st, w.opts)
+	if err != nil {
+		return err
+	}
+	w.next.Store(next)
+	return nil
+}
+
+// update takes up the configuration SetConfig handed over, if any.
+func (w *Worker) update() {
+	if next := w.next.Swap(nil); next != nil {
+		w.cfg, w.prog, w.args = next.cfg, next.prog, next.args
+	}
+}
+
+// Config is the configuration in use. Like the fields it reads, it is
+// for the goroutine that handles the entries.
+func (w *Worker) Config() *config.Config { return w.cfg }
 
 // Queue is queues/cert.
 func (w *Worker) Queue() *queue.Queue { return w.q }
@@ -272,6 +299,7 @@ func (w *Worker) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 func (w *Worker) Replay(ctx context.Context, e *queue.Entry) error { return w.handle(ctx, e, true) }
 
 func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error {
+	w.update()
 	req, err := event.DecodeCertRequest(e.Data)
 	if err != nil {
 		return err

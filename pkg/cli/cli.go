@@ -11,6 +11,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -30,10 +32,11 @@ import (
 )
 
 // Ready tells the service manager that the command is ready to work
-// (sd_notify READY=1; nothing without $NOTIFY_SOCKET) and returns the
-// function that says it is stopping: defer env.Ready()().
-func (e *Env) Ready() (stopping func()) {
-	systemd.Notify(e.Getenv, "READY=1")
+// (sd_notify READY=1, with STATUS=status; nothing without $NOTIFY_SOCKET)
+// and returns the function that says it is stopping: defer
+// env.Ready("routing queues/main")().
+func (e *Env) Ready(status string) (stopping func()) {
+	systemd.Notify(e.Getenv, "READY=1\nSTATUS="+status)
 	return func() { systemd.Notify(e.Getenv, "STOPPING=1") }
 }
 
@@ -102,7 +105,7 @@ func Run(ctx context.Context, app *App, env *Env, args []string) (code int) {
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			fmt.Fprintf(env.Stderr, "%s: internal error: %v\n%s", app.Name, r, debug.Stack())
+			fmt.Fprintf(journalWriter(env.Stderr, env.Getenv, slog.LevelError), "%s: internal error: %v\n%s", app.Name, r, debug.Stack())
 			code = sysexits.Software
 		}
 	}()
@@ -111,7 +114,7 @@ func Run(ctx context.Context, app *App, env *Env, args []string) (code int) {
 		return sysexits.OK
 	}
 	if err != nil {
-		Report(env.Stderr, app.Name, err)
+		Report(env.Stderr, env.Getenv, app.Name, err)
 	}
 	return sysexits.Code(err)
 }
@@ -120,7 +123,11 @@ func Run(ctx context.Context, app *App, env *Env, args []string) (code int) {
 //
 //	dh-route: error: config: unknown key "deployments.api.brnach"
 //	dh-route: hint: did you mean "branches"?
-func Report(w io.Writer, name string, err error) {
+//
+// Under journald (getenv("JOURNAL_STREAM") set) every line it writes
+// carries the error priority, <3>, so that journalctl -p err shows it.
+func Report(w io.Writer, getenv func(string) string, name string, err error) {
+	w = journalWriter(w, getenv, slog.LevelError)
 	fmt.Fprintf(w, "%s: error: %v\n", name, err)
 	if h := sysexits.Hint(err); h != "" {
 		fmt.Fprintf(w, "%s: hint: %s\n", name, h)
@@ -248,21 +255,95 @@ func VersionString() string {
 }
 
 // NewLogger returns the slog logger every tool uses: text to w, level from
-// $DH_LOG_LEVEL (debug, info, warn, error), and no timestamp when stderr
-// goes to journald ($JOURNAL_STREAM), which stamps lines itself.
+// $DH_LOG_LEVEL (debug, info, warn, error). When stderr goes to journald
+// ($JOURNAL_STREAM) a line has no timestamp (journald stamps lines itself)
+// and starts with its syslog priority as sd-daemon(3) prefixes it: <3>
+// error, <4> warning, <6> info, <7> debug. A record is always one line:
+// the text handler quotes a message or value that holds a newline.
 func NewLogger(w io.Writer, getenv func(string) string) *slog.Logger {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(getenv("DH_LOG_LEVEL"))); err != nil {
 		level = slog.LevelInfo
 	}
-	journald := getenv("JOURNAL_STREAM") != ""
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
+	if !underJournald(getenv) {
+		return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	}
+	pw := &prefixWriter{w: w}
+	return slog.New(&journalHandler{pw: pw, Handler: slog.NewTextHandler(pw, &slog.HandlerOptions{
 		Level: level,
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if journald && len(groups) == 0 && a.Key == slog.TimeKey {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
 				return slog.Attr{}
 			}
 			return a
 		},
-	}))
+	})})
+}
+
+// underJournald reports whether stderr is a journald stream.
+func underJournald(getenv func(string) string) bool { return getenv("JOURNAL_STREAM") != "" }
+
+// priority is the sd-daemon(3) prefix of a slog level.
+func priority(l slog.Level) string {
+	switch {
+	case l >= slog.LevelError:
+		return "<3>" // SD_ERR
+	case l >= slog.LevelWarn:
+		return "<4>" // SD_WARNING
+	case l >= slog.LevelInfo:
+		return "<6>" // SD_INFO
+	}
+	return "<7>" // SD_DEBUG
+}
+
+// journalHandler is a text handler whose lines carry their record's
+// priority. Every handler derived from it (With, WithGroup) shares its
+// prefixWriter, whose lock holds from choosing the prefix to writing the
+// line.
+type journalHandler struct {
+	slog.Handler
+	pw *prefixWriter
+}
+
+func (h *journalHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.pw.mu.Lock()
+	defer h.pw.mu.Unlock()
+	h.pw.prefix = priority(r.Level)
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *journalHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &journalHandler{Handler: h.Handler.WithAttrs(as), pw: h.pw}
+}
+
+func (h *journalHandler) WithGroup(name string) slog.Handler {
+	return &journalHandler{Handler: h.Handler.WithGroup(name), pw: h.pw}
+}
+
+// prefixWriter writes prefix before every line of what it is given, in
+// one write per call (journald reads a stream line by line).
+type prefixWriter struct {
+	mu     sync.Mutex // held by journalHandler.Handle, not by Write
+	w      io.Writer
+	prefix string
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	var out []byte
+	for line := range bytes.Lines(b) {
+		out = append(append(out, p.prefix...), line...)
+	}
+	if _, err := p.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// journalWriter is w, or under journald a writer that prefixes each line
+// with level's priority, for messages written outside the logger.
+func journalWriter(w io.Writer, getenv func(string) string, level slog.Level) io.Writer {
+	if getenv == nil || !underJournald(getenv) {
+		return w
+	}
+	return &prefixWriter{w: w, prefix: priority(level)}
 }

@@ -91,6 +91,57 @@ func TestLoggerUnderJournald(t *testing.T) {
 	}
 }
 
+// Under journald every line starts with its sd-daemon(3) priority, so that
+// journalctl -p err shows the errors; a message of several lines is still
+// one line; the final error report is <3>, each of its lines.
+func TestJournaldPriority(t *testing.T) {
+	journald := func(k string) string {
+		if k == "JOURNAL_STREAM" {
+			return "8:1234"
+		}
+		if k == "DH_LOG_LEVEL" {
+			return "debug"
+		}
+		return ""
+	}
+	var buf bytes.Buffer
+	log := NewLogger(&buf, journald).With("stage", "route").WithGroup("g")
+	log.Error("run failed", "err", "step 2\nexit 1")
+	log.Warn("database unavailable")
+	log.Info("line one\nline two")
+	log.Debug("rescan")
+	want := []string{
+		`<3>level=ERROR msg="run failed" stage=route g.err="step 2\nexit 1"`,
+		`<4>level=WARN msg="database unavailable" stage=route`,
+		`<6>level=INFO msg="line one\nline two" stage=route`,
+		`<7>level=DEBUG msg=rescan stage=route`,
+	}
+	if got := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("logged\n%s\nwant\n%s", buf.String(), strings.Join(want, "\n"))
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"replay", "f.json"}, "<3>dh-test: error: entry is bad\n<3>dh-test: hint: look at it\n"},
+		{[]string{"boom"}, "<3>dh-test: internal error: boom\n<3>goroutine "},
+	} {
+		var got []string
+		var stderr bytes.Buffer
+		Run(context.Background(), testApp(&got), &Env{Stdout: &bytes.Buffer{}, Stderr: &stderr, Getenv: journald}, tc.args)
+		if !strings.HasPrefix(stderr.String(), tc.want) {
+			t.Errorf("Run(%q) under journald wrote %q; want it to start %q", tc.args, stderr.String(), tc.want)
+		}
+		for _, line := range strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n") {
+			if !strings.HasPrefix(line, "<3>") {
+				t.Errorf("Run(%q) under journald wrote the line %q; want every line to start <3>", tc.args, line)
+				break
+			}
+		}
+	}
+}
+
 func TestReady(t *testing.T) {
 	sock := filepath.Join(testenv.ShortTempDir(t, "notify"), "s")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
@@ -104,10 +155,10 @@ func TestReady(t *testing.T) {
 		}
 		return ""
 	}}
-	stopping := env.Ready()
+	stopping := env.Ready("routing queues/main")
 	stopping()
 	buf := make([]byte, 64)
-	for _, want := range []string{"READY=1", "STOPPING=1"} {
+	for _, want := range []string{"READY=1\nSTATUS=routing queues/main", "STOPPING=1"} {
 		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 		n, err := conn.Read(buf)
 		if err != nil || string(buf[:n]) != want {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
 )
 
 var tools = []string{"dh-receive", "dh-route", "dh-deploy", "dh-nginx", "dh-cert"}
@@ -19,11 +21,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
+	storetest.Main(m, func() {
+		if binDir != "" {
+			os.RemoveAll(binDir)
+		}
+	})
 }
 
 // buildTools builds the five real binaries, once per test binary.

@@ -23,7 +23,9 @@
 //     bytes. Loading a configuration does not touch any secret file.
 //   - The environment is read in two places only: DH_DATABASE_URL overrides
 //     database_url (in Load), and $CREDENTIALS_DIRECTORY resolves relative
-//     secret file names (through the getenv argument of the secret readers).
+//     secret file names (through the getenv argument of the secret readers;
+//     without it they are files beside the configuration file, see
+//     CredentialPath).
 package config
 
 import (
@@ -133,8 +135,9 @@ type Receive struct {
 	// SecretFiles are files each holding one webhook secret (one trailing
 	// newline is ignored). A delivery signed with any of them is accepted,
 	// so a secret is rotated by adding the new file, changing it on GitHub,
-	// then removing the old one. A relative name is looked up in
-	// $CREDENTIALS_DIRECTORY (systemd LoadCredential=). Required by
+	// then removing the old one. A relative name is a file in
+	// $CREDENTIALS_DIRECTORY (systemd LoadCredential=), or else beside this
+	// file (see CredentialPath). Required by
 	// dh-receive; the other tools do not read them.
 	SecretFiles []string `toml:"secret_files"`
 
@@ -190,8 +193,8 @@ type GitHub struct {
 	APIURL string `toml:"api_url"`
 
 	// TokenFile holds a token allowed to create commit statuses; one
-	// trailing newline is ignored. A relative name is looked up in
-	// $CREDENTIALS_DIRECTORY. Optional: without it no statuses are set.
+	// trailing newline is ignored. A relative name is looked up as
+	// CredentialPath says. Optional: without it no statuses are set.
 	TokenFile string `toml:"token_file"`
 
 	// StatusContext is the context (the label) of the commit statuses.
@@ -211,8 +214,8 @@ type GitHub struct {
 type Notify struct {
 	// URLFile holds the webhook URL (an http or https URL; one trailing
 	// newline is ignored). The URL is a secret, so it lives in a file like
-	// the other secrets; a relative name is looked up in
-	// $CREDENTIALS_DIRECTORY. Optional: without it nothing is posted.
+	// the other secrets; a relative name is looked up as
+	// CredentialPath says. Optional: without it nothing is posted.
 	URLFile string `toml:"url_file"`
 
 	// Username is the name the messages are posted under, where the chat
@@ -281,7 +284,7 @@ type Deployment struct {
 	// POST /deploy/NAME on dh-receive (Authorization: Bearer TOKEN), for CI
 	// systems and scripts that cannot sign GitHub deliveries. Each file
 	// holds one token, read like a webhook secret (a relative name is
-	// looked up in $CREDENTIALS_DIRECTORY); several allow rotation.
+	// looked up as CredentialPath says); several allow rotation.
 	// Optional: without any, the deployment cannot be triggered by token.
 	TokenFiles []string `toml:"token_files"`
 

@@ -622,7 +622,7 @@ func TestWebhookSecrets(t *testing.T) {
 		{"one newline trimmed", []string{twoNL}, nil, []string{good + "\n"}, "", ""},
 		{"rotation", []string{okFile, second}, nil, []string{good, "another-" + good}, "", ""},
 		{"credentials directory", []string{"webhook-secret"}, getenv, []string{good}, "", ""},
-		{"relative without credentials", []string{"webhook-secret"}, nil, nil, `relative, and $CREDENTIALS_DIRECTORY is not set`, "LoadCredential="},
+		{"relative without credentials or file", []string{"webhook-secret"}, nil, nil, `relative, and neither $CREDENTIALS_DIRECTORY nor a configuration file`, "LoadCredential="},
 		{"none configured", nil, nil, nil, "receive.secret_files: no webhook secret configured", "head -c 32 /dev/urandom | base64"},
 		{"missing", []string{filepath.Join(dir, "missing")}, nil, nil, filepath.Join(dir, "missing") + ": no such file", ""},
 		{"missing in credentials", []string{"nope"}, getenv, nil, filepath.Join(creds, "nope") + ": no such file", ""},
@@ -703,23 +703,37 @@ func TestGitHubToken(t *testing.T) {
 }
 
 func TestCredentialPath(t *testing.T) {
-	getenv := func(k string) string {
+	etc := t.TempDir()
+	os.WriteFile(filepath.Join(etc, "webhook-secret"), nil, 0o600)
+	c := &Config{File: filepath.Join(etc, "config.toml")}
+	creds := func(k string) string {
 		if k == EnvCredentials {
 			return "/run/credentials/dh-receive.service"
 		}
 		return ""
 	}
+	shell := func(string) string { return "" }
 	tests := []struct {
-		name, want, wantErr string
+		name    string
+		getenv  func(string) string
+		want    string
+		wantErr string
 	}{
-		{"/etc/x", "/etc/x", ""},
-		{"x", "/run/credentials/dh-receive.service/x", ""},
-		{"../x", "", "must be absolute, or a name inside"},
+		{"/etc/x", creds, "/etc/x", ""},
+		{"x", creds, "/run/credentials/dh-receive.service/x", ""},
+		{"../x", creds, "", "must be absolute, or a name inside"},
+		{"webhook-secret", shell, filepath.Join(etc, "webhook-secret"), ""},
+		{"webhook-secret", nil, filepath.Join(etc, "webhook-secret"), ""},
+		{"github-token", shell, "", "$CREDENTIALS_DIRECTORY is not set (not run by systemd with LoadCredential=github-token:...), and there is no " + filepath.Join(etc, "github-token")},
+		{"../webhook-secret", shell, "", "must be absolute, or a name inside"},
 	}
 	for _, tt := range tests {
-		got, err := CredentialPath(tt.name, getenv)
+		got, err := c.CredentialPath(tt.name, tt.getenv)
 		if got != tt.want || (err == nil) != (tt.wantErr == "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
 			t.Errorf("CredentialPath(%q) = %q, %v; want %q, %v", tt.name, got, err, tt.want, tt.wantErr)
+		}
+		if err != nil && sysexits.Code(err) != sysexits.Config {
+			t.Errorf("CredentialPath(%q): exit code %d; want %d", tt.name, sysexits.Code(err), sysexits.Config)
 		}
 	}
 }

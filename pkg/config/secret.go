@@ -2,8 +2,10 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -31,26 +33,44 @@ var placeholders = []string{
 // placeholderWords are refused when they are the whole secret.
 var placeholderWords = []string{"secret", "password", "test", "xxxxxxxxxxxxxxxx"}
 
-// CredentialPath resolves the name of a secret file: an absolute path is
-// returned as it is; a relative one names a file in $CREDENTIALS_DIRECTORY
-// (systemd LoadCredential=), which must be set, and must not leave it.
-func CredentialPath(name string, getenv func(string) string) (string, error) {
+// CredentialPath resolves the name of a secret file (receive.secret_files,
+// token_files, github.token_file, notify.url_file, status.token_file) by
+// one rule, the way the units hand secrets over:
+//
+//   - an absolute path is used as it is;
+//   - a relative name is a file in $CREDENTIALS_DIRECTORY when that is set
+//     (systemd's LoadCredential=NAME:SOURCE put it there);
+//   - otherwise it is the file of that name beside the configuration file,
+//     which is where the units' LoadCredential= sources are
+//     (/etc/dh-deployer/NAME): the same secret, for a tool run by hand
+//     from a shell.
+//
+// A name that leaves its directory is refused, and so, with a hint, is a
+// relative name that resolves to no file outside systemd.
+func (c *Config) CredentialPath(name string, getenv func(string) string) (string, error) {
 	if filepath.IsAbs(name) {
 		return name, nil
 	}
 	if !filepath.IsLocal(name) {
-		return "", sysexits.Errorf(sysexits.Config, "config: secret file %q: must be absolute, or a name inside $%s", name, EnvCredentials)
+		return "", sysexits.Errorf(sysexits.Config, "config: secret file %q: must be absolute, or a name inside $%s or the configuration's directory", name, EnvCredentials)
 	}
-	dir := ""
 	if getenv != nil {
-		dir = getenv(EnvCredentials)
+		if dir := getenv(EnvCredentials); dir != "" {
+			return filepath.Join(dir, name), nil
+		}
 	}
-	if dir == "" {
+	if c.File == "" {
 		return "", sysexits.WithHint(
-			sysexits.Errorf(sysexits.Config, "config: secret file %q: relative, and $%s is not set", name, EnvCredentials),
+			sysexits.Errorf(sysexits.Config, "config: secret file %q: relative, and neither $%s nor a configuration file to look beside", name, EnvCredentials),
 			"give an absolute path, or pass the file with systemd's LoadCredential=")
 	}
-	return filepath.Join(dir, name), nil
+	path := filepath.Join(filepath.Dir(c.File), name)
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return "", sysexits.WithHint(
+			sysexits.Errorf(sysexits.Config, "config: secret file %q: $%s is not set (not run by systemd with LoadCredential=%s:...), and there is no %s", name, EnvCredentials, name, path),
+			fmt.Sprintf("put the secret in %s (the source of the units' LoadCredential=), or give its absolute path in %s", path, c.File))
+	}
+	return path, nil
 }
 
 // ReadSecretFile reads a secret from the file at path and checks it. One
@@ -127,8 +147,8 @@ func readLimited(path string, max int64) ([]byte, error) {
 }
 
 // WebhookSecrets reads every file of receive.secret_files with
-// ReadSecretFile, resolving relative names with CredentialPath; getenv
-// gives $CREDENTIALS_DIRECTORY. Any secret may sign a delivery. It fails
+// ReadSecretFile, resolving names with CredentialPath; getenv gives
+// $CREDENTIALS_DIRECTORY. Any secret may sign a delivery. It fails
 // if none is configured or any file is refused; every error is classified
 // sysexits.Config.
 func (c *Config) WebhookSecrets(getenv func(string) string) ([][]byte, error) {
@@ -140,7 +160,7 @@ func (c *Config) WebhookSecrets(getenv func(string) string) ([][]byte, error) {
 	var secrets [][]byte
 	var errs []error
 	for _, name := range c.Receive.SecretFiles {
-		path, err := CredentialPath(name, getenv)
+		path, err := c.CredentialPath(name, getenv)
 		if err == nil {
 			var s []byte
 			if s, err = ReadSecretFile(path); err == nil {
@@ -165,7 +185,7 @@ func (c *Config) DeployTokens(getenv func(string) string) (map[string][][]byte, 
 	var errs []error
 	for _, name := range c.DeploymentNames() {
 		for _, f := range c.Deployments[name].TokenFiles {
-			path, err := CredentialPath(f, getenv)
+			path, err := c.CredentialPath(f, getenv)
 			if err == nil {
 				var tok []byte
 				if tok, err = ReadSecretFile(path); err == nil {
@@ -186,14 +206,14 @@ func (c *Config) DeployTokens(getenv func(string) string) (map[string][][]byte, 
 // GitHubToken reads github.token_file like WebhookSecrets reads a secret.
 // It returns nil and no error if no token file is configured.
 func (c *Config) GitHubToken(getenv func(string) string) ([]byte, error) {
-	return optionalSecret(c.GitHub.TokenFile, getenv)
+	return c.optionalSecret(c.GitHub.TokenFile, getenv)
 }
 
 // NotifyURL reads notify.url_file like WebhookSecrets reads a secret and
 // checks it is an http or https URL. It returns "" and no error if no file
 // is configured.
 func (c *Config) NotifyURL(getenv func(string) string) (string, error) {
-	b, err := optionalSecret(c.Notify.URLFile, getenv)
+	b, err := c.optionalSecret(c.Notify.URLFile, getenv)
 	if err != nil || b == nil {
 		return "", err
 	}
@@ -205,11 +225,11 @@ func (c *Config) NotifyURL(getenv func(string) string) (string, error) {
 	return string(b), nil
 }
 
-func optionalSecret(file string, getenv func(string) string) ([]byte, error) {
+func (c *Config) optionalSecret(file string, getenv func(string) string) ([]byte, error) {
 	if file == "" {
 		return nil, nil
 	}
-	path, err := CredentialPath(file, getenv)
+	path, err := c.CredentialPath(file, getenv)
 	if err != nil {
 		return nil, err
 	}

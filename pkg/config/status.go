@@ -19,7 +19,7 @@ type Status struct {
 	// TokenFile holds the token every request must carry as
 	// "Authorization: Bearer TOKEN" (a token in the query string is
 	// refused); one trailing newline is ignored. A relative name is looked
-	// up in $CREDENTIALS_DIRECTORY. Optional: without it anyone who can
+	// up as Config.CredentialPath says. Optional: without it anyone who can
 	// reach listen may read the page.
 	TokenFile string `toml:"token_file"`
 }
@@ -39,7 +39,7 @@ func (s *Status) ListenNetwork() (network, address string) {
 // StatusToken reads status.token_file like WebhookSecrets reads a secret.
 // It returns nil and no error if no token file is configured.
 func (c *Config) StatusToken(getenv func(string) string) ([]byte, error) {
-	return optionalSecret(c.Status.TokenFile, getenv)
+	return c.optionalSecret(c.Status.TokenFile, getenv)
 }
 
 func (s *Status) validate(ck *checker) {

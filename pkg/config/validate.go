@@ -186,8 +186,8 @@ func (ck *checker) absPath(key []string, p string) bool {
 	return false
 }
 
-// credentialPath checks a *_file key: absolute, or a plain name inside
-// $CREDENTIALS_DIRECTORY.
+// credentialPath checks a *_file key: absolute, or a plain name (see
+// Config.CredentialPath).
 func (ck *checker) credentialPath(key []string, sub, p string) {
 	switch {
 	case p == "":
@@ -195,7 +195,7 @@ func (ck *checker) credentialPath(key []string, sub, p string) {
 	case hasControl(p):
 		ck.addSub(key, sub, "must not contain control characters")
 	case !filepath.IsAbs(p) && !filepath.IsLocal(p):
-		ck.addSub(key, sub, "must be absolute, or a name inside $%s", EnvCredentials)
+		ck.addSub(key, sub, "must be absolute, or a name inside $%s or the configuration's directory", EnvCredentials)
 	}
 }
 

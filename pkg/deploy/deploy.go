@@ -50,6 +50,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
@@ -98,6 +99,8 @@ type Options struct {
 
 // Worker deploys one deployment.
 type Worker struct {
+	name    string
+	next    atomic.Pointer[config.Config] // handed over by SetConfig, not yet taken up
 	cfg     *config.Config
 	d       *config.Deployment
 	st      *store.Store
@@ -115,8 +118,7 @@ type Worker struct {
 // and the notification URL now, so that a bad one stops the worker at
 // start (sysexits.Config) rather than at the first run.
 func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worker, error) {
-	d, ok := cfg.Deployment(name)
-	if !ok {
+	if _, ok := cfg.Deployment(name); !ok {
 		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s: no deployment %q", cfg.File, name),
 			"the deployments are: "+fmt.Sprint(cfg.DeploymentNames()))
 	}
@@ -149,11 +151,53 @@ func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worke
 		log:  log,
 	}
 	n.start()
-	return &Worker{
-		cfg: cfg, d: d, st: st, log: log, getenv: opts.Getenv, stderr: opts.Stderr, wait: opts.Wait, now: opts.Now,
+	w := &Worker{
+		name: name, st: st, log: log, getenv: opts.Getenv, stderr: opts.Stderr, wait: opts.Wait, now: opts.Now,
 		q: queue.Open(cfg.QueuePath(name)), notices: n,
-		repo: &gitrepo.Repo{Path: d.Path, URL: d.FetchURL(), Timeout: d.StepTimeout, Env: gitEnv(opts.Getenv), Logger: log},
-	}, nil
+	}
+	w.use(cfg)
+	return w, nil
+}
+
+// use makes cfg the worker's configuration.
+func (w *Worker) use(cfg *config.Config) {
+	d, _ := cfg.Deployment(w.name)
+	w.cfg, w.d = cfg, d
+	w.repo = &gitrepo.Repo{Path: d.Path, URL: d.FetchURL(), Timeout: d.StepTimeout, Env: gitEnv(w.getenv), Logger: w.log}
+}
+
+// SetConfig hands the worker a reloaded configuration (SIGHUP). The
+// worker takes it up before it handles its next entry, never during a
+// run: the deployment's steps, environment, path, timeouts, windows …
+// change from the next run on. The GitHub token and the notification URL
+// are read at start only ([github] and [notify] changes need a restart).
+// A configuration without the worker's deployment is refused (a
+// sysexits.Config error): the worker goes on with the one it has, since
+// the entries still queued were routed to it under that one.
+func (w *Worker) SetConfig(cfg *config.Config) error {
+	if _, ok := cfg.Deployment(w.name); !ok {
+		return sysexits.WithHint(
+			sysexits.Errorf(sysexits.Config, "deployment %q is no longer in %s; its worker keeps the configuration it has", w.name, cfg.File),
+			"to retire the deployment, stop its worker: systemctl disable --now dh-deploy@"+w.name)
+	}
+	w.next.Store(cfg)
+	return nil
+}
+
+// update takes up the configuration SetConfig handed over, if any.
+func (w *Worker) update() {
+	cfg := w.next.Swap(nil)
+	if cfg == nil {
+		return
+	}
+	if cfg.GitHub != w.cfg.GitHub || cfg.Notify != w.cfg.Notify {
+		w.log.Warn("github and notify changes take effect only after a restart")
+		c := *cfg
+		c.GitHub, c.Notify = w.cfg.GitHub, w.cfg.Notify
+		cfg = &c
+	}
+	w.use(cfg)
+	w.log.Info("reloaded configuration in use")
 }
 
 // Close waits (a bounded time) until the statuses and notifications of
@@ -162,6 +206,10 @@ func (w *Worker) Close() { w.notices.close(30 * time.Second) }
 
 // Deployment is the deployment the worker deploys.
 func (w *Worker) Deployment() *config.Deployment { return w.d }
+
+// Config is the configuration in use. Like the fields it reads, it is
+// for the goroutine that handles the entries.
+func (w *Worker) Config() *config.Config { return w.cfg }
 
 // Store is the worker's store.
 func (w *Worker) Store() *store.Store { return w.st }
@@ -194,6 +242,7 @@ func (w *Worker) Replay(ctx context.Context, e *queue.Entry) error {
 }
 
 func (w *Worker) handle(ctx context.Context, e *queue.Entry, trigger string) error {
+	w.update()
 	req, err := w.request(e.Data, trigger)
 	if err != nil {
 		return err

@@ -735,3 +735,39 @@ self = { install_dir = %q, migrate = false, restart = [["true"]], restart_self =
 		t.Errorf("a failed self update replaced dh-route with %q", b)
 	}
 }
+
+// A self update that cannot install (install_dir not writable: here not
+// a directory at all, since root may write any directory) is a failed
+// run, recorded with its error, and its entry leaves the queue for
+// failed/: the worker goes on (no I/O-error exit for systemd to restart
+// into the same failing update forever).
+func TestSelfUpdateInstallFails(t *testing.T) {
+	t.Parallel()
+	notDir := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(notDir, nil, 0o644)
+	install := filepath.Join(notDir, "bin")
+	build := `for t in dh-receive dh-route dh-deploy dh-nginx dh-cert; do printf '#!/bin/sh\n' > bin/$t; chmod +x bin/$t; done`
+	r := newRig(t, fmt.Sprintf(`kind = "self"
+coalesce = false
+steps = [["sh", "-c", "mkdir -p bin && %s"]]
+self = { install_dir = %q, migrate = false, restart = [["sh", "-c", "echo restart >> $TRACE"]], restart_self = ["sh", "-c", "echo self >> $TRACE"] }`,
+		strings.ReplaceAll(build, `"`, `\"`), install))
+	r.enqueue("d-1", "refs/heads/main", r.commit("main", nil))
+	r.enqueue("d-2", "refs/heads/main", r.commit("main", nil))
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v; want nil: a failed run never stops the worker", err)
+	}
+	runs := r.runs()
+	if got := states(runs); len(got) != 2 || got[0] != store.RunFailed || got[1] != store.RunFailed {
+		t.Fatalf("runs %v; want two failed", got)
+	}
+	if e := runs[0].Error; !strings.Contains(e, "self update: install "+install+"/dh-receive") || !strings.Contains(e, "not a directory") {
+		t.Errorf("run error %q; want the install and its cause", e)
+	}
+	if f := r.failed(); len(f) != 2 {
+		t.Errorf("failed/ holds %v; want both entries", f)
+	}
+	if got := r.readTrace(); got != "" {
+		t.Errorf("trace %q; want no restart after a failed install", got)
+	}
+}

@@ -207,3 +207,44 @@ func TestTokenTrigger(t *testing.T) {
 		t.Errorf("runs %+v, trace %q; want the tip %s deployed by token", runs, r.readTrace(), sha)
 	}
 }
+
+// SIGHUP makes a running worker take up its deployment's changed steps at
+// its next run, without a restart. A configuration without its deployment
+// is refused with an error line: the worker keeps the one it has and goes
+// on deploying.
+func TestReloadOnSIGHUP(t *testing.T) {
+	t.Parallel()
+	bin := testenv.Build(t, "dh-deploy")
+	r := newRig(t, `steps = [["sh", "-c", "echo one >> $TRACE"]]`)
+	d := testenv.StartDaemon(t, exec.Command(bin, "-c", r.file, "run", "app"))
+	wait := func(what string, cond func() bool) { t.Helper(); d.WaitFor(t, what, 30*time.Second, cond) }
+	logs := d.Out
+	wait("the start", func() bool { return strings.Contains(logs.String(), "msg=deploying") })
+	r.enqueue("d-1", "refs/heads/main", r.commit("main", nil))
+	wait("run 1", func() bool { return r.readTrace() == "one\n" })
+
+	doc, err := os.ReadFile(r.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(r.file, []byte(strings.Replace(string(doc), "echo one", "echo two", 1)), 0o600)
+	d.Cmd.Process.Signal(syscall.SIGHUP)
+	wait("the reload", func() bool { return strings.Contains(logs.String(), "configuration reloaded") })
+	r.enqueue("d-2", "refs/heads/main", r.commit("main", nil))
+	wait("run 2", func() bool { return r.readTrace() == "one\ntwo\n" })
+
+	// The deployment gone from the file: refused, and the old one kept.
+	gone := strings.Replace(string(doc), "[deployments.app]", "[deployments.other]", 1)
+	os.WriteFile(r.file, []byte(strings.Replace(gone, "echo one", "echo three", 1)), 0o600)
+	d.Cmd.Process.Signal(syscall.SIGHUP)
+	wait("the refused reload", func() bool {
+		return strings.Contains(logs.String(), `level=ERROR msg="configuration reload failed; keeping the old one" err="deployment \"app\" is no longer in`)
+	})
+	r.enqueue("d-3", "refs/heads/main", r.commit("main", nil))
+	wait("run 3", func() bool { return r.readTrace() == "one\ntwo\ntwo\n" })
+
+	d.Stop(t)
+	if got := states(r.runs()); len(got) != 3 || got[2] != store.RunSucceeded {
+		t.Errorf("runs %v; want three succeeded", got)
+	}
+}

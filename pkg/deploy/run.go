@@ -229,8 +229,12 @@ func (r *run) fail(ctx context.Context, cause error, code, step *int) (store.Run
 	if state == store.RunInterrupted {
 		return r.rec, ctx.Err()
 	}
-	if sysexits.Code(cause) == sysexits.Failure || sysexits.Is(cause, sysexits.TempFail) {
-		// A failed run is final for this entry, whatever failed inside it.
+	switch sysexits.Code(cause) {
+	case sysexits.Failure, sysexits.TempFail, sysexits.IOErr:
+		// A failed run is final for this entry, whatever failed inside it:
+		// not retried (TempFail), and never the end of the worker (IOErr,
+		// which the queue reserves for its own I/O), e.g. a self update
+		// that cannot write its install_dir.
 		cause = sysexits.New(sysexits.Software, cause)
 	}
 	return r.rec, cause

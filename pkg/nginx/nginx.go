@@ -73,6 +73,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
@@ -101,6 +102,7 @@ type Options struct {
 
 // Installer is dh-nginx: it handles the entries of queues/nginx.
 type Installer struct {
+	next atomic.Pointer[config.Config] // handed over by SetConfig, not yet taken up
 	cfg  *config.Config
 	st   *store.Store
 	log  *slog.Logger
@@ -115,6 +117,14 @@ func New(cfg *config.Config, st *store.Store, opts Options) *Installer {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Installer{cfg: cfg, st: st, log: log, wait: opts.Wait}
+}
+
+// SetConfig hands the installer a reloaded configuration (SIGHUP); it
+// takes it up before its next entry, never during an install: new and
+// changed nginx deployments, [nginx] commands and directories.
+func (in *Installer) SetConfig(cfg *config.Config) error {
+	in.next.Store(cfg)
+	return nil
 }
 
 // Queue is queues/nginx.
@@ -168,6 +178,9 @@ func (in *Installer) Recover(ctx context.Context) error {
 
 // Handle handles one entry of queues/nginx.
 func (in *Installer) Handle(ctx context.Context, e *queue.Entry) error {
+	if cfg := in.next.Swap(nil); cfg != nil {
+		in.cfg = cfg
+	}
 	env, err := event.Peek(e.Data)
 	if err != nil {
 		return err

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -123,24 +122,6 @@ func TestCrash(t *testing.T) {
 	checkRouted(t, r, want)
 }
 
-// syncBuffer is a log destination safe for concurrent writers and readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
@@ -159,7 +140,7 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 func TestOutage(t *testing.T) {
 	t.Parallel()
 	cluster, r := privateRig(t)
-	var logs syncBuffer
+	var logs testenv.Buffer
 	r.logger = slog.New(slog.NewTextHandler(&logs, nil))
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -210,7 +191,7 @@ func TestDaemon(t *testing.T) {
 	t.Parallel()
 	bin := testenv.Build(t, "dh-route")
 	r := newRig(t, storetest.NewMigrated(t))
-	var logs syncBuffer
+	var logs testenv.Buffer
 	cmd := exec.Command(bin, "-c", r.file, "run")
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {

@@ -86,7 +86,7 @@ func Retry(ctx context.Context, logger *slog.Logger, what string, fn func(ctx co
 		return sysexits.New(sysexits.TempFail, fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), err))
 	}
 	failing := false
-	backoff := minBackoff
+	b := backoff{next: minBackoff, max: maxBackoff}
 	for {
 		err := fn(ctx)
 		switch {
@@ -102,16 +102,32 @@ func Retry(ctx context.Context, logger *slog.Logger, what string, fn func(ctx co
 			logger.Warn("database unavailable", "what", what, "err", err)
 			failing = true
 		}
-		// Equal jitter: wait between half and all of the backoff.
-		wait := backoff/2 + rand.N(backoff/2+1)
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		if !sleep(ctx, b.step()) {
 			return giveUp(err)
-		case <-timer.C:
 		}
-		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// backoff is an exponential backoff from next, doubling up to max.
+type backoff struct{ next, max time.Duration }
+
+// step returns the next wait, with equal jitter (between half and all of
+// the backoff) so that many waiting processes do not retry in step.
+func (b *backoff) step() time.Duration {
+	d := b.next/2 + rand.N(b.next/2+1)
+	b.next = min(2*b.next, b.max)
+	return d
+}
+
+// sleep waits d, or until ctx ends: then it returns false.
+func sleep(ctx context.Context, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
 	}
 }
 

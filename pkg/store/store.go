@@ -92,14 +92,53 @@ func OpenCurrent(ctx context.Context, dsn string, opts ...Option) (*Store, error
 	return s, nil
 }
 
+// OpenWait is OpenCurrent for a daemon starting: as long as the database
+// is unavailable or its schema is not the one this binary needs (a
+// TempFail: unreachable, shutting down, not migrated yet, migrated by a
+// newer release), it calls waiting with the reason and the time until the
+// next attempt, waits (up to 1 s, doubling to up to 30 s; jittered) and
+// tries again, until it opens the store or ctx ends. Then it returns ctx's
+// error. Any other error (a bad URL, a refused login, no such database:
+// sysexits Config) is returned at once. With waiting nil (run --once,
+// one-shot commands) OpenWait is OpenCurrent.
+func OpenWait(ctx context.Context, dsn string, waiting func(err error, retry time.Duration), opts ...Option) (*Store, error) {
+	if waiting == nil {
+		return OpenCurrent(ctx, dsn, opts...)
+	}
+	b := backoff{next: time.Second, max: maxBackoff}
+	for {
+		s, err := OpenCurrent(ctx, dsn, opts...)
+		if ctx.Err() != nil {
+			if s != nil {
+				s.Close()
+			}
+			return nil, ctx.Err()
+		}
+		if !sysexits.Is(err, sysexits.TempFail) {
+			return s, err
+		}
+		wait := b.step()
+		waiting(err, wait)
+		if !sleep(ctx, wait) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
 // Load loads the configuration file path and opens its database with
 // OpenCurrent: how every stage but dh-receive starts.
 func Load(ctx context.Context, path string) (*config.Config, *Store, error) {
+	return LoadWait(ctx, path, nil)
+}
+
+// LoadWait is Load for a daemon's run command: it opens the database with
+// OpenWait.
+func LoadWait(ctx context.Context, path string, waiting func(err error, retry time.Duration)) (*config.Config, *Store, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := OpenCurrent(ctx, cfg.DatabaseURL)
+	st, err := OpenWait(ctx, cfg.DatabaseURL, waiting)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	neturl "net/url"
 	"os"
 	"slices"
 	"strings"
@@ -432,5 +433,49 @@ func TestTemporary(t *testing.T) {
 		if got := store.Temporary(tc.err); got != tc.want {
 			t.Errorf("Temporary(%s: %v) = %v; want %v", tc.name, tc.err, got, tc.want)
 		}
+	}
+}
+
+// OpenWait waits while the schema is behind (the daemon starts before
+// dh-route migrate ran) and opens once it is current; it gives up with
+// ctx's error when ctx ends, and does not wait for what time cannot fix
+// (no such database).
+func TestOpenWait(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url := storetest.New(t)
+	var reasons []string
+	migrated := make(chan error, 1)
+	st, err := store.OpenWait(ctx, url, func(err error, retry time.Duration) {
+		reasons = append(reasons, err.Error()+"; hint: "+sysexits.Hint(err))
+		if len(reasons) == 2 {
+			go func() { _, _, err := store.Migrate(ctx, url); migrated <- err }()
+		}
+	})
+	if err != nil {
+		t.Fatalf("OpenWait = %v; want it to wait for the migration", err)
+	}
+	st.Close()
+	if err := <-migrated; err != nil {
+		t.Fatal(err)
+	}
+	if len(reasons) < 2 || !strings.Contains(reasons[0], "this binary needs") || !strings.Contains(reasons[0], "hint: run: dh-route migrate") {
+		t.Errorf("OpenWait waited for %q; want the schema and the migrate hint", reasons)
+	}
+
+	short, stop := context.WithTimeout(ctx, 2*time.Second)
+	defer stop()
+	begun := time.Now()
+	_, err = store.OpenWait(short, storetest.New(t), func(error, time.Duration) {})
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(begun) > 5*time.Second {
+		t.Errorf("OpenWait until ctx ends = %v after %s; want ctx's error, promptly", err, time.Since(begun))
+	}
+
+	u, _ := neturl.Parse(url)
+	u.Path = "/no_such_database"
+	_, err = store.OpenWait(ctx, u.String(), func(err error, _ time.Duration) { t.Errorf("OpenWait waited for %v", err) })
+	if sysexits.Code(err) != sysexits.Config {
+		t.Errorf("OpenWait(no such database) = %v (exit %d); want a Config error at once", err, sysexits.Code(err))
 	}
 }

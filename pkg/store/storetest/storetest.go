@@ -46,8 +46,9 @@ var (
 )
 
 // Main runs the tests, then stops every cluster still running, removes the
-// directories and exits with the tests' status.
-func Main(m *testing.M) {
+// directories, runs the package's own cleanups and exits with the tests'
+// status.
+func Main(m *testing.M, cleanups ...func()) {
 	code := m.Run()
 	mu.Lock()
 	left := make([]*pgtemp.Cluster, 0, len(clusters))
@@ -66,6 +67,9 @@ func Main(m *testing.M) {
 		os.RemoveAll(templateDir)
 	}
 	mu.Unlock()
+	for _, f := range cleanups {
+		f()
+	}
 	os.Exit(code)
 }
 

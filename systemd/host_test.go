@@ -131,7 +131,7 @@ func TestRealHost(t *testing.T) {
 	for _, unit := range []string{"dh-receive.service", "dh-route.service", "dh-nginx.service", "dh-cert.service", "dh-deploy@app.service"} {
 		pid := strings.TrimSpace(h.Run(t, "systemctl show -P MainPID "+unit))
 		h.Run(t, "kill -9 "+pid)
-		h.WaitFor(t, 30*time.Second, unit+" restarted after kill -9",
+		h.WaitFor(t, 45*time.Second, unit+" restarted after kill -9", // RestartSec= is at most 30 s
 			fmt.Sprintf(`p=$(systemctl show -P MainPID %s); [ "$p" != 0 ] && [ "$p" != %s ] && systemctl is-active -q %s`, unit, pid, unit))
 	}
 	sha = commit(t, h, "app", nil, "after the kills")
@@ -182,7 +182,7 @@ func addDeployment(t *testing.T, h *hosttest.Host, doc map[string]string, name, 
 // the commit.
 func commit(t *testing.T, h *hosttest.Host, name string, files map[string]string, msg string) string {
 	t.Helper()
-	work := "/tmp/commit-" + name
+	work := "/root/commit-" + name // not /tmp: the container mounts its own
 	h.Run(t, fmt.Sprintf(`rm -rf %[1]s; git clone -q /srv/git/%[2]s.git %[1]s 2>/dev/null || git init -q -b main %[1]s`, work, name))
 	for f, content := range files {
 		p := h.Path(work + "/" + f)
@@ -218,8 +218,12 @@ curl -sS -o /dev/null -w '%%{http_code}\n' -H 'Host: deploy.example.org' \
 func waitDeployed(t *testing.T, h *hosttest.Host, name, sha string) {
 	t.Helper()
 	h.WaitFor(t, 60*time.Second, name+" deployed "+sha[:12],
-		fmt.Sprintf(`dh-deploy history %[1]s --json -n 1 | grep -q '"commit":"%[2]s".*"state":"succeeded"'`, name, sha))
+		fmt.Sprintf(`sudo -u %[3]s dh-deploy history %[1]s --json -n 1 | grep -q '"commit":"%[2]s".*"state":"succeeded"'`,
+			name, sha, users[name]))
 }
+
+// users are the deployments' users, as the test adds them.
+var users = map[string]string{"app": "www-app", "sites": "dh-deploy", "deployer": "dh-self"}
 
 // securityInside runs systemd-analyze security on every service as the
 // container's systemd loaded it, and holds each to its budget.

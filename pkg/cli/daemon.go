@@ -90,10 +90,11 @@ func (h *Hangup) reload(old *config.Config, apply func(*config.Config) error) *c
 // WaitForDatabase returns, if wait is set, what a daemon does each time it
 // finds the database unavailable at start (store.OpenWait's waiting), or
 // nil (run --once, which fails at once with TempFail instead). It logs one
-// warning per distinct reason (not one per attempt), tells the service
-// manager why it is not ready (STATUS=waiting for the database: ...) and
-// extends its start timeout past the next attempt, so that systemd
-// neither marks it failed nor kills it while it waits.
+// warning per distinct reason (not one per attempt) and tells the service
+// manager it is up and what it waits for (READY=1, STATUS=waiting for the
+// database: ...): the daemon has started, and neither `systemctl start`
+// nor the boot waits for the database with it. READY=1 again once
+// connected changes nothing but the status.
 func (e *Env) WaitForDatabase(wait bool) func(err error, retry time.Duration) {
 	if !wait {
 		return nil
@@ -104,8 +105,7 @@ func (e *Env) WaitForDatabase(wait bool) func(err error, retry time.Duration) {
 			last = msg
 			e.Logger.Warn("waiting for the database", errAttrs(err, "retry", retry)...)
 		}
-		systemd.Notify(e.Getenv, fmt.Sprintf("STATUS=waiting for the database: %v\nEXTEND_TIMEOUT_USEC=%d",
-			err, (retry+time.Minute).Microseconds()))
+		systemd.Notify(e.Getenv, fmt.Sprintf("READY=1\nSTATUS=waiting for the database: %v", err))
 	}
 }
 

@@ -122,7 +122,13 @@ steps = [["true"]]
 	}
 	pg.Start(t)
 	for _, d := range ds {
-		d.told(t, "READY=1", 60*time.Second)
+		// Ready (and saying so) while it waited; working once connected.
+		d.WaitFor(t, "sd_notify STATUS= of a daemon at work", 60*time.Second, func() bool {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			last := d.messages[len(d.messages)-1]
+			return strings.HasPrefix(last, "READY=1\nSTATUS=") && !strings.Contains(last, "waiting")
+		})
 		d.Logged(t, "<6>level=INFO msg=\"configuration reloaded\"", 10*time.Second)
 		// One warning per distinct reason, never one per attempt.
 		warnings := regexp.MustCompile(`(?m)^<4>level=WARN msg="waiting for the database" (.*) retry=\S+$`).FindAllStringSubmatch(d.Out.String(), -1)

@@ -39,6 +39,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
@@ -78,6 +80,10 @@ func load(env *cli.Env) (*config.Config, [][]byte, error) {
 }
 
 func serve(ctx context.Context, env *cli.Env, _ []string) error {
+	// A SIGHUP must not kill requests in flight: dh-receive reads its
+	// configuration at start only (a restart behind dh-receive.socket
+	// loses nothing).
+	signal.Ignore(syscall.SIGHUP)
 	cfg, secrets, err := load(env)
 	if err != nil {
 		return err

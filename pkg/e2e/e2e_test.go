@@ -44,6 +44,11 @@ func TestWholeSuite(t *testing.T) {
 	for _, d := range []string{ca.Live, filepath.Join(ca.ConfigDir, "archive")} {
 		mkdir(t, d, 0o700) // as certbot makes them
 	}
+	// The tmpfiles file made an empty etc/letsencrypt, as on a fresh host:
+	// certtest's certbot directories take its place.
+	if err := os.RemoveAll(filepath.Join(r.root, "etc/letsencrypt")); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Symlink(ca.ConfigDir, filepath.Join(r.root, "etc/letsencrypt")); err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ var packages = map[string]string{
 	"systemd-analyze": "systemd",
 	"chromium":        "chromium",
 	"node":            "nodejs",
+	"fusermount3":     "fuse3",
 }
 
 // goTools maps a program that tests install with go install to its

@@ -1,0 +1,23 @@
+// Package powerloss holds the power-loss tests of the real stages: each
+// runs a stage's binary with queue_dir on a crash file system
+// (pkg/crashfs), cuts the power at a random moment while it works, kills
+// it with SIGKILL, remounts what was durable and checks the queues:
+//
+//   - dh-receive under concurrent signed load: every delivery answered 202
+//     is in queues/main, byte for byte, and no entry is partial.
+//   - dh-route cut mid-batch: every delivery is in queues/main or in each of
+//     its deployment queues, never in neither; after recovery, in each
+//     deployment queue exactly once.
+//
+// Each test logs one line "powerloss: STAGE: rounds=R acknowledged=A
+// lost=L corrupt=C" (dh-route adds duplicates=D). make test runs a few
+// rounds; make crash many: DH_CRASH_ROUNDS (rounds per stage) and
+// DH_CRASH_TIME (a Go duration per stage) bound them.
+//
+// The crash file system keeps only what fsync, fdatasync and directory
+// fsyncs made durable, like a disk after a power cut, and like any FUSE
+// file system it never sees syncfs(2). The tests need root, /dev/fuse and
+// fusermount3 (Debian's fuse3); dh-route's also a throwaway PostgreSQL
+// (pkg/store/storetest), which is not on the crash file system and keeps
+// everything across a cut.
+package powerloss

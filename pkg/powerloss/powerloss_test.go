@@ -1,0 +1,160 @@
+package powerloss_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/crashfs"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+// bounds returns how many rounds a test runs and for how long at most:
+// DH_CRASH_ROUNDS and DH_CRASH_TIME (make crash), or a few rounds.
+func bounds(t *testing.T) (int, time.Duration) {
+	t.Helper()
+	rounds, limit := 4, 20*time.Second
+	if v := os.Getenv("DH_CRASH_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("DH_CRASH_ROUNDS=%q: want a positive number", v)
+		}
+		rounds = n
+	}
+	if v := os.Getenv("DH_CRASH_TIME"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			t.Fatalf("DH_CRASH_TIME=%q: want a Go duration such as 5m", v)
+		}
+		limit = d
+	}
+	return rounds, limit
+}
+
+// tally is what a test found over its rounds.
+type tally struct {
+	stage                                    string
+	rounds, acked, lost, corrupt, duplicates int
+}
+
+// report logs the tally in the line make crash collects, and fails the
+// test if anything was lost, corrupt or doubled.
+func (c *tally) report(t *testing.T, fs *crashfs.FS) {
+	t.Helper()
+	line := fmt.Sprintf("powerloss: %s: rounds=%d acknowledged=%d lost=%d corrupt=%d", c.stage, c.rounds, c.acked, c.lost, c.corrupt)
+	if c.stage == "dh-route" {
+		line += fmt.Sprintf(" duplicates=%d", c.duplicates)
+	}
+	n := fs.Counts()
+	t.Logf("%s (file system: %d fsyncs, %d directory fsyncs, %d operations refused after cuts)", line, n.Fsyncs, n.DirFsyncs, n.AfterCut)
+	if c.rounds == 0 || c.acked == 0 {
+		t.Errorf("%s: nothing was tested", c.stage)
+	}
+	if c.lost+c.corrupt+c.duplicates > 0 {
+		t.Errorf("%s: after power cuts, %d lost, %d corrupt, %d duplicates; want none", c.stage, c.lost, c.corrupt, c.duplicates)
+	}
+}
+
+// makeQueues creates the queues' directories durably (as tmpfiles does on
+// a real host before any stage runs): each directory, then its parent, is
+// fsynced.
+func makeQueues(t *testing.T, fs *crashfs.FS, names ...string) string {
+	t.Helper()
+	spool := filepath.Join(fs.Dir(), "queues")
+	dirs := []string{spool}
+	for _, n := range names {
+		q := filepath.Join(spool, n)
+		dirs = append(dirs, q, filepath.Join(q, queue.StagingDir), filepath.Join(q, queue.FailedDir))
+	}
+	for _, d := range dirs {
+		if err := os.Mkdir(d, os.ModeSetgid|0o770); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{d, filepath.Dir(d)} {
+			if err := syncDir(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return spool
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// found is what a queue directory holds after a cut.
+type found struct {
+	entries map[string][]*event.GitHubEvent // by delivery
+	corrupt []string                        // entries that do not decode: "name (N bytes): why"
+}
+
+// scan reads every entry of dir (and of dir/failed/ if failed): a partial
+// or empty entry is corrupt.
+func scan(t *testing.T, dir string, failed bool) found {
+	t.Helper()
+	f := found{entries: map[string][]*event.GitHubEvent{}}
+	dirs := []string{dir}
+	if failed {
+		dirs = append(dirs, filepath.Join(dir, queue.FailedDir))
+	}
+	for _, d := range dirs {
+		des, err := os.ReadDir(d)
+		if err != nil {
+			t.Fatalf("after the cut: %v", err)
+		}
+		for _, de := range des {
+			if !de.Type().IsRegular() || !queue.IsEntry(de.Name()) {
+				continue
+			}
+			data, err := os.ReadFile(filepath.Join(d, de.Name()))
+			if err != nil {
+				t.Fatalf("after the cut: %v", err)
+			}
+			ev, err := event.DecodeGitHubEvent(data)
+			if err != nil {
+				rel, _ := filepath.Rel(dir, filepath.Join(d, de.Name()))
+				f.corrupt = append(f.corrupt, fmt.Sprintf("%s (%d bytes): %v", rel, len(data), err))
+				continue
+			}
+			f.entries[ev.Delivery] = append(f.entries[ev.Delivery], ev)
+		}
+	}
+	return f
+}
+
+// cut cuts the power under a running stage: the file system first, then
+// SIGKILL, as a power loss stops both at once; then the durable state is
+// mounted again.
+func cut(t *testing.T, fs *crashfs.FS, cmd *exec.Cmd) {
+	t.Helper()
+	fs.Cut()
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if err := fs.Remount(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// some returns up to n of list, for messages.
+func some(list []string, n int) string {
+	if len(list) > n {
+		return strings.Join(list[:n], "\n") + fmt.Sprintf("\n... and %d more", len(list)-n)
+	}
+	return strings.Join(list, "\n")
+}

@@ -10,7 +10,9 @@
 //     deployment queue exactly once.
 //
 // Each test logs one line "powerloss: STAGE: rounds=R acknowledged=A
-// lost=L corrupt=C" (dh-route adds duplicates=D). make test runs a few
+// lost=L corrupt=C" (dh-route adds duplicates=D; its acknowledged counts
+// the deliveries put into queues/main, its lost (delivery, deployment
+// queue) pairs in neither place). make test runs a few
 // rounds; make crash many: DH_CRASH_ROUNDS (rounds per stage) and
 // DH_CRASH_TIME (a Go duration per stage) bound them.
 //

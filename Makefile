@@ -24,7 +24,7 @@ UNITS       := $(notdir $(wildcard systemd/*.service systemd/*.socket systemd/*.
 SUDOERS     := $(notdir $(wildcard sudoers/dh-*))
 DOCS        := README.md $(wildcard docs/*.md) docs/config.example.toml
 
-.PHONY: all build test lint bench chaos demo install uninstall deps help clean fuzz
+.PHONY: all build test lint bench chaos crash demo install uninstall deps help clean fuzz
 
 all: build
 
@@ -79,6 +79,22 @@ fuzz: ## run every fuzz target in turn for FUZZTIME each (go test runs the seed 
 
 chaos: deps build ## the end-to-end chaos and database-outage tests with the full numbers (2,000 deliveries, 30 kills, 30 s outage)
 	DH_E2E_FULL=1 $(GO) test -count=1 -timeout 30m -v -run '^(TestChaos|TestPostgresOutage)$$' ./pkg/e2e
+
+# make crash runs the power-loss tests (pkg/powerloss, on the crash file
+# system of pkg/crashfs) for CRASH_ROUNDS rounds or CRASH_TIME per stage,
+# whichever ends first, and prints one line per stage: rounds, acknowledged,
+# lost, corrupt; the raw output goes to bin/crash.txt.
+CRASH_ROUNDS ?= 50
+CRASH_TIME   ?= 3m
+
+crash: deps ## power-loss tests, many rounds: prints rounds, acknowledged, lost, corrupt per stage
+	@mkdir -p bin
+	@DH_CRASH_ROUNDS=$(CRASH_ROUNDS) DH_CRASH_TIME=$(CRASH_TIME) $(GO) test -count=1 -timeout 30m -v \
+	  -run '^(TestBrokenWritersCaught|Test[A-Za-z]*PowerLoss)$$' ./pkg/crashfs ./pkg/powerloss > bin/crash.txt 2>&1; \
+	  status=$$?; \
+	  grep -E -- '^--- (PASS|FAIL): TestBrokenWritersCaught' bin/crash.txt; \
+	  sed -n 's/.*\(powerloss: dh-[a-z-]*: rounds=[^(]*[^( ]\).*/\1/p' bin/crash.txt; \
+	  if [ $$status -ne 0 ]; then tail -n 40 bin/crash.txt; exit $$status; fi
 
 demo: build ## run the main job end to end on a throwaway setup (DH_DEMO_KEEP=1 keeps it)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/dh-demo

@@ -286,9 +286,34 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 		}
 	}
 
-	err := r.db(ctx, "record deliveries", func(ctx context.Context) error {
-		return r.store.InTx(ctx, func(tx *store.Store) error { return decideAll(ctx, tx, items) })
-	})
+	// Record and publish in one transaction, committed only once every
+	// entry it routes is durable in its deployment queue: the event table
+	// never says "routed" for an entry a crash could lose. An entry whose
+	// publish fails (its deployment queue cannot be created or written)
+	// is marked bad and the transaction is done again without it, so that
+	// it fails alone and its delivery is recorded as failed, never routed.
+	// Publishing is idempotent (each deployment entry is named after its
+	// queues/main entry), so what the rolled back attempt published is not
+	// queued twice.
+	var err error
+	for {
+		redo := false
+		err = r.db(ctx, "record deliveries", func(ctx context.Context) error {
+			return r.store.InTx(ctx, func(tx *store.Store) error {
+				if err := decideAll(ctx, tx, items); err != nil {
+					return err
+				}
+				if r.publish(cfg, items) {
+					redo = true
+					return errRedo
+				}
+				return nil
+			})
+		})
+		if !redo || !errors.Is(err, errRedo) {
+			break
+		}
+	}
 	if err != nil && len(es) > 1 && ctx.Err() == nil &&
 		!sysexits.Is(err, sysexits.TempFail) && !sysexits.Is(err, sysexits.IOErr) {
 		// One entry the database refuses (a bug, or data no check
@@ -300,9 +325,6 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 			errs[i] = r.HandleBatch(ctx, []*queue.Entry{e})[0]
 		}
 		return errs
-	}
-	if err == nil {
-		err = r.publish(cfg, items)
 	}
 	errs := make([]error, len(items))
 	for i := range items {
@@ -316,6 +338,10 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 	}
 	return errs
 }
+
+// errRedo rolls back a batch's transaction after a publish failed: it is
+// done again with the failed entries marked bad.
+var errRedo = errors.New("a publish failed; deciding the batch again")
 
 // decideAll records the deliveries and decisions of a batch in tx: the
 // deliveries seen for the first time all at once (store.InsertDecided),
@@ -421,27 +447,45 @@ func Retriable(lastRun string) bool {
 
 // publish puts each routed entry, marked with each deployment's name, into
 // that deployment's queue, all in one PublishAll. A resumed route is
-// published only if the deployment queue does not already hold it.
-func (r *Router) publish(cfg *config.Config, items []item) error {
+// published only if the deployment queue does not already hold it. Each
+// deployment entry is named after its queues/main entry (when that has a
+// name queue.NewName made), so publishing it again is a no-op. An entry
+// any of whose publishes fails becomes bad (see HandleBatch): publish
+// reports whether that happened to any.
+func (r *Router) publish(cfg *config.Config, items []item) (failed bool) {
 	var out []queue.Item
+	var from []*item
+	fail := func(it *item, deployment string, err error) {
+		if it.bad != nil {
+			return
+		}
+		// Not an I/O error of the consumer (which would stop dh-route,
+		// and again at each restart): this entry fails, alone, and goes to
+		// failed/ with the reason, which names the deployment's queue.
+		it.bad = sysexits.New(sysexits.Failure, fmt.Errorf("route to deployment %s: %w", deployment, err))
+		it.known = true
+		failed = true
+	}
 	for i := range items {
 		it := &items[i]
 		targets := it.decision.Deployments
 		if it.resumed {
 			targets = it.resume
 		}
-		if it.decision.Status != store.StatusRouted {
+		if it.bad != nil || it.decision.Status != store.StatusRouted {
 			targets = nil
 		}
 		for _, name := range targets {
 			q, err := r.queue(cfg, name)
 			if err != nil {
-				return err
+				fail(it, name, err)
+				continue
 			}
 			if it.resumed {
 				found, err := Holds(q, it.rec.Delivery, name)
 				if err != nil {
-					return err
+					fail(it, name, err)
+					continue
 				}
 				if found {
 					continue
@@ -449,16 +493,23 @@ func (r *Router) publish(cfg *config.Config, items []item) error {
 			}
 			data, err := it.forward(name)
 			if err != nil {
-				return err
+				fail(it, name, err)
+				continue
 			}
-			out = append(out, queue.Item{Queue: q, Data: data})
+			var entry string
+			if _, ok := queue.NameTime(it.entry.Name); ok {
+				entry = it.entry.Name
+			}
+			out = append(out, queue.Item{Queue: q, Data: data, Name: entry})
+			from = append(from, it)
 		}
 	}
-	if len(out) == 0 {
-		return nil
+	for i, res := range queue.PublishAll(out) {
+		if res.Err != nil {
+			fail(from[i], out[i].Queue.Name(), res.Err)
+		}
 	}
-	_, err := queue.PublishAll(out)
-	return err
+	return failed
 }
 
 // Holds reports whether q holds (waiting or in failed/) an entry for the

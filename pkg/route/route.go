@@ -24,20 +24,37 @@
 //     whose run failed, was interrupted or was refused is forwarded again,
 //     and so is a matching deployment never forwarded to. If nothing is
 //     left to forward the delivery is a "duplicate" (reason ReasonRouted).
-//  5. Record the decision and the routes (store.Decide, one statement),
-//     then publish to each deployment queue, then (pkg/queue) remove the
-//     entry.
+//  5. Record the decision and the routes (store.Decide), publish to each
+//     deployment queue, and commit, all in one transaction per batch: the
+//     event table says "routed" only once the deployment entries are
+//     durable. Then (pkg/queue) the entry is removed.
 //
-// Crash safety: the decision is recorded before any publish, and each
-// route remembers the queues/main entry that made it. When an entry is
-// handled again after a crash (same entry name, routes already made by it),
-// nothing is decided again: each of its routes is completed, publishing
-// only where neither the deployment queue (entries or failed/) holds the
-// delivery for that deployment nor a run was queued since the route. A
-// crash between any two steps therefore leads to exactly one entry per
-// (delivery, deployment) in the deployment queues, unless dh-deploy
-// consumed the entry and had not yet recorded its run, in which case the
-// repeat is harmless (dh-deploy keys runs on delivery and deployment).
+// Per-delivery failures: a deployment queue that cannot be created or
+// written fails only the entries routed to it. Such an entry goes to
+// queues/main/failed/ with a reason naming the deployment and its queue,
+// its delivery is recorded as "failed" (never "routed"), and the rest of
+// the batch is routed: the batch's transaction is rolled back and done
+// again with that entry marked failed. The entries it did publish to its
+// other deployments stay (they are idempotent, see below). An I/O error
+// there is that entry's failure, not dh-route's: routing goes on.
+//
+// Crash safety: each deployment entry is named after the queues/main entry
+// it comes from, and publishing a name the deployment queue already holds
+// (waiting or in failed/) changes nothing. So a crash (or a rolled back
+// transaction) after a publish and before the commit leaves nothing in the
+// event table, and handling the entry again publishes nothing twice. Each
+// route remembers the queues/main entry that made it: when an entry is
+// handled again after a crash between the commit and its removal (same
+// entry name, routes already made by it), nothing is decided again: each
+// of its routes is completed, publishing only where neither the deployment
+// queue (entries or failed/) holds the delivery for that deployment nor a
+// run was queued since the route. A crash between any two steps therefore
+// leads to exactly one entry per (delivery, deployment) in the deployment
+// queues, unless dh-deploy consumed the entry and had not yet recorded its
+// run, in which case the repeat is harmless (dh-deploy keys runs on
+// delivery and deployment). An entry an operator dropped in by hand under
+// a name queue.NewName did not make is published under fresh names, so
+// for it the same is true except after a rolled back commit.
 //
 // Database errors: with Options.Wait (the daemon) every database call is
 // retried with backoff (store.Retry: one log line when the database goes
@@ -244,11 +261,11 @@ type item struct {
 }
 
 // HandleBatch is the queue.BatchHandler of queues/main: see the package
-// comment. The whole batch is recorded and decided in one transaction (one
-// commit for all its entries), then published with one PublishAll, then
-// logged. A database or publish error is every entry's error: the batch is
-// handled again, and each entry's second handling resumes what its first
-// one recorded.
+// comment. The whole batch is recorded, decided and published in one
+// transaction (one commit for all its entries, one PublishAll), then
+// logged. A database error is every entry's error: the batch is handled
+// again, and each entry's second handling resumes what its first one
+// recorded. A publish error is its entry's alone.
 func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 	cfg := r.cfg.Load()
 	items := make([]item, len(es))

@@ -35,6 +35,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -154,13 +155,16 @@ func hook(ctx context.Context, env *cli.Env, _ []string) error {
 	for i, e := range entries {
 		items[i] = queue.Item{Queue: q, Data: e}
 	}
-	if len(items) > 0 {
-		if _, err := queue.PublishAll(items); err != nil {
-			return err
+	// Each ref stands alone: report the ones queued, and fail with the
+	// first that was not.
+	var first error
+	for i, r := range queue.PublishAll(items) {
+		if r.Err != nil {
+			env.Logger.Error("delivery not queued", "delivery", deliveries[i], "err", r.Err)
+			first = cmp.Or(first, r.Err)
+			continue
 		}
+		fmt.Fprintf(env.Stdout, "dh-deployer: queued as delivery %s\n", deliveries[i])
 	}
-	for _, d := range deliveries {
-		fmt.Fprintf(env.Stdout, "dh-deployer: queued as delivery %s\n", d)
-	}
-	return nil
+	return first
 }

@@ -1,10 +1,20 @@
 // Package durable makes file system changes that survive a crash or a power
-// loss, on Linux file systems that honour fsync (ext4, xfs, btrfs, tmpfs).
+// loss, on Linux file systems that honour fsync (ext4, xfs, btrfs, and FUSE
+// file systems, which receive fsync and fdatasync but not syncfs).
 //
-// A new file is only durable once its data AND the directory entry naming it
-// have reached the disk: fsync(file) persists the data, fsync(dir) persists
-// the name. A rename or unlink likewise needs an fsync of every directory
-// it touched. Every function here does those syncs before it returns nil.
+// The rule, followed by every function here and by every caller that makes
+// names itself (pkg/queue): durability is per entry, never per file system.
+//
+//  1. A new file's data is synced (fdatasync) by whoever wrote it, before
+//     any name points at it.
+//  2. Then the name is made (create, rename, link, unlink, mkdir).
+//  3. Then every directory whose entries changed is fsynced.
+//
+// syncfs(2) is never used: it flushes every dirty page of the whole file
+// system (so a publish waits for a build writing gigabytes beside it), and
+// on FUSE it reaches nothing at all, so it makes nothing durable there.
+// tmpfs and ramfs accept every sync and keep nothing across a reboot:
+// CheckFS tells them apart.
 //
 // Any error, and especially a failed fsync, is final: after a failed fsync
 // the kernel may have dropped the dirty pages, so retrying the sync can
@@ -38,20 +48,13 @@ func SyncDir(dir string) error {
 }
 
 // Stage writes data to the new file path (which must not exist: it is
-// created with O_EXCL and mode perm), fsyncs and closes it. The file is not
-// yet visible under its final name; Link or Rename it there. On error
-// nothing is left at path.
+// created with O_EXCL and mode perm), syncs its data (fdatasync) and closes
+// it. The file is not yet visible under its final name; Link or Rename it
+// there, then SyncDir that directory. On error nothing is left at path.
+// Concurrent Stages each sync their own file only, so they wait neither for
+// each other's data nor for other programs' (the file system still batches
+// their journal commits).
 func Stage(path string, data []byte, perm os.FileMode) error {
-	return create(path, data, perm, true)
-}
-
-// Create is Stage without the fsync: for a batch of files made durable
-// together by one SyncFS before any of them is linked into place.
-func Create(path string, data []byte, perm os.FileMode) error {
-	return create(path, data, perm, false)
-}
-
-func create(path string, data []byte, perm os.FileMode, sync bool) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return ioErr("create", path, err)
@@ -65,29 +68,18 @@ func create(path string, data []byte, perm os.FileMode, sync bool) error {
 		return fail(err)
 	}
 	// The data must be on disk before a name points at it, or a crash
-	// could leave a named but empty or partial file.
-	if sync {
-		if err := f.Sync(); err != nil {
-			return fail(err)
-		}
+	// could leave a named but empty or partial file. fdatasync suffices:
+	// it skips only the metadata that reading the data back does not need
+	// (timestamps), and it does flush what it needs: the new size and the
+	// block allocation of this freshly created file. The inode's existence
+	// and mode are made durable with its name, by the fsync of the
+	// directory that follows the link (SyncDir).
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		return fail(&os.PathError{Op: "fdatasync", Path: path, Err: err})
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(path)
 		return ioErr("close", path, err)
-	}
-	return nil
-}
-
-// SyncFS flushes the whole file system holding f to disk (syncfs(2)): the
-// data and metadata of every file written on it, in one journal commit.
-// For many new files that is far cheaper than an fsync each. It reports
-// write-back errors that happened on the file system since f was opened
-// (Linux 5.8 and later), so f must be opened before the files it is meant
-// to cover are written. On a busy file system it also waits for other
-// programs' dirty data.
-func SyncFS(f *os.File) error {
-	if err := unix.Syncfs(int(f.Fd())); err != nil {
-		return ioErr("syncfs", f.Name(), err)
 	}
 	return nil
 }
@@ -176,4 +168,75 @@ func ioErr(op, path string, err error) error {
 		return sysexits.New(code, fmt.Errorf("%s: %w", op, err))
 	}
 	return sysexits.New(code, fmt.Errorf("%s %s: %w", op, path, err))
+}
+
+// MkdirAll creates dir and any missing parents with mode perm, which may
+// carry os.ModeSetgid (os.MkdirAll alone never sets it: Go drops 0o2000,
+// and mkdir(2) ignores S_ISGID, so each new directory is chmodded to perm
+// explicitly, which also sets the permission bits exactly, whatever the
+// umask). Directories that exist are left as they are. Each new directory's
+// name is made durable by an fsync of its parent.
+func MkdirAll(dir string, perm os.FileMode) error {
+	dir = filepath.Clean(dir)
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return ioErr("mkdir", dir, &os.PathError{Op: "mkdir", Path: dir, Err: unix.ENOTDIR})
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := MkdirAll(parent, perm); err != nil {
+			return err
+		}
+	}
+	err := os.Mkdir(dir, perm.Perm())
+	if errors.Is(err, os.ErrExist) {
+		return nil // made meanwhile by someone else
+	}
+	if err != nil {
+		return ioErr("mkdir", dir, err)
+	}
+	if err := os.Chmod(dir, perm); err != nil {
+		return ioErr("chmod", dir, err)
+	}
+	// The new name is in the parent: sync it there.
+	return SyncDir(parent)
+}
+
+// Statfs magic numbers of the file systems that keep nothing across a
+// reboot (linux/magic.h).
+const (
+	tmpfsMagic = 0x01021994
+	ramfsMagic = 0x858458f6
+)
+
+// ErrVolatile is wrapped in CheckFS's error for a file system that keeps
+// nothing across a reboot or power cut.
+var ErrVolatile = errors.New("file system keeps nothing across a reboot")
+
+// CheckFS reports whether path (or, if it does not exist yet, its nearest
+// existing parent) is on a file system that can keep a promise: tmpfs and
+// ramfs accept every fsync and lose everything at a reboot, so an entry
+// acknowledged there is not durable. Their error wraps ErrVolatile.
+func CheckFS(path string) error {
+	p := filepath.Clean(path)
+	for {
+		var st unix.Statfs_t
+		err := unix.Statfs(p, &st)
+		if err == nil {
+			switch uint32(st.Type) {
+			case tmpfsMagic:
+				return fmt.Errorf("%s is on tmpfs: %w", path, ErrVolatile)
+			case ramfsMagic:
+				return fmt.Errorf("%s is on ramfs: %w", path, ErrVolatile)
+			}
+			return nil
+		}
+		parent := filepath.Dir(p)
+		if !errors.Is(err, unix.ENOENT) || parent == p {
+			return ioErr("statfs", p, err)
+		}
+		p = parent
+	}
 }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // File is the file whose presence pauses a deployment (in its queue
@@ -60,8 +59,10 @@ func Set(cfg *config.Config, p Pause) error {
 		return err
 	}
 	path := path(cfg, p.Deployment)
-	if err := os.MkdirAll(filepath.Dir(path), 0o2770); err != nil {
-		return sysexits.New(sysexits.IOErr, err)
+	// The queue directory, made like queue.Init makes it (setgid: Go's
+	// MkdirAll alone drops the bit).
+	if err := durable.MkdirAll(filepath.Dir(path), os.ModeSetgid|0o770); err != nil {
+		return err
 	}
 	return durable.WriteFile(path, append(data, '\n'), 0o644)
 }

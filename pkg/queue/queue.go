@@ -4,12 +4,22 @@
 // Guarantees:
 //
 //   - Publish returns nil only once the entry is on disk under its final
-//     name: it is written to <queue>/.tmp, synced, linked into the queue
-//     (renameat2 RENAME_NOREPLACE, or link+unlink: never replacing an
-//     existing file) and the queue directory is fsynced. A reader never
-//     sees a partial entry. Concurrent publishers (and PublishAll) share
-//     one syncfs(2) for their data and one directory fsync for their
-//     names, which is what makes hundreds of entries a second cheap.
+//     name: it is written to <queue>/.tmp, its data synced (fdatasync) by
+//     its own publisher, linked into the queue (renameat2
+//     RENAME_NOREPLACE, or link+unlink: never replacing an existing file)
+//     and the queue directory is fsynced. A reader never sees a partial
+//     entry. Durability is per entry (pkg/durable's rule): nothing here
+//     uses syncfs(2), so a publish never waits for other programs' dirty
+//     data (a build writing beside the queue), and it is durable on FUSE
+//     too. Concurrent publishers (and PublishAll's items) share one
+//     directory fsync per queue (group commit): a publisher waits for at
+//     most the commit in progress when it arrived plus its own.
+//   - PublishAll returns one result per item: a queue that cannot be
+//     written fails its own items only.
+//   - Queue directories are created setgid (DirMode), so entries keep the
+//     queue's group whoever writes them.
+//   - A queue_dir on tmpfs or ramfs is refused at start (config.Load,
+//     durable.CheckFS) unless the configuration marks it a throwaway.
 //   - Names sort in arrival order: a 20-digit nanosecond time that never goes
 //     backwards within a process, then the pid and a random tag that keep
 //     names from different processes apart.
@@ -25,8 +35,12 @@
 //   - fsnotify is only a hint. The directory is rescanned at start, after
 //     every batch, on a watcher overflow and periodically.
 //
-// An I/O error while removing or moving an entry stops the consumer (exit
-// 74): a failed fsync cannot be retried safely.
+// Every change a consumer makes follows the same rule: a removal is
+// followed by an fsync of the queue directory (one per batch) before the
+// next batch is read; a move to failed/ writes and syncs the sidecar, then
+// renames the entry and fsyncs failed/ and the queue directory. An I/O
+// error while removing or moving an entry stops the consumer (exit 74): a
+// failed fsync cannot be retried safely.
 package queue
 
 import (
@@ -60,19 +74,25 @@ const (
 // may read them.
 const EntryPerm = 0o640
 
+// DirMode is the mode of the directories Init creates: the group may
+// write, and setgid so that what is created inside gets the directory's
+// group (the stages'), not the creator's.
+const DirMode = os.ModeSetgid | 0o770
+
+// stageWorkers bounds how many entries of one PublishAll are written and
+// synced at once.
+const stageWorkers = 16
+
 // Queue is a handle on one queue directory. It is cheap; publishers that
 // do not consume (dh-receive, dh-route's fan-out) use it without a lock.
 type Queue struct {
 	dir   string
 	group groupCommit
-
-	fsMu sync.Mutex
-	fs   *os.File // the directory, open for SyncFS; see syncFile
 }
 
 // Open returns a handle on the queue directory dir. It does not touch the
 // file system; Publish fails if dir does not exist. Share one handle
-// between concurrent publishers: their syncs are batched.
+// between concurrent publishers: their directory fsyncs are batched.
 func Open(dir string) *Queue { return &Queue{dir: filepath.Clean(dir)} }
 
 // Dir is the queue's directory.
@@ -82,10 +102,11 @@ func (q *Queue) Dir() string { return q.dir }
 func (q *Queue) Name() string { return filepath.Base(q.dir) }
 
 // Init creates the queue directory and its staging and failed directories
-// if they are missing.
+// if they are missing, with mode DirMode (setgid), each one made durable
+// in its parent.
 func (q *Queue) Init() error {
 	for _, d := range []string{q.dir, filepath.Join(q.dir, StagingDir), filepath.Join(q.dir, FailedDir)} {
-		if err := os.MkdirAll(d, 0o2770); err != nil {
+		if err := durable.MkdirAll(d, DirMode); err != nil {
 			return sysexits.New(codeOf(err), fmt.Errorf("create queue directory: %w", err))
 		}
 	}
@@ -95,192 +116,256 @@ func (q *Queue) Init() error {
 // Publish durably adds an entry with the given content and returns its
 // name. When it returns an error nothing was enqueued (a stray staging file
 // may remain; consumers sweep those). Concurrent calls on one handle share
-// their syncs (group commit): see commit.
+// their directory fsync (group commit): see groupCommit.
 func (q *Queue) Publish(data []byte) (string, error) {
-	p, err := q.stage(data)
-	if err != nil {
-		return "", err
-	}
-	if err := q.group.do(p); err != nil {
-		return "", err
-	}
-	return p.name, nil
+	r := PublishAll([]Item{{Queue: q, Data: data}})[0]
+	return r.Name, r.Err
 }
 
 // Item is one entry for PublishAll.
 type Item struct {
 	Queue *Queue
 	Data  []byte
+	// Name, if not empty, is the entry's name (IsEntry must accept it)
+	// instead of a fresh one, which makes publishing it idempotent: if the
+	// queue already holds an entry of that name, waiting or in failed/,
+	// the item is not published again and counts as published. dh-route
+	// names a deployment's entry after the queues/main entry it comes
+	// from, so that routing an entry twice (after a crash, or a rolled
+	// back transaction) queues it once.
+	Name string
 }
 
-// PublishAll durably adds each item's entry to its queue with one data
-// sync per queue and one directory fsync per queue, and returns the names
-// in the order of items. On error some entries may have been published and
-// others not (the error names the first failure); the caller handles the
-// whole batch again, idempotently.
-func PublishAll(items []Item) ([]string, error) {
-	ps := make([]*pending, 0, len(items))
-	var err error
-	for _, it := range items {
-		var p *pending
-		if p, err = it.Queue.stage(it.Data); err != nil {
-			break
+// Result is what became of one Item: its entry's name, or why it was not
+// published.
+type Result struct {
+	Name string
+	Err  error
+}
+
+// PublishAll durably adds each item's entry to its queue and returns one
+// Result per item, in the order of items. Each item succeeds or fails
+// alone: a broken queue fails its own items only. The entries are written
+// and synced concurrently (each its own fdatasync), linked into their
+// queues, and each queue's directory is fsynced once for all of them
+// (shared with concurrent Publish calls on the same handle).
+func PublishAll(items []Item) []Result {
+	ps := make([]*pending, len(items))
+	for i, it := range items {
+		ps[i] = &pending{q: it.Queue, data: it.Data, name: it.Name, given: it.Name != ""}
+		if !ps[i].given {
+			// Named here, not by the concurrent stages: a queue's new
+			// entries sort in the order of items.
+			ps[i].name = NewName()
 		}
-		ps = append(ps, p)
 	}
-	if err != nil {
+	// Write, sync and link each entry, stageWorkers at a time: every
+	// publisher syncs its own file, so none waits for another's data.
+	if len(ps) == 1 {
+		ps[0].stage()
+	} else {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, stageWorkers)
 		for _, p := range ps {
-			os.Remove(p.tmp)
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				p.stage()
+				<-sem
+			}()
 		}
-		return nil, err
+		wg.Wait()
 	}
-	commit(ps)
-	names := make([]string, len(ps))
-	for i, p := range ps {
-		if p.err != nil {
-			return nil, p.err
-		}
-		names[i] = p.name
-	}
-	return names, nil
-}
-
-// pending is a staged entry on its way into its queue.
-type pending struct {
-	q        *Queue
-	name     string
-	tmp, dst string
-	err      error
-}
-
-// stage writes an entry's content to the queue's staging directory, not
-// yet synced.
-func (q *Queue) stage(data []byte) (*pending, error) {
-	// The directory handle that SyncFS uses must be open before the data
-	// is written, or a write-back error in between would go unreported.
-	if _, err := q.syncFile(); err != nil {
-		return nil, err
-	}
-	name := NewName()
-	staging := filepath.Join(q.dir, StagingDir)
-	tmp := filepath.Join(staging, name)
-	err := durable.Create(tmp, data, EntryPerm)
-	if errors.Is(err, os.ErrNotExist) {
-		// The queue exists (syncFile opened it) but its staging directory
-		// does not (yet).
-		if merr := os.Mkdir(staging, 0o2770); merr != nil && !errors.Is(merr, os.ErrExist) {
-			return nil, sysexits.New(codeOf(merr), fmt.Errorf("publish to %s: %w", q.dir, merr))
-		}
-		err = durable.Create(tmp, data, EntryPerm)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("publish to %s: %w", q.dir, err)
-	}
-	return &pending{q: q, name: name, tmp: tmp, dst: filepath.Join(q.dir, name)}, nil
-}
-
-// syncFile returns the queue directory, opened once and kept open, so that
-// SyncFS on it reports every write-back error since the first publish.
-func (q *Queue) syncFile() (*os.File, error) {
-	q.fsMu.Lock()
-	defer q.fsMu.Unlock()
-	if q.fs == nil {
-		f, err := os.Open(q.dir)
-		if err != nil {
-			return nil, sysexits.New(codeOf(err), fmt.Errorf("publish to %s: %w", q.dir, err))
-		}
-		q.fs = f
-	}
-	return q.fs, nil
-}
-
-// commit makes staged entries durable and then visible, in the order
-// DESIGN.md asks for, but shared by the whole batch: first their data (one
-// syncfs per queue's file system), then their names (each linked into its
-// queue, never replacing a file), then one fsync per queue directory. A
-// crash at any point leaves each entry either published whole or not at
-// all. Each pending gets its own error; a failed entry is taken back.
-func commit(ps []*pending) {
-	synced := map[*Queue]error{}
-	for _, p := range ps {
-		if _, ok := synced[p.q]; !ok {
-			f, err := p.q.syncFile()
-			if err == nil {
-				err = durable.SyncFS(f)
-			}
-			synced[p.q] = err
-		}
-		p.err = synced[p.q]
-		if p.err == nil {
-			p.err = durable.Link(p.tmp, p.dst)
-		}
-		if p.err != nil {
-			os.Remove(p.tmp)
-		}
-	}
-	dirs := map[*Queue]error{}
+	// Then one directory fsync per queue for the names linked into it.
+	byQueue := map[*Queue][]*pending{}
+	var order []*Queue
 	for _, p := range ps {
 		if p.err != nil {
 			continue
 		}
-		if _, ok := dirs[p.q]; !ok {
-			dirs[p.q] = durable.SyncDir(p.q.dir)
+		if byQueue[p.q] == nil {
+			order = append(order, p.q)
 		}
-		if err := dirs[p.q]; err != nil {
-			// Not durable, so not published: take it back. A consumer
-			// that already saw it handles it once more than asked, never
-			// less.
-			os.Remove(p.dst)
-			p.err = err
+		byQueue[p.q] = append(byQueue[p.q], p)
+	}
+	if len(order) == 1 {
+		order[0].group.do(byQueue[order[0]], syncNames)
+	} else {
+		var wg sync.WaitGroup
+		for _, q := range order {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				q.group.do(byQueue[q], syncNames)
+			}()
+		}
+		wg.Wait()
+	}
+	rs := make([]Result, len(ps))
+	for i, p := range ps {
+		if p.err != nil {
+			rs[i].Err = fmt.Errorf("publish to %s: %w", p.q.dir, p.err)
+			continue
+		}
+		rs[i].Name = p.name
+	}
+	return rs
+}
+
+// pending is an entry on its way into its queue.
+type pending struct {
+	q       *Queue
+	data    []byte
+	name    string // given (Item.Name) or fresh
+	given   bool
+	dst     string
+	existed bool // a given name the queue already held: not ours to take back
+	err     error
+}
+
+// stage writes the entry to the queue's staging directory, syncs its data
+// and links it into the queue under its name, never replacing a file. The
+// name is not durable until its directory is synced (syncNames).
+func (p *pending) stage() {
+	q := p.q
+	if p.given {
+		if !IsEntry(p.name) || p.name != filepath.Base(p.name) {
+			p.err = sysexits.Errorf(sysexits.Software, "bad entry name %q", p.name)
+			return
+		}
+		if _, err := os.Lstat(filepath.Join(q.dir, FailedDir, p.name)); err == nil {
+			// Published before, and failed since: not again.
+			p.existed = true
+			return
 		}
 	}
-	for _, p := range ps {
-		if p.err != nil {
-			p.err = fmt.Errorf("publish to %s: %w", p.q.dir, p.err)
+	p.dst = filepath.Join(q.dir, p.name)
+	staging := filepath.Join(q.dir, StagingDir)
+	tmp := filepath.Join(staging, p.name)
+	// The staging file's data is synced (fdatasync, in Stage) before its
+	// name is linked into the queue: a name never points at data that a
+	// power cut can lose.
+	err := durable.Stage(tmp, p.data, EntryPerm)
+	if errors.Is(err, os.ErrExist) {
+		// A leftover of a publisher that crashed with the same given
+		// name: take its place.
+		os.Remove(tmp)
+		err = durable.Stage(tmp, p.data, EntryPerm)
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		if _, serr := os.Stat(q.dir); serr != nil {
+			p.err = sysexits.New(codeOf(serr), serr)
+			return
 		}
+		// The queue exists but its staging directory does not (yet).
+		if merr := durable.MkdirAll(staging, DirMode); merr != nil {
+			p.err = merr
+			return
+		}
+		err = durable.Stage(tmp, p.data, EntryPerm)
+	}
+	if err != nil {
+		p.err = err
+		return
+	}
+	err = durable.Link(tmp, p.dst)
+	if errors.Is(err, os.ErrExist) && p.given {
+		// Only a given name can be taken (fresh ones are unique): the
+		// queue holds this entry already.
+		os.Remove(tmp)
+		p.existed = true
+		return
+	}
+	if err != nil {
+		os.Remove(tmp)
+		p.err = err
+	}
+	// The staging directory is not synced: a crash may leave the entry's
+	// staging name too, which the consumer sweeps (sweepStaging).
+}
+
+// syncNames makes the names of a batch of entries linked into one queue
+// durable with one fsync of the queue directory. An entry whose name could
+// not be made durable is taken back (removed): a consumer that already saw
+// it handles it once more than asked, never less. An entry that was
+// already there (a given name) is synced too, since its first publisher
+// may have crashed before its own directory fsync.
+func syncNames(batch []*pending) {
+	if len(batch) == 0 {
+		return
+	}
+	err := durable.SyncDir(batch[0].q.dir)
+	if err == nil {
+		return
+	}
+	for _, p := range batch {
+		if !p.existed {
+			os.Remove(p.dst)
+		}
+		p.err = err
 	}
 }
 
-// groupCommit batches the commits of concurrent publishers: a publisher
-// whose entry is staged joins the waiting batch; one of them (the leader)
-// commits the whole batch while later arrivals gather for the next round.
-// Every member's staging finished before the commit that reports to it
-// started, so that commit covers it.
+// groupCommit batches the directory fsyncs of concurrent publishers to one
+// queue. A publisher whose entries are linked joins the waiting batch. If
+// no batch is being committed it leads: it takes the waiting batch
+// (itself, and whoever joined before it), commits it, and returns. Who
+// arrives while a batch commits waits; when that commit ends, its leader
+// hands over to the first of them, who commits all that waited. So a
+// leader commits exactly one batch, and no publisher waits for more than
+// the batch in progress when it joined plus its own. Every member's link
+// happened before it joined, hence before the fsync that reports to it
+// started: that fsync covers its name.
 type groupCommit struct {
 	mu      sync.Mutex
 	busy    bool
-	waiting []*pending
-	done    map[*pending]chan struct{}
+	waiting []*member
 }
 
-func (g *groupCommit) do(p *pending) error {
-	done := make(chan struct{})
+// member is one call of groupCommit.do.
+type member struct {
+	ps   []*pending
+	turn chan bool // true: lead the next batch; false: your batch is committed
+}
+
+// do joins ps to the next batch and returns once a commit covered them
+// (each pending has its own error). commit is syncNames, or a stand-in in
+// tests.
+func (g *groupCommit) do(ps []*pending, commit func([]*pending)) {
+	m := &member{ps: ps, turn: make(chan bool, 1)}
 	g.mu.Lock()
-	if g.done == nil {
-		g.done = map[*pending]chan struct{}{}
-	}
-	g.waiting = append(g.waiting, p)
-	g.done[p] = done
+	g.waiting = append(g.waiting, m)
 	if g.busy {
 		g.mu.Unlock()
-		<-done
-		return p.err
+		if lead := <-m.turn; !lead {
+			return
+		}
+		g.mu.Lock()
 	}
 	g.busy = true
-	for len(g.waiting) > 0 {
-		batch := g.waiting
-		g.waiting = nil
-		g.mu.Unlock()
-		commit(batch)
-		g.mu.Lock()
-		for _, b := range batch {
-			close(g.done[b])
-			delete(g.done, b)
+	members := g.waiting
+	g.waiting = nil
+	g.mu.Unlock()
+
+	var batch []*pending
+	for _, b := range members {
+		batch = append(batch, b.ps...)
+	}
+	commit(batch)
+
+	g.mu.Lock()
+	if len(g.waiting) > 0 {
+		g.waiting[0].turn <- true // hand over; g stays busy
+	} else {
+		g.busy = false
+	}
+	g.mu.Unlock()
+	for _, b := range members {
+		if b != m {
+			b.turn <- false
 		}
 	}
-	g.busy = false
-	g.mu.Unlock()
-	return p.err
 }
 
 // IsEntry reports whether a directory entry name is a queue entry.
@@ -420,7 +505,7 @@ func (q *Queue) ReadFailure(name string) (Failure, error) {
 // again), never failed without a reason.
 func (q *Queue) fail(name string, cause error, attempts int) error {
 	dir := filepath.Join(q.dir, FailedDir)
-	if err := os.MkdirAll(dir, 0o2770); err != nil {
+	if err := durable.MkdirAll(dir, DirMode); err != nil {
 		return sysexits.New(codeOf(err), fmt.Errorf("fail %s: %w", name, err))
 	}
 	why, err := json.MarshalIndent(Failure{

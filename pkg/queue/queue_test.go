@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -646,28 +647,134 @@ func TestRunBatchStopsAtTemporaryFailure(t *testing.T) {
 	}
 }
 
-// PublishAll puts each item in its own queue, in order, durably.
+// PublishAll puts each item in its own queue, in order, durably, and
+// returns one result per item: a broken queue fails its own items only.
 func TestPublishAll(t *testing.T) {
 	a, b := newQueue(t), Open(filepath.Join(t.TempDir(), "b"))
 	if err := b.Init(); err != nil {
 		t.Fatal(err)
 	}
-	names, err := PublishAll([]Item{{a, []byte(`{"n":1}`)}, {b, []byte(`{"n":2}`)}, {a, []byte(`{"n":3}`)}})
-	if err != nil {
-		t.Fatalf("PublishAll() = %v", err)
+	missing := Open(filepath.Join(t.TempDir(), "missing"))
+	rs := PublishAll([]Item{{Queue: a, Data: []byte(`{"n":1}`)}, {Queue: missing, Data: []byte(`{"n":0}`)},
+		{Queue: b, Data: []byte(`{"n":2}`)}, {Queue: a, Data: []byte(`{"n":3}`)}})
+	if len(rs) != 4 {
+		t.Fatalf("PublishAll() returned %d results for 4 items", len(rs))
+	}
+	for i, r := range rs {
+		if (r.Err != nil) != (i == 1) {
+			t.Errorf("PublishAll()[%d] = %q, %v; want an error only for the missing queue", i, r.Name, r.Err)
+		}
+	}
+	if err := rs[1].Err; err == nil || !strings.Contains(err.Error(), missing.Dir()) {
+		t.Errorf("PublishAll() to a missing queue = %v; want an error naming %s", err, missing.Dir())
 	}
 	la, _ := a.List()
 	lb, _ := b.List()
-	if len(names) != 3 || !slices.Equal(la, []string{names[0], names[2]}) || !slices.Equal(lb, names[1:2]) {
-		t.Fatalf("names %v; a holds %v, b holds %v", names, la, lb)
+	if !slices.Equal(la, []string{rs[0].Name, rs[3].Name}) || !slices.Equal(lb, []string{rs[2].Name}) {
+		t.Fatalf("results %v; a holds %v, b holds %v", rs, la, lb)
 	}
-	if data, _ := os.ReadFile(filepath.Join(a.Dir(), names[2])); string(data) != `{"n":3}` {
-		t.Errorf("entry %s = %q", names[2], data)
-	}
-	if _, err := PublishAll([]Item{{a, []byte(`{}`)}, {Open(filepath.Join(t.TempDir(), "missing")), []byte(`{}`)}}); err == nil {
-		t.Errorf("PublishAll() to a missing queue = nil; want an error")
+	if data, _ := os.ReadFile(filepath.Join(a.Dir(), rs[3].Name)); string(data) != `{"n":3}` {
+		t.Errorf("entry %s = %q", rs[3].Name, data)
 	}
 	if tmp, _ := os.ReadDir(filepath.Join(a.Dir(), StagingDir)); len(tmp) != 0 {
-		t.Errorf("staging of a has %d leftover files after a failed PublishAll", len(tmp))
+		t.Errorf("staging of a has %d leftover files after PublishAll", len(tmp))
+	}
+}
+
+// An item with a given name is published once: again, it changes nothing,
+// whether the entry still waits or went to failed/.
+func TestPublishAllGivenNameIsIdempotent(t *testing.T) {
+	q := newQueue(t)
+	name := NewName()
+	for i := range 2 {
+		r := PublishAll([]Item{{Queue: q, Data: []byte(fmt.Sprintf(`{"try":%d}`, i)), Name: name}})[0]
+		if r.Err != nil || r.Name != name {
+			t.Fatalf("PublishAll(name %s) #%d = %q, %v; want the name, nil", name, i, r.Name, r.Err)
+		}
+	}
+	if l, _ := q.List(); !slices.Equal(l, []string{name}) {
+		t.Fatalf("List() = %v; want [%s]", l, name)
+	}
+	if data, _ := os.ReadFile(filepath.Join(q.Dir(), name)); string(data) != `{"try":0}` {
+		t.Errorf("entry = %q; want the first publish's", data)
+	}
+	if err := q.fail(name, errors.New("boom"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if r := PublishAll([]Item{{Queue: q, Data: []byte(`{}`), Name: name}})[0]; r.Err != nil {
+		t.Fatalf("PublishAll(name in failed/) = %v", r.Err)
+	}
+	if l, _ := q.List(); len(l) != 0 {
+		t.Errorf("List() = %v after publishing a failed entry's name again; want it left in failed/", l)
+	}
+	if r := PublishAll([]Item{{Queue: q, Data: []byte(`{}`), Name: "../x.json"}})[0]; r.Err == nil {
+		t.Errorf("PublishAll(name ../x.json) = nil; want an error")
+	}
+}
+
+// Init makes every queue directory setgid (os.MkdirAll with 0o2770 never
+// did: Go drops the bit and mkdir(2) ignores it), with exactly its
+// permission bits, whatever the umask.
+func TestInitSetgid(t *testing.T) {
+	old := syscall.Umask(0o027)
+	defer syscall.Umask(old)
+	q := Open(filepath.Join(t.TempDir(), "spool", "api"))
+	if err := q.Init(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{filepath.Dir(q.Dir()), q.Dir(), filepath.Join(q.Dir(), StagingDir), filepath.Join(q.Dir(), FailedDir)} {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode() &^ os.ModeDir; got != DirMode {
+			t.Errorf("mode of %s = %v; want %v", d, got, os.FileMode(DirMode))
+		}
+	}
+}
+
+// A group commit's leader commits one batch and hands over, even while
+// publishers keep arriving: it waits for at most its own batch and the one
+// before it. Counted in batches, not timed.
+func TestGroupCommitLeaderHandsOver(t *testing.T) {
+	var g groupCommit
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	rounds := 0
+	var commit func([]*pending)
+	commit = func([]*pending) {
+		mu.Lock()
+		rounds++
+		n := rounds
+		mu.Unlock()
+		if n >= 10 {
+			return
+		}
+		// Another publisher arrives while this batch commits.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.do([]*pending{{}}, commit)
+		}()
+		for {
+			g.mu.Lock()
+			joined := len(g.waiting) > 0
+			g.mu.Unlock()
+			if joined {
+				return
+			}
+			runtime.Gosched()
+		}
+	}
+	g.do([]*pending{{}}, commit)
+	mu.Lock()
+	led := rounds
+	mu.Unlock()
+	wg.Wait()
+	if led > 2 {
+		t.Errorf("the first publisher returned after %d batches under continuous arrivals; want at most 2", led)
+	}
+	if rounds != 10 {
+		t.Errorf("%d batches committed; want 10 (every arrival committed)", rounds)
 	}
 }

@@ -24,20 +24,37 @@
 //     whose run failed, was interrupted or was refused is forwarded again,
 //     and so is a matching deployment never forwarded to. If nothing is
 //     left to forward the delivery is a "duplicate" (reason ReasonRouted).
-//  5. Record the decision and the routes (store.Decide, one statement),
-//     then publish to each deployment queue, then (pkg/queue) remove the
-//     entry.
+//  5. Record the decision and the routes (store.Decide), publish to each
+//     deployment queue, and commit, all in one transaction per batch: the
+//     event table says "routed" only once the deployment entries are
+//     durable. Then (pkg/queue) the entry is removed.
 //
-// Crash safety: the decision is recorded before any publish, and each
-// route remembers the queues/main entry that made it. When an entry is
-// handled again after a crash (same entry name, routes already made by it),
-// nothing is decided again: each of its routes is completed, publishing
-// only where neither the deployment queue (entries or failed/) holds the
-// delivery for that deployment nor a run was queued since the route. A
-// crash between any two steps therefore leads to exactly one entry per
-// (delivery, deployment) in the deployment queues, unless dh-deploy
-// consumed the entry and had not yet recorded its run, in which case the
-// repeat is harmless (dh-deploy keys runs on delivery and deployment).
+// Per-delivery failures: a deployment queue that cannot be created or
+// written fails only the entries routed to it. Such an entry goes to
+// queues/main/failed/ with a reason naming the deployment and its queue,
+// its delivery is recorded as "failed" (never "routed"), and the rest of
+// the batch is routed: the batch's transaction is rolled back and done
+// again with that entry marked failed. The entries it did publish to its
+// other deployments stay (they are idempotent, see below). An I/O error
+// there is that entry's failure, not dh-route's: routing goes on.
+//
+// Crash safety: each deployment entry is named after the queues/main entry
+// it comes from, and publishing a name the deployment queue already holds
+// (waiting or in failed/) changes nothing. So a crash (or a rolled back
+// transaction) after a publish and before the commit leaves nothing in the
+// event table, and handling the entry again publishes nothing twice. Each
+// route remembers the queues/main entry that made it: when an entry is
+// handled again after a crash between the commit and its removal (same
+// entry name, routes already made by it), nothing is decided again: each
+// of its routes is completed, publishing only where neither the deployment
+// queue (entries or failed/) holds the delivery for that deployment nor a
+// run was queued since the route. A crash between any two steps therefore
+// leads to exactly one entry per (delivery, deployment) in the deployment
+// queues, unless dh-deploy consumed the entry and had not yet recorded its
+// run, in which case the repeat is harmless (dh-deploy keys runs on
+// delivery and deployment). An entry an operator dropped in by hand under
+// a name queue.NewName did not make is published under fresh names, so
+// for it the same is true except after a rolled back commit.
 //
 // Database errors: with Options.Wait (the daemon) every database call is
 // retried with backoff (store.Retry: one log line when the database goes
@@ -244,11 +261,11 @@ type item struct {
 }
 
 // HandleBatch is the queue.BatchHandler of queues/main: see the package
-// comment. The whole batch is recorded and decided in one transaction (one
-// commit for all its entries), then published with one PublishAll, then
-// logged. A database or publish error is every entry's error: the batch is
-// handled again, and each entry's second handling resumes what its first
-// one recorded.
+// comment. The whole batch is recorded, decided and published in one
+// transaction (one commit for all its entries, one PublishAll), then
+// logged. A database error is every entry's error: the batch is handled
+// again, and each entry's second handling resumes what its first one
+// recorded. A publish error is its entry's alone.
 func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 	cfg := r.cfg.Load()
 	items := make([]item, len(es))
@@ -286,9 +303,34 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 		}
 	}
 
-	err := r.db(ctx, "record deliveries", func(ctx context.Context) error {
-		return r.store.InTx(ctx, func(tx *store.Store) error { return decideAll(ctx, tx, items) })
-	})
+	// Record and publish in one transaction, committed only once every
+	// entry it routes is durable in its deployment queue: the event table
+	// never says "routed" for an entry a crash could lose. An entry whose
+	// publish fails (its deployment queue cannot be created or written)
+	// is marked bad and the transaction is done again without it, so that
+	// it fails alone and its delivery is recorded as failed, never routed.
+	// Publishing is idempotent (each deployment entry is named after its
+	// queues/main entry), so what the rolled back attempt published is not
+	// queued twice.
+	var err error
+	for {
+		redo := false
+		err = r.db(ctx, "record deliveries", func(ctx context.Context) error {
+			return r.store.InTx(ctx, func(tx *store.Store) error {
+				if err := decideAll(ctx, tx, items); err != nil {
+					return err
+				}
+				if r.publish(cfg, items) {
+					redo = true
+					return errRedo
+				}
+				return nil
+			})
+		})
+		if !redo || !errors.Is(err, errRedo) {
+			break
+		}
+	}
 	if err != nil && len(es) > 1 && ctx.Err() == nil &&
 		!sysexits.Is(err, sysexits.TempFail) && !sysexits.Is(err, sysexits.IOErr) {
 		// One entry the database refuses (a bug, or data no check
@@ -300,9 +342,6 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 			errs[i] = r.HandleBatch(ctx, []*queue.Entry{e})[0]
 		}
 		return errs
-	}
-	if err == nil {
-		err = r.publish(cfg, items)
 	}
 	errs := make([]error, len(items))
 	for i := range items {
@@ -316,6 +355,10 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 	}
 	return errs
 }
+
+// errRedo rolls back a batch's transaction after a publish failed: it is
+// done again with the failed entries marked bad.
+var errRedo = errors.New("a publish failed; deciding the batch again")
 
 // decideAll records the deliveries and decisions of a batch in tx: the
 // deliveries seen for the first time all at once (store.InsertDecided),
@@ -421,27 +464,45 @@ func Retriable(lastRun string) bool {
 
 // publish puts each routed entry, marked with each deployment's name, into
 // that deployment's queue, all in one PublishAll. A resumed route is
-// published only if the deployment queue does not already hold it.
-func (r *Router) publish(cfg *config.Config, items []item) error {
+// published only if the deployment queue does not already hold it. Each
+// deployment entry is named after its queues/main entry (when that has a
+// name queue.NewName made), so publishing it again is a no-op. An entry
+// any of whose publishes fails becomes bad (see HandleBatch): publish
+// reports whether that happened to any.
+func (r *Router) publish(cfg *config.Config, items []item) (failed bool) {
 	var out []queue.Item
+	var from []*item
+	fail := func(it *item, deployment string, err error) {
+		if it.bad != nil {
+			return
+		}
+		// Not an I/O error of the consumer (which would stop dh-route,
+		// and again at each restart): this entry fails, alone, and goes to
+		// failed/ with the reason, which names the deployment's queue.
+		it.bad = sysexits.New(sysexits.Failure, fmt.Errorf("route to deployment %s: %w", deployment, err))
+		it.known = true
+		failed = true
+	}
 	for i := range items {
 		it := &items[i]
 		targets := it.decision.Deployments
 		if it.resumed {
 			targets = it.resume
 		}
-		if it.decision.Status != store.StatusRouted {
+		if it.bad != nil || it.decision.Status != store.StatusRouted {
 			targets = nil
 		}
 		for _, name := range targets {
 			q, err := r.queue(cfg, name)
 			if err != nil {
-				return err
+				fail(it, name, err)
+				continue
 			}
 			if it.resumed {
 				found, err := Holds(q, it.rec.Delivery, name)
 				if err != nil {
-					return err
+					fail(it, name, err)
+					continue
 				}
 				if found {
 					continue
@@ -449,16 +510,23 @@ func (r *Router) publish(cfg *config.Config, items []item) error {
 			}
 			data, err := it.forward(name)
 			if err != nil {
-				return err
+				fail(it, name, err)
+				continue
 			}
-			out = append(out, queue.Item{Queue: q, Data: data})
+			var entry string
+			if _, ok := queue.NameTime(it.entry.Name); ok {
+				entry = it.entry.Name
+			}
+			out = append(out, queue.Item{Queue: q, Data: data, Name: entry})
+			from = append(from, it)
 		}
 	}
-	if len(out) == 0 {
-		return nil
+	for i, res := range queue.PublishAll(out) {
+		if res.Err != nil {
+			fail(from[i], out[i].Queue.Name(), res.Err)
+		}
 	}
-	_, err := queue.PublishAll(out)
-	return err
+	return failed
 }
 
 // Holds reports whether q holds (waiting or in failed/) an entry for the

@@ -527,3 +527,65 @@ func TestPoisonEntryFailsAlone(t *testing.T) {
 		t.Errorf("its reason %+v, %v; want the database's words", why, err)
 	}
 }
+
+// A deployment queue that cannot be created fails only the entries routed
+// to it, each alone, with a reason naming the queue; the rest of the batch
+// is routed, and the event table never says "routed" for a delivery whose
+// entries are not all durable. Replayed once the queue is fixed, the entry
+// is routed without doubling what its first attempt published.
+func TestBrokenDeploymentQueueFailsAlone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newRig(t, storetest.NewMigrated(t))
+	broken := r.cfg.QueuePath("hello-mirror")
+	// A file where the queue's directory should be: mkdir fails, even as
+	// root (for whom a permission denied cannot be staged).
+	if err := os.WriteFile(broken, []byte("not a directory\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	master := []byte(`{"ref":"refs/heads/master","before":"a1","after":"b2","repository":{"full_name":"Codertocat/Hello-World"},"head_commit":{"id":"b2"}}`)
+	tag := func(n int) []byte {
+		return fmt.Appendf(nil, `{"ref":"refs/tags/simple-%d","before":"a1","after":"c%d","repository":{"full_name":"Codertocat/Hello-World"},"head_commit":{"id":"c%d"}}`, n, n, n)
+	}
+	fanout := r.publish(t, entry(t, "fanout-1", "push", master))
+	r.publish(t, entry(t, "tag-1", "push", tag(1)))
+	r.publish(t, entry(t, "tag-2", "push", tag(2)))
+	r.drain(t) // fails the test if routing stops
+
+	failed, _ := r.main.Failed()
+	if !slices.Equal(failed, []string{fanout}) {
+		t.Fatalf("queues/main/failed holds %v; want only %s", failed, fanout)
+	}
+	if why, err := r.main.ReadFailure(fanout); err != nil || !strings.Contains(why.Error, broken) {
+		t.Errorf("its reason %+v, %v; want one naming %s", why, err, broken)
+	}
+	if row, err := r.st.GetEvent(ctx, "fanout-1"); err != nil || row.Status != store.StatusFailed || !strings.Contains(row.Reason, broken) {
+		t.Errorf("GetEvent(fanout-1) = %s %q, %v; want failed, naming %s", row.Status, row.Reason, err, broken)
+	}
+	for _, d := range []string{"tag-1", "tag-2"} {
+		if row, err := r.st.GetEvent(ctx, d); err != nil || row.Status != store.StatusRouted {
+			t.Errorf("GetEvent(%s) = %s, %v; want routed", d, row.Status, err)
+		}
+	}
+	got := forwarded(t, r.cfg)
+	for _, d := range []string{"tag-1", "tag-2"} {
+		if !mapsEqual(got[d], map[string]int{"hello-tags": 1}) {
+			t.Errorf("%s is in queues %v; want hello-tags once", d, got[d])
+		}
+	}
+
+	// Fixed, then replayed: routed, one entry per deployment.
+	if err := os.Remove(broken); err != nil {
+		t.Fatal(err)
+	}
+	router := route.New(r.cfg, r.st, route.Options{Logger: r.logger})
+	if err := queue.Replay(ctx, filepath.Join(r.main.Dir(), queue.FailedDir, fanout), router.Handle); err != nil {
+		t.Fatalf("Replay(%s) = %v", fanout, err)
+	}
+	if row, err := r.st.GetEvent(ctx, "fanout-1"); err != nil || row.Status != store.StatusRouted {
+		t.Errorf("GetEvent(fanout-1) after replay = %s, %v; want routed", row.Status, err)
+	}
+	if got = forwarded(t, r.cfg); !mapsEqual(got["fanout-1"], map[string]int{"hello": 1, "hello-mirror": 1}) {
+		t.Errorf("fanout-1 is in queues %v; want hello and hello-mirror once each", got["fanout-1"])
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/crashfs"
 	"github.com/dh-deployer/dh-deployer/pkg/demo"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
@@ -117,9 +118,10 @@ min_free_bytes = 0
 		if len(lost) > 0 {
 			t.Errorf("round %d: %d acknowledged deliveries lost or changed:\n%s", c.rounds, len(lost), some(lost, 5))
 		}
-		// Clear what the cut left broken, so that the next round counts
-		// only its own losses.
-		removeCorrupt(t, main, got.corrupt)
+		// Empty the queue, as a consumer would, so that the next round
+		// counts only its own and the file system stays small.
+		emptyQueue(t, main)
+		clear(acked)
 	}
 	c.report(t, fs)
 }
@@ -152,16 +154,37 @@ func waitHealthy(t *testing.T, client *http.Client, url string, out *testenv.Buf
 // removeCorrupt removes the entries scan found corrupt, durably.
 func removeCorrupt(t *testing.T, dir string, corrupt []string) {
 	t.Helper()
-	if len(corrupt) == 0 {
-		return
-	}
+	var names []string
 	for _, c := range corrupt {
 		name, _, _ := strings.Cut(c, " ")
+		names = append(names, name)
+	}
+	remove(t, dir, names)
+}
+
+// emptyQueue removes every entry of the queue at dir, durably.
+func emptyQueue(t *testing.T, dir string) {
+	t.Helper()
+	names, err := queue.Open(dir).List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	remove(t, dir, names)
+}
+
+// remove removes the files names (relative to dir) and syncs dir and
+// dir/failed.
+func remove(t *testing.T, dir string, names []string) {
+	t.Helper()
+	if len(names) == 0 {
+		return
+	}
+	for _, name := range names {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, d := range []string{dir, filepath.Join(dir, "failed")} {
+	for _, d := range []string{dir, filepath.Join(dir, queue.FailedDir)} {
 		if err := syncDir(d); err != nil {
 			t.Fatal(err)
 		}

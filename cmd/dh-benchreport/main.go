@@ -9,7 +9,9 @@
 //	dh-benchreport FILE
 //
 // The report has one section per benchmark: receive throughput and latency
-// beside the floor (BenchmarkReceive), the routing backlog drain
+// beside the floor at c1, c16 and c64, quiet and beside a buffered writer,
+// with the ratios to the floor (BenchmarkReceive), the routing backlog
+// drain quiet and beside the writer, with their ratio
 // (BenchmarkRouteBacklog), the end-to-end latency (BenchmarkPushToStep),
 // and each daemon's start-up time and idle and peak memory
 // (BenchmarkDaemons, and BenchmarkPushToStep's peaks). A figure that is
@@ -108,6 +110,17 @@ func (res *results) cell(w int, prec int, name, unit string) string {
 	return fmt.Sprintf("%*s", w, "-")
 }
 
+// ratio formats a's metric divided by b's as "0.75x" in 9 columns, or
+// "-" if either is missing.
+func (res *results) ratio(a, b, unit string) string {
+	x, ok1 := res.get(a, unit)
+	y, ok2 := res.get(b, unit)
+	if !ok1 || !ok2 || y == 0 {
+		return fmt.Sprintf("%9s", "-")
+	}
+	return fmt.Sprintf("%8.2fx", x/y)
+}
+
 // runs names a benchmark and its b.N for a section title.
 func (res *results) runs(name string) string {
 	n := "not run"
@@ -135,30 +148,37 @@ func report(w io.Writer, file string, res *results) {
 	fmt.Fprintf(w, "  raw      %s\n", file)
 
 	fmt.Fprintf(w, "\nReceive: signed 7 KB pushes to the in-process handler; the floor only checks\n")
-	fmt.Fprintf(w, "the HMAC and fsyncs the file and its directory %s\n", res.runs("BenchmarkReceive"))
-	fmt.Fprintf(w, "  %-16s %10s %8s %8s %9s\n", "", "req/s", "p50 ms", "p99 ms", "vs floor")
-	for _, c := range []string{"c1", "c16"} {
-		for _, who := range []string{"floor", "dh-receive"} {
-			name := "BenchmarkReceive/" + who + "/" + c
-			ratio := ""
-			if who == "dh-receive" {
-				a, ok1 := res.get(name, "req/s")
-				b, ok2 := res.get("BenchmarkReceive/floor/"+c, "req/s")
-				if ok1 && ok2 && b > 0 {
-					ratio = fmt.Sprintf("%8.2fx", a/b)
+	fmt.Fprintf(w, "the HMAC and fsyncs the file and its directory; \"writer\" runs beside a buffered\n")
+	fmt.Fprintf(w, "writer keeping 1.5 GB dirty on the same file system %s\n", res.runs("BenchmarkReceive"))
+	fmt.Fprintf(w, "  %-23s %10s %8s %8s %9s %9s\n", "", "req/s", "p50 ms", "p99 ms", "vs floor", "p99 vs")
+	for _, cond := range []string{"quiet", "writer"} {
+		for _, c := range []string{"c1", "c16", "c64"} {
+			floor := "BenchmarkReceive/" + cond + "/floor/" + c
+			for _, who := range []string{"floor", "dh-receive"} {
+				name := "BenchmarkReceive/" + cond + "/" + who + "/" + c
+				ratio := ""
+				if who == "dh-receive" {
+					ratio = res.ratio(name, floor, "req/s") + " " + res.ratio(name, floor, "p99-ms")
 				}
+				row := fmt.Sprintf("  %-23s %s %s %s %s", cond+" "+who+" "+c, res.cell(10, 0, name, "req/s"),
+					res.cell(8, 2, name, "p50-ms"), res.cell(8, 2, name, "p99-ms"), ratio)
+				fmt.Fprintln(w, strings.TrimRight(row, " "))
 			}
-			row := fmt.Sprintf("  %-16s %s %s %s %s", who+" "+c, res.cell(10, 0, name, "req/s"),
-				res.cell(8, 2, name, "p50-ms"), res.cell(8, 2, name, "p99-ms"), ratio)
-			fmt.Fprintln(w, strings.TrimRight(row, " "))
 		}
 	}
+	fmt.Fprintf(w, "  targets (issue 15): writer >= 0.90x the floor's req/s, p99 <= 2.00x the floor's;\n")
+	fmt.Fprintf(w, "  quiet >= 1.00x at c1, >= 1.30x at c16 and c64, p99 <= 1.50x\n")
 
 	const route = "BenchmarkRouteBacklog"
-	fmt.Fprintf(w, "\nRouting: dh-route run --once drains a backlog of 10,000 deliveries %s\n", res.runs(route))
-	fmt.Fprintf(w, "  %-22s %s\n", "deliveries/s", res.cell(10, 0, route, "deliveries/s"))
-	fmt.Fprintf(w, "  %-22s %s\n", "peak RSS MB", res.cell(10, 1, route, "peak-RSS-MB"))
-	fmt.Fprintf(w, "  %-22s %s\n", "cpu µs/delivery", res.cell(10, 1, route, "route-cpu-µs/delivery"))
+	fmt.Fprintf(w, "\nRouting: dh-route run --once drains a backlog of 10,000 deliveries, quiet and\n")
+	fmt.Fprintf(w, "beside the same writer %s\n", res.runs(route))
+	fmt.Fprintf(w, "  %-22s %10s %10s\n", "", "quiet", "writer")
+	for _, m := range [][3]string{{"deliveries/s", "deliveries/s", "0"}, {"peak RSS MB", "peak-RSS-MB", "1"},
+		{"cpu µs/delivery", "route-cpu-µs/delivery", "1"}} {
+		prec, _ := strconv.Atoi(m[2])
+		fmt.Fprintf(w, "  %-22s %s %s\n", m[0], res.cell(10, prec, route+"/quiet", m[1]), res.cell(10, prec, route+"/writer", m[1]))
+	}
+	fmt.Fprintf(w, "  %-22s %s (target >= 0.70x)\n", "writer vs quiet", res.ratio(route+"/writer", route+"/quiet", "deliveries/s"))
 
 	const push = "BenchmarkPushToStep"
 	fmt.Fprintf(w, "\nEnd to end: signed POST to dh-receive until the deployment's first step\n")

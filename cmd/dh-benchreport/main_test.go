@@ -11,11 +11,14 @@ const raw = `# commit: v1.0.0-3-gabcdef0
 # load start: 0.10 0.20 0.30
 goos: linux
 pkg: github.com/dh-deployer/dh-deployer/pkg/receive
-BenchmarkReceive/floor/c1-2         	    2000	         2.000 p50-ms	        10.00 p99-ms	       200.0 req/s
-BenchmarkReceive/dh-receive/c1-2    	    2000	         3.000 p50-ms	        20.00 p99-ms	       150.0 req/s
-BenchmarkReceive/dh-receive/c1-2    	    2000	         3.000 p50-ms	        20.00 p99-ms	       170.0 req/s
-BenchmarkReceive/dh-receive/c1-2    	    2000	         3.000 p50-ms	        20.00 p99-ms	       100.0 req/s
+BenchmarkReceive/quiet/floor/c1-2         	    2000	         2.000 p50-ms	        10.00 p99-ms	       200.0 req/s
+BenchmarkReceive/quiet/dh-receive/c1-2    	    2000	         3.000 p50-ms	        20.00 p99-ms	       150.0 req/s
+BenchmarkReceive/quiet/dh-receive/c1-2    	    2000	         3.000 p50-ms	        20.00 p99-ms	       170.0 req/s
+BenchmarkReceive/quiet/dh-receive/c1-2    	    2000	         3.000 p50-ms	        20.00 p99-ms	       100.0 req/s
 PASS
+pkg: github.com/dh-deployer/dh-deployer/pkg/route
+BenchmarkRouteBacklog/quiet-2      	       1	      2000 deliveries/s	        50.0 peak-RSS-MB
+BenchmarkRouteBacklog/writer-2     	       1	      1500 deliveries/s	        52.0 peak-RSS-MB
 pkg: github.com/dh-deployer/dh-deployer/pkg/demo
 BenchmarkDaemons/dh-cert-2            	       5	         9.914 idle-RSS-MB	       127.0 start-ms
 `
@@ -36,9 +39,11 @@ func TestReport(t *testing.T) {
 	for _, want := range []string{
 		"  commit   v1.0.0-3-gabcdef0\n",
 		"0.10 0.20 0.30 at start, - at end",
-		"  dh-receive c1           150     3.00    20.00     0.75x\n",
-		"  floor c16                 -        -        -\n",
-		"(BenchmarkRouteBacklog, not run)",
+		"  quiet dh-receive c1            150     3.00    20.00     0.75x     2.00x\n",
+		"  writer floor c16                 -        -        -\n",
+		"  writer dh-receive c64            -        -        -         -         -\n",
+		"  deliveries/s                 2000       1500\n",
+		"  writer vs quiet            0.75x (target >= 0.70x)\n",
 		"  dh-cert run                 127.0          9.9            -\n",
 	} {
 		if !strings.Contains(report, want) {

@@ -80,6 +80,13 @@ type Config struct {
 	// per deployment. Absolute. Default "/var/spool/dh-deployer".
 	QueueDir string `toml:"queue_dir"`
 
+	// QueueDirThrowaway allows queue_dir on a file system that keeps
+	// nothing across a reboot or power cut (tmpfs, ramfs), where an
+	// acknowledged delivery is not durable: for demos and tests only.
+	// Without it the stages refuse to start there (Load checks). Default
+	// false.
+	QueueDirThrowaway bool `toml:"queue_dir_throwaway"`
+
 	// StateDir holds what the stages keep between runs: run logs, nginx
 	// backups, the ACME webroot. Absolute. Default "/var/lib/dh-deployer".
 	StateDir string `toml:"state_dir"`

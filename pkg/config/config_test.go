@@ -868,3 +868,27 @@ func TestRootWorkDefaults(t *testing.T) {
 		})
 	}
 }
+
+// A queue_dir on tmpfs (here /dev/shm, existing or not yet) is refused,
+// naming the key that allows it; with queue_dir_throwaway it loads.
+func TestQueueDirOnTmpfs(t *testing.T) {
+	shm, err := os.MkdirTemp("/dev/shm", "dh-config-test.")
+	if err != nil {
+		t.Skipf("no /dev/shm: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shm) })
+	for _, dir := range []string{shm, filepath.Join(shm, "spool", "dh-deployer")} {
+		_, err := Load(writeConfig(t, fmt.Sprintf("queue_dir = %q\n", dir)))
+		if sysexits.Code(err) != sysexits.Config || !strings.Contains(err.Error(), "tmpfs") ||
+			!strings.Contains(sysexits.Hint(err), "queue_dir_throwaway = true") {
+			t.Errorf("Load(queue_dir = %s) = %v (hint %q); want a config error saying tmpfs, hinting queue_dir_throwaway = true",
+				dir, err, sysexits.Hint(err))
+		}
+		if _, err := Load(writeConfig(t, fmt.Sprintf("queue_dir = %q\nqueue_dir_throwaway = true\n", dir))); err != nil {
+			t.Errorf("Load(queue_dir = %s, queue_dir_throwaway) = %v; want nil", dir, err)
+		}
+	}
+	if _, err := Load(writeConfig(t, fmt.Sprintf("queue_dir = %q\n", t.TempDir()))); err != nil {
+		t.Errorf("Load(queue_dir on %s) = %v; want nil", t.TempDir(), err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/systemd"
 )
@@ -33,7 +34,30 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, sysexits.Errorf(sysexits.Config, "config: %w", err)
 	}
-	return parse(path, data, os.Getenv, booted())
+	c, err := parse(path, data, os.Getenv, booted())
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkQueueFS(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkQueueFS refuses a queue_dir on a file system that keeps nothing
+// across a reboot (tmpfs, ramfs) unless queue_dir_throwaway says it is a
+// throwaway. Other errors (the directory unreadable, say) are left to the
+// stages, which report them where they use it.
+func (c *Config) checkQueueFS() error {
+	if c.QueueDirThrowaway {
+		return nil
+	}
+	if err := durable.CheckFS(c.QueueDir); errors.Is(err, durable.ErrVolatile) {
+		return sysexits.WithHint(
+			sysexits.Errorf(sysexits.Config, "config: %s: queue_dir %v: an acknowledged delivery would be lost at a reboot", c.File, err),
+			"put queue_dir on a disk, or set queue_dir_throwaway = true if losing the queues is fine (demos, tests)")
+	}
+	return nil
 }
 
 // booted reports whether the host runs systemd, which decides the

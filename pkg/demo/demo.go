@@ -356,6 +356,7 @@ func (r *rig) writeConfig(dbURL string) error {
 	}
 	doc := fmt.Sprintf(`# dh-deployer demo configuration (pkg/demo)
 queue_dir    = %q
+queue_dir_throwaway = true # the demo's queues die with it (and /tmp may be a tmpfs)
 state_dir    = %q
 database_url = %q
 

@@ -18,8 +18,11 @@
 //
 // Any error, and especially a failed fsync, is final: after a failed fsync
 // the kernel may have dropped the dirty pages, so retrying the sync can
-// report success for data that is gone. Callers stop (exit 74) rather than
-// carry on. Errors are classified sysexits.IOErr.
+// report success for data that is gone. Callers never retry a failed sync
+// on the same file: they stop (exit 74), or, where what they were writing
+// is still intact elsewhere (dh-route forwarding a queues/main entry), fail
+// that one item, take back its name and carry on with the others. Errors
+// are classified sysexits.IOErr (sysexits.NoPerm for permission denied).
 package durable
 
 import (

@@ -62,6 +62,7 @@ type rig struct {
 	root   string // DH_ROOT: etc/, var/spool/dh-deployer, var/lib/dh-deployer, srv/, git/, bin/, logs/
 	bin    string
 	spool  string // queue_dir
+	tmpfs  bool   // queue_dir is a tmpfs: queue_dir_throwaway = true
 	state  string // state_dir
 	config string
 	secret []byte
@@ -105,6 +106,7 @@ func newRig(t *testing.T, opts rigOptions) *rig {
 	chownName(t, filepath.Join(r.root, "srv"), "dh-deploy") // dh-deploy makes the checkouts there
 
 	if opts.QueueTmpfs != "" {
+		r.tmpfs = true
 		mkdir(t, r.spool, 0o750)
 		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+opts.QueueTmpfs+",mode=0750", "tmpfs", r.spool).CombinedOutput(); err != nil {
 			t.Fatalf("mount tmpfs on %s: %v: %s", r.spool, err, out)
@@ -276,12 +278,13 @@ func (r *rig) writeConfig(extra string) {
 queue_dir    = %q
 state_dir    = %q
 database_url = %q
+queue_dir_throwaway = %t
 
 [receive]
 listen         = %q
 secret_files   = [%q]
 min_free_bytes = 0
-%s`, r.spool, r.state, db, r.addr, r.secretFile(), extra)
+%s`, r.spool, r.state, db, r.tmpfs, r.addr, r.secretFile(), extra)
 	if err := os.WriteFile(r.config, []byte(doc), 0o640); err != nil {
 		t.Fatal(err)
 	}

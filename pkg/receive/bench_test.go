@@ -141,20 +141,49 @@ func load(b *testing.B, url string, conc int, body []byte) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// BenchmarkReceive compares dh-receive with the floor, at concurrency 1
-// and 16, in the same run. Compare them as ratios: the machine is shared.
+// Writer is the concurrent build of the benchmarks' "writer" condition: a
+// buffered writer keeping up to WriterSize bytes dirty on the queue's file
+// system, without syncing, for at most WriterLimit.
+const (
+	WriterSize  = 1536 << 20 // 1.5 GB, what npm ci or a build writes
+	WriterWarm  = 512 << 20  // written before the measurements start
+	WriterLimit = 5 * time.Minute
+)
+
+// BenchmarkReceive compares dh-receive with the floor, at concurrency 1,
+// 16 and 64, on a quiet disk and beside a buffered writer on the same file
+// system, in the same run. Compare them as ratios: the machine is shared.
 func BenchmarkReceive(b *testing.B) {
 	body := benchPayload(b)
-	for _, conc := range []int{1, 16} {
-		b.Run(fmt.Sprintf("floor/c%d", conc), func(b *testing.B) {
-			load(b, serveBench(b, floorHandler(b.TempDir())), conc, body)
-		})
-		b.Run(fmt.Sprintf("dh-receive/c%d", conc), func(b *testing.B) {
-			q := queue.Open(filepath.Join(b.TempDir(), "main"))
-			q.Init()
-			s := &Server{Config: config.Default().Receive, Secrets: [][]byte{secret}, Queue: q,
-				Logger: slog.New(slog.DiscardHandler), Now: time.Now}
-			load(b, serveBench(b, s.Handler()), conc, body)
+	for _, cond := range []string{"quiet", "writer"} {
+		b.Run(cond, func(b *testing.B) {
+			dir := b.TempDir()
+			if cond == "writer" {
+				stop := testenv.BufferedWriter(b, dir, WriterSize, WriterWarm, WriterLimit)
+				defer stop()
+			}
+			for _, conc := range []int{1, 16, 64} {
+				b.Run(fmt.Sprintf("floor/c%d", conc), func(b *testing.B) {
+					d, err := os.MkdirTemp(dir, "floor.")
+					if err != nil {
+						b.Fatal(err)
+					}
+					load(b, serveBench(b, floorHandler(d)), conc, body)
+				})
+				b.Run(fmt.Sprintf("dh-receive/c%d", conc), func(b *testing.B) {
+					d, err := os.MkdirTemp(dir, "receive.")
+					if err != nil {
+						b.Fatal(err)
+					}
+					q := queue.Open(filepath.Join(d, "main"))
+					if err := q.Init(); err != nil {
+						b.Fatal(err)
+					}
+					s := &Server{Config: config.Default().Receive, Secrets: [][]byte{secret}, Queue: q,
+						Logger: slog.New(slog.DiscardHandler), Now: time.Now}
+					load(b, serveBench(b, s.Handler()), conc, body)
+				})
+			}
 		})
 	}
 }

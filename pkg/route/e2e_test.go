@@ -282,18 +282,33 @@ func exitCode(err error) int {
 
 // BenchmarkRouteBacklog drains a backlog of 10,000 deliveries (a fifth
 // fanned out to two deployments, a fifth voided) with the real binary and
-// reports its throughput and peak RSS.
+// reports its throughput and peak RSS: on a quiet disk, and beside a
+// buffered writer on the queues' file system (receive.BenchmarkReceive's
+// "writer": 1.5 GB kept dirty, never synced).
 func BenchmarkRouteBacklog(b *testing.B) {
-	const backlog = 10000
 	bin := testenv.Build(b, "dh-route")
-	r := newRig(b, storetest.NewMigrated(b))
+	url := storetest.NewMigrated(b)
+	for _, cond := range []string{"quiet", "writer"} {
+		b.Run(cond, func(b *testing.B) {
+			r := newRig(b, url)
+			if cond == "writer" {
+				stop := testenv.BufferedWriter(b, r.dir, 1536<<20, 512<<20, 5*time.Minute)
+				defer stop()
+			}
+			routeBacklog(b, bin, r, cond)
+		})
+	}
+}
+
+func routeBacklog(b *testing.B, bin string, r *rig, prefix string) {
+	const backlog = 10000
 	var total time.Duration
 	var peak int64
 	var cpu time.Duration
 	for n := 0; n < b.N; n++ {
 		b.StopTimer()
 		for i := range backlog {
-			_, data, _ := synthetic(b, fmt.Sprintf("bench%d", n), i)
+			_, data, _ := synthetic(b, fmt.Sprintf("bench-%s-%d", prefix, n), i)
 			// Written directly (no fsync): preparing the backlog is not measured.
 			if err := os.WriteFile(filepath.Join(r.main.Dir(), queue.NewName()), data, 0o640); err != nil {
 				b.Fatal(err)

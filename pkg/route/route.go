@@ -53,8 +53,9 @@
 // queues, unless dh-deploy consumed the entry and had not yet recorded its
 // run, in which case the repeat is harmless (dh-deploy keys runs on
 // delivery and deployment). An entry an operator dropped in by hand under
-// a name queue.NewName did not make is published under fresh names, so
-// for it the same is true except after a rolled back commit.
+// a name queue.NewName did not make is forwarded under fresh names (kept
+// while it is handled), so for it the same is true except after a crash
+// between its publish and the commit.
 //
 // Database errors: with Options.Wait (the daemon) every database call is
 // retried with backoff (store.Retry: one log line when the database goes
@@ -253,6 +254,10 @@ type item struct {
 	match   Decision
 	bad     error // the DataErr of a bad entry
 	known   bool  // a bad entry's delivery id is readable
+
+	// names are the deployment entries' names, kept across the attempts
+	// of one handling (see forwardName).
+	names map[string]string
 
 	// Set by decide (again on each database attempt).
 	decision Decision
@@ -513,11 +518,7 @@ func (r *Router) publish(cfg *config.Config, items []item) (failed bool) {
 				fail(it, name, err)
 				continue
 			}
-			var entry string
-			if _, ok := queue.NameTime(it.entry.Name); ok {
-				entry = it.entry.Name
-			}
-			out = append(out, queue.Item{Queue: q, Data: data, Name: entry})
+			out = append(out, queue.Item{Queue: q, Data: data, Name: it.forwardName(name)})
 			from = append(from, it)
 		}
 	}
@@ -527,6 +528,22 @@ func (r *Router) publish(cfg *config.Config, items []item) (failed bool) {
 		}
 	}
 	return failed
+}
+
+// forwardName is the name of the entry's copy in a deployment queue: the
+// entry's own name, if queue.NewName made it (so it is unique and sorts in
+// arrival order), else a fresh name kept for the rest of this handling.
+func (it *item) forwardName(deployment string) string {
+	if _, ok := queue.NameTime(it.entry.Name); ok {
+		return it.entry.Name
+	}
+	if it.names == nil {
+		it.names = map[string]string{}
+	}
+	if it.names[deployment] == "" {
+		it.names[deployment] = queue.NewName()
+	}
+	return it.names[deployment]
 }
 
 // Holds reports whether q holds (waiting or in failed/) an entry for the

@@ -85,6 +85,7 @@ repository = "acme/nginx"
 branches   = ["main"]
 path       = %q
 sites      = [{ rule = "include", select = ["*"] }]
+domains    = ["*.test"]
 `
 
 func newWorld(t *testing.T) *world {

@@ -120,10 +120,10 @@ func (d *Deployment) AllowsUpstream(addr string) bool {
 }
 
 // validDomain is a domains entry: lower-case DNS labels, optionally after
-// "*.", at least two labels for a wildcard.
+// "*.".
 func validDomain(s string) bool {
 	labels := strings.Split(strings.TrimPrefix(s, "*."), ".")
-	if len(s) > 253 || (strings.HasPrefix(s, "*.") && len(labels) < 2) {
+	if len(s) > 253 {
 		return false
 	}
 	for _, l := range labels {

@@ -433,6 +433,7 @@ func (in *Installer) converge(ctx context.Context, d *config.Deployment, req *ev
 	}
 	desired := map[string][]byte{} // installed path → content
 	held := map[string]bool{}      // installed paths kept as they are
+	policy, refusedSnippets := sitePolicy(in.cfg, d, t.snippets)
 	for _, s := range t.sites {
 		if !d.SelectsSite(s.name) {
 			continue
@@ -449,6 +450,9 @@ func (in *Installer) converge(ctx context.Context, d *config.Deployment, req *ev
 			continue
 		}
 		info, err := ParseSite(s.data)
+		if err == nil {
+			err = policy.CheckSite(s.name, s.data)
+		}
 		if err != nil {
 			res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %v", s.rel, err))
 			held[dest] = true
@@ -490,6 +494,9 @@ func (in *Installer) converge(ctx context.Context, d *config.Deployment, req *ev
 	}
 	for _, s := range t.snippets {
 		dest := filepath.Join(in.cfg.Nginx.SnippetsDir, s.name)
+		if why, ok := refusedSnippets[s.name]; ok && s.problem == "" {
+			s.problem = why
+		}
 		if s.problem != "" {
 			res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %s", s.rel, s.problem))
 			if snippetRE.MatchString(s.name) {

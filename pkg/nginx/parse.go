@@ -37,7 +37,9 @@ type token struct {
 // parser does: "#" starts a comment to the end of the line (outside
 // quotes), single and double quotes group a word, "\" keeps the next
 // character from ending a word (see unescape for what the pair becomes),
-// and "{", "}", ";" end words.
+// ";" and "{" end words, except a "{" right after "$" ("${name}"), and
+// "{", "}", ";" are tokens of their own where a word could start ("a}b"
+// is one word, as for nginx).
 func tokenize(src string) ([]token, error) {
 	var toks []token
 	line := 1
@@ -86,11 +88,20 @@ func tokenize(src string) ([]token, error) {
 			toks = append(toks, token{text: b.String(), quoted: true, line: start})
 		default:
 			var b strings.Builder
+			variable := false // the previous character was an unescaped "$"
 			for i < len(src) {
 				ch := src[i]
-				if ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == ';' || ch == '{' || ch == '}' {
-					break
+				if ch == '{' && variable {
+					// "${name}": nginx keeps the brace in the word.
+					variable = false
+					b.WriteByte(ch)
+					i++
+					continue
 				}
+				if ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == ';' || ch == '{' {
+					break // not "}": nginx keeps it in a word ("a}b")
+				}
+				variable = ch == '$'
 				if ch == '\\' && i+1 < len(src) {
 					line += unescape(&b, src[i+1])
 					i += 2

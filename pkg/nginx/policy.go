@@ -523,7 +523,7 @@ func (p *Policy) upstream(n *node, arg, directive string, ups map[string]bool) e
 		addr, _, _ = strings.Cut(rest, "/")
 	}
 	if strings.ContainsAny(addr, "$\\") {
-		return fail("%q: variables are not allowed in an upstream's address", arg)
+		return fail("%q: variables are not allowed in the address of an upstream", arg)
 	}
 	if directive != "" && ups[addr] {
 		return nil

@@ -134,7 +134,7 @@ func TestRefusedSiteWritesNothing(t *testing.T) {
 	e := r.commit(map[string]string{
 		"production/evil.example.test.conf": "log_format x escape=none 'ALL ALL=(ALL:ALL) NOPASSWD: ALL';\n" +
 			r.site("evil.example.test", "evil")[:len(r.site("evil.example.test", "evil"))-2] + "    access_log " + target + " x;\n}\n",
-		"production/keys.example.test.conf": strings.Replace(r.site("keys.example.test", "keys"), "return", "access_log "+keys+";\n    return", 1),
+		"production/keys.example.test.conf":   strings.Replace(r.site("keys.example.test", "keys"), "return", "access_log "+keys+";\n    return", 1),
 		"production/hijack.example.test.conf": r.site("hijack.example.test api.victim", "hijack"),
 		"production/proxy.example.test.conf": strings.Replace(r.site("proxy.example.test", "p"), "return 200 \"p\";",
 			"location /internal/ { proxy_pass http://127.0.0.1:3401/; }", 1),

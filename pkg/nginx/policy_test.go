@@ -3,6 +3,7 @@ package nginx
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -204,4 +205,77 @@ func TestPolicySitesInstall(t *testing.T) {
 		t.Fatalf("Converge() = %+v, %v", res, err)
 	}
 	r.waitHTTP("root.example.test", "from-root")
+}
+
+// FuzzSitePolicy: parsing and checking never panic, and an accepted site
+// never names a path outside the deployment's roots, a directive outside
+// the allowlist, or an include of anything but its snippets.
+func FuzzSitePolicy(f *testing.F) {
+	files, _ := filepath.Glob("testdata/policy/*.conf")
+	for _, file := range files {
+		if src, err := os.ReadFile(file); err == nil {
+			f.Add(src)
+		}
+	}
+	p := testPolicy(f)
+	roots := map[argCheck][]string{
+		servePath: {"/srv/www/example/", "/srv/www/example"},
+		logPath:   {"/var/log/nginx/web/"},
+		certPath:  {"/etc/letsencrypt/live/example.test/", "/etc/letsencrypt/live/"},
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		if checkSite(p, "www.example.test", src) != nil {
+			return
+		}
+		nodes, err := parseTree(src)
+		if err != nil {
+			t.Fatalf("accepted, but parseTree() = %v", err)
+		}
+		var walk func(ns []*node, inUpstream bool)
+		walk = func(ns []*node, inUpstream bool) {
+			for _, n := range ns {
+				if n.block {
+					walk(n.children, n.name == "upstream" || n.name == "types")
+					continue
+				}
+				if inUpstream {
+					continue
+				}
+				check, ok := allowed[n.name]
+				if !ok {
+					t.Fatalf("accepted directive %q outside the allowlist", n.name)
+				}
+				if len(n.args) == 0 {
+					continue
+				}
+				arg := n.args[0].text
+				switch check {
+				case servePath, logPath, certPath:
+					if arg == "off" && n.name == "access_log" {
+						continue
+					}
+					c := filepath.Clean(arg)
+					if !strings.HasPrefix(arg, "/") || strings.ContainsAny(arg, "$\\") || strings.Contains(arg, "/../") ||
+						!slices.ContainsFunc(roots[check], func(r string) bool {
+							return c == strings.TrimSuffix(r, "/") && check == servePath || strings.HasPrefix(c, r)
+						}) {
+						t.Fatalf("accepted %s %q outside its roots", n.name, arg)
+					}
+					if check == certPath && !strings.HasPrefix(c, "/etc/letsencrypt/live/example.test/") && !strings.HasSuffix(strings.Split(strings.TrimPrefix(c, "/etc/letsencrypt/live/"), "/")[0], ".example.test") {
+						t.Fatalf("accepted certificate file %q of a name outside the domains", arg)
+					}
+				case include:
+					if arg != "snippets/ssl-params.conf" && arg != "snippets/proxy.conf" &&
+						arg != "/etc/nginx/snippets/ssl-params.conf" && arg != "/etc/nginx/snippets/proxy.conf" {
+						t.Fatalf("accepted include %q", arg)
+					}
+				case pass:
+					if strings.Contains(arg, "127.0.0.1:3401") || strings.Contains(arg, "localhost") || strings.Contains(arg, "status.sock") {
+						t.Fatalf("accepted %s %q", n.name, arg)
+					}
+				}
+			}
+		}
+		walk(nodes, false)
+	})
 }

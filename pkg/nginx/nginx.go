@@ -19,7 +19,10 @@
 //  3. A selected site is refused (and reported) when its name is not a
 //     certificate name (lower-case DNS labels), when it does not parse,
 //     or when a server block has no server_name or a name that is not a
-//     DNS name (ParseSite). A site with an ssl_certificate directive
+//     DNS name (ParseSite), or when the site policy refuses it
+//     (Policy.CheckSite, policy.go: directives, paths, upstreams,
+//     domains); a snippet the policy refuses is refused likewise. A site
+//     with an ssl_certificate directive
 //     whose certificate (Nginx.CertDir/NAME/fullchain.pem) does not exist
 //     yet is pending: a cert-request (NAME, its server_names) goes to
 //     queues/cert and dh-cert re-queues the entry once it exists (a

@@ -89,6 +89,7 @@ repository = "acme/nginx"
 branches = ["main"]
 path = %q
 sites = [{ rule = "include", select = ["*"] }]
+domains = ["*.test"]
 `, filepath.Join(dir, "queues"), filepath.Join(dir, "state"), url, srv.ConfDir,
 		srv.SnippetsDir, filepath.Join(dir, "certs"), testCmd, config.TOMLArray(srv.ReloadCommand()), checkout)), 0o644)
 	cfg, err := config.Load(cfgFile)

@@ -85,6 +85,7 @@ repository = "acme/nginx"
 branches   = ["main"]
 path       = %q
 sites      = [{ rule = "include", select = ["*"] }]
+domains    = ["*.test"]
 `
 
 func newWorld(t *testing.T) *world {
@@ -149,6 +150,22 @@ read_header_timeout = "300ms"
 	w.addr = l.Addr().String()
 	w.url = "http://" + w.addr + w.cfg.Receive.Path
 	return w
+}
+
+// refusedSite commits a site file of that name, lets dh-nginx handle the
+// entry and returns why it failed; the file is deleted again afterwards.
+func (w *world) refusedSite(t *testing.T, name, content string) outcome {
+	t.Helper()
+	file := "production/" + name + ".conf"
+	w.publish(t, config.NginxQueue, w.commit(t, map[string]string{file: content}))
+	defer w.commit(t, map[string]string{file: ""})
+	if err := w.installNginx(t); err != nil {
+		return outcome{code: sysexits.Code(err), text: err.Error()}
+	}
+	if _, err := os.Stat(filepath.Join(w.nginx.ConfDir, name+".conf")); err == nil {
+		return outcome{code: -1, text: "installed " + name}
+	}
+	return w.lastFailure(t, config.NginxQueue)
 }
 
 // sitePort is the port the sites listen on: the private nginx's.
@@ -625,6 +642,31 @@ func TestCatalogue(t *testing.T) {
 			}
 			return w.lastFailure(t, config.NginxQueue)
 		}, outcome{0, sysexits.DataErr, "not a valid DNS name"}, config.NginxQueue},
+		// The site policy (issue 14): a push must never become root.
+		{"site logging a sudoers line (log_format escape=none)", func(t *testing.T) outcome {
+			return w.refusedSite(t, "sudo.example.test", "log_format x escape=none 'ALL ALL=(ALL:ALL) NOPASSWD: ALL';\n"+
+				strings.Replace(site("sudo.example.test"), "return", "access_log /etc/sudoers.d/zz x;\n    return", 1))
+		}, outcome{0, sysexits.DataErr, `production/sudo.example.test.conf: line 1: "log_format": never allowed in a site`}, config.NginxQueue},
+		{"site logging into root's authorized_keys", func(t *testing.T) outcome {
+			return w.refusedSite(t, "keys.example.test", strings.Replace(site("keys.example.test"), "return", "access_log /root/.ssh/authorized_keys;\n    return", 1))
+		}, outcome{0, sysexits.DataErr, `"access_log": "/root/.ssh/authorized_keys" is outside`}, config.NginxQueue},
+		{"site including a glob in the checkout", func(t *testing.T) outcome {
+			return w.refusedSite(t, "inc.example.test", strings.Replace(site("inc.example.test"), "return", "include /srv/www/sites/inc/*.conf;\n    return", 1))
+		}, outcome{0, sysexits.DataErr, `"include": "/srv/www/sites/inc/*.conf": glob includes are not allowed`}, config.NginxQueue},
+		{"site proxying to the loopback status page", func(t *testing.T) outcome {
+			return w.refusedSite(t, "internal.example.test", strings.Replace(site("internal.example.test"), "return 200 \"x\";",
+				"location /internal/ { proxy_pass http://127.0.0.1:3401/; }", 1))
+		}, outcome{0, sysexits.DataErr, `"proxy_pass": loopback upstream 127.0.0.1:3401 is not in deployments.sites.upstreams`}, config.NginxQueue},
+		{"site publishing /srv with autoindex", func(t *testing.T) outcome {
+			return w.refusedSite(t, "srv.example.test", strings.Replace(site("srv.example.test"), "return 200 \"x\";",
+				"location /x/ { alias /srv/; autoindex on; }", 1))
+		}, outcome{0, sysexits.DataErr, `"alias": "/srv/": no directory is allowed (deployments.sites.serve)`}, config.NginxQueue},
+		{"site claiming another deployment's domain", func(t *testing.T) outcome {
+			return w.refusedSite(t, "hijack.example.test", site("hijack.example.test login.victim.org"))
+		}, outcome{0, sysexits.DataErr, `"server_name": "login.victim.org" is not inside deployments.sites.domains`}, config.NginxQueue},
+		{"site directive in upper case", func(t *testing.T) outcome {
+			return w.refusedSite(t, "upper.example.test", strings.Replace(site("upper.example.test"), "return", "ACCESS_LOG /etc/sudoers.d/zz;\n    return", 1))
+		}, outcome{0, sysexits.DataErr, `"ACCESS_LOG": not allowed by the site policy`}, config.NginxQueue},
 		{"symlink escaping the checkout", func(t *testing.T) outcome {
 			outside := filepath.Join(w.dir, "outside.conf")
 			os.WriteFile(outside, []byte(site("evil.example.test")), 0o644)
@@ -654,6 +696,10 @@ func TestCatalogue(t *testing.T) {
 		{"config with a deployment named ../etc", func(t *testing.T) outcome {
 			return runTool(t, w.badConfig(t, "\n[deployments.\"../etc\"]\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"))
 		}, outcome{0, sysexits.Config, `config.toml:%LINE+2%: deployments."../etc": name must match [a-z0-9][a-z0-9-]*`}, ""},
+		{"config: two deployments claiming one domain", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[deployments.web-sites]\nkind = \"nginx\"\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"+
+				"sites = [{ rule = \"include\", select = [\"*\"] }]\ndomains = [\"api.example.test\"]\n"))
+		}, outcome{0, sysexits.Config, `config.toml:%LINE+8%: deployments.web-sites.domains[0]: "api.example.test" overlaps "*.test" of deployments.sites`}, ""},
 		{"config selecting a site ../etc", func(t *testing.T) outcome {
 			return runTool(t, w.badConfig(t, "\n[deployments.more-sites]\nkind = \"nginx\"\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"+
 				"sites = [{ rule = \"include\", select = [\"../etc/passwd\"] }]\n"))

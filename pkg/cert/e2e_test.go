@@ -103,6 +103,7 @@ repository = "acme/nginx"
 branches = ["main"]
 path = %q
 sites = [{ rule = "include", select = ["*"] }]
+domains = ["*.test"]
 `, filepath.Join(dir, "queues"), filepath.Join(dir, "state"), storetest.NewMigrated(t),
 		srv.NginxTable(ca.Live), certbot, ca.Webroot, ca.Directory, checkout)
 	if err := os.WriteFile(cfgFile, []byte(doc), 0o644); err != nil {

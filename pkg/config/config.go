@@ -341,6 +341,42 @@ type Deployment struct {
 	// it irrelevant. Write it as an array of inline tables:
 	// sites = [{ rule = "include", select = ["api.durhack.com"] }].
 	Sites []SiteRule `toml:"sites"`
+
+	// Domains are the host names the sites of a kind "nginx" deployment
+	// may serve: exact names ("example.org") and wildcards
+	// ("*.example.org", every name below example.org at any depth, as
+	// nginx matches it; not example.org itself). Every server_name of its
+	// sites, and so every certificate it asks for, and every site's name
+	// (its certificate's name) must fall inside them. No two deployments
+	// may claim an overlapping name (see DomainsOverlap). Without any,
+	// dh-nginx installs none of the deployment's sites. Only for kind
+	// "nginx".
+	Domains []string `toml:"domains"`
+
+	// Serve are the directories the deployment's sites may serve files
+	// from: every root, alias and auth_basic_user_file must lie in one of
+	// them. Absolute and clean; not "/", and none may hold another
+	// deployment's checkout or dh-deployer's own directories. Default
+	// none: the sites may not use root or alias at all. Only for kind
+	// "nginx".
+	Serve []string `toml:"serve"`
+
+	// Upstreams are the only addresses the deployment's sites may proxy
+	// to (proxy_pass, fastcgi_pass, uwsgi_pass, scgi_pass, grpc_pass,
+	// memcached_pass, and server in an upstream block): "host:port"
+	// ("app.internal:8080", "10.0.0.5:3000", "[fd00::5]:3000") or
+	// "unix:/absolute/path.sock". A loopback address or a unix socket is
+	// allowed only when listed here, by its exact port or path. Default
+	// none: no proxying. Only for kind "nginx".
+	Upstreams []string `toml:"upstreams"`
+
+	// UnsafeDirectives are nginx directive names the deployment's sites
+	// may use beyond dh-nginx's site policy (docs/nginx.md), with their
+	// arguments unchecked: whoever can push to the repository gets what
+	// the directive can do as nginx. Directives that configure nginx
+	// itself or run code (log_format, load_module, user, lua_*, ...) can
+	// never be allowed. Default none. Only for kind "nginx".
+	UnsafeDirectives []string `toml:"unsafe_directives"`
 }
 
 // SiteRule is one entry of a deployment's Sites.

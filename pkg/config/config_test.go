@@ -71,6 +71,14 @@ func deployment(name string, lines ...string) string {
 	return b.String()
 }
 
+// nginxDeployment is an nginx-kind deployment with every site selected.
+func nginxDeployment(name string, lines ...string) string {
+	return deployment(name, append([]string{`kind = "nginx"`, `sites = [{ rule = "include", select = ["*"] }]`}, lines...)...)
+}
+
+// web is the nginx deployment "web".
+func web(lines ...string) string { return nginxDeployment("web", lines...) }
+
 func TestLoadDesignExample(t *testing.T) {
 	path := writeConfig(t, designExample)
 	c, err := Load(path)
@@ -293,6 +301,28 @@ func TestLoadInvalid(t *testing.T) {
 		{"bad site rule", deployment("web", `kind = "nginx"`, `sites = [{ rule = "add", select = ["*"] }]`), `deployments.web.sites[0]: rule must be "include" or "exclude", not "add"`},
 		{"empty site select", deployment("web", `kind = "nginx"`, `sites = [{ rule = "include", select = [] }]`), `deployments.web.sites[0]: select must not be empty`},
 		{"bad site pattern", deployment("web", `kind = "nginx"`, `sites = [{ rule = "include", select = ["a["] }]`), `deployments.web.sites[0]: bad site name or pattern "a[" in select`},
+		{"domains on kind steps", deployment("api", `domains = ["a.test"]`), `deployments.api.domains: only for kind "nginx"`},
+		{"upstreams on kind steps", deployment("api", `upstreams = ["a.test:80"]`), `deployments.api.upstreams: only for kind "nginx"`},
+		{"upper-case domain", web(`domains = ["Example.org"]`), `deployments.web.domains[0]: "Example.org" is not a lower-case host name`},
+		{"bare wildcard domain", web(`domains = ["*.org", "*"]`), `deployments.web.domains[1]: "*" is not a lower-case host name`},
+		{"middle wildcard domain", web(`domains = ["a.*.org"]`), `deployments.web.domains[0]: "a.*.org" is not`},
+		{"same domain twice", web(`domains = ["a.test"]`) + nginxDeployment("web2", `domains = ["a.test"]`), `deployments.web2.domains[0]: "a.test" overlaps "a.test" of deployments.web`},
+		{"name under a wildcard", web(`domains = ["*.example.test"]`) + nginxDeployment("web2", `domains = ["api.example.test"]`), `deployments.web2.domains[0]: "api.example.test" overlaps "*.example.test" of deployments.web`},
+		{"nested wildcards", web(`domains = ["*.a.example.test"]`) + nginxDeployment("web2", `domains = ["b.test", "*.example.test"]`), `deployments.web2.domains[1]: "*.example.test" overlaps "*.a.example.test" of deployments.web`},
+		{"relative serve", web(`serve = ["srv/www"]`), `deployments.web.serve[0]: must be an absolute path`},
+		{"unclean serve", web(`serve = ["/srv/www/../etc"]`), `deployments.web.serve[0]: must be clean`},
+		{"serve root", web(`serve = ["/"]`), `deployments.web.serve[0]: must not be the root directory`},
+		{"serve holds state", web(`serve = ["/var/lib"]`), `deployments.web.serve[0]: holds /var/lib/dh-deployer`},
+		{"serve holds etc", web(`serve = ["/etc/nginx"]`), `deployments.web.serve[0]: holds /etc/nginx/conf.d`},
+		{"serve holds a checkout", web(`serve = ["/srv"]`) + deployment("api"), `deployments.web.serve[0]: holds the checkout of deployments.api`},
+		{"upstream without port", web(`upstreams = ["app.internal"]`), `deployments.web.upstreams[0]: "app.internal": not host:port`},
+		{"upstream port 0", web(`upstreams = ["10.0.0.1:0"]`), `deployments.web.upstreams[0]: "10.0.0.1:0": port must be a number from 1 to 65535`},
+		{"upstream variable", web(`upstreams = ["$host:80"]`), `deployments.web.upstreams[0]: "$host:80": bad host name`},
+		{"relative unix upstream", web(`upstreams = ["unix:app.sock"]`), `deployments.web.upstreams[0]: "unix:app.sock": a unix socket must be an absolute, clean path`},
+		{"unsafe log_format", web(`unsafe_directives = ["ssi", "log_format"]`), `deployments.web.unsafe_directives[1]: "log_format" can never be allowed`},
+		{"unsafe lua", web(`unsafe_directives = ["content_by_lua_block"]`), `deployments.web.unsafe_directives[0]: "content_by_lua_block" can never be allowed`},
+		{"unsafe include", web(`unsafe_directives = ["include"]`), `deployments.web.unsafe_directives[0]: "include" can never be allowed`},
+		{"unsafe bad name", web(`unsafe_directives = ["Ssi"]`), `deployments.web.unsafe_directives[0]: "Ssi" is not a directive name`},
 		{"step_timeout > timeout", deployment("api", `timeout = "5m"`, `step_timeout = "6m"`), `deployments.api.step_timeout: 6m0s is longer than timeout (5m0s)`},
 		{"zero timeout", deployment("api", `timeout = "0s"`), `deployments.api.timeout: must be positive`},
 		{"negative step_timeout", deployment("api", `step_timeout = "-1s"`), `deployments.api.step_timeout: must be positive`},

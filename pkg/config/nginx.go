@@ -1,5 +1,7 @@
 package config
 
+import "path/filepath"
+
 // Nginx is the [nginx] table: how dh-nginx installs sites and asks nginx
 // to test and reload its configuration.
 //
@@ -44,6 +46,12 @@ type Nginx struct {
 	// certificate name holding fullchain.pem and privkey.pem (certbot's
 	// live directory). Default "/etc/letsencrypt/live".
 	CertDir string `toml:"cert_dir"`
+
+	// LogDir holds one directory per nginx deployment, LogDir/DEPLOYMENT,
+	// the only place its sites' access_log and error_log may write. The
+	// operator creates each, owned by root and writable by no one else
+	// (nginx's master opens log files as root). Default "/var/log/nginx".
+	LogDir string `toml:"log_dir"`
 }
 
 // The systemd defaults of [nginx]: the root unit of nginx -t and its
@@ -60,6 +68,7 @@ func defaultNginx() Nginx {
 		TestCommand:   []string{"sudo", "-n", "/usr/sbin/nginx", "-t"},
 		ReloadCommand: []string{"sudo", "-n", "/usr/bin/systemctl", "reload", "nginx"},
 		CertDir:       "/etc/letsencrypt/live",
+		LogDir:        "/var/log/nginx",
 	}
 }
 
@@ -87,6 +96,7 @@ func (n *Nginx) validate(ck *checker) {
 	ck.absPath(k("nginx", "conf_dir"), n.ConfDir)
 	ck.absPath(k("nginx", "snippets_dir"), n.SnippetsDir)
 	ck.absPath(k("nginx", "cert_dir"), n.CertDir)
+	ck.absPath(k("nginx", "log_dir"), n.LogDir)
 	if n.TestOutput != "" {
 		ck.absPath(k("nginx", "test_output"), n.TestOutput)
 	}
@@ -95,4 +105,10 @@ func (n *Nginx) validate(ck *checker) {
 			ck.add(k("nginx", key), "must be a non-empty argv list")
 		}
 	}
+}
+
+// SiteLogDir is the directory the sites of an nginx deployment may log
+// to: LogDir/DEPLOYMENT.
+func (n *Nginx) SiteLogDir(deployment string) string {
+	return filepath.Join(n.LogDir, deployment)
 }

@@ -162,12 +162,13 @@ func (c *Config) validate() []problem {
 			ck.add(k("deployments", name), "missing")
 			continue
 		}
-		d.validate(ck, name)
+		d.validate(ck, c, name)
 		if other, ok := paths[d.Path]; ok && d.Path != "" {
 			ck.add(k("deployments", name, "path"), "same checkout as deployments.%s", other)
 		}
 		paths[d.Path] = name
 	}
+	c.validateDomainOwners(ck)
 	return ck.problems
 }
 
@@ -303,7 +304,7 @@ func (g *GitHub) validate(ck *checker) {
 	}
 }
 
-func (d *Deployment) validate(ck *checker, name string) {
+func (d *Deployment) validate(ck *checker, c *Config, name string) {
 	key := func(sub ...string) []string { return append(k("deployments", name), sub...) }
 	for i, f := range d.TokenFiles {
 		ck.credentialPath(key("token_files"), fmt.Sprintf("[%d]", i), f)
@@ -420,6 +421,7 @@ func (d *Deployment) validate(ck *checker, name string) {
 		ck.add(key("sites"), "required for kind %q", KindNginx)
 		ck.hint(`select every site with sites = [{ rule = "include", select = ["*"] }]`)
 	}
+	d.validatePolicy(ck, c, key)
 	for i, r := range d.Sites {
 		sub := fmt.Sprintf("[%d]", i)
 		if r.Rule != "include" && r.Rule != "exclude" {

@@ -19,7 +19,10 @@
 //  3. A selected site is refused (and reported) when its name is not a
 //     certificate name (lower-case DNS labels), when it does not parse,
 //     or when a server block has no server_name or a name that is not a
-//     DNS name (ParseSite). A site with an ssl_certificate directive
+//     DNS name (ParseSite), or when the site policy refuses it
+//     (Policy.CheckSite, policy.go: directives, paths, upstreams,
+//     domains); a snippet the policy refuses is refused likewise. A site
+//     with an ssl_certificate directive
 //     whose certificate (Nginx.CertDir/NAME/fullchain.pem) does not exist
 //     yet is pending: a cert-request (NAME, its server_names) goes to
 //     queues/cert and dh-cert re-queues the entry once it exists (a
@@ -433,6 +436,7 @@ func (in *Installer) converge(ctx context.Context, d *config.Deployment, req *ev
 	}
 	desired := map[string][]byte{} // installed path → content
 	held := map[string]bool{}      // installed paths kept as they are
+	policy, refusedSnippets := sitePolicy(in.cfg, d, t.snippets)
 	for _, s := range t.sites {
 		if !d.SelectsSite(s.name) {
 			continue
@@ -449,6 +453,9 @@ func (in *Installer) converge(ctx context.Context, d *config.Deployment, req *ev
 			continue
 		}
 		info, err := ParseSite(s.data)
+		if err == nil {
+			err = policy.CheckSite(s.name, s.data)
+		}
 		if err != nil {
 			res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %v", s.rel, err))
 			held[dest] = true
@@ -490,6 +497,9 @@ func (in *Installer) converge(ctx context.Context, d *config.Deployment, req *ev
 	}
 	for _, s := range t.snippets {
 		dest := filepath.Join(in.cfg.Nginx.SnippetsDir, s.name)
+		if why, ok := refusedSnippets[s.name]; ok && s.problem == "" {
+			s.problem = why
+		}
 		if s.problem != "" {
 			res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %s", s.rel, s.problem))
 			if snippetRE.MatchString(s.name) {

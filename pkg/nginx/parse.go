@@ -35,8 +35,11 @@ type token struct {
 
 // tokenize splits an nginx configuration into tokens the way nginx's own
 // parser does: "#" starts a comment to the end of the line (outside
-// quotes), single and double quotes group a word and "\" escapes the next
-// character, and "{", "}", ";" end words.
+// quotes), single and double quotes group a word, "\" keeps the next
+// character from ending a word (see unescape for what the pair becomes),
+// ";" and "{" end words, except a "{" right after "$" ("${name}"), and
+// "{", "}", ";" are tokens of their own where a word could start ("a}b"
+// is one word, as for nginx).
 func tokenize(src string) ([]token, error) {
 	var toks []token
 	line := 1
@@ -64,23 +67,7 @@ func tokenize(src string) ([]token, error) {
 			for i < len(src) {
 				ch := src[i]
 				if ch == '\\' && i+1 < len(src) {
-					// nginx unescapes only these in quotes.
-					switch src[i+1] {
-					case '"', '\'', '\\':
-						b.WriteByte(src[i+1])
-					case 't':
-						b.WriteByte('\t')
-					case 'r':
-						b.WriteByte('\r')
-					case 'n':
-						b.WriteByte('\n')
-					default:
-						b.WriteByte('\\')
-						b.WriteByte(src[i+1])
-						if src[i+1] == '\n' {
-							line++
-						}
-					}
+					line += unescape(&b, src[i+1])
 					i += 2
 					continue
 				}
@@ -101,13 +88,22 @@ func tokenize(src string) ([]token, error) {
 			toks = append(toks, token{text: b.String(), quoted: true, line: start})
 		default:
 			var b strings.Builder
+			variable := false // the previous character was an unescaped "$"
 			for i < len(src) {
 				ch := src[i]
-				if ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == ';' || ch == '{' || ch == '}' {
-					break
+				if ch == '{' && variable {
+					// "${name}": nginx keeps the brace in the word.
+					variable = false
+					b.WriteByte(ch)
+					i++
+					continue
 				}
+				if ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == ';' || ch == '{' {
+					break // not "}": nginx keeps it in a word ("a}b")
+				}
+				variable = ch == '$'
 				if ch == '\\' && i+1 < len(src) {
-					b.WriteByte(src[i+1])
+					line += unescape(&b, src[i+1])
 					i += 2
 					continue
 				}
@@ -118,6 +114,31 @@ func tokenize(src string) ([]token, error) {
 		}
 	}
 	return toks, nil
+}
+
+// unescape writes what nginx makes of a backslash followed by c, in a
+// quoted word or not: \", \', \\ stand for the character, \t, \r, \n
+// for tab, carriage return and newline; any other pair stays as it is,
+// backslash included ("a\;b" is the word a\;b, not "a;b"). It returns
+// the lines the pair ends (1 for a backslash before a newline).
+func unescape(b *strings.Builder, c byte) int {
+	switch c {
+	case '"', '\'', '\\':
+		b.WriteByte(c)
+	case 't':
+		b.WriteByte('\t')
+	case 'r':
+		b.WriteByte('\r')
+	case 'n':
+		b.WriteByte('\n')
+	default:
+		b.WriteByte('\\')
+		b.WriteByte(c)
+		if c == '\n' {
+			return 1
+		}
+	}
+	return 0
 }
 
 // ParseSite reads a site file's server blocks. It fails, with a reason

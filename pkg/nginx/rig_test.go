@@ -41,8 +41,12 @@ type rig struct {
 }
 
 // newRig starts nginx and writes a configuration whose deployment "sites"
-// has the given site rules (a TOML array).
-func newRig(t *testing.T, rules string) *rig {
+// has the given site rules (a TOML array) and domains = ["*.test"].
+func newRig(t *testing.T, rules string) *rig { return newPolicyRig(t, rules, "") }
+
+// newPolicyRig is newRig with more keys of the deployment "sites" (TOML
+// lines: serve, upstreams, ...).
+func newPolicyRig(t *testing.T, rules, policy string) *rig {
 	t.Helper()
 	t.Parallel()
 	testenv.Command(t, "git")
@@ -67,8 +71,9 @@ repository = "acme/nginx"
 branches = ["main"]
 path = %q
 sites = %s
-`, filepath.Join(r.dir, "queues"), filepath.Join(r.dir, "state"), r.url,
-		srv.NginxTable(filepath.Join(r.dir, "certs")), r.checkout, rules)
+domains = ["*.test"]
+%s`, filepath.Join(r.dir, "queues"), filepath.Join(r.dir, "state"), r.url,
+		srv.NginxTable(filepath.Join(r.dir, "certs")), r.checkout, rules, policy)
 	file := filepath.Join(r.dir, "config.toml")
 	r.write(file, doc)
 	var err error

@@ -301,6 +301,7 @@ branches   = ["main"]
 path       = "/srv/nginx/sites"
 clone_url  = "/srv/git/sites.git"
 sites      = [{ rule = "include", select = ["*"] }]
+domains    = ["www.site.test"]
 `
 
 const siteFile = `server {

@@ -125,7 +125,7 @@ func (r *rig) commit(files map[string]string) *event.NginxSites {
 // dh-deploy does (its history is what dh-nginx trusts), and returns its id.
 func (r *rig) run(e *event.NginxSites, state string) int64 {
 	r.t.Helper()
-	id, err := r.st.InsertRun(context.Background(), store.Run{Delivery: e.Delivery + "-" + state, Deployment: "sites",
+	id, err := r.st.InsertRun(context.Background(), store.Run{Delivery: fmt.Sprintf("%s-%s-%d", e.Delivery, state, time.Now().UnixNano()), Deployment: "sites",
 		Ref: "refs/heads/main", Commit: e.Commit, State: store.RunRunning, StartedAt: time.Now()})
 	if err == nil && state != store.RunRunning {
 		err = r.st.FinishRun(context.Background(), id, store.RunResult{State: state})

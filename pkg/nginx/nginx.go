@@ -3,19 +3,23 @@
 // snippets into Nginx.SnippetsDir, tests the whole configuration and
 // reloads nginx. docs/nginx.md is the operator's version of this comment.
 //
-// For an nginx-sites entry (Converge):
+// For an nginx-sites entry (Handle, Converge):
 //
-//  1. The deployment's checkout must be at the entry's commit (its HEAD,
-//     read from .git without running git, before and after reading the
-//     files). Otherwise the entry is stale: a newer entry follows, so it
-//     is recorded and dropped.
+//  0. The entry must come from the deployment's own user (the owner of
+//     its file: config.Deployment.RunsAs), root or dh-cert, and name a
+//     commit the deployment's runs recorded as verified (a succeeded run
+//     of it; from the deployment's user also the still running run the
+//     entry names). Otherwise it is refused and recorded.
+//  1. The deployment's checkout must be at the entry's commit (its HEAD).
+//     Otherwise the entry is stale: a newer entry follows, so it is
+//     recorded and dropped.
 //  2. Site files are production/NAME.conf or production/NAME.nginxconf;
 //     NAME.conf.disabled (or .nginxconf.disabled) is never installed. The
 //     deployment's site rules select among them (config.Deployment.
 //     SelectsSite: the last matching rule wins, none means excluded).
 //     Every regular file directly in snippets/ is a snippet. Everything
-//     is read through os.Root: symbolic links, anything that is not a
-//     regular file, and paths out of the checkout are refused.
+//     is read from the commit's git objects (readTree), never the working
+//     tree: symbolic links, submodules and files over 1 MiB are refused.
 //  3. A selected site is refused (and reported) when its name is not a
 //     certificate name (lower-case DNS labels), when it does not parse,
 //     or when a server block has no server_name or a name that is not a
@@ -39,12 +43,17 @@
 //     the changes is written (both fsynced) before conf.d is touched.
 //     Existing files are overwritten in place (they keep their owner,
 //     mode and ACL); new files are created under a temporary name and
-//     linked into place. Then Nginx.TestCommand runs. If it fails, every
+//     linked into place. Then Nginx.TestCommand runs, between two
+//     hashings of the deployment's files: they must be the bytes written
+//     and unchanged by the time the test ends. If either fails, every
 //     file is restored byte for byte, the journal removed, and the entry
 //     fails with nginx's message: nginx is never reloaded with a broken
 //     configuration. If it passes, a reload-pending flag is set, the
-//     journal removed, the manifest saved, Nginx.ReloadCommand run and the
-//     flag cleared.
+//     journal removed, the manifest saved, the files hashed once more
+//     (changed since the test: no reload), Nginx.ReloadCommand run and
+//     the flag cleared. Before all this, installed files that differ
+//     from the manifest are reported as drift and, if the commit has
+//     them, written and tested again.
 //  6. Crash safety: a journal left by a crash is rolled back before
 //     anything else (at start and before each converge), and the entry,
 //     still queued, converges again. A reload-pending flag left behind

@@ -78,7 +78,7 @@ func TestQueuePrivileges(t *testing.T) {
 	feeds := map[string][]string{
 		"dh-receive": {"main"},
 		"dh-route":   {"api"},
-		"dh-deploy":  {"nginx"},
+		"dh-deploy":  {}, // issue 14: only an nginx deployment's own user, granted below
 		"dh-nginx":   {"cert"},
 		"dh-cert":    {"nginx"},
 	}
@@ -115,6 +115,24 @@ func TestQueuePrivileges(t *testing.T) {
 				t.Errorf("%s cannot read, fail and remove %s's entry in queues/%s", consumer, w, queue)
 			}
 		}
+	}
+	// An nginx deployment's own user may publish to queues/nginx once
+	// granted (deployment NAME USER --nginx), and dh-deploy never.
+	if as(t, "nobody", publish(q("nginx"), "sites.json")) {
+		t.Errorf("nobody can publish to queues/nginx before the grant")
+	}
+	aclTool(t, root, "deployment", "sites", "nobody", "--nginx")
+	if !as(t, "nobody", publish(q("nginx"), "sites.json")) || !as(t, "dh-nginx", "cat "+q("nginx")+"/sites.json") {
+		t.Errorf("after deployment sites nobody --nginx: nobody cannot publish to queues/nginx, or dh-nginx cannot read it")
+	}
+	cmd := exec.Command("./dh-deployer-acl", "deployment", "sites", "dh-deploy", "--nginx")
+	cmd.Env = append(os.Environ(), "DH_ROOT="+root)
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Errorf("deployment sites dh-deploy --nginx succeeded; want it refused\n%s", out)
+	}
+	aclTool(t, root, "--undo", "deployment", "sites", "nobody", "--nginx")
+	if as(t, "nobody", publish(q("nginx"), "undone.json")) {
+		t.Errorf("after --undo ... --nginx nobody can still publish to queues/nginx")
 	}
 	// The owner of a bare repository with the dh-receive hook may publish
 	// to queues/main once granted, and only there.

@@ -36,8 +36,10 @@ GRANT SELECT ON runs TO "dh-route";
 GRANT SELECT, INSERT, UPDATE ON runs TO "dh-deploy";
 GRANT USAGE ON SEQUENCE runs_id_seq TO "dh-deploy";
 
--- dh-nginx records each converge of a deployment's sites.
+-- dh-nginx records each converge of a deployment's sites, and installs
+-- only a commit that the deployment's runs verified.
 GRANT SELECT, INSERT, UPDATE ON nginx_installs TO "dh-nginx";
+GRANT SELECT ON runs TO "dh-nginx";
 GRANT USAGE ON SEQUENCE nginx_installs_id_seq TO "dh-nginx";
 
 -- dh-cert keeps the state of each certificate and its certbot runs.

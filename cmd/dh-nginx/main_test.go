@@ -100,7 +100,8 @@ domains = ["*.test"]
 	if err := q.Init(); err != nil {
 		t.Fatal(err)
 	}
-	entry, _ := (&event.NginxSites{Deployment: "sites", Commit: sha, Delivery: "d1", RequestedAt: time.Now()}).Encode()
+	entry, _ := (&event.NginxSites{Deployment: "sites", Commit: sha, Delivery: "d1", RequestedAt: time.Now(),
+		RunID: storetest.Deployed(t, url, "sites", sha)}).Encode()
 	if _, err := q.Publish(entry); err != nil {
 		t.Fatal(err)
 	}

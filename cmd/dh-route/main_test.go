@@ -125,15 +125,16 @@ func TestRunServesStatus(t *testing.T) {
 	}
 }
 
-// A status page on a public address without a token is a configuration
+// A status page on a TCP address without a token, loopback included
+// (issue 14, attack 5: an nginx site proxied to it), is a configuration
 // error: dh-route exits 78 before it routes anything.
-func TestRunRefusesPublicStatusWithoutToken(t *testing.T) {
+func TestRunRefusesTCPStatusWithoutToken(t *testing.T) {
 	in := statustest.New(t, "")
 	f, err := os.OpenFile(in.ConfigPath, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteString("\n[status]\nlisten = \"0.0.0.0:3401\"\n")
+	f.WriteString("\n[status]\nlisten = \"127.0.0.1:3401\"\n")
 	f.Close()
 	var stderr bytes.Buffer
 	code := cli.Run(context.Background(), app, &cli.Env{Stdout: io.Discard, Stderr: &stderr, Getenv: noEnv},

@@ -182,8 +182,15 @@ func (w *world) git(t *testing.T, args ...string) string {
 }
 
 // commit writes files (path → content; "" removes) into the checkout,
-// commits, and returns the nginx-sites entry dh-deploy would publish.
+// commits, records the succeeded run dh-deploy would, and returns the
+// nginx-sites entry it would publish.
 func (w *world) commit(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	return w.commitRun(t, files, true)
+}
+
+// commitRun is commit, recording the run only if deployed.
+func (w *world) commitRun(t *testing.T, files map[string]string, deployed bool) []byte {
 	t.Helper()
 	for name, content := range files {
 		p := filepath.Join(w.checkout, name)
@@ -200,6 +207,9 @@ func (w *world) commit(t *testing.T, files map[string]string) []byte {
 	w.git(t, "commit", "-q", "--allow-empty", "-m", "change")
 	e := event.NginxSites{Deployment: "sites", Commit: w.git(t, "rev-parse", "HEAD"), Delivery: "d-" + w.git(t, "rev-parse", "--short", "HEAD"),
 		RequestedAt: time.Now()}
+	if deployed {
+		e.RunID = storetest.Deployed(t, w.cfg.DatabaseURL, "sites", e.Commit)
+	}
 	data, err := e.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -681,6 +691,29 @@ func TestCatalogue(t *testing.T) {
 			}
 			return w.lastFailure(t, config.NginxQueue)
 		}, outcome{0, sysexits.DataErr, "production/link.example.test.conf: a symbolic link: refused"}, config.NginxQueue},
+		// Issue 14, attack 3: a build step of a deployment sharing the
+		// user rewrote the checkout and queued it.
+		{"nginx-sites entry written by another user", func(t *testing.T) outcome {
+			name, err := queue.Open(w.cfg.QueuePath(config.NginxQueue)).Publish(w.commit(t, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(filepath.Join(w.cfg.QueuePath(config.NginxQueue), name), 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.installNginx(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.lastFailure(t, config.NginxQueue)
+		}, outcome{0, sysexits.DataErr, "not by dh-deploy-sites (deployment sites's user), dh-cert or root: refused"}, config.NginxQueue},
+		{"nginx-sites entry for a commit no run verified", func(t *testing.T) outcome {
+			w.publish(t, config.NginxQueue, w.commitRun(t, map[string]string{"production/forged.example.test.conf": site("forged.example.test")}, false))
+			defer w.commit(t, map[string]string{"production/forged.example.test.conf": ""})
+			if err := w.installNginx(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.lastFailure(t, config.NginxQueue)
+		}, outcome{0, sysexits.DataErr, "is not one deployment sites verified: no succeeded run of it in the history"}, config.NginxQueue},
 		{"queue entry of the wrong kind (nginx)", func(t *testing.T) outcome {
 			w.publish(t, config.NginxQueue, ghEntry("wrong-kind-1", "sites", good))
 			if err := w.installNginx(t); err != nil {

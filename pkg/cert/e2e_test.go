@@ -87,6 +87,7 @@ func siteCertificate(t *testing.T, viaRequest bool) {
 		certbot = fmt.Sprintf("request_command = %s\nrequest_output = %q\ncertbot = %q",
 			config.TOMLArray([]string{"/bin/sh", "-c", unit}), out, wrapper)
 	}
+	dbURL := storetest.NewMigrated(t)
 	doc := fmt.Sprintf(`queue_dir = %q
 state_dir = %q
 database_url = %q
@@ -104,7 +105,7 @@ branches = ["main"]
 path = %q
 sites = [{ rule = "include", select = ["*"] }]
 domains = ["*.test"]
-`, filepath.Join(dir, "queues"), filepath.Join(dir, "state"), storetest.NewMigrated(t),
+`, filepath.Join(dir, "queues"), filepath.Join(dir, "state"), dbURL,
 		srv.NginxTable(ca.Live), certbot, ca.Webroot, ca.Directory, checkout)
 	if err := os.WriteFile(cfgFile, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
@@ -156,7 +157,8 @@ domains = ["*.test"]
 	installed := filepath.Join(srv.ConfDir, "app.test.conf")
 
 	// 1. dh-nginx holds the TLS site back and asks for its certificate.
-	push, err := (&event.NginxSites{Deployment: "app", Commit: sha, Delivery: "d-1", RequestedAt: time.Now().UTC()}).Encode()
+	push, err := (&event.NginxSites{Deployment: "app", Commit: sha, Delivery: "d-1", RequestedAt: time.Now().UTC(),
+		RunID: storetest.Deployed(t, dbURL, "app", sha)}).Encode()
 	if err != nil {
 		t.Fatal(err)
 	}

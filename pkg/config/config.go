@@ -295,9 +295,13 @@ type Deployment struct {
 	// Optional: without any, the deployment cannot be triggered by token.
 	TokenFiles []string `toml:"token_files"`
 
-	// User is the Unix user dh-deploy@NAME runs as. Informational: it is
-	// what the install scripts give the systemd instance (User=); the
-	// worker never changes user itself. Optional.
+	// User is the Unix user dh-deploy@NAME runs as: what the install
+	// scripts give the systemd instance (User=); the worker never changes
+	// user itself. Optional: default "dh-deploy", and for kind "nginx"
+	// "dh-deploy-NAME" (see RunsAs). An nginx deployment's user is its
+	// own: no other deployment may run as it, nor may it be a stage's
+	// user or root, since dh-nginx accepts an nginx-sites entry only from
+	// a file this user owns (docs/nginx.md).
 	User string `toml:"user"`
 
 	// Timeout bounds one whole run (fetch, checkout, every step). Default

@@ -323,6 +323,19 @@ func TestLoadInvalid(t *testing.T) {
 		{"unsafe lua", web(`unsafe_directives = ["content_by_lua_block"]`), `deployments.web.unsafe_directives[0]: "content_by_lua_block" can never be allowed`},
 		{"unsafe include", web(`unsafe_directives = ["include"]`), `deployments.web.unsafe_directives[0]: "include" can never be allowed`},
 		{"unsafe bad name", web(`unsafe_directives = ["Ssi"]`), `deployments.web.unsafe_directives[0]: "Ssi" is not a directive name`},
+		// Issue 14, attack 3: an nginx deployment's user is its own.
+		{"nginx sharing dh-deploy", deployment("api") + deployment("web", `kind = "nginx"`, `user = "dh-deploy"`, `sites = [{ rule = "include", select = ["*"] }]`),
+			`deployments.web.user: "dh-deploy" is also the user of deployments.api; an nginx deployment needs a user of its own`},
+		{"nginx sharing a user", deployment("api", `user = "www-x"`) + deployment("web", `kind = "nginx"`, `user = "www-x"`, `sites = [{ rule = "include", select = ["*"] }]`),
+			`deployments.web.user: "www-x" is also the user of deployments.api`},
+		{"nginx default user taken", deployment("api", `user = "dh-deploy-web"`) + deployment("web", `kind = "nginx"`, `sites = [{ rule = "include", select = ["*"] }]`),
+			`deployments.web.user: "dh-deploy-web" is also the user of deployments.api`},
+		{"nginx as a stage user", deployment("web", `kind = "nginx"`, `user = "dh-cert"`, `sites = [{ rule = "include", select = ["*"] }]`),
+			`deployments.web.user: "dh-cert" is a dh-deployer stage's user`},
+		{"nginx as root", deployment("web", `kind = "nginx"`, `user = "root"`, `sites = [{ rule = "include", select = ["*"] }]`),
+			`deployments.web.user: "root" is a dh-deployer stage's user`},
+		{"nginx long name without user", deployment("a-very-long-deployment-name", `kind = "nginx"`, `sites = [{ rule = "include", select = ["*"] }]`),
+			`deployments.a-very-long-deployment-name.user: required for kind "nginx" with a name this long`},
 		{"step_timeout > timeout", deployment("api", `timeout = "5m"`, `step_timeout = "6m"`), `deployments.api.step_timeout: 6m0s is longer than timeout (5m0s)`},
 		{"zero timeout", deployment("api", `timeout = "0s"`), `deployments.api.timeout: must be positive`},
 		{"negative step_timeout", deployment("api", `step_timeout = "-1s"`), `deployments.api.step_timeout: must be positive`},
@@ -920,5 +933,20 @@ func TestQueueDirOnTmpfs(t *testing.T) {
 	}
 	if _, err := Load(writeConfig(t, fmt.Sprintf("queue_dir = %q\n", t.TempDir()))); err != nil {
 		t.Errorf("Load(queue_dir on %s) = %v; want nil", t.TempDir(), err)
+	}
+}
+
+func TestRunsAs(t *testing.T) {
+	doc := deployment("api") + deployment("own", `user = "www-own"`) +
+		deployment("web", `kind = "nginx"`, `sites = [{ rule = "include", select = ["*"] }]`) +
+		deployment("shop", `kind = "nginx"`, `user = "www-shop"`, `sites = [{ rule = "include", select = ["*"] }]`)
+	c, err := Load(writeConfig(t, doc))
+	if err != nil {
+		t.Fatalf("Load() = %v", err)
+	}
+	for name, want := range map[string]string{"api": "dh-deploy", "own": "www-own", "web": "dh-deploy-web", "shop": "www-shop"} {
+		if got := c.Deployments[name].RunsAs(); got != want {
+			t.Errorf("deployments.%s.RunsAs() = %q; want %q", name, got, want)
+		}
 	}
 }

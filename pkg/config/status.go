@@ -2,7 +2,6 @@ package config
 
 import (
 	"net"
-	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -12,15 +11,17 @@ import (
 type Status struct {
 	// Listen is where dh-route run serves the status page: "host:port"
 	// (TCP) or an absolute path (a unix socket, mode 0660). Empty, the
-	// default, serves nothing. A TCP address that is not loopback
-	// (127.0.0.0/8, ::1, "localhost") needs token_file.
+	// default, serves nothing. A TCP address, loopback included, needs
+	// token_file: a site nginx proxies to a loopback port would otherwise
+	// publish the page (and the run logs) to anyone. A unix socket may do
+	// without: its file mode is the access control.
 	Listen string `toml:"listen"`
 
 	// TokenFile holds the token every request must carry as
 	// "Authorization: Bearer TOKEN" (a token in the query string is
 	// refused); one trailing newline is ignored. A relative name is looked
-	// up as Config.CredentialPath says. Optional: without it anyone who can
-	// reach listen may read the page.
+	// up as Config.CredentialPath says. Required for a TCP listen; optional
+	// for a unix socket, which anyone who may connect to it can then read.
 	TokenFile string `toml:"token_file"`
 }
 
@@ -53,7 +54,7 @@ func (s *Status) validate(ck *checker) {
 			ck.add(key, "must not contain control characters")
 		}
 	default:
-		host, port, err := net.SplitHostPort(l)
+		_, port, err := net.SplitHostPort(l)
 		if err != nil {
 			ck.add(key, "must be host:port or an absolute unix socket path")
 			break
@@ -61,22 +62,14 @@ func (s *Status) validate(ck *checker) {
 		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 			ck.add(key, "port %q must be a number from 0 to 65535", port)
 		}
-		if s.TokenFile == "" && !loopback(host) {
-			ck.add(key, "%q is not a loopback address, and status.token_file is not set", l)
-			ck.hint(`listen on "127.0.0.1:3401" (or a unix socket), or set token_file`)
+		if s.TokenFile == "" {
+			// Loopback is no protection: a proxy on this host (an nginx
+			// site's proxy_pass) reaches it for anyone.
+			ck.add(key, "%q is a TCP address, and status.token_file is not set", l)
+			ck.hint(`set token_file, or listen on a unix socket ("/run/dh-route/status.sock")`)
 		}
 	}
 	if s.TokenFile != "" {
 		ck.credentialPath(k("status", "token_file"), "", s.TokenFile)
 	}
-}
-
-// loopback reports whether host names only loopback addresses. An empty
-// host (every address) and names other than localhost are not.
-func loopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.Unmap().IsLoopback()
 }

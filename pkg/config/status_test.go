@@ -14,16 +14,19 @@ func TestStatusListen(t *testing.T) {
 		network   string
 	}{
 		{"off by default", "", "", ""},
-		{"loopback v4", "[status]\nlisten = \"127.0.0.1:3401\"\n", "", "tcp"},
-		{"loopback v6", "[status]\nlisten = \"[::1]:3401\"\n", "", "tcp"},
-		{"localhost", "[status]\nlisten = \"localhost:3401\"\n", "", "tcp"},
+		// Issue 14, attack 5: a site's proxy_pass to a loopback port
+		// published the token-less page; every TCP listener needs the token.
+		{"loopback v4 without token", "[status]\nlisten = \"127.0.0.1:3401\"\n", `status.listen: "127.0.0.1:3401" is a TCP address, and status.token_file is not set`, ""},
+		{"loopback v6 without token", "[status]\nlisten = \"[::1]:3401\"\n", `status.token_file is not set`, ""},
+		{"localhost without token", "[status]\nlisten = \"localhost:3401\"\n", `status.token_file is not set`, ""},
+		{"loopback with token", "[status]\nlisten = \"127.0.0.1:3401\"\ntoken_file = \"status-token\"\n", "", "tcp"},
 		{"unix socket", "[status]\nlisten = \"/run/dh-route/status.sock\"\n", "", "unix"},
 		{"public with token", "[status]\nlisten = \"0.0.0.0:3401\"\ntoken_file = \"/etc/dh-deployer/status-token\"\n", "", "tcp"},
 		{"credential name", "[status]\nlisten = \"192.0.2.1:3401\"\ntoken_file = \"status-token\"\n", "", "tcp"},
-		{"public without token", "[status]\nlisten = \"0.0.0.0:3401\"\n", `status.listen: "0.0.0.0:3401" is not a loopback address, and status.token_file is not set`, ""},
-		{"all addresses without token", "[status]\nlisten = \":3401\"\n", `status.listen: ":3401" is not a loopback address`, ""},
-		{"host name without token", "[status]\nlisten = \"example.org:3401\"\n", `is not a loopback address`, ""},
-		{"mapped loopback", "[status]\nlisten = \"[::ffff:127.0.0.1]:3401\"\n", "", "tcp"},
+		{"public without token", "[status]\nlisten = \"0.0.0.0:3401\"\n", `status.listen: "0.0.0.0:3401" is a TCP address, and status.token_file is not set`, ""},
+		{"all addresses without token", "[status]\nlisten = \":3401\"\n", `status.listen: ":3401" is a TCP address`, ""},
+		{"host name without token", "[status]\nlisten = \"example.org:3401\"\n", `status.token_file is not set`, ""},
+		{"mapped loopback without token", "[status]\nlisten = \"[::ffff:127.0.0.1]:3401\"\n", `status.token_file is not set`, ""},
 		{"no port", "[status]\nlisten = \"127.0.0.1\"\n", `status.listen: must be host:port or an absolute unix socket path`, ""},
 		{"bad port", "[status]\nlisten = \"127.0.0.1:http\"\n", `status.listen: port "http" must be a number`, ""},
 		{"long socket", "[status]\nlisten = \"/" + strings.Repeat("s", 110) + "\"\n", `status.listen: unix socket path longer than 107 bytes`, ""},

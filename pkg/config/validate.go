@@ -169,7 +169,65 @@ func (c *Config) validate() []problem {
 		paths[d.Path] = name
 	}
 	c.validateDomainOwners(ck)
+	c.validateUsers(ck)
 	return ck.problems
+}
+
+// DefaultDeployUser is the user a deployment of kind "steps" or "self"
+// without a user key runs as: the one dh-deploy@.service names.
+const DefaultDeployUser = "dh-deploy"
+
+// stageUsers are the users of the stages other than dh-deploy; no nginx
+// deployment may run as one of them (or as root).
+var stageUsers = []string{"root", "dh-receive", "dh-route", "dh-nginx", "dh-cert"}
+
+// RunsAs is the Unix user the deployment's worker runs as: User if set;
+// else, for kind "nginx", "dh-deploy-NAME" (a user of its own); else
+// DefaultDeployUser.
+func (d *Deployment) RunsAs() string { return d.runsAs(d.Name) }
+
+func (d *Deployment) runsAs(name string) string {
+	switch {
+	case d.User != "":
+		return d.User
+	case d.Kind == KindNginx:
+		return DefaultDeployUser + "-" + name
+	}
+	return DefaultDeployUser
+}
+
+// validateUsers gives every nginx-kind deployment a user of its own: the
+// user that may hand dh-nginx a commit to install (dh-nginx accepts an
+// nginx-sites entry only from it) must not be one whose build steps run
+// another repository's code (issue 14: a build step of a deployment
+// sharing the user rewrote the nginx deployment's checkout and queued it).
+func (c *Config) validateUsers(ck *checker) {
+	users := map[string][]string{} // user → deployments running as it
+	for _, name := range c.DeploymentNames() {
+		if d := c.Deployments[name]; d != nil {
+			users[d.runsAs(name)] = append(users[d.runsAs(name)], name)
+		}
+	}
+	for _, name := range c.DeploymentNames() {
+		d := c.Deployments[name]
+		if d == nil || d.Kind != KindNginx {
+			continue
+		}
+		key, user := k("deployments", name, "user"), d.runsAs(name)
+		switch others := slices.DeleteFunc(slices.Clone(users[user]), func(n string) bool { return n == name }); {
+		case len(user) > 32:
+			ck.add(key, "required for kind %q with a name this long: the default user %q is longer than 32 bytes", KindNginx, user)
+		case slices.Contains(stageUsers, user):
+			ck.add(key, "%q is a dh-deployer stage's user (or root); an nginx deployment needs a user of its own", user)
+		case len(others) > 0:
+			ck.add(key, "%q is also the user of deployments.%s; an nginx deployment needs a user of its own",
+				user, strings.Join(others, ", deployments."))
+			if user == DefaultDeployUser {
+				ck.hint(fmt.Sprintf("a deployment without a user key runs as %s; leave user out of the nginx deployment to get %q",
+					DefaultDeployUser, DefaultDeployUser+"-"+name))
+			}
+		}
+	}
 }
 
 // absPath checks a required absolute path.

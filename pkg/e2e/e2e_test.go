@@ -100,7 +100,9 @@ sites      = [{ rule = "include", select = ["*"] }]
 		sites.fullName, r.checkout("sites"), sites.bare))
 	r.migrate()
 	r.acl("deployment", "app")
-	r.acl("deployment", "sites")
+	// An nginx deployment runs as a user of its own (issue 14): only its
+	// entries reach dh-nginx.
+	r.ownUser("sites", sites, "--nginx")
 	r.startStages([]string{"app", "sites"}, "dh-nginx", "dh-cert")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

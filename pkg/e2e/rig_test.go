@@ -75,6 +75,8 @@ type rig struct {
 	mu       sync.Mutex
 	procs    map[string]*proc
 	stopOnce sync.Once
+
+	users map[string]string // deployment → its user, when not dh-deploy (ownUser)
 }
 
 // newRig makes the users, DH_ROOT with the shipped queues, the binaries, a
@@ -315,6 +317,7 @@ type repo struct {
 	env      []string
 	commits  []string // pushed to main, oldest first
 	head     string   // the newest commit made
+	user     string   // who fetches from bare; "" for dh-deploy
 }
 
 // newRepo makes ROOT/git/NAME.git and a clone of it.
@@ -401,7 +404,45 @@ func (g *repo) push(t *testing.T, shas []string) {
 	t.Helper()
 	g.git(t, g.work, "push", "-q", "origin", "HEAD:refs/heads/main")
 	g.commits = append(g.commits, shas...)
-	chownName(t, g.bare, "dh-deploy:dh-deployer", "-R")
+	chownName(t, g.bare, g.owner()+":dh-deployer", "-R")
+}
+
+// owner is the user that fetches from the bare repository.
+func (g *repo) owner() string {
+	if g.user != "" {
+		return g.user
+	}
+	return "dh-deploy"
+}
+
+// ownUser gives deployment name a user of its own, as docs/operations.md
+// does for an nginx deployment ("dh-deploy-NAME"): the user (made once
+// per host), its database role, its empty checkout and its queue rights
+// (dh-deployer-acl deployment NAME USER, with extra flags such as
+// --nginx); g, the repository it fetches from, becomes the user's.
+func (r *rig) ownUser(name string, g *repo, flags ...string) string {
+	t := r.t
+	t.Helper()
+	u := "dh-deploy-" + name
+	if exec.Command("id", u).Run() != nil {
+		if out, err := exec.Command("useradd", "--system", "--gid", "dh-deployer", "--no-create-home",
+			"--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", u).CombinedOutput(); err != nil {
+			t.Fatalf("useradd %s: %v\n%s", u, err, out)
+		}
+	}
+	if _, err := r.db.Exec(fmt.Sprintf(`CREATE ROLE %q LOGIN IN ROLE "dh-deploy"`, u)); err != nil {
+		t.Fatalf("create role %s: %v", u, err)
+	}
+	mkdir(t, r.checkout(name), 0o755)
+	chownName(t, r.checkout(name), u+":dh-deployer")
+	g.user = u
+	chownName(t, g.bare, u+":dh-deployer", "-R")
+	r.acl(append([]string{"deployment", name, u}, flags...)...)
+	if r.users == nil {
+		r.users = map[string]string{}
+	}
+	r.users[name] = u
+	return u
 }
 
 // A proc is a stage running as its user: runuser, in its own process
@@ -580,7 +621,11 @@ func (r *rig) startStages(deployments []string, extra ...string) {
 	r.t.Helper()
 	r.start("dh-route", "dh-route", "dh-route", "run", "--wait")
 	for _, d := range deployments {
-		r.start("dh-deploy@"+d, "dh-deploy", "dh-deploy", "run", d, "--wait")
+		user := r.users[d]
+		if user == "" {
+			user = "dh-deploy"
+		}
+		r.start("dh-deploy@"+d, "dh-deploy", user, "run", d, "--wait")
 	}
 	for _, s := range extra {
 		r.start(s, s, s, "run", "--wait")

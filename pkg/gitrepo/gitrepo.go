@@ -132,6 +132,13 @@ type Repo struct {
 	// duplicates win.
 	Env []string
 
+	// Foreign says the checkout belongs to another user, whom the caller
+	// trusts with it (dh-nginx reading a deployment's commit): git, which
+	// otherwise refuses such a repository ("dubious ownership"), is told
+	// on its command line that Path is safe. For reading only: never
+	// Sync, Checkout or Maintain a Foreign repository.
+	Foreign bool
+
 	// origin is the URL Sync last made origin's: a Repo reused across runs
 	// checks origin's configuration once, not before every fetch.
 	origin string
@@ -552,6 +559,21 @@ func kind(ref string) string {
 // its output. A failure is a *gitError, or an error of sysexec.Run (git
 // missing, dir missing, ctx already done).
 func (r *Repo) run(ctx context.Context, dir string, args ...string) (string, error) {
+	return r.exec(ctx, dir, maxOutput, false, args...)
+}
+
+// errTooLong is the error of runMax when git's output was longer than
+// its limit.
+var errTooLong = errors.New("output too long")
+
+// runMax is run for output that is data: up to max bytes of it are
+// kept, and a successful command whose output was longer fails with
+// errTooLong.
+func (r *Repo) runMax(ctx context.Context, dir string, max int, args ...string) (string, error) {
+	return r.exec(ctx, dir, max, true, args...)
+}
+
+func (r *Repo) exec(ctx context.Context, dir string, max int, whole bool, args ...string) (string, error) {
 	git := r.Git
 	if git == "" {
 		git = DefaultGit
@@ -560,18 +582,25 @@ func (r *Repo) run(ctx context.Context, dir string, args ...string) (string, err
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
+	argv := append([]string(nil), gitConfig...)
+	if r.Foreign {
+		argv = append(argv, "-c", "safe.directory="+r.Path)
+	}
 	res, err := sysexec.Run(ctx, sysexec.Cmd{
 		Path:      git,
-		Args:      append(append([]string(nil), gitConfig...), args...),
+		Args:      append(argv, args...),
 		Dir:       dir,
 		Env:       r.env(),
 		Timeout:   timeout,
-		MaxOutput: maxOutput,
+		MaxOutput: max,
 	})
 	r.logger().Debug("git", "cmd", args[0], "dir", dir, "exit", res.ExitCode, "duration", res.Duration)
 	var ee *sysexec.ExitError
 	if errors.As(err, &ee) {
 		return string(res.Output), &gitError{cmd: "git " + args[0], exit: ee}
+	}
+	if whole && err == nil && res.Truncated {
+		return "", fmt.Errorf("git %s: %w (more than %d bytes)", args[0], errTooLong, max)
 	}
 	return string(res.Output), err
 }

@@ -3,19 +3,23 @@
 // snippets into Nginx.SnippetsDir, tests the whole configuration and
 // reloads nginx. docs/nginx.md is the operator's version of this comment.
 //
-// For an nginx-sites entry (Converge):
+// For an nginx-sites entry (Handle, Converge):
 //
-//  1. The deployment's checkout must be at the entry's commit (its HEAD,
-//     read from .git without running git, before and after reading the
-//     files). Otherwise the entry is stale: a newer entry follows, so it
-//     is recorded and dropped.
+//  0. The entry must come from the deployment's own user (the owner of
+//     its file: config.Deployment.RunsAs), root or dh-cert, and name a
+//     commit the deployment's runs recorded as verified (a succeeded run
+//     of it; from the deployment's user also the still running run the
+//     entry names). Otherwise it is refused and recorded.
+//  1. The deployment's checkout must be at the entry's commit (its HEAD).
+//     Otherwise the entry is stale: a newer entry follows, so it is
+//     recorded and dropped.
 //  2. Site files are production/NAME.conf or production/NAME.nginxconf;
 //     NAME.conf.disabled (or .nginxconf.disabled) is never installed. The
 //     deployment's site rules select among them (config.Deployment.
 //     SelectsSite: the last matching rule wins, none means excluded).
 //     Every regular file directly in snippets/ is a snippet. Everything
-//     is read through os.Root: symbolic links, anything that is not a
-//     regular file, and paths out of the checkout are refused.
+//     is read from the commit's git objects (readTree), never the working
+//     tree: symbolic links, submodules and files over 1 MiB are refused.
 //  3. A selected site is refused (and reported) when its name is not a
 //     certificate name (lower-case DNS labels), when it does not parse,
 //     or when a server block has no server_name or a name that is not a
@@ -42,12 +46,17 @@
 //     the changes is written (both fsynced) before conf.d is touched.
 //     Existing files are overwritten in place (they keep their owner,
 //     mode and ACL); new files are created under a temporary name and
-//     linked into place. Then Nginx.TestCommand runs. If it fails, every
+//     linked into place. Then Nginx.TestCommand runs, between two
+//     hashings of the deployment's files: they must be the bytes written
+//     and unchanged by the time the test ends. If either fails, every
 //     file is restored byte for byte, the journal removed, and the entry
 //     fails with nginx's message: nginx is never reloaded with a broken
 //     configuration. If it passes, a reload-pending flag is set, the
-//     journal removed, the manifest saved, Nginx.ReloadCommand run and the
-//     flag cleared.
+//     journal removed, the manifest saved, the files hashed once more
+//     (changed since the test: no reload), Nginx.ReloadCommand run and
+//     the flag cleared. Before all this, installed files that differ
+//     from the manifest are reported as drift and, if the commit has
+//     them, written and tested again.
 //  6. Crash safety: a journal left by a crash is rolled back before
 //     anything else (at start and before each converge), and the entry,
 //     still queued, converges again. A reload-pending flag left behind
@@ -82,6 +91,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
@@ -101,7 +111,14 @@ type Options struct {
 	// Wait makes the install lock wait for another dh-nginx (replay)
 	// rather than fail with TempFail.
 	Wait bool
+	// CertUser is dh-cert's Unix user, whose nginx-sites entries (the
+	// re-queue once a certificate exists) are accepted for verified
+	// commits; "" means DefaultCertUser.
+	CertUser string
 }
+
+// DefaultCertUser is dh-cert's user (systemd/dh-deployer.sysusers).
+const DefaultCertUser = "dh-cert"
 
 // Installer is dh-nginx: it handles the entries of queues/nginx.
 type Installer struct {
@@ -110,6 +127,8 @@ type Installer struct {
 	st   *store.Store
 	log  *slog.Logger
 	wait bool
+	// certUser is Options.CertUser.
+	certUser string
 }
 
 // New returns an installer for the configuration; st records the
@@ -119,7 +138,11 @@ func New(cfg *config.Config, st *store.Store, opts Options) *Installer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Installer{cfg: cfg, st: st, log: log, wait: opts.Wait}
+	certUser := opts.CertUser
+	if certUser == "" {
+		certUser = DefaultCertUser
+	}
+	return &Installer{cfg: cfg, st: st, log: log, wait: opts.Wait, certUser: certUser}
 }
 
 // SetConfig hands the installer a reloaded configuration (SIGHUP); it
@@ -144,6 +167,7 @@ type Result struct {
 	Pending   []string // sites waiting for a certificate
 	Rejected  []string // "name: reason"
 	Conflicts []string // files in the way that dh-nginx does not manage
+	Drift     []string // installed files that changed since dh-nginx wrote them
 	Output    string   // the test command's output, when it failed
 }
 
@@ -165,9 +189,9 @@ func (in *Installer) Recover(ctx context.Context) error {
 		// Files that passed the test were installed, but nginx may not
 		// have loaded them.
 		in.log.Warn("a reload was pending; testing and reloading")
-		if out, err := in.command(ctx, "test", in.cfg.Nginx.TestCommand); err != nil {
+		if tested, out, err := in.test(ctx, in.managedFiles()); err != nil {
 			in.log.Error("pending reload not done: the configuration test failed", "output", oneLine(out))
-		} else if err := in.reload(ctx); err != nil {
+		} else if err := in.reload(ctx, tested); err != nil {
 			in.log.Error("pending reload failed", "err", err)
 		}
 	}
@@ -194,7 +218,13 @@ func (in *Installer) Handle(ctx context.Context, e *queue.Entry) error {
 		if err != nil {
 			return err
 		}
-		_, err = in.Converge(ctx, req)
+		from, err := in.sender(e, req)
+		if err != nil {
+			in.log.Error("nginx-sites entry refused", "entry", e.Name, "deployment", req.Deployment, "commit", req.Commit, "err", err)
+			in.refuseEntry(ctx, req, err)
+			return err
+		}
+		_, err = in.converge(ctx, req, from)
 		return err
 	case event.KindNginxReload:
 		req, err := event.DecodeNginxReload(e.Data)
@@ -233,13 +263,14 @@ func (in *Installer) Reload(ctx context.Context, reason string) error {
 	}
 	defer unlock()
 	rec := store.NginxInstall{Outcome: store.NginxSucceeded}
-	if out, err := in.command(ctx, "test", in.cfg.Nginx.TestCommand); err != nil {
+	tested, out, err := in.test(ctx, in.managedFiles())
+	if err != nil {
 		rec.Outcome, rec.Error = store.NginxFailed, "nginx configuration test failed: "+out
 		err = sysexits.Errorf(sysexits.DataErr, "configuration test failed; not reloading: %s", oneLine(out))
 		in.log.Error("reload refused: the configuration test failed", "reason", reason, "output", oneLine(out))
 		return errors.Join(err, in.finish(ctx, id, rec))
 	}
-	if err := in.reload(ctx); err != nil {
+	if err := in.reload(ctx, tested); err != nil {
 		rec.Outcome, rec.Error = store.NginxFailed, err.Error()
 		in.log.Error("reload failed", "reason", reason, "err", err)
 		return errors.Join(err, in.finish(ctx, id, rec))
@@ -257,10 +288,16 @@ func (in *Installer) finish(ctx context.Context, id int64, rec store.NginxInstal
 	return nil
 }
 
-// reload sets the reload-pending flag, runs the reload command and clears
-// the flag.
-func (in *Installer) reload(ctx context.Context) error {
+// reload sets the reload-pending flag, checks that the files tested
+// (their hashes when the test passed) are unchanged, runs the reload
+// command and clears the flag. Files changed since the test are not
+// reloaded (errChanged): the flag stays, so the next converge or reload
+// tests them first.
+func (in *Installer) reload(ctx context.Context, tested map[string]string) error {
 	if err := in.setReloadPending(); err != nil {
+		return err
+	}
+	if err := in.unchanged(tested); err != nil {
 		return err
 	}
 	if _, err := in.command(ctx, "reload", in.cfg.Nginx.ReloadCommand); err != nil {
@@ -350,10 +387,15 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " | ")), " ")
 }
 
-// Converge brings the installed files of req's deployment to its commit.
-// See the package documentation for the steps. The error decides the
-// entry's fate (queue.Handler).
+// Converge brings the installed files of req's deployment to its commit,
+// as an operator's request (root's: Handle finds out who published an
+// entry). See the package documentation for the steps. The error decides
+// the entry's fate (queue.Handler).
 func (in *Installer) Converge(ctx context.Context, req *event.NginxSites) (*Result, error) {
+	return in.converge(ctx, req, fromOperator)
+}
+
+func (in *Installer) converge(ctx context.Context, req *event.NginxSites, from origin) (*Result, error) {
 	d, ok := in.cfg.Deployment(req.Deployment)
 	if !ok || d.Kind != config.KindNginx {
 		return nil, sysexits.Errorf(sysexits.DataErr, "deployment %q is not an nginx deployment in %s", req.Deployment, in.cfg.File)
@@ -363,14 +405,19 @@ func (in *Installer) Converge(ctx context.Context, req *event.NginxSites) (*Resu
 	if err != nil {
 		return nil, err
 	}
-	res, err := in.converge(ctx, d, req)
+	res, err := in.install(ctx, d, req, from)
 	rec := store.NginxInstall{Outcome: store.NginxFailed}
 	if res != nil {
 		rec = store.NginxInstall{Outcome: res.Outcome, Installed: res.Installed, Removed: res.Removed,
 			Pending: res.Pending, Rejected: res.Rejected, Conflicts: res.Conflicts}
+		if len(res.Drift) > 0 {
+			// The history has no column of its own for it: the note
+			// goes where an error would.
+			rec.Error = "drift: " + strings.Join(res.Drift, "; ")
+		}
 	}
 	if err != nil {
-		rec.Error = err.Error()
+		rec.Error = strings.TrimPrefix(rec.Error+"; ", "; ") + err.Error()
 		if rec.Outcome != store.NginxPartial {
 			rec.Outcome = store.NginxFailed
 		}
@@ -389,6 +436,10 @@ func (in *Installer) Converge(ctx context.Context, req *event.NginxSites) (*Resu
 	if len(rec.Conflicts) > 0 {
 		attrs = append(attrs, "conflicts", strings.Join(rec.Conflicts, ","))
 	}
+	if res != nil && len(res.Drift) > 0 {
+		attrs = append(attrs, "drift", strings.Join(res.Drift, "; "))
+		in.log.Error("installed files changed since dh-nginx wrote them", "deployment", d.Name, "drift", strings.Join(res.Drift, "; "))
+	}
 	if err != nil {
 		in.log.Error("install failed", append(attrs, "err", err)...)
 	} else {
@@ -397,7 +448,10 @@ func (in *Installer) Converge(ctx context.Context, req *event.NginxSites) (*Resu
 	return res, errors.Join(err, in.finish(ctx, id, rec))
 }
 
-func (in *Installer) converge(ctx context.Context, d *config.Deployment, req *event.NginxSites) (*Result, error) {
+func (in *Installer) install(ctx context.Context, d *config.Deployment, req *event.NginxSites, from origin) (*Result, error) {
+	if err := in.verified(ctx, d, req, from); err != nil {
+		return nil, err
+	}
 	unlock, err := in.lock(ctx)
 	if err != nil {
 		return nil, err
@@ -407,32 +461,33 @@ func (in *Installer) converge(ctx context.Context, d *config.Deployment, req *ev
 		return nil, err
 	}
 
-	root, err := os.OpenRoot(d.Path)
-	if err != nil {
-		return nil, sysexits.Errorf(sysexits.TempFail, "open checkout: %v", err)
-	}
-	defer root.Close()
+	// The files come from the commit's objects, never the working tree.
+	repo := &gitrepo.Repo{Path: d.Path, Timeout: CommandTimeout, Foreign: true, Env: []string{"PATH=" + gitrepo.DefaultPATH}}
 	res := &Result{Outcome: store.NginxSucceeded}
-	if stale, err := in.stale(root, req.Commit); err != nil || stale {
+	if stale, err := in.stale(ctx, repo, req.Commit); err != nil || stale {
 		if stale {
 			res.Outcome = store.NginxStale
 		}
 		return res, err
 	}
-	t, err := readTree(root)
+	t, err := readTree(ctx, repo, req.Commit)
 	if err != nil {
 		return nil, err
-	}
-	if stale, err := in.stale(root, req.Commit); err != nil || stale {
-		if stale {
-			res.Outcome = store.NginxStale
-		}
-		return res, err
 	}
 
 	m, err := in.LoadManifest(d.Name)
 	if err != nil {
 		return nil, err
+	}
+	// What is installed must be what dh-nginx wrote: a file changed since
+	// (by hand, or by anyone who may write conf.d) is reported, and one
+	// of the commit's is written again and tested like any change.
+	drifted, err := drift(m.Files)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range slices.Sorted(maps.Keys(drifted)) {
+		res.Drift = append(res.Drift, p+": "+drifted[p])
 	}
 	desired := map[string][]byte{} // installed path → content
 	held := map[string]bool{}      // installed paths kept as they are
@@ -535,7 +590,7 @@ func (in *Installer) converge(ctx context.Context, d *config.Deployment, req *ev
 			switch {
 			case same && !managed:
 				res.Adopted = append(res.Adopted, dest)
-			case same:
+			case same && drifted[dest] == "":
 			case !managed:
 				res.Conflicts = append(res.Conflicts, dest)
 				continue
@@ -571,11 +626,12 @@ func (in *Installer) converge(ctx context.Context, d *config.Deployment, req *ev
 			return res, err
 		}
 		if in.reloadPending() {
-			if out, err := in.command(ctx, "test", in.cfg.Nginx.TestCommand); err != nil {
+			tested, out, err := in.test(ctx, slices.Collect(maps.Keys(next.Files)))
+			if err != nil {
 				res.Outcome, res.Output = store.NginxFailed, out
 				return res, sysexits.Errorf(sysexits.DataErr, "configuration test failed; not reloading: %s", oneLine(out))
 			}
-			if err := in.reload(ctx); err != nil {
+			if err := in.reload(ctx, tested); err != nil {
 				res.Outcome = store.NginxFailed
 				return res, err
 			}
@@ -589,13 +645,25 @@ func (in *Installer) converge(ctx context.Context, d *config.Deployment, req *ev
 		}
 		return res, err
 	}
-	if out, err := in.command(ctx, "test", in.cfg.Nginx.TestCommand); err != nil {
+	// Install what was tested: the files as the test saw them are the
+	// bytes written (nothing changed them since apply), and they are the
+	// same after the test and again right before the reload.
+	tested, out, err := in.test(ctx, slices.Collect(maps.Keys(next.Files)))
+	if err == nil {
+		if err = changedFrom(tested, wanted(j)); err != nil {
+			out = err.Error()
+		}
+	}
+	if err != nil {
 		res.Outcome, res.Output = store.NginxFailed, out
 		if rerr := in.rollback(j); rerr != nil {
 			return res, errors.Join(err, rerr)
 		}
 		if ctx.Err() != nil {
 			return res, ctx.Err()
+		}
+		if errors.Is(err, errChanged) {
+			return res, fmt.Errorf("%w; previous files restored, nginx not reloaded", err)
 		}
 		if !isExit(err) {
 			return res, err // the program is missing, or may not run
@@ -612,7 +680,7 @@ func (in *Installer) converge(ctx context.Context, d *config.Deployment, req *ev
 	if err := in.saveManifest(next); err != nil {
 		return res, err
 	}
-	if err := in.reload(ctx); err != nil {
+	if err := in.reload(ctx, tested); err != nil {
 		res.Outcome = store.NginxFailed
 		return res, err
 	}
@@ -640,8 +708,8 @@ func refused(res *Result) error {
 }
 
 // stale reports whether the checkout's HEAD is not at commit.
-func (in *Installer) stale(root *os.Root, commit string) (bool, error) {
-	head, err := readHead(root)
+func (in *Installer) stale(ctx context.Context, repo *gitrepo.Repo, commit string) (bool, error) {
+	head, err := repo.Head(ctx)
 	if err != nil {
 		return false, sysexits.Errorf(sysexits.TempFail, "read the checkout's HEAD: %v", err)
 	}

@@ -462,13 +462,13 @@ func TestHandleEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.in.Handle(ctx, &queue.Entry{Name: "x.json", Data: data}); err != nil {
+	if err := r.in.Handle(ctx, r.entry(data, 0)); err != nil {
 		t.Fatalf("Handle(nginx-sites) = %v", err)
 	}
 	r.waitHTTP("a.example.test", "a")
 
 	reload, _ := (&event.NginxReload{Reason: "renewed", RequestedAt: time.Now()}).Encode()
-	if err := r.in.Handle(ctx, &queue.Entry{Name: "y.json", Data: reload}); err != nil {
+	if err := r.in.Handle(ctx, r.entry(reload, 0)); err != nil {
 		t.Fatalf("Handle(nginx-reload) = %v", err)
 	}
 	if row := r.lastInstall(); row.Kind != store.NginxKindReload || row.Outcome != store.NginxSucceeded {
@@ -476,13 +476,13 @@ func TestHandleEntries(t *testing.T) {
 	}
 	// A broken configuration (not ours) is never reloaded.
 	r.write(filepath.Join(r.dir, "conf.d/broken.conf"), "nonsense;\n")
-	if err := r.in.Handle(ctx, &queue.Entry{Name: "z.json", Data: reload}); !sysexits.Is(err, sysexits.DataErr) {
+	if err := r.in.Handle(ctx, r.entry(reload, 0)); !sysexits.Is(err, sysexits.DataErr) {
 		t.Errorf("Handle(nginx-reload) with a broken configuration = %v; want a DataErr", err)
 	}
 	r.waitHTTP("a.example.test", "a")
 
 	other, _ := (&event.CertRequest{Name: "a.test", Domains: []string{"a.test"}, For: *e, RequestedAt: time.Now()}).Encode()
-	if err := r.in.Handle(ctx, &queue.Entry{Name: "w.json", Data: other}); !sysexits.Is(err, sysexits.DataErr) {
+	if err := r.in.Handle(ctx, r.entry(other, 0)); !sysexits.Is(err, sysexits.DataErr) {
 		t.Errorf("Handle(cert-request) = %v; want a DataErr", err)
 	}
 }

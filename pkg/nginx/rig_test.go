@@ -18,6 +18,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/nginx/nginxtest"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
@@ -70,6 +71,7 @@ kind = "nginx"
 repository = "acme/nginx"
 branches = ["main"]
 path = %q
+user = "daemon"
 sites = %s
 domains = ["*.test"]
 %s`, filepath.Join(r.dir, "queues"), filepath.Join(r.dir, "state"), r.url,
@@ -84,7 +86,7 @@ domains = ["*.test"]
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.st.Close() })
-	r.in = New(r.cfg, r.st, Options{Wait: true})
+	r.in = New(r.cfg, r.st, Options{Wait: true, CertUser: "bin"})
 	r.git("init", "-q", "-b", "main")
 	return r
 }
@@ -118,8 +120,45 @@ func (r *rig) commit(files map[string]string) *event.NginxSites {
 	}
 	r.git("add", "-A")
 	r.git("commit", "-q", "--allow-empty", "-m", "change")
-	return &event.NginxSites{Deployment: "sites", Commit: r.git("rev-parse", "HEAD"), Delivery: "d-" + r.git("rev-parse", "--short", "HEAD"),
+	e := &event.NginxSites{Deployment: "sites", Commit: r.git("rev-parse", "HEAD"), Delivery: "d-" + r.git("rev-parse", "--short", "HEAD"),
 		RequestedAt: time.Now()}
+	e.RunID = r.run(e, store.RunSucceeded)
+	return e
+}
+
+// run records a run of deployment sites at e's commit in state, as
+// dh-deploy does (its history is what dh-nginx trusts), and returns its id.
+func (r *rig) run(e *event.NginxSites, state string) int64 {
+	r.t.Helper()
+	id, err := r.st.InsertRun(context.Background(), store.Run{Delivery: fmt.Sprintf("%s-%s-%d", e.Delivery, state, time.Now().UnixNano()), Deployment: "sites",
+		Ref: "refs/heads/main", Commit: e.Commit, State: store.RunRunning, StartedAt: time.Now()})
+	if err == nil && state != store.RunRunning {
+		err = r.st.FinishRun(context.Background(), id, store.RunResult{State: state})
+	}
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return id
+}
+
+// entry writes an entry as a file owned by uid, as the queue hands it to
+// Handle.
+func (r *rig) entry(data []byte, uid int) *queue.Entry {
+	r.t.Helper()
+	dir := filepath.Join(r.dir, "entries")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		r.t.Fatal(err)
+	}
+	f, err := os.CreateTemp(dir, "*.json")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	f.Write(data)
+	f.Close()
+	if err := os.Chown(f.Name(), uid, uid); err != nil {
+		r.t.Fatal(err)
+	}
+	return &queue.Entry{Name: filepath.Base(f.Name()), Path: f.Name(), Data: data}
 }
 
 // site is a plain HTTP site answering body.

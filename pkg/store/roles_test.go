@@ -59,6 +59,8 @@ func TestRoles(t *testing.T) {
 		{"dh-deploy", `SELECT count(*) FROM events`, false},
 		{"dh-deploy", `DELETE FROM runs`, false},
 		{"dh-nginx", run, false},
+		{"dh-nginx", `SELECT count(*) FROM runs`, true}, // the verified commits
+		{"dh-nginx", `UPDATE runs SET state = 'succeeded'`, false},
 		{"dh-nginx", `INSERT INTO nginx_installs (kind, deployment, outcome) VALUES ('sites', 'sites', 'running')`, true},
 		{"dh-nginx", `SELECT count(*) FROM certs`, false},
 		{"dh-cert", event, false},

@@ -189,6 +189,16 @@ func (s *Store) RunsOf(ctx context.Context, delivery, deployment string) ([]Run,
 	return runs, nil
 }
 
+// CommitRuns returns the runs of a deployment that deployed commit,
+// newest first.
+func (s *Store) CommitRuns(ctx context.Context, deployment, commit string) ([]Run, error) {
+	runs, err := s.runs(ctx, `WHERE deployment = $1 AND commit_sha = $2 ORDER BY id DESC`, deployment, commit)
+	if err != nil {
+		return nil, fmt.Errorf("list runs of %s at %s: %w", deployment, commit, err)
+	}
+	return runs, nil
+}
+
 // GetRun returns run id of a deployment; ErrNotFound if there is none.
 func (s *Store) GetRun(ctx context.Context, deployment string, id int64) (Run, error) {
 	runs, err := s.runs(ctx, `WHERE deployment = $1 AND id = $2`, deployment, id)

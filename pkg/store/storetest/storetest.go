@@ -94,6 +94,31 @@ func NewMigrated(t testing.TB) string {
 	return u
 }
 
+// Deployed records, in the database at url, a succeeded run of deployment
+// at commit, as dh-deploy does once it verified and checked it out (what
+// dh-nginx requires of an nginx-sites entry), and returns the run's id.
+func Deployed(t testing.TB, url, deployment, commit string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	id, err := st.InsertRun(ctx, store.Run{Delivery: fmt.Sprintf("deployed-%d", runs.Add(1)), Deployment: deployment,
+		Ref: "refs/heads/main", Commit: commit, State: store.RunRunning})
+	if err == nil {
+		err = st.FinishRun(ctx, id, store.RunResult{State: store.RunSucceeded})
+	}
+	if err != nil {
+		t.Fatalf("record a run of %s at %s: %v", deployment, commit, err)
+	}
+	return id
+}
+
+// runs numbers the deliveries of the runs Deployed records.
+var runs atomic.Int64
+
 // Private starts a cluster for this test alone, removed when the test ends,
 // and returns it with the URL of an empty database in it. Stopping it does
 // not disturb other tests.

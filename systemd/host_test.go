@@ -309,7 +309,7 @@ const siteFile = `server {
     server_name www.site.test;
     ssl_certificate /etc/letsencrypt/live/www.site.test/fullchain.pem;
     ssl_certificate_key /etc/letsencrypt/live/www.site.test/privkey.pem;
-    return 200 "site ok\n";
+    return 200 "site ok";
 }`
 
 // nginxAndCert adds the nginx-kind deployment of docs/operations.md

@@ -95,6 +95,7 @@ branches   = ["main"]
 path       = %q
 clone_url  = %q
 sites      = [{ rule = "include", select = ["*"] }]
+domains    = ["app.test"]
 `, srv.ConfDir, srv.SnippetsDir, ca.Live, argv(srv.TestCommand()), argv(srv.ReloadCommand()),
 		argv(ca.Command(t)), ca.Webroot, ca.Directory, r.appDeployment("app", app),
 		sites.fullName, r.checkout("sites"), sites.bare))

@@ -11,6 +11,9 @@
 //   - dh-deploy working an nginx-kind deployment's queue: every delivery
 //     is still queued or has a succeeded run whose hand-off is in
 //     queues/nginx; after recovery each has exactly one succeeded run.
+//   - dh-nginx consuming nginx-reload entries with a private nginx
+//     (pkg/nginx/nginxtest): every entry whole or consumed, none failed,
+//     and none consumed in a round without a reload.
 //
 // Each test logs one line "powerloss: STAGE: rounds=R acknowledged=A
 // lost=L corrupt=C" (dh-route and dh-deploy add duplicates=D; dh-route's
@@ -22,7 +25,7 @@
 // The crash file system keeps only what fsync, fdatasync and directory
 // fsyncs made durable, like a disk after a power cut, and like any FUSE
 // file system it never sees syncfs(2). The tests need root, /dev/fuse and
-// fusermount3 (Debian's fuse3); dh-route's and dh-deploy's also a
+// fusermount3 (Debian's fuse3); dh-route's, dh-deploy's and dh-nginx's also a
 // throwaway PostgreSQL (pkg/store/storetest), which is not on the crash file system and keeps
 // everything across a cut.
 package powerloss

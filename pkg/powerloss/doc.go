@@ -8,18 +8,24 @@
 //   - dh-route cut mid-batch: every delivery is in queues/main or in each of
 //     its deployment queues, never in neither; after recovery, in each
 //     deployment queue exactly once.
+//   - dh-deploy working an nginx-kind deployment's queue: every delivery
+//     is still queued or has a succeeded run whose hand-off is in
+//     queues/nginx; after recovery each has exactly one succeeded run.
+//   - dh-nginx consuming nginx-reload entries with a private nginx
+//     (pkg/nginx/nginxtest): every entry whole or consumed, none failed,
+//     and none consumed in a round without a reload.
 //
 // Each test logs one line "powerloss: STAGE: rounds=R acknowledged=A
-// lost=L corrupt=C" (dh-route adds duplicates=D; its acknowledged counts
-// the deliveries put into queues/main, its lost (delivery, deployment
-// queue) pairs in neither place). make test runs a few
+// lost=L corrupt=C" (dh-route and dh-deploy add duplicates=D; dh-route's
+// acknowledged counts the deliveries put into queues/main, its lost
+// (delivery, deployment queue) pairs in neither place). make test runs a few
 // rounds; make crash many: DH_CRASH_ROUNDS (rounds per stage) and
 // DH_CRASH_TIME (a Go duration per stage) bound them.
 //
 // The crash file system keeps only what fsync, fdatasync and directory
 // fsyncs made durable, like a disk after a power cut, and like any FUSE
 // file system it never sees syncfs(2). The tests need root, /dev/fuse and
-// fusermount3 (Debian's fuse3); dh-route's also a throwaway PostgreSQL
-// (pkg/store/storetest), which is not on the crash file system and keeps
+// fusermount3 (Debian's fuse3); dh-route's, dh-deploy's and dh-nginx's also a
+// throwaway PostgreSQL (pkg/store/storetest), which is not on the crash file system and keeps
 // everything across a cut.
 package powerloss

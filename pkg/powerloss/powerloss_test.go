@@ -52,7 +52,7 @@ type tally struct {
 func (c *tally) report(t *testing.T, fs *crashfs.FS) {
 	t.Helper()
 	line := fmt.Sprintf("powerloss: %s: rounds=%d acknowledged=%d lost=%d corrupt=%d", c.stage, c.rounds, c.acked, c.lost, c.corrupt)
-	if c.stage == "dh-route" {
+	if c.stage == "dh-route" || c.stage == "dh-deploy" {
 		line += fmt.Sprintf(" duplicates=%d", c.duplicates)
 	}
 	n := fs.Counts()

@@ -91,32 +91,41 @@ func serveBench(b *testing.B, h http.Handler) string {
 	return "http://" + l.Addr().String() + "/github-webhook"
 }
 
-// load sends b.N signed deliveries from conc clients and reports
-// throughput and latency percentiles.
-func load(b *testing.B, url string, conc int, body []byte) {
-	sig := github.Sign(body, secret)
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc}}
-	lat := make([]time.Duration, b.N)
+// target is one side of BenchmarkReceive at one concurrency: a server,
+// its clients' connections, and what it measured over its chunks.
+type target struct {
+	url     string
+	client  *http.Client
+	next    atomic.Int64 // deliveries sent, over every run: each has its own id
+	lat     []time.Duration
+	elapsed time.Duration
+}
+
+func newTarget(url string, conc int) *target {
+	return &target{url: url, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc}}}
+}
+
+// chunk sends n signed deliveries from conc clients and adds their
+// latencies and the time they took to t's.
+func (t *target) chunk(b *testing.B, conc, n int, body []byte, sig string) {
+	lat := make([]time.Duration, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	b.ResetTimer()
 	start := time.Now()
-	for c := 0; c < conc; c++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for range conc {
+		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= b.N {
+				if i >= n {
 					return
 				}
-				req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+				req, _ := http.NewRequest("POST", t.url, bytes.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
 				req.Header.Set("X-GitHub-Event", "push")
-				req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("00000000-0000-4000-8000-%012d", i))
+				req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("00000000-0000-4000-8000-%012d", t.next.Add(1)))
 				req.Header.Set("X-Hub-Signature-256", sig)
 				t0 := time.Now()
-				resp, err := client.Do(req)
+				resp, err := t.client.Do(req)
 				if err != nil {
 					b.Error(err)
 					return
@@ -129,16 +138,51 @@ func load(b *testing.B, url string, conc int, body []byte) {
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
-	b.ReportMetric(float64(lat[b.N/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(lat[b.N*99/100].Microseconds())/1000, "p99-ms")
+	t.elapsed += time.Since(start)
+	t.lat = append(t.lat, lat...)
+}
+
+// report reports t's throughput and latency percentiles over its chunks.
+func (t *target) report(b *testing.B) {
+	if len(t.lat) == 0 {
+		b.Fatal("nothing measured")
+	}
+	lat := slices.Sorted(slices.Values(t.lat))
+	b.ReportMetric(float64(len(lat))/t.elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(0, "ns/op")
+}
+
+// Chunks is how many parts BenchmarkReceive splits each side's requests
+// into, alternating the sides.
+const Chunks = 8
+
+// interleave sends n deliveries to each of floor and dh in Chunks
+// alternating chunks (floor first, then dh first, and so on), so that both
+// see the same phases of the disk's write-back, and keeps each side's
+// figures of this run only.
+func interleave(b *testing.B, floor, dh *target, conc, n int, body []byte) {
+	sig := github.Sign(body, secret)
+	for _, t := range []*target{floor, dh} {
+		t.lat, t.elapsed = nil, 0
+	}
+	for k := range Chunks {
+		size := n*(k+1)/Chunks - n*k/Chunks
+		if size == 0 {
+			continue
+		}
+		pair := []*target{floor, dh}
+		if k%2 == 1 {
+			pair[0], pair[1] = dh, floor
+		}
+		for _, t := range pair {
+			t.chunk(b, conc, size, body, sig)
+		}
+	}
 }
 
 // Writer is the concurrent build of the benchmarks' "writer" condition: a
@@ -153,6 +197,13 @@ const (
 // BenchmarkReceive compares dh-receive with the floor, at concurrency 1,
 // 16 and 64, on a quiet disk and beside a buffered writer on the same file
 // system, in the same run. Compare them as ratios: the machine is shared.
+//
+// The two sides are measured together, interleaved: floor/cN sends b.N
+// deliveries to each side in Chunks alternating chunks, and reports the
+// floor's throughput and latency percentiles over its chunks;
+// dh-receive/cN then reports dh-receive's, measured by the same run. So a
+// writer's dirty data ages (the kernel writes it back after about 30 s)
+// under both sides alike, rather than under whichever ran second.
 func BenchmarkReceive(b *testing.B) {
 	body := benchPayload(b)
 	for _, cond := range []string{"quiet", "writer"} {
@@ -163,25 +214,31 @@ func BenchmarkReceive(b *testing.B) {
 				defer stop()
 			}
 			for _, conc := range []int{1, 16, 64} {
+				d, err := os.MkdirTemp(dir, "floor.")
+				if err != nil {
+					b.Fatal(err)
+				}
+				floor := newTarget(serveBench(b, floorHandler(d)), conc)
+				if d, err = os.MkdirTemp(dir, "receive."); err != nil {
+					b.Fatal(err)
+				}
+				q := queue.Open(filepath.Join(d, "main"))
+				if err := q.Init(); err != nil {
+					b.Fatal(err)
+				}
+				s := &Server{Config: config.Default().Receive, Secrets: [][]byte{secret}, Queue: q,
+					Logger: slog.New(slog.DiscardHandler), Now: time.Now}
+				dh := newTarget(serveBench(b, s.Handler()), conc)
+
 				b.Run(fmt.Sprintf("floor/c%d", conc), func(b *testing.B) {
-					d, err := os.MkdirTemp(dir, "floor.")
-					if err != nil {
-						b.Fatal(err)
-					}
-					load(b, serveBench(b, floorHandler(d)), conc, body)
+					interleave(b, floor, dh, conc, b.N, body)
+					b.StopTimer()
+					floor.report(b)
 				})
 				b.Run(fmt.Sprintf("dh-receive/c%d", conc), func(b *testing.B) {
-					d, err := os.MkdirTemp(dir, "receive.")
-					if err != nil {
-						b.Fatal(err)
+					for range b.N { // measured with the floor, above
 					}
-					q := queue.Open(filepath.Join(d, "main"))
-					if err := q.Init(); err != nil {
-						b.Fatal(err)
-					}
-					s := &Server{Config: config.Default().Receive, Secrets: [][]byte{secret}, Queue: q,
-						Logger: slog.New(slog.DiscardHandler), Now: time.Now}
-					load(b, serveBench(b, s.Handler()), conc, body)
+					dh.report(b)
 				})
 			}
 		})

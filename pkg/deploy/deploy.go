@@ -432,10 +432,18 @@ func (w *Worker) supersede(ctx context.Context, req Request, newer string) error
 	why := fmt.Sprintf("superseded by delivery %s, waiting in the queue", newer)
 	err := w.db(ctx, "record superseded run", func(ctx context.Context) error {
 		return w.st.InTx(ctx, func(tx *store.Store) error {
-			id, err := tx.InsertRun(ctx, store.Run{Delivery: req.Delivery, Deployment: w.d.Name, Attempt: req.Attempt,
-				Trigger: req.Trigger, Ref: req.Ref, Commit: req.Commit, State: store.RunSuperseded})
-			if err != nil {
-				return err
+			// An entry that waited (paused, outside the windows) has its
+			// queued run, this very attempt: that row ends superseded. A
+			// second row of the attempt would break the unique key and
+			// leave the queued one waiting forever.
+			id := req.waiting
+			if id == 0 {
+				var err error
+				id, err = tx.InsertRun(ctx, store.Run{Delivery: req.Delivery, Deployment: w.d.Name, Attempt: req.Attempt,
+					Trigger: req.Trigger, Ref: req.Ref, Commit: req.Commit, State: store.RunSuperseded})
+				if err != nil {
+					return err
+				}
 			}
 			return tx.FinishRun(ctx, id, store.RunResult{State: store.RunSuperseded, Error: why})
 		})

@@ -771,3 +771,74 @@ self = { install_dir = %q, migrate = false, restart = [["sh", "-c", "echo restar
 		t.Errorf("trace %q; want no restart after a failed install", got)
 	}
 }
+
+// Three pushes that arrive one by one while the deployment is held (paused,
+// or outside its windows) coalesce when the hold ends: the newest deploys,
+// the older ones' waiting runs become superseded (updated, not inserted
+// again), and nothing goes to failed/.
+func TestHeldPushesCoalesce(t *testing.T) {
+	t.Parallel()
+	for _, hold := range []string{"pause", "windows"} {
+		t.Run(hold, func(t *testing.T) {
+			t.Parallel()
+			extra := `steps = [["sh", "-c", "echo $DH_COMMIT >> $TRACE"]]`
+			if hold == "windows" {
+				extra = "windows = [\"wed 10:00-11:00\"]\ntime_zone = \"UTC\"\n" + extra
+			}
+			r := newRig(t, extra)
+			clock := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC) // a Wednesday, an hour before the window
+			drain := func() error {
+				w, err := deploy.New(r.cfg, "app", r.st, deploy.Options{Getenv: os.Getenv, Now: func() time.Time { return clock }})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer w.Close()
+				c, err := w.Queue().Lock(t.Context(), true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				return c.Run(context.Background(), w.Handle, queue.Options{Once: true})
+			}
+			if hold == "pause" {
+				if err := pause.Set(r.cfg, pause.Pause{Deployment: "app", Reason: "freeze", Since: time.Now()}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var last string
+			for i := range 3 {
+				last = r.commit("main", map[string]string{"n": fmt.Sprint(i)})
+				r.enqueue(fmt.Sprintf("d-%d", i), "refs/heads/main", last)
+				if err := drain(); !sysexits.Is(err, sysexits.TempFail) {
+					t.Fatalf("drain while held, push %d = %v; want TempFail", i, err)
+				}
+			}
+			if hold == "pause" {
+				if err := pause.Resume(r.cfg, "app"); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				clock = clock.Add(time.Hour + time.Minute)
+			}
+			if err := drain(); err != nil {
+				t.Fatalf("drain after the hold = %v", err)
+			}
+			runs := r.runs()
+			want := []string{store.RunSuperseded, store.RunSuperseded, store.RunSucceeded}
+			if got := states(runs); !slices.Equal(got, want) {
+				t.Fatalf("runs %v (%+v); want %v", got, runs, want)
+			}
+			for _, run := range runs[:2] {
+				if run.SupersededBy != runs[2].ID || run.FinishedAt.IsZero() {
+					t.Errorf("run %d superseded_by = %d, finished %v; want %d, finished", run.ID, run.SupersededBy, run.FinishedAt, runs[2].ID)
+				}
+			}
+			if got := r.readTrace(); got != last+"\n" {
+				t.Errorf("steps ran for %q; want only the newest %s", got, last)
+			}
+			if f := r.failed(); len(f) != 0 {
+				t.Errorf("failed/ = %v; want empty", f)
+			}
+		})
+	}
+}

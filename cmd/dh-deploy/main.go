@@ -21,8 +21,10 @@
 // deployment, is logged and the old one kept. run waits for the database
 // at start (run --once exits 75 instead). docs/deploy.md has the details.
 //
-// Exit status follows sysexits(3): 0 ok, 1 the run failed or was refused,
-// 64 usage, 65 bad entry, 69 a step's program is missing, 74 I/O error,
+// Exit status follows sysexits(3): 0 ok, 1 the run (deploy, rollback,
+// replay) failed or was refused, 64 usage or an unknown deployment, 65 bad
+// entry, 69 a step's program is missing or nothing to roll back to or
+// show, 74 I/O error,
 // 75 temporary failure (database or network down, queue locked), 78 bad
 // configuration.
 package main
@@ -84,12 +86,21 @@ var app = &cli.App{
 	},
 }
 
+var errNoDeployment = errors.New("no deployment")
+
 // worker opens everything the deployment name's worker needs; waiting,
-// if not nil, waits for the database (see store.LoadWait).
+// if not nil, waits for the database (see store.LoadWait). A name the
+// configuration lacks is a usage error (64), or bad data (65) when it
+// comes from an entry (replay).
 func worker(ctx context.Context, env *cli.Env, name string, wait bool, waiting func(error, time.Duration)) (*deploy.Worker, func(), error) {
 	cfg, st, err := store.LoadWait(ctx, env.Config, waiting)
 	if err != nil {
 		return nil, nil, err
+	}
+	if _, ok := cfg.Deployment(name); !ok {
+		st.Close()
+		return nil, nil, sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "%w %q in %s", errNoDeployment, name, cfg.File),
+			"the deployments are: "+strings.Join(cfg.DeploymentNames(), ", "))
 	}
 	w, err := deploy.New(cfg, name, st, deploy.Options{Logger: env.Logger, Getenv: env.Getenv, Stderr: env.Stderr,
 		Wait: wait, Version: cli.VersionString()})
@@ -139,11 +150,14 @@ func replay(ctx context.Context, env *cli.Env, args []string) error {
 		return sysexits.Errorf(sysexits.DataErr, "replay %s: not a github-event entry of a deployment queue", args[0])
 	}
 	w, done, err := worker(ctx, env, head.Deployment, false, nil)
+	if errors.Is(err, errNoDeployment) {
+		return sysexits.New(sysexits.DataErr, fmt.Errorf("replay %s: %w", args[0], err))
+	}
 	if err != nil {
 		return err
 	}
 	defer done()
-	return queue.Replay(ctx, args[0], w.Replay)
+	return handOut(queue.Replay(ctx, args[0], w.Replay))
 }
 
 func manual(ctx context.Context, env *cli.Env, args []string) error {
@@ -190,6 +204,16 @@ func report(env *cli.Env, r store.Run, err error) error {
 		fmt.Fprintf(env.Stdout, "run %d: %s %s at %s\n", r.ID, r.State, r.Deployment, r.Commit)
 	}
 	if errors.Is(err, deploy.ErrRefused) {
+		return sysexits.New(sysexits.Failure, err)
+	}
+	return handOut(err)
+}
+
+// handOut gives a failed run by hand exit status 1 (the queue's handler
+// marks it 70 so that the entry alone fails); a step's program that is
+// missing keeps its 69.
+func handOut(err error) error {
+	if errors.Is(err, deploy.ErrFailed) && sysexits.Is(err, sysexits.Software) {
 		return sysexits.New(sysexits.Failure, err)
 	}
 	return err

@@ -248,3 +248,41 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Errorf("runs %v; want three succeeded", got)
 	}
 }
+
+// Runs by hand exit with the documented statuses: 0 a run that succeeded,
+// 1 one that failed (deploy, rollback, replay) with the run's error, 69
+// nothing to roll back to, 64 an unknown deployment.
+func TestManualExitStatus(t *testing.T) {
+	t.Parallel()
+	bin := testenv.Build(t, "dh-deploy")
+	r := newRig(t, `steps = [["sh", "-c", "test ! -e $TRACE.fail || exit 3"]]`)
+	dh := func(want int, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, append([]string{"-c", r.file}, args...)...)
+		b, _ := cmd.CombinedOutput()
+		if got := cmd.ProcessState.ExitCode(); got != want {
+			t.Errorf("dh-deploy %s exited %d; want %d\n%s", strings.Join(args, " "), got, want, b)
+		}
+		return string(b)
+	}
+	a := r.commit("main", map[string]string{"a": "1"})
+	dh(0, "deploy", "app")
+	dh(69, "rollback", "app")
+	r.commit("main", map[string]string{"a": "2"})
+	dh(0, "deploy", "app")
+	dh(64, "deploy", "nope")
+	if err := os.WriteFile(r.trace+".fail", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := dh(1, "deploy", "app", "--commit", a); !strings.Contains(out, "step 1 (sh) failed") {
+		t.Errorf("a failed deploy says %q; want the run's error", out)
+	}
+	dh(1, "rollback", "app")
+	r.enqueue("d-1", "refs/heads/main", r.commit("main", map[string]string{"a": "3"}))
+	dh(0, "run", "app", "--once")
+	failed := r.failed()
+	if len(failed) != 1 {
+		t.Fatalf("failed/ = %v; want the failed entry", failed)
+	}
+	dh(1, "replay", filepath.Join(r.cfg.QueuePath("app"), queue.FailedDir, failed[0]))
+}

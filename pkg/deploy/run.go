@@ -229,6 +229,7 @@ func (r *run) fail(ctx context.Context, cause error, code, step *int) (store.Run
 	if state == store.RunInterrupted {
 		return r.rec, ctx.Err()
 	}
+	cause = &failedError{cause}
 	switch sysexits.Code(cause) {
 	case sysexits.Failure, sysexits.TempFail, sysexits.IOErr:
 		// A failed run is final for this entry, whatever failed inside it:
@@ -295,6 +296,17 @@ func (r *run) status(state ghstatus.State, description string) {
 	}
 	w.notices.commitStatus(w.d.Repository, r.req.Commit, ghstatus.Status{State: state, Description: description, TargetURL: target})
 }
+
+// ErrFailed is wrapped by the error of a run recorded as failed: the
+// commands by hand exit 1 on it (the queue fails the entry).
+var ErrFailed = errors.New("run failed")
+
+// failedError is a failed run's cause, marked as ErrFailed.
+type failedError struct{ err error }
+
+func (e *failedError) Error() string        { return e.err.Error() }
+func (e *failedError) Unwrap() error        { return e.err }
+func (e *failedError) Is(target error) bool { return target == ErrFailed }
 
 func intp(n int) *int { return &n }
 

@@ -9,7 +9,7 @@
 //	dh-deploy [-c FILE] replay FILE                  handle one entry in the foreground
 //	dh-deploy [-c FILE] deploy NAME [--commit SHA] [--ref REF] [--force]
 //	                                                 deploy now, by hand
-//	dh-deploy [-c FILE] rollback NAME [--force]      redeploy the previous successful commit
+//	dh-deploy [-c FILE] rollback NAME [--force]      redeploy the commit before the live one (again: further back)
 //	dh-deploy [-c FILE] pause NAME|--all [--reason R] hold NAME's (or every) queue
 //	dh-deploy [-c FILE] resume NAME|--all            end the pause
 //	dh-deploy [-c FILE] history NAME [-n N] [--json] the runs, newest first
@@ -24,9 +24,8 @@
 // Exit status follows sysexits(3): 0 ok, 1 the run (deploy, rollback,
 // replay) failed or was refused, 64 usage or an unknown deployment, 65 bad
 // entry, 69 a step's program is missing or nothing to roll back to or
-// show, 74 I/O error,
-// 75 temporary failure (database or network down, queue locked), 78 bad
-// configuration.
+// show, 74 I/O error, 75 temporary failure (database or network down,
+// queue locked), 78 bad configuration.
 package main
 
 import (
@@ -65,7 +64,7 @@ var app = &cli.App{
 		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
 		{Name: "deploy", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"commit", "ref", "force"},
 			Summary: "deploy now, by hand: the tip of the ref, or a given commit on it", Run: manual},
-		{Name: "rollback", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"force"}, Summary: "redeploy the previous successful commit", Run: rollback},
+		{Name: "rollback", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"force"}, Summary: "redeploy the commit before the live one; repeated, walk further back", Run: rollback},
 		{Name: "pause", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all", "reason"},
 			Summary: "hold the deployment's queue (or every one) until resume", Run: pauseCmd},
 		{Name: "resume", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all"}, Summary: "end a pause", Run: resumeCmd},

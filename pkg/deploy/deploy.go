@@ -516,30 +516,74 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 	return rec, err
 }
 
-// Rollback redeploys the newest successfully deployed commit older than the
-// one deployed last (trigger "rollback"). With no such commit it fails
-// with sysexits.Unavailable.
+// Rollback deploys, again, the commit before the live one (trigger
+// "rollback"); repeated rollbacks walk further back, never forward to a
+// commit rolled back from (see rollbackTarget). With nothing earlier it
+// fails with sysexits.Unavailable.
 func (w *Worker) Rollback(ctx context.Context, force bool) (store.Run, error) {
 	runs, err := w.st.ListRuns(ctx, w.d.Name, 0)
 	if err != nil {
 		return store.Run{}, err
 	}
-	current := ""
-	for _, r := range runs {
-		if r.State != store.RunSucceeded {
-			continue
-		}
-		if current == "" {
-			current = r.Commit
-			continue
-		}
-		if r.Commit != current {
-			w.log.Info("rolling back", "from", current, "to", r.Commit, "run", r.ID)
-			return w.Deploy(ctx, Request{Delivery: ManualID(TriggerRollback), Trigger: TriggerRollback,
-				Ref: r.Ref, Commit: r.Commit, AllowOlder: true, Force: force})
+	var ok []store.Run // the succeeded runs, oldest first
+	for i := len(runs) - 1; i >= 0; i-- {
+		if runs[i].State == store.RunSucceeded {
+			ok = append(ok, runs[i])
 		}
 	}
+	pos := livePosition(ok)
+	if t := rollbackTarget(ok, pos); t >= 0 {
+		r := ok[t]
+		w.log.Info("rolling back", "from", ok[len(ok)-1].Commit, "to", r.Commit, "run", r.ID)
+		return w.Deploy(ctx, Request{Delivery: ManualID(TriggerRollback), Trigger: TriggerRollback,
+			Ref: r.Ref, Commit: r.Commit, AllowOlder: true, Force: force})
+	}
 	return store.Run{}, sysexits.Errorf(sysexits.Unavailable, "%s has no earlier successful commit to roll back to", w.d.Name)
+}
+
+// livePosition returns the index, in ok (the succeeded runs, oldest
+// first), of the run that stands for the live commit, or -1: the newest
+// run, unless it is a rollback, which stands for the run it rolled back
+// to. Replaying the history from the start gives each rollback the run
+// rollbackTarget chose for it then; one that does not match (recorded
+// before this rule) stands for the newest earlier deploy of its commit.
+func livePosition(ok []store.Run) int {
+	pos := -1
+	for i, r := range ok {
+		if r.Trigger != TriggerRollback || pos < 0 {
+			pos = i
+			continue
+		}
+		if t := rollbackTarget(ok[:i], pos); t >= 0 && ok[t].Commit == r.Commit {
+			pos = t
+			continue
+		}
+		pos = i
+		for j := i - 1; j >= 0; j-- {
+			if ok[j].Commit == r.Commit && ok[j].Trigger != TriggerRollback {
+				pos = j
+				break
+			}
+		}
+	}
+	return pos
+}
+
+// rollbackTarget returns the index of the run whose commit a rollback
+// from position pos deploys: the newest succeeded run before pos, not
+// itself a rollback, whose commit is not pos's; -1 if there is none.
+// Rollbacks are not steps of the walk, so repeated ones go further back
+// and never forward to a commit rolled back from.
+func rollbackTarget(ok []store.Run, pos int) int {
+	if pos < 0 {
+		return -1
+	}
+	for j := pos - 1; j >= 0; j-- {
+		if ok[j].Commit != ok[pos].Commit && ok[j].Trigger != TriggerRollback {
+			return j
+		}
+	}
+	return -1
 }
 
 // lockRun takes the deployment's run lock, waiting for a run in progress

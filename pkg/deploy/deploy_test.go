@@ -842,3 +842,44 @@ func TestHeldPushesCoalesce(t *testing.T) {
 		})
 	}
 }
+
+// Repeated rollbacks walk back through the commits deployed before the
+// live one, never forward to one rolled back from; with nothing earlier,
+// rollback says so.
+func TestRollbackWalksBack(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, `steps = [["sh", "-c", "echo $DH_COMMIT >> $TRACE"]]`)
+	var c []string
+	for i := range 3 {
+		c = append(c, r.commit("main", map[string]string{"n": fmt.Sprint(i)}))
+		r.enqueue(fmt.Sprintf("d-%d", i), "refs/heads/main", c[i])
+		if err := r.drain(); err != nil {
+			t.Fatalf("drain = %v", err)
+		}
+	}
+	w := r.worker()
+	defer w.Close()
+	ctx := context.Background()
+	for _, want := range []string{c[1], c[0]} {
+		run, err := w.Rollback(ctx, false)
+		if err != nil || run.Commit != want || run.State != store.RunSucceeded || r.head() != want {
+			t.Fatalf("Rollback() = %+v, %v, head %s; want %s", run, err, r.head(), want)
+		}
+	}
+	if run, err := w.Rollback(ctx, false); !sysexits.Is(err, sysexits.Unavailable) {
+		t.Errorf("Rollback() at the first commit = %+v, %v; want Unavailable", run, err)
+	}
+	// A new deploy of c2 is the live place again: rollback walks back
+	// from it through the deploys (c1, c0), not through the rollbacks.
+	run, err := w.Deploy(ctx, deploy.Request{Delivery: deploy.ManualID(deploy.TriggerManual), Trigger: deploy.TriggerManual,
+		Ref: "refs/heads/main", Commit: c[2], AllowOlder: true})
+	if err != nil || run.State != store.RunSucceeded {
+		t.Fatalf("deploy of %s = %+v, %v", c[2], run, err)
+	}
+	for _, want := range []string{c[1], c[0]} {
+		run, err := w.Rollback(ctx, false)
+		if err != nil || run.Commit != want || r.head() != want {
+			t.Fatalf("Rollback() after redeploying c2 = %+v, %v; want %s", run, err, want)
+		}
+	}
+}

@@ -79,7 +79,7 @@ var app = &cli.App{
 		fs.String("ref", "", "the ref to deploy or verify against, refs/heads/X or refs/tags/X (default: the first branch followed)")
 		fs.IntP("limit", "n", 20, "how many runs to print (0: all)")
 		fs.Bool("json", false, "print JSON, one run per line")
-		fs.Bool("force", false, "deploy even while paused or outside the deploy windows (recorded in the run's note)")
+		fs.Bool("force", false, "deploy even while paused or outside the deploy windows (recorded in the run's note), and rebuild a commit already live")
 		fs.Bool("all", false, "every deployment (a global pause)")
 		fs.String("reason", "", "why, for the log, history and status")
 	},

@@ -22,7 +22,10 @@
 //     a. fetch (or clone) under the run lock, so that a manual deploy and
 //     the worker never share the checkout; a network failure is a
 //     TempFail before any run is recorded: the entry waits;
-//     b. record the run (state running) and post a pending status;
+//     b. record the run (state running) and post a pending status; a
+//     commit already live (checked out, and the newest run that touched
+//     the checkout succeeded with it) ends there as unchanged, unless
+//     Force;
 //     c. refuse, with a recorded reason, a commit the fetched ref does not
 //     contain, and (unless by hand) a commit older than the one checked
 //     out, i.e. an ancestor of it: a stale redelivery never rolls back;
@@ -257,7 +260,7 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, trigger string) err
 	}
 	attempt := 1
 	for _, r := range runs {
-		if r.State == store.RunSucceeded {
+		if r.State == store.RunSucceeded || r.State == store.RunUnchanged {
 			w.log.Info("already deployed; nothing to do", "delivery", req.Delivery, "commit", r.Commit, "run", r.ID)
 			return nil
 		}
@@ -469,7 +472,8 @@ type Request struct {
 	// is checked out (manual deploys and rollbacks only).
 	AllowOlder bool
 	// Force deploys even while the deployment is paused or outside its
-	// windows (manual deploys only); the run's note says so.
+	// windows (manual deploys only); the run's note says so. It also
+	// rebuilds the live commit, which is otherwise recorded unchanged.
 	Force bool
 
 	waiting  int64  // the run that waited for this attempt (state queued), if any

@@ -883,3 +883,50 @@ func TestRollbackWalksBack(t *testing.T) {
 		}
 	}
 }
+
+// A push or redelivery of the live commit under new delivery GUIDs runs
+// no step: it is recorded unchanged. deploy --force (Force) rebuilds it,
+// and after a failed run of it a push builds it again.
+func TestLiveCommitUnchanged(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, `steps = [["sh", "-c", "echo $DH_COMMIT >> $TRACE; test ! -e $TRACE.fail"]]`)
+	sha := r.commit("main", nil)
+	for i := range 3 {
+		r.enqueue(fmt.Sprintf("d-%d", i), "refs/heads/main", sha)
+		if err := r.drain(); err != nil {
+			t.Fatalf("drain %d = %v", i, err)
+		}
+	}
+	runs := r.runs()
+	if got := states(runs); !slices.Equal(got, []string{store.RunSucceeded, store.RunUnchanged, store.RunUnchanged}) ||
+		r.readTrace() != sha+"\n" || len(r.failed()) != 0 {
+		t.Fatalf("runs %v, trace %q, failed/ %v; want one build, then unchanged twice", got, r.readTrace(), r.failed())
+	}
+	if !strings.Contains(runs[2].Note, fmt.Sprintf("already live (run %d)", runs[0].ID)) || runs[2].FinishedAt.IsZero() {
+		t.Errorf("unchanged run %+v; want a finished run naming the live one", runs[2])
+	}
+	w := r.worker()
+	defer w.Close()
+	manual := deploy.Request{Delivery: deploy.ManualID(deploy.TriggerManual), Trigger: deploy.TriggerManual, Ref: "refs/heads/main"}
+	if run, err := w.Deploy(context.Background(), manual); err != nil || run.State != store.RunUnchanged {
+		t.Errorf("manual deploy of the live commit = %+v, %v; want unchanged", run, err)
+	}
+	manual.Delivery, manual.Force = deploy.ManualID(deploy.TriggerManual), true
+	if run, err := w.Deploy(context.Background(), manual); err != nil || run.State != store.RunSucceeded ||
+		r.readTrace() != sha+"\n"+sha+"\n" {
+		t.Errorf("forced deploy of the live commit = %+v, %v, trace %q; want it rebuilt", run, err, r.readTrace())
+	}
+	os.WriteFile(r.trace+".fail", nil, 0o644)
+	manual.Delivery = deploy.ManualID(deploy.TriggerManual)
+	if run, _ := w.Deploy(context.Background(), manual); run.State != store.RunFailed {
+		t.Fatalf("forced failing deploy = %+v; want failed", run)
+	}
+	os.Remove(r.trace + ".fail")
+	r.enqueue("d-9", "refs/heads/main", sha)
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain after a failed run = %v", err)
+	}
+	if runs := r.runs(); runs[len(runs)-1].State != store.RunSucceeded {
+		t.Errorf("a push of the commit after its failed run: %v; want it built again", states(runs))
+	}
+}

@@ -56,10 +56,23 @@ func (r *run) do(ctx context.Context) (store.Run, error) {
 	if err != nil {
 		return r.recordFailure(ctx, err)
 	}
+	var live int64
+	if !r.req.Force && previous == r.req.Commit {
+		if live, err = r.liveRun(ctx); err != nil {
+			return r.rec, err
+		}
+	}
+	if live != 0 {
+		r.note = fmt.Sprintf("commit already live (run %d); no step ran (dh-deploy deploy %s --force rebuilds it)", live, d.Name)
+	}
 	if err := r.record(ctx, previous); err != nil {
 		return r.rec, err
 	}
 	defer r.out.Close()
+	if live != 0 {
+		r.out.Line("unchanged: %s", r.note)
+		return r.finish(ctx, store.RunResult{State: store.RunUnchanged}, nil)
+	}
 	r.log = r.log.With("run", r.rec.ID, "commit", r.req.Commit)
 	r.log.Info("run started", "ref", r.req.Ref, "previous", previous, "attempt", r.req.Attempt)
 	r.status(ghstatus.Pending, fmt.Sprintf("deploying %s", d.Name))
@@ -102,6 +115,33 @@ func (r *run) do(ctx context.Context) (store.Run, error) {
 		}
 	}
 	return r.finish(ctx, store.RunResult{State: store.RunSucceeded, ExitCode: intp(0)}, nil)
+}
+
+// liveRun returns the id of the run that made the checked-out commit,
+// req's, live, or 0: the newest run that touched the checkout (succeeded,
+// failed or interrupted) if it succeeded with that commit. A failed or
+// interrupted run since may have left the checkout half-built.
+func (r *run) liveRun(ctx context.Context) (int64, error) {
+	var runs []store.Run
+	err := r.w.db(ctx, "read runs", func(ctx context.Context) (err error) {
+		runs, err = r.w.st.ListRuns(ctx, r.w.d.Name, 100)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, run := range runs {
+		switch run.State {
+		case store.RunSucceeded:
+			if run.Commit == r.req.Commit {
+				return run.ID, nil
+			}
+			return 0, nil
+		case store.RunFailed, store.RunInterrupted:
+			return 0, nil
+		}
+	}
+	return 0, nil
 }
 
 // record inserts the run row (state running) and opens its log.

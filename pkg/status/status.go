@@ -422,6 +422,8 @@ func result(r store.Run) string {
 	switch r.State {
 	case store.RunSucceeded:
 		parts = append(parts, "ok")
+	case store.RunUnchanged:
+		parts = append(parts, "already live")
 	case store.RunFailed:
 		switch {
 		case r.ExitCode != nil && r.FailedStep != nil:

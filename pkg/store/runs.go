@@ -17,6 +17,7 @@ const (
 	RunSuperseded  = "superseded"  // a newer commit replaced it before it ran
 	RunRefused     = "refused"     // e.g. the commit is not on the branch, or is older
 	RunInterrupted = "interrupted" // the worker stopped mid-run
+	RunUnchanged   = "unchanged"   // its commit was already live: no step ran
 )
 
 // Run is one deployment attempt: a row of the deployment history.
@@ -67,7 +68,7 @@ func (s *Store) InsertRun(ctx context.Context, r Run) (id int64, err error) {
 
 // RunResult is how a run ended, for FinishRun.
 type RunResult struct {
-	State        string // a final state: succeeded, failed, superseded, refused, interrupted
+	State        string // a final state: succeeded, failed, superseded, refused, interrupted, unchanged
 	ExitCode     *int   // of the failed step, 0 on success; nil if no step ran or it died by a signal
 	FailedStep   *int   // number (from 1) of the step that failed
 	Error        string // why it failed or was refused; "" for none

@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -91,7 +92,7 @@ var errNoDeployment = errors.New("no deployment")
 // if not nil, waits for the database (see store.LoadWait). A name the
 // configuration lacks is a usage error (64), or bad data (65) when it
 // comes from an entry (replay).
-func worker(ctx context.Context, env *cli.Env, name string, wait bool, waiting func(error, time.Duration)) (*deploy.Worker, func(), error) {
+func worker(ctx context.Context, env *cli.Env, name string, wait bool, waiting func(error, time.Duration), user string) (*deploy.Worker, func(), error) {
 	cfg, st, err := store.LoadWait(ctx, env.Config, waiting)
 	if err != nil {
 		return nil, nil, err
@@ -102,7 +103,7 @@ func worker(ctx context.Context, env *cli.Env, name string, wait bool, waiting f
 			"the deployments are: "+strings.Join(cfg.DeploymentNames(), ", "))
 	}
 	w, err := deploy.New(cfg, name, st, deploy.Options{Logger: env.Logger, Getenv: env.Getenv, Stderr: env.Stderr,
-		Wait: wait, Version: cli.VersionString()})
+		Wait: wait, Version: cli.VersionString(), User: user})
 	if err != nil {
 		st.Close()
 		return nil, nil, err
@@ -110,12 +111,25 @@ func worker(ctx context.Context, env *cli.Env, name string, wait bool, waiting f
 	return w, func() { w.Close(); st.Close() }, nil
 }
 
+// unixUser is the person behind a command by hand, for the run's
+// triggered_by: the sudo caller (SUDO_USER), else the name of the uid.
+func unixUser(env *cli.Env) string {
+	if u := env.Getenv("SUDO_USER"); u != "" {
+		return u
+	}
+	uid := strconv.Itoa(os.Getuid())
+	if u, err := user.LookupId(uid); err == nil {
+		return u.Username
+	}
+	return "uid " + uid
+}
+
 func run(ctx context.Context, env *cli.Env, args []string) error {
 	once, _ := env.Flags.GetBool("once")
 	wait, _ := env.Flags.GetBool("wait")
 	hup, stop := env.Hangups()
 	defer stop()
-	w, done, err := worker(ctx, env, args[0], !once, env.WaitForDatabase(!once))
+	w, done, err := worker(ctx, env, args[0], !once, env.WaitForDatabase(!once), "")
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for the database
@@ -148,7 +162,7 @@ func replay(ctx context.Context, env *cli.Env, args []string) error {
 	if err := json.Unmarshal(data, &head); err != nil || head.Deployment == "" {
 		return sysexits.Errorf(sysexits.DataErr, "replay %s: not a github-event entry of a deployment queue", args[0])
 	}
-	w, done, err := worker(ctx, env, head.Deployment, false, nil)
+	w, done, err := worker(ctx, env, head.Deployment, false, nil, unixUser(env))
 	if errors.Is(err, errNoDeployment) {
 		return sysexits.New(sysexits.DataErr, fmt.Errorf("replay %s: %w", args[0], err))
 	}
@@ -162,7 +176,7 @@ func replay(ctx context.Context, env *cli.Env, args []string) error {
 func manual(ctx context.Context, env *cli.Env, args []string) error {
 	commit, _ := env.Flags.GetString("commit")
 	ref, _ := env.Flags.GetString("ref")
-	w, done, err := worker(ctx, env, args[0], false, nil)
+	w, done, err := worker(ctx, env, args[0], false, nil, unixUser(env))
 	if err != nil {
 		return err
 	}
@@ -187,7 +201,7 @@ func manual(ctx context.Context, env *cli.Env, args []string) error {
 }
 
 func rollback(ctx context.Context, env *cli.Env, args []string) error {
-	w, done, err := worker(ctx, env, args[0], false, nil)
+	w, done, err := worker(ctx, env, args[0], false, nil, unixUser(env))
 	if err != nil {
 		return err
 	}
@@ -254,14 +268,14 @@ func history(ctx context.Context, env *cli.Env, args []string) error {
 // printHistory writes runs as a table.
 func printHistory(out io.Writer, runs []store.Run) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "RUN\tQUEUED\tTRIGGER\tSTATE\tCOMMIT\tPREVIOUS\tTOOK\tSTEP\tEXIT\tERROR / NOTE")
+	fmt.Fprintln(w, "RUN\tQUEUED\tTRIGGER\tBY\tSTATE\tCOMMIT\tPREVIOUS\tTOOK\tSTEP\tEXIT\tERROR / NOTE")
 	for _, r := range runs {
 		took := "-"
 		if !r.FinishedAt.IsZero() && !r.StartedAt.IsZero() {
 			took = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.QueuedAt.UTC().Format(time.RFC3339),
-			r.Trigger, r.State, cli.ShortSHA(r.Commit), cli.ShortSHA(r.Previous), took, cli.Num(r.FailedStep), cli.Num(r.ExitCode), cli.OneLine(strings.TrimSpace(r.Error+" "+r.Note)))
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.QueuedAt.UTC().Format(time.RFC3339),
+			r.Trigger, cli.Dash(r.TriggeredBy), r.State, cli.ShortSHA(r.Commit), cli.ShortSHA(r.Previous), took, cli.Num(r.FailedStep), cli.Num(r.ExitCode), cli.OneLine(strings.TrimSpace(r.Error+" "+r.Note)))
 	}
 	return w.Flush()
 }

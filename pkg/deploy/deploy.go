@@ -52,6 +52,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -98,6 +100,9 @@ type Options struct {
 	Version string
 	// Now is the clock of deploy windows; nil means time.Now.
 	Now func() time.Time
+	// User is the Unix user behind the commands by hand (deploy, rollback,
+	// replay), recorded in their runs' triggered_by; "" for the worker.
+	User string
 }
 
 // Worker deploys one deployment.
@@ -112,6 +117,7 @@ type Worker struct {
 	stderr  io.Writer
 	wait    bool
 	now     func() time.Time
+	user    string
 	q       *queue.Queue
 	repo    *gitrepo.Repo // the checkout; used under the run lock only
 	notices *notices
@@ -155,7 +161,7 @@ func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worke
 	}
 	n.start()
 	w := &Worker{
-		name: name, st: st, log: log, getenv: opts.Getenv, stderr: opts.Stderr, wait: opts.Wait, now: opts.Now,
+		name: name, st: st, log: log, getenv: opts.Getenv, stderr: opts.Stderr, wait: opts.Wait, now: opts.Now, user: opts.User,
 		q: queue.Open(cfg.QueuePath(name)), notices: n,
 	}
 	w.use(cfg)
@@ -297,7 +303,7 @@ func (w *Worker) hold(ctx context.Context, req Request, why string) error {
 	if req.waitNote != why {
 		err := w.db(ctx, "record waiting run", func(ctx context.Context) error {
 			_, err := w.st.WaitRun(ctx, store.Run{Delivery: req.Delivery, Deployment: w.d.Name, Attempt: req.Attempt,
-				Trigger: req.Trigger, Ref: req.Ref, Commit: req.Commit, Note: "waiting: " + why})
+				Trigger: req.Trigger, TriggeredBy: req.By, Ref: req.Ref, Commit: req.Commit, Note: "waiting: " + why})
 			return err
 		})
 		if err != nil {
@@ -319,9 +325,11 @@ func (w *Worker) request(data []byte, trigger string) (Request, error) {
 		if dr.Deployment != w.d.Name {
 			return Request{}, sysexits.Errorf(sysexits.DataErr, "entry is for deployment %q, not %q", dr.Deployment, w.d.Name)
 		}
-		req := Request{Delivery: dr.Delivery, Trigger: TriggerToken, Ref: dr.Ref, Commit: dr.Commit}
+		req := Request{Delivery: dr.Delivery, Trigger: TriggerToken, Ref: dr.Ref, Commit: dr.Commit,
+			By: Actor("token", dr.TokenName)}
 		if trigger == TriggerReplay {
 			req.Trigger = trigger
+			req.By = w.byUser(req.By)
 		}
 		if req.Ref == "" {
 			ref, err := DefaultRef(w.d)
@@ -342,7 +350,18 @@ func (w *Worker) request(data []byte, trigger string) (Request, error) {
 	if ev.Source == "git-hook" && trigger == TriggerWebhook {
 		trigger = TriggerHook
 	}
-	return Request{Delivery: ev.Delivery, Trigger: trigger, Ref: push.Ref, Commit: push.After}, nil
+	var pusher, sender string
+	if push.Pusher != nil {
+		pusher = push.Pusher.Name
+	}
+	if push.Sender != nil {
+		sender = push.Sender.Login
+	}
+	by := Actor("pusher", pusher, "sender", sender)
+	if trigger == TriggerReplay {
+		by = w.byUser(by)
+	}
+	return Request{Delivery: ev.Delivery, Trigger: trigger, Ref: push.Ref, Commit: push.After, By: by}, nil
 }
 
 // DefaultRef is the ref a deployment deploys when none is named: its first
@@ -443,7 +462,7 @@ func (w *Worker) supersede(ctx context.Context, req Request, newer string) error
 			if id == 0 {
 				var err error
 				id, err = tx.InsertRun(ctx, store.Run{Delivery: req.Delivery, Deployment: w.d.Name, Attempt: req.Attempt,
-					Trigger: req.Trigger, Ref: req.Ref, Commit: req.Commit, State: store.RunSuperseded})
+					Trigger: req.Trigger, TriggeredBy: req.By, Ref: req.Ref, Commit: req.Commit, State: store.RunSuperseded})
 				if err != nil {
 					return err
 				}
@@ -468,6 +487,9 @@ type Request struct {
 	Ref      string // refs/heads/X or refs/tags/X the commit must be on
 	// Commit is the commit to deploy; "" deploys the tip of Ref.
 	Commit string
+	// By says who or what asked (see Actor); "" means the Unix user of
+	// a command by hand (Options.User).
+	By string
 	// AllowOlder permits moving the checkout back to an ancestor of what
 	// is checked out (manual deploys and rollbacks only).
 	AllowOlder bool
@@ -497,6 +519,9 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 	defer unlock()
 	if req.Attempt == 0 {
 		req.Attempt = 1
+	}
+	if req.By == "" {
+		req.By = w.byUser("")
 	}
 	var note string
 	if why := w.holdReason(w.now()); why != "" {
@@ -588,6 +613,41 @@ func rollbackTarget(ok []store.Run, pos int) int {
 		}
 	}
 	return -1
+}
+
+// Actor renders who triggered a run for the runs' triggered_by: the
+// key=value pairs (key, value, key, value …) whose value is not empty,
+// space-separated. A value that is not a plain name (letters, digits and
+// ._@+-, at most 100 bytes) is quoted, so that one from a payload can
+// neither forge another pair nor carry control characters.
+func Actor(kv ...string) string {
+	var b strings.Builder
+	for i := 0; i+1 < len(kv); i += 2 {
+		v := kv[i+1]
+		if v == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(kv[i] + "=")
+		if plainName.MatchString(v) {
+			b.WriteString(v)
+		} else {
+			if len(v) > 100 {
+				v = v[:100]
+			}
+			b.WriteString(strconv.QuoteToASCII(v))
+		}
+	}
+	return b.String()
+}
+
+var plainName = regexp.MustCompile(`^[A-Za-z0-9._@+-]{1,100}$`)
+
+// byUser prefixes by with the Unix user of a command by hand, if any.
+func (w *Worker) byUser(by string) string {
+	return strings.TrimSpace(Actor("user", w.user) + " " + by)
 }
 
 // lockRun takes the deployment's run lock, waiting for a run in progress

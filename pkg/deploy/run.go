@@ -153,7 +153,8 @@ func (r *run) record(ctx context.Context, previous string) error {
 	}
 	r.out = out
 	r.rec = store.Run{Delivery: r.req.Delivery, Deployment: w.d.Name, Attempt: r.req.Attempt, Trigger: r.req.Trigger,
-		Ref: r.req.Ref, Commit: r.req.Commit, Previous: previous, State: store.RunRunning, StartedAt: r.begun,
+		TriggeredBy: r.req.By,
+		Ref:         r.req.Ref, Commit: r.req.Commit, Previous: previous, State: store.RunRunning, StartedAt: r.begun,
 		LogPath: out.Path, Note: r.note}
 	err = w.db(ctx, "record run", func(ctx context.Context) error {
 		id := r.req.waiting

@@ -9,7 +9,7 @@
 //	dh-deploy [-c FILE] replay FILE                  handle one entry in the foreground
 //	dh-deploy [-c FILE] deploy NAME [--commit SHA] [--ref REF] [--force]
 //	                                                 deploy now, by hand
-//	dh-deploy [-c FILE] rollback NAME [--force]      redeploy the previous successful commit
+//	dh-deploy [-c FILE] rollback NAME [--force]      redeploy the commit before the live one (again: further back)
 //	dh-deploy [-c FILE] pause NAME|--all [--reason R] hold NAME's (or every) queue
 //	dh-deploy [-c FILE] resume NAME|--all            end the pause
 //	dh-deploy [-c FILE] history NAME [-n N] [--json] the runs, newest first
@@ -21,10 +21,11 @@
 // deployment, is logged and the old one kept. run waits for the database
 // at start (run --once exits 75 instead). docs/deploy.md has the details.
 //
-// Exit status follows sysexits(3): 0 ok, 1 the run failed or was refused,
-// 64 usage, 65 bad entry, 69 a step's program is missing, 74 I/O error,
-// 75 temporary failure (database or network down, queue locked), 78 bad
-// configuration.
+// Exit status follows sysexits(3): 0 ok, 1 the run (deploy, rollback,
+// replay) failed or was refused, 64 usage or an unknown deployment, 65 bad
+// entry, 69 a step's program is missing or nothing to roll back to or
+// show, 74 I/O error, 75 temporary failure (database or network down,
+// queue locked), 78 bad configuration.
 package main
 
 import (
@@ -34,6 +35,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -63,7 +65,7 @@ var app = &cli.App{
 		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
 		{Name: "deploy", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"commit", "ref", "force"},
 			Summary: "deploy now, by hand: the tip of the ref, or a given commit on it", Run: manual},
-		{Name: "rollback", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"force"}, Summary: "redeploy the previous successful commit", Run: rollback},
+		{Name: "rollback", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"force"}, Summary: "redeploy the commit before the live one; repeated, walk further back", Run: rollback},
 		{Name: "pause", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all", "reason"},
 			Summary: "hold the deployment's queue (or every one) until resume", Run: pauseCmd},
 		{Name: "resume", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all"}, Summary: "end a pause", Run: resumeCmd},
@@ -78,21 +80,30 @@ var app = &cli.App{
 		fs.String("ref", "", "the ref to deploy or verify against, refs/heads/X or refs/tags/X (default: the first branch followed)")
 		fs.IntP("limit", "n", 20, "how many runs to print (0: all)")
 		fs.Bool("json", false, "print JSON, one run per line")
-		fs.Bool("force", false, "deploy even while paused or outside the deploy windows (recorded in the run's note)")
+		fs.Bool("force", false, "deploy even while paused or outside the deploy windows (recorded in the run's note), and rebuild a commit already live")
 		fs.Bool("all", false, "every deployment (a global pause)")
 		fs.String("reason", "", "why, for the log, history and status")
 	},
 }
 
+var errNoDeployment = errors.New("no deployment")
+
 // worker opens everything the deployment name's worker needs; waiting,
-// if not nil, waits for the database (see store.LoadWait).
-func worker(ctx context.Context, env *cli.Env, name string, wait bool, waiting func(error, time.Duration)) (*deploy.Worker, func(), error) {
+// if not nil, waits for the database (see store.LoadWait). A name the
+// configuration lacks is a usage error (64), or bad data (65) when it
+// comes from an entry (replay).
+func worker(ctx context.Context, env *cli.Env, name string, wait bool, waiting func(error, time.Duration), user string) (*deploy.Worker, func(), error) {
 	cfg, st, err := store.LoadWait(ctx, env.Config, waiting)
 	if err != nil {
 		return nil, nil, err
 	}
+	if _, ok := cfg.Deployment(name); !ok {
+		st.Close()
+		return nil, nil, sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "%w %q in %s", errNoDeployment, name, cfg.File),
+			"the deployments are: "+strings.Join(cfg.DeploymentNames(), ", "))
+	}
 	w, err := deploy.New(cfg, name, st, deploy.Options{Logger: env.Logger, Getenv: env.Getenv, Stderr: env.Stderr,
-		Wait: wait, Version: cli.VersionString()})
+		Wait: wait, Version: cli.VersionString(), User: user})
 	if err != nil {
 		st.Close()
 		return nil, nil, err
@@ -100,12 +111,25 @@ func worker(ctx context.Context, env *cli.Env, name string, wait bool, waiting f
 	return w, func() { w.Close(); st.Close() }, nil
 }
 
+// unixUser is the person behind a command by hand, for the run's
+// triggered_by: the sudo caller (SUDO_USER), else the name of the uid.
+func unixUser(env *cli.Env) string {
+	if u := env.Getenv("SUDO_USER"); u != "" {
+		return u
+	}
+	uid := strconv.Itoa(os.Getuid())
+	if u, err := user.LookupId(uid); err == nil {
+		return u.Username
+	}
+	return "uid " + uid
+}
+
 func run(ctx context.Context, env *cli.Env, args []string) error {
 	once, _ := env.Flags.GetBool("once")
 	wait, _ := env.Flags.GetBool("wait")
 	hup, stop := env.Hangups()
 	defer stop()
-	w, done, err := worker(ctx, env, args[0], !once, env.WaitForDatabase(!once))
+	w, done, err := worker(ctx, env, args[0], !once, env.WaitForDatabase(!once), "")
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for the database
@@ -138,18 +162,21 @@ func replay(ctx context.Context, env *cli.Env, args []string) error {
 	if err := json.Unmarshal(data, &head); err != nil || head.Deployment == "" {
 		return sysexits.Errorf(sysexits.DataErr, "replay %s: not a github-event entry of a deployment queue", args[0])
 	}
-	w, done, err := worker(ctx, env, head.Deployment, false, nil)
+	w, done, err := worker(ctx, env, head.Deployment, false, nil, unixUser(env))
+	if errors.Is(err, errNoDeployment) {
+		return sysexits.New(sysexits.DataErr, fmt.Errorf("replay %s: %w", args[0], err))
+	}
 	if err != nil {
 		return err
 	}
 	defer done()
-	return queue.Replay(ctx, args[0], w.Replay)
+	return handOut(queue.Replay(ctx, args[0], w.Replay))
 }
 
 func manual(ctx context.Context, env *cli.Env, args []string) error {
 	commit, _ := env.Flags.GetString("commit")
 	ref, _ := env.Flags.GetString("ref")
-	w, done, err := worker(ctx, env, args[0], false, nil)
+	w, done, err := worker(ctx, env, args[0], false, nil, unixUser(env))
 	if err != nil {
 		return err
 	}
@@ -174,7 +201,7 @@ func manual(ctx context.Context, env *cli.Env, args []string) error {
 }
 
 func rollback(ctx context.Context, env *cli.Env, args []string) error {
-	w, done, err := worker(ctx, env, args[0], false, nil)
+	w, done, err := worker(ctx, env, args[0], false, nil, unixUser(env))
 	if err != nil {
 		return err
 	}
@@ -190,6 +217,16 @@ func report(env *cli.Env, r store.Run, err error) error {
 		fmt.Fprintf(env.Stdout, "run %d: %s %s at %s\n", r.ID, r.State, r.Deployment, r.Commit)
 	}
 	if errors.Is(err, deploy.ErrRefused) {
+		return sysexits.New(sysexits.Failure, err)
+	}
+	return handOut(err)
+}
+
+// handOut gives a failed run by hand exit status 1 (the queue's handler
+// marks it 70 so that the entry alone fails); a step's program that is
+// missing keeps its 69.
+func handOut(err error) error {
+	if errors.Is(err, deploy.ErrFailed) && sysexits.Is(err, sysexits.Software) {
 		return sysexits.New(sysexits.Failure, err)
 	}
 	return err
@@ -231,14 +268,14 @@ func history(ctx context.Context, env *cli.Env, args []string) error {
 // printHistory writes runs as a table.
 func printHistory(out io.Writer, runs []store.Run) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "RUN\tQUEUED\tTRIGGER\tSTATE\tCOMMIT\tPREVIOUS\tTOOK\tSTEP\tEXIT\tERROR / NOTE")
+	fmt.Fprintln(w, "RUN\tQUEUED\tTRIGGER\tBY\tSTATE\tCOMMIT\tPREVIOUS\tTOOK\tSTEP\tEXIT\tERROR / NOTE")
 	for _, r := range runs {
 		took := "-"
 		if !r.FinishedAt.IsZero() && !r.StartedAt.IsZero() {
 			took = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.QueuedAt.UTC().Format(time.RFC3339),
-			r.Trigger, r.State, cli.ShortSHA(r.Commit), cli.ShortSHA(r.Previous), took, cli.Num(r.FailedStep), cli.Num(r.ExitCode), cli.OneLine(strings.TrimSpace(r.Error+" "+r.Note)))
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.QueuedAt.UTC().Format(time.RFC3339),
+			r.Trigger, cli.Dash(r.TriggeredBy), r.State, cli.ShortSHA(r.Commit), cli.ShortSHA(r.Previous), took, cli.Num(r.FailedStep), cli.Num(r.ExitCode), cli.OneLine(strings.TrimSpace(r.Error+" "+r.Note)))
 	}
 	return w.Flush()
 }

@@ -177,11 +177,17 @@ func (c *Config) WebhookSecrets(getenv func(string) string) ([][]byte, error) {
 	return secrets, nil
 }
 
+// DeployToken is one token of a deployment's token_files.
+type DeployToken struct {
+	Name  string // the base name of its file, for the record
+	Token []byte
+}
+
 // DeployTokens reads every deployment's token_files like WebhookSecrets
 // reads the secrets, and returns the tokens by deployment name; a
 // deployment without token files has no entry.
-func (c *Config) DeployTokens(getenv func(string) string) (map[string][][]byte, error) {
-	tokens := map[string][][]byte{}
+func (c *Config) DeployTokens(getenv func(string) string) (map[string][]DeployToken, error) {
+	tokens := map[string][]DeployToken{}
 	var errs []error
 	for _, name := range c.DeploymentNames() {
 		for _, f := range c.Deployments[name].TokenFiles {
@@ -189,7 +195,7 @@ func (c *Config) DeployTokens(getenv func(string) string) (map[string][][]byte, 
 			if err == nil {
 				var tok []byte
 				if tok, err = ReadSecretFile(path); err == nil {
-					tokens[name] = append(tokens[name], tok)
+					tokens[name] = append(tokens[name], DeployToken{Name: filepath.Base(f), Token: tok})
 				}
 			}
 			if err != nil {

@@ -588,7 +588,7 @@ func (r *rig) waitRun(ctx context.Context, delivery string) (historyRun, error) 
 				continue
 			}
 			switch run.State {
-			case "succeeded":
+			case "succeeded", "unchanged":
 				return run, nil
 			case "failed", "refused":
 				log, _ := r.tool(ctx, "dh-deploy", "logs", Deployment, fmt.Sprint(run.ID))

@@ -22,7 +22,10 @@
 //     a. fetch (or clone) under the run lock, so that a manual deploy and
 //     the worker never share the checkout; a network failure is a
 //     TempFail before any run is recorded: the entry waits;
-//     b. record the run (state running) and post a pending status;
+//     b. record the run (state running) and post a pending status; a
+//     commit already live (checked out, and the newest run that touched
+//     the checkout succeeded with it) ends there as unchanged, unless
+//     Force;
 //     c. refuse, with a recorded reason, a commit the fetched ref does not
 //     contain, and (unless by hand) a commit older than the one checked
 //     out, i.e. an ancestor of it: a stale redelivery never rolls back;
@@ -49,6 +52,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -95,6 +100,9 @@ type Options struct {
 	Version string
 	// Now is the clock of deploy windows; nil means time.Now.
 	Now func() time.Time
+	// User is the Unix user behind the commands by hand (deploy, rollback,
+	// replay), recorded in their runs' triggered_by; "" for the worker.
+	User string
 }
 
 // Worker deploys one deployment.
@@ -109,6 +117,7 @@ type Worker struct {
 	stderr  io.Writer
 	wait    bool
 	now     func() time.Time
+	user    string
 	q       *queue.Queue
 	repo    *gitrepo.Repo // the checkout; used under the run lock only
 	notices *notices
@@ -152,7 +161,7 @@ func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worke
 	}
 	n.start()
 	w := &Worker{
-		name: name, st: st, log: log, getenv: opts.Getenv, stderr: opts.Stderr, wait: opts.Wait, now: opts.Now,
+		name: name, st: st, log: log, getenv: opts.Getenv, stderr: opts.Stderr, wait: opts.Wait, now: opts.Now, user: opts.User,
 		q: queue.Open(cfg.QueuePath(name)), notices: n,
 	}
 	w.use(cfg)
@@ -257,7 +266,7 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, trigger string) err
 	}
 	attempt := 1
 	for _, r := range runs {
-		if r.State == store.RunSucceeded {
+		if r.State == store.RunSucceeded || r.State == store.RunUnchanged {
 			w.log.Info("already deployed; nothing to do", "delivery", req.Delivery, "commit", r.Commit, "run", r.ID)
 			return nil
 		}
@@ -294,7 +303,7 @@ func (w *Worker) hold(ctx context.Context, req Request, why string) error {
 	if req.waitNote != why {
 		err := w.db(ctx, "record waiting run", func(ctx context.Context) error {
 			_, err := w.st.WaitRun(ctx, store.Run{Delivery: req.Delivery, Deployment: w.d.Name, Attempt: req.Attempt,
-				Trigger: req.Trigger, Ref: req.Ref, Commit: req.Commit, Note: "waiting: " + why})
+				Trigger: req.Trigger, TriggeredBy: req.By, Ref: req.Ref, Commit: req.Commit, Note: "waiting: " + why})
 			return err
 		})
 		if err != nil {
@@ -316,9 +325,11 @@ func (w *Worker) request(data []byte, trigger string) (Request, error) {
 		if dr.Deployment != w.d.Name {
 			return Request{}, sysexits.Errorf(sysexits.DataErr, "entry is for deployment %q, not %q", dr.Deployment, w.d.Name)
 		}
-		req := Request{Delivery: dr.Delivery, Trigger: TriggerToken, Ref: dr.Ref, Commit: dr.Commit}
+		req := Request{Delivery: dr.Delivery, Trigger: TriggerToken, Ref: dr.Ref, Commit: dr.Commit,
+			By: Actor("token", dr.TokenName)}
 		if trigger == TriggerReplay {
 			req.Trigger = trigger
+			req.By = w.byUser(req.By)
 		}
 		if req.Ref == "" {
 			ref, err := DefaultRef(w.d)
@@ -339,7 +350,18 @@ func (w *Worker) request(data []byte, trigger string) (Request, error) {
 	if ev.Source == "git-hook" && trigger == TriggerWebhook {
 		trigger = TriggerHook
 	}
-	return Request{Delivery: ev.Delivery, Trigger: trigger, Ref: push.Ref, Commit: push.After}, nil
+	var pusher, sender string
+	if push.Pusher != nil {
+		pusher = push.Pusher.Name
+	}
+	if push.Sender != nil {
+		sender = push.Sender.Login
+	}
+	by := Actor("pusher", pusher, "sender", sender)
+	if trigger == TriggerReplay {
+		by = w.byUser(by)
+	}
+	return Request{Delivery: ev.Delivery, Trigger: trigger, Ref: push.Ref, Commit: push.After, By: by}, nil
 }
 
 // DefaultRef is the ref a deployment deploys when none is named: its first
@@ -432,10 +454,18 @@ func (w *Worker) supersede(ctx context.Context, req Request, newer string) error
 	why := fmt.Sprintf("superseded by delivery %s, waiting in the queue", newer)
 	err := w.db(ctx, "record superseded run", func(ctx context.Context) error {
 		return w.st.InTx(ctx, func(tx *store.Store) error {
-			id, err := tx.InsertRun(ctx, store.Run{Delivery: req.Delivery, Deployment: w.d.Name, Attempt: req.Attempt,
-				Trigger: req.Trigger, Ref: req.Ref, Commit: req.Commit, State: store.RunSuperseded})
-			if err != nil {
-				return err
+			// An entry that waited (paused, outside the windows) has its
+			// queued run, this very attempt: that row ends superseded. A
+			// second row of the attempt would break the unique key and
+			// leave the queued one waiting forever.
+			id := req.waiting
+			if id == 0 {
+				var err error
+				id, err = tx.InsertRun(ctx, store.Run{Delivery: req.Delivery, Deployment: w.d.Name, Attempt: req.Attempt,
+					Trigger: req.Trigger, TriggeredBy: req.By, Ref: req.Ref, Commit: req.Commit, State: store.RunSuperseded})
+				if err != nil {
+					return err
+				}
 			}
 			return tx.FinishRun(ctx, id, store.RunResult{State: store.RunSuperseded, Error: why})
 		})
@@ -457,11 +487,15 @@ type Request struct {
 	Ref      string // refs/heads/X or refs/tags/X the commit must be on
 	// Commit is the commit to deploy; "" deploys the tip of Ref.
 	Commit string
+	// By says who or what asked (see Actor); "" means the Unix user of
+	// a command by hand (Options.User).
+	By string
 	// AllowOlder permits moving the checkout back to an ancestor of what
 	// is checked out (manual deploys and rollbacks only).
 	AllowOlder bool
 	// Force deploys even while the deployment is paused or outside its
-	// windows (manual deploys only); the run's note says so.
+	// windows (manual deploys only); the run's note says so. It also
+	// rebuilds the live commit, which is otherwise recorded unchanged.
 	Force bool
 
 	waiting  int64  // the run that waited for this attempt (state queued), if any
@@ -486,6 +520,9 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 	if req.Attempt == 0 {
 		req.Attempt = 1
 	}
+	if req.By == "" {
+		req.By = w.byUser("")
+	}
 	var note string
 	if why := w.holdReason(w.now()); why != "" {
 		if !req.Force {
@@ -508,30 +545,109 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 	return rec, err
 }
 
-// Rollback redeploys the newest successfully deployed commit older than the
-// one deployed last (trigger "rollback"). With no such commit it fails
-// with sysexits.Unavailable.
+// Rollback deploys, again, the commit before the live one (trigger
+// "rollback"); repeated rollbacks walk further back, never forward to a
+// commit rolled back from (see rollbackTarget). With nothing earlier it
+// fails with sysexits.Unavailable.
 func (w *Worker) Rollback(ctx context.Context, force bool) (store.Run, error) {
 	runs, err := w.st.ListRuns(ctx, w.d.Name, 0)
 	if err != nil {
 		return store.Run{}, err
 	}
-	current := ""
-	for _, r := range runs {
-		if r.State != store.RunSucceeded {
-			continue
-		}
-		if current == "" {
-			current = r.Commit
-			continue
-		}
-		if r.Commit != current {
-			w.log.Info("rolling back", "from", current, "to", r.Commit, "run", r.ID)
-			return w.Deploy(ctx, Request{Delivery: ManualID(TriggerRollback), Trigger: TriggerRollback,
-				Ref: r.Ref, Commit: r.Commit, AllowOlder: true, Force: force})
+	var ok []store.Run // the succeeded runs, oldest first
+	for i := len(runs) - 1; i >= 0; i-- {
+		if runs[i].State == store.RunSucceeded {
+			ok = append(ok, runs[i])
 		}
 	}
+	pos := livePosition(ok)
+	if t := rollbackTarget(ok, pos); t >= 0 {
+		r := ok[t]
+		w.log.Info("rolling back", "from", ok[len(ok)-1].Commit, "to", r.Commit, "run", r.ID)
+		return w.Deploy(ctx, Request{Delivery: ManualID(TriggerRollback), Trigger: TriggerRollback,
+			Ref: r.Ref, Commit: r.Commit, AllowOlder: true, Force: force})
+	}
 	return store.Run{}, sysexits.Errorf(sysexits.Unavailable, "%s has no earlier successful commit to roll back to", w.d.Name)
+}
+
+// livePosition returns the index, in ok (the succeeded runs, oldest
+// first), of the run that stands for the live commit, or -1: the newest
+// run, unless it is a rollback, which stands for the run it rolled back
+// to. Replaying the history from the start gives each rollback the run
+// rollbackTarget chose for it then; one that does not match (recorded
+// before this rule) stands for the newest earlier deploy of its commit.
+func livePosition(ok []store.Run) int {
+	pos := -1
+	for i, r := range ok {
+		if r.Trigger != TriggerRollback || pos < 0 {
+			pos = i
+			continue
+		}
+		if t := rollbackTarget(ok[:i], pos); t >= 0 && ok[t].Commit == r.Commit {
+			pos = t
+			continue
+		}
+		pos = i
+		for j := i - 1; j >= 0; j-- {
+			if ok[j].Commit == r.Commit && ok[j].Trigger != TriggerRollback {
+				pos = j
+				break
+			}
+		}
+	}
+	return pos
+}
+
+// rollbackTarget returns the index of the run whose commit a rollback
+// from position pos deploys: the newest succeeded run before pos, not
+// itself a rollback, whose commit is not pos's; -1 if there is none.
+// Rollbacks are not steps of the walk, so repeated ones go further back
+// and never forward to a commit rolled back from.
+func rollbackTarget(ok []store.Run, pos int) int {
+	if pos < 0 {
+		return -1
+	}
+	for j := pos - 1; j >= 0; j-- {
+		if ok[j].Commit != ok[pos].Commit && ok[j].Trigger != TriggerRollback {
+			return j
+		}
+	}
+	return -1
+}
+
+// Actor renders who triggered a run for the runs' triggered_by: the
+// key=value pairs (key, value, key, value …) whose value is not empty,
+// space-separated. A value that is not a plain name (letters, digits and
+// ._@+-, at most 100 bytes) is quoted, so that one from a payload can
+// neither forge another pair nor carry control characters.
+func Actor(kv ...string) string {
+	var b strings.Builder
+	for i := 0; i+1 < len(kv); i += 2 {
+		v := kv[i+1]
+		if v == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(kv[i] + "=")
+		if plainName.MatchString(v) {
+			b.WriteString(v)
+		} else {
+			if len(v) > 100 {
+				v = v[:100]
+			}
+			b.WriteString(strconv.QuoteToASCII(v))
+		}
+	}
+	return b.String()
+}
+
+var plainName = regexp.MustCompile(`^[A-Za-z0-9._@+-]{1,100}$`)
+
+// byUser prefixes by with the Unix user of a command by hand, if any.
+func (w *Worker) byUser(by string) string {
+	return strings.TrimSpace(Actor("user", w.user) + " " + by)
 }
 
 // lockRun takes the deployment's run lock, waiting for a run in progress

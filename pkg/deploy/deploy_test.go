@@ -771,3 +771,162 @@ self = { install_dir = %q, migrate = false, restart = [["sh", "-c", "echo restar
 		t.Errorf("trace %q; want no restart after a failed install", got)
 	}
 }
+
+// Three pushes that arrive one by one while the deployment is held (paused,
+// or outside its windows) coalesce when the hold ends: the newest deploys,
+// the older ones' waiting runs become superseded (updated, not inserted
+// again), and nothing goes to failed/.
+func TestHeldPushesCoalesce(t *testing.T) {
+	t.Parallel()
+	for _, hold := range []string{"pause", "windows"} {
+		t.Run(hold, func(t *testing.T) {
+			t.Parallel()
+			extra := `steps = [["sh", "-c", "echo $DH_COMMIT >> $TRACE"]]`
+			if hold == "windows" {
+				extra = "windows = [\"wed 10:00-11:00\"]\ntime_zone = \"UTC\"\n" + extra
+			}
+			r := newRig(t, extra)
+			clock := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC) // a Wednesday, an hour before the window
+			drain := func() error {
+				w, err := deploy.New(r.cfg, "app", r.st, deploy.Options{Getenv: os.Getenv, Now: func() time.Time { return clock }})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer w.Close()
+				c, err := w.Queue().Lock(t.Context(), true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				return c.Run(context.Background(), w.Handle, queue.Options{Once: true})
+			}
+			if hold == "pause" {
+				if err := pause.Set(r.cfg, pause.Pause{Deployment: "app", Reason: "freeze", Since: time.Now()}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var last string
+			for i := range 3 {
+				last = r.commit("main", map[string]string{"n": fmt.Sprint(i)})
+				r.enqueue(fmt.Sprintf("d-%d", i), "refs/heads/main", last)
+				if err := drain(); !sysexits.Is(err, sysexits.TempFail) {
+					t.Fatalf("drain while held, push %d = %v; want TempFail", i, err)
+				}
+			}
+			if hold == "pause" {
+				if err := pause.Resume(r.cfg, "app"); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				clock = clock.Add(time.Hour + time.Minute)
+			}
+			if err := drain(); err != nil {
+				t.Fatalf("drain after the hold = %v", err)
+			}
+			runs := r.runs()
+			want := []string{store.RunSuperseded, store.RunSuperseded, store.RunSucceeded}
+			if got := states(runs); !slices.Equal(got, want) {
+				t.Fatalf("runs %v (%+v); want %v", got, runs, want)
+			}
+			for _, run := range runs[:2] {
+				if run.SupersededBy != runs[2].ID || run.FinishedAt.IsZero() {
+					t.Errorf("run %d superseded_by = %d, finished %v; want %d, finished", run.ID, run.SupersededBy, run.FinishedAt, runs[2].ID)
+				}
+			}
+			if got := r.readTrace(); got != last+"\n" {
+				t.Errorf("steps ran for %q; want only the newest %s", got, last)
+			}
+			if f := r.failed(); len(f) != 0 {
+				t.Errorf("failed/ = %v; want empty", f)
+			}
+		})
+	}
+}
+
+// Repeated rollbacks walk back through the commits deployed before the
+// live one, never forward to one rolled back from; with nothing earlier,
+// rollback says so.
+func TestRollbackWalksBack(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, `steps = [["sh", "-c", "echo $DH_COMMIT >> $TRACE"]]`)
+	var c []string
+	for i := range 3 {
+		c = append(c, r.commit("main", map[string]string{"n": fmt.Sprint(i)}))
+		r.enqueue(fmt.Sprintf("d-%d", i), "refs/heads/main", c[i])
+		if err := r.drain(); err != nil {
+			t.Fatalf("drain = %v", err)
+		}
+	}
+	w := r.worker()
+	defer w.Close()
+	ctx := context.Background()
+	for _, want := range []string{c[1], c[0]} {
+		run, err := w.Rollback(ctx, false)
+		if err != nil || run.Commit != want || run.State != store.RunSucceeded || r.head() != want {
+			t.Fatalf("Rollback() = %+v, %v, head %s; want %s", run, err, r.head(), want)
+		}
+	}
+	if run, err := w.Rollback(ctx, false); !sysexits.Is(err, sysexits.Unavailable) {
+		t.Errorf("Rollback() at the first commit = %+v, %v; want Unavailable", run, err)
+	}
+	// A new deploy of c2 is the live place again: rollback walks back
+	// from it through the deploys (c1, c0), not through the rollbacks.
+	run, err := w.Deploy(ctx, deploy.Request{Delivery: deploy.ManualID(deploy.TriggerManual), Trigger: deploy.TriggerManual,
+		Ref: "refs/heads/main", Commit: c[2], AllowOlder: true})
+	if err != nil || run.State != store.RunSucceeded {
+		t.Fatalf("deploy of %s = %+v, %v", c[2], run, err)
+	}
+	for _, want := range []string{c[1], c[0]} {
+		run, err := w.Rollback(ctx, false)
+		if err != nil || run.Commit != want || r.head() != want {
+			t.Fatalf("Rollback() after redeploying c2 = %+v, %v; want %s", run, err, want)
+		}
+	}
+}
+
+// A push or redelivery of the live commit under new delivery GUIDs runs
+// no step: it is recorded unchanged. deploy --force (Force) rebuilds it,
+// and after a failed run of it a push builds it again.
+func TestLiveCommitUnchanged(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, `steps = [["sh", "-c", "echo $DH_COMMIT >> $TRACE; test ! -e $TRACE.fail"]]`)
+	sha := r.commit("main", nil)
+	for i := range 3 {
+		r.enqueue(fmt.Sprintf("d-%d", i), "refs/heads/main", sha)
+		if err := r.drain(); err != nil {
+			t.Fatalf("drain %d = %v", i, err)
+		}
+	}
+	runs := r.runs()
+	if got := states(runs); !slices.Equal(got, []string{store.RunSucceeded, store.RunUnchanged, store.RunUnchanged}) ||
+		r.readTrace() != sha+"\n" || len(r.failed()) != 0 {
+		t.Fatalf("runs %v, trace %q, failed/ %v; want one build, then unchanged twice", got, r.readTrace(), r.failed())
+	}
+	if !strings.Contains(runs[2].Note, fmt.Sprintf("already live (run %d)", runs[0].ID)) || runs[2].FinishedAt.IsZero() {
+		t.Errorf("unchanged run %+v; want a finished run naming the live one", runs[2])
+	}
+	w := r.worker()
+	defer w.Close()
+	manual := deploy.Request{Delivery: deploy.ManualID(deploy.TriggerManual), Trigger: deploy.TriggerManual, Ref: "refs/heads/main"}
+	if run, err := w.Deploy(context.Background(), manual); err != nil || run.State != store.RunUnchanged {
+		t.Errorf("manual deploy of the live commit = %+v, %v; want unchanged", run, err)
+	}
+	manual.Delivery, manual.Force = deploy.ManualID(deploy.TriggerManual), true
+	if run, err := w.Deploy(context.Background(), manual); err != nil || run.State != store.RunSucceeded ||
+		r.readTrace() != sha+"\n"+sha+"\n" {
+		t.Errorf("forced deploy of the live commit = %+v, %v, trace %q; want it rebuilt", run, err, r.readTrace())
+	}
+	os.WriteFile(r.trace+".fail", nil, 0o644)
+	manual.Delivery = deploy.ManualID(deploy.TriggerManual)
+	if run, _ := w.Deploy(context.Background(), manual); run.State != store.RunFailed {
+		t.Fatalf("forced failing deploy = %+v; want failed", run)
+	}
+	os.Remove(r.trace + ".fail")
+	r.enqueue("d-9", "refs/heads/main", sha)
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain after a failed run = %v", err)
+	}
+	if runs := r.runs(); runs[len(runs)-1].State != store.RunSucceeded {
+		t.Errorf("a push of the commit after its failed run: %v; want it built again", states(runs))
+	}
+}

@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/deploy"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/receive"
 	"github.com/dh-deployer/dh-deployer/pkg/route"
@@ -167,7 +170,7 @@ func TestTokenTrigger(t *testing.T) {
 		t.Fatal(err)
 	}
 	const token = "ci-token-for-app-0123456789"
-	srv := &receive.Server{Config: config.Default().Receive, Tokens: map[string][][]byte{"app": {[]byte(token)}},
+	srv := &receive.Server{Config: config.Default().Receive, Tokens: map[string][]config.DeployToken{"app": {{Name: "ci.token", Token: []byte(token)}}},
 		Queue: main, Logger: slog.New(slog.DiscardHandler), Now: time.Now}
 	api := httptest.NewServer(srv.Handler())
 	defer api.Close()
@@ -203,8 +206,8 @@ func TestTokenTrigger(t *testing.T) {
 		t.Fatalf("deploy = %v", err)
 	}
 	if runs := r.runs(); len(runs) != 1 || runs[0].State != store.RunSucceeded || runs[0].Trigger != deploy.TriggerToken ||
-		runs[0].Commit != sha || r.readTrace() != sha+"\n" {
-		t.Errorf("runs %+v, trace %q; want the tip %s deployed by token", runs, r.readTrace(), sha)
+		runs[0].Commit != sha || r.readTrace() != sha+"\n" || runs[0].TriggeredBy != "token=ci.token" {
+		t.Errorf("runs %+v, trace %q; want the tip %s deployed by token ci.token", runs, r.readTrace(), sha)
 	}
 }
 
@@ -246,5 +249,96 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	d.Stop(t)
 	if got := states(r.runs()); len(got) != 3 || got[2] != store.RunSucceeded {
 		t.Errorf("runs %v; want three succeeded", got)
+	}
+}
+
+// Runs by hand exit with the documented statuses: 0 a run that succeeded,
+// 1 one that failed (deploy, rollback, replay) with the run's error, 69
+// nothing to roll back to, 64 an unknown deployment.
+func TestManualExitStatus(t *testing.T) {
+	t.Parallel()
+	bin := testenv.Build(t, "dh-deploy")
+	r := newRig(t, `steps = [["sh", "-c", "test ! -e $TRACE.fail || exit 3"]]`)
+	dh := func(want int, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, append([]string{"-c", r.file}, args...)...)
+		b, _ := cmd.CombinedOutput()
+		if got := cmd.ProcessState.ExitCode(); got != want {
+			t.Errorf("dh-deploy %s exited %d; want %d\n%s", strings.Join(args, " "), got, want, b)
+		}
+		return string(b)
+	}
+	a := r.commit("main", map[string]string{"a": "1"})
+	dh(0, "deploy", "app")
+	dh(69, "rollback", "app")
+	r.commit("main", map[string]string{"a": "2"})
+	dh(0, "deploy", "app")
+	dh(64, "deploy", "nope")
+	if err := os.WriteFile(r.trace+".fail", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := dh(1, "deploy", "app", "--commit", a); !strings.Contains(out, "step 1 (sh) failed") {
+		t.Errorf("a failed deploy says %q; want the run's error", out)
+	}
+	dh(1, "rollback", "app")
+	r.enqueue("d-1", "refs/heads/main", r.commit("main", map[string]string{"a": "3"}))
+	dh(0, "run", "app", "--once")
+	failed := r.failed()
+	if len(failed) != 1 {
+		t.Fatalf("failed/ = %v; want the failed entry", failed)
+	}
+	dh(1, "replay", filepath.Join(r.cfg.QueuePath("app"), queue.FailedDir, failed[0]))
+}
+
+// Every run records who or what triggered it, and history --json shows
+// it: the pusher and sender of a push (a hostile name quoted), the Unix
+// user behind a command by hand (SUDO_USER).
+func TestTriggeredByInHistory(t *testing.T) {
+	t.Parallel()
+	bin := testenv.Build(t, "dh-deploy")
+	r := newRig(t, `steps = [["true"]]`)
+	sha := r.commit("main", nil)
+	payload := fmt.Sprintf(`{"ref":"refs/heads/main","before":"%040d","after":%q,"repository":{"full_name":"acme/app"},`+
+		`"head_commit":{"id":%q},"pusher":{"name":"alice","email":"a@example.com"},"sender":{"login":"octo\ncat x=1"}}`, 0, sha, sha)
+	ev := event.GitHubEvent{Delivery: "d-1", Event: "push", ReceivedAt: time.Now(), Deployment: "app", Payload: []byte(payload)}
+	data, err := ev.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := queue.Open(r.cfg.QueuePath("app"))
+	if err := q.Init(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Publish(data); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command(bin, "-c", r.file, "run", "app", "--once").CombinedOutput(); err != nil {
+		t.Fatalf("run --once = %v\n%s", err, b)
+	}
+	r.commit("main", nil)
+	cmd := exec.Command(bin, "-c", r.file, "deploy", "app")
+	cmd.Env = append(os.Environ(), "SUDO_USER=bob")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("deploy = %v\n%s", err, b)
+	}
+	js, err := exec.Command(bin, "-c", r.file, "history", "app", "--json").Output()
+	if err != nil {
+		t.Fatalf("history --json = %v", err)
+	}
+	var got []string
+	for line := range strings.Lines(string(js)) {
+		var run store.Run
+		if err := json.Unmarshal([]byte(line), &run); err != nil {
+			t.Fatalf("history --json line %q: %v", line, err)
+		}
+		got = append(got, run.TriggeredBy)
+	}
+	want := []string{"user=bob", `pusher=alice sender="octo\ncat x=1"`}
+	if !slices.Equal(got, want) {
+		t.Errorf("triggered_by in history --json = %q; want %q", got, want)
+	}
+	hist, _ := exec.Command(bin, "-c", r.file, "history", "app").Output()
+	if !strings.Contains(string(hist), "user=bob") {
+		t.Errorf("history = %s; want the user", hist)
 	}
 }

@@ -56,10 +56,23 @@ func (r *run) do(ctx context.Context) (store.Run, error) {
 	if err != nil {
 		return r.recordFailure(ctx, err)
 	}
+	var live int64
+	if !r.req.Force && previous == r.req.Commit {
+		if live, err = r.liveRun(ctx); err != nil {
+			return r.rec, err
+		}
+	}
+	if live != 0 {
+		r.note = fmt.Sprintf("commit already live (run %d); no step ran (dh-deploy deploy %s --force rebuilds it)", live, d.Name)
+	}
 	if err := r.record(ctx, previous); err != nil {
 		return r.rec, err
 	}
 	defer r.out.Close()
+	if live != 0 {
+		r.out.Line("unchanged: %s", r.note)
+		return r.finish(ctx, store.RunResult{State: store.RunUnchanged}, nil)
+	}
 	r.log = r.log.With("run", r.rec.ID, "commit", r.req.Commit)
 	r.log.Info("run started", "ref", r.req.Ref, "previous", previous, "attempt", r.req.Attempt)
 	r.status(ghstatus.Pending, fmt.Sprintf("deploying %s", d.Name))
@@ -104,6 +117,33 @@ func (r *run) do(ctx context.Context) (store.Run, error) {
 	return r.finish(ctx, store.RunResult{State: store.RunSucceeded, ExitCode: intp(0)}, nil)
 }
 
+// liveRun returns the id of the run that made the checked-out commit,
+// req's, live, or 0: the newest run that touched the checkout (succeeded,
+// failed or interrupted) if it succeeded with that commit. A failed or
+// interrupted run since may have left the checkout half-built.
+func (r *run) liveRun(ctx context.Context) (int64, error) {
+	var runs []store.Run
+	err := r.w.db(ctx, "read runs", func(ctx context.Context) (err error) {
+		runs, err = r.w.st.ListRuns(ctx, r.w.d.Name, 100)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, run := range runs {
+		switch run.State {
+		case store.RunSucceeded:
+			if run.Commit == r.req.Commit {
+				return run.ID, nil
+			}
+			return 0, nil
+		case store.RunFailed, store.RunInterrupted:
+			return 0, nil
+		}
+	}
+	return 0, nil
+}
+
 // record inserts the run row (state running) and opens its log.
 func (r *run) record(ctx context.Context, previous string) error {
 	w := r.w
@@ -113,7 +153,8 @@ func (r *run) record(ctx context.Context, previous string) error {
 	}
 	r.out = out
 	r.rec = store.Run{Delivery: r.req.Delivery, Deployment: w.d.Name, Attempt: r.req.Attempt, Trigger: r.req.Trigger,
-		Ref: r.req.Ref, Commit: r.req.Commit, Previous: previous, State: store.RunRunning, StartedAt: r.begun,
+		TriggeredBy: r.req.By,
+		Ref:         r.req.Ref, Commit: r.req.Commit, Previous: previous, State: store.RunRunning, StartedAt: r.begun,
 		LogPath: out.Path, Note: r.note}
 	err = w.db(ctx, "record run", func(ctx context.Context) error {
 		id := r.req.waiting
@@ -229,6 +270,7 @@ func (r *run) fail(ctx context.Context, cause error, code, step *int) (store.Run
 	if state == store.RunInterrupted {
 		return r.rec, ctx.Err()
 	}
+	cause = &failedError{cause}
 	switch sysexits.Code(cause) {
 	case sysexits.Failure, sysexits.TempFail, sysexits.IOErr:
 		// A failed run is final for this entry, whatever failed inside it:
@@ -295,6 +337,17 @@ func (r *run) status(state ghstatus.State, description string) {
 	}
 	w.notices.commitStatus(w.d.Repository, r.req.Commit, ghstatus.Status{State: state, Description: description, TargetURL: target})
 }
+
+// ErrFailed is wrapped by the error of a run recorded as failed: the
+// commands by hand exit 1 on it (the queue fails the entry).
+var ErrFailed = errors.New("run failed")
+
+// failedError is a failed run's cause, marked as ErrFailed.
+type failedError struct{ err error }
+
+func (e *failedError) Error() string        { return e.err.Error() }
+func (e *failedError) Unwrap() error        { return e.err }
+func (e *failedError) Is(target error) bool { return target == ErrFailed }
 
 func intp(n int) *int { return &n }
 

@@ -90,6 +90,9 @@ type DeployRequest struct {
 	Commit string `json:"commit,omitempty"`
 	// From is the client's address, for the record.
 	From string `json:"from,omitempty"`
+	// TokenName names the token that authorized the request (its file's
+	// base name), for the record; never the token.
+	TokenName string `json:"token_name,omitempty"`
 	// ReceivedAt is when dh-receive accepted the request.
 	ReceivedAt time.Time `json:"received_at"`
 }

@@ -41,6 +41,18 @@ type Push struct {
 	BaseRef    *string    `json:"base_ref"`
 	Repository Repository `json:"repository"`
 	HeadCommit *Commit    `json:"head_commit"` // nil on deletion
+	Pusher     *Pusher    `json:"pusher,omitempty"`
+	Sender     *Sender    `json:"sender,omitempty"`
+}
+
+// Pusher is who pushed, as git knows them.
+type Pusher struct {
+	Name string `json:"name"`
+}
+
+// Sender is the GitHub account that caused the event.
+type Sender struct {
+	Login string `json:"login"`
 }
 
 // DecodePush decodes a push payload and checks the fields routing needs:

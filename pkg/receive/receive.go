@@ -44,7 +44,7 @@ type Server struct {
 	Secrets [][]byte
 	// Tokens holds, by deployment name, the tokens that may trigger it
 	// with POST /deploy/NAME; a deployment without any cannot be.
-	Tokens map[string][][]byte
+	Tokens map[string][]config.DeployToken
 	Queue  *queue.Queue
 	// Allowed lists the source networks allowed to deliver; empty allows all.
 	Allowed []netip.Prefix

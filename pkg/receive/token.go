@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 )
 
@@ -44,7 +45,8 @@ func (s *Server) deployRequest(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusUnauthorized, "missing Authorization: Bearer TOKEN header", client)
 		return
 	}
-	if !anyEqual([]byte(token), tokens) {
+	tokenName, ok := match([]byte(token), tokens)
+	if !ok {
 		s.reject(w, r, http.StatusForbidden, "wrong token for deployment "+name, client)
 		return
 	}
@@ -72,7 +74,7 @@ func (s *Server) deployRequest(w http.ResponseWriter, r *http.Request) {
 	var id [16]byte
 	rand.Read(id[:])
 	e := &event.DeployRequest{Delivery: "token-" + hex.EncodeToString(id[:]), Deployment: name, Ref: req.Ref,
-		Commit: req.Commit, From: client.String(), ReceivedAt: s.Now().UTC()}
+		Commit: req.Commit, From: client.String(), TokenName: tokenName, ReceivedAt: s.Now().UTC()}
 	data, err := e.Encode()
 	if err != nil {
 		s.reject(w, r, http.StatusBadRequest, strings.TrimPrefix(err.Error(), "entry has "), client)
@@ -89,11 +91,17 @@ func (s *Server) deployRequest(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, map[string]any{"delivery": e.Delivery, "queued": true})
 }
 
-// anyEqual compares token with each of tokens in constant time.
-func anyEqual(token []byte, tokens [][]byte) bool {
-	found := 0
-	for _, t := range tokens {
-		found |= subtle.ConstantTimeCompare(token, t)
+// match compares token with each of tokens in constant time (every one
+// is compared), and returns the name of the one it equals.
+func match(token []byte, tokens []config.DeployToken) (string, bool) {
+	found, at := 0, 0
+	for i, t := range tokens {
+		eq := subtle.ConstantTimeCompare(token, t.Token)
+		at = subtle.ConstantTimeSelect(eq, i, at)
+		found |= eq
 	}
-	return found == 1
+	if found != 1 {
+		return "", false
+	}
+	return tokens[at].Name, true
 }

@@ -8,13 +8,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 )
 
 func TestDeployRequest(t *testing.T) {
 	const token, other = "ci-token-0123456789abcdef", "next-token-0123456789abcd"
 	r := start(t, "", func(s *Server) {
-		s.Tokens = map[string][][]byte{"api": {[]byte(token), []byte(other)}}
+		s.Tokens = map[string][]config.DeployToken{"api": {{Name: "ci", Token: []byte(token)}, {Name: "other", Token: []byte(other)}}}
 	})
 	post := func(path, auth, ctype, body string) *http.Request {
 		req, _ := http.NewRequest("POST", r.url+path, strings.NewReader(body))
@@ -66,8 +67,12 @@ func TestDeployRequest(t *testing.T) {
 		names, _ := r.q.List()
 		data, _ := os.ReadFile(filepath.Join(r.q.Dir(), names[len(names)-1]))
 		e, err := event.DecodeDeployRequest(data)
+		wantName := "ci"
+		if strings.Contains(tc.auth, other) {
+			wantName = "other"
+		}
 		if err != nil || e.Deployment != "api" || e.Delivery != body["delivery"] || e.Ref != tc.ref || e.Commit != tc.commit ||
-			e.From != "127.0.0.1" || bytes.Contains(data, []byte(token)) {
+			e.From != "127.0.0.1" || e.TokenName != wantName || bytes.Contains(data, []byte(token)) || bytes.Contains(data, []byte(other)) {
 			t.Errorf("queued %s = %+v, %v", data, e, err)
 		}
 	}

@@ -205,6 +205,7 @@ type Run struct {
 	Delivery   string     `json:"delivery"`
 	Attempt    int        `json:"attempt"`
 	Trigger    string     `json:"trigger"`
+	By         string     `json:"triggered_by,omitempty"` // who: pusher=, sender=, token=, user=
 	State      string     `json:"state"`
 	Ref        string     `json:"ref,omitempty"`
 	Commit     string     `json:"commit,omitempty"`
@@ -385,7 +386,7 @@ func state(d *config.Deployment, dep Deployment, runs []store.Run) (string, stri
 }
 
 func (h *Handler) run(cfg *config.Config, r store.Run, now time.Time) Run {
-	out := Run{ID: r.ID, Delivery: r.Delivery, Attempt: max(r.Attempt, 1), Trigger: r.Trigger, State: r.State,
+	out := Run{ID: r.ID, Delivery: r.Delivery, Attempt: max(r.Attempt, 1), Trigger: r.Trigger, By: r.TriggeredBy, State: r.State,
 		Ref: r.Ref, Commit: r.Commit, QueuedAt: r.QueuedAt.UTC(), ExitCode: r.ExitCode}
 	if !r.StartedAt.IsZero() {
 		t := r.StartedAt.UTC()
@@ -422,6 +423,8 @@ func result(r store.Run) string {
 	switch r.State {
 	case store.RunSucceeded:
 		parts = append(parts, "ok")
+	case store.RunUnchanged:
+		parts = append(parts, "already live")
 	case store.RunFailed:
 		switch {
 		case r.ExitCode != nil && r.FailedStep != nil:

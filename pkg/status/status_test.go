@@ -75,8 +75,9 @@ func TestCollect(t *testing.T) {
 		failed.Commit != statustest.CommitFailed || failed.Duration == "" || failed.Seconds == nil {
 		t.Errorf("api's failed run = %+v; want state failed, result exit 2 at step 1, a duration", failed)
 	}
-	if want := status.LogURL("api", in.Runs["api-ok"]); ok.Log != want || ok.Result != "ok" || ok.Trigger != "webhook" {
-		t.Errorf("api's succeeded run = %+v; want log %s, result ok, trigger webhook", ok, want)
+	if want := status.LogURL("api", in.Runs["api-ok"]); ok.Log != want || ok.Result != "ok" || ok.Trigger != "webhook" ||
+		ok.By != "pusher=alice sender=alice-gh" {
+		t.Errorf("api's succeeded run = %+v; want log %s, result ok, trigger webhook by pusher=alice sender=alice-gh", ok, want)
 	}
 	if !strings.Contains(api.Detail, "exited 2") {
 		t.Errorf("api: detail %q; want the failed run's error", api.Detail)
@@ -194,6 +195,7 @@ func TestHTML(t *testing.T) {
 		in.FailedEntry,
 		"voided-0002",
 		`<td>-</td>`, // the unreadable queue
+		`webhook<br><span class="meta">pusher=alice sender=alice-gh</span>`,
 		"&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;",
 	} {
 		if !strings.Contains(body, want) {

@@ -17,6 +17,7 @@ const (
 	RunSuperseded  = "superseded"  // a newer commit replaced it before it ran
 	RunRefused     = "refused"     // e.g. the commit is not on the branch, or is older
 	RunInterrupted = "interrupted" // the worker stopped mid-run
+	RunUnchanged   = "unchanged"   // its commit was already live: no step ran
 )
 
 // Run is one deployment attempt: a row of the deployment history.
@@ -24,8 +25,9 @@ type Run struct {
 	ID           int64     `json:"id"` // set by InsertRun
 	Delivery     string    `json:"delivery"`
 	Deployment   string    `json:"deployment"`
-	Attempt      int       `json:"attempt"` // 0 means 1
-	Trigger      string    `json:"trigger"` // webhook (default), manual, rollback, replay, token, hook
+	Attempt      int       `json:"attempt"`                // 0 means 1
+	Trigger      string    `json:"trigger"`                // webhook (default), manual, rollback, replay, token, hook
+	TriggeredBy  string    `json:"triggered_by,omitempty"` // who: pusher=, sender= (a push), token= (its name), user= (Unix)
 	Ref          string    `json:"ref"`
 	Commit       string    `json:"commit"`
 	Previous     string    `json:"previous_commit,omitempty"` // the commit checked out before
@@ -54,11 +56,12 @@ func (s *Store) InsertRun(ctx context.Context, r Run) (id int64, err error) {
 	}
 	err = s.db.QueryRowContext(ctx, `
 		INSERT INTO runs (delivery, deployment, attempt, trigger, ref, commit_sha, previous_sha,
-		                  state, started_at, log_path, note)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+		                  state, started_at, log_path, note, triggered_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		RETURNING id`,
 		r.Delivery, r.Deployment, r.Attempt, r.Trigger, nullString(r.Ref), nullString(r.Commit),
-		nullString(r.Previous), r.State, nullTime(r.StartedAt), nullString(r.LogPath), nullString(r.Note)).Scan(&id)
+		nullString(r.Previous), r.State, nullTime(r.StartedAt), nullString(r.LogPath), nullString(r.Note),
+		nullString(r.TriggeredBy)).Scan(&id)
 	if err != nil {
 		return 0, classify(fmt.Errorf("insert run of %s for %s: %w", r.Deployment, r.Delivery, err))
 	}
@@ -67,7 +70,7 @@ func (s *Store) InsertRun(ctx context.Context, r Run) (id int64, err error) {
 
 // RunResult is how a run ended, for FinishRun.
 type RunResult struct {
-	State        string // a final state: succeeded, failed, superseded, refused, interrupted
+	State        string // a final state: succeeded, failed, superseded, refused, interrupted, unchanged
 	ExitCode     *int   // of the failed step, 0 on success; nil if no step ran or it died by a signal
 	FailedStep   *int   // number (from 1) of the step that failed
 	Error        string // why it failed or was refused; "" for none
@@ -100,12 +103,13 @@ func (s *Store) WaitRun(ctx context.Context, r Run) (int64, error) {
 	defer cancel()
 	var id int64
 	err := s.db.QueryRowContext(ctx, `
-		INSERT INTO runs AS ru (delivery, deployment, attempt, trigger, ref, commit_sha, state, note)
-		VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7)
+		INSERT INTO runs AS ru (delivery, deployment, attempt, trigger, ref, commit_sha, state, note, triggered_by)
+		VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8)
 		ON CONFLICT (delivery, deployment, attempt) DO UPDATE SET note = excluded.note
 		WHERE ru.state = 'queued'
 		RETURNING id`,
-		r.Delivery, r.Deployment, r.Attempt, r.Trigger, nullString(r.Ref), nullString(r.Commit), nullString(r.Note)).Scan(&id)
+		r.Delivery, r.Deployment, r.Attempt, r.Trigger, nullString(r.Ref), nullString(r.Commit), nullString(r.Note),
+		nullString(r.TriggeredBy)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, ErrNotFound
 	}
@@ -116,16 +120,16 @@ func (s *Store) WaitRun(ctx context.Context, r Run) (int64, error) {
 }
 
 // StartWaitingRun turns the waiting run id into a running one with r's
-// fields (commit, previous commit, start, log, note).
+// fields (trigger and who, commit, previous commit, start, log, note).
 func (s *Store) StartWaitingRun(ctx context.Context, id int64, r Run) error {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	err := s.update(ctx, `
 		UPDATE runs SET state = 'running', trigger = $2, ref = $3, commit_sha = $4, previous_sha = $5,
-		       started_at = $6, log_path = $7, note = $8
+		       started_at = $6, log_path = $7, note = $8, triggered_by = $9
 		WHERE id = $1 AND state = 'queued'`,
 		id, r.Trigger, nullString(r.Ref), nullString(r.Commit), nullString(r.Previous), nullTime(r.StartedAt),
-		nullString(r.LogPath), nullString(r.Note))
+		nullString(r.LogPath), nullString(r.Note), nullString(r.TriggeredBy))
 	if err != nil {
 		return fmt.Errorf("start waiting run %d: %w", id, err)
 	}
@@ -166,7 +170,7 @@ func (s *Store) LinkSuperseded(ctx context.Context, deployment string, id int64)
 }
 
 const runColumns = `id, delivery, deployment, attempt, trigger, ref, commit_sha, previous_sha, state,
-	queued_at, started_at, finished_at, exit_code, failed_step, log_path, error, superseded_by, note`
+	queued_at, started_at, finished_at, exit_code, failed_step, log_path, error, superseded_by, note, triggered_by`
 
 // ListRuns returns the newest runs of a deployment, newest first; at most
 // limit of them, or all if limit <= 0.
@@ -223,21 +227,21 @@ func (s *Store) runs(ctx context.Context, clause string, args ...any) ([]Run, er
 	var runs []Run
 	for rows.Next() {
 		var (
-			r                                         Run
-			ref, commit, previous, logPath, why, note sql.NullString
-			started, finished                         sql.NullTime
-			exitCode, failedStep, superseded          sql.NullInt64
+			r                                             Run
+			ref, commit, previous, logPath, why, note, by sql.NullString
+			started, finished                             sql.NullTime
+			exitCode, failedStep, superseded              sql.NullInt64
 		)
 		err := rows.Scan(&r.ID, &r.Delivery, &r.Deployment, &r.Attempt, &r.Trigger, &ref, &commit,
 			&previous, &r.State, &r.QueuedAt, &started, &finished, &exitCode, &failedStep, &logPath,
-			&why, &superseded, &note)
+			&why, &superseded, &note, &by)
 		if err != nil {
 			return nil, classify(err)
 		}
 		r.Ref, r.Commit, r.Previous, r.LogPath, r.Error = ref.String, commit.String, previous.String, logPath.String, why.String
 		r.StartedAt, r.FinishedAt = started.Time, finished.Time
 		r.ExitCode, r.FailedStep = intPtr(exitCode), intPtr(failedStep)
-		r.SupersededBy, r.Note = superseded.Int64, note.String
+		r.SupersededBy, r.Note, r.TriggeredBy = superseded.Int64, note.String, by.String
 		runs = append(runs, r)
 	}
 	if err := rows.Err(); err != nil {

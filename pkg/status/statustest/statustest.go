@@ -187,7 +187,7 @@ path = "/srv/web"
 		t.Helper()
 		n++
 		id, err := st.InsertRun(ctx, store.Run{Delivery: "d" + strings.Repeat("0", 7) + string(rune('a'+n)), Deployment: deployment,
-			Trigger: "webhook", Ref: "refs/heads/main", Commit: commit, State: store.RunRunning,
+			Trigger: "webhook", TriggeredBy: "pusher=alice sender=alice-gh", Ref: "refs/heads/main", Commit: commit, State: store.RunRunning,
 			StartedAt: time.Now().Add(-90 * time.Second), LogPath: logPath, Note: note})
 		if err != nil {
 			t.Fatalf("InsertRun(%s) = %v", role, err)

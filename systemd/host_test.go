@@ -129,7 +129,7 @@ func TestRealHost(t *testing.T) {
 
 	// kill -9 of each daemon: Restart= brings it back.
 	for _, unit := range []string{"dh-receive.service", "dh-route.service", "dh-nginx.service", "dh-cert.service", "dh-deploy@app.service"} {
-		pid := strings.TrimSpace(h.Run(t, "systemctl show -P MainPID "+unit))
+		pid := mainPIDs(t, h, unit)
 		h.Run(t, "kill -9 "+pid)
 		h.WaitFor(t, 45*time.Second, unit+" restarted after kill -9", // RestartSec= is at most 30 s
 			fmt.Sprintf(`p=$(systemctl show -P MainPID %s); [ "$p" != 0 ] && [ "$p" != %s ] && systemctl is-active -q %s`, unit, pid, unit))

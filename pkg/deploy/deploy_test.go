@@ -140,6 +140,23 @@ func (r *rig) worker() *deploy.Worker {
 	return w
 }
 
+// drainAt runs a worker whose clock is now over the queue until it is
+// empty (deploy windows read the clock).
+func (r *rig) drainAt(now func() time.Time) error {
+	r.t.Helper()
+	w, err := deploy.New(r.cfg, "app", r.st, deploy.Options{Logger: slog.New(slog.DiscardHandler), Getenv: os.Getenv, Now: now})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer w.Close()
+	c, err := w.Queue().Lock(r.t.Context(), true)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer c.Close()
+	return c.Run(context.Background(), w.Handle, queue.Options{Once: true})
+}
+
 // drain runs the worker over the queue until it is empty.
 func (r *rig) drain() error {
 	r.t.Helper()
@@ -590,19 +607,7 @@ func TestWindowOpens(t *testing.T) {
 time_zone = "UTC"
 steps = [["sh", "-c", "echo $DH_COMMIT >> $TRACE"]]`)
 	clock := time.Date(2026, 11, 25, 9, 59, 0, 0, time.UTC) // a Wednesday
-	drain := func() error {
-		w, err := deploy.New(r.cfg, "app", r.st, deploy.Options{Getenv: os.Getenv, Now: func() time.Time { return clock }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		c, err := w.Queue().Lock(t.Context(), true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.Run(context.Background(), w.Handle, queue.Options{Once: true})
-	}
+	drain := func() error { return r.drainAt(func() time.Time { return clock }) }
 	sha := r.commit("main", nil)
 	r.enqueue("d-1", "refs/heads/main", sha)
 	if err := drain(); !sysexits.Is(err, sysexits.TempFail) || r.readTrace() != "" {
@@ -787,19 +792,7 @@ func TestHeldPushesCoalesce(t *testing.T) {
 			}
 			r := newRig(t, extra)
 			clock := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC) // a Wednesday, an hour before the window
-			drain := func() error {
-				w, err := deploy.New(r.cfg, "app", r.st, deploy.Options{Getenv: os.Getenv, Now: func() time.Time { return clock }})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer w.Close()
-				c, err := w.Queue().Lock(t.Context(), true)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				return c.Run(context.Background(), w.Handle, queue.Options{Once: true})
-			}
+			drain := func() error { return r.drainAt(func() time.Time { return clock }) }
 			if hold == "pause" {
 				if err := pause.Set(r.cfg, pause.Pause{Deployment: "app", Reason: "freeze", Since: time.Now()}); err != nil {
 					t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/crashfs"
+	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
@@ -81,21 +82,12 @@ func makeQueues(t *testing.T, fs *crashfs.FS, names ...string) string {
 			t.Fatal(err)
 		}
 		for _, s := range []string{d, filepath.Dir(d)} {
-			if err := syncDir(s); err != nil {
+			if err := durable.SyncDir(s); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	return spool
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // found is what a queue directory holds after a cut.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/crashfs"
 	"github.com/dh-deployer/dh-deployer/pkg/demo"
+	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
@@ -185,7 +186,7 @@ func remove(t *testing.T, dir string, names []string) {
 		}
 	}
 	for _, d := range []string{dir, filepath.Join(dir, queue.FailedDir)} {
-		if err := syncDir(d); err != nil {
+		if err := durable.SyncDir(d); err != nil {
 			t.Fatal(err)
 		}
 	}

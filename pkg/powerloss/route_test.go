@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/crashfs"
+	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
@@ -144,7 +145,7 @@ func publishDurably(t *testing.T, dir string, entries [][]byte) {
 		}
 	}
 	for _, d := range []string{dir, filepath.Join(dir, queue.StagingDir)} {
-		if err := syncDir(d); err != nil {
+		if err := durable.SyncDir(d); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -453,15 +453,25 @@ func postgresOutage(t *testing.T, h *hosttest.Host) {
 // `journalctl -p err` shows; the daemons keep their old configuration.
 func errorsInJournal(t *testing.T, h *hosttest.Host) {
 	t.Helper()
-	h.Run(t, `cp /etc/dh-deployer/config.toml /tmp/config.good; echo 'brokenkey = 1' >> /etc/dh-deployer/config.toml
-systemctl reload dh-route dh-nginx dh-cert dh-deploy@app; systemctl restart dh-receive.service || true; sleep 2
-cp /tmp/config.good /etc/dh-deployer/config.toml`)
+	h.Run(t, `cp /etc/dh-deployer/config.toml /root/config.good; echo 'brokenkey = 1' >> /etc/dh-deployer/config.toml
+systemctl reload dh-route dh-nginx dh-cert dh-deploy@app; systemctl restart dh-receive.service || true`)
+	// A reload happens between two entries, after systemctl returned: wait
+	// for each daemon's error line before the configuration is put back.
 	for _, id := range []string{"dh-receive", "dh-route", "dh-deploy", "dh-nginx", "dh-cert"} {
-		if out, _ := h.Try("journalctl -b -q -p err -t " + id + " --no-pager"); !strings.Contains(out, "brokenkey") {
-			t.Errorf("journalctl -p err -t %s shows no error about the broken configuration:\n%s", id, out)
+		script := "journalctl -b -q -p err -t " + id + " --no-pager | grep -q brokenkey"
+		var err error
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			if _, err = h.Try(script); err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
+			out, _ := h.Try("journalctl -b -q -p err -t " + id + " --no-pager")
+			t.Errorf("journalctl -p err -t %s shows no error about the broken configuration within 30 s:\n%s", id, out)
 		}
 	}
-	h.Run(t, "systemctl restart dh-receive.service && systemctl is-active dh-route dh-nginx dh-cert dh-deploy@app")
+	h.Run(t, `cp /root/config.good /etc/dh-deployer/config.toml
+systemctl restart dh-receive.service && systemctl is-active dh-route dh-nginx dh-cert dh-deploy@app`)
 }
 
 // certbotEnv makes the root certbot unit trust pebble, as an operator

@@ -91,6 +91,9 @@ func (e *GitHubEvent) Encode() ([]byte, error) {
 	if err := e.check(); err != nil {
 		return nil, err
 	}
+	if err := checkPayload(e.Payload); err != nil {
+		return nil, err
+	}
 	head := *e
 	head.Version, head.Kind = Version, KindGitHubEvent
 	head.ReceivedAt = e.ReceivedAt.UTC()
@@ -128,6 +131,11 @@ func DecodeGitHubEvent(data []byte) (*GitHubEvent, error) {
 	if err := e.check(); err != nil {
 		return nil, err
 	}
+	// Unmarshal checked the whole entry, payload included: what is left
+	// to check is that the payload is an object.
+	if !isObject(e.Payload) {
+		return nil, errNotObject
+	}
 	return &e, nil
 }
 
@@ -144,13 +152,32 @@ func (e *GitHubEvent) check() error {
 		// years 0 to 9999; "0000-01-01T00:30:00+01:00" decodes but is in
 		// year -1 in UTC.
 		return dataErr("entry received_at %s is out of range", e.ReceivedAt.Format(time.RFC3339))
-	case len(e.Payload) == 0 || !json.Valid(e.Payload):
-		return dataErr("entry payload is not valid JSON")
-	}
-	if t := bytes.TrimLeft(e.Payload, " \t\r\n"); len(t) == 0 || t[0] != '{' {
-		return dataErr("entry payload is not a JSON object")
 	}
 	return nil
+}
+
+var errNotObject = dataErr("entry payload is not a JSON object")
+
+// checkPayload checks, once, that a payload about to be stored verbatim is
+// one JSON object.
+func checkPayload(p []byte) error {
+	switch {
+	case isObject(p):
+		if !validObject(p) {
+			return dataErr("entry payload is not valid JSON")
+		}
+		return nil
+	case len(p) > 0 && json.Valid(p):
+		return errNotObject
+	}
+	return dataErr("entry payload is not valid JSON")
+}
+
+// isObject reports whether p's first byte after white space opens an
+// object.
+func isObject(p []byte) bool {
+	t := bytes.TrimLeft(p, " \t\r\n")
+	return len(t) > 0 && t[0] == '{'
 }
 
 func dataErr(format string, args ...any) error {

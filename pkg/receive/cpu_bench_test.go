@@ -8,13 +8,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
 // ShmDir is the tmpfs BenchmarkReceiveCPU writes its queues to, so that
@@ -60,7 +60,7 @@ func BenchmarkReceiveCPU(b *testing.B) {
 			r.Header.Set("X-Hub-Signature-256", sig)
 			reqs[i] = r
 		}
-		start := cpuTime()
+		start := testenv.SelfCPU()
 		for _, r := range reqs {
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, r)
@@ -68,7 +68,7 @@ func BenchmarkReceiveCPU(b *testing.B) {
 				b.Fatalf("status %d: %s", w.Code, w.Body)
 			}
 		}
-		return cpuTime() - start
+		return testenv.SelfCPU() - start
 	}
 	var cpu [2]time.Duration
 	b.ResetTimer()
@@ -91,11 +91,4 @@ func BenchmarkReceiveCPU(b *testing.B) {
 	b.ReportMetric(per(cpu[1]), "dh-cpu-µs/req")
 	b.ReportMetric(float64(cpu[1])/float64(cpu[0]), "cpu-ratio")
 	b.ReportMetric(0, "ns/op")
-}
-
-// cpuTime is the CPU time (user and system) the process used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

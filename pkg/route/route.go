@@ -118,10 +118,10 @@ type Decision struct {
 	Deployments []string // where to forward it (routed), sorted
 }
 
-// Match decides from the configuration alone what a delivery's fate is, and
-// returns the event-table fields read from its payload. A payload routing
-// cannot read is a sysexits.DataErr.
-func Match(cfg *config.Config, ev *event.GitHubEvent) (store.Event, Decision, error) {
+// Match decides from the table's configuration alone what a delivery's
+// fate is, and returns the event-table fields read from its payload. A
+// payload routing cannot read is a sysexits.DataErr.
+func (t *Table) Match(ev *event.GitHubEvent) (store.Event, Decision, error) {
 	rec := store.Event{Delivery: ev.Delivery, Event: ev.Event, HookID: ev.HookID, ReceivedAt: ev.ReceivedAt}
 	switch ev.Event {
 	case EventPing:
@@ -156,12 +156,14 @@ func Match(cfg *config.Config, ev *event.GitHubEvent) (store.Event, Decision, er
 	tag, isTag := p.Tag()
 	var targets []string
 	reason := ReasonNotFollowed
-	for _, name := range cfg.DeploymentNames() {
-		d, _ := cfg.Deployment(name)
-		if d == nil || !d.MatchesRepository(p.Repository.FullName) {
+	for _, tg := range t.byRepo[strings.ToLower(p.Repository.FullName)] {
+		d := tg.d
+		// The table's key folds case with ToLower, the rule
+		// (MatchesRepository) with EqualFold: the rule decides.
+		if !d.MatchesRepository(p.Repository.FullName) {
 			continue
 		}
-		if !(isBranch && d.FollowsBranch(branch)) && !(isTag && d.FollowsTag(tag)) {
+		if !(isBranch && tg.branches.match(branch)) && !(isTag && tg.tags.match(tag)) {
 			continue
 		}
 		switch {
@@ -172,7 +174,7 @@ func Match(cfg *config.Config, ev *event.GitHubEvent) (store.Event, Decision, er
 		case !d.IsEnabled():
 			reason = ReasonDisabled
 		default:
-			targets = append(targets, name)
+			targets = append(targets, tg.name)
 		}
 	}
 	if len(targets) == 0 {
@@ -217,7 +219,7 @@ type Router struct {
 	store  *store.Store
 	logger *slog.Logger
 	wait   bool
-	cfg    atomic.Pointer[config.Config]
+	table  atomic.Pointer[Table]
 
 	mu     sync.Mutex
 	queues map[string]*queue.Queue // deployment queues by directory, initialised
@@ -229,15 +231,16 @@ func New(cfg *config.Config, st *store.Store, opts Options) *Router {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Router{store: st, logger: opts.Logger, wait: opts.Wait, queues: map[string]*queue.Queue{}}
-	r.cfg.Store(cfg)
+	r.table.Store(NewTable(cfg))
 	return r
 }
 
-// SetConfig makes cfg the configuration for the entries handled from now on.
-func (r *Router) SetConfig(cfg *config.Config) { r.cfg.Store(cfg) }
+// SetConfig makes cfg the configuration for the entries handled from now
+// on, with its routing table built once here.
+func (r *Router) SetConfig(cfg *config.Config) { r.table.Store(NewTable(cfg)) }
 
 // Config returns the current configuration.
-func (r *Router) Config() *config.Config { return r.cfg.Load() }
+func (r *Router) Config() *config.Config { return r.table.Load().cfg }
 
 // Handle is the queue.Handler of queues/main, for replay: HandleBatch of
 // one entry.
@@ -272,7 +275,8 @@ type item struct {
 // again, and each entry's second handling resumes what its first one
 // recorded. A publish error is its entry's alone.
 func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
-	cfg := r.cfg.Load()
+	table := r.table.Load()
+	cfg := table.cfg
 	items := make([]item, len(es))
 	for i, e := range es {
 		it := &items[i]
@@ -299,7 +303,7 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 			out.Deployment = deployment
 			return out.Encode()
 		}
-		it.rec, it.match, err = Match(cfg, ev)
+		it.rec, it.match, err = table.Match(ev)
 		if err != nil {
 			it.bad, it.known = err, true
 		}

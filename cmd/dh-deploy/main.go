@@ -148,7 +148,7 @@ func run(ctx context.Context, env *cli.Env, args []string) error {
 	hup.Reload(ctx, w.Config(), w.SetConfig)
 	env.Logger.Info("deploying", "deployment", args[0], "queue", w.Queue().Dir(), "once", once)
 	defer env.Ready("deploying " + args[0] + " from " + w.Queue().Dir())()
-	return c.Run(ctx, w.Handle, queue.Options{Once: once, Logger: env.Logger})
+	return c.RunBatch(ctx, w.HandleBatch, queue.Options{Once: once, Logger: env.Logger})
 }
 
 func replay(ctx context.Context, env *cli.Env, args []string) error {

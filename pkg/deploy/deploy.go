@@ -121,6 +121,10 @@ type Worker struct {
 	q       *queue.Queue
 	repo    *gitrepo.Repo // the checkout; used under the run lock only
 	notices *notices
+	// decided holds the coalescing decisions of the waiting entries, by
+	// name: the newer delivery of one recorded superseded, "" for one
+	// that deploys (see coalesce.go).
+	decided map[string]string
 }
 
 // New returns the worker of the deployment name. It reads the GitHub token
@@ -238,10 +242,9 @@ func (w *Worker) Recover(ctx context.Context) error {
 	})
 }
 
-// Handle is the queue.Handler of the deployment's queue: see the package
-// comment.
+// Handle is HandleBatch of one entry.
 func (w *Worker) Handle(ctx context.Context, e *queue.Entry) error {
-	return w.handle(ctx, e, TriggerWebhook)
+	return w.HandleBatch(ctx, []*queue.Entry{e})[0]
 }
 
 // Replay handles an entry file in the foreground, as dh-deploy replay does:
@@ -264,28 +267,8 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, trigger string) err
 	if err != nil {
 		return err
 	}
-	attempt := 1
-	for _, r := range runs {
-		if r.State == store.RunSucceeded || r.State == store.RunUnchanged {
-			w.log.Info("already deployed; nothing to do", "delivery", req.Delivery, "commit", r.Commit, "run", r.ID)
-			return nil
-		}
-		if r.State == store.RunQueued { // it waited (paused, outside the windows): this attempt again
-			req.waiting, req.waitNote = r.ID, strings.TrimPrefix(r.Note, "waiting: ")
-			attempt = r.Attempt
-			continue
-		}
-		attempt = max(attempt, r.Attempt+1)
-	}
-	req.Attempt = attempt
-	if (req.Trigger == TriggerWebhook || req.Trigger == TriggerHook) && w.d.Coalesces() {
-		newer, err := w.newerPush(ctx, e.Name, req)
-		if err != nil {
-			return err
-		}
-		if newer != "" {
-			return w.supersede(ctx, req, newer)
-		}
+	if w.attempt(&req, runs) {
+		return nil
 	}
 	_, err = w.Deploy(ctx, req)
 	if held, ok := errors.AsType[*heldError](err); ok {
@@ -295,6 +278,27 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, trigger string) err
 		return nil // recorded; a refusal is final
 	}
 	return err
+}
+
+// attempt sets req's attempt from the runs of its (delivery, deployment)
+// pair, and the queued run it resumes, if it waited; it reports true if a
+// run of the pair already deployed it: nothing to do.
+func (w *Worker) attempt(req *Request, runs []store.Run) (done bool) {
+	attempt := 1
+	for _, r := range runs {
+		if r.State == store.RunSucceeded || r.State == store.RunUnchanged {
+			w.log.Info("already deployed; nothing to do", "delivery", req.Delivery, "commit", r.Commit, "run", r.ID)
+			return true
+		}
+		if r.State == store.RunQueued { // it waited (paused, outside the windows): this attempt again
+			req.waiting, req.waitNote = r.ID, strings.TrimPrefix(r.Note, "waiting: ")
+			attempt = r.Attempt
+			continue
+		}
+		attempt = max(attempt, r.Attempt+1)
+	}
+	req.Attempt = attempt
+	return false
 }
 
 // hold records (once per change of reason) that the entry waits, and
@@ -402,78 +406,6 @@ func (w *Worker) decode(data []byte) (*event.GitHubEvent, *github.Push, error) {
 		return nil, nil, err
 	}
 	return ev, push, nil
-}
-
-// newerPush returns the delivery of a push waiting in the queue after the
-// entry name that makes req's deployment pointless, or "": one whose
-// commit is on its ref and contains req's commit (checked after a fetch).
-// A newer push that is stale, forged or force-pushed over req's commit
-// does not supersede it: req deploys, and the newer one is judged on its
-// own when its turn comes.
-func (w *Worker) newerPush(ctx context.Context, name string, req Request) (string, error) {
-	names, err := w.q.List()
-	if err != nil {
-		return "", err
-	}
-	var cands []*github.Push
-	var ids []string
-	for i := len(names) - 1; i >= 0 && names[i] > name; i-- {
-		data, err := os.ReadFile(filepath.Join(w.q.Dir(), names[i]))
-		if err != nil {
-			continue // consumed or moved meanwhile, or unreadable: not a candidate
-		}
-		if ev, push, err := w.decode(data); err == nil && push.After != req.Commit {
-			cands, ids = append(cands, push), append(ids, ev.Delivery)
-		}
-	}
-	if len(cands) == 0 {
-		return "", nil
-	}
-	unlock, err := w.lockRun(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	repo := w.repo
-	if err := repo.Sync(ctx); err != nil {
-		return "", err
-	}
-	for i, p := range cands { // newest first
-		if repo.Contains(ctx, p.Ref, p.After) != nil {
-			continue
-		}
-		if ok, err := repo.IsAncestor(ctx, req.Commit, p.After); err == nil && ok {
-			return ids[i], nil
-		}
-	}
-	return "", nil
-}
-
-// supersede records that a newer waiting push replaces this one.
-func (w *Worker) supersede(ctx context.Context, req Request, newer string) error {
-	why := fmt.Sprintf("superseded by delivery %s, waiting in the queue", newer)
-	err := w.db(ctx, "record superseded run", func(ctx context.Context) error {
-		return w.st.InTx(ctx, func(tx *store.Store) error {
-			// An entry that waited (paused, outside the windows) has its
-			// queued run, this very attempt: that row ends superseded. A
-			// second row of the attempt would break the unique key and
-			// leave the queued one waiting forever.
-			id := req.waiting
-			if id == 0 {
-				var err error
-				id, err = tx.InsertRun(ctx, store.Run{Delivery: req.Delivery, Deployment: w.d.Name, Attempt: req.Attempt,
-					Trigger: req.Trigger, TriggeredBy: req.By, Ref: req.Ref, Commit: req.Commit, State: store.RunSuperseded})
-				if err != nil {
-					return err
-				}
-			}
-			return tx.FinishRun(ctx, id, store.RunResult{State: store.RunSuperseded, Error: why})
-		})
-	})
-	if err == nil {
-		w.log.Info("run superseded", "delivery", req.Delivery, "commit", req.Commit, "by", newer)
-	}
-	return err
 }
 
 // ErrRefused is wrapped by Deploy's error when it refused the commit.

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) { storetest.Main(m) }
 // rig is one deployment "app" of repository acme/app, following main, fed
 // from a real bare repository, with a real store and real queue dirs.
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	remote string // the bare repository the deployment fetches from
 	work   string // a clone that makes the commits
@@ -47,7 +47,7 @@ type rig struct {
 
 // newRig writes a configuration whose deployment table is
 // "[deployments.app]" + the common keys + extra.
-func newRig(t *testing.T, extra string) *rig {
+func newRig(t testing.TB, extra string) *rig {
 	t.Helper()
 	testenv.Command(t, "git")
 	r := &rig{t: t, dir: t.TempDir(), url: storetest.NewMigrated(t)}
@@ -154,7 +154,7 @@ func (r *rig) drainAt(now func() time.Time) error {
 		r.t.Fatal(err)
 	}
 	defer c.Close()
-	return c.Run(context.Background(), w.Handle, queue.Options{Once: true})
+	return c.RunBatch(context.Background(), w.HandleBatch, queue.Options{Once: true})
 }
 
 // drain runs the worker over the queue until it is empty.
@@ -170,7 +170,7 @@ func (r *rig) drain() error {
 	if err := w.Recover(context.Background()); err != nil {
 		r.t.Fatal(err)
 	}
-	return c.Run(context.Background(), w.Handle, queue.Options{Once: true})
+	return c.RunBatch(context.Background(), w.HandleBatch, queue.Options{Once: true})
 }
 
 // runs returns the deployment's runs, oldest first.

@@ -276,6 +276,7 @@ func (r *Repo) Sync(ctx context.Context) error {
 		}
 		r.origin = r.URL
 	}
+	r.logger().Debug("fetch", "path", r.Path, "url", redact(r.URL))
 	args := append([]string{"fetch", "--quiet", "--prune", "--no-recurse-submodules", "--no-write-fetch-head", "--no-auto-maintenance", "origin"}, fetchRefspecs...)
 	if _, err := r.run(ctx, r.Path, args...); err != nil {
 		err = fmt.Errorf("sync %s: fetch from %s: %w", r.Path, redact(r.URL), err)

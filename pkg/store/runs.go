@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/lib/pq"
 )
 
 // Run states, as allowed by the runs table's CHECK constraint.
@@ -270,4 +272,19 @@ func (s *Store) LastRunIn(ctx context.Context, deployment, state string) (Run, e
 		return Run{}, fmt.Errorf("last %s run of %s: %w", state, deployment, err)
 	}
 	return runs[0], nil
+}
+
+// RunsOfDeliveries returns the runs of many deliveries to one deployment,
+// by delivery, first attempt first: RunsOf for a whole waiting queue in
+// one statement.
+func (s *Store) RunsOfDeliveries(ctx context.Context, deployment string, deliveries []string) (map[string][]Run, error) {
+	runs, err := s.runs(ctx, `WHERE deployment = $1 AND delivery = ANY($2) ORDER BY attempt, id`, deployment, pq.Array(deliveries))
+	if err != nil {
+		return nil, fmt.Errorf("list runs of %s for %d deliveries: %w", deployment, len(deliveries), err)
+	}
+	by := make(map[string][]Run, len(deliveries))
+	for _, r := range runs {
+		by[r.Delivery] = append(by[r.Delivery], r)
+	}
+	return by, nil
 }

@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -195,12 +194,26 @@ func (w *Worker) decide(ctx context.Context, set []*waiting) error {
 	}
 	err = w.db(ctx, "record superseded runs", func(ctx context.Context) error {
 		return w.st.InTx(ctx, func(tx *store.Store) error {
+			var fresh []store.Run
 			for _, p := range record {
-				if err := supersede(ctx, tx, w.d.Name, p); err != nil {
+				why := fmt.Sprintf("superseded by delivery %s, waiting in the queue", p.newer)
+				if p.req.waiting == 0 {
+					fresh = append(fresh, store.Run{Delivery: p.req.Delivery, Attempt: p.req.Attempt, Trigger: p.req.Trigger,
+						TriggeredBy: p.req.By, Ref: p.req.Ref, Commit: p.req.Commit, Error: why})
+					continue
+				}
+				// An entry that waited (paused, outside the windows) has
+				// its queued run, this very attempt: that row ends
+				// superseded. A second row of the attempt would break the
+				// unique key and leave the queued one waiting forever.
+				if err := tx.FinishRun(ctx, p.req.waiting, store.RunResult{State: store.RunSuperseded, Error: why}); err != nil {
 					return err
 				}
 			}
-			return nil
+			if len(fresh) == 0 {
+				return nil
+			}
+			return tx.InsertSuperseded(ctx, w.d.Name, fresh)
 		})
 	})
 	if err != nil {
@@ -209,29 +222,6 @@ func (w *Worker) decide(ctx context.Context, set []*waiting) error {
 	for _, p := range record {
 		w.decided[p.name] = p.newer
 		w.log.Info("run superseded", "delivery", p.req.Delivery, "commit", p.req.Commit, "by", p.newer)
-	}
-	return nil
-}
-
-// supersede records in tx that a newer waiting push replaces p.
-func supersede(ctx context.Context, tx *store.Store, deployment string, p *waiting) error {
-	req := p.req
-	why := fmt.Sprintf("superseded by delivery %s, waiting in the queue", p.newer)
-	// An entry that waited (paused, outside the windows) has its queued
-	// run, this very attempt: that row ends superseded. A second row of
-	// the attempt would break the unique key and leave the queued one
-	// waiting forever.
-	id := req.waiting
-	if id == 0 {
-		var err error
-		id, err = tx.InsertRun(ctx, store.Run{Delivery: req.Delivery, Deployment: deployment, Attempt: req.Attempt,
-			Trigger: req.Trigger, TriggeredBy: req.By, Ref: req.Ref, Commit: req.Commit, State: store.RunSuperseded})
-		if err != nil {
-			return err
-		}
-	}
-	if err := tx.FinishRun(ctx, id, store.RunResult{State: store.RunSuperseded, Error: why}); err != nil {
-		return errors.Join(fmt.Errorf("record superseded run of %s", req.Delivery), err)
 	}
 	return nil
 }

@@ -288,3 +288,29 @@ func (s *Store) RunsOfDeliveries(ctx context.Context, deployment string, deliver
 	}
 	return by, nil
 }
+
+// InsertSuperseded records runs that ended superseded before they started,
+// all in one statement (coalescing a waiting set): each r as InsertRun
+// would, then finished now with state superseded and r.Error.
+func (s *Store) InsertSuperseded(ctx context.Context, deployment string, runs []Run) error {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	n := len(runs)
+	del, trig, ref, commit, why, by := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	att := make([]int64, n)
+	for i, r := range runs {
+		del[i], att[i], trig[i], ref[i], commit[i], why[i], by[i] = r.Delivery, int64(max(r.Attempt, 1)), r.Trigger, r.Ref, r.Commit, r.Error, r.TriggeredBy
+		if trig[i] == "" {
+			trig[i] = "webhook"
+		}
+	}
+	_, err := s.db.ExecContext(ctx, `
+		INSERT INTO runs (delivery, deployment, attempt, trigger, ref, commit_sha, state, error, finished_at, triggered_by)
+		SELECT d, $1, a, t, NULLIF(r, ''), NULLIF(c, ''), 'superseded', NULLIF(e, ''), now(), NULLIF(b, '')
+		FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) AS u(d, a, t, r, c, e, b)`,
+		deployment, pq.Array(del), pq.Array(att), pq.Array(trig), pq.Array(ref), pq.Array(commit), pq.Array(why), pq.Array(by))
+	if err != nil {
+		return classify(fmt.Errorf("insert %d superseded runs of %s: %w", n, deployment, err))
+	}
+	return nil
+}

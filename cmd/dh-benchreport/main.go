@@ -170,8 +170,8 @@ func report(w io.Writer, file string, res *results) {
 	fmt.Fprintf(w, "  quiet >= 1.00x at c1, >= 1.30x at c16 and c64, p99 <= 1.50x\n")
 
 	const route = "BenchmarkRouteBacklog"
-	fmt.Fprintf(w, "\nRouting: dh-route run --once drains a backlog of 10,000 deliveries, quiet and\n")
-	fmt.Fprintf(w, "beside the same writer %s\n", res.runs(route))
+	fmt.Fprintf(w, "\nRouting: dh-route run drains a backlog of 10,000 deliveries, quiet and beside\n")
+	fmt.Fprintf(w, "the same writer; peak RSS (VmHWM) and CPU are the daemon's, from /proc %s\n", res.runs(route))
 	fmt.Fprintf(w, "  %-22s %10s %10s\n", "", "quiet", "writer")
 	for _, m := range [][3]string{{"deliveries/s", "deliveries/s", "0"}, {"peak RSS MB", "peak-RSS-MB", "1"},
 		{"cpu µs/delivery", "route-cpu-µs/delivery", "1"}} {
@@ -179,6 +179,8 @@ func report(w io.Writer, file string, res *results) {
 		fmt.Fprintf(w, "  %-22s %s %s\n", m[0], res.cell(10, prec, route+"/quiet", m[1]), res.cell(10, prec, route+"/writer", m[1]))
 	}
 	fmt.Fprintf(w, "  %-22s %s (target >= 0.70x)\n", "writer vs quiet", res.ratio(route+"/writer", route+"/quiet", "deliveries/s"))
+
+	costReport(w, res)
 
 	const push = "BenchmarkPushToStep"
 	fmt.Fprintf(w, "\nEnd to end: signed POST to dh-receive until the deployment's first step\n")
@@ -201,4 +203,33 @@ func report(w io.Writer, file string, res *results) {
 	fmt.Fprintf(w, "\nCompare two runs: diff -u two reports, or benchstat on the raw files (its\n")
 	fmt.Fprintf(w, "significance test wants make bench BENCH_COUNT=6 or more, six times as long):\n")
 	fmt.Fprintf(w, "  go run golang.org/x/perf/cmd/benchstat@latest bin/bench-OLD.txt bin/bench-NEW.txt\n")
+}
+
+// costReport prints the figures of issue 21: cost that stays flat as the
+// work grows.
+func costReport(w io.Writer, res *results) {
+	const cpu = "BenchmarkReceiveCPU"
+	fmt.Fprintf(w, "\nReceive CPU: the handlers called directly, one request at a time, queue on\n")
+	fmt.Fprintf(w, "tmpfs (queue_dir_throwaway) so that the disk hides nothing %s\n", res.runs(cpu))
+	fmt.Fprintf(w, "  %-22s %s\n", "floor cpu µs/request", res.cell(10, 1, cpu, "floor-cpu-µs/req"))
+	fmt.Fprintf(w, "  %-22s %s\n", "dh-receive", res.cell(10, 1, cpu, "dh-cpu-µs/req"))
+	fmt.Fprintf(w, "  %-22s %s (target <= 1.10x)\n", "dh-receive vs floor", res.cell(9, 2, cpu, "cpu-ratio")+"x")
+
+	const dep = "BenchmarkRouteDeployments"
+	fmt.Fprintf(w, "\nRouting at many deployments: CPU per delivery draining 2,000 pushes %s\n", res.runs(dep))
+	fmt.Fprintf(w, "  %-22s %12s %12s %9s\n", "", "1 deployment", "1,000", "ratio")
+	for _, kind := range []string{"followed", "unfollowed"} {
+		one, many := dep+"/"+kind+"/deployments=1", dep+"/"+kind+"/deployments=1000"
+		fmt.Fprintf(w, "  %-22s %s %s %s (target <= 1.50x)\n", kind+" cpu µs", res.cell(12, 1, one, "route-cpu-µs/delivery"),
+			res.cell(12, 1, many, "route-cpu-µs/delivery"), res.ratio(many, one, "route-cpu-µs/delivery"))
+	}
+
+	const co = "BenchmarkCoalesce"
+	fmt.Fprintf(w, "\nCoalescing: one worker drains N pushes of one branch waiting in its queue %s\n", res.runs(co))
+	fmt.Fprintf(w, "  %-22s %10s %8s\n", "", "ms", "fetches")
+	for _, n := range []string{"10", "1000"} {
+		name := co + "/pushes=" + n
+		fmt.Fprintf(w, "  %-22s %s %s\n", n+" pushes", res.cell(10, 1, name, "ms"), res.cell(8, 0, name, "fetches"))
+	}
+	fmt.Fprintf(w, "  %-22s %s (target <= 3.00x, at most 2 fetches)\n", "1000 vs 10", res.ratio(co+"/pushes=1000", co+"/pushes=10", "ms"))
 }

@@ -88,12 +88,18 @@ var app = &cli.App{
 
 var errNoDeployment = errors.New("no deployment")
 
+// WorkerPoll is how often an idle worker looks at its queue directory's
+// modification time, besides its wake pipe (queue.Options.Poll).
+const WorkerPoll = time.Second
+
 // worker opens everything the deployment name's worker needs; waiting,
 // if not nil, waits for the database (see store.LoadWait). A name the
 // configuration lacks is a usage error (64), or bad data (65) when it
 // comes from an entry (replay).
 func worker(ctx context.Context, env *cli.Env, name string, wait bool, waiting func(error, time.Duration), user string) (*deploy.Worker, func(), error) {
-	cfg, st, err := store.LoadWait(ctx, env.Config, waiting)
+	// No idle connection: a host may run hundreds of workers, idle
+	// most of the time (docs/deploy.md, "Many deployments on one host").
+	cfg, st, err := store.LoadWait(ctx, env.Config, waiting, store.NoIdle())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -148,7 +154,9 @@ func run(ctx context.Context, env *cli.Env, args []string) error {
 	hup.Reload(ctx, w.Config(), w.SetConfig)
 	env.Logger.Info("deploying", "deployment", args[0], "queue", w.Queue().Dir(), "once", once)
 	defer env.Ready("deploying " + args[0] + " from " + w.Queue().Dir())()
-	return c.RunBatch(ctx, w.HandleBatch, queue.Options{Once: once, Logger: env.Logger})
+	// The queue's wake pipe and a look at its directory every Poll, not
+	// fsnotify: no inotify instance per worker (queue.WakeFile).
+	return c.RunBatch(ctx, w.HandleBatch, queue.Options{Once: once, Logger: env.Logger, Poll: WorkerPoll})
 }
 
 func replay(ctx context.Context, env *cli.Env, args []string) error {

@@ -352,6 +352,9 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 		}
 		return errs
 	}
+	if err == nil {
+		r.wake(cfg, items)
+	}
 	errs := make([]error, len(items))
 	for i := range items {
 		it := &items[i]
@@ -532,6 +535,31 @@ func (r *Router) publish(cfg *config.Config, items []item) (failed bool) {
 		}
 	}
 	return failed
+}
+
+// wake nudges the workers of the deployment queues the batch published
+// to, once each, now that the batch is committed (queue.Wake).
+func (r *Router) wake(cfg *config.Config, items []item) {
+	woken := map[string]bool{}
+	for i := range items {
+		it := &items[i]
+		if it.bad != nil || it.decision.Status != store.StatusRouted {
+			continue
+		}
+		targets := it.decision.Deployments
+		if it.resumed {
+			targets = it.resume
+		}
+		for _, name := range targets {
+			if woken[name] {
+				continue
+			}
+			woken[name] = true
+			if q, err := r.queue(cfg, name); err == nil {
+				q.Wake()
+			}
+		}
+	}
 }
 
 // forwardName is the name of the entry's copy in a deployment queue: the

@@ -46,6 +46,7 @@ type Store struct {
 	pool    *sql.DB // nil in a transaction's Store
 	db      querier // the pool, or the transaction
 	timeout time.Duration
+	noIdle  bool
 }
 
 // querier is what *sql.DB and *sql.Tx have in common.
@@ -63,6 +64,15 @@ func WithTimeout(d time.Duration) Option {
 	return func(s *Store) { s.timeout = d }
 }
 
+// NoIdle makes the Store keep no connection open between calls: each
+// call connects and closes its connection when it is done (a transaction
+// keeps one until it ends). For a daemon idle most of the time of which a
+// host runs hundreds, such as the deployment workers: PostgreSQL allows
+// 100 clients by default, and an idle connection costs it a process.
+func NoIdle() Option {
+	return func(s *Store) { s.noIdle = true }
+}
+
 // Open connects to the database at dsn (a postgres:// URL or a lib/pq
 // key=value string) and pings it. An unreachable server is a TempFail error
 // that names the host or socket.
@@ -74,6 +84,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	db, err := connect(ctx, dsn, s.timeout)
 	if err != nil {
 		return nil, err
+	}
+	if s.noIdle {
+		db.SetMaxIdleConns(0) // closes the ping's connection too
 	}
 	s.pool, s.db = db, db
 	return s, nil
@@ -132,13 +145,13 @@ func Load(ctx context.Context, path string) (*config.Config, *Store, error) {
 }
 
 // LoadWait is Load for a daemon's run command: it opens the database with
-// OpenWait.
-func LoadWait(ctx context.Context, path string, waiting func(err error, retry time.Duration)) (*config.Config, *Store, error) {
+// OpenWait, with opts.
+func LoadWait(ctx context.Context, path string, waiting func(err error, retry time.Duration), opts ...Option) (*config.Config, *Store, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := OpenWait(ctx, cfg.DatabaseURL, waiting)
+	st, err := OpenWait(ctx, cfg.DatabaseURL, waiting, opts...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -51,7 +51,7 @@ lint: ## gofmt, go vet, staticcheck
 # PACKAGE:BENCHMARK:BENCHTIME, run in this order; 2 to 6 minutes in all.
 BENCHES     := ./pkg/receive:BenchmarkReceive:1000x ./pkg/route:BenchmarkRouteBacklog:1x \
                ./pkg/receive:BenchmarkReceiveCPU:2000x ./pkg/route:BenchmarkRouteDeployments:1x \
-               ./pkg/deploy:BenchmarkCoalesce:1x \
+               ./pkg/deploy:BenchmarkCoalesce:1x ./pkg/deploy:BenchmarkManyDeployments:1x \
                ./pkg/demo:BenchmarkPushToStep:1x ./pkg/demo:BenchmarkDaemons:5x
 BENCH_COUNT ?= 1
 BENCH_OUT   ?= bin/bench-$(VERSION).txt

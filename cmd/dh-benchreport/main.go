@@ -232,4 +232,14 @@ func costReport(w io.Writer, res *results) {
 		fmt.Fprintf(w, "  %-22s %s %s\n", n+" pushes", res.cell(10, 1, name, "ms"), res.cell(8, 0, name, "fetches"))
 	}
 	fmt.Fprintf(w, "  %-22s %s (target <= 3.00x, at most 2 fetches)\n", "1000 vs 10", res.ratio(co+"/pushes=1000", co+"/pushes=10", "ms"))
+
+	const many = "BenchmarkManyDeployments"
+	fmt.Fprintf(w, "\nMany deployments: 300 dh-deploy run workers as one user, default max_connections\n")
+	fmt.Fprintf(w, "(100) and inotify limits (128 per user), a push to each at once %s\n", res.runs(many))
+	for _, m := range [][3]string{{"deployed", "deployed", "0"}, {"failed (target 0)", "failed", "0"},
+		{"s until all deployed", "s-to-deploy-all", "1"}, {"idle RSS MB/worker", "worker-idle-RSS-MB", "1"},
+		{"idle db connections", "idle-db-connections", "0"}, {"inotify instances", "inotify-instances", "0"}} {
+		prec, _ := strconv.Atoi(m[2])
+		fmt.Fprintf(w, "  %-22s %s\n", m[0], res.cell(10, prec, many, m[1]))
+	}
 }

@@ -221,6 +221,7 @@ func (w *Worker) decide(ctx context.Context, set []*waiting) error {
 	}
 	for _, p := range record {
 		w.decided[p.name] = p.newer
+		// Each entry dropped gets its log line (and its row, above).
 		w.log.Info("run superseded", "delivery", p.req.Delivery, "commit", p.req.Commit, "by", p.newer)
 	}
 	return nil

@@ -48,7 +48,7 @@ lint: ## gofmt, go vet, staticcheck
 
 # make bench gives each benchmark a fixed amount of work (-benchtime Nx), so
 # that two runs compare; docs/development.md says what each one measures.
-# PACKAGE:BENCHMARK:BENCHTIME, run in this order; 2 to 6 minutes in all.
+# PACKAGE:BENCHMARK:BENCHTIME, run in this order; 4 to 8 minutes in all.
 BENCHES     := ./pkg/receive:BenchmarkReceive:1000x ./pkg/route:BenchmarkRouteBacklog:1x \
                ./pkg/receive:BenchmarkReceiveCPU:2000x ./pkg/route:BenchmarkRouteDeployments:1x \
                ./pkg/deploy:BenchmarkCoalesce:1x ./pkg/deploy:BenchmarkManyDeployments:1x \

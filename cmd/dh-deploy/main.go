@@ -19,7 +19,11 @@
 // before its next entry (changed steps, environment, … apply from the next
 // run). A configuration that does not load, or lacks the worker's
 // deployment, is logged and the old one kept. run waits for the database
-// at start (run --once exits 75 instead). docs/deploy.md has the details.
+// at start (run --once exits 75 instead). A waiting worker holds no
+// database connection and no inotify instance: it waits on its queue's wake
+// pipe (queues/NAME/.wake, written by dh-route) and looks at the queue
+// directory every second, so a host can run hundreds of them.
+// docs/deploy.md has the details.
 //
 // Exit status follows sysexits(3): 0 ok, 1 the run (deploy, rollback,
 // replay) failed or was refused, 64 usage or an unknown deployment, 65 bad

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/deploy"
-	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 )
 
@@ -33,17 +32,7 @@ func (h fetchCounter) WithGroup(string) slog.Handler      { return h }
 func (r *rig) drainCounting() (int64, error) {
 	r.t.Helper()
 	var n atomic.Int64
-	w, err := deploy.New(r.cfg, "app", r.st, deploy.Options{Logger: slog.New(fetchCounter{&n}), Getenv: os.Getenv})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer w.Close()
-	c, err := w.Queue().Lock(r.t.Context(), true)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer c.Close()
-	err = c.RunBatch(context.Background(), w.HandleBatch, queue.Options{Once: true})
+	err := r.drainWith(deploy.Options{Logger: slog.New(fetchCounter{&n}), Getenv: os.Getenv})
 	return n.Load(), err
 }
 

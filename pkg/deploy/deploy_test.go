@@ -144,7 +144,14 @@ func (r *rig) worker() *deploy.Worker {
 // empty (deploy windows read the clock).
 func (r *rig) drainAt(now func() time.Time) error {
 	r.t.Helper()
-	w, err := deploy.New(r.cfg, "app", r.st, deploy.Options{Logger: slog.New(slog.DiscardHandler), Getenv: os.Getenv, Now: now})
+	return r.drainWith(deploy.Options{Logger: slog.New(slog.DiscardHandler), Getenv: os.Getenv, Now: now})
+}
+
+// drainWith runs a worker made with opts over the queue until it is
+// empty, as dh-deploy run does.
+func (r *rig) drainWith(opts deploy.Options) error {
+	r.t.Helper()
+	w, err := deploy.New(r.cfg, "app", r.st, opts)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -238,6 +238,7 @@ func costReport(w io.Writer, res *results) {
 	fmt.Fprintf(w, "(100) and inotify limits (128 per user), a push to each at once %s\n", res.runs(many))
 	for _, m := range [][3]string{{"deployed", "deployed", "0"}, {"failed (target 0)", "failed", "0"},
 		{"s until all deployed", "s-to-deploy-all", "1"}, {"idle RSS MB/worker", "worker-idle-RSS-MB", "1"},
+		{"  of it private MB", "worker-idle-private-MB", "1"},
 		{"idle db connections", "idle-db-connections", "0"}, {"inotify instances", "inotify-instances", "0"}} {
 		prec, _ := strconv.Atoi(m[2])
 		fmt.Fprintf(w, "  %-22s %s\n", m[0], res.cell(10, prec, many, m[1]))

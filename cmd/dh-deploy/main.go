@@ -41,6 +41,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -158,9 +159,18 @@ func run(ctx context.Context, env *cli.Env, args []string) error {
 	hup.Reload(ctx, w.Config(), w.SetConfig)
 	env.Logger.Info("deploying", "deployment", args[0], "queue", w.Queue().Dir(), "once", once)
 	defer env.Ready("deploying " + args[0] + " from " + w.Queue().Dir())()
+	// What starting took (the whole configuration parsed, the database
+	// checked) and what each batch took (git's output, the entries) is
+	// garbage once it is done: give its pages back before waiting, for a
+	// host runs hundreds of workers that wait most of the time.
+	debug.FreeOSMemory()
+	handle := func(ctx context.Context, es []*queue.Entry) []error {
+		defer debug.FreeOSMemory()
+		return w.HandleBatch(ctx, es)
+	}
 	// The queue's wake pipe and a look at its directory every Poll, not
 	// fsnotify: no inotify instance per worker (queue.WakeFile).
-	return c.RunBatch(ctx, w.HandleBatch, queue.Options{Once: once, Logger: env.Logger, Poll: WorkerPoll})
+	return c.RunBatch(ctx, handle, queue.Options{Once: once, Logger: env.Logger, Poll: WorkerPoll})
 }
 
 func replay(ctx context.Context, env *cli.Env, args []string) error {

@@ -3,7 +3,7 @@
 // the deployment's build steps and a row of history. docs/deploy.md is the
 // operator's version of this comment.
 //
-// For each entry, in this order (Handle):
+// For each entry, in this order (HandleBatch, Handle):
 //
 //  1. Decode it: a github-event push routed to this deployment, else a
 //     sysexits.DataErr (the entry goes to failed/).
@@ -17,7 +17,9 @@
 //     queue names a commit that, after a fetch, is on its ref and contains
 //     this one's commit, this one is recorded as superseded and not
 //     deployed; the newest one deploys. A later push that is stale, forged
-//     or force-pushed over this commit supersedes nothing.
+//     or force-pushed over this commit supersedes nothing. HandleBatch
+//     decides a whole waiting set at once (coalesce.go): one fetch, one
+//     read of the commit graph, one transaction.
 //  4. Deploy (also used by the manual commands):
 //     a. fetch (or clone) under the run lock, so that a manual deploy and
 //     the worker never share the checkout; a network failure is a

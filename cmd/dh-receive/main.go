@@ -93,6 +93,10 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 	if err != nil {
 		return err
 	}
+	proxies, proxyUnix, err := cfg.Receive.TrustedProxyPrefixes()
+	if err != nil {
+		return err
+	}
 	tokens, err := cfg.DeployTokens(env.Getenv)
 	if err != nil {
 		return err
@@ -108,6 +112,7 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 	}
 	s := &receive.Server{
 		Config: cfg.Receive, Secrets: secrets, Tokens: tokens, Queue: q, Allowed: allowed,
+		Proxies: proxies, ProxyUnix: proxyUnix,
 		Logger: env.Logger, Now: time.Now,
 	}
 	return s.Serve(ctx, l, env.Getenv)

@@ -111,7 +111,7 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 		return sysexits.Errorf(sysexits.Unavailable, "listen on %s: %w", cfg.Receive.Listen, err)
 	}
 	s := &receive.Server{
-		Config: cfg.Receive, Secrets: secrets, Tokens: tokens, Queue: q, Allowed: allowed,
+		Config: cfg.Receive, Secrets: secrets, Tokens: tokens, Deployments: cfg.Deployments, Queue: q, Allowed: allowed,
 		Proxies: proxies, ProxyUnix: proxyUnix,
 		Logger: env.Logger, Now: time.Now,
 	}

@@ -523,6 +523,18 @@ func (d *Deployment) FollowsBranch(branch string) bool { return matchAny(d.Branc
 // one of Tags.
 func (d *Deployment) FollowsTag(tag string) bool { return matchAny(d.Tags, tag) }
 
+// FollowsRef reports whether a full ref ("refs/heads/BRANCH" or
+// "refs/tags/TAG") is one the deployment follows.
+func (d *Deployment) FollowsRef(ref string) bool {
+	if b, ok := strings.CutPrefix(ref, "refs/heads/"); ok {
+		return d.FollowsBranch(b)
+	}
+	if t, ok := strings.CutPrefix(ref, "refs/tags/"); ok {
+		return d.FollowsTag(t)
+	}
+	return false
+}
+
 // TakesEvent reports whether event (a GitHub event name such as "push") is
 // one of Events.
 func (d *Deployment) TakesEvent(event string) bool { return slices.Contains(d.Events, event) }

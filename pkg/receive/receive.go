@@ -43,7 +43,10 @@ type Server struct {
 	// Tokens holds, by deployment name, the tokens that may trigger it
 	// with POST /deploy/NAME; a deployment without any cannot be.
 	Tokens map[string][]config.DeployToken
-	Queue  *queue.Queue
+	// Deployments are the configured deployments by name: a token
+	// deploys only the refs its deployment follows.
+	Deployments map[string]*config.Deployment
+	Queue       *queue.Queue
 	// Allowed lists the source networks allowed to deliver; empty allows all.
 	Allowed []netip.Prefix
 	// Proxies are the networks of receive.trusted_proxies, and ProxyUnix
@@ -53,7 +56,8 @@ type Server struct {
 	Logger    *slog.Logger
 	Now       func() time.Time
 
-	inFlight budget // request body bytes being received (max_in_flight)
+	inFlight   budget    // request body bytes being received (max_in_flight)
+	tokenFails failLimit // failed token attempts by source
 }
 
 // Handler returns the server's routes: the webhook path, GET / and

@@ -35,12 +35,15 @@
 package main
 
 import (
-	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
+	"os/user"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -62,10 +65,11 @@ var app = &cli.App{
 	Commands: []*cli.Command{
 		{Name: "serve", Summary: "serve until SIGTERM", Run: serve},
 		{Name: "sign", Args: "[FILE]", MaxArgs: 1, Summary: "print the X-Hub-Signature-256 of FILE or stdin", Run: sign},
-		{Name: "hook", Flags: []string{"repository"}, Summary: "git post-receive hook: queue the pushed refs read from stdin", Run: hook},
+		{Name: "hook", Flags: []string{"repository", "socket"}, Summary: "git post-receive hook: queue the pushed refs read from stdin", Run: hook},
 	},
 	DefineFlags: func(fs *pflag.FlagSet) {
 		fs.String("repository", "", "the repository's name as deployments know it (owner/name)")
+		fs.String("socket", "", "dh-receive's hook socket (default: receive.hook_socket, if the configuration is readable, else "+config.Default().Receive.HookSocket+")")
 	},
 }
 
@@ -106,13 +110,21 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 		return sysexits.WithHint(sysexits.Errorf(sysexits.IOErr, "queue: %w", err),
 			"create the queue directories first (see docs/operations.md)")
 	}
-	l, err := receive.Listen(cfg.Receive.Listen, env.Getenv)
+	hookUsers, err := hookUIDs(cfg.Receive.HookUsers)
+	if err != nil {
+		return err
+	}
+	hookSocket := ""
+	if len(hookUsers) > 0 {
+		hookSocket = cfg.Receive.HookSocket
+	}
+	l, hl, err := receive.Listen(cfg.Receive.Listen, hookSocket, env.Getenv)
 	if err != nil {
 		return sysexits.Errorf(sysexits.Unavailable, "listen on %s: %w", cfg.Receive.Listen, err)
 	}
 	s := &receive.Server{
 		Config: cfg.Receive, Secrets: secrets, Tokens: tokens, Deployments: cfg.Deployments, Queue: q, Allowed: allowed,
-		Proxies: proxies, ProxyUnix: proxyUnix,
+		Proxies: proxies, ProxyUnix: proxyUnix, HookListener: hl, HookUsers: hookUsers,
 		Logger: env.Logger, Now: time.Now,
 	}
 	return s.Serve(ctx, l, env.Getenv)
@@ -140,36 +152,48 @@ func sign(ctx context.Context, env *cli.Env, args []string) error {
 	return nil
 }
 
-// hook queues the refs git reports to a post-receive hook. It needs no
-// secret: whoever may write queues/main may queue deliveries.
+// hookUIDs resolves the user names of receive.hook_users.
+func hookUIDs(users map[string][]string) (map[uint32][]string, error) {
+	out := map[uint32][]string{}
+	for name, repos := range users {
+		u, err := user.Lookup(name)
+		if err != nil {
+			return nil, sysexits.Errorf(sysexits.Config, "config: receive.hook_users: %v", err)
+		}
+		uid, err := strconv.ParseUint(u.Uid, 10, 32)
+		if err != nil {
+			return nil, sysexits.Errorf(sysexits.Config, "config: receive.hook_users: user %s has uid %q", name, u.Uid)
+		}
+		out[uint32(uid)] = append(out[uint32(uid)], repos...)
+	}
+	return out, nil
+}
+
+// hook sends the refs git reports to a post-receive hook to dh-receive's
+// hook socket, which queues them if receive.hook_users lets this user
+// push that repository. It needs no secret and writes no queue.
 func hook(ctx context.Context, env *cli.Env, _ []string) error {
 	repository, _ := env.Flags.GetString("repository")
 	if repository == "" {
 		return sysexits.Errorf(sysexits.Usage, "hook: --repository OWNER/NAME is required")
 	}
-	cfg, err := config.Load(env.Config)
-	if err != nil {
-		return err
-	}
-	entries, deliveries, err := receive.HookEntries(env.Stdin, repository, time.Now())
-	if err != nil {
-		return err
-	}
-	q := queue.Open(cfg.QueuePath(config.MainQueue))
-	items := make([]queue.Item, len(entries))
-	for i, e := range entries {
-		items[i] = queue.Item{Queue: q, Data: e}
-	}
-	// Each ref stands alone: report the ones queued, and fail with the
-	// first that was not.
-	var first error
-	for i, r := range queue.PublishAll(items) {
-		if r.Err != nil {
-			env.Logger.Error("delivery not queued", "delivery", deliveries[i], "err", r.Err)
-			first = cmp.Or(first, r.Err)
-			continue
+	// The pushing user need not read the configuration (it holds other
+	// deployments' settings): without it, the default socket.
+	socket, _ := env.Flags.GetString("socket")
+	if socket == "" {
+		cfg, err := config.Load(env.Config)
+		switch {
+		case err == nil:
+			socket = cfg.Receive.HookSocket
+		case errors.Is(err, fs.ErrPermission):
+			socket = config.Default().Receive.HookSocket
+		default:
+			return err
 		}
-		fmt.Fprintf(env.Stdout, "dh-deployer: queued as delivery %s\n", deliveries[i])
 	}
-	return first
+	deliveries, err := receive.Push(ctx, socket, repository, env.Stdin)
+	for _, d := range deliveries {
+		fmt.Fprintf(env.Stdout, "dh-deployer: queued as delivery %s\n", d)
+	}
+	return err
 }

@@ -134,7 +134,7 @@ read_header_timeout = "300ms"
 
 	s := &receive.Server{Config: w.cfg.Receive, Secrets: [][]byte{secret}, Queue: queue.Open(w.cfg.QueuePath(config.MainQueue)),
 		Logger: slog.New(slog.DiscardHandler), Now: time.Now}
-	l, err := receive.Listen("127.0.0.1:0", func(string) string { return "" })
+	l, _, err := receive.Listen("127.0.0.1:0", "", func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}

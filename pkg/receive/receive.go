@@ -22,6 +22,7 @@ import (
 	"errors"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -55,6 +56,11 @@ type Server struct {
 	ProxyUnix bool
 	Logger    *slog.Logger
 	Now       func() time.Time
+	// HookListener, if not nil, is the git hook's unix socket (Listen),
+	// served with HookHandler; HookUsers maps a Unix user id to the
+	// repositories its pushes may queue there (receive.hook_users).
+	HookListener net.Listener
+	HookUsers    map[uint32][]string
 
 	inFlight   budget    // request body bytes being received (max_in_flight)
 	tokenFails failLimit // failed token attempts by source

@@ -54,7 +54,7 @@ func start(t *testing.T, dir string, tweak func(*Server)) *rig {
 	if tweak != nil {
 		tweak(s)
 	}
-	l, err := Listen("127.0.0.1:0", os.Getenv)
+	l, _, err := Listen("127.0.0.1:0", "", os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,11 +441,11 @@ func TestUnixSocket(t *testing.T) {
 	dir := testenv.ShortTempDir(t, "rcv")
 	sock := filepath.Join(dir, "receive.sock")
 	os.WriteFile(sock, nil, 0o600) // a plain file is not replaced
-	if _, err := Listen(sock, os.Getenv); err == nil {
+	if _, _, err := Listen(sock, "", os.Getenv); err == nil {
 		t.Fatalf("Listen(%q) over a regular file = nil; want an error", sock)
 	}
 	os.Remove(sock)
-	l, err := Listen(sock, os.Getenv)
+	l, _, err := Listen(sock, "", os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}

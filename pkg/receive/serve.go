@@ -99,7 +99,9 @@ func listenUnix(path string, gid int) (net.Listener, error) {
 	}
 	err = os.Chmod(path, 0o660)
 	if err == nil && gid >= 0 {
-		err = os.Chown(path, -1, gid)
+		if err = os.Chown(path, -1, gid); err != nil {
+			err = fmt.Errorf("%w (dh-receive must be a member of %s, as the sysusers file makes it)", err, HookGroup)
+		}
 	}
 	if err != nil {
 		l.Close()

@@ -223,7 +223,7 @@ type pending struct {
 	q       *Queue
 	data    []byte
 	write   func(f *os.File) error // Item.Write
-	name    string // given (Item.Name) or fresh
+	name    string                 // given (Item.Name) or fresh
 	given   bool
 	dst     string
 	existed bool // a given name the queue already held: not ours to take back

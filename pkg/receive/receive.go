@@ -101,6 +101,10 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusMethodNotAllowed, "deliveries are POSTed")
 		return
 	}
+	// An answer given before the body is read closes the connection:
+	// without this, net/http would first read up to 256 KiB of the unread
+	// body, waiting for a client that may never send it.
+	w.Header().Set("Connection", "close")
 	client, err := s.clientAddr(r)
 	if err != nil {
 		s.reject(w, r, http.StatusForbidden, err.Error(), client)
@@ -169,6 +173,7 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.inFlight.give(n)
+	w.Header().Del("Connection") // the body is read from here on
 	d := &incoming{head: head, body: http.MaxBytesReader(w, r.Body, s.Config.MaxBody),
 		form: mt == "application/x-www-form-urlencoded", sum: sum, secrets: s.Secrets, tooBig: tooLarge}
 	res := queue.PublishAll([]queue.Item{{Queue: s.Queue, Write: d.streamBody}})[0]

@@ -9,9 +9,17 @@
 //	dh-receive [-c FILE] [serve]     serve until SIGTERM
 //	dh-receive [-c FILE] sign [FILE] print the X-Hub-Signature-256 of FILE
 //	                                 (or stdin) under the first secret
-//	dh-receive [-c FILE] hook --repository OWNER/NAME
-//	                                 a git post-receive hook: queue one push per
-//	                                 "<old> <new> <ref>" line on stdin
+//	dh-receive [-c FILE] hook --repository OWNER/NAME [--socket PATH]
+//	                                 a git post-receive hook: send each
+//	                                 "<old> <new> <ref>" line on stdin to
+//	                                 dh-receive's hook socket, which queues it
+//
+// Every header is checked before the body is read; the body streams into
+// its staging file while its HMAC is computed and is deleted unless it
+// verifies, and receive.max_in_flight bounds the body bytes in flight (503
+// and Retry-After beyond), so a flood of large unsigned bodies costs no
+// memory. X-Forwarded-For is read only from the peers listed in
+// receive.trusted_proxies.
 //
 // In a bare repository on this host, the one-line hook
 //
@@ -19,11 +27,18 @@
 //
 // in hooks/post-receive (executable) deploys its pushes like GitHub's: the
 // deployments whose repository is local/app and whose clone_url is that
-// repository's path. The pushing user needs write access to queues/main
-// (dh-deployer-acl hook USER).
+// repository's path. The hook writes no queue: it sends the pushed refs to
+// dh-receive over receive.hook_socket (dh-receive-hook.socket), and
+// dh-receive queues them if receive.hook_users gives the pushing user
+// (identified by SO_PEERCRED) that repository. The user needs only to be in
+// the group dh-hook (dh-deployer-acl hook USER). Exit statuses of hook: 64
+// a bad --repository, 65 a malformed line, 77 not allowed, 75 dh-receive
+// not reachable or the queue not writable.
 //
-// Endpoints: POST <receive.path> (default /github-webhook), GET / (service
-// info), GET /healthz (200, or 503 with the reasons).
+// Endpoints: POST <receive.path> (default /github-webhook), POST
+// /deploy/NAME (a deployment's token; only refs it follows; failed tokens
+// limited per client, 429), GET / (service info), GET /healthz (200, or 503
+// with the reasons).
 //
 // Test a running receiver with curl:
 //

@@ -2,11 +2,13 @@
 // webhook deliveries and enqueues each verified one durably into
 // queues/main.
 //
-// Guarantees: a 202 answer means the delivery is on disk (queue.Publish
-// returned nil); anything that cannot be made durable gets 503 and leaves
+// Guarantees: a 202 answer means the delivery is on disk (its entry
+// published); anything that cannot be made durable gets 503 and leaves
 // no entry. Bad input gets a 4xx with a JSON body saying why, and leaves
-// nothing in the queue. The body read before the signature check is
-// bounded by max_body.
+// nothing in the queue. Every header is checked before the body is read;
+// the body is never held in memory before its signature is checked (see
+// stream.go), and the body bytes in flight across requests are bounded by
+// max_in_flight. X-Forwarded-For counts only from trusted_proxies.
 //
 // Status codes:
 //
@@ -14,7 +16,11 @@
 //	400 malformed headers or payload  413 body larger than max_body
 //	401 no (or malformed) signature   415 content type not JSON or form
 //	403 wrong signature, source not   503 queue not writable (disk full,
-//	    in the allowlist                  I/O error, missing directory)
+//	    in the allowlist                  I/O error, missing directory), or
+//	                                      max_in_flight reached (Retry-After)
+//
+// POST /deploy/NAME (token.go) and the git hook's socket (hook.go) have
+// their own answers.
 package receive
 
 import (

@@ -49,6 +49,11 @@ daemon = ["local/b"]
 		aclTool(t, root, "hook", u)
 		t.Cleanup(func() { aclTool(t, root, "--undo", "hook", u) })
 	}
+	// In a user namespace (what PrivateUsers= makes) SO_PEERCRED would show
+	// every user as nobody: dh-receive refuses to serve the hook socket.
+	if out, err := exec.Command("unshare", "--user", "--map-root-user", bin, "-c", cfg).CombinedOutput(); !strings.Contains(string(out), "user namespace") || err == nil {
+		t.Errorf("dh-receive in a user namespace with hook_users = %v, %q; want exit 78 naming the user namespace", err, out)
+	}
 	// As its unit runs it: group dh-deployer, and its other groups (dh-hook);
 	// setpriv execs it, so that SIGTERM reaches it.
 	d := testenv.StartDaemon(t, exec.Command("setpriv", "--reuid=dh-receive", "--regid=dh-deployer", "--groups=dh-hook", "--", bin, "-c", cfg))

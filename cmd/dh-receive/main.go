@@ -131,6 +131,10 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 	}
 	hookSocket := ""
 	if len(hookUsers) > 0 {
+		if err := receive.CheckPeerCredentials(); err != nil {
+			return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "receive.hook_users: %v", err),
+				"or empty receive.hook_users")
+		}
 		hookSocket = cfg.Receive.HookSocket
 	}
 	l, hl, err := receive.Listen(cfg.Receive.Listen, hookSocket, env.Getenv)

@@ -111,6 +111,22 @@ func hookEntry(repository, old, new, ref string, now time.Time) ([]byte, string,
 // repository. The socket's group (HookGroup) limits who may connect at
 // all.
 
+// CheckPeerCredentials fails unless this process sees every user id as
+// it is (the identity map in /proc/self/uid_map): in a user namespace
+// such as systemd's PrivateUsers=, SO_PEERCRED shows the hook's users all
+// as the overflow id (nobody), and could not tell them apart.
+func CheckPeerCredentials() error {
+	m, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return fmt.Errorf("read uid map: %w", err)
+	}
+	if f := strings.Fields(string(m)); len(f) != 3 || f[0] != "0" || f[1] != "0" || f[2] != "4294967295" {
+		return errors.New("this process runs in a user namespace (uid map " + strings.Join(f, " ") +
+			"): the hook socket could not tell its users apart; remove PrivateUsers= from dh-receive's unit")
+	}
+	return nil
+}
+
 // maxHookBody bounds what one hook sends: maxHookLines lines of at most
 // 4 KiB each would be more than any push.
 const maxHookBody = 1 << 20

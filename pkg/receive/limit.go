@@ -47,6 +47,9 @@ func (l *failLimit) wait(a netip.Addr, now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	w := l.sources[source(a)]
+	if w == nil && len(l.sources) >= maxSources {
+		w = l.sources[netip.Prefix{}] // counted in the shared window (fail)
+	}
 	if w == nil || w.n < tokenFailures || now.Sub(w.start) >= tokenWindow {
 		return 0
 	}

@@ -1,6 +1,7 @@
 package systemd_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -170,7 +171,8 @@ func gitHook(t *testing.T, h *hosttest.Host, doc map[string]string, start time.T
 	hook := "echo 0000000000000000000000000000000000000000 " + sha +
 		" refs/heads/main | runuser -u %s -- dh-receive -c /etc/dh-deployer/config.toml hook --repository %s"
 	for _, refused := range []string{fmt.Sprintf(hook, "nobody", "example/app"), fmt.Sprintf(hook, "githost", "example/other")} {
-		if out, err := h.Try(refused + "; echo exit=$?"); err != nil || !strings.Contains(out, "exit=77") {
+		var exit *exec.ExitError
+		if out, err := h.Try(refused); !errors.As(err, &exit) || exit.ExitCode() != 77 {
 			t.Errorf("%s: %v %q; want exit 77", refused, err, out)
 		}
 	}

@@ -231,4 +231,9 @@ func TestHook(t *testing.T) {
 	if after, _ := os.ReadDir(main); len(after) != len(before) {
 		t.Errorf("bad hook input queued %d entries", len(after)-len(before))
 	}
+	// dh-receive not listening: a temporary failure, saying what to check.
+	code, _, errs = runTool([]string{"hook", "--socket", socket + ".none", "--repository", "local/app"}, a+" "+b+" refs/heads/main\n")
+	if code != 75 || !strings.Contains(errs, "is dh-receive running") {
+		t.Errorf("hook without dh-receive = %d, %q; want 75 asking whether dh-receive runs", code, errs)
+	}
 }

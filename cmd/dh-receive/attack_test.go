@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
@@ -24,9 +25,9 @@ const maxAttackRSS = 64 << 20
 
 // Issue 17, finding 2: 20 concurrent 25 MiB bodies without a signature,
 // and 20 signed with a wrong key, against the real dh-receive binary.
-// None is queued or left in staging, and dh-receive's peak RSS (VmHWM)
-// stays under 64 MiB: bodies are never held in memory before their
-// signature is checked.
+// None is queued or left in staging; then 4 signed 25 MiB deliveries at
+// once are queued whole. dh-receive's peak RSS (VmHWM) stays under 64 MiB
+// throughout: bodies are streamed, never held in memory.
 func TestMemoryUnderFlood(t *testing.T) {
 	const secret = "a-long-enough-webhook-secret"
 	cfg := setup(t, secret)
@@ -96,6 +97,49 @@ func TestMemoryUnderFlood(t *testing.T) {
 	}
 	if tmp, _ := os.ReadDir(filepath.Join(q.Dir(), queue.StagingDir)); len(tmp) != 0 {
 		t.Errorf("staging holds %d files after the flood; want none", len(tmp))
+	}
+
+	// Then 4 signed 25 MiB deliveries at once (max_in_flight's 100 MiB):
+	// queued whole, and streamed too.
+	good := hmac.New(sha256.New, []byte(secret))
+	io.Copy(good, body())
+	goodSig := fmt.Sprintf("sha256=%x", good.Sum(nil))
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", "http://"+addr+"/github-webhook", body())
+			req.ContentLength = size
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-GitHub-Event", "push")
+			req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("72d3162e-cc78-11e3-81ab-%012d", 100+i))
+			req.Header.Set("X-Hub-Signature-256", goodSig)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil || resp.StatusCode != http.StatusAccepted {
+				t.Errorf("signed 25 MiB delivery: %v, %v; want 202", resp, err)
+				return
+			}
+			resp.Body.Close()
+		}()
+	}
+	wg.Wait()
+	hwm = testenv.ProcStatus(t, d.Cmd.Process.Pid, "VmHWM") * 1024
+	t.Logf("dh-receive peak RSS (VmHWM) after 4 signed 25 MiB deliveries more: %.1f MiB", hwm/(1<<20))
+	if hwm > maxAttackRSS {
+		t.Errorf("dh-receive's peak RSS = %.1f MiB; want under %d MiB", hwm/(1<<20), maxAttackRSS>>20)
+	}
+	names, _ := q.List()
+	for _, n := range names {
+		data, err := os.ReadFile(filepath.Join(q.Dir(), n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, err := event.DecodeGitHubEvent(data); err != nil || len(e.Payload) != size {
+			t.Errorf("entry %s: %d payload bytes, %v; want %d", n, len(e.Payload), err, size)
+		}
+	}
+	if len(names) != 4 {
+		t.Errorf("queues/main holds %d entries; want the 4 signed deliveries", len(names))
 	}
 	d.Stop(t)
 }

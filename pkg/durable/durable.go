@@ -28,6 +28,7 @@ package durable
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -58,18 +59,18 @@ func SyncDir(dir string) error {
 // each other's data nor for other programs' (the file system still batches
 // their journal commits).
 func Stage(path string, data []byte, perm os.FileMode) error {
-	return StageFunc(path, perm, func(f *os.File) error {
-		_, err := f.Write(data)
+	return StageFunc(path, perm, func(w io.Writer) error {
+		_, err := w.Write(data)
 		return ioErr("write", path, err)
 	})
 }
 
 // StageFunc is Stage for content that write produces, such as a stream
-// that is never held in memory whole: write gets the new file, open for
-// reading and writing, and writes the content into it. If write fails, its
-// error is returned as it is and nothing is left at path.
-func StageFunc(path string, perm os.FileMode, write func(f *os.File) error) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+// that is never held in memory whole: write writes the content into the
+// new file. If write fails, its error is returned as it is and nothing is
+// left at path.
+func StageFunc(path string, perm os.FileMode, write func(w io.Writer) error) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return ioErr("create", path, err)
 	}

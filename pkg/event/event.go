@@ -172,15 +172,12 @@ func (e *GitHubEvent) checkHead() error {
 	return nil
 }
 
-// CheckPayload checks that a payload is a JSON object.
+// CheckPayload checks that a payload is a JSON object (PayloadChecker,
+// which checks one as it streams).
 func CheckPayload(payload []byte) error {
-	if len(payload) == 0 || !json.Valid(payload) {
-		return dataErr("entry payload is not valid JSON")
-	}
-	if t := bytes.TrimLeft(payload, " \t\r\n"); len(t) == 0 || t[0] != '{' {
-		return dataErr("entry payload is not a JSON object")
-	}
-	return nil
+	var c PayloadChecker
+	c.Write(payload)
+	return c.Check()
 }
 
 func dataErr(format string, args ...any) error {

@@ -49,6 +49,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -130,7 +131,7 @@ type Item struct {
 	// instead of Data (an entry streamed, never held in memory whole). If
 	// it returns an error, the staging file is removed, the item is not
 	// published, and its Result carries that error.
-	Write func(f *os.File) error
+	Write func(w io.Writer) error
 	// Name, if not empty, is the entry's name (IsEntry must accept it)
 	// instead of a fresh one, which makes publishing it idempotent: if the
 	// queue already holds an entry of that name, waiting or in failed/,
@@ -222,8 +223,8 @@ func PublishAll(items []Item) []Result {
 type pending struct {
 	q       *Queue
 	data    []byte
-	write   func(f *os.File) error // Item.Write
-	name    string                 // given (Item.Name) or fresh
+	write   func(w io.Writer) error // Item.Write
+	name    string                  // given (Item.Name) or fresh
 	given   bool
 	dst     string
 	existed bool // a given name the queue already held: not ours to take back

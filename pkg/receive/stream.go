@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"sync"
 
@@ -12,12 +11,13 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/github"
 )
 
-// A delivery's body is never held in memory before its signature is
-// checked: streamBody copies it into the entry's staging file (after the
-// entry's head, event.EncodeHead) while every secret's HMAC is computed
-// over it, and rejects it, leaving nothing, when none matches. Only a
-// verified payload is read back, once, to check that it is a JSON object.
-// A request's memory is therefore a few buffers whatever its size, and
+// A delivery's body is never held in memory: streamBody copies it into
+// the entry's staging file (after the entry's head, event.EncodeHead)
+// while every secret's HMAC is computed over it and event.PayloadChecker
+// checks that the payload is a JSON object, and rejects it, leaving
+// nothing, when no secret matches (403) or the payload is not one (400,
+// said only to a verified sender). A request's memory is therefore a few
+// buffers whatever its size, and
 // the bytes being received at once are bounded by receive.max_in_flight
 // (budget): a request that would go over it gets 503 and Retry-After.
 
@@ -67,21 +67,23 @@ type incoming struct {
 	payload int64      // set by streamBody: the payload's length
 }
 
-// streamBody writes the entry into f: its head, the payload streamed from
-// the body, and event.PayloadEnd. A body that does not verify, or whose
-// payload is not a JSON object, is a *rejection; other errors are f's.
-func (d *incoming) streamBody(f *os.File) error {
-	if _, err := f.Write(d.head); err != nil {
+// streamBody writes the entry into w: its head, the payload streamed from
+// the body, and event.PayloadEnd; it reads nothing back. A body that does
+// not verify, or whose payload is not a JSON object, is a *rejection;
+// other errors are w's.
+func (d *incoming) streamBody(w io.Writer) error {
+	if _, err := w.Write(d.head); err != nil {
 		return err
 	}
 	bodyMAC, payloadMAC := github.NewVerifier(d.secrets), github.NewVerifier(d.secrets)
-	out := &counter{w: f}
-	var dst io.Writer = out
+	var check event.PayloadChecker
+	out := &counter{w: w}
+	dst := io.MultiWriter(out, &check)
 	var fp *formPayload
 	if d.form {
 		// GitHub signs the form body as sent; Gitea signs the JSON
 		// payload even when it sends a form.
-		fp = &formPayload{w: io.MultiWriter(out, payloadMAC)}
+		fp = &formPayload{w: io.MultiWriter(out, &check, payloadMAC)}
 		dst = fp
 	}
 	src := &readErr{r: io.TeeReader(d.body, bodyMAC)}
@@ -110,16 +112,11 @@ func (d *incoming) streamBody(f *os.File) error {
 	if fp != nil && out.n == 0 {
 		return &rejection{http.StatusBadRequest, "form body has no payload field"}
 	}
-	// Verified: read the payload back once to check it is a JSON object.
-	payload := make([]byte, out.n)
-	if _, err := f.ReadAt(payload, int64(len(d.head))); err != nil {
-		return err
-	}
-	if err := event.CheckPayload(payload); err != nil {
+	if err := check.Check(); err != nil {
 		return &rejection{http.StatusBadRequest, err.Error()}
 	}
 	d.payload = out.n
-	_, err = io.WriteString(f, event.PayloadEnd)
+	_, err = io.WriteString(w, event.PayloadEnd)
 	return err
 }
 

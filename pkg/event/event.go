@@ -88,10 +88,30 @@ func ValidEventName(s string) bool { return eventRE.MatchString(s) }
 // Encode returns the entry's JSON with the payload bytes written verbatim
 // (encoding/json would compact them). The payload must be valid JSON.
 func (e *GitHubEvent) Encode() ([]byte, error) {
-	if err := e.check(); err != nil {
+	head, err := e.EncodeHead()
+	if err != nil {
 		return nil, err
 	}
-	if err := checkPayload(e.Payload); err != nil {
+	if err := CheckPayload(e.Payload); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(head) + len(e.Payload) + len(PayloadEnd))
+	buf.Write(head)
+	buf.Write(e.Payload)
+	buf.WriteString(PayloadEnd)
+	return buf.Bytes(), nil
+}
+
+// PayloadEnd is what follows the payload in an encoded GitHubEvent.
+const PayloadEnd = "}\n"
+
+// EncodeHead returns the start of the entry's JSON, up to and including
+// `"payload":`, for a writer that streams the payload after it and then
+// PayloadEnd (Encode does the same in memory). It checks every field but
+// the payload, which the caller checks with CheckPayload.
+func (e *GitHubEvent) EncodeHead() ([]byte, error) {
+	if err := e.checkHead(); err != nil {
 		return nil, err
 	}
 	head := *e
@@ -102,17 +122,11 @@ func (e *GitHubEvent) Encode() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode entry: %w", err)
 	}
-	b, ok := bytes.CutSuffix(b, []byte(`"payload":null}`))
-	if !ok {
+	b, ok := bytes.CutSuffix(b, []byte(`null}`))
+	if !ok || !bytes.HasSuffix(b, []byte(`"payload":`)) {
 		return nil, fmt.Errorf("encode entry: payload is not the last field")
 	}
-	var buf bytes.Buffer
-	buf.Grow(len(b) + len(e.Payload) + 16)
-	buf.Write(b)
-	buf.WriteString(`"payload":`)
-	buf.Write(e.Payload)
-	buf.WriteString("}\n")
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 // DecodeGitHubEvent parses and checks a github-event entry.
@@ -128,18 +142,18 @@ func DecodeGitHubEvent(data []byte) (*GitHubEvent, error) {
 	if err := json.Unmarshal(data, &e); err != nil {
 		return nil, dataErr("decode %s entry: %v", KindGitHubEvent, err)
 	}
-	if err := e.check(); err != nil {
+	if err := e.checkHead(); err != nil {
 		return nil, err
 	}
 	// Unmarshal checked the whole entry, payload included: what is left
-	// to check is that the payload is an object.
-	if !isObject(e.Payload) {
-		return nil, errNotObject
+	// to check is that the payload is an object, not the JSON again.
+	if t := bytes.TrimLeft(e.Payload, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return nil, CheckPayload(e.Payload) // not an object: it says whether it is JSON at all
 	}
 	return &e, nil
 }
 
-func (e *GitHubEvent) check() error {
+func (e *GitHubEvent) checkHead() error {
 	switch {
 	case !ValidDelivery(e.Delivery):
 		return dataErr("entry has a missing or malformed delivery id %q", e.Delivery)
@@ -156,28 +170,12 @@ func (e *GitHubEvent) check() error {
 	return nil
 }
 
-var errNotObject = dataErr("entry payload is not a JSON object")
-
-// checkPayload checks, once, that a payload about to be stored verbatim is
-// one JSON object.
-func checkPayload(p []byte) error {
-	switch {
-	case isObject(p):
-		if !validObject(p) {
-			return dataErr("entry payload is not valid JSON")
-		}
-		return nil
-	case len(p) > 0 && json.Valid(p):
-		return errNotObject
-	}
-	return dataErr("entry payload is not valid JSON")
-}
-
-// isObject reports whether p's first byte after white space opens an
-// object.
-func isObject(p []byte) bool {
-	t := bytes.TrimLeft(p, " \t\r\n")
-	return len(t) > 0 && t[0] == '{'
+// CheckPayload checks that a payload is a JSON object (PayloadChecker,
+// which checks one as it streams).
+func CheckPayload(payload []byte) error {
+	var c PayloadChecker
+	c.Write(payload)
+	return c.Check()
 }
 
 func dataErr(format string, args ...any) error {

@@ -169,4 +169,3 @@ func InGroup(name, group string) bool {
 	}
 	return false
 }
-

@@ -84,7 +84,7 @@ func (h *Host) dirsFix() string {
 func userChecks(ctx context.Context, h *Host) []Result {
 	ls, err := lines(h.Installed.Sysusers)
 	if err != nil {
-		return []Result{fail("sysusers", err.Error(), "apt-get install --reinstall dh-deployer")}
+		return []Result{fail("sysusers", err.Error(), reinstall)}
 	}
 	var rs []Result
 	for _, l := range ls {
@@ -131,7 +131,7 @@ func mode(fi fs.FileInfo) uint32 {
 func dirChecks(ctx context.Context, h *Host) []Result {
 	ls, err := lines(h.Installed.Tmpfiles)
 	if err != nil {
-		return []Result{fail("tmpfiles", err.Error(), "apt-get install --reinstall dh-deployer")}
+		return []Result{fail("tmpfiles", err.Error(), reinstall)}
 	}
 	var rs []Result
 	byPath := map[string]int{} // index of the path's result
@@ -255,13 +255,13 @@ func longACL(e string) string {
 func ruleChecks(ctx context.Context, h *Host) []Result {
 	var rs []Result
 	if _, err := h.Run.Run(ctx, nil, "visudo", "-c", "-q"); err != nil {
-		rs = append(rs, fail("sudoers", "visudo -c: "+err.Error(), "visudo -c (it names the broken file: fix or remove it)"))
+		rs = append(rs, fail("sudoers", "visudo -c: "+err.Error(), "visudo -c"))
 	} else {
 		rs = append(rs, ok("sudoers", "visudo -c passes"))
 	}
 	const polkit = "/etc/polkit-1/rules.d/50-dh-deployer.rules"
 	if fi, err := os.Stat(polkit); err != nil || fi.Mode().Perm()&0o004 == 0 {
-		rs = append(rs, fail("polkit", polkit+" missing or unreadable by polkitd", "apt-get install --reinstall dh-deployer (or: make install)"))
+		rs = append(rs, fail("polkit", polkit+" missing or unreadable by polkitd", reinstall))
 	} else {
 		rs = append(rs, ok("polkit", polkit))
 	}

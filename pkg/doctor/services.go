@@ -62,7 +62,7 @@ func databaseChecks(ctx context.Context, h *Host) []Result {
 	case err != nil:
 		rs = append(rs, fail("migrations", "no schema: "+err.Error(), "dh-route setup"))
 	case dirty:
-		rs = append(rs, fail("migrations", fmt.Sprintf("version %d is dirty (a migration failed half-way)", v), "see docs/operations.md, Upgrading; then dh-route setup"))
+		rs = append(rs, fail("migrations", fmt.Sprintf("version %d is dirty (a migration failed half-way)", v), "dh-route migrate (as postgres; docs/operations.md, Upgrading)"))
 	case v != setup.Latest():
 		rs = append(rs, fail("migrations", fmt.Sprintf("version %d, this binary's is %d", v, setup.Latest()), "dh-route setup"))
 	default:
@@ -70,7 +70,7 @@ func databaseChecks(ctx context.Context, h *Host) []Result {
 	}
 	gs, err := grants()
 	if err != nil {
-		return append(rs, fail("roles", err.Error(), "reinstall"))
+		return append(rs, fail("roles", err.Error(), reinstall))
 	}
 	// One query: for each grant, whether the role exists (NULL if not:
 	// has_*_privilege fails for a missing role) and has it.
@@ -109,7 +109,7 @@ func databaseChecks(ctx context.Context, h *Host) []Result {
 	}
 	for _, role := range roles {
 		if l := lacks[role]; len(l) > 0 {
-			rs = append(rs, fail("role "+role, "lacks "+strings.Join(l, ", "), "dh-route setup (applies roles.sql again)"))
+			rs = append(rs, fail("role "+role, "lacks "+strings.Join(l, ", "), "dh-route setup"))
 		} else {
 			rs = append(rs, ok("role "+role, "exists with every grant of roles.sql"))
 		}
@@ -155,7 +155,7 @@ func (h *Host) unitProps(ctx context.Context, unit string) map[string]string {
 	return props
 }
 
-const reinstall = "apt-get install --reinstall dh-deployer (or: make install)"
+const reinstall = "apt-get install --reinstall dh-deployer"
 
 func unitChecks(ctx context.Context, h *Host) []Result {
 	if !h.Booted {
@@ -169,13 +169,13 @@ func unitChecks(ctx context.Context, h *Host) []Result {
 		case p["LoadState"] != "loaded":
 			fix := reinstall
 			if strings.HasPrefix(u, "dh-deploy@") {
-				fix = "systemctl daemon-reload (dh-deploy@.service comes with the package: " + reinstall + ")"
+				fix = "systemctl daemon-reload"
 			}
 			rs = append(rs, fail(u, "not installed ("+p["LoadState"]+")", fix))
 		case p["UnitFileState"] != "enabled" && p["UnitFileState"] != "static":
 			rs = append(rs, fail(u, "installed, "+p["UnitFileState"], "systemctl enable --now "+u))
 		case p["ActiveState"] == "failed":
-			rs = append(rs, fail(u, "installed, enabled, failed", "journalctl -u "+u+" -n 30 (why), then: systemctl restart "+u))
+			rs = append(rs, fail(u, "installed, enabled, failed", "systemctl restart "+u))
 		case p["ActiveState"] != "active":
 			rs = append(rs, fail(u, "installed, enabled, "+p["ActiveState"], "systemctl start "+u))
 		case p["Type"] == "notify" && p["SubState"] != "running":
@@ -251,7 +251,7 @@ func deploymentChecks(ctx context.Context, h *Host) []Result {
 			rs = append(rs, ok(name, fmt.Sprintf("user %s, path %s, queue %s", u, d.Path, queue)))
 		}
 		if err := setup.CloneAccess(ctx, h.Run, u, d.FetchURL(), false); err != nil {
-			fix := fmt.Sprintf("sudo -u %s git ls-remote %s (a deploy key in ~%s/.ssh)", u, d.FetchURL(), u)
+			fix := fmt.Sprintf("sudo -u %s git ls-remote %s", u, d.FetchURL())
 			if strings.HasPrefix(d.FetchURL(), "/") {
 				fix = fmt.Sprintf("sudo -u %s git config --global --add safe.directory %s", u, d.FetchURL())
 			}
@@ -274,7 +274,7 @@ func webhookChecks(ctx context.Context, h *Host) []Result {
 	case strings.HasPrefix(addr, "/"):
 		network = "unix"
 	}
-	fix := "systemctl start dh-receive.socket; journalctl -u dh-receive -n 30"
+	fix := "systemctl restart dh-receive.socket"
 	if !h.Booted {
 		fix = "start dh-receive (docs/operations.md, Without systemd)"
 	}
@@ -289,7 +289,7 @@ func webhookChecks(ctx context.Context, h *Host) []Result {
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return []Result{fail("healthz", fmt.Sprintf("%s %s answers %s", network, addr, resp.Status), "curl --unix-socket "+addr+" http://localhost/healthz (says what is wrong)")}
+		return []Result{fail("healthz", fmt.Sprintf("%s %s answers %s", network, addr, resp.Status), "curl --unix-socket "+addr+" http://localhost/healthz")}
 	}
 	return []Result{ok("healthz", network+" "+addr+" answers 200")}
 }

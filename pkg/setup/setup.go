@@ -21,7 +21,7 @@ import (
 // Options are what `dh-route setup` was asked.
 type Options struct {
 	Config  string // the configuration file
-	Host    string // the webhook's public host name, for the printed URL ("" prints HOST)
+	Host    string // the webhook's public host name: nginx's server for it, and the printed URL
 	NoStart bool   // leave the units alone (the package's postinst starts them)
 }
 
@@ -73,6 +73,11 @@ func Setup(ctx context.Context, r *Runner, cfg *config.Config, opts Options) err
 		r.Say("")
 	} else {
 		r.Say("webhook secret %s exists: kept (GitHub has it already)", secret.Path)
+	}
+	if opts.Host != "" && !opts.NoStart {
+		if err := Nginx(ctx, r, opts.Host); err != nil {
+			return err
+		}
 	}
 	if opts.NoStart || !Booted() {
 		if !Booted() {
@@ -191,7 +196,7 @@ func CheckSecret(path string) error {
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0 {
 		return sysexits.WithHint(
 			sysexits.Errorf(sysexits.Config, "webhook secret %s has mode %v: others may read it", path, fi.Mode()),
-			"chmod 0600 "+path+" (and rotate the secret if it was exposed: docs/operations.md)")
+			"chmod 0600 "+path)
 	}
 	_, err = config.ReadSecretFile(path)
 	return err

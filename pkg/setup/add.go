@@ -3,6 +3,7 @@ package setup
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -145,9 +146,12 @@ func (d Deployment) table() ([]byte, error) {
 	if len(d.Steps) > 0 {
 		t["steps"] = d.Steps
 	}
+	// The name as a quoted key: whatever it holds stays one key, which
+	// the loader then checks.
+	key, _ := json.Marshal(d.Name)
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# added by dh-deploy add %s\n", d.Name)
-	if err := toml.NewEncoder(&b).Encode(map[string]any{"deployments": map[string]any{d.Name: t}}); err != nil {
+	fmt.Fprintf(&b, "# added by dh-deploy add\n[deployments.%s]\n", key)
+	if err := toml.NewEncoder(&b).Encode(t); err != nil {
 		return nil, sysexits.New(sysexits.Usage, err)
 	}
 	return b.Bytes(), nil

@@ -1,0 +1,78 @@
+package setup
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+)
+
+const base = `queue_dir    = "/var/spool/dh-deployer"
+state_dir    = "/var/lib/dh-deployer"
+database_url = "postgres:///dh_deployer?host=/run/postgresql&sslmode=disable"
+
+[receive]
+listen       = "systemd"
+secret_files = ["webhook-secret"]
+
+[deployments.api]
+repository = "example/api"
+branches   = ["main"]
+path       = "/srv/www/api"
+`
+
+// TestTable: the table dh-deploy add appends loads with the strict loader,
+// beside tables already there, and a bad value never becomes another key.
+func TestTable(t *testing.T) {
+	good := Deployment{Name: "web", Repository: "example/web", Branches: []string{"main"}, Path: "/srv/www/web",
+		CloneURL: "/srv/git/web.git", Steps: [][]string{{"sh", "-c", `echo "built" > x`}}, User: "dh-deploy-web"}
+	tests := []struct {
+		d    Deployment
+		want string // "" means it loads
+	}{
+		{good, ""},
+		{Deployment{Name: "x]\n[receive", Repository: "a/b", Branches: []string{"main"}, Path: "/srv/x", User: "u"}, "deployments"},
+		{Deployment{Name: "web", Repository: "a/b\"\nqueue_dir = \"/tmp", Branches: []string{"main"}, Path: "/srv/x", User: "u"}, "repository"},
+		{Deployment{Name: "web", Repository: "a/b", Branches: []string{"main"}, Path: "relative", User: "u"}, "path"},
+	}
+	for _, tt := range tests {
+		table, err := tt.d.table()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Parse("config.toml", []byte(base+"\n"+string(table)))
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("table(%q) does not load: %v\n%s", tt.d.Name, err, table)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("table(%q) loads with error %v; want one naming %q\n%s", tt.d.Name, err, tt.want, table)
+		}
+		if tt.want == "" && err == nil {
+			d, ok := cfg.Deployment("web")
+			if !ok || d.RunsAs() != "dh-deploy-web" || d.FetchURL() != "/srv/git/web.git" || len(d.Steps) != 1 || d.Steps[0][2] != `echo "built" > x` {
+				t.Errorf("table loads as %+v", d)
+			}
+			if cfg.QueueDir != "/var/spool/dh-deployer" {
+				t.Errorf("queue_dir = %q after the table", cfg.QueueDir)
+			}
+		}
+	}
+}
+
+func TestOpenDB(t *testing.T) {
+	for dsn, want := range map[string]string{
+		"postgres:///dh_deployer?host=/run/postgresql&sslmode=disable": "dh_deployer /run/postgresql 5432",
+		"postgres://dh-route@/db2?host=/tmp/pg&port=5433":              "db2 /tmp/pg 5433",
+		"postgres:///Robert';DROP?host=/run/postgresql":                "error",
+		"postgres://db.example.org/dh_deployer":                        "error",
+	} {
+		db, err := OpenDB(dsn, nil)
+		got := "error"
+		if err == nil {
+			got = db.Name + " " + db.Host + " " + db.Port
+		}
+		if got != want {
+			t.Errorf("OpenDB(%q) = %s (%v); want %s", dsn, got, err, want)
+		}
+	}
+}

@@ -13,6 +13,7 @@ func TestLongACL(t *testing.T) {
 		"d:u:dh-route:rx":  "default:user:dh-route:r-x",
 		"d:g::-":           "default:group::---",
 		"m::x":             "mask::--x",
+		"d:u:dh-nginx:rwX": "default:user:dh-nginx:rwx",
 	} {
 		if got := longACL(in); got != want {
 			t.Errorf("longACL(%q) = %q; want %q", in, got, want)

@@ -133,6 +133,14 @@ func dirChecks(ctx context.Context, h *Host) []Result {
 	if err != nil {
 		return []Result{fail("tmpfiles", err.Error(), reinstall)}
 	}
+	// With an ACL, a directory's group mode bits are the ACL's mask,
+	// which the ACL entries check.
+	hasACL := map[string]bool{}
+	for _, l := range ls {
+		if len(l) >= 2 && strings.HasPrefix(l[0], "a") {
+			hasACL[l[1]] = true
+		}
+	}
 	var rs []Result
 	byPath := map[string]int{} // index of the path's result
 	for _, l := range ls {
@@ -146,7 +154,7 @@ func dirChecks(ctx context.Context, h *Host) []Result {
 				continue
 			}
 			byPath[path] = len(rs)
-			rs = append(rs, checkDir(path, l[2], l[3], l[4], h.dirsFix()))
+			rs = append(rs, checkDir(path, l[2], l[3], l[4], hasACL[path], h.dirsFix()))
 		case "a", "a+":
 			if len(l) < 7 {
 				continue
@@ -170,7 +178,7 @@ func dirChecks(ctx context.Context, h *Host) []Result {
 	return rs
 }
 
-func checkDir(path, wantMode, wantOwner, wantGroup, fix string) Result {
+func checkDir(path, wantMode, wantOwner, wantGroup string, acl bool, fix string) Result {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fail(path, "missing", fix)
@@ -189,7 +197,11 @@ func checkDir(path, wantMode, wantOwner, wantGroup, fix string) Result {
 	if wantGroup != "-" && group != wantGroup {
 		problems = append(problems, fmt.Sprintf("group %s, want %s", group, wantGroup))
 	}
-	if m, err := strconv.ParseUint(strings.TrimPrefix(wantMode, "~"), 8, 32); err == nil && mode(fi) != uint32(m) {
+	ignore := uint32(0)
+	if acl {
+		ignore = 0o070
+	}
+	if m, err := strconv.ParseUint(strings.TrimPrefix(wantMode, "~"), 8, 32); err == nil && mode(fi)&^ignore != uint32(m)&^ignore {
 		problems = append(problems, fmt.Sprintf("mode %04o, want %04o", mode(fi), m))
 	}
 	if len(problems) > 0 {
@@ -221,7 +233,8 @@ func missingACL(ctx context.Context, h *Host, path, acl string) ([]string, error
 	return missing, nil
 }
 
-// longACL turns tmpfiles' "d:u:x:rx" into getfacl's "default:user:x:r-x".
+// longACL turns tmpfiles' "d:u:x:rx" into getfacl's "default:user:x:r-x"
+// (X, execute for directories, is x: the paths checked are directories).
 func longACL(e string) string {
 	prefix := ""
 	if s, ok := strings.CutPrefix(e, "d:"); ok {
@@ -243,7 +256,7 @@ func longACL(e string) string {
 	}
 	perm := []byte("---")
 	for i, c := range "rwx" {
-		if strings.ContainsRune(f[2], c) {
+		if strings.ContainsRune(f[2], c) || (c == 'x' && strings.ContainsRune(f[2], 'X')) {
 			perm[i] = byte(c)
 		}
 	}

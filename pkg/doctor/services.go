@@ -211,7 +211,7 @@ func nginxChecks(ctx context.Context, h *Host) []Result {
 			rs = append(rs, fail(dir, "missing", "apt-get install -y nginx"))
 			continue
 		}
-		if missing, err := missingACL(ctx, h, dir, "u:dh-nginx:rwx,d:u:dh-nginx:rwx"); err != nil || len(missing) > 0 {
+		if missing, err := missingACL(ctx, h, dir, "u:dh-nginx:rwX,d:u:dh-nginx:rwX"); err != nil || len(missing) > 0 {
 			rs = append(rs, fail(dir, "dh-nginx may not write it (ACL)", h.Installed.ACLScript+" nginx"))
 		} else {
 			rs = append(rs, ok(dir, "dh-nginx may write it (ACL)"))

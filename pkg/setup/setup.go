@@ -74,6 +74,13 @@ func Setup(ctx context.Context, r *Runner, cfg *config.Config, opts Options) err
 	} else {
 		r.Say("webhook secret %s exists: kept (GitHub has it already)", secret.Path)
 	}
+	// dh-nginx's rights in /etc/nginx (docs/operations.md step 3).
+	if _, err := os.Stat("/etc/nginx/conf.d"); err == nil {
+		if _, err := r.Run(ctx, nil, Locate().ACLScript, "nginx"); err != nil {
+			return fmt.Errorf("let dh-nginx write /etc/nginx/conf.d: %w", err)
+		}
+		r.Say("dh-nginx may write /etc/nginx/conf.d and /etc/nginx/snippets (ACL)")
+	}
 	if opts.Host != "" && !opts.NoStart {
 		if err := Nginx(ctx, r, opts.Host); err != nil {
 			return err

@@ -10,7 +10,6 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/setup"
@@ -18,32 +17,8 @@ import (
 
 func configChecks(ctx context.Context, h *Host) []Result {
 	f := h.Cfg.File
-	rs := []Result{ok("load", f+" loads (strict)")}
-	fi, err := os.Stat(f)
-	if err != nil {
-		return append(rs, fail("mode", err.Error(), "dh-route setup"))
-	}
-	owner, group := ids(fi)
-	if group != setup.Group || fi.Mode().Perm()&0o047 != 0o040 {
-		rs = append(rs, fail("mode", fmt.Sprintf("%s is %s:%s %04o; the stages need group %s, mode 0640", f, owner, group, fi.Mode().Perm(), setup.Group),
-			fmt.Sprintf("chgrp %s %s && chmod 0640 %s", setup.Group, f, f)))
-	} else {
-		rs = append(rs, ok("mode", fmt.Sprintf("%s:%s %04o", owner, group, fi.Mode().Perm())))
-	}
-	return rs
-}
-
-// ids are the owner and group names of a file.
-func ids(fi fs.FileInfo) (string, string) {
-	st := fi.Sys().(*syscall.Stat_t)
-	owner, group := strconv.Itoa(int(st.Uid)), strconv.Itoa(int(st.Gid))
-	if u, err := user.LookupId(owner); err == nil {
-		owner = u.Username
-	}
-	if g, err := user.LookupGroupId(group); err == nil {
-		group = g.Name
-	}
-	return owner, group
+	return []Result{ok("load", f+" loads (strict)"),
+		fromErr("mode", f+" group "+setup.Group+", mode 0640", setup.ConfigReadable(f), "dh-route setup")}
 }
 
 // lines reads the non-comment lines of a sysusers.d or tmpfiles.d file,
@@ -189,7 +164,7 @@ func checkDir(path, wantMode, wantOwner, wantGroup string, acl bool, fix string)
 	if !fi.IsDir() {
 		return fail(path, "not a directory", fix)
 	}
-	owner, group := ids(fi)
+	owner, group := setup.Owner(fi)
 	var problems []string
 	if wantOwner != "-" && owner != wantOwner {
 		problems = append(problems, fmt.Sprintf("owner %s, want %s", owner, wantOwner))

@@ -51,7 +51,7 @@ func databaseChecks(ctx context.Context, h *Host) []Result {
 		return []Result{fail("database_url", "not usable by setup and doctor", "a local database: database_url = \"postgres:///dh_deployer?host=/run/postgresql&sslmode=disable\"")}
 	}
 	if err := h.DB.Reachable(ctx); err != nil {
-		return []Result{fromErr("reachable", "", err, "systemctl start postgresql")}
+		return []Result{fromErr("reachable", "", err, "")}
 	}
 	rs := []Result{ok("reachable", "PostgreSQL answers at "+h.DB.Host)}
 	if exists, err := h.DB.Exists(ctx); err != nil || !exists {
@@ -236,13 +236,13 @@ func deploymentChecks(ctx context.Context, h *Host) []Result {
 		fix := ""
 		if fi, err := os.Stat(d.Path); err != nil {
 			problems, fix = append(problems, "path "+d.Path+" missing"), fmt.Sprintf("install -d -o %s -g %s -m 0755 %s", u, setup.Group, d.Path)
-		} else if owner, _ := ids(fi); owner != u {
+		} else if owner, _ := setup.Owner(fi); owner != u {
 			problems, fix = append(problems, "path "+d.Path+" belongs to "+owner), fmt.Sprintf("chown -R %s %s", u, d.Path)
 		}
 		queue := h.Cfg.QueuePath(name)
 		if fi, err := os.Stat(queue); err != nil {
 			problems, fix = append(problems, "queue "+queue+" missing"), fmt.Sprintf("%s deployment %s %s", h.Installed.ACLScript, name, u)
-		} else if owner, _ := ids(fi); owner != u {
+		} else if owner, _ := setup.Owner(fi); owner != u {
 			problems, fix = append(problems, "queue "+queue+" belongs to "+owner), fmt.Sprintf("%s deployment %s %s", h.Installed.ACLScript, name, u)
 		}
 		if len(problems) > 0 {

@@ -83,11 +83,8 @@ func AddDeployment(ctx context.Context, r *Runner, cfg *config.Config, d Deploym
 	if err := checkDropIn(d.Name, d.User); err != nil {
 		return err
 	}
-	db, err := OpenDB(cfg.DatabaseURL, r)
+	db, err := ReachDB(ctx, cfg.DatabaseURL, r)
 	if err != nil {
-		return err
-	}
-	if err := db.Reachable(ctx); err != nil {
 		return err
 	}
 
@@ -170,7 +167,7 @@ func (d Deployment) checkPath() error {
 	if !fi.IsDir() {
 		return sysexits.Errorf(sysexits.Config, "add: path %s exists and is not a directory", d.Path)
 	}
-	owner := ownerName(fi)
+	owner, _ := Owner(fi)
 	if owner != d.User {
 		return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "add: path %s exists and belongs to %s, not %s: refusing to take it over", d.Path, owner, d.User),
 			fmt.Sprintf("choose another --path, or give it to the deployment first: chown -R %s %s", d.User, d.Path))
@@ -178,12 +175,18 @@ func (d Deployment) checkPath() error {
 	return nil
 }
 
-func ownerName(fi fs.FileInfo) string {
-	uid := strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Uid))
-	if u, err := user.LookupId(uid); err == nil {
-		return u.Username
+// Owner is the names of a file's owner and group (their numbers when
+// they have no name).
+func Owner(fi fs.FileInfo) (owner, group string) {
+	st := fi.Sys().(*syscall.Stat_t)
+	owner, group = strconv.Itoa(int(st.Uid)), strconv.Itoa(int(st.Gid))
+	if u, err := user.LookupId(owner); err == nil {
+		owner = u.Username
 	}
-	return uid
+	if g, err := user.LookupGroupId(group); err == nil {
+		group = g.Name
+	}
+	return owner, group
 }
 
 // makePath makes the checkout's directory, the user's.

@@ -59,6 +59,15 @@ func OpenDB(dsn string, r *Runner) (*DB, error) {
 	return db, nil
 }
 
+// ReachDB is OpenDB, then Reachable.
+func ReachDB(ctx context.Context, dsn string, r *Runner) (*DB, error) {
+	db, err := OpenDB(dsn, r)
+	if err != nil {
+		return nil, err
+	}
+	return db, db.Reachable(ctx)
+}
+
 // SuperuserURL is the URL of the database for the postgres superuser.
 func (db *DB) SuperuserURL() string {
 	return fmt.Sprintf("postgres://postgres@/%s?host=%s&port=%s&sslmode=disable", db.Name, url.QueryEscape(db.Host), db.Port)
@@ -78,8 +87,13 @@ func (db *DB) Query(ctx context.Context, database, sql string, vars ...string) (
 // Reachable checks that PostgreSQL answers.
 func (db *DB) Reachable(ctx context.Context) error {
 	if _, err := db.Query(ctx, "postgres", "SELECT 1;"); err != nil {
-		return sysexits.WithHint(sysexits.Errorf(sysexits.TempFail, "PostgreSQL at %s port %s does not answer: %v", db.Host, db.Port, err),
-			"start it: systemctl start postgresql (or: service postgresql start)")
+		// postgresql.service is Debian's umbrella: a restart reaches the
+		// clusters (PartOf=), a start does not.
+		fix := "systemctl restart postgresql"
+		if !Booted() {
+			fix = "service postgresql start"
+		}
+		return sysexits.WithHint(sysexits.Errorf(sysexits.TempFail, "PostgreSQL at %s port %s does not answer: %v", db.Host, db.Port, err), fix)
 	}
 	return nil
 }

@@ -11,7 +11,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"syscall"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
@@ -39,14 +38,11 @@ func Setup(ctx context.Context, r *Runner, cfg *config.Config, opts Options) err
 		return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "setup: the stage users do not exist yet"),
 			"systemd-sysusers dh-deployer.conf && systemd-tmpfiles --create dh-deployer.conf (the package's postinst does it)")
 	}
-	if err := configReadable(cfg.File); err != nil {
+	if err := ConfigReadable(cfg.File); err != nil {
 		return err
 	}
-	db, err := OpenDB(cfg.DatabaseURL, r)
+	db, err := ReachDB(ctx, cfg.DatabaseURL, r)
 	if err != nil {
-		return err
-	}
-	if err := db.Reachable(ctx); err != nil {
 		return err
 	}
 	if err := db.Create(ctx); err != nil {
@@ -113,20 +109,15 @@ func hostOr(h string) string {
 	return h
 }
 
-// configReadable checks that the stages can read the configuration: group
-// dh-deployer, not writable or readable by others.
-func configReadable(path string) error {
+// ConfigReadable checks that the stages can read the configuration: group
+// dh-deployer, mode 0640 (not writable by the group, nothing for others).
+func ConfigReadable(path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err
 	}
-	g, err := user.LookupGroup(Group)
-	if err != nil {
-		return err
-	}
-	st := fi.Sys().(*syscall.Stat_t)
-	if strconv.Itoa(int(st.Gid)) != g.Gid || fi.Mode().Perm()&0o047 != 0o040 {
-		return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "setup: %s is not readable by the stages (group %s, mode 0640)", path, Group),
+	if _, group := Owner(fi); group != Group || fi.Mode().Perm()&0o077 != 0o040 {
+		return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s has mode %04o, group %s: the stages need group %s, mode 0640", path, fi.Mode().Perm(), group, Group),
 			fmt.Sprintf("chgrp %s %s && chmod 0640 %s", Group, path, path))
 	}
 	return nil

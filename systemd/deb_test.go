@@ -174,8 +174,8 @@ systemctl stop dh-cert-renew.timer; mv /lib/systemd/system/dh-cert-renew.timer /
 	h.Run(t, `systemctl restart postgresql
 systemd-tmpfiles --create dh-deployer.conf
 chmod 0600 /etc/dh-deployer/webhook-secret
+mv /root/dh-cert-renew.timer /lib/systemd/system/ && systemctl daemon-reload
 dh-route setup
-mv /root/dh-cert-renew.timer /lib/systemd/system/ && systemctl daemon-reload && systemctl start dh-cert-renew.timer
 systemctl restart dh-route.service`)
 	if out, err := h.Try("dh-route doctor"); err != nil {
 		t.Errorf("dh-route doctor after the fixes: %v\n%s", err, out)

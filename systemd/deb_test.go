@@ -166,6 +166,19 @@ systemctl stop dh-cert-renew.timer; mv /lib/systemd/system/dh-cert-renew.timer /
 			t.Errorf("dh-route doctor on the broken host lacks the line\n%s\nin:\n%s", want, broken)
 		}
 	}
+	// setup refuses the loose secret before it changes anything (the
+	// revoked grant stays revoked), and a database that is not ours.
+	if out, err := h.Try("dh-route setup"); err == nil || !strings.Contains(out, "hint: chmod 0600 /etc/dh-deployer/webhook-secret") {
+		t.Errorf("dh-route setup with a secret others may read: %v\n%s\nwant a refusal naming the fix", err, out)
+	}
+	if out, _ := h.Try("dh-route doctor"); !strings.Contains(out, "✘ database: role dh-route: lacks INSERT on events") {
+		t.Errorf("the refused setup changed the grants:\n%s", out)
+	}
+	h.Run(t, `sudo -u postgres createdb other && sudo -u postgres psql -q -d other -c 'CREATE TABLE mine (x int)'`)
+	if out, err := h.Try("chmod 0600 /etc/dh-deployer/webhook-secret; DH_DATABASE_URL='postgres:///other?host=/run/postgresql' dh-route setup --no-start; s=$?; chmod 0644 /etc/dh-deployer/webhook-secret; exit $s"); err == nil ||
+		!strings.Contains(out, "database other exists and holds 1 tables that are not dh-deployer's") {
+		t.Errorf("dh-route setup on a database holding other tables: %v\n%s\nwant a refusal", err, out)
+	}
 	h.Run(t, "systemctl stop postgresql@15-main")
 	broken, _ = h.Try("dh-route doctor")
 	if want := "✘ database: reachable: PostgreSQL at /run/postgresql port 5432 does not answer"; !strings.Contains(broken, want) ||

@@ -41,6 +41,16 @@ func Setup(ctx context.Context, r *Runner, cfg *config.Config, opts Options) err
 	if err := ConfigReadable(cfg.File); err != nil {
 		return err
 	}
+	// A secret already there is checked before anything changes.
+	path, err := SecretPath(cfg)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(path); err == nil {
+		if err := CheckSecret(path); err != nil {
+			return err
+		}
+	}
 	db, err := ReachDB(ctx, cfg.DatabaseURL, r)
 	if err != nil {
 		return err
@@ -68,7 +78,7 @@ func Setup(ctx context.Context, r *Runner, cfg *config.Config, opts Options) err
 		r.Say("  Events:       Just the push event")
 		r.Say("")
 	} else {
-		r.Say("webhook secret %s exists: kept (GitHub has it already)", secret.Path)
+		r.Say("webhook secret %s exists: kept (GitHub has it already; cat %s shows it)", secret.Path, secret.Path)
 	}
 	// dh-nginx's rights in /etc/nginx (docs/operations.md step 3).
 	if _, err := os.Stat("/etc/nginx/conf.d"); err == nil {

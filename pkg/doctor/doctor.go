@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/setup"
@@ -67,7 +68,7 @@ var Checks = []Check{
 func Run(ctx context.Context, h *Host, groups ...string) []Result {
 	var rs []Result
 	for _, c := range Checks {
-		if len(groups) > 0 && !contains(groups, c.Group) {
+		if len(groups) > 0 && !slices.Contains(groups, c.Group) {
 			continue
 		}
 		for _, r := range c.Run(ctx, h) {
@@ -76,15 +77,6 @@ func Run(ctx context.Context, h *Host, groups ...string) []Result {
 		}
 	}
 	return rs
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Passed reports whether every result is OK.

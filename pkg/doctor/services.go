@@ -180,8 +180,10 @@ func unitChecks(ctx context.Context, h *Host) []Result {
 			rs = append(rs, fail(u, "installed, enabled, "+p["ActiveState"], "systemctl start "+u))
 		case p["Type"] == "notify" && p["SubState"] != "running":
 			rs = append(rs, fail(u, "installed, enabled, active, not ready ("+p["SubState"]+")", "journalctl -u "+u+" -n 30"))
+		case p["Type"] == "notify":
+			rs = append(rs, ok(u, "installed, enabled, running, ready"))
 		default:
-			rs = append(rs, ok(u, "installed, enabled, "+p["SubState"]+map[bool]string{true: ", ready", false: ""}[p["Type"] == "notify"]))
+			rs = append(rs, ok(u, "installed, enabled, "+p["SubState"]))
 		}
 	}
 	for _, u := range onDemand {

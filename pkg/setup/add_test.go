@@ -1,28 +1,31 @@
 package setup
 
 import (
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 )
 
-const base = `queue_dir    = "/var/spool/dh-deployer"
-state_dir    = "/var/lib/dh-deployer"
-database_url = "postgres:///dh_deployer?host=/run/postgresql&sslmode=disable"
-
-[receive]
-listen       = "systemd"
-secret_files = ["webhook-secret"]
-
+// base is the package's starting configuration (deb/config.toml) with a
+// deployment already added.
+func base(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../deb/config.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b) + `
 [deployments.api]
 repository = "example/api"
 branches   = ["main"]
 path       = "/srv/www/api"
 `
+}
 
-// TestTable: the table dh-deploy add appends loads with the strict loader,
-// beside tables already there, and a bad value never becomes another key.
+// TestTable: the table dh-deploy add appends to the package's starting
+// configuration loads with the strict loader, beside tables already there, and a bad value never becomes another key.
 func TestTable(t *testing.T) {
 	good := Deployment{Name: "web", Repository: "example/web", Branches: []string{"main"}, Path: "/srv/www/web",
 		CloneURL: "/srv/git/web.git", Steps: [][]string{{"sh", "-c", `echo "built" > x`}}, User: "dh-deploy-web"}
@@ -40,7 +43,7 @@ func TestTable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := config.Parse("config.toml", []byte(base+"\n"+string(table)))
+		cfg, err := config.Parse("config.toml", []byte(base(t)+"\n"+string(table)))
 		switch {
 		case tt.want == "" && err != nil:
 			t.Errorf("table(%q) does not load: %v\n%s", tt.d.Name, err, table)

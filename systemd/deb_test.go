@@ -33,8 +33,8 @@ func buildDeb(t *testing.T, dir, version string) string {
 }
 
 // TestMakeDeb: the package holds what make install installs (with the
-// Debian prefixes), its /etc files are conffiles, and lintian reports no
-// error.
+// Debian prefixes), its /etc files are conffiles, lintian reports no
+// error, and it installs and purges on a host without systemd.
 func TestMakeDeb(t *testing.T) {
 	deb := buildDeb(t, t.TempDir(), "")
 	if !strings.HasPrefix(filepath.Base(deb), "dh-deployer_0.") || !strings.HasSuffix(deb, ".deb") {
@@ -68,6 +68,41 @@ func TestMakeDeb(t *testing.T) {
 	if err != nil {
 		t.Errorf("lintian %s: %v\n%s", deb, err, res)
 	}
+	withoutSystemd(t, deb)
+}
+
+// withoutSystemd installs the package in a chroot of the test container's
+// root (no /run/systemd/system there): postinst makes the users and
+// directories with the ACL script and the starting configuration, and
+// starts nothing; purge removes them.
+func withoutSystemd(t *testing.T, deb string) {
+	h := hosttest.New(t)
+	if out, err := exec.Command("cp", deb, h.Path("/root/")).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	chroot := func(script string) string {
+		t.Helper()
+		// /proc in a mount namespace of its own, gone with the command.
+		out, err := exec.Command("unshare", "--mount", "--fork", "/bin/sh", "-ec", `mount -t proc proc "$1/proc"
+exec chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -ec "$2"`, "-", h.Dir(), script).CombinedOutput()
+		if err != nil {
+			t.Fatalf("in a chroot without systemd: %s: %v\n%s", script, err, out)
+		}
+		return string(out)
+	}
+	out := chroot("dpkg -i /root/" + filepath.Base(deb))
+	if !strings.Contains(out, "not configured yet: run  dh-route setup") {
+		t.Errorf("dpkg -i without systemd did not say what is next:\n%s", out)
+	}
+	got := chroot(`stat -c '%U:%G %a' /etc/dh-deployer/config.toml /var/spool/dh-deployer/main /var/lib/dh-deployer/home
+getent passwd dh-deploy | cut -d: -f6
+getfacl -cp /var/spool/dh-deployer/main | grep -x user:dh-receive:rwx`)
+	want := "root:dh-deployer 640\ndh-route:dh-deployer 2770\ndh-deploy:dh-deployer 700\n/var/lib/dh-deployer/home\nuser:dh-receive:rwx\n"
+	if got != want {
+		t.Errorf("after dpkg -i without systemd:\n%s\nwant:\n%s", got, want)
+	}
+	chroot(`dpkg --purge dh-deployer >/dev/null
+! test -e /etc/dh-deployer && ! test -e /var/spool/dh-deployer && ! id dh-route 2>/dev/null && ! getent group dh-deployer`)
 }
 
 // The deployment the package test adds with dh-deploy add.

@@ -166,6 +166,13 @@ dpkg-deb --root-owner-group -Zgzip -b "$4/x" "$3" >/dev/null`, "-", current, ver
 	if again, err := h.Try("dh-deploy add web --repository example/web --path /srv/www/web"); err == nil || !strings.Contains(again, "already in") {
 		t.Errorf("dh-deploy add of an existing deployment: %v\n%s\nwant a refusal", err, again)
 	}
+	// A checkout directory of someone else's is refused, before anything
+	// changes (no user, no table).
+	if out, err := h.Try("dh-deploy add other --repository example/other --path /root --clone-url /srv/git/web.git"); err == nil ||
+		!strings.Contains(out, "path /root exists and belongs to root, not dh-deploy-other: refusing") {
+		t.Errorf("dh-deploy add onto /root: %v\n%s\nwant a refusal", err, out)
+	}
+	h.Run(t, "! id dh-deploy-other 2>/dev/null && ! grep -q other /etc/dh-deployer/config.toml")
 	sha := commit(t, h, "web", map[string]string{"README": "first\n"}, "first")
 	push(t, h, "web", sha)
 	waitDeployed(t, h, "web", sha)

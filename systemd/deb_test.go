@@ -280,3 +280,60 @@ test -f /etc/dh-deployer/config.toml && test -d /var/spool/dh-deployer/web && id
 ! test -e /etc/systemd/system/dh-deploy@web.service.d && ! ls /etc/systemd/system/*.wants/dh-* 2>/dev/null
 test "$(sudo -u postgres psql -Atc "SELECT count(*) FROM pg_database WHERE datname = 'dh_deployer'")" = 1`)
 }
+
+// TestDebVersion: deb/version maps git describe to Debian versions that
+// sort in commit order, with or without a tag.
+func TestDebVersion(t *testing.T) {
+	script, err := filepath.Abs("../deb/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := t.TempDir()
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.org"}, args...)...)
+		cmd.Dir = repo
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	version := func() string {
+		t.Helper()
+		cmd := exec.Command(script)
+		cmd.Dir = repo
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("deb/version: %v\n%s", err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q", "-b", "main")
+	os.WriteFile(filepath.Join(repo, "f"), []byte("1"), 0o644)
+	git("add", "f")
+	git("commit", "-q", "-m", "one")
+	var got []string
+	want := []string{"0.0~git1." + git("rev-parse", "--short=7", "HEAD")}
+	got = append(got, version())
+	os.WriteFile(filepath.Join(repo, "f"), []byte("2"), 0o644)
+	want = append(want, want[0]+"+dirty")
+	got = append(got, version())
+	git("commit", "-q", "-am", "two")
+	git("tag", "v1.2.0")
+	want = append(want, "1.2.0")
+	got = append(got, version())
+	git("commit", "-q", "--allow-empty", "-m", "three")
+	want = append(want, "1.2.0+git1."+git("rev-parse", "--short=7", "HEAD"))
+	got = append(got, version())
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) { // git may abbreviate longer
+			t.Errorf("deb/version #%d = %q; want %q", i, got[i], want[i])
+		}
+	}
+	for i := 1; i < len(got); i++ {
+		if err := exec.Command("dpkg", "--compare-versions", got[i-1], "lt", got[i]).Run(); err != nil {
+			t.Errorf("dpkg --compare-versions %s lt %s: false; want each later tree to sort higher", got[i-1], got[i])
+		}
+	}
+}

@@ -22,7 +22,9 @@
 //     the old one (owner and mode kept, directory synced).
 //
 // Not supported: a PostgreSQL that is not local (it uses the postgres
-// superuser through peer authentication on the unix socket).
+// superuser through peer authentication on the unix socket); adding a
+// deployment of kind nginx or self (AddDeployment makes kind steps: the
+// others need the extra rights docs/operations.md grants by hand).
 package setup
 
 import (

@@ -133,15 +133,25 @@ func databaseChecks(ctx context.Context, h *Host) []Result {
 }
 
 // units are the units to check: the package's enabled ones (and the
-// deployments' instances), and those started on demand.
+// deployments' instances, and the git hook's socket when receive.hook_users
+// is set), and those started on demand or not in use.
 func (h *Host) units() (enabled, onDemand []string) {
 	enabled = append([]string{}, setup.Units...)
+	hook := "dh-receive-hook.socket"
+	if len(h.Cfg.Receive.HookUsers) > 0 {
+		enabled = append(enabled, hook)
+		hook = ""
+	}
 	for _, name := range h.Cfg.DeploymentNames() {
 		if d, _ := h.Cfg.Deployment(name); d.IsEnabled() {
 			enabled = append(enabled, "dh-deploy@"+name+".service")
 		}
 	}
-	return enabled, []string{"dh-receive.service", "dh-cert-renew.service", "dh-certbot.service", "dh-nginx-test.service"}
+	onDemand = []string{"dh-receive.service", "dh-cert-renew.service", "dh-certbot.service", "dh-nginx-test.service"}
+	if hook != "" {
+		onDemand = append(onDemand, hook) // enabled only with receive.hook_users
+	}
+	return enabled, onDemand
 }
 
 func (h *Host) unitProps(ctx context.Context, unit string) map[string]string {

@@ -98,10 +98,14 @@ func Setup(ctx context.Context, r *Runner, cfg *config.Config, opts Options) err
 		}
 		return nil
 	}
-	if _, err := r.Run(ctx, nil, "systemctl", append([]string{"enable", "--now"}, Units...)...); err != nil {
+	units := Units
+	if len(cfg.Receive.HookUsers) > 0 {
+		units = append(units[:len(units):len(units)], "dh-receive-hook.socket")
+	}
+	if _, err := r.Run(ctx, nil, "systemctl", append([]string{"enable", "--now"}, units...)...); err != nil {
 		return fmt.Errorf("start the units: %w", err)
 	}
-	r.Say("enabled and started %v", Units)
+	r.Say("enabled and started %v", units)
 	// Debian's certbot.timer would renew behind dh-cert's back.
 	if _, err := r.Run(ctx, nil, "systemctl", "cat", "certbot.timer"); err == nil {
 		if _, err := r.Run(ctx, nil, "systemctl", "disable", "--now", "certbot.timer"); err != nil {

@@ -102,7 +102,7 @@ getfacl -cp /var/spool/dh-deployer/main | grep -x user:dh-receive:rwx`)
 		t.Errorf("after dpkg -i without systemd:\n%s\nwant:\n%s", got, want)
 	}
 	chroot(`dpkg --purge dh-deployer >/dev/null
-! test -e /etc/dh-deployer && ! test -e /var/spool/dh-deployer && ! id dh-route 2>/dev/null && ! getent group dh-deployer`)
+! test -e /etc/dh-deployer && ! test -e /var/spool/dh-deployer && ! id dh-route 2>/dev/null && ! getent group dh-deployer && ! getent group dh-hook`)
 }
 
 // The deployment the package test adds with dh-deploy add.
@@ -276,7 +276,7 @@ test -f /etc/dh-deployer/config.toml && test -d /var/spool/dh-deployer/web && id
 		t.Errorf("purge did not say what it removes:\n%s", out)
 	}
 	h.Run(t, `! test -e /etc/dh-deployer && ! test -e /var/spool/dh-deployer && ! test -e /var/lib/dh-deployer
-! id dh-route 2>/dev/null && ! id dh-deploy-web 2>/dev/null && ! getent group dh-deployer
+! id dh-route 2>/dev/null && ! id dh-deploy-web 2>/dev/null && ! getent group dh-deployer && ! getent group dh-hook
 ! test -e /etc/systemd/system/dh-deploy@web.service.d && ! ls /etc/systemd/system/*.wants/dh-* 2>/dev/null
 test "$(sudo -u postgres psql -Atc "SELECT count(*) FROM pg_database WHERE datname = 'dh_deployer'")" = 1`)
 }

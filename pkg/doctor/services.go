@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/setup"
 )
@@ -251,16 +252,19 @@ func deploymentChecks(ctx context.Context, h *Host) []Result {
 		} else if owner, _ := setup.Owner(fi); owner != u {
 			problems, fix = append(problems, "path "+d.Path+" belongs to "+owner), fmt.Sprintf("chown -R %s %s", u, d.Path)
 		}
-		queue := h.Cfg.QueuePath(name)
-		if fi, err := os.Stat(queue); err != nil {
-			problems, fix = append(problems, "queue "+queue+" missing"), fmt.Sprintf("%s deployment %s %s", h.Installed.ACLScript, name, u)
-		} else if owner, _ := setup.Owner(fi); owner != u {
-			problems, fix = append(problems, "queue "+queue+" belongs to "+owner), fmt.Sprintf("%s deployment %s %s", h.Installed.ACLScript, name, u)
+		// Its queue and run logs, both made by the ACL script.
+		queue, logs := h.Cfg.QueuePath(name), config.RunLogDir(h.Cfg.StateDir, name)
+		for _, dir := range []string{queue, logs} {
+			if fi, err := os.Stat(dir); err != nil {
+				problems, fix = append(problems, dir+" missing"), fmt.Sprintf("%s deployment %s %s", h.Installed.ACLScript, name, u)
+			} else if owner, _ := setup.Owner(fi); owner != u {
+				problems, fix = append(problems, dir+" belongs to "+owner), fmt.Sprintf("%s deployment %s %s", h.Installed.ACLScript, name, u)
+			}
 		}
 		if len(problems) > 0 {
 			rs = append(rs, fail(name, strings.Join(problems, "; "), fix))
 		} else {
-			rs = append(rs, ok(name, fmt.Sprintf("user %s, path %s, queue %s", u, d.Path, queue)))
+			rs = append(rs, ok(name, fmt.Sprintf("user %s, path %s, queue %s, logs %s", u, d.Path, queue, logs)))
 		}
 		if err := setup.CloneAccess(ctx, h.Run, u, d.FetchURL(), false); err != nil {
 			fix := fmt.Sprintf("sudo -u %s git ls-remote %s", u, d.FetchURL())

@@ -11,11 +11,13 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/BurntSushi/toml"
+	"golang.org/x/sys/unix"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
@@ -70,8 +72,7 @@ func AddDeployment(ctx context.Context, r *Runner, cfg *config.Config, d Deploym
 	if err != nil {
 		return err
 	}
-	text := append(bytes.TrimRight(old, "\n"), "\n\n"...)
-	text = append(text, table...)
+	text := appendTable(old, table)
 	newCfg, err := config.Parse(cfg.File, text)
 	if err != nil {
 		return sysexits.WithHint(fmt.Errorf("add: the deployment's table does not load: %w", err), "check the flags; nothing was changed")
@@ -108,7 +109,7 @@ func AddDeployment(ctx context.Context, r *Runner, cfg *config.Config, d Deploym
 	if err := writeDropIn(d.Name, d.User); err != nil {
 		return err
 	}
-	if err := replaceConfig(cfg.File, text); err != nil {
+	if err := replaceConfig(cfg.File, old, text); err != nil {
 		return err
 	}
 	r.Say("added [deployments.%s] to %s", d.Name, cfg.File)
@@ -132,6 +133,12 @@ func AddDeployment(ctx context.Context, r *Runner, cfg *config.Config, d Deploym
 	r.Say("Next: deploy now without a push:  sudo -u %s dh-deploy deploy %s", d.User, d.Name)
 	r.Say("      then check the host:         dh-route doctor")
 	return nil
+}
+
+// appendTable is old, one empty line and table, in a new array (old is
+// compared with the file again before it is replaced).
+func appendTable(old, table []byte) []byte {
+	return slices.Concat(bytes.TrimRight(old, "\n"), []byte("\n\n"), table)
 }
 
 // table renders the deployment's configuration table.
@@ -254,16 +261,35 @@ func writeDropIn(name, usr string) error {
 	return durable.WriteFile(path, []byte(dropInText(usr)), 0o644)
 }
 
-// replaceConfig puts text in place of the configuration file: a new file
-// with the old one's owner and mode, renamed over it, the directory
-// synced.
-func replaceConfig(path string, text []byte) error {
+// replaceConfig puts text in place of the configuration file, which must
+// still hold old: a new file with the old one's owner and mode, renamed
+// over it, the directory synced. A flock on the directory keeps two
+// replacements apart; a file changed since old was read is refused (run
+// again), so no change is lost.
+func replaceConfig(path string, old, text []byte) error {
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if err := unix.Flock(int(dir.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("lock %s: %w", filepath.Dir(path), err)
+	}
+	defer unix.Flock(int(dir.Fd()), unix.LOCK_UN)
+	cur, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(cur, old) {
+		return sysexits.Errorf(sysexits.TempFail, "%s changed while the deployment was being added: run the command again", path)
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err
 	}
 	st := fi.Sys().(*syscall.Stat_t)
 	tmp := path + ".new"
+	os.Remove(tmp) // a leftover of a crashed earlier run; we hold the lock
 	if err := durable.Stage(tmp, text, fi.Mode().Perm()); err != nil {
 		return err
 	}

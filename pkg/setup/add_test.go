@@ -2,10 +2,12 @@ package setup
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // base is the package's starting configuration (deb/config.toml) with a
@@ -77,5 +79,32 @@ func TestOpenDB(t *testing.T) {
 		if got != want {
 			t.Errorf("OpenDB(%q) = %s (%v); want %s", dsn, got, err, want)
 		}
+	}
+}
+
+// TestReplaceConfig: the configuration is replaced only if it still holds
+// what was read, keeping its mode; appendTable never changes what was read.
+func TestReplaceConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.toml")
+	old := []byte("queue_dir = \"/q\"\n\n\n")
+	if err := os.WriteFile(path, old, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	text := appendTable(old, []byte("[deployments.web]\n"))
+	if string(old) != "queue_dir = \"/q\"\n\n\n" || string(text) != "queue_dir = \"/q\"\n\n[deployments.web]\n" {
+		t.Fatalf("appendTable: old %q, text %q", old, text)
+	}
+	if err := replaceConfig(path, []byte("something else"), text); sysexits.Code(err) != sysexits.TempFail {
+		t.Errorf("replaceConfig of a file changed meanwhile = %v; want a temporary failure", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != string(old) {
+		t.Errorf("the refused replaceConfig changed the file to %q", b)
+	}
+	if err := replaceConfig(path, old, text); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(path)
+	if b, _ := os.ReadFile(path); string(b) != string(text) || fi.Mode().Perm() != 0o640 {
+		t.Errorf("after replaceConfig: %q mode %v; want %q mode 0640", b, fi.Mode().Perm(), text)
 	}
 }

@@ -86,8 +86,11 @@ func TestOpenDB(t *testing.T) {
 // what was read, keeping its mode; appendTable never changes what was read.
 func TestReplaceConfig(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "config.toml")
-	old := []byte("queue_dir = \"/q\"\n\n\n")
-	if err := os.WriteFile(path, old, 0o640); err != nil {
+	if err := os.WriteFile(path, []byte("queue_dir = \"/q\"\n\n\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.ReadFile(path) // as AddDeployment reads it: room to spare after it
+	if err != nil {
 		t.Fatal(err)
 	}
 	text := appendTable(old, []byte("[deployments.web]\n"))

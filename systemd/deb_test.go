@@ -243,6 +243,7 @@ systemctl restart dh-route.service`)
 
 	// Upgrade: configuration and history kept, migrations run, stages
 	// restarted with the new binaries, a push deploys.
+	h.Run(t, "systemctl disable --now dh-cert-renew.timer")
 	before := h.Run(t, "sha256sum /etc/dh-deployer/config.toml /etc/dh-deployer/webhook-secret")
 	pid := mainPIDs(t, h, "dh-route")
 	out = h.Run(t, "cd /root/new && DEBIAN_FRONTEND=noninteractive apt-get install -y -q ./dh-deployer_*.deb 2>&1")
@@ -257,6 +258,9 @@ systemctl restart dh-route.service`)
 	}
 	if now := mainPIDs(t, h, "dh-route"); now == pid {
 		t.Errorf("dh-route was not restarted by the upgrade (main PID %s)", pid)
+	}
+	if out, err := h.Try("systemctl is-enabled dh-cert-renew.timer dh-route.service"); err == nil || out != "disabled\nenabled\n" {
+		t.Errorf("after the upgrade, dh-cert-renew.timer (disabled before) and dh-route are %q; want disabled and enabled", out)
 	}
 	sha2 := commit(t, h, "web", nil, "after the upgrade")
 	push(t, h, "web", sha2)

@@ -93,23 +93,39 @@ func (s *Store) InsertEvent(ctx context.Context, e Event) (inserted bool, err er
 func (s *Store) GetEvent(ctx context.Context, delivery string) (EventRow, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
+	rows, err := s.db.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE delivery = $1`, delivery)
+	if err != nil {
+		return EventRow{}, classify(fmt.Errorf("get event %s: %w", delivery, err))
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return EventRow{}, classify(fmt.Errorf("get event %s: %w", delivery, err))
+		}
+		return EventRow{}, fmt.Errorf("get event %s: %w", delivery, ErrNotFound)
+	}
+	r, err := scanEvent(rows)
+	if err != nil {
+		return EventRow{}, classify(fmt.Errorf("get event %s: %w", delivery, err))
+	}
+	return r, nil
+}
+
+const eventColumns = `delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at,
+	recorded_at, status, reason, deployments, deliveries, last_seen_at, decided_at`
+
+// scanEvent reads a row of eventColumns.
+func scanEvent(rows *sql.Rows) (EventRow, error) {
 	var (
 		r                                   EventRow
 		hookID                              sql.NullInt64
 		repository, ref, before, after, why sql.NullString
 		lastSeen, decided                   sql.NullTime
 	)
-	err := s.db.QueryRowContext(ctx, `
-		SELECT delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at,
-		       recorded_at, status, reason, deployments, deliveries, last_seen_at, decided_at
-		FROM events WHERE delivery = $1`, delivery).Scan(
-		&r.Delivery, &r.Event.Event, &hookID, &repository, &ref, &before, &after, &r.ReceivedAt,
+	err := rows.Scan(&r.Delivery, &r.Event.Event, &hookID, &repository, &ref, &before, &after, &r.ReceivedAt,
 		&r.RecordedAt, &r.Status, &why, pq.Array(&r.Deployments), &r.Deliveries, &lastSeen, &decided)
-	if errors.Is(err, sql.ErrNoRows) {
-		return EventRow{}, fmt.Errorf("get event %s: %w", delivery, ErrNotFound)
-	}
 	if err != nil {
-		return EventRow{}, classify(fmt.Errorf("get event %s: %w", delivery, err))
+		return EventRow{}, err
 	}
 	r.HookID = hookID.Int64
 	r.Repository, r.Ref, r.Before, r.After = repository.String, ref.String, before.String, after.String

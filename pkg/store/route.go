@@ -54,14 +54,7 @@ func (s *Store) RecordDelivery(ctx context.Context, e Event) (Delivery, error) {
 	if d.Inserted {
 		return d, nil
 	}
-	rows, err := s.db.QueryContext(ctx, `
-		SELECT r.deployment, r.entry, r.routed_at, r.forwards,
-		       coalesce((SELECT state FROM runs
-		                 WHERE runs.delivery = r.delivery AND runs.deployment = r.deployment
-		                   AND runs.queued_at >= r.routed_at
-		                 ORDER BY runs.attempt DESC, runs.id DESC LIMIT 1), '')
-		FROM routes r WHERE r.delivery = $1
-		ORDER BY r.deployment`, e.Delivery)
+	rows, err := s.db.QueryContext(ctx, qRoutesOf, e.Delivery)
 	if err != nil {
 		return d, classify(fmt.Errorf("read routes of event %s: %w", e.Delivery, err))
 	}
@@ -218,38 +211,25 @@ func (s *Store) RecordFailure(ctx context.Context, e Event, reason string) error
 }
 
 // RecentEvents returns the last limit events, newest decision first, then
-// undecided ones. It is for status output: one round trip per row.
+// undecided ones, in one statement (for status output).
 func (s *Store) RecentEvents(ctx context.Context, limit int) ([]EventRow, error) {
-	var ids []string
-	err := func() error {
-		ctx, cancel := s.call(ctx)
-		defer cancel()
-		rows, err := s.db.QueryContext(ctx, `
-			SELECT delivery FROM events
-			ORDER BY decided_at DESC NULLS LAST, recorded_at DESC LIMIT $1`, limit)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			ids = append(ids, id)
-		}
-		return rows.Err()
-	}()
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	rows, err := s.db.QueryContext(ctx, qRecentEvents, limit)
 	if err != nil {
 		return nil, classify(fmt.Errorf("list recent events: %w", err))
 	}
-	out := make([]EventRow, 0, len(ids))
-	for _, id := range ids {
-		r, err := s.GetEvent(ctx, id)
+	defer rows.Close()
+	var out []EventRow
+	for rows.Next() {
+		r, err := scanEvent(rows)
 		if err != nil {
-			return nil, err
+			return nil, classify(fmt.Errorf("list recent events: %w", err))
 		}
 		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(fmt.Errorf("list recent events: %w", err))
 	}
 	return out, nil
 }

@@ -200,12 +200,12 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, code int, msg s
 // Page is everything the status page shows; /status.json is its JSON.
 type Page struct {
 	GeneratedAt time.Time       `json:"generated_at"`
-	Total       int             `json:"deployments_total"` // configured deployments
-	Page        int             `json:"page"`              // this page, from 1; 0 on one deployment's page
-	Pages       int             `json:"pages"`             // how many pages the deployments take
-	Compact     bool            `json:"compact"`           // each deployment with its newest run only
+	Total       int             `json:"deployments_total"`    // configured deployments
+	Page        int             `json:"page"`                 // this page, from 1; 0 on one deployment's page
+	Pages       int             `json:"pages"`                // how many pages the deployments take
+	Compact     bool            `json:"compact"`              // each deployment with its newest run only
 	Only        string          `json:"deployment,omitempty"` // the deployment of a ?deployment=NAME page
-	Paused      *pause.Pause    `json:"paused,omitempty"` // the global pause
+	Paused      *pause.Pause    `json:"paused,omitempty"`     // the global pause
 	Deployments []Deployment    `json:"deployments"`
 	Queues      []Queue         `json:"queues"`
 	Failed      []queue.Failure `json:"failed"`

@@ -550,15 +550,9 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 // commit rolled back from (see rollbackTarget). With nothing earlier it
 // fails with sysexits.Unavailable.
 func (w *Worker) Rollback(ctx context.Context, force bool) (store.Run, error) {
-	runs, err := w.st.ListRuns(ctx, w.d.Name, 0)
+	ok, err := w.st.SucceededRuns(ctx, w.d.Name) // oldest first
 	if err != nil {
 		return store.Run{}, err
-	}
-	var ok []store.Run // the succeeded runs, oldest first
-	for i := len(runs) - 1; i >= 0; i-- {
-		if runs[i].State == store.RunSucceeded {
-			ok = append(ok, runs[i])
-		}
 	}
 	pos := livePosition(ok)
 	if t := rollbackTarget(ok, pos); t >= 0 {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/lib/pq"
 
@@ -18,85 +17,6 @@ import (
 // planRuns is how many runs TestQueryPlans fills in.
 const planRuns = 1_000_000
 
-// fillHistory fills the database at url with n runs over 100 deployments
-// (dep0..dep99, mostly succeeded, failed and superseded runs) and one
-// deployment, "never", holding a tenth of them and never succeeding (the
-// case that made a backward scan read everything), n/5 events and as many
-// routes, then ANALYZEs the tables.
-func fillHistory(t testing.TB, db *sql.DB, n int) {
-	t.Helper()
-	ctx := context.Background()
-	start := time.Now()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	exec := func(q string, args ...any) {
-		t.Helper()
-		if _, err := conn.ExecContext(ctx, q, args...); err != nil {
-			t.Fatalf("fill: %v\n%s", err, q)
-		}
-	}
-	// Filling is quicker with the migrations' secondary indexes built
-	// after the rows than kept up row by row: drop them, fill, and create
-	// them again from their very definitions.
-	rows, err := conn.QueryContext(ctx, `SELECT indexname, indexdef FROM pg_indexes i
-		WHERE tablename IN ('runs', 'events', 'routes')
-		  AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conname = i.indexname)`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names, defs []string
-	for rows.Next() {
-		var name, def string
-		if err := rows.Scan(&name, &def); err != nil {
-			t.Fatal(err)
-		}
-		names, defs = append(names, name), append(defs, def)
-	}
-	rows.Close()
-	exec(`SET maintenance_work_mem = '256MB'`)
-	exec(`SET synchronous_commit = off`)
-	for _, name := range names {
-		exec(`DROP INDEX ` + pq.QuoteIdentifier(name))
-	}
-	// Nor does this throwaway history need the WAL (routes first: a logged
-	// table may not reference an unlogged one).
-	exec(`ALTER TABLE routes SET UNLOGGED`)
-	exec(`ALTER TABLE events SET UNLOGGED`)
-	exec(`ALTER TABLE runs SET UNLOGGED`)
-	for _, q := range []string{
-		`INSERT INTO events (delivery, event, repository, ref, after_sha, received_at, recorded_at, status,
-		                     deployments, decided_at)
-		 SELECT 'd' || i, 'push', 'o/r' || (i % 100), 'refs/heads/main', md5(i::text),
-		        now() - make_interval(secs => $1 - i), now() - make_interval(secs => $1 - i), 'routed',
-		        ARRAY['dep' || (i % 100)], now() - make_interval(secs => $1 - i)
-		 FROM generate_series(1, $1 / 5) AS i`,
-		`INSERT INTO routes (delivery, deployment, entry, routed_at)
-		 SELECT 'd' || i, 'dep' || (i % 100), 'e' || i, now() - make_interval(secs => $1 - i)
-		 FROM generate_series(1, $1 / 5) AS i`,
-		`INSERT INTO runs (delivery, deployment, ref, commit_sha, state, queued_at, started_at, finished_at,
-		                   superseded_by)
-		 SELECT 'd' || i, CASE WHEN i % 10 = 0 THEN 'never' ELSE 'dep' || (i % 100) END, 'refs/heads/main',
-		        md5(i::text), s,
-		        now() - make_interval(secs => $1 - i), now() - make_interval(secs => $1 - i),
-		        now() - make_interval(secs => $1 - i),
-		        CASE WHEN s = 'superseded' AND i < $1 - 1000 THEN i + 1 END
-		 FROM generate_series(1, $1) AS i,
-		      LATERAL (SELECT CASE WHEN i % 10 = 0 THEN 'failed' WHEN i % 7 = 0 THEN 'superseded'
-		                           WHEN i % 5 = 0 THEN 'failed' ELSE 'succeeded' END) AS st(s)`,
-		`SELECT setval('runs_id_seq', $1)`,
-	} {
-		exec(q, n)
-	}
-	for _, def := range defs {
-		exec(def)
-	}
-	exec(`ANALYZE runs, events, routes`)
-	t.Logf("filled %d runs and %d events and routes in %s", n, n/5, time.Since(start).Round(time.Millisecond))
-}
-
 // TestQueryPlans checks that no statement of store.HotQueries reads a
 // whole table of the history: on a million runs, no plan (EXPLAIN
 // ANALYZE) has a Seq Scan of runs, events or routes, nor an index scan
@@ -106,16 +26,16 @@ func fillHistory(t testing.TB, db *sql.DB, n int) {
 func TestQueryPlans(t *testing.T) {
 	ctx := context.Background()
 	url := storetest.NewMigrated(t)
+	storetest.Fill(t, url, storetest.History{Runs: planRuns, Events: planRuns / 5})
 	db, err := sql.Open("postgres", url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	fillHistory(t, db, planRuns)
 
 	some := make([]string, 10)
 	for i := range some {
-		some[i] = fmt.Sprintf("dep%d", i)
+		some[i] = storetest.DeploymentName(i)
 	}
 	some = append(some, "never", "nothing")
 	args := map[string][]any{

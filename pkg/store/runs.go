@@ -189,12 +189,11 @@ func (s *Store) RunsBefore(ctx context.Context, deployment string, before int64,
 	return runs, nil
 }
 
-// EachRun calls fn with every run of a deployment, newest first, reading
-// them a page (EachRunPage runs) at a time: memory stays the same however
-// long the history is, and each page is one short statement. An error of
-// fn stops it and is returned.
-func (s *Store) EachRun(ctx context.Context, deployment string, fn func(Run) error) error {
-	var before int64
+// EachRun calls fn with every run of a deployment older than run before
+// (0: all), newest first, reading them a page (EachRunPage runs) at a
+// time: memory stays the same however long the history is, and each page
+// is one short statement. An error of fn stops it and is returned.
+func (s *Store) EachRun(ctx context.Context, deployment string, before int64, fn func(Run) error) error {
 	for {
 		runs, err := s.RunsBefore(ctx, deployment, before, EachRunPage)
 		if err != nil {

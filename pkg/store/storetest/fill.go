@@ -83,7 +83,7 @@ func Fill(t testing.TB, url string, h History) {
 	exec(`ALTER TABLE events SET UNLOGGED`)
 	exec(`ALTER TABLE runs SET UNLOGGED`)
 	// $1 rows, $2 deployments, $3 the span in seconds.
-	age := `make_interval(secs => $3 * ($1 - i) / $1)`
+	age := `make_interval(secs => $3::float8 * ($1 - i) / $1)`
 	fill := func(n int, q string) { exec(q, n, h.Deployments, h.Span.Seconds()) }
 	if h.Events > 0 {
 		fill(h.Events, `INSERT INTO events (delivery, event, repository, ref, after_sha, received_at, recorded_at,

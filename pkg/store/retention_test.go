@@ -1,0 +1,126 @@
+package store_test
+
+import (
+	"context"
+	"database/sql"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/store"
+	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
+)
+
+// TestPrune deletes the old deliveries, routes and runs in small batches
+// and keeps what a stage still needs.
+func TestPrune(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewMigrated(t)
+	st := open(t, url)
+	db, err := sql.Open("postgres", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := db.Exec(q, args...); err != nil {
+			t.Fatalf("%v\n%s", err, q)
+		}
+	}
+	// Deliveries: old and decided (gone, with their routes), old but not
+	// decided, old but redelivered lately, recent (all kept); a recent one
+	// whose route is old (the route goes, the delivery stays).
+	for _, e := range []struct {
+		id, status string
+		age, seen  int // days
+		routed     int // days since its route; -1 for none
+	}{
+		{"old-1", "routed", 100, -1, 100}, {"old-2", "voided", 100, -1, -1}, {"old-3", "routed", 95, -1, 95},
+		{"old-undecided", "received", 100, -1, -1}, {"old-redelivered", "routed", 100, 1, 100},
+		{"new-1", "routed", 1, -1, 1}, {"new-oldroute", "routed", 40, -1, 40},
+	} {
+		exec(`INSERT INTO events (delivery, event, received_at, status, last_seen_at)
+			VALUES ($1, 'push', now() - make_interval(days => $2), $3,
+			        CASE WHEN $4 >= 0 THEN now() - make_interval(days => $4) END)`, e.id, e.age, e.status, e.seen)
+		if e.routed >= 0 {
+			exec(`INSERT INTO routes (delivery, deployment, entry, routed_at)
+				VALUES ($1, 'a', 'e', now() - make_interval(days => $2))`, e.id, e.routed)
+		}
+	}
+	// Runs of a: 8 old succeeded, old failed, superseded and refused ones,
+	// an old queued and an old running one (kept), then a recent succeeded
+	// and failed one: of the succeeded, the newest 5 are kept (the recent
+	// one and 4 old ones). b never succeeded: its newest failed run, the
+	// last that touched its checkout, is kept.
+	run := func(deployment, state string, age int) {
+		exec(`INSERT INTO runs (delivery, deployment, state, queued_at) VALUES
+			('r' || nextval('runs_id_seq'), $1, $2, now() - make_interval(days => $3))`, deployment, state, age)
+	}
+	for i := range 8 {
+		run("a", "succeeded", 400-i) // runs 1..8 (ids skip: nextval in the delivery)
+	}
+	run("a", "superseded", 390)
+	run("a", "failed", 389)
+	run("a", "superseded", 388)
+	run("a", "queued", 387)
+	run("a", "running", 386)
+	run("a", "refused", 385)
+	run("a", "succeeded", 2)
+	run("a", "failed", 1)
+	run("b", "failed", 400)
+	run("b", "failed", 399)
+	exec(`UPDATE runs SET superseded_by = (SELECT max(id) FROM runs WHERE state = 'failed' AND deployment = 'a')
+		WHERE state = 'superseded'`)
+	r := config.Retention{Deliveries: 90 * 24 * time.Hour, Routes: 30 * 24 * time.Hour, Runs: 365 * 24 * time.Hour,
+		KeepSucceeded: 5, Batch: 2}
+	got, err := st.Prune(ctx, r, 0)
+	if err != nil {
+		t.Fatalf("Prune() = %v", err)
+	}
+	// 3 old decided deliveries (and their routes); then the old routes of
+	// new-oldroute and old-redelivered; then a's 4 oldest succeeded runs,
+	// both superseded, the failed and the refused one and b's older run.
+	if got.Events != 3 || got.Routes != 2 || got.Runs != 9 {
+		t.Errorf("Prune() = %+v; want 3 events, 2 routes (besides theirs), 9 runs", got)
+	}
+	strs := func(q string) []string {
+		t.Helper()
+		rows, err := db.Query(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	if got, want := strs(`SELECT delivery FROM events ORDER BY delivery`),
+		[]string{"new-1", "new-oldroute", "old-redelivered", "old-undecided"}; !slices.Equal(got, want) {
+		t.Errorf("events kept = %q; want %q", got, want)
+	}
+	if got, want := strs(`SELECT delivery FROM routes ORDER BY delivery`), []string{"new-1"}; !slices.Equal(got, want) {
+		t.Errorf("routes kept = %q; want %q", got, want)
+	}
+	if got, want := strs(`SELECT deployment || ' ' || state || ' ' || extract(day from now() - queued_at)::int
+			FROM runs ORDER BY id`), []string{
+		"a succeeded 396", "a succeeded 395", "a succeeded 394", "a succeeded 393", "a queued 387", "a running 386", "a succeeded 2", "a failed 1", "b failed 399",
+	}; !slices.Equal(got, want) {
+		t.Errorf("runs kept =\n  %q\nwant\n  %q", got, want)
+	}
+	// Again: nothing more goes.
+	if got, err := st.Prune(ctx, r, 0); err != nil || got != (store.Pruned{}) {
+		t.Errorf("Prune() again = %+v, %v; want nothing", got, err)
+	}
+	r.Runs = time.Hour
+	if _, err := st.Prune(ctx, r, 0); err == nil {
+		t.Errorf("Prune(runs 1h) = nil; want an error: shorter than GitHub's redelivery window")
+	}
+}

@@ -44,8 +44,8 @@ const (
 		ORDER BY decided_at DESC NULLS LAST, recorded_at DESC LIMIT $1`
 )
 
-// hotQueries names every statement above, and the other statements of a
-// stage's hot path, for TestQueryPlans.
+// hotQueries names every statement above and dh-route's pruning
+// statements (retention.go), for TestQueryPlans.
 var hotQueries = []struct{ Name, SQL string }{
 	{"RunsOf", qRunsOf},
 	{"RunsBefore", qRunsBefore},
@@ -57,4 +57,7 @@ var hotQueries = []struct{ Name, SQL string }{
 	{"LinkSuperseded", qLinkSuperseded},
 	{"RoutesOf", qRoutesOf},
 	{"RecentEvents", qRecentEvents},
+	{"PruneEvents", qPruneEvents},
+	{"PruneRoutes", qPruneRoutes},
+	{"PruneRuns", qPruneRuns},
 }

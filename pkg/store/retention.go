@@ -9,9 +9,11 @@ import (
 )
 
 // The pruning statements: each deletes at most a batch of rows, oldest
-// first, found through an index, and skips rows another transaction holds
-// (SKIP LOCKED), so that it never waits for routing or a run and routing
-// never waits long for it. $1 is the age in seconds, $2 the batch.
+// first, found through an index; the deliveries and routes skip rows
+// another transaction holds (SKIP LOCKED), so that pruning never waits for
+// routing and routing never waits long for it. (Old runs are not written
+// to; dh-route, which may not update runs, cannot lock them.) $1 is the
+// age in seconds, $2 the batch.
 const (
 	// A delivery goes with its routes once it is older than $1 and did not
 	// arrive again since; one not yet decided stays.
@@ -24,11 +26,12 @@ const (
 		r AS (DELETE FROM routes WHERE delivery IN (SELECT delivery FROM doomed))
 		DELETE FROM events WHERE delivery IN (SELECT delivery FROM doomed)`
 
-	qPruneRoutes = `DELETE FROM routes WHERE (delivery, deployment) IN (
-			SELECT delivery, deployment FROM routes
+	// (By ctid: a join on the key would read the whole table.)
+	qPruneRoutes = `DELETE FROM routes WHERE ctid = ANY (ARRAY(
+			SELECT ctid FROM routes
 			WHERE routed_at < now() - make_interval(secs => $1)
 			ORDER BY routed_at LIMIT $2
-			FOR UPDATE SKIP LOCKED)`
+			FOR UPDATE SKIP LOCKED))`
 
 	// A run older than $1 goes unless it waits or runs, is among the $3
 	// newest succeeded runs of its deployment, or is its newest run that
@@ -46,8 +49,7 @@ const (
 			        (SELECT c.id FROM runs c WHERE c.deployment = r.deployment
 			           AND c.state IN ('succeeded', 'failed', 'interrupted')
 			         ORDER BY c.id DESC LIMIT 1)
-			ORDER BY r.queued_at LIMIT $2
-			FOR UPDATE SKIP LOCKED)
+			ORDER BY r.queued_at LIMIT $2)
 		DELETE FROM runs WHERE id IN (SELECT id FROM doomed)
 		  AND NOT EXISTS (SELECT FROM runs n WHERE n.superseded_by = runs.id
 		                    AND n.id NOT IN (SELECT id FROM doomed))

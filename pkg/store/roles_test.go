@@ -51,7 +51,9 @@ func TestRoles(t *testing.T) {
 		{"dh-route", `SELECT version FROM schema_migrations`, true},
 		{"dh-route", `SELECT count(*) FROM runs`, true},
 		{"dh-route", run, false},
-		{"dh-route", `DELETE FROM events`, false},
+		{"dh-route", `DELETE FROM routes`, true}, // retention
+		{"dh-route", `DELETE FROM runs`, true},
+		{"dh-route", `UPDATE runs SET state = 'failed'`, false},
 		{"dh-route", `DROP TABLE routes`, false},
 		{"dh-deploy", run, true},
 		{"dh-deploy", `UPDATE runs SET state = 'failed'`, true},

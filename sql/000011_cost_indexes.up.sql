@@ -2,12 +2,18 @@
 -- none reads a deployment's whole history (issue 21). pkg/store's
 -- TestQueryPlans fills a million runs and checks each query's plan.
 
+-- "The newest runs of a deployment" are read ORDER BY -id from indexes on
+-- (deployment, (-id)), which the primary key cannot serve: with ORDER BY
+-- id DESC the planner may walk runs_pkey backward filtering on the
+-- deployment, reading the whole table for one with no recent runs.
+DROP INDEX runs_deployment_id;
+CREATE INDEX runs_deployment_newest ON runs (deployment, (-id));
 -- The newest succeeded runs of a deployment: the live commit (status
 -- page), rollback, and the runs retention keeps.
-CREATE INDEX runs_succeeded ON runs (deployment, id DESC) WHERE state = 'succeeded';
+CREATE INDEX runs_succeeded ON runs (deployment, (-id)) WHERE state = 'succeeded';
 -- The newest run that touched a deployment's checkout, which retention
 -- keeps (dh-deploy reads it to tell whether the checkout is live).
-CREATE INDEX runs_checkout ON runs (deployment, id DESC)
+CREATE INDEX runs_checkout ON runs (deployment, (-id))
     WHERE state IN ('succeeded', 'failed', 'interrupted');
 -- LinkSuperseded, at every run start.
 CREATE INDEX runs_superseded_unlinked ON runs (deployment, id)

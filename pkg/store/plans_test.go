@@ -27,21 +27,24 @@ const planRuns = 1_000_000
 func TestQueryPlans(t *testing.T) {
 	ctx := context.Background()
 	url := storetest.NewMigrated(t)
-	storetest.Fill(t, url, storetest.History{Runs: planRuns, Events: planRuns / 5})
+	// Few deployments, each a tenth of the history, make the planner
+	// believe a walk backward through all runs finds a deployment's newest
+	// soon: dep0 has no runs at all (its tenth went to "never"), the
+	// worst case, as is "never" for its succeeded runs.
+	storetest.Fill(t, url, storetest.History{Runs: planRuns, Deployments: 10, Events: planRuns / 5})
 	db, err := sql.Open("postgres", url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 
-	some := make([]string, 10)
-	for i := range some {
-		some[i] = storetest.DeploymentName(i)
+	some := []string{"never", "nothing"}
+	for i := range 10 {
+		some = append(some, storetest.DeploymentName(i))
 	}
-	some = append(some, "never", "nothing")
 	args := map[string][]any{
-		"RunsOf":         {"d12345", "dep45"},
-		"RunsBefore":     {"dep3", 900_000, 20},
+		"RunsOf":         {"d12345", "dep5"},
+		"RunsBefore":     {"dep0", 900_000, 20},
 		"GetRun":         {"dep1", 100_001},
 		"CommitRuns":     {"dep1", "0123456789abcdef0123456789abcdef01234567"},
 		"SucceededRuns":  {"never"},

@@ -2,25 +2,31 @@ package store
 
 // The statements the stages and the status page run again and again,
 // each served by an index (sql/000011_cost_indexes.up.sql): none reads a
-// deployment's whole history or a whole table. hotQueries lists them;
+// deployment's whole history or a whole table.
+//
+// "The newest runs of a deployment" are ORDER BY -id, served by the
+// indexes on (deployment, (-id)): ORDER BY id DESC would let the planner
+// walk the primary key backward, filtering on the deployment, which it
+// estimates cheap and which reads the whole table for a deployment with
+// no (or only old) runs. hotQueries lists them;
 // TestQueryPlans fills a million runs and checks every plan in it. A new
 // statement on a hot path is a named constant here and a row there.
 const (
 	// dh-deploy: the runs of one delivery (attempts), the page of history.
 	qRunsOf     = `SELECT ` + runColumns + ` FROM runs WHERE delivery = $1 AND deployment = $2 ORDER BY attempt, id`
 	qRunsBefore = `SELECT ` + runColumns + ` FROM runs
-		WHERE deployment = $1 AND id < coalesce($2, 9223372036854775807) ORDER BY deployment, id DESC LIMIT $3`
+		WHERE deployment = $1 AND -id > -coalesce($2, 9223372036854775807) ORDER BY -id LIMIT $3`
 	qGetRun        = `SELECT ` + runColumns + ` FROM runs WHERE deployment = $1 AND id = $2`
 	qCommitRuns    = `SELECT ` + runColumns + ` FROM runs WHERE deployment = $1 AND commit_sha = $2 ORDER BY id DESC`
-	qSucceededRuns = `SELECT ` + runColumns + ` FROM runs WHERE deployment = $1 AND state = 'succeeded' ORDER BY id DESC`
+	qSucceededRuns = `SELECT ` + runColumns + ` FROM runs WHERE deployment = $1 AND state = 'succeeded' ORDER BY -id`
 
 	// The status page: each deployment's newest runs and its live run.
 	qLastRuns = `SELECT l.* FROM unnest($1::text[]) AS d(name)
 		CROSS JOIN LATERAL (
-			(SELECT ` + runColumns + `, false AS live FROM runs WHERE deployment = d.name ORDER BY id DESC LIMIT $2)
+			(SELECT ` + runColumns + `, false AS live FROM runs WHERE deployment = d.name ORDER BY -id LIMIT $2)
 			UNION ALL
 			(SELECT ` + runColumns + `, true FROM runs WHERE deployment = d.name AND state = 'succeeded'
-			 ORDER BY id DESC LIMIT 1)) AS l`
+			 ORDER BY -id LIMIT 1)) AS l`
 
 	qInterruptRuns = `UPDATE runs SET state = 'interrupted', finished_at = now(),
 		       error = coalesce(error, 'the worker stopped during the run')

@@ -44,11 +44,11 @@ const (
 			  AND r.state NOT IN ('queued', 'running')
 			  AND NOT (r.state = 'succeeded' AND r.id >= coalesce(
 			        (SELECT s.id FROM runs s WHERE s.deployment = r.deployment AND s.state = 'succeeded'
-			         ORDER BY s.id DESC OFFSET $3 - 1 LIMIT 1), 0))
+			         ORDER BY -s.id OFFSET $3 - 1 LIMIT 1), 0))
 			  AND r.id IS DISTINCT FROM
 			        (SELECT c.id FROM runs c WHERE c.deployment = r.deployment
 			           AND c.state IN ('succeeded', 'failed', 'interrupted')
-			         ORDER BY c.id DESC LIMIT 1)
+			         ORDER BY -c.id LIMIT 1)
 			ORDER BY r.queued_at LIMIT $2)
 		DELETE FROM runs WHERE id IN (SELECT id FROM doomed)
 		  AND NOT EXISTS (SELECT FROM runs n WHERE n.superseded_by = runs.id

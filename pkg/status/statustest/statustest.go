@@ -10,6 +10,7 @@ package statustest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -240,5 +241,49 @@ path = "/srv/web"
 			t.Fatalf("SetEventStatus = %v", err)
 		}
 	}
+	return in
+}
+
+// Many is an installation of h.Deployments deployments (storetest.Fill's
+// dep0, dep1, … and "never"), each with its queue, and a database filled
+// with h: for the benchmarks of the status page and the history at scale.
+func Many(t testing.TB, h storetest.History) *Install {
+	t.Helper()
+	dir := t.TempDir()
+	in := &Install{Dir: dir, ConfigPath: filepath.Join(dir, "config.toml"), DatabaseURL: storetest.NewMigrated(t),
+		Now: time.Now(), Runs: map[string]int64{}}
+	if h.Deployments == 0 {
+		h.Deployments = 100 // as Fill
+	}
+	names := []string{"never"}
+	for i := range h.Deployments {
+		names = append(names, storetest.DeploymentName(i))
+	}
+	var doc strings.Builder
+	fmt.Fprintf(&doc, "queue_dir = %q\nstate_dir = %q\ndatabase_url = %q\n", filepath.Join(dir, "queues"),
+		filepath.Join(dir, "state"), in.DatabaseURL)
+	for _, name := range names {
+		fmt.Fprintf(&doc, "\n[deployments.%s]\nrepository = \"o/%s\"\nbranches = [\"main\"]\npath = \"/srv/%s\"\n", name, name, name)
+	}
+	if err := os.WriteFile(in.ConfigPath, []byte(doc.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(in.ConfigPath)
+	if err != nil {
+		t.Fatalf("config.Load(%s) = %v", in.ConfigPath, err)
+	}
+	in.Config = cfg
+	for _, name := range append([]string{config.MainQueue}, names...) {
+		if err := queue.Open(cfg.QueuePath(name)).Init(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	storetest.Fill(t, in.DatabaseURL, h)
+	st, err := store.Open(context.Background(), in.DatabaseURL)
+	if err != nil {
+		t.Fatalf("store.Open = %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	in.Store = st
 	return in
 }

@@ -14,7 +14,10 @@
 // drain quiet and beside the writer, with their ratio
 // (BenchmarkRouteBacklog), the end-to-end latency (BenchmarkPushToStep),
 // and each daemon's start-up time and idle and peak memory
-// (BenchmarkDaemons, and BenchmarkPushToStep's peaks). A figure that is
+// (BenchmarkDaemons, and BenchmarkPushToStep's peaks), and the cost of
+// the history at scale: the status page at 1M runs and at 1,000
+// deployments and dh-deploy history at 1M runs, each with its ratio to
+// the small case (BenchmarkStatus, BenchmarkHistory). A figure that is
 // missing prints as "-". With -count above 1 each figure is the median of
 // the runs. Columns are fixed-width, so that two reports compare with
 // diff. Exit status: 0 ok, 1 the file is unreadable, 64 usage.
@@ -110,6 +113,14 @@ func (res *results) cell(w int, prec int, name, unit string) string {
 	return fmt.Sprintf("%*s", w, "-")
 }
 
+// scaled is cell of the metric times f (ns/op as ms: 1e-6).
+func (res *results) scaled(w int, prec int, name, unit string, f float64) string {
+	if v, ok := res.get(name, unit); ok {
+		return fmt.Sprintf("%*.*f", w, prec, v*f)
+	}
+	return fmt.Sprintf("%*s", w, "-")
+}
+
 // ratio formats a's metric divided by b's as "0.75x" in 9 columns, or
 // "-" if either is missing.
 func (res *results) ratio(a, b, unit string) string {
@@ -196,6 +207,35 @@ func report(w io.Writer, file string, res *results) {
 		name, _, _ := strings.Cut(d, " ")
 		fmt.Fprintf(w, "  %-22s %s %s %s\n", d, res.cell(10, 1, daemons+"/"+name, "start-ms"),
 			res.cell(12, 1, daemons+"/"+name, "idle-RSS-MB"), res.cell(12, 1, push, name+"-peak-RSS-MB"))
+	}
+
+	const pages, hist = "BenchmarkStatus", "BenchmarkHistory"
+	fmt.Fprintf(w, "\nHistory at scale: the status page's first page and dh-deploy history over\n")
+	fmt.Fprintf(w, "10k and 1M runs (10 deployments), and over 1,000 deployments %s %s\n", res.runs(pages), res.runs(hist))
+	fmt.Fprintf(w, "  %-30s %10s %9s %9s\n", "", "ms/op", "page KB", "ratio")
+	for _, c := range [][4]string{
+		{"/status 10k runs", pages + "/runs=10k/status", "", ""},
+		{"/status 1M runs", pages + "/runs=1M/status", pages + "/runs=10k/status", "<= 1.50x"},
+		{"/status.json 10k runs", pages + "/runs=10k/status.json", "", ""},
+		{"/status.json 1M runs", pages + "/runs=1M/status.json", pages + "/runs=10k/status.json", "<= 1.50x"},
+		{"/status 1000 deployments", pages + "/deployments=1000/status", pages + "/runs=10k/status", "<= 2.00x vs 10"},
+		{"/status.json 1000 deployments", pages + "/deployments=1000/status.json", pages + "/runs=10k/status.json", "<= 2.00x vs 10"},
+		{"history 10k runs", hist + "/runs=10k/page", "", ""},
+		{"history 1M runs", hist + "/runs=1M/page", hist + "/runs=10k/page", "<= 1.50x"},
+	} {
+		row := fmt.Sprintf("  %-30s %s %s", c[0], res.scaled(10, 1, c[1], "ns/op", 1e-6), res.cell(9, 1, c[1], "page-KB"))
+		if c[2] != "" {
+			row += " " + res.ratio(c[1], c[2], "ns/op") + " (target " + c[3] + ")"
+		}
+		fmt.Fprintln(w, strings.TrimRight(row, " "))
+	}
+	fmt.Fprintf(w, "  %-30s %10s %9s %9s\n", "history --all (streamed)", "runs", "peak MB", "ratio")
+	for _, c := range [][3]string{{"10k runs", hist + "/runs=10k/all", ""}, {"1M runs", hist + "/runs=1M/all", hist + "/runs=10k/all"}} {
+		row := fmt.Sprintf("  %-30s %s %s", "  "+c[0], res.cell(10, 0, c[1], "runs"), res.cell(9, 1, c[1], "all-peak-RSS-MB"))
+		if c[2] != "" {
+			row += " " + res.ratio(c[1], c[2], "all-peak-RSS-MB") + " (constant memory)"
+		}
+		fmt.Fprintln(w, strings.TrimRight(row, " "))
 	}
 
 	fmt.Fprintf(w, "\nCompare two runs: diff -u two reports, or benchstat on the raw files (its\n")

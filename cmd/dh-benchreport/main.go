@@ -17,7 +17,8 @@
 // (BenchmarkDaemons, and BenchmarkPushToStep's peaks), and the cost of
 // the history at scale: the status page at 1M runs and at 1,000
 // deployments and dh-deploy history at 1M runs, each with its ratio to
-// the small case (BenchmarkStatus, BenchmarkHistory). A figure that is
+// the small case (BenchmarkStatus, BenchmarkHistory), and the size of a
+// million deliveries and the pruning rate (BenchmarkPrune). A figure that is
 // missing prints as "-". With -count above 1 each figure is the median of
 // the runs. Columns are fixed-width, so that two reports compare with
 // diff. Exit status: 0 ok, 1 the file is unreadable, 64 usage.
@@ -237,6 +238,13 @@ func report(w io.Writer, file string, res *results) {
 		}
 		fmt.Fprintln(w, strings.TrimRight(row, " "))
 	}
+
+	const prune = "BenchmarkPrune"
+	fmt.Fprintf(w, "\nRetention: a million deliveries, routes and runs over 400 days, pruned with the\n")
+	fmt.Fprintf(w, "default retention, without dh-route's pause between batches %s\n", res.runs(prune))
+	fmt.Fprintf(w, "  %-30s %s\n", "MB per 1M deliveries", res.cell(10, 0, prune, "MB-per-1M-deliveries"))
+	fmt.Fprintf(w, "  %-30s %s\n", "rows pruned", res.cell(10, 0, prune, "rows-pruned"))
+	fmt.Fprintf(w, "  %-30s %s\n", "rows/s", res.cell(10, 0, prune, "rows/s"))
 
 	fmt.Fprintf(w, "\nCompare two runs: diff -u two reports, or benchstat on the raw files (its\n")
 	fmt.Fprintf(w, "significance test wants make bench BENCH_COUNT=6 or more, six times as long):\n")

@@ -43,7 +43,7 @@ func TestQueryPlans(t *testing.T) {
 		some = append(some, storetest.DeploymentName(i))
 	}
 	args := map[string][]any{
-		"RunsOf":         {"d12345", "dep5"},
+		"RunsOf":         {storetest.DeliveryName(12345), "dep5"},
 		"RunsBefore":     {"dep0", 900_000, 20},
 		"GetRun":         {"dep1", 100_001},
 		"CommitRuns":     {"dep1", "0123456789abcdef0123456789abcdef01234567"},
@@ -51,7 +51,7 @@ func TestQueryPlans(t *testing.T) {
 		"LastRuns":       {pq.Array(some), 10},
 		"InterruptRuns":  {"never"},
 		"LinkSuperseded": {"dep7", planRuns},
-		"RoutesOf":       {"d12345"},
+		"RoutesOf":       {storetest.DeliveryName(12345)},
 		"RecentEvents":   {20},
 		// The rows are up to an hour old: half of them are due.
 		"PruneEvents": {1800, 1000},

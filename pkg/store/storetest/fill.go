@@ -20,8 +20,9 @@ type History struct {
 	Runs int
 	// Deployments is how many depN deployments there are (100 if 0).
 	Deployments int
-	// Events is how many deliveries there are (events "d1", "d2", …, each
-	// routed to one depN); run i has delivery "di".
+	// Events is how many deliveries there are (DeliveryName(1), …, each
+	// routed to one depN, with the fields of a push); run i has delivery
+	// DeliveryName(i).
 	Events int
 	// Span is how far back the rows go: row i of n is Span×(n-i)/n old
 	// (an hour if 0).
@@ -84,26 +85,30 @@ func Fill(t testing.TB, url string, h History) {
 	exec(`ALTER TABLE runs SET UNLOGGED`)
 	// $1 rows, $2 deployments, $3 the span in seconds.
 	age := `make_interval(secs => $3::float8 * ($1 - i) / $1)`
+	delivery := `'d' || lpad(i::text, 35, '0')` // as long as a GUID: DeliveryName(i)
+	sha := `md5(i::text) || substr(md5(i::text), 1, 8)`
 	fill := func(n int, q string) { exec(q, n, h.Deployments, h.Span.Seconds()) }
 	if h.Events > 0 {
-		fill(h.Events, `INSERT INTO events (delivery, event, repository, ref, after_sha, received_at, recorded_at,
-		                     status, deployments, decided_at)
-		 SELECT 'd' || i, 'push', 'o/r' || (i % $2), 'refs/heads/main', md5(i::text),
-		        now() - `+age+`, now() - `+age+`, 'routed', ARRAY['dep' || (i % $2)], now() - `+age+`
+		fill(h.Events, `INSERT INTO events (delivery, event, hook_id, repository, ref, before_sha, after_sha,
+		                     received_at, recorded_at, status, deployments, decided_at)
+		 SELECT `+delivery+`, 'push', 123456789, 'ducompsoc/repo' || (i % $2), 'refs/heads/main',
+		        `+sha+`, `+sha+`, now() - `+age+`, now() - `+age+`, 'routed', ARRAY['dep' || (i % $2)],
+		        now() - `+age+`
 		 FROM generate_series(1, $1) AS i`)
 		fill(h.Events, `INSERT INTO routes (delivery, deployment, entry, routed_at)
-		 SELECT 'd' || i, 'dep' || (i % $2), 'e' || i, now() - `+age+`
+		 SELECT `+delivery+`, 'dep' || (i % $2), '1764612345.123456789.' || i || '.0a1b2c3d', now() - `+age+`
 		 FROM generate_series(1, $1) AS i`)
 	}
 	if h.Runs > 0 {
-		fill(h.Runs, `INSERT INTO runs (delivery, deployment, ref, commit_sha, state, queued_at, started_at,
-		                   finished_at, superseded_by)
-		 SELECT 'd' || i, CASE WHEN i % 10 = 0 THEN 'never' ELSE 'dep' || (i % $2) END, 'refs/heads/main',
-		        md5(i::text), s, now() - `+age+`, now() - `+age+`, now() - `+age+`,
-		        CASE WHEN s = 'superseded' AND i <= $1 - 1000 THEN i + 1 END
+		fill(h.Runs, `INSERT INTO runs (delivery, deployment, ref, commit_sha, previous_sha, state, queued_at,
+		                   started_at, finished_at, exit_code, log_path, triggered_by, superseded_by)
+		 SELECT `+delivery+`, d, 'refs/heads/main', `+sha+`, `+sha+`, s, now() - `+age+`, now() - `+age+`,
+		        now() - `+age+`, 0, '/var/lib/dh-deployer/logs/' || d || '/' || i || '.log',
+		        'pusher=alice sender=alice', CASE WHEN s = 'superseded' AND i <= $1 - 1000 THEN i + 1 END
 		 FROM generate_series(1, $1) AS i,
 		      LATERAL (SELECT CASE WHEN i % 10 = 0 THEN 'failed' WHEN i % 7 = 0 THEN 'superseded'
-		                           WHEN i % 5 = 0 THEN 'failed' ELSE 'succeeded' END) AS st(s)`)
+		                           WHEN i % 5 = 0 THEN 'failed' ELSE 'succeeded' END,
+		                      CASE WHEN i % 10 = 0 THEN 'never' ELSE 'dep' || (i % $2) END) AS st(s, d)`)
 		exec(`SELECT setval('runs_id_seq', $1)`, h.Runs)
 	}
 	for _, def := range defs {
@@ -113,6 +118,9 @@ func Fill(t testing.TB, url string, h History) {
 	t.Logf("filled %d runs over %d deployments and %d deliveries in %s", h.Runs, h.Deployments+1, h.Events,
 		time.Since(start).Round(time.Millisecond))
 }
+
+// DeliveryName is the delivery of Fill's event i and run i.
+func DeliveryName(i int) string { return fmt.Sprintf("d%035d", i) }
 
 // DeploymentName is the name Fill gives deployment i.
 func DeploymentName(i int) string { return fmt.Sprintf("dep%d", i) }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -286,4 +287,23 @@ func Many(t testing.TB, h storetest.History) *Install {
 	t.Cleanup(func() { st.Close() })
 	in.Store = st
 	return in
+}
+
+// ReportTimes reports, for a benchmark that timed several cases in turn
+// (so that they saw the same load), the median of one case's times as
+// NAME-ms, its response size as NAME-KB (if not 0) and, given the times
+// of the base case, the ratio of the two medians as NAME-ratio.
+func ReportTimes(b *testing.B, name string, times []time.Duration, size int, base ...[]time.Duration) {
+	median := func(ds []time.Duration) time.Duration {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	b.ReportMetric(float64(median(times))/1e6, name+"-ms")
+	if size > 0 {
+		b.ReportMetric(float64(size)/1024, name+"-KB")
+	}
+	if len(base) > 0 {
+		b.ReportMetric(float64(median(times))/float64(median(base[0])), name+"-ratio")
+	}
 }

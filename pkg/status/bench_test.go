@@ -57,4 +57,3 @@ func BenchmarkStatus(b *testing.B) {
 		})
 	}
 }
-

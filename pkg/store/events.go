@@ -61,11 +61,7 @@ func (s *Store) InsertEvent(ctx context.Context, e Event) (inserted bool, err er
 	// separate statement: under READ COMMITTED it takes a new snapshot that
 	// sees the committed row, and "deliveries + 1" is applied under the row
 	// lock, so concurrent increments are not lost.
-	err = s.db.QueryRowContext(ctx, `
-		INSERT INTO events (delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at, status)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'received')
-		ON CONFLICT (delivery) DO NOTHING
-		RETURNING true`,
+	err = s.db.QueryRowContext(ctx, qInsertEvent,
 		e.Delivery, e.Event, sql.NullInt64{Int64: e.HookID, Valid: e.HookID != 0},
 		nullString(e.Repository), nullString(e.Ref), nullString(e.Before), nullString(e.After),
 		e.ReceivedAt).Scan(&inserted)
@@ -75,9 +71,7 @@ func (s *Store) InsertEvent(ctx context.Context, e Event) (inserted bool, err er
 	if !errors.Is(err, sql.ErrNoRows) {
 		return false, classify(fmt.Errorf("insert event %s: %w", e.Delivery, err))
 	}
-	res, err := s.db.ExecContext(ctx, `
-		UPDATE events SET deliveries = deliveries + 1, last_seen_at = now()
-		WHERE delivery = $1`, e.Delivery)
+	res, err := s.db.ExecContext(ctx, qCountRedelivery, e.Delivery)
 	if err != nil {
 		return false, classify(fmt.Errorf("count redelivery of event %s: %w", e.Delivery, err))
 	}
@@ -144,9 +138,7 @@ func (s *Store) SetEventStatus(ctx context.Context, delivery, status, reason str
 	if deployments == nil {
 		deployments = []string{} // pq.Array(nil) would be NULL
 	}
-	err := s.update(ctx, `
-		UPDATE events SET status = $2, reason = $3, deployments = $4, decided_at = now()
-		WHERE delivery = $1`,
+	err := s.update(ctx, qSetEventStatus,
 		delivery, status, nullString(reason), pq.Array(deployments))
 	if err != nil {
 		return fmt.Errorf("set status of event %s to %s: %w", delivery, status, err)

@@ -18,7 +18,7 @@ const (
 		WHERE deployment = $1 AND -id > -coalesce($2, 9223372036854775807) ORDER BY -id LIMIT $3`
 	qGetRun        = `SELECT ` + runColumns + ` FROM runs WHERE deployment = $1 AND id = $2`
 	qCommitRuns    = `SELECT ` + runColumns + ` FROM runs WHERE deployment = $1 AND commit_sha = $2 ORDER BY id DESC`
-	qSucceededRuns = `SELECT ` + runColumns + ` FROM runs WHERE deployment = $1 AND state = 'succeeded' ORDER BY -id`
+	qSucceededRuns = `SELECT ` + runColumns + ` FROM runs WHERE deployment = $1 AND state = 'succeeded' ORDER BY -id LIMIT $2`
 
 	// The status page: each deployment's newest runs and its live run.
 	qLastRuns = `SELECT l.* FROM unnest($1::text[]) AS d(name)
@@ -50,6 +50,65 @@ const (
 		ORDER BY decided_at DESC NULLS LAST, recorded_at DESC LIMIT $1`
 )
 
+// The other statements of the stages: each on one row by its key.
+const (
+	qCountRedelivery = `UPDATE events SET deliveries = deliveries + 1, last_seen_at = now()
+		WHERE delivery = $1`
+	qDecide = `WITH r AS (
+			INSERT INTO routes AS rt (delivery, deployment, entry)
+			SELECT $1, d, $4 FROM unnest($5::text[]) AS d
+			ON CONFLICT (delivery, deployment) DO UPDATE
+			SET entry = excluded.entry, routed_at = now(), forwards = rt.forwards + 1
+			RETURNING deployment)
+		UPDATE events SET status = $2, reason = $3, decided_at = now(),
+		       deployments = ARRAY(SELECT d FROM (SELECT unnest(events.deployments) AS d
+		                                          UNION SELECT deployment FROM r) u ORDER BY d)
+		WHERE delivery = $1`
+	qFinishRun = `UPDATE runs SET state = $2, exit_code = $3, failed_step = $4, error = $5,
+		       superseded_by = $6, finished_at = now()
+		WHERE id = $1`
+	qInsertDecided = `INSERT INTO events (delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at,
+		                    status, reason, deployments, decided_at)
+		SELECT d, e, h, r, f, b, a, t::timestamptz, st, re, string_to_array(dp, ','), now()
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+		            $8::text[], $9::text[], $10::text[], $11::text[])
+		     WITH ORDINALITY AS u(d, e, h, r, f, b, a, t, st, re, dp, n)
+		ORDER BY n
+		ON CONFLICT (delivery) DO NOTHING
+		RETURNING delivery`
+	qInsertEvent = `INSERT INTO events (delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at, status)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'received')
+		ON CONFLICT (delivery) DO NOTHING
+		RETURNING true`
+	qInsertRoutes = `INSERT INTO routes (delivery, deployment, entry)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[])`
+	qInsertRun = `INSERT INTO runs (delivery, deployment, attempt, trigger, ref, commit_sha, previous_sha,
+		                  state, started_at, log_path, note, triggered_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		RETURNING id`
+	qRecordDelivery = `INSERT INTO events AS ev (delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at, status)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'received')
+		ON CONFLICT (delivery) DO UPDATE SET deliveries = ev.deliveries + 1, last_seen_at = now()
+		RETURNING xmax = 0, status`
+	qRecordFailure = `INSERT INTO events AS ev (delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at,
+		                          status, reason, decided_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'failed', $9, now())
+		ON CONFLICT (delivery) DO UPDATE SET deliveries = ev.deliveries + 1, last_seen_at = now(),
+			status = CASE WHEN ev.status IN ('received', 'failed') THEN 'failed' ELSE ev.status END,
+			reason = CASE WHEN ev.status IN ('received', 'failed') THEN excluded.reason ELSE ev.reason END,
+			decided_at = CASE WHEN ev.status IN ('received', 'failed') THEN now() ELSE ev.decided_at END`
+	qSetEventStatus = `UPDATE events SET status = $2, reason = $3, deployments = $4, decided_at = now()
+		WHERE delivery = $1`
+	qStartWaitingRun = `UPDATE runs SET state = 'running', trigger = $2, ref = $3, commit_sha = $4, previous_sha = $5,
+		       started_at = $6, log_path = $7, note = $8, triggered_by = $9
+		WHERE id = $1 AND state = 'queued'`
+	qWaitRun = `INSERT INTO runs AS ru (delivery, deployment, attempt, trigger, ref, commit_sha, state, note, triggered_by)
+		VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8)
+		ON CONFLICT (delivery, deployment, attempt) DO UPDATE SET note = excluded.note
+		WHERE ru.state = 'queued'
+		RETURNING id`
+)
+
 // hotQueries names every statement above and dh-route's pruning
 // statements (retention.go), for TestQueryPlans.
 var hotQueries = []struct{ Name, SQL string }{
@@ -63,6 +122,18 @@ var hotQueries = []struct{ Name, SQL string }{
 	{"LinkSuperseded", qLinkSuperseded},
 	{"RoutesOf", qRoutesOf},
 	{"RecentEvents", qRecentEvents},
+	{"CountRedelivery", qCountRedelivery},
+	{"Decide", qDecide},
+	{"FinishRun", qFinishRun},
+	{"InsertDecided", qInsertDecided},
+	{"InsertEvent", qInsertEvent},
+	{"InsertRoutes", qInsertRoutes},
+	{"InsertRun", qInsertRun},
+	{"RecordDelivery", qRecordDelivery},
+	{"RecordFailure", qRecordFailure},
+	{"SetEventStatus", qSetEventStatus},
+	{"StartWaitingRun", qStartWaitingRun},
+	{"WaitRun", qWaitRun},
 	{"PruneEvents", qPruneEvents},
 	{"PruneRoutes", qPruneRoutes},
 	{"PruneRuns", qPruneRuns},

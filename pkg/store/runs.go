@@ -57,11 +57,7 @@ func (s *Store) InsertRun(ctx context.Context, r Run) (id int64, err error) {
 	if r.Trigger == "" {
 		r.Trigger = "webhook"
 	}
-	err = s.db.QueryRowContext(ctx, `
-		INSERT INTO runs (delivery, deployment, attempt, trigger, ref, commit_sha, previous_sha,
-		                  state, started_at, log_path, note, triggered_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-		RETURNING id`,
+	err = s.db.QueryRowContext(ctx, qInsertRun,
 		r.Delivery, r.Deployment, r.Attempt, r.Trigger, nullString(r.Ref), nullString(r.Commit),
 		nullString(r.Previous), r.State, nullTime(r.StartedAt), nullString(r.LogPath), nullString(r.Note),
 		nullString(r.TriggeredBy)).Scan(&id)
@@ -85,10 +81,7 @@ type RunResult struct {
 func (s *Store) FinishRun(ctx context.Context, id int64, r RunResult) error {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	err := s.update(ctx, `
-		UPDATE runs SET state = $2, exit_code = $3, failed_step = $4, error = $5,
-		       superseded_by = $6, finished_at = now()
-		WHERE id = $1`,
+	err := s.update(ctx, qFinishRun,
 		id, r.State, r.ExitCode, r.FailedStep, nullString(r.Error),
 		sql.NullInt64{Int64: r.SupersededBy, Valid: r.SupersededBy != 0})
 	if err != nil {
@@ -105,12 +98,7 @@ func (s *Store) WaitRun(ctx context.Context, r Run) (int64, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	var id int64
-	err := s.db.QueryRowContext(ctx, `
-		INSERT INTO runs AS ru (delivery, deployment, attempt, trigger, ref, commit_sha, state, note, triggered_by)
-		VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8)
-		ON CONFLICT (delivery, deployment, attempt) DO UPDATE SET note = excluded.note
-		WHERE ru.state = 'queued'
-		RETURNING id`,
+	err := s.db.QueryRowContext(ctx, qWaitRun,
 		r.Delivery, r.Deployment, r.Attempt, r.Trigger, nullString(r.Ref), nullString(r.Commit), nullString(r.Note),
 		nullString(r.TriggeredBy)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -127,10 +115,7 @@ func (s *Store) WaitRun(ctx context.Context, r Run) (int64, error) {
 func (s *Store) StartWaitingRun(ctx context.Context, id int64, r Run) error {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	err := s.update(ctx, `
-		UPDATE runs SET state = 'running', trigger = $2, ref = $3, commit_sha = $4, previous_sha = $5,
-		       started_at = $6, log_path = $7, note = $8, triggered_by = $9
-		WHERE id = $1 AND state = 'queued'`,
+	err := s.update(ctx, qStartWaitingRun,
 		id, r.Trigger, nullString(r.Ref), nullString(r.Commit), nullString(r.Previous), nullTime(r.StartedAt),
 		nullString(r.LogPath), nullString(r.Note), nullString(r.TriggeredBy))
 	if err != nil {
@@ -214,11 +199,11 @@ func (s *Store) EachRun(ctx context.Context, deployment string, before int64, fn
 // EachRunPage is how many runs EachRun reads at a time.
 const EachRunPage = 500
 
-// SucceededRuns returns the succeeded runs of a deployment, oldest first:
-// what rollback chooses from.
-func (s *Store) SucceededRuns(ctx context.Context, deployment string) ([]Run, error) {
+// SucceededRuns returns the newest limit succeeded runs of a deployment,
+// oldest first: what rollback chooses from.
+func (s *Store) SucceededRuns(ctx context.Context, deployment string, limit int) ([]Run, error) {
 	var runs []Run
-	err := s.eachRun(ctx, func(r Run) error { runs = append(runs, r); return nil }, qSucceededRuns, deployment)
+	err := s.eachRun(ctx, func(r Run) error { runs = append(runs, r); return nil }, qSucceededRuns, deployment, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list succeeded runs of %s: %w", deployment, err)
 	}

@@ -5,13 +5,13 @@
 //
 //	GET /status                    HTML, without JavaScript or external assets
 //	GET /status.json               the same data, for scripts
-//	GET /status?page=N             page N of the deployments (above PageSize of them)
+//	GET /status?page=N             page N of the deployments (above 2×PageSize of them)
 //	GET /status?deployment=NAME    one deployment with its last runs (also .json)
 //	GET /status/logs/NAME/RUN      the log of run RUN of deployment NAME, text/plain
 //
 // The cost of a request does not grow with the history: the last runs of
 // every deployment shown come in one statement, the decisions in another,
-// both from indexes. Up to PageSize deployments one page shows them all
+// both from indexes. Up to 2×PageSize deployments one page shows them all
 // with their last Runs runs; above, the page is paginated, PageSize
 // deployments a page, each with its newest run only (its own page,
 // ?deployment=NAME, has the rest), so that a page's size and time stay the
@@ -67,7 +67,7 @@ import (
 const (
 	DefaultRuns      = 10
 	DefaultDecisions = 20
-	DefaultPageSize  = 100
+	DefaultPageSize  = 50
 	DefaultTimeout   = 10 * time.Second
 )
 
@@ -94,7 +94,7 @@ type Options struct {
 	// Decisions is how many routing decisions are shown (DefaultDecisions if 0).
 	Decisions int
 	// PageSize is how many deployments a page shows when there are more
-	// (DefaultPageSize if 0).
+	// than twice as many (DefaultPageSize if 0).
 	PageSize int
 	// Timeout bounds the database queries of one request (DefaultTimeout if 0).
 	Timeout time.Duration
@@ -315,7 +315,11 @@ func (h *Handler) Collect(ctx context.Context, v View) (*Page, error) {
 	p := &Page{GeneratedAt: now.UTC(), Deployments: []Deployment{}, Queues: []Queue{}, Failed: []queue.Failure{}, Decisions: []Decision{}}
 	names := cfg.DeploymentNames()
 	p.Total = len(names)
-	p.Pages = max(1, (len(names)+h.opts.PageSize-1)/h.opts.PageSize)
+	paginate := len(names) > 2*h.opts.PageSize
+	p.Pages = 1
+	if paginate {
+		p.Pages = (len(names) + h.opts.PageSize - 1) / h.opts.PageSize
+	}
 	runs := h.opts.Runs
 	switch {
 	case v.Deployment != "":
@@ -328,7 +332,7 @@ func (h *Handler) Collect(ctx context.Context, v View) (*Page, error) {
 		if p.Page > p.Pages {
 			return nil, &ViewError{http.StatusNotFound, fmt.Sprintf("no page %d: the deployments take %d", p.Page, p.Pages)}
 		}
-		if len(names) > h.opts.PageSize {
+		if paginate {
 			p.Compact, runs = true, compactRuns
 			names = names[(p.Page-1)*h.opts.PageSize : min(p.Page*h.opts.PageSize, len(names))]
 		}

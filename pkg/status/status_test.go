@@ -359,21 +359,21 @@ func collect(t *testing.T, h *status.Handler, v status.View) *status.Page {
 	return p
 }
 
-// TestPages checks the pages above PageSize deployments: each page has
+// TestPages checks the pages above 2×PageSize deployments: each page has
 // PageSize of them with their newest run only, the same states as on one
 // page, and a deployment's own page has its runs.
 func TestPages(t *testing.T) {
 	in := statustest.New(t, "")
 	h := status.New(func() *config.Config { return in.Config }, in.Store,
-		status.Options{PageSize: 4, Now: func() time.Time { return in.Now }})
+		status.Options{PageSize: 2, Now: func() time.Time { return in.Now }})
 	first := collect(t, h, status.View{})
-	second := collect(t, h, status.View{Page: 2})
-	if first.Pages != 2 || first.Total != 6 || !first.Compact || first.Page != 1 || second.Page != 2 {
-		t.Errorf("Collect() = page %d of %d (%d deployments, compact %v), then page %d; want page 1 of 2 (6, compact), then 2",
-			first.Page, first.Pages, first.Total, first.Compact, second.Page)
+	second, third := collect(t, h, status.View{Page: 2}), collect(t, h, status.View{Page: 3})
+	if first.Pages != 3 || first.Total != 6 || !first.Compact || first.Page != 1 || third.Page != 3 {
+		t.Errorf("Collect() = page %d of %d (%d deployments, compact %v), then page %d; want page 1 of 3 (6, compact), then 3",
+			first.Page, first.Pages, first.Total, first.Compact, third.Page)
 	}
 	var names []string
-	for _, d := range append(first.Deployments, second.Deployments...) {
+	for _, d := range slices.Concat(first.Deployments, second.Deployments, third.Deployments) {
 		names = append(names, d.Name)
 		if want := statustest.Deployments[d.Name]; d.State != want {
 			t.Errorf("paginated %s: state %q; want %q", d.Name, d.State, want)
@@ -383,10 +383,10 @@ func TestPages(t *testing.T) {
 		}
 	}
 	if want := []string{"api", "blog", "cms", "docs", "old", "web"}; !slices.Equal(names, want) {
-		t.Errorf("pages 1 and 2 show %q; want %q", names, want)
+		t.Errorf("pages 1 to 3 show %q; want %q", names, want)
 	}
-	if len(first.Queues) != 5 || first.Queues[0].Name != "main" {
-		t.Errorf("page 1 queues = %+v; want main and its 4 deployments'", first.Queues)
+	if len(first.Queues) != 3 || first.Queues[0].Name != "main" {
+		t.Errorf("page 1 queues = %+v; want main and its 2 deployments'", first.Queues)
 	}
 	one := collect(t, h, status.View{Deployment: "api"})
 	if len(one.Deployments) != 1 || len(one.Deployments[0].Runs) < 2 || one.Compact {
@@ -397,10 +397,10 @@ func TestPages(t *testing.T) {
 		code   int
 		msg    string
 	}{
-		{"/status?page=2", 200, `href="/status?deployment=web"`},
-		{"/status.json?page=1", 200, `"pages": 2`},
+		{"/status?page=3", 200, `href="/status?deployment=web"`},
+		{"/status.json?page=1", 200, `"pages": 3`},
 		{"/status?deployment=api", 200, `data-run=`},
-		{"/status?page=3", 404, "no page 3: the deployments take 2"},
+		{"/status?page=4", 404, "no page 4: the deployments take 3"},
 		{"/status?page=x", 400, "a page is a number from 1"},
 		{"/status.json?page=0", 400, "a page is a number from 1"},
 		{"/status?deployment=nope", 404, `no deployment "nope"`},

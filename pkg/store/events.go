@@ -76,7 +76,8 @@ func (s *Store) InsertEvent(ctx context.Context, e Event) (inserted bool, err er
 		return false, classify(fmt.Errorf("count redelivery of event %s: %w", e.Delivery, err))
 	}
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		// Rows are never deleted, so this is a bug.
+		// Retention deletes a row only days after it last arrived (and
+		// takes it FOR UPDATE SKIP LOCKED), so this is a bug.
 		return false, fmt.Errorf("count redelivery of event %s: %d rows updated: %v", e.Delivery, n, err)
 	}
 	return false, nil

@@ -125,6 +125,43 @@ func TestPrune(t *testing.T) {
 	}
 }
 
+// TestPruneBesideRouting: a delivery routing holds (a redelivery being
+// recorded) is skipped, not waited for, and pruned at the next pass.
+func TestPruneBesideRouting(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewMigrated(t)
+	st := open(t, url)
+	db, err := sql.Open("postgres", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`INSERT INTO events (delivery, event, received_at, status)
+		SELECT 'old-' || i, 'push', now() - interval '100 days', 'routed' FROM generate_series(1, 3) AS i`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`UPDATE events SET deliveries = deliveries + 1 WHERE delivery = 'old-2'`); err != nil {
+		t.Fatal(err)
+	}
+	r := config.Default().Retention
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if got, err := st.Prune(short, r, 0); err != nil || got.Events != 2 {
+		t.Fatalf("Prune() beside a transaction holding old-2 = %+v, %v; want old-1 and old-3 pruned at once", got, err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.Prune(ctx, r, 0); err != nil || got.Events != 1 {
+		t.Errorf("Prune() after = %+v, %v; want old-2 pruned", got, err)
+	}
+}
+
 // BenchmarkPrune fills a million deliveries (each with its route) and a
 // million runs over 100 deployments, spread over the last 400 days, and
 // reports the size of the three tables with their indexes per million

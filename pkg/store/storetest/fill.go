@@ -83,29 +83,28 @@ func Fill(t testing.TB, url string, h History) {
 	exec(`ALTER TABLE routes SET UNLOGGED`)
 	exec(`ALTER TABLE events SET UNLOGGED`)
 	exec(`ALTER TABLE runs SET UNLOGGED`)
-	// $1 rows, $2 deployments, $3 the span in seconds.
-	age := `make_interval(secs => $3::float8 * ($1 - i) / $1)`
-	delivery := `'d' || lpad(i::text, 35, '0')` // as long as a GUID: DeliveryName(i)
-	sha := `md5(i::text) || substr(md5(i::text), 1, 8)`
+	// $1 rows, $2 deployments, $3 the span in seconds; each row's time,
+	// commit and delivery (as long as a GUID: DeliveryName) computed once.
+	series := `generate_series(1, $1) AS i,
+		LATERAL (SELECT now() - make_interval(secs => $3::float8 * ($1 - i) / $1),
+		                md5(i::text) || substr(md5(i::text), 1, 8), 'd' || lpad(i::text, 35, '0')) AS v(t, sha, dl)`
 	fill := func(n int, q string) { exec(q, n, h.Deployments, h.Span.Seconds()) }
 	if h.Events > 0 {
 		fill(h.Events, `INSERT INTO events (delivery, event, hook_id, repository, ref, before_sha, after_sha,
 		                     received_at, recorded_at, status, deployments, decided_at)
-		 SELECT `+delivery+`, 'push', 123456789, 'ducompsoc/repo' || (i % $2), 'refs/heads/main',
-		        `+sha+`, `+sha+`, now() - `+age+`, now() - `+age+`, 'routed', ARRAY['dep' || (i % $2)],
-		        now() - `+age+`
-		 FROM generate_series(1, $1) AS i`)
+		 SELECT dl, 'push', 123456789, 'ducompsoc/repo' || (i % $2), 'refs/heads/main', sha, sha, t, t, 'routed',
+		        ARRAY['dep' || (i % $2)], t
+		 FROM `+series)
 		fill(h.Events, `INSERT INTO routes (delivery, deployment, entry, routed_at)
-		 SELECT `+delivery+`, 'dep' || (i % $2), '1764612345.123456789.' || i || '.0a1b2c3d', now() - `+age+`
-		 FROM generate_series(1, $1) AS i`)
+		 SELECT dl, 'dep' || (i % $2), '1764612345.123456789.' || i || '.0a1b2c3d', t
+		 FROM `+series)
 	}
 	if h.Runs > 0 {
 		fill(h.Runs, `INSERT INTO runs (delivery, deployment, ref, commit_sha, previous_sha, state, queued_at,
 		                   started_at, finished_at, exit_code, log_path, triggered_by, superseded_by)
-		 SELECT `+delivery+`, d, 'refs/heads/main', `+sha+`, `+sha+`, s, now() - `+age+`, now() - `+age+`,
-		        now() - `+age+`, 0, '/var/lib/dh-deployer/logs/' || d || '/' || i || '.log',
+		 SELECT dl, d, 'refs/heads/main', sha, sha, s, t, t, t, 0, '/var/lib/dh-deployer/logs/' || d || '/' || i || '.log',
 		        'pusher=alice sender=alice', CASE WHEN s = 'superseded' AND i <= $1 - 1000 THEN i + 1 END
-		 FROM generate_series(1, $1) AS i,
+		 FROM `+series+`,
 		      LATERAL (SELECT CASE WHEN i % 10 = 0 THEN 'failed' WHEN i % 7 = 0 THEN 'superseded'
 		                           WHEN i % 5 = 0 THEN 'failed' ELSE 'succeeded' END,
 		                      CASE WHEN i % 10 = 0 THEN 'never' ELSE 'dep' || (i % $2) END) AS st(s, d)`)

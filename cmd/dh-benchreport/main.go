@@ -114,14 +114,6 @@ func (res *results) cell(w int, prec int, name, unit string) string {
 	return fmt.Sprintf("%*s", w, "-")
 }
 
-// scaled is cell of the metric times f (ns/op as ms: 1e-6).
-func (res *results) scaled(w int, prec int, name, unit string, f float64) string {
-	if v, ok := res.get(name, unit); ok {
-		return fmt.Sprintf("%*.*f", w, prec, v*f)
-	}
-	return fmt.Sprintf("%*s", w, "-")
-}
-
 // ratio formats a's metric divided by b's as "0.75x" in 9 columns, or
 // "-" if either is missing.
 func (res *results) ratio(a, b, unit string) string {

@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -32,11 +31,7 @@ func TestQueryPlans(t *testing.T) {
 	// soon: dep0 has no runs at all (its tenth went to "never"), the
 	// worst case, as is "never" for its succeeded runs.
 	storetest.Fill(t, url, storetest.History{Runs: planRuns, Deployments: 10, Events: planRuns / 5})
-	db, err := sql.Open("postgres", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := rawDB(t, url)
 
 	some := []string{"never", "nothing"}
 	for i := range 10 {

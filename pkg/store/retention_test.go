@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"database/sql"
 	"slices"
 	"testing"
 	"time"
@@ -18,11 +17,7 @@ func TestPrune(t *testing.T) {
 	ctx := context.Background()
 	url := storetest.NewMigrated(t)
 	st := open(t, url)
-	db, err := sql.Open("postgres", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := rawDB(t, url)
 	exec := func(q string, args ...any) {
 		t.Helper()
 		if _, err := db.Exec(q, args...); err != nil {
@@ -131,11 +126,7 @@ func TestPruneBesideRouting(t *testing.T) {
 	ctx := context.Background()
 	url := storetest.NewMigrated(t)
 	st := open(t, url)
-	db, err := sql.Open("postgres", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := rawDB(t, url)
 	if _, err := db.Exec(`INSERT INTO events (delivery, event, received_at, status)
 		SELECT 'old-' || i, 'push', now() - interval '100 days', 'routed' FROM generate_series(1, 3) AS i`); err != nil {
 		t.Fatal(err)
@@ -173,11 +164,7 @@ func BenchmarkPrune(b *testing.B) {
 	const n = 1_000_000
 	url := storetest.NewMigrated(b)
 	storetest.Fill(b, url, storetest.History{Runs: n, Events: n, Span: 400 * 24 * time.Hour})
-	db, err := sql.Open("postgres", url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := rawDB(b, url)
 	size := func() float64 {
 		var bytes int64
 		if err := db.QueryRow(`SELECT pg_total_relation_size('events') + pg_total_relation_size('routes') +

@@ -63,7 +63,9 @@ func databaseChecks(ctx context.Context, h *Host) []Result {
 	case err != nil:
 		rs = append(rs, fail("migrations", "no schema: "+err.Error(), "dh-route setup"))
 	case dirty:
-		rs = append(rs, fail("migrations", fmt.Sprintf("version %d is dirty (a migration failed half-way)", v), "dh-route migrate (as postgres; docs/operations.md, Upgrading)"))
+		// No command fixes it: the hint says what to do by hand.
+		rs = append(rs, fail("migrations", fmt.Sprintf("version %d is dirty (migration %d did not finish)", v, v),
+			fmt.Sprintf("finish or undo migration %d by hand, then: sudo -u postgres psql -d %s -c 'UPDATE schema_migrations SET version = N, dirty = false'", v, h.DB.Name)))
 	case v != setup.Latest():
 		rs = append(rs, fail("migrations", fmt.Sprintf("version %d, this binary's is %d", v, setup.Latest()), "dh-route setup"))
 	default:

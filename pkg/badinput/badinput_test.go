@@ -865,6 +865,9 @@ func TestCatalogue(t *testing.T) {
 			return runTool(t, w.badConfig(t, "\n[deployments.more-sites]\nkind = \"nginx\"\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"+
 				"sites = [{ rule = \"include\", select = [\"../etc/passwd\"] }]\n"))
 		}, outcome{0, sysexits.Config, `config.toml:%LINE+7%: deployments.more-sites.sites[0]: bad site name or pattern "../etc/passwd" in select`}, ""},
+		{"config pruning runs GitHub may still redeliver", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[retention]\nruns = \"24h\"\n"))
+		}, outcome{0, sysexits.Config, "config.toml:%LINE+3%: retention.runs: 24h0m0s is shorter than GitHub's redelivery window\ndh-route: hint: use at least \"72h\" (or \"0s\" to keep forever)"}, ""},
 	}
 
 	// %LINE+N% in a want is the Nth line of what badConfig appends.

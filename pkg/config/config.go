@@ -118,6 +118,10 @@ type Config struct {
 	// Status configures dh-route's status page (see status.go).
 	Status Status `toml:"status"`
 
+	// Retention says how long dh-route keeps deliveries, routes and runs
+	// (see retention.go).
+	Retention Retention `toml:"retention"`
+
 	// Deployments maps each deployment's name to its definition. The name
 	// ([a-z0-9][a-z0-9-]*, at most 64 bytes, not main, nginx, cert, failed
 	// or tmp) is also the name of its queue and of its systemd instance
@@ -458,8 +462,9 @@ func Default() *Config {
 			APIURL:        "https://api.github.com",
 			StatusContext: "dh-deployer",
 		},
-		Nginx: defaultNginx(),
-		Cert:  defaultCert(),
+		Nginx:     defaultNginx(),
+		Cert:      defaultCert(),
+		Retention: defaultRetention(),
 	}
 }
 

@@ -32,25 +32,42 @@ import (
 func (w *Worker) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 	w.update()
 	errs := make([]error, len(es))
-	if err := w.coalesce(ctx, es); err != nil {
+	if err := w.coalesce(ctx, es); stops(ctx, err) {
 		for i := range errs {
-			errs[i] = err
+			errs[i] = err // the batch stays queued, to be decided again
 		}
 		return errs
+	} else if err != nil {
+		// Coalescing only spares work: what it could not decide (a bug,
+		// a commit graph git cannot read) deploys in turn, each entry
+		// judged on its own, rather than failing the whole batch.
+		w.log.Error("coalescing failed; deploying the waiting pushes in turn", "err", err)
+		for _, e := range es {
+			if _, ok := w.decided[e.Name]; !ok {
+				w.decided[e.Name] = ""
+			}
+		}
 	}
 	for i, e := range es {
 		if w.decided[e.Name] != "" {
 			continue // recorded superseded
 		}
 		errs[i] = w.handle(ctx, e, TriggerWebhook)
-		if err := errs[i]; ctx.Err() != nil || sysexits.Is(err, sysexits.TempFail) || sysexits.Is(err, sysexits.IOErr) {
+		if stops(ctx, errs[i]) {
 			for j := i + 1; j < len(es); j++ {
-				errs[j] = err
+				errs[j] = errs[i]
 			}
 			break
 		}
 	}
 	return errs
+}
+
+// stops reports whether err leaves the entry queued and stops the batch
+// (see queue.Handler): the worker is stopping, or the error is temporary
+// or an I/O error.
+func stops(ctx context.Context, err error) bool {
+	return err != nil && (ctx.Err() != nil || sysexits.Is(err, sysexits.TempFail) || sysexits.Is(err, sysexits.IOErr))
 }
 
 // alreadyDeployed is the decision of a superseded entry whose delivery

@@ -39,7 +39,10 @@ func TestQueryPlans(t *testing.T) {
 	}
 	now := time.Now().Format(time.RFC3339)
 	args := map[string][]any{
-		"RunsOf":          {storetest.DeliveryName(12345), "dep5"},
+		"RunsOf":           {storetest.DeliveryName(12345), "dep5"},
+		"RunsOfDeliveries": {"dep5", pq.Array([]string{storetest.DeliveryName(12345), storetest.DeliveryName(12346), "new"})},
+		"InsertSuperseded": {"dep1", pq.Array([]string{"new"}), pq.Array([]int64{1}), pq.Array([]string{"webhook"}),
+			pq.Array([]string{"refs/heads/main"}), pq.Array([]string{""}), pq.Array([]string{"why"}), pq.Array([]string{""})},
 		"RunsBefore":      {"dep0", 900_000, 20},
 		"GetRun":          {"dep1", 100_001},
 		"CommitRuns":      {"dep1", "0123456789abcdef0123456789abcdef01234567"},

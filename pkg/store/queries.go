@@ -102,6 +102,15 @@ const (
 	qStartWaitingRun = `UPDATE runs SET state = 'running', trigger = $2, ref = $3, commit_sha = $4, previous_sha = $5,
 		       started_at = $6, log_path = $7, note = $8, triggered_by = $9
 		WHERE id = $1 AND state = 'queued'`
+	// dh-deploy coalescing a waiting set: its runs, and its superseded
+	// runs recorded in one statement.
+	qRunsOfDeliveries = `SELECT ` + runColumns + ` FROM runs WHERE deployment = $1 AND delivery = ANY($2)
+		ORDER BY attempt, id`
+	qInsertSuperseded = `INSERT INTO runs (delivery, deployment, attempt, trigger, ref, commit_sha, state, error,
+		                  finished_at, triggered_by)
+		SELECT d, $1, a, t, NULLIF(r, ''), NULLIF(c, ''), 'superseded', NULLIF(e, ''), now(), NULLIF(b, '')
+		FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+		     AS u(d, a, t, r, c, e, b)`
 	qWaitRun = `INSERT INTO runs AS ru (delivery, deployment, attempt, trigger, ref, commit_sha, state, note, triggered_by)
 		VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8)
 		ON CONFLICT (delivery, deployment, attempt) DO UPDATE SET note = excluded.note
@@ -113,6 +122,8 @@ const (
 // statements (retention.go), for TestQueryPlans.
 var hotQueries = []struct{ Name, SQL string }{
 	{"RunsOf", qRunsOf},
+	{"RunsOfDeliveries", qRunsOfDeliveries},
+	{"InsertSuperseded", qInsertSuperseded},
 	{"RunsBefore", qRunsBefore},
 	{"GetRun", qGetRun},
 	{"CommitRuns", qCommitRuns},

@@ -345,7 +345,7 @@ func intPtr(n sql.NullInt64) *int {
 // by delivery, first attempt first: RunsOf for a whole waiting queue in
 // one statement.
 func (s *Store) RunsOfDeliveries(ctx context.Context, deployment string, deliveries []string) (map[string][]Run, error) {
-	runs, err := s.runs(ctx, `WHERE deployment = $1 AND delivery = ANY($2) ORDER BY attempt, id`, deployment, pq.Array(deliveries))
+	runs, err := s.runs(ctx, qRunsOfDeliveries, deployment, pq.Array(deliveries))
 	if err != nil {
 		return nil, fmt.Errorf("list runs of %s for %d deliveries: %w", deployment, len(deliveries), err)
 	}
@@ -371,10 +371,7 @@ func (s *Store) InsertSuperseded(ctx context.Context, deployment string, runs []
 			trig[i] = "webhook"
 		}
 	}
-	_, err := s.db.ExecContext(ctx, `
-		INSERT INTO runs (delivery, deployment, attempt, trigger, ref, commit_sha, state, error, finished_at, triggered_by)
-		SELECT d, $1, a, t, NULLIF(r, ''), NULLIF(c, ''), 'superseded', NULLIF(e, ''), now(), NULLIF(b, '')
-		FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) AS u(d, a, t, r, c, e, b)`,
+	_, err := s.db.ExecContext(ctx, qInsertSuperseded,
 		deployment, pq.Array(del), pq.Array(att), pq.Array(trig), pq.Array(ref), pq.Array(commit), pq.Array(why), pq.Array(by))
 	if err != nil {
 		return classify(fmt.Errorf("insert %d superseded runs of %s: %w", n, deployment, err))

@@ -137,6 +137,10 @@ func run(ctx context.Context, env *cli.Env, args []string) error {
 		return err
 	}
 	defer done()
+	writers, err := w.Config().QueueWriters(args[0])
+	if err != nil {
+		return err
+	}
 	c, err := w.Queue().Lock(ctx, wait)
 	if err != nil {
 		return err
@@ -148,7 +152,7 @@ func run(ctx context.Context, env *cli.Env, args []string) error {
 	hup.Reload(ctx, w.Config(), w.SetConfig)
 	env.Logger.Info("deploying", "deployment", args[0], "queue", w.Queue().Dir(), "once", once)
 	defer env.Ready("deploying " + args[0] + " from " + w.Queue().Dir())()
-	return c.Run(ctx, w.Handle, queue.Options{Once: once, Logger: env.Logger})
+	return c.Run(ctx, w.Handle, queue.Options{Once: once, Writers: writers, Logger: env.Logger})
 }
 
 func replay(ctx context.Context, env *cli.Env, args []string) error {

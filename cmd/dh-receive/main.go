@@ -97,7 +97,8 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 	if err != nil {
 		return err
 	}
-	q := queue.Open(cfg.QueuePath("main"))
+	q := queue.Open(cfg.QueuePath(config.MainQueue))
+	q.SetLimits(queue.Limits(cfg.QueueLimits(config.MainQueue)))
 	if _, err := os.Stat(q.Dir()); err != nil {
 		return sysexits.WithHint(sysexits.Errorf(sysexits.IOErr, "queue: %w", err),
 			"create the queue directories first (see docs/operations.md)")

@@ -118,6 +118,10 @@ type Config struct {
 	// Status configures dh-route's status page (see status.go).
 	Status Status `toml:"status"`
 
+	// Queues sets who may write each queue and the backlog limits (see
+	// queues.go).
+	Queues Queues `toml:"queues"`
+
 	// Deployments maps each deployment's name to its definition. The name
 	// ([a-z0-9][a-z0-9-]*, at most 64 bytes, not main, nginx, cert, failed
 	// or tmp) is also the name of its queue and of its systemd instance
@@ -430,8 +434,9 @@ func Default() *Config {
 			APIURL:        "https://api.github.com",
 			StatusContext: "dh-deployer",
 		},
-		Nginx: defaultNginx(),
-		Cert:  defaultCert(),
+		Nginx:  defaultNginx(),
+		Cert:   defaultCert(),
+		Queues: defaultQueues(),
 	}
 }
 

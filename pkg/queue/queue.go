@@ -90,8 +90,9 @@ const stageWorkers = 16
 // Queue is a handle on one queue directory. It is cheap; publishers that
 // do not consume (dh-receive, dh-route's fan-out) use it without a lock.
 type Queue struct {
-	dir   string
-	group groupCommit
+	dir     string
+	group   groupCommit
+	backlog backlog // for Room (limits.go)
 }
 
 // Open returns a handle on the queue directory dir. It does not touch the
@@ -213,6 +214,9 @@ func PublishAll(items []Item) []Result {
 			continue
 		}
 		rs[i].Name = p.name
+		if !p.existed {
+			p.q.backlog.add(len(p.data))
+		}
 	}
 	return rs
 }

@@ -14,7 +14,10 @@
 //	400 malformed headers or payload  413 body larger than max_body
 //	401 no (or malformed) signature   415 content type not JSON or form
 //	403 wrong signature, source not   503 queue not writable (disk full,
-//	    in the allowlist                  I/O error, missing directory)
+//	    in the allowlist                  I/O error, missing directory), or
+//	                                      full: at a [queues.main] limit or
+//	                                      below the free-space floor, with
+//	                                      Retry-After, before reading the body
 package receive
 
 import (
@@ -58,12 +61,14 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /{$}", s.info)
-	mux.HandleFunc("POST /deploy/{name}", s.deployRequest)
+	// Both routes that enqueue are refused while the queue is full (admit).
+	webhook, deploy := s.admit(s.webhook), s.admit(s.deployRequest)
+	mux.HandleFunc("POST /deploy/{name}", deploy)
 	// The webhook path is matched literally, not as a ServeMux pattern, so
 	// no configured path can be read as pattern syntax.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == s.Config.Path {
-			s.webhook(w, r)
+			webhook(w, r)
 			return
 		}
 		fail(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)

@@ -63,9 +63,14 @@ func (q *Queue) SetLimits(l Limits) {
 // cheap enough to call per request: one statfs(2) for the free-space
 // floor, and the entry and byte counts come from the estimate kept by
 // this handle (see backlog), rescanned at most every second while at a
-// limit and every 30 s otherwise. A limit is soft by what is published
-// between two checks (at most one PublishAll batch).
-func (q *Queue) Room() error {
+// limit and every 30 s otherwise. Concurrent publishers may each pass the
+// check before either publishes, so a limit is soft by that many entries.
+func (q *Queue) Room() error { return q.RoomAfter(0, 0) }
+
+// RoomAfter is Room for a publisher about to publish entries entries of
+// bytes bytes in all before the one it asks about (the earlier items of a
+// PublishAll batch).
+func (q *Queue) RoomAfter(entries, bytes int64) error {
 	b := &q.backlog
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -83,21 +88,23 @@ func (q *Queue) Room() error {
 		return nil
 	}
 	since := time.Since(b.scanned)
-	if b.scanned.IsZero() || since >= rescanIdle || (b.over() != nil && since >= rescanFull) {
+	if b.scanned.IsZero() || since >= rescanIdle || (b.over(entries, bytes) != nil && since >= rescanFull) {
 		if err := b.scan(q.dir); err != nil {
 			return err
 		}
 	}
-	return b.over()
+	return b.over(entries, bytes)
 }
 
-// over is the limit the estimate reached, or nil.
-func (b *backlog) over() error {
+// over is the limit the estimate, plus entries of bytes about to be
+// published, reached; or nil.
+func (b *backlog) over(entries, bytes int64) error {
+	n, size := b.entries+entries, b.bytes+bytes
 	switch l := b.limits; {
-	case l.MaxEntries > 0 && b.entries >= l.MaxEntries:
-		return full(fmt.Errorf("%w: %d entries waiting, the most it may hold is %d", ErrFull, b.entries, l.MaxEntries))
-	case l.MaxBytes > 0 && b.bytes >= l.MaxBytes:
-		return full(fmt.Errorf("%w: %d bytes waiting, the most it may hold is %d", ErrFull, b.bytes, l.MaxBytes))
+	case l.MaxEntries > 0 && n >= l.MaxEntries:
+		return full(fmt.Errorf("%w: %d entries waiting, the most it may hold is %d", ErrFull, n, l.MaxEntries))
+	case l.MaxBytes > 0 && size >= l.MaxBytes:
+		return full(fmt.Errorf("%w: %d bytes waiting, the most it may hold is %d", ErrFull, size, l.MaxBytes))
 	}
 	return nil
 }

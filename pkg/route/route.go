@@ -613,6 +613,8 @@ func quote(s string) string {
 // dropped. A queue that cannot be opened is left to publish, which fails
 // the entry with the reason.
 func (r *Router) roomFor(cfg *config.Config, items []item) (int, error) {
+	type batch struct{ entries, bytes int64 } // routed to a queue by earlier items
+	before := map[*queue.Queue]batch{}
 	for i := range items {
 		it := &items[i]
 		if it.bad != nil || it.match.Status != store.StatusRouted {
@@ -623,9 +625,11 @@ func (r *Router) roomFor(cfg *config.Config, items []item) (int, error) {
 			if err != nil {
 				continue
 			}
-			if err := q.Room(); err != nil {
+			b := before[q]
+			if err := q.RoomAfter(b.entries, b.bytes); err != nil {
 				return i, fmt.Errorf("route to deployment %s: %w", name, err)
 			}
+			before[q] = batch{b.entries + 1, b.bytes + int64(len(it.entry.Data))}
 		}
 	}
 	return len(items), nil

@@ -69,7 +69,7 @@ type world struct {
 	url      string // dh-receive's webhook URL
 	addr     string // dh-receive's host:port
 	nginx    *nginxtest.Server
-	checkout string // the "sites" deployment's checkout
+	checkout string       // the "sites" deployment's checkout
 	main     *queue.Queue // dh-receive's handle on queues/main (its limits)
 	guid     int
 }

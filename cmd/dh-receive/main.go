@@ -20,10 +20,13 @@
 // in hooks/post-receive (executable) deploys its pushes like GitHub's: the
 // deployments whose repository is local/app and whose clone_url is that
 // repository's path. The pushing user needs write access to queues/main
-// (dh-deployer-acl hook USER).
+// (dh-deployer-acl hook USER) and a place in [queues.main] writers.
 //
 // Endpoints: POST <receive.path> (default /github-webhook), GET / (service
-// info), GET /healthz (200, or 503 with the reasons).
+// info), GET /healthz (200, or 503 with the reasons). While queues/main is
+// at a [queues.main] limit (max_entries, max_bytes) or queue_dir's file
+// system below [queues] min_free_bytes, a POST gets 503 with Retry-After
+// before its body is read.
 //
 // Test a running receiver with curl:
 //

@@ -21,6 +21,12 @@
 // while the database is down or its schema behind and waits for it
 // (STATUS= says so); run --once exits 75 instead.
 //
+// run takes an entry of queues/main only from a writer of it ([queues.main]
+// writers, default dh-receive; root and dh-route too): any other goes to
+// failed/ unread. A delivery for a deployment whose queue is at a
+// [queues.deployments] limit stays in queues/main (with the ones after it)
+// and is retried with backoff; replay and run --once exit 75 then.
+//
 // With status.listen set, run also serves the read-only status page
 // (GET /status, /status.json, /status/logs/NAME/RUN; see pkg/status and
 // docs/route.md) until it stops; run --once does not.

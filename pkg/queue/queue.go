@@ -16,8 +16,17 @@
 //     most the commit in progress when it arrived plus its own.
 //   - PublishAll returns one result per item: a queue that cannot be
 //     written fails its own items only.
-//   - Queue directories are created setgid (DirMode), so entries keep the
-//     queue's group whoever writes them.
+//   - Queue directories are created setgid and sticky (DirMode), so
+//     entries keep the queue's group whoever writes them, and a writer can
+//     remove or rename only its own files.
+//   - A writer cannot turn the queue against its consumer (guard.go): the
+//     consumer opens the queue, .tmp/, failed/ and .lock without following
+//     links and refuses to start (NoPerm) unless they are its own; it takes
+//     only regular files owned by root, itself or a writer of the queue
+//     (Options.Writers), failing any other entry unread; it sweeps, removes
+//     and moves relative to the open directories.
+//   - Publishers that call Room are held back at the queue's Limits
+//     (limits.go): entries, bytes and a free-space floor, counted cheaply.
 //   - A queue_dir on tmpfs or ramfs is refused at start (config.Load,
 //     durable.CheckFS) unless the configuration marks it a throwaway.
 //   - Names sort in arrival order: a 20-digit nanosecond time that never goes

@@ -40,11 +40,12 @@ const (
 // for other publishers): a queue under its limits by the estimate is
 // under them.
 type backlog struct {
-	mu      sync.Mutex
-	limits  Limits
-	entries int64
-	bytes   int64
-	scanned time.Time
+	mu       sync.Mutex
+	limits   Limits
+	entries  int64
+	bytes    int64
+	scanned  time.Time // when the last scan started; zero: scan before answering
+	scanning bool      // a rescan runs in the background
 }
 
 // SetLimits sets the limits Room checks (new limits take effect at the
@@ -62,8 +63,9 @@ func (q *Queue) SetLimits(l Limits) {
 // wrapping ErrFull (sysexits.TempFail) naming the limit reached. It is
 // cheap enough to call per request: one statfs(2) for the free-space
 // floor, and the entry and byte counts come from the estimate kept by
-// this handle (see backlog), rescanned at most every second while at a
-// limit and every 30 s otherwise. Concurrent publishers may each pass the
+// this handle (see backlog). The first call scans the directory; later
+// rescans (every 30 s, or at most every second while at a limit) run in
+// the background, so no request waits for one. Concurrent publishers may each pass the
 // check before either publishes, so a limit is soft by that many entries.
 func (q *Queue) Room() error { return q.RoomAfter(0, 0) }
 
@@ -87,13 +89,35 @@ func (q *Queue) RoomAfter(entries, bytes int64) error {
 	if l.MaxEntries <= 0 && l.MaxBytes <= 0 {
 		return nil
 	}
-	since := time.Since(b.scanned)
-	if b.scanned.IsZero() || since >= rescanIdle || (b.over(entries, bytes) != nil && since >= rescanFull) {
-		if err := b.scan(q.dir); err != nil {
+	if b.scanned.IsZero() {
+		n, size, err := count(q.dir)
+		if err != nil {
 			return err
 		}
+		b.entries, b.bytes, b.scanned = n, size, time.Now()
+	} else if since := time.Since(b.scanned); !b.scanning &&
+		(since >= rescanIdle || since >= rescanFull && b.over(entries, bytes) != nil) {
+		b.scanning = true
+		go b.rescan(q.dir)
 	}
 	return b.over(entries, bytes)
+}
+
+// rescan counts the queue in the background and replaces the estimate
+// with the count plus what was published meanwhile (which the count may
+// have seen too: the estimate stays on the high side).
+func (b *backlog) rescan(dir string) {
+	b.mu.Lock()
+	start, e0, s0 := time.Now(), b.entries, b.bytes
+	b.mu.Unlock()
+	n, size, err := count(dir)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.scanning = false
+	if err != nil || b.scanned.IsZero() { // failed, or SetLimits started over
+		return
+	}
+	b.entries, b.bytes, b.scanned = n+max(b.entries-e0, 0), size+max(b.bytes-s0, 0), start
 }
 
 // over is the limit the estimate, plus entries of bytes about to be
@@ -114,18 +138,17 @@ func full(err error) error {
 		"the queue's consumer is stopped or behind; see docs/operations.md, or raise the [queues] limits if the backlog is expected")
 }
 
-// scan counts the entries in dir and their sizes.
-func (b *backlog) scan(dir string) error {
+// count counts the entries in dir and their sizes.
+func count(dir string) (entries, bytes int64, err error) {
 	d, err := os.Open(dir)
 	if err != nil {
-		return sysexits.New(codeOf(err), fmt.Errorf("count queue %s: %w", dir, err))
+		return 0, 0, sysexits.New(codeOf(err), fmt.Errorf("count queue %s: %w", dir, err))
 	}
 	defer d.Close()
 	names, err := d.Readdirnames(-1)
 	if err != nil {
-		return sysexits.New(codeOf(err), fmt.Errorf("count queue %s: %w", dir, err))
+		return 0, 0, sysexits.New(codeOf(err), fmt.Errorf("count queue %s: %w", dir, err))
 	}
-	var entries, bytes int64
 	for _, n := range names {
 		var st unix.Stat_t
 		if !IsEntry(n) || unix.Fstatat(int(d.Fd()), n, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
@@ -134,8 +157,7 @@ func (b *backlog) scan(dir string) error {
 		entries++
 		bytes += st.Size
 	}
-	b.entries, b.bytes, b.scanned = entries, bytes, time.Now()
-	return nil
+	return entries, bytes, nil
 }
 
 // add counts an entry this handle published.

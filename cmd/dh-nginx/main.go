@@ -82,10 +82,6 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 	}
 	defer st.Close()
 	in := nginx.New(cfg, st, nginx.Options{Logger: env.Logger, Wait: true})
-	writers, err := cfg.QueueWriters(config.NginxQueue)
-	if err != nil {
-		return err
-	}
 	c, err := in.Queue().Lock(ctx, wait)
 	if err != nil {
 		return err
@@ -97,7 +93,7 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 	hup.Reload(ctx, cfg, in.SetConfig)
 	env.Logger.Info("installing", "queue", in.Queue().Dir(), "conf_dir", cfg.Nginx.ConfDir, "once", once)
 	defer env.Ready("installing sites from " + in.Queue().Dir())()
-	return c.Run(ctx, in.Handle, queue.Options{Once: once, Writers: writers, Logger: env.Logger})
+	return c.Run(ctx, in.Handle, queue.Options{Once: once, Writers: hup.Writers(config.NginxQueue), Logger: env.Logger})
 }
 
 func replay(ctx context.Context, env *cli.Env, args []string) error {

@@ -86,10 +86,6 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 		return err
 	}
 	defer st.Close()
-	writers, err := cfg.QueueWriters(config.MainQueue)
-	if err != nil {
-		return err
-	}
 	c, err := queue.Open(cfg.QueuePath(config.MainQueue)).Lock(ctx, wait)
 	if err != nil {
 		return err
@@ -110,7 +106,7 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 	}
 	env.Logger.Info("routing", "queue", cfg.QueuePath(config.MainQueue), "deployments", len(cfg.Deployments), "once", once)
 	defer env.Ready("routing " + cfg.QueuePath(config.MainQueue))()
-	return c.RunBatch(ctx, r.HandleBatch, queue.Options{Once: once, Writers: writers, Logger: env.Logger})
+	return c.RunBatch(ctx, r.HandleBatch, queue.Options{Once: once, Writers: hup.Writers(config.MainQueue), Logger: env.Logger})
 }
 
 // serveStatus serves the status page (status.listen) until ctx ends or

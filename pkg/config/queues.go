@@ -98,30 +98,16 @@ func (c *Config) QueueLimits(name string) Limits {
 
 // QueueWriters returns the user ids of the writers of the queue name
 // (MainQueue, NginxQueue, CertQueue or a deployment's), for its consumer:
-// the [queues] writers given, or the defaults that exist on this host;
-// for queues/nginx also the nginx deployments' users that exist. A user
-// the file names that does not exist is an error (sysexits.Config).
-func (c *Config) QueueWriters(name string) ([]int, error) {
-	var given []string
-	key := name
-	switch name {
-	case MainQueue:
-		given = c.Queues.Main.Writers
-	case NginxQueue:
-		given = c.Queues.Nginx.Writers
-	case CertQueue:
-		given = c.Queues.Cert.Writers
-	default:
-		given, key = c.Queues.Deployments.Writers, "deployments"
-	}
+// the [queues] writers given (Load checked that they exist), or the
+// defaults that exist on this host; for queues/nginx also the nginx
+// deployments' users that exist.
+func (c *Config) QueueWriters(name string) []int {
+	given := c.Queues.writers(name)
 	var uids []int
 	for _, u := range given {
-		uid, ok := lookupUID(u)
-		if !ok {
-			return nil, (problem{key: k("queues", key, "writers"), msg: fmt.Sprintf("no user %q on this host", u),
-				hint: "create the user, or remove it from the list"}).err(c.File, 0)
+		if uid, ok := lookupUID(u); ok {
+			uids = append(uids, uid)
 		}
-		uids = append(uids, uid)
 	}
 	if given == nil {
 		names := defaultWriters[name]
@@ -143,7 +129,34 @@ func (c *Config) QueueWriters(name string) ([]int, error) {
 			}
 		}
 	}
-	return uids, nil
+	return uids
+}
+
+// writers is the writers key of the queue name's table.
+func (q *Queues) writers(name string) []string {
+	switch name {
+	case MainQueue:
+		return q.Main.Writers
+	case NginxQueue:
+		return q.Nginx.Writers
+	case CertQueue:
+		return q.Cert.Writers
+	}
+	return q.Deployments.Writers
+}
+
+// checkWriters makes sure every user a writers key names exists (Load
+// calls it: a user is a fact of the host, not of the file).
+func (c *Config) checkWriters() error {
+	for _, key := range []string{MainQueue, "deployments", NginxQueue, CertQueue} {
+		for i, u := range c.Queues.writers(key) {
+			if _, ok := lookupUID(u); !ok {
+				return (problem{key: k("queues", key, "writers"), sub: "[" + strconv.Itoa(i) + "]",
+					msg: fmt.Sprintf("no user %q on this host", u), hint: "create the user, or take it out of the list"}).err(c.File, 0)
+			}
+		}
+	}
+	return nil
 }
 
 func lookupUID(name string) (int, bool) {

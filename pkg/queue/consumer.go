@@ -191,10 +191,12 @@ type Options struct {
 	// Batch is the most entries RunBatch hands over at once (default 256;
 	// Run always hands over one). Removals are fsynced once per batch.
 	Batch int
-	// Writers are the user ids that may add entries to the queue besides
-	// root and the consumer's own user: an entry whose file another user
-	// owns is moved to failed/ unread (guard.go).
-	Writers []int
+	// Writers returns the user ids that may add entries to the queue
+	// besides root and the consumer's own user: an entry whose file
+	// another user owns is moved to failed/ unread (guard.go). It is
+	// called before each scan of the queue, so that it can follow a
+	// reloaded configuration; nil allows only root and the consumer.
+	Writers func() []int
 	Logger  *slog.Logger
 }
 
@@ -236,7 +238,6 @@ func (c *Consumer) RunBatch(ctx context.Context, h BatchHandler, opts Options) e
 	if err := c.sweepStaging(10 * time.Minute); err != nil {
 		return err
 	}
-	writer := writers(opts.Writers)
 
 	var events chan fsnotify.Event
 	var overflow chan error
@@ -263,6 +264,11 @@ func (c *Consumer) RunBatch(ctx context.Context, h BatchHandler, opts Options) e
 	backoff := opts.MinBackoff
 	for {
 		drain(events)
+		var uids []int
+		if opts.Writers != nil {
+			uids = opts.Writers()
+		}
+		writer := writers(uids)
 		names, err := c.list()
 		if err != nil {
 			return err

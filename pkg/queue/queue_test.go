@@ -81,7 +81,7 @@ func helper(mode, dir string) int {
 			}
 			fmt.Fprintf(log, "done %s\n", e.Name)
 			return log.Sync()
-		}, Options{Once: true, Writers: envUIDs("QUEUE_WRITERS")})
+		}, Options{Once: true, Writers: func() []int { return envUIDs("QUEUE_WRITERS") }})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return sysexits.Code(err)

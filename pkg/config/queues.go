@@ -50,8 +50,9 @@ type QueueLimits struct {
 
 	// Writers are the users whose entries the queue's consumer takes,
 	// besides root and the consumer's own user; an entry owned by anyone
-	// else goes to failed/ unread. A user named here must exist; of the
-	// defaults, those missing on the host are left out.
+	// else goes to failed/ unread. A user named here must exist (Load
+	// checks); of the defaults, those missing on the host are left out. A
+	// reload (SIGHUP) takes effect at the consumer's next scan.
 	Writers []string `toml:"writers"`
 }
 

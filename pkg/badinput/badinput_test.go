@@ -400,9 +400,16 @@ func (w *world) lastFailure(t *testing.T, q string) outcome {
 	if err != nil || len(names) == 0 {
 		return outcome{code: -1, text: fmt.Sprintf("nothing in %s/failed (%v)", q, err)}
 	}
-	f, err := qq.ReadFailure(names[len(names)-1])
+	return w.failure(t, q, names[len(names)-1])
+}
+
+// failure is the .why of the entry name in a queue's failed/ (which
+// Failed does not list when it is not a regular file).
+func (w *world) failure(t *testing.T, q, name string) outcome {
+	t.Helper()
+	f, err := queue.Open(w.cfg.QueuePath(q)).ReadFailure(name)
 	if err != nil {
-		return outcome{code: -1, text: fmt.Sprintf("no .why for %s: %v", names[len(names)-1], err)}
+		return outcome{code: -1, text: fmt.Sprintf("no .why for %s: %v", name, err)}
 	}
 	return outcome{code: f.ExitCode, text: f.Error}
 }
@@ -783,7 +790,7 @@ func TestCatalogue(t *testing.T) {
 			if err := w.route(t); err != nil {
 				return outcome{code: sysexits.Code(err), text: err.Error()}
 			}
-			return w.lastFailure(t, config.MainQueue)
+			return w.failure(t, config.MainQueue, "99999999999999999991-1-deadbeef.json")
 		}, outcome{0, sysexits.DataErr, "99999999999999999991-1-deadbeef.json is a symbolic link, not a regular file"}, config.MainQueue},
 		{"FIFO as a queue entry", func(t *testing.T) outcome {
 			if err := syscall.Mkfifo(filepath.Join(w.cfg.QueuePath(config.MainQueue), "99999999999999999992-1-deadbeef.json"), 0o640); err != nil {
@@ -792,7 +799,7 @@ func TestCatalogue(t *testing.T) {
 			if err := w.route(t); err != nil {
 				return outcome{code: sysexits.Code(err), text: err.Error()}
 			}
-			return w.lastFailure(t, config.MainQueue)
+			return w.failure(t, config.MainQueue, "99999999999999999992-1-deadbeef.json")
 		}, outcome{0, sysexits.DataErr, "99999999999999999992-1-deadbeef.json is not a regular file"}, config.MainQueue},
 		{"queue's .tmp swapped for a link to another directory", func(t *testing.T) outcome {
 			dir, file := w.victim(t)

@@ -392,28 +392,28 @@ func IsEntry(name string) bool {
 
 // List returns the names of the entries now in the queue, in order.
 func (q *Queue) List() ([]string, error) {
-	return listDir(q.dir, true)
+	return listDir(q.dir)
 }
 
-// Failed returns the names of the entries in the queue's failed/
-// directory, also those that are not regular files (refused ones: a
-// symbolic link or a FIFO a writer dropped in the queue).
+// Failed returns the names of the regular files in the queue's failed/
+// directory (a refused link or FIFO is there too, but not listed: readers
+// of failed entries never open one).
 func (q *Queue) Failed() ([]string, error) {
-	names, err := listDir(filepath.Join(q.dir, FailedDir), false)
+	names, err := listDir(filepath.Join(q.dir, FailedDir))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	return names, err
 }
 
-func listDir(dir string, regular bool) ([]string, error) {
+func listDir(dir string) ([]string, error) {
 	des, err := os.ReadDir(dir) // sorted by name
 	if err != nil {
 		return nil, sysexits.New(codeOf(err), fmt.Errorf("list queue: %w", err))
 	}
 	names := make([]string, 0, len(des))
 	for _, de := range des {
-		if (de.Type().IsRegular() || !regular && !de.IsDir()) && IsEntry(de.Name()) {
+		if de.Type().IsRegular() && IsEntry(de.Name()) {
 			names = append(names, de.Name())
 		}
 	}

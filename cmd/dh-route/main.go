@@ -14,6 +14,7 @@
 //	dh-route [-c FILE] status                   queue depths, failed entries and
 //	                                            the last decisions
 //	dh-route [-c FILE] migrate                  apply the embedded database migrations
+//	dh-route [-c FILE] prune                    delete the history [retention] lets go, now
 //
 // SIGHUP makes run reload the configuration between two entries; a
 // configuration that does not load is logged and the old one kept.
@@ -26,6 +27,12 @@
 // failed/ unread. A delivery for a deployment whose queue is at a
 // [queues.deployments] limit stays in queues/main (with the ones after it)
 // and is retried with backoff; replay and run --once exit 75 then.
+//
+// run also prunes the history a minute after it starts, then every
+// retention.interval (an hour): deliveries, routes and runs older than
+// [retention] allows, in small batches beside the routing, keeping what
+// the stages still need (docs/operations.md, "Retention"); run --once
+// does not.
 //
 // With status.listen set, run also serves the read-only status page
 // (GET /status, /status.json, /status/logs/NAME/RUN; see pkg/status and
@@ -44,6 +51,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -66,6 +74,7 @@ var app = &cli.App{
 		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
 		{Name: "status", Summary: "print queue depths, failed entries and the last decisions", Run: status},
 		{Name: "migrate", Summary: "apply the embedded database migrations", Run: migrate},
+		{Name: "prune", Summary: "delete the history older than [retention] allows, now", Run: prune},
 	},
 	DefineFlags: func(fs *pflag.FlagSet) {
 		fs.Bool("once", false, "drain queues/main, then exit")
@@ -103,6 +112,12 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 			return err
 		}
 		defer stop()
+	}
+	if !once {
+		ctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); r.PruneEvery(ctx) }()
+		defer func() { cancel(); <-done }()
 	}
 	env.Logger.Info("routing", "queue", cfg.QueuePath(config.MainQueue), "deployments", len(cfg.Deployments), "once", once)
 	defer env.Ready("routing " + cfg.QueuePath(config.MainQueue))()
@@ -153,11 +168,13 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "QUEUE\tDEPTH\tOLDEST\tFAILED")
 	var failures []queue.Failure
+	var unreadable []string
 	for _, name := range append([]string{config.MainQueue}, cfg.DeploymentNames()...) {
 		q := queue.Open(cfg.QueuePath(name))
 		s, err := q.Stats()
 		if err != nil {
-			fmt.Fprintf(w, "%s\t-\t-\t-\t(%v)\n", name, err)
+			fmt.Fprintf(w, "%s\t-\t-\t-\n", name)
+			unreadable = append(unreadable, fmt.Sprintf("queue %s: %v", name, err))
 			continue
 		}
 		fmt.Fprintf(w, "%s\t%d\t%s\t%d\n", name, s.Depth, cli.Stamp(s.Oldest), s.Failed)
@@ -171,6 +188,9 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 		}
 	}
 	w.Flush()
+	for _, u := range unreadable {
+		fmt.Fprintln(env.Stdout, u)
+	}
 	if len(failures) > 0 {
 		fmt.Fprintln(env.Stdout, "\nFailed entries:")
 		w = tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
@@ -198,6 +218,19 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 			cli.Dash(r.Repository), cli.Dash(r.Ref), r.Status, cli.Dash(r.Reason), cli.Dash(strings.Join(r.Deployments, ",")))
 	}
 	return w.Flush()
+}
+
+func prune(ctx context.Context, env *cli.Env, _ []string) error {
+	cfg, st, err := store.Load(ctx, env.Config)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	start := time.Now()
+	p, err := route.New(cfg, st, route.Options{Logger: env.Logger}).Prune(ctx)
+	fmt.Fprintf(env.Stdout, "pruned %d deliveries, %d routes, %d runs in %s\n", p.Events, p.Routes, p.Runs,
+		time.Since(start).Round(time.Millisecond))
+	return err
 }
 
 func migrate(ctx context.Context, env *cli.Env, _ []string) error {

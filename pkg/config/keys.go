@@ -114,6 +114,7 @@ var tables = []struct {
 	{"[status]", reflect.TypeFor[Status]()},
 	{"[queues]", reflect.TypeFor[Queues]()},
 	{"[queues.main]", reflect.TypeFor[QueueLimits]()},
+	{"[retention]", reflect.TypeFor[Retention]()},
 	{"[deployments.NAME]", reflect.TypeFor[Deployment]()},
 	{"a sites rule", reflect.TypeFor[SiteRule]()},
 }

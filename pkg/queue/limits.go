@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -161,9 +162,21 @@ func count(dir string) (entries, bytes int64, err error) {
 }
 
 // add counts an entry this handle published.
-func (b *backlog) add(size int) {
+func (b *backlog) add(size int64) {
 	b.mu.Lock()
 	b.entries++
-	b.bytes += int64(size)
+	b.bytes += size
 	b.mu.Unlock()
+}
+
+// countingWriter counts the bytes a streamed entry (Item.Write) stages.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }

@@ -3,7 +3,6 @@ package queue
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"time"
@@ -167,16 +166,4 @@ func (b *backlog) add(size int64) {
 	b.entries++
 	b.bytes += size
 	b.mu.Unlock()
-}
-
-// countingWriter counts the bytes a streamed entry (Item.Write) stages.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }

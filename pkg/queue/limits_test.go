@@ -2,6 +2,7 @@ package queue
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,6 +51,19 @@ func TestRoom(t *testing.T) {
 	publish(t, q, strings.Repeat("x", 100))
 	if err := q.Room(); !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "bytes waiting") {
 		t.Errorf("Room() over max_bytes = %v; want ErrFull naming the bytes", err)
+	}
+	// A streamed entry (Item.Write) counts its bytes too.
+	q.SetLimits(Limits{MaxBytes: 1 << 20})
+	q.Room()
+	r := PublishAll([]Item{{Queue: q, Write: func(w io.Writer) error {
+		_, err := w.Write(make([]byte, 1<<20))
+		return err
+	}}})[0]
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if err := q.Room(); !errors.Is(err, ErrFull) {
+		t.Errorf("Room() after streaming 1 MiB at max_bytes 1 MiB = %v; want ErrFull", err)
 	}
 	q.SetLimits(Limits{MinFreeBytes: 1 << 62})
 	if err := q.Room(); !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "below the floor") {

@@ -314,12 +314,13 @@ func (p *pending) stage() {
 // syncs it (durable.Stage).
 func (p *pending) stageFile(tmp string) error {
 	if p.write != nil {
-		return durable.StageFunc(tmp, EntryPerm, func(w io.Writer) error {
-			c := &countingWriter{w: w}
-			err := p.write(c)
-			p.size = c.n
+		if err := durable.StageFunc(tmp, EntryPerm, p.write); err != nil {
 			return err
-		})
+		}
+		if fi, err := os.Lstat(tmp); err == nil {
+			p.size = fi.Size()
+		}
+		return nil
 	}
 	p.size = int64(len(p.data))
 	return durable.Stage(tmp, p.data, EntryPerm)

@@ -435,21 +435,10 @@ func safeCall(ctx context.Context, h Handler, e *Entry) (err error) {
 // failed/ directory is removed together with its sidecar; any other file is
 // left where it is.
 func Replay(ctx context.Context, path string, h Handler) error {
-	dir, err := os.Open(filepath.Dir(path))
+	e, err := ReadEntry(path)
 	if err != nil {
 		return sysexits.New(sysexits.DataErr, fmt.Errorf("replay: %w", err))
 	}
-	// Opened and checked as the consumer does, but from anyone: the
-	// operator chose the file.
-	e, err := readEntry(dir, filepath.Base(path), func(int) bool { return true })
-	dir.Close()
-	if err == errGone {
-		err = sysexits.Errorf(sysexits.DataErr, "replay: %s: no such file", path)
-	}
-	if err != nil {
-		return sysexits.New(sysexits.DataErr, fmt.Errorf("replay: %w", err))
-	}
-	e.Path = path
 	if err := safeCall(ctx, h, e); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"path/filepath"
 	"slices"
 	"strconv"
 
@@ -153,6 +154,27 @@ func readEntry(dir *os.File, name string, writer func(uid int) bool) (*Entry, er
 		return nil, fmt.Errorf("read entry %s: %w", name, err)
 	}
 	return &Entry{Name: name, Path: f.Name(), Data: data, Owner: uid}, nil
+}
+
+// ReadEntry reads the entry file path as a consumer does (readEntry),
+// from whoever owns it: for a replay, and for a publisher that looks into
+// a queue whose consumer, a less trusted user, could have put a link or a
+// FIFO there (dh-route's Holds). A missing file wraps os.ErrNotExist.
+func ReadEntry(path string) (*Entry, error) {
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	e, err := readEntry(dir, filepath.Base(path), func(int) bool { return true })
+	if err == errGone {
+		return nil, &os.PathError{Op: "open", Path: path, Err: os.ErrNotExist}
+	}
+	if err != nil {
+		return nil, err
+	}
+	e.Path = path
+	return e, nil
 }
 
 // writers is the test Options.Writers turns into: root, the consumer's

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -241,4 +242,24 @@ func TestWriterCannotTurnQueueAgainstConsumer(t *testing.T) {
 		}
 		r.unharmed(t)
 	})
+}
+
+// ReadEntry (replays, dh-route looking into a deployment queue) refuses a
+// link and a FIFO at once, without following or blocking on them.
+func TestReadEntryRefusesLinkAndFIFO(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ok.json"), []byte(`{}`), 0o640)
+	os.Symlink("ok.json", filepath.Join(dir, "link.json"))
+	syscall.Mkfifo(filepath.Join(dir, "fifo.json"), 0o640)
+	if e, err := ReadEntry(filepath.Join(dir, "ok.json")); err != nil || string(e.Data) != `{}` || e.Owner != os.Geteuid() {
+		t.Errorf("ReadEntry(ok.json) = %+v, %v; want its data and owner", e, err)
+	}
+	for _, name := range []string{"link.json", "fifo.json"} {
+		if _, err := ReadEntry(filepath.Join(dir, name)); !errors.Is(err, ErrRefused) {
+			t.Errorf("ReadEntry(%s) = %v; want ErrRefused", name, err)
+		}
+	}
+	if _, err := ReadEntry(filepath.Join(dir, "gone.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ReadEntry(gone.json) = %v; want os.ErrNotExist", err)
+	}
 }

@@ -585,13 +585,16 @@ func Holds(q *queue.Queue, delivery, deployment string) (bool, error) {
 	}
 	needle := []byte(`"delivery":` + quote(delivery))
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if errors.Is(err, os.ErrNotExist) {
-			continue // consumed meanwhile
-		}
-		if err != nil {
+		// Read as a consumer reads: the queue's owner (the deployment's
+		// user) could have put a link or a FIFO where an entry was.
+		e, err := queue.ReadEntry(p)
+		switch {
+		case errors.Is(err, os.ErrNotExist), errors.Is(err, queue.ErrRefused):
+			continue // consumed meanwhile, or not an entry
+		case err != nil:
 			return false, sysexits.New(sysexits.IOErr, fmt.Errorf("read %s: %w", p, err))
 		}
+		data := e.Data
 		if !bytes.Contains(data, needle) {
 			continue
 		}

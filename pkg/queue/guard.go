@@ -73,11 +73,11 @@ func openOwnDir(parent *os.File, name string) (*os.File, error) {
 		return nil, tampered(shown, "is a directory owned by "+userName(int(st.Uid))+", not by the consumer "+userName(os.Geteuid()))
 	}
 	if st.Mode&unix.S_ISVTX == 0 {
-		// An install from before the sticky bit: the owner may add it.
-		if err := unix.Fchmod(fd, st.Mode&0o7777|unix.S_ISVTX); err != nil {
-			d.Close()
-			return nil, sysexits.New(codeOf(err), fmt.Errorf("add the sticky bit to %s: %w", shown, err))
-		}
+		// An install from before the sticky bit: the owner may add it. A
+		// unit with RestrictSUIDSGID= refuses a chmod that keeps setgid;
+		// then systemd-tmpfiles (docs/operations.md, Upgrading) adds it,
+		// and the checks here hold meanwhile.
+		unix.Fchmod(fd, st.Mode&0o7777|unix.S_ISVTX)
 	}
 	return d, nil
 }

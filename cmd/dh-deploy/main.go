@@ -191,7 +191,7 @@ func run(ctx context.Context, env *cli.Env, args []string) error {
 	}
 	// The queue's wake pipe and a look at its directory every Poll, not
 	// fsnotify: no inotify instance per worker (queue.WakeFile).
-	return c.RunBatch(ctx, handle, queue.Options{Once: once, Logger: env.Logger, Poll: WorkerPoll})
+	return c.RunBatch(ctx, handle, queue.Options{Once: once, Writers: hup.Writers(args[0]), Logger: env.Logger, Poll: WorkerPoll})
 }
 
 func replay(ctx context.Context, env *cli.Env, args []string) error {

@@ -79,9 +79,24 @@ func (q *Queue) newWaker() (*waker, error) {
 		pipe, err = os.OpenFile(path, os.O_RDWR|syscall.O_NOFOLLOW, 0)
 	}
 	if err == nil {
-		if fi, serr := pipe.Stat(); serr != nil || fi.Mode().Type() != os.ModeNamedPipe {
+		// Only the consumer's own pipe: one a writer put there first (the
+		// sticky queue directory keeps it from replacing the consumer's)
+		// is not used, and the directory check alone wakes the consumer.
+		// (Stat, not Fd: Fd would make reads blocking, and Close could no
+		// longer end the reader.)
+		var st *syscall.Stat_t
+		if fi, serr := pipe.Stat(); serr == nil && fi.Mode().Type() == os.ModeNamedPipe {
+			st, _ = fi.Sys().(*syscall.Stat_t)
+		}
+		switch {
+		case st == nil:
+			err = fmt.Errorf("%s is not a named pipe", path)
+		case int(st.Uid) != os.Geteuid():
+			err = fmt.Errorf("%s belongs to another user; remove it", path)
+		}
+		if err != nil {
 			pipe.Close()
-			pipe, err = nil, fmt.Errorf("%s is not a named pipe", path)
+			pipe = nil
 		}
 	}
 	if err != nil {

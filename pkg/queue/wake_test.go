@@ -3,6 +3,7 @@ package queue
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -44,4 +45,17 @@ func TestWakeIsOnlyAHint(t *testing.T) {
 	for range 100_000 / 512 { // no reader now: ENXIO
 		q.Wake()
 	}
+	// A pipe another user made first is not the consumer's: it is not
+	// read (the directory check still wakes the consumer).
+	if err := os.Chown(path, 65534, 65534); err != nil {
+		t.Fatalf("chown the pipe (the test needs root): %v", err)
+	}
+	w, err = q.newWaker()
+	if err == nil || !strings.Contains(err.Error(), "another user") {
+		t.Errorf("newWaker() with another user's pipe = %v; want an error saying so", err)
+	}
+	if w.pipe != nil {
+		t.Errorf("newWaker() reads another user's pipe")
+	}
+	w.close()
 }

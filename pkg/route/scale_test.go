@@ -59,7 +59,9 @@ func BenchmarkRouteDeployments(b *testing.B) {
 			kind := map[bool]string{true: "followed", false: "unfollowed"}[followed]
 			b.Run(fmt.Sprintf("%s/deployments=%d", kind, n), func(b *testing.B) {
 				r := newRig(b, url)
-				r.writeConfig(b, manyDeployments(n))
+				// At 1 deployment every push goes to one queue: more than
+				// its default limit.
+				r.writeConfig(b, manyDeployments(n)+"[queues.deployments]\nmax_entries = 0\n")
 				cfg, err := config.Load(r.file)
 				if err != nil {
 					b.Fatal(err)

@@ -9,7 +9,10 @@
 //	dh-deploy [-c FILE] replay FILE                  handle one entry in the foreground
 //	dh-deploy [-c FILE] deploy NAME [--commit SHA] [--ref REF] [--force]
 //	                                                 deploy now, by hand
-//	dh-deploy [-c FILE] rollback NAME [--force]      redeploy the commit before the live one (again: further back)
+//	dh-deploy [-c FILE] rollback NAME [--to RUN|COMMIT] [--force]
+//	                                                 make the commit before the live one live again
+//	                                                 (again: further back); a kept release is switched
+//	                                                 to without building
 //	dh-deploy [-c FILE] pause NAME|--all [--reason R] hold NAME's (or every) queue
 //	dh-deploy [-c FILE] resume NAME|--all            end the pause
 //	dh-deploy [-c FILE] history NAME [-n N] [--json] the runs, newest first
@@ -65,7 +68,8 @@ var app = &cli.App{
 		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
 		{Name: "deploy", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"commit", "ref", "force"},
 			Summary: "deploy now, by hand: the tip of the ref, or a given commit on it", Run: manual},
-		{Name: "rollback", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"force"}, Summary: "redeploy the commit before the live one; repeated, walk further back", Run: rollback},
+		{Name: "rollback", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"to", "force"},
+			Summary: "make the commit before the live one live again; repeated, walk further back", Run: rollback},
 		{Name: "pause", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all", "reason"},
 			Summary: "hold the deployment's queue (or every one) until resume", Run: pauseCmd},
 		{Name: "resume", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all"}, Summary: "end a pause", Run: resumeCmd},
@@ -77,6 +81,7 @@ var app = &cli.App{
 		fs.Bool("once", false, "drain the queue, then exit")
 		fs.Bool("wait", false, "wait for another worker of the queue to stop instead of exiting")
 		fs.String("commit", "", "the commit to deploy (it must be on the ref)")
+		fs.String("to", "", "rollback: the succeeded `RUN|COMMIT` to go back to (default: the one before the live one)")
 		fs.String("ref", "", "the ref to deploy or verify against, refs/heads/X or refs/tags/X (default: the first branch followed)")
 		fs.IntP("limit", "n", 20, "how many runs to print (0: all)")
 		fs.Bool("json", false, "print JSON, one run per line")
@@ -207,7 +212,8 @@ func rollback(ctx context.Context, env *cli.Env, args []string) error {
 	}
 	defer done()
 	force, _ := env.Flags.GetBool("force")
-	r, err := w.Rollback(ctx, force)
+	to, _ := env.Flags.GetString("to")
+	r, err := w.Rollback(ctx, deploy.RollbackOptions{Force: force, To: to})
 	return report(env, r, err)
 }
 

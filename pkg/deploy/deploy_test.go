@@ -390,7 +390,7 @@ func TestNoRollBackButForcePushAndManual(t *testing.T) {
 	if err != nil || run.State != store.RunSucceeded || r.head() != c1 {
 		t.Fatalf("manual deploy of c1 = %+v, %v, head %s; want c1 deployed", run, err, r.head())
 	}
-	run, err = w.Rollback(ctx, false)
+	run, err = w.Rollback(ctx, deploy.RollbackOptions{})
 	if err != nil || run.Commit != c3 || run.Trigger != deploy.TriggerRollback || r.head() != c3 {
 		t.Fatalf("Rollback() = %+v, %v, head %s; want c3 again", run, err, r.head())
 	}
@@ -854,12 +854,12 @@ func TestRollbackWalksBack(t *testing.T) {
 	defer w.Close()
 	ctx := context.Background()
 	for _, want := range []string{c[1], c[0]} {
-		run, err := w.Rollback(ctx, false)
+		run, err := w.Rollback(ctx, deploy.RollbackOptions{})
 		if err != nil || run.Commit != want || run.State != store.RunSucceeded || r.head() != want {
 			t.Fatalf("Rollback() = %+v, %v, head %s; want %s", run, err, r.head(), want)
 		}
 	}
-	if run, err := w.Rollback(ctx, false); !sysexits.Is(err, sysexits.Unavailable) {
+	if run, err := w.Rollback(ctx, deploy.RollbackOptions{}); !sysexits.Is(err, sysexits.Unavailable) {
 		t.Errorf("Rollback() at the first commit = %+v, %v; want Unavailable", run, err)
 	}
 	// A new deploy of c2 is the live place again: rollback walks back
@@ -870,7 +870,7 @@ func TestRollbackWalksBack(t *testing.T) {
 		t.Fatalf("deploy of %s = %+v, %v", c[2], run, err)
 	}
 	for _, want := range []string{c[1], c[0]} {
-		run, err := w.Rollback(ctx, false)
+		run, err := w.Rollback(ctx, deploy.RollbackOptions{})
 		if err != nil || run.Commit != want || r.head() != want {
 			t.Fatalf("Rollback() after redeploying c2 = %+v, %v; want %s", run, err, want)
 		}

@@ -45,10 +45,19 @@ type rig struct {
 	n      int
 }
 
+// inPlace says whether the tests run with strategy "in-place"
+// (DH_TEST_STRATEGY=in-place go test ./pkg/deploy: today's behaviour)
+// rather than the default, "releases".
+var inPlace = os.Getenv("DH_TEST_STRATEGY") == config.StrategyInPlace
+
 // newRig writes a configuration whose deployment table is
-// "[deployments.app]" + the common keys + extra.
+// "[deployments.app]" + the common keys + extra (+ strategy = "in-place"
+// with DH_TEST_STRATEGY=in-place, unless extra names a strategy).
 func newRig(t *testing.T, extra string) *rig {
 	t.Helper()
+	if inPlace && !strings.Contains(extra, "strategy") {
+		extra += "\nstrategy = \"in-place\"\n"
+	}
 	testenv.Command(t, "git")
 	r := &rig{t: t, dir: t.TempDir(), url: storetest.NewMigrated(t)}
 	r.remote = filepath.Join(r.dir, "remote.git")
@@ -221,7 +230,11 @@ func TestPushDeploys(t *testing.T) {
 		t.Fatalf("drain = %v", err)
 	}
 	checkout := filepath.Join(r.dir, "checkout")
-	want := fmt.Sprintf("one app acme/app refs/heads/main %s d-1 prev= hello world v1\ntwo %s\n", first, checkout)
+	workDir := checkout // where the steps run
+	if !inPlace {
+		workDir = filepath.Join(r.dir, "checkout.releases", deploy.ReleaseName(r.runs()[0].ID, first))
+	}
+	want := fmt.Sprintf("one app acme/app refs/heads/main %s d-1 prev= hello world v1\ntwo %s\n", first, workDir)
 	if got := r.readTrace(); got != want {
 		t.Errorf("steps wrote %q; want %q", got, want)
 	}

@@ -389,7 +389,8 @@ func (r *run) revert(ctx context.Context, what string, cause error, live, previo
 		msg = fmt.Sprintf("%s failed; reverted to %s", what, previous)
 		r.out.Line("switched %s back to %s", d.Path, live)
 		r.dir = live
-		r.extraEnv = []string{"DH_RELEASE_DIR=" + live, "DH_PREVIOUS_RELEASE_DIR=" + failed}
+		r.extraEnv = []string{"DH_RELEASE_DIR=" + live, "DH_PREVIOUS_RELEASE_DIR=" + failed,
+			"DH_COMMIT=" + previous, "DH_PREVIOUS_COMMIT=" + r.req.Commit}
 		if err := r.activate(context.WithoutCancel(ctx)); err != nil {
 			msg += fmt.Sprintf(" (its activation failed: %v)", err)
 		}

@@ -50,7 +50,8 @@ lint: ## gofmt, go vet, staticcheck
 # that two runs compare; docs/development.md says what each one measures.
 # PACKAGE:BENCHMARK:BENCHTIME, run in this order; 2 to 6 minutes in all.
 BENCHES     := ./pkg/receive:BenchmarkReceive:1000x ./pkg/route:BenchmarkRouteBacklog:1x \
-               ./pkg/demo:BenchmarkPushToStep:1x ./pkg/demo:BenchmarkDaemons:5x
+               ./pkg/demo:BenchmarkPushToStep:1x ./pkg/demo:BenchmarkDaemons:5x \
+               ./pkg/deploy:BenchmarkPrepareRelease:5x
 BENCH_COUNT ?= 1
 BENCH_OUT   ?= bin/bench-$(VERSION).txt
 

@@ -14,7 +14,8 @@
 // drain quiet and beside the writer, with their ratio
 // (BenchmarkRouteBacklog), the end-to-end latency (BenchmarkPushToStep),
 // and each daemon's start-up time and idle and peak memory
-// (BenchmarkDaemons, and BenchmarkPushToStep's peaks). A figure that is
+// (BenchmarkDaemons, and BenchmarkPushToStep's peaks), and the time to
+// prepare a release beside a plain checkout (BenchmarkPrepareRelease). A figure that is
 // missing prints as "-". With -count above 1 each figure is the median of
 // the runs. Columns are fixed-width, so that two reports compare with
 // diff. Exit status: 0 ok, 1 the file is unreadable, 64 usage.
@@ -197,6 +198,18 @@ func report(w io.Writer, file string, res *results) {
 		fmt.Fprintf(w, "  %-22s %s %s %s\n", d, res.cell(10, 1, daemons+"/"+name, "start-ms"),
 			res.cell(12, 1, daemons+"/"+name, "idle-RSS-MB"), res.cell(12, 1, push, name+"-peak-RSS-MB"))
 	}
+
+	const release = "BenchmarkPrepareRelease"
+	fmt.Fprintf(w, "\nReleases: preparing a release of a 10,000-file repository (a worktree of the\n")
+	fmt.Fprintf(w, "bare mirror, a shared path linked) beside a plain git checkout of the same commit\n")
+	fmt.Fprintf(w, "into an empty directory, the floor %s\n", res.runs(release))
+	fmt.Fprintf(w, "  %-22s %s\n", "floor ms", res.cell(10, 1, release, "floor-ms"))
+	fmt.Fprintf(w, "  %-22s %s\n", "release ms", res.cell(10, 1, release, "release-ms"))
+	x := fmt.Sprintf("%10s", "-")
+	if v, ok := res.get(release, "x-floor"); ok {
+		x = fmt.Sprintf("%9.2fx", v)
+	}
+	fmt.Fprintf(w, "  %-22s %s (target <= 1.30x)\n", "release vs floor", x)
 
 	fmt.Fprintf(w, "\nCompare two runs: diff -u two reports, or benchstat on the raw files (its\n")
 	fmt.Fprintf(w, "significance test wants make bench BENCH_COUNT=6 or more, six times as long):\n")

@@ -21,6 +21,8 @@ BenchmarkRouteBacklog/quiet-2      	       1	      2000 deliveries/s	        50.
 BenchmarkRouteBacklog/writer-2     	       1	      1500 deliveries/s	        52.0 peak-RSS-MB
 pkg: github.com/dh-deployer/dh-deployer/pkg/demo
 BenchmarkDaemons/dh-cert-2            	       5	         9.914 idle-RSS-MB	       127.0 start-ms
+pkg: github.com/dh-deployer/dh-deployer/pkg/deploy
+BenchmarkPrepareRelease-2   	      10	      6952 floor-ms	      5338 release-ms	         0.7678 x-floor
 `
 
 // The report shows each figure (the median of repeated runs) in its row,
@@ -45,6 +47,8 @@ func TestReport(t *testing.T) {
 		"  deliveries/s                 2000       1500\n",
 		"  writer vs quiet            0.75x (target >= 0.70x)\n",
 		"  dh-cert run                 127.0          9.9            -\n",
+		"  release ms                 5338.0\n",
+		"  release vs floor            0.77x (target <= 1.30x)\n",
 	} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)

@@ -35,7 +35,7 @@ func (d *Deployment) releaseDefaults(defined func(key ...string) bool) {
 	if d.Strategy != StrategyReleases {
 		return
 	}
-	if d.ReleasesDir == "" && d.Path != "" {
+	if d.ReleasesDir == "" && filepath.IsAbs(d.Path) {
 		d.ReleasesDir = d.Path + ".releases"
 	}
 	if d.KeepReleases == 0 && !defined("deployments", d.Name, "keep_releases") {
@@ -88,7 +88,8 @@ func (d *Deployment) validateRelease(ck *checker, key func(...string) []string) 
 		}
 		return
 	}
-	if ck.absPath(key("releases_dir"), d.ReleasesDir) {
+	// Without releases_dir, path is invalid and said so.
+	if d.ReleasesDir != "" && ck.absPath(key("releases_dir"), d.ReleasesDir) {
 		switch c := filepath.Clean(d.ReleasesDir); {
 		case c != d.ReleasesDir:
 			ck.add(key("releases_dir"), "must be clean")

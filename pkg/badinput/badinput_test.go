@@ -737,6 +737,10 @@ func TestCatalogue(t *testing.T) {
 			return runTool(t, w.badConfig(t, "\n[deployments.more-sites]\nkind = \"nginx\"\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"+
 				"sites = [{ rule = \"include\", select = [\"../etc/passwd\"] }]\n"))
 		}, outcome{0, sysexits.Config, `config.toml:%LINE+7%: deployments.more-sites.sites[0]: bad site name or pattern "../etc/passwd" in select`}, ""},
+		{"config sharing ../etc into releases", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[deployments.web]\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"+
+				"shared = [\"../etc\"]\n"))
+		}, outcome{0, sysexits.Config, `config.toml:%LINE+6%: deployments.web.shared[0]: "../etc" must be a clean relative path inside the release`}, ""},
 	}
 
 	// %LINE+N% in a want is the Nth line of what badConfig appends.

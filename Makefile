@@ -39,6 +39,7 @@ test: deps build ## run every test against real components
 	@unformatted=$$(gofmt -l cmd pkg sql); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+	DH_TEST_STRATEGY=in-place $(GO) test -count=1 ./pkg/deploy   # the deploy tests again, strategy "in-place"
 
 lint: ## gofmt, go vet, staticcheck
 	@test -z "$$(gofmt -l cmd pkg sql)" || { gofmt -l cmd pkg sql; exit 1; }

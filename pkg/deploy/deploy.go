@@ -598,11 +598,16 @@ func (w *Worker) Rollback(ctx context.Context, opts RollbackOptions) (store.Run,
 		return store.Run{}, sysexits.Errorf(sysexits.Unavailable, "%s has no earlier successful commit to roll back to", w.d.Name)
 	}
 	r := ok[t]
+	// (In place, rolling back to the checked-out commit rebuilds it, which
+	// mends a checkout a failed run left half-built.)
+	if live, _, err := w.live(ctx); w.d.Releases() && err == nil && live == r.Commit {
+		return store.Run{}, sysexits.Errorf(sysexits.Unavailable, "%s is already live at %s (run %d)", w.d.Name, r.Commit, r.ID)
+	}
 	w.log.Info("rolling back", "from", ok[len(ok)-1].Commit, "to", r.Commit, "run", r.ID)
 	req := Request{Delivery: ManualID(TriggerRollback), Trigger: TriggerRollback,
 		Ref: r.Ref, Commit: r.Commit, AllowOlder: true, Force: opts.Force}
 	if w.d.Releases() {
-		if req.release = w.releaseOf(ctx, r); req.release == "" {
+		if req.release = w.releaseOf(ctx, ok, t); req.release == "" {
 			w.log.Info("the release is no longer kept; building it again", "commit", r.Commit, "run", r.ID)
 		}
 	}

@@ -516,21 +516,22 @@ func (w *Worker) prune(ctx context.Context, live, previous string) {
 	}
 }
 
-// releaseOf returns the kept release of a succeeded run, or "": the one
-// it built, else one of the same commit.
-func (w *Worker) releaseOf(ctx context.Context, run store.Run) string {
+// releaseOf returns the kept release of ok[i], a succeeded run, or "":
+// the one it built, else one of the same commit that another of the
+// succeeded runs ok built (never a failed build's).
+func (w *Worker) releaseOf(ctx context.Context, ok []store.Run, i int) string {
+	run := ok[i]
 	dir := filepath.Join(w.d.ReleasesDir, ReleaseName(run.ID, run.Commit))
 	if _, err := os.Stat(dir); err == nil {
 		return dir
 	}
-	names, _ := readNames(w.d.ReleasesDir, -1)
-	slices.Sort(names)
-	for _, n := range slices.Backward(names) {
-		if m := releaseName.FindStringSubmatch(n); m != nil && m[2] == run.Commit[:12] {
-			dir := filepath.Join(w.d.ReleasesDir, n)
-			if c, err := w.worktree(dir).Head(ctx); err == nil && c == run.Commit {
-				return dir
-			}
+	for j := len(ok) - 1; j >= 0; j-- {
+		if ok[j].Commit != run.Commit {
+			continue
+		}
+		dir := filepath.Join(w.d.ReleasesDir, ReleaseName(ok[j].ID, ok[j].Commit))
+		if c, err := w.worktree(dir).Head(ctx); err == nil && c == run.Commit {
+			return dir
 		}
 	}
 	return ""

@@ -239,6 +239,10 @@ keep_releases = 3`)
 	if err != nil || run.Commit != c[2] || r.head() != c[2] {
 		t.Fatalf("Rollback(--to %s) = %+v, %v; want %s", c[2][:8], run, err, c[2])
 	}
+	if _, err := w.Rollback(ctx, deploy.RollbackOptions{To: c[2]}); !sysexits.Is(err, sysexits.Unavailable) ||
+		!strings.Contains(err.Error(), "already live") {
+		t.Errorf("Rollback(--to the live commit) = %v; want Unavailable, already live", err)
+	}
 	for _, to := range []string{"999999", "deadbeef", "zz"} {
 		if _, err := w.Rollback(ctx, deploy.RollbackOptions{To: to}); !sysexits.Is(err, sysexits.Unavailable) {
 			t.Errorf("Rollback(--to %s) = %v; want Unavailable", to, err)

@@ -1,7 +1,11 @@
 // dh-deploy runs the deployments of dh-deployer: one worker per deployment
 // queue (the systemd template instance dh-deploy@NAME), which fetches and
-// verifies the pushed commit, checks it out, runs the deployment's build
-// steps and records the run. docs/deploy.md has the rules.
+// verifies the pushed commit, builds it in a release directory of its own
+// (strategy "releases", the default; "in-place" checks out and builds in
+// path), switches path to it atomically once every step succeeded, runs
+// the activate steps and the health check (switching back if they fail),
+// and records the run. rollback switches back to a kept release without
+// building. docs/deploy.md has the rules.
 //
 // Usage:
 //

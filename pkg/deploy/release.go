@@ -198,20 +198,21 @@ func (r *run) prepare(ctx context.Context, dir, live string) error {
 
 // linkShared makes p in the release a symbolic link to
 // <releases_dir>/shared/p. A shared path that does not exist yet is made
-// from the release's own p (the first release seeds it) or, if the
-// release has none, as an empty directory. What the release had at p is
+// from the release's own p, a file or a directory (the first release
+// seeds it), or else as an empty directory. What the release had at p is
 // replaced by the link.
 func (r *run) linkShared(root *os.Root, dir, p string) error {
 	shared := filepath.Join(r.w.d.SharedDir(), p)
 	if err := root.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	_, inRelease := root.Lstat(p)
+	fi, err := root.Lstat(p)
+	seed := err == nil && (fi.Mode().IsRegular() || fi.IsDir()) // never a link the repository made
 	if _, err := os.Lstat(shared); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(filepath.Dir(shared), 0o755); err != nil {
 			return err
 		}
-		if inRelease == nil {
+		if seed {
 			// root.MkdirAll resolved p's parent inside the release.
 			if err := os.Rename(filepath.Join(dir, p), shared); err != nil {
 				return err

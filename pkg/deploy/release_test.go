@@ -412,6 +412,22 @@ shared = ["data/uploads"]`)
 	}
 }
 
+// A committed symbolic link at a shared path never seeds it: the shared
+// path starts as an empty directory instead.
+func TestSharedNotSeededFromLink(t *testing.T) {
+	t.Parallel()
+	r := newReleaseRig(t, `shared = [".env"]`)
+	if err := os.Symlink("/etc/hostname", filepath.Join(r.work, ".env")); err != nil {
+		t.Fatal(err)
+	}
+	if _, run := r.push(nil); run.State != store.RunSucceeded {
+		t.Fatalf("run %+v", run)
+	}
+	if fi, err := os.Lstat(filepath.Join(r.releasesDir(), "shared", ".env")); err != nil || !fi.IsDir() {
+		t.Errorf("shared/.env: %v, %v; want an empty directory, not the committed link", fi, err)
+	}
+}
+
 // An in-place checkout at path is migrated on the first run with
 // strategy releases: path becomes a link, the old checkout the previous
 // release, and rollback switches back to it without a build.

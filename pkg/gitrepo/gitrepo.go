@@ -5,6 +5,9 @@
 // The checkout is an ordinary git working tree that mirrors one remote,
 // origin. Its HEAD is either unborn (nothing deployed yet) or detached at
 // the deployed commit; it has no local branches of its own.
+// A Bare Repo is instead a bare mirror of origin (dh-deploy's releases):
+// Sync fetches into it the same way, and AddWorktree makes working trees
+// of it, each detached at one commit.
 //
 // Guarantees:
 //

@@ -407,6 +407,13 @@ func (w *Worker) switchTo(dir string, r *run) (string, error) {
 	p := w.d.Path
 	parent := filepath.Dir(p)
 	tmp := filepath.Join(parent, "."+filepath.Base(p)+".dh-deploy-switch")
+	if fi, err := os.Lstat(tmp); err == nil && fi.IsDir() {
+		// A migration killed between the exchange and the move: the old
+		// checkout still waits here to become a release.
+		if _, err := w.keepOld(tmp, r); err != nil {
+			return "", err
+		}
+	}
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", err
 	}
@@ -429,7 +436,6 @@ func (w *Worker) switchTo(dir string, r *run) (string, error) {
 // among the releases, named after the last succeeded run of its commit.
 func (w *Worker) migrate(tmp string, r *run) (string, error) {
 	p := w.d.Path
-	commit, _ := w.worktree(p).Head(context.Background())
 	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, p, unix.RENAME_EXCHANGE); err != nil {
 		os.Remove(tmp)
 		return "", fmt.Errorf("exchange %s with the link: %w", p, err)
@@ -438,9 +444,17 @@ func (w *Worker) migrate(tmp string, r *run) (string, error) {
 		return "", err
 	}
 	// tmp is now the old directory.
-	if names, err := readNames(tmp, 1); err == nil && len(names) == 0 {
-		return "", os.Remove(tmp)
+	return w.keepOld(tmp, r)
+}
+
+// keepOld moves the old in-place checkout old among the releases, named
+// after the last succeeded run of its commit, and returns where; an empty
+// directory is removed instead.
+func (w *Worker) keepOld(old string, r *run) (string, error) {
+	if names, err := readNames(old, 1); err == nil && len(names) == 0 {
+		return "", os.Remove(old)
 	}
+	commit, _ := w.worktree(old).Head(context.Background())
 	var id int64
 	if commit != "" {
 		runs, _ := w.st.ListRuns(context.Background(), w.d.Name, 0)
@@ -454,8 +468,8 @@ func (w *Worker) migrate(tmp string, r *run) (string, error) {
 		commit = "000000000000"
 	}
 	dst := filepath.Join(w.d.ReleasesDir, ReleaseName(id, commit))
-	if err := os.Rename(tmp, dst); err != nil {
-		return "", fmt.Errorf("move the in-place checkout %s (now %s) to %s: %w", p, tmp, dst, err)
+	if err := os.Rename(old, dst); err != nil {
+		return "", fmt.Errorf("move the in-place checkout (now %s) to %s: %w", old, dst, err)
 	}
 	if err := durable.SyncDir(w.d.ReleasesDir); err != nil {
 		return "", err

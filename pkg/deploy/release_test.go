@@ -464,6 +464,32 @@ steps = [["sh", "-c", "echo build $DH_COMMIT >> $TRACE"]]`)
 	}
 }
 
+// A migration killed between the exchange and the move left the old
+// checkout beside path: the next switch keeps it as a release.
+func TestMigrationResumed(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, `strategy = "in-place"`)
+	first, run1 := r.push(nil)
+	// What the exchange leaves: the link at path (to a release that the
+	// next run replaces), the old checkout at the temporary name.
+	if err := os.Rename(r.path(), filepath.Join(r.dir, ".checkout.dh-deploy-switch")); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := os.ReadFile(r.file)
+	os.WriteFile(r.file, []byte(strings.Replace(string(doc), `strategy = "in-place"`, `strategy = "releases"`, 1)), 0o600)
+	var err error
+	if r.cfg, err = config.Load(r.file); err != nil {
+		t.Fatal(err)
+	}
+	second, run2 := r.push(map[string]string{"x": "1"})
+	if run2.State != store.RunSucceeded || r.head() != second {
+		t.Fatalf("run %+v, head %s", run2, r.head())
+	}
+	if got, want := r.releases(), []string{deploy.ReleaseName(run1.ID, first), deploy.ReleaseName(run2.ID, second)}; !slices.Equal(got, want) {
+		t.Errorf("releases %v; want %v", got, want)
+	}
+}
+
 // A directory at path that dh-deploy did not make is never taken over.
 func TestReleasesRefuseForeignPath(t *testing.T) {
 	t.Parallel()

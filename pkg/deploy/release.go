@@ -45,6 +45,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -567,6 +568,7 @@ func (r *run) switchBack(ctx context.Context, dir string) (store.Run, error) {
 	if err != nil {
 		return r.rec, err
 	}
+	r.note = strings.TrimPrefix(r.note+"; ", "; ") + "switched to the kept release " + filepath.Base(dir) + "; no build step ran"
 	if err := r.record(ctx, previous); err != nil {
 		return r.rec, err
 	}

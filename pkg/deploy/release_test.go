@@ -207,7 +207,8 @@ keep_releases = 3`)
 	start := time.Now()
 	for _, want := range []string{c[2], c[1]} {
 		run, err := w.Rollback(ctx, deploy.RollbackOptions{})
-		if err != nil || run.Commit != want || run.State != store.RunSucceeded || run.Trigger != deploy.TriggerRollback || r.head() != want {
+		if err != nil || run.Commit != want || run.State != store.RunSucceeded || run.Trigger != deploy.TriggerRollback || r.head() != want ||
+			!strings.Contains(run.Note, "switched to the kept release") {
 			t.Fatalf("Rollback() = %+v, %v, head %s; want %s", run, err, r.head(), want)
 		}
 	}

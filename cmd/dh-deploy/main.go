@@ -19,7 +19,8 @@
 //	                                                 to without building
 //	dh-deploy [-c FILE] pause NAME|--all [--reason R] hold NAME's (or every) queue
 //	dh-deploy [-c FILE] resume NAME|--all            end the pause
-//	dh-deploy [-c FILE] history NAME [-n N] [--json] the runs, newest first
+//	dh-deploy [-c FILE] history NAME [-n N|--all] [--before RUN] [--json]
+//	                                                 the runs, newest first (20; --all streams every one)
 //	dh-deploy [-c FILE] logs NAME [RUN]              a run's log (default: the newest)
 //
 // SIGHUP makes run reload the configuration; the worker takes it up
@@ -77,7 +78,7 @@ var app = &cli.App{
 		{Name: "pause", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all", "reason"},
 			Summary: "hold the deployment's queue (or every one) until resume", Run: pauseCmd},
 		{Name: "resume", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all"}, Summary: "end a pause", Run: resumeCmd},
-		{Name: "history", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"limit", "json"},
+		{Name: "history", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"limit", "before", "all", "json"},
 			Summary: "print the deployment's runs, newest first", Run: history},
 		{Name: "logs", Args: "NAME [RUN]", MinArgs: 1, MaxArgs: 2, Summary: "print a run's log (default: the newest run)", Run: logs},
 	},
@@ -87,10 +88,11 @@ var app = &cli.App{
 		fs.String("commit", "", "the commit to deploy (it must be on the ref)")
 		fs.String("to", "", "rollback: the succeeded `RUN|COMMIT` to go back to (default: the one before the live one)")
 		fs.String("ref", "", "the ref to deploy or verify against, refs/heads/X or refs/tags/X (default: the first branch followed)")
-		fs.IntP("limit", "n", 20, "how many runs to print (0: all)")
+		fs.IntP("limit", "n", 20, "how many runs to print (0: all, as --all)")
+		fs.Int64("before", 0, "print the runs older than run `RUN` (the next page)")
 		fs.Bool("json", false, "print JSON, one run per line")
 		fs.Bool("force", false, "deploy even while paused or outside the deploy windows (recorded in the run's note), and rebuild a commit already live")
-		fs.Bool("all", false, "every deployment (a global pause)")
+		fs.Bool("all", false, "every deployment (pause, resume); every run, read a page at a time (history)")
 		fs.String("reason", "", "why, for the log, history and status")
 	},
 }
@@ -244,51 +246,78 @@ func handOut(err error) error {
 
 func history(ctx context.Context, env *cli.Env, args []string) error {
 	limit, _ := env.Flags.GetInt("limit")
+	before, _ := env.Flags.GetInt64("before")
+	all, _ := env.Flags.GetBool("all")
 	asJSON, _ := env.Flags.GetBool("json")
+	if limit < 0 || before < 0 {
+		return sysexits.Errorf(sysexits.Usage, "-n and --before take a number from 0")
+	}
 	cfg, st, err := store.Load(ctx, env.Config)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if _, ok := cfg.Deployment(args[0]); !ok {
+	d, ok := cfg.Deployment(args[0])
+	if !ok {
 		return sysexits.Errorf(sysexits.Usage, "no deployment %q in %s", args[0], cfg.File)
 	}
-	runs, err := st.ListRuns(ctx, args[0], limit)
-	if err != nil {
+	// Every run is read a page at a time and printed as it comes, in the
+	// same memory however long the history; a page is one indexed query.
+	each := func(fn func(store.Run) error) error {
+		if all || limit == 0 {
+			return st.EachRun(ctx, args[0], before, fn)
+		}
+		runs, err := st.RunsBefore(ctx, args[0], before, limit)
+		for _, r := range runs {
+			if err == nil {
+				err = fn(r)
+			}
+		}
 		return err
 	}
 	if asJSON {
 		enc := json.NewEncoder(env.Stdout)
-		for _, r := range runs {
-			if err := enc.Encode(r); err != nil {
-				return err
-			}
-		}
-		return nil
+		return each(func(r store.Run) error { return enc.Encode(r) })
 	}
-	d, _ := cfg.Deployment(args[0])
 	if p := pause.Get(cfg, args[0]); p != nil {
 		fmt.Fprintf(env.Stdout, "%s\n\n", p)
 	} else if in, next := d.InWindow(time.Now()); !in {
 		fmt.Fprintf(env.Stdout, "outside the deploy windows %q until %s\n\n", d.Windows, next.Format(time.RFC3339))
 	}
-	return printHistory(env.Stdout, runs)
+	t := newHistoryTable(env.Stdout)
+	if err := each(t.add); err != nil {
+		return err
+	}
+	return t.flush()
 }
 
-// printHistory writes runs as a table.
-func printHistory(out io.Writer, runs []store.Run) error {
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "RUN\tQUEUED\tTRIGGER\tBY\tSTATE\tCOMMIT\tPREVIOUS\tTOOK\tSTEP\tEXIT\tERROR / NOTE")
-	for _, r := range runs {
-		took := "-"
-		if !r.FinishedAt.IsZero() && !r.StartedAt.IsZero() {
-			took = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
-		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.QueuedAt.UTC().Format(time.RFC3339),
-			r.Trigger, cli.Dash(r.TriggeredBy), r.State, cli.ShortSHA(r.Commit), cli.ShortSHA(r.Previous), took, cli.Num(r.FailedStep), cli.Num(r.ExitCode), cli.OneLine(strings.TrimSpace(r.Error+" "+r.Note)))
-	}
-	return w.Flush()
+// historyTable writes runs as a table, aligned a block of
+// store.EachRunPage rows at a time, so that it holds no more than that.
+type historyTable struct {
+	w    *tabwriter.Writer
+	rows int
 }
+
+func newHistoryTable(out io.Writer) *historyTable {
+	t := &historyTable{w: tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)}
+	fmt.Fprintln(t.w, "RUN\tQUEUED\tTRIGGER\tBY\tSTATE\tCOMMIT\tPREVIOUS\tTOOK\tSTEP\tEXIT\tERROR / NOTE")
+	return t
+}
+
+func (t *historyTable) add(r store.Run) error {
+	took := "-"
+	if !r.FinishedAt.IsZero() && !r.StartedAt.IsZero() {
+		took = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
+	}
+	fmt.Fprintf(t.w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.QueuedAt.UTC().Format(time.RFC3339),
+		r.Trigger, cli.Dash(r.TriggeredBy), r.State, cli.ShortSHA(r.Commit), cli.ShortSHA(r.Previous), took, cli.Num(r.FailedStep), cli.Num(r.ExitCode), cli.OneLine(strings.TrimSpace(r.Error+" "+r.Note)))
+	if t.rows++; t.rows%store.EachRunPage == 0 {
+		return t.flush()
+	}
+	return nil
+}
+
+func (t *historyTable) flush() error { return t.w.Flush() }
 
 func logs(ctx context.Context, env *cli.Env, args []string) error {
 	cfg, st, err := store.Load(ctx, env.Config)

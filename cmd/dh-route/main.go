@@ -14,12 +14,19 @@
 //	dh-route [-c FILE] status                   queue depths, failed entries and
 //	                                            the last decisions
 //	dh-route [-c FILE] migrate                  apply the embedded database migrations
+//	dh-route [-c FILE] prune                    delete the history [retention] lets go, now
 //
 // SIGHUP makes run reload the configuration between two entries; a
 // configuration that does not load is logged and the old one kept.
 // queue_dir, database_url and [status] changes need a restart. run starts
 // while the database is down or its schema behind and waits for it
 // (STATUS= says so); run --once exits 75 instead.
+//
+// run also prunes the history a minute after it starts, then every
+// retention.interval (an hour): deliveries, routes and runs older than
+// [retention] allows, in small batches beside the routing, keeping what
+// the stages still need (docs/operations.md, "Retention"); run --once
+// does not.
 //
 // With status.listen set, run also serves the read-only status page
 // (GET /status, /status.json, /status/logs/NAME/RUN; see pkg/status and
@@ -38,6 +45,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -60,6 +68,7 @@ var app = &cli.App{
 		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
 		{Name: "status", Summary: "print queue depths, failed entries and the last decisions", Run: status},
 		{Name: "migrate", Summary: "apply the embedded database migrations", Run: migrate},
+		{Name: "prune", Summary: "delete the history older than [retention] allows, now", Run: prune},
 	},
 	DefineFlags: func(fs *pflag.FlagSet) {
 		fs.Bool("once", false, "drain queues/main, then exit")
@@ -97,6 +106,12 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 			return err
 		}
 		defer stop()
+	}
+	if !once {
+		ctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); r.PruneEvery(ctx) }()
+		defer func() { cancel(); <-done }()
 	}
 	env.Logger.Info("routing", "queue", cfg.QueuePath(config.MainQueue), "deployments", len(cfg.Deployments), "once", once)
 	defer env.Ready("routing " + cfg.QueuePath(config.MainQueue))()
@@ -197,6 +212,19 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 			cli.Dash(r.Repository), cli.Dash(r.Ref), r.Status, cli.Dash(r.Reason), cli.Dash(strings.Join(r.Deployments, ",")))
 	}
 	return w.Flush()
+}
+
+func prune(ctx context.Context, env *cli.Env, _ []string) error {
+	cfg, st, err := store.Load(ctx, env.Config)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	start := time.Now()
+	p, err := route.New(cfg, st, route.Options{Logger: env.Logger}).Prune(ctx)
+	fmt.Fprintf(env.Stdout, "pruned %d deliveries, %d routes, %d runs in %s\n", p.Events, p.Routes, p.Runs,
+		time.Since(start).Round(time.Millisecond))
+	return err
 }
 
 func migrate(ctx context.Context, env *cli.Env, _ []string) error {

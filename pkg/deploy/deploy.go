@@ -554,6 +554,10 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 	return rec, err
 }
 
+// RollbackRuns is how many of the newest succeeded runs Rollback reads:
+// it chooses among them, and replays them to find the live place.
+const RollbackRuns = 1000
+
 // RollbackOptions tune Rollback.
 type RollbackOptions struct {
 	// Force rolls back even while the deployment is held.
@@ -566,21 +570,16 @@ type RollbackOptions struct {
 
 // Rollback makes the commit before the live one live again (trigger
 // "rollback"); repeated rollbacks walk further back, never forward to a
-// commit rolled back from (see rollbackTarget). With strategy releases a
-// kept release of it is switched to without a build (its activate steps
-// and the health check run); a release no longer kept is built again.
-// With nothing earlier it fails with sysexits.Unavailable.
+// commit rolled back from (see rollbackTarget), within the newest
+// RollbackRuns succeeded runs. With strategy releases a kept release of
+// it is switched to without a build (its activate steps and the health
+// check run); a release no longer kept is built again. With nothing
+// earlier it fails with sysexits.Unavailable.
 func (w *Worker) Rollback(ctx context.Context, opts RollbackOptions) (store.Run, error) {
 	w.update()
-	runs, err := w.st.ListRuns(ctx, w.d.Name, 0)
+	ok, err := w.st.SucceededRuns(ctx, w.d.Name, RollbackRuns) // oldest first
 	if err != nil {
 		return store.Run{}, err
-	}
-	var ok []store.Run // the succeeded runs, oldest first
-	for i := len(runs) - 1; i >= 0; i-- {
-		if runs[i].State == store.RunSucceeded {
-			ok = append(ok, runs[i])
-		}
 	}
 	if len(ok) == 0 {
 		return store.Run{}, sysexits.WithHint(

@@ -458,9 +458,9 @@ func (w *Worker) keepOld(old string, r *run) (string, error) {
 	commit, _ := w.worktree(old).Head(context.Background())
 	var id int64
 	if commit != "" {
-		runs, _ := w.st.ListRuns(context.Background(), w.d.Name, 0)
-		for _, run := range runs {
-			if run.State == store.RunSucceeded && run.Commit == commit && run.ID != r.rec.ID {
+		runs, _ := w.st.SucceededRuns(context.Background(), w.d.Name, RollbackRuns)
+		for _, run := range slices.Backward(runs) {
+			if run.Commit == commit && run.ID != r.rec.ID {
 				id = run.ID
 				break
 			}
@@ -490,16 +490,14 @@ func (w *Worker) prune(ctx context.Context, live, previous string) {
 		w.log.Warn("cannot list the releases to prune", "err", err)
 		return
 	}
-	runs, err := w.st.ListRuns(ctx, d.Name, 0)
+	runs, err := w.st.SucceededRuns(ctx, d.Name, RollbackRuns)
 	if err != nil {
 		w.log.Warn("cannot read the runs to prune releases", "err", err)
 		return
 	}
 	succeeded := map[int64]bool{}
 	for _, run := range runs {
-		if run.State == store.RunSucceeded {
-			succeeded[run.ID] = true
-		}
+		succeeded[run.ID] = true
 	}
 	type rel struct {
 		id   int64

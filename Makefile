@@ -24,7 +24,7 @@ UNITS       := $(notdir $(wildcard systemd/*.service systemd/*.socket systemd/*.
 SUDOERS     := $(notdir $(wildcard sudoers/dh-*))
 DOCS        := README.md $(wildcard docs/*.md) docs/config.example.toml
 
-.PHONY: all build test lint bench chaos crash demo install uninstall deps help clean fuzz
+.PHONY: all build test lint bench chaos crash demo install uninstall deb deps help clean fuzz
 
 all: build
 
@@ -133,6 +133,9 @@ uninstall: ## remove what install put (keeps $(SYSCONFDIR)/dh-deployer, queues, 
 	  $(addprefix $(DESTDIR)$(SUDOERSDIR)/,$(SUDOERS)) $(DESTDIR)$(POLKITDIR)/50-dh-deployer.rules \
 	  $(DESTDIR)$(SYSUSERSDIR)/dh-deployer.conf $(DESTDIR)$(TMPFILESDIR)/dh-deployer.conf
 	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(DOCDIR)
+
+deb: ## build bin/dh-deployer_VERSION_ARCH.deb (dpkg-deb; version from git describe, see deb/version)
+	@deb/build bin
 
 clean: ## remove build output
 	rm -rf bin

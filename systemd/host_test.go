@@ -258,7 +258,7 @@ func waitDeployed(t *testing.T, h *hosttest.Host, name, sha string) {
 }
 
 // users are the deployments' users, as the test adds them.
-var users = map[string]string{"app": "www-app", "sites": "dh-deploy-sites", "deployer": "dh-self"}
+var users = map[string]string{"app": "www-app", "sites": "dh-deploy-sites", "deployer": "dh-self", "web": "dh-deploy-web"}
 
 // securityInside runs systemd-analyze security on every service as the
 // container's systemd loaded it, and holds each to its budget.

@@ -22,6 +22,15 @@
 //	dh-deploy [-c FILE] history NAME [-n N|--all] [--before RUN] [--json]
 //	                                                 the runs, newest first (20; --all streams every one)
 //	dh-deploy [-c FILE] logs NAME [RUN]              a run's log (default: the newest)
+//	dh-deploy [-c FILE] add NAME --repository OWNER/NAME --branch B --path DIR
+//	          [--clone-url URL] [--steps '[["make"],["make","install"]]'] [--user U] [--host H]
+//	                                                 as root: add a deployment end to end: its
+//	                                                 table in the configuration, its user
+//	                                                 (default dh-deploy-NAME), database role,
+//	                                                 queue and log directories, checkout
+//	                                                 directory, git access checked as that user,
+//	                                                 dh-deploy@NAME enabled and started; prints
+//	                                                 the webhook URL and the next command
 //
 // SIGHUP makes run reload the configuration; the worker takes it up
 // before its next entry (changed steps, environment, … apply from the next
@@ -58,6 +67,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
 	"github.com/dh-deployer/dh-deployer/pkg/pause"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/setup"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -81,6 +91,8 @@ var app = &cli.App{
 		{Name: "history", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"limit", "before", "all", "json"},
 			Summary: "print the deployment's runs, newest first", Run: history},
 		{Name: "logs", Args: "NAME [RUN]", MinArgs: 1, MaxArgs: 2, Summary: "print a run's log (default: the newest run)", Run: logs},
+		{Name: "add", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"repository", "branch", "path", "clone-url", "steps", "user", "host"},
+			Summary: "as root: add a deployment end to end (config, user, role, queue, unit, git access)", Run: add},
 	},
 	DefineFlags: func(fs *pflag.FlagSet) {
 		fs.Bool("once", false, "drain the queue, then exit")
@@ -94,6 +106,13 @@ var app = &cli.App{
 		fs.Bool("force", false, "deploy even while paused or outside the deploy windows (recorded in the run's note), and rebuild a commit already live")
 		fs.Bool("all", false, "every deployment (pause, resume); every run, read a page at a time (history)")
 		fs.String("reason", "", "why, for the log, history and status")
+		fs.String("repository", "", "add: the GitHub repository, OWNER/NAME")
+		fs.StringArray("branch", nil, "add: a branch to follow (repeatable; default main)")
+		fs.String("path", "", "add: the checkout directory")
+		fs.String("clone-url", "", "add: where to fetch from (default: GitHub's https URL of the repository)")
+		fs.String("steps", "", `add: the build steps as a JSON list of argv lists, e.g. '[["make"],["make","install"]]'`)
+		fs.String("user", "", "add: the Unix user to run as (default dh-deploy-NAME, created)")
+		fs.String("host", "", "add: the webhook's public host name, for the URL it prints")
 	},
 }
 
@@ -412,4 +431,30 @@ func resumeCmd(ctx context.Context, env *cli.Env, args []string) error {
 	}
 	fmt.Fprintln(env.Stdout, "resumed", name)
 	return nil
+}
+
+func add(ctx context.Context, env *cli.Env, args []string) error {
+	cfg, err := config.Load(env.Config)
+	if err != nil {
+		return err
+	}
+	d := setup.Deployment{Name: args[0]}
+	d.Repository, _ = env.Flags.GetString("repository")
+	d.Branches, _ = env.Flags.GetStringArray("branch")
+	d.Path, _ = env.Flags.GetString("path")
+	d.CloneURL, _ = env.Flags.GetString("clone-url")
+	d.User, _ = env.Flags.GetString("user")
+	d.Host, _ = env.Flags.GetString("host")
+	if d.Repository == "" || d.Path == "" {
+		return sysexits.Errorf(sysexits.Usage, "add: --repository and --path are required")
+	}
+	if len(d.Branches) == 0 {
+		d.Branches = []string{"main"}
+	}
+	if steps, _ := env.Flags.GetString("steps"); steps != "" {
+		if err := json.Unmarshal([]byte(steps), &d.Steps); err != nil {
+			return sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "add: --steps: %v", err), `a JSON list of argv lists: '[["make"],["make","install"]]'`)
+		}
+	}
+	return setup.AddDeployment(ctx, &setup.Runner{Out: env.Stdout}, cfg, d)
 }

@@ -108,7 +108,7 @@ var app = &cli.App{
 		fs.String("reason", "", "why, for the log, history and status")
 		fs.String("repository", "", "add: the GitHub repository, OWNER/NAME")
 		fs.StringArray("branch", nil, "add: a branch to follow (repeatable; default main)")
-		fs.String("path", "", "add: the checkout directory")
+		fs.String("path", "", "add: the deployment's directory (path = DIR/current, the link to the live release)")
 		fs.String("clone-url", "", "add: where to fetch from (default: GitHub's https URL of the repository)")
 		fs.String("steps", "", `add: the build steps as a JSON list of argv lists, e.g. '[["make"],["make","install"]]'`)
 		fs.String("user", "", "add: the Unix user to run as (default dh-deploy-NAME, created)")

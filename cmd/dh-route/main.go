@@ -34,6 +34,12 @@
 // while the database is down or its schema behind and waits for it
 // (STATUS= says so); run --once exits 75 instead.
 //
+// run takes an entry of queues/main only from a writer of it ([queues.main]
+// writers, default dh-receive; root and dh-route too): any other goes to
+// failed/ unread. A delivery for a deployment whose queue is at a
+// [queues.deployments] limit stays in queues/main (with the ones after it)
+// and is retried with backoff; replay and run --once exit 75 then.
+//
 // run also prunes the history a minute after it starts, then every
 // retention.interval (an hour): deliveries, routes and runs older than
 // [retention] allows, in small batches beside the routing, keeping what
@@ -135,7 +141,7 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 	}
 	env.Logger.Info("routing", "queue", cfg.QueuePath(config.MainQueue), "deployments", len(cfg.Deployments), "once", once)
 	defer env.Ready("routing " + cfg.QueuePath(config.MainQueue))()
-	return c.RunBatch(ctx, r.HandleBatch, queue.Options{Once: once, Logger: env.Logger})
+	return c.RunBatch(ctx, r.HandleBatch, queue.Options{Once: once, Writers: hup.Writers(config.MainQueue), Logger: env.Logger})
 }
 
 // serveStatus serves the status page (status.listen) until ctx ends or

@@ -131,16 +131,60 @@ func scan(t *testing.T, dir string, failed bool) found {
 }
 
 // cut cuts the power under a running stage: the file system first, then
-// SIGKILL, as a power loss stops both at once; then the durable state is
-// mounted again.
+// SIGKILL of the stage and of every process it started (certbot, nginx
+// -t: each in its own process group), as a power loss stops them all at
+// once; then the durable state is mounted again.
 func cut(t *testing.T, fs *crashfs.FS, cmd *exec.Cmd) {
 	t.Helper()
 	fs.Cut()
-	cmd.Process.Signal(syscall.SIGKILL)
+	killTree(cmd.Process.Pid)
 	cmd.Wait()
 	if err := fs.Remount(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// killTree stops pid, then each of its descendants as it finds them (a
+// stopped process starts no more), and kills them all.
+func killTree(pid int) {
+	stopped := map[int]bool{pid: true}
+	syscall.Kill(pid, syscall.SIGSTOP)
+	for found := true; found; {
+		found = false
+		for child, parent := range parents() {
+			if stopped[parent] && !stopped[child] {
+				syscall.Kill(child, syscall.SIGSTOP)
+				stopped[child], found = true, true
+			}
+		}
+	}
+	for p := range stopped {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
+}
+
+// parents returns the parent of each running process, by pid.
+func parents() map[int]int {
+	m := map[int]int{}
+	des, _ := os.ReadDir("/proc")
+	for _, de := range des {
+		pid, err := strconv.Atoi(de.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", de.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if f := strings.Fields(string(b[i+1:])); i > 0 && len(f) > 1 {
+			if ppid, err := strconv.Atoi(f[1]); err == nil {
+				m[pid] = ppid
+			}
+		}
+	}
+	return m
 }
 
 // some returns up to n of list, for messages.

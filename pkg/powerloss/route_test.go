@@ -121,11 +121,13 @@ func TestRoutePowerLoss(t *testing.T) {
 
 // publishDurably puts entries into the queue at dir the way DESIGN.md
 // says (each staged and fsynced, linked, the directory fsynced), whatever
-// pkg/queue does.
-func publishDurably(t *testing.T, dir string, entries [][]byte) {
+// pkg/queue does, and returns their names.
+func publishDurably(t *testing.T, dir string, entries [][]byte) []string {
 	t.Helper()
+	var names []string
 	for _, data := range entries {
 		name := queue.NewName()
+		names = append(names, name)
 		tmp := filepath.Join(dir, queue.StagingDir, name)
 		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, queue.EntryPerm)
 		if err != nil {
@@ -149,6 +151,7 @@ func publishDurably(t *testing.T, dir string, entries [][]byte) {
 			t.Fatal(err)
 		}
 	}
+	return names
 }
 
 // checkRouted counts, after a cut, the deliveries in neither queues/main

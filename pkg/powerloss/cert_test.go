@@ -3,7 +3,6 @@ package powerloss_test
 import (
 	"bytes"
 	"fmt"
-	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,7 +68,7 @@ server = %q
 		t.Fatalf("dh-cert run --once before the cuts = %v\n%s", err, out)
 	}
 
-	const perRound = 6        // every third request has a bad name
+	const perRound = 3        // every third request has a bad name
 	good := map[string]bool{} // deliveries of the good requests, not yet counted lost
 	bad := map[string]bool{}  // entry names of the bad requests, not yet counted lost
 	c := tally{stage: "dh-cert"}
@@ -91,15 +90,7 @@ server = %q
 		}
 		c.acked += perRound
 
-		var out testenv.Buffer
-		cmd := exec.Command(bin, "-c", cfgFile, "run")
-		cmd.Dir = "/"
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(100+mrand.IntN(2500)) * time.Millisecond)
-		cut(t, fs, cmd)
+		runAndCut(t, fs, 100*time.Millisecond, 3000*time.Millisecond, bin, "-c", cfgFile, "run")
 		c.rounds++
 		checkCerts(t, &c, spool, good, bad, false)
 	}
@@ -146,15 +137,9 @@ func checkCerts(t *testing.T, c *tally, spool string, good, bad map[string]bool,
 	certq, nginxq := queue.Open(filepath.Join(spool, "cert")), queue.Open(filepath.Join(spool, "nginx"))
 	var corrupt, lost []string
 	queued := map[string]bool{} // good deliveries and bad entry names in queues/cert
-	names, err := certq.List()
-	if err != nil {
-		t.Fatalf("after the cut: %v", err)
-	}
-	for _, name := range names {
-		data, err := os.ReadFile(filepath.Join(certq.Dir(), name))
-		if err != nil {
-			t.Fatalf("after the cut: %v", err)
-		}
+	inCert := read(t, certq)
+	for _, name := range inCert.names {
+		data := inCert.data[name]
 		switch e, err := event.DecodeCertRequest(data); {
 		case err == nil:
 			queued[e.For.Delivery] = true
@@ -181,15 +166,9 @@ func checkCerts(t *testing.T, c *tally, spool string, good, bad map[string]bool,
 		}
 	}
 	handoffs := map[string]int{}
-	nnames, err := nginxq.List()
-	if err != nil {
-		t.Fatalf("after the cut: %v", err)
-	}
-	for _, name := range nnames {
-		data, err := os.ReadFile(filepath.Join(nginxq.Dir(), name))
-		if err != nil {
-			t.Fatalf("after the cut: %v", err)
-		}
+	inNginx := read(t, nginxq)
+	for _, name := range inNginx.names {
+		data := inNginx.data[name]
 		e, err := event.DecodeNginxSites(data)
 		if err != nil {
 			corrupt = append(corrupt, fmt.Sprintf("nginx/%s (%d bytes): %v", name, len(data), err))

@@ -3,7 +3,6 @@ package powerloss_test
 import (
 	"context"
 	"fmt"
-	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,15 +144,7 @@ domains = ["*.test"]
 		c.acked += perRound
 		os.Remove(trace)
 
-		var out testenv.Buffer
-		cmd := exec.Command(bin, "-c", cfgFile, "run")
-		cmd.Dir = "/"
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(100+mrand.IntN(900)) * time.Millisecond)
-		cut(t, fs, cmd)
+		runAndCut(t, fs, 100*time.Millisecond, 900*time.Millisecond, bin, "-c", cfgFile, "run")
 		c.rounds++
 		checkNginx(t, &c, spool, &w, trace, false)
 	}
@@ -190,15 +181,9 @@ func checkNginx(t *testing.T, c *tally, spool string, w *nginxWant, trace string
 	var bad, lost []string
 	unreloaded := 0
 	queued := map[string]bool{} // entry names, and deliveries of the sites entries
-	names, err := nginxq.List()
-	if err != nil {
-		t.Fatalf("after the cut: %v", err)
-	}
-	for _, name := range names {
-		data, err := os.ReadFile(filepath.Join(nginxq.Dir(), name))
-		if err != nil {
-			t.Fatalf("after the cut: %v", err)
-		}
+	inNginx := read(t, nginxq)
+	for _, name := range inNginx.names {
+		data := inNginx.data[name]
 		queued[name] = true
 		if s, err := event.DecodeNginxSites(data); err == nil {
 			queued[s.Delivery] = true
@@ -221,15 +206,9 @@ func checkNginx(t *testing.T, c *tally, spool string, w *nginxWant, trace string
 		}
 	}
 	requested := map[string]bool{}
-	cnames, err := certq.List()
-	if err != nil {
-		t.Fatalf("after the cut: %v", err)
-	}
-	for _, name := range cnames {
-		data, err := os.ReadFile(filepath.Join(certq.Dir(), name))
-		if err != nil {
-			t.Fatalf("after the cut: %v", err)
-		}
+	inCert := read(t, certq)
+	for _, name := range inCert.names {
+		data := inCert.data[name]
 		e, err := event.DecodeCertRequest(data)
 		if err != nil {
 			bad = append(bad, fmt.Sprintf("cert/%s (%d bytes): %v", name, len(data), err))

@@ -3,7 +3,6 @@ package powerloss_test
 import (
 	"fmt"
 	"maps"
-	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,15 +94,7 @@ func TestRoutePowerLoss(t *testing.T) {
 		publishDurably(t, main, batch)
 		c.acked += perRound
 
-		var out testenv.Buffer
-		cmd := exec.Command(bin, "-c", config, "run")
-		cmd.Dir = "/"
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(50+mrand.IntN(400)) * time.Millisecond)
-		cut(t, fs, cmd)
+		runAndCut(t, fs, 50*time.Millisecond, 400*time.Millisecond, bin, "-c", config, "run")
 		c.rounds++
 		checkRouted(t, &c, spool, deployments, want, false)
 	}

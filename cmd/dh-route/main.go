@@ -147,11 +147,13 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "QUEUE\tDEPTH\tOLDEST\tFAILED")
 	var failures []queue.Failure
+	var unreadable []string
 	for _, name := range append([]string{config.MainQueue}, cfg.DeploymentNames()...) {
 		q := queue.Open(cfg.QueuePath(name))
 		s, err := q.Stats()
 		if err != nil {
-			fmt.Fprintf(w, "%s\t-\t-\t-\t(%v)\n", name, err)
+			fmt.Fprintf(w, "%s\t-\t-\t-\n", name)
+			unreadable = append(unreadable, fmt.Sprintf("queue %s: %v", name, err))
 			continue
 		}
 		fmt.Fprintf(w, "%s\t%d\t%s\t%d\n", name, s.Depth, cli.Stamp(s.Oldest), s.Failed)
@@ -165,6 +167,9 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 		}
 	}
 	w.Flush()
+	for _, u := range unreadable {
+		fmt.Fprintln(env.Stdout, u)
+	}
 	if len(failures) > 0 {
 		fmt.Fprintln(env.Stdout, "\nFailed entries:")
 		w = tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)

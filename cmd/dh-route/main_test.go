@@ -143,3 +143,27 @@ func TestRunRefusesTCPStatusWithoutToken(t *testing.T) {
 		t.Errorf("dh-route run = %d, %q; want 78 naming status.listen", code, stderr.String())
 	}
 }
+
+// TestStatusUnreadableQueue: a queue that cannot be read keeps the table's
+// four columns and says why under it.
+func TestStatusUnreadableQueue(t *testing.T) {
+	in := statustest.New(t, "")
+	api := filepath.Join(in.Dir, "queues", "api")
+	if err := os.RemoveAll(api); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(api, nil, 0o644); err != nil { // a file where the directory should be
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cli.Run(context.Background(), app, &cli.Env{Stdout: &stdout, Stderr: &stderr, Getenv: noEnv}, []string{"-c", in.ConfigPath, "status"})
+	table, _, _ := strings.Cut(stdout.String(), "\n\n")
+	for _, line := range strings.Split(table, "\n") {
+		if strings.HasPrefix(line, "api ") && len(strings.Fields(line)) != 4 {
+			t.Errorf("row %q has %d cells under 4 headers", line, len(strings.Fields(line)))
+		}
+	}
+	if !strings.Contains(stdout.String(), "queue api: ") {
+		t.Errorf("dh-route status does not say why queue api is unreadable:\n%s", stdout.String())
+	}
+}

@@ -26,12 +26,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -68,9 +70,14 @@ type world struct {
 	url      string // dh-receive's webhook URL
 	addr     string // dh-receive's host:port
 	nginx    *nginxtest.Server
-	checkout string // the "sites" deployment's checkout
+	checkout string       // the "sites" deployment's checkout
+	hook     string       // dh-receive's git hook socket
+	main     *queue.Queue // the main dh-receive's handle on queues/main (its limits)
 	guid     int
 }
+
+// token is the token of the "api" deployment (token_files).
+const token = "api-deploy-token-0123456789abcdef"
 
 const deployments = `
 [deployments.api]
@@ -78,6 +85,7 @@ repository = "acme/app"
 branches   = ["main", "feature-*"]
 path       = %q
 steps      = [["true"]]
+token_files = [%q]
 
 [deployments.sites]
 kind       = "nginx"
@@ -101,11 +109,15 @@ database_url = %q
 
 [receive]
 max_body = %d
+max_in_flight = %d
 read_header_timeout = "300ms"
+hook_socket = %q
 
-%s`, filepath.Join(w.dir, "queues"), filepath.Join(w.dir, "state"), storetest.NewMigrated(t), maxBody,
+%s`, filepath.Join(w.dir, "queues"), filepath.Join(w.dir, "state"), storetest.NewMigrated(t), maxBody, 2*maxBody,
+		filepath.Join(testenv.ShortTempDir(t, "dh-badinput"), "hook.sock"),
 		w.nginx.NginxTable(filepath.Join(w.dir, "certs"))) +
-		fmt.Sprintf(deployments, filepath.Join(w.dir, "api"), w.checkout)
+		fmt.Sprintf(deployments, filepath.Join(w.dir, "api"), filepath.Join(w.dir, "api-token"), w.checkout)
+	os.WriteFile(filepath.Join(w.dir, "api-token"), []byte(token+"\n"), 0o600)
 	w.file = filepath.Join(w.dir, "config.toml")
 	if err := os.WriteFile(w.file, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
@@ -132,12 +144,32 @@ read_header_timeout = "300ms"
 		t.Fatalf("the good site is not installed: %v", err)
 	}
 
-	s := &receive.Server{Config: w.cfg.Receive, Secrets: [][]byte{secret}, Queue: queue.Open(w.cfg.QueuePath(config.MainQueue)),
-		Logger: slog.New(slog.DiscardHandler), Now: time.Now}
-	l, err := receive.Listen("127.0.0.1:0", func(string) string { return "" })
+	tokens, err := w.cfg.DeployTokens(os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.hook = w.cfg.Receive.HookSocket
+	w.addr = w.receiver(t, w.hook, func(s *receive.Server) {
+		s.Tokens, s.Deployments = tokens, w.cfg.Deployments
+		s.HookUsers = map[uint32][]string{uint32(os.Getuid()): {"acme/app"}}
+		w.main = s.Queue
+	})
+	w.url = "http://" + w.addr + w.cfg.Receive.Path
+	return w
+}
+
+// receiver serves a dh-receive (pkg/receive) of the world's configuration,
+// changed by tweak, on 127.0.0.1 (and its git hook on hookSocket, if not
+// empty) until the test ends, and returns its address.
+func (w *world) receiver(t *testing.T, hookSocket string, tweak func(*receive.Server)) string {
+	t.Helper()
+	l, hl, err := receive.Listen("127.0.0.1:0", hookSocket, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &receive.Server{Config: w.cfg.Receive, Secrets: [][]byte{secret}, Queue: queue.Open(w.cfg.QueuePath(config.MainQueue)),
+		Logger: slog.New(slog.DiscardHandler), Now: time.Now, HookListener: hl}
+	tweak(s)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, l, func(string) string { return "" }) }()
@@ -147,9 +179,41 @@ read_header_timeout = "300ms"
 			t.Errorf("Serve() = %v", err)
 		}
 	})
-	w.addr = l.Addr().String()
-	w.url = "http://" + w.addr + w.cfg.Receive.Path
-	return w
+	return l.Addr().String()
+}
+
+// deployRequest posts POST /deploy/NAME with a bearer token and a body.
+func (w *world) deployRequest(t *testing.T, name, tok, body string) outcome {
+	t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+w.addr+"/deploy/"+name, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	return send(t, req)
+}
+
+// hookPush is `dh-receive hook --repository REPOSITORY` with lines on
+// stdin, as the current user.
+func (w *world) hookPush(t *testing.T, repository, lines string) outcome {
+	t.Helper()
+	_, err := receive.Push(t.Context(), w.hook, repository, strings.NewReader(lines))
+	if err != nil {
+		return outcome{code: sysexits.Code(err), text: err.Error()}
+	}
+	return outcome{code: 0, text: "queued"}
+}
+
+// waitStagingEmpty waits until no request of dh-receive holds a staging
+// file in queues/main (requests cut off clean up after themselves).
+func (w *world) waitStagingEmpty(t *testing.T) {
+	t.Helper()
+	staging := filepath.Join(w.cfg.QueuePath(config.MainQueue), queue.StagingDir)
+	for i := 0; i < 200; i++ {
+		if names, _ := os.ReadDir(staging); len(names) == 0 {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Errorf("%s still holds files", staging)
 }
 
 // refusedSite commits a site file of that name, lets dh-nginx handle the
@@ -312,7 +376,44 @@ func (w *world) drain(t *testing.T, q string, h queue.Handler) error {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return c.Run(ctx, h, queue.Options{Once: true, NoNotify: true})
+	return c.Run(ctx, h, queue.Options{Once: true, NoNotify: true, Writers: func() []int { return []int{nobody} }})
+}
+
+// nobody (65534) is a writer of every queue in this world, as dh-cert is
+// of queues/nginx on a host; the test runs as root, the consumers' user.
+const nobody = 65534
+
+// lockErr is the error a consumer of queue q gets at start.
+func (w *world) lockErr(t *testing.T, q string) outcome {
+	t.Helper()
+	c, err := queue.Open(w.cfg.QueuePath(q)).Lock(t.Context(), false)
+	if err == nil {
+		c.Close()
+		return outcome{code: 0, text: "the consumer started"}
+	}
+	return outcome{code: sysexits.Code(err), text: err.Error()}
+}
+
+// victim is a file outside the queues, older than the staging sweep's ten
+// minutes, that a tampered queue must not let the consumer touch.
+func (w *world) victim(t *testing.T) (dir, file string) {
+	t.Helper()
+	dir = filepath.Join(w.dir, "victim")
+	file = filepath.Join(dir, "keep.conf")
+	os.MkdirAll(dir, 0o755)
+	if err := os.WriteFile(file, []byte("keep\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(file, old, old)
+	return dir, file
+}
+
+func intact(t *testing.T, file string) {
+	t.Helper()
+	if b, err := os.ReadFile(file); err != nil || string(b) != "keep\n" {
+		t.Errorf("%s = %q, %v; want it untouched", file, b, err)
+	}
 }
 
 // route drains queues/main the way dh-route does: in batches.
@@ -360,9 +461,16 @@ func (w *world) lastFailure(t *testing.T, q string) outcome {
 	if err != nil || len(names) == 0 {
 		return outcome{code: -1, text: fmt.Sprintf("nothing in %s/failed (%v)", q, err)}
 	}
-	f, err := qq.ReadFailure(names[len(names)-1])
+	return w.failure(t, q, names[len(names)-1])
+}
+
+// failure is the .why of the entry name in a queue's failed/ (which
+// Failed does not list when it is not a regular file).
+func (w *world) failure(t *testing.T, q, name string) outcome {
+	t.Helper()
+	f, err := queue.Open(w.cfg.QueuePath(q)).ReadFailure(name)
 	if err != nil {
-		return outcome{code: -1, text: fmt.Sprintf("no .why for %s: %v", names[len(names)-1], err)}
+		return outcome{code: -1, text: fmt.Sprintf("no .why for %s: %v", name, err)}
 	}
 	return outcome{code: f.ExitCode, text: f.Error}
 }
@@ -517,6 +625,73 @@ func TestCatalogue(t *testing.T) {
 		{"slow client (headers never finish)", func(t *testing.T) outcome {
 			return w.raw(t, "POST "+w.cfg.Receive.Path+" HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\n", false, 10*time.Second)
 		}, outcome{0, -1, "connection closed by the server"}, ""},
+
+		// Issue 17, finding 2: headers first, bodies streamed, bytes bounded.
+		{"unsigned body: answered before it is read", func(t *testing.T) outcome {
+			return w.raw(t, fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"+
+				"X-GitHub-Event: push\r\nX-GitHub-Delivery: %s\r\n\r\n", w.cfg.Receive.Path, maxBody, w.newGUID()), false, 5*time.Second)
+		}, outcome{401, -1, "missing X-Hub-Signature-256"}, ""},
+		{"more body bytes in flight than max_in_flight", func(t *testing.T) outcome {
+			// Two requests announce max_body each and send nothing more:
+			// max_in_flight (2 × max_body) is taken until they end.
+			defer w.waitStagingEmpty(t)
+			for range 2 {
+				conn, err := net.Dial("tcp", w.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"+
+					"X-GitHub-Event: push\r\nX-GitHub-Delivery: %s\r\nX-Hub-Signature-256: %s\r\n\r\n{",
+					w.cfg.Receive.Path, maxBody, w.newGUID(), github.Sign(good, secret))
+			}
+			var o outcome
+			for range 100 { // until both have reached the body
+				if o = send(t, w.delivery("push", good)); o.status != http.StatusAccepted {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			return o
+		}, outcome{503, -1, "too many bytes in flight (receive.max_in_flight)"}, ""},
+		// Issue 17, finding 3: X-Forwarded-For only from a trusted proxy.
+		{"X-Forwarded-For from a client that is not a trusted proxy", func(t *testing.T) outcome {
+			addr := w.receiver(t, "", func(s *receive.Server) {
+				s.Allowed = []netip.Prefix{netip.MustParsePrefix("192.30.252.0/22")}
+				s.Proxies = []netip.Prefix{netip.MustParsePrefix("10.9.9.9/32")}
+			})
+			r := w.delivery("push", good)
+			r.URL.Host = addr
+			r.Header.Set("X-Forwarded-For", "192.30.252.1")
+			return send(t, r)
+		}, outcome{403, -1, "source address 127.0.0.1 is not allowed"}, ""},
+		// Issue 17, finding 4: token scope.
+		{"token deploy of a branch the deployment does not follow", func(t *testing.T) outcome {
+			return w.deployRequest(t, "api", token, `{"ref":"refs/heads/unreviewed"}`)
+		}, outcome{403, -1, `deployment api does not follow "refs/heads/unreviewed"`}, ""},
+		{"token for an unknown deployment: the answer to a wrong token", func(t *testing.T) outcome {
+			unknown, wrong := w.deployRequest(t, "nope", token, ""), w.deployRequest(t, "api", "wrong-token-0123456789", "")
+			if unknown.status != wrong.status || strings.Replace(unknown.text, `"nope"`, `"api"`, 1) != wrong.text {
+				return outcome{code: -1, text: fmt.Sprintf("unknown deployment %v, wrong token %v", unknown, wrong)}
+			}
+			return unknown
+		}, outcome{403, -1, "wrong token, or no deployment"}, ""},
+		{"token guessing", func(t *testing.T) outcome {
+			var o outcome
+			for i := range 20 {
+				if o = w.deployRequest(t, "api", fmt.Sprintf("guess-%d", i), ""); o.status != http.StatusForbidden {
+					break
+				}
+			}
+			return o
+		}, outcome{429, -1, "too many failed token attempts"}, ""},
+		// Issue 17, finding 5: the git hook goes through dh-receive.
+		{"hook push of a repository hook_users does not give the user", func(t *testing.T) outcome {
+			return w.hookPush(t, "acme/nginx", github.ZeroSHA+" "+sha+" refs/heads/main\n")
+		}, outcome{0, sysexits.NoPerm, "may not queue pushes of acme/nginx"}, ""},
+		{"hook push with ../ in a ref and shell metacharacters as a commit", func(t *testing.T) outcome {
+			return w.hookPush(t, "acme/app", github.ZeroSHA+" "+sha+" refs/heads/../x\n$(reboot) "+sha+" refs/heads/main\n")
+		}, outcome{0, sysexits.DataErr, "line 1"}, ""},
 
 		// dh-route: accepted (202), then decided with a reason, or failed/.
 		{"unknown event (star), accepted then voided", func(t *testing.T) outcome {
@@ -722,6 +897,96 @@ func TestCatalogue(t *testing.T) {
 			return w.lastFailure(t, config.NginxQueue)
 		}, outcome{0, sysexits.DataErr, `entry kind "github-event" does not belong in queues/nginx`}, config.NginxQueue},
 
+		// Issue 17: a writer of a queue turning it against its consumer.
+		{"queue entry from a user who is no writer of the queue", func(t *testing.T) outcome {
+			name, err := queue.Open(w.cfg.QueuePath("api")).Publish(ghEntry("stranger-1", "api", good))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(filepath.Join(w.cfg.QueuePath("api"), name), 4242, 4242); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.deploy(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.lastFailure(t, "api")
+		}, outcome{0, sysexits.DataErr, " is owned by uid 4242, who is not a writer of queue"}, "api"},
+		{"symbolic link as a queue entry", func(t *testing.T) outcome {
+			if err := os.Symlink("/etc/passwd", filepath.Join(w.cfg.QueuePath(config.MainQueue), "99999999999999999991-1-deadbeef.json")); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.route(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.failure(t, config.MainQueue, "99999999999999999991-1-deadbeef.json")
+		}, outcome{0, sysexits.DataErr, "99999999999999999991-1-deadbeef.json is a symbolic link, not a regular file"}, config.MainQueue},
+		{"FIFO as a queue entry", func(t *testing.T) outcome {
+			if err := syscall.Mkfifo(filepath.Join(w.cfg.QueuePath(config.MainQueue), "99999999999999999992-1-deadbeef.json"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.route(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.failure(t, config.MainQueue, "99999999999999999992-1-deadbeef.json")
+		}, outcome{0, sysexits.DataErr, "99999999999999999992-1-deadbeef.json is not a regular file"}, config.MainQueue},
+		{"queue's .tmp swapped for a link to another directory", func(t *testing.T) outcome {
+			dir, file := w.victim(t)
+			staging := filepath.Join(w.cfg.QueuePath(config.NginxQueue), queue.StagingDir)
+			os.Rename(staging, staging+".orig")
+			os.Symlink(dir, staging)
+			defer func() { os.Remove(staging); os.Rename(staging+".orig", staging) }()
+			got := w.lockErr(t, config.NginxQueue)
+			intact(t, file)
+			return got
+		}, outcome{0, sysexits.NoPerm, "nginx/.tmp is not a directory (a symbolic link or a file): not what the queue's consumer made"}, ""},
+		{"queue's .lock swapped for a link to the consumer's state", func(t *testing.T) outcome {
+			_, file := w.victim(t)
+			lock := filepath.Join(w.cfg.QueuePath(config.CertQueue), queue.LockFile)
+			os.Remove(lock)
+			os.Symlink(file, lock)
+			defer os.Remove(lock)
+			got := w.lockErr(t, config.CertQueue)
+			intact(t, file)
+			return got
+		}, outcome{0, sysexits.NoPerm, "cert/.lock is a symbolic link: not what the queue's consumer made"}, ""},
+
+		// Issue 17: a flood of valid deliveries.
+		{"delivery while queues/main is at max_entries", func(t *testing.T) outcome {
+			name, err := w.main.Publish([]byte(`{}`)) // the one entry it may hold
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.main.SetLimits(queue.Limits{MaxEntries: 1})
+			defer func() { w.main.SetLimits(queue.Limits{}); os.Remove(filepath.Join(w.main.Dir(), name)) }()
+			return send(t, w.delivery("push", good))
+		}, outcome{503, -1, "the delivery queue is full; nothing was read or stored: queue is full: 1 entries waiting, the most it may hold is 1"}, ""},
+		{"delivery while queue_dir is below the free-space floor", func(t *testing.T) outcome {
+			w.main.SetLimits(queue.Limits{MinFreeBytes: 1 << 62})
+			defer w.main.SetLimits(queue.Limits{})
+			return send(t, w.delivery("push", good))
+		}, outcome{503, -1, "is full: the file system of " + "%QUEUES%" + "/main has"}, ""},
+		{"delivery for a deployment whose queue is full: kept in queues/main", func(t *testing.T) outcome {
+			held, err := queue.Open(w.cfg.QueuePath(config.MainQueue)).Publish(ghEntry(w.newGUID(), "", good))
+			if err != nil {
+				t.Fatal(err)
+			}
+			waiting, err := queue.Open(w.cfg.QueuePath("api")).Publish([]byte(`{}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.cfg.Queues.Deployments.MaxEntries = 1
+			defer func() {
+				w.cfg.Queues.Deployments.MaxEntries = config.Default().Queues.Deployments.MaxEntries
+				os.Remove(filepath.Join(w.cfg.QueuePath("api"), waiting))
+				os.Remove(filepath.Join(w.cfg.QueuePath(config.MainQueue), held))
+			}()
+			err = w.route(t)
+			if _, serr := os.Stat(filepath.Join(w.cfg.QueuePath(config.MainQueue), held)); serr != nil {
+				t.Errorf("the held delivery left queues/main: %v", serr)
+			}
+			return outcome{code: sysexits.Code(err), text: fmt.Sprint(err)}
+		}, outcome{0, sysexits.TempFail, "route to deployment api: queue is full: 1 entries waiting, the most it may hold is 1"}, ""},
+
 		// Every tool at start: the configuration, strictly.
 		{"config with an unknown key", func(t *testing.T) outcome {
 			return runTool(t, w.badConfig(t, "\n[deployments.web]\nrepository = \"acme/web\"\nbrnach = [\"main\"]\npath = \"/srv/web\"\n"))
@@ -733,10 +998,19 @@ func TestCatalogue(t *testing.T) {
 			return runTool(t, w.badConfig(t, "\n[deployments.web-sites]\nkind = \"nginx\"\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"+
 				"sites = [{ rule = \"include\", select = [\"*\"] }]\ndomains = [\"api.example.test\"]\n"))
 		}, outcome{0, sysexits.Config, `config.toml:%LINE+8%: deployments.web-sites.domains[0]: "api.example.test" overlaps "*.test" of deployments.sites`}, ""},
+		{"config naming a queue writer who does not exist", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[queues.main]\nwriters = [\"root\", \"no-such-user-x\"]\n"))
+		}, outcome{0, sysexits.Config, `queues.main.writers[1]: no user "no-such-user-x" on this host`}, ""},
+		{"config with a negative queue limit", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[queues.deployments]\nmax_entries = -1\n"))
+		}, outcome{0, sysexits.Config, `config.toml:%LINE+3%: queues.deployments.max_entries: must not be negative (0 is no limit)`}, ""},
 		{"config selecting a site ../etc", func(t *testing.T) outcome {
 			return runTool(t, w.badConfig(t, "\n[deployments.more-sites]\nkind = \"nginx\"\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"+
 				"sites = [{ rule = \"include\", select = [\"../etc/passwd\"] }]\n"))
 		}, outcome{0, sysexits.Config, `config.toml:%LINE+7%: deployments.more-sites.sites[0]: bad site name or pattern "../etc/passwd" in select`}, ""},
+		{"config pruning runs GitHub may still redeliver", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[retention]\nruns = \"24h\"\n"))
+		}, outcome{0, sysexits.Config, "config.toml:%LINE+3%: retention.runs: 24h0m0s is shorter than GitHub's redelivery window\ndh-route: hint: use at least \"72h\" (or \"0s\" to keep forever)"}, ""},
 	}
 
 	// %LINE+N% in a want is the Nth line of what badConfig appends.
@@ -747,6 +1021,7 @@ func TestCatalogue(t *testing.T) {
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			want := row.want
+			want.text = strings.ReplaceAll(want.text, "%QUEUES%", w.cfg.QueueDir)
 			want.text = lineRE.ReplaceAllStringFunc(want.text, func(m string) string {
 				n, _ := strconv.Atoi(lineRE.FindStringSubmatch(m)[1])
 				return strconv.Itoa(goodLines + n)

@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -114,6 +116,36 @@ func TestHistoryAndLogs(t *testing.T) {
 	if b, err := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 69 {
 		t.Errorf("logs app 999 = %v\n%s; want exit 69", err, b)
 	}
+	// A long history: a page by default, the next with --before, every
+	// run with --all (read a page at a time).
+	const more = 1200
+	db, err := sql.Open("postgres", r.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`INSERT INTO runs (delivery, deployment, state)
+		SELECT 'old-' || i, 'app', 'failed' FROM generate_series(1, $1) AS i`, more); err != nil {
+		t.Fatal(err)
+	}
+	lines := func(args ...string) []string {
+		t.Helper()
+		out, err := exec.Command(bin, append([]string{"-c", r.file, "history", "app"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("history %q = %v", args, err)
+		}
+		return strings.Split(strings.TrimSpace(string(out)), "\n")
+	}
+	if got := lines(); len(got) != 21 || !strings.HasPrefix(got[1], strconv.Itoa(more+1)+" ") {
+		t.Errorf("history printed %d lines from %.20q; want the header and the newest 20 runs", len(got), got[1])
+	}
+	if got := lines("-n", "2", "--before", "5", "--json"); len(got) != 2 || !strings.Contains(got[0], `"id":4,`) ||
+		!strings.Contains(got[1], `"id":3,`) {
+		t.Errorf("history -n 2 --before 5 = %q; want runs 4 and 3", got)
+	}
+	if got := lines("--all", "--json"); len(got) != more+1 || !strings.Contains(got[more], `"state":"succeeded"`) {
+		t.Errorf("history --all printed %d runs; want %d, the oldest the succeeded one", len(got), more+1)
+	}
 	cmd = exec.Command(bin, "-c", r.file, "history", "nope")
 	if b, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 64 || !strings.Contains(string(b), "nope") {
 		t.Errorf("history nope exited %d: %s; want 64 naming it", cmd.ProcessState.ExitCode(), b)
@@ -130,7 +162,19 @@ func TestGitHookTrigger(t *testing.T) {
 	if err := main.Init(); err != nil {
 		t.Fatal(err)
 	}
-	hook := fmt.Sprintf("#!/bin/sh\nexec %s -c %s hook --repository acme/app\n", bin, r.file)
+	// dh-receive's hook socket, which lets this user push acme/app.
+	socket := filepath.Join(testenv.ShortTempDir(t, "dh-hook"), "hook.sock")
+	web, hookListener, err := receive.Listen("127.0.0.1:0", socket, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &receive.Server{Config: config.Default().Receive, Queue: main, HookListener: hookListener,
+		HookUsers: map[uint32][]string{uint32(os.Getuid()): {"acme/app"}}, Logger: slog.New(slog.DiscardHandler), Now: time.Now}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, web, func(string) string { return "" }) }()
+	defer func() { cancel(); <-served }()
+	hook := fmt.Sprintf("#!/bin/sh\nexec %s hook --socket %s --repository acme/app\n", bin, socket)
 	if err := os.WriteFile(filepath.Join(r.remote, "hooks", "post-receive"), []byte(hook), 0o755); err != nil {
 		t.Fatal(err)
 	}

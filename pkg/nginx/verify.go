@@ -1,7 +1,6 @@
 package nginx
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -37,32 +36,15 @@ func (o origin) String() string {
 }
 
 // sender finds out who published entry e: the owner of its file, which
-// must be root, the deployment's user or dh-cert's. The file is opened
-// once, its owner taken from that open file and its content compared
-// with the bytes the queue handed over, so that owner and content belong
-// together.
+// must be root, the deployment's user or dh-cert's. The queue took the
+// owner from the open file it read the entry from (queue.Entry.Owner), so
+// owner and content belong together.
 func (in *Installer) sender(e *queue.Entry, req *event.NginxSites) (origin, error) {
 	d, ok := in.cfg.Deployment(req.Deployment)
 	if !ok || d.Kind != config.KindNginx {
 		return 0, sysexits.Errorf(sysexits.DataErr, "deployment %q is not an nginx deployment in %s", req.Deployment, in.cfg.File)
 	}
-	f, err := os.OpenFile(e.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return 0, sysexits.New(sysexits.DataErr, fmt.Errorf("open entry: %w", err))
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		return 0, sysexits.Errorf(sysexits.DataErr, "entry %s is not a regular file", e.Path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, int64(len(e.Data))+1))
-	if err != nil {
-		return 0, sysexits.New(sysexits.IOErr, fmt.Errorf("read entry: %w", err))
-	}
-	if !bytes.Equal(data, e.Data) {
-		return 0, sysexits.Errorf(sysexits.DataErr, "entry %s changed while it was read", e.Path)
-	}
-	uid := strconv.FormatUint(uint64(fi.Sys().(*syscall.Stat_t).Uid), 10)
+	uid := strconv.Itoa(e.Owner)
 	switch uid {
 	case "0":
 		return fromOperator, nil

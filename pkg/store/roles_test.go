@@ -6,7 +6,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
 )
 
@@ -29,7 +31,7 @@ func TestRoles(t *testing.T) {
 			t.Fatalf("apply roles.sql: %v", err)
 		}
 	}
-	try := func(role, stmt string) error {
+	try := func(role, stmt string, args ...any) error {
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -38,8 +40,19 @@ func TestRoles(t *testing.T) {
 		if _, err := tx.ExecContext(ctx, `SET LOCAL ROLE "`+role+`"`); err != nil {
 			t.Fatal(err)
 		}
-		_, err = tx.ExecContext(ctx, stmt)
+		_, err = tx.ExecContext(ctx, stmt, args...)
 		return err
+	}
+	// dh-route may run the retention's statements (store.Prune).
+	for _, q := range store.HotQueries {
+		args := map[string][]any{"PruneEvents": {259200, 10}, "PruneRoutes": {259200, 10},
+			"PruneRuns": {259200, 10, 5, time.Time{}}}[q.Name]
+		if args == nil {
+			continue
+		}
+		if err := try("dh-route", q.SQL, args...); err != nil {
+			t.Errorf("dh-route: %s: %v; want allowed", q.Name, err)
+		}
 	}
 	const event = `INSERT INTO events (delivery, event, received_at, status) VALUES ('r-1', 'push', now(), 'received')`
 	const run = `INSERT INTO runs (delivery, deployment, state) VALUES ('r-1', 'api', 'running')`
@@ -51,7 +64,9 @@ func TestRoles(t *testing.T) {
 		{"dh-route", `SELECT version FROM schema_migrations`, true},
 		{"dh-route", `SELECT count(*) FROM runs`, true},
 		{"dh-route", run, false},
-		{"dh-route", `DELETE FROM events`, false},
+		{"dh-route", `DELETE FROM routes`, true}, // retention
+		{"dh-route", `DELETE FROM runs`, true},
+		{"dh-route", `UPDATE runs SET state = 'failed'`, false},
 		{"dh-route", `DROP TABLE routes`, false},
 		{"dh-deploy", run, true},
 		{"dh-deploy", `UPDATE runs SET state = 'failed'`, true},

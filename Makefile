@@ -87,8 +87,9 @@ chaos: deps build ## the end-to-end chaos and database-outage tests with the ful
 
 # make crash runs the power-loss tests (pkg/powerloss, on the crash file
 # system of pkg/crashfs) for CRASH_ROUNDS rounds or CRASH_TIME per stage,
-# whichever ends first, and prints one line per stage: rounds, acknowledged,
-# lost, corrupt; the raw output goes to bin/crash.txt.
+# whichever ends first, and prints what each broken writer of
+# TestBrokenWritersCaught lost, then one line per stage: rounds,
+# acknowledged, lost, corrupt; the raw output goes to bin/crash.txt.
 CRASH_ROUNDS ?= 50
 CRASH_TIME   ?= 3m
 
@@ -98,6 +99,7 @@ crash: deps ## power-loss tests, many rounds: prints rounds, acknowledged, lost,
 	  -run '^(TestBrokenWritersCaught|Test[A-Za-z]*PowerLoss)$$' ./pkg/crashfs ./pkg/powerloss > bin/crash.txt 2>&1; \
 	  status=$$?; \
 	  grep -E -- '^--- (PASS|FAIL): TestBrokenWritersCaught' bin/crash.txt; \
+	  sed -n 's/.*\(crashfs: writer .*\)/\1/p' bin/crash.txt; \
 	  sed -n 's/.*\(powerloss: dh-[a-z-]*: rounds=[^(]*[^( ]\).*/\1/p' bin/crash.txt; \
 	  if [ $$status -ne 0 ]; then tail -n 40 bin/crash.txt; exit $$status; fi
 

@@ -12,6 +12,7 @@ const raw = `# commit: v1.0.0-3-gabcdef0
 goos: linux
 pkg: github.com/dh-deployer/dh-deployer/pkg/receive
 BenchmarkReceive/quiet/floor/c1-2         	    2000	         2.000 p50-ms	        10.00 p99-ms	       200.0 req/s
+BenchmarkReceive/quiet/ceiling/c1-2       	    2000	         1.500 p50-ms	         8.00 p99-ms	       300.0 req/s
 BenchmarkReceive/quiet/dh-receive/c1-2    	    2000	         3.000 p50-ms	        20.00 p99-ms	       150.0 req/s
 BenchmarkReceive/quiet/dh-receive/c1-2    	    2000	         3.000 p50-ms	        20.00 p99-ms	       170.0 req/s
 BenchmarkReceive/quiet/dh-receive/c1-2    	    2000	         3.000 p50-ms	        20.00 p99-ms	       100.0 req/s
@@ -45,6 +46,7 @@ func TestReport(t *testing.T) {
 		"  commit   v1.0.0-3-gabcdef0\n",
 		"0.10 0.20 0.30 at start, - at end",
 		"  quiet dh-receive c1            150     3.00    20.00     0.75x     2.00x\n",
+		"  quiet ceiling c1               300     1.50     8.00     1.50x     0.80x\n",
 		"  writer floor c16                 -        -        -\n",
 		"  writer dh-receive c64            -        -        -         -         -\n",
 		"  deliveries/s                 2000       1500\n",

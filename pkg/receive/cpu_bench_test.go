@@ -45,7 +45,7 @@ func BenchmarkReceiveCPU(b *testing.B) {
 	}
 	dh := (&Server{Config: config.Default().Receive, Secrets: [][]byte{secret}, Queue: q,
 		Logger: slog.New(slog.DiscardHandler), Now: time.Now}).Handler()
-	floor := floorHandler(floorDir)
+	floor := floorHandler(floorDir, true)
 
 	var next int
 	send := func(h http.Handler, n int) time.Duration {

@@ -87,9 +87,12 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 	defer c.Close()
 
 	r := route.New(cfg, st, route.Options{Logger: env.Logger, Wait: !once})
+	if err := r.RecordRoles(ctx); err != nil {
+		return err
+	}
 	hup.Reload(ctx, cfg, func(cfg *config.Config) error {
 		r.SetConfig(cfg)
-		return nil
+		return r.RecordRoles(ctx)
 	})
 	if network, addr := cfg.Status.ListenNetwork(); network != "" && !once {
 		stop, err := serveStatus(ctx, env, r, st, network, addr)

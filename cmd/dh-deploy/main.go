@@ -14,6 +14,7 @@
 //	dh-deploy [-c FILE] resume NAME|--all            end the pause
 //	dh-deploy [-c FILE] history NAME [-n N] [--json] the runs, newest first
 //	dh-deploy [-c FILE] logs NAME [RUN]              a run's log (default: the newest)
+//	dh-deploy [-c FILE] sudoers NAME                 the sudo rules of self deployment NAME
 //
 // SIGHUP makes run reload the configuration; the worker takes it up
 // before its next entry (changed steps, environment, … apply from the next
@@ -72,6 +73,8 @@ var app = &cli.App{
 		{Name: "history", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"limit", "json"},
 			Summary: "print the deployment's runs, newest first", Run: history},
 		{Name: "logs", Args: "NAME [RUN]", MinArgs: 1, MaxArgs: 2, Summary: "print a run's log (default: the newest run)", Run: logs},
+		{Name: "sudoers", Args: "NAME", MinArgs: 1, MaxArgs: 1,
+			Summary: "print the exact sudo rules of self deployment NAME (for dh-deployer-acl --sudo)", Run: sudoers},
 	},
 	DefineFlags: func(fs *pflag.FlagSet) {
 		fs.Bool("once", false, "drain the queue, then exit")
@@ -372,5 +375,29 @@ func resumeCmd(ctx context.Context, env *cli.Env, args []string) error {
 		name = "all deployments"
 	}
 	fmt.Fprintln(env.Stdout, "resumed", name)
+	return nil
+}
+
+// sudoers prints the sudoers(5) drop-in that allows the self deployment's
+// user exactly its sudo commands (config.Self.SudoRules); dh-deployer-acl
+// deployment NAME USER --self --sudo installs it.
+func sudoers(_ context.Context, env *cli.Env, args []string) error {
+	cfg, err := config.Load(env.Config)
+	if err != nil {
+		return err
+	}
+	d, ok := cfg.Deployment(args[0])
+	if !ok || d.Kind != config.KindSelf {
+		return sysexits.Errorf(sysexits.Usage, "no deployment %q of kind self in %s", args[0], cfg.File)
+	}
+	rules, err := d.Self.SudoRules(d.RunsAs())
+	if err != nil {
+		return sysexits.Errorf(sysexits.Config, "deployments.%s.self: %w", d.Name, err)
+	}
+	fmt.Fprintf(env.Stdout, "# /etc/sudoers.d/dh-deploy-%s: the self deployment %s may run exactly these as root\n", d.Name, d.Name)
+	fmt.Fprintf(env.Stdout, "# (made by dh-deploy sudoers %s from %s; no wildcards)\n", d.Name, cfg.File)
+	for _, r := range rules {
+		fmt.Fprintln(env.Stdout, r)
+	}
 	return nil
 }

@@ -737,6 +737,10 @@ func TestCatalogue(t *testing.T) {
 			return runTool(t, w.badConfig(t, "\n[deployments.more-sites]\nkind = \"nginx\"\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"+
 				"sites = [{ rule = \"include\", select = [\"../etc/passwd\"] }]\n"))
 		}, outcome{0, sysexits.Config, `config.toml:%LINE+7%: deployments.more-sites.sites[0]: bad site name or pattern "../etc/passwd" in select`}, ""},
+		{"config: a self deployment's sudo command with a wildcard", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[deployments.me]\nkind = \"self\"\nrepository = \"acme/me\"\nbranches = [\"main\"]\npath = \"/srv/me\"\n"+
+				"self = { restart_self = [\"sudo\", \"-n\", \"/usr/bin/systemctl\", \"--no-block\", \"restart\", \"dh-deploy@*\"] }\n"))
+		}, outcome{0, sysexits.Config, `argument "dh-deploy@*" cannot be allowed exactly by a sudo rule`}, ""},
 	}
 
 	// %LINE+N% in a want is the Nth line of what badConfig appends.

@@ -81,11 +81,14 @@ func (c *Config) setDefaults(defined func(key ...string) bool, booted bool) {
 				d.StepTimeout = min(d.StepTimeout, d.Timeout)
 			}
 		}
-		if booted && d.Kind == KindSelf {
+		if d.Kind == KindSelf {
 			if d.Self == nil {
 				d.Self = &Self{}
 			}
-			d.Self.systemdDefaults()
+			if booted {
+				d.Self.systemdDefaults()
+			}
+			d.Self.sudoDefaults(c.DeploymentNames())
 		}
 	}
 }

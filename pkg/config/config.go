@@ -284,8 +284,19 @@ type Deployment struct {
 
 	// Environment is added to the steps' environment. Names match
 	// [A-Za-z_][A-Za-z0-9_]*; names starting with "DH_" are reserved for
-	// the variables dh-deploy sets itself.
+	// the variables dh-deploy sets itself. config.toml is readable by
+	// every stage and every deployment's user: no secrets here (see
+	// EnvironmentFile).
 	Environment map[string]string `toml:"environment"`
+
+	// EnvironmentFile is the absolute path of a file of NAME=VALUE lines
+	// (blank lines and lines starting with "#" are skipped; no quoting,
+	// no expansion) added to the steps' environment after Environment:
+	// the deployment's secrets. The worker reads it at each run and
+	// refuses it unless it is a regular file owned by the worker's user
+	// and readable by nobody else (mode 0600 or 0400), so that no other
+	// deployment's build can read it. Optional.
+	EnvironmentFile string `toml:"environment_file"`
 
 	// TokenFiles hold the tokens that may trigger this deployment with
 	// POST /deploy/NAME on dh-receive (Authorization: Bearer TOKEN), for CI

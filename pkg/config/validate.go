@@ -465,6 +465,10 @@ func (d *Deployment) validate(ck *checker, c *Config, name string) {
 		}
 	}
 
+	if d.EnvironmentFile != "" {
+		ck.absPath(key("environment_file"), d.EnvironmentFile)
+	}
+
 	if d.User != "" && (len(d.User) > 32 || !userRE.MatchString(d.User)) {
 		ck.add(key("user"), "not a valid Unix user name")
 	}

@@ -923,3 +923,41 @@ func TestLiveCommitUnchanged(t *testing.T) {
 		t.Errorf("a push of the commit after its failed run: %v; want it built again", states(runs))
 	}
 }
+
+// TestEnvironmentFile is issue 17's finding 7a: a deployment's secrets
+// come from its environment_file, which only the worker's user may read;
+// a file others may read fails the run with the fix, and the secret is
+// never in the run's record.
+func TestEnvironmentFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secrets := filepath.Join(dir, "app.env")
+	if err := os.WriteFile(secrets, []byte("# the app's secrets\nAPI_KEY=s3cret=with=equals\n\nGREETING=from the file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, fmt.Sprintf("environment_file = %q\nsteps = [[\"sh\", \"-c\", \"echo \\\"$API_KEY $GREETING\\\" >> $TRACE\"]]", secrets))
+	first := r.commit("main", map[string]string{"a": "1"})
+	r.enqueue("d-1", "refs/heads/main", first)
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	if got, want := r.readTrace(), "s3cret=with=equals from the file\n"; got != want {
+		t.Errorf("the step saw %q; want %q (the file wins over [environment])", got, want)
+	}
+	if err := os.Chmod(secrets, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	second := r.commit("main", map[string]string{"a": "2"})
+	r.enqueue("d-2", "refs/heads/main", second)
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	runs := r.runs()
+	last := runs[len(runs)-1]
+	if last.State != store.RunFailed || !strings.Contains(last.Error, "mode 0640 lets other users read it: chmod 0600 "+secrets) {
+		t.Errorf("run with a group-readable environment_file: %s %q; want failed with the fix", last.State, last.Error)
+	}
+	if strings.Contains(last.Error, "s3cret") {
+		t.Errorf("the run's error shows the secret: %q", last.Error)
+	}
+}

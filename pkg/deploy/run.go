@@ -193,8 +193,11 @@ func (r *run) recordFailure(ctx context.Context, cause error) (store.Run, error)
 // step runs step n of the deployment.
 func (r *run) step(ctx context.Context, n int, argv []string) error {
 	w, d := r.w, r.w.d
-	env := StepEnv(w.getenv, d, r.rec)
-	prog, err := lookProgram(argv[0], d.Path, env)
+	env, err := StepEnv(w.getenv, d, r.rec)
+	prog := ""
+	if err == nil {
+		prog, err = lookProgram(argv[0], d.Path, env)
+	}
 	if err != nil {
 		_, err = r.fail(ctx, fmt.Errorf("step %d (%s): %w", n, argv[0], err), nil, intp(n))
 		return err

@@ -739,7 +739,7 @@ func TestCatalogue(t *testing.T) {
 		}, outcome{0, sysexits.Config, `config.toml:%LINE+7%: deployments.more-sites.sites[0]: bad site name or pattern "../etc/passwd" in select`}, ""},
 		{"config: a relative environment_file", func(t *testing.T) outcome {
 			return runTool(t, w.badConfig(t, "\n[deployments.web]\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\nenvironment_file = \"web.env\"\n"))
-		}, outcome{0, sysexits.Config, `config.toml:%LINE+5%: deployments.web.environment_file: must be absolute`}, ""},
+		}, outcome{0, sysexits.Config, `config.toml:%LINE+6%: deployments.web.environment_file: must be absolute`}, ""},
 		{"config: a self deployment's sudo command with a wildcard", func(t *testing.T) outcome {
 			return runTool(t, w.badConfig(t, "\n[deployments.me]\nkind = \"self\"\nrepository = \"acme/me\"\nbranches = [\"main\"]\npath = \"/srv/me\"\n"+
 				"self = { restart_self = [\"sudo\", \"-n\", \"/usr/bin/systemctl\", \"--no-block\", \"restart\", \"dh-deploy@*\"] }\n"))

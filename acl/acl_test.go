@@ -458,3 +458,43 @@ func wildcard(cmds string) string {
 	}
 	return ""
 }
+
+// TestRunLogsPrivate is issue 17's finding 7c: one deployment's run logs
+// are readable by its own user and by dh-route (the status page), and by
+// no other deployment's user, although they all share the group.
+func TestRunLogsPrivate(t *testing.T) {
+	root := setup(t)
+	aclTool(t, root, "queues")
+	aclTool(t, root, "deployment", "api", "dh-deploy")
+	aclTool(t, root, "deployment", "web", "dh-cert") // another deployment's user, in the same group
+	logs := filepath.Join(root, "var/lib/dh-deployer/logs")
+	api, web := filepath.Join(logs, "api"), filepath.Join(logs, "web")
+	// The workers write logs as dh-deploy does (umask 022 of the unit, mode 0640).
+	for u, dir := range map[string]string{"dh-deploy": api, "dh-cert": web} {
+		cmd := exec.Command("runuser", "-u", u, "-g", "dh-deployer", "--", "sh", "-c",
+			"umask 022; echo the log of a run, with a token printed by a careless step > "+dir+"/run.log && chmod 0640 "+dir+"/run.log")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("as %s, write a log in %s: %v\n%s", u, dir, err, out)
+		}
+	}
+	for _, c := range []struct {
+		user, dir string
+		want      bool
+	}{
+		{"dh-deploy", api, true},
+		{"dh-route", api, true},
+		{"dh-route", web, true},
+		{"dh-cert", web, true},
+		{"dh-cert", api, false},
+		{"dh-deploy", web, false},
+		{"dh-nginx", api, false},
+		{"dh-receive", api, false},
+	} {
+		if got := as(t, c.user, "cat "+c.dir+"/run.log >/dev/null"); got != c.want {
+			t.Errorf("%s reading %s/run.log: allowed=%v; want %v", c.user, filepath.Base(c.dir), got, c.want)
+		}
+		if got := as(t, c.user, "ls "+c.dir+" >/dev/null"); got != c.want {
+			t.Errorf("%s listing logs/%s: allowed=%v; want %v", c.user, filepath.Base(c.dir), got, c.want)
+		}
+	}
+}

@@ -142,7 +142,9 @@ type runLog struct {
 
 func openRunLog(stateDir, deployment string, req Request, stderr io.Writer) (*runLog, error) {
 	dir := config.RunLogDir(stateDir, deployment)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	// 0700: other deployments' users share the group (dh-deployer-acl
+	// deployment gives dh-route, and only it, read access by ACL).
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("create log directory: %w", err))
 	}
 	// The delivery id's alphabet has no "/" (event.ValidDelivery).

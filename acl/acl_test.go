@@ -78,13 +78,13 @@ func TestQueuePrivileges(t *testing.T) {
 	feeds := map[string][]string{
 		"dh-receive": {"main"},
 		"dh-route":   {"api"},
-		"dh-deploy":  {}, // issue 14: only an nginx deployment's own user, granted below
+		"dh-deploy":  {"status"}, // issue 14: not nginx (only an nginx deployment's own user, granted below); issue 17: statuses
 		"dh-nginx":   {"cert"},
 		"dh-cert":    {"nginx"},
 	}
-	consumes := map[string]string{"main": "dh-route", "api": "dh-deploy", "nginx": "dh-nginx", "cert": "dh-cert"}
+	consumes := map[string]string{"main": "dh-route", "api": "dh-deploy", "nginx": "dh-nginx", "cert": "dh-cert", "status": "dh-route"}
 	for _, u := range testenv.StageUsers {
-		for _, queue := range []string{"main", "api", "nginx", "cert"} {
+		for _, queue := range []string{"main", "api", "nginx", "cert", "status"} {
 			if consumes[queue] == u {
 				continue // a consumer owns its queue
 			}

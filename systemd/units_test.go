@@ -19,7 +19,7 @@ import (
 // budget is the highest exposure each service may have.
 var budget = map[string]float64{
 	"dh-receive.service":    1.1,
-	"dh-route.service":      1.1,
+	"dh-route.service":      1.4, // reaches GitHub's API and checks who owns a queues/status entry (no PrivateUsers=)
 	"dh-deploy@.service":    1.5,
 	"dh-nginx.service":      1.3, // no PrivateUsers=: it checks who owns an entry
 	"dh-cert.service":       1.1,

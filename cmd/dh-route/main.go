@@ -21,6 +21,10 @@
 // while the database is down or its schema behind and waits for it
 // (STATUS= says so); run --once exits 75 instead.
 //
+// run also consumes queues/status: the commit statuses the deployments'
+// workers ask for, which it sets on GitHub with github.token_file (read by
+// dh-route alone; docs/operations.md, "Security model").
+//
 // With status.listen set, run also serves the read-only status page
 // (GET /status, /status.json, /status/logs/NAME/RUN; see pkg/status and
 // docs/route.md) until it stops; run --once does not.
@@ -34,6 +38,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -86,11 +91,27 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 	}
 	defer c.Close()
 
+	// queues/status: the commit statuses the deployments' workers ask for,
+	// set with the GitHub token only dh-route reads.
+	agent := "dh-deployer/" + cli.VersionString()
+	poster, err := route.NewPoster(cfg, env.Getenv, agent, env.Logger)
+	if err != nil {
+		return err
+	}
+	sc, err := queue.Open(cfg.QueuePath(config.StatusQueue)).Lock(ctx, wait)
+	if err != nil {
+		return err
+	}
+	defer sc.Close()
+
 	r := route.New(cfg, st, route.Options{Logger: env.Logger, Wait: !once})
 	if err := r.RecordRoles(ctx); err != nil {
 		return err
 	}
 	hup.Reload(ctx, cfg, func(cfg *config.Config) error {
+		if err := poster.SetConfig(cfg, env.Getenv, agent); err != nil {
+			return err
+		}
 		r.SetConfig(cfg)
 		return r.RecordRoles(ctx)
 	})
@@ -103,7 +124,29 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 	}
 	env.Logger.Info("routing", "queue", cfg.QueuePath(config.MainQueue), "deployments", len(cfg.Deployments), "once", once)
 	defer env.Ready("routing " + cfg.QueuePath(config.MainQueue))()
-	return c.RunBatch(ctx, r.HandleBatch, queue.Options{Once: once, Logger: env.Logger})
+	// Both queues until either stops with an error (or, with --once,
+	// both are drained).
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	posted := make(chan error, 1)
+	go func() {
+		err := sc.Run(ctx, poster.Handle, queue.Options{Once: once, Logger: env.Logger})
+		if err != nil {
+			cancel(err)
+		}
+		posted <- err
+	}()
+	err = c.RunBatch(ctx, r.HandleBatch, queue.Options{Once: once, Logger: env.Logger})
+	if err != nil {
+		cancel(err)
+	}
+	if perr := <-posted; err == nil || errors.Is(err, context.Canceled) {
+		err = perr
+	}
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }
 
 // serveStatus serves the status page (status.listen) until ctx ends or
@@ -150,7 +193,7 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "QUEUE\tDEPTH\tOLDEST\tFAILED")
 	var failures []queue.Failure
-	for _, name := range append([]string{config.MainQueue}, cfg.DeploymentNames()...) {
+	for _, name := range append([]string{config.MainQueue, config.StatusQueue}, cfg.DeploymentNames()...) {
 		q := queue.Open(cfg.QueuePath(name))
 		s, err := q.Stats()
 		if err != nil {

@@ -115,7 +115,7 @@ read_header_timeout = "300ms"
 		t.Fatalf("store.Load(%s) = %v", w.file, err)
 	}
 	t.Cleanup(func() { w.st.Close() })
-	for _, q := range []string{config.MainQueue, config.NginxQueue, config.CertQueue, "api", "sites"} {
+	for _, q := range []string{config.MainQueue, config.NginxQueue, config.CertQueue, config.StatusQueue, "api", "sites"} {
 		if err := queue.Open(w.cfg.QueuePath(q)).Init(); err != nil {
 			t.Fatal(err)
 		}
@@ -342,6 +342,35 @@ func (w *world) deploy(t *testing.T) error {
 func (w *world) installNginx(t *testing.T) error {
 	t.Helper()
 	return w.drain(t, config.NginxQueue, nginx.New(w.cfg, w.st, nginx.Options{}).Handle)
+}
+
+// postStatus queues e in queues/status (its file owned by uid owner, if
+// not -1), lets dh-route's poster handle it and returns why it failed.
+func (w *world) postStatus(t *testing.T, e event.CommitStatus, owner int) outcome {
+	t.Helper()
+	e.CreatedAt = time.Now()
+	e.Envelope = event.Envelope{Version: event.Version, Kind: event.KindCommitStatus}
+	data, err := json.Marshal(e) // not Encode, which checks: a forged entry need not be well made
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, err := queue.Open(w.cfg.QueuePath(config.StatusQueue)).Publish(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner >= 0 {
+		if err := os.Chown(filepath.Join(w.cfg.QueuePath(config.StatusQueue), name), owner, -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := route.NewPoster(w.cfg, os.Getenv, "dh-deployer/test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.drain(t, config.StatusQueue, p.Handle); err != nil {
+		return outcome{code: sysexits.Code(err), text: err.Error()}
+	}
+	return w.lastFailure(t, config.StatusQueue)
 }
 
 // publish puts an entry in a queue the way the stage before does.
@@ -722,6 +751,18 @@ func TestCatalogue(t *testing.T) {
 			return w.lastFailure(t, config.NginxQueue)
 		}, outcome{0, sysexits.DataErr, `entry kind "github-event" does not belong in queues/nginx`}, config.NginxQueue},
 
+		// dh-route sets a commit status only on the repository of the
+		// entry's deployment, and only from that deployment's user (issue 17).
+		{"commit-status entry for another deployment's repository", func(t *testing.T) outcome {
+			return w.postStatus(t, event.CommitStatus{Deployment: "api", Repository: "acme/nginx", Commit: sha, State: "success"}, -1)
+		}, outcome{0, sysexits.DataErr, "commit status for repository acme/nginx, but deployment api deploys acme/app: refused"}, config.StatusQueue},
+		{"commit-status entry from another deployment's user", func(t *testing.T) outcome {
+			return w.postStatus(t, event.CommitStatus{Deployment: "api", Repository: "acme/app", Commit: sha, State: "success"}, 65534)
+		}, outcome{0, sysexits.DataErr, "not by dh-deploy (deployment api's user) or root: refused"}, config.StatusQueue},
+		{"commit-status entry with an unknown state", func(t *testing.T) outcome {
+			return w.postStatus(t, event.CommitStatus{Deployment: "api", Repository: "acme/app", Commit: sha, State: "green"}, -1)
+		}, outcome{0, sysexits.DataErr, `entry has an unknown state "green"`}, config.StatusQueue},
+
 		// Every tool at start: the configuration, strictly.
 		{"config with an unknown key", func(t *testing.T) outcome {
 			return runTool(t, w.badConfig(t, "\n[deployments.web]\nrepository = \"acme/web\"\nbrnach = [\"main\"]\npath = \"/srv/web\"\n"))
@@ -798,7 +839,7 @@ func TestCatalogue(t *testing.T) {
 					t.Errorf("staging file left behind: %s", p)
 				}
 			}
-			for _, q := range []string{config.MainQueue, config.NginxQueue, config.CertQueue, "api", "sites"} {
+			for _, q := range []string{config.MainQueue, config.NginxQueue, config.CertQueue, config.StatusQueue, "api", "sites"} {
 				if names, _ := queue.Open(w.cfg.QueuePath(q)).List(); len(names) != 0 {
 					t.Errorf("queue %s still holds %q", q, names)
 				}

@@ -61,6 +61,9 @@ const (
 	MainQueue  = "main"  // dh-receive → dh-route
 	NginxQueue = "nginx" // dh-deploy, dh-cert → dh-nginx
 	CertQueue  = "cert"  // dh-nginx → dh-cert
+	// StatusQueue carries commit statuses from the deployments' workers
+	// to dh-route, the only process that reads the GitHub token.
+	StatusQueue = "status" // dh-deploy → dh-route
 )
 
 // Kinds of deployment.
@@ -119,7 +122,7 @@ type Config struct {
 	Status Status `toml:"status"`
 
 	// Deployments maps each deployment's name to its definition. The name
-	// ([a-z0-9][a-z0-9-]*, at most 64 bytes, not main, nginx, cert, failed
+	// ([a-z0-9][a-z0-9-]*, at most 64 bytes, not main, nginx, cert, status, failed
 	// or tmp) is also the name of its queue and of its systemd instance
 	// dh-deploy@NAME.
 	Deployments map[string]*Deployment `toml:"deployments"`

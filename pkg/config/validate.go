@@ -39,7 +39,7 @@ var (
 
 // reserved are the names no deployment may take: the stages' own queues
 // and the subdirectories of a queue.
-var reserved = []string{MainQueue, NginxQueue, CertQueue, "failed", "tmp"}
+var reserved = []string{MainQueue, NginxQueue, CertQueue, StatusQueue, "failed", "tmp"}
 
 // setDefaults fills what the file left out; defined reports whether the
 // file gave a key (nil: nothing was given, as for a Config built in Go).
@@ -387,7 +387,7 @@ func (d *Deployment) validate(ck *checker, c *Config, name string) {
 		ck.hint("a deployment's name is also its queue's and its systemd instance's name")
 	case slices.Contains(reserved, name):
 		ck.add(key(), "name %q is reserved", name)
-		ck.hint("main, nginx, cert, failed and tmp are queue names of their own")
+		ck.hint("main, nginx, cert, status, failed and tmp are queue names of their own")
 	}
 
 	switch d.Kind {

@@ -1,7 +1,6 @@
 package nginx
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,10 +8,8 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"os/user"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -36,58 +33,31 @@ func (o origin) String() string {
 	return [...]string{"root", "the deployment's user", "dh-cert"}[o]
 }
 
-// sender finds out who published entry e: the owner of its file, which
-// must be root, the deployment's user or dh-cert's. The file is opened
-// once, its owner taken from that open file and its content compared
-// with the bytes the queue handed over, so that owner and content belong
-// together.
+// sender finds out who published entry e: the owner of its file
+// (queue.Entry.Owner), which must be root, the deployment's user or
+// dh-cert's.
 func (in *Installer) sender(e *queue.Entry, req *event.NginxSites) (origin, error) {
 	d, ok := in.cfg.Deployment(req.Deployment)
 	if !ok || d.Kind != config.KindNginx {
 		return 0, sysexits.Errorf(sysexits.DataErr, "deployment %q is not an nginx deployment in %s", req.Deployment, in.cfg.File)
 	}
-	f, err := os.OpenFile(e.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	owner, err := e.Owner()
 	if err != nil {
-		return 0, sysexits.New(sysexits.DataErr, fmt.Errorf("open entry: %w", err))
+		return 0, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		return 0, sysexits.Errorf(sysexits.DataErr, "entry %s is not a regular file", e.Path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, int64(len(e.Data))+1))
-	if err != nil {
-		return 0, sysexits.New(sysexits.IOErr, fmt.Errorf("read entry: %w", err))
-	}
-	if !bytes.Equal(data, e.Data) {
-		return 0, sysexits.Errorf(sysexits.DataErr, "entry %s changed while it was read", e.Path)
-	}
-	uid := strconv.FormatUint(uint64(fi.Sys().(*syscall.Stat_t).Uid), 10)
-	switch uid {
-	case "0":
+	is := func(name string) bool { uid, ok := queue.UserID(name); return ok && uid == owner }
+	switch {
+	case owner == 0:
 		return fromOperator, nil
-	case uidOf(d.RunsAs()):
+	case is(d.RunsAs()):
 		return fromDeployment, nil
-	case uidOf(in.certUser):
+	case is(in.certUser):
 		return fromCert, nil
-	}
-	owner := uid
-	if u, err := user.LookupId(uid); err == nil {
-		owner = u.Username
 	}
 	return 0, sysexits.WithHint(sysexits.Errorf(sysexits.DataErr,
 		"entry %s is owned by %s, not by %s (deployment %s's user), %s or root: refused",
-		e.Name, owner, d.RunsAs(), d.Name, in.certUser),
+		e.Name, queue.UserName(owner), d.RunsAs(), d.Name, in.certUser),
 		"only the deployment's own worker (dh-deploy@"+d.Name+", running as its user) hands dh-nginx a commit; see docs/nginx.md")
-}
-
-// uidOf is the user id of name, or "" if there is no such user.
-func uidOf(name string) string {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return ""
-	}
-	return u.Uid
 }
 
 // refuseEntry records an nginx-sites entry refused before any converge.

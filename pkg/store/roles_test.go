@@ -16,25 +16,38 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
 )
 
-// sql/roles.sql gives each stage's role what it needs and nothing more;
-// applying it twice is harmless.
-func TestRoles(t *testing.T) {
+// withRoles returns a migrated database, and a connection to it as its
+// owner, with sql/roles.sql applied.
+func withRoles(t *testing.T) (string, *sql.DB) {
+	t.Helper()
 	url := storetest.NewMigrated(t)
-	roles, err := os.ReadFile("../../sql/roles.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
 	db, err := sql.Open("postgres", url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	ctx := context.Background()
-	for range 2 {
-		if _, err := db.ExecContext(ctx, string(roles)); err != nil {
-			t.Fatalf("apply roles.sql: %v", err)
-		}
+	t.Cleanup(func() { db.Close() })
+	applyRoles(t, db)
+	return url, db
+}
+
+// applyRoles applies sql/roles.sql through db.
+func applyRoles(t *testing.T, db *sql.DB) {
+	t.Helper()
+	roles, err := os.ReadFile("../../sql/roles.sql")
+	if err != nil {
+		t.Fatal(err)
 	}
+	if _, err := db.ExecContext(context.Background(), string(roles)); err != nil {
+		t.Fatalf("apply roles.sql: %v", err)
+	}
+}
+
+// sql/roles.sql gives each stage's role what it needs and nothing more;
+// applying it twice is harmless.
+func TestRoles(t *testing.T) {
+	_, db := withRoles(t)
+	ctx := context.Background()
+	applyRoles(t, db) // twice
 	try := func(role, stmt string) error {
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
@@ -98,21 +111,9 @@ func TestRoles(t *testing.T) {
 // worker wrote; a's own work still succeeds, and a role dh-route has not
 // mapped to any deployment touches nothing.
 func TestRunsRowSecurity(t *testing.T) {
-	url := storetest.NewMigrated(t)
+	url, db := withRoles(t)
 	ctx := context.Background()
 	admin := open(t, url)
-	roles, err := os.ReadFile("../../sql/roles.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("postgres", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.ExecContext(ctx, string(roles)); err != nil {
-		t.Fatalf("apply roles.sql: %v", err)
-	}
 	for _, r := range []string{"rls-a", "rls-b", "rls-c"} {
 		if _, err := db.ExecContext(ctx, fmt.Sprintf(`DO $$ BEGIN
 			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%[1]s') THEN CREATE ROLE %[2]q LOGIN IN ROLE "dh-deploy"; END IF;

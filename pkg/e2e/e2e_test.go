@@ -172,6 +172,28 @@ domains    = ["app.test"]
 	if err := r.db.QueryRowContext(ctx, `SELECT state FROM certs WHERE name = 'app.test'`).Scan(&certState); err != nil || certState != "issued" {
 		t.Errorf("certs row of app.test: %q, %v; want issued", certState, err)
 	}
+	// Issue 17, forged history: with the roles the real dh-route recorded
+	// from the configuration, the sites deployment's role can neither
+	// rewrite app's runs nor forge one, and its own are still its.
+	sitesDB, err := sql.Open("postgres", r.dbURL("dh-deploy-sites"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sitesDB.Close()
+	if res, err := sitesDB.ExecContext(ctx, `UPDATE runs SET state = 'failed' WHERE deployment = 'app'`); err != nil {
+		t.Errorf("as dh-deploy-sites, UPDATE app's runs: %v; want no error and no row changed", err)
+	} else if n, _ := res.RowsAffected(); n != 0 {
+		t.Errorf("as dh-deploy-sites, UPDATE app's runs changed %d rows; want 0", n)
+	}
+	if _, err := sitesDB.ExecContext(ctx, `INSERT INTO runs (delivery, deployment, state, commit_sha)
+		VALUES ('forged', 'app', 'succeeded', $1)`, strings.Repeat("6", 40)); err == nil || !strings.Contains(err.Error(), "row-level security") {
+		t.Errorf("as dh-deploy-sites, a succeeded run for app: %v; want refused by row-level security", err)
+	}
+	var own int
+	if err := sitesDB.QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE deployment = 'sites'`).Scan(&own); err != nil || own == 0 {
+		t.Errorf("as dh-deploy-sites, its own runs: %d, %v; want them visible", own, err)
+	}
+	r.waitRun(ctx, appGUID, "app") // still succeeded
 	for _, q := range r.queues("app", "sites") {
 		if names, _ := q.List(); len(names) > 0 {
 			t.Errorf("%s still holds %v", q.Dir(), names)

@@ -311,7 +311,11 @@ type Deployment struct {
 
 	// User is the Unix user dh-deploy@NAME runs as: what the install
 	// scripts give the systemd instance (User=); the worker never changes
-	// user itself. Optional: default "dh-deploy", and for kind "nginx"
+	// user itself. It is also the database role (peer authentication)
+	// that dh-route records as the one whose runs these are: the runs
+	// table's row-level security lets a deployment's role touch only its
+	// own deployments' runs, so it must be the worker's real user.
+	// Optional: default "dh-deploy", and for kind "nginx"
 	// "dh-deploy-NAME" (see RunsAs). An nginx deployment's user is its
 	// own: no other deployment may run as it, nor may it be a stage's
 	// user or root, since dh-nginx accepts an nginx-sites entry only from

@@ -22,6 +22,12 @@
 // deployment, is logged and the old one kept. run waits for the database
 // at start (run --once exits 75 instead). docs/deploy.md has the details.
 //
+// The worker never reads the GitHub token: with github.token_file set it
+// queues each commit status in queues/status, for dh-route to set. The
+// steps' secrets come from the deployment's environment_file, which must
+// be the worker's user's own, mode 0600. sudoers prints the exact sudo
+// rules a self deployment needs on a host without systemd.
+//
 // Exit status follows sysexits(3): 0 ok, 1 the run (deploy, rollback,
 // replay) failed or was refused, 64 usage or an unknown deployment, 65 bad
 // entry, 69 a step's program is missing or nothing to roll back to or

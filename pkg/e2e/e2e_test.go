@@ -71,6 +71,14 @@ func TestWholeSuite(t *testing.T) {
 `, tlsPort, ca.Live)
 	sites.push(t, sites.commit(t, map[string]string{"production/app.test.conf": site}, 1))
 
+	// The app's secret (issue 17, finding 7a): its user's own file, 0600.
+	appSecrets := filepath.Join(r.root, "etc/dh-deployer/app.env")
+	mkdir(t, filepath.Dir(appSecrets), 0o755)
+	if err := os.WriteFile(appSecrets, []byte("APP_SECRET=s3cret-of-app\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	chownName(t, appSecrets, "dh-deploy:dh-deployer")
+
 	sudo := "/usr/bin/sudo"
 	argv := func(prefix []string, rest ...string) string {
 		return config.TOMLArray(append(append([]string{sudo, "-n"}, prefix...), rest...))
@@ -97,7 +105,7 @@ clone_url  = %q
 sites      = [{ rule = "include", select = ["*"] }]
 domains    = ["app.test"]
 `, srv.ConfDir, srv.SnippetsDir, ca.Live, argv(srv.TestCommand()), argv(srv.ReloadCommand()),
-		argv(ca.Command(t)), ca.Webroot, ca.Directory, r.appDeployment("app", app),
+		argv(ca.Command(t)), ca.Webroot, ca.Directory, r.appDeployment("app", app)+fmt.Sprintf("environment_file = %q\n", appSecrets),
 		sites.fullName, r.checkout("sites"), sites.bare))
 	r.migrate()
 	r.acl("deployment", "app")
@@ -132,6 +140,14 @@ domains    = ["app.test"]
 	}
 	if b, err := os.ReadFile(filepath.Join(r.checkout("app"), "built-commit")); err != nil || strings.TrimSpace(string(b)) != app.commits[0] {
 		t.Errorf("app's step wrote %q, %v; want the commit %s", b, err, app.commits[0])
+	}
+	if b, err := os.ReadFile(filepath.Join(r.checkout("app"), "secret-seen")); err != nil || strings.TrimSpace(string(b)) != "s3cret-of-app" {
+		t.Errorf("app's step saw APP_SECRET %q, %v; want the environment_file's", b, err)
+	}
+	for _, u := range []string{"dh-deploy-sites", "dh-route", "dh-nginx"} {
+		if exec.Command("runuser", "-u", u, "-g", "dh-deployer", "--", "cat", appSecrets).Run() == nil {
+			t.Errorf("%s can read app's environment_file; only dh-deploy (app's user) should", u)
+		}
 	}
 	if st := r.stat(t, r.checkout("app")); st != "dh-deploy" {
 		t.Errorf("app's checkout belongs to %s; want dh-deploy", st)

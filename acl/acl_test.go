@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -134,14 +135,15 @@ func TestQueuePrivileges(t *testing.T) {
 	if as(t, "nobody", publish(q("nginx"), "undone.json")) {
 		t.Errorf("after --undo ... --nginx nobody can still publish to queues/nginx")
 	}
-	// The owner of a bare repository with the dh-receive hook may publish
-	// to queues/main once granted, and only there.
-	if as(t, "nobody", publish(q("main"), "hook.json")) {
-		t.Errorf("nobody can publish to queues/main before the hook grant")
-	}
+	// A user with the dh-receive hook gets the group of the hook's socket,
+	// never a queue (issue 17, finding 5): dh-receive queues its pushes.
 	aclTool(t, root, "hook", "nobody")
-	if !as(t, "nobody", publish(q("main"), "hook.json")) || as(t, "nobody", publish(q("api"), "hook.json")) {
-		t.Errorf("after hook nobody: publishing to main should work, to api not")
+	if !inGroup(t, "nobody", "dh-hook") || as(t, "nobody", publish(q("main"), "hook.json")) || as(t, "nobody", publish(q("api"), "hook.json")) {
+		t.Errorf("after hook nobody: nobody should be in dh-hook and publish to no queue")
+	}
+	aclTool(t, root, "--undo", "hook", "nobody")
+	if inGroup(t, "nobody", "dh-hook") {
+		t.Errorf("after --undo hook nobody: nobody is still in dh-hook")
 	}
 	// dh-receive's health check lists failed/; dh-route's resume reads the
 	// deployment queues' failed/.
@@ -497,4 +499,14 @@ func TestRunLogsPrivate(t *testing.T) {
 			t.Errorf("%s listing logs/%s: allowed=%v; want %v", c.user, filepath.Base(c.dir), got, c.want)
 		}
 	}
+}
+
+// inGroup reports whether user u is a member of group g.
+func inGroup(t *testing.T, u, g string) bool {
+	t.Helper()
+	out, err := exec.Command("id", "-nG", u).Output()
+	if err != nil {
+		t.Fatalf("id -nG %s: %v", u, err)
+	}
+	return slices.Contains(strings.Fields(string(out)), g)
 }

@@ -30,9 +30,10 @@ $$;
 GRANT SELECT ON schema_migrations TO "dh-route", "dh-deploy", "dh-nginx", "dh-cert";
 
 -- dh-route is the only writer of deliveries and routes; it reads runs to
--- apply the duplicate rule.
-GRANT SELECT, INSERT, UPDATE ON events, routes TO "dh-route";
-GRANT SELECT ON runs TO "dh-route";
+-- apply the duplicate rule. It deletes what the retention allows
+-- ([retention] in the configuration), runs included.
+GRANT SELECT, INSERT, UPDATE, DELETE ON events, routes TO "dh-route";
+GRANT SELECT, DELETE ON runs TO "dh-route";
 
 -- dh-deploy records runs (the deployment history) and reads nothing else;
 -- row-level security narrows this to each role's own deployments' runs.

@@ -1,6 +1,7 @@
 package systemd_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -123,6 +124,7 @@ func TestRealHost(t *testing.T) {
 	waitDeployed(t, h, "app", sha)
 	t.Logf("first push deployed after %v", time.Since(start).Round(time.Second))
 
+	gitHook(t, h, doc, start)
 	appUnitAndReload(t, h, doc)
 	nginxAndCert(t, h, doc)
 	selfUpdate(t, h, doc)
@@ -150,6 +152,39 @@ func TestRealHost(t *testing.T) {
 
 	securityInside(t, h)
 	t.Logf("the real host took %v", time.Since(start).Round(time.Second))
+}
+
+// gitHook follows "A repository on this host instead of GitHub" for the
+// app's bare repository with the user githost, then runs its hook as git
+// would (as githost, who cannot read the configuration): the push is
+// deployed through dh-receive-hook.socket; the same hook as another user,
+// or for another repository, is refused with exit 77, and githost cannot
+// write queues/main itself (issue 17, finding 5).
+func gitHook(t *testing.T, h *hosttest.Host, doc map[string]string, start time.Time) {
+	t.Helper()
+	h.Run(t, "useradd --system --no-create-home githost")
+	b := block(t, doc, "hook")
+	if !strings.HasPrefix(b, "HOOK_USER=") {
+		t.Fatalf("docs/operations.md: block hook does not start with the example's HOOK_USER=...")
+	}
+	h.Run(t, "HOOK_USER=githost REPOSITORY=example/app\n"+b[strings.Index(b, "\n")+1:])
+	sha := commit(t, h, "app", nil, "through the hook")
+	hook := "echo 0000000000000000000000000000000000000000 " + sha +
+		" refs/heads/main | runuser -u %s -- dh-receive -c /etc/dh-deployer/config.toml hook --repository %s"
+	for _, refused := range []string{fmt.Sprintf(hook, "nobody", "example/app"), fmt.Sprintf(hook, "githost", "example/other")} {
+		var exit *exec.ExitError
+		if out, err := h.Try(refused); !errors.As(err, &exit) || exit.ExitCode() != 77 {
+			t.Errorf("%s: %v %q; want exit 77", refused, err, out)
+		}
+	}
+	if out, err := h.Try("runuser -u githost -- sh -c 'echo x > /var/spool/dh-deployer/main/.tmp/x.json'"); err == nil {
+		t.Errorf("githost wrote into queues/main/.tmp: %q", out)
+	}
+	if out := h.Run(t, fmt.Sprintf(hook, "githost", "example/app")); !strings.Contains(out, "queued as delivery hook-") {
+		t.Fatalf("the hook as githost printed %q; want a queued delivery", out)
+	}
+	waitDeployed(t, h, "app", sha)
+	t.Logf("a push through the git hook deployed after %v", time.Since(start).Round(time.Second))
 }
 
 // writeConfig writes the configuration as an operator does in step 6.
@@ -224,7 +259,7 @@ func waitDeployed(t *testing.T, h *hosttest.Host, name, sha string) {
 }
 
 // users are the deployments' users, as the test adds them.
-var users = map[string]string{"app": "www-app", "sites": "dh-deploy-sites", "deployer": "dh-self"}
+var users = map[string]string{"app": "www-app", "sites": "dh-deploy-sites", "deployer": "dh-self", "web": "dh-deploy-web"}
 
 // securityInside runs systemd-analyze security on every service as the
 // container's systemd loaded it, and holds each to its budget.

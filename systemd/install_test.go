@@ -26,6 +26,7 @@ var installed = []string{
 	"etc/systemd/system/dh-deploy@.service",
 	"etc/systemd/system/dh-nginx-test.service",
 	"etc/systemd/system/dh-nginx.service",
+	"etc/systemd/system/dh-receive-hook.socket",
 	"etc/systemd/system/dh-receive.service",
 	"etc/systemd/system/dh-receive.socket",
 	"etc/systemd/system/dh-route.service",

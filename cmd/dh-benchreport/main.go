@@ -14,7 +14,11 @@
 // drain quiet and beside the writer, with their ratio
 // (BenchmarkRouteBacklog), the end-to-end latency (BenchmarkPushToStep),
 // and each daemon's start-up time and idle and peak memory
-// (BenchmarkDaemons, and BenchmarkPushToStep's peaks). A figure that is
+// (BenchmarkDaemons, and BenchmarkPushToStep's peaks), and the cost of
+// the history at scale: the status page at 1M runs and at 1,000
+// deployments and dh-deploy history at 1M runs, each with its ratio to
+// the small case (BenchmarkStatus, BenchmarkHistory), and the size of a
+// million deliveries and the pruning rate (BenchmarkPrune). A figure that is
 // missing prints as "-". With -count above 1 each figure is the median of
 // the runs. Columns are fixed-width, so that two reports compare with
 // diff. Exit status: 0 ok, 1 the file is unreadable, 64 usage.
@@ -197,6 +201,48 @@ func report(w io.Writer, file string, res *results) {
 		fmt.Fprintf(w, "  %-22s %s %s %s\n", d, res.cell(10, 1, daemons+"/"+name, "start-ms"),
 			res.cell(12, 1, daemons+"/"+name, "idle-RSS-MB"), res.cell(12, 1, push, name+"-peak-RSS-MB"))
 	}
+
+	const pages, hist = "BenchmarkStatus", "BenchmarkHistory"
+	fmt.Fprintf(w, "\nHistory at scale: the status page's first page and dh-deploy history over 10k\n")
+	fmt.Fprintf(w, "and 1M runs (10 deployments), and the page over 1,000 deployments, asked in turn;\n")
+	fmt.Fprintf(w, "medians %s %s\n", res.runs(pages), res.runs(hist))
+	fmt.Fprintf(w, "  %-30s %10s %9s %9s\n", "", "ms", "page KB", "ratio")
+	for _, c := range [][4]string{
+		{"/status", "10k", "10k runs", ""},
+		{"/status", "1M", "1M runs", "<= 1.50x"},
+		{"/status", "1000dep", "1000 deployments", "<= 2.00x"},
+		{"/status.json", "10k", "10k runs", ""},
+		{"/status.json", "1M", "1M runs", "<= 1.50x"},
+		{"/status.json", "1000dep", "1000 deployments", "<= 2.00x"},
+		{"history", "10k", "10k runs", ""},
+		{"history", "1M", "1M runs", "<= 1.50x"},
+	} {
+		name := pages + c[0]
+		if c[0] == "history" {
+			name = hist + "/page"
+		}
+		row := fmt.Sprintf("  %-30s %s %s", c[0]+" "+c[2], res.cell(10, 1, name, c[1]+"-ms"), res.cell(9, 1, name, c[1]+"-KB"))
+		if c[3] != "" {
+			ratio := fmt.Sprintf("%9s", "-")
+			if v, ok := res.get(name, c[1]+"-ratio"); ok {
+				ratio = fmt.Sprintf("%8.2fx", v)
+			}
+			row += " " + ratio + " (target " + c[3] + ")"
+		}
+		fmt.Fprintln(w, strings.TrimRight(row, " "))
+	}
+	fmt.Fprintf(w, "  %-30s %10s %9s\n", "history --all (streamed)", "runs", "peak MB")
+	for _, c := range []string{"10k", "1M"} {
+		fmt.Fprintf(w, "  %-30s %s %s\n", "  of "+c+" runs", res.cell(10, 0, hist+"/all", c+"-runs"),
+			res.cell(9, 1, hist+"/all", c+"-peak-RSS-MB"))
+	}
+
+	const prune = "BenchmarkPrune"
+	fmt.Fprintf(w, "\nRetention: a million deliveries, routes and runs over 400 days, pruned with the\n")
+	fmt.Fprintf(w, "default retention, without dh-route's pause between batches %s\n", res.runs(prune))
+	fmt.Fprintf(w, "  %-30s %s\n", "MB per 1M deliveries", res.cell(10, 0, prune, "MB-per-1M-deliveries"))
+	fmt.Fprintf(w, "  %-30s %s\n", "rows pruned", res.cell(10, 0, prune, "rows-pruned"))
+	fmt.Fprintf(w, "  %-30s %s\n", "rows/s", res.cell(10, 0, prune, "rows/s"))
 
 	fmt.Fprintf(w, "\nCompare two runs: diff -u two reports, or benchstat on the raw files (its\n")
 	fmt.Fprintf(w, "significance test wants make bench BENCH_COUNT=6 or more, six times as long):\n")

@@ -21,6 +21,9 @@ BenchmarkRouteBacklog/quiet-2      	       1	      2000 deliveries/s	        50.
 BenchmarkRouteBacklog/writer-2     	       1	      1500 deliveries/s	        52.0 peak-RSS-MB
 pkg: github.com/dh-deployer/dh-deployer/pkg/demo
 BenchmarkDaemons/dh-cert-2            	       5	         9.914 idle-RSS-MB	       127.0 start-ms
+pkg: github.com/dh-deployer/dh-deployer/pkg/status
+BenchmarkStatus/status-2     	      20	  60000000 ns/op	        20.00 10k-ms	        45.00 10k-KB	        25.00 1M-ms	        45.40 1M-KB	         1.25 1M-ratio
+BenchmarkHistory/all-2        	       5	  900000000 ns/op	   100000 1M-runs	        21.50 1M-peak-RSS-MB
 `
 
 // The report shows each figure (the median of repeated runs) in its row,
@@ -45,6 +48,9 @@ func TestReport(t *testing.T) {
 		"  deliveries/s                 2000       1500\n",
 		"  writer vs quiet            0.75x (target >= 0.70x)\n",
 		"  dh-cert run                 127.0          9.9            -\n",
+		"  /status 1M runs                      25.0      45.4     1.25x (target <= 1.50x)\n",
+		"  /status.json 1M runs                    -         -         - (target <= 1.50x)\n",
+		"    of 1M runs                       100000      21.5\n",
 	} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)

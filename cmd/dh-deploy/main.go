@@ -12,8 +12,18 @@
 //	dh-deploy [-c FILE] rollback NAME [--force]      redeploy the commit before the live one (again: further back)
 //	dh-deploy [-c FILE] pause NAME|--all [--reason R] hold NAME's (or every) queue
 //	dh-deploy [-c FILE] resume NAME|--all            end the pause
-//	dh-deploy [-c FILE] history NAME [-n N] [--json] the runs, newest first
+//	dh-deploy [-c FILE] history NAME [-n N|--all] [--before RUN] [--json]
+//	                                                 the runs, newest first (20; --all streams every one)
 //	dh-deploy [-c FILE] logs NAME [RUN]              a run's log (default: the newest)
+//	dh-deploy [-c FILE] add NAME --repository OWNER/NAME --branch B --path DIR
+//	          [--clone-url URL] [--steps '[["make"],["make","install"]]'] [--user U] [--host H]
+//	                                                 as root: add a deployment end to end: its
+//	                                                 table in the configuration, its user
+//	                                                 (default dh-deploy-NAME), database role,
+//	                                                 queue and log directories, checkout
+//	                                                 directory, git access checked as that user,
+//	                                                 dh-deploy@NAME enabled and started; prints
+//	                                                 the webhook URL and the next command
 //	dh-deploy [-c FILE] sudoers NAME                 the sudo rules of self deployment NAME
 //
 // SIGHUP makes run reload the configuration; the worker takes it up
@@ -57,6 +67,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
 	"github.com/dh-deployer/dh-deployer/pkg/pause"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/setup"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -76,9 +87,11 @@ var app = &cli.App{
 		{Name: "pause", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all", "reason"},
 			Summary: "hold the deployment's queue (or every one) until resume", Run: pauseCmd},
 		{Name: "resume", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all"}, Summary: "end a pause", Run: resumeCmd},
-		{Name: "history", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"limit", "json"},
+		{Name: "history", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"limit", "before", "all", "json"},
 			Summary: "print the deployment's runs, newest first", Run: history},
 		{Name: "logs", Args: "NAME [RUN]", MinArgs: 1, MaxArgs: 2, Summary: "print a run's log (default: the newest run)", Run: logs},
+		{Name: "add", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"repository", "branch", "path", "clone-url", "steps", "user", "host"},
+			Summary: "as root: add a deployment end to end (config, user, role, queue, unit, git access)", Run: add},
 		{Name: "sudoers", Args: "NAME", MinArgs: 1, MaxArgs: 1,
 			Summary: "print the exact sudo rules of self deployment NAME (for dh-deployer-acl --sudo)", Run: sudoers},
 	},
@@ -87,11 +100,19 @@ var app = &cli.App{
 		fs.Bool("wait", false, "wait for another worker of the queue to stop instead of exiting")
 		fs.String("commit", "", "the commit to deploy (it must be on the ref)")
 		fs.String("ref", "", "the ref to deploy or verify against, refs/heads/X or refs/tags/X (default: the first branch followed)")
-		fs.IntP("limit", "n", 20, "how many runs to print (0: all)")
+		fs.IntP("limit", "n", 20, "how many runs to print (0: all, as --all)")
+		fs.Int64("before", 0, "print the runs older than run `RUN` (the next page)")
 		fs.Bool("json", false, "print JSON, one run per line")
 		fs.Bool("force", false, "deploy even while paused or outside the deploy windows (recorded in the run's note), and rebuild a commit already live")
-		fs.Bool("all", false, "every deployment (a global pause)")
+		fs.Bool("all", false, "every deployment (pause, resume); every run, read a page at a time (history)")
 		fs.String("reason", "", "why, for the log, history and status")
+		fs.String("repository", "", "add: the GitHub repository, OWNER/NAME")
+		fs.StringArray("branch", nil, "add: a branch to follow (repeatable; default main)")
+		fs.String("path", "", "add: the checkout directory")
+		fs.String("clone-url", "", "add: where to fetch from (default: GitHub's https URL of the repository)")
+		fs.String("steps", "", `add: the build steps as a JSON list of argv lists, e.g. '[["make"],["make","install"]]'`)
+		fs.String("user", "", "add: the Unix user to run as (default dh-deploy-NAME, created)")
+		fs.String("host", "", "add: the webhook's public host name, for the URL it prints")
 	},
 }
 
@@ -243,51 +264,78 @@ func handOut(err error) error {
 
 func history(ctx context.Context, env *cli.Env, args []string) error {
 	limit, _ := env.Flags.GetInt("limit")
+	before, _ := env.Flags.GetInt64("before")
+	all, _ := env.Flags.GetBool("all")
 	asJSON, _ := env.Flags.GetBool("json")
+	if limit < 0 || before < 0 {
+		return sysexits.Errorf(sysexits.Usage, "-n and --before take a number from 0")
+	}
 	cfg, st, err := store.Load(ctx, env.Config)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if _, ok := cfg.Deployment(args[0]); !ok {
+	d, ok := cfg.Deployment(args[0])
+	if !ok {
 		return sysexits.Errorf(sysexits.Usage, "no deployment %q in %s", args[0], cfg.File)
 	}
-	runs, err := st.ListRuns(ctx, args[0], limit)
-	if err != nil {
+	// Every run is read a page at a time and printed as it comes, in the
+	// same memory however long the history; a page is one indexed query.
+	each := func(fn func(store.Run) error) error {
+		if all || limit == 0 {
+			return st.EachRun(ctx, args[0], before, fn)
+		}
+		runs, err := st.RunsBefore(ctx, args[0], before, limit)
+		for _, r := range runs {
+			if err == nil {
+				err = fn(r)
+			}
+		}
 		return err
 	}
 	if asJSON {
 		enc := json.NewEncoder(env.Stdout)
-		for _, r := range runs {
-			if err := enc.Encode(r); err != nil {
-				return err
-			}
-		}
-		return nil
+		return each(func(r store.Run) error { return enc.Encode(r) })
 	}
-	d, _ := cfg.Deployment(args[0])
 	if p := pause.Get(cfg, args[0]); p != nil {
 		fmt.Fprintf(env.Stdout, "%s\n\n", p)
 	} else if in, next := d.InWindow(time.Now()); !in {
 		fmt.Fprintf(env.Stdout, "outside the deploy windows %q until %s\n\n", d.Windows, next.Format(time.RFC3339))
 	}
-	return printHistory(env.Stdout, runs)
+	t := newHistoryTable(env.Stdout)
+	if err := each(t.add); err != nil {
+		return err
+	}
+	return t.flush()
 }
 
-// printHistory writes runs as a table.
-func printHistory(out io.Writer, runs []store.Run) error {
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "RUN\tQUEUED\tTRIGGER\tBY\tSTATE\tCOMMIT\tPREVIOUS\tTOOK\tSTEP\tEXIT\tERROR / NOTE")
-	for _, r := range runs {
-		took := "-"
-		if !r.FinishedAt.IsZero() && !r.StartedAt.IsZero() {
-			took = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
-		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.QueuedAt.UTC().Format(time.RFC3339),
-			r.Trigger, cli.Dash(r.TriggeredBy), r.State, cli.ShortSHA(r.Commit), cli.ShortSHA(r.Previous), took, cli.Num(r.FailedStep), cli.Num(r.ExitCode), cli.OneLine(strings.TrimSpace(r.Error+" "+r.Note)))
-	}
-	return w.Flush()
+// historyTable writes runs as a table, aligned a block of
+// store.EachRunPage rows at a time, so that it holds no more than that.
+type historyTable struct {
+	w    *tabwriter.Writer
+	rows int
 }
+
+func newHistoryTable(out io.Writer) *historyTable {
+	t := &historyTable{w: tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)}
+	fmt.Fprintln(t.w, "RUN\tQUEUED\tTRIGGER\tBY\tSTATE\tCOMMIT\tPREVIOUS\tTOOK\tSTEP\tEXIT\tERROR / NOTE")
+	return t
+}
+
+func (t *historyTable) add(r store.Run) error {
+	took := "-"
+	if !r.FinishedAt.IsZero() && !r.StartedAt.IsZero() {
+		took = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
+	}
+	fmt.Fprintf(t.w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.QueuedAt.UTC().Format(time.RFC3339),
+		r.Trigger, cli.Dash(r.TriggeredBy), r.State, cli.ShortSHA(r.Commit), cli.ShortSHA(r.Previous), took, cli.Num(r.FailedStep), cli.Num(r.ExitCode), cli.OneLine(strings.TrimSpace(r.Error+" "+r.Note)))
+	if t.rows++; t.rows%store.EachRunPage == 0 {
+		return t.flush()
+	}
+	return nil
+}
+
+func (t *historyTable) flush() error { return t.w.Flush() }
 
 func logs(ctx context.Context, env *cli.Env, args []string) error {
 	cfg, st, err := store.Load(ctx, env.Config)
@@ -382,6 +430,32 @@ func resumeCmd(ctx context.Context, env *cli.Env, args []string) error {
 	}
 	fmt.Fprintln(env.Stdout, "resumed", name)
 	return nil
+}
+
+func add(ctx context.Context, env *cli.Env, args []string) error {
+	cfg, err := config.Load(env.Config)
+	if err != nil {
+		return err
+	}
+	d := setup.Deployment{Name: args[0]}
+	d.Repository, _ = env.Flags.GetString("repository")
+	d.Branches, _ = env.Flags.GetStringArray("branch")
+	d.Path, _ = env.Flags.GetString("path")
+	d.CloneURL, _ = env.Flags.GetString("clone-url")
+	d.User, _ = env.Flags.GetString("user")
+	d.Host, _ = env.Flags.GetString("host")
+	if d.Repository == "" || d.Path == "" {
+		return sysexits.Errorf(sysexits.Usage, "add: --repository and --path are required")
+	}
+	if len(d.Branches) == 0 {
+		d.Branches = []string{"main"}
+	}
+	if steps, _ := env.Flags.GetString("steps"); steps != "" {
+		if err := json.Unmarshal([]byte(steps), &d.Steps); err != nil {
+			return sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "add: --steps: %v", err), `a JSON list of argv lists: '[["make"],["make","install"]]'`)
+		}
+	}
+	return setup.AddDeployment(ctx, &setup.Runner{Out: env.Stdout}, cfg, d)
 }
 
 // sudoers prints the sudoers(5) drop-in that allows the self deployment's

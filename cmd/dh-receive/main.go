@@ -9,9 +9,17 @@
 //	dh-receive [-c FILE] [serve]     serve until SIGTERM
 //	dh-receive [-c FILE] sign [FILE] print the X-Hub-Signature-256 of FILE
 //	                                 (or stdin) under the first secret
-//	dh-receive [-c FILE] hook --repository OWNER/NAME
-//	                                 a git post-receive hook: queue one push per
-//	                                 "<old> <new> <ref>" line on stdin
+//	dh-receive [-c FILE] hook --repository OWNER/NAME [--socket PATH]
+//	                                 a git post-receive hook: send each
+//	                                 "<old> <new> <ref>" line on stdin to
+//	                                 dh-receive's hook socket, which queues it
+//
+// Every header is checked before the body is read; the body streams into
+// its staging file while its HMAC is computed and is deleted unless it
+// verifies, and receive.max_in_flight bounds the body bytes in flight (503
+// and Retry-After beyond), so a flood of large unsigned bodies costs no
+// memory. X-Forwarded-For is read only from the peers listed in
+// receive.trusted_proxies.
 //
 // In a bare repository on this host, the one-line hook
 //
@@ -19,11 +27,18 @@
 //
 // in hooks/post-receive (executable) deploys its pushes like GitHub's: the
 // deployments whose repository is local/app and whose clone_url is that
-// repository's path. The pushing user needs write access to queues/main
-// (dh-deployer-acl hook USER).
+// repository's path. The hook writes no queue: it sends the pushed refs to
+// dh-receive over receive.hook_socket (dh-receive-hook.socket), and
+// dh-receive queues them if receive.hook_users gives the pushing user
+// (identified by SO_PEERCRED) that repository. The user needs only to be in
+// the group dh-hook (dh-deployer-acl hook USER). Exit statuses of hook: 64
+// a bad --repository, 65 a malformed line, 77 not allowed, 75 dh-receive
+// not reachable or the queue not writable.
 //
-// Endpoints: POST <receive.path> (default /github-webhook), GET / (service
-// info), GET /healthz (200, or 503 with the reasons).
+// Endpoints: POST <receive.path> (default /github-webhook), POST
+// /deploy/NAME (a deployment's token; only refs it follows; failed tokens
+// limited per client, 429), GET / (service info), GET /healthz (200, or 503
+// with the reasons).
 //
 // Test a running receiver with curl:
 //
@@ -35,12 +50,15 @@
 package main
 
 import (
-	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
+	"os/user"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -62,10 +80,11 @@ var app = &cli.App{
 	Commands: []*cli.Command{
 		{Name: "serve", Summary: "serve until SIGTERM", Run: serve},
 		{Name: "sign", Args: "[FILE]", MaxArgs: 1, Summary: "print the X-Hub-Signature-256 of FILE or stdin", Run: sign},
-		{Name: "hook", Flags: []string{"repository"}, Summary: "git post-receive hook: queue the pushed refs read from stdin", Run: hook},
+		{Name: "hook", Flags: []string{"repository", "socket"}, Summary: "git post-receive hook: queue the pushed refs read from stdin", Run: hook},
 	},
 	DefineFlags: func(fs *pflag.FlagSet) {
 		fs.String("repository", "", "the repository's name as deployments know it (owner/name)")
+		fs.String("socket", "", "dh-receive's hook socket (default: receive.hook_socket, if the configuration is readable, else "+config.Default().Receive.HookSocket+")")
 	},
 }
 
@@ -93,6 +112,10 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 	if err != nil {
 		return err
 	}
+	proxies, proxyUnix, err := cfg.Receive.TrustedProxyPrefixes()
+	if err != nil {
+		return err
+	}
 	tokens, err := cfg.DeployTokens(env.Getenv)
 	if err != nil {
 		return err
@@ -102,12 +125,25 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 		return sysexits.WithHint(sysexits.Errorf(sysexits.IOErr, "queue: %w", err),
 			"create the queue directories first (see docs/operations.md)")
 	}
-	l, err := receive.Listen(cfg.Receive.Listen, env.Getenv)
+	hookUsers, err := hookUIDs(cfg.Receive.HookUsers)
+	if err != nil {
+		return err
+	}
+	hookSocket := ""
+	if len(hookUsers) > 0 {
+		if err := receive.CheckPeerCredentials(); err != nil {
+			return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "receive.hook_users: %v", err),
+				"or empty receive.hook_users")
+		}
+		hookSocket = cfg.Receive.HookSocket
+	}
+	l, hl, err := receive.Listen(cfg.Receive.Listen, hookSocket, env.Getenv)
 	if err != nil {
 		return sysexits.Errorf(sysexits.Unavailable, "listen on %s: %w", cfg.Receive.Listen, err)
 	}
 	s := &receive.Server{
-		Config: cfg.Receive, Secrets: secrets, Tokens: tokens, Queue: q, Allowed: allowed,
+		Config: cfg.Receive, Secrets: secrets, Tokens: tokens, Deployments: cfg.Deployments, Queue: q, Allowed: allowed,
+		Proxies: proxies, ProxyUnix: proxyUnix, HookListener: hl, HookUsers: hookUsers,
 		Logger: env.Logger, Now: time.Now,
 	}
 	return s.Serve(ctx, l, env.Getenv)
@@ -135,36 +171,48 @@ func sign(ctx context.Context, env *cli.Env, args []string) error {
 	return nil
 }
 
-// hook queues the refs git reports to a post-receive hook. It needs no
-// secret: whoever may write queues/main may queue deliveries.
+// hookUIDs resolves the user names of receive.hook_users.
+func hookUIDs(users map[string][]string) (map[uint32][]string, error) {
+	out := map[uint32][]string{}
+	for name, repos := range users {
+		u, err := user.Lookup(name)
+		if err != nil {
+			return nil, sysexits.Errorf(sysexits.Config, "config: receive.hook_users: %v", err)
+		}
+		uid, err := strconv.ParseUint(u.Uid, 10, 32)
+		if err != nil {
+			return nil, sysexits.Errorf(sysexits.Config, "config: receive.hook_users: user %s has uid %q", name, u.Uid)
+		}
+		out[uint32(uid)] = append(out[uint32(uid)], repos...)
+	}
+	return out, nil
+}
+
+// hook sends the refs git reports to a post-receive hook to dh-receive's
+// hook socket, which queues them if receive.hook_users lets this user
+// push that repository. It needs no secret and writes no queue.
 func hook(ctx context.Context, env *cli.Env, _ []string) error {
 	repository, _ := env.Flags.GetString("repository")
 	if repository == "" {
 		return sysexits.Errorf(sysexits.Usage, "hook: --repository OWNER/NAME is required")
 	}
-	cfg, err := config.Load(env.Config)
-	if err != nil {
-		return err
-	}
-	entries, deliveries, err := receive.HookEntries(env.Stdin, repository, time.Now())
-	if err != nil {
-		return err
-	}
-	q := queue.Open(cfg.QueuePath(config.MainQueue))
-	items := make([]queue.Item, len(entries))
-	for i, e := range entries {
-		items[i] = queue.Item{Queue: q, Data: e}
-	}
-	// Each ref stands alone: report the ones queued, and fail with the
-	// first that was not.
-	var first error
-	for i, r := range queue.PublishAll(items) {
-		if r.Err != nil {
-			env.Logger.Error("delivery not queued", "delivery", deliveries[i], "err", r.Err)
-			first = cmp.Or(first, r.Err)
-			continue
+	// The pushing user need not read the configuration (it holds other
+	// deployments' settings): without it, the default socket.
+	socket, _ := env.Flags.GetString("socket")
+	if socket == "" {
+		cfg, err := config.Load(env.Config)
+		switch {
+		case err == nil:
+			socket = cfg.Receive.HookSocket
+		case errors.Is(err, fs.ErrPermission):
+			socket = config.Default().Receive.HookSocket
+		default:
+			return err
 		}
-		fmt.Fprintf(env.Stdout, "dh-deployer: queued as delivery %s\n", deliveries[i])
 	}
-	return first
+	deliveries, err := receive.Push(ctx, socket, repository, env.Stdin)
+	for _, d := range deliveries {
+		fmt.Fprintf(env.Stdout, "dh-deployer: queued as delivery %s\n", d)
+	}
+	return err
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
 // setup writes a config whose secret file holds secret.
@@ -138,13 +140,50 @@ func TestServe(t *testing.T) {
 	}
 }
 
-func TestHook(t *testing.T) {
+// serveHook runs serve in-process with receive.hook_users giving the
+// current user local/app, and returns the hook socket and queues/main.
+func serveHook(t *testing.T) (socket, main string) {
+	t.Helper()
 	cfg := setup(t, "a-long-enough-webhook-secret")
-	main := filepath.Join(filepath.Dir(cfg), "queues", "main")
+	dir := filepath.Dir(cfg)
+	main = filepath.Join(dir, "queues", "main")
 	os.MkdirAll(filepath.Join(main, ".tmp"), 0o755)
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	socket = filepath.Join(testenv.ShortTempDir(t, "dh-hook"), "hook.sock")
+	f, _ := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	fmt.Fprintf(f, "hook_socket = %q\n[receive.hook_users]\n%s = [\"local/app\"]\n", socket, me.Username)
+	f.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var stderr testenv.Buffer
+	go func() {
+		done <- cli.Run(ctx, app, &cli.Env{Stdout: io.Discard, Stderr: &stderr, Getenv: func(string) string { return "" }}, []string{"-c", cfg})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("serve after cancel = %d; want 0 (stderr: %s)", code, stderr.String())
+		}
+	})
+	for i := 0; ; i++ {
+		if _, err := os.Stat(socket); err == nil {
+			return socket, main
+		}
+		if i == 200 {
+			t.Fatalf("no hook socket %s (stderr: %s)", socket, stderr.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func TestHook(t *testing.T) {
+	socket, main := serveHook(t)
 	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
 	zero := strings.Repeat("0", 40)
-	code, out, errs := runTool([]string{"-c", cfg, "hook", "--repository", "local/app"},
+	code, out, errs := runTool([]string{"hook", "--socket", socket, "--repository", "local/app"},
 		a+" "+b+" refs/heads/main\n"+zero+" "+a+" refs/tags/v1\n"+b+" "+zero+" refs/heads/gone\n")
 	if code != 0 || strings.Count(out, "queued as delivery hook-") != 3 {
 		t.Fatalf("hook = %d, %q, %q; want 3 deliveries queued", code, out, errs)
@@ -173,18 +212,28 @@ func TestHook(t *testing.T) {
 
 	// One bad line: nothing is queued, and the error names the line.
 	before, _ := os.ReadDir(main)
-	for _, tc := range []struct{ args, stdin, want string }{
-		{"local/app", a + " " + b + " refs/heads/main\nnonsense\n", "line 2"},
-		{"local/app", a + " " + b + " refs/heads/../x\n", "line 1"},
-		{"local/app", "$(reboot) " + b + " refs/heads/main\n", "line 1"},
-		{"../etc", a + " " + b + " refs/heads/main\n", "not owner/name"},
+	for _, tc := range []struct {
+		args, stdin, want string
+		code              int
+	}{
+		{"local/app", a + " " + b + " refs/heads/main\nnonsense\n", "line 2", 65},
+		{"local/app", a + " " + b + " refs/heads/../x\n", "line 1", 65},
+		{"local/app", "$(reboot) " + b + " refs/heads/main\n", "line 1", 65},
+		{"../etc", a + " " + b + " refs/heads/main\n", "not owner/name", 64},
+		// A repository receive.hook_users does not give this user.
+		{"local/other", a + " " + b + " refs/heads/main\n", "may not queue pushes of local/other", 77},
 	} {
-		code, _, errs := runTool([]string{"-c", cfg, "hook", "--repository", tc.args}, tc.stdin)
-		if code == 0 || !strings.Contains(errs, tc.want) {
-			t.Errorf("hook %q with %q = %d, %q; want an error naming %q", tc.args, tc.stdin, code, errs, tc.want)
+		code, _, errs := runTool([]string{"hook", "--socket", socket, "--repository", tc.args}, tc.stdin)
+		if code != tc.code || !strings.Contains(errs, tc.want) {
+			t.Errorf("hook %q with %q = %d, %q; want %d naming %q", tc.args, tc.stdin, code, errs, tc.code, tc.want)
 		}
 	}
 	if after, _ := os.ReadDir(main); len(after) != len(before) {
 		t.Errorf("bad hook input queued %d entries", len(after)-len(before))
+	}
+	// dh-receive not listening: a temporary failure, saying what to check.
+	code, _, errs = runTool([]string{"hook", "--socket", socket + ".none", "--repository", "local/app"}, a+" "+b+" refs/heads/main\n")
+	if code != 75 || !strings.Contains(errs, "is dh-receive running") {
+		t.Errorf("hook without dh-receive = %d, %q; want 75 asking whether dh-receive runs", code, errs)
 	}
 }

@@ -14,6 +14,19 @@
 //	dh-route [-c FILE] status                   queue depths, failed entries and
 //	                                            the last decisions
 //	dh-route [-c FILE] migrate                  apply the embedded database migrations
+//	dh-route [-c FILE] prune                    delete the history [retention] lets go, now
+//	dh-route [-c FILE] setup [--host H] [--no-start]
+//	                                            as root, on a host with a local PostgreSQL:
+//	                                            create the database, migrate, create the
+//	                                            stages' roles (roles.sql), make the webhook
+//	                                            secret (printing what to paste into GitHub,
+//	                                            for https://H/github-webhook), check, and
+//	                                            enable and start the units (not with
+//	                                            --no-start); idempotent, refuses to
+//	                                            overwrite (pkg/setup)
+//	dh-route [-c FILE] doctor [--json]          as root: check the whole host, one line per
+//	                                            check, ✔ or ✘ with the command that fixes
+//	                                            it; exit 0 only if all pass (pkg/doctor)
 //
 // SIGHUP makes run reload the configuration between two entries; a
 // configuration that does not load is logged and the old one kept.
@@ -24,6 +37,12 @@
 // run also consumes queues/status: the commit statuses the deployments'
 // workers ask for, which it sets on GitHub with github.token_file (read by
 // dh-route alone; docs/operations.md, "Security model").
+//
+// run also prunes the history a minute after it starts, then every
+// retention.interval (an hour): deliveries, routes and runs older than
+// [retention] allows, in small batches beside the routing, keeping what
+// the stages still need (docs/operations.md, "Retention"); run --once
+// does not.
 //
 // With status.listen set, run also serves the read-only status page
 // (GET /status, /status.json, /status/logs/NAME/RUN; see pkg/status and
@@ -43,15 +62,19 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/doctor"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/route"
+	"github.com/dh-deployer/dh-deployer/pkg/setup"
 	statuspage "github.com/dh-deployer/dh-deployer/pkg/status"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 func main() { os.Exit(cli.Main(app)) }
@@ -65,10 +88,16 @@ var app = &cli.App{
 		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
 		{Name: "status", Summary: "print queue depths, failed entries and the last decisions", Run: status},
 		{Name: "migrate", Summary: "apply the embedded database migrations", Run: migrate},
+		{Name: "prune", Summary: "delete the history older than [retention] allows, now", Run: prune},
+		{Name: "setup", Flags: []string{"host", "no-start"}, Summary: "as root: database, migrations, roles, webhook secret, units (idempotent)", Run: setupCmd},
+		{Name: "doctor", Flags: []string{"json"}, Summary: "as root: check the host; each failure with the command that fixes it", Run: doctorCmd},
 	},
 	DefineFlags: func(fs *pflag.FlagSet) {
 		fs.Bool("once", false, "drain queues/main, then exit")
 		fs.Bool("wait", false, "wait for another consumer of queues/main to stop instead of exiting")
+		fs.String("host", "", "the webhook's public host name, for the URL setup prints")
+		fs.Bool("no-start", false, "setup: leave the units alone (the package's postinst starts them)")
+		fs.Bool("json", false, "doctor: print the checks as JSON")
 	},
 }
 
@@ -121,6 +150,12 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 			return err
 		}
 		defer stop()
+	}
+	if !once {
+		ctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); r.PruneEvery(ctx) }()
+		defer func() { cancel(); <-done }()
 	}
 	env.Logger.Info("routing", "queue", cfg.QueuePath(config.MainQueue), "deployments", len(cfg.Deployments), "once", once)
 	defer env.Ready("routing " + cfg.QueuePath(config.MainQueue))()
@@ -193,11 +228,13 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "QUEUE\tDEPTH\tOLDEST\tFAILED")
 	var failures []queue.Failure
+	var unreadable []string
 	for _, name := range append([]string{config.MainQueue, config.StatusQueue}, cfg.DeploymentNames()...) {
 		q := queue.Open(cfg.QueuePath(name))
 		s, err := q.Stats()
 		if err != nil {
-			fmt.Fprintf(w, "%s\t-\t-\t-\t(%v)\n", name, err)
+			fmt.Fprintf(w, "%s\t-\t-\t-\n", name)
+			unreadable = append(unreadable, fmt.Sprintf("queue %s: %v", name, err))
 			continue
 		}
 		fmt.Fprintf(w, "%s\t%d\t%s\t%d\n", name, s.Depth, cli.Stamp(s.Oldest), s.Failed)
@@ -211,6 +248,9 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 		}
 	}
 	w.Flush()
+	for _, u := range unreadable {
+		fmt.Fprintln(env.Stdout, u)
+	}
 	if len(failures) > 0 {
 		fmt.Fprintln(env.Stdout, "\nFailed entries:")
 		w = tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
@@ -240,6 +280,19 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 	return w.Flush()
 }
 
+func prune(ctx context.Context, env *cli.Env, _ []string) error {
+	cfg, st, err := store.Load(ctx, env.Config)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	start := time.Now()
+	p, err := route.New(cfg, st, route.Options{Logger: env.Logger}).Prune(ctx)
+	fmt.Fprintf(env.Stdout, "pruned %d deliveries, %d routes, %d runs in %s\n", p.Events, p.Routes, p.Runs,
+		time.Since(start).Round(time.Millisecond))
+	return err
+}
+
 func migrate(ctx context.Context, env *cli.Env, _ []string) error {
 	cfg, err := config.Load(env.Config)
 	if err != nil {
@@ -253,6 +306,75 @@ func migrate(ctx context.Context, env *cli.Env, _ []string) error {
 		fmt.Fprintf(env.Stdout, "database schema is up to date (version %d)\n", to)
 	} else {
 		fmt.Fprintf(env.Stdout, "migrated database schema from version %d to %d\n", from, to)
+	}
+	return nil
+}
+
+func setupCmd(ctx context.Context, env *cli.Env, _ []string) error {
+	cfg, err := config.Load(env.Config)
+	if err != nil {
+		return err
+	}
+	host, _ := env.Flags.GetString("host")
+	noStart, _ := env.Flags.GetBool("no-start")
+	r := &setup.Runner{Out: env.Stdout}
+	if err := setup.Setup(ctx, r, cfg, setup.Options{Config: env.Config, Host: host, NoStart: noStart}); err != nil {
+		return err
+	}
+	// Check what setup made.
+	h, err := doctorHost(cfg, r)
+	if err != nil {
+		return err
+	}
+	rs := doctor.Run(ctx, h, "config", "secret", "database")
+	doctor.Print(env.Stdout, rs)
+	if !doctor.Passed(rs) {
+		return sysexits.Errorf(sysexits.Failure, "setup: a check failed (above)")
+	}
+	fmt.Fprintln(env.Stdout, "next: add a deployment with  dh-deploy add NAME --repository OWNER/NAME --branch main --path DIR")
+	return nil
+}
+
+func doctorHost(cfg *config.Config, r *setup.Runner) (*doctor.Host, error) {
+	if err := setup.RequireRoot("doctor"); err != nil {
+		return nil, err
+	}
+	db, _ := setup.OpenDB(cfg.DatabaseURL, r)
+	return &doctor.Host{Cfg: cfg, Run: r, DB: db, Installed: setup.Locate(), Booted: setup.Booted()}, nil
+}
+
+func doctorCmd(ctx context.Context, env *cli.Env, _ []string) error {
+	asJSON, _ := env.Flags.GetBool("json")
+	cfg, err := config.Load(env.Config)
+	var rs []doctor.Result
+	if err != nil {
+		fix := sysexits.Hint(err)
+		if fix == "" {
+			fix = "edit " + env.Config
+		}
+		rs = []doctor.Result{{Group: "config", Name: "load", Detail: err.Error(), Fix: fix}}
+	} else {
+		h, err := doctorHost(cfg, &setup.Runner{Timeout: 30 * time.Second})
+		if err != nil {
+			return err
+		}
+		rs = doctor.Run(ctx, h)
+	}
+	if asJSON {
+		if err := doctor.PrintJSON(env.Stdout, rs); err != nil {
+			return err
+		}
+	} else {
+		doctor.Print(env.Stdout, rs)
+	}
+	if !doctor.Passed(rs) {
+		failed := 0
+		for _, r := range rs {
+			if !r.OK {
+				failed++
+			}
+		}
+		return sysexits.Errorf(sysexits.Failure, "doctor: %d of %d checks failed", failed, len(rs))
 	}
 	return nil
 }

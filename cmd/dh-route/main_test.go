@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"io"
 	"net"
@@ -141,5 +142,60 @@ func TestRunRefusesTCPStatusWithoutToken(t *testing.T) {
 		[]string{"-c", in.ConfigPath, "run", "--once"})
 	if code != 78 || !strings.Contains(stderr.String(), "status.listen") {
 		t.Errorf("dh-route run = %d, %q; want 78 naming status.listen", code, stderr.String())
+	}
+}
+
+// prune deletes, now, the deliveries older than the retention, and only
+// them.
+func TestPrune(t *testing.T) {
+	in := statustest.New(t, "\n[retention]\ndeliveries = \"72h\"\n")
+	db, err := sql.Open("postgres", in.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// statustest's deliveries come from its fixed clock: make them recent.
+	res, err := db.Exec(`UPDATE events SET received_at = now()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := res.RowsAffected()
+	if _, err := db.Exec(`INSERT INTO events (delivery, event, received_at, status)
+		VALUES ('old-delivery', 'push', now() - interval '4 days', 'voided')`); err != nil {
+		t.Fatal(err)
+	}
+	var out, errs bytes.Buffer
+	code := cli.Run(context.Background(), app, &cli.Env{Stdout: &out, Stderr: &errs, Getenv: noEnv},
+		[]string{"-c", in.ConfigPath, "prune"})
+	if code != 0 || !strings.HasPrefix(out.String(), "pruned 1 deliveries, 0 routes, 0 runs in ") {
+		t.Errorf("prune = %d, %q, %q; want 0 and one delivery pruned", code, out.String(), errs.String())
+	}
+	var after int64
+	if err := db.QueryRow(`SELECT count(*) FROM events`).Scan(&after); err != nil || after != before {
+		t.Errorf("events after prune = %d, %v; want the %d recent ones", after, err, before)
+	}
+}
+
+// TestStatusUnreadableQueue: a queue that cannot be read keeps the table's
+// four columns and says why under it.
+func TestStatusUnreadableQueue(t *testing.T) {
+	in := statustest.New(t, "")
+	api := filepath.Join(in.Dir, "queues", "api")
+	if err := os.RemoveAll(api); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(api, nil, 0o644); err != nil { // a file where the directory should be
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cli.Run(context.Background(), app, &cli.Env{Stdout: &stdout, Stderr: &stderr, Getenv: noEnv}, []string{"-c", in.ConfigPath, "status"})
+	table, _, _ := strings.Cut(stdout.String(), "\n\n")
+	for _, line := range strings.Split(table, "\n") {
+		if strings.HasPrefix(line, "api ") && len(strings.Fields(line)) != 4 {
+			t.Errorf("row %q has %d cells under 4 headers", line, len(strings.Fields(line)))
+		}
+	}
+	if !strings.Contains(stdout.String(), "queue api: ") {
+		t.Errorf("dh-route status does not say why queue api is unreadable:\n%s", stdout.String())
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -69,8 +70,12 @@ type world struct {
 	addr     string // dh-receive's host:port
 	nginx    *nginxtest.Server
 	checkout string // the "sites" deployment's checkout
+	hook     string // dh-receive's git hook socket
 	guid     int
 }
+
+// token is the token of the "api" deployment (token_files).
+const token = "api-deploy-token-0123456789abcdef"
 
 const deployments = `
 [deployments.api]
@@ -78,6 +83,7 @@ repository = "acme/app"
 branches   = ["main", "feature-*"]
 path       = %q
 steps      = [["true"]]
+token_files = [%q]
 
 [deployments.sites]
 kind       = "nginx"
@@ -101,11 +107,15 @@ database_url = %q
 
 [receive]
 max_body = %d
+max_in_flight = %d
 read_header_timeout = "300ms"
+hook_socket = %q
 
-%s`, filepath.Join(w.dir, "queues"), filepath.Join(w.dir, "state"), storetest.NewMigrated(t), maxBody,
+%s`, filepath.Join(w.dir, "queues"), filepath.Join(w.dir, "state"), storetest.NewMigrated(t), maxBody, 2*maxBody,
+		filepath.Join(testenv.ShortTempDir(t, "dh-badinput"), "hook.sock"),
 		w.nginx.NginxTable(filepath.Join(w.dir, "certs"))) +
-		fmt.Sprintf(deployments, filepath.Join(w.dir, "api"), w.checkout)
+		fmt.Sprintf(deployments, filepath.Join(w.dir, "api"), filepath.Join(w.dir, "api-token"), w.checkout)
+	os.WriteFile(filepath.Join(w.dir, "api-token"), []byte(token+"\n"), 0o600)
 	w.file = filepath.Join(w.dir, "config.toml")
 	if err := os.WriteFile(w.file, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
@@ -132,12 +142,31 @@ read_header_timeout = "300ms"
 		t.Fatalf("the good site is not installed: %v", err)
 	}
 
-	s := &receive.Server{Config: w.cfg.Receive, Secrets: [][]byte{secret}, Queue: queue.Open(w.cfg.QueuePath(config.MainQueue)),
-		Logger: slog.New(slog.DiscardHandler), Now: time.Now}
-	l, err := receive.Listen("127.0.0.1:0", func(string) string { return "" })
+	tokens, err := w.cfg.DeployTokens(os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.hook = w.cfg.Receive.HookSocket
+	w.addr = w.receiver(t, w.hook, func(s *receive.Server) {
+		s.Tokens, s.Deployments = tokens, w.cfg.Deployments
+		s.HookUsers = map[uint32][]string{uint32(os.Getuid()): {"acme/app"}}
+	})
+	w.url = "http://" + w.addr + w.cfg.Receive.Path
+	return w
+}
+
+// receiver serves a dh-receive (pkg/receive) of the world's configuration,
+// changed by tweak, on 127.0.0.1 (and its git hook on hookSocket, if not
+// empty) until the test ends, and returns its address.
+func (w *world) receiver(t *testing.T, hookSocket string, tweak func(*receive.Server)) string {
+	t.Helper()
+	l, hl, err := receive.Listen("127.0.0.1:0", hookSocket, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &receive.Server{Config: w.cfg.Receive, Secrets: [][]byte{secret}, Queue: queue.Open(w.cfg.QueuePath(config.MainQueue)),
+		Logger: slog.New(slog.DiscardHandler), Now: time.Now, HookListener: hl}
+	tweak(s)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, l, func(string) string { return "" }) }()
@@ -147,9 +176,41 @@ read_header_timeout = "300ms"
 			t.Errorf("Serve() = %v", err)
 		}
 	})
-	w.addr = l.Addr().String()
-	w.url = "http://" + w.addr + w.cfg.Receive.Path
-	return w
+	return l.Addr().String()
+}
+
+// deployRequest posts POST /deploy/NAME with a bearer token and a body.
+func (w *world) deployRequest(t *testing.T, name, tok, body string) outcome {
+	t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+w.addr+"/deploy/"+name, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	return send(t, req)
+}
+
+// hookPush is `dh-receive hook --repository REPOSITORY` with lines on
+// stdin, as the current user.
+func (w *world) hookPush(t *testing.T, repository, lines string) outcome {
+	t.Helper()
+	_, err := receive.Push(t.Context(), w.hook, repository, strings.NewReader(lines))
+	if err != nil {
+		return outcome{code: sysexits.Code(err), text: err.Error()}
+	}
+	return outcome{code: 0, text: "queued"}
+}
+
+// waitStagingEmpty waits until no request of dh-receive holds a staging
+// file in queues/main (requests cut off clean up after themselves).
+func (w *world) waitStagingEmpty(t *testing.T) {
+	t.Helper()
+	staging := filepath.Join(w.cfg.QueuePath(config.MainQueue), queue.StagingDir)
+	for i := 0; i < 200; i++ {
+		if names, _ := os.ReadDir(staging); len(names) == 0 {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Errorf("%s still holds files", staging)
 }
 
 // refusedSite commits a site file of that name, lets dh-nginx handle the
@@ -547,6 +608,73 @@ func TestCatalogue(t *testing.T) {
 			return w.raw(t, "POST "+w.cfg.Receive.Path+" HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\n", false, 10*time.Second)
 		}, outcome{0, -1, "connection closed by the server"}, ""},
 
+		// Issue 17, finding 2: headers first, bodies streamed, bytes bounded.
+		{"unsigned body: answered before it is read", func(t *testing.T) outcome {
+			return w.raw(t, fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"+
+				"X-GitHub-Event: push\r\nX-GitHub-Delivery: %s\r\n\r\n", w.cfg.Receive.Path, maxBody, w.newGUID()), false, 5*time.Second)
+		}, outcome{401, -1, "missing X-Hub-Signature-256"}, ""},
+		{"more body bytes in flight than max_in_flight", func(t *testing.T) outcome {
+			// Two requests announce max_body each and send nothing more:
+			// max_in_flight (2 × max_body) is taken until they end.
+			defer w.waitStagingEmpty(t)
+			for range 2 {
+				conn, err := net.Dial("tcp", w.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"+
+					"X-GitHub-Event: push\r\nX-GitHub-Delivery: %s\r\nX-Hub-Signature-256: %s\r\n\r\n{",
+					w.cfg.Receive.Path, maxBody, w.newGUID(), github.Sign(good, secret))
+			}
+			var o outcome
+			for range 100 { // until both have reached the body
+				if o = send(t, w.delivery("push", good)); o.status != http.StatusAccepted {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			return o
+		}, outcome{503, -1, "too many bytes in flight (receive.max_in_flight)"}, ""},
+		// Issue 17, finding 3: X-Forwarded-For only from a trusted proxy.
+		{"X-Forwarded-For from a client that is not a trusted proxy", func(t *testing.T) outcome {
+			addr := w.receiver(t, "", func(s *receive.Server) {
+				s.Allowed = []netip.Prefix{netip.MustParsePrefix("192.30.252.0/22")}
+				s.Proxies = []netip.Prefix{netip.MustParsePrefix("10.9.9.9/32")}
+			})
+			r := w.delivery("push", good)
+			r.URL.Host = addr
+			r.Header.Set("X-Forwarded-For", "192.30.252.1")
+			return send(t, r)
+		}, outcome{403, -1, "source address 127.0.0.1 is not allowed"}, ""},
+		// Issue 17, finding 4: token scope.
+		{"token deploy of a branch the deployment does not follow", func(t *testing.T) outcome {
+			return w.deployRequest(t, "api", token, `{"ref":"refs/heads/unreviewed"}`)
+		}, outcome{403, -1, `deployment api does not follow "refs/heads/unreviewed"`}, ""},
+		{"token for an unknown deployment: the answer to a wrong token", func(t *testing.T) outcome {
+			unknown, wrong := w.deployRequest(t, "nope", token, ""), w.deployRequest(t, "api", "wrong-token-0123456789", "")
+			if unknown.status != wrong.status || strings.Replace(unknown.text, `"nope"`, `"api"`, 1) != wrong.text {
+				return outcome{code: -1, text: fmt.Sprintf("unknown deployment %v, wrong token %v", unknown, wrong)}
+			}
+			return unknown
+		}, outcome{403, -1, "wrong token, or no deployment"}, ""},
+		{"token guessing", func(t *testing.T) outcome {
+			var o outcome
+			for i := range 20 {
+				if o = w.deployRequest(t, "api", fmt.Sprintf("guess-%d", i), ""); o.status != http.StatusForbidden {
+					break
+				}
+			}
+			return o
+		}, outcome{429, -1, "too many failed token attempts"}, ""},
+		// Issue 17, finding 5: the git hook goes through dh-receive.
+		{"hook push of a repository hook_users does not give the user", func(t *testing.T) outcome {
+			return w.hookPush(t, "acme/nginx", github.ZeroSHA+" "+sha+" refs/heads/main\n")
+		}, outcome{0, sysexits.NoPerm, "may not queue pushes of acme/nginx"}, ""},
+		{"hook push with ../ in a ref and shell metacharacters as a commit", func(t *testing.T) outcome {
+			return w.hookPush(t, "acme/app", github.ZeroSHA+" "+sha+" refs/heads/../x\n$(reboot) "+sha+" refs/heads/main\n")
+		}, outcome{0, sysexits.DataErr, "line 1"}, ""},
+
 		// dh-route: accepted (202), then decided with a reason, or failed/.
 		{"unknown event (star), accepted then voided", func(t *testing.T) outcome {
 			r := w.delivery("star", star)
@@ -785,6 +913,9 @@ func TestCatalogue(t *testing.T) {
 			return runTool(t, w.badConfig(t, "\n[deployments.me]\nkind = \"self\"\nrepository = \"acme/me\"\nbranches = [\"main\"]\npath = \"/srv/me\"\n"+
 				"self = { restart_self = [\"sudo\", \"-n\", \"/usr/bin/systemctl\", \"--no-block\", \"restart\", \"dh-deploy@*\"] }\n"))
 		}, outcome{0, sysexits.Config, `argument "dh-deploy@*" cannot be allowed exactly by a sudo rule`}, ""},
+		{"config pruning runs GitHub may still redeliver", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[retention]\nruns = \"24h\"\n"))
+		}, outcome{0, sysexits.Config, "config.toml:%LINE+3%: retention.runs: 24h0m0s is shorter than GitHub's redelivery window\ndh-route: hint: use at least \"72h\" (or \"0s\" to keep forever)"}, ""},
 	}
 
 	// %LINE+N% in a want is the Nth line of what badConfig appends.

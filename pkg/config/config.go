@@ -121,6 +121,10 @@ type Config struct {
 	// Status configures dh-route's status page (see status.go).
 	Status Status `toml:"status"`
 
+	// Retention says how long dh-route keeps deliveries, routes and runs
+	// (see retention.go).
+	Retention Retention `toml:"retention"`
+
 	// Deployments maps each deployment's name to its definition. The name
 	// ([a-z0-9][a-z0-9-]*, at most 64 bytes, not main, nginx, cert, status, failed
 	// or tmp) is also the name of its queue and of its systemd instance
@@ -180,11 +184,37 @@ type Receive struct {
 	// read by dh-receive at start, see Receive.AllowedPrefixes.
 	AllowFile string `toml:"allow_file"`
 
-	// TrustedProxies is how many reverse proxies in front of dh-receive
-	// append to X-Forwarded-For; the client address is taken that many
-	// hops from the right. 0 uses the connection's address and ignores
-	// the header. Default 0.
-	TrustedProxies int `toml:"trusted_proxies"`
+	// TrustedProxies lists the reverse proxies in front of dh-receive:
+	// networks (CIDR, or a single address) and "unix" for a peer on a
+	// unix socket (nginx behind dh-receive.socket). X-Forwarded-For is
+	// read only when the connection's peer is one of them; the client is
+	// then the right-most address in it that is not a trusted proxy.
+	// Empty (the default) uses the connection's address and ignores the
+	// header. It used to be a count of proxies: an integer is an error
+	// saying how to write the list.
+	TrustedProxies []string `toml:"trusted_proxies"`
+
+	// MaxInFlight bounds the request body bytes dh-receive receives at
+	// once, across requests (each counts its Content-Length, or max_body
+	// without one); a request beyond it gets 503 with Retry-After. At
+	// least max_body. Default 104857600 (100 MiB, four full-size
+	// deliveries).
+	MaxInFlight int64 `toml:"max_in_flight"`
+
+	// HookSocket is the unix socket `dh-receive hook` (a git
+	// post-receive hook) sends pushes to. dh-receive listens on it when
+	// HookUsers is not empty: under socket activation (listen =
+	// "systemd") it is the socket named "hook" (dh-receive-hook.socket),
+	// otherwise dh-receive creates it (mode 0660). Default
+	// "/run/dh-receive-hook.sock".
+	HookSocket string `toml:"hook_socket"`
+
+	// HookUsers maps a Unix user to the repositories ("owner/name", as
+	// deployments name them) that user's pushes may deploy through the
+	// hook socket; dh-receive identifies the user by the socket's peer
+	// credentials (SO_PEERCRED), so a user cannot queue another's
+	// repository. Empty (the default): no hook socket.
+	HookUsers map[string][]string `toml:"hook_users"`
 
 	// MinFreeBytes is the free space below which /healthz reports the
 	// queue filesystem unhealthy, in bytes; 0 disables the check. Default
@@ -437,6 +467,8 @@ func Default() *Config {
 			Listen:            "127.0.0.1:3400",
 			Path:              "/github-webhook",
 			MaxBody:           25 << 20,
+			MaxInFlight:       100 << 20,
+			HookSocket:        "/run/dh-receive-hook.sock",
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      30 * time.Second,
@@ -448,8 +480,9 @@ func Default() *Config {
 			APIURL:        "https://api.github.com",
 			StatusContext: "dh-deployer",
 		},
-		Nginx: defaultNginx(),
-		Cert:  defaultCert(),
+		Nginx:     defaultNginx(),
+		Cert:      defaultCert(),
+		Retention: defaultRetention(),
 	}
 }
 
@@ -512,6 +545,18 @@ func (d *Deployment) FollowsBranch(branch string) bool { return matchAny(d.Branc
 // FollowsTag reports whether the tag (a name without "refs/tags/") matches
 // one of Tags.
 func (d *Deployment) FollowsTag(tag string) bool { return matchAny(d.Tags, tag) }
+
+// FollowsRef reports whether a full ref ("refs/heads/BRANCH" or
+// "refs/tags/TAG") is one the deployment follows.
+func (d *Deployment) FollowsRef(ref string) bool {
+	if b, ok := strings.CutPrefix(ref, "refs/heads/"); ok {
+		return d.FollowsBranch(b)
+	}
+	if t, ok := strings.CutPrefix(ref, "refs/tags/"); ok {
+		return d.FollowsTag(t)
+	}
+	return false
+}
 
 // TakesEvent reports whether event (a GitHub event name such as "push") is
 // one of Events.

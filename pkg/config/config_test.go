@@ -116,6 +116,9 @@ func TestLoadDesignExample(t *testing.T) {
 		{"Receive.MaxBody", c.Receive.MaxBody, int64(26214400)},
 		{"Receive.ReadHeaderTimeout", c.Receive.ReadHeaderTimeout, 5 * time.Second},
 		{"Receive.MaxQueueAge", c.Receive.MaxQueueAge, 5 * time.Minute},
+		{"Retention.Deliveries", c.Retention.Deliveries, 90 * 24 * time.Hour},
+		{"Retention.Runs", c.Retention.Runs, 365 * 24 * time.Hour},
+		{"Retention.KeepSucceeded", c.Retention.KeepSucceeded, 5},
 		{"Receive.MinFreeBytes", c.Receive.MinFreeBytes, int64(100 << 20)},
 		{"GitHub.APIURL", c.GitHub.APIURL, "https://api.github.com"},
 		{"GitHub.StatusContext", c.GitHub.StatusContext, "dh-deployer"},
@@ -361,7 +364,14 @@ func TestLoadInvalid(t *testing.T) {
 		{"bad webhook path", "[receive]\npath = \"hook\"\n", `receive.path: must be a URL path starting with "/"`},
 		{"secret file leaving credentials", "[receive]\nsecret_files = [\"../secret\"]\n", `receive.secret_files[0]: must be absolute, or a name inside $CREDENTIALS_DIRECTORY`},
 		{"zero max_body", "[receive]\nmax_body = 0\n", `receive.max_body: must be positive`},
-		{"negative trusted_proxies", "[receive]\ntrusted_proxies = -1\n", `receive.trusted_proxies: must not be negative`},
+		{"trusted_proxies as a count", "[receive]\ntrusted_proxies = 1\n", `receive.trusted_proxies: wrong type: want an array of strings`},
+		{"trusted_proxies not a network", "[receive]\ntrusted_proxies = [\"nginx\"]\n", `receive.trusted_proxies[0]: "nginx" is not a CIDR network or an address (or "unix" for a unix-socket peer)`},
+		{"max_in_flight below max_body", "[receive]\nmax_in_flight = 1024\n", `receive.max_in_flight: must be at least max_body (26214400)`},
+		{"hook user not a user name", "[receive.hook_users]\n\"Git Host\" = [\"local/app\"]\n", `receive.hook_users.Git Host: is not a Unix user name`},
+		{"hook repository not owner/name", "[receive.hook_users]\ngit = [\"app\"]\n", `receive.hook_users.git[0]: "app" is not owner/name`},
+		{"retention inside the redelivery window", "[retention]\nruns = \"24h\"\n", `retention.runs: 24h0m0s is shorter than GitHub's redelivery window`},
+		{"retention keeping no live run", "[retention]\nkeep_succeeded = 0\n", `retention.keep_succeeded: must be at least 1`},
+		{"retention batch of nothing", "[retention]\nbatch = 0\n", `retention.batch: must be from 1 to 100000 rows`},
 		{"relative allow_file", "[receive]\nallow_file = \"allow\"\n", `receive.allow_file: must be absolute`},
 		{"mysql database", "database_url = \"mysql://u:hunter2@h/db\"\n", `database_url: scheme must be postgres or postgresql`},
 		{"api_url with token", "[github]\napi_url = \"https://tok:x@api.github.com\"\n", `github.api_url: must not contain user information`},
@@ -948,5 +958,23 @@ func TestRunsAs(t *testing.T) {
 		if got := c.Deployments[name].RunsAs(); got != want {
 			t.Errorf("deployments.%s.RunsAs() = %q; want %q", name, got, want)
 		}
+	}
+}
+
+// The old integer form of trusted_proxies is refused with a hint saying
+// how to write the list (issue 17, finding 3).
+func TestTrustedProxiesCountMigrates(t *testing.T) {
+	path := writeConfig(t, "[receive]\ntrusted_proxies = 1\n")
+	_, err := Load(path)
+	if hint := sysexits.Hint(err); sysexits.Code(err) != sysexits.Config || !strings.Contains(hint, `trusted_proxies = ["127.0.0.1", "::1"]`) {
+		t.Errorf("Load(trusted_proxies = 1) = %v (hint %q); want a config error with a hint showing the list", err, hint)
+	}
+	c, err := Parse("ok.toml", []byte("[receive]\ntrusted_proxies = [\"unix\", \"10.0.0.0/8\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, unix, err := c.Receive.TrustedProxyPrefixes()
+	if err != nil || !unix || len(ps) != 1 || ps[0].String() != "10.0.0.0/8" {
+		t.Errorf("TrustedProxyPrefixes() = %v, %v, %v; want [10.0.0.0/8], true, nil", ps, unix, err)
 	}
 }

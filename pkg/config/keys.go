@@ -112,6 +112,7 @@ var tables = []struct {
 	{"[receive]", reflect.TypeFor[Receive]()},
 	{"[github]", reflect.TypeFor[GitHub]()},
 	{"[status]", reflect.TypeFor[Status]()},
+	{"[retention]", reflect.TypeFor[Retention]()},
 	{"[deployments.NAME]", reflect.TypeFor[Deployment]()},
 	{"a sites rule", reflect.TypeFor[SiteRule]()},
 }

@@ -150,8 +150,15 @@ func decodeError(name string, err error) error {
 		line, _ := strconv.Atoi(m[1])
 		key := m[2]
 		if t, ok := typeAt(splitKey(key)); ok {
-			return sysexits.Errorf(sysexits.Config, "config: %s: %s: wrong type: want %s",
+			err := sysexits.Errorf(sysexits.Config, "config: %s: %s: wrong type: want %s",
 				where(name, line), key, describe(t))
+			if key == "receive.trusted_proxies" {
+				// The old form was a count of proxies, which let a client
+				// that reached dh-receive directly choose its address.
+				err = sysexits.WithHint(err, `trusted_proxies is now the list of your proxies' addresses, not their number: `+
+					`for nginx on this host write trusted_proxies = ["127.0.0.1", "::1"], or ["unix"] behind dh-receive.socket`)
+			}
+			return err
 		}
 		return sysexits.Errorf(sysexits.Config, "config: %s: %s: %s",
 			where(name, line), key, strings.TrimPrefix(err.Error(), m[0]))

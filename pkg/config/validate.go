@@ -158,6 +158,7 @@ func (c *Config) validate() []problem {
 	c.Nginx.validate(ck)
 	c.Cert.validate(ck)
 	c.Status.validate(ck)
+	c.Retention.validate(ck)
 	paths := map[string]string{} // clean checkout path → deployment
 	for _, name := range c.DeploymentNames() {
 		d := c.Deployments[name]
@@ -329,8 +330,26 @@ func (r *Receive) validate(ck *checker) {
 	if r.AllowFile != "" {
 		ck.absPath(k("receive", "allow_file"), r.AllowFile)
 	}
-	if r.TrustedProxies < 0 {
-		ck.add(k("receive", "trusted_proxies"), "must not be negative")
+	for i, a := range r.TrustedProxies {
+		if _, err := parsePrefix(a); err != nil && a != TrustUnix {
+			ck.addSub(k("receive", "trusted_proxies"), fmt.Sprintf("[%d]", i), "%v (or %q for a unix-socket peer)", err, TrustUnix)
+		}
+	}
+	if r.MaxInFlight < r.MaxBody {
+		ck.add(k("receive", "max_in_flight"), "must be at least max_body (%d)", r.MaxBody)
+	}
+	if !strings.HasPrefix(r.HookSocket, "/") || len(r.HookSocket) > 107 {
+		ck.add(k("receive", "hook_socket"), "must be an absolute path of at most 107 bytes")
+	}
+	for user, repos := range r.HookUsers {
+		if !hookUserRE.MatchString(user) {
+			ck.addSub(k("receive", "hook_users"), "."+user, "is not a Unix user name")
+		}
+		for i, repo := range repos {
+			if !ValidRepository(repo) {
+				ck.addSub(k("receive", "hook_users"), fmt.Sprintf(".%s[%d]", user, i), "%q is not owner/name", repo)
+			}
+		}
 	}
 	if r.MinFreeBytes < 0 {
 		ck.add(k("receive", "min_free_bytes"), "must not be negative")
@@ -633,6 +652,30 @@ func (r *Receive) AllowedPrefixes() ([]netip.Prefix, error) {
 		return nil, sysexits.Errorf(sysexits.Config, "config: %s: no networks in receive.allow_file", r.AllowFile)
 	}
 	return out, nil
+}
+
+// TrustUnix in trusted_proxies trusts a peer on a unix socket.
+const TrustUnix = "unix"
+
+// hookUserRE is the shape of the user names hook_users accepts (those of
+// useradd and dh-deployer-acl).
+var hookUserRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+
+// TrustedProxyPrefixes returns the networks of TrustedProxies, and whether
+// it trusts unix-socket peers.
+func (r *Receive) TrustedProxyPrefixes() (prefixes []netip.Prefix, unix bool, err error) {
+	for i, a := range r.TrustedProxies {
+		if a == TrustUnix {
+			unix = true
+			continue
+		}
+		p, err := parsePrefix(a)
+		if err != nil {
+			return nil, false, sysexits.Errorf(sysexits.Config, "config: receive.trusted_proxies[%d]: %v", i, err)
+		}
+		prefixes = append(prefixes, p)
+	}
+	return prefixes, unix, nil
 }
 
 // ListenNetwork splits Listen into a network for net.Listen ("tcp" or

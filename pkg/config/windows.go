@@ -116,7 +116,8 @@ func (d *Deployment) InWindow(t time.Time) (bool, time.Time) {
 	for day := 0; day <= 7; day++ {
 		date := midnight.AddDate(0, 0, day)
 		for _, w := range ws {
-			start := date.Add(time.Duration(w.From) * time.Minute)
+			// On the wall clock, not midnight + From: a DST day is 23 or 25 hours.
+			start := time.Date(date.Year(), date.Month(), date.Day(), w.From/60, w.From%60, 0, 0, loc)
 			if w.Days[date.Weekday()] && start.After(t) && (next.IsZero() || start.Before(next)) {
 				next = start
 			}

@@ -33,10 +33,24 @@ func TestWindows(t *testing.T) {
 		{"2026-11-27 18:30", false, "2026-11-28 10:00"}, // Friday evening → Saturday
 		{"2026-11-28 12:00", false, "2026-11-30 09:00"}, // Saturday noon → Monday
 		{"2026-11-29 08:00", false, "2026-11-30 09:00"}, // Sunday
+		// DST days: the opening is 09:00 on the wall clock, not midnight + 9 h.
+		{"2027-03-27 12:00", false, "2027-03-29 09:00"}, // Saturday before the spring change → Monday
+		{"2027-03-28 00:30", false, "2027-03-29 09:00"}, // the spring change (Sunday) → Monday
+		{"2026-10-24 12:00", false, "2026-10-26 09:00"}, // Saturday before the autumn change → Monday
 	} {
 		in, next := d.InWindow(at(tc.now))
 		if in != tc.in || (tc.next != "" && !next.Equal(at(tc.next))) {
 			t.Errorf("InWindow(%s) = %v, %v; want %v, %s", tc.now, in, next, tc.in, tc.next)
+		}
+	}
+	// A window opening on the DST day itself.
+	sunday := &Deployment{Windows: []string{"sun 09:00-17:00"}, TimeZone: "Europe/London"}
+	for _, tc := range []struct{ now, next string }{
+		{"2027-03-28 00:30", "2027-03-28 09:00"}, // spring forward at 01:00
+		{"2026-10-25 00:30", "2026-10-25 09:00"}, // fall back at 02:00
+	} {
+		if _, next := sunday.InWindow(at(tc.now)); !next.Equal(at(tc.next)) {
+			t.Errorf("sun window: InWindow(%s) next = %v; want %s", tc.now, next, tc.next)
 		}
 	}
 	// In UTC, 09:30 London time in winter is 09:30 UTC; in summer 08:30 UTC.

@@ -105,7 +105,7 @@ func BenchmarkPushToStep(b *testing.B) {
 	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
 	// The daemons' peak resident memory over the whole run (VmHWM).
 	for _, d := range r.daemons {
-		b.ReportMetric(procStatus(b, d.cmd.Process.Pid, "VmHWM")/1024, d.name+"-peak-RSS-MB")
+		b.ReportMetric(testenv.ProcStatus(b, d.cmd.Process.Pid, "VmHWM")/1024, d.name+"-peak-RSS-MB")
 	}
 	b.ReportMetric(0, "ns/op")
 }
@@ -199,7 +199,7 @@ command = [%q]
 					b.Fatalf("%s sent no READY=1 within %v\n%s", d.name, readyTimeout, tail(d.log, 12))
 				}
 				time.Sleep(idle)
-				rss = append(rss, procStatus(b, d.cmd.Process.Pid, "VmRSS")/1024)
+				rss = append(rss, testenv.ProcStatus(b, d.cmd.Process.Pid, "VmRSS")/1024)
 				err = d.stop()
 				r.daemons = slices.DeleteFunc(r.daemons, func(x *daemon) bool { return x == d })
 				if err != nil {
@@ -218,25 +218,4 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func median(xs []float64) float64 {
 	slices.Sort(xs)
 	return xs[len(xs)/2]
-}
-
-// procStatus returns a field of /proc/PID/status in KiB, e.g. VmRSS (the
-// resident memory now) or VmHWM (its peak).
-func procStatus(b *testing.B, pid int, field string) float64 {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for line := range strings.Lines(string(status)) {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			if f := strings.Fields(v); len(f) == 2 && f[1] == "kB" {
-				kb, err := strconv.ParseFloat(f[0], 64)
-				if err == nil {
-					return kb
-				}
-			}
-		}
-	}
-	b.Fatalf("/proc/%d/status: no %s", pid, field)
-	return 0
 }

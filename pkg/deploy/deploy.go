@@ -548,20 +548,19 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 	return rec, err
 }
 
+// RollbackRuns is how many of the newest succeeded runs Rollback reads:
+// it chooses among them, and replays them to find the live place.
+const RollbackRuns = 1000
+
 // Rollback deploys, again, the commit before the live one (trigger
 // "rollback"); repeated rollbacks walk further back, never forward to a
-// commit rolled back from (see rollbackTarget). With nothing earlier it
-// fails with sysexits.Unavailable.
+// commit rolled back from (see rollbackTarget), within the newest
+// RollbackRuns succeeded runs. With nothing earlier it fails with
+// sysexits.Unavailable.
 func (w *Worker) Rollback(ctx context.Context, force bool) (store.Run, error) {
-	runs, err := w.st.ListRuns(ctx, w.d.Name, 0)
+	ok, err := w.st.SucceededRuns(ctx, w.d.Name, RollbackRuns) // oldest first
 	if err != nil {
 		return store.Run{}, err
-	}
-	var ok []store.Run // the succeeded runs, oldest first
-	for i := len(runs) - 1; i >= 0; i-- {
-		if runs[i].State == store.RunSucceeded {
-			ok = append(ok, runs[i])
-		}
 	}
 	pos := livePosition(ok)
 	if t := rollbackTarget(ok, pos); t >= 0 {

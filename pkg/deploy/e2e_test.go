@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -113,6 +115,36 @@ func TestHistoryAndLogs(t *testing.T) {
 	cmd := exec.Command(bin, "-c", r.file, "logs", "app", "999")
 	if b, err := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 69 {
 		t.Errorf("logs app 999 = %v\n%s; want exit 69", err, b)
+	}
+	// A long history: a page by default, the next with --before, every
+	// run with --all (read a page at a time).
+	const more = 1200
+	db, err := sql.Open("postgres", r.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`INSERT INTO runs (delivery, deployment, state)
+		SELECT 'old-' || i, 'app', 'failed' FROM generate_series(1, $1) AS i`, more); err != nil {
+		t.Fatal(err)
+	}
+	lines := func(args ...string) []string {
+		t.Helper()
+		out, err := exec.Command(bin, append([]string{"-c", r.file, "history", "app"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("history %q = %v", args, err)
+		}
+		return strings.Split(strings.TrimSpace(string(out)), "\n")
+	}
+	if got := lines(); len(got) != 21 || !strings.HasPrefix(got[1], strconv.Itoa(more+1)+" ") {
+		t.Errorf("history printed %d lines from %.20q; want the header and the newest 20 runs", len(got), got[1])
+	}
+	if got := lines("-n", "2", "--before", "5", "--json"); len(got) != 2 || !strings.Contains(got[0], `"id":4,`) ||
+		!strings.Contains(got[1], `"id":3,`) {
+		t.Errorf("history -n 2 --before 5 = %q; want runs 4 and 3", got)
+	}
+	if got := lines("--all", "--json"); len(got) != more+1 || !strings.Contains(got[more], `"state":"succeeded"`) {
+		t.Errorf("history --all printed %d runs; want %d, the oldest the succeeded one", len(got), more+1)
 	}
 	cmd = exec.Command(bin, "-c", r.file, "history", "nope")
 	if b, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 64 || !strings.Contains(string(b), "nope") {

@@ -28,6 +28,7 @@ package durable
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -58,17 +59,25 @@ func SyncDir(dir string) error {
 // each other's data nor for other programs' (the file system still batches
 // their journal commits).
 func Stage(path string, data []byte, perm os.FileMode) error {
+	return StageFunc(path, perm, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return ioErr("write", path, err)
+	})
+}
+
+// StageFunc is Stage for content that write produces, such as a stream
+// that is never held in memory whole: write writes the content into the
+// new file. If write fails, its error is returned as it is and nothing is
+// left at path.
+func StageFunc(path string, perm os.FileMode, write func(w io.Writer) error) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return ioErr("create", path, err)
 	}
-	fail := func(err error) error {
+	if err := write(f); err != nil {
 		f.Close()
 		os.Remove(path)
-		return ioErr("write", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
+		return err
 	}
 	// The data must be on disk before a name points at it, or a crash
 	// could leave a named but empty or partial file. fdatasync suffices:
@@ -78,7 +87,9 @@ func Stage(path string, data []byte, perm os.FileMode) error {
 	// and mode are made durable with its name, by the fsync of the
 	// directory that follows the link (SyncDir).
 	if err := unix.Fdatasync(int(f.Fd())); err != nil {
-		return fail(&os.PathError{Op: "fdatasync", Path: path, Err: err})
+		f.Close()
+		os.Remove(path)
+		return ioErr("write", path, &os.PathError{Op: "fdatasync", Path: path, Err: err})
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(path)

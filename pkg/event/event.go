@@ -89,7 +89,30 @@ func ValidEventName(s string) bool { return eventRE.MatchString(s) }
 // Encode returns the entry's JSON with the payload bytes written verbatim
 // (encoding/json would compact them). The payload must be valid JSON.
 func (e *GitHubEvent) Encode() ([]byte, error) {
-	if err := e.check(); err != nil {
+	head, err := e.EncodeHead()
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckPayload(e.Payload); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(head) + len(e.Payload) + len(PayloadEnd))
+	buf.Write(head)
+	buf.Write(e.Payload)
+	buf.WriteString(PayloadEnd)
+	return buf.Bytes(), nil
+}
+
+// PayloadEnd is what follows the payload in an encoded GitHubEvent.
+const PayloadEnd = "}\n"
+
+// EncodeHead returns the start of the entry's JSON, up to and including
+// `"payload":`, for a writer that streams the payload after it and then
+// PayloadEnd (Encode does the same in memory). It checks every field but
+// the payload, which the caller checks with CheckPayload.
+func (e *GitHubEvent) EncodeHead() ([]byte, error) {
+	if err := e.checkHead(); err != nil {
 		return nil, err
 	}
 	head := *e
@@ -100,17 +123,11 @@ func (e *GitHubEvent) Encode() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode entry: %w", err)
 	}
-	b, ok := bytes.CutSuffix(b, []byte(`"payload":null}`))
-	if !ok {
+	b, ok := bytes.CutSuffix(b, []byte(`null}`))
+	if !ok || !bytes.HasSuffix(b, []byte(`"payload":`)) {
 		return nil, fmt.Errorf("encode entry: payload is not the last field")
 	}
-	var buf bytes.Buffer
-	buf.Grow(len(b) + len(e.Payload) + 16)
-	buf.Write(b)
-	buf.WriteString(`"payload":`)
-	buf.Write(e.Payload)
-	buf.WriteString("}\n")
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 // DecodeGitHubEvent parses and checks a github-event entry.
@@ -133,6 +150,13 @@ func DecodeGitHubEvent(data []byte) (*GitHubEvent, error) {
 }
 
 func (e *GitHubEvent) check() error {
+	if err := e.checkHead(); err != nil {
+		return err
+	}
+	return CheckPayload(e.Payload)
+}
+
+func (e *GitHubEvent) checkHead() error {
 	switch {
 	case !ValidDelivery(e.Delivery):
 		return dataErr("entry has a missing or malformed delivery id %q", e.Delivery)
@@ -145,13 +169,16 @@ func (e *GitHubEvent) check() error {
 		// years 0 to 9999; "0000-01-01T00:30:00+01:00" decodes but is in
 		// year -1 in UTC.
 		return dataErr("entry received_at %s is out of range", e.ReceivedAt.Format(time.RFC3339))
-	case len(e.Payload) == 0 || !json.Valid(e.Payload):
-		return dataErr("entry payload is not valid JSON")
-	}
-	if t := bytes.TrimLeft(e.Payload, " \t\r\n"); len(t) == 0 || t[0] != '{' {
-		return dataErr("entry payload is not a JSON object")
 	}
 	return nil
+}
+
+// CheckPayload checks that a payload is a JSON object (PayloadChecker,
+// which checks one as it streams).
+func CheckPayload(payload []byte) error {
+	var c PayloadChecker
+	c.Write(payload)
+	return c.Check()
 }
 
 func dataErr(format string, args ...any) error {

@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"regexp"
 	"strings"
 )
@@ -56,10 +57,39 @@ func ParseSignature(header string) ([]byte, error) {
 // Verify checks a decoded signature against body under each secret, in
 // constant time for each. It returns nil if any secret matches.
 func Verify(sum, body []byte, secrets [][]byte) error {
-	ok := 0
+	v := NewVerifier(secrets)
+	v.Write(body)
+	return v.Verify(sum)
+}
+
+// Verifier computes the HMAC-SHA256 of a body under every secret while the
+// body streams through Write, so a body is checked without being held in
+// memory. Its zero value is not usable: call NewVerifier.
+type Verifier struct{ macs []hash.Hash }
+
+// NewVerifier returns a Verifier for secrets.
+func NewVerifier(secrets [][]byte) *Verifier {
+	v := &Verifier{}
 	for _, s := range secrets {
-		m := hmac.New(sha256.New, s)
-		m.Write(body)
+		v.macs = append(v.macs, hmac.New(sha256.New, s))
+	}
+	return v
+}
+
+// Write adds p to the body; it never fails.
+func (v *Verifier) Write(p []byte) (int, error) {
+	for _, m := range v.macs {
+		m.Write(p)
+	}
+	return len(p), nil
+}
+
+// Verify checks a decoded signature against the body written so far under
+// each secret, in constant time for each, and returns nil if any matches
+// (else ErrBadSignature).
+func (v *Verifier) Verify(sum []byte) error {
+	ok := 0
+	for _, m := range v.macs {
 		if hmac.Equal(m.Sum(nil), sum) {
 			ok = 1
 		}

@@ -32,6 +32,11 @@ var packages = map[string]string{
 	"chromium":        "chromium",
 	"node":            "nodejs",
 	"fusermount3":     "fuse3",
+	"psql":            "postgresql-client",
+	"runuser":         "util-linux",
+	"useradd":         "passwd",
+	"lintian":         "lintian",
+	"dpkg-deb":        "dpkg",
 }
 
 // goTools maps a program that tests install with go install to its

@@ -49,6 +49,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -126,6 +127,11 @@ func (q *Queue) Publish(data []byte) (string, error) {
 type Item struct {
 	Queue *Queue
 	Data  []byte
+	// Write, if not nil, writes the entry's content into its staging file
+	// instead of Data (an entry streamed, never held in memory whole). If
+	// it returns an error, the staging file is removed, the item is not
+	// published, and its Result carries that error.
+	Write func(w io.Writer) error
 	// Name, if not empty, is the entry's name (IsEntry must accept it)
 	// instead of a fresh one, which makes publishing it idempotent: if the
 	// queue already holds an entry of that name, waiting or in failed/,
@@ -152,7 +158,7 @@ type Result struct {
 func PublishAll(items []Item) []Result {
 	ps := make([]*pending, len(items))
 	for i, it := range items {
-		ps[i] = &pending{q: it.Queue, data: it.Data, name: it.Name, given: it.Name != ""}
+		ps[i] = &pending{q: it.Queue, data: it.Data, write: it.Write, name: it.Name, given: it.Name != ""}
 		if !ps[i].given {
 			// Named here, not by the concurrent stages: a queue's new
 			// entries sort in the order of items.
@@ -223,7 +229,8 @@ func PublishAll(items []Item) []Result {
 type pending struct {
 	q       *Queue
 	data    []byte
-	name    string // given (Item.Name) or fresh
+	write   func(w io.Writer) error // Item.Write
+	name    string                  // given (Item.Name) or fresh
 	given   bool
 	dst     string
 	tmp     string // the staged file, until linked
@@ -253,12 +260,12 @@ func (p *pending) stage() {
 	// The staging file's data is synced (fdatasync, in Stage) before its
 	// name is linked into the queue: a name never points at data that a
 	// power cut can lose.
-	err := durable.Stage(tmp, p.data, EntryPerm)
+	err := p.stageFile(tmp)
 	if errors.Is(err, os.ErrExist) {
 		// A leftover of a publisher that crashed with the same given
 		// name: take its place.
 		os.Remove(tmp)
-		err = durable.Stage(tmp, p.data, EntryPerm)
+		err = p.stageFile(tmp)
 	}
 	if errors.Is(err, os.ErrNotExist) {
 		if _, serr := os.Stat(q.dir); serr != nil {
@@ -270,7 +277,7 @@ func (p *pending) stage() {
 			p.err = merr
 			return
 		}
-		err = durable.Stage(tmp, p.data, EntryPerm)
+		err = p.stageFile(tmp)
 	}
 	if err != nil {
 		p.err = err
@@ -300,6 +307,15 @@ func (p *pending) link() {
 	}
 	// The staging directory is not synced: a crash may leave the entry's
 	// staging name too, which the consumer sweeps (sweepStaging).
+}
+
+// stageFile writes the entry's content to the new staging file tmp and
+// syncs it (durable.Stage).
+func (p *pending) stageFile(tmp string) error {
+	if p.write != nil {
+		return durable.StageFunc(tmp, EntryPerm, p.write)
+	}
+	return durable.Stage(tmp, p.data, EntryPerm)
 }
 
 // syncNames makes the names of a batch of entries linked into one queue

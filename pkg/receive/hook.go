@@ -2,18 +2,30 @@ package receive
 
 import (
 	"bufio"
+	"bytes"
+	"cmp"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -88,4 +100,178 @@ func hookEntry(repository, old, new, ref string, now time.Time) ([]byte, string,
 		return nil, "", fmt.Errorf("encode hook entry: %w", err)
 	}
 	return data, delivery, nil
+}
+
+// The git hook reaches dh-receive over a unix socket of its own
+// (receive.hook_socket), never the queue: `dh-receive hook` (Push) sends
+// what git gave it, and dh-receive (HookHandler), which alone writes
+// queues/main, identifies the pushing user by the socket's peer
+// credentials (SO_PEERCRED, set by the kernel, not by the client) and
+// queues the push only if receive.hook_users gives that user the
+// repository. The socket's group (HookGroup) limits who may connect at
+// all.
+
+// CheckPeerCredentials fails unless this process sees every user id as
+// it is (the identity map in /proc/self/uid_map): in a user namespace
+// such as systemd's PrivateUsers=, SO_PEERCRED shows the hook's users all
+// as the overflow id (nobody), and could not tell them apart.
+func CheckPeerCredentials() error {
+	m, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return fmt.Errorf("read uid map: %w", err)
+	}
+	if f := strings.Fields(string(m)); len(f) != 3 || f[0] != "0" || f[1] != "0" || f[2] != "4294967295" {
+		return errors.New("this process runs in a user namespace (uid map " + strings.Join(f, " ") +
+			"): the hook socket could not tell its users apart; remove PrivateUsers= from dh-receive's unit")
+	}
+	return nil
+}
+
+// maxHookBody bounds what one hook sends: maxHookLines lines of at most
+// 4 KiB each would be more than any push.
+const maxHookBody = 1 << 20
+
+// hookPath is the hook socket's one endpoint.
+const hookPath = "/push"
+
+type peerKey struct{}
+
+// withPeer is the hook server's ConnContext: it records the peer
+// credentials of a unix-socket connection.
+func withPeer(ctx context.Context, c net.Conn) context.Context {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return ctx
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return ctx
+	}
+	var cred *unix.Ucred
+	raw.Control(func(fd uintptr) {
+		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if err != nil || cred == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, peerKey{}, cred)
+}
+
+// HookHandler serves the hook socket: POST /push?repository=OWNER/NAME
+// with git's "<old> <new> <ref>" lines as the body. Answers: 202
+// {"deliveries": [...]}; 400 bad lines or repository; 403 a user that
+// receive.hook_users does not give the repository; 503 not stored (with
+// the deliveries that were).
+func (s *Server) HookHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+hookPath, s.hookPush)
+	return mux
+}
+
+func (s *Server) hookPush(w http.ResponseWriter, r *http.Request) {
+	cred, _ := r.Context().Value(peerKey{}).(*unix.Ucred)
+	repository := r.URL.Query().Get("repository")
+	if cred == nil {
+		fail(w, http.StatusForbidden, "no peer credentials on this connection")
+		return
+	}
+	log := s.Logger.With("uid", cred.Uid, "pid", cred.Pid, "repository", repository)
+	if !config.ValidRepository(repository) {
+		log.Warn("hook push rejected", "reason", "bad repository")
+		fail(w, http.StatusBadRequest, fmt.Sprintf("repository %q is not owner/name", repository))
+		return
+	}
+	if !slices.ContainsFunc(s.HookUsers[cred.Uid], func(r string) bool { return strings.EqualFold(r, repository) }) {
+		log.Warn("hook push rejected", "reason", "user not allowed")
+		fail(w, http.StatusForbidden, fmt.Sprintf("user %d may not queue pushes of %s: receive.hook_users does not give it that repository", cred.Uid, repository))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxHookBody))
+	if err != nil {
+		fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d bytes of updated refs", maxHookBody))
+		return
+	}
+	entries, deliveries, err := HookEntries(bytes.NewReader(body), repository, s.Now().UTC())
+	if err != nil {
+		log.Warn("hook push rejected", "reason", err.Error())
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	items := make([]queue.Item, len(entries))
+	for i, e := range entries {
+		items[i] = queue.Item{Queue: s.Queue, Data: e}
+	}
+	// Each ref stands alone: report the ones queued, and fail with the
+	// first that was not.
+	var queued []string
+	var first error
+	for i, res := range queue.PublishAll(items) {
+		if res.Err != nil {
+			log.Error("hook push not queued", "delivery", deliveries[i], "err", res.Err)
+			first = cmp.Or(first, res.Err)
+			continue
+		}
+		log.Info("hook push queued", "delivery", deliveries[i], "entry", res.Name)
+		queued = append(queued, deliveries[i])
+	}
+	if first != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": http.StatusServiceUnavailable,
+			"message": http.StatusText(http.StatusServiceUnavailable), "deliveries": queued,
+			"description": "not every ref could be stored; run the hook again once the cause is fixed"})
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"deliveries": queued})
+}
+
+// Push sends the lines git gave a post-receive hook to dh-receive's hook
+// socket and returns the deliveries queued. Its errors carry the exit
+// status: 64 a bad repository name, 65 bad lines, 77 not allowed (by the
+// socket's group or receive.hook_users), 75 dh-receive not reachable or
+// the queue not writable.
+func Push(ctx context.Context, socket, repository string, lines io.Reader) ([]string, error) {
+	if !config.ValidRepository(repository) {
+		return nil, sysexits.Errorf(sysexits.Usage, "--repository %q is not owner/name", repository)
+	}
+	body, err := io.ReadAll(io.LimitReader(lines, maxHookBody+1))
+	if err != nil {
+		return nil, sysexits.Errorf(sysexits.DataErr, "read stdin: %v", err)
+	}
+	client := &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		}},
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://dh-receive"+hookPath+"?repository="+url.QueryEscape(repository), bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := client.Do(req)
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return nil, sysexits.WithHint(sysexits.Errorf(sysexits.NoPerm, "connect to %s: %v", socket, err),
+				"only members of the group "+HookGroup+" may: dh-deployer-acl hook USER")
+		}
+		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.TempFail, "connect to %s: %v", socket, err),
+			"is dh-receive running with receive.hook_users set (dh-receive-hook.socket)? then run the hook again")
+	}
+	defer resp.Body.Close()
+	var answer struct {
+		Deliveries  []string `json:"deliveries"`
+		Description string   `json:"description"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&answer); err != nil {
+		return nil, sysexits.Errorf(sysexits.TempFail, "answer of dh-receive (%s): %v", resp.Status, err)
+	}
+	code := map[int]int{http.StatusBadRequest: sysexits.DataErr, http.StatusRequestEntityTooLarge: sysexits.DataErr,
+		http.StatusForbidden: sysexits.NoPerm}[resp.StatusCode]
+	switch {
+	case resp.StatusCode == http.StatusAccepted:
+		return answer.Deliveries, nil
+	case code == 0:
+		code = sysexits.TempFail
+	}
+	return answer.Deliveries, sysexits.Errorf(code, "dh-receive: %s", answer.Description)
 }

@@ -2,11 +2,13 @@
 // webhook deliveries and enqueues each verified one durably into
 // queues/main.
 //
-// Guarantees: a 202 answer means the delivery is on disk (queue.Publish
-// returned nil); anything that cannot be made durable gets 503 and leaves
+// Guarantees: a 202 answer means the delivery is on disk (its entry
+// published); anything that cannot be made durable gets 503 and leaves
 // no entry. Bad input gets a 4xx with a JSON body saying why, and leaves
-// nothing in the queue. The body read before the signature check is
-// bounded by max_body.
+// nothing in the queue. Every header is checked before the body is read;
+// the body is never held in memory before its signature is checked (see
+// stream.go), and the body bytes in flight across requests are bounded by
+// max_in_flight. X-Forwarded-For counts only from trusted_proxies.
 //
 // Status codes:
 //
@@ -14,18 +16,21 @@
 //	400 malformed headers or payload  413 body larger than max_body
 //	401 no (or malformed) signature   415 content type not JSON or form
 //	403 wrong signature, source not   503 queue not writable (disk full,
-//	    in the allowlist                  I/O error, missing directory)
+//	    in the allowlist                  I/O error, missing directory), or
+//	                                      max_in_flight reached (Retry-After)
+//
+// POST /deploy/NAME (token.go) and the git hook's socket (hook.go) have
+// their own answers.
 package receive
 
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -45,11 +50,26 @@ type Server struct {
 	// Tokens holds, by deployment name, the tokens that may trigger it
 	// with POST /deploy/NAME; a deployment without any cannot be.
 	Tokens map[string][]config.DeployToken
-	Queue  *queue.Queue
+	// Deployments are the configured deployments by name: a token
+	// deploys only the refs its deployment follows.
+	Deployments map[string]*config.Deployment
+	Queue       *queue.Queue
 	// Allowed lists the source networks allowed to deliver; empty allows all.
 	Allowed []netip.Prefix
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// Proxies are the networks of receive.trusted_proxies, and ProxyUnix
+	// whether it trusts a unix-socket peer: see clientAddr.
+	Proxies   []netip.Prefix
+	ProxyUnix bool
+	Logger    *slog.Logger
+	Now       func() time.Time
+	// HookListener, if not nil, is the git hook's unix socket (Listen),
+	// served with HookHandler; HookUsers maps a Unix user id to the
+	// repositories its pushes may queue there (receive.hook_users).
+	HookListener net.Listener
+	HookUsers    map[uint32][]string
+
+	inFlight   budget    // request body bytes being received (max_in_flight)
+	tokenFails failLimit // failed token attempts by source
 }
 
 // Handler returns the server's routes: the webhook path, GET / and
@@ -87,6 +107,10 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusMethodNotAllowed, "deliveries are POSTed")
 		return
 	}
+	// An answer given before the body is read closes the connection:
+	// without this, net/http would first read up to 256 KiB of the unread
+	// body, waiting for a client that may never send it.
+	w.Header().Set("Connection", "close")
 	client, err := s.clientAddr(r)
 	if err != nil {
 		s.reject(w, r, http.StatusForbidden, err.Error(), client)
@@ -102,49 +126,21 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 			"content type must be application/json or application/x-www-form-urlencoded", client)
 		return
 	}
-	tooLarge := "body larger than " + strconv.FormatInt(s.Config.MaxBody, 10) + " bytes"
+	tooLarge := &rejection{http.StatusRequestEntityTooLarge, "body larger than " + strconv.FormatInt(s.Config.MaxBody, 10) + " bytes"}
 	if r.ContentLength > s.Config.MaxBody {
-		s.reject(w, r, http.StatusRequestEntityTooLarge, tooLarge, client)
+		s.reject(w, r, tooLarge.status, tooLarge.why, client)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.Config.MaxBody))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.reject(w, r, http.StatusRequestEntityTooLarge, tooLarge, client)
-		} else {
-			s.reject(w, r, http.StatusBadRequest, "read body: "+err.Error(), client)
-		}
-		return
-	}
-
+	// Every header is checked before a byte of the body is read.
 	sum, status, err := signature(r.Header)
 	if err != nil {
 		s.reject(w, r, status, err.Error(), client)
 		return
 	}
-	payload := body
-	if mt == "application/x-www-form-urlencoded" {
-		form, err := url.ParseQuery(string(body))
-		if err != nil || form.Get("payload") == "" {
-			s.reject(w, r, http.StatusBadRequest, "form body has no payload field", client)
-			return
-		}
-		payload = []byte(form.Get("payload"))
-	}
-	// GitHub signs the body as sent; Gitea signs the JSON payload even
-	// when it sends a form.
-	if github.Verify(sum, body, s.Secrets) != nil &&
-		(mt != "application/x-www-form-urlencoded" || github.Verify(sum, payload, s.Secrets) != nil) {
-		s.reject(w, r, http.StatusForbidden, github.ErrBadSignature.Error(), client)
-		return
-	}
-
 	e := &event.GitHubEvent{
 		Delivery:   r.Header.Get(github.HeaderDelivery),
 		Event:      r.Header.Get(github.HeaderEvent),
 		ReceivedAt: s.Now().UTC(),
-		Payload:    payload,
 	}
 	for _, src := range sources {
 		if r.Header.Get(src.header) != "" {
@@ -166,18 +162,38 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	data, err := e.Encode()
+	head, err := e.EncodeHead()
 	if err != nil {
 		s.reject(w, r, http.StatusBadRequest, err.Error(), client)
 		return
 	}
-	name, err := s.Queue.Publish(data)
-	if err != nil {
-		s.Logger.Error("delivery not queued", "delivery", e.Delivery, "event", e.Event, "err", err)
+	// The body's bytes count against max_in_flight from here until the
+	// answer: all of Content-Length, or max_body when it is not sent.
+	n := r.ContentLength
+	if n < 0 {
+		n = s.Config.MaxBody
+	}
+	if !s.inFlight.take(n, s.Config.MaxInFlight) {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+		s.reject(w, r, http.StatusServiceUnavailable, "too many bytes in flight (receive.max_in_flight): try again later", client)
+		return
+	}
+	defer s.inFlight.give(n)
+	w.Header().Del("Connection") // the body is read from here on
+	d := &incoming{head: head, body: http.MaxBytesReader(w, r.Body, s.Config.MaxBody),
+		form: mt == "application/x-www-form-urlencoded", sum: sum, secrets: s.Secrets, tooBig: tooLarge}
+	res := queue.PublishAll([]queue.Item{{Queue: s.Queue, Write: d.streamBody}})[0]
+	var rej *rejection
+	if errors.As(res.Err, &rej) {
+		s.reject(w, r, rej.status, rej.why, client)
+		return
+	}
+	if res.Err != nil {
+		s.Logger.Error("delivery not queued", "delivery", e.Delivery, "event", e.Event, "err", res.Err)
 		fail(w, http.StatusServiceUnavailable, "the delivery could not be stored; it was not accepted")
 		return
 	}
-	s.Logger.Info("delivery queued", "delivery", e.Delivery, "event", e.Event, "source", e.Source, "entry", name, "bytes", len(payload))
+	s.Logger.Info("delivery queued", "delivery", e.Delivery, "event", e.Event, "source", e.Source, "entry", res.Name, "bytes", d.payload)
 	writeJSON(w, http.StatusAccepted, map[string]any{"delivery": e.Delivery, "queued": true})
 }
 
@@ -237,19 +253,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(append(b, '\n'))
 }
 
-// clientAddr is the delivering client's address: the TCP peer, or with
-// trusted_proxies = N, the N-th address from the right of X-Forwarded-For
-// (each trusted proxy appends the address it got the request from, so
-// only those N entries can be trusted). A unix-socket peer without
-// proxies is the zero address.
+// clientAddr is the requesting client's address: the connection's peer,
+// or, when the peer is a trusted proxy (receive.trusted_proxies), the
+// right-most address of X-Forwarded-For that is not one of the trusted
+// proxies. Each proxy appends the address it got the request from, so
+// everything left of that one may be the client's own invention, and a
+// client that reaches dh-receive directly is never asked. A unix-socket
+// peer that is not trusted is the zero address.
 func (s *Server) clientAddr(r *http.Request) (netip.Addr, error) {
-	n := s.Config.TrustedProxies
-	if n <= 0 {
-		ap, err := netip.ParseAddrPort(r.RemoteAddr)
-		if err != nil {
-			return netip.Addr{}, nil
-		}
-		return ap.Addr().Unmap(), nil
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	peer, viaUnix := ap.Addr().Unmap(), err != nil
+	if viaUnix && !s.ProxyUnix || !viaUnix && !inPrefixes(peer, s.Proxies) {
+		return peer, nil
 	}
 	var hops []string
 	for _, v := range r.Header.Values("X-Forwarded-For") {
@@ -257,24 +272,31 @@ func (s *Server) clientAddr(r *http.Request) (netip.Addr, error) {
 			hops = append(hops, strings.TrimSpace(h))
 		}
 	}
-	if len(hops) < n {
-		return netip.Addr{}, errors.New("X-Forwarded-For has fewer addresses than trusted_proxies")
+	if len(hops) == 0 {
+		return peer, errors.New("a request from a trusted proxy without X-Forwarded-For")
 	}
-	a, err := netip.ParseAddr(hops[len(hops)-n])
-	if err != nil {
-		return netip.Addr{}, errors.New("malformed X-Forwarded-For address")
+	var a netip.Addr
+	for i := len(hops) - 1; i >= 0; i-- {
+		if a, err = netip.ParseAddr(hops[i]); err != nil {
+			return peer, errors.New("malformed X-Forwarded-For address")
+		}
+		if a = a.Unmap(); !inPrefixes(a, s.Proxies) {
+			break
+		}
 	}
-	return a.Unmap(), nil
+	// Every address a proxy: the left-most.
+	return a, nil
 }
 
-func (s *Server) allowed(a netip.Addr) bool {
-	if len(s.Allowed) == 0 {
-		return true
-	}
-	for _, p := range s.Allowed {
+func inPrefixes(a netip.Addr, ps []netip.Prefix) bool {
+	for _, p := range ps {
 		if p.Contains(a) {
 			return true
 		}
 	}
 	return false
+}
+
+func (s *Server) allowed(a netip.Addr) bool {
+	return len(s.Allowed) == 0 || inPrefixes(a, s.Allowed)
 }

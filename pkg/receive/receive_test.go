@@ -54,7 +54,7 @@ func start(t *testing.T, dir string, tweak func(*Server)) *rig {
 	if tweak != nil {
 		tweak(s)
 	}
-	l, err := Listen("127.0.0.1:0", os.Getenv)
+	l, _, err := Listen("127.0.0.1:0", "", os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,15 +296,25 @@ func TestBadInputGetsItsStatusAndLeavesNothing(t *testing.T) {
 		}, func(u string) *http.Request { return delivery(u, "push", push) }},
 		{"spoofed X-Forwarded-For", 403, "198.51.100.7 is not allowed", func(s *Server) {
 			s.Allowed = []netip.Prefix{netip.MustParsePrefix("192.30.252.0/22")}
-			s.Config.TrustedProxies = 1
+			s.Proxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 		}, func(u string) *http.Request {
 			r := delivery(u, "push", push)
 			r.Header.Set("X-Forwarded-For", "192.30.252.1, 198.51.100.7")
 			return r
 		}},
-		{"missing X-Forwarded-For behind a proxy", 403, "fewer addresses", func(s *Server) {
-			s.Config.TrustedProxies = 1
+		{"missing X-Forwarded-For behind a proxy", 403, "without X-Forwarded-For", func(s *Server) {
+			s.Proxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 		}, func(u string) *http.Request { return delivery(u, "push", push) }},
+		// Issue 17, finding 3: with the proxy elsewhere, a client reaching
+		// dh-receive directly cannot name its address in the header.
+		{"X-Forwarded-For from a peer that is not a proxy", 403, "127.0.0.1 is not allowed", func(s *Server) {
+			s.Allowed = []netip.Prefix{netip.MustParsePrefix("192.30.252.0/22")}
+			s.Proxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32")}
+		}, func(u string) *http.Request {
+			r := delivery(u, "push", push)
+			r.Header.Set("X-Forwarded-For", "192.30.252.1")
+			return r
+		}},
 		{"unknown path", 404, "no such endpoint", nil, func(u string) *http.Request {
 			r := delivery(u, "push", push)
 			r.URL.Path = "/other"
@@ -332,10 +342,12 @@ func TestBadInputGetsItsStatusAndLeavesNothing(t *testing.T) {
 func TestForwardedForFromTrustedProxy(t *testing.T) {
 	r := start(t, "", func(s *Server) {
 		s.Allowed = []netip.Prefix{netip.MustParsePrefix("192.30.252.0/22")}
-		s.Config.TrustedProxies = 1
+		s.Proxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8")}
 	})
+	// Two proxies (10.1.2.3, then the one on 127.0.0.1): the client is the
+	// right-most address that is not a proxy.
 	req := delivery(r.url, "ping", []byte(`{}`))
-	req.Header.Set("X-Forwarded-For", "198.51.100.7, 192.30.252.1")
+	req.Header.Set("X-Forwarded-For", "198.51.100.7, 192.30.252.1, 10.1.2.3")
 	if status, body := do(t, req); status != http.StatusAccepted {
 		t.Errorf("delivery via a trusted proxy from an allowed address = %d %v; want 202", status, body)
 	}
@@ -429,11 +441,11 @@ func TestUnixSocket(t *testing.T) {
 	dir := testenv.ShortTempDir(t, "rcv")
 	sock := filepath.Join(dir, "receive.sock")
 	os.WriteFile(sock, nil, 0o600) // a plain file is not replaced
-	if _, err := Listen(sock, os.Getenv); err == nil {
+	if _, _, err := Listen(sock, "", os.Getenv); err == nil {
 		t.Fatalf("Listen(%q) over a regular file = nil; want an error", sock)
 	}
 	os.Remove(sock)
-	l, err := Listen(sock, os.Getenv)
+	l, _, err := Listen(sock, "", os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,36 +19,95 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/systemd"
 )
 
-// Listen opens the configured listener: "host:port" (TCP), an absolute
-// path (a unix socket, mode 0660, replacing a stale socket file), or
-// "systemd" (the first socket passed by socket activation).
-func Listen(addr string, getenv func(string) string) (net.Listener, error) {
-	switch {
-	case addr == "systemd":
+// HookSocketName is the FileDescriptorName= of the hook's socket unit
+// (dh-receive-hook.socket).
+const HookSocketName = "hook"
+
+// HookGroup is the group whose members may connect to the hook socket
+// (dh-deployer-acl hook USER adds a user to it).
+const HookGroup = "dh-hook"
+
+// Listen opens the configured listeners. web is where HTTP is served:
+// "host:port" (TCP), an absolute path (a unix socket, mode 0660,
+// replacing a stale socket file), or "systemd" (the first socket passed
+// by socket activation that is not the hook's). hook, when hookSocket is
+// not empty, is the git hook's unix socket: under socket activation the
+// socket named HookSocketName, otherwise one made at hookSocket (mode
+// 0660, group HookGroup when it exists).
+func Listen(addr, hookSocket string, getenv func(string) string) (web, hook net.Listener, err error) {
+	if addr == "systemd" {
 		ls, err := systemd.Listeners(getenv)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		for _, l := range ls[1:] {
-			l.Close()
+		names := systemd.ListenerNames(getenv)
+		for i, l := range ls {
+			switch {
+			case i < len(names) && names[i] == HookSocketName && hookSocket != "" && hook == nil:
+				hook = l
+			case i < len(names) && names[i] == HookSocketName, web != nil:
+				l.Close()
+			default:
+				web = l
+			}
 		}
-		return ls[0], nil
-	case strings.HasPrefix(addr, "/"):
-		if fi, err := os.Lstat(addr); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			os.Remove(addr) // left by a previous run
+		switch {
+		case web == nil:
+			err = errors.New("systemd passed no socket for HTTP (only the hook's)")
+		case hookSocket != "" && hook == nil:
+			err = errors.New("receive.hook_users is set but systemd passed no socket named " + HookSocketName +
+				": enable dh-receive-hook.socket (or empty hook_users)")
 		}
-		l, err := net.Listen("unix", addr)
 		if err != nil {
-			return nil, err
+			for _, l := range []net.Listener{web, hook} {
+				if l != nil {
+					l.Close()
+				}
+			}
+			return nil, nil, err
 		}
-		if err := os.Chmod(addr, 0o660); err != nil {
-			l.Close()
-			return nil, err
-		}
-		return l, nil
-	default:
-		return net.Listen("tcp", addr)
+		return web, hook, nil
 	}
+	if strings.HasPrefix(addr, "/") {
+		web, err = listenUnix(addr, -1)
+	} else {
+		web, err = net.Listen("tcp", addr)
+	}
+	if err != nil || hookSocket == "" {
+		return web, nil, err
+	}
+	gid := -1
+	if g, err := user.LookupGroup(HookGroup); err == nil {
+		gid, _ = strconv.Atoi(g.Gid)
+	}
+	if hook, err = listenUnix(hookSocket, gid); err != nil {
+		web.Close()
+		return nil, nil, fmt.Errorf("hook socket: %w", err)
+	}
+	return web, hook, nil
+}
+
+// listenUnix listens on a unix socket at path with mode 0660 (and group
+// gid unless it is -1), replacing a stale socket but no other file.
+func listenUnix(path string, gid int) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		os.Remove(path) // left by a previous run
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	err = os.Chmod(path, 0o660)
+	if err == nil && gid >= 0 {
+		if err = os.Chown(path, -1, gid); err != nil {
+			err = fmt.Errorf("%w (dh-receive must be a member of %s, as the sysusers file makes it)", err, HookGroup)
+		}
+	}
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
 // Serve answers requests on l until ctx is cancelled, then stops accepting
@@ -61,8 +122,21 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, getenv func(string) 
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.Logger.Handler(), slog.LevelDebug),
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(l) }()
+	var hook *http.Server
+	if s.HookListener != nil {
+		hook = &http.Server{
+			Handler:           s.HookHandler(),
+			ReadHeaderTimeout: s.Config.ReadHeaderTimeout,
+			ReadTimeout:       s.Config.ReadTimeout,
+			WriteTimeout:      s.Config.WriteTimeout,
+			ConnContext:       withPeer,
+			ErrorLog:          srv.ErrorLog,
+		}
+		go func() { errc <- hook.Serve(s.HookListener) }()
+		s.Logger.Info("listening for the git hook", "addr", s.HookListener.Addr().String())
+	}
 	s.Logger.Info("listening", "addr", l.Addr().String(), "path", s.Config.Path, "queue", s.Queue.Dir())
 	if err := systemd.Notify(getenv, "READY=1"); err != nil {
 		s.Logger.Warn("readiness notification failed", "err", err)
@@ -79,6 +153,15 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, getenv func(string) 
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	if hook != nil {
+		if err := hook.Shutdown(sctx); err != nil {
+			hook.Close()
+			return fmt.Errorf("shutdown: %w", err)
+		}
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

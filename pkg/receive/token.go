@@ -9,7 +9,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
@@ -21,19 +23,16 @@ const maxRequestBody = 4 << 10
 // deployRequest handles POST /deploy/{name}: a deployment asked for by a
 // holder of one of its tokens (Authorization: Bearer TOKEN), for CI
 // systems and scripts that cannot sign GitHub deliveries. The optional JSON
-// body may name the "commit" and the "ref"; dh-deploy verifies them like a
-// push. Answers: 202 queued; 400 bad body or a token in the URL; 401 no
-// token; 403 wrong token; 404 no such deployment or none with tokens
-// (indistinguishable, so names cannot be probed); 413; 415; 503 not stored.
-// The source allowlist does not apply: the token is the authentication.
+// body may name the "commit" and the "ref" (one the deployment follows);
+// dh-deploy verifies them like a push. Answers: 202 queued; 400 bad body
+// or a token in the URL; 401 no token; 403 a wrong token or no such
+// deployment (the same answer, so names cannot be probed), or a ref the
+// deployment does not follow; 413; 415; 429 too many failed attempts from
+// this source (failLimit); 503 not stored. The source allowlist does not
+// apply: the token is the authentication.
 func (s *Server) deployRequest(w http.ResponseWriter, r *http.Request) {
 	client, _ := s.clientAddr(r)
 	name := r.PathValue("name")
-	tokens := s.Tokens[name]
-	if len(tokens) == 0 {
-		s.reject(w, r, http.StatusNotFound, "no deployment "+name+" that takes tokens", client)
-		return
-	}
 	if r.URL.RawQuery != "" {
 		s.reject(w, r, http.StatusBadRequest, "no query string: the token goes in the Authorization header, the rest in a JSON body", client)
 		return
@@ -45,9 +44,17 @@ func (s *Server) deployRequest(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusUnauthorized, "missing Authorization: Bearer TOKEN header", client)
 		return
 	}
-	tokenName, ok := match([]byte(token), tokens)
+	now := s.Now()
+	if wait := s.tokenFails.wait(client, now); wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Round(time.Second)/time.Second)+1))
+		fail(w, http.StatusTooManyRequests, "too many failed token attempts from this address; try again later")
+		return
+	}
+	tokenName, ok := match([]byte(token), s.Tokens[name])
 	if !ok {
-		s.reject(w, r, http.StatusForbidden, "wrong token for deployment "+name, client)
+		// Not logged one by one: failLimit logs a line per burst.
+		s.tokenFails.fail(client, now, name, s.Logger)
+		fail(w, http.StatusForbidden, "wrong token, or no deployment "+strconv.Quote(name)+" that takes tokens")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
@@ -80,6 +87,11 @@ func (s *Server) deployRequest(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusBadRequest, strings.TrimPrefix(err.Error(), "entry has "), client)
 		return
 	}
+	if d, ok := s.Deployments[name]; req.Ref != "" && (!ok || !d.FollowsRef(req.Ref)) {
+		s.reject(w, r, http.StatusForbidden, "deployment "+name+" does not follow "+strconv.Quote(req.Ref)+
+			": a token deploys only the branches and tags in its configuration", client)
+		return
+	}
 	entry, err := s.Queue.Publish(data)
 	if err != nil {
 		s.Logger.Error("deploy request not queued", "delivery", e.Delivery, "deployment", name, "err", err)
@@ -91,16 +103,29 @@ func (s *Server) deployRequest(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, map[string]any{"delivery": e.Delivery, "queued": true})
 }
 
+// noTokens stands in for the tokens of a deployment that has none, so
+// that a guess against an unknown name takes as long as one against a
+// known name.
+var noTokens = func() []config.DeployToken {
+	t := make([]byte, 32)
+	rand.Read(t)
+	return []config.DeployToken{{Token: []byte(hex.EncodeToString(t))}}
+}()
+
 // match compares token with each of tokens in constant time (every one
 // is compared), and returns the name of the one it equals.
 func match(token []byte, tokens []config.DeployToken) (string, bool) {
+	real := len(tokens) > 0
+	if !real {
+		tokens = noTokens
+	}
 	found, at := 0, 0
 	for i, t := range tokens {
 		eq := subtle.ConstantTimeCompare(token, t.Token)
 		at = subtle.ConstantTimeSelect(eq, i, at)
 		found |= eq
 	}
-	if found != 1 {
+	if found != 1 || !real {
 		return "", false
 	}
 	return tokens[at].Name, true

@@ -186,7 +186,8 @@ func Match(cfg *config.Config, ev *event.GitHubEvent) (store.Event, Decision, er
 const EventDeployRequest = "deploy"
 
 // MatchRequest decides a deploy request: routed to its deployment if the
-// configuration has it enabled, else voided (not-followed, disabled).
+// configuration has it enabled and it follows the ref asked for, else
+// voided (not-followed, disabled).
 func MatchRequest(cfg *config.Config, req *event.DeployRequest) (store.Event, Decision) {
 	rec := store.Event{Delivery: req.Delivery, Event: EventDeployRequest, Ref: req.Ref, After: req.Commit,
 		ReceivedAt: req.ReceivedAt}
@@ -197,6 +198,11 @@ func MatchRequest(cfg *config.Config, req *event.DeployRequest) (store.Event, De
 	case !d.IsEnabled():
 		rec.Repository = d.Repository
 		return rec, Decision{Status: store.StatusVoided, Reason: ReasonDisabled}
+	case req.Ref != "" && !d.FollowsRef(req.Ref):
+		// dh-receive refuses these already; an entry from another
+		// writer of queues/main is held to the same rule.
+		rec.Repository = d.Repository
+		return rec, Decision{Status: store.StatusVoided, Reason: ReasonNotFollowed}
 	}
 	rec.Repository = d.Repository
 	return rec, Decision{Status: store.StatusRouted, Deployments: []string{req.Deployment}}

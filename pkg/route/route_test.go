@@ -589,3 +589,28 @@ func TestBrokenDeploymentQueueFailsAlone(t *testing.T) {
 		t.Errorf("fanout-1 is in queues %v; want hello and hello-mirror once each", got["fanout-1"])
 	}
 }
+
+// A deploy request for a ref its deployment does not follow is voided,
+// whoever wrote it into queues/main (issue 17, finding 4).
+func TestMatchRequestFollowsRefs(t *testing.T) {
+	cfg, err := config.Parse("t.toml", []byte(deployments))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		deployment, ref string
+		want            string
+	}{
+		{"drone", "", store.StatusRouted},
+		{"drone", "refs/heads/feature-x", store.StatusRouted},
+		{"drone", "refs/tags/v1.2", store.StatusRouted},
+		{"drone", "refs/heads/main", store.StatusVoided},
+		{"drone", "refs/tags/nightly", store.StatusVoided},
+		{"hello", "refs/heads/feature-unreviewed", store.StatusVoided},
+	} {
+		req := &event.DeployRequest{Delivery: "token-1", Deployment: tc.deployment, Ref: tc.ref, ReceivedAt: time.Now()}
+		if _, d := route.MatchRequest(cfg, req); d.Status != tc.want {
+			t.Errorf("MatchRequest(%s, %q) = %+v; want %s", tc.deployment, tc.ref, d, tc.want)
+		}
+	}
+}

@@ -5,7 +5,17 @@
 //
 //	GET /status                    HTML, without JavaScript or external assets
 //	GET /status.json               the same data, for scripts
+//	GET /status?page=N             page N of the deployments (above 2×PageSize of them)
+//	GET /status?deployment=NAME    one deployment with its last runs (also .json)
 //	GET /status/logs/NAME/RUN      the log of run RUN of deployment NAME, text/plain
+//
+// The cost of a request does not grow with the history: the last runs of
+// every deployment shown come in one statement, the decisions in another,
+// both from indexes. Up to 2×PageSize deployments one page shows them all
+// with their last Runs runs; above, the page is paginated, PageSize
+// deployments a page, each with its newest run only (its own page,
+// ?deployment=NAME, has the rest), so that a page's size and time stay the
+// same however many deployments there are.
 //
 // Guarantees:
 //
@@ -57,8 +67,13 @@ import (
 const (
 	DefaultRuns      = 10
 	DefaultDecisions = 20
+	DefaultPageSize  = 50
 	DefaultTimeout   = 10 * time.Second
 )
+
+// compactRuns is how many runs a paginated page reads per deployment, to
+// choose its state (running, failing); it shows the newest.
+const compactRuns = 3
 
 // Deployment states, most urgent first.
 const (
@@ -78,6 +93,9 @@ type Options struct {
 	Runs int
 	// Decisions is how many routing decisions are shown (DefaultDecisions if 0).
 	Decisions int
+	// PageSize is how many deployments a page shows when there are more
+	// than twice as many (DefaultPageSize if 0).
+	PageSize int
 	// Timeout bounds the database queries of one request (DefaultTimeout if 0).
 	Timeout time.Duration
 	// Now is the clock, for the deploy windows (time.Now if nil).
@@ -102,6 +120,13 @@ var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
 	"stamp": stamp,
 	"dash":  dash,
 	"join":  func(s []string) string { return strings.Join(s, ", ") },
+	"pages": func(n int) []int {
+		out := make([]int, n)
+		for i := range out {
+			out[i] = i + 1
+		}
+		return out
+	},
 }).ParseFS(pageFS, "page.html"))
 
 // New returns the handler. cfg is called once per request, so a
@@ -113,6 +138,9 @@ func New(cfg func() *config.Config, st *store.Store, opts Options) *Handler {
 	}
 	if opts.Decisions <= 0 {
 		opts.Decisions = DefaultDecisions
+	}
+	if opts.PageSize <= 0 {
+		opts.PageSize = DefaultPageSize
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
@@ -172,7 +200,12 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, code int, msg s
 // Page is everything the status page shows; /status.json is its JSON.
 type Page struct {
 	GeneratedAt time.Time       `json:"generated_at"`
-	Paused      *pause.Pause    `json:"paused,omitempty"` // the global pause
+	Total       int             `json:"deployments_total"`    // configured deployments
+	Page        int             `json:"page"`                 // this page, from 1; 0 on one deployment's page
+	Pages       int             `json:"pages"`                // how many pages the deployments take
+	Compact     bool            `json:"compact"`              // each deployment with its newest run only
+	Only        string          `json:"deployment,omitempty"` // the deployment of a ?deployment=NAME page
+	Paused      *pause.Pause    `json:"paused,omitempty"`     // the global pause
 	Deployments []Deployment    `json:"deployments"`
 	Queues      []Queue         `json:"queues"`
 	Failed      []queue.Failure `json:"failed"`
@@ -241,23 +274,93 @@ type Decision struct {
 	Deployments []string   `json:"deployments,omitempty"`
 }
 
-// Collect reads the state of the installation.
-func (h *Handler) Collect(ctx context.Context) *Page {
+// View is what a request asks for: a page of the deployments, or one
+// deployment.
+type View struct {
+	Page       int    // from 1; 0 means 1
+	Deployment string // one deployment's page; "" for the summary
+}
+
+// ViewError is a View that does not exist: no such page or deployment.
+type ViewError struct {
+	Code int // the HTTP status
+	Msg  string
+}
+
+func (e *ViewError) Error() string { return e.Msg }
+
+// view reads the View of a request: ?page=N, ?deployment=NAME.
+func view(r *http.Request) (View, error) {
+	q := r.URL.Query()
+	v := View{Deployment: q.Get("deployment")}
+	if p := q.Get("page"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 {
+			return v, &ViewError{http.StatusBadRequest, fmt.Sprintf("page %q: a page is a number from 1", p)}
+		}
+		v.Page = n
+	}
+	if v.Deployment != "" && v.Page != 0 {
+		return v, &ViewError{http.StatusBadRequest, "ask for a page or for a deployment, not both"}
+	}
+	return v, nil
+}
+
+// Collect reads the state of the installation as v asks: the deployments
+// of one page (or one deployment), their queues and failed entries, and
+// the last routing decisions. It fails only with a *ViewError.
+func (h *Handler) Collect(ctx context.Context, v View) (*Page, error) {
 	cfg := h.config()
 	now := h.opts.Now()
 	p := &Page{GeneratedAt: now.UTC(), Deployments: []Deployment{}, Queues: []Queue{}, Failed: []queue.Failure{}, Decisions: []Decision{}}
+	names := cfg.DeploymentNames()
+	p.Total = len(names)
+	paginate := len(names) > 2*h.opts.PageSize
+	p.Pages = 1
+	if paginate {
+		p.Pages = (len(names) + h.opts.PageSize - 1) / h.opts.PageSize
+	}
+	runs := h.opts.Runs
+	switch {
+	case v.Deployment != "":
+		if _, ok := cfg.Deployment(v.Deployment); !ok {
+			return nil, &ViewError{http.StatusNotFound, fmt.Sprintf("no deployment %q", v.Deployment)}
+		}
+		names, p.Only = []string{v.Deployment}, v.Deployment
+	default:
+		p.Page = max(v.Page, 1)
+		if p.Page > p.Pages {
+			return nil, &ViewError{http.StatusNotFound, fmt.Sprintf("no page %d: the deployments take %d", p.Page, p.Pages)}
+		}
+		if paginate {
+			p.Compact, runs = true, compactRuns
+			names = names[(p.Page-1)*h.opts.PageSize : min(p.Page*h.opts.PageSize, len(names))]
+		}
+	}
 	p.Paused = pause.Get(cfg, "")
 	dbErr := func(err error) {
 		if msg := "database: " + err.Error(); len(p.Errors) == 0 || p.Errors[len(p.Errors)-1] != msg {
 			p.Errors = append(p.Errors, msg)
 		}
 	}
+	var recent map[string]store.Recent
+	var decisions []store.EventRow
 	if h.st == nil {
 		dbErr(errors.New("not connected"))
+	} else {
+		ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
+		var err error
+		recent, err = h.st.LastRuns(ctx, names, runs)
+		if err == nil {
+			decisions, err = h.st.RecentEvents(ctx, h.opts.Decisions)
+		}
+		cancel()
+		if err != nil {
+			dbErr(err)
+		}
 	}
-	dbDown := h.st == nil
 
-	for _, name := range cfg.DeploymentNames() {
+	for _, name := range names {
 		d := cfg.Deployments[name]
 		dep := Deployment{Name: name, Kind: d.Kind, Repository: d.Repository, Branches: d.Branches, Tags: d.Tags,
 			Enabled: d.IsEnabled(), Windows: d.Windows, Runs: []Run{}}
@@ -268,38 +371,30 @@ func (h *Handler) Collect(ctx context.Context) *Page {
 			next = next.UTC()
 			dep.NextWindow = &next
 		}
-		var runs []store.Run
-		if !dbDown {
-			var err error
-			ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
-			runs, err = h.st.ListRuns(ctx, name, h.opts.Runs)
-			if err == nil {
-				var last store.Run
-				last, err = h.st.LastRunIn(ctx, name, store.RunSucceeded)
-				if err == nil {
-					dep.Commit = last.Commit
-					if !last.FinishedAt.IsZero() {
-						t := last.FinishedAt.UTC()
-						dep.DeployedAt = &t
-					}
-				} else if errors.Is(err, store.ErrNotFound) {
-					err = nil
-				}
-			}
-			cancel()
-			if err != nil {
-				dbErr(err)
-				dbDown = true // one timeout, not one per deployment
+		rec := recent[name]
+		if last := rec.Live; last != nil {
+			dep.Commit = last.Commit
+			if !last.FinishedAt.IsZero() {
+				t := last.FinishedAt.UTC()
+				dep.DeployedAt = &t
 			}
 		}
-		for _, r := range runs {
+		shown := rec.Runs
+		if p.Compact {
+			shown = shown[:min(len(shown), 1)]
+		}
+		for _, r := range shown {
 			dep.Runs = append(dep.Runs, h.run(cfg, r, now))
 		}
-		dep.State, dep.Detail = state(d, dep, runs)
+		dep.State, dep.Detail = state(d, dep, rec.Runs)
 		p.Deployments = append(p.Deployments, dep)
 	}
 
-	for _, name := range append([]string{config.MainQueue}, cfg.DeploymentNames()...) {
+	queues := names
+	if p.Only == "" {
+		queues = append([]string{config.MainQueue}, names...)
+	}
+	for _, name := range queues {
 		q := queue.Open(cfg.QueuePath(name))
 		s, err := q.Stats()
 		if err != nil {
@@ -323,24 +418,16 @@ func (h *Handler) Collect(ctx context.Context) *Page {
 		}
 	}
 
-	if !dbDown {
-		ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
-		rows, err := h.st.RecentEvents(ctx, h.opts.Decisions)
-		cancel()
-		if err != nil {
-			dbErr(err)
+	for _, r := range decisions {
+		dec := Decision{Delivery: r.Delivery, Event: r.Event.Event, Repository: r.Repository, Ref: r.Ref,
+			Status: r.Status, Reason: r.Reason, Deployments: r.Deployments}
+		if !r.DecidedAt.IsZero() {
+			t := r.DecidedAt.UTC()
+			dec.DecidedAt = &t
 		}
-		for _, r := range rows {
-			dec := Decision{Delivery: r.Delivery, Event: r.Event.Event, Repository: r.Repository, Ref: r.Ref,
-				Status: r.Status, Reason: r.Reason, Deployments: r.Deployments}
-			if !r.DecidedAt.IsZero() {
-				t := r.DecidedAt.UTC()
-				dec.DecidedAt = &t
-			}
-			p.Decisions = append(p.Decisions, dec)
-		}
+		p.Decisions = append(p.Decisions, dec)
 	}
-	return p
+	return p, nil
 }
 
 // state chooses a deployment's state, most urgent first: running,
@@ -458,8 +545,25 @@ func duration(d time.Duration) string {
 	return d.Round(time.Minute).String()
 }
 
+// collect is Collect for a request; it answers a bad view itself.
+func (h *Handler) collect(w http.ResponseWriter, r *http.Request) (*Page, bool) {
+	v, err := view(r)
+	var p *Page
+	if err == nil {
+		p, err = h.Collect(r.Context(), v)
+	}
+	if ve, ok := errors.AsType[*ViewError](err); ok {
+		http.Error(w, ve.Msg, ve.Code)
+		return nil, false
+	}
+	return p, true
+}
+
 func (h *Handler) html(w http.ResponseWriter, r *http.Request) {
-	p := h.Collect(r.Context())
+	p, ok := h.collect(w, r)
+	if !ok {
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := page.Execute(w, p); err != nil {
 		h.opts.Logger.Error("render status page", "err", err)
@@ -467,7 +571,10 @@ func (h *Handler) html(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) json(w http.ResponseWriter, r *http.Request) {
-	p := h.Collect(r.Context())
+	p, ok := h.collect(w, r)
+	if !ok {
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

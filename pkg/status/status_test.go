@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,7 +48,7 @@ func get(t *testing.T, h http.Handler, method, target string, header ...string) 
 
 func TestCollect(t *testing.T) {
 	in := statustest.New(t, "")
-	p := handler(in, "").Collect(context.Background())
+	p := collect(t, handler(in, ""), status.View{})
 	if len(p.Errors) > 0 {
 		t.Errorf("Collect().Errors = %q; want none", p.Errors)
 	}
@@ -315,7 +316,7 @@ func TestDatabaseDown(t *testing.T) {
 			t.Errorf("GET /status with the database down: no %q in the page", want)
 		}
 	}
-	p := h.Collect(context.Background())
+	p := collect(t, h, status.View{})
 	if len(p.Errors) != 1 {
 		t.Errorf("Collect().Errors = %q; want one database error", p.Errors)
 	}
@@ -329,7 +330,7 @@ func TestGlobalPause(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(in.Config.QueueDir, ".paused"), []byte(`{"reason":"release freeze","since":"2026-11-22T10:00:00Z"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := handler(in, "").Collect(context.Background())
+	p := collect(t, handler(in, ""), status.View{})
 	if p.Paused == nil || p.Paused.Reason != "release freeze" {
 		t.Errorf("Collect().Paused = %v; want the global pause", p.Paused)
 	}
@@ -345,5 +346,69 @@ func TestGlobalPause(t *testing.T) {
 	_, body := get(t, handler(in, ""), "GET", "/status")
 	if !strings.Contains(body, `id="global-pause"`) || !strings.Contains(body, "release freeze") {
 		t.Errorf("GET /status under a global pause: no banner")
+	}
+}
+
+// collect is h.Collect(v), failing the test on an error.
+func collect(t *testing.T, h *status.Handler, v status.View) *status.Page {
+	t.Helper()
+	p, err := h.Collect(context.Background(), v)
+	if err != nil {
+		t.Fatalf("Collect(%+v) = %v", v, err)
+	}
+	return p
+}
+
+// TestPages checks the pages above 2×PageSize deployments: each page has
+// PageSize of them with their newest run only, the same states as on one
+// page, and a deployment's own page has its runs.
+func TestPages(t *testing.T) {
+	in := statustest.New(t, "")
+	h := status.New(func() *config.Config { return in.Config }, in.Store,
+		status.Options{PageSize: 2, Now: func() time.Time { return in.Now }})
+	first := collect(t, h, status.View{})
+	second, third := collect(t, h, status.View{Page: 2}), collect(t, h, status.View{Page: 3})
+	if first.Pages != 3 || first.Total != 6 || !first.Compact || first.Page != 1 || third.Page != 3 {
+		t.Errorf("Collect() = page %d of %d (%d deployments, compact %v), then page %d; want page 1 of 3 (6, compact), then 3",
+			first.Page, first.Pages, first.Total, first.Compact, third.Page)
+	}
+	var names []string
+	for _, d := range slices.Concat(first.Deployments, second.Deployments, third.Deployments) {
+		names = append(names, d.Name)
+		if want := statustest.Deployments[d.Name]; d.State != want {
+			t.Errorf("paginated %s: state %q; want %q", d.Name, d.State, want)
+		}
+		if len(d.Runs) > 1 {
+			t.Errorf("paginated %s: %d runs; want the newest only", d.Name, len(d.Runs))
+		}
+	}
+	if want := []string{"api", "blog", "cms", "docs", "old", "web"}; !slices.Equal(names, want) {
+		t.Errorf("pages 1 to 3 show %q; want %q", names, want)
+	}
+	if len(first.Queues) != 3 || first.Queues[0].Name != "main" {
+		t.Errorf("page 1 queues = %+v; want main and its 2 deployments'", first.Queues)
+	}
+	one := collect(t, h, status.View{Deployment: "api"})
+	if len(one.Deployments) != 1 || len(one.Deployments[0].Runs) < 2 || one.Compact {
+		t.Errorf("Collect(deployment api) = %+v; want api with all its runs", one.Deployments)
+	}
+	for _, c := range []struct {
+		target string
+		code   int
+		msg    string
+	}{
+		{"/status?page=3", 200, `href="/status?deployment=web"`},
+		{"/status.json?page=1", 200, `"pages": 3`},
+		{"/status?deployment=api", 200, `data-run=`},
+		{"/status?page=4", 404, "no page 4: the deployments take 3"},
+		{"/status?page=x", 400, "a page is a number from 1"},
+		{"/status.json?page=0", 400, "a page is a number from 1"},
+		{"/status?deployment=nope", 404, `no deployment "nope"`},
+		{"/status?deployment=api&page=1", 400, "not both"},
+	} {
+		res, body := get(t, h, "GET", c.target)
+		if res.StatusCode != c.code || !strings.Contains(body, c.msg) {
+			t.Errorf("GET %s = %d %q; want %d with %q", c.target, res.StatusCode, body[:min(len(body), 200)], c.code, c.msg)
+		}
 	}
 }

@@ -61,11 +61,7 @@ func (s *Store) InsertEvent(ctx context.Context, e Event) (inserted bool, err er
 	// separate statement: under READ COMMITTED it takes a new snapshot that
 	// sees the committed row, and "deliveries + 1" is applied under the row
 	// lock, so concurrent increments are not lost.
-	err = s.db.QueryRowContext(ctx, `
-		INSERT INTO events (delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at, status)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'received')
-		ON CONFLICT (delivery) DO NOTHING
-		RETURNING true`,
+	err = s.db.QueryRowContext(ctx, qInsertEvent,
 		e.Delivery, e.Event, sql.NullInt64{Int64: e.HookID, Valid: e.HookID != 0},
 		nullString(e.Repository), nullString(e.Ref), nullString(e.Before), nullString(e.After),
 		e.ReceivedAt).Scan(&inserted)
@@ -75,14 +71,13 @@ func (s *Store) InsertEvent(ctx context.Context, e Event) (inserted bool, err er
 	if !errors.Is(err, sql.ErrNoRows) {
 		return false, classify(fmt.Errorf("insert event %s: %w", e.Delivery, err))
 	}
-	res, err := s.db.ExecContext(ctx, `
-		UPDATE events SET deliveries = deliveries + 1, last_seen_at = now()
-		WHERE delivery = $1`, e.Delivery)
+	res, err := s.db.ExecContext(ctx, qCountRedelivery, e.Delivery)
 	if err != nil {
 		return false, classify(fmt.Errorf("count redelivery of event %s: %w", e.Delivery, err))
 	}
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		// Rows are never deleted, so this is a bug.
+		// Retention deletes a row only days after it last arrived (and
+		// takes it FOR UPDATE SKIP LOCKED), so this is a bug.
 		return false, fmt.Errorf("count redelivery of event %s: %d rows updated: %v", e.Delivery, n, err)
 	}
 	return false, nil
@@ -93,23 +88,39 @@ func (s *Store) InsertEvent(ctx context.Context, e Event) (inserted bool, err er
 func (s *Store) GetEvent(ctx context.Context, delivery string) (EventRow, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
+	rows, err := s.db.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE delivery = $1`, delivery)
+	if err != nil {
+		return EventRow{}, classify(fmt.Errorf("get event %s: %w", delivery, err))
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return EventRow{}, classify(fmt.Errorf("get event %s: %w", delivery, err))
+		}
+		return EventRow{}, fmt.Errorf("get event %s: %w", delivery, ErrNotFound)
+	}
+	r, err := scanEvent(rows)
+	if err != nil {
+		return EventRow{}, classify(fmt.Errorf("get event %s: %w", delivery, err))
+	}
+	return r, nil
+}
+
+const eventColumns = `delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at,
+	recorded_at, status, reason, deployments, deliveries, last_seen_at, decided_at`
+
+// scanEvent reads a row of eventColumns.
+func scanEvent(rows *sql.Rows) (EventRow, error) {
 	var (
 		r                                   EventRow
 		hookID                              sql.NullInt64
 		repository, ref, before, after, why sql.NullString
 		lastSeen, decided                   sql.NullTime
 	)
-	err := s.db.QueryRowContext(ctx, `
-		SELECT delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at,
-		       recorded_at, status, reason, deployments, deliveries, last_seen_at, decided_at
-		FROM events WHERE delivery = $1`, delivery).Scan(
-		&r.Delivery, &r.Event.Event, &hookID, &repository, &ref, &before, &after, &r.ReceivedAt,
+	err := rows.Scan(&r.Delivery, &r.Event.Event, &hookID, &repository, &ref, &before, &after, &r.ReceivedAt,
 		&r.RecordedAt, &r.Status, &why, pq.Array(&r.Deployments), &r.Deliveries, &lastSeen, &decided)
-	if errors.Is(err, sql.ErrNoRows) {
-		return EventRow{}, fmt.Errorf("get event %s: %w", delivery, ErrNotFound)
-	}
 	if err != nil {
-		return EventRow{}, classify(fmt.Errorf("get event %s: %w", delivery, err))
+		return EventRow{}, err
 	}
 	r.HookID = hookID.Int64
 	r.Repository, r.Ref, r.Before, r.After = repository.String, ref.String, before.String, after.String
@@ -128,9 +139,7 @@ func (s *Store) SetEventStatus(ctx context.Context, delivery, status, reason str
 	if deployments == nil {
 		deployments = []string{} // pq.Array(nil) would be NULL
 	}
-	err := s.update(ctx, `
-		UPDATE events SET status = $2, reason = $3, deployments = $4, decided_at = now()
-		WHERE delivery = $1`,
+	err := s.update(ctx, qSetEventStatus,
 		delivery, status, nullString(reason), pq.Array(deployments))
 	if err != nil {
 		return fmt.Errorf("set status of event %s to %s: %w", delivery, status, err)

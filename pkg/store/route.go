@@ -40,11 +40,7 @@ func (s *Store) RecordDelivery(ctx context.Context, e Event) (Delivery, error) {
 	var d Delivery
 	// ON CONFLICT DO UPDATE takes the row lock, so the count is exact; xmax
 	// is 0 only in a row version this statement inserted.
-	err := s.db.QueryRowContext(ctx, `
-		INSERT INTO events AS ev (delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at, status)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'received')
-		ON CONFLICT (delivery) DO UPDATE SET deliveries = ev.deliveries + 1, last_seen_at = now()
-		RETURNING xmax = 0, status`,
+	err := s.db.QueryRowContext(ctx, qRecordDelivery,
 		e.Delivery, e.Event, sql.NullInt64{Int64: e.HookID, Valid: e.HookID != 0},
 		nullString(e.Repository), nullString(e.Ref), nullString(e.Before), nullString(e.After),
 		e.ReceivedAt).Scan(&d.Inserted, &d.Status)
@@ -54,14 +50,7 @@ func (s *Store) RecordDelivery(ctx context.Context, e Event) (Delivery, error) {
 	if d.Inserted {
 		return d, nil
 	}
-	rows, err := s.db.QueryContext(ctx, `
-		SELECT r.deployment, r.entry, r.routed_at, r.forwards,
-		       coalesce((SELECT state FROM runs
-		                 WHERE runs.delivery = r.delivery AND runs.deployment = r.deployment
-		                   AND runs.queued_at >= r.routed_at
-		                 ORDER BY runs.attempt DESC, runs.id DESC LIMIT 1), '')
-		FROM routes r WHERE r.delivery = $1
-		ORDER BY r.deployment`, e.Delivery)
+	rows, err := s.db.QueryContext(ctx, qRoutesOf, e.Delivery)
 	if err != nil {
 		return d, classify(fmt.Errorf("read routes of event %s: %w", e.Delivery, err))
 	}
@@ -91,17 +80,7 @@ func (s *Store) Decide(ctx context.Context, delivery, status, reason, entry stri
 	if forward == nil {
 		forward = []string{}
 	}
-	err := s.update(ctx, `
-		WITH r AS (
-			INSERT INTO routes AS rt (delivery, deployment, entry)
-			SELECT $1, d, $4 FROM unnest($5::text[]) AS d
-			ON CONFLICT (delivery, deployment) DO UPDATE
-			SET entry = excluded.entry, routed_at = now(), forwards = rt.forwards + 1
-			RETURNING deployment)
-		UPDATE events SET status = $2, reason = $3, decided_at = now(),
-		       deployments = ARRAY(SELECT d FROM (SELECT unnest(events.deployments) AS d
-		                                          UNION SELECT deployment FROM r) u ORDER BY d)
-		WHERE delivery = $1`,
+	err := s.update(ctx, qDecide,
 		delivery, status, nullString(reason), entry, pq.Array(forward))
 	if err != nil {
 		return fmt.Errorf("record decision %s for event %s: %w", status, delivery, err)
@@ -141,16 +120,7 @@ func (s *Store) InsertDecided(ctx context.Context, ds []Decided) ([]bool, error)
 	}
 	// Rows are inserted in the order of ds, so of two with one GUID the
 	// first is inserted and the second skipped.
-	rows, err := s.db.QueryContext(ctx, `
-		INSERT INTO events (delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at,
-		                    status, reason, deployments, decided_at)
-		SELECT d, e, h, r, f, b, a, t::timestamptz, st, re, string_to_array(dp, ','), now()
-		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
-		            $8::text[], $9::text[], $10::text[], $11::text[])
-		     WITH ORDINALITY AS u(d, e, h, r, f, b, a, t, st, re, dp, n)
-		ORDER BY n
-		ON CONFLICT (delivery) DO NOTHING
-		RETURNING delivery`,
+	rows, err := s.db.QueryContext(ctx, qInsertDecided,
 		pq.Array(delivery), pq.Array(event), pq.Array(hook), pq.Array(repo), pq.Array(ref), pq.Array(before),
 		pq.Array(after), pq.Array(received), pq.Array(status), pq.Array(reason), pq.Array(deployments))
 	if err != nil {
@@ -182,9 +152,7 @@ func (s *Store) InsertDecided(ctx context.Context, ds []Decided) ([]bool, error)
 		}
 	}
 	if len(rd) > 0 {
-		_, err := s.db.ExecContext(ctx, `
-			INSERT INTO routes (delivery, deployment, entry)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[])`,
+		_, err := s.db.ExecContext(ctx, qInsertRoutes,
 			pq.Array(rd), pq.Array(rdep), pq.Array(rentry))
 		if err != nil {
 			return nil, classify(fmt.Errorf("record routes of %d events: %w", n, err))
@@ -200,14 +168,7 @@ func (s *Store) InsertDecided(ctx context.Context, ds []Decided) ([]bool, error)
 func (s *Store) RecordFailure(ctx context.Context, e Event, reason string) error {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	_, err := s.db.ExecContext(ctx, `
-		INSERT INTO events AS ev (delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at,
-		                          status, reason, decided_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'failed', $9, now())
-		ON CONFLICT (delivery) DO UPDATE SET deliveries = ev.deliveries + 1, last_seen_at = now(),
-			status = CASE WHEN ev.status IN ('received', 'failed') THEN 'failed' ELSE ev.status END,
-			reason = CASE WHEN ev.status IN ('received', 'failed') THEN excluded.reason ELSE ev.reason END,
-			decided_at = CASE WHEN ev.status IN ('received', 'failed') THEN now() ELSE ev.decided_at END`,
+	_, err := s.db.ExecContext(ctx, qRecordFailure,
 		e.Delivery, e.Event, sql.NullInt64{Int64: e.HookID, Valid: e.HookID != 0},
 		nullString(e.Repository), nullString(e.Ref), nullString(e.Before), nullString(e.After),
 		e.ReceivedAt, nullString(reason))
@@ -218,38 +179,25 @@ func (s *Store) RecordFailure(ctx context.Context, e Event, reason string) error
 }
 
 // RecentEvents returns the last limit events, newest decision first, then
-// undecided ones. It is for status output: one round trip per row.
+// undecided ones, in one statement (for status output).
 func (s *Store) RecentEvents(ctx context.Context, limit int) ([]EventRow, error) {
-	var ids []string
-	err := func() error {
-		ctx, cancel := s.call(ctx)
-		defer cancel()
-		rows, err := s.db.QueryContext(ctx, `
-			SELECT delivery FROM events
-			ORDER BY decided_at DESC NULLS LAST, recorded_at DESC LIMIT $1`, limit)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			ids = append(ids, id)
-		}
-		return rows.Err()
-	}()
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	rows, err := s.db.QueryContext(ctx, qRecentEvents, limit)
 	if err != nil {
 		return nil, classify(fmt.Errorf("list recent events: %w", err))
 	}
-	out := make([]EventRow, 0, len(ids))
-	for _, id := range ids {
-		r, err := s.GetEvent(ctx, id)
+	defer rows.Close()
+	var out []EventRow
+	for rows.Next() {
+		r, err := scanEvent(rows)
 		if err != nil {
-			return nil, err
+			return nil, classify(fmt.Errorf("list recent events: %w", err))
 		}
 		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(fmt.Errorf("list recent events: %w", err))
 	}
 	return out, nil
 }

@@ -5,7 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/lib/pq"
 )
 
 // Run states, as allowed by the runs table's CHECK constraint.
@@ -54,11 +57,7 @@ func (s *Store) InsertRun(ctx context.Context, r Run) (id int64, err error) {
 	if r.Trigger == "" {
 		r.Trigger = "webhook"
 	}
-	err = s.db.QueryRowContext(ctx, `
-		INSERT INTO runs (delivery, deployment, attempt, trigger, ref, commit_sha, previous_sha,
-		                  state, started_at, log_path, note, triggered_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-		RETURNING id`,
+	err = s.db.QueryRowContext(ctx, qInsertRun,
 		r.Delivery, r.Deployment, r.Attempt, r.Trigger, nullString(r.Ref), nullString(r.Commit),
 		nullString(r.Previous), r.State, nullTime(r.StartedAt), nullString(r.LogPath), nullString(r.Note),
 		nullString(r.TriggeredBy)).Scan(&id)
@@ -82,10 +81,7 @@ type RunResult struct {
 func (s *Store) FinishRun(ctx context.Context, id int64, r RunResult) error {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	err := s.update(ctx, `
-		UPDATE runs SET state = $2, exit_code = $3, failed_step = $4, error = $5,
-		       superseded_by = $6, finished_at = now()
-		WHERE id = $1`,
+	err := s.update(ctx, qFinishRun,
 		id, r.State, r.ExitCode, r.FailedStep, nullString(r.Error),
 		sql.NullInt64{Int64: r.SupersededBy, Valid: r.SupersededBy != 0})
 	if err != nil {
@@ -102,12 +98,7 @@ func (s *Store) WaitRun(ctx context.Context, r Run) (int64, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	var id int64
-	err := s.db.QueryRowContext(ctx, `
-		INSERT INTO runs AS ru (delivery, deployment, attempt, trigger, ref, commit_sha, state, note, triggered_by)
-		VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8)
-		ON CONFLICT (delivery, deployment, attempt) DO UPDATE SET note = excluded.note
-		WHERE ru.state = 'queued'
-		RETURNING id`,
+	err := s.db.QueryRowContext(ctx, qWaitRun,
 		r.Delivery, r.Deployment, r.Attempt, r.Trigger, nullString(r.Ref), nullString(r.Commit), nullString(r.Note),
 		nullString(r.TriggeredBy)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -124,10 +115,7 @@ func (s *Store) WaitRun(ctx context.Context, r Run) (int64, error) {
 func (s *Store) StartWaitingRun(ctx context.Context, id int64, r Run) error {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	err := s.update(ctx, `
-		UPDATE runs SET state = 'running', trigger = $2, ref = $3, commit_sha = $4, previous_sha = $5,
-		       started_at = $6, log_path = $7, note = $8, triggered_by = $9
-		WHERE id = $1 AND state = 'queued'`,
+	err := s.update(ctx, qStartWaitingRun,
 		id, r.Trigger, nullString(r.Ref), nullString(r.Commit), nullString(r.Previous), nullTime(r.StartedAt),
 		nullString(r.LogPath), nullString(r.Note), nullString(r.TriggeredBy))
 	if err != nil {
@@ -143,10 +131,7 @@ func (s *Store) StartWaitingRun(ctx context.Context, id int64, r Run) error {
 func (s *Store) InterruptRuns(ctx context.Context, deployment string) (int64, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	res, err := s.db.ExecContext(ctx, `
-		UPDATE runs SET state = 'interrupted', finished_at = now(),
-		       error = coalesce(error, 'the worker stopped during the run')
-		WHERE deployment = $1 AND state = 'running'`, deployment)
+	res, err := s.db.ExecContext(ctx, qInterruptRuns, deployment)
 	if err != nil {
 		return 0, classify(fmt.Errorf("interrupt runs of %s: %w", deployment, err))
 	}
@@ -159,10 +144,7 @@ func (s *Store) InterruptRuns(ctx context.Context, deployment string) (int64, er
 func (s *Store) LinkSuperseded(ctx context.Context, deployment string, id int64) error {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	_, err := s.db.ExecContext(ctx, `
-		UPDATE runs SET superseded_by = $2
-		WHERE deployment = $1 AND state = 'superseded' AND superseded_by IS NULL AND id < $2`,
-		deployment, id)
+	_, err := s.db.ExecContext(ctx, qLinkSuperseded, deployment, id)
 	if err != nil {
 		return classify(fmt.Errorf("link superseded runs of %s: %w", deployment, err))
 	}
@@ -173,20 +155,66 @@ const runColumns = `id, delivery, deployment, attempt, trigger, ref, commit_sha,
 	queued_at, started_at, finished_at, exit_code, failed_step, log_path, error, superseded_by, note, triggered_by`
 
 // ListRuns returns the newest runs of a deployment, newest first; at most
-// limit of them, or all if limit <= 0.
+// limit of them, or all if limit <= 0 (prefer a limit, or EachRun: all of
+// a long history is large).
 func (s *Store) ListRuns(ctx context.Context, deployment string, limit int) ([]Run, error) {
-	runs, err := s.runs(ctx, `WHERE deployment = $1 ORDER BY id DESC LIMIT $2`,
-		deployment, sql.NullInt64{Int64: int64(limit), Valid: limit > 0})
+	return s.RunsBefore(ctx, deployment, 0, limit)
+}
+
+// RunsBefore returns the runs of a deployment older than run before
+// (0: the newest), newest first, at most limit (all if limit <= 0): one
+// page of the history, read from the index, however long it is.
+func (s *Store) RunsBefore(ctx context.Context, deployment string, before int64, limit int) ([]Run, error) {
+	var runs []Run
+	err := s.eachRun(ctx, func(r Run) error { runs = append(runs, r); return nil }, qRunsBefore,
+		deployment, sql.NullInt64{Int64: before, Valid: before > 0}, sql.NullInt64{Int64: int64(limit), Valid: limit > 0})
 	if err != nil {
 		return nil, fmt.Errorf("list runs of %s: %w", deployment, err)
 	}
 	return runs, nil
 }
 
+// EachRun calls fn with every run of a deployment older than run before
+// (0: all), newest first, reading them a page (EachRunPage runs) at a
+// time: memory stays the same however long the history is, and each page
+// is one short statement. An error of fn stops it and is returned.
+func (s *Store) EachRun(ctx context.Context, deployment string, before int64, fn func(Run) error) error {
+	for {
+		runs, err := s.RunsBefore(ctx, deployment, before, EachRunPage)
+		if err != nil {
+			return err
+		}
+		for _, r := range runs {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if len(runs) < EachRunPage {
+			return nil
+		}
+		before = runs[len(runs)-1].ID
+	}
+}
+
+// EachRunPage is how many runs EachRun reads at a time.
+const EachRunPage = 500
+
+// SucceededRuns returns the newest limit succeeded runs of a deployment,
+// oldest first: what rollback chooses from.
+func (s *Store) SucceededRuns(ctx context.Context, deployment string, limit int) ([]Run, error) {
+	var runs []Run
+	err := s.eachRun(ctx, func(r Run) error { runs = append(runs, r); return nil }, qSucceededRuns, deployment, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list succeeded runs of %s: %w", deployment, err)
+	}
+	slices.Reverse(runs)
+	return runs, nil
+}
+
 // RunsOf returns the runs of one (delivery, deployment) pair, first
 // attempt first.
 func (s *Store) RunsOf(ctx context.Context, delivery, deployment string) ([]Run, error) {
-	runs, err := s.runs(ctx, `WHERE delivery = $1 AND deployment = $2 ORDER BY attempt, id`, delivery, deployment)
+	runs, err := s.runs(ctx, qRunsOf, delivery, deployment)
 	if err != nil {
 		return nil, fmt.Errorf("list runs of %s for %s: %w", deployment, delivery, err)
 	}
@@ -196,7 +224,7 @@ func (s *Store) RunsOf(ctx context.Context, delivery, deployment string) ([]Run,
 // CommitRuns returns the runs of a deployment that deployed commit,
 // newest first.
 func (s *Store) CommitRuns(ctx context.Context, deployment, commit string) ([]Run, error) {
-	runs, err := s.runs(ctx, `WHERE deployment = $1 AND commit_sha = $2 ORDER BY id DESC`, deployment, commit)
+	runs, err := s.runs(ctx, qCommitRuns, deployment, commit)
 	if err != nil {
 		return nil, fmt.Errorf("list runs of %s at %s: %w", deployment, commit, err)
 	}
@@ -205,7 +233,7 @@ func (s *Store) CommitRuns(ctx context.Context, deployment, commit string) ([]Ru
 
 // GetRun returns run id of a deployment; ErrNotFound if there is none.
 func (s *Store) GetRun(ctx context.Context, deployment string, id int64) (Run, error) {
-	runs, err := s.runs(ctx, `WHERE deployment = $1 AND id = $2`, deployment, id)
+	runs, err := s.runs(ctx, qGetRun, deployment, id)
 	if err == nil && len(runs) == 0 {
 		err = ErrNotFound
 	}
@@ -215,39 +243,94 @@ func (s *Store) GetRun(ctx context.Context, deployment string, id int64) (Run, e
 	return runs[0], nil
 }
 
-// runs selects runs with the given WHERE/ORDER clause.
-func (s *Store) runs(ctx context.Context, clause string, args ...any) ([]Run, error) {
+// Recent is one deployment's newest runs and its live run, for LastRuns.
+type Recent struct {
+	Runs []Run // newest first
+	Live *Run  // the newest succeeded run; nil if none
+}
+
+// LastRuns returns, in one statement, the newest limit runs and the
+// newest succeeded run of each of deployments, by name. Its cost grows
+// with len(deployments) and limit, never with the length of the history.
+func (s *Store) LastRuns(ctx context.Context, deployments []string, limit int) (map[string]Recent, error) {
+	out := make(map[string]Recent, len(deployments))
+	if len(deployments) == 0 {
+		return out, nil
+	}
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	rows, err := s.db.QueryContext(ctx, `SELECT `+runColumns+` FROM runs `+clause, args...)
+	rows, err := s.db.QueryContext(ctx, qLastRuns, pq.Array(deployments), limit)
 	if err != nil {
-		return nil, classify(err)
+		return nil, classify(fmt.Errorf("list the last runs of %d deployments: %w", len(deployments), err))
 	}
 	defer rows.Close()
-	var runs []Run
 	for rows.Next() {
-		var (
-			r                                             Run
-			ref, commit, previous, logPath, why, note, by sql.NullString
-			started, finished                             sql.NullTime
-			exitCode, failedStep, superseded              sql.NullInt64
-		)
-		err := rows.Scan(&r.ID, &r.Delivery, &r.Deployment, &r.Attempt, &r.Trigger, &ref, &commit,
-			&previous, &r.State, &r.QueuedAt, &started, &finished, &exitCode, &failedStep, &logPath,
-			&why, &superseded, &note, &by)
+		var live bool
+		r, err := scanRun(rows, &live)
 		if err != nil {
-			return nil, classify(err)
+			return nil, classify(fmt.Errorf("list the last runs of %d deployments: %w", len(deployments), err))
 		}
-		r.Ref, r.Commit, r.Previous, r.LogPath, r.Error = ref.String, commit.String, previous.String, logPath.String, why.String
-		r.StartedAt, r.FinishedAt = started.Time, finished.Time
-		r.ExitCode, r.FailedStep = intPtr(exitCode), intPtr(failedStep)
-		r.SupersededBy, r.Note, r.TriggeredBy = superseded.Int64, note.String, by.String
-		runs = append(runs, r)
+		rec := out[r.Deployment]
+		if live {
+			rec.Live = &r
+		} else {
+			rec.Runs = append(rec.Runs, r)
+		}
+		out[r.Deployment] = rec
 	}
 	if err := rows.Err(); err != nil {
-		return nil, classify(err)
+		return nil, classify(fmt.Errorf("list the last runs of %d deployments: %w", len(deployments), err))
 	}
-	return runs, nil
+	return out, nil
+}
+
+// runs collects the runs a query selects.
+func (s *Store) runs(ctx context.Context, query string, args ...any) ([]Run, error) {
+	var runs []Run
+	err := s.eachRun(ctx, func(r Run) error { runs = append(runs, r); return nil }, query, args...)
+	return runs, err
+}
+
+// eachRun calls fn with each run a query of runColumns selects.
+func (s *Store) eachRun(ctx context.Context, fn func(Run) error, query string, args ...any) error {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return classify(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return classify(err)
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return classify(rows.Err())
+}
+
+// scanRun reads a row of runColumns, then the extra columns after them.
+func scanRun(rows *sql.Rows, extra ...any) (Run, error) {
+	var (
+		r                                             Run
+		ref, commit, previous, logPath, why, note, by sql.NullString
+		started, finished                             sql.NullTime
+		exitCode, failedStep, superseded              sql.NullInt64
+	)
+	dest := append([]any{&r.ID, &r.Delivery, &r.Deployment, &r.Attempt, &r.Trigger, &ref, &commit,
+		&previous, &r.State, &r.QueuedAt, &started, &finished, &exitCode, &failedStep, &logPath,
+		&why, &superseded, &note, &by}, extra...)
+	if err := rows.Scan(dest...); err != nil {
+		return Run{}, err
+	}
+	r.Ref, r.Commit, r.Previous, r.LogPath, r.Error = ref.String, commit.String, previous.String, logPath.String, why.String
+	r.StartedAt, r.FinishedAt = started.Time, finished.Time
+	r.ExitCode, r.FailedStep = intPtr(exitCode), intPtr(failedStep)
+	r.SupersededBy, r.Note, r.TriggeredBy = superseded.Int64, note.String, by.String
+	return r, nil
 }
 
 func intPtr(n sql.NullInt64) *int {
@@ -256,18 +339,4 @@ func intPtr(n sql.NullInt64) *int {
 	}
 	i := int(n.Int64)
 	return &i
-}
-
-// LastRunIn returns the newest run of a deployment in the given state
-// (for example the last succeeded run, whose commit is the deployed one);
-// ErrNotFound if there is none.
-func (s *Store) LastRunIn(ctx context.Context, deployment, state string) (Run, error) {
-	runs, err := s.runs(ctx, `WHERE deployment = $1 AND state = $2 ORDER BY id DESC LIMIT 1`, deployment, state)
-	if err == nil && len(runs) == 0 {
-		err = ErrNotFound
-	}
-	if err != nil {
-		return Run{}, fmt.Errorf("last %s run of %s: %w", state, deployment, err)
-	}
-	return runs[0], nil
 }

@@ -7,6 +7,12 @@
 //   - InsertEvent is idempotent and race-free: however many times and from
 //     however many processes one delivery GUID is inserted, there is one row.
 //   - Nothing is retried behind the caller's back; Retry does it explicitly.
+//   - No statement of the stages or the status page reads a deployment's
+//     whole history or a whole table: each is named in queries.go and
+//     served by an index (TestQueryPlans checks them on a million runs).
+//   - Prune deletes only what config.Retention lets go, never an undecided
+//     delivery, a waiting or running run, the runs a deployment still
+//     needs, nor anything younger than GitHub's redelivery window.
 //
 // Failure modes: an unreachable server, a lost connection, a timeout, a
 // server shutting down or overloaded, a serialization failure or deadlock

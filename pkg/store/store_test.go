@@ -38,14 +38,22 @@ func open(t *testing.T, url string, opts ...store.Option) *store.Store {
 	return s
 }
 
-// queryInt runs a query returning one integer on a connection of its own.
-func queryInt(t *testing.T, url, query string, args ...any) int {
+// rawDB opens the database at url with database/sql alone, closed when
+// the test ends: for rows a test writes or reads itself.
+func rawDB(t testing.TB, url string) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("postgres", url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// queryInt runs a query returning one integer on a connection of its own.
+func queryInt(t *testing.T, url, query string, args ...any) int {
+	t.Helper()
+	db := rawDB(t, url)
 	var n int
 	if err := db.QueryRow(query, args...).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", query, err)

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -64,6 +65,17 @@ func Listeners(getenv func(string) string) ([]net.Listener, error) {
 		ls = append(ls, l)
 	}
 	return ls, nil
+}
+
+// ListenerNames returns the names of the sockets Listeners returns, in
+// the same order: each socket unit's FileDescriptorName= (by default the
+// unit's name), from $LISTEN_FDNAMES; nil if systemd did not set it.
+func ListenerNames(getenv func(string) string) []string {
+	v := getenv("LISTEN_FDNAMES")
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ":")
 }
 
 // BootedDir is the directory whose presence means that systemd is the

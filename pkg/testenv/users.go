@@ -40,8 +40,13 @@ func LockUsers(t testing.TB) {
 // sysusers file names them.
 var StageUsers = []string{"dh-receive", "dh-route", "dh-deploy", "dh-nginx", "dh-cert"}
 
-// MakeStageUsers takes the users' lock (LockUsers), creates the group
-// dh-deployer and the stage users with `script users` (acl/dh-deployer-acl
+// StageGroups are the groups of the shipped sysusers file: the stages'
+// dh-deployer, and dh-hook, whose members may connect to the git hook's
+// socket.
+var StageGroups = []string{"dh-deployer", "dh-hook"}
+
+// MakeStageUsers takes the users' lock (LockUsers), creates the groups
+// (StageGroups) and the stage users with `script users` (acl/dh-deployer-acl
 // reading sysusersFile), and deletes, when the test ends, those it made.
 // It returns the users it made. The caller must be root.
 func MakeStageUsers(t testing.TB, script, sysusersFile string) []string {
@@ -57,7 +62,12 @@ func MakeStageUsers(t testing.TB, script, sysusersFile string) []string {
 			made = append(made, u)
 		}
 	}
-	_, groupErr := user.LookupGroup("dh-deployer")
+	var madeGroups []string
+	for _, g := range StageGroups {
+		if _, err := user.LookupGroup(g); err != nil {
+			madeGroups = append(madeGroups, g)
+		}
+	}
 	t.Cleanup(func() {
 		for _, u := range made {
 			// A process of a killed stage may still be exiting: userdel
@@ -74,9 +84,9 @@ func MakeStageUsers(t testing.TB, script, sysusersFile string) []string {
 				t.Errorf("userdel %s: %v: %s", u, err, out)
 			}
 		}
-		if groupErr != nil {
-			if out, err := exec.Command("groupdel", "dh-deployer").CombinedOutput(); err != nil {
-				t.Errorf("groupdel dh-deployer: %v: %s", err, out)
+		for _, g := range madeGroups {
+			if out, err := exec.Command("groupdel", g).CombinedOutput(); err != nil {
+				t.Errorf("groupdel %s: %v: %s", g, err, out)
 			}
 		}
 	})

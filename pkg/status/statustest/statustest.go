@@ -10,8 +10,10 @@ package statustest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -241,4 +243,67 @@ path = "/srv/web"
 		}
 	}
 	return in
+}
+
+// Many is an installation of h.Deployments deployments (storetest.Fill's
+// dep0, dep1, … and "never"), each with its queue, and a database filled
+// with h: for the benchmarks of the status page and the history at scale.
+func Many(t testing.TB, h storetest.History) *Install {
+	t.Helper()
+	dir := t.TempDir()
+	in := &Install{Dir: dir, ConfigPath: filepath.Join(dir, "config.toml"), DatabaseURL: storetest.NewMigrated(t),
+		Now: time.Now(), Runs: map[string]int64{}}
+	if h.Deployments == 0 {
+		h.Deployments = 100 // as Fill
+	}
+	names := []string{"never"}
+	for i := range h.Deployments {
+		names = append(names, storetest.DeploymentName(i))
+	}
+	var doc strings.Builder
+	fmt.Fprintf(&doc, "queue_dir = %q\nstate_dir = %q\ndatabase_url = %q\n", filepath.Join(dir, "queues"),
+		filepath.Join(dir, "state"), in.DatabaseURL)
+	for _, name := range names {
+		fmt.Fprintf(&doc, "\n[deployments.%s]\nrepository = \"o/%s\"\nbranches = [\"main\"]\npath = \"/srv/%s\"\n", name, name, name)
+	}
+	if err := os.WriteFile(in.ConfigPath, []byte(doc.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(in.ConfigPath)
+	if err != nil {
+		t.Fatalf("config.Load(%s) = %v", in.ConfigPath, err)
+	}
+	in.Config = cfg
+	for _, name := range append([]string{config.MainQueue}, names...) {
+		if err := queue.Open(cfg.QueuePath(name)).Init(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	storetest.Fill(t, in.DatabaseURL, h)
+	st, err := store.Open(context.Background(), in.DatabaseURL)
+	if err != nil {
+		t.Fatalf("store.Open = %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	in.Store = st
+	return in
+}
+
+// ReportTimes reports, for a benchmark that timed several cases in turn
+// (so that they saw the same load), the median of one case's times as
+// NAME-ms, its response size as NAME-KB (if not 0) and, given the times
+// of the base case, the ratio of the two medians as NAME-ratio.
+func ReportTimes(b *testing.B, name string, times []time.Duration, size int, base ...[]time.Duration) {
+	median := func(ds []time.Duration) time.Duration {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	b.ReportMetric(float64(median(times))/1e6, name+"-ms")
+	if size > 0 {
+		b.ReportMetric(float64(size)/1024, name+"-KB")
+	}
+	if len(base) > 0 {
+		b.ReportMetric(float64(median(times))/float64(median(base[0])), name+"-ratio")
+	}
 }

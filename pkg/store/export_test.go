@@ -1,0 +1,4 @@
+package store
+
+// HotQueries is hotQueries, for TestQueryPlans.
+var HotQueries = hotQueries

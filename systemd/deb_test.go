@@ -97,7 +97,7 @@ exec chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -ec 
 	got := chroot(`stat -c '%U:%G %a' /etc/dh-deployer/config.toml /var/spool/dh-deployer/main /var/lib/dh-deployer/home
 getent passwd dh-deploy | cut -d: -f6
 getfacl -cp /var/spool/dh-deployer/main | grep -x user:dh-receive:rwx`)
-	want := "root:dh-deployer 640\ndh-route:dh-deployer 2770\ndh-deploy:dh-deployer 700\n/var/lib/dh-deployer/home\nuser:dh-receive:rwx\n"
+	want := "root:dh-deployer 640\ndh-route:dh-deployer 3770\ndh-deploy:dh-deployer 700\n/var/lib/dh-deployer/home\nuser:dh-receive:rwx\n"
 	if got != want {
 		t.Errorf("after dpkg -i without systemd:\n%s\nwant:\n%s", got, want)
 	}

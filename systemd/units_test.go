@@ -19,10 +19,10 @@ import (
 // budget is the highest exposure each service may have.
 var budget = map[string]float64{
 	"dh-receive.service":    1.3, // no PrivateUsers=: it checks who connects to the hook socket
-	"dh-route.service":      1.4, // reaches GitHub's API and checks who owns a queues/status entry (no PrivateUsers=)
+	"dh-route.service":      1.4, // no PrivateUsers=: it checks who owns an entry; no IPAddressDeny=: it reaches GitHub's API (commit statuses)
 	"dh-deploy@.service":    1.5,
 	"dh-nginx.service":      1.3, // no PrivateUsers=: it checks who owns an entry
-	"dh-cert.service":       1.1,
+	"dh-cert.service":       1.3, // likewise
 	"dh-cert-renew.service": 1.1,
 	// The root oneshots the stages start through systemctl.
 	"dh-nginx-test.service": 2.2,

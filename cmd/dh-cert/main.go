@@ -113,7 +113,7 @@ func run(ctx context.Context, env *cli.Env, args []string) error {
 	// A request waiting for its next try costs a database read per round,
 	// never a certbot run; the rounds slow down to one a minute.
 	defer env.Ready("handling certificate requests from " + w.Queue().Dir())()
-	return c.RunBatch(ctx, w.HandleBatch, queue.Options{Once: once, Logger: env.Logger,
+	return c.RunBatch(ctx, w.HandleBatch, queue.Options{Once: once, Writers: hup.Writers(config.CertQueue), Logger: env.Logger,
 		MinBackoff: 5 * time.Second, MaxBackoff: time.Minute})
 }
 

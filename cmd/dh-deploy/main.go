@@ -178,7 +178,7 @@ func run(ctx context.Context, env *cli.Env, args []string) error {
 	hup.Reload(ctx, w.Config(), w.SetConfig)
 	env.Logger.Info("deploying", "deployment", args[0], "queue", w.Queue().Dir(), "once", once)
 	defer env.Ready("deploying " + args[0] + " from " + w.Queue().Dir())()
-	return c.Run(ctx, w.Handle, queue.Options{Once: once, Logger: env.Logger})
+	return c.Run(ctx, w.Handle, queue.Options{Once: once, Writers: hup.Writers(args[0]), Logger: env.Logger})
 }
 
 func replay(ctx context.Context, env *cli.Env, args []string) error {

@@ -42,6 +42,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/nginx"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
@@ -92,7 +93,7 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 	hup.Reload(ctx, cfg, in.SetConfig)
 	env.Logger.Info("installing", "queue", in.Queue().Dir(), "conf_dir", cfg.Nginx.ConfDir, "once", once)
 	defer env.Ready("installing sites from " + in.Queue().Dir())()
-	return c.Run(ctx, in.Handle, queue.Options{Once: once, Logger: env.Logger})
+	return c.Run(ctx, in.Handle, queue.Options{Once: once, Writers: hup.Writers(config.NginxQueue), Logger: env.Logger})
 }
 
 func replay(ctx context.Context, env *cli.Env, args []string) error {

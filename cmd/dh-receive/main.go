@@ -38,7 +38,9 @@
 // Endpoints: POST <receive.path> (default /github-webhook), POST
 // /deploy/NAME (a deployment's token; only refs it follows; failed tokens
 // limited per client, 429), GET / (service info), GET /healthz (200, or 503
-// with the reasons).
+// with the reasons). While queues/main is at a [queues.main] limit
+// (max_entries, max_bytes) or queue_dir's file system below [queues]
+// min_free_bytes, a POST gets 503 with Retry-After before its body is read.
 //
 // Test a running receiver with curl:
 //
@@ -120,7 +122,8 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 	if err != nil {
 		return err
 	}
-	q := queue.Open(cfg.QueuePath("main"))
+	q := queue.Open(cfg.QueuePath(config.MainQueue))
+	q.SetLimits(queue.Limits(cfg.QueueLimits(config.MainQueue)))
 	if _, err := os.Stat(q.Dir()); err != nil {
 		return sysexits.WithHint(sysexits.Errorf(sysexits.IOErr, "queue: %w", err),
 			"create the queue directories first (see docs/operations.md)")

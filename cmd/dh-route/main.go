@@ -34,6 +34,12 @@
 // while the database is down or its schema behind and waits for it
 // (STATUS= says so); run --once exits 75 instead.
 //
+// run takes an entry of queues/main only from a writer of it ([queues.main]
+// writers, default dh-receive; root and dh-route too): any other goes to
+// failed/ unread. A delivery for a deployment whose queue is at a
+// [queues.deployments] limit stays in queues/main (with the ones after it)
+// and is retried with backoff; replay and run --once exit 75 then.
+//
 // run also consumes queues/status: the commit statuses the deployments'
 // workers ask for, which it sets on GitHub with github.token_file (read by
 // dh-route alone; docs/operations.md, "Security model").
@@ -165,13 +171,13 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 	defer cancel(nil)
 	posted := make(chan error, 1)
 	go func() {
-		err := sc.Run(ctx, poster.Handle, queue.Options{Once: once, Logger: env.Logger})
+		err := sc.Run(ctx, poster.Handle, queue.Options{Once: once, Writers: hup.Writers(config.StatusQueue), Logger: env.Logger})
 		if err != nil {
 			cancel(err)
 		}
 		posted <- err
 	}()
-	err = c.RunBatch(ctx, r.HandleBatch, queue.Options{Once: once, Logger: env.Logger})
+	err = c.RunBatch(ctx, r.HandleBatch, queue.Options{Once: once, Writers: hup.Writers(config.MainQueue), Logger: env.Logger})
 	if err != nil {
 		cancel(err)
 	}

@@ -33,6 +33,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,8 +70,9 @@ type world struct {
 	url      string // dh-receive's webhook URL
 	addr     string // dh-receive's host:port
 	nginx    *nginxtest.Server
-	checkout string // the "sites" deployment's checkout
-	hook     string // dh-receive's git hook socket
+	checkout string       // the "sites" deployment's checkout
+	hook     string       // dh-receive's git hook socket
+	main     *queue.Queue // the main dh-receive's handle on queues/main (its limits)
 	guid     int
 }
 
@@ -150,6 +152,7 @@ hook_socket = %q
 	w.addr = w.receiver(t, w.hook, func(s *receive.Server) {
 		s.Tokens, s.Deployments = tokens, w.cfg.Deployments
 		s.HookUsers = map[uint32][]string{uint32(os.Getuid()): {"acme/app"}}
+		w.main = s.Queue
 	})
 	w.url = "http://" + w.addr + w.cfg.Receive.Path
 	return w
@@ -373,7 +376,44 @@ func (w *world) drain(t *testing.T, q string, h queue.Handler) error {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return c.Run(ctx, h, queue.Options{Once: true, NoNotify: true})
+	return c.Run(ctx, h, queue.Options{Once: true, NoNotify: true, Writers: func() []int { return []int{nobody} }})
+}
+
+// nobody (65534) is a writer of every queue in this world, as dh-cert is
+// of queues/nginx on a host; the test runs as root, the consumers' user.
+const nobody = 65534
+
+// lockErr is the error a consumer of queue q gets at start.
+func (w *world) lockErr(t *testing.T, q string) outcome {
+	t.Helper()
+	c, err := queue.Open(w.cfg.QueuePath(q)).Lock(t.Context(), false)
+	if err == nil {
+		c.Close()
+		return outcome{code: 0, text: "the consumer started"}
+	}
+	return outcome{code: sysexits.Code(err), text: err.Error()}
+}
+
+// victim is a file outside the queues, older than the staging sweep's ten
+// minutes, that a tampered queue must not let the consumer touch.
+func (w *world) victim(t *testing.T) (dir, file string) {
+	t.Helper()
+	dir = filepath.Join(w.dir, "victim")
+	file = filepath.Join(dir, "keep.conf")
+	os.MkdirAll(dir, 0o755)
+	if err := os.WriteFile(file, []byte("keep\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(file, old, old)
+	return dir, file
+}
+
+func intact(t *testing.T, file string) {
+	t.Helper()
+	if b, err := os.ReadFile(file); err != nil || string(b) != "keep\n" {
+		t.Errorf("%s = %q, %v; want it untouched", file, b, err)
+	}
 }
 
 // route drains queues/main the way dh-route does: in batches.
@@ -450,9 +490,16 @@ func (w *world) lastFailure(t *testing.T, q string) outcome {
 	if err != nil || len(names) == 0 {
 		return outcome{code: -1, text: fmt.Sprintf("nothing in %s/failed (%v)", q, err)}
 	}
-	f, err := qq.ReadFailure(names[len(names)-1])
+	return w.failure(t, q, names[len(names)-1])
+}
+
+// failure is the .why of the entry name in a queue's failed/ (which
+// Failed does not list when it is not a regular file).
+func (w *world) failure(t *testing.T, q, name string) outcome {
+	t.Helper()
+	f, err := queue.Open(w.cfg.QueuePath(q)).ReadFailure(name)
 	if err != nil {
-		return outcome{code: -1, text: fmt.Sprintf("no .why for %s: %v", names[len(names)-1], err)}
+		return outcome{code: -1, text: fmt.Sprintf("no .why for %s: %v", name, err)}
 	}
 	return outcome{code: f.ExitCode, text: f.Error}
 }
@@ -890,6 +937,95 @@ func TestCatalogue(t *testing.T) {
 		{"commit-status entry with an unknown state", func(t *testing.T) outcome {
 			return w.postStatus(t, event.CommitStatus{Deployment: "api", Repository: "acme/app", Commit: sha, State: "green"}, -1)
 		}, outcome{0, sysexits.DataErr, `entry has an unknown state "green"`}, config.StatusQueue},
+		// Issue 17: a writer of a queue turning it against its consumer.
+		{"queue entry from a user who is no writer of the queue", func(t *testing.T) outcome {
+			name, err := queue.Open(w.cfg.QueuePath("api")).Publish(ghEntry("stranger-1", "api", good))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(filepath.Join(w.cfg.QueuePath("api"), name), 4242, 4242); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.deploy(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.lastFailure(t, "api")
+		}, outcome{0, sysexits.DataErr, " is owned by uid 4242, who is not a writer of queue"}, "api"},
+		{"symbolic link as a queue entry", func(t *testing.T) outcome {
+			if err := os.Symlink("/etc/passwd", filepath.Join(w.cfg.QueuePath(config.MainQueue), "99999999999999999991-1-deadbeef.json")); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.route(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.failure(t, config.MainQueue, "99999999999999999991-1-deadbeef.json")
+		}, outcome{0, sysexits.DataErr, "99999999999999999991-1-deadbeef.json is a symbolic link, not a regular file"}, config.MainQueue},
+		{"FIFO as a queue entry", func(t *testing.T) outcome {
+			if err := syscall.Mkfifo(filepath.Join(w.cfg.QueuePath(config.MainQueue), "99999999999999999992-1-deadbeef.json"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.route(t); err != nil {
+				return outcome{code: sysexits.Code(err), text: err.Error()}
+			}
+			return w.failure(t, config.MainQueue, "99999999999999999992-1-deadbeef.json")
+		}, outcome{0, sysexits.DataErr, "99999999999999999992-1-deadbeef.json is not a regular file"}, config.MainQueue},
+		{"queue's .tmp swapped for a link to another directory", func(t *testing.T) outcome {
+			dir, file := w.victim(t)
+			staging := filepath.Join(w.cfg.QueuePath(config.NginxQueue), queue.StagingDir)
+			os.Rename(staging, staging+".orig")
+			os.Symlink(dir, staging)
+			defer func() { os.Remove(staging); os.Rename(staging+".orig", staging) }()
+			got := w.lockErr(t, config.NginxQueue)
+			intact(t, file)
+			return got
+		}, outcome{0, sysexits.NoPerm, "nginx/.tmp is not a directory (a symbolic link or a file): not what the queue's consumer made"}, ""},
+		{"queue's .lock swapped for a link to the consumer's state", func(t *testing.T) outcome {
+			_, file := w.victim(t)
+			lock := filepath.Join(w.cfg.QueuePath(config.CertQueue), queue.LockFile)
+			os.Remove(lock)
+			os.Symlink(file, lock)
+			defer os.Remove(lock)
+			got := w.lockErr(t, config.CertQueue)
+			intact(t, file)
+			return got
+		}, outcome{0, sysexits.NoPerm, "cert/.lock is a symbolic link: not what the queue's consumer made"}, ""},
+
+		// Issue 17: a flood of valid deliveries.
+		{"delivery while queues/main is at max_entries", func(t *testing.T) outcome {
+			name, err := w.main.Publish([]byte(`{}`)) // the one entry it may hold
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.main.SetLimits(queue.Limits{MaxEntries: 1})
+			defer func() { w.main.SetLimits(queue.Limits{}); os.Remove(filepath.Join(w.main.Dir(), name)) }()
+			return send(t, w.delivery("push", good))
+		}, outcome{503, -1, "the delivery queue is full; nothing was read or stored: queue is full: 1 entries waiting, the most it may hold is 1"}, ""},
+		{"delivery while queue_dir is below the free-space floor", func(t *testing.T) outcome {
+			w.main.SetLimits(queue.Limits{MinFreeBytes: 1 << 62})
+			defer w.main.SetLimits(queue.Limits{})
+			return send(t, w.delivery("push", good))
+		}, outcome{503, -1, "is full: the file system of " + "%QUEUES%" + "/main has"}, ""},
+		{"delivery for a deployment whose queue is full: kept in queues/main", func(t *testing.T) outcome {
+			held, err := queue.Open(w.cfg.QueuePath(config.MainQueue)).Publish(ghEntry(w.newGUID(), "", good))
+			if err != nil {
+				t.Fatal(err)
+			}
+			waiting, err := queue.Open(w.cfg.QueuePath("api")).Publish([]byte(`{}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.cfg.Queues.Deployments.MaxEntries = 1
+			defer func() {
+				w.cfg.Queues.Deployments.MaxEntries = config.Default().Queues.Deployments.MaxEntries
+				os.Remove(filepath.Join(w.cfg.QueuePath("api"), waiting))
+				os.Remove(filepath.Join(w.cfg.QueuePath(config.MainQueue), held))
+			}()
+			err = w.route(t)
+			if _, serr := os.Stat(filepath.Join(w.cfg.QueuePath(config.MainQueue), held)); serr != nil {
+				t.Errorf("the held delivery left queues/main: %v", serr)
+			}
+			return outcome{code: sysexits.Code(err), text: fmt.Sprint(err)}
+		}, outcome{0, sysexits.TempFail, "route to deployment api: queue is full: 1 entries waiting, the most it may hold is 1"}, ""},
 
 		// Every tool at start: the configuration, strictly.
 		{"config with an unknown key", func(t *testing.T) outcome {
@@ -902,6 +1038,12 @@ func TestCatalogue(t *testing.T) {
 			return runTool(t, w.badConfig(t, "\n[deployments.web-sites]\nkind = \"nginx\"\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"+
 				"sites = [{ rule = \"include\", select = [\"*\"] }]\ndomains = [\"api.example.test\"]\n"))
 		}, outcome{0, sysexits.Config, `config.toml:%LINE+8%: deployments.web-sites.domains[0]: "api.example.test" overlaps "*.test" of deployments.sites`}, ""},
+		{"config naming a queue writer who does not exist", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[queues.main]\nwriters = [\"root\", \"no-such-user-x\"]\n"))
+		}, outcome{0, sysexits.Config, `queues.main.writers[1]: no user "no-such-user-x" on this host`}, ""},
+		{"config with a negative queue limit", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[queues.deployments]\nmax_entries = -1\n"))
+		}, outcome{0, sysexits.Config, `config.toml:%LINE+3%: queues.deployments.max_entries: must not be negative (0 is no limit)`}, ""},
 		{"config selecting a site ../etc", func(t *testing.T) outcome {
 			return runTool(t, w.badConfig(t, "\n[deployments.more-sites]\nkind = \"nginx\"\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"+
 				"sites = [{ rule = \"include\", select = [\"../etc/passwd\"] }]\n"))
@@ -926,6 +1068,7 @@ func TestCatalogue(t *testing.T) {
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			want := row.want
+			want.text = strings.ReplaceAll(want.text, "%QUEUES%", w.cfg.QueueDir)
 			want.text = lineRE.ReplaceAllStringFunc(want.text, func(m string) string {
 				n, _ := strconv.Atoi(lineRE.FindStringSubmatch(m)[1])
 				return strconv.Itoa(goodLines + n)

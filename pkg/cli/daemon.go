@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,9 +38,10 @@ func (e *Env) Hangups() (h *Hangup, stop func()) {
 
 // Hangup receives a daemon's SIGHUPs; see Hangups.
 type Hangup struct {
-	env  *Env
-	sig  chan os.Signal
-	done chan struct{}
+	env     *Env
+	sig     chan os.Signal
+	done    chan struct{}
+	current atomic.Pointer[config.Config] // what Reload last handed over
 }
 
 // Reload starts reloading the configuration on each SIGHUP (including one
@@ -51,6 +53,7 @@ type Hangup struct {
 // queue_dir and database_url cannot change without a restart: a change is
 // logged as a warning and the old values stay in the new configuration.
 func (h *Hangup) Reload(ctx context.Context, cfg *config.Config, apply func(*config.Config) error) {
+	h.current.Store(cfg)
 	go func() {
 		for {
 			select {
@@ -61,10 +64,20 @@ func (h *Hangup) Reload(ctx context.Context, cfg *config.Config, apply func(*con
 			case <-h.sig:
 				if next := h.reload(cfg, apply); next != nil {
 					cfg = next
+					h.current.Store(cfg)
 				}
 			}
 		}
 	}()
+}
+
+// Writers is the queue.Options.Writers of the consumer of queue name
+// (config.Config.QueueWriters): the writers of the configuration Reload
+// last handed over, so that a reload that adds an nginx deployment (and
+// with it a writer of queues/nginx) holds for the next entry already.
+// Call it after Reload.
+func (h *Hangup) Writers(name string) func() []int {
+	return func() []int { return h.current.Load().QueueWriters(name) }
 }
 
 // reload loads the file once and returns the configuration now in use,

@@ -121,6 +121,10 @@ type Config struct {
 	// Status configures dh-route's status page (see status.go).
 	Status Status `toml:"status"`
 
+	// Queues sets who may write each queue and the backlog limits (see
+	// queues.go).
+	Queues Queues `toml:"queues"`
+
 	// Retention says how long dh-route keeps deliveries, routes and runs
 	// (see retention.go).
 	Retention Retention `toml:"retention"`
@@ -483,6 +487,7 @@ func Default() *Config {
 		Nginx:     defaultNginx(),
 		Cert:      defaultCert(),
 		Retention: defaultRetention(),
+		Queues:    defaultQueues(),
 	}
 }
 

@@ -112,6 +112,8 @@ var tables = []struct {
 	{"[receive]", reflect.TypeFor[Receive]()},
 	{"[github]", reflect.TypeFor[GitHub]()},
 	{"[status]", reflect.TypeFor[Status]()},
+	{"[queues]", reflect.TypeFor[Queues]()},
+	{"[queues.main]", reflect.TypeFor[QueueLimits]()},
 	{"[retention]", reflect.TypeFor[Retention]()},
 	{"[deployments.NAME]", reflect.TypeFor[Deployment]()},
 	{"a sites rule", reflect.TypeFor[SiteRule]()},

@@ -41,6 +41,9 @@ func Load(path string) (*Config, error) {
 	if err := c.checkQueueFS(); err != nil {
 		return nil, err
 	}
+	if err := c.checkWriters(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

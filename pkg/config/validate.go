@@ -158,6 +158,7 @@ func (c *Config) validate() []problem {
 	c.Nginx.validate(ck)
 	c.Cert.validate(ck)
 	c.Status.validate(ck)
+	c.Queues.validate(ck)
 	c.Retention.validate(ck)
 	paths := map[string]string{} // clean checkout path → deployment
 	for _, name := range c.DeploymentNames() {

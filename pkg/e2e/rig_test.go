@@ -286,6 +286,9 @@ queue_dir_throwaway = %t
 listen         = %q
 secret_files   = [%q]
 min_free_bytes = 0
+
+[queues]
+min_free_bytes = 0 # TestDiskFull fills a 1 MiB tmpfs: ENOSPC, not the floor, answers 503
 %s`, r.spool, r.state, db, r.tmpfs, r.addr, r.secretFile(), extra)
 	if err := os.WriteFile(r.config, []byte(doc), 0o640); err != nil {
 		t.Fatal(err)

@@ -158,7 +158,7 @@ func (r *rig) entry(data []byte, uid int) *queue.Entry {
 	if err := os.Chown(f.Name(), uid, uid); err != nil {
 		r.t.Fatal(err)
 	}
-	return &queue.Entry{Name: filepath.Base(f.Name()), Path: f.Name(), Data: data}
+	return &queue.Entry{Name: filepath.Base(f.Name()), Path: f.Name(), Data: data, Owner: uid}
 }
 
 // site is a plain HTTP site answering body.

@@ -8,8 +8,10 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -33,31 +35,41 @@ func (o origin) String() string {
 	return [...]string{"root", "the deployment's user", "dh-cert"}[o]
 }
 
-// sender finds out who published entry e: the owner of its file
-// (queue.Entry.Owner), which must be root, the deployment's user or
-// dh-cert's.
+// sender finds out who published entry e: the owner of its file, which
+// must be root, the deployment's user or dh-cert's. The queue took the
+// owner from the open file it read the entry from (queue.Entry.Owner), so
+// owner and content belong together.
 func (in *Installer) sender(e *queue.Entry, req *event.NginxSites) (origin, error) {
 	d, ok := in.cfg.Deployment(req.Deployment)
 	if !ok || d.Kind != config.KindNginx {
 		return 0, sysexits.Errorf(sysexits.DataErr, "deployment %q is not an nginx deployment in %s", req.Deployment, in.cfg.File)
 	}
-	owner, err := e.Owner()
-	if err != nil {
-		return 0, err
-	}
-	is := func(name string) bool { uid, ok := queue.UserID(name); return ok && uid == owner }
-	switch {
-	case owner == 0:
+	uid := strconv.Itoa(e.Owner)
+	switch uid {
+	case "0":
 		return fromOperator, nil
-	case is(d.RunsAs()):
+	case uidOf(d.RunsAs()):
 		return fromDeployment, nil
-	case is(in.certUser):
+	case uidOf(in.certUser):
 		return fromCert, nil
+	}
+	owner := uid
+	if u, err := user.LookupId(uid); err == nil {
+		owner = u.Username
 	}
 	return 0, sysexits.WithHint(sysexits.Errorf(sysexits.DataErr,
 		"entry %s is owned by %s, not by %s (deployment %s's user), %s or root: refused",
-		e.Name, queue.UserName(owner), d.RunsAs(), d.Name, in.certUser),
+		e.Name, owner, d.RunsAs(), d.Name, in.certUser),
 		"only the deployment's own worker (dh-deploy@"+d.Name+", running as its user) hands dh-nginx a commit; see docs/nginx.md")
+}
+
+// uidOf is the user id of name, or "" if there is no such user.
+func uidOf(name string) string {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return ""
+	}
+	return u.Uid
 }
 
 // refuseEntry records an nginx-sites entry refused before any converge.

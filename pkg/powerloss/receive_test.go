@@ -53,6 +53,10 @@ database_url = "postgres:///dh_deployer?host=/nonexistent&sslmode=disable"
 listen         = %q
 secret_files   = [%q]
 min_free_bytes = 0
+
+[queues.main] # never consumed here: no backlog limits
+max_entries = 0
+max_bytes   = 0
 `, spool, t.TempDir(), addr, secretFile)
 	if err := os.WriteFile(config, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)

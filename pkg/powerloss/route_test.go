@@ -76,7 +76,8 @@ func TestRoutePowerLoss(t *testing.T) {
 	spool := makeQueues(t, fs, append([]string{"main"}, deployments...)...)
 	main := filepath.Join(spool, "main")
 	config := filepath.Join(t.TempDir(), "config.toml")
-	doc := fmt.Sprintf("queue_dir = %q\ndatabase_url = %q\n%s", spool, url, routeDeployments)
+	// The deployment queues are never consumed here: no backlog limits.
+	doc := fmt.Sprintf("queue_dir = %q\ndatabase_url = %q\n%s\n[queues.deployments]\nmax_entries = 0\nmax_bytes = 0\n", spool, url, routeDeployments)
 	if err := os.WriteFile(config, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}

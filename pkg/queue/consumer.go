@@ -25,6 +25,10 @@ type Entry struct {
 	Name string // file name, e.g. 01763...-1234-0a1b2c3d.json
 	Path string // full path
 	Data []byte
+	// Owner is the user id owning the entry's file, taken from the open
+	// file Data was read from (root, the consumer's user or a writer of
+	// the queue: see Options.Writers). Replay sets it too.
+	Owner int
 }
 
 // Handler processes one entry. Its error decides the entry's fate:
@@ -50,6 +54,7 @@ type BatchHandler func(ctx context.Context, es []*Entry) []error
 // Consumer holds a queue's consumer lock.
 type Consumer struct {
 	q    *Queue
+	dir  *os.File // the queue directory, checked (openOwnDir)
 	lock *os.File
 }
 
@@ -60,52 +65,91 @@ var ErrBusy = errors.New("queue is already being consumed")
 // Lock takes the queue's consumer lock, creating the queue's directories
 // if needed. If another process holds it, Lock fails with ErrBusy
 // (classified TempFail), or, with wait, waits until it is free or ctx ends.
+// The queue directory, .tmp/, failed/ and .lock must be the consumer's
+// own (guard.go): otherwise Lock fails (NoPerm) naming what is wrong.
 func (q *Queue) Lock(ctx context.Context, wait bool) (*Consumer, error) {
 	if err := q.Init(); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(q.dir, LockFile)
-	f, err := Flock(ctx, path, wait, nil)
+	dir, err := openOwnDir(nil, q.dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, sub := range []string{StagingDir, FailedDir} {
+		d, err := openOwnDir(dir, sub)
+		if err != nil {
+			dir.Close()
+			return nil, err
+		}
+		d.Close()
+	}
+	f, err := openLockAt(dir, LockFile)
+	if err != nil {
+		dir.Close()
+		return nil, err
+	}
+	err = lockFile(ctx, f, wait, nil)
 	if errors.Is(err, errHeld) {
-		holder, _ := os.ReadFile(path)
+		holder := make([]byte, 32)
+		n, _ := f.ReadAt(holder, 0)
+		f.Close()
+		dir.Close()
 		return nil, sysexits.WithHint(
-			sysexits.Errorf(sysexits.TempFail, "%w: %s (held by pid %s)", ErrBusy, q.dir, orUnknown(bytes.TrimSpace(holder))),
+			sysexits.Errorf(sysexits.TempFail, "%w: %s (held by pid %s)", ErrBusy, q.dir, orUnknown(bytes.TrimSpace(holder[:n]))),
 			"stop the other consumer first, or pass --wait to wait for it")
 	}
 	if err != nil {
+		f.Close()
+		dir.Close()
 		return nil, err
 	}
 	// Record who holds the lock, for the message a second consumer gets.
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return &Consumer{q: q, lock: f}, nil
+	return &Consumer{q: q, dir: dir, lock: f}, nil
 }
 
 var errHeld = errors.New("lock is held")
 
 // Flock opens (creating it) the lock file path and takes an exclusive
 // flock(2) on it, which lasts until the returned file is closed or the
-// process dies. If another process holds it, Flock fails at once with an
-// error (TempFail) or, with wait, calls waiting (if not nil) once and polls
-// until the lock is free or ctx ends.
+// process dies. A symbolic link at path is refused, never followed, and
+// so is anything but a regular file. If another process holds it, Flock
+// fails at once with an error (TempFail) or, with wait, calls waiting (if
+// not nil) once and polls until the lock is free or ctx ends.
 func Flock(ctx context.Context, path string, wait bool, waiting func()) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o660)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o660)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, tampered(path, "is a symbolic link")
+	}
 	if err != nil {
 		return nil, sysexits.New(codeOf(err), fmt.Errorf("open lock: %w", err))
 	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, tampered(path, "is not a regular file")
+	}
+	if err := lockFile(ctx, f, wait, waiting); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// lockFile takes an exclusive flock(2) on f: see Flock. On error the
+// caller closes f.
+func lockFile(ctx context.Context, f *os.File, wait bool, waiting func()) error {
 	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
-			return f, nil
+			return nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("lock %s: %w", path, err))
+			return sysexits.New(sysexits.IOErr, fmt.Errorf("lock %s: %w", f.Name(), err))
 		}
 		if !wait {
-			f.Close()
-			return nil, sysexits.New(sysexits.TempFail, fmt.Errorf("%s: %w", path, errHeld))
+			return sysexits.New(sysexits.TempFail, fmt.Errorf("%s: %w", f.Name(), errHeld))
 		}
 		if waiting != nil {
 			waiting()
@@ -113,8 +157,7 @@ func Flock(ctx context.Context, path string, wait bool, waiting func()) (*os.Fil
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -128,7 +171,10 @@ func orUnknown(b []byte) string {
 }
 
 // Close releases the lock.
-func (c *Consumer) Close() error { return c.lock.Close() }
+func (c *Consumer) Close() error {
+	c.dir.Close()
+	return c.lock.Close()
+}
 
 // Options tune Run.
 type Options struct {
@@ -144,8 +190,14 @@ type Options struct {
 	NoNotify bool
 	// Batch is the most entries RunBatch hands over at once (default 256;
 	// Run always hands over one). Removals are fsynced once per batch.
-	Batch  int
-	Logger *slog.Logger
+	Batch int
+	// Writers returns the user ids that may add entries to the queue
+	// besides root and the consumer's own user: an entry whose file
+	// another user owns is moved to failed/ unread (guard.go). It is
+	// called before each scan of the queue, so that it can follow a
+	// reloaded configuration; nil allows only root and the consumer.
+	Writers func() []int
+	Logger  *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -183,7 +235,9 @@ func (c *Consumer) Run(ctx context.Context, h Handler, opts Options) error {
 func (c *Consumer) RunBatch(ctx context.Context, h BatchHandler, opts Options) error {
 	opts.defaults()
 	log := opts.Logger.With("queue", c.q.Name())
-	c.q.sweepStaging(10 * time.Minute)
+	if err := c.sweepStaging(10 * time.Minute); err != nil {
+		return err
+	}
 
 	var events chan fsnotify.Event
 	var overflow chan error
@@ -210,7 +264,12 @@ func (c *Consumer) RunBatch(ctx context.Context, h BatchHandler, opts Options) e
 	backoff := opts.MinBackoff
 	for {
 		drain(events)
-		names, err := c.q.List()
+		var uids []int
+		if opts.Writers != nil {
+			uids = opts.Writers()
+		}
+		writer := writers(uids)
+		names, err := c.list()
 		if err != nil {
 			return err
 		}
@@ -225,7 +284,7 @@ func (c *Consumer) RunBatch(ctx context.Context, h BatchHandler, opts Options) e
 			for _, name := range batch {
 				attempts[name]++
 			}
-			stopped, err := c.handle(ctx, h, batch, attempts, log)
+			stopped, err := c.handle(ctx, h, batch, attempts, writer, log)
 			for _, name := range batch[:stopped] {
 				delete(attempts, name)
 			}
@@ -281,27 +340,23 @@ func (c *Consumer) RunBatch(ctx context.Context, h BatchHandler, opts Options) e
 // removed (one directory fsync for all of them), permanently failed ones
 // moved to failed/. It returns how many were settled and, if it stopped
 // early, the temporary or fatal error of the entry at that index.
-func (c *Consumer) handle(ctx context.Context, h BatchHandler, names []string, attempts map[string]int, log *slog.Logger) (int, error) {
+func (c *Consumer) handle(ctx context.Context, h BatchHandler, names []string, attempts map[string]int, writer func(int) bool, log *slog.Logger) (int, error) {
 	entries := make([]*Entry, 0, len(names))
 	readErr := make([]error, len(names))
 	for i, name := range names {
-		path := filepath.Join(c.q.dir, name)
-		data, err := os.ReadFile(path)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-			readErr[i] = errGone // moved away by an operator since the scan
-		case err != nil:
-			readErr[i] = fmt.Errorf("read entry: %w", err)
-		default:
-			entries = append(entries, &Entry{Name: name, Path: path, Data: data})
+		e, err := readEntry(c.dir, name, writer)
+		if err != nil {
+			readErr[i] = err
+			continue
 		}
+		entries = append(entries, e)
 	}
 	results := callBatch(ctx, h, entries)
 	removed := false
 	settle := func(n int, err error) (int, error) {
 		if removed {
-			if serr := durable.SyncDir(c.q.dir); serr != nil {
-				return 0, serr
+			if serr := c.dir.Sync(); serr != nil {
+				return 0, sysexits.New(sysexits.IOErr, fmt.Errorf("sync dir %s: %w", c.q.dir, serr))
 			}
 		}
 		return n, err
@@ -315,7 +370,7 @@ func (c *Consumer) handle(ctx context.Context, h BatchHandler, names []string, a
 		}
 		switch {
 		case err == nil:
-			if rerr := os.Remove(filepath.Join(c.q.dir, name)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			if rerr := durable.RemoveAt(c.dir, name); rerr != nil {
 				return settle(i, sysexits.New(sysexits.IOErr, fmt.Errorf("remove entry: %w", rerr)))
 			}
 			removed = true
@@ -327,7 +382,7 @@ func (c *Consumer) handle(ctx context.Context, h BatchHandler, names []string, a
 			return settle(i, err)
 		}
 		log.Error("entry failed; moved to failed/", "entry", name, "attempts", attempts[name], "err", err)
-		if ferr := c.q.fail(name, err, attempts[name]); ferr != nil {
+		if ferr := c.fail(name, err, attempts[name]); ferr != nil {
 			return settle(i, ferr)
 		}
 	}
@@ -380,11 +435,11 @@ func safeCall(ctx context.Context, h Handler, e *Entry) (err error) {
 // failed/ directory is removed together with its sidecar; any other file is
 // left where it is.
 func Replay(ctx context.Context, path string, h Handler) error {
-	data, err := os.ReadFile(path)
+	e, err := ReadEntry(path)
 	if err != nil {
 		return sysexits.New(sysexits.DataErr, fmt.Errorf("replay: %w", err))
 	}
-	if err := safeCall(ctx, h, &Entry{Name: filepath.Base(path), Path: path, Data: data}); err != nil {
+	if err := safeCall(ctx, h, e); err != nil {
 		return err
 	}
 	if filepath.Base(filepath.Dir(path)) == FailedDir {

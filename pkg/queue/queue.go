@@ -16,8 +16,17 @@
 //     most the commit in progress when it arrived plus its own.
 //   - PublishAll returns one result per item: a queue that cannot be
 //     written fails its own items only.
-//   - Queue directories are created setgid (DirMode), so entries keep the
-//     queue's group whoever writes them.
+//   - Queue directories are created setgid and sticky (DirMode), so
+//     entries keep the queue's group whoever writes them, and a writer can
+//     remove or rename only its own files.
+//   - A writer cannot turn the queue against its consumer (guard.go): the
+//     consumer opens the queue, .tmp/, failed/ and .lock without following
+//     links and refuses to start (NoPerm) unless they are its own; it takes
+//     only regular files owned by root, itself or a writer of the queue
+//     (Options.Writers), failing any other entry unread; it sweeps, removes
+//     and moves relative to the open directories.
+//   - Publishers that call Room are held back at the queue's Limits
+//     (limits.go): entries, bytes and a free-space floor, counted cheaply.
 //   - A queue_dir on tmpfs or ramfs is refused at start (config.Load,
 //     durable.CheckFS) unless the configuration marks it a throwaway.
 //   - Names sort in arrival order: a 20-digit nanosecond time that never goes
@@ -53,10 +62,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -76,9 +88,10 @@ const (
 const EntryPerm = 0o640
 
 // DirMode is the mode of the directories Init creates: the group may
-// write, and setgid so that what is created inside gets the directory's
-// group (the stages'), not the creator's.
-const DirMode = os.ModeSetgid | 0o770
+// write, setgid so that what is created inside gets the directory's
+// group (the stages'), not the creator's, and sticky so that a writer
+// can remove or rename only its own files (guard.go).
+const DirMode = os.ModeSetgid | os.ModeSticky | 0o770
 
 // stageWorkers bounds how many entries of one PublishAll are written and
 // synced at once.
@@ -87,8 +100,9 @@ const stageWorkers = 16
 // Queue is a handle on one queue directory. It is cheap; publishers that
 // do not consume (dh-receive, dh-route's fan-out) use it without a lock.
 type Queue struct {
-	dir   string
-	group groupCommit
+	dir     string
+	group   groupCommit
+	backlog backlog // for Room (limits.go)
 }
 
 // Open returns a handle on the queue directory dir. It does not touch the
@@ -221,6 +235,9 @@ func PublishAll(items []Item) []Result {
 			continue
 		}
 		rs[i].Name = p.name
+		if !p.existed {
+			p.q.backlog.add(p.size)
+		}
 	}
 	return rs
 }
@@ -235,6 +252,7 @@ type pending struct {
 	dst     string
 	tmp     string // the staged file, until linked
 	existed bool   // a given name the queue already held: not ours to take back
+	size    int64  // bytes staged, for the queue's backlog count (limits.go)
 	err     error
 }
 
@@ -313,8 +331,15 @@ func (p *pending) link() {
 // syncs it (durable.Stage).
 func (p *pending) stageFile(tmp string) error {
 	if p.write != nil {
-		return durable.StageFunc(tmp, EntryPerm, p.write)
+		if err := durable.StageFunc(tmp, EntryPerm, p.write); err != nil {
+			return err
+		}
+		if fi, err := os.Lstat(tmp); err == nil {
+			p.size = fi.Size()
+		}
+		return nil
 	}
+	p.size = int64(len(p.data))
 	return durable.Stage(tmp, p.data, EntryPerm)
 }
 
@@ -411,7 +436,9 @@ func (q *Queue) List() ([]string, error) {
 	return listDir(q.dir)
 }
 
-// Failed returns the names of the entries in the queue's failed/ directory.
+// Failed returns the names of the regular files in the queue's failed/
+// directory (a refused link or FIFO is there too, but not listed: readers
+// of failed entries never open one).
 func (q *Queue) Failed() ([]string, error) {
 	names, err := listDir(filepath.Join(q.dir, FailedDir))
 	if errors.Is(err, os.ErrNotExist) {
@@ -535,41 +562,92 @@ func (q *Queue) ReadFailure(name string) (Failure, error) {
 
 // fail moves an entry to failed/ with its sidecar. The sidecar is written
 // first: a crash in between leaves the entry queued (it will be tried
-// again), never failed without a reason.
-func (q *Queue) fail(name string, cause error, attempts int) error {
-	dir := filepath.Join(q.dir, FailedDir)
-	if err := durable.MkdirAll(dir, DirMode); err != nil {
-		return sysexits.New(codeOf(err), fmt.Errorf("fail %s: %w", name, err))
+// again), never failed without a reason. Both act relative to the checked
+// queue directory and failed/ (guard.go), never following a link.
+func (c *Consumer) fail(name string, cause error, attempts int) error {
+	failed, err := openOwnDir(c.dir, FailedDir)
+	if errors.Is(err, os.ErrNotExist) {
+		// Removed by hand since Lock: make it again.
+		if err := unix.Mkdirat(int(c.dir.Fd()), FailedDir, uint32(DirMode.Perm())); err != nil && !errors.Is(err, unix.EEXIST) {
+			return sysexits.New(codeOf(err), fmt.Errorf("fail %s: create %s: %w", name, FailedDir, err))
+		}
+		if err := c.dir.Sync(); err != nil {
+			return sysexits.New(sysexits.IOErr, fmt.Errorf("fail %s: sync dir %s: %w", name, c.q.dir, err))
+		}
+		failed, err = openOwnDir(c.dir, FailedDir) // adds the sticky bit; setgid is inherited
 	}
+	if err != nil {
+		return fmt.Errorf("fail %s: %w", name, err)
+	}
+	defer failed.Close()
 	why, err := json.MarshalIndent(Failure{
-		Entry: name, Queue: q.Name(), Error: cause.Error(), ExitCode: sysexits.Code(cause),
+		Entry: name, Queue: c.q.Name(), Error: cause.Error(), ExitCode: sysexits.Code(cause),
 		FailedAt: time.Now().UTC(), Attempts: attempts,
 	}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("fail %s: %w", name, err)
 	}
-	if err := durable.WriteFile(filepath.Join(dir, name+WhySuffix), append(why, '\n'), EntryPerm); err != nil {
+	if err := durable.WriteFileAt(failed, name+WhySuffix, append(why, '\n'), EntryPerm); err != nil {
 		return fmt.Errorf("fail %s: %w", name, err)
 	}
-	if err := durable.Rename(filepath.Join(q.dir, name), filepath.Join(dir, name)); err != nil {
+	if err := durable.RenameAt(c.dir, name, failed, name); err != nil {
 		return fmt.Errorf("fail %s: %w", name, err)
 	}
 	return nil
 }
 
-// sweepStaging removes staging files older than maxAge: leftovers of
-// publishers that crashed before (or right after) linking their entry.
-func (q *Queue) sweepStaging(maxAge time.Duration) {
-	dir := filepath.Join(q.dir, StagingDir)
-	des, err := os.ReadDir(dir)
+// list returns the names of the entries now in the queue, in order, read
+// from the checked queue directory. Unlike List it keeps names that are
+// not regular files: readEntry refuses them (to failed/).
+func (c *Consumer) list() ([]string, error) {
+	fd, err := unix.Openat(int(c.dir.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return
+		return nil, sysexits.New(codeOf(err), fmt.Errorf("list queue %s: %w", c.q.dir, err))
 	}
-	for _, de := range des {
-		if fi, err := de.Info(); err == nil && time.Since(fi.ModTime()) > maxAge {
-			os.Remove(filepath.Join(dir, de.Name()))
+	d := os.NewFile(uintptr(fd), c.q.dir)
+	defer d.Close()
+	all, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, sysexits.New(codeOf(err), fmt.Errorf("list queue %s: %w", c.q.dir, err))
+	}
+	names := all[:0]
+	for _, n := range all {
+		if IsEntry(n) {
+			names = append(names, n)
 		}
 	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// sweepStaging removes files in .tmp/ older than maxAge: leftovers of
+// publishers that crashed before (or right after) linking their entry.
+// It works in the checked .tmp/ directory (openOwnDir), looks at each name
+// with fstatat(AT_SYMLINK_NOFOLLOW) and removes it with unlinkat, so a
+// link there is removed itself, never followed.
+func (c *Consumer) sweepStaging(maxAge time.Duration) error {
+	dir, err := openOwnDir(c.dir, StagingDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		return nil // the next start sweeps again
+	}
+	for _, n := range names {
+		var st unix.Stat_t
+		if unix.Fstatat(int(dir.Fd()), n, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			continue
+		}
+		if time.Since(time.Unix(st.Mtim.Unix())) > maxAge {
+			unix.Unlinkat(int(dir.Fd()), n, 0)
+		}
+	}
+	return nil
 }
 
 func codeOf(err error) int {

@@ -81,7 +81,7 @@ func helper(mode, dir string) int {
 			}
 			fmt.Fprintf(log, "done %s\n", e.Name)
 			return log.Sync()
-		}, Options{Once: true})
+		}, Options{Once: true, Writers: func() []int { return envUIDs("QUEUE_WRITERS") }})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return sysexits.Code(err)
@@ -698,7 +698,7 @@ func TestPublishAllGivenNameIsIdempotent(t *testing.T) {
 	if data, _ := os.ReadFile(filepath.Join(q.Dir(), name)); string(data) != `{"try":0}` {
 		t.Errorf("entry = %q; want the first publish's", data)
 	}
-	if err := q.fail(name, errors.New("boom"), 1); err != nil {
+	if err := lock(t, q).fail(name, errors.New("boom"), 1); err != nil {
 		t.Fatal(err)
 	}
 	if r := PublishAll([]Item{{Queue: q, Data: []byte(`{}`), Name: name}})[0]; r.Err != nil {
@@ -713,8 +713,8 @@ func TestPublishAllGivenNameIsIdempotent(t *testing.T) {
 }
 
 // Init makes every queue directory setgid (os.MkdirAll with 0o2770 never
-// did: Go drops the bit and mkdir(2) ignores it), with exactly its
-// permission bits, whatever the umask.
+// did: Go drops the bit and mkdir(2) ignores it) and sticky, with exactly
+// its permission bits, whatever the umask.
 func TestInitSetgid(t *testing.T) {
 	old := syscall.Umask(0o027)
 	defer syscall.Umask(old)

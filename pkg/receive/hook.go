@@ -161,10 +161,10 @@ func withPeer(ctx context.Context, c net.Conn) context.Context {
 // with git's "<old> <new> <ref>" lines as the body. Answers: 202
 // {"deliveries": [...]}; 400 bad lines or repository; 403 a user that
 // receive.hook_users does not give the repository; 503 not stored (with
-// the deliveries that were).
+// the deliveries that were), or queues/main full (admit).
 func (s *Server) HookHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+hookPath, s.hookPush)
+	mux.HandleFunc("POST "+hookPath, s.admit(s.hookPush)) // refused while the queue is full
 	return mux
 }
 

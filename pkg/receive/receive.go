@@ -17,7 +17,10 @@
 //	401 no (or malformed) signature   415 content type not JSON or form
 //	403 wrong signature, source not   503 queue not writable (disk full,
 //	    in the allowlist                  I/O error, missing directory), or
-//	                                      max_in_flight reached (Retry-After)
+//	                                      max_in_flight reached (Retry-After), or
+//	                                      full: at a [queues.main] limit or
+//	                                      below the free-space floor, with
+//	                                      Retry-After, before reading the body
 //
 // POST /deploy/NAME (token.go) and the git hook's socket (hook.go) have
 // their own answers.
@@ -78,12 +81,14 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /{$}", s.info)
-	mux.HandleFunc("POST /deploy/{name}", s.deployRequest)
+	// Both routes that enqueue are refused while the queue is full (admit).
+	webhook, deploy := s.admit(s.webhook), s.admit(s.deployRequest)
+	mux.HandleFunc("POST /deploy/{name}", deploy)
 	// The webhook path is matched literally, not as a ServeMux pattern, so
 	// no configured path can be read as pattern syntax.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == s.Config.Path {
-			s.webhook(w, r)
+			webhook(w, r)
 			return
 		}
 		fail(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)

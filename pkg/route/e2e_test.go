@@ -291,6 +291,8 @@ func BenchmarkRouteBacklog(b *testing.B) {
 	for _, cond := range []string{"quiet", "writer"} {
 		b.Run(cond, func(b *testing.B) {
 			r := newRig(b, url)
+			// 10,000 deliveries a round, never consumed: no backlog limits.
+			r.writeConfig(b, deployments+"\n[queues.deployments]\nmax_entries = 0\nmax_bytes = 0\n")
 			if cond == "writer" {
 				stop := testenv.BufferedWriter(b, r.dir, 1536<<20, 512<<20, 5*time.Minute)
 				defer stop()

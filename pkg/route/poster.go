@@ -3,6 +3,8 @@ package route
 import (
 	"context"
 	"log/slog"
+	"os/user"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -68,14 +70,12 @@ func (p *Poster) Handle(ctx context.Context, e *queue.Entry) error {
 		return sysexits.Errorf(sysexits.DataErr, "commit status for repository %s, but deployment %s deploys %s: refused",
 			req.Repository, d.Name, d.Repository)
 	}
-	owner, err := e.Owner()
-	if err != nil {
-		return err
-	}
-	if uid, ok := queue.UserID(d.RunsAs()); owner != 0 && (!ok || owner != uid) {
+	// e.Owner comes from the open file the queue read (queue.Entry); the
+	// queue took it only from one of its writers: some deployment's user.
+	if uid, ok := userID(d.RunsAs()); e.Owner != 0 && (!ok || e.Owner != uid) {
 		return sysexits.WithHint(sysexits.Errorf(sysexits.DataErr,
 			"commit status entry %s is owned by %s, not by %s (deployment %s's user) or root: refused",
-			e.Name, queue.UserName(owner), d.RunsAs(), d.Name),
+			e.Name, userName(e.Owner), d.RunsAs(), d.Name),
 			"only the deployment's own worker asks for its statuses; set deployments."+d.Name+".user to the user it runs as")
 	}
 	if !client.Enabled() {
@@ -89,4 +89,22 @@ func (p *Poster) Handle(ctx context.Context, e *queue.Entry) error {
 	}
 	p.logger.Info("commit status set", "deployment", d.Name, "repository", d.Repository, "commit", req.Commit, "state", req.State)
 	return nil
+}
+
+// userID is the user id of name, and whether there is such a user.
+func userID(name string) (int, bool) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, false
+	}
+	id, err := strconv.Atoi(u.Uid)
+	return id, err == nil
+}
+
+// userName is the name of user id uid, or the number if it has none.
+func userName(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(uid)
 }

@@ -104,13 +104,9 @@ user = "nobody"
 			t.Fatal(err)
 		}
 		path := filepath.Join(cfg.QueuePath(config.StatusQueue), name)
-		if owner >= 0 {
-			if err := os.Chown(path, owner, -1); err != nil {
-				t.Fatal(err)
-			}
-		}
 		defer os.Remove(path)
-		return p.Handle(context.Background(), &queue.Entry{Name: name, Path: path, Data: data})
+		// The owner as the consumer read it from the open file.
+		return p.Handle(context.Background(), &queue.Entry{Name: name, Path: path, Data: data, Owner: max(owner, 0)})
 	}
 	good := event.CommitStatus{Deployment: "app", Repository: "acme/app", Commit: sha, State: "success",
 		Description: "deployed app", TargetURL: "https://ci.example.org/app/1"}
@@ -122,16 +118,14 @@ user = "nobody"
 	if err := handle(forged, -1); sysexits.Code(err) != sysexits.DataErr || !strings.Contains(err.Error(), "deployment app deploys acme/app") {
 		t.Errorf("Handle(a status for another deployment's repository) = %v; want refused (DataErr)", err)
 	}
-	if os.Geteuid() == 0 {
-		// app runs as dh-deploy by default; an entry owned by another
-		// deployment's user ("nobody", other's) is refused.
-		if err := handle(good, 65534); sysexits.Code(err) != sysexits.DataErr || !strings.Contains(err.Error(), "not by dh-deploy (deployment app's user)") {
-			t.Errorf("Handle(app's status published by nobody) = %v; want refused (DataErr)", err)
-		}
-		other := event.CommitStatus{Deployment: "other", Repository: "acme/other", Commit: sha, State: "pending"}
-		if err := handle(other, 65534); err != nil {
-			t.Errorf("Handle(other's status, by its user nobody) = %v; want set", err)
-		}
+	// app runs as dh-deploy by default; an entry owned by another
+	// deployment's user ("nobody", other's) is refused.
+	if err := handle(good, 65534); sysexits.Code(err) != sysexits.DataErr || !strings.Contains(err.Error(), "not by dh-deploy (deployment app's user)") {
+		t.Errorf("Handle(app's status published by nobody) = %v; want refused (DataErr)", err)
+	}
+	other := event.CommitStatus{Deployment: "other", Repository: "acme/other", Commit: sha, State: "pending"}
+	if err := handle(other, 65534); err != nil {
+		t.Errorf("Handle(other's status, by its user nobody) = %v; want set", err)
 	}
 	mu.Lock()
 	fail = 1
@@ -149,11 +143,11 @@ user = "nobody"
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	want := []string{"/repos/acme/app/statuses/" + sha + " success deployed app https://ci.example.org/app/1"}
-	if os.Geteuid() == 0 {
-		want = append(want, "/repos/acme/other/statuses/"+sha+" pending  ")
+	want := []string{
+		"/repos/acme/app/statuses/" + sha + " success deployed app https://ci.example.org/app/1",
+		"/repos/acme/other/statuses/" + sha + " pending  ",
+		"/repos/acme/app/statuses/" + sha + " failure deployed app https://ci.example.org/app/1",
 	}
-	want = append(want, "/repos/acme/app/statuses/"+sha+" failure deployed app https://ci.example.org/app/1")
 	if !slices.Equal(got, want) {
 		t.Errorf("statuses set:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}

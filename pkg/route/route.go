@@ -349,6 +349,19 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 		}
 	}
 
+	// A deployment queue at a limit holds its delivery, and the ones
+	// after it (entries are handled in order), in queues/main.
+	if k, err := r.roomFor(cfg, items); err != nil {
+		errs := make([]error, len(es))
+		if k > 0 {
+			copy(errs, r.HandleBatch(ctx, es[:k]))
+		}
+		for i := k; i < len(es); i++ {
+			errs[i] = err
+		}
+		return errs
+	}
+
 	// Record and publish in one transaction, committed only once every
 	// entry it routes is durable in its deployment queue: the event table
 	// never says "routed" for an entry a crash could lose. An entry whose
@@ -607,13 +620,16 @@ func Holds(q *queue.Queue, delivery, deployment string) (bool, error) {
 	}
 	needle := []byte(`"delivery":` + quote(delivery))
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if errors.Is(err, os.ErrNotExist) {
-			continue // consumed meanwhile
-		}
-		if err != nil {
+		// Read as a consumer reads: the queue's owner (the deployment's
+		// user) could have put a link or a FIFO where an entry was.
+		e, err := queue.ReadEntry(p)
+		switch {
+		case errors.Is(err, os.ErrNotExist), errors.Is(err, queue.ErrRefused):
+			continue // consumed meanwhile, or not an entry
+		case err != nil:
 			return false, sysexits.New(sysexits.IOErr, fmt.Errorf("read %s: %w", p, err))
 		}
+		data := e.Data
 		if !bytes.Contains(data, needle) {
 			continue
 		}
@@ -633,19 +649,51 @@ func quote(s string) string {
 	return string(b)
 }
 
+// roomFor checks that the queue of every deployment the items are routed
+// to has room (queue.Room: [queues.deployments] limits and the free-space
+// floor). It returns the index of the first item that has not, and a
+// TempFail error naming the deployment: that entry stays in queues/main
+// and is tried again with backoff (the consumer logs it once), never
+// dropped. A queue that cannot be opened is left to publish, which fails
+// the entry with the reason.
+func (r *Router) roomFor(cfg *config.Config, items []item) (int, error) {
+	type batch struct{ entries, bytes int64 } // routed to a queue by earlier items
+	before := map[*queue.Queue]batch{}
+	for i := range items {
+		it := &items[i]
+		if it.bad != nil || it.match.Status != store.StatusRouted {
+			continue
+		}
+		for _, name := range it.match.Deployments {
+			q, err := r.queue(cfg, name)
+			if err != nil {
+				continue
+			}
+			b := before[q]
+			if err := q.RoomAfter(b.entries, b.bytes); err != nil {
+				return i, fmt.Errorf("route to deployment %s: %w", name, err)
+			}
+			before[q] = batch{b.entries + 1, b.bytes + int64(len(it.entry.Data))}
+		}
+	}
+	return len(items), nil
+}
+
 // queue returns the deployment's queue, creating its directories the first
-// time.
+// time, with the configuration's limits.
 func (r *Router) queue(cfg *config.Config, deployment string) (*queue.Queue, error) {
 	dir := cfg.QueuePath(deployment)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if q, ok := r.queues[dir]; ok {
+		q.SetLimits(queue.Limits(cfg.QueueLimits(deployment)))
 		return q, nil
 	}
 	q := queue.Open(dir)
 	if err := q.Init(); err != nil {
 		return nil, err
 	}
+	q.SetLimits(queue.Limits(cfg.QueueLimits(deployment)))
 	r.queues[dir] = q
 	return q, nil
 }

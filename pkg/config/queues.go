@@ -109,7 +109,7 @@ func (c *Config) QueueWriters(name string) []int {
 		var uids []int
 		for _, n := range c.DeploymentNames() {
 			if d := c.Deployments[n]; d != nil {
-				if uid, ok := lookupUID(d.RunsAs()); ok && !slices.Contains(uids, uid) {
+				if uid, ok := UserID(d.RunsAs()); ok && !slices.Contains(uids, uid) {
 					uids = append(uids, uid)
 				}
 			}
@@ -119,7 +119,7 @@ func (c *Config) QueueWriters(name string) []int {
 	given := c.Queues.writers(name)
 	var uids []int
 	for _, u := range given {
-		if uid, ok := lookupUID(u); ok {
+		if uid, ok := UserID(u); ok {
 			uids = append(uids, uid)
 		}
 	}
@@ -129,7 +129,7 @@ func (c *Config) QueueWriters(name string) []int {
 			names = defaultWriters[""]
 		}
 		for _, u := range names {
-			if uid, ok := lookupUID(u); ok {
+			if uid, ok := UserID(u); ok {
 				uids = append(uids, uid)
 			}
 		}
@@ -137,7 +137,7 @@ func (c *Config) QueueWriters(name string) []int {
 	if name == NginxQueue {
 		for _, n := range c.DeploymentNames() {
 			if d := c.Deployments[n]; d != nil && d.Kind == KindNginx {
-				if uid, ok := lookupUID(d.RunsAs()); ok && !slices.Contains(uids, uid) {
+				if uid, ok := UserID(d.RunsAs()); ok && !slices.Contains(uids, uid) {
 					uids = append(uids, uid)
 				}
 			}
@@ -164,7 +164,7 @@ func (q *Queues) writers(name string) []string {
 func (c *Config) checkWriters() error {
 	for _, key := range []string{MainQueue, "deployments", NginxQueue, CertQueue} {
 		for i, u := range c.Queues.writers(key) {
-			if _, ok := lookupUID(u); !ok {
+			if _, ok := UserID(u); !ok {
 				return (problem{key: k("queues", key, "writers"), sub: "[" + strconv.Itoa(i) + "]",
 					msg: fmt.Sprintf("no user %q on this host", u), hint: "create the user, or take it out of the list"}).err(c.File, 0)
 			}
@@ -173,7 +173,8 @@ func (c *Config) checkWriters() error {
 	return nil
 }
 
-func lookupUID(name string) (int, bool) {
+// UserID is the user id of the user name, and whether there is one.
+func UserID(name string) (int, bool) {
 	u, err := user.Lookup(name)
 	if err != nil {
 		return 0, false

@@ -72,7 +72,7 @@ func (p *Poster) Handle(ctx context.Context, e *queue.Entry) error {
 	}
 	// e.Owner comes from the open file the queue read (queue.Entry); the
 	// queue took it only from one of its writers: some deployment's user.
-	if uid, ok := userID(d.RunsAs()); e.Owner != 0 && (!ok || e.Owner != uid) {
+	if uid, ok := config.UserID(d.RunsAs()); e.Owner != 0 && (!ok || e.Owner != uid) {
 		return sysexits.WithHint(sysexits.Errorf(sysexits.DataErr,
 			"commit status entry %s is owned by %s, not by %s (deployment %s's user) or root: refused",
 			e.Name, userName(e.Owner), d.RunsAs(), d.Name),
@@ -89,16 +89,6 @@ func (p *Poster) Handle(ctx context.Context, e *queue.Entry) error {
 	}
 	p.logger.Info("commit status set", "deployment", d.Name, "repository", d.Repository, "commit", req.Commit, "state", req.State)
 	return nil
-}
-
-// userID is the user id of name, and whether there is such a user.
-func userID(name string) (int, bool) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return 0, false
-	}
-	id, err := strconv.Atoi(u.Uid)
-	return id, err == nil
 }
 
 // userName is the name of user id uid, or the number if it has none.

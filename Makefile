@@ -39,6 +39,7 @@ test: deps build ## run every test against real components
 	@unformatted=$$(gofmt -l cmd pkg sql); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+	DH_TEST_STRATEGY=in-place $(GO) test -count=1 ./pkg/deploy   # the deploy tests again, strategy "in-place"
 
 lint: ## gofmt, go vet, staticcheck
 	@test -z "$$(gofmt -l cmd pkg sql)" || { gofmt -l cmd pkg sql; exit 1; }
@@ -53,7 +54,8 @@ lint: ## gofmt, go vet, staticcheck
 BENCHES     := ./pkg/receive:BenchmarkReceive:1000x ./pkg/route:BenchmarkRouteBacklog:1x \
                ./pkg/demo:BenchmarkPushToStep:1x ./pkg/demo:BenchmarkDaemons:5x \
                ./pkg/status:BenchmarkStatus:20x ./cmd/dh-deploy:BenchmarkHistory:5x \
-               ./pkg/store:BenchmarkPrune:1x
+               ./pkg/store:BenchmarkPrune:1x \
+               ./pkg/deploy:BenchmarkPrepareRelease:5x
 BENCH_COUNT ?= 1
 BENCH_OUT   ?= bin/bench-$(VERSION).txt
 
@@ -85,8 +87,9 @@ chaos: deps build ## the end-to-end chaos and database-outage tests with the ful
 
 # make crash runs the power-loss tests (pkg/powerloss, on the crash file
 # system of pkg/crashfs) for CRASH_ROUNDS rounds or CRASH_TIME per stage,
-# whichever ends first, and prints one line per stage: rounds, acknowledged,
-# lost, corrupt; the raw output goes to bin/crash.txt.
+# whichever ends first, and prints what each broken writer of
+# TestBrokenWritersCaught lost, then one line per stage: rounds,
+# acknowledged, lost, corrupt; the raw output goes to bin/crash.txt.
 CRASH_ROUNDS ?= 50
 CRASH_TIME   ?= 3m
 
@@ -96,6 +99,7 @@ crash: deps ## power-loss tests, many rounds: prints rounds, acknowledged, lost,
 	  -run '^(TestBrokenWritersCaught|Test[A-Za-z]*PowerLoss)$$' ./pkg/crashfs ./pkg/powerloss > bin/crash.txt 2>&1; \
 	  status=$$?; \
 	  grep -E -- '^--- (PASS|FAIL): TestBrokenWritersCaught' bin/crash.txt; \
+	  sed -n 's/.*\(crashfs: writer .*\)/\1/p' bin/crash.txt; \
 	  sed -n 's/.*\(powerloss: dh-[a-z-]*: rounds=[^(]*[^( ]\).*/\1/p' bin/crash.txt; \
 	  if [ $$status -ne 0 ]; then tail -n 40 bin/crash.txt; exit $$status; fi
 

@@ -63,7 +63,7 @@ const appDeployment = `
 [deployments.app]
 repository = "example/app"
 branches   = ["main"]
-path       = "/srv/www/app"
+path       = "/srv/www/app/current"
 clone_url  = "/srv/git/app.git"
 user       = "www-app"
 steps      = [["sh", "-c", "echo built $DH_COMMIT > built.txt"]]
@@ -409,7 +409,7 @@ systemctl reload dh-deploy@app`)
 	sha := commit(t, h, "app", nil, "after a reload")
 	push(t, h, "app", sha)
 	waitDeployed(t, h, "app", sha)
-	if out := h.Run(t, "cat /srv/www/app/built.txt"); out != "rebuilt "+sha+"\n" {
+	if out := h.Run(t, "cat /srv/www/app/current/built.txt"); out != "rebuilt "+sha+"\n" {
 		t.Errorf("after systemctl reload dh-deploy@app, built.txt = %q; want the changed step's output", out)
 	}
 	if now := mainPIDs(t, h, "dh-deploy@app"); now != pid {

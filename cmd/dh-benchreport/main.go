@@ -9,8 +9,9 @@
 //	dh-benchreport FILE
 //
 // The report has one section per benchmark: receive throughput and latency
-// beside the floor at c1, c16 and c64, quiet and beside a buffered writer,
-// with the ratios to the floor (BenchmarkReceive), the routing backlog
+// beside the floor and the ceiling (the floor without its directory fsync)
+// at c1, c16 and c64, quiet and beside a buffered writer, with the ratios
+// to the floor (BenchmarkReceive), the routing backlog
 // drain quiet and beside the writer, with their ratio
 // (BenchmarkRouteBacklog), the end-to-end latency (BenchmarkPushToStep),
 // and each daemon's start-up time and idle and peak memory
@@ -18,7 +19,8 @@
 // the history at scale: the status page at 1M runs and at 1,000
 // deployments and dh-deploy history at 1M runs, each with its ratio to
 // the small case (BenchmarkStatus, BenchmarkHistory), and the size of a
-// million deliveries and the pruning rate (BenchmarkPrune). A figure that is
+// million deliveries and the pruning rate (BenchmarkPrune), and the time to prepare a release
+// beside a plain checkout (BenchmarkPrepareRelease). A figure that is
 // missing prints as "-". With -count above 1 each figure is the median of
 // the runs. Columns are fixed-width, so that two reports compare with
 // diff. Exit status: 0 ok, 1 the file is unreadable, 64 usage.
@@ -153,15 +155,16 @@ func report(w io.Writer, file string, res *results) {
 
 	fmt.Fprintf(w, "\nReceive: signed 7 KB pushes to the in-process handler; the floor only checks\n")
 	fmt.Fprintf(w, "the HMAC and fsyncs the file and its directory; \"writer\" runs beside a buffered\n")
-	fmt.Fprintf(w, "writer keeping 1.5 GB dirty on the same file system %s\n", res.runs("BenchmarkReceive"))
+	fmt.Fprintf(w, "writer keeping 1.5 GB dirty on the same file system; the ceiling is the floor\n")
+	fmt.Fprintf(w, "without its directory fsync, the most sharing directory fsyncs can give %s\n", res.runs("BenchmarkReceive"))
 	fmt.Fprintf(w, "  %-23s %10s %8s %8s %9s %9s\n", "", "req/s", "p50 ms", "p99 ms", "vs floor", "p99 vs")
 	for _, cond := range []string{"quiet", "writer"} {
 		for _, c := range []string{"c1", "c16", "c64"} {
 			floor := "BenchmarkReceive/" + cond + "/floor/" + c
-			for _, who := range []string{"floor", "dh-receive"} {
+			for _, who := range []string{"floor", "ceiling", "dh-receive"} {
 				name := "BenchmarkReceive/" + cond + "/" + who + "/" + c
 				ratio := ""
-				if who == "dh-receive" {
+				if who != "floor" {
 					ratio = res.ratio(name, floor, "req/s") + " " + res.ratio(name, floor, "p99-ms")
 				}
 				row := fmt.Sprintf("  %-23s %s %s %s %s", cond+" "+who+" "+c, res.cell(10, 0, name, "req/s"),
@@ -243,6 +246,18 @@ func report(w io.Writer, file string, res *results) {
 	fmt.Fprintf(w, "  %-30s %s\n", "MB per 1M deliveries", res.cell(10, 0, prune, "MB-per-1M-deliveries"))
 	fmt.Fprintf(w, "  %-30s %s\n", "rows pruned", res.cell(10, 0, prune, "rows-pruned"))
 	fmt.Fprintf(w, "  %-30s %s\n", "rows/s", res.cell(10, 0, prune, "rows/s"))
+
+	const release = "BenchmarkPrepareRelease"
+	fmt.Fprintf(w, "\nReleases: preparing a release of a 10,000-file repository (a worktree of the\n")
+	fmt.Fprintf(w, "bare mirror, a shared path linked) beside a plain git checkout of the same commit\n")
+	fmt.Fprintf(w, "into an empty directory, the floor %s\n", res.runs(release))
+	fmt.Fprintf(w, "  %-22s %s\n", "floor ms", res.cell(10, 1, release, "floor-ms"))
+	fmt.Fprintf(w, "  %-22s %s\n", "release ms", res.cell(10, 1, release, "release-ms"))
+	x := fmt.Sprintf("%10s", "-")
+	if v, ok := res.get(release, "x-floor"); ok {
+		x = fmt.Sprintf("%9.2fx", v)
+	}
+	fmt.Fprintf(w, "  %-22s %s (target <= 1.30x)\n", "release vs floor", x)
 
 	fmt.Fprintf(w, "\nCompare two runs: diff -u two reports, or benchstat on the raw files (its\n")
 	fmt.Fprintf(w, "significance test wants make bench BENCH_COUNT=6 or more, six times as long):\n")

@@ -1,7 +1,11 @@
 // dh-deploy runs the deployments of dh-deployer: one worker per deployment
 // queue (the systemd template instance dh-deploy@NAME), which fetches and
-// verifies the pushed commit, checks it out, runs the deployment's build
-// steps and records the run. docs/deploy.md has the rules.
+// verifies the pushed commit, builds it in a release directory of its own
+// (strategy "releases", the default; "in-place" checks out and builds in
+// path), switches path to it atomically once every step succeeded, runs
+// the activate steps and the health check (switching back if they fail),
+// and records the run. rollback switches back to a kept release without
+// building. docs/deploy.md has the rules.
 //
 // Usage:
 //
@@ -9,7 +13,10 @@
 //	dh-deploy [-c FILE] replay FILE                  handle one entry in the foreground
 //	dh-deploy [-c FILE] deploy NAME [--commit SHA] [--ref REF] [--force]
 //	                                                 deploy now, by hand
-//	dh-deploy [-c FILE] rollback NAME [--force]      redeploy the commit before the live one (again: further back)
+//	dh-deploy [-c FILE] rollback NAME [--to RUN|COMMIT] [--force]
+//	                                                 make the commit before the live one live again
+//	                                                 (again: further back); a kept release is switched
+//	                                                 to without building
 //	dh-deploy [-c FILE] pause NAME|--all [--reason R] hold NAME's (or every) queue
 //	dh-deploy [-c FILE] resume NAME|--all            end the pause
 //	dh-deploy [-c FILE] history NAME [-n N|--all] [--before RUN] [--json]
@@ -83,7 +90,8 @@ var app = &cli.App{
 		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
 		{Name: "deploy", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"commit", "ref", "force"},
 			Summary: "deploy now, by hand: the tip of the ref, or a given commit on it", Run: manual},
-		{Name: "rollback", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"force"}, Summary: "redeploy the commit before the live one; repeated, walk further back", Run: rollback},
+		{Name: "rollback", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"to", "force"},
+			Summary: "make the commit before the live one live again; repeated, walk further back", Run: rollback},
 		{Name: "pause", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all", "reason"},
 			Summary: "hold the deployment's queue (or every one) until resume", Run: pauseCmd},
 		{Name: "resume", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all"}, Summary: "end a pause", Run: resumeCmd},
@@ -99,6 +107,7 @@ var app = &cli.App{
 		fs.Bool("once", false, "drain the queue, then exit")
 		fs.Bool("wait", false, "wait for another worker of the queue to stop instead of exiting")
 		fs.String("commit", "", "the commit to deploy (it must be on the ref)")
+		fs.String("to", "", "rollback: the succeeded `RUN|COMMIT` to go back to (default: the one before the live one)")
 		fs.String("ref", "", "the ref to deploy or verify against, refs/heads/X or refs/tags/X (default: the first branch followed)")
 		fs.IntP("limit", "n", 20, "how many runs to print (0: all, as --all)")
 		fs.Int64("before", 0, "print the runs older than run `RUN` (the next page)")
@@ -108,7 +117,7 @@ var app = &cli.App{
 		fs.String("reason", "", "why, for the log, history and status")
 		fs.String("repository", "", "add: the GitHub repository, OWNER/NAME")
 		fs.StringArray("branch", nil, "add: a branch to follow (repeatable; default main)")
-		fs.String("path", "", "add: the checkout directory")
+		fs.String("path", "", "add: the deployment's directory (path = DIR/current, the link to the live release)")
 		fs.String("clone-url", "", "add: where to fetch from (default: GitHub's https URL of the repository)")
 		fs.String("steps", "", `add: the build steps as a JSON list of argv lists, e.g. '[["make"],["make","install"]]'`)
 		fs.String("user", "", "add: the Unix user to run as (default dh-deploy-NAME, created)")
@@ -237,7 +246,8 @@ func rollback(ctx context.Context, env *cli.Env, args []string) error {
 	}
 	defer done()
 	force, _ := env.Flags.GetBool("force")
-	r, err := w.Rollback(ctx, force)
+	to, _ := env.Flags.GetString("to")
+	r, err := w.Rollback(ctx, deploy.RollbackOptions{Force: force, To: to})
 	return report(env, r, err)
 }
 

@@ -1058,6 +1058,10 @@ func TestCatalogue(t *testing.T) {
 		{"config pruning runs GitHub may still redeliver", func(t *testing.T) outcome {
 			return runTool(t, w.badConfig(t, "\n[retention]\nruns = \"24h\"\n"))
 		}, outcome{0, sysexits.Config, "config.toml:%LINE+3%: retention.runs: 24h0m0s is shorter than GitHub's redelivery window\ndh-route: hint: use at least \"72h\" (or \"0s\" to keep forever)"}, ""},
+		{"config sharing ../etc into releases", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[deployments.web]\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"+
+				"shared = [\"../etc\"]\n"))
+		}, outcome{0, sysexits.Config, `config.toml:%LINE+6%: deployments.web.shared[0]: "../etc" must be a clean relative path inside the release`}, ""},
 	}
 
 	// %LINE+N% in a want is the Nth line of what badConfig appends.

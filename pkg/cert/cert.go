@@ -36,7 +36,9 @@
 //
 // Renew runs `certbot renew --non-interactive --no-random-sleep-on-renew`
 // and publishes an nginx-reload entry when the content of any
-// <cert_dir>/NAME/fullchain.pem changed (appeared, changed or vanished).
+// <cert_dir>/NAME/fullchain.pem changed (appeared, changed or vanished)
+// since the last reload it queued (queues/cert/.reloaded), so a renewal
+// whose reload was lost to a crash is reloaded by the next renew.
 //
 // The database is needed to handle a request (its backoff lives there): when
 // it is down the entry waits. Renew records its run when it can, and renews
@@ -46,6 +48,8 @@ package cert
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -59,6 +63,7 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
@@ -409,13 +414,26 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error 
 		w.opts.MaxAttempts, rec.NextTry.UTC().Format(time.RFC3339)))
 }
 
+// ReloadedFile, in queues/cert, holds the SHA-256 of each
+// <cert_dir>/NAME/fullchain.pem as of the last nginx-reload entry Renew
+// queued (or of its first run): what nginx was last told to load.
+const ReloadedFile = ".reloaded"
+
 // Renew runs certbot renew and, when any certificate under cert_dir
-// changed, publishes an nginx-reload entry. It returns the names of the
-// certificates that changed. A failed certbot is an error (exit status 1)
-// after the reload for whatever did change was queued.
+// changed since the last nginx-reload it queued (ReloadedFile), publishes
+// an nginx-reload entry, then records the certificates it covers. So a
+// renewal whose reload was never queued (dh-cert killed or the power cut
+// between certbot and the publish, or certbot renewing on its own) is
+// reloaded by the next Renew. It returns the names of the certificates
+// that changed. A failed certbot is an error (exit status 1) after the
+// reload for whatever did change was queued.
 func (w *Worker) Renew(ctx context.Context) ([]string, error) {
 	dir := w.cfg.Nginx.CertDir
-	before, err := snapshot(dir)
+	record := filepath.Join(w.q.Dir(), ReloadedFile)
+	before, err := readReloaded(record)
+	if errors.Is(err, os.ErrNotExist) {
+		before, err = snapshot(dir)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -468,7 +486,51 @@ func (w *Worker) Renew(ctx context.Context) ([]string, error) {
 	} else if runErr == nil {
 		w.log.Info("no certificate renewed")
 	}
+	// Only now that the reload is durably queued: a crash before this
+	// queues it again at the next renew, never not at all.
+	if err := writeReloaded(record, after); err != nil {
+		return changed, err
+	}
 	return changed, runErr
+}
+
+// readReloaded reads ReloadedFile; os.ErrNotExist before the first Renew.
+func readReloaded(path string) (map[string][sha256.Size]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("read %s: %w", path, err))
+	}
+	var hexes map[string]string
+	if err := json.Unmarshal(data, &hexes); err != nil {
+		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.DataErr, "%s: %v", path, err),
+			"remove it: the next renew compares with the certificates as they are then")
+	}
+	sums := map[string][sha256.Size]byte{}
+	for name, h := range hexes {
+		b, err := hex.DecodeString(h)
+		if err != nil || len(b) != sha256.Size {
+			return nil, sysexits.WithHint(sysexits.Errorf(sysexits.DataErr, "%s: %q is not a SHA-256", path, h),
+				"remove it: the next renew compares with the certificates as they are then")
+		}
+		sums[name] = [sha256.Size]byte(b)
+	}
+	return sums, nil
+}
+
+// writeReloaded durably replaces ReloadedFile with sums.
+func writeReloaded(path string, sums map[string][sha256.Size]byte) error {
+	hexes := map[string]string{}
+	for name, sum := range sums {
+		hexes[name] = hex.EncodeToString(sum[:])
+	}
+	data, err := json.MarshalIndent(hexes, "", "  ")
+	if err != nil {
+		return err
+	}
+	return durable.WriteFile(path, append(data, '\n'), 0o640)
 }
 
 // snapshot returns the SHA-256 of each <dir>/NAME/fullchain.pem (through

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -270,6 +271,63 @@ func TestObtainAndRenew(t *testing.T) {
 	if as := s.attempts(t, ""); len(as) != 3 || as[0].Command != store.CertCommandRenew || !as[0].OK ||
 		!slices.Equal(as[0].Domains, []string{"site.test"}) {
 		t.Errorf("certbot runs = %+v; want the renewal of site.test last", as)
+	}
+}
+
+// A renewal whose nginx reload was never queued (here certbot renewed on
+// its own, as when dh-cert is killed or the power is cut between certbot
+// and the publish) is reloaded by the next renew, although that renew
+// renews nothing.
+func TestRenewQueuesAMissedReload(t *testing.T) {
+	t.Parallel()
+	ca := certtest.Start(t)
+	s := newSetup(t, ca)
+	ca.ServeWebroot(t)
+	w := s.worker(t, cert.Options{Env: ca.Env})
+	ctx := context.Background()
+	s.request(t, "site.test", "site.test")
+	if err := drain(t, w); err != nil {
+		t.Fatalf("consume queues/cert = %v; want nil", err)
+	}
+	if changed, err := w.Renew(ctx); err != nil || len(changed) != 0 {
+		t.Fatalf("Renew() with nothing due = %q, %v; want nothing, nil", changed, err)
+	}
+
+	conf := filepath.Join(ca.ConfigDir, "renewal", "site.test.conf")
+	orig, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := certtest.ReadLeaf(t, ca.FullChain("site.test"))
+	ca.MakeDue(t, "site.test")
+	argv := append(append([]string{}, ca.Certbot...), cert.RenewArgs()...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), ca.Env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("certbot renew = %v\n%s", err, out)
+	}
+	if certtest.ReadLeaf(t, ca.FullChain("site.test")).SerialNumber.Cmp(old.SerialNumber) == 0 {
+		t.Fatal("certbot renew did not renew site.test")
+	}
+	if err := os.WriteFile(conf, orig, 0o644); err != nil { // no longer due
+		t.Fatal(err)
+	}
+	before := len(s.entries(t, config.NginxQueue))
+
+	changed, err := w.Renew(ctx)
+	if err != nil || !slices.Equal(changed, []string{"site.test"}) {
+		t.Fatalf("Renew() after a renewal it did not see = %q, %v; want [site.test], nil", changed, err)
+	}
+	nginx := s.entries(t, config.NginxQueue)
+	if len(nginx) != before+1 {
+		t.Fatalf("queues/nginx holds %d entries; want %d (an nginx-reload)", len(nginx), before+1)
+	}
+	if e, err := event.DecodeNginxReload(nginx[len(nginx)-1]); err != nil || !strings.Contains(e.Reason, "site.test") {
+		t.Errorf("queues/nginx last entry = %+v, %v; want an nginx-reload naming site.test", e, err)
+	}
+	// Queued once: the renew after it has nothing to reload.
+	if changed, err := w.Renew(ctx); err != nil || len(changed) != 0 {
+		t.Errorf("Renew() once more = %q, %v; want nothing, nil", changed, err)
 	}
 }
 

@@ -369,6 +369,58 @@ type Deployment struct {
 	// build caches and files the application writes.
 	CleanUntracked bool `toml:"clean_untracked"`
 
+	// Strategy is how a kind "steps" deployment makes a commit live:
+	// "releases" (the default) builds each run in a new directory under
+	// ReleasesDir and then switches Path, a symbolic link, to it
+	// atomically; "in-place" checks the commit out in Path itself and runs
+	// the steps there. Kinds "nginx" and "self" are always "in-place".
+	// See release.go and docs/deploy.md.
+	Strategy string `toml:"strategy"`
+
+	// ReleasesDir holds the releases, the local mirror of the repository
+	// (repo.git) and the shared paths (shared/). Absolute and clean.
+	// Default Path + ".releases". Only for strategy "releases".
+	ReleasesDir string `toml:"releases_dir"`
+
+	// KeepReleases is how many releases of succeeded runs are kept;
+	// older ones are deleted after a successful switch, never the live
+	// one nor the one before it. Default 5.
+	KeepReleases int `toml:"keep_releases"`
+
+	// Shared are paths, relative to a release ("storage", ".env"), that
+	// live once in ReleasesDir/shared/ and are linked (a symbolic link)
+	// into every release before its steps run.
+	Shared []string `toml:"shared"`
+
+	// Carry are paths, relative to a release ("node_modules"), copied
+	// from the live release into the new one before its steps run, by
+	// reflinks where the file system has them, else hard links: build
+	// caches that the steps then update.
+	Carry []string `toml:"carry"`
+
+	// Activate are argv lists, like Steps, run in the new release after
+	// the switch (typically a restart of the app's unit). If one fails,
+	// Path switches back and the previous release's activation runs again.
+	Activate [][]string `toml:"activate"`
+
+	// HealthURL is fetched (GET) after the activation; a 2xx answer is
+	// healthy. Optional; at most one of HealthURL and HealthCommand.
+	HealthURL string `toml:"health_url"`
+
+	// HealthCommand is an argv list run in the new release after the
+	// activation; exit status 0 is healthy. Optional.
+	HealthCommand []string `toml:"health_command"`
+
+	// HealthTimeout bounds each try of the health check. Default "10s".
+	HealthTimeout time.Duration `toml:"health_timeout"`
+
+	// HealthRetries is how many more tries a failing health check gets.
+	// Default 3.
+	HealthRetries *int `toml:"health_retries"`
+
+	// HealthInterval is the wait between two tries. Default "1s".
+	HealthInterval time.Duration `toml:"health_interval"`
+
 	// Coalesce lets the worker skip queued pushes that a later queued push
 	// to the same branch supersedes, deploying only the newest. Default
 	// true; see Coalesces.

@@ -81,6 +81,7 @@ func (c *Config) setDefaults(defined func(key ...string) bool, booted bool) {
 				d.StepTimeout = min(d.StepTimeout, d.Timeout)
 			}
 		}
+		d.releaseDefaults(defined)
 		if d.Kind == KindSelf {
 			if d.Self == nil {
 				d.Self = &Self{}
@@ -463,15 +464,7 @@ func (d *Deployment) validate(ck *checker, c *Config, name string) {
 		ck.add(key("steps"), "not allowed for kind %q", KindNginx)
 	}
 	for i, step := range d.Steps {
-		sub := fmt.Sprintf("[%d]", i)
-		switch {
-		case len(step) == 0:
-			ck.addSub(key("steps"), sub, "empty step")
-		case step[0] == "":
-			ck.addSub(key("steps"), sub, "empty program name (the step's first element)")
-		case slices.ContainsFunc(step, func(a string) bool { return strings.ContainsRune(a, 0) }):
-			ck.addSub(key("steps"), sub, "argument contains a NUL byte")
-		}
+		ck.argv(key("steps"), fmt.Sprintf("[%d]", i), step)
 	}
 
 	for _, name := range sortedKeys(d.Environment) {
@@ -499,6 +492,8 @@ func (d *Deployment) validate(ck *checker, c *Config, name string) {
 		ck.add(key("step_timeout"), "%v is longer than timeout (%v)", d.StepTimeout, d.Timeout)
 	}
 
+	d.validateRelease(ck, key)
+
 	switch {
 	case d.Kind != KindNginx && len(d.Sites) > 0:
 		ck.add(key("sites"), "only for kind %q", KindNginx)
@@ -520,6 +515,18 @@ func (d *Deployment) validate(ck *checker, c *Config, name string) {
 				ck.addSub(key("sites"), sub, "bad site name or pattern %q in select", s)
 			}
 		}
+	}
+}
+
+// argv checks one argv list (a step, an activate step, a health command).
+func (ck *checker) argv(key []string, sub string, argv []string) {
+	switch {
+	case len(argv) == 0:
+		ck.addSub(key, sub, "empty step")
+	case argv[0] == "":
+		ck.addSub(key, sub, "empty program name (the step's first element)")
+	case slices.ContainsFunc(argv, func(a string) bool { return strings.ContainsRune(a, 0) }):
+		ck.addSub(key, sub, "argument contains a NUL byte")
 	}
 }
 

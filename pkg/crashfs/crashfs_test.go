@@ -57,6 +57,13 @@ var (
 		write(t, filepath.Join(dir, ".tmp-"+name), content, false)
 		rename(t, dir, name)
 	}
+	// noFileSync renames and fsyncs the directory but never fsyncs the
+	// file: the name survives, pointing to an empty file.
+	noFileSync writer = func(t *testing.T, dir, name string, content []byte) {
+		write(t, filepath.Join(dir, ".tmp-"+name), content, false)
+		rename(t, dir, name)
+		syncDir(t, dir)
+	}
 	// noDirSync fsyncs the file but never its directory: the data is on
 	// disk, no name points to it.
 	noDirSync writer = func(t *testing.T, dir, name string, content []byte) {
@@ -105,7 +112,8 @@ func TestBrokenWritersCaught(t *testing.T) {
 		w    writer
 		want string // after the cut: "lost" (no such name), "empty" or "whole"
 	}{
-		{"no-fsync", noSync, "lost"},
+		{"no-fsync-at-all", noSync, "lost"},
+		{"no-file-fsync", noFileSync, "empty"},
 		{"no-dir-fsync", noDirSync, "lost"},
 		{"syncfs", syncFS, "empty"},
 		{"correct", correct, "whole"},
@@ -140,6 +148,11 @@ func TestBrokenWritersCaught(t *testing.T) {
 			if state != tc.want {
 				t.Errorf("%s: after the cut the file is %s; want %s", tc.name, state, tc.want)
 			}
+			verdict := "caught"
+			if tc.want == "whole" {
+				verdict = "correct"
+			}
+			t.Logf("crashfs: writer %s: after the cut the file is %s (%s)", tc.name, state, verdict)
 		}()
 	}
 	before := fs.Counts()

@@ -175,6 +175,9 @@ func (w *Worker) use(cfg *config.Config) {
 	d, _ := cfg.Deployment(w.name)
 	w.cfg, w.d = cfg, d
 	w.repo = &gitrepo.Repo{Path: d.Path, URL: d.FetchURL(), Timeout: d.StepTimeout, Env: gitEnv(w.getenv), Logger: w.log}
+	if d.Releases() {
+		w.repo.Path, w.repo.Bare = d.MirrorDir(), true
+	}
 }
 
 // SetConfig hands the worker a reloaded configuration (SIGHUP). The
@@ -503,6 +506,7 @@ type Request struct {
 
 	waiting  int64  // the run that waited for this attempt (state queued), if any
 	waitNote string // its note
+	release  string // a kept release to switch back to instead of building (rollback)
 }
 
 // ManualID returns a fresh delivery id for a run started by hand.
@@ -534,7 +538,12 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 		note = "forced: " + why
 	}
 	r := &run{w: w, req: req, begun: time.Now(), note: note}
-	rec, err := r.do(ctx)
+	var rec store.Run
+	if req.release != "" {
+		rec, err = r.switchBack(ctx, req.release)
+	} else {
+		rec, err = r.do(ctx)
+	}
 	if err == nil && w.d.Kind == config.KindSelf {
 		// The run is recorded: now the workers, this one included, may go.
 		r.restartSelf()
@@ -552,24 +561,81 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 // it chooses among them, and replays them to find the live place.
 const RollbackRuns = 1000
 
-// Rollback deploys, again, the commit before the live one (trigger
+// RollbackOptions tune Rollback.
+type RollbackOptions struct {
+	// Force rolls back even while the deployment is held.
+	Force bool
+	// To picks the succeeded run to go back to, by its id or by its
+	// commit (at least 7 hexadecimal digits; the newest run of it); ""
+	// walks back from the live place (see rollbackTarget).
+	To string
+}
+
+// Rollback makes the commit before the live one live again (trigger
 // "rollback"); repeated rollbacks walk further back, never forward to a
 // commit rolled back from (see rollbackTarget), within the newest
-// RollbackRuns succeeded runs. With nothing earlier it fails with
-// sysexits.Unavailable.
-func (w *Worker) Rollback(ctx context.Context, force bool) (store.Run, error) {
+// RollbackRuns succeeded runs. With strategy releases a kept release of
+// it is switched to without a build (its activate steps and the health
+// check run); a release no longer kept is built again. With nothing
+// earlier it fails with sysexits.Unavailable.
+func (w *Worker) Rollback(ctx context.Context, opts RollbackOptions) (store.Run, error) {
+	w.update()
 	ok, err := w.st.SucceededRuns(ctx, w.d.Name, RollbackRuns) // oldest first
 	if err != nil {
 		return store.Run{}, err
 	}
-	pos := livePosition(ok)
-	if t := rollbackTarget(ok, pos); t >= 0 {
-		r := ok[t]
-		w.log.Info("rolling back", "from", ok[len(ok)-1].Commit, "to", r.Commit, "run", r.ID)
-		return w.Deploy(ctx, Request{Delivery: ManualID(TriggerRollback), Trigger: TriggerRollback,
-			Ref: r.Ref, Commit: r.Commit, AllowOlder: true, Force: force})
+	if len(ok) == 0 {
+		return store.Run{}, sysexits.WithHint(
+			sysexits.Errorf(sysexits.Unavailable, "%s has no successful run yet: nothing earlier to roll back to", w.d.Name),
+			"a failed run never switched path: what was live before it still is (dh-deploy history "+w.d.Name+")")
 	}
-	return store.Run{}, sysexits.Errorf(sysexits.Unavailable, "%s has no earlier successful commit to roll back to", w.d.Name)
+	t := -1
+	if opts.To != "" {
+		if t = pickRun(ok, opts.To); t < 0 {
+			return store.Run{}, sysexits.WithHint(
+				sysexits.Errorf(sysexits.Unavailable, "%s has no succeeded run %q to roll back to", w.d.Name, opts.To),
+				"name a run id or a commit (7 or more hexadecimal digits) of a succeeded run: dh-deploy history "+w.d.Name)
+		}
+	} else if t = rollbackTarget(ok, livePosition(ok)); t < 0 {
+		return store.Run{}, sysexits.Errorf(sysexits.Unavailable, "%s has no earlier successful commit to roll back to", w.d.Name)
+	}
+	r := ok[t]
+	// (In place, rolling back to the checked-out commit rebuilds it, which
+	// mends a checkout a failed run left half-built.)
+	if live, _, err := w.live(ctx); w.d.Releases() && err == nil && live == r.Commit {
+		return store.Run{}, sysexits.Errorf(sysexits.Unavailable, "%s is already live at %s (run %d)", w.d.Name, r.Commit, r.ID)
+	}
+	w.log.Info("rolling back", "from", ok[len(ok)-1].Commit, "to", r.Commit, "run", r.ID)
+	req := Request{Delivery: ManualID(TriggerRollback), Trigger: TriggerRollback,
+		Ref: r.Ref, Commit: r.Commit, AllowOlder: true, Force: opts.Force}
+	if w.d.Releases() {
+		if req.release = w.releaseOf(ctx, ok, t); req.release == "" {
+			w.log.Info("the release is no longer kept; building it again", "commit", r.Commit, "run", r.ID)
+		}
+	}
+	return w.Deploy(ctx, req)
+}
+
+// pickRun returns the index in ok of the run to names (an id), or of the
+// newest run whose commit starts with to (7 or more hexadecimal digits),
+// or -1.
+func pickRun(ok []store.Run, to string) int {
+	if id, err := strconv.ParseInt(to, 10, 64); err == nil {
+		for i, r := range ok {
+			if r.ID == id {
+				return i
+			}
+		}
+	}
+	if !commitPrefix.MatchString(to) {
+		return -1
+	}
+	for i := len(ok) - 1; i >= 0; i-- {
+		if strings.HasPrefix(ok[i].Commit, to) {
+			return i
+		}
+	}
+	return -1
 }
 
 // livePosition returns the index, in ok (the succeeded runs, oldest
@@ -644,6 +710,8 @@ func Actor(kv ...string) string {
 	}
 	return b.String()
 }
+
+var commitPrefix = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
 
 var plainName = regexp.MustCompile(`^[A-Za-z0-9._@+-]{1,100}$`)
 

@@ -44,10 +44,19 @@ type rig struct {
 	n      int
 }
 
+// inPlace says whether the tests run with strategy "in-place"
+// (DH_TEST_STRATEGY=in-place go test ./pkg/deploy: today's behaviour)
+// rather than the default, "releases".
+var inPlace = os.Getenv("DH_TEST_STRATEGY") == config.StrategyInPlace
+
 // newRig writes a configuration whose deployment table is
-// "[deployments.app]" + the common keys + extra.
+// "[deployments.app]" + the common keys + extra (+ strategy = "in-place"
+// with DH_TEST_STRATEGY=in-place, unless extra names a strategy).
 func newRig(t *testing.T, extra string) *rig {
 	t.Helper()
+	if inPlace && !strings.Contains(extra, "strategy") {
+		extra += "\nstrategy = \"in-place\"\n"
+	}
 	testenv.Command(t, "git")
 	r := &rig{t: t, dir: t.TempDir(), url: storetest.NewMigrated(t)}
 	r.remote = filepath.Join(r.dir, "remote.git")
@@ -220,7 +229,11 @@ func TestPushDeploys(t *testing.T) {
 		t.Fatalf("drain = %v", err)
 	}
 	checkout := filepath.Join(r.dir, "checkout")
-	want := fmt.Sprintf("one app acme/app refs/heads/main %s d-1 prev= hello world v1\ntwo %s\n", first, checkout)
+	workDir := checkout // where the steps run
+	if !inPlace {
+		workDir = filepath.Join(r.dir, "checkout.releases", deploy.ReleaseName(r.runs()[0].ID, first))
+	}
+	want := fmt.Sprintf("one app acme/app refs/heads/main %s d-1 prev= hello world v1\ntwo %s\n", first, workDir)
 	if got := r.readTrace(); got != want {
 		t.Errorf("steps wrote %q; want %q", got, want)
 	}
@@ -389,7 +402,7 @@ func TestNoRollBackButForcePushAndManual(t *testing.T) {
 	if err != nil || run.State != store.RunSucceeded || r.head() != c1 {
 		t.Fatalf("manual deploy of c1 = %+v, %v, head %s; want c1 deployed", run, err, r.head())
 	}
-	run, err = w.Rollback(ctx, false)
+	run, err = w.Rollback(ctx, deploy.RollbackOptions{})
 	if err != nil || run.Commit != c3 || run.Trigger != deploy.TriggerRollback || r.head() != c3 {
 		t.Fatalf("Rollback() = %+v, %v, head %s; want c3 again", run, err, r.head())
 	}
@@ -856,12 +869,12 @@ func TestRollbackWalksBack(t *testing.T) {
 	defer w.Close()
 	ctx := context.Background()
 	for _, want := range []string{c[1], c[0]} {
-		run, err := w.Rollback(ctx, false)
+		run, err := w.Rollback(ctx, deploy.RollbackOptions{})
 		if err != nil || run.Commit != want || run.State != store.RunSucceeded || r.head() != want {
 			t.Fatalf("Rollback() = %+v, %v, head %s; want %s", run, err, r.head(), want)
 		}
 	}
-	if run, err := w.Rollback(ctx, false); !sysexits.Is(err, sysexits.Unavailable) {
+	if run, err := w.Rollback(ctx, deploy.RollbackOptions{}); !sysexits.Is(err, sysexits.Unavailable) {
 		t.Errorf("Rollback() at the first commit = %+v, %v; want Unavailable", run, err)
 	}
 	// A new deploy of c2 is the live place again: rollback walks back
@@ -872,7 +885,7 @@ func TestRollbackWalksBack(t *testing.T) {
 		t.Fatalf("deploy of %s = %+v, %v", c[2], run, err)
 	}
 	for _, want := range []string{c[1], c[0]} {
-		run, err := w.Rollback(ctx, false)
+		run, err := w.Rollback(ctx, deploy.RollbackOptions{})
 		if err != nil || run.Commit != want || r.head() != want {
 			t.Fatalf("Rollback() after redeploying c2 = %+v, %v; want %s", run, err, want)
 		}

@@ -302,7 +302,11 @@ func TestReloadOnSIGHUP(t *testing.T) {
 func TestManualExitStatus(t *testing.T) {
 	t.Parallel()
 	bin := testenv.Build(t, "dh-deploy")
-	r := newRig(t, `steps = [["sh", "-c", "test ! -e $TRACE.fail || exit 3"]]`)
+	extra := `steps = [["sh", "-c", "test ! -e $TRACE.fail || exit 3"]]`
+	if !inPlace { // a rollback switches without building: its activation fails
+		extra += "\nactivate = [[\"sh\", \"-c\", \"test ! -e $TRACE.fail || exit 4\"]]"
+	}
+	r := newRig(t, extra)
 	dh := func(want int, args ...string) string {
 		t.Helper()
 		cmd := exec.Command(bin, append([]string{"-c", r.file}, args...)...)

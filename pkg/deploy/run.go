@@ -30,6 +30,9 @@ type run struct {
 	rec   store.Run // as recorded; rec.ID is 0 until then
 	log   *slog.Logger
 	out   *runLog
+	dir   string // strategy releases: the release being built or switched to
+	// extraEnv are added to the steps' environment (releases: where).
+	extraEnv []string
 }
 
 func (r *run) do(ctx context.Context) (store.Run, error) {
@@ -52,7 +55,7 @@ func (r *run) do(ctx context.Context) (store.Run, error) {
 		}
 		r.req.Commit = sha
 	}
-	previous, err := r.repo.Head(ctx)
+	previous, liveDir, err := w.live(ctx)
 	if err != nil {
 		return r.recordFailure(ctx, err)
 	}
@@ -93,6 +96,9 @@ func (r *run) do(ctx context.Context) (store.Run, error) {
 				"not rolling back: to go back on purpose run dh-deploy deploy %s --commit %s",
 				r.req.Commit, previous, d.Name, r.req.Commit))
 		}
+	}
+	if d.Releases() {
+		return r.build(ctx, liveDir, previous)
 	}
 	r.out.Line("checking out %s (%s) in %s", r.req.Commit, r.req.Ref, d.Path)
 	if err := r.repo.Checkout(ctx, r.req.Commit, d.CleanUntracked); err != nil {
@@ -192,39 +198,63 @@ func (r *run) recordFailure(ctx context.Context, cause error) (store.Run, error)
 
 // step runs step n of the deployment.
 func (r *run) step(ctx context.Context, n int, argv []string) error {
-	w, d := r.w, r.w.d
-	env, err := StepEnv(w.getenv, d, r.rec)
-	prog := ""
-	if err == nil {
-		prog, err = lookProgram(argv[0], d.Path, env)
-	}
+	r.log.Info("step started", "step", n, "argv", quoteArgv(argv))
+	env, err := r.env()
 	if err != nil {
-		_, err = r.fail(ctx, fmt.Errorf("step %d (%s): %w", n, argv[0], err), nil, intp(n))
+		_, err = r.fail(ctx, fmt.Errorf("step %d: %w", n, err), nil, intp(n))
 		return err
 	}
-	r.out.Line("step %d/%d: %s", n, len(d.Steps), quoteArgv(argv))
-	r.log.Info("step started", "step", n, "argv", quoteArgv(argv))
-	res, err := sysexec.Run(ctx, sysexec.Cmd{Path: prog, Args: argv[1:], Dir: d.Path, Env: env,
+	code, err := r.exec(ctx, fmt.Sprintf("step %d", n), fmt.Sprintf("step %d/%d", n, len(r.w.d.Steps)), argv, r.workDir(), env)
+	if err != nil {
+		_, err = r.fail(ctx, err, code, intp(n))
+	}
+	return err
+}
+
+// exec runs argv in dir with env and the step timeout, its output to the
+// run's log. The error names the command as what (argv[0]); label heads
+// the log lines. code is its exit status if it ran and exited.
+func (r *run) exec(ctx context.Context, what, label string, argv []string, dir string, env []string) (code *int, err error) {
+	d := r.w.d
+	prog, err := lookProgram(argv[0], dir, env)
+	if err != nil {
+		return nil, fmt.Errorf("%s (%s): %w", what, argv[0], err)
+	}
+	r.out.Line("%s: %s", label, quoteArgv(argv))
+	res, err := sysexec.Run(ctx, sysexec.Cmd{Path: prog, Args: argv[1:], Dir: dir, Env: env,
 		Timeout: d.StepTimeout, Stream: r.out, MaxOutput: 4 << 10})
 	if err == nil {
-		r.out.Line("step %d: ok in %s", n, res.Duration.Round(time.Millisecond))
-		return nil
+		r.out.Line("%s: ok in %s", what, res.Duration.Round(time.Millisecond))
+		return nil, nil
 	}
-	var code *int
 	if res.ExitCode >= 0 {
 		code = intp(res.ExitCode)
 	}
 	switch {
 	case res.TimedOut:
-		err = fmt.Errorf("step %d (%s) timed out after %s; its processes were killed", n, argv[0], d.StepTimeout)
+		err = fmt.Errorf("%s (%s) timed out after %s; its processes were killed", what, argv[0], d.StepTimeout)
 	case ctx.Err() != nil:
 		// The run timeout, or the worker stopping: fail handles both.
-		err = fmt.Errorf("step %d (%s): %w", n, argv[0], err)
+		err = fmt.Errorf("%s (%s): %w", what, argv[0], err)
 	default:
-		err = fmt.Errorf("step %d (%s) failed: %w", n, argv[0], err)
+		err = fmt.Errorf("%s (%s) failed: %w", what, argv[0], err)
 	}
-	_, err = r.fail(ctx, err, code, intp(n))
-	return err
+	return code, err
+}
+
+// workDir is where the steps run: the new release, or the checkout.
+func (r *run) workDir() string {
+	if r.dir != "" {
+		return r.dir
+	}
+	return r.w.d.Path
+}
+
+// env is the environment of the run's steps: StepEnv, and with releases
+// DH_RELEASE_DIR and DH_PREVIOUS_RELEASE_DIR.
+func (r *run) env() ([]string, error) {
+	env, err := StepEnv(r.w.getenv, r.w.d, r.rec)
+	return append(env, r.extraEnv...), err
 }
 
 // publishSites hands an nginx-kind checkout to dh-nginx.

@@ -701,10 +701,19 @@ func tail(path string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "") + "\n"
 }
 
-// headOf returns the commit the checkout at dir is detached at, read from
-// .git/HEAD.
+// headOf returns the commit the checkout at dir (or the release it links
+// to) is detached at, read from .git/HEAD, or from the HEAD of the
+// worktree's git directory that a .git file names (a release).
 func headOf(dir string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, ".git", "HEAD"))
+	git := filepath.Join(dir, ".git")
+	if b, err := os.ReadFile(git); err == nil {
+		gitdir, ok := strings.CutPrefix(strings.TrimSpace(string(b)), "gitdir: ")
+		if !ok {
+			return "", fmt.Errorf("%s: unexpected content %q", git, b)
+		}
+		git = gitdir
+	}
+	b, err := os.ReadFile(filepath.Join(git, "HEAD"))
 	if err != nil {
 		return "", err
 	}

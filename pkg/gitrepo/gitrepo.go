@@ -5,6 +5,9 @@
 // The checkout is an ordinary git working tree that mirrors one remote,
 // origin. Its HEAD is either unborn (nothing deployed yet) or detached at
 // the deployed commit; it has no local branches of its own.
+// A Bare Repo is instead a bare mirror of origin (dh-deploy's releases):
+// Sync fetches into it the same way, and AddWorktree makes working trees
+// of it, each detached at one commit.
 //
 // Guarantees:
 //
@@ -131,6 +134,12 @@ type Repo struct {
 	// GIT_SSH_COMMAND and the proxy variables are passed on to git; later
 	// duplicates win.
 	Env []string
+
+	// Bare makes Path a bare mirror of origin (git init --bare) rather
+	// than a checkout: it has no working tree and is never checked out;
+	// AddWorktree makes working trees of it elsewhere (dh-deploy's
+	// releases).
+	Bare bool
 
 	// Foreign says the checkout belongs to another user, whom the caller
 	// trusts with it (dh-nginx reading a deployment's commit): git, which
@@ -266,7 +275,11 @@ func (r *Repo) Sync(ctx context.Context) error {
 	if create {
 		r.logger().Info("clone", "path", r.Path, "url", redact(r.URL))
 		// git init makes Path and its missing parents.
-		if _, err := r.run(ctx, "/", "init", "--quiet", "--", r.Path); err != nil {
+		args := []string{"init", "--quiet", "--", r.Path}
+		if r.Bare {
+			args = []string{"init", "--quiet", "--bare", "--", r.Path}
+		}
+		if _, err := r.run(ctx, "/", args...); err != nil {
 			return fmt.Errorf("sync %s: %w", r.Path, err)
 		}
 	}
@@ -300,7 +313,7 @@ func (r *Repo) Sync(ctx context.Context) error {
 // it under its run lock, which every git command on the checkout runs
 // under, and git dies with dh-deploy (sysexec's parent-death signal).
 func (r *Repo) RemoveStaleLocks() ([]string, error) {
-	gitDir := filepath.Join(r.Path, ".git")
+	gitDir := r.gitDir()
 	des, err := os.ReadDir(gitDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -362,12 +375,58 @@ func (r *Repo) needsCreate() (bool, error) {
 	if len(names) == 0 {
 		return true, nil
 	}
-	if _, err := os.Lstat(filepath.Join(r.Path, ".git")); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(filepath.Join(r.gitDir(), "HEAD")); errors.Is(err, fs.ErrNotExist) {
+		if r.Bare {
+			return false, errors.New("not empty and not a bare git repository (no HEAD); move it away or empty it")
+		}
 		return false, errors.New("not empty and not a git checkout (no .git); move it away or empty it")
 	} else if err != nil {
 		return false, err
 	}
 	return false, nil
+}
+
+// gitDir is the repository's own directory: Path/.git, or Path if Bare.
+func (r *Repo) gitDir() string {
+	if r.Bare {
+		return r.Path
+	}
+	return filepath.Join(r.Path, ".git")
+}
+
+// AddWorktree makes dir, which must not exist or be empty, a new working
+// tree of the repository with HEAD detached at exactly the commit sha
+// (git worktree add --detach): the files of sha, written as a checkout
+// writes them, sharing the repository's objects. Removing dir and calling
+// PruneWorktrees forgets it. An invalid sha is an error classified
+// sysexits.DataErr; the caller checks with Contains first that sha may be
+// deployed.
+func (r *Repo) AddWorktree(ctx context.Context, dir, sha string) error {
+	if err := CheckSHA(sha); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("add worktree %q: path must be absolute", dir)
+	}
+	if _, err := r.run(ctx, r.Path, "worktree", "add", "--quiet", "--detach", dir, sha); err != nil {
+		return fmt.Errorf("add worktree of %s in %s: %w", sha, dir, err)
+	}
+	wt := &Repo{Path: dir, Git: r.Git, Timeout: r.Timeout, Env: r.Env, Logger: r.Logger}
+	if head, err := wt.Head(ctx); err != nil {
+		return fmt.Errorf("add worktree of %s: %w", sha, err)
+	} else if head != sha {
+		return fmt.Errorf("add worktree of %s in %s: HEAD is at %q afterwards", sha, dir, head)
+	}
+	return nil
+}
+
+// PruneWorktrees forgets the working trees whose directories were removed
+// (git worktree prune).
+func (r *Repo) PruneWorktrees(ctx context.Context) error {
+	if _, err := r.run(ctx, r.Path, "worktree", "prune"); err != nil {
+		return fmt.Errorf("prune worktrees of %s: %w", r.Path, err)
+	}
+	return nil
 }
 
 // setOrigin makes origin's URL r.URL, adding the remote if it is missing

@@ -791,3 +791,51 @@ func TestRemoveStaleLocks(t *testing.T) {
 		t.Errorf("RemoveStaleLocks removed more than locks: %v", err)
 	}
 }
+
+// A Bare repository is a mirror without a working tree: Sync creates and
+// fetches it (and takes over no other directory), AddWorktree makes
+// working trees of it detached at a commit, and PruneWorktrees forgets
+// the removed ones.
+func TestBareMirrorWorktrees(t *testing.T) {
+	f := newFixture(t)
+	first := f.commit("a", "1")
+	second := f.commit("a", "2")
+	f.push("main")
+	ctx := context.Background()
+	m := f.repo("mirror.git")
+	m.Bare = true
+	if err := m.Sync(ctx); err != nil {
+		t.Fatalf("Sync() of a bare mirror = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(m.Path, "HEAD")); err != nil {
+		t.Fatalf("mirror has no HEAD: %v", err)
+	}
+	if err := m.Contains(ctx, "refs/heads/main", first); err != nil {
+		t.Errorf("Contains(first) = %v", err)
+	}
+	for _, sha := range []string{first, second} {
+		dir := filepath.Join(f.dir, "rel-"+sha[:7])
+		if err := m.AddWorktree(ctx, dir, sha); err != nil {
+			t.Fatalf("AddWorktree(%s) = %v", sha, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "a")); err != nil || string(b) != map[string]string{first: "1", second: "2"}[sha] {
+			t.Errorf("worktree of %s has a = %q, %v", sha, b, err)
+		}
+	}
+	if err := m.AddWorktree(ctx, filepath.Join(f.dir, "bad"), "--help"); !sysexits.Is(err, sysexits.DataErr) {
+		t.Errorf("AddWorktree(--help) = %v; want DataErr", err)
+	}
+	os.RemoveAll(filepath.Join(f.dir, "rel-"+first[:7]))
+	if err := m.PruneWorktrees(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if des, _ := os.ReadDir(filepath.Join(m.Path, "worktrees")); len(des) != 1 {
+		t.Errorf("worktrees after prune: %d; want 1", len(des))
+	}
+	other := f.repo("other")
+	other.Bare = true
+	os.MkdirAll(filepath.Join(other.Path, "x"), 0o755)
+	if err := other.Sync(ctx); err == nil || !strings.Contains(err.Error(), "not a bare git repository") {
+		t.Errorf("Sync() of a foreign directory = %v; want refused", err)
+	}
+}

@@ -3,7 +3,6 @@ package powerloss_test
 import (
 	"context"
 	"fmt"
-	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,15 +87,7 @@ sites = [{ rule = "include", select = ["*"] }]
 		publishDurably(t, sites, batch)
 		c.acked += perRound
 
-		var out testenv.Buffer
-		cmd := exec.Command(bin, "-c", config, "run", "sites")
-		cmd.Dir = "/"
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(100+mrand.IntN(900)) * time.Millisecond)
-		cut(t, fs, cmd)
+		runAndCut(t, fs, 100*time.Millisecond, 900*time.Millisecond, bin, "-c", config, "run", "sites")
 		c.rounds++
 		pending = checkDeployed(t, &c, st, spool, pending, false)
 	}

@@ -11,9 +11,20 @@
 //   - dh-deploy working an nginx-kind deployment's queue: every delivery
 //     is still queued or has a succeeded run whose hand-off is in
 //     queues/nginx; after recovery each has exactly one succeeded run.
-//   - dh-nginx consuming nginx-reload entries with a private nginx
-//     (pkg/nginx/nginxtest): every entry whole or consumed, none failed,
-//     and none consumed in a round without a reload.
+//   - dh-nginx with a private nginx (pkg/nginx/nginxtest), consuming
+//     nginx-reload entries (none consumed in a round without a reload),
+//     nginx-sites entries whose HTTPS site waits for a certificate (none
+//     consumed without its cert-request in queues/cert) and nginx-sites
+//     entries of an unknown deployment (each queued or in failed/ with its
+//     sidecar); every entry whole, nothing else failed.
+//   - dh-cert running a real certbot against pebble (pkg/cert/certtest):
+//     every request still in queues/cert or its site install (nginx-sites)
+//     in queues/nginx; a request with a bad name still queued or in
+//     failed/ with its sidecar; after recovery every request handed off
+//     or failed.
+//
+// A cut stops the stage and every process it started (certbot, nginx -t)
+// at once, as a power loss does.
 //
 // Each test logs one line "powerloss: STAGE: rounds=R acknowledged=A
 // lost=L corrupt=C" (dh-route and dh-deploy add duplicates=D; dh-route's
@@ -25,7 +36,7 @@
 // The crash file system keeps only what fsync, fdatasync and directory
 // fsyncs made durable, like a disk after a power cut, and like any FUSE
 // file system it never sees syncfs(2). The tests need root, /dev/fuse and
-// fusermount3 (Debian's fuse3); dh-route's, dh-deploy's and dh-nginx's also a
-// throwaway PostgreSQL (pkg/store/storetest), which is not on the crash file system and keeps
-// everything across a cut.
+// fusermount3 (Debian's fuse3); all but dh-receive's also a throwaway
+// PostgreSQL (pkg/store/storetest), which is not on the crash file system
+// and keeps everything across a cut; dh-cert's also pebble and certbot.
 package powerloss

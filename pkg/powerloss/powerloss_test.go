@@ -2,6 +2,7 @@ package powerloss_test
 
 import (
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
@@ -90,6 +92,29 @@ func makeQueues(t *testing.T, fs *crashfs.FS, names ...string) string {
 	return spool
 }
 
+// contents is what a queue holds: its entries' names, in order, and
+// their content.
+type contents struct {
+	names []string
+	data  map[string][]byte
+}
+
+// read reads every entry of q after a cut.
+func read(t *testing.T, q *queue.Queue) contents {
+	t.Helper()
+	names, err := q.List()
+	if err != nil {
+		t.Fatalf("after the cut: %v", err)
+	}
+	c := contents{names: names, data: map[string][]byte{}}
+	for _, name := range names {
+		if c.data[name], err = os.ReadFile(filepath.Join(q.Dir(), name)); err != nil {
+			t.Fatalf("after the cut: %v", err)
+		}
+	}
+	return c
+}
+
 // found is what a queue directory holds after a cut.
 type found struct {
 	entries map[string][]*event.GitHubEvent // by delivery
@@ -130,17 +155,76 @@ func scan(t *testing.T, dir string, failed bool) found {
 	return f
 }
 
+// runAndCut starts a stage (argv), lets it work for a random time between
+// least and least+spread, and cuts the power under it.
+func runAndCut(t *testing.T, fs *crashfs.FS, least, spread time.Duration, argv ...string) {
+	t.Helper()
+	var out testenv.Buffer
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = "/" // not on the mount, which is remounted under it
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(least + time.Duration(mrand.Int64N(int64(spread))))
+	cut(t, fs, cmd)
+}
+
 // cut cuts the power under a running stage: the file system first, then
-// SIGKILL, as a power loss stops both at once; then the durable state is
-// mounted again.
+// SIGKILL of the stage and of every process it started (certbot, nginx
+// -t: each in its own process group), as a power loss stops them all at
+// once; then the durable state is mounted again.
 func cut(t *testing.T, fs *crashfs.FS, cmd *exec.Cmd) {
 	t.Helper()
 	fs.Cut()
-	cmd.Process.Signal(syscall.SIGKILL)
+	killTree(cmd.Process.Pid)
 	cmd.Wait()
 	if err := fs.Remount(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// killTree stops pid, then each of its descendants as it finds them (a
+// stopped process starts no more), and kills them all.
+func killTree(pid int) {
+	stopped := map[int]bool{pid: true}
+	syscall.Kill(pid, syscall.SIGSTOP)
+	for found := true; found; {
+		found = false
+		for child, parent := range parents() {
+			if stopped[parent] && !stopped[child] {
+				syscall.Kill(child, syscall.SIGSTOP)
+				stopped[child], found = true, true
+			}
+		}
+	}
+	for p := range stopped {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
+}
+
+// parents returns the parent of each running process, by pid.
+func parents() map[int]int {
+	m := map[int]int{}
+	des, _ := os.ReadDir("/proc")
+	for _, de := range des {
+		pid, err := strconv.Atoi(de.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", de.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if f := strings.Fields(string(b[i+1:])); i > 0 && len(f) > 1 {
+			if ppid, err := strconv.Atoi(f[1]); err == nil {
+				m[pid] = ppid
+			}
+		}
+	}
+	return m
 }
 
 // some returns up to n of list, for messages.

@@ -3,7 +3,6 @@ package powerloss_test
 import (
 	"fmt"
 	"maps"
-	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,15 +95,7 @@ func TestRoutePowerLoss(t *testing.T) {
 		publishDurably(t, main, batch)
 		c.acked += perRound
 
-		var out testenv.Buffer
-		cmd := exec.Command(bin, "-c", config, "run")
-		cmd.Dir = "/"
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(50+mrand.IntN(400)) * time.Millisecond)
-		cut(t, fs, cmd)
+		runAndCut(t, fs, 50*time.Millisecond, 400*time.Millisecond, bin, "-c", config, "run")
 		c.rounds++
 		checkRouted(t, &c, spool, deployments, want, false)
 	}
@@ -122,11 +113,13 @@ func TestRoutePowerLoss(t *testing.T) {
 
 // publishDurably puts entries into the queue at dir the way DESIGN.md
 // says (each staged and fsynced, linked, the directory fsynced), whatever
-// pkg/queue does.
-func publishDurably(t *testing.T, dir string, entries [][]byte) {
+// pkg/queue does, and returns their names.
+func publishDurably(t *testing.T, dir string, entries [][]byte) []string {
 	t.Helper()
+	var names []string
 	for _, data := range entries {
 		name := queue.NewName()
+		names = append(names, name)
 		tmp := filepath.Join(dir, queue.StagingDir, name)
 		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, queue.EntryPerm)
 		if err != nil {
@@ -150,6 +143,7 @@ func publishDurably(t *testing.T, dir string, entries [][]byte) {
 			t.Fatal(err)
 		}
 	}
+	return names
 }
 
 // checkRouted counts, after a cut, the deliveries in neither queues/main

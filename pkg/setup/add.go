@@ -113,6 +113,7 @@ func AddDeployment(ctx context.Context, r *Runner, cfg *config.Config, d Deploym
 		return err
 	}
 	r.Say("added [deployments.%s] to %s", d.Name, cfg.File)
+	r.Say("it serves from %s, a link to the live release in %s.releases (docs/deploy.md, \"Releases\")", d.LivePath(), d.LivePath())
 
 	if Booted() {
 		if _, err := r.Run(ctx, nil, "systemctl", "daemon-reload"); err != nil {
@@ -143,7 +144,7 @@ func appendTable(old, table []byte) []byte {
 
 // table renders the deployment's configuration table.
 func (d Deployment) table() ([]byte, error) {
-	t := map[string]any{"repository": d.Repository, "branches": d.Branches, "path": d.Path, "user": d.User}
+	t := map[string]any{"repository": d.Repository, "branches": d.Branches, "path": d.LivePath(), "user": d.User}
 	if d.CloneURL != "" {
 		t["clone_url"] = d.CloneURL
 	}
@@ -160,6 +161,14 @@ func (d Deployment) table() ([]byte, error) {
 	}
 	return b.Bytes(), nil
 }
+
+// LivePath is the deployment's path key: DIR/current inside the
+// directory --path names, which is the user's. With strategy releases
+// (the default of kind steps) dh-deploy makes it a symbolic link to the
+// live release, kept in DIR/current.releases: the user must be able to
+// write the directory holding it, which the parent of DIR (such as
+// /srv/www) is not.
+func (d Deployment) LivePath() string { return filepath.Join(d.Path, "current") }
 
 // checkPath refuses a checkout path that exists and belongs to another
 // user (it would be taken over) or is not a directory.

@@ -54,7 +54,8 @@ func TestTable(t *testing.T) {
 		}
 		if tt.want == "" && err == nil {
 			d, ok := cfg.Deployment("web")
-			if !ok || d.RunsAs() != "dh-deploy-web" || d.FetchURL() != "/srv/git/web.git" || len(d.Steps) != 1 || d.Steps[0][2] != `echo "built" > x` {
+			if !ok || d.RunsAs() != "dh-deploy-web" || d.FetchURL() != "/srv/git/web.git" || len(d.Steps) != 1 || d.Steps[0][2] != `echo "built" > x` ||
+				d.Path != "/srv/www/web/current" || d.ReleasesDir != "/srv/www/web/current.releases" {
 				t.Errorf("table loads as %+v", d)
 			}
 			if cfg.QueueDir != "/var/spool/dh-deployer" {

@@ -64,7 +64,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/deploy"
-	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/pause"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/setup"
@@ -212,7 +212,7 @@ func manual(ctx context.Context, env *cli.Env, args []string) error {
 	}
 	defer done()
 	if commit != "" {
-		if err := gitrepo.CheckSHA(commit); err != nil {
+		if _, err := ident.ParseCommit(commit); err != nil {
 			return sysexits.New(sysexits.Usage, err)
 		}
 	}
@@ -220,7 +220,7 @@ func manual(ctx context.Context, env *cli.Env, args []string) error {
 		if ref, err = deploy.DefaultRef(w.Deployment()); err != nil {
 			return err
 		}
-	} else if err := gitrepo.CheckRef(ref); err != nil {
+	} else if _, err := ident.ParseRef(ref); err != nil {
 		return sysexits.New(sysexits.Usage, err)
 	}
 	force, _ := env.Flags.GetBool("force")

@@ -63,6 +63,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/ghstatus"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/notify"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
@@ -341,8 +342,8 @@ func (w *Worker) request(data []byte, trigger string) (Request, error) {
 			}
 			req.Ref = ref
 		}
-		if err := gitrepo.CheckRef(req.Ref); err != nil {
-			return Request{}, err
+		if _, err := ident.ParseRef(req.Ref); err != nil {
+			return Request{}, sysexits.New(sysexits.DataErr, err)
 		}
 		return req, nil
 	}
@@ -398,11 +399,11 @@ func (w *Worker) decode(data []byte) (*event.GitHubEvent, *github.Push, error) {
 	if push.IsDeletion() {
 		return nil, nil, sysexits.Errorf(sysexits.DataErr, "entry is the deletion of %s; nothing to deploy", push.Ref)
 	}
-	if err := gitrepo.CheckSHA(push.After); err != nil {
-		return nil, nil, err
+	if _, err := ident.ParseCommit(push.After); err != nil {
+		return nil, nil, sysexits.New(sysexits.DataErr, err)
 	}
-	if err := gitrepo.CheckRef(push.Ref); err != nil {
-		return nil, nil, err
+	if _, err := ident.ParseRef(push.Ref); err != nil {
+		return nil, nil, sysexits.New(sysexits.DataErr, err)
 	}
 	return ev, push, nil
 }

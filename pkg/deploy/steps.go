@@ -137,7 +137,7 @@ func openRunLog(stateDir, deployment string, req Request, stderr io.Writer) (*ru
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("create log directory: %w", err))
 	}
-	// The delivery id's alphabet has no "/" (event.ValidDelivery).
+	// The delivery id's alphabet has no "/" (ident.ParseDelivery).
 	name := fmt.Sprintf("%s-%s-%d.log", time.Now().UTC().Format("20060102T150405.000000000Z"), req.Delivery, req.Attempt)
 	path := filepath.Join(dir, name)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)

@@ -224,9 +224,6 @@ func (w *Worker) Deployment() *config.Deployment { return w.d }
 // for the goroutine that handles the entries.
 func (w *Worker) Config() *config.Config { return w.cfg }
 
-// Store is the worker's store.
-func (w *Worker) Store() *store.Store { return w.st }
-
 // Queue is the deployment's queue.
 func (w *Worker) Queue() *queue.Queue { return w.q }
 
@@ -498,7 +495,8 @@ type Request struct {
 	// is checked out (manual deploys and rollbacks only).
 	AllowOlder bool
 	// Force deploys even while the deployment is paused or outside its
-	// windows (manual deploys only); the run's note says so. It also
+	// windows (by hand only: deploy --force, rollback --force); the run's
+	// note says so. It also
 	// rebuilds the live commit, which is otherwise recorded unchanged.
 	Force bool
 

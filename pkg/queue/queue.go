@@ -41,8 +41,9 @@
 //     retries it with backoff. A crash at any instant therefore leaves every
 //     entry either still queued or done: delivery is at-least-once, and
 //     handlers must be idempotent.
-//   - fsnotify is only a hint. The directory is rescanned at start, after
-//     every batch, on a watcher overflow and periodically.
+//   - fsnotify is only a hint. The directory is rescanned at start, once
+//     every entry of the last listing was handled (batch by batch), on a
+//     watcher overflow and periodically.
 //
 // Every change a consumer makes follows the same rule: a removal is
 // followed by an fsync of the queue directory (one per batch) before the

@@ -65,6 +65,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
@@ -76,7 +77,7 @@ const (
 	DefaultMaxAttempts = 5
 	DefaultTimeout     = 10 * time.Minute
 	// DefaultPATH is certbot's PATH when Options.Env names none.
-	DefaultPATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	DefaultPATH = progpath.SystemPATH
 )
 
 // CertbotLockFile is the lock, in queues/cert, held while certbot runs, so
@@ -182,13 +183,7 @@ func lookProgram(name string, env []string) (string, error) {
 			path = v
 		}
 	}
-	for _, dir := range filepath.SplitList(path) {
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 && filepath.IsAbs(p) {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("program %q not found in %s", name, path)
+	return progpath.InPath(name, path)
 }
 
 // SetConfig hands the worker a reloaded configuration (SIGHUP); it takes

@@ -14,12 +14,13 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // DefaultPATH is the steps' PATH when the worker has none.
-const DefaultPATH = "/usr/local/bin:/usr/bin:/bin"
+const DefaultPATH = progpath.UserPATH
 
 // passedEnv are the variables of the worker's own environment that steps
 // get. Everything else (DH_DATABASE_URL, CREDENTIALS_DIRECTORY, ...) stays
@@ -86,16 +87,11 @@ func lookProgram(name, checkout string, env []string) (string, error) {
 			path = v
 		}
 	}
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" || !filepath.IsAbs(dir) {
-			continue // a relative PATH entry would depend on the checkout's content
-		}
-		p := filepath.Join(dir, name)
-		if executable(p) == nil {
-			return p, nil
-		}
+	p, err := progpath.InPath(name, path) // relative entries skipped: they would depend on the checkout
+	if err != nil {
+		return "", sysexits.New(sysexits.Unavailable, err)
 	}
-	return "", sysexits.Errorf(sysexits.Unavailable, "%q not found in PATH %s", name, path)
+	return p, nil
 }
 
 func executable(path string) error {

@@ -69,6 +69,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
+	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -77,7 +78,7 @@ import (
 const (
 	DefaultGit     = "/usr/bin/git"
 	DefaultTimeout = 10 * time.Minute
-	DefaultPATH    = "/usr/local/bin:/usr/bin:/bin"
+	DefaultPATH    = progpath.UserPATH
 )
 
 // Where Sync puts origin's branches (its tags keep ident.TagPrefix).

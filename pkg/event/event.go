@@ -197,3 +197,10 @@ func validCommit(s string) bool {
 	_, err := ident.ParseCommit(s)
 	return err == nil
 }
+
+// validRepository reports whether s is "owner/name"
+// (ident.ParseRepository).
+func validRepository(s string) bool {
+	_, err := ident.ParseRepository(s)
+	return err == nil
+}

@@ -80,13 +80,13 @@ var app = &cli.App{
 	Summary: "verify GitHub webhook deliveries and enqueue them durably",
 	Default: "serve",
 	Commands: []*cli.Command{
-		{Name: "serve", Summary: "serve until SIGTERM", Run: serve},
-		{Name: "sign", Args: "[FILE]", MaxArgs: 1, Summary: "print the X-Hub-Signature-256 of FILE or stdin", Run: sign},
-		{Name: "hook", Flags: []string{"repository", "socket"}, Summary: "git post-receive hook: queue the pushed refs read from stdin", Run: hook},
+		{Name: "serve", Example: "dh-receive -c /etc/dh-deployer/config.toml serve", Summary: "serve until SIGTERM", Run: serve},
+		{Name: "sign", Example: "dh-receive sign payload.json", Args: "[FILE]", MaxArgs: 1, Summary: "print the X-Hub-Signature-256 of FILE or stdin", Run: sign},
+		{Name: "hook", Example: "dh-receive hook --repository ducompsoc/durhack < refs-from-git", Flags: []string{"repository", "socket"}, Summary: "git post-receive hook: queue the pushed refs read from stdin", Run: hook},
 	},
 	DefineFlags: func(fs *pflag.FlagSet) {
-		fs.String("repository", "", "the repository's name as deployments know it (owner/name)")
-		fs.String("socket", "", "dh-receive's hook socket (default: receive.hook_socket, if the configuration is readable, else "+config.Default().Receive.HookSocket+")")
+		fs.String("repository", "", "the repository's name as deployments know it, `OWNER/NAME`")
+		fs.String("socket", "", "dh-receive's hook socket `PATH` (default: receive.hook_socket, if the configuration is readable, else "+config.Default().Receive.HookSocket+")")
 	},
 }
 

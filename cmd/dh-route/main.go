@@ -90,13 +90,13 @@ var app = &cli.App{
 	Summary: "route GitHub deliveries from queues/main to the deployment queues",
 	Default: "run",
 	Commands: []*cli.Command{
-		{Name: "run", Summary: "route queues/main until SIGTERM", Flags: []string{"once", "wait"}, Run: run},
-		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
-		{Name: "status", Summary: "print queue depths, failed entries and the last decisions", Run: status},
-		{Name: "migrate", Summary: "apply the embedded database migrations", Run: migrate},
-		{Name: "prune", Summary: "delete the history older than [retention] allows, now", Run: prune},
-		{Name: "setup", Flags: []string{"host", "no-start"}, Summary: "as root: database, migrations, roles, webhook secret, units (idempotent)", Run: setupCmd},
-		{Name: "doctor", Flags: []string{"json"}, Summary: "as root: check the host; each failure with the command that fixes it", Run: doctorCmd},
+		{Name: "run", Example: "dh-route run --once", Summary: "route queues/main until SIGTERM", Flags: []string{"once", "wait"}, Run: run},
+		{Name: "replay", Example: "dh-route replay /var/lib/dh-deployer/queues/main/failed/1733472000000000000-42.json", Fails: "the entry could not be routed", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
+		{Name: "status", Example: "dh-route status", Summary: "print queue depths, failed entries and the last decisions", Run: status},
+		{Name: "migrate", Example: "dh-route migrate", Summary: "apply the embedded database migrations", Run: migrate},
+		{Name: "prune", Example: "dh-route prune", Summary: "delete the history older than [retention] allows, now", Run: prune},
+		{Name: "setup", Example: "dh-route setup --host deploy.example.org", Fails: "a check failed", Flags: []string{"host", "no-start"}, Summary: "as root: database, migrations, roles, webhook secret, units (idempotent)", Run: setupCmd},
+		{Name: "doctor", Example: "dh-route doctor --json", Fails: "a check failed", Flags: []string{"json"}, Summary: "as root: check the host; each failure with the command that fixes it", Run: doctorCmd},
 	},
 	DefineFlags: func(fs *pflag.FlagSet) {
 		fs.Bool("once", false, "drain queues/main, then exit")

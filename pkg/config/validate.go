@@ -16,6 +16,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -26,11 +27,9 @@ const (
 )
 
 // MaxNameLen is the longest deployment name.
-const MaxNameLen = 64
+const MaxNameLen = ident.MaxDeploymentName
 
 var (
-	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
-	repoRE    = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	eventRE   = regexp.MustCompile(`^[a-z_]+$`)
 	userRE    = regexp.MustCompile(`^[a-z_][a-z0-9_-]*\$?$`)
@@ -348,7 +347,7 @@ func (r *Receive) validate(ck *checker) {
 			ck.addSub(k("receive", "hook_users"), "."+user, "is not a Unix user name")
 		}
 		for i, repo := range repos {
-			if !ValidRepository(repo) {
+			if _, err := ident.ParseRepository(repo); err != nil {
 				ck.addSub(k("receive", "hook_users"), fmt.Sprintf(".%s[%d]", user, i), "%q is not owner/name", repo)
 			}
 		}
@@ -400,10 +399,11 @@ func (d *Deployment) validate(ck *checker, c *Config, name string) {
 	if _, err := d.Location(); err != nil {
 		ck.add(key("time_zone"), "%v", err)
 	}
+	_, nameErr := ident.ParseDeploymentName(name)
 	switch {
 	case len(name) > MaxNameLen:
 		ck.add(key(), "name longer than %d bytes", MaxNameLen)
-	case !nameRE.MatchString(name):
+	case nameErr != nil:
 		ck.add(key(), "name must match [a-z0-9][a-z0-9-]*")
 		ck.hint("a deployment's name is also its queue's and its systemd instance's name")
 	case slices.Contains(reserved, name):
@@ -545,22 +545,10 @@ func (ck *checker) repository(key []string, repo string) {
 		ck.hint(`write it as "owner/name"`)
 		return
 	}
-	if !ValidRepository(repo) {
+	if _, err := ident.ParseRepository(repo); err != nil {
 		ck.add(key, "%q is not a GitHub repository", repo)
 		ck.hint(`write it as "owner/name", each part of A-Z, a-z, 0-9, "_", "." and "-"`)
 	}
-}
-
-// ValidRepository reports whether repo is "owner/name", each part of
-// A-Z, a-z, 0-9, "_", "." and "-", and neither "." nor "..".
-func ValidRepository(repo string) bool {
-	owner, name, ok := strings.Cut(repo, "/")
-	for _, part := range []string{owner, name} {
-		if !ok || part == "." || part == ".." || !repoRE.MatchString(part) {
-			return false
-		}
-	}
-	return true
 }
 
 // refPattern checks one entry of branches or tags.

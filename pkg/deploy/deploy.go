@@ -64,6 +64,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/notify"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
@@ -232,9 +233,6 @@ func (w *Worker) Deployment() *config.Deployment { return w.d }
 // for the goroutine that handles the entries.
 func (w *Worker) Config() *config.Config { return w.cfg }
 
-// Store is the worker's store.
-func (w *Worker) Store() *store.Store { return w.st }
-
 // Queue is the deployment's queue.
 func (w *Worker) Queue() *queue.Queue { return w.q }
 
@@ -350,8 +348,8 @@ func (w *Worker) request(data []byte, trigger string) (Request, error) {
 			}
 			req.Ref = ref
 		}
-		if err := gitrepo.CheckRef(req.Ref); err != nil {
-			return Request{}, err
+		if _, err := ident.ParseRef(req.Ref); err != nil {
+			return Request{}, sysexits.New(sysexits.DataErr, err)
 		}
 		return req, nil
 	}
@@ -407,11 +405,11 @@ func (w *Worker) decode(data []byte) (*event.GitHubEvent, *github.Push, error) {
 	if push.IsDeletion() {
 		return nil, nil, sysexits.Errorf(sysexits.DataErr, "entry is the deletion of %s; nothing to deploy", push.Ref)
 	}
-	if err := gitrepo.CheckSHA(push.After); err != nil {
-		return nil, nil, err
+	if _, err := ident.ParseCommit(push.After); err != nil {
+		return nil, nil, sysexits.New(sysexits.DataErr, err)
 	}
-	if err := gitrepo.CheckRef(push.Ref); err != nil {
-		return nil, nil, err
+	if _, err := ident.ParseRef(push.Ref); err != nil {
+		return nil, nil, sysexits.New(sysexits.DataErr, err)
 	}
 	return ev, push, nil
 }
@@ -434,7 +432,8 @@ type Request struct {
 	// is checked out (manual deploys and rollbacks only).
 	AllowOlder bool
 	// Force deploys even while the deployment is paused or outside its
-	// windows (manual deploys only); the run's note says so. It also
+	// windows (by hand only: deploy --force, rollback --force); the run's
+	// note says so. It also
 	// rebuilds the live commit, which is otherwise recorded unchanged.
 	Force bool
 

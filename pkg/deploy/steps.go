@@ -14,12 +14,13 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // DefaultPATH is the steps' PATH when the worker has none.
-const DefaultPATH = "/usr/local/bin:/usr/bin:/bin"
+const DefaultPATH = progpath.UserPATH
 
 // passedEnv are the variables of the worker's own environment that steps
 // get. Everything else (DH_DATABASE_URL, CREDENTIALS_DIRECTORY, ...) stays
@@ -94,16 +95,11 @@ func lookProgram(name, checkout string, env []string) (string, error) {
 			path = v
 		}
 	}
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" || !filepath.IsAbs(dir) {
-			continue // a relative PATH entry would depend on the checkout's content
-		}
-		p := filepath.Join(dir, name)
-		if executable(p) == nil {
-			return p, nil
-		}
+	p, err := progpath.InPath(name, path) // relative entries skipped: they would depend on the checkout
+	if err != nil {
+		return "", sysexits.New(sysexits.Unavailable, err)
 	}
-	return "", sysexits.Errorf(sysexits.Unavailable, "%q not found in PATH %s", name, path)
+	return p, nil
 }
 
 func executable(path string) error {
@@ -147,7 +143,7 @@ func openRunLog(stateDir, deployment string, req Request, stderr io.Writer) (*ru
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("create log directory: %w", err))
 	}
-	// The delivery id's alphabet has no "/" (event.ValidDelivery).
+	// The delivery id's alphabet has no "/" (ident.ParseDelivery).
 	name := fmt.Sprintf("%s-%s-%d.log", time.Now().UTC().Format("20060102T150405.000000000Z"), req.Delivery, req.Attempt)
 	path := filepath.Join(dir, name)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)

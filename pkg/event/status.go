@@ -1,7 +1,6 @@
 package event
 
 import (
-	"regexp"
 	"time"
 	"unicode/utf8"
 )
@@ -38,16 +37,13 @@ func DecodeCommitStatus(data []byte) (*CommitStatus, error) {
 	return decode[CommitStatus](data, KindCommitStatus)
 }
 
-// repositoryRE is "owner/name" as GitHub spells them.
-var repositoryRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}/[A-Za-z0-9._-]{1,100}$`)
-
 func (e *CommitStatus) check() error {
 	switch {
-	case !deploymentRE.MatchString(e.Deployment):
+	case !validDeployment(e.Deployment):
 		return dataErr("entry has a missing or malformed deployment name %q", e.Deployment)
-	case !repositoryRE.MatchString(e.Repository):
+	case len(e.Repository) > 201 || !validRepository(e.Repository):
 		return dataErr("entry has a missing or malformed repository %q", e.Repository)
-	case !commitRE.MatchString(e.Commit):
+	case !validCommit(e.Commit):
 		return dataErr("entry has a missing or malformed commit %q", e.Commit)
 	case e.State != "pending" && e.State != "success" && e.State != "failure" && e.State != "error":
 		return dataErr("entry has an unknown state %q (pending, success, failure, error)", e.State)

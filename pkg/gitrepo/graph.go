@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/dh-deployer/dh-deployer/pkg/ident"
 )
 
 // maxGraph bounds the output of Graph's git commands: about 200,000
@@ -24,24 +26,24 @@ type Graph struct {
 }
 
 // Graph reads the graph of the refs and commits, after a Sync. Refs and
-// commits must be valid (CheckRef, CheckSHA); a commit the repository does
+// commits must be valid (ident.ParseRef, ident.ParseCommit); a commit the repository does
 // not have is simply on no ref and contains nothing.
 func (r *Repo) Graph(ctx context.Context, refs, commits []string) (*Graph, error) {
 	g := &Graph{tips: map[string]string{}, parents: map[string][]string{}, known: map[string]bool{}, below: map[string]map[string]string{}}
 	for _, ref := range refs {
-		if err := CheckRef(ref); err != nil {
+		if err := checkRef(ref); err != nil {
 			return nil, err
 		}
 		g.tips[ref] = ""
 	}
 	for _, c := range commits {
-		if err := CheckSHA(c); err != nil {
+		if err := checkSHA(c); err != nil {
 			return nil, err
 		}
 	}
 	// 1. The tips: one for-each-ref, tags peeled to their commits.
 	out, err := r.runMax(ctx, r.Path, maxGraph, "for-each-ref", "--format=%(refname) %(objectname) %(*objectname)",
-		strings.TrimSuffix(remotePrefix, "/"), strings.TrimSuffix(tagPrefix, "/"))
+		strings.TrimSuffix(remotePrefix, "/"), strings.TrimSuffix(ident.TagPrefix, "/"))
 	if err != nil {
 		return nil, fmt.Errorf("read the fetched refs: %w", err)
 	}
@@ -53,13 +55,13 @@ func (r *Repo) Graph(ctx context.Context, refs, commits []string) (*Graph, error
 		}
 		ref := f[0]
 		if name, ok := strings.CutPrefix(ref, remotePrefix); ok {
-			ref = branchPrefix + name
+			ref = ident.BranchPrefix + name
 		}
 		if _, asked := g.tips[ref]; !asked {
 			continue
 		}
 		tip := f[len(f)-1] // the peeled commit of an annotated tag comes last
-		if CheckSHA(tip) != nil {
+		if checkSHA(tip) != nil {
 			continue
 		}
 		g.tips[ref] = tip
@@ -144,7 +146,7 @@ func (g *Graph) On(ref, commit string) bool {
 		return false
 	case tip == commit:
 		return true
-	case strings.HasPrefix(ref, tagPrefix):
+	case strings.HasPrefix(ref, ident.TagPrefix):
 		return false
 	}
 	below, ok := g.below[ref]

@@ -341,7 +341,7 @@ func (c *Consumer) RunBatch(ctx context.Context, h BatchHandler, opts Options) e
 			continue
 		}
 		if found {
-			continue // rescan after every batch
+			continue // the listing is worked through: rescan
 		}
 		if opts.Once {
 			return nil

@@ -43,8 +43,8 @@
 //     handlers must be idempotent.
 //   - fsnotify (or, with Options.Poll, the wake pipe and a look at the
 //     directory's mtime: see WakeFile) is only a hint. The directory is
-//     rescanned at start, after every batch, on a watcher overflow and
-//     periodically.
+//     rescanned at start, once every entry of the last listing was handled
+//     (batch by batch), on a watcher overflow and periodically.
 //
 // Every change a consumer makes follows the same rule: a removal is
 // followed by an fsync of the queue directory (one per batch) before the

@@ -42,6 +42,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
+	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 )
 
@@ -157,7 +158,7 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusBadRequest, "missing or malformed "+github.HeaderEvent+" header", client)
 		return
 	}
-	if !github.ValidGUID(e.Delivery) {
+	if _, err := ident.ParseGUID(e.Delivery); err != nil {
 		s.reject(w, r, http.StatusBadRequest, "missing or malformed "+github.HeaderDelivery+" header (want a GUID)", client)
 		return
 	}

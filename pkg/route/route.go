@@ -82,6 +82,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
+	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -750,7 +751,8 @@ func looseEvent(data []byte) (store.Event, bool) {
 	} else {
 		rec.ReceivedAt = time.Now()
 	}
-	return rec, event.ValidDelivery(delivery)
+	_, err := ident.ParseDelivery(delivery)
+	return rec, err == nil
 }
 
 func (r *Router) db(ctx context.Context, what string, fn func(context.Context) error) error {

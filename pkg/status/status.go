@@ -57,6 +57,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/pause"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
@@ -116,9 +117,9 @@ type Handler struct {
 var pageFS embed.FS
 
 var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
-	"short": short,
+	"short": cli.ShortSHA,
 	"stamp": stamp,
-	"dash":  dash,
+	"dash":  cli.Dash,
 	"join":  func(s []string) string { return strings.Join(s, ", ") },
 	"pages": func(n int) []int {
 		out := make([]int, n)
@@ -436,7 +437,7 @@ func (h *Handler) Collect(ctx context.Context, v View) (*Page, error) {
 func state(d *config.Deployment, dep Deployment, runs []store.Run) (string, string) {
 	for _, r := range runs {
 		if r.State == store.RunRunning {
-			return StateRunning, fmt.Sprintf("run %d of %s", r.ID, short(r.Commit))
+			return StateRunning, fmt.Sprintf("run %d of %s", r.ID, cli.ShortSHA(r.Commit))
 		}
 	}
 	switch {
@@ -657,32 +658,16 @@ func logError(w http.ResponseWriter, err error) {
 	}
 }
 
-func short(commit string) string {
-	if len(commit) > 12 {
-		return commit[:12]
-	}
-	return commit
-}
-
+// stamp is cli.Stamp of a time or of a *time.Time (nil: "-"), for the
+// page's template.
 func stamp(t any) string {
 	switch t := t.(type) {
 	case time.Time:
-		if t.IsZero() {
-			return "-"
-		}
-		return t.UTC().Format(time.RFC3339)
+		return cli.Stamp(t)
 	case *time.Time:
-		if t == nil || t.IsZero() {
-			return "-"
+		if t != nil {
+			return cli.Stamp(*t)
 		}
-		return t.UTC().Format(time.RFC3339)
 	}
 	return "-"
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

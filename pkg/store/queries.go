@@ -52,8 +52,6 @@ const (
 
 // The other statements of the stages: each on one row by its key.
 const (
-	qCountRedelivery = `UPDATE events SET deliveries = deliveries + 1, last_seen_at = now()
-		WHERE delivery = $1`
 	qDecide = `WITH r AS (
 			INSERT INTO routes AS rt (delivery, deployment, entry)
 			SELECT $1, d, $4 FROM unnest($5::text[]) AS d
@@ -76,10 +74,6 @@ const (
 		ORDER BY n
 		ON CONFLICT (delivery) DO NOTHING
 		RETURNING delivery`
-	qInsertEvent = `INSERT INTO events (delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at, status)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'received')
-		ON CONFLICT (delivery) DO NOTHING
-		RETURNING true`
 	qInsertRoutes = `INSERT INTO routes (delivery, deployment, entry)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[])`
 	qInsertRun = `INSERT INTO runs (delivery, deployment, attempt, trigger, ref, commit_sha, previous_sha,
@@ -97,8 +91,6 @@ const (
 			status = CASE WHEN ev.status IN ('received', 'failed') THEN 'failed' ELSE ev.status END,
 			reason = CASE WHEN ev.status IN ('received', 'failed') THEN excluded.reason ELSE ev.reason END,
 			decided_at = CASE WHEN ev.status IN ('received', 'failed') THEN now() ELSE ev.decided_at END`
-	qSetEventStatus = `UPDATE events SET status = $2, reason = $3, deployments = $4, decided_at = now()
-		WHERE delivery = $1`
 	qStartWaitingRun = `UPDATE runs SET state = 'running', trigger = $2, ref = $3, commit_sha = $4, previous_sha = $5,
 		       started_at = $6, log_path = $7, note = $8, triggered_by = $9
 		WHERE id = $1 AND state = 'queued'`
@@ -133,16 +125,13 @@ var hotQueries = []struct{ Name, SQL string }{
 	{"LinkSuperseded", qLinkSuperseded},
 	{"RoutesOf", qRoutesOf},
 	{"RecentEvents", qRecentEvents},
-	{"CountRedelivery", qCountRedelivery},
 	{"Decide", qDecide},
 	{"FinishRun", qFinishRun},
 	{"InsertDecided", qInsertDecided},
-	{"InsertEvent", qInsertEvent},
 	{"InsertRoutes", qInsertRoutes},
 	{"InsertRun", qInsertRun},
 	{"RecordDelivery", qRecordDelivery},
 	{"RecordFailure", qRecordFailure},
-	{"SetEventStatus", qSetEventStatus},
 	{"StartWaitingRun", qStartWaitingRun},
 	{"WaitRun", qWaitRun},
 	{"PruneEvents", qPruneEvents},

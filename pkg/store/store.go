@@ -3,9 +3,10 @@
 //
 // Guarantees:
 //   - Every method is bounded by the Store's per-call timeout (10 s by
-//     default, see WithTimeout) on top of the caller's context.
-//   - InsertEvent is idempotent and race-free: however many times and from
-//     however many processes one delivery GUID is inserted, there is one row.
+//     default) on top of the caller's context.
+//   - RecordDelivery and InsertDecided are idempotent and race-free: however
+//     many times and from however many processes one delivery GUID is
+//     recorded, there is one row.
 //   - Nothing is retried behind the caller's back; Retry does it explicitly.
 //   - No statement of the stages or the status page reads a deployment's
 //     whole history or a whole table: each is named in queries.go and
@@ -40,7 +41,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
-// DefaultTimeout bounds each method call unless WithTimeout says otherwise.
+// DefaultTimeout bounds each method call.
 const DefaultTimeout = 10 * time.Second
 
 // ErrNotFound is returned (wrapped) when a row asked for does not exist.
@@ -62,13 +63,8 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// Option configures Open.
+// Option configures Open (the tests' WithTimeout).
 type Option func(*Store)
-
-// WithTimeout sets the per-call timeout applied to every method.
-func WithTimeout(d time.Duration) Option {
-	return func(s *Store) { s.timeout = d }
-}
 
 // NoIdle makes the Store keep no connection open between calls: each
 // call connects and closes its connection when it is done (a transaction

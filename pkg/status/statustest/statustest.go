@@ -231,15 +231,13 @@ path = "/srv/web"
 	} {
 		ev := store.Event{Delivery: e.delivery, Event: "push", HookID: 1, Repository: "ducompsoc/durhack",
 			Ref: "refs/heads/main", After: CommitFailed, ReceivedAt: in.Now.Add(time.Duration(i-10) * time.Minute)}
-		if _, err := st.InsertEvent(ctx, ev); err != nil {
-			t.Fatalf("InsertEvent = %v", err)
-		}
 		var deps []string
 		if e.status == store.StatusRouted {
 			deps = []string{"api"}
 		}
-		if err := st.SetEventStatus(ctx, e.delivery, e.status, e.reason, deps); err != nil {
-			t.Fatalf("SetEventStatus = %v", err)
+		d := store.Decided{Event: ev, Status: e.status, Reason: e.reason, Entry: e.delivery + ".json", Deployments: deps}
+		if _, err := st.InsertDecided(ctx, []store.Decided{d}); err != nil {
+			t.Fatalf("InsertDecided = %v", err)
 		}
 	}
 	return in

@@ -8,6 +8,8 @@
 //	GET /status?page=N             page N of the deployments (above 2×PageSize of them)
 //	GET /status?deployment=NAME    one deployment with its last runs (also .json)
 //	GET /status/logs/NAME/RUN      the log of run RUN of deployment NAME, text/plain
+//	GET /metrics                   Prometheus metrics, computed on scrape (metrics.go)
+//	GET /healthz                   200, or 503 when a queue is stalled (its worker stopped)
 //
 // The cost of a request does not grow with the history: the last runs of
 // every deployment shown come in one statement, the decisions in another,
@@ -158,6 +160,8 @@ func New(cfg func() *config.Config, st *store.Store, opts Options) *Handler {
 	h.mux.HandleFunc("/status", h.html)
 	h.mux.HandleFunc("/status.json", h.json)
 	h.mux.HandleFunc("/status/logs/{name}/{run}", h.log)
+	h.mux.Handle("/metrics", h.metricsHandler())
+	h.mux.HandleFunc("/healthz", h.healthz)
 	return h
 }
 

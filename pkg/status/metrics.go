@@ -240,17 +240,13 @@ type queueState struct {
 	err     error
 }
 
-// queues reads the state of every queue: main, each deployment's, nginx
-// and cert (the last two only if they exist).
+// queues reads the state of the queues the status page shows: main and
+// each deployment's (dh-route may not read nginx's and cert's).
 func (h *Handler) queues(cfg *config.Config, now time.Time) []queueState {
-	names := append([]string{config.MainQueue}, cfg.DeploymentNames()...)
 	var out []queueState
-	for _, name := range append(names, config.NginxQueue, config.CertQueue) {
+	for _, name := range append([]string{config.MainQueue}, cfg.DeploymentNames()...) {
 		q := queue.Open(cfg.QueuePath(name))
 		s, err := q.Stats()
-		if errors.Is(err, fs.ErrNotExist) && (name == config.NginxQueue || name == config.CertQueue) {
-			continue
-		}
 		qs := queueState{name: name, stats: s, err: err}
 		if err == nil {
 			qs.stalled, qs.err = q.StalledSince(s, now.Add(-cfg.Status.StallAfter))
@@ -276,11 +272,14 @@ type Health struct {
 	Status  string   `json:"status"` // "ok" or "unhealthy"
 	Reasons []string `json:"reasons,omitempty"`
 	Stalled []string `json:"stalled,omitempty"` // the stalled queues
+	Errors  []string `json:"errors,omitempty"`  // queues that could not be read (not unhealthy by themselves)
 }
 
 // Check reports whether every queue is being consumed: unhealthy when an
 // entry older than status.stall_after waits in a queue whose lock no
-// worker holds (its worker stopped), or when a queue cannot be read.
+// worker holds (its worker stopped). A queue that cannot be read is listed
+// in Errors (and counted by dh_route_scrape_errors) without turning the
+// answer red, as the status page shows it as "-".
 func (h *Handler) Check() Health {
 	cfg := h.config()
 	now := h.opts.Now()
@@ -288,7 +287,7 @@ func (h *Handler) Check() Health {
 	for _, q := range h.queues(cfg, now) {
 		switch {
 		case q.err != nil:
-			hl.Reasons = append(hl.Reasons, fmt.Sprintf("queue %s: %v", q.name, q.err))
+			hl.Errors = append(hl.Errors, fmt.Sprintf("queue %s: %v", q.name, q.err))
 		case q.stalled:
 			hl.Stalled = append(hl.Stalled, q.name)
 			hl.Reasons = append(hl.Reasons, fmt.Sprintf("queue %s: the oldest entry waits for %s, longer than status.stall_after %s, and no worker holds %s: start its worker (%s)",
@@ -307,10 +306,6 @@ func worker(name string) string {
 	switch name {
 	case config.MainQueue:
 		return "systemctl start dh-route"
-	case config.NginxQueue:
-		return "systemctl start dh-nginx"
-	case config.CertQueue:
-		return "systemctl start dh-cert"
 	}
 	return "systemctl start dh-deploy@" + name
 }

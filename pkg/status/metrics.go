@@ -149,6 +149,9 @@ func (m metrics) database(ctx context.Context, ch chan<- prometheus.Metric, cfg 
 	hists := map[string]*hist{}
 	for _, name := range names {
 		hists[name] = &hist{buckets: map[float64]uint64{}}
+		for _, b := range RunDurationBuckets {
+			hists[name].buckets[b] = 0 // every bound, empty ones too
+		}
 	}
 	for _, r := range stats {
 		states[[2]string{r.Deployment, r.State}]++

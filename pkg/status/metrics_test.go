@@ -134,8 +134,8 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s%q = %v (present %t); want %v", c.name, c.labels, got, ok, c.want)
 		}
 	}
-	if b := fams["dh_route_run_duration_seconds"].GetMetric()[0].GetHistogram().GetBucket(); len(b) != len(status.RunDurationBuckets) {
-		t.Errorf("dh_route_run_duration_seconds has %d buckets; want all %d", len(b), len(status.RunDurationBuckets))
+	if b := fams["dh_route_run_duration_seconds"].GetMetric()[0].GetHistogram().GetBucket(); len(b) != len(status.RunDurationBuckets)+1 { // and +Inf
+		t.Errorf("dh_route_run_duration_seconds has %d buckets; want all %d and +Inf", len(b), len(status.RunDurationBuckets))
 	}
 	if _, ok := metric(fams, "dh_route_last_success_age_seconds", "deployment", "cms"); !ok {
 		t.Errorf("dh_route_last_success_age_seconds{cms} absent; want present (cms succeeded)")

@@ -15,11 +15,10 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/dh-deployer/dh-deployer/pkg/demo"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
+	"github.com/dh-deployer/dh-deployer/pkg/status/statustest"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
@@ -98,7 +97,7 @@ stall_after = "2s"
 		{receive, "dh_receive_bytes_in_flight", nil, 0},
 		{receive, "dh_receive_backlog_refusals_total", nil, 0},
 	} {
-		if got := value(c.fams, c.name, c.labels...); got != c.want {
+		if got := metricValue(c.fams, c.name, c.labels...); got != c.want {
 			t.Errorf("before the push: %s%v = %v; want %v", c.name, c.labels, got, c.want)
 		}
 	}
@@ -135,11 +134,11 @@ stall_after = "2s"
 		{receive, "dh_receive_deliveries_total", []string{"event", "push", "code", "202"}, 1},
 		{receive, "dh_receive_request_duration_seconds", nil, 1},
 	} {
-		if got := value(c.fams, c.name, c.labels...); got != c.want {
+		if got := metricValue(c.fams, c.name, c.labels...); got != c.want {
 			t.Errorf("after the push: %s%v = %v; want %v", c.name, c.labels, got, c.want)
 		}
 	}
-	if age := value(route, "dh_route_last_success_age_seconds", "deployment", "app"); age < 0 || age > 60 {
+	if age := metricValue(route, "dh_route_last_success_age_seconds", "deployment", "app"); age < 0 || age > 60 {
 		t.Errorf("after the push: dh_route_last_success_age_seconds{app} = %v; want a few seconds", age)
 	}
 
@@ -169,10 +168,10 @@ stall_after = "2s"
 		t.Errorf("/healthz reasons = %q; want one naming the worker to start, dh-deploy@app", health.Reasons)
 	}
 	route = r.scrape(routeURL+"/metrics", statusToken)
-	if got := value(route, "dh_route_queue_stalled", "queue", "app"); got != 1 {
+	if got := metricValue(route, "dh_route_queue_stalled", "queue", "app"); got != 1 {
 		t.Errorf("worker stopped: dh_route_queue_stalled{app} = %v; want 1", got)
 	}
-	if got := value(route, "dh_route_queue_oldest_age_seconds", "queue", "app"); got < 2 {
+	if got := metricValue(route, "dh_route_queue_oldest_age_seconds", "queue", "app"); got < 2 {
 		t.Errorf("worker stopped: dh_route_queue_oldest_age_seconds{app} = %v; want over stall_after (2s)", got)
 	}
 
@@ -189,10 +188,10 @@ stall_after = "2s"
 	})
 	r.waitRun(ctx, guid, "app")
 	route = r.scrape(routeURL+"/metrics", statusToken)
-	if got := value(route, "dh_route_queue_stalled", "queue", "app"); got != 0 {
+	if got := metricValue(route, "dh_route_queue_stalled", "queue", "app"); got != 0 {
 		t.Errorf("worker running: dh_route_queue_stalled{app} = %v; want 0", got)
 	}
-	if got := value(route, "dh_route_runs", "deployment", "app", "state", "succeeded"); got != 2 {
+	if got := metricValue(route, "dh_route_runs", "deployment", "app", "state", "succeeded"); got != 2 {
 		t.Errorf("after the second push: dh_route_runs{app,succeeded} = %v; want 2", got)
 	}
 }
@@ -223,41 +222,11 @@ func (r *rig) scrape(url, token string) map[string]*dto.MetricFamily {
 	if code != http.StatusOK {
 		r.t.Fatalf("GET %s = %d %s; want 200", url, code, body)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		r.t.Fatalf("parse the metrics of %s: %v\n%s", url, err, body)
-	}
-	return fams
+	return statustest.ParseMetrics(r.t, body)
 }
 
-// value is the value of the metric name with the labels (name, value
-// pairs): a gauge's or counter's value, a histogram's sample count; 0 if
-// there is no such metric.
-func value(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-	f := fams[name]
-	if f == nil {
-		return 0
-	}
-next:
-	for _, m := range f.GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		switch {
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue()
-		case m.Counter != nil:
-			return m.GetCounter().GetValue()
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return 0
+// metricValue is statustest.Metric's value, 0 if there is none.
+func metricValue(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	v, _ := statustest.Metric(fams, name, labels...)
+	return v
 }

@@ -19,8 +19,6 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
@@ -36,35 +34,7 @@ func scrape(t *testing.T, h http.Handler, header ...string) map[string]*dto.Metr
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("GET /metrics = %d %s; want 200", res.StatusCode, body)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("parse /metrics: %v\n%s", err, body)
-	}
-	return fams
-}
-
-// metric returns the value of the metric name with the labels (name,
-// value pairs) — a gauge's value or a histogram's sample count — and
-// whether there is one.
-func metric(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
-next:
-	for _, m := range fams[name].GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		if m.Histogram != nil {
-			return float64(m.GetHistogram().GetSampleCount()), true
-		}
-		return m.GetGauge().GetValue(), true
-	}
-	return 0, false
+	return statustest.ParseMetrics(t, body)
 }
 
 // writeCert writes a self-signed certificate expiring at notAfter to
@@ -130,20 +100,20 @@ func TestMetrics(t *testing.T) {
 		{"dh_route_scrape_errors", []string{"source", "cert"}, 0},  // pending.test's file is missing: not an error
 		{"dh_route_scrape_errors", []string{"source", "database"}, 0},
 	} {
-		if got, ok := metric(fams, c.name, c.labels...); !ok || got != c.want {
+		if got, ok := statustest.Metric(fams, c.name, c.labels...); !ok || got != c.want {
 			t.Errorf("%s%q = %v (present %t); want %v", c.name, c.labels, got, ok, c.want)
 		}
 	}
 	if b := fams["dh_route_run_duration_seconds"].GetMetric()[0].GetHistogram().GetBucket(); len(b) != len(status.RunDurationBuckets)+1 { // and +Inf
 		t.Errorf("dh_route_run_duration_seconds has %d buckets; want all %d and +Inf", len(b), len(status.RunDurationBuckets))
 	}
-	if _, ok := metric(fams, "dh_route_last_success_age_seconds", "deployment", "cms"); !ok {
+	if _, ok := statustest.Metric(fams, "dh_route_last_success_age_seconds", "deployment", "cms"); !ok {
 		t.Errorf("dh_route_last_success_age_seconds{cms} absent; want present (cms succeeded)")
 	}
-	if _, ok := metric(fams, "dh_route_last_success_age_seconds", "deployment", "docs"); ok {
+	if _, ok := statustest.Metric(fams, "dh_route_last_success_age_seconds", "deployment", "docs"); ok {
 		t.Errorf("dh_route_last_success_age_seconds{docs} present; want absent (docs never succeeded)")
 	}
-	if _, ok := metric(fams, "dh_route_cert_expiry_timestamp_seconds", "cert", "pending.test"); ok {
+	if _, ok := statustest.Metric(fams, "dh_route_cert_expiry_timestamp_seconds", "cert", "pending.test"); ok {
 		t.Errorf("dh_route_cert_expiry_timestamp_seconds{pending.test} present; want absent (no file)")
 	}
 }
@@ -152,10 +122,10 @@ func TestMetricsDatabaseDown(t *testing.T) {
 	in := statustest.New(t, "")
 	h := status.New(func() *config.Config { return in.Config }, nil, status.Options{Now: func() time.Time { return in.Now }})
 	fams := scrape(t, h)
-	if got, ok := metric(fams, "dh_route_database_up"); !ok || got != 0 {
+	if got, ok := statustest.Metric(fams, "dh_route_database_up"); !ok || got != 0 {
 		t.Errorf("no database: dh_route_database_up = %v (present %t); want 0", got, ok)
 	}
-	if got, ok := metric(fams, "dh_route_queue_depth", "queue", "api"); !ok || got != 1 {
+	if got, ok := statustest.Metric(fams, "dh_route_queue_depth", "queue", "api"); !ok || got != 1 {
 		t.Errorf("no database: dh_route_queue_depth{api} = %v (present %t); want 1 (the queues are still read)", got, ok)
 	}
 }
@@ -182,7 +152,7 @@ func TestHealthzStalledWorker(t *testing.T) {
 	if !strings.Contains(strings.Join(hl.Reasons, "\n"), "systemctl start dh-deploy@api") {
 		t.Errorf("reasons %q; want the fix for api: systemctl start dh-deploy@api", hl.Reasons)
 	}
-	if got, _ := metric(scrape(t, h), "dh_route_queue_stalled", "queue", "api"); got != 1 {
+	if got, _ := statustest.Metric(scrape(t, h), "dh_route_queue_stalled", "queue", "api"); got != 1 {
 		t.Errorf("dh_route_queue_stalled{api} = %v; want 1", got)
 	}
 
@@ -197,7 +167,7 @@ func TestHealthzStalledWorker(t *testing.T) {
 	if code, hl := health(); code != http.StatusOK || len(hl.Stalled) > 0 {
 		t.Errorf("GET /healthz, workers holding the locks = %d %+v; want 200", code, hl)
 	}
-	if got, _ := metric(scrape(t, h), "dh_route_queue_stalled", "queue", "api"); got != 0 {
+	if got, _ := statustest.Metric(scrape(t, h), "dh_route_queue_stalled", "queue", "api"); got != 0 {
 		t.Errorf("dh_route_queue_stalled{api} with its worker = %v; want 0", got)
 	}
 }

@@ -31,12 +31,19 @@
 //	                                                 directory, git access checked as that user,
 //	                                                 dh-deploy@NAME enabled and started; prints
 //	                                                 the webhook URL and the next command
+//	dh-deploy [-c FILE] sudoers NAME                 the sudo rules of self deployment NAME
 //
 // SIGHUP makes run reload the configuration; the worker takes it up
 // before its next entry (changed steps, environment, … apply from the next
 // run). A configuration that does not load, or lacks the worker's
 // deployment, is logged and the old one kept. run waits for the database
 // at start (run --once exits 75 instead). docs/deploy.md has the details.
+//
+// The worker never reads the GitHub token: with github.token_file set it
+// queues each commit status in queues/status, for dh-route to set. The
+// steps' secrets come from the deployment's environment_file, which must
+// be the worker's user's own, mode 0600. sudoers prints the exact sudo
+// rules a self deployment needs on a host without systemd.
 //
 // Exit status follows sysexits(3): 0 ok, 1 the run (deploy, rollback,
 // replay) failed or was refused, 64 usage or an unknown deployment, 65 bad
@@ -93,6 +100,8 @@ var app = &cli.App{
 		{Name: "logs", Args: "NAME [RUN]", MinArgs: 1, MaxArgs: 2, Summary: "print a run's log (default: the newest run)", Run: logs},
 		{Name: "add", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"repository", "branch", "path", "clone-url", "steps", "user", "host"},
 			Summary: "as root: add a deployment end to end (config, user, role, queue, unit, git access)", Run: add},
+		{Name: "sudoers", Args: "NAME", MinArgs: 1, MaxArgs: 1,
+			Summary: "print the exact sudo rules of self deployment NAME (for dh-deployer-acl --sudo)", Run: sudoers},
 	},
 	DefineFlags: func(fs *pflag.FlagSet) {
 		fs.Bool("once", false, "drain the queue, then exit")
@@ -457,4 +466,28 @@ func add(ctx context.Context, env *cli.Env, args []string) error {
 		}
 	}
 	return setup.AddDeployment(ctx, &setup.Runner{Out: env.Stdout}, cfg, d)
+}
+
+// sudoers prints the sudoers(5) drop-in that allows the self deployment's
+// user exactly its sudo commands (config.Self.SudoRules); dh-deployer-acl
+// deployment NAME USER --self --sudo installs it.
+func sudoers(_ context.Context, env *cli.Env, args []string) error {
+	cfg, err := config.Load(env.Config)
+	if err != nil {
+		return err
+	}
+	d, ok := cfg.Deployment(args[0])
+	if !ok || d.Kind != config.KindSelf {
+		return sysexits.Errorf(sysexits.Usage, "no deployment %q of kind self in %s", args[0], cfg.File)
+	}
+	rules, err := d.Self.SudoRules(d.RunsAs())
+	if err != nil {
+		return sysexits.Errorf(sysexits.Config, "deployments.%s.self: %w", d.Name, err)
+	}
+	fmt.Fprintf(env.Stdout, "# /etc/sudoers.d/dh-deploy-%s: the self deployment %s may run exactly these as root\n", d.Name, d.Name)
+	fmt.Fprintf(env.Stdout, "# (made by dh-deploy sudoers %s from %s; no wildcards)\n", d.Name, cfg.File)
+	for _, r := range rules {
+		fmt.Fprintln(env.Stdout, r)
+	}
+	return nil
 }

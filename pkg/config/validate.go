@@ -39,7 +39,7 @@ var (
 
 // reserved are the names no deployment may take: the stages' own queues
 // and the subdirectories of a queue.
-var reserved = []string{MainQueue, NginxQueue, CertQueue, "failed", "tmp"}
+var reserved = []string{MainQueue, NginxQueue, CertQueue, StatusQueue, "failed", "tmp"}
 
 // setDefaults fills what the file left out; defined reports whether the
 // file gave a key (nil: nothing was given, as for a Config built in Go).
@@ -82,11 +82,14 @@ func (c *Config) setDefaults(defined func(key ...string) bool, booted bool) {
 			}
 		}
 		d.releaseDefaults(defined)
-		if booted && d.Kind == KindSelf {
+		if d.Kind == KindSelf {
 			if d.Self == nil {
 				d.Self = &Self{}
 			}
-			d.Self.systemdDefaults()
+			if booted {
+				d.Self.systemdDefaults()
+			}
+			d.Self.sudoDefaults(c.DeploymentNames())
 		}
 	}
 }
@@ -408,7 +411,7 @@ func (d *Deployment) validate(ck *checker, c *Config, name string) {
 		ck.hint("a deployment's name is also its queue's and its systemd instance's name")
 	case slices.Contains(reserved, name):
 		ck.add(key(), "name %q is reserved", name)
-		ck.hint("main, nginx, cert, failed and tmp are queue names of their own")
+		ck.hint("main, nginx, cert, status, failed and tmp are queue names of their own")
 	}
 
 	switch d.Kind {
@@ -476,6 +479,10 @@ func (d *Deployment) validate(ck *checker, c *Config, name string) {
 		case strings.ContainsRune(d.Environment[name], 0):
 			ck.add(key("environment", name), "value contains a NUL byte")
 		}
+	}
+
+	if d.EnvironmentFile != "" {
+		ck.absPath(key("environment_file"), d.EnvironmentFile)
 	}
 
 	if d.User != "" && (len(d.User) > 32 || !userRE.MatchString(d.User)) {

@@ -60,7 +60,6 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
-	"github.com/dh-deployer/dh-deployer/pkg/ghstatus"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
 	"github.com/dh-deployer/dh-deployer/pkg/notify"
@@ -88,7 +87,7 @@ type Options struct {
 	Logger *slog.Logger
 	// Getenv reads the worker's environment: the steps get PATH, HOME and
 	// a few more from it (see StepEnv), and $CREDENTIALS_DIRECTORY locates
-	// the GitHub token and the notification URL.
+	// the notification URL.
 	Getenv func(string) string
 	// Stderr receives the steps' output as it comes (the journal under
 	// systemd), besides the run's log file. nil discards it.
@@ -123,9 +122,11 @@ type Worker struct {
 	notices *notices
 }
 
-// New returns the worker of the deployment name. It reads the GitHub token
-// and the notification URL now, so that a bad one stops the worker at
-// start (sysexits.Config) rather than at the first run.
+// New returns the worker of the deployment name. It reads the
+// notification URL now, so that a bad one stops the worker at start
+// (sysexits.Config) rather than at the first run. It never reads the
+// GitHub token: with github.token_file set, commit statuses go to
+// queues/status, for dh-route to set.
 func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worker, error) {
 	if _, ok := cfg.Deployment(name); !ok {
 		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s: no deployment %q", cfg.File, name),
@@ -144,20 +145,21 @@ func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worke
 		opts.Now = time.Now
 	}
 	log := opts.Logger.With("deployment", name)
-	token, err := cfg.GitHubToken(opts.Getenv)
-	if err != nil {
-		return nil, err
-	}
 	hook, err := cfg.NotifyURL(opts.Getenv)
 	if err != nil {
 		return nil, err
 	}
 	agent := "dh-deployer/" + opts.Version
 	n := &notices{
-		status: &ghstatus.Client{BaseURL: cfg.GitHub.APIURL, Token: string(token), Context: cfg.GitHub.StatusContext,
-			UserAgent: agent, Logger: log},
-		chat: &notify.Webhook{URL: hook, Username: cfg.Notify.Username, UserAgent: agent, Logger: log},
-		log:  log,
+		deployment: name,
+		chat:       &notify.Webhook{URL: hook, Username: cfg.Notify.Username, UserAgent: agent, Logger: log},
+		log:        log,
+	}
+	if cfg.GitHub.TokenFile != "" { // statuses go to dh-route, which holds the token
+		n.status = queue.Open(cfg.QueuePath(config.StatusQueue))
+		if err := n.status.Init(); err != nil {
+			return nil, fmt.Errorf("queues/%s, where commit statuses go: %w", config.StatusQueue, err)
+		}
 	}
 	n.start()
 	w := &Worker{
@@ -181,8 +183,9 @@ func (w *Worker) use(cfg *config.Config) {
 // SetConfig hands the worker a reloaded configuration (SIGHUP). The
 // worker takes it up before it handles its next entry, never during a
 // run: the deployment's steps, environment, path, timeouts, windows …
-// change from the next run on. The GitHub token and the notification URL
-// are read at start only ([github] and [notify] changes need a restart).
+// change from the next run on. Whether statuses are queued and the
+// notification URL are read at start only ([github] and [notify] changes
+// need a restart).
 // A configuration without the worker's deployment is refused (a
 // sysexits.Config error): the worker goes on with the one it has, since
 // the entries still queued were routed to it under that one.

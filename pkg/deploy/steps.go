@@ -46,18 +46,26 @@ func environ(names ...string) func(getenv func(string) string) []string {
 // StepEnv is the environment of a run's steps, in this order (a later
 // entry wins): PATH (default DefaultPATH), HOME, USER, LOGNAME, LANG,
 // LC_ALL, TZ, TMPDIR and SSH_AUTH_SOCK from the worker's environment; the
-// deployment's environment table; then DH_DEPLOYMENT, DH_REPOSITORY,
-// DH_REF, DH_COMMIT, DH_PREVIOUS_COMMIT, DH_DELIVERY and DH_RUN_ID.
-func StepEnv(getenv func(string) string, d *config.Deployment, r store.Run) []string {
+// deployment's environment table; the deployment's environment_file (its
+// secrets, read now: see config.Deployment.SecretEnvironment, whose
+// refusal is StepEnv's error); then DH_DEPLOYMENT, DH_REPOSITORY, DH_REF,
+// DH_COMMIT, DH_PREVIOUS_COMMIT, DH_DELIVERY and DH_RUN_ID.
+func StepEnv(getenv func(string) string, d *config.Deployment, r store.Run) ([]string, error) {
+	secrets, err := d.SecretEnvironment()
+	if err != nil {
+		return nil, err
+	}
 	env := []string{"PATH=" + DefaultPATH}
 	env = append(env, environ(passedEnv...)(getenv)...)
-	names := make([]string, 0, len(d.Environment))
-	for n := range d.Environment {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		env = append(env, n+"="+d.Environment[n])
+	for _, vars := range []map[string]string{d.Environment, secrets} {
+		names := make([]string, 0, len(vars))
+		for n := range vars {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			env = append(env, n+"="+vars[n])
+		}
 	}
 	return append(env,
 		"DH_DEPLOYMENT="+d.Name,
@@ -67,7 +75,7 @@ func StepEnv(getenv func(string) string, d *config.Deployment, r store.Run) []st
 		"DH_PREVIOUS_COMMIT="+r.Previous,
 		"DH_DELIVERY="+r.Delivery,
 		fmt.Sprintf("DH_RUN_ID=%d", r.ID),
-	)
+	), nil
 }
 
 // lookProgram finds a step's program: an absolute path as is, a path with
@@ -134,7 +142,9 @@ type runLog struct {
 
 func openRunLog(stateDir, deployment string, req Request, stderr io.Writer) (*runLog, error) {
 	dir := config.RunLogDir(stateDir, deployment)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	// 0700: other deployments' users share the group (dh-deployer-acl
+	// deployment gives dh-route, and only it, read access by ACL).
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("create log directory: %w", err))
 	}
 	// The delivery id's alphabet has no "/" (event.ValidDelivery).

@@ -28,6 +28,7 @@ const (
 	KindCertRequest   = "cert-request"   // obtain a certificate (queues/cert)
 	KindNginxReload   = "nginx-reload"   // reload nginx after a renewal (queues/nginx)
 	KindDeployRequest = "deploy-request" // deploy a deployment now, by token (queues/main, deployment queues)
+	KindCommitStatus  = "commit-status"  // a commit status for dh-route to set on GitHub (queues/status)
 )
 
 // Envelope is what every entry starts with.

@@ -179,8 +179,8 @@ func PublishAll(items []Item) []Result {
 			ps[i].name = NewName()
 		}
 	}
-	// Write, sync and link each entry, stageWorkers at a time: every
-	// publisher syncs its own file, so none waits for another's data.
+	// Write and sync each entry, stageWorkers at a time: every publisher
+	// syncs its own file, so none waits for another's data.
 	if len(ps) == 1 {
 		ps[0].stage()
 	} else {
@@ -196,6 +196,12 @@ func PublishAll(items []Item) []Result {
 			}()
 		}
 		wg.Wait()
+	}
+	// Then link them in the order of items (a link is cheap): a consumer
+	// scanning meanwhile sees a prefix of a queue's new entries, never a
+	// later one without the earlier (it would handle a newer push first).
+	for _, p := range ps {
+		p.link()
 	}
 	// Then one directory fsync per queue for the names linked into it.
 	byQueue := map[*Queue][]*pending{}
@@ -244,14 +250,15 @@ type pending struct {
 	name    string                  // given (Item.Name) or fresh
 	given   bool
 	dst     string
-	existed bool  // a given name the queue already held: not ours to take back
-	size    int64 // bytes staged, for the queue's backlog count (limits.go)
+	tmp     string // the staged file, until linked
+	existed bool   // a given name the queue already held: not ours to take back
+	size    int64  // bytes staged, for the queue's backlog count (limits.go)
 	err     error
 }
 
-// stage writes the entry to the queue's staging directory, syncs its data
-// and links it into the queue under its name, never replacing a file. The
-// name is not durable until its directory is synced (syncNames).
+// stage writes the entry to the queue's staging directory and syncs its
+// data; link then links it into the queue. The name is not durable
+// until its directory is synced (syncNames).
 func (p *pending) stage() {
 	q := p.q
 	if p.given {
@@ -294,7 +301,17 @@ func (p *pending) stage() {
 		p.err = err
 		return
 	}
-	err = durable.Link(tmp, p.dst)
+	p.tmp = tmp
+}
+
+// link links a staged entry into the queue under its name, never
+// replacing a file.
+func (p *pending) link() {
+	if p.tmp == "" {
+		return // not staged: failed, or a given name that failed before
+	}
+	tmp := p.tmp
+	err := durable.Link(tmp, p.dst)
 	if errors.Is(err, os.ErrExist) && p.given {
 		// Only a given name can be taken (fresh ones are unique): the
 		// queue holds this entry already.

@@ -224,6 +224,9 @@ type Router struct {
 	logger *slog.Logger
 	wait   bool
 	cfg    atomic.Pointer[config.Config]
+	// roles is the configuration whose deployments' roles are recorded
+	// (RecordRoles).
+	roles atomic.Pointer[config.Config]
 
 	mu     sync.Mutex
 	queues map[string]*queue.Queue // deployment queues by directory, initialised
@@ -244,6 +247,31 @@ func (r *Router) SetConfig(cfg *config.Config) { r.cfg.Store(cfg) }
 
 // Config returns the current configuration.
 func (r *Router) Config() *config.Config { return r.cfg.Load() }
+
+// RecordRoles records, unless done already for the current
+// configuration, which database role each deployment's worker logs in as
+// (its user, Deployment.RunsAs): the runs table's row-level security lets
+// a deployment's role touch only the runs of the deployments recorded for
+// it (store.SetDeploymentRoles). dh-route calls it when it starts, on
+// reload, and before each batch, so that a configuration reloaded while
+// the database was away is recorded once it is back.
+func (r *Router) RecordRoles(ctx context.Context) error {
+	cfg := r.cfg.Load()
+	if r.roles.Load() == cfg {
+		return nil
+	}
+	roles := make(map[string]string, len(cfg.Deployments))
+	for _, name := range cfg.DeploymentNames() {
+		roles[name] = cfg.Deployments[name].RunsAs()
+	}
+	if err := r.db(ctx, "record the deployments' roles", func(ctx context.Context) error {
+		return r.store.SetDeploymentRoles(ctx, roles)
+	}); err != nil {
+		return err
+	}
+	r.roles.Store(cfg)
+	return nil
+}
 
 // Handle is the queue.Handler of queues/main, for replay: HandleBatch of
 // one entry.
@@ -278,6 +306,13 @@ type item struct {
 // again, and each entry's second handling resumes what its first one
 // recorded. A publish error is its entry's alone.
 func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
+	if err := r.RecordRoles(ctx); err != nil {
+		errs := make([]error, len(es))
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
 	cfg := r.cfg.Load()
 	items := make([]item, len(es))
 	for i, e := range es {

@@ -62,7 +62,7 @@ func (s *Store) InsertRun(ctx context.Context, r Run) (id int64, err error) {
 		nullString(r.Previous), r.State, nullTime(r.StartedAt), nullString(r.LogPath), nullString(r.Note),
 		nullString(r.TriggeredBy)).Scan(&id)
 	if err != nil {
-		return 0, classify(fmt.Errorf("insert run of %s for %s: %w", r.Deployment, r.Delivery, err))
+		return 0, classify(notOwnDeployment(fmt.Errorf("insert run of %s for %s: %w", r.Deployment, r.Delivery, err), r.Deployment))
 	}
 	return id, nil
 }
@@ -105,7 +105,7 @@ func (s *Store) WaitRun(ctx context.Context, r Run) (int64, error) {
 		return 0, ErrNotFound
 	}
 	if err != nil {
-		return 0, classify(fmt.Errorf("record waiting run of %s for %s: %w", r.Deployment, r.Delivery, err))
+		return 0, classify(notOwnDeployment(fmt.Errorf("record waiting run of %s for %s: %w", r.Deployment, r.Delivery, err), r.Deployment))
 	}
 	return id, nil
 }

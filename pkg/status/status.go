@@ -23,7 +23,9 @@
 //
 //   - Nothing is ever written: only GET and HEAD are served (405 otherwise);
 //     it reads the configuration, the events and runs tables, the queue
-//     directories, the pause files and the run logs.
+//     directories, the pause files and the run logs. /metrics and /healthz
+//     also read the certs table and the certificate files, and probe a
+//     queue's .lock with a shared flock(2) released at once (metrics.go).
 //   - Every value shown (names, errors, notes, reasons) is escaped by
 //     html/template; responses carry a Content-Security-Policy that allows
 //     no script, and X-Content-Type-Options: nosniff.

@@ -137,4 +137,5 @@ var hotQueries = []struct{ Name, SQL string }{
 	{"PruneEvents", qPruneEvents},
 	{"PruneRoutes", qPruneRoutes},
 	{"PruneRuns", qPruneRuns},
+	{"RecentRunStats", qRecentRunStats}, // metrics.go; DeliveryCounts reads a day of events, by design
 }

@@ -26,8 +26,10 @@ const (
 	// MetricRuns is how many of each deployment's newest runs
 	// dh_route_runs and dh_route_run_duration_seconds count.
 	MetricRuns = 100
-	// DeliveryWindow is how far back dh_route_deliveries counts.
-	DeliveryWindow = 24 * time.Hour
+	// DeliveryWindow is how far back dh_route_deliveries counts, and
+	// MetricDeliveries how many of the newest deliveries at most.
+	DeliveryWindow   = 24 * time.Hour
+	MetricDeliveries = 10_000
 )
 
 // RunDurationBuckets are the upper bounds of dh_route_run_duration_seconds.
@@ -35,7 +37,7 @@ var RunDurationBuckets = []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 
 
 var (
 	descDeliveries = prometheus.NewDesc("dh_route_deliveries",
-		"Deliveries received in the last 24 hours, by event and routing decision (received, routed, voided, duplicate, ping, failed).",
+		"Deliveries among the newest 10000 received in the last 24 hours, by event and routing decision (received, routed, voided, duplicate, ping, failed).",
 		[]string{"event", "decision"}, nil)
 	descQueueDepth = prometheus.NewDesc("dh_route_queue_depth",
 		"Entries waiting in the queue.", []string{"queue"}, nil)
@@ -128,7 +130,7 @@ func (m metrics) database(ctx context.Context, ch chan<- prometheus.Metric, cfg 
 	if err := st.Ping(ctx); err != nil {
 		return err
 	}
-	counts, err := st.DeliveryCounts(ctx, now.Add(-DeliveryWindow))
+	counts, err := st.DeliveryCounts(ctx, now.Add(-DeliveryWindow), MetricDeliveries)
 	if err != nil {
 		return err
 	}

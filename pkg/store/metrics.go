@@ -10,13 +10,15 @@ import (
 
 // Queries of the metrics (pkg/status's /metrics), each bounded: the runs
 // of a deployment come newest first from runs_deployment_newest, at most
-// limit of them; the deliveries are a range of events_received_at.
+// limit of them; the deliveries are the newest limit of a range of
+// events_received_at.
 const (
 	qRecentRunStats = `SELECT d.name, l.state, extract(epoch FROM l.finished_at - l.started_at)
 		FROM unnest($1::text[]) AS d(name)
 		CROSS JOIN LATERAL (SELECT state, started_at, finished_at FROM runs
 			WHERE deployment = d.name ORDER BY -id LIMIT $2) AS l`
-	qDeliveryCounts = `SELECT event, status, count(*) FROM events WHERE received_at >= $1
+	qDeliveryCounts = `SELECT event, status, count(*) FROM (
+			SELECT event, status FROM events WHERE received_at >= $1 ORDER BY received_at DESC LIMIT $2) AS e
 		GROUP BY event, status ORDER BY event, status`
 )
 
@@ -62,12 +64,13 @@ type DeliveryCount struct {
 	Count  int
 }
 
-// DeliveryCounts counts the deliveries received since, by event and
-// status (the routing decision).
-func (s *Store) DeliveryCounts(ctx context.Context, since time.Time) ([]DeliveryCount, error) {
+// DeliveryCounts counts the newest limit deliveries received since, by
+// event and status (the routing decision): its cost grows with limit,
+// never with the traffic.
+func (s *Store) DeliveryCounts(ctx context.Context, since time.Time, limit int) ([]DeliveryCount, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	rows, err := s.db.QueryContext(ctx, qDeliveryCounts, since)
+	rows, err := s.db.QueryContext(ctx, qDeliveryCounts, since, limit)
 	if err != nil {
 		return nil, classify(fmt.Errorf("count the deliveries: %w", err))
 	}

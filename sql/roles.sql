@@ -44,6 +44,10 @@ GRANT USAGE ON SEQUENCE runs_id_seq TO "dh-deploy";
 -- only a commit that the deployment's runs verified.
 GRANT SELECT, INSERT, UPDATE ON nginx_installs TO "dh-nginx";
 GRANT SELECT ON runs TO "dh-nginx";
+
+-- dh-route's metrics (/metrics on the status listener) list the
+-- certificates dh-cert records, to report when each expires.
+GRANT SELECT ON certs TO "dh-route";
 GRANT USAGE ON SEQUENCE nginx_installs_id_seq TO "dh-nginx";
 
 -- dh-cert keeps the state of each certificate and its certbot runs.

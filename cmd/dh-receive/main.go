@@ -38,7 +38,8 @@
 // Endpoints: POST <receive.path> (default /github-webhook), POST
 // /deploy/NAME (a deployment's token; only refs it follows; failed tokens
 // limited per client, 429), GET / (service info), GET /healthz (200, or 503
-// with the reasons). While queues/main is at a [queues.main] limit
+// with the reasons), GET /metrics (Prometheus, with the bearer token of
+// receive.metrics_token_file; 404 without one; see docs/receive.md). While queues/main is at a [queues.main] limit
 // (max_entries, max_bytes) or queue_dir's file system below [queues]
 // min_free_bytes, a POST gets 503 with Retry-After before its body is read.
 //
@@ -144,9 +145,13 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 	if err != nil {
 		return sysexits.Errorf(sysexits.Unavailable, "listen on %s: %w", cfg.Receive.Listen, err)
 	}
+	metricsToken, err := cfg.MetricsToken(env.Getenv)
+	if err != nil {
+		return err
+	}
 	s := &receive.Server{
 		Config: cfg.Receive, Secrets: secrets, Tokens: tokens, Deployments: cfg.Deployments, Queue: q, Allowed: allowed,
-		Proxies: proxies, ProxyUnix: proxyUnix, HookListener: hl, HookUsers: hookUsers,
+		Proxies: proxies, ProxyUnix: proxyUnix, HookListener: hl, HookUsers: hookUsers, MetricsToken: metricsToken,
 		Logger: env.Logger, Now: time.Now,
 	}
 	return s.Serve(ctx, l, env.Getenv)

@@ -52,7 +52,9 @@
 //
 // With status.listen set, run also serves the read-only status page
 // (GET /status, /status.json, /status/logs/NAME/RUN; see pkg/status and
-// docs/route.md) until it stops; run --once does not.
+// docs/route.md), Prometheus metrics (GET /metrics) and GET /healthz,
+// 503 when a queue's oldest entry is older than status.stall_after while
+// no worker holds its lock, until it stops; run --once does not.
 //
 // The configuration is read from -c FILE, else $DH_CONFIG, else
 // /etc/dh-deployer/config.toml; $DH_DATABASE_URL overrides database_url.

@@ -228,6 +228,14 @@ type Receive struct {
 	// MaxQueueAge is the age of the oldest entry in queues/main beyond
 	// which /healthz reports that dh-route is not keeping up. Default "5m".
 	MaxQueueAge time.Duration `toml:"max_queue_age"`
+
+	// MetricsTokenFile holds the token Prometheus must send to GET
+	// /metrics as "Authorization: Bearer TOKEN" (bearer_token_file in its
+	// scrape configuration); one trailing newline is ignored, and a
+	// relative name is looked up as CredentialPath says. Empty, the
+	// default: dh-receive serves no /metrics (404). The listener faces
+	// the internet through a proxy, so the metrics need a token.
+	MetricsTokenFile string `toml:"metrics_token_file"`
 }
 
 // GitHub is the [github] table.
@@ -540,6 +548,7 @@ func Default() *Config {
 		Cert:      defaultCert(),
 		Retention: defaultRetention(),
 		Queues:    defaultQueues(),
+		Status:    Status{StallAfter: 10 * time.Minute},
 	}
 }
 

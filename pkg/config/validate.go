@@ -323,6 +323,9 @@ func (r *Receive) validate(ck *checker) {
 	ck.positive(k("receive", "write_timeout"), r.WriteTimeout)
 	ck.positive(k("receive", "shutdown_timeout"), r.ShutdownTimeout)
 	ck.positive(k("receive", "max_queue_age"), r.MaxQueueAge)
+	if r.MetricsTokenFile != "" {
+		ck.credentialPath(k("receive", "metrics_token_file"), "", r.MetricsTokenFile)
+	}
 	for i, a := range r.Allow {
 		if _, err := parsePrefix(a); err != nil {
 			ck.addSub(k("receive", "allow"), fmt.Sprintf("[%d]", i), "%v", err)

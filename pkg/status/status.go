@@ -8,6 +8,8 @@
 //	GET /status?page=N             page N of the deployments (above 2×PageSize of them)
 //	GET /status?deployment=NAME    one deployment with its last runs (also .json)
 //	GET /status/logs/NAME/RUN      the log of run RUN of deployment NAME, text/plain
+//	GET /metrics                   Prometheus metrics, computed on scrape (metrics.go)
+//	GET /healthz                   200, or 503 when a queue is stalled (its worker stopped)
 //
 // The cost of a request does not grow with the history: the last runs of
 // every deployment shown come in one statement, the decisions in another,
@@ -21,7 +23,9 @@
 //
 //   - Nothing is ever written: only GET and HEAD are served (405 otherwise);
 //     it reads the configuration, the events and runs tables, the queue
-//     directories, the pause files and the run logs.
+//     directories, the pause files and the run logs. /metrics and /healthz
+//     also read the certs table and the certificate files, and probe a
+//     queue's .lock with a shared flock(2) released at once (metrics.go).
 //   - Every value shown (names, errors, notes, reasons) is escaped by
 //     html/template; responses carry a Content-Security-Policy that allows
 //     no script, and X-Content-Type-Options: nosniff.
@@ -159,6 +163,8 @@ func New(cfg func() *config.Config, st *store.Store, opts Options) *Handler {
 	h.mux.HandleFunc("/status", h.html)
 	h.mux.HandleFunc("/status.json", h.json)
 	h.mux.HandleFunc("/status/logs/{name}/{run}", h.log)
+	h.mux.Handle("/metrics", h.metricsHandler())
+	h.mux.HandleFunc("/healthz", h.healthz)
 	return h
 }
 

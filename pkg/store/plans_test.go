@@ -68,6 +68,9 @@ func TestQueryPlans(t *testing.T) {
 		"PruneEvents": {1800, 1000},
 		"PruneRoutes": {1800, 1000},
 		"PruneRuns":   {1800, 1000, 5, time.Time{}},
+		// The metrics: the newest 100 runs of each deployment.
+		"RecentRunStats": {pq.Array(some), 100},
+		"DeliveryCounts": {time.Now().Add(-24 * time.Hour), 10_000},
 	}
 	for _, q := range store.HotQueries {
 		t.Run(q.Name, func(t *testing.T) {

@@ -137,4 +137,6 @@ var hotQueries = []struct{ Name, SQL string }{
 	{"PruneEvents", qPruneEvents},
 	{"PruneRoutes", qPruneRoutes},
 	{"PruneRuns", qPruneRuns},
+	{"RecentRunStats", qRecentRunStats}, // metrics.go
+	{"DeliveryCounts", qDeliveryCounts},
 }

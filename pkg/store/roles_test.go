@@ -84,6 +84,8 @@ func TestRoles(t *testing.T) {
 		{"dh-route", `DELETE FROM runs`, true},
 		{"dh-route", `UPDATE runs SET state = 'failed'`, false},
 		{"dh-route", `DROP TABLE routes`, false},
+		{"dh-route", `SELECT count(*) FROM certs`, true}, // the metrics' certificate expiry
+		{"dh-route", `UPDATE certs SET attempts = 0`, false},
 		{"dh-deploy", run, true},
 		{"dh-deploy", `UPDATE runs SET state = 'failed'`, true},
 		{"dh-deploy", `INSERT INTO runs (delivery, deployment, state) VALUES ('r-1', 'other', 'succeeded')`, false},

@@ -289,6 +289,11 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	})
 	r.enqueue("d-3", "refs/heads/main", r.commit("main", nil))
 	wait("run 3", func() bool { return r.readTrace() == "one\ntwo\ntwo\n" })
+	// The step has written; the run ends (switch, record) just after.
+	wait("run 3 recorded", func() bool {
+		got := states(r.runs())
+		return len(got) == 3 && got[2] != store.RunRunning
+	})
 
 	d.Stop(t)
 	if got := states(r.runs()); len(got) != 3 || got[2] != store.RunSucceeded {

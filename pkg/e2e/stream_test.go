@@ -169,9 +169,47 @@ func (s *stream) send(ctx context.Context, d *delivery) {
 	s.sent.Add(1)
 }
 
-// runInfo is a row of runs.
+// runInfo is a row of runs, with what explains its end: a push that
+// ended in an unexpected state is reported with these, so that a failure
+// of a long random run explains itself.
 type runInfo struct {
+	id                                  int64
+	attempt                             int
 	delivery, deployment, state, commit string
+	previous, trigger, errMsg, note     string
+	logPath                             string
+}
+
+func (ri runInfo) String() string {
+	s := fmt.Sprintf("run %d (attempt %d, %s) %s of %.12s over %.12s", ri.id, ri.attempt, ri.trigger, ri.state, ri.commit, ri.previous)
+	if ri.errMsg != "" {
+		s += ": " + ri.errMsg
+	}
+	if ri.note != "" {
+		s += " [note: " + ri.note + "]"
+	}
+	return s
+}
+
+// explain reports the runs of a push that ended in an unexpected state,
+// one line each, with the tail of each run's log.
+func explain(t *testing.T, runs []runInfo) {
+	t.Helper()
+	for _, ri := range runs {
+		t.Logf("  %v", ri)
+		if ri.logPath == "" {
+			continue
+		}
+		b, err := os.ReadFile(ri.logPath)
+		if err != nil {
+			t.Logf("    (log %s: %v)", ri.logPath, err)
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		for _, l := range lines[max(0, len(lines)-15):] {
+			t.Logf("    | %s", l)
+		}
+	}
 }
 
 // drainAndCheck waits until the rig has handled everything (bounded by
@@ -218,14 +256,16 @@ func (s *stream) drainAndCheck(t *testing.T, what string, timeout time.Duration,
 	}
 	rows.Close()
 	runs := map[string][]runInfo{} // delivery -> runs of app
-	rows, err = r.db.QueryContext(ctx, `SELECT delivery, deployment, state, coalesce(commit_sha, '') FROM runs ORDER BY id`)
+	rows, err = r.db.QueryContext(ctx, `SELECT id, attempt, delivery, deployment, state, coalesce(commit_sha, ''),
+		coalesce(previous_sha, ''), trigger, coalesce(error, ''), coalesce(note, ''), coalesce(log_path, '') FROM runs ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stateCount := map[string]int{}
 	for rows.Next() {
 		var ri runInfo
-		if err := rows.Scan(&ri.delivery, &ri.deployment, &ri.state, &ri.commit); err != nil {
+		if err := rows.Scan(&ri.id, &ri.attempt, &ri.delivery, &ri.deployment, &ri.state, &ri.commit,
+			&ri.previous, &ri.trigger, &ri.errMsg, &ri.note, &ri.logPath); err != nil {
 			t.Fatal(err)
 		}
 		runs[ri.delivery] = append(runs[ri.delivery], ri)
@@ -268,23 +308,27 @@ func (s *stream) drainAndCheck(t *testing.T, what string, timeout time.Duration,
 		}
 		switch {
 		case !d.deploys && len(runs[d.guid]) > 0:
-			t.Errorf("%s delivery %s has runs %v; want none", d.kind, d.guid, runs[d.guid])
+			t.Errorf("%s delivery %s has runs; want none:", d.kind, d.guid)
+			explain(t, runs[d.guid])
 		case !d.deploys:
 		case succeeded > 1:
 			dupRuns += succeeded - 1
-			t.Errorf("push %s deployed %d times: %v", d.guid, succeeded, runs[d.guid])
+			t.Errorf("push %s deployed %d times:", d.guid, succeeded)
+			explain(t, runs[d.guid])
 		case succeeded == 1:
 			deployed++
 		case sup > 0:
 			superseded++
 		default:
 			lost++
-			t.Errorf("push %s (commit %.12s) has neither a successful nor a superseded run: %v", d.guid, d.commit, runs[d.guid])
+			t.Errorf("push %s (commit %.12s) has neither a successful nor a superseded run:", d.guid, d.commit)
+			explain(t, runs[d.guid])
 		}
 	}
 	for g, rs := range runs {
 		if _, ok := s.byGUID[g]; !ok {
-			t.Errorf("runs of a delivery never sent: %s %v", g, rs)
+			t.Errorf("runs of a delivery never sent: %s", g)
+			explain(t, rs)
 		}
 	}
 

@@ -177,11 +177,12 @@ type runInfo struct {
 	attempt                             int
 	delivery, deployment, state, commit string
 	previous, trigger, errMsg, note     string
-	logPath                             string
+	logPath, queued                     string
 }
 
 func (ri runInfo) String() string {
-	s := fmt.Sprintf("run %d (attempt %d, %s) %s of %.12s over %.12s", ri.id, ri.attempt, ri.trigger, ri.state, ri.commit, ri.previous)
+	s := fmt.Sprintf("run %d (attempt %d, %s, queued %s) %s of %.12s over %.12s", ri.id, ri.attempt, ri.trigger, ri.queued,
+		ri.state, ri.commit, ri.previous)
 	if ri.errMsg != "" {
 		s += ": " + ri.errMsg
 	}
@@ -191,23 +192,51 @@ func (ri runInfo) String() string {
 	return s
 }
 
-// explain reports the runs of a push that ended in an unexpected state,
-// one line each, with the tail of each run's log.
-func explain(t *testing.T, runs []runInfo) {
+// explain reports a delivery that ended in an unexpected state: its event
+// and route rows, its runs, one line each with the tail of the run's log,
+// and the runs that made each run's previous commit live.
+func (s *stream) explain(t *testing.T, guid string, runs []runInfo, all map[string][]runInfo) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var status, reason, received, decided string
+	var deliveries int
+	err := s.r.db.QueryRowContext(ctx, `SELECT status, coalesce(reason, ''), received_at::text, coalesce(decided_at::text, ''), deliveries
+		FROM events WHERE delivery = $1`, guid).Scan(&status, &reason, &received, &decided, &deliveries)
+	t.Logf("  event: %s %q received %s decided %s, %d deliveries (%v)", status, reason, received, decided, deliveries, err)
+	rows, err := s.r.db.QueryContext(ctx, `SELECT deployment, entry, routed_at::text, forwards FROM routes WHERE delivery = $1`, guid)
+	if err == nil {
+		for rows.Next() {
+			var dep, entry, at string
+			var forwards int
+			if rows.Scan(&dep, &entry, &at, &forwards) == nil {
+				t.Logf("  route to %s: entry %s at %s, %d forwards", dep, entry, at, forwards)
+			}
+		}
+		rows.Close()
+	}
 	for _, ri := range runs {
 		t.Logf("  %v", ri)
-		if ri.logPath == "" {
+		if ri.logPath != "" {
+			b, err := os.ReadFile(ri.logPath)
+			if err != nil {
+				t.Logf("    (log %s: %v)", ri.logPath, err)
+			} else {
+				lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+				for _, l := range lines[max(0, len(lines)-15):] {
+					t.Logf("    | %s", l)
+				}
+			}
+		}
+		if ri.previous == "" {
 			continue
 		}
-		b, err := os.ReadFile(ri.logPath)
-		if err != nil {
-			t.Logf("    (log %s: %v)", ri.logPath, err)
-			continue
-		}
-		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-		for _, l := range lines[max(0, len(lines)-15):] {
-			t.Logf("    | %s", l)
+		for g, rs := range all {
+			for _, o := range rs {
+				if o.commit == ri.previous && o.state == "succeeded" {
+					t.Logf("    previous %.12s was deployed by %v of delivery %s", ri.previous, o, g)
+				}
+			}
 		}
 	}
 }
@@ -257,7 +286,8 @@ func (s *stream) drainAndCheck(t *testing.T, what string, timeout time.Duration,
 	rows.Close()
 	runs := map[string][]runInfo{} // delivery -> runs of app
 	rows, err = r.db.QueryContext(ctx, `SELECT id, attempt, delivery, deployment, state, coalesce(commit_sha, ''),
-		coalesce(previous_sha, ''), trigger, coalesce(error, ''), coalesce(note, ''), coalesce(log_path, '') FROM runs ORDER BY id`)
+		coalesce(previous_sha, ''), trigger, coalesce(error, ''), coalesce(note, ''), coalesce(log_path, ''),
+		coalesce(queued_at::text, '') FROM runs ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +295,7 @@ func (s *stream) drainAndCheck(t *testing.T, what string, timeout time.Duration,
 	for rows.Next() {
 		var ri runInfo
 		if err := rows.Scan(&ri.id, &ri.attempt, &ri.delivery, &ri.deployment, &ri.state, &ri.commit,
-			&ri.previous, &ri.trigger, &ri.errMsg, &ri.note, &ri.logPath); err != nil {
+			&ri.previous, &ri.trigger, &ri.errMsg, &ri.note, &ri.logPath, &ri.queued); err != nil {
 			t.Fatal(err)
 		}
 		runs[ri.delivery] = append(runs[ri.delivery], ri)
@@ -309,12 +339,12 @@ func (s *stream) drainAndCheck(t *testing.T, what string, timeout time.Duration,
 		switch {
 		case !d.deploys && len(runs[d.guid]) > 0:
 			t.Errorf("%s delivery %s has runs; want none:", d.kind, d.guid)
-			explain(t, runs[d.guid])
+			s.explain(t, d.guid, runs[d.guid], runs)
 		case !d.deploys:
 		case succeeded > 1:
 			dupRuns += succeeded - 1
 			t.Errorf("push %s deployed %d times:", d.guid, succeeded)
-			explain(t, runs[d.guid])
+			s.explain(t, d.guid, runs[d.guid], runs)
 		case succeeded == 1:
 			deployed++
 		case sup > 0:
@@ -322,13 +352,13 @@ func (s *stream) drainAndCheck(t *testing.T, what string, timeout time.Duration,
 		default:
 			lost++
 			t.Errorf("push %s (commit %.12s) has neither a successful nor a superseded run:", d.guid, d.commit)
-			explain(t, runs[d.guid])
+			s.explain(t, d.guid, runs[d.guid], runs)
 		}
 	}
 	for g, rs := range runs {
 		if _, ok := s.byGUID[g]; !ok {
 			t.Errorf("runs of a delivery never sent: %s", g)
-			explain(t, rs)
+			s.explain(t, g, rs, runs)
 		}
 	}
 

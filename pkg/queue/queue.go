@@ -166,9 +166,12 @@ type Result struct {
 // PublishAll durably adds each item's entry to its queue and returns one
 // Result per item, in the order of items. Each item succeeds or fails
 // alone: a broken queue fails its own items only. The entries are written
-// and synced concurrently (each its own fdatasync), linked into their
-// queues, and each queue's directory is fsynced once for all of them
-// (shared with concurrent Publish calls on the same handle).
+// and synced concurrently (each its own fdatasync), then linked into
+// their queues in the order of items, and each queue's directory is
+// fsynced once for all of them (shared with concurrent Publish calls on
+// the same handle). Linking in order means a consumer never sees an entry
+// before one that items put ahead of it: it cannot handle a newer push
+// and then find an older one appear in front of it.
 func PublishAll(items []Item) []Result {
 	ps := make([]*pending, len(items))
 	for i, it := range items {
@@ -179,8 +182,8 @@ func PublishAll(items []Item) []Result {
 			ps[i].name = NewName()
 		}
 	}
-	// Write, sync and link each entry, stageWorkers at a time: every
-	// publisher syncs its own file, so none waits for another's data.
+	// Write and sync each entry, stageWorkers at a time: every publisher
+	// syncs its own file, so none waits for another's data.
 	if len(ps) == 1 {
 		ps[0].stage()
 	} else {
@@ -196,6 +199,10 @@ func PublishAll(items []Item) []Result {
 			}()
 		}
 		wg.Wait()
+	}
+	// Then link them, in order.
+	for _, p := range ps {
+		p.link()
 	}
 	// Then one directory fsync per queue for the names linked into it.
 	byQueue := map[*Queue][]*pending{}
@@ -249,9 +256,8 @@ type pending struct {
 	err     error
 }
 
-// stage writes the entry to the queue's staging directory, syncs its data
-// and links it into the queue under its name, never replacing a file. The
-// name is not durable until its directory is synced (syncNames).
+// stage writes the entry to the queue's staging directory and syncs its
+// data; link then links it into the queue.
 func (p *pending) stage() {
 	q := p.q
 	if p.given {
@@ -290,11 +296,18 @@ func (p *pending) stage() {
 		}
 		err = p.stageFile(tmp)
 	}
-	if err != nil {
-		p.err = err
+	p.err = err
+}
+
+// link links a staged entry into the queue under its name, never
+// replacing a file. The name is not durable until its directory is synced
+// (syncNames).
+func (p *pending) link() {
+	if p.err != nil || p.existed {
 		return
 	}
-	err = durable.Link(tmp, p.dst)
+	tmp := filepath.Join(p.q.dir, StagingDir, p.name)
+	err := durable.Link(tmp, p.dst)
 	if errors.Is(err, os.ErrExist) && p.given {
 		// Only a given name can be taken (fresh ones are unique): the
 		// queue holds this entry already.

@@ -122,6 +122,17 @@ func (f *fixture) synced() *Repo {
 	return r
 }
 
+// mirror returns the Repo of a bare mirror "mirror.git", synced.
+func (f *fixture) mirror() *Repo {
+	f.t.Helper()
+	m := f.repo("mirror.git")
+	m.Bare = true
+	if err := m.Sync(context.Background()); err != nil {
+		f.t.Fatalf("Sync() of a bare mirror = %v; want nil", err)
+	}
+	return m
+}
+
 func resolve(t *testing.T, r *Repo, ref string) string {
 	t.Helper()
 	sha, err := r.ResolveRef(context.Background(), ref)
@@ -802,11 +813,7 @@ func TestBareMirrorWorktrees(t *testing.T) {
 	second := f.commit("a", "2")
 	f.push("main")
 	ctx := context.Background()
-	m := f.repo("mirror.git")
-	m.Bare = true
-	if err := m.Sync(ctx); err != nil {
-		t.Fatalf("Sync() of a bare mirror = %v", err)
-	}
+	m := f.mirror()
 	if _, err := os.Stat(filepath.Join(m.Path, "HEAD")); err != nil {
 		t.Fatalf("mirror has no HEAD: %v", err)
 	}
@@ -850,11 +857,7 @@ func TestRemoveStaleLocksKilledWorktreeAdd(t *testing.T) {
 	sha := f.commit("a", "1")
 	f.push("main")
 	ctx := context.Background()
-	m := f.repo("mirror.git")
-	m.Bare = true
-	if err := m.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	m := f.mirror()
 	for _, name := range []string{"early", "late", "kept", "ok"} {
 		if err := m.AddWorktree(ctx, filepath.Join(f.dir, name), sha); err != nil {
 			t.Fatal(err)

@@ -159,11 +159,20 @@ domains    = ["app.test"]
 		return err == nil && body == "tls ok" && len(chain) > 0 && slices.Equal(chain[0].Raw, leaf.Raw)
 	})
 
-	// The records of dh-nginx and dh-cert.
+	// The records of dh-nginx and dh-cert. nginx serves the site as soon as
+	// it is reloaded; dh-nginx records the install and removes its entry
+	// just after.
 	var outcome string
 	var files pq.StringArray
-	if err := r.db.QueryRowContext(ctx, `SELECT outcome, installed FROM nginx_installs
-		WHERE deployment = 'sites' AND outcome = 'succeeded' ORDER BY id DESC LIMIT 1`).Scan(&outcome, &files); err != nil {
+	recorded := func() error {
+		return r.db.QueryRowContext(ctx, `SELECT outcome, installed FROM nginx_installs
+		WHERE deployment = 'sites' AND outcome = 'succeeded' ORDER BY id DESC LIMIT 1`).Scan(&outcome, &files)
+	}
+	r.waitFor(ctx, "dh-nginx to record the install and empty its queue", func() bool {
+		names, _ := r.queues()[1].List() // nginx
+		return recorded() == nil && len(names) == 0
+	})
+	if err := recorded(); err != nil {
 		t.Errorf("no succeeded install of sites in nginx_installs: %v", err)
 	} else if !slices.Contains(files, installed) {
 		t.Errorf("nginx_installs.installed = %q; want %s in it", files, installed)

@@ -49,9 +49,11 @@ lint: ## gofmt, go vet, staticcheck
 
 # make bench gives each benchmark a fixed amount of work (-benchtime Nx), so
 # that two runs compare; docs/development.md says what each one measures.
-# PACKAGE:BENCHMARK:BENCHTIME, run in this order; 5 to 12 minutes in all
+# PACKAGE:BENCHMARK:BENCHTIME, run in this order; 6 to 14 minutes in all
 # (the last three fill a million runs each, 20 to 90 s).
 BENCHES     := ./pkg/receive:BenchmarkReceive:1000x ./pkg/route:BenchmarkRouteBacklog:1x \
+               ./pkg/receive:BenchmarkReceiveCPU:2000x ./pkg/route:BenchmarkRouteDeployments:1x \
+               ./pkg/deploy:BenchmarkCoalesce:1x ./pkg/deploy:BenchmarkManyDeployments:1x \
                ./pkg/demo:BenchmarkPushToStep:1x ./pkg/demo:BenchmarkDaemons:5x \
                ./pkg/status:BenchmarkStatus:20x ./cmd/dh-deploy:BenchmarkHistory:5x \
                ./pkg/store:BenchmarkPrune:1x \

@@ -79,13 +79,13 @@ func TestQueuePrivileges(t *testing.T) {
 	feeds := map[string][]string{
 		"dh-receive": {"main"},
 		"dh-route":   {"api"},
-		"dh-deploy":  {}, // issue 14: only an nginx deployment's own user, granted below
+		"dh-deploy":  {"status"}, // issue 14: not nginx (only an nginx deployment's own user, granted below); issue 17: statuses
 		"dh-nginx":   {"cert"},
 		"dh-cert":    {"nginx"},
 	}
-	consumes := map[string]string{"main": "dh-route", "api": "dh-deploy", "nginx": "dh-nginx", "cert": "dh-cert"}
+	consumes := map[string]string{"main": "dh-route", "api": "dh-deploy", "nginx": "dh-nginx", "cert": "dh-cert", "status": "dh-route"}
 	for _, u := range testenv.StageUsers {
-		for _, queue := range []string{"main", "api", "nginx", "cert"} {
+		for _, queue := range []string{"main", "api", "nginx", "cert", "status"} {
 			if consumes[queue] == u {
 				continue // a consumer owns its queue
 			}
@@ -328,6 +328,176 @@ func TestDeploymentUnits(t *testing.T) {
 	aclTool(t, root, "--undo", "deployment", "api", "dh-route")
 	if _, err := os.Stat(api); !os.IsNotExist(err) {
 		t.Errorf("after --undo: stat %s = %v; want gone", api, err)
+	}
+}
+
+// TestNoWildcardSudo is issue 17's finding 9: no sudoers line dh-deployer
+// ships, documents or generates holds a wildcard (the documented
+// `systemctl --no-block restart dh-deploy@*` let `sudo -l` allow
+// `dh-deploy@x reboot.target`). The self deployment's rule on a host
+// without systemd is generated exactly (deployment NAME USER --self
+// --sudo): real sudo allows its user exactly those argument vectors.
+func TestNoWildcardSudo(t *testing.T) {
+	root := setup(t)
+	testenv.Command(t, "visudo")
+	testenv.Command(t, "sudo")
+	bin := testenv.Build(t, "dh-deploy")
+	config := filepath.Join(root, "config.toml")
+	doc := `queue_dir = "/var/spool/dh-deployer"
+state_dir = "/var/lib/dh-deployer"
+database_url = "postgres:///dh_deployer?host=/nonexistent"
+[receive]
+secret_files = ["/nonexistent"]
+[deployments.app]
+repository = "o/app"
+branches = ["main"]
+path = "/srv/app"
+[deployments.deployer]
+kind = "self"
+repository = "o/dh-deployer"
+branches = ["main"]
+path = "/srv/dh-deployer"
+user = "dh-deploy"
+steps = [["make", "build"]]
+`
+	if err := os.WriteFile(config, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("./dh-deployer-acl", "deployment", "deployer", "dh-deploy", "--self", "--sudo")
+	cmd.Env = append(os.Environ(), "DH_ROOT="+root, "DH_SYSUSERS=../systemd/dh-deployer.sysusers",
+		"DH_TMPFILES=../systemd/dh-deployer.tmpfiles", "DH_DEPLOY="+bin, "DH_CONFIG="+config)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("dh-deployer-acl deployment deployer dh-deploy --self --sudo: %v\n%s", err, out)
+	}
+	generated := filepath.Join(root, "etc/sudoers.d/dh-deploy-deployer")
+	if fi, err := os.Stat(generated); err != nil || fi.Mode().Perm() != 0o440 {
+		t.Fatalf("stat %s = %v, %v; want mode 0440", generated, fi, err)
+	}
+	if out, err := exec.Command("visudo", "-cf", generated).CombinedOutput(); err != nil {
+		t.Errorf("visudo -cf %s: %v\n%s", generated, err, out)
+	}
+
+	// Every sudoers line: the shipped drop-ins, the documents' examples,
+	// the generated rule.
+	files, _ := filepath.Glob("../sudoers/*")
+	docs, _ := filepath.Glob("../docs/*")
+	files = append(append(append(files, docs...), "../README.md", "../docs/config.example.toml"), generated)
+	rules := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.ReplaceAll(string(data), "\\\n", " ") // sudoers continues a line ending in \\
+		for i, line := range strings.Split(text, "\n") {
+			_, cmds, ok := strings.Cut(line, "NOPASSWD:")
+			if alias, ok2 := strings.CutPrefix(strings.TrimSpace(line), "Cmnd_Alias "); ok2 {
+				_, cmds, ok = strings.Cut(alias, "=")
+			}
+			if !ok || strings.HasPrefix(strings.TrimSpace(line), "#") && !strings.Contains(f, "docs/") {
+				continue
+			}
+			rules++
+			if bad := wildcard(cmds); bad != "" {
+				t.Errorf("%s:%d: %q: %s", f, i+1, strings.TrimSpace(line), bad)
+			}
+		}
+	}
+	if rules < 3 {
+		t.Errorf("found %d sudoers rules; want at least the shipped two and the generated one", rules)
+	}
+
+	// Real sudo, with the generated rule installed: exactly its commands.
+	installed := "/etc/sudoers.d/dh-acltest-self"
+	data, err := os.ReadFile(generated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(installed, data, 0o440); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(installed)
+	for _, c := range []struct {
+		argv string
+		want bool
+	}{
+		{"/usr/bin/systemctl --no-block restart dh-deploy@app dh-deploy@deployer", true},
+		{"/usr/bin/systemctl restart dh-receive dh-route dh-nginx dh-cert", true},
+		{"/usr/bin/systemctl --no-block restart dh-deploy@x reboot.target", false},
+		{"/usr/bin/systemctl --no-block restart dh-deploy@app debug-shell.service", false},
+		{"/usr/bin/systemctl --no-block --job-mode=isolate restart dh-deploy@app rescue.target", false},
+		{"/usr/bin/systemctl --no-block restart dh-deploy@app", false},
+	} {
+		got := as(t, "dh-deploy", "sudo -n -l "+c.argv+" >/dev/null 2>&1")
+		if got != c.want {
+			t.Errorf("as dh-deploy, sudo -l %s: allowed=%v; want %v", c.argv, got, c.want)
+		}
+	}
+}
+
+// wildcard says why the commands of a sudoers rule allow more than exact
+// argument vectors ("" if they do not): a glob character outside a
+// regular expression (^...$), or a command without arguments, which sudo
+// lets run with any.
+func wildcard(cmds string) string {
+	for _, c := range strings.Split(cmds, ",") {
+		c = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(c), "\\"))
+		if c == "" || strings.ToUpper(c) == c { // continuation, or a Cmnd_Alias name
+			continue
+		}
+		prog, args, _ := strings.Cut(c, " ")
+		args = strings.TrimSpace(args)
+		switch {
+		case strings.ContainsAny(prog, "*?["):
+			return "a wildcard in the program"
+		case args == "":
+			return "no argument list: any arguments are allowed"
+		case strings.HasPrefix(args, "^") && strings.HasSuffix(args, "$"):
+			// a regular expression, anchored: sudo matches it whole
+		case strings.ContainsAny(args, "*?["):
+			return "a wildcard in the arguments"
+		}
+	}
+	return ""
+}
+
+// TestRunLogsPrivate is issue 17's finding 7c: one deployment's run logs
+// are readable by its own user and by dh-route (the status page), and by
+// no other deployment's user, although they all share the group.
+func TestRunLogsPrivate(t *testing.T) {
+	root := setup(t)
+	aclTool(t, root, "queues")
+	aclTool(t, root, "deployment", "api", "dh-deploy")
+	aclTool(t, root, "deployment", "web", "dh-cert") // another deployment's user, in the same group
+	logs := filepath.Join(root, "var/lib/dh-deployer/logs")
+	api, web := filepath.Join(logs, "api"), filepath.Join(logs, "web")
+	// The workers write logs as dh-deploy does (umask 022 of the unit, mode 0640).
+	for u, dir := range map[string]string{"dh-deploy": api, "dh-cert": web} {
+		cmd := exec.Command("runuser", "-u", u, "-g", "dh-deployer", "--", "sh", "-c",
+			"umask 022; echo the log of a run, with a token printed by a careless step > "+dir+"/run.log && chmod 0640 "+dir+"/run.log")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("as %s, write a log in %s: %v\n%s", u, dir, err, out)
+		}
+	}
+	for _, c := range []struct {
+		user, dir string
+		want      bool
+	}{
+		{"dh-deploy", api, true},
+		{"dh-route", api, true},
+		{"dh-route", web, true},
+		{"dh-cert", web, true},
+		{"dh-cert", api, false},
+		{"dh-deploy", web, false},
+		{"dh-nginx", api, false},
+		{"dh-receive", api, false},
+	} {
+		if got := as(t, c.user, "cat "+c.dir+"/run.log >/dev/null"); got != c.want {
+			t.Errorf("%s reading %s/run.log: allowed=%v; want %v", c.user, filepath.Base(c.dir), got, c.want)
+		}
+		if got := as(t, c.user, "ls "+c.dir+" >/dev/null"); got != c.want {
+			t.Errorf("%s listing logs/%s: allowed=%v; want %v", c.user, filepath.Base(c.dir), got, c.want)
+		}
 	}
 }
 

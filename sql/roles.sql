@@ -10,6 +10,8 @@
 -- dh-receive has no role: it never touches the database.
 -- A deployment that runs as a user of its own gets a login role in the
 -- group dh-deploy:  CREATE ROLE "www-api" LOGIN IN ROLE "dh-deploy";
+-- and config.toml names that user (deployments.api.user = "www-api"):
+-- the role then reads and writes only that deployment's runs.
 -- (this file is not a migration: golang-migrate ignores its name.)
 
 DO $$
@@ -33,7 +35,8 @@ GRANT SELECT ON schema_migrations TO "dh-route", "dh-deploy", "dh-nginx", "dh-ce
 GRANT SELECT, INSERT, UPDATE, DELETE ON events, routes TO "dh-route";
 GRANT SELECT, DELETE ON runs TO "dh-route";
 
--- dh-deploy records runs (the deployment history) and reads nothing else.
+-- dh-deploy records runs (the deployment history) and reads nothing else;
+-- row-level security narrows this to each role's own deployments' runs.
 GRANT SELECT, INSERT, UPDATE ON runs TO "dh-deploy";
 GRANT USAGE ON SEQUENCE runs_id_seq TO "dh-deploy";
 
@@ -41,8 +44,19 @@ GRANT USAGE ON SEQUENCE runs_id_seq TO "dh-deploy";
 -- only a commit that the deployment's runs verified.
 GRANT SELECT, INSERT, UPDATE ON nginx_installs TO "dh-nginx";
 GRANT SELECT ON runs TO "dh-nginx";
+
+-- dh-route's metrics (/metrics on the status listener) list the
+-- certificates dh-cert records, to report when each expires.
+GRANT SELECT ON certs TO "dh-route";
 GRANT USAGE ON SEQUENCE nginx_installs_id_seq TO "dh-nginx";
 
 -- dh-cert keeps the state of each certificate and its certbot runs.
 GRANT SELECT, INSERT, UPDATE ON certs, cert_attempts TO "dh-cert";
 GRANT USAGE ON SEQUENCE cert_attempts_id_seq TO "dh-cert";
+
+-- dh-route records which role each deployment's worker logs in as (the
+-- configuration's deployments.NAME.user), when it starts and on reload:
+-- the runs table's row-level security (migration 000010) lets a
+-- deployment's role (a member of "dh-deploy") see and write only the runs
+-- of the deployments mapped to it.
+GRANT SELECT, INSERT, UPDATE, DELETE ON deployment_roles TO "dh-route";

@@ -65,6 +65,7 @@ repository = "example/app"
 branches   = ["main"]
 path       = "/srv/www/app/current"
 clone_url  = "/srv/git/app.git"
+user       = "www-app"
 steps      = [["sh", "-c", "echo built $DH_COMMIT > built.txt"]]
 `
 
@@ -441,6 +442,7 @@ repository = "example/deployer"
 branches   = ["main"]
 path       = "/srv/www/deployer"
 clone_url  = "/srv/git/deployer.git"
+user       = "dh-self"
 steps      = [["sh", "-c", "mkdir -p bin && cp /opt/dh-new/dh-* bin/"]]
 self       = { migrate = false }
 `, "self-deployment")

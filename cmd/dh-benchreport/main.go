@@ -19,8 +19,13 @@
 // the history at scale: the status page at 1M runs and at 1,000
 // deployments and dh-deploy history at 1M runs, each with its ratio to
 // the small case (BenchmarkStatus, BenchmarkHistory), and the size of a
-// million deliveries and the pruning rate (BenchmarkPrune), and the time to prepare a release
-// beside a plain checkout (BenchmarkPrepareRelease). A figure that is
+// million deliveries and the pruning rate (BenchmarkPrune), the time to
+// prepare a release beside a plain checkout (BenchmarkPrepareRelease), and
+// the cost of more work: dh-receive's CPU per request beside the floor's
+// on tmpfs (BenchmarkReceiveCPU), routing CPU at 1,000 deployments beside
+// 1 (BenchmarkRouteDeployments), coalescing 1,000 waiting pushes beside 10
+// (BenchmarkCoalesce) and 300 deployments on one host
+// (BenchmarkManyDeployments). A figure that is
 // missing prints as "-". With -count above 1 each figure is the median of
 // the runs. Columns are fixed-width, so that two reports compare with
 // diff. Exit status: 0 ok, 1 the file is unreadable, 64 usage.
@@ -177,8 +182,8 @@ func report(w io.Writer, file string, res *results) {
 	fmt.Fprintf(w, "  quiet >= 1.00x at c1, >= 1.30x at c16 and c64, p99 <= 1.50x\n")
 
 	const route = "BenchmarkRouteBacklog"
-	fmt.Fprintf(w, "\nRouting: dh-route run --once drains a backlog of 10,000 deliveries, quiet and\n")
-	fmt.Fprintf(w, "beside the same writer %s\n", res.runs(route))
+	fmt.Fprintf(w, "\nRouting: dh-route run drains a backlog of 10,000 deliveries, quiet and beside\n")
+	fmt.Fprintf(w, "the same writer; peak RSS (VmHWM) and CPU are the daemon's, from /proc %s\n", res.runs(route))
 	fmt.Fprintf(w, "  %-22s %10s %10s\n", "", "quiet", "writer")
 	for _, m := range [][3]string{{"deliveries/s", "deliveries/s", "0"}, {"peak RSS MB", "peak-RSS-MB", "1"},
 		{"cpu µs/delivery", "route-cpu-µs/delivery", "1"}} {
@@ -186,6 +191,8 @@ func report(w io.Writer, file string, res *results) {
 		fmt.Fprintf(w, "  %-22s %s %s\n", m[0], res.cell(10, prec, route+"/quiet", m[1]), res.cell(10, prec, route+"/writer", m[1]))
 	}
 	fmt.Fprintf(w, "  %-22s %s (target >= 0.70x)\n", "writer vs quiet", res.ratio(route+"/writer", route+"/quiet", "deliveries/s"))
+
+	costReport(w, res)
 
 	const push = "BenchmarkPushToStep"
 	fmt.Fprintf(w, "\nEnd to end: signed POST to dh-receive until the deployment's first step\n")
@@ -262,4 +269,44 @@ func report(w io.Writer, file string, res *results) {
 	fmt.Fprintf(w, "\nCompare two runs: diff -u two reports, or benchstat on the raw files (its\n")
 	fmt.Fprintf(w, "significance test wants make bench BENCH_COUNT=6 or more, six times as long):\n")
 	fmt.Fprintf(w, "  go run golang.org/x/perf/cmd/benchstat@latest bin/bench-OLD.txt bin/bench-NEW.txt\n")
+}
+
+// costReport prints the figures of issue 21: cost that stays flat as the
+// work grows.
+func costReport(w io.Writer, res *results) {
+	const cpu = "BenchmarkReceiveCPU"
+	fmt.Fprintf(w, "\nReceive CPU: the handlers called directly, one request at a time, queue on\n")
+	fmt.Fprintf(w, "tmpfs (queue_dir_throwaway) so that the disk hides nothing %s\n", res.runs(cpu))
+	fmt.Fprintf(w, "  %-22s %s\n", "floor cpu µs/request", res.cell(10, 1, cpu, "floor-cpu-µs/req"))
+	fmt.Fprintf(w, "  %-22s %s\n", "dh-receive", res.cell(10, 1, cpu, "dh-cpu-µs/req"))
+	fmt.Fprintf(w, "  %-22s %s (target <= 1.10x)\n", "dh-receive vs floor", res.cell(9, 2, cpu, "cpu-ratio")+"x")
+
+	const dep = "BenchmarkRouteDeployments"
+	fmt.Fprintf(w, "\nRouting at many deployments: CPU per delivery draining 2,000 pushes %s\n", res.runs(dep))
+	fmt.Fprintf(w, "  %-22s %12s %12s %9s\n", "", "1 deployment", "1,000", "ratio")
+	for _, kind := range []string{"followed", "unfollowed"} {
+		one, many := dep+"/"+kind+"/deployments=1", dep+"/"+kind+"/deployments=1000"
+		fmt.Fprintf(w, "  %-22s %s %s %s (target <= 1.50x)\n", kind+" cpu µs", res.cell(12, 1, one, "route-cpu-µs/delivery"),
+			res.cell(12, 1, many, "route-cpu-µs/delivery"), res.ratio(many, one, "route-cpu-µs/delivery"))
+	}
+
+	const co = "BenchmarkCoalesce"
+	fmt.Fprintf(w, "\nCoalescing: one worker drains N pushes of one branch waiting in its queue %s\n", res.runs(co))
+	fmt.Fprintf(w, "  %-22s %10s %8s\n", "", "ms", "fetches")
+	for _, n := range []string{"10", "1000"} {
+		name := co + "/pushes=" + n
+		fmt.Fprintf(w, "  %-22s %s %s\n", n+" pushes", res.cell(10, 1, name, "ms"), res.cell(8, 0, name, "fetches"))
+	}
+	fmt.Fprintf(w, "  %-22s %s (target <= 3.00x, at most 2 fetches)\n", "1000 vs 10", res.ratio(co+"/pushes=1000", co+"/pushes=10", "ms"))
+
+	const many = "BenchmarkManyDeployments"
+	fmt.Fprintf(w, "\nMany deployments: 300 dh-deploy run workers as one user, default max_connections\n")
+	fmt.Fprintf(w, "(100) and inotify limits (128 per user), a push to each at once %s\n", res.runs(many))
+	for _, m := range [][3]string{{"deployed", "deployed", "0"}, {"failed (target 0)", "failed", "0"},
+		{"s until all deployed", "s-to-deploy-all", "1"}, {"idle RSS MB/worker", "worker-idle-RSS-MB", "1"},
+		{"  of it private MB", "worker-idle-private-MB", "1"},
+		{"idle db connections", "idle-db-connections", "0"}, {"inotify instances", "inotify-instances", "0"}} {
+		prec, _ := strconv.Atoi(m[2])
+		fmt.Fprintf(w, "  %-22s %s\n", m[0], res.cell(10, prec, many, m[1]))
+	}
 }

@@ -49,10 +49,10 @@ var app = &cli.App{
 	Summary: "obtain and renew TLS certificates with certbot",
 	Default: "run",
 	Commands: []*cli.Command{
-		{Name: "run", MaxArgs: 0, Flags: []string{"once", "wait"}, Summary: "work queues/cert until SIGTERM", Run: run},
-		{Name: "renew", MaxArgs: 0, Summary: "renew due certificates; queue an nginx reload if any changed", Run: renew},
-		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
-		{Name: "certbot", MaxArgs: 0, Summary: "as root (dh-certbot.service): run the certbot request dh-cert left", Run: certbot},
+		{Name: "run", Example: "dh-cert run --once", MaxArgs: 0, Flags: []string{"once", "wait"}, Summary: "work queues/cert until SIGTERM", Run: run},
+		{Name: "renew", Example: "dh-cert renew", Fails: "certbot renew failed", MaxArgs: 0, Summary: "renew due certificates; queue an nginx reload if any changed", Run: renew},
+		{Name: "replay", Example: "dh-cert replay /var/lib/dh-deployer/queues/cert/failed/1733472000000000000-42.json", Fails: "certbot failed", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
+		{Name: "certbot", Example: "systemctl start dh-certbot.service", Fails: "certbot failed", MaxArgs: 0, Summary: "as root (dh-certbot.service): run the certbot request dh-cert left", Run: certbot},
 	},
 	DefineFlags: func(fs *pflag.FlagSet) {
 		fs.Bool("once", false, "drain the queue, then exit")

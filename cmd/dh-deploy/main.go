@@ -31,12 +31,23 @@
 //	                                                 directory, git access checked as that user,
 //	                                                 dh-deploy@NAME enabled and started; prints
 //	                                                 the webhook URL and the next command
+//	dh-deploy [-c FILE] sudoers NAME                 the sudo rules of self deployment NAME
 //
 // SIGHUP makes run reload the configuration; the worker takes it up
 // before its next entry (changed steps, environment, … apply from the next
 // run). A configuration that does not load, or lacks the worker's
 // deployment, is logged and the old one kept. run waits for the database
-// at start (run --once exits 75 instead). docs/deploy.md has the details.
+// at start (run --once exits 75 instead). A waiting worker holds no
+// database connection and no inotify instance: it waits on its queue's wake
+// pipe (queues/NAME/.wake, written by dh-route) and looks at the queue
+// directory every second, so a host can run hundreds of them.
+// docs/deploy.md has the details.
+//
+// The worker never reads the GitHub token: with github.token_file set it
+// queues each commit status in queues/status, for dh-route to set. The
+// steps' secrets come from the deployment's environment_file, which must
+// be the worker's user's own, mode 0600. sudoers prints the exact sudo
+// rules a self deployment needs on a host without systemd.
 //
 // Exit status follows sysexits(3): 0 ok, 1 the run (deploy, rollback,
 // replay) failed or was refused, 64 usage or an unknown deployment, 65 bad
@@ -54,6 +65,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -64,7 +76,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/deploy"
-	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/pause"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/setup"
@@ -78,59 +90,68 @@ var app = &cli.App{
 	Name:    "dh-deploy",
 	Summary: "check out, build and record one deployment's pushes",
 	Commands: []*cli.Command{
-		{Name: "run", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"once", "wait"},
+		{Name: "run", Example: "dh-deploy run api --once", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"once", "wait"},
 			Summary: "work the deployment's queue until SIGTERM", Run: run},
-		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
-		{Name: "deploy", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"commit", "ref", "force"},
+		{Name: "replay", Example: "dh-deploy replay /var/lib/dh-deployer/queues/api/failed/1733472000000000000-42.json", Fails: "the run failed or was refused", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
+		{Name: "deploy", Example: "dh-deploy deploy api --ref refs/heads/main --commit 3f2a9c0e1b7d4a6f8e2c5b9d0a1f3e7c6b4d2a80", Fails: "the run failed or was refused", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"commit", "ref", "force"},
 			Summary: "deploy now, by hand: the tip of the ref, or a given commit on it", Run: manual},
-		{Name: "rollback", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"to", "force"},
+		{Name: "rollback", Example: "dh-deploy rollback api --to 41", Fails: "the run failed or was refused", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"to", "force"},
 			Summary: "make the commit before the live one live again; repeated, walk further back", Run: rollback},
-		{Name: "pause", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all", "reason"},
+		{Name: "pause", Example: "dh-deploy pause api --reason \"database upgrade\"", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all", "reason"},
 			Summary: "hold the deployment's queue (or every one) until resume", Run: pauseCmd},
-		{Name: "resume", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all"}, Summary: "end a pause", Run: resumeCmd},
-		{Name: "history", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"limit", "before", "all", "json"},
+		{Name: "resume", Example: "dh-deploy resume --all", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all"}, Summary: "end a pause", Run: resumeCmd},
+		{Name: "history", Example: "dh-deploy history api -n 50", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"limit", "before", "all", "json"},
 			Summary: "print the deployment's runs, newest first", Run: history},
-		{Name: "logs", Args: "NAME [RUN]", MinArgs: 1, MaxArgs: 2, Summary: "print a run's log (default: the newest run)", Run: logs},
-		{Name: "add", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"repository", "branch", "path", "clone-url", "steps", "user", "host"},
+		{Name: "logs", Example: "dh-deploy logs api 41", Args: "NAME [RUN]", MinArgs: 1, MaxArgs: 2, Summary: "print a run's log (default: the newest run)", Run: logs},
+		{Name: "add", Example: "dh-deploy add api --repository ducompsoc/durhack --branch main --path /srv/api --steps '[[\"make\"]]'", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"repository", "branch", "path", "clone-url", "steps", "user", "host"},
 			Summary: "as root: add a deployment end to end (config, user, role, queue, unit, git access)", Run: add},
+		{Name: "sudoers", Args: "NAME", MinArgs: 1, MaxArgs: 1,
+			Summary: "print the exact sudo rules of self deployment NAME (for dh-deployer-acl --sudo)", Run: sudoers},
 	},
 	DefineFlags: func(fs *pflag.FlagSet) {
 		fs.Bool("once", false, "drain the queue, then exit")
 		fs.Bool("wait", false, "wait for another worker of the queue to stop instead of exiting")
-		fs.String("commit", "", "the commit to deploy (it must be on the ref)")
+		fs.String("commit", "", "the commit `SHA` to deploy (it must be on the ref)")
 		fs.String("to", "", "rollback: the succeeded `RUN|COMMIT` to go back to (default: the one before the live one)")
-		fs.String("ref", "", "the ref to deploy or verify against, refs/heads/X or refs/tags/X (default: the first branch followed)")
-		fs.IntP("limit", "n", 20, "how many runs to print (0: all, as --all)")
+		fs.String("ref", "", "the `REF` to deploy or verify against, refs/heads/X or refs/tags/X (default: the first branch followed)")
+		fs.IntP("limit", "n", 20, "how many runs to print, `N` (0: all, as --all)")
 		fs.Int64("before", 0, "print the runs older than run `RUN` (the next page)")
 		fs.Bool("json", false, "print JSON, one run per line")
 		fs.Bool("force", false, "deploy even while paused or outside the deploy windows (recorded in the run's note), and rebuild a commit already live")
 		fs.Bool("all", false, "every deployment (pause, resume); every run, read a page at a time (history)")
 		fs.String("reason", "", "why, for the log, history and status")
-		fs.String("repository", "", "add: the GitHub repository, OWNER/NAME")
+		fs.String("repository", "", "add: the GitHub repository, `OWNER/NAME`")
 		fs.StringArray("branch", nil, "add: a branch to follow (repeatable; default main)")
-		fs.String("path", "", "add: the deployment's directory (path = DIR/current, the link to the live release)")
-		fs.String("clone-url", "", "add: where to fetch from (default: GitHub's https URL of the repository)")
-		fs.String("steps", "", `add: the build steps as a JSON list of argv lists, e.g. '[["make"],["make","install"]]'`)
+		fs.String("path", "", "add: the deployment's directory `DIR` (path = DIR/current, the link to the live release)")
+		fs.String("clone-url", "", "add: the `URL` to fetch from (default: GitHub's https URL of the repository)")
+		fs.String("steps", "", `add: the build steps, a JSON list of argv lists, e.g. '[["make"],["make","install"]]'`)
 		fs.String("user", "", "add: the Unix user to run as (default dh-deploy-NAME, created)")
 		fs.String("host", "", "add: the webhook's public host name, for the URL it prints")
 	},
 }
 
-var errNoDeployment = errors.New("no deployment")
+// WorkerPoll is how often an idle worker looks at its queue directory's
+// modification time, besides its wake pipe (queue.Options.Poll).
+const WorkerPoll = time.Second
 
 // worker opens everything the deployment name's worker needs; waiting,
-// if not nil, waits for the database (see store.LoadWait). A name the
-// configuration lacks is a usage error (64), or bad data (65) when it
-// comes from an entry (replay).
+// if not nil, waits for the database (see store.OpenWait). A name the
+// configuration lacks is a usage error (64, config.Lookup), found before
+// the database is needed, or bad data (65) when it comes from an entry
+// (replay).
 func worker(ctx context.Context, env *cli.Env, name string, wait bool, waiting func(error, time.Duration), user string) (*deploy.Worker, func(), error) {
-	cfg, st, err := store.LoadWait(ctx, env.Config, waiting)
+	cfg, err := config.Load(env.Config)
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, ok := cfg.Deployment(name); !ok {
-		st.Close()
-		return nil, nil, sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "%w %q in %s", errNoDeployment, name, cfg.File),
-			"the deployments are: "+strings.Join(cfg.DeploymentNames(), ", "))
+	if _, err := cfg.Lookup(name); err != nil {
+		return nil, nil, err
+	}
+	// No idle connection: a host may run hundreds of workers, idle
+	// most of the time (docs/deploy.md, "Many deployments on one host").
+	st, err := store.OpenWait(ctx, cfg.DatabaseURL, waiting, store.NoIdle())
+	if err != nil {
+		return nil, nil, err
 	}
 	w, err := deploy.New(cfg, name, st, deploy.Options{Logger: env.Logger, Getenv: env.Getenv, Stderr: env.Stderr,
 		Wait: wait, Version: cli.VersionString(), User: user})
@@ -139,6 +160,17 @@ func worker(ctx context.Context, env *cli.Env, name string, wait bool, waiting f
 		return nil, nil, err
 	}
 	return w, func() { w.Close(); st.Close() }, nil
+}
+
+// lookup loads the configuration and finds the deployment name in it
+// (config.Lookup), before anything needs the database.
+func lookup(env *cli.Env, name string) (*config.Config, *config.Deployment, error) {
+	cfg, err := config.Load(env.Config)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := cfg.Lookup(name)
+	return cfg, d, err
 }
 
 // unixUser is the person behind a command by hand, for the run's
@@ -178,7 +210,18 @@ func run(ctx context.Context, env *cli.Env, args []string) error {
 	hup.Reload(ctx, w.Config(), w.SetConfig)
 	env.Logger.Info("deploying", "deployment", args[0], "queue", w.Queue().Dir(), "once", once)
 	defer env.Ready("deploying " + args[0] + " from " + w.Queue().Dir())()
-	return c.Run(ctx, w.Handle, queue.Options{Once: once, Writers: hup.Writers(args[0]), Logger: env.Logger})
+	// What starting took (the whole configuration parsed, the database
+	// checked) and what each batch took (git's output, the entries) is
+	// garbage once it is done: give its pages back before waiting, for a
+	// host runs hundreds of workers that wait most of the time.
+	debug.FreeOSMemory()
+	handle := func(ctx context.Context, es []*queue.Entry) []error {
+		defer debug.FreeOSMemory()
+		return w.HandleBatch(ctx, es)
+	}
+	// The queue's wake pipe and a look at its directory every Poll, not
+	// fsnotify: no inotify instance per worker (queue.WakeFile).
+	return c.RunBatch(ctx, handle, queue.Options{Once: once, Writers: hup.Writers(args[0]), Logger: env.Logger, Poll: WorkerPoll})
 }
 
 func replay(ctx context.Context, env *cli.Env, args []string) error {
@@ -193,7 +236,7 @@ func replay(ctx context.Context, env *cli.Env, args []string) error {
 		return sysexits.Errorf(sysexits.DataErr, "replay %s: not a github-event entry of a deployment queue", args[0])
 	}
 	w, done, err := worker(ctx, env, head.Deployment, false, nil, unixUser(env))
-	if errors.Is(err, errNoDeployment) {
+	if errors.Is(err, config.ErrNoDeployment) {
 		return sysexits.New(sysexits.DataErr, fmt.Errorf("replay %s: %w", args[0], err))
 	}
 	if err != nil {
@@ -212,7 +255,7 @@ func manual(ctx context.Context, env *cli.Env, args []string) error {
 	}
 	defer done()
 	if commit != "" {
-		if err := gitrepo.CheckSHA(commit); err != nil {
+		if _, err := ident.ParseCommit(commit); err != nil {
 			return sysexits.New(sysexits.Usage, err)
 		}
 	}
@@ -220,7 +263,7 @@ func manual(ctx context.Context, env *cli.Env, args []string) error {
 		if ref, err = deploy.DefaultRef(w.Deployment()); err != nil {
 			return err
 		}
-	} else if err := gitrepo.CheckRef(ref); err != nil {
+	} else if _, err := ident.ParseRef(ref); err != nil {
 		return sysexits.New(sysexits.Usage, err)
 	}
 	force, _ := env.Flags.GetBool("force")
@@ -271,15 +314,15 @@ func history(ctx context.Context, env *cli.Env, args []string) error {
 	if limit < 0 || before < 0 {
 		return sysexits.Errorf(sysexits.Usage, "-n and --before take a number from 0")
 	}
-	cfg, st, err := store.Load(ctx, env.Config)
+	cfg, d, err := lookup(env, args[0])
+	if err != nil {
+		return err
+	}
+	st, err := store.OpenCurrent(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	d, ok := cfg.Deployment(args[0])
-	if !ok {
-		return sysexits.Errorf(sysexits.Usage, "no deployment %q in %s", args[0], cfg.File)
-	}
 	// Every run is read a page at a time and printed as it comes, in the
 	// same memory however long the history; a page is one indexed query.
 	each := func(fn func(store.Run) error) error {
@@ -339,17 +382,23 @@ func (t *historyTable) add(r store.Run) error {
 func (t *historyTable) flush() error { return t.w.Flush() }
 
 func logs(ctx context.Context, env *cli.Env, args []string) error {
-	cfg, st, err := store.Load(ctx, env.Config)
+	cfg, _, err := lookup(env, args[0])
+	if err != nil {
+		return err
+	}
+	var id int64
+	if len(args) == 2 {
+		if id, err = strconv.ParseInt(args[1], 10, 64); err != nil {
+			return sysexits.Errorf(sysexits.Usage, "RUN must be a run number, not %q", args[1])
+		}
+	}
+	st, err := store.OpenCurrent(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	var r store.Run
 	if len(args) == 2 {
-		id, perr := strconv.ParseInt(args[1], 10, 64)
-		if perr != nil {
-			return sysexits.Errorf(sysexits.Usage, "RUN must be a run number, not %q", args[1])
-		}
 		r, err = st.GetRun(ctx, args[0], id)
 	} else {
 		var runs []store.Run
@@ -393,8 +442,8 @@ func pauseTarget(env *cli.Env, args []string) (*config.Config, string, error) {
 	case all && len(args) == 0:
 		return cfg, "", nil
 	case !all && len(args) == 1:
-		if _, ok := cfg.Deployment(args[0]); !ok {
-			return nil, "", sysexits.Errorf(sysexits.Usage, "no deployment %q in %s", args[0], cfg.File)
+		if _, err := cfg.Lookup(args[0]); err != nil {
+			return nil, "", err
 		}
 		return cfg, args[0], nil
 	}
@@ -457,4 +506,28 @@ func add(ctx context.Context, env *cli.Env, args []string) error {
 		}
 	}
 	return setup.AddDeployment(ctx, &setup.Runner{Out: env.Stdout}, cfg, d)
+}
+
+// sudoers prints the sudoers(5) drop-in that allows the self deployment's
+// user exactly its sudo commands (config.Self.SudoRules); dh-deployer-acl
+// deployment NAME USER --self --sudo installs it.
+func sudoers(_ context.Context, env *cli.Env, args []string) error {
+	cfg, err := config.Load(env.Config)
+	if err != nil {
+		return err
+	}
+	d, ok := cfg.Deployment(args[0])
+	if !ok || d.Kind != config.KindSelf {
+		return sysexits.Errorf(sysexits.Usage, "no deployment %q of kind self in %s", args[0], cfg.File)
+	}
+	rules, err := d.Self.SudoRules(d.RunsAs())
+	if err != nil {
+		return sysexits.Errorf(sysexits.Config, "deployments.%s.self: %w", d.Name, err)
+	}
+	fmt.Fprintf(env.Stdout, "# /etc/sudoers.d/dh-deploy-%s: the self deployment %s may run exactly these as root\n", d.Name, d.Name)
+	fmt.Fprintf(env.Stdout, "# (made by dh-deploy sudoers %s from %s; no wildcards)\n", d.Name, cfg.File)
+	for _, r := range rules {
+		fmt.Fprintln(env.Stdout, r)
+	}
+	return nil
 }

@@ -24,7 +24,7 @@
 //
 // The configuration is read from -c FILE, else $DH_CONFIG, else
 // /etc/dh-deployer/config.toml; $DH_DATABASE_URL overrides database_url.
-// Exit status follows sysexits(3): 0 ok, 64 usage, 65 bad entry, refused
+// Exit status follows sysexits(3): 0 ok, 64 usage or an unknown deployment, 65 bad entry, refused
 // sites or a failed configuration test (replay), 69 the test or reload
 // program is missing, 74 I/O error, 75 temporary failure (database down,
 // checkout unreadable, queue or install lock held), 77 no permission,
@@ -55,15 +55,15 @@ var app = &cli.App{
 	Summary: "install nginx sites safely: write, nginx -t, reload or restore",
 	Default: "run",
 	Commands: []*cli.Command{
-		{Name: "run", Summary: "work queues/nginx until SIGTERM", Flags: []string{"once", "wait"}, Run: run},
-		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
-		{Name: "history", Args: "[DEPLOYMENT]", MinArgs: 0, MaxArgs: 1, Flags: []string{"limit", "json"},
+		{Name: "run", Example: "dh-nginx run --once", Summary: "work queues/nginx until SIGTERM", Flags: []string{"once", "wait"}, Run: run},
+		{Name: "replay", Example: "dh-nginx replay /var/lib/dh-deployer/queues/nginx/failed/1733472000000000000-42.json", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
+		{Name: "history", Example: "dh-nginx history sites -n 5", Args: "[DEPLOYMENT]", MinArgs: 0, MaxArgs: 1, Flags: []string{"limit", "json"},
 			Summary: "print the installs, newest first", Run: history},
 	},
 	DefineFlags: func(fs *pflag.FlagSet) {
 		fs.Bool("once", false, "drain queues/nginx, then exit")
 		fs.Bool("wait", false, "wait for another consumer of queues/nginx to stop instead of exiting")
-		fs.IntP("limit", "n", 20, "how many installs to print (0: all)")
+		fs.IntP("limit", "n", 20, "how many installs to print, `N` (0: all)")
 		fs.Bool("json", false, "print JSON, one install per line")
 	},
 }
@@ -109,18 +109,22 @@ func replay(ctx context.Context, env *cli.Env, args []string) error {
 func history(ctx context.Context, env *cli.Env, args []string) error {
 	limit, _ := env.Flags.GetInt("limit")
 	asJSON, _ := env.Flags.GetBool("json")
-	cfg, st, err := store.Load(ctx, env.Config)
+	cfg, err := config.Load(env.Config)
+	if err != nil {
+		return err
+	}
+	deployment := ""
+	if len(args) == 1 {
+		deployment = args[0]
+		if _, err := cfg.Lookup(deployment); err != nil {
+			return err
+		}
+	}
+	st, err := store.OpenCurrent(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	deployment := ""
-	if len(args) == 1 {
-		deployment = args[0]
-		if _, ok := cfg.Deployment(deployment); !ok {
-			return fmt.Errorf("no deployment %q in %s", deployment, cfg.File)
-		}
-	}
 	rows, err := st.NginxInstalls(ctx, deployment, limit)
 	if err != nil {
 		return err

@@ -38,7 +38,8 @@
 // Endpoints: POST <receive.path> (default /github-webhook), POST
 // /deploy/NAME (a deployment's token; only refs it follows; failed tokens
 // limited per client, 429), GET / (service info), GET /healthz (200, or 503
-// with the reasons). While queues/main is at a [queues.main] limit
+// with the reasons), GET /metrics (Prometheus, with the bearer token of
+// receive.metrics_token_file; 404 without one; see docs/receive.md). While queues/main is at a [queues.main] limit
 // (max_entries, max_bytes) or queue_dir's file system below [queues]
 // min_free_bytes, a POST gets 503 with Retry-After before its body is read.
 //
@@ -80,13 +81,13 @@ var app = &cli.App{
 	Summary: "verify GitHub webhook deliveries and enqueue them durably",
 	Default: "serve",
 	Commands: []*cli.Command{
-		{Name: "serve", Summary: "serve until SIGTERM", Run: serve},
-		{Name: "sign", Args: "[FILE]", MaxArgs: 1, Summary: "print the X-Hub-Signature-256 of FILE or stdin", Run: sign},
-		{Name: "hook", Flags: []string{"repository", "socket"}, Summary: "git post-receive hook: queue the pushed refs read from stdin", Run: hook},
+		{Name: "serve", Example: "dh-receive -c /etc/dh-deployer/config.toml serve", Summary: "serve until SIGTERM", Run: serve},
+		{Name: "sign", Example: "dh-receive sign payload.json", Args: "[FILE]", MaxArgs: 1, Summary: "print the X-Hub-Signature-256 of FILE or stdin", Run: sign},
+		{Name: "hook", Example: "dh-receive hook --repository ducompsoc/durhack < refs-from-git", Flags: []string{"repository", "socket"}, Summary: "git post-receive hook: queue the pushed refs read from stdin", Run: hook},
 	},
 	DefineFlags: func(fs *pflag.FlagSet) {
-		fs.String("repository", "", "the repository's name as deployments know it (owner/name)")
-		fs.String("socket", "", "dh-receive's hook socket (default: receive.hook_socket, if the configuration is readable, else "+config.Default().Receive.HookSocket+")")
+		fs.String("repository", "", "the repository's name as deployments know it, `OWNER/NAME`")
+		fs.String("socket", "", "dh-receive's hook socket `PATH` (default: receive.hook_socket, if the configuration is readable, else "+config.Default().Receive.HookSocket+")")
 	},
 }
 
@@ -144,9 +145,13 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 	if err != nil {
 		return sysexits.Errorf(sysexits.Unavailable, "listen on %s: %w", cfg.Receive.Listen, err)
 	}
+	metricsToken, err := cfg.MetricsToken(env.Getenv)
+	if err != nil {
+		return err
+	}
 	s := &receive.Server{
 		Config: cfg.Receive, Secrets: secrets, Tokens: tokens, Deployments: cfg.Deployments, Queue: q, Allowed: allowed,
-		Proxies: proxies, ProxyUnix: proxyUnix, HookListener: hl, HookUsers: hookUsers,
+		Proxies: proxies, ProxyUnix: proxyUnix, HookListener: hl, HookUsers: hookUsers, MetricsToken: metricsToken,
 		Logger: env.Logger, Now: time.Now,
 	}
 	return s.Serve(ctx, l, env.Getenv)

@@ -40,6 +40,10 @@
 // [queues.deployments] limit stays in queues/main (with the ones after it)
 // and is retried with backoff; replay and run --once exit 75 then.
 //
+// run also consumes queues/status: the commit statuses the deployments'
+// workers ask for, which it sets on GitHub with github.token_file (read by
+// dh-route alone; docs/operations.md, "Security model").
+//
 // run also prunes the history a minute after it starts, then every
 // retention.interval (an hour): deliveries, routes and runs older than
 // [retention] allows, in small batches beside the routing, keeping what
@@ -48,7 +52,9 @@
 //
 // With status.listen set, run also serves the read-only status page
 // (GET /status, /status.json, /status/logs/NAME/RUN; see pkg/status and
-// docs/route.md) until it stops; run --once does not.
+// docs/route.md), Prometheus metrics (GET /metrics) and GET /healthz,
+// 503 when a queue's oldest entry is older than status.stall_after while
+// no worker holds its lock, until it stops; run --once does not.
 //
 // The configuration is read from -c FILE, else $DH_CONFIG, else
 // /etc/dh-deployer/config.toml; $DH_DATABASE_URL overrides database_url.
@@ -59,6 +65,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -85,13 +92,13 @@ var app = &cli.App{
 	Summary: "route GitHub deliveries from queues/main to the deployment queues",
 	Default: "run",
 	Commands: []*cli.Command{
-		{Name: "run", Summary: "route queues/main until SIGTERM", Flags: []string{"once", "wait"}, Run: run},
-		{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
-		{Name: "status", Summary: "print queue depths, failed entries and the last decisions", Run: status},
-		{Name: "migrate", Summary: "apply the embedded database migrations", Run: migrate},
-		{Name: "prune", Summary: "delete the history older than [retention] allows, now", Run: prune},
-		{Name: "setup", Flags: []string{"host", "no-start"}, Summary: "as root: database, migrations, roles, webhook secret, units (idempotent)", Run: setupCmd},
-		{Name: "doctor", Flags: []string{"json"}, Summary: "as root: check the host; each failure with the command that fixes it", Run: doctorCmd},
+		{Name: "run", Example: "dh-route run --once", Summary: "route queues/main until SIGTERM", Flags: []string{"once", "wait"}, Run: run},
+		{Name: "replay", Example: "dh-route replay /var/lib/dh-deployer/queues/main/failed/1733472000000000000-42.json", Fails: "the entry could not be routed", Args: "FILE", MinArgs: 1, MaxArgs: 1, Summary: "handle one entry in the foreground", Run: replay},
+		{Name: "status", Example: "dh-route status", Summary: "print queue depths, failed entries and the last decisions", Run: status},
+		{Name: "migrate", Example: "dh-route migrate", Summary: "apply the embedded database migrations", Run: migrate},
+		{Name: "prune", Example: "dh-route prune", Summary: "delete the history older than [retention] allows, now", Run: prune},
+		{Name: "setup", Example: "dh-route setup --host deploy.example.org", Fails: "a check failed", Flags: []string{"host", "no-start"}, Summary: "as root: database, migrations, roles, webhook secret, units (idempotent)", Run: setupCmd},
+		{Name: "doctor", Example: "dh-route doctor --json", Fails: "a check failed", Flags: []string{"json"}, Summary: "as root: check the host; each failure with the command that fixes it", Run: doctorCmd},
 	},
 	DefineFlags: func(fs *pflag.FlagSet) {
 		fs.Bool("once", false, "drain queues/main, then exit")
@@ -121,10 +128,29 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 	}
 	defer c.Close()
 
+	// queues/status: the commit statuses the deployments' workers ask for,
+	// set with the GitHub token only dh-route reads.
+	agent := "dh-deployer/" + cli.VersionString()
+	poster, err := route.NewPoster(cfg, env.Getenv, agent, env.Logger)
+	if err != nil {
+		return err
+	}
+	sc, err := queue.Open(cfg.QueuePath(config.StatusQueue)).Lock(ctx, wait)
+	if err != nil {
+		return err
+	}
+	defer sc.Close()
+
 	r := route.New(cfg, st, route.Options{Logger: env.Logger, Wait: !once})
+	if err := r.RecordRoles(ctx); err != nil {
+		return err
+	}
 	hup.Reload(ctx, cfg, func(cfg *config.Config) error {
+		if err := poster.SetConfig(cfg, env.Getenv, agent); err != nil {
+			return err
+		}
 		r.SetConfig(cfg)
-		return nil
+		return r.RecordRoles(ctx)
 	})
 	if network, addr := cfg.Status.ListenNetwork(); network != "" && !once {
 		stop, err := serveStatus(ctx, env, r, st, network, addr)
@@ -141,7 +167,29 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 	}
 	env.Logger.Info("routing", "queue", cfg.QueuePath(config.MainQueue), "deployments", len(cfg.Deployments), "once", once)
 	defer env.Ready("routing " + cfg.QueuePath(config.MainQueue))()
-	return c.RunBatch(ctx, r.HandleBatch, queue.Options{Once: once, Writers: hup.Writers(config.MainQueue), Logger: env.Logger})
+	// Both queues until either stops with an error (or, with --once,
+	// both are drained).
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	posted := make(chan error, 1)
+	go func() {
+		err := sc.Run(ctx, poster.Handle, queue.Options{Once: once, Writers: hup.Writers(config.StatusQueue), Logger: env.Logger})
+		if err != nil {
+			cancel(err)
+		}
+		posted <- err
+	}()
+	err = c.RunBatch(ctx, r.HandleBatch, queue.Options{Once: once, Writers: hup.Writers(config.MainQueue), Logger: env.Logger})
+	if err != nil {
+		cancel(err)
+	}
+	if perr := <-posted; err == nil || errors.Is(err, context.Canceled) {
+		err = perr
+	}
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }
 
 // serveStatus serves the status page (status.listen) until ctx ends or
@@ -189,7 +237,7 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 	fmt.Fprintln(w, "QUEUE\tDEPTH\tOLDEST\tFAILED")
 	var failures []queue.Failure
 	var unreadable []string
-	for _, name := range append([]string{config.MainQueue}, cfg.DeploymentNames()...) {
+	for _, name := range append([]string{config.MainQueue, config.StatusQueue}, cfg.DeploymentNames()...) {
 		q := queue.Open(cfg.QueuePath(name))
 		s, err := q.Stats()
 		if err != nil {

@@ -127,7 +127,7 @@ hook_socket = %q
 		t.Fatalf("store.Load(%s) = %v", w.file, err)
 	}
 	t.Cleanup(func() { w.st.Close() })
-	for _, q := range []string{config.MainQueue, config.NginxQueue, config.CertQueue, "api", "sites"} {
+	for _, q := range []string{config.MainQueue, config.NginxQueue, config.CertQueue, config.StatusQueue, "api", "sites"} {
 		if err := queue.Open(w.cfg.QueuePath(q)).Init(); err != nil {
 			t.Fatal(err)
 		}
@@ -443,6 +443,35 @@ func (w *world) deploy(t *testing.T) error {
 func (w *world) installNginx(t *testing.T) error {
 	t.Helper()
 	return w.drain(t, config.NginxQueue, nginx.New(w.cfg, w.st, nginx.Options{}).Handle)
+}
+
+// postStatus queues e in queues/status (its file owned by uid owner, if
+// not -1), lets dh-route's poster handle it and returns why it failed.
+func (w *world) postStatus(t *testing.T, e event.CommitStatus, owner int) outcome {
+	t.Helper()
+	e.CreatedAt = time.Now()
+	e.Envelope = event.Envelope{Version: event.Version, Kind: event.KindCommitStatus}
+	data, err := json.Marshal(e) // not Encode, which checks: a forged entry need not be well made
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, err := queue.Open(w.cfg.QueuePath(config.StatusQueue)).Publish(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner >= 0 {
+		if err := os.Chown(filepath.Join(w.cfg.QueuePath(config.StatusQueue), name), owner, -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := route.NewPoster(w.cfg, os.Getenv, "dh-deployer/test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.drain(t, config.StatusQueue, p.Handle); err != nil {
+		return outcome{code: sysexits.Code(err), text: err.Error()}
+	}
+	return w.lastFailure(t, config.StatusQueue)
 }
 
 // publish puts an entry in a queue the way the stage before does.
@@ -897,6 +926,17 @@ func TestCatalogue(t *testing.T) {
 			return w.lastFailure(t, config.NginxQueue)
 		}, outcome{0, sysexits.DataErr, `entry kind "github-event" does not belong in queues/nginx`}, config.NginxQueue},
 
+		// dh-route sets a commit status only on the repository of the
+		// entry's deployment, and only from that deployment's user (issue 17).
+		{"commit-status entry for another deployment's repository", func(t *testing.T) outcome {
+			return w.postStatus(t, event.CommitStatus{Deployment: "api", Repository: "acme/nginx", Commit: sha, State: "success"}, -1)
+		}, outcome{0, sysexits.DataErr, "commit status for repository acme/nginx, but deployment api deploys acme/app: refused"}, config.StatusQueue},
+		{"commit-status entry from another deployment's user", func(t *testing.T) outcome {
+			return w.postStatus(t, event.CommitStatus{Deployment: "api", Repository: "acme/app", Commit: sha, State: "success"}, 65534)
+		}, outcome{0, sysexits.DataErr, "not by dh-deploy (deployment api's user) or root: refused"}, config.StatusQueue},
+		{"commit-status entry with an unknown state", func(t *testing.T) outcome {
+			return w.postStatus(t, event.CommitStatus{Deployment: "api", Repository: "acme/app", Commit: sha, State: "green"}, -1)
+		}, outcome{0, sysexits.DataErr, `entry has an unknown state "green"`}, config.StatusQueue},
 		// Issue 17: a writer of a queue turning it against its consumer.
 		{"queue entry from a user who is no writer of the queue", func(t *testing.T) outcome {
 			name, err := queue.Open(w.cfg.QueuePath("api")).Publish(ghEntry("stranger-1", "api", good))
@@ -1008,6 +1048,13 @@ func TestCatalogue(t *testing.T) {
 			return runTool(t, w.badConfig(t, "\n[deployments.more-sites]\nkind = \"nginx\"\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"+
 				"sites = [{ rule = \"include\", select = [\"../etc/passwd\"] }]\n"))
 		}, outcome{0, sysexits.Config, `config.toml:%LINE+7%: deployments.more-sites.sites[0]: bad site name or pattern "../etc/passwd" in select`}, ""},
+		{"config: a relative environment_file", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[deployments.web]\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\nenvironment_file = \"web.env\"\n"))
+		}, outcome{0, sysexits.Config, `config.toml:%LINE+6%: deployments.web.environment_file: must be absolute`}, ""},
+		{"config: a self deployment's sudo command with a wildcard", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[deployments.me]\nkind = \"self\"\nrepository = \"acme/me\"\nbranches = [\"main\"]\npath = \"/srv/me\"\n"+
+				"self = { restart_self = [\"sudo\", \"-n\", \"/usr/bin/systemctl\", \"--no-block\", \"restart\", \"dh-deploy@*\"] }\n"))
+		}, outcome{0, sysexits.Config, `argument "dh-deploy@*" cannot be allowed exactly by a sudo rule`}, ""},
 		{"config pruning runs GitHub may still redeliver", func(t *testing.T) outcome {
 			return runTool(t, w.badConfig(t, "\n[retention]\nruns = \"24h\"\n"))
 		}, outcome{0, sysexits.Config, "config.toml:%LINE+3%: retention.runs: 24h0m0s is shorter than GitHub's redelivery window\ndh-route: hint: use at least \"72h\" (or \"0s\" to keep forever)"}, ""},
@@ -1070,7 +1117,7 @@ func TestCatalogue(t *testing.T) {
 					t.Errorf("staging file left behind: %s", p)
 				}
 			}
-			for _, q := range []string{config.MainQueue, config.NginxQueue, config.CertQueue, "api", "sites"} {
+			for _, q := range []string{config.MainQueue, config.NginxQueue, config.CertQueue, config.StatusQueue, "api", "sites"} {
 				if names, _ := queue.Open(w.cfg.QueuePath(q)).List(); len(names) != 0 {
 					t.Errorf("queue %s still holds %q", q, names)
 				}

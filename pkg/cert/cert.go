@@ -2,7 +2,7 @@
 // wait for, and renews them, with certbot. docs/cert.md is the operator's
 // version of this comment.
 //
-// For a cert-request entry of queues/cert (Handle):
+// For a cert-request entry of queues/cert (HandleBatch):
 //
 //  1. Decode it (a bad entry is a sysexits.DataErr: failed/), and check the
 //     certificate name and every domain again (event.ValidCertName,
@@ -65,6 +65,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
@@ -76,7 +77,7 @@ const (
 	DefaultMaxAttempts = 5
 	DefaultTimeout     = 10 * time.Minute
 	// DefaultPATH is certbot's PATH when Options.Env names none.
-	DefaultPATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	DefaultPATH = progpath.SystemPATH
 )
 
 // CertbotLockFile is the lock, in queues/cert, held while certbot runs, so
@@ -182,13 +183,7 @@ func lookProgram(name string, env []string) (string, error) {
 			path = v
 		}
 	}
-	for _, dir := range filepath.SplitList(path) {
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 && filepath.IsAbs(p) {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("program %q not found in %s", name, path)
+	return progpath.InPath(name, path)
 }
 
 // SetConfig hands the worker a reloaded configuration (SIGHUP); it takes
@@ -278,11 +273,8 @@ var (
 	serverRE = regexp.MustCompile(`^https://[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?$`)
 )
 
-// Handle is the queue.Handler of queues/cert: see the package comment.
-func (w *Worker) Handle(ctx context.Context, e *queue.Entry) error { return w.handle(ctx, e, false) }
-
-// HandleBatch is the queue.BatchHandler of queues/cert: Handle for each
-// entry in order, so that a request waiting for its next try does not hold
+// HandleBatch is the queue.BatchHandler of queues/cert: each entry in
+// order, as the package comment says, so that a request waiting for its next try does not hold
 // up the requests behind it. The queue keeps the entries after a waiting
 // one until it leaves; handled again, a request already obtained is
 // recognised (certs.entry) and not run twice.
@@ -299,7 +291,7 @@ func (w *Worker) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 }
 
 // Replay handles an entry file in the foreground, as dh-cert replay does:
-// like Handle, but certbot runs even before the backoff's next try, and a
+// like HandleBatch, but certbot runs even before the backoff's next try, and a
 // failure is final (exit status 1), never a retry.
 func (w *Worker) Replay(ctx context.Context, e *queue.Entry) error { return w.handle(ctx, e, true) }
 

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -55,7 +56,8 @@ type Env struct {
 	// Config is the configuration file path: -c/--config, else $DH_CONFIG,
 	// else config.DefaultPath.
 	Config string
-	// Flags holds the parsed flags, for commands that read their own.
+	// Flags holds the parsed flags of the command: -c, -h, --version and
+	// the flags it takes (Command.Flags), no other.
 	Flags *pflag.FlagSet
 }
 
@@ -69,7 +71,12 @@ type Command struct {
 	Flags []string
 	// MinArgs and MaxArgs bound the positional arguments (MaxArgs -1: any).
 	MinArgs, MaxArgs int
-	Run              func(ctx context.Context, env *Env, args []string) error
+	// Example is a typical use, printed by TOOL COMMAND --help.
+	Example string
+	// Fails says what exit status 1 means for this command ("the run
+	// failed or was refused"); "" for the general "failed".
+	Fails string
+	Run   func(ctx context.Context, env *Env, args []string) error
 }
 
 // App describes a tool.
@@ -146,50 +153,78 @@ func run(ctx context.Context, app *App, env *Env, args []string) error {
 	if app.DefineFlags != nil {
 		app.DefineFlags(fs)
 	}
-	env.Flags = fs
 	if err := fs.Parse(args); err != nil {
-		return usageError(app, err.Error())
-	}
-	if *help {
-		fmt.Fprint(env.Stdout, Usage(app, fs))
-		return errHelp
+		return usageError(app, nil, err.Error())
 	}
 	if *version {
 		fmt.Fprintf(env.Stdout, "%s %s\n", app.Name, VersionString())
 		return errHelp
 	}
+	pos := fs.Args()
+	if *help {
+		if len(pos) > 0 && app.command(pos[0]) != nil {
+			cmd := app.command(pos[0])
+			fmt.Fprint(env.Stdout, CommandUsage(app, cmd, commandFlags(app, cmd, fs)))
+		} else {
+			fmt.Fprint(env.Stdout, Usage(app, fs))
+		}
+		return errHelp
+	}
 	env.Config = config.Path(*configFlag, env.Getenv)
 
-	pos := fs.Args()
 	name := app.Default
 	if len(pos) > 0 {
 		if c := app.command(pos[0]); c != nil {
 			name, pos = pos[0], pos[1:]
 		} else if app.Default == "" || app.command(app.Default).MaxArgs == 0 {
-			return usageError(app, fmt.Sprintf("unknown command %q", pos[0]))
+			return usageError(app, nil, fmt.Sprintf("unknown command %q", pos[0]))
 		}
 	}
 	if name == "" {
-		return usageError(app, "no command given")
+		return usageError(app, nil, "no command given")
 	}
 	cmd := app.command(name)
-	allowed := map[string]bool{"config": true, "help": true, "version": true}
-	for _, f := range cmd.Flags {
-		allowed[f] = true
-	}
+	cfs := commandFlags(app, cmd, fs)
 	var bad []string
 	fs.Visit(func(f *pflag.Flag) {
-		if !allowed[f.Name] {
+		if cfs.Lookup(f.Name) == nil {
 			bad = append(bad, "--"+f.Name)
 		}
 	})
 	if len(bad) > 0 {
-		return usageError(app, fmt.Sprintf("%s does not take %s", cmd.Name, strings.Join(bad, ", ")))
+		return usageError(app, cmd, fmt.Sprintf("%s does not take %s", cmd.Name, strings.Join(bad, ", ")))
 	}
-	if len(pos) < cmd.MinArgs || (cmd.MaxArgs >= 0 && len(pos) > cmd.MaxArgs) {
-		return usageError(app, fmt.Sprintf("usage: %s %s %s", app.Name, cmd.Name, cmd.Args))
+	if err := checkArgs(cmd, pos); err != nil {
+		return usageError(app, cmd, err.Error())
 	}
+	env.Flags = cfs
 	return cmd.Run(ctx, env, pos)
+}
+
+// commandFlags is the FlagSet of cmd: the shared -c, -h and --version and
+// the flags cmd takes, holding what fs parsed (the flags are shared).
+func commandFlags(app *App, cmd *Command, fs *pflag.FlagSet) *pflag.FlagSet {
+	cfs := pflag.NewFlagSet(app.Name+" "+cmd.Name, pflag.ContinueOnError)
+	cfs.SortFlags = false
+	for _, name := range append(cmd.Flags, "config", "help", "version") {
+		f := fs.Lookup(name)
+		if f == nil {
+			panic(fmt.Sprintf("cli: %s %s takes --%s, which the app does not define", app.Name, cmd.Name, name))
+		}
+		cfs.AddFlag(f)
+	}
+	return cfs
+}
+
+// checkArgs says, if pos is not what cmd takes, what it takes.
+func checkArgs(cmd *Command, pos []string) error {
+	if len(pos) >= cmd.MinArgs && (cmd.MaxArgs < 0 || len(pos) <= cmd.MaxArgs) {
+		return nil
+	}
+	if cmd.MaxArgs == 0 {
+		return fmt.Errorf("%s takes no arguments (given %q)", cmd.Name, strings.Join(pos, " "))
+	}
+	return fmt.Errorf("%s takes %s (given %d arguments)", cmd.Name, cmd.Args, len(pos))
 }
 
 func (app *App) command(name string) *Command {
@@ -201,34 +236,94 @@ func (app *App) command(name string) *Command {
 	return nil
 }
 
-func usageError(app *App, msg string) error {
-	return sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "%s", msg), "see '"+app.Name+" --help'")
+// usageError is a usage error (64) with a hint to the help of cmd, or of
+// the app when cmd is nil.
+func usageError(app *App, cmd *Command, msg string) error {
+	help := app.Name + " --help"
+	if cmd != nil {
+		help = app.Name + " " + cmd.Name + " --help"
+	}
+	return sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "%s", msg), "see '"+help+"'")
 }
 
 // Usage renders the help text of app.
 func Usage(app *App, fs *pflag.FlagSet) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s - %s\n\nUsage:\n", app.Name, app.Summary)
+	var fails []string
 	for _, c := range app.Commands {
-		line := app.Name + " [-c FILE] " + c.Name
-		if c.Name == app.Default {
-			line = app.Name + " [-c FILE] [" + c.Name + "]"
+		fmt.Fprintf(&b, "  %-44s %s\n", usageLine(app, c, fs), c.Summary)
+		if c.Fails != "" && !slices.Contains(fails, c.Fails) {
+			fails = append(fails, c.Fails)
 		}
-		if c.Args != "" {
-			line += " " + c.Args
-		}
-		for _, f := range c.Flags {
-			line += " [--" + f + "]"
-		}
-		fmt.Fprintf(&b, "  %-44s %s\n", line, c.Summary)
 	}
 	fmt.Fprintf(&b, "\nFlags:\n%s", fs.FlagUsages())
 	if app.Doc != "" {
 		fmt.Fprintf(&b, "\n%s\n", strings.TrimSpace(app.Doc))
 	}
-	b.WriteString("\nExit status: 0 ok, 64 usage, 65 bad data, 69 program missing, 70 internal error,\n" +
-		"74 I/O error, 75 temporary failure (retry), 77 permission denied, 78 bad configuration.\n")
+	fmt.Fprintf(&b, "\n'%s COMMAND --help' shows a command's flags, an example and its exit statuses.\n", app.Name)
+	b.WriteString(exitStatuses(strings.Join(fails, "; ")))
 	return b.String()
+}
+
+// CommandUsage renders the help text of one command: its usage line with
+// value names, its summary, its flags (fs: commandFlags), an example and
+// its exit statuses.
+func CommandUsage(app *App, cmd *Command, fs *pflag.FlagSet) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Usage: %s\n\n%s\n\nFlags:\n%s", usageLine(app, cmd, fs), cmd.Summary, fs.FlagUsages())
+	if cmd.Example != "" {
+		fmt.Fprintf(&b, "\nExample:\n  %s\n", strings.ReplaceAll(strings.TrimSpace(cmd.Example), "\n", "\n  "))
+	}
+	b.WriteString("\n" + exitStatuses(cmd.Fails))
+	return b.String()
+}
+
+// usageLine is "TOOL [-c FILE] COMMAND ARGS [--flag VALUE]...", each flag
+// once (not those ARGS names already) with its value name.
+func usageLine(app *App, c *Command, fs *pflag.FlagSet) string {
+	line := app.Name + " [-c FILE] " + c.Name
+	if c.Name == app.Default {
+		line = app.Name + " [-c FILE] [" + c.Name + "]"
+	}
+	if c.Args != "" {
+		line += " " + c.Args
+	}
+	for _, name := range c.Flags {
+		if strings.Contains(c.Args, "--"+name) {
+			continue
+		}
+		line += " [--" + name
+		if v := valueName(fs.Lookup(name)); v != "" {
+			line += " " + v
+		}
+		line += "]"
+	}
+	return line
+}
+
+// valueName is the name of f's value: the `NAME` in its usage, else its
+// own name in capitals; "" for a bool.
+func valueName(f *pflag.Flag) string {
+	if f == nil || f.Value.Type() == "bool" {
+		return ""
+	}
+	name, usage := pflag.UnquoteUsage(f)
+	if strings.Contains(f.Usage, "`") && usage != f.Usage {
+		return name
+	}
+	return strings.ToUpper(f.Name)
+}
+
+// exitStatuses is the help's footer; fails says what 1 means ("" for
+// "failed").
+func exitStatuses(fails string) string {
+	if fails == "" {
+		fails = "failed"
+	}
+	return "Exit status: 0 ok, 1 " + fails + ", 64 usage, 65 bad data, 69 program missing,\n" +
+		"70 internal error, 74 I/O error, 75 temporary failure (retry), 77 permission denied,\n" +
+		"78 bad configuration.\n"
 }
 
 // VersionString is the version of the running binary.

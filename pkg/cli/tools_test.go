@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
 )
@@ -103,5 +105,100 @@ path       = "/var/www/api"
 	if exitCode(err) != 78 || !strings.Contains(msg, `"deployments.api.brnach"`) || !strings.Contains(msg, cfg+":5") ||
 		!strings.Contains(msg, `hint: did you mean "branches"?`) {
 		t.Errorf("dh-route -c %s migrate = %d, %q; want 78 naming the key, line 5 and a hint", cfg, exitCode(err), msg)
+	}
+}
+
+// deadDatabaseConfig writes a configuration with the deployments api and
+// sites whose database_url points at a socket directory with no server.
+func deadDatabaseConfig(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`queue_dir = %q
+state_dir = %q
+database_url = "postgres:///dh?host=%s/nopg&connect_timeout=2"
+
+[deployments.api]
+repository = "ducompsoc/durhack"
+branches   = ["main"]
+path       = "/srv/api"
+`, dir+"/queues", dir+"/state", dir)), 0o644)
+	return cfg
+}
+
+// An unknown deployment gets one exit status (64) and one message from
+// every command that takes a deployment, before the database is needed
+// (here it is down).
+func TestUnknownDeploymentEverywhere(t *testing.T) {
+	bin := buildTools(t)
+	cfg := deadDatabaseConfig(t)
+	for _, args := range [][]string{
+		{"dh-deploy", "run", "nosuch"},
+		{"dh-deploy", "run", "nosuch", "--once"},
+		{"dh-deploy", "history", "nosuch"},
+		{"dh-deploy", "logs", "nosuch"},
+		{"dh-deploy", "logs", "nosuch", "3"},
+		{"dh-deploy", "rollback", "nosuch"},
+		{"dh-deploy", "deploy", "nosuch"},
+		{"dh-deploy", "pause", "nosuch"},
+		{"dh-nginx", "history", "nosuch"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // run used to wait for the database
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, args[0]), append([]string{"-c", cfg}, args[1:]...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		want := fmt.Sprintf("%s: error: no deployment %q in %s\n%s: hint: the deployments are: api\n", args[0], "nosuch", cfg, args[0])
+		if exitCode(err) != 64 || stderr.String() != want {
+			t.Errorf("%s = %d, %q; want 64, %q", strings.Join(args, " "), exitCode(err), stderr.String(), want)
+		}
+	}
+}
+
+// TOOL COMMAND --help shows that command alone: its usage with value
+// names, its flags, an example and its exit statuses; wrong arguments say
+// what the command takes.
+func TestCommandHelp(t *testing.T) {
+	bin := buildTools(t)
+	out, err := exec.Command(filepath.Join(bin, "dh-deploy"), "deploy", "--help").Output()
+	help := string(out)
+	for _, want := range []string{
+		"Usage: dh-deploy [-c FILE] deploy NAME [--commit SHA] [--ref REF] [--force]\n",
+		"--commit SHA", "\nExample:\n  dh-deploy deploy api ", "Exit status: 0 ok, 1 the run failed or was refused, 64 usage",
+	} {
+		if exitCode(err) != 0 || !strings.Contains(help, want) {
+			t.Errorf("dh-deploy deploy --help = %d, %q; want 0 and %q", exitCode(err), help, want)
+		}
+	}
+	for _, other := range []string{"--once", "--reason", "rollback"} {
+		if strings.Contains(help, other) {
+			t.Errorf("dh-deploy deploy --help shows %q, which is another command's", other)
+		}
+	}
+	out, _ = exec.Command(filepath.Join(bin, "dh-deploy"), "pause", "--help").Output()
+	if !strings.Contains(string(out), "Usage: dh-deploy [-c FILE] pause NAME|--all [--reason REASON]\n") {
+		t.Errorf("dh-deploy pause --help = %q; want --all once and --reason REASON", out)
+	}
+	for _, tool := range tools {
+		out, _ := exec.Command(filepath.Join(bin, tool), "--help").Output()
+		if !strings.Contains(string(out), "Exit status: 0 ok, 1 ") {
+			t.Errorf("%s --help = %q; want exit status 1 in its footer", tool, out)
+		}
+	}
+	for _, tt := range []struct{ args, want []string }{
+		{[]string{"dh-route", "run", "extra"}, []string{`dh-route: error: run takes no arguments (given "extra")`, "hint: see 'dh-route run --help'"}},
+		{[]string{"dh-deploy", "deploy"}, []string{"dh-deploy: error: deploy takes NAME (given 0 arguments)", "hint: see 'dh-deploy deploy --help'"}},
+		{[]string{"dh-deploy", "history", "api", "--commit", "x"}, []string{"dh-deploy: error: history does not take --commit"}},
+	} {
+		cmd := exec.Command(filepath.Join(bin, tt.args[0]), tt.args[1:]...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		for _, want := range tt.want {
+			if exitCode(err) != 64 || !strings.Contains(stderr.String(), want) {
+				t.Errorf("%s = %d, %q; want 64 and %q", strings.Join(tt.args, " "), exitCode(err), stderr.String(), want)
+			}
+		}
 	}
 }

@@ -61,6 +61,9 @@ const (
 	MainQueue  = "main"  // dh-receive → dh-route
 	NginxQueue = "nginx" // dh-deploy, dh-cert → dh-nginx
 	CertQueue  = "cert"  // dh-nginx → dh-cert
+	// StatusQueue carries commit statuses from the deployments' workers
+	// to dh-route, the only process that reads the GitHub token.
+	StatusQueue = "status" // dh-deploy → dh-route
 )
 
 // Kinds of deployment.
@@ -127,7 +130,7 @@ type Config struct {
 	Retention Retention `toml:"retention"`
 
 	// Deployments maps each deployment's name to its definition. The name
-	// ([a-z0-9][a-z0-9-]*, at most 64 bytes, not main, nginx, cert, failed
+	// ([a-z0-9][a-z0-9-]*, at most 64 bytes, not main, nginx, cert, status, failed
 	// or tmp) is also the name of its queue and of its systemd instance
 	// dh-deploy@NAME.
 	Deployments map[string]*Deployment `toml:"deployments"`
@@ -225,6 +228,14 @@ type Receive struct {
 	// MaxQueueAge is the age of the oldest entry in queues/main beyond
 	// which /healthz reports that dh-route is not keeping up. Default "5m".
 	MaxQueueAge time.Duration `toml:"max_queue_age"`
+
+	// MetricsTokenFile holds the token Prometheus must send to GET
+	// /metrics as "Authorization: Bearer TOKEN" (bearer_token_file in its
+	// scrape configuration); one trailing newline is ignored, and a
+	// relative name is looked up as CredentialPath says. Empty, the
+	// default: dh-receive serves no /metrics (404). The listener faces
+	// the internet through a proxy, so the metrics need a token.
+	MetricsTokenFile string `toml:"metrics_token_file"`
 }
 
 // GitHub is the [github] table.
@@ -318,8 +329,19 @@ type Deployment struct {
 
 	// Environment is added to the steps' environment. Names match
 	// [A-Za-z_][A-Za-z0-9_]*; names starting with "DH_" are reserved for
-	// the variables dh-deploy sets itself.
+	// the variables dh-deploy sets itself. config.toml is readable by
+	// every stage and every deployment's user: no secrets here (see
+	// EnvironmentFile).
 	Environment map[string]string `toml:"environment"`
+
+	// EnvironmentFile is the absolute path of a file of NAME=VALUE lines
+	// (blank lines and lines starting with "#" are skipped; no quoting,
+	// no expansion) added to the steps' environment after Environment:
+	// the deployment's secrets. The worker reads it at each run and
+	// refuses it unless it is a regular file owned by the worker's user
+	// and readable by nobody else (mode 0600 or 0400), so that no other
+	// deployment's build can read it. Optional.
+	EnvironmentFile string `toml:"environment_file"`
 
 	// TokenFiles hold the tokens that may trigger this deployment with
 	// POST /deploy/NAME on dh-receive (Authorization: Bearer TOKEN), for CI
@@ -331,7 +353,11 @@ type Deployment struct {
 
 	// User is the Unix user dh-deploy@NAME runs as: what the install
 	// scripts give the systemd instance (User=); the worker never changes
-	// user itself. Optional: default "dh-deploy", and for kind "nginx"
+	// user itself. It is also the database role (peer authentication)
+	// that dh-route records as the one whose runs these are: the runs
+	// table's row-level security lets a deployment's role touch only its
+	// own deployments' runs, so it must be the worker's real user.
+	// Optional: default "dh-deploy", and for kind "nginx"
 	// "dh-deploy-NAME" (see RunsAs). An nginx deployment's user is its
 	// own: no other deployment may run as it, nor may it be a stage's
 	// user or root, since dh-nginx accepts an nginx-sites entry only from
@@ -522,6 +548,7 @@ func Default() *Config {
 		Cert:      defaultCert(),
 		Retention: defaultRetention(),
 		Queues:    defaultQueues(),
+		Status:    Status{StallAfter: 10 * time.Minute},
 	}
 }
 

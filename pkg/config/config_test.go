@@ -895,7 +895,7 @@ func TestRootWorkDefaults(t *testing.T) {
 	}{
 		{"no systemd", false, self,
 			`[sudo -n /usr/sbin/nginx -t] "" [sudo -n /usr/bin/systemctl reload nginx] [sudo -n /usr/bin/certbot] [] "" ` +
-				`[[sudo -n /usr/bin/systemctl restart dh-receive dh-route dh-nginx dh-cert]] [sudo -n /usr/bin/systemctl --no-block restart dh-deploy@*]`},
+				`[[sudo -n /usr/bin/systemctl restart dh-receive dh-route dh-nginx dh-cert]] [sudo -n /usr/bin/systemctl --no-block restart dh-deploy@me]`},
 		{"systemd", true, self,
 			`[systemctl --no-ask-password start dh-nginx-test.service] "/run/dh-deployer/nginx-test.log" ` +
 				`[systemctl --no-ask-password reload nginx.service] [sudo -n /usr/bin/certbot] ` +

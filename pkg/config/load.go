@@ -316,3 +316,23 @@ func siblings(md *toml.MetaData, key toml.Key) []string {
 	}
 	return out
 }
+
+// ErrNoDeployment is wrapped by Lookup's error for a name the
+// configuration lacks.
+var ErrNoDeployment = errors.New("no deployment")
+
+// Lookup returns the deployment name, or the one error every command
+// gives for a name the configuration lacks: a usage error (exit 64)
+// naming it and the file, with the deployments there are as a hint. It
+// needs the configuration only, so commands check the name before they
+// open the database.
+func (c *Config) Lookup(name string) (*Deployment, error) {
+	if d, ok := c.Deployment(name); ok {
+		return d, nil
+	}
+	hint := "the deployments are: " + strings.Join(c.DeploymentNames(), ", ")
+	if len(c.Deployments) == 0 {
+		hint = "there are none yet: dh-deploy add NAME adds one"
+	}
+	return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "%w %q in %s", ErrNoDeployment, name, c.File), hint)
+}

@@ -88,7 +88,7 @@ type Limits struct {
 func (c *Config) QueueLimits(name string) Limits {
 	l := Limits{MinFreeBytes: c.Queues.MinFreeBytes}
 	switch name {
-	case NginxQueue, CertQueue:
+	case NginxQueue, CertQueue, StatusQueue:
 	case MainQueue:
 		l.MaxEntries, l.MaxBytes = c.Queues.Main.MaxEntries, c.Queues.Main.MaxBytes
 	default:
@@ -98,15 +98,28 @@ func (c *Config) QueueLimits(name string) Limits {
 }
 
 // QueueWriters returns the user ids of the writers of the queue name
-// (MainQueue, NginxQueue, CertQueue or a deployment's), for its consumer:
-// the [queues] writers given (Load checked that they exist), or the
-// defaults that exist on this host; for queues/nginx also the nginx
-// deployments' users that exist.
+// (MainQueue, NginxQueue, CertQueue, StatusQueue or a deployment's), for
+// its consumer: the [queues] writers given (Load checked that they
+// exist), or the defaults that exist on this host; for queues/nginx also
+// the nginx deployments' users that exist. queues/status is written by
+// every deployment's user (that exists), and by no one else: dh-route
+// then checks that an entry is about its owner's own deployment.
 func (c *Config) QueueWriters(name string) []int {
+	if name == StatusQueue {
+		var uids []int
+		for _, n := range c.DeploymentNames() {
+			if d := c.Deployments[n]; d != nil {
+				if uid, ok := UserID(d.RunsAs()); ok && !slices.Contains(uids, uid) {
+					uids = append(uids, uid)
+				}
+			}
+		}
+		return uids
+	}
 	given := c.Queues.writers(name)
 	var uids []int
 	for _, u := range given {
-		if uid, ok := lookupUID(u); ok {
+		if uid, ok := UserID(u); ok {
 			uids = append(uids, uid)
 		}
 	}
@@ -116,7 +129,7 @@ func (c *Config) QueueWriters(name string) []int {
 			names = defaultWriters[""]
 		}
 		for _, u := range names {
-			if uid, ok := lookupUID(u); ok {
+			if uid, ok := UserID(u); ok {
 				uids = append(uids, uid)
 			}
 		}
@@ -124,7 +137,7 @@ func (c *Config) QueueWriters(name string) []int {
 	if name == NginxQueue {
 		for _, n := range c.DeploymentNames() {
 			if d := c.Deployments[n]; d != nil && d.Kind == KindNginx {
-				if uid, ok := lookupUID(d.RunsAs()); ok && !slices.Contains(uids, uid) {
+				if uid, ok := UserID(d.RunsAs()); ok && !slices.Contains(uids, uid) {
 					uids = append(uids, uid)
 				}
 			}
@@ -151,7 +164,7 @@ func (q *Queues) writers(name string) []string {
 func (c *Config) checkWriters() error {
 	for _, key := range []string{MainQueue, "deployments", NginxQueue, CertQueue} {
 		for i, u := range c.Queues.writers(key) {
-			if _, ok := lookupUID(u); !ok {
+			if _, ok := UserID(u); !ok {
 				return (problem{key: k("queues", key, "writers"), sub: "[" + strconv.Itoa(i) + "]",
 					msg: fmt.Sprintf("no user %q on this host", u), hint: "create the user, or take it out of the list"}).err(c.File, 0)
 			}
@@ -160,7 +173,8 @@ func (c *Config) checkWriters() error {
 	return nil
 }
 
-func lookupUID(name string) (int, bool) {
+// UserID is the user id of the user name, and whether there is one.
+func UserID(name string) (int, bool) {
 	u, err := user.Lookup(name)
 	if err != nil {
 		return 0, false

@@ -215,6 +215,12 @@ func (c *Config) GitHubToken(getenv func(string) string) ([]byte, error) {
 	return c.optionalSecret(c.GitHub.TokenFile, getenv)
 }
 
+// MetricsToken reads receive.metrics_token_file like StatusToken reads
+// status.token_file: nil and no error if none is configured.
+func (c *Config) MetricsToken(getenv func(string) string) ([]byte, error) {
+	return c.optionalSecret(c.Receive.MetricsTokenFile, getenv)
+}
+
 // NotifyURL reads notify.url_file like WebhookSecrets reads a secret and
 // checks it is an http or https URL. It returns "" and no error if no file
 // is configured.

@@ -4,6 +4,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Status is the [status] table: dh-route's read-only status page
@@ -23,6 +24,12 @@ type Status struct {
 	// up as Config.CredentialPath says. Required for a TCP listen; optional
 	// for a unix socket, which anyone who may connect to it can then read.
 	TokenFile string `toml:"token_file"`
+
+	// StallAfter is how old the oldest entry of a queue may grow while no
+	// worker holds the queue's lock before /healthz (and the metric
+	// dh_route_queue_stalled) reports the queue stalled: its worker
+	// stopped. Default "10m".
+	StallAfter time.Duration `toml:"stall_after"`
 }
 
 // ListenNetwork splits Listen into a network for net.Listen ("tcp" or
@@ -69,6 +76,7 @@ func (s *Status) validate(ck *checker) {
 			ck.hint(`set token_file, or listen on a unix socket ("/run/dh-route/status.sock")`)
 		}
 	}
+	ck.positive(k("status", "stall_after"), s.StallAfter)
 	if s.TokenFile != "" {
 		ck.credentialPath(k("status", "token_file"), "", s.TokenFile)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -26,11 +27,9 @@ const (
 )
 
 // MaxNameLen is the longest deployment name.
-const MaxNameLen = 64
+const MaxNameLen = ident.MaxDeploymentName
 
 var (
-	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
-	repoRE    = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	eventRE   = regexp.MustCompile(`^[a-z_]+$`)
 	userRE    = regexp.MustCompile(`^[a-z_][a-z0-9_-]*\$?$`)
@@ -39,7 +38,7 @@ var (
 
 // reserved are the names no deployment may take: the stages' own queues
 // and the subdirectories of a queue.
-var reserved = []string{MainQueue, NginxQueue, CertQueue, "failed", "tmp"}
+var reserved = []string{MainQueue, NginxQueue, CertQueue, StatusQueue, "failed", "tmp"}
 
 // setDefaults fills what the file left out; defined reports whether the
 // file gave a key (nil: nothing was given, as for a Config built in Go).
@@ -82,11 +81,14 @@ func (c *Config) setDefaults(defined func(key ...string) bool, booted bool) {
 			}
 		}
 		d.releaseDefaults(defined)
-		if booted && d.Kind == KindSelf {
+		if d.Kind == KindSelf {
 			if d.Self == nil {
 				d.Self = &Self{}
 			}
-			d.Self.systemdDefaults()
+			if booted {
+				d.Self.systemdDefaults()
+			}
+			d.Self.sudoDefaults(c.DeploymentNames())
 		}
 	}
 }
@@ -321,6 +323,9 @@ func (r *Receive) validate(ck *checker) {
 	ck.positive(k("receive", "write_timeout"), r.WriteTimeout)
 	ck.positive(k("receive", "shutdown_timeout"), r.ShutdownTimeout)
 	ck.positive(k("receive", "max_queue_age"), r.MaxQueueAge)
+	if r.MetricsTokenFile != "" {
+		ck.credentialPath(k("receive", "metrics_token_file"), "", r.MetricsTokenFile)
+	}
 	for i, a := range r.Allow {
 		if _, err := parsePrefix(a); err != nil {
 			ck.addSub(k("receive", "allow"), fmt.Sprintf("[%d]", i), "%v", err)
@@ -345,7 +350,7 @@ func (r *Receive) validate(ck *checker) {
 			ck.addSub(k("receive", "hook_users"), "."+user, "is not a Unix user name")
 		}
 		for i, repo := range repos {
-			if !ValidRepository(repo) {
+			if _, err := ident.ParseRepository(repo); err != nil {
 				ck.addSub(k("receive", "hook_users"), fmt.Sprintf(".%s[%d]", user, i), "%q is not owner/name", repo)
 			}
 		}
@@ -397,15 +402,16 @@ func (d *Deployment) validate(ck *checker, c *Config, name string) {
 	if _, err := d.Location(); err != nil {
 		ck.add(key("time_zone"), "%v", err)
 	}
+	_, nameErr := ident.ParseDeploymentName(name)
 	switch {
 	case len(name) > MaxNameLen:
 		ck.add(key(), "name longer than %d bytes", MaxNameLen)
-	case !nameRE.MatchString(name):
+	case nameErr != nil:
 		ck.add(key(), "name must match [a-z0-9][a-z0-9-]*")
 		ck.hint("a deployment's name is also its queue's and its systemd instance's name")
 	case slices.Contains(reserved, name):
 		ck.add(key(), "name %q is reserved", name)
-		ck.hint("main, nginx, cert, failed and tmp are queue names of their own")
+		ck.hint("main, nginx, cert, status, failed and tmp are queue names of their own")
 	}
 
 	switch d.Kind {
@@ -475,6 +481,10 @@ func (d *Deployment) validate(ck *checker, c *Config, name string) {
 		}
 	}
 
+	if d.EnvironmentFile != "" {
+		ck.absPath(key("environment_file"), d.EnvironmentFile)
+	}
+
 	if d.User != "" && (len(d.User) > 32 || !userRE.MatchString(d.User)) {
 		ck.add(key("user"), "not a valid Unix user name")
 	}
@@ -538,22 +548,10 @@ func (ck *checker) repository(key []string, repo string) {
 		ck.hint(`write it as "owner/name"`)
 		return
 	}
-	if !ValidRepository(repo) {
+	if _, err := ident.ParseRepository(repo); err != nil {
 		ck.add(key, "%q is not a GitHub repository", repo)
 		ck.hint(`write it as "owner/name", each part of A-Z, a-z, 0-9, "_", "." and "-"`)
 	}
-}
-
-// ValidRepository reports whether repo is "owner/name", each part of
-// A-Z, a-z, 0-9, "_", "." and "-", and neither "." nor "..".
-func ValidRepository(repo string) bool {
-	owner, name, ok := strings.Cut(repo, "/")
-	for _, part := range []string{owner, name} {
-		if !ok || part == "." || part == ".." || !repoRE.MatchString(part) {
-			return false
-		}
-	}
-	return true
 }
 
 // refPattern checks one entry of branches or tags.

@@ -3,7 +3,7 @@
 // the deployment's build steps and a row of history. docs/deploy.md is the
 // operator's version of this comment.
 //
-// For each entry, in this order (Handle):
+// For each entry, in this order (HandleBatch, Handle):
 //
 //  1. Decode it: a github-event push routed to this deployment, else a
 //     sysexits.DataErr (the entry goes to failed/).
@@ -17,7 +17,9 @@
 //     queue names a commit that, after a fetch, is on its ref and contains
 //     this one's commit, this one is recorded as superseded and not
 //     deployed; the newest one deploys. A later push that is stale, forged
-//     or force-pushed over this commit supersedes nothing.
+//     or force-pushed over this commit supersedes nothing. HandleBatch
+//     decides a whole waiting set at once (coalesce.go): one fetch, one
+//     read of the commit graph, one transaction.
 //  4. Deploy (also used by the manual commands):
 //     a. fetch (or clone) under the run lock, so that a manual deploy and
 //     the worker never share the checkout; a network failure is a
@@ -60,9 +62,9 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
-	"github.com/dh-deployer/dh-deployer/pkg/ghstatus"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/notify"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
@@ -88,7 +90,7 @@ type Options struct {
 	Logger *slog.Logger
 	// Getenv reads the worker's environment: the steps get PATH, HOME and
 	// a few more from it (see StepEnv), and $CREDENTIALS_DIRECTORY locates
-	// the GitHub token and the notification URL.
+	// the notification URL.
 	Getenv func(string) string
 	// Stderr receives the steps' output as it comes (the journal under
 	// systemd), besides the run's log file. nil discards it.
@@ -121,11 +123,17 @@ type Worker struct {
 	q       *queue.Queue
 	repo    *gitrepo.Repo // the checkout; used under the run lock only
 	notices *notices
+	// decided holds the coalescing decisions of the waiting entries, by
+	// name: the newer delivery of one recorded superseded, "" for one
+	// that deploys (see coalesce.go).
+	decided map[string]string
 }
 
-// New returns the worker of the deployment name. It reads the GitHub token
-// and the notification URL now, so that a bad one stops the worker at
-// start (sysexits.Config) rather than at the first run.
+// New returns the worker of the deployment name. It reads the
+// notification URL now, so that a bad one stops the worker at start
+// (sysexits.Config) rather than at the first run. It never reads the
+// GitHub token: with github.token_file set, commit statuses go to
+// queues/status, for dh-route to set.
 func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worker, error) {
 	if _, ok := cfg.Deployment(name); !ok {
 		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s: no deployment %q", cfg.File, name),
@@ -144,20 +152,21 @@ func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worke
 		opts.Now = time.Now
 	}
 	log := opts.Logger.With("deployment", name)
-	token, err := cfg.GitHubToken(opts.Getenv)
-	if err != nil {
-		return nil, err
-	}
 	hook, err := cfg.NotifyURL(opts.Getenv)
 	if err != nil {
 		return nil, err
 	}
 	agent := "dh-deployer/" + opts.Version
 	n := &notices{
-		status: &ghstatus.Client{BaseURL: cfg.GitHub.APIURL, Token: string(token), Context: cfg.GitHub.StatusContext,
-			UserAgent: agent, Logger: log},
-		chat: &notify.Webhook{URL: hook, Username: cfg.Notify.Username, UserAgent: agent, Logger: log},
-		log:  log,
+		deployment: name,
+		chat:       &notify.Webhook{URL: hook, Username: cfg.Notify.Username, UserAgent: agent, Logger: log},
+		log:        log,
+	}
+	if cfg.GitHub.TokenFile != "" { // statuses go to dh-route, which holds the token
+		n.status = queue.Open(cfg.QueuePath(config.StatusQueue))
+		if err := n.status.Init(); err != nil {
+			return nil, fmt.Errorf("queues/%s, where commit statuses go: %w", config.StatusQueue, err)
+		}
 	}
 	n.start()
 	w := &Worker{
@@ -181,8 +190,9 @@ func (w *Worker) use(cfg *config.Config) {
 // SetConfig hands the worker a reloaded configuration (SIGHUP). The
 // worker takes it up before it handles its next entry, never during a
 // run: the deployment's steps, environment, path, timeouts, windows …
-// change from the next run on. The GitHub token and the notification URL
-// are read at start only ([github] and [notify] changes need a restart).
+// change from the next run on. Whether statuses are queued and the
+// notification URL are read at start only ([github] and [notify] changes
+// need a restart).
 // A configuration without the worker's deployment is refused (a
 // sysexits.Config error): the worker goes on with the one it has, since
 // the entries still queued were routed to it under that one.
@@ -223,9 +233,6 @@ func (w *Worker) Deployment() *config.Deployment { return w.d }
 // for the goroutine that handles the entries.
 func (w *Worker) Config() *config.Config { return w.cfg }
 
-// Store is the worker's store.
-func (w *Worker) Store() *store.Store { return w.st }
-
 // Queue is the deployment's queue.
 func (w *Worker) Queue() *queue.Queue { return w.q }
 
@@ -241,10 +248,9 @@ func (w *Worker) Recover(ctx context.Context) error {
 	})
 }
 
-// Handle is the queue.Handler of the deployment's queue: see the package
-// comment.
+// Handle is HandleBatch of one entry.
 func (w *Worker) Handle(ctx context.Context, e *queue.Entry) error {
-	return w.handle(ctx, e, TriggerWebhook)
+	return w.HandleBatch(ctx, []*queue.Entry{e})[0]
 }
 
 // Replay handles an entry file in the foreground, as dh-deploy replay does:
@@ -267,28 +273,8 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, trigger string) err
 	if err != nil {
 		return err
 	}
-	attempt := 1
-	for _, r := range runs {
-		if r.State == store.RunSucceeded || r.State == store.RunUnchanged {
-			w.log.Info("already deployed; nothing to do", "delivery", req.Delivery, "commit", r.Commit, "run", r.ID)
-			return nil
-		}
-		if r.State == store.RunQueued { // it waited (paused, outside the windows): this attempt again
-			req.waiting, req.waitNote = r.ID, strings.TrimPrefix(r.Note, "waiting: ")
-			attempt = r.Attempt
-			continue
-		}
-		attempt = max(attempt, r.Attempt+1)
-	}
-	req.Attempt = attempt
-	if (req.Trigger == TriggerWebhook || req.Trigger == TriggerHook) && w.d.Coalesces() {
-		newer, err := w.newerPush(ctx, e.Name, req)
-		if err != nil {
-			return err
-		}
-		if newer != "" {
-			return w.supersede(ctx, req, newer)
-		}
+	if w.attempt(&req, runs) {
+		return nil
 	}
 	_, err = w.Deploy(ctx, req)
 	if held, ok := errors.AsType[*heldError](err); ok {
@@ -298,6 +284,27 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, trigger string) err
 		return nil // recorded; a refusal is final
 	}
 	return err
+}
+
+// attempt sets req's attempt from the runs of its (delivery, deployment)
+// pair, and the queued run it resumes, if it waited; it reports true if a
+// run of the pair already deployed it: nothing to do.
+func (w *Worker) attempt(req *Request, runs []store.Run) (done bool) {
+	attempt := 1
+	for _, r := range runs {
+		if r.State == store.RunSucceeded || r.State == store.RunUnchanged {
+			w.log.Info("already deployed; nothing to do", "delivery", req.Delivery, "commit", r.Commit, "run", r.ID)
+			return true
+		}
+		if r.State == store.RunQueued { // it waited (paused, outside the windows): this attempt again
+			req.waiting, req.waitNote = r.ID, strings.TrimPrefix(r.Note, "waiting: ")
+			attempt = r.Attempt
+			continue
+		}
+		attempt = max(attempt, r.Attempt+1)
+	}
+	req.Attempt = attempt
+	return false
 }
 
 // hold records (once per change of reason) that the entry waits, and
@@ -341,8 +348,8 @@ func (w *Worker) request(data []byte, trigger string) (Request, error) {
 			}
 			req.Ref = ref
 		}
-		if err := gitrepo.CheckRef(req.Ref); err != nil {
-			return Request{}, err
+		if _, err := ident.ParseRef(req.Ref); err != nil {
+			return Request{}, sysexits.New(sysexits.DataErr, err)
 		}
 		return req, nil
 	}
@@ -398,85 +405,13 @@ func (w *Worker) decode(data []byte) (*event.GitHubEvent, *github.Push, error) {
 	if push.IsDeletion() {
 		return nil, nil, sysexits.Errorf(sysexits.DataErr, "entry is the deletion of %s; nothing to deploy", push.Ref)
 	}
-	if err := gitrepo.CheckSHA(push.After); err != nil {
-		return nil, nil, err
+	if _, err := ident.ParseCommit(push.After); err != nil {
+		return nil, nil, sysexits.New(sysexits.DataErr, err)
 	}
-	if err := gitrepo.CheckRef(push.Ref); err != nil {
-		return nil, nil, err
+	if _, err := ident.ParseRef(push.Ref); err != nil {
+		return nil, nil, sysexits.New(sysexits.DataErr, err)
 	}
 	return ev, push, nil
-}
-
-// newerPush returns the delivery of a push waiting in the queue after the
-// entry name that makes req's deployment pointless, or "": one whose
-// commit is on its ref and contains req's commit (checked after a fetch).
-// A newer push that is stale, forged or force-pushed over req's commit
-// does not supersede it: req deploys, and the newer one is judged on its
-// own when its turn comes.
-func (w *Worker) newerPush(ctx context.Context, name string, req Request) (string, error) {
-	names, err := w.q.List()
-	if err != nil {
-		return "", err
-	}
-	var cands []*github.Push
-	var ids []string
-	for i := len(names) - 1; i >= 0 && names[i] > name; i-- {
-		data, err := os.ReadFile(filepath.Join(w.q.Dir(), names[i]))
-		if err != nil {
-			continue // consumed or moved meanwhile, or unreadable: not a candidate
-		}
-		if ev, push, err := w.decode(data); err == nil && push.After != req.Commit {
-			cands, ids = append(cands, push), append(ids, ev.Delivery)
-		}
-	}
-	if len(cands) == 0 {
-		return "", nil
-	}
-	unlock, err := w.lockRun(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	repo := w.repo
-	if err := repo.Sync(ctx); err != nil {
-		return "", err
-	}
-	for i, p := range cands { // newest first
-		if repo.Contains(ctx, p.Ref, p.After) != nil {
-			continue
-		}
-		if ok, err := repo.IsAncestor(ctx, req.Commit, p.After); err == nil && ok {
-			return ids[i], nil
-		}
-	}
-	return "", nil
-}
-
-// supersede records that a newer waiting push replaces this one.
-func (w *Worker) supersede(ctx context.Context, req Request, newer string) error {
-	why := fmt.Sprintf("superseded by delivery %s, waiting in the queue", newer)
-	err := w.db(ctx, "record superseded run", func(ctx context.Context) error {
-		return w.st.InTx(ctx, func(tx *store.Store) error {
-			// An entry that waited (paused, outside the windows) has its
-			// queued run, this very attempt: that row ends superseded. A
-			// second row of the attempt would break the unique key and
-			// leave the queued one waiting forever.
-			id := req.waiting
-			if id == 0 {
-				var err error
-				id, err = tx.InsertRun(ctx, store.Run{Delivery: req.Delivery, Deployment: w.d.Name, Attempt: req.Attempt,
-					Trigger: req.Trigger, TriggeredBy: req.By, Ref: req.Ref, Commit: req.Commit, State: store.RunSuperseded})
-				if err != nil {
-					return err
-				}
-			}
-			return tx.FinishRun(ctx, id, store.RunResult{State: store.RunSuperseded, Error: why})
-		})
-	})
-	if err == nil {
-		w.log.Info("run superseded", "delivery", req.Delivery, "commit", req.Commit, "by", newer)
-	}
-	return err
 }
 
 // ErrRefused is wrapped by Deploy's error when it refused the commit.
@@ -497,7 +432,8 @@ type Request struct {
 	// is checked out (manual deploys and rollbacks only).
 	AllowOlder bool
 	// Force deploys even while the deployment is paused or outside its
-	// windows (manual deploys only); the run's note says so. It also
+	// windows (by hand only: deploy --force, rollback --force); the run's
+	// note says so. It also
 	// rebuilds the live commit, which is otherwise recorded unchanged.
 	Force bool
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -33,7 +32,7 @@ func TestMain(m *testing.M) { storetest.Main(m) }
 // rig is one deployment "app" of repository acme/app, following main, fed
 // from a real bare repository, with a real store and real queue dirs.
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	remote string // the bare repository the deployment fetches from
 	work   string // a clone that makes the commits
@@ -53,7 +52,7 @@ var inPlace = os.Getenv("DH_TEST_STRATEGY") == config.StrategyInPlace
 // newRig writes a configuration whose deployment table is
 // "[deployments.app]" + the common keys + extra (+ strategy = "in-place"
 // with DH_TEST_STRATEGY=in-place, unless extra names a strategy).
-func newRig(t *testing.T, extra string) *rig {
+func newRig(t testing.TB, extra string) *rig {
 	t.Helper()
 	if inPlace && !strings.Contains(extra, "strategy") {
 		extra += "\nstrategy = \"in-place\"\n"
@@ -153,7 +152,14 @@ func (r *rig) worker() *deploy.Worker {
 // empty (deploy windows read the clock).
 func (r *rig) drainAt(now func() time.Time) error {
 	r.t.Helper()
-	w, err := deploy.New(r.cfg, "app", r.st, deploy.Options{Logger: slog.New(slog.DiscardHandler), Getenv: os.Getenv, Now: now})
+	return r.drainWith(deploy.Options{Logger: slog.New(slog.DiscardHandler), Getenv: os.Getenv, Now: now})
+}
+
+// drainWith runs a worker made with opts over the queue until it is
+// empty, as dh-deploy run does.
+func (r *rig) drainWith(opts deploy.Options) error {
+	r.t.Helper()
+	w, err := deploy.New(r.cfg, "app", r.st, opts)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -163,7 +169,7 @@ func (r *rig) drainAt(now func() time.Time) error {
 		r.t.Fatal(err)
 	}
 	defer c.Close()
-	return c.Run(context.Background(), w.Handle, queue.Options{Once: true})
+	return c.RunBatch(context.Background(), w.HandleBatch, queue.Options{Once: true})
 }
 
 // drain runs the worker over the queue until it is empty.
@@ -179,7 +185,7 @@ func (r *rig) drain() error {
 	if err := w.Recover(context.Background()); err != nil {
 		r.t.Fatal(err)
 	}
-	return c.Run(context.Background(), w.Handle, queue.Options{Once: true})
+	return c.RunBatch(context.Background(), w.HandleBatch, queue.Options{Once: true})
 }
 
 // runs returns the deployment's runs, oldest first.
@@ -489,44 +495,30 @@ sites = [{ rule = "include", select = ["*"] }]`)
 	}
 }
 
-// Commit statuses reach a GitHub API that checks the contract, in order.
+// TestCommitStatuses: each run asks for a pending status, then success or
+// failure, in order, as entries in queues/status (dh-route sets them: see
+// pkg/route's TestPoster); the worker never reads github.token_file
+// (issue 17, finding 7b: a build step could read what its worker can), so
+// a token file it may not read changes nothing. Chat notifications are
+// posted by the worker itself.
 func TestCommitStatuses(t *testing.T) {
 	t.Parallel()
-	const token = "ghp_0123456789abcdefghijklmnopqrstuvwxyz"
 	var mu sync.Mutex
-	var got []string
 	var chat []string
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.URL.Path == "/hooks/chat" {
-			var msg struct{ Text, Username string }
-			json.NewDecoder(req.Body).Decode(&msg)
-			mu.Lock()
-			chat = append(chat, msg.Username+": "+msg.Text)
-			mu.Unlock()
+		if req.URL.Path != "/hooks/chat" {
+			t.Errorf("the worker called %s %s; want only the chat hook", req.Method, req.URL.Path)
+			http.Error(w, "no", http.StatusForbidden)
 			return
 		}
-		var body struct {
-			State, Description, Context string
-			TargetURL                   string `json:"target_url"`
-		}
-		err := json.NewDecoder(req.Body).Decode(&body)
-		switch {
-		case err != nil, req.Method != http.MethodPost, req.Header.Get("Authorization") != "Bearer "+token,
-			req.Header.Get("Accept") != "application/vnd.github+json", req.Header.Get("X-GitHub-Api-Version") == "",
-			!strings.HasPrefix(req.Header.Get("User-Agent"), "dh-deployer/"), body.Context != "deploys/app":
-			http.Error(w, `{"message":"contract broken"}`, http.StatusBadRequest)
-			t.Errorf("bad status request %s %s %v %+v (%v)", req.Method, req.URL.Path, req.Header, body, err)
-			return
-		}
+		var msg struct{ Text, Username string }
+		json.NewDecoder(req.Body).Decode(&msg)
 		mu.Lock()
-		got = append(got, req.URL.Path+" "+body.State+" "+body.TargetURL)
+		chat = append(chat, msg.Username+": "+msg.Text)
 		mu.Unlock()
-		w.WriteHeader(http.StatusCreated)
-		io.WriteString(w, `{}`)
 	}))
 	defer api.Close()
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(tokenFile, []byte(token+"\n"), 0o600)
+	tokenFile := filepath.Join(t.TempDir(), "token-only-dh-route-reads")
 	chatFile := filepath.Join(t.TempDir(), "chat-url")
 	os.WriteFile(chatFile, []byte(api.URL+"/hooks/chat\n"), 0o600)
 	r := newRig(t, `steps = [["sh", "-c", "test ! -e broken"]]`)
@@ -549,16 +541,33 @@ func TestCommitStatuses(t *testing.T) {
 	}
 	runs := r.runs()
 	want := []string{
-		fmt.Sprintf("/repos/acme/app/statuses/%s pending https://ci.example.org/app/%d", ok, runs[0].ID),
-		fmt.Sprintf("/repos/acme/app/statuses/%s success https://ci.example.org/app/%d", ok, runs[0].ID),
-		fmt.Sprintf("/repos/acme/app/statuses/%s pending https://ci.example.org/app/%d", bad, runs[1].ID),
-		fmt.Sprintf("/repos/acme/app/statuses/%s failure https://ci.example.org/app/%d", bad, runs[1].ID),
+		fmt.Sprintf("app acme/app %s pending https://ci.example.org/app/%d", ok, runs[0].ID),
+		fmt.Sprintf("app acme/app %s success https://ci.example.org/app/%d", ok, runs[0].ID),
+		fmt.Sprintf("app acme/app %s pending https://ci.example.org/app/%d", bad, runs[1].ID),
+		fmt.Sprintf("app acme/app %s failure https://ci.example.org/app/%d", bad, runs[1].ID),
+	}
+	sq := queue.Open(r.cfg.QueuePath(config.StatusQueue))
+	names, err := sq.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, name := range names {
+		data, err := os.ReadFile(filepath.Join(r.cfg.QueuePath(config.StatusQueue), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := event.DecodeCommitStatus(data)
+		if err != nil {
+			t.Fatalf("queues/status/%s: %v", name, err)
+		}
+		got = append(got, strings.Join([]string{e.Deployment, e.Repository, e.Commit, e.State, e.TargetURL}, " "))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("statuses queued:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if !slices.Equal(got, want) {
-		t.Errorf("statuses posted:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
 	if len(chat) != 2 || !strings.HasPrefix(chat[0], "deploybot: app: deployed acme/app@"+ok[:7]) ||
 		!strings.Contains(chat[1], "app: FAILED at step 1 (sh, exit 1)") {
 		t.Errorf("chat messages %q; want a success then a failure at step 1", chat)
@@ -934,5 +943,43 @@ func TestLiveCommitUnchanged(t *testing.T) {
 	}
 	if runs := r.runs(); runs[len(runs)-1].State != store.RunSucceeded {
 		t.Errorf("a push of the commit after its failed run: %v; want it built again", states(runs))
+	}
+}
+
+// TestEnvironmentFile is issue 17's finding 7a: a deployment's secrets
+// come from its environment_file, which only the worker's user may read;
+// a file others may read fails the run with the fix, and the secret is
+// never in the run's record.
+func TestEnvironmentFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secrets := filepath.Join(dir, "app.env")
+	if err := os.WriteFile(secrets, []byte("# the app's secrets\nAPI_KEY=s3cret=with=equals\n\nGREETING=from the file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, fmt.Sprintf("environment_file = %q\nsteps = [[\"sh\", \"-c\", \"echo \\\"$API_KEY $GREETING\\\" >> $TRACE\"]]", secrets))
+	first := r.commit("main", map[string]string{"a": "1"})
+	r.enqueue("d-1", "refs/heads/main", first)
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	if got, want := r.readTrace(), "s3cret=with=equals from the file\n"; got != want {
+		t.Errorf("the step saw %q; want %q (the file wins over [environment])", got, want)
+	}
+	if err := os.Chmod(secrets, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	second := r.commit("main", map[string]string{"a": "2"})
+	r.enqueue("d-2", "refs/heads/main", second)
+	if err := r.drain(); err != nil {
+		t.Fatalf("drain = %v", err)
+	}
+	runs := r.runs()
+	last := runs[len(runs)-1]
+	if last.State != store.RunFailed || !strings.Contains(last.Error, "mode 0640 lets other users read it: chmod 0600 "+secrets) {
+		t.Errorf("run with a group-readable environment_file: %s %q; want failed with the fix", last.State, last.Error)
+	}
+	if strings.Contains(last.Error, "s3cret") {
+		t.Errorf("the run's error shows the secret: %q", last.Error)
 	}
 }

@@ -5,19 +5,26 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/ghstatus"
 	"github.com/dh-deployer/dh-deployer/pkg/notify"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 )
 
-// notices posts commit statuses and chat notifications in the background,
-// one at a time and in the order they were made (GitHub shows the last
-// status of a context, so order matters), so that a slow or unreachable
-// API never holds up a deployment. A notice that cannot be posted after
-// its retries is logged and dropped.
+// notices hands commit statuses to dh-route and posts chat notifications
+// in the background, one at a time and in the order they were made
+// (GitHub shows the last status of a context, so order matters), so that
+// a slow or unreachable API never holds up a deployment. A notice that
+// cannot be posted after its retries is logged and dropped.
+//
+// The worker holds no GitHub token (its build steps could read it): a
+// commit status is an entry in queues/status, which dh-route, the only
+// reader of github.token_file, sets on GitHub (route.Poster).
 type notices struct {
-	status *ghstatus.Client
-	chat   *notify.Webhook
-	log    *slog.Logger
+	status     *queue.Queue // queues/status; nil when github.token_file is not set
+	deployment string
+	chat       *notify.Webhook
+	log        *slog.Logger
 
 	ch   chan func(context.Context)
 	done chan struct{}
@@ -47,10 +54,20 @@ func (n *notices) add(what string, post func(context.Context)) {
 }
 
 func (n *notices) commitStatus(repo, sha string, s ghstatus.Status) {
-	if !n.status.Enabled() {
+	if n.status == nil {
 		return
 	}
-	n.add("commit status", func(ctx context.Context) { n.status.SetLogged(ctx, repo, sha, s) })
+	e := event.CommitStatus{Deployment: n.deployment, Repository: repo, Commit: sha, State: string(s.State),
+		Description: s.Description, TargetURL: s.TargetURL, CreatedAt: time.Now()}
+	n.add("commit status", func(context.Context) {
+		data, err := e.Encode()
+		if err == nil {
+			_, err = n.status.Publish(data)
+		}
+		if err != nil {
+			n.log.Warn("commit status not queued", "commit", sha, "state", string(s.State), "err", err)
+		}
+	})
 }
 
 func (n *notices) chatMessage(m notify.Message) {

@@ -306,9 +306,13 @@ func (r *run) activateRelease(ctx context.Context, dir, live, previous string) (
 
 // activate runs the activate steps in the release r.dir.
 func (r *run) activate(ctx context.Context) error {
+	env, err := r.env()
+	if err != nil {
+		return err
+	}
 	for i, argv := range r.w.d.Activate {
 		if _, err := r.exec(ctx, fmt.Sprintf("activate %d", i+1), fmt.Sprintf("activate %d/%d", i+1, len(r.w.d.Activate)),
-			argv, r.dir, r.env()); err != nil {
+			argv, r.dir, env); err != nil {
 			return err
 		}
 	}
@@ -340,7 +344,10 @@ func (r *run) healthCheck(ctx context.Context) error {
 func (r *run) healthOnce(ctx context.Context) error {
 	d := r.w.d
 	if len(d.HealthCommand) > 0 {
-		env := r.env()
+		env, err := r.env()
+		if err != nil {
+			return err
+		}
 		prog, err := lookProgram(d.HealthCommand[0], r.dir, env)
 		if err != nil {
 			return err

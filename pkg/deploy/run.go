@@ -199,7 +199,12 @@ func (r *run) recordFailure(ctx context.Context, cause error) (store.Run, error)
 // step runs step n of the deployment.
 func (r *run) step(ctx context.Context, n int, argv []string) error {
 	r.log.Info("step started", "step", n, "argv", quoteArgv(argv))
-	code, err := r.exec(ctx, fmt.Sprintf("step %d", n), fmt.Sprintf("step %d/%d", n, len(r.w.d.Steps)), argv, r.workDir(), r.env())
+	env, err := r.env()
+	if err != nil {
+		_, err = r.fail(ctx, fmt.Errorf("step %d: %w", n, err), nil, intp(n))
+		return err
+	}
+	code, err := r.exec(ctx, fmt.Sprintf("step %d", n), fmt.Sprintf("step %d/%d", n, len(r.w.d.Steps)), argv, r.workDir(), env)
 	if err != nil {
 		_, err = r.fail(ctx, err, code, intp(n))
 	}
@@ -247,8 +252,9 @@ func (r *run) workDir() string {
 
 // env is the environment of the run's steps: StepEnv, and with releases
 // DH_RELEASE_DIR and DH_PREVIOUS_RELEASE_DIR.
-func (r *run) env() []string {
-	return append(StepEnv(r.w.getenv, r.w.d, r.rec), r.extraEnv...)
+func (r *run) env() ([]string, error) {
+	env, err := StepEnv(r.w.getenv, r.w.d, r.rec)
+	return append(env, r.extraEnv...), err
 }
 
 // publishSites hands an nginx-kind checkout to dh-nginx.

@@ -67,9 +67,12 @@ func (r *run) restartSelf() {
 // environment (plus the named variables of the worker's), output to the
 // run's log.
 func (r *run) command(ctx context.Context, what string, argv []string, pass ...string) error {
-	env := StepEnv(r.w.getenv, r.w.d, r.rec)
+	env, err := StepEnv(r.w.getenv, r.w.d, r.rec)
 	env = append(env, environ(pass...)(r.w.getenv)...)
-	prog, err := lookProgram(argv[0], r.w.d.Path, env)
+	prog := ""
+	if err == nil {
+		prog, err = lookProgram(argv[0], r.w.d.Path, env)
+	}
 	if err != nil {
 		return fmt.Errorf("self update: %s: %w", what, err)
 	}

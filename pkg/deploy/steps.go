@@ -14,12 +14,13 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // DefaultPATH is the steps' PATH when the worker has none.
-const DefaultPATH = "/usr/local/bin:/usr/bin:/bin"
+const DefaultPATH = progpath.UserPATH
 
 // passedEnv are the variables of the worker's own environment that steps
 // get. Everything else (DH_DATABASE_URL, CREDENTIALS_DIRECTORY, ...) stays
@@ -46,18 +47,26 @@ func environ(names ...string) func(getenv func(string) string) []string {
 // StepEnv is the environment of a run's steps, in this order (a later
 // entry wins): PATH (default DefaultPATH), HOME, USER, LOGNAME, LANG,
 // LC_ALL, TZ, TMPDIR and SSH_AUTH_SOCK from the worker's environment; the
-// deployment's environment table; then DH_DEPLOYMENT, DH_REPOSITORY,
-// DH_REF, DH_COMMIT, DH_PREVIOUS_COMMIT, DH_DELIVERY and DH_RUN_ID.
-func StepEnv(getenv func(string) string, d *config.Deployment, r store.Run) []string {
+// deployment's environment table; the deployment's environment_file (its
+// secrets, read now: see config.Deployment.SecretEnvironment, whose
+// refusal is StepEnv's error); then DH_DEPLOYMENT, DH_REPOSITORY, DH_REF,
+// DH_COMMIT, DH_PREVIOUS_COMMIT, DH_DELIVERY and DH_RUN_ID.
+func StepEnv(getenv func(string) string, d *config.Deployment, r store.Run) ([]string, error) {
+	secrets, err := d.SecretEnvironment()
+	if err != nil {
+		return nil, err
+	}
 	env := []string{"PATH=" + DefaultPATH}
 	env = append(env, environ(passedEnv...)(getenv)...)
-	names := make([]string, 0, len(d.Environment))
-	for n := range d.Environment {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		env = append(env, n+"="+d.Environment[n])
+	for _, vars := range []map[string]string{d.Environment, secrets} {
+		names := make([]string, 0, len(vars))
+		for n := range vars {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			env = append(env, n+"="+vars[n])
+		}
 	}
 	return append(env,
 		"DH_DEPLOYMENT="+d.Name,
@@ -67,7 +76,7 @@ func StepEnv(getenv func(string) string, d *config.Deployment, r store.Run) []st
 		"DH_PREVIOUS_COMMIT="+r.Previous,
 		"DH_DELIVERY="+r.Delivery,
 		fmt.Sprintf("DH_RUN_ID=%d", r.ID),
-	)
+	), nil
 }
 
 // lookProgram finds a step's program: an absolute path as is, a path with
@@ -86,16 +95,11 @@ func lookProgram(name, checkout string, env []string) (string, error) {
 			path = v
 		}
 	}
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" || !filepath.IsAbs(dir) {
-			continue // a relative PATH entry would depend on the checkout's content
-		}
-		p := filepath.Join(dir, name)
-		if executable(p) == nil {
-			return p, nil
-		}
+	p, err := progpath.InPath(name, path) // relative entries skipped: they would depend on the checkout
+	if err != nil {
+		return "", sysexits.New(sysexits.Unavailable, err)
 	}
-	return "", sysexits.Errorf(sysexits.Unavailable, "%q not found in PATH %s", name, path)
+	return p, nil
 }
 
 func executable(path string) error {
@@ -134,10 +138,12 @@ type runLog struct {
 
 func openRunLog(stateDir, deployment string, req Request, stderr io.Writer) (*runLog, error) {
 	dir := config.RunLogDir(stateDir, deployment)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	// 0700: other deployments' users share the group (dh-deployer-acl
+	// deployment gives dh-route, and only it, read access by ACL).
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("create log directory: %w", err))
 	}
-	// The delivery id's alphabet has no "/" (event.ValidDelivery).
+	// The delivery id's alphabet has no "/" (ident.ParseDelivery).
 	name := fmt.Sprintf("%s-%s-%d.log", time.Now().UTC().Format("20060102T150405.000000000Z"), req.Delivery, req.Attempt)
 	path := filepath.Join(dir, name)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)

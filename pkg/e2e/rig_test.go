@@ -306,7 +306,8 @@ branches   = ["main"]
 path       = %q
 clone_url  = %q
 steps      = [%s]
-`, name, repo.fullName, r.checkout(name), repo.bare, config.TOMLArray([]string{"sh", "-c", `echo "$DH_COMMIT" > built-commit`}))
+`, name, repo.fullName, r.checkout(name), repo.bare, config.TOMLArray([]string{"sh", "-c",
+		`echo "$DH_COMMIT" > built-commit; if [ -n "$APP_SECRET" ]; then echo "$APP_SECRET" > secret-seen; fi`}))
 }
 
 func (r *rig) checkout(name string) string { return filepath.Join(r.root, "srv", name) }

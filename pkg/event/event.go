@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -28,6 +29,7 @@ const (
 	KindCertRequest   = "cert-request"   // obtain a certificate (queues/cert)
 	KindNginxReload   = "nginx-reload"   // reload nginx after a renewal (queues/nginx)
 	KindDeployRequest = "deploy-request" // deploy a deployment now, by token (queues/main, deployment queues)
+	KindCommitStatus  = "commit-status"  // a commit status for dh-route to set on GitHub (queues/status)
 )
 
 // Envelope is what every entry starts with.
@@ -72,15 +74,8 @@ type GitHubEvent struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
-// delivery ids are GUIDs from GitHub, or ids we generate; either way they
-// end up in file names, log lines and SQL, so only a safe alphabet passes.
-var deliveryRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-
 // eventRE is the shape of X-GitHub-Event values.
 var eventRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
-
-// ValidDelivery reports whether s is an acceptable delivery id.
-func ValidDelivery(s string) bool { return deliveryRE.MatchString(s) }
 
 // ValidEventName reports whether s is an acceptable event name.
 func ValidEventName(s string) bool { return eventRE.MatchString(s) }
@@ -142,22 +137,20 @@ func DecodeGitHubEvent(data []byte) (*GitHubEvent, error) {
 	if err := json.Unmarshal(data, &e); err != nil {
 		return nil, dataErr("decode %s entry: %v", KindGitHubEvent, err)
 	}
-	if err := e.check(); err != nil {
+	if err := e.checkHead(); err != nil {
 		return nil, err
+	}
+	// Unmarshal checked the whole entry, payload included: what is left
+	// to check is that the payload is an object, not the JSON again.
+	if t := bytes.TrimLeft(e.Payload, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return nil, CheckPayload(e.Payload) // not an object: it says whether it is JSON at all
 	}
 	return &e, nil
 }
 
-func (e *GitHubEvent) check() error {
-	if err := e.checkHead(); err != nil {
-		return err
-	}
-	return CheckPayload(e.Payload)
-}
-
 func (e *GitHubEvent) checkHead() error {
 	switch {
-	case !ValidDelivery(e.Delivery):
+	case !validDelivery(e.Delivery):
 		return dataErr("entry has a missing or malformed delivery id %q", e.Delivery)
 	case !ValidEventName(e.Event):
 		return dataErr("entry has a missing or malformed event name %q", e.Event)
@@ -182,4 +175,30 @@ func CheckPayload(payload []byte) error {
 
 func dataErr(format string, args ...any) error {
 	return sysexits.Errorf(sysexits.DataErr, format, args...)
+}
+
+// validDelivery reports whether s is a delivery id (ident.ParseDelivery).
+func validDelivery(s string) bool {
+	_, err := ident.ParseDelivery(s)
+	return err == nil
+}
+
+// validDeployment reports whether s is a deployment name
+// (ident.ParseDeploymentName).
+func validDeployment(s string) bool {
+	_, err := ident.ParseDeploymentName(s)
+	return err == nil
+}
+
+// validCommit reports whether s is a full commit name (ident.ParseCommit).
+func validCommit(s string) bool {
+	_, err := ident.ParseCommit(s)
+	return err == nil
+}
+
+// validRepository reports whether s is "owner/name"
+// (ident.ParseRepository).
+func validRepository(s string) bool {
+	_, err := ident.ParseRepository(s)
+	return err == nil
 }

@@ -55,8 +55,6 @@ type NginxReload struct {
 }
 
 var (
-	deploymentRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
-	commitRE     = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 	// certNameRE is a certificate name: a DNS name's alphabet, no "..",
 	// since certbot makes it a directory name.
 	certNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`)
@@ -111,13 +109,13 @@ var refRE = regexp.MustCompile(`^refs/(heads|tags)/[A-Za-z0-9._/-]{1,200}$`)
 
 func (e *DeployRequest) check() error {
 	switch {
-	case !ValidDelivery(e.Delivery):
+	case !validDelivery(e.Delivery):
 		return dataErr("entry has a missing or malformed delivery id %q", e.Delivery)
-	case !deploymentRE.MatchString(e.Deployment):
+	case !validDeployment(e.Deployment):
 		return dataErr("entry has a missing or malformed deployment name %q", e.Deployment)
 	case e.Ref != "" && (!refRE.MatchString(e.Ref) || strings.Contains(e.Ref, "..")):
 		return dataErr("entry has a malformed ref %q", e.Ref)
-	case e.Commit != "" && !commitRE.MatchString(e.Commit):
+	case e.Commit != "" && !validCommit(e.Commit):
 		return dataErr("entry has a malformed commit %q", e.Commit)
 	case e.ReceivedAt.IsZero():
 		return dataErr("entry has no received_at time")
@@ -186,11 +184,11 @@ func decode[T any, P interface {
 
 func (e *NginxSites) check() error {
 	switch {
-	case !deploymentRE.MatchString(e.Deployment):
+	case !validDeployment(e.Deployment):
 		return dataErr("entry has a missing or malformed deployment name %q", e.Deployment)
-	case !commitRE.MatchString(e.Commit):
+	case !validCommit(e.Commit):
 		return dataErr("entry has a missing or malformed commit %q", e.Commit)
-	case !ValidDelivery(e.Delivery):
+	case !validDelivery(e.Delivery):
 		return dataErr("entry has a missing or malformed delivery id %q", e.Delivery)
 	case e.RequestedAt.IsZero():
 		return dataErr("entry has no requested_at time")

@@ -34,10 +34,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
+	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -117,27 +117,6 @@ type Client struct {
 // Enabled reports whether the client sets statuses (it has a token).
 func (c *Client) Enabled() bool { return c != nil && c.Token != "" }
 
-var (
-	repoPartRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	shaRE      = regexp.MustCompile(`^(?:[0-9a-f]{40}|[0-9a-f]{64})$`)
-)
-
-// ValidRepository reports whether repo is "owner/name" with each part of
-// A-Z, a-z, 0-9, ".", "_" and "-", and neither part "." or "..".
-func ValidRepository(repo string) bool {
-	owner, name, ok := strings.Cut(repo, "/")
-	for _, part := range []string{owner, name} {
-		if !ok || part == "." || part == ".." || !repoPartRE.MatchString(part) {
-			return false
-		}
-	}
-	return true
-}
-
-// ValidSHA reports whether sha is a full commit id: 40 (SHA-1) or 64
-// (SHA-256) lowercase hex digits.
-func ValidSHA(sha string) bool { return shaRE.MatchString(sha) }
-
 // APIError is an answer of GitHub other than 201 Created.
 type APIError struct {
 	StatusCode int
@@ -168,10 +147,12 @@ func (c *Client) Set(ctx context.Context, repo, sha string, s Status) error {
 	if !c.Enabled() {
 		return nil
 	}
+	_, repoErr := ident.ParseRepository(repo)
+	_, shaErr := ident.ParseCommit(sha)
 	switch {
-	case !ValidRepository(repo):
+	case repoErr != nil:
 		return sysexits.Errorf(sysexits.DataErr, "ghstatus: %q is not a repository (owner/name)", repo)
-	case !ValidSHA(sha):
+	case shaErr != nil:
 		return sysexits.Errorf(sysexits.DataErr, "ghstatus: %q is not a full commit id", sha)
 	case !s.State.Valid():
 		return sysexits.Errorf(sysexits.Software, "ghstatus: %q is not a state (pending, success, failure, error)", string(s.State))

@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"hash"
-	"regexp"
 	"strings"
 )
 
@@ -99,10 +98,3 @@ func (v *Verifier) Verify(sum []byte) error {
 	}
 	return nil
 }
-
-// guidRE is the shape of X-GitHub-Delivery: a UUID (GitHub, Gitea, Forgejo
-// and Gogs all send one).
-var guidRE = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
-
-// ValidGUID reports whether s looks like a delivery GUID.
-func ValidGUID(s string) bool { return guidRE.MatchString(s) }

@@ -24,7 +24,7 @@
 //     repository does not know and a branch or tag origin does not have,
 //     is a *RefError (errors.Is ErrNotOnRef), never an internal error.
 //   - Refs and commit names, which come from the network, are checked
-//     (CheckRef, CheckSHA) before they reach git; a bad one is an error
+//     (pkg/ident) before they reach git; a bad one is an error
 //     classified sysexits.DataErr naming it. They reach git as single argv
 //     elements, after --end-of-options where git honours it, and are
 //     always spelled in full ("refs/remotes/origin/main", 40 hex digits),
@@ -68,6 +68,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/dh-deployer/dh-deployer/pkg/ident"
+	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -76,19 +78,15 @@ import (
 const (
 	DefaultGit     = "/usr/bin/git"
 	DefaultTimeout = 10 * time.Minute
-	DefaultPATH    = "/usr/local/bin:/usr/bin:/bin"
+	DefaultPATH    = progpath.UserPATH
 )
 
-// Where Sync puts origin's branches and tags.
-const (
-	branchPrefix = "refs/heads/"
-	tagPrefix    = "refs/tags/"
-	remotePrefix = "refs/remotes/origin/"
-)
+// Where Sync puts origin's branches (its tags keep ident.TagPrefix).
+const remotePrefix = "refs/remotes/origin/"
 
 // fetchRefspecs mirror origin: forced ("+"), so that a force-push or a
 // moved tag replaces what we had.
-var fetchRefspecs = []string{"+" + branchPrefix + "*:" + remotePrefix + "*", "+" + tagPrefix + "*:" + tagPrefix + "*"}
+var fetchRefspecs = []string{"+" + ident.BranchPrefix + "*:" + remotePrefix + "*", "+" + ident.TagPrefix + "*:" + ident.TagPrefix + "*"}
 
 // passEnv are the variables of Repo.Env that git commands get.
 var passEnv = []string{
@@ -180,80 +178,23 @@ func (e *RefError) Error() string {
 // Is reports whether target is ErrNotOnRef.
 func (e *RefError) Is(target error) bool { return target == ErrNotOnRef }
 
-// CheckSHA returns nil if sha is a full commit name, exactly 40 (SHA-1) or
-// 64 (SHA-256) lowercase hexadecimal digits; otherwise an error classified
+// checkSHA returns nil if sha is a full commit name (ident.ParseCommit);
+// otherwise an error classified sysexits.DataErr naming it.
+func checkSHA(sha string) error {
+	if _, err := ident.ParseCommit(sha); err != nil {
+		return sysexits.New(sysexits.DataErr, err)
+	}
+	return nil
+}
+
+// checkRef returns nil if ref is a full branch or tag name that git
+// accepts (ident.ParseRef); otherwise an error classified
 // sysexits.DataErr naming it.
-func CheckSHA(sha string) error {
-	if len(sha) != 40 && len(sha) != 64 {
-		return sysexits.Errorf(sysexits.DataErr, "invalid commit %q: want 40 or 64 lowercase hexadecimal digits", sha)
-	}
-	for i := 0; i < len(sha); i++ {
-		if c := sha[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return sysexits.Errorf(sysexits.DataErr, "invalid commit %q: want 40 or 64 lowercase hexadecimal digits", sha)
-		}
+func checkRef(ref string) error {
+	if _, err := ident.ParseRef(ref); err != nil {
+		return sysexits.New(sysexits.DataErr, err)
 	}
 	return nil
-}
-
-// CheckRef returns nil if ref is a full branch or tag name,
-// "refs/heads/NAME" or "refs/tags/NAME", that git check-ref-format
-// accepts; otherwise an error classified sysexits.DataErr naming it. It is
-// stricter than git: NAME may not start with "-" and must be valid UTF-8
-// of at most 1024 bytes.
-func CheckRef(ref string) error {
-	var name string
-	switch {
-	case strings.HasPrefix(ref, branchPrefix):
-		name = ref[len(branchPrefix):]
-	case strings.HasPrefix(ref, tagPrefix):
-		name = ref[len(tagPrefix):]
-	default:
-		return sysexits.Errorf(sysexits.DataErr, "invalid ref %q: want refs/heads/NAME or refs/tags/NAME", ref)
-	}
-	if why := badRefName(name); why != "" {
-		return sysexits.Errorf(sysexits.DataErr, "invalid ref %q: %s", ref, why)
-	}
-	return nil
-}
-
-// badRefName says what is wrong with a branch or tag name (the part after
-// refs/heads/ or refs/tags/) by the rules of git-check-ref-format(1), or
-// returns "".
-func badRefName(name string) string {
-	switch {
-	case name == "":
-		return "empty name"
-	case len(name) > 1024:
-		return "longer than 1024 bytes"
-	case !utf8.ValidString(name):
-		return "not valid UTF-8"
-	case name[0] == '-':
-		return `starts with "-"`
-	case name == "@":
-		return `is "@"`
-	case strings.Contains(name, ".."):
-		return `contains ".."`
-	case strings.Contains(name, "@{"):
-		return `contains "@{"`
-	case strings.HasSuffix(name, "."):
-		return `ends with "."`
-	}
-	for _, r := range name {
-		if r < 0x20 || r == 0x7f || strings.ContainsRune(" ~^:?*[\\", r) {
-			return fmt.Sprintf("contains %q", r)
-		}
-	}
-	for _, c := range strings.Split(name, "/") {
-		switch {
-		case c == "":
-			return `has an empty component (leading, trailing or double "/")`
-		case c[0] == '.':
-			return `has a component starting with "."`
-		case strings.HasSuffix(c, ".lock"):
-			return `has a component ending with ".lock"`
-		}
-	}
-	return ""
 }
 
 // Sync creates the checkout if Path is missing or an empty directory, sets
@@ -289,6 +230,7 @@ func (r *Repo) Sync(ctx context.Context) error {
 		}
 		r.origin = r.URL
 	}
+	r.logger().Debug("fetch", "path", r.Path, "url", redact(r.URL))
 	args := append([]string{"fetch", "--quiet", "--prune", "--no-recurse-submodules", "--no-write-fetch-head", "--no-auto-maintenance", "origin"}, fetchRefspecs...)
 	if _, err := r.run(ctx, r.Path, args...); err != nil {
 		err = fmt.Errorf("sync %s: fetch from %s: %w", r.Path, redact(r.URL), err)
@@ -444,7 +386,7 @@ func (r *Repo) gitDir() string {
 // sysexits.DataErr; the caller checks with Contains first that sha may be
 // deployed.
 func (r *Repo) AddWorktree(ctx context.Context, dir, sha string) error {
-	if err := CheckSHA(sha); err != nil {
+	if err := checkSHA(sha); err != nil {
 		return err
 	}
 	if !filepath.IsAbs(dir) {
@@ -498,17 +440,17 @@ func (r *Repo) setOrigin(ctx context.Context) error {
 // no such ref. An invalid ref or sha is an error classified
 // sysexits.DataErr.
 func (r *Repo) Contains(ctx context.Context, ref, sha string) error {
-	if err := CheckRef(ref); err != nil {
+	if err := checkRef(ref); err != nil {
 		return err
 	}
-	if err := CheckSHA(sha); err != nil {
+	if err := checkSHA(sha); err != nil {
 		return err
 	}
 	tip, err := r.commit(ctx, fetchedRef(ref))
 	if err != nil {
 		return fmt.Errorf("check %s on %s: %w", sha, ref, err)
 	}
-	tag := strings.HasPrefix(ref, tagPrefix)
+	tag := strings.HasPrefix(ref, ident.TagPrefix)
 	switch {
 	case tip == "":
 		return &RefError{Ref: ref, SHA: sha, Reason: "origin has no such " + kind(ref)}
@@ -538,7 +480,7 @@ func (r *Repo) Contains(ctx context.Context, ref, sha string) error {
 // a branch's tip, or the commit a tag peels to. A ref origin does not have
 // is a *RefError; an invalid ref is an error classified sysexits.DataErr.
 func (r *Repo) ResolveRef(ctx context.Context, ref string) (string, error) {
-	if err := CheckRef(ref); err != nil {
+	if err := checkRef(ref); err != nil {
 		return "", err
 	}
 	sha, err := r.commit(ctx, fetchedRef(ref))
@@ -557,7 +499,7 @@ func (r *Repo) Head(ctx context.Context) (string, error) {
 	// A detached HEAD, which is how Checkout leaves it, is the commit's
 	// name in .git/HEAD: read it without starting git.
 	if b, err := os.ReadFile(filepath.Join(r.Path, ".git", "HEAD")); err == nil {
-		if sha := strings.TrimSuffix(string(b), "\n"); CheckSHA(sha) == nil {
+		if sha := strings.TrimSuffix(string(b), "\n"); checkSHA(sha) == nil {
 			return sha, nil
 		}
 	}
@@ -573,10 +515,10 @@ func (r *Repo) Head(ctx context.Context) (string, error) {
 // the repository does not know are an error; invalid ones are an error
 // classified sysexits.DataErr.
 func (r *Repo) IsAncestor(ctx context.Context, a, b string) (bool, error) {
-	if err := CheckSHA(a); err != nil {
+	if err := checkSHA(a); err != nil {
 		return false, err
 	}
-	if err := CheckSHA(b); err != nil {
+	if err := checkSHA(b); err != nil {
 		return false, err
 	}
 	ok, err := r.isAncestor(ctx, a, b)
@@ -602,7 +544,7 @@ func (r *Repo) isAncestor(ctx context.Context, a, b string) (bool, error) {
 // invalid sha is an error classified sysexits.DataErr; the caller checks
 // with Contains first that sha may be deployed.
 func (r *Repo) Checkout(ctx context.Context, sha string, cleanUntracked bool) error {
-	if err := CheckSHA(sha); err != nil {
+	if err := checkSHA(sha); err != nil {
 		return err
 	}
 	// git checkout does not honour --end-of-options (git 2.39); sha is
@@ -634,7 +576,7 @@ func (r *Repo) commit(ctx context.Context, rev string) (string, error) {
 		return "", err
 	}
 	sha := strings.TrimSuffix(out, "\n")
-	if CheckSHA(sha) != nil {
+	if checkSHA(sha) != nil {
 		return "", fmt.Errorf("git rev-parse %s: unexpected output %q", rev, message([]byte(out)))
 	}
 	return sha, nil
@@ -642,7 +584,7 @@ func (r *Repo) commit(ctx context.Context, rev string) (string, error) {
 
 // fetchedRef returns where Sync keeps origin's ref (a checked one).
 func fetchedRef(ref string) string {
-	if name, ok := strings.CutPrefix(ref, branchPrefix); ok {
+	if name, ok := strings.CutPrefix(ref, ident.BranchPrefix); ok {
 		return remotePrefix + name
 	}
 	return ref
@@ -650,7 +592,7 @@ func fetchedRef(ref string) string {
 
 // kind names what ref is, for messages.
 func kind(ref string) string {
-	if strings.HasPrefix(ref, tagPrefix) {
+	if strings.HasPrefix(ref, ident.TagPrefix) {
 		return "tag"
 	}
 	return "branch"

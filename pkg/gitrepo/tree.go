@@ -50,7 +50,7 @@ func (e TreeEntry) Regular() bool {
 // an error classified sysexits.DataErr; one the repository does not have
 // is an error.
 func (r *Repo) ListTree(ctx context.Context, commit string, paths ...string) ([]TreeEntry, error) {
-	if err := CheckSHA(commit); err != nil {
+	if err := checkSHA(commit); err != nil {
 		return nil, err
 	}
 	args := append([]string{"ls-tree", "-z", "-l", "--full-tree", commit + "^{commit}", "--"}, paths...)
@@ -85,7 +85,7 @@ func (r *Repo) ListTree(ctx context.Context, commit string, paths ...string) ([]
 // and the bytes, SHA-1 or SHA-256 by id's length): what it returns is the
 // object, whatever the object store's files hold.
 func (r *Repo) ReadBlob(ctx context.Context, id string, max int) ([]byte, error) {
-	if err := CheckSHA(id); err != nil {
+	if err := checkSHA(id); err != nil {
 		return nil, err
 	}
 	out, err := r.runMax(ctx, r.Path, max, "cat-file", "blob", id)

@@ -81,7 +81,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -92,6 +91,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
@@ -341,7 +341,7 @@ func (in *Installer) command(ctx context.Context, what string, argv []string) (s
 	res, err := sysexec.Run(ctx, sysexec.Cmd{
 		Path:    prog,
 		Args:    argv[1:],
-		Env:     []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"},
+		Env:     []string{"PATH=" + progpath.SystemPATH, "LC_ALL=C"},
 		Timeout: CommandTimeout,
 		Dir:     "/",
 	})
@@ -370,16 +370,7 @@ func lookPath(name string) (string, error) {
 	if strings.Contains(name, "/") {
 		return "", fmt.Errorf("program %q must be a name or an absolute path", name)
 	}
-	if p, err := exec.LookPath(name); err == nil {
-		return filepath.Abs(p)
-	}
-	for _, dir := range []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("program %q not found", name)
+	return progpath.InPath(name, os.Getenv("PATH")+":/usr/sbin:/usr/bin:/sbin:/bin")
 }
 
 // oneLine squeezes command output onto one line for a log attribute.

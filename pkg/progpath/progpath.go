@@ -1,9 +1,11 @@
-// Package progpath finds the external programs that dh-deployer's tests
-// and development tools drive (PostgreSQL's server programs, git, nginx,
+// Package progpath finds external programs: the one PATH search of the
+// stages (InPath, with the PATHs they give their commands: UserPATH,
+// SystemPATH), and Find for the programs that dh-deployer's tests and
+// development tools drive (PostgreSQL's server programs, git, nginx,
 // certbot, ...), including where Debian keeps them off $PATH. When one is
-// missing, the error names the Debian package that installs it.
+// missing, Find's error names the Debian package that installs it.
 //
-// pkg/testenv wraps it for tests; programs such as dh-demo use it directly.
+// pkg/testenv wraps Find for tests; programs such as dh-demo use it directly.
 package progpath
 
 import (
@@ -15,6 +17,35 @@ import (
 	"slices"
 	"strconv"
 )
+
+// The PATHs the stages give the commands they run: UserPATH for what runs
+// as a deployment's user (steps, git), SystemPATH for root's tools
+// (certbot, nginx).
+const (
+	UserPATH   = "/usr/local/bin:/usr/bin:/bin"
+	SystemPATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+
+// ErrNotFound is wrapped by InPath's error for a program in none of the
+// directories.
+var ErrNotFound = errors.New("not found")
+
+// InPath returns the path of the program name (a bare name, no "/") in
+// the first directory of path (a PATH list) that holds it as a regular,
+// executable file. Relative directories are skipped: what they find would
+// depend on the working directory.
+func InPath(name, path string) (string, error) {
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" || !filepath.IsAbs(dir) {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("program %q %w in PATH %s", name, ErrNotFound, path)
+}
 
 // packages maps a program to the Debian package that installs it.
 var packages = map[string]string{

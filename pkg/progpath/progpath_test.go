@@ -1,6 +1,9 @@
 package progpath
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -37,5 +40,26 @@ func TestFindGoTool(t *testing.T) {
 	t.Setenv("GOBIN", "")
 	if _, err := Find("pebble"); err == nil || !strings.Contains(err.Error(), "go install github.com/letsencrypt/pebble/v2/cmd/pebble@") {
 		t.Errorf("Find(%q) with no pebble installed = %v; want a go install hint", "pebble", err)
+	}
+}
+
+// InPath finds a regular executable file in an absolute PATH directory,
+// never in a relative one, never a file that is not executable.
+func TestInPath(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "tool"), []byte("#!/bin/sh\n"), 0o755)
+	os.WriteFile(filepath.Join(dir, "plain"), []byte("x"), 0o644)
+	os.Mkdir(filepath.Join(dir, "adir"), 0o755)
+	if got, err := InPath("tool", "/nonexistent:"+dir); got != filepath.Join(dir, "tool") || err != nil {
+		t.Errorf("InPath(tool) = %q, %v; want %s", got, err, filepath.Join(dir, "tool"))
+	}
+	t.Chdir(dir)
+	for _, name := range []string{"plain", "adir", "missing"} {
+		if got, err := InPath(name, dir); !errors.Is(err, ErrNotFound) {
+			t.Errorf("InPath(%q) = %q, %v; want ErrNotFound", name, got, err)
+		}
+	}
+	if got, err := InPath("tool", ".:"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("InPath(tool, relative PATH) = %q, %v; want ErrNotFound", got, err)
 	}
 }

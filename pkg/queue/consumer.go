@@ -188,6 +188,12 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// NoNotify disables fsnotify: only rescans find new entries.
 	NoNotify bool
+	// Poll, if set, replaces fsnotify (which costs an inotify instance,
+	// 128 per user by default) by the queue's wake pipe (see WakeFile)
+	// and a check of the directory's modification time every Poll: what
+	// a host running hundreds of consumers, such as deployment workers,
+	// wants.
+	Poll time.Duration
 	// Batch is the most entries RunBatch hands over at once (default 256;
 	// Run always hands over one). Removals are fsynced once per batch.
 	Batch int
@@ -241,7 +247,18 @@ func (c *Consumer) RunBatch(ctx context.Context, h BatchHandler, opts Options) e
 
 	var events chan fsnotify.Event
 	var overflow chan error
-	if !opts.NoNotify && !opts.Once {
+	var wake *waker
+	var poll <-chan time.Time
+	if opts.Poll > 0 && !opts.Once {
+		var err error
+		if wake, err = c.q.newWaker(); err != nil {
+			log.Warn("queue wake pipe unavailable; checking the directory every poll", "poll", opts.Poll, "err", err)
+		}
+		defer wake.close()
+		t := time.NewTicker(opts.Poll)
+		defer t.Stop()
+		poll = t.C
+	} else if !opts.NoNotify && !opts.Once {
 		w, err := fsnotify.NewWatcher()
 		if err == nil {
 			err = w.Add(c.q.dir)
@@ -264,6 +281,10 @@ func (c *Consumer) RunBatch(ctx context.Context, h BatchHandler, opts Options) e
 	backoff := opts.MinBackoff
 	for {
 		drain(events)
+		if wake != nil {
+			wake.scanned()
+			drainWake(wake.C)
+		}
 		var uids []int
 		if opts.Writers != nil {
 			uids = opts.Writers()
@@ -320,18 +341,45 @@ func (c *Consumer) RunBatch(ctx context.Context, h BatchHandler, opts Options) e
 			continue
 		}
 		if found {
-			continue // rescan after every batch
+			continue // the listing is worked through: rescan
 		}
 		if opts.Once {
 			return nil
 		}
+		if !c.idle(ctx, opts.Rescan, events, overflow, wake, poll, log) {
+			return nil
+		}
+	}
+}
+
+// idle waits until something says the queue may have changed: a file
+// notification, the wake pipe, a changed directory at a poll, or the
+// periodic rescan. It reports false when ctx ends.
+func (c *Consumer) idle(ctx context.Context, rescan time.Duration, events chan fsnotify.Event, overflow chan error,
+	wake *waker, poll <-chan time.Time, log *slog.Logger) bool {
+	var woken chan struct{}
+	if wake != nil {
+		woken = wake.C
+	}
+	timer := time.NewTimer(rescan)
+	defer timer.Stop()
+	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return false
 		case <-events:
+			return true
 		case err := <-overflow:
 			log.Debug("file notification error; rescanning", "err", err)
-		case <-time.After(opts.Rescan):
+			return true
+		case <-woken:
+			return true
+		case <-poll:
+			if wake == nil || wake.changed() {
+				return true
+			}
+		case <-timer.C:
+			return true
 		}
 	}
 }
@@ -458,6 +506,13 @@ func drain(ch chan fsnotify.Event) {
 		default:
 			return
 		}
+	}
+}
+
+func drainWake(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
 	}
 }
 

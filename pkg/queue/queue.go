@@ -41,8 +41,10 @@
 //     retries it with backoff. A crash at any instant therefore leaves every
 //     entry either still queued or done: delivery is at-least-once, and
 //     handlers must be idempotent.
-//   - fsnotify is only a hint. The directory is rescanned at start, after
-//     every batch, on a watcher overflow and periodically.
+//   - fsnotify (or, with Options.Poll, the wake pipe and a look at the
+//     directory's mtime: see WakeFile) is only a hint. The directory is
+//     rescanned at start, once every entry of the last listing was handled
+//     (batch by batch), on a watcher overflow and periodically.
 //
 // Every change a consumer makes follows the same rule: a removal is
 // followed by an fsync of the queue directory (one per batch) before the
@@ -166,12 +168,9 @@ type Result struct {
 // PublishAll durably adds each item's entry to its queue and returns one
 // Result per item, in the order of items. Each item succeeds or fails
 // alone: a broken queue fails its own items only. The entries are written
-// and synced concurrently (each its own fdatasync), then linked into
-// their queues in the order of items, and each queue's directory is
-// fsynced once for all of them (shared with concurrent Publish calls on
-// the same handle). Linking in order means a consumer never sees an entry
-// before one that items put ahead of it: it cannot handle a newer push
-// and then find an older one appear in front of it.
+// and synced concurrently (each its own fdatasync), linked into their
+// queues, and each queue's directory is fsynced once for all of them
+// (shared with concurrent Publish calls on the same handle).
 func PublishAll(items []Item) []Result {
 	ps := make([]*pending, len(items))
 	for i, it := range items {
@@ -200,7 +199,9 @@ func PublishAll(items []Item) []Result {
 		}
 		wg.Wait()
 	}
-	// Then link them, in order.
+	// Then link them in the order of items (a link is cheap): a consumer
+	// scanning meanwhile sees a prefix of a queue's new entries, never a
+	// later one without the earlier (it would handle a newer push first).
 	for _, p := range ps {
 		p.link()
 	}
@@ -251,13 +252,15 @@ type pending struct {
 	name    string                  // given (Item.Name) or fresh
 	given   bool
 	dst     string
-	existed bool  // a given name the queue already held: not ours to take back
-	size    int64 // bytes staged, for the queue's backlog count (limits.go)
+	tmp     string // the staged file, until linked
+	existed bool   // a given name the queue already held: not ours to take back
+	size    int64  // bytes staged, for the queue's backlog count (limits.go)
 	err     error
 }
 
 // stage writes the entry to the queue's staging directory and syncs its
-// data; link then links it into the queue.
+// data; link then links it into the queue. The name is not durable
+// until its directory is synced (syncNames).
 func (p *pending) stage() {
 	q := p.q
 	if p.given {
@@ -296,17 +299,20 @@ func (p *pending) stage() {
 		}
 		err = p.stageFile(tmp)
 	}
-	p.err = err
+	if err != nil {
+		p.err = err
+		return
+	}
+	p.tmp = tmp
 }
 
 // link links a staged entry into the queue under its name, never
-// replacing a file. The name is not durable until its directory is synced
-// (syncNames).
+// replacing a file.
 func (p *pending) link() {
-	if p.err != nil || p.existed {
-		return
+	if p.tmp == "" {
+		return // not staged: failed, or a given name that failed before
 	}
-	tmp := filepath.Join(p.q.dir, StagingDir, p.name)
+	tmp := p.tmp
 	err := durable.Link(tmp, p.dst)
 	if errors.Is(err, os.ErrExist) && p.given {
 		// Only a given name can be taken (fresh ones are unique): the

@@ -258,17 +258,24 @@ func TestRunStopsOnTemporaryWithOnceAndOnIOError(t *testing.T) {
 	}
 }
 
+// An idle consumer is woken by fsnotify, by its periodic rescan, or with
+// Poll (and then without an inotify instance of its own) by Wake or the
+// check of its directory every Poll.
 func TestRunWakesUp(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		opts Options
+		wake bool // call Wake after publishing
 	}{
-		{"fsnotify", Options{Rescan: time.Hour}},
-		{"rescan", Options{Rescan: 20 * time.Millisecond, NoNotify: true}},
+		{"fsnotify", Options{Rescan: time.Hour}, false},
+		{"rescan", Options{Rescan: 20 * time.Millisecond, NoNotify: true}, false},
+		{"wake pipe", Options{Rescan: time.Hour, Poll: time.Hour}, true},
+		{"directory check", Options{Rescan: time.Hour, Poll: 20 * time.Millisecond}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			q := newQueue(t)
 			c := lock(t, q)
+			before := inotifyInstances(t)
 			handled := make(chan string, 1)
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
@@ -276,7 +283,18 @@ func TestRunWakesUp(t *testing.T) {
 				done <- c.Run(ctx, func(ctx context.Context, e *Entry) error { handled <- e.Name; return nil }, tc.opts)
 			}()
 			time.Sleep(50 * time.Millisecond) // let Run go idle
+			if tc.opts.Poll > 0 {
+				if got := inotifyInstances(t); got != before {
+					t.Errorf("inotify instances = %d while the consumer waits; want %d (none of its own)", got, before)
+				}
+				if fi, err := os.Lstat(filepath.Join(q.Dir(), WakeFile)); err != nil || fi.Mode().Type() != os.ModeNamedPipe {
+					t.Errorf("Lstat(%s) = %v, %v; want a named pipe", WakeFile, fi, err)
+				}
+			}
 			name := publish(t, q, `{}`)
+			if tc.wake {
+				q.Wake()
+			}
 			select {
 			case got := <-handled:
 				if got != name {

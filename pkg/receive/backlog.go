@@ -30,6 +30,7 @@ func (s *Server) admit(next http.HandlerFunc) http.HandlerFunc {
 			next(w, r)
 			return
 		}
+		s.metrics.refusals.Inc()
 		mu.Lock()
 		refused++
 		if time.Since(logged) >= time.Minute {

@@ -21,10 +21,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
-	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -44,7 +43,7 @@ const maxHookLines = 1000
 // Every line is checked before any entry is made: one bad line (not three
 // fields, a malformed commit or ref) is a sysexits.DataErr naming it.
 func HookEntries(stdin io.Reader, repository string, now time.Time) (entries [][]byte, deliveries []string, err error) {
-	if !config.ValidRepository(repository) {
+	if _, err := ident.ParseRepository(repository); err != nil {
 		return nil, nil, sysexits.Errorf(sysexits.Usage, "--repository %q is not owner/name", repository)
 	}
 	sc := bufio.NewScanner(stdin)
@@ -59,11 +58,11 @@ func HookEntries(stdin io.Reader, repository string, now time.Time) (entries [][
 		}
 		old, new, ref := fields[0], fields[1], fields[2]
 		for _, sha := range []string{old, new} {
-			if err := gitrepo.CheckSHA(sha); err != nil {
+			if _, err := ident.ParseCommit(sha); err != nil {
 				return nil, nil, sysexits.Errorf(sysexits.DataErr, "line %d: %v", n, err)
 			}
 		}
-		if err := gitrepo.CheckRef(ref); err != nil {
+		if _, err := ident.ParseRef(ref); err != nil {
 			return nil, nil, sysexits.Errorf(sysexits.DataErr, "line %d: %v", n, err)
 		}
 		entry, delivery, err := hookEntry(repository, old, new, ref, now)
@@ -176,7 +175,7 @@ func (s *Server) hookPush(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := s.Logger.With("uid", cred.Uid, "pid", cred.Pid, "repository", repository)
-	if !config.ValidRepository(repository) {
+	if _, err := ident.ParseRepository(repository); err != nil {
 		log.Warn("hook push rejected", "reason", "bad repository")
 		fail(w, http.StatusBadRequest, fmt.Sprintf("repository %q is not owner/name", repository))
 		return
@@ -229,7 +228,7 @@ func (s *Server) hookPush(w http.ResponseWriter, r *http.Request) {
 // socket's group or receive.hook_users), 75 dh-receive not reachable or
 // the queue not writable.
 func Push(ctx context.Context, socket, repository string, lines io.Reader) ([]string, error) {
-	if !config.ValidRepository(repository) {
+	if _, err := ident.ParseRepository(repository); err != nil {
 		return nil, sysexits.Errorf(sysexits.Usage, "--repository %q is not owner/name", repository)
 	}
 	body, err := io.ReadAll(io.LimitReader(lines, maxHookBody+1))

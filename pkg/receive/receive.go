@@ -36,12 +36,14 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
+	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 )
 
@@ -71,15 +73,24 @@ type Server struct {
 	HookListener net.Listener
 	HookUsers    map[uint32][]string
 
-	inFlight   budget    // request body bytes being received (max_in_flight)
-	tokenFails failLimit // failed token attempts by source
+	// MetricsToken, if not empty, must be sent as "Authorization: Bearer
+	// TOKEN" to GET /metrics (receive.metrics_token_file); empty, there is
+	// no /metrics.
+	MetricsToken []byte
+
+	inFlight    budget    // request body bytes being received (max_in_flight)
+	tokenFails  failLimit // failed token attempts by source
+	metricsOnce sync.Once
+	metrics     *serverMetrics // metrics.go
 }
 
-// Handler returns the server's routes: the webhook path, GET / and
-// GET /healthz.
+// Handler returns the server's routes: the webhook path, POST
+// /deploy/NAME, GET /, GET /healthz and GET /metrics (metrics.go).
 func (s *Server) Handler() http.Handler {
+	s.metricsOnce.Do(func() { s.metrics = newServerMetrics(s) })
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /metrics", s.serveMetrics())
 	mux.HandleFunc("GET /{$}", s.info)
 	// Both routes that enqueue are refused while the queue is full (admit).
 	webhook, deploy := s.admit(s.webhook), s.admit(s.deployRequest)
@@ -93,7 +104,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		fail(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
-	return mux
+	return s.instrument(mux)
 }
 
 // Headers other forges send in place of GitHub's: Gitea, Forgejo and Gogs
@@ -157,7 +168,7 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusBadRequest, "missing or malformed "+github.HeaderEvent+" header", client)
 		return
 	}
-	if !github.ValidGUID(e.Delivery) {
+	if _, err := ident.ParseGUID(e.Delivery); err != nil {
 		s.reject(w, r, http.StatusBadRequest, "missing or malformed "+github.HeaderDelivery+" header (want a GUID)", client)
 		return
 	}

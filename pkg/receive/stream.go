@@ -48,6 +48,13 @@ func (b *budget) take(n, max int64) bool {
 	return true
 }
 
+// current returns the bytes reserved now.
+func (b *budget) current() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used
+}
+
 func (b *budget) give(n int64) {
 	b.mu.Lock()
 	b.used -= n

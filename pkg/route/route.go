@@ -82,6 +82,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
+	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -118,10 +119,10 @@ type Decision struct {
 	Deployments []string // where to forward it (routed), sorted
 }
 
-// Match decides from the configuration alone what a delivery's fate is, and
-// returns the event-table fields read from its payload. A payload routing
-// cannot read is a sysexits.DataErr.
-func Match(cfg *config.Config, ev *event.GitHubEvent) (store.Event, Decision, error) {
+// Match decides from the table's configuration alone what a delivery's
+// fate is, and returns the event-table fields read from its payload. A
+// payload routing cannot read is a sysexits.DataErr.
+func (t *Table) Match(ev *event.GitHubEvent) (store.Event, Decision, error) {
 	rec := store.Event{Delivery: ev.Delivery, Event: ev.Event, HookID: ev.HookID, ReceivedAt: ev.ReceivedAt}
 	switch ev.Event {
 	case EventPing:
@@ -156,12 +157,14 @@ func Match(cfg *config.Config, ev *event.GitHubEvent) (store.Event, Decision, er
 	tag, isTag := p.Tag()
 	var targets []string
 	reason := ReasonNotFollowed
-	for _, name := range cfg.DeploymentNames() {
-		d, _ := cfg.Deployment(name)
-		if d == nil || !d.MatchesRepository(p.Repository.FullName) {
+	for _, tg := range t.byRepo[strings.ToLower(p.Repository.FullName)] {
+		d := tg.d
+		// The table's key folds case with ToLower, the rule
+		// (MatchesRepository) with EqualFold: the rule decides.
+		if !d.MatchesRepository(p.Repository.FullName) {
 			continue
 		}
-		if !(isBranch && d.FollowsBranch(branch)) && !(isTag && d.FollowsTag(tag)) {
+		if !(isBranch && tg.branches.match(branch)) && !(isTag && tg.tags.match(tag)) {
 			continue
 		}
 		switch {
@@ -172,7 +175,7 @@ func Match(cfg *config.Config, ev *event.GitHubEvent) (store.Event, Decision, er
 		case !d.IsEnabled():
 			reason = ReasonDisabled
 		default:
-			targets = append(targets, name)
+			targets = append(targets, tg.name)
 		}
 	}
 	if len(targets) == 0 {
@@ -223,7 +226,10 @@ type Router struct {
 	store  *store.Store
 	logger *slog.Logger
 	wait   bool
-	cfg    atomic.Pointer[config.Config]
+	table  atomic.Pointer[Table]
+	// roles is the configuration whose deployments' roles are recorded
+	// (RecordRoles).
+	roles atomic.Pointer[config.Config]
 
 	mu     sync.Mutex
 	queues map[string]*queue.Queue // deployment queues by directory, initialised
@@ -235,15 +241,41 @@ func New(cfg *config.Config, st *store.Store, opts Options) *Router {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Router{store: st, logger: opts.Logger, wait: opts.Wait, queues: map[string]*queue.Queue{}}
-	r.cfg.Store(cfg)
+	r.table.Store(NewTable(cfg))
 	return r
 }
 
-// SetConfig makes cfg the configuration for the entries handled from now on.
-func (r *Router) SetConfig(cfg *config.Config) { r.cfg.Store(cfg) }
+// SetConfig makes cfg the configuration for the entries handled from now
+// on, with its routing table built once here.
+func (r *Router) SetConfig(cfg *config.Config) { r.table.Store(NewTable(cfg)) }
 
 // Config returns the current configuration.
-func (r *Router) Config() *config.Config { return r.cfg.Load() }
+func (r *Router) Config() *config.Config { return r.table.Load().cfg }
+
+// RecordRoles records, unless done already for the current
+// configuration, which database role each deployment's worker logs in as
+// (its user, Deployment.RunsAs): the runs table's row-level security lets
+// a deployment's role touch only the runs of the deployments recorded for
+// it (store.SetDeploymentRoles). dh-route calls it when it starts, on
+// reload, and before each batch, so that a configuration reloaded while
+// the database was away is recorded once it is back.
+func (r *Router) RecordRoles(ctx context.Context) error {
+	cfg := r.table.Load().cfg
+	if r.roles.Load() == cfg {
+		return nil
+	}
+	roles := make(map[string]string, len(cfg.Deployments))
+	for _, name := range cfg.DeploymentNames() {
+		roles[name] = cfg.Deployments[name].RunsAs()
+	}
+	if err := r.db(ctx, "record the deployments' roles", func(ctx context.Context) error {
+		return r.store.SetDeploymentRoles(ctx, roles)
+	}); err != nil {
+		return err
+	}
+	r.roles.Store(cfg)
+	return nil
+}
 
 // Handle is the queue.Handler of queues/main, for replay: HandleBatch of
 // one entry.
@@ -278,7 +310,15 @@ type item struct {
 // again, and each entry's second handling resumes what its first one
 // recorded. A publish error is its entry's alone.
 func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
-	cfg := r.cfg.Load()
+	if err := r.RecordRoles(ctx); err != nil {
+		errs := make([]error, len(es))
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	table := r.table.Load()
+	cfg := table.cfg
 	items := make([]item, len(es))
 	for i, e := range es {
 		it := &items[i]
@@ -305,7 +345,7 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 			out.Deployment = deployment
 			return out.Encode()
 		}
-		it.rec, it.match, err = Match(cfg, ev)
+		it.rec, it.match, err = table.Match(ev)
 		if err != nil {
 			it.bad, it.known = err, true
 		}
@@ -366,6 +406,9 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 			errs[i] = r.HandleBatch(ctx, []*queue.Entry{e})[0]
 		}
 		return errs
+	}
+	if err == nil {
+		r.wake(cfg, items)
 	}
 	errs := make([]error, len(items))
 	for i := range items {
@@ -549,6 +592,31 @@ func (r *Router) publish(cfg *config.Config, items []item) (failed bool) {
 	return failed
 }
 
+// wake nudges the workers of the deployment queues the batch published
+// to, once each, now that the batch is committed (queue.Wake).
+func (r *Router) wake(cfg *config.Config, items []item) {
+	woken := map[string]bool{}
+	for i := range items {
+		it := &items[i]
+		if it.bad != nil || it.decision.Status != store.StatusRouted {
+			continue
+		}
+		targets := it.decision.Deployments
+		if it.resumed {
+			targets = it.resume
+		}
+		for _, name := range targets {
+			if woken[name] {
+				continue
+			}
+			woken[name] = true
+			if q, err := r.queue(cfg, name); err == nil {
+				q.Wake()
+			}
+		}
+	}
+}
+
 // forwardName is the name of the entry's copy in a deployment queue: the
 // entry's own name, if queue.NewName made it (so it is unique and sorts in
 // arrival order), else a fresh name kept for the rest of this handling.
@@ -683,7 +751,8 @@ func looseEvent(data []byte) (store.Event, bool) {
 	} else {
 		rec.ReceivedAt = time.Now()
 	}
-	return rec, event.ValidDelivery(delivery)
+	_, err := ident.ParseDelivery(delivery)
+	return rec, err == nil
 }
 
 func (r *Router) db(ctx context.Context, what string, fn func(context.Context) error) error {

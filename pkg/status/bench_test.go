@@ -11,8 +11,8 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
 )
 
-// BenchmarkStatus serves GET /status and /status.json (the first page)
-// from three installations: 10,000 runs and 1,000,000 runs over 10
+// BenchmarkStatus serves GET /status, /status.json (the first page) and
+// /metrics from three installations: 10,000 runs and 1,000,000 runs over 10
 // deployments (and "never", a tenth of the runs), and 10,000 runs over
 // 1,000 deployments. Each iteration asks each of them in turn, so that
 // the three see the same load, and reports the median time of each
@@ -34,7 +34,7 @@ func BenchmarkStatus(b *testing.B) {
 		in := statustest.Many(b, c.h)
 		handlers[i] = status.New(func() *config.Config { return in.Config }, in.Store, status.Options{})
 	}
-	for _, path := range []string{"/status", "/status.json"} {
+	for _, path := range []string{"/status", "/status.json", "/metrics"} {
 		b.Run(path[1:], func(b *testing.B) {
 			times := make([][]time.Duration, len(cases))
 			sizes := make([]int, len(cases))

@@ -8,6 +8,8 @@
 //	GET /status?page=N             page N of the deployments (above 2×PageSize of them)
 //	GET /status?deployment=NAME    one deployment with its last runs (also .json)
 //	GET /status/logs/NAME/RUN      the log of run RUN of deployment NAME, text/plain
+//	GET /metrics                   Prometheus metrics, computed on scrape (metrics.go)
+//	GET /healthz                   200, or 503 when a queue is stalled (its worker stopped)
 //
 // The cost of a request does not grow with the history: the last runs of
 // every deployment shown come in one statement, the decisions in another,
@@ -21,7 +23,9 @@
 //
 //   - Nothing is ever written: only GET and HEAD are served (405 otherwise);
 //     it reads the configuration, the events and runs tables, the queue
-//     directories, the pause files and the run logs.
+//     directories, the pause files and the run logs. /metrics and /healthz
+//     also read the certs table and the certificate files, and probe a
+//     queue's .lock with a shared flock(2) released at once (metrics.go).
 //   - Every value shown (names, errors, notes, reasons) is escaped by
 //     html/template; responses carry a Content-Security-Policy that allows
 //     no script, and X-Content-Type-Options: nosniff.
@@ -57,6 +61,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/pause"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
@@ -116,9 +121,9 @@ type Handler struct {
 var pageFS embed.FS
 
 var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
-	"short": short,
+	"short": cli.ShortSHA,
 	"stamp": stamp,
-	"dash":  dash,
+	"dash":  cli.Dash,
 	"join":  func(s []string) string { return strings.Join(s, ", ") },
 	"pages": func(n int) []int {
 		out := make([]int, n)
@@ -158,6 +163,8 @@ func New(cfg func() *config.Config, st *store.Store, opts Options) *Handler {
 	h.mux.HandleFunc("/status", h.html)
 	h.mux.HandleFunc("/status.json", h.json)
 	h.mux.HandleFunc("/status/logs/{name}/{run}", h.log)
+	h.mux.Handle("/metrics", h.metricsHandler())
+	h.mux.HandleFunc("/healthz", h.healthz)
 	return h
 }
 
@@ -436,7 +443,7 @@ func (h *Handler) Collect(ctx context.Context, v View) (*Page, error) {
 func state(d *config.Deployment, dep Deployment, runs []store.Run) (string, string) {
 	for _, r := range runs {
 		if r.State == store.RunRunning {
-			return StateRunning, fmt.Sprintf("run %d of %s", r.ID, short(r.Commit))
+			return StateRunning, fmt.Sprintf("run %d of %s", r.ID, cli.ShortSHA(r.Commit))
 		}
 	}
 	switch {
@@ -657,32 +664,16 @@ func logError(w http.ResponseWriter, err error) {
 	}
 }
 
-func short(commit string) string {
-	if len(commit) > 12 {
-		return commit[:12]
-	}
-	return commit
-}
-
+// stamp is cli.Stamp of a time or of a *time.Time (nil: "-"), for the
+// page's template.
 func stamp(t any) string {
 	switch t := t.(type) {
 	case time.Time:
-		if t.IsZero() {
-			return "-"
-		}
-		return t.UTC().Format(time.RFC3339)
+		return cli.Stamp(t)
 	case *time.Time:
-		if t == nil || t.IsZero() {
-			return "-"
+		if t != nil {
+			return cli.Stamp(*t)
 		}
-		return t.UTC().Format(time.RFC3339)
 	}
 	return "-"
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

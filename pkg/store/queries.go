@@ -52,8 +52,6 @@ const (
 
 // The other statements of the stages: each on one row by its key.
 const (
-	qCountRedelivery = `UPDATE events SET deliveries = deliveries + 1, last_seen_at = now()
-		WHERE delivery = $1`
 	qDecide = `WITH r AS (
 			INSERT INTO routes AS rt (delivery, deployment, entry)
 			SELECT $1, d, $4 FROM unnest($5::text[]) AS d
@@ -76,10 +74,6 @@ const (
 		ORDER BY n
 		ON CONFLICT (delivery) DO NOTHING
 		RETURNING delivery`
-	qInsertEvent = `INSERT INTO events (delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at, status)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'received')
-		ON CONFLICT (delivery) DO NOTHING
-		RETURNING true`
 	qInsertRoutes = `INSERT INTO routes (delivery, deployment, entry)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[])`
 	qInsertRun = `INSERT INTO runs (delivery, deployment, attempt, trigger, ref, commit_sha, previous_sha,
@@ -97,11 +91,18 @@ const (
 			status = CASE WHEN ev.status IN ('received', 'failed') THEN 'failed' ELSE ev.status END,
 			reason = CASE WHEN ev.status IN ('received', 'failed') THEN excluded.reason ELSE ev.reason END,
 			decided_at = CASE WHEN ev.status IN ('received', 'failed') THEN now() ELSE ev.decided_at END`
-	qSetEventStatus = `UPDATE events SET status = $2, reason = $3, deployments = $4, decided_at = now()
-		WHERE delivery = $1`
 	qStartWaitingRun = `UPDATE runs SET state = 'running', trigger = $2, ref = $3, commit_sha = $4, previous_sha = $5,
 		       started_at = $6, log_path = $7, note = $8, triggered_by = $9
 		WHERE id = $1 AND state = 'queued'`
+	// dh-deploy coalescing a waiting set: its runs, and its superseded
+	// runs recorded in one statement.
+	qRunsOfDeliveries = `SELECT ` + runColumns + ` FROM runs WHERE deployment = $1 AND delivery = ANY($2)
+		ORDER BY attempt, id`
+	qInsertSuperseded = `INSERT INTO runs (delivery, deployment, attempt, trigger, ref, commit_sha, state, error,
+		                  finished_at, triggered_by)
+		SELECT d, $1, a, t, NULLIF(r, ''), NULLIF(c, ''), 'superseded', NULLIF(e, ''), now(), NULLIF(b, '')
+		FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+		     AS u(d, a, t, r, c, e, b)`
 	qWaitRun = `INSERT INTO runs AS ru (delivery, deployment, attempt, trigger, ref, commit_sha, state, note, triggered_by)
 		VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8)
 		ON CONFLICT (delivery, deployment, attempt) DO UPDATE SET note = excluded.note
@@ -113,6 +114,8 @@ const (
 // statements (retention.go), for TestQueryPlans.
 var hotQueries = []struct{ Name, SQL string }{
 	{"RunsOf", qRunsOf},
+	{"RunsOfDeliveries", qRunsOfDeliveries},
+	{"InsertSuperseded", qInsertSuperseded},
 	{"RunsBefore", qRunsBefore},
 	{"GetRun", qGetRun},
 	{"CommitRuns", qCommitRuns},
@@ -122,19 +125,18 @@ var hotQueries = []struct{ Name, SQL string }{
 	{"LinkSuperseded", qLinkSuperseded},
 	{"RoutesOf", qRoutesOf},
 	{"RecentEvents", qRecentEvents},
-	{"CountRedelivery", qCountRedelivery},
 	{"Decide", qDecide},
 	{"FinishRun", qFinishRun},
 	{"InsertDecided", qInsertDecided},
-	{"InsertEvent", qInsertEvent},
 	{"InsertRoutes", qInsertRoutes},
 	{"InsertRun", qInsertRun},
 	{"RecordDelivery", qRecordDelivery},
 	{"RecordFailure", qRecordFailure},
-	{"SetEventStatus", qSetEventStatus},
 	{"StartWaitingRun", qStartWaitingRun},
 	{"WaitRun", qWaitRun},
 	{"PruneEvents", qPruneEvents},
 	{"PruneRoutes", qPruneRoutes},
 	{"PruneRuns", qPruneRuns},
+	{"RecentRunStats", qRecentRunStats}, // metrics.go
+	{"DeliveryCounts", qDeliveryCounts},
 }

@@ -62,7 +62,7 @@ func (s *Store) InsertRun(ctx context.Context, r Run) (id int64, err error) {
 		nullString(r.Previous), r.State, nullTime(r.StartedAt), nullString(r.LogPath), nullString(r.Note),
 		nullString(r.TriggeredBy)).Scan(&id)
 	if err != nil {
-		return 0, classify(fmt.Errorf("insert run of %s for %s: %w", r.Deployment, r.Delivery, err))
+		return 0, classify(notOwnDeployment(fmt.Errorf("insert run of %s for %s: %w", r.Deployment, r.Delivery, err), r.Deployment))
 	}
 	return id, nil
 }
@@ -105,7 +105,7 @@ func (s *Store) WaitRun(ctx context.Context, r Run) (int64, error) {
 		return 0, ErrNotFound
 	}
 	if err != nil {
-		return 0, classify(fmt.Errorf("record waiting run of %s for %s: %w", r.Deployment, r.Delivery, err))
+		return 0, classify(notOwnDeployment(fmt.Errorf("record waiting run of %s for %s: %w", r.Deployment, r.Delivery, err), r.Deployment))
 	}
 	return id, nil
 }
@@ -339,4 +339,42 @@ func intPtr(n sql.NullInt64) *int {
 	}
 	i := int(n.Int64)
 	return &i
+}
+
+// RunsOfDeliveries returns the runs of many deliveries to one deployment,
+// by delivery, first attempt first: RunsOf for a whole waiting queue in
+// one statement.
+func (s *Store) RunsOfDeliveries(ctx context.Context, deployment string, deliveries []string) (map[string][]Run, error) {
+	runs, err := s.runs(ctx, qRunsOfDeliveries, deployment, pq.Array(deliveries))
+	if err != nil {
+		return nil, fmt.Errorf("list runs of %s for %d deliveries: %w", deployment, len(deliveries), err)
+	}
+	by := make(map[string][]Run, len(deliveries))
+	for _, r := range runs {
+		by[r.Delivery] = append(by[r.Delivery], r)
+	}
+	return by, nil
+}
+
+// InsertSuperseded records runs that ended superseded before they started,
+// all in one statement (coalescing a waiting set): each r as InsertRun
+// would, then finished now with state superseded and r.Error.
+func (s *Store) InsertSuperseded(ctx context.Context, deployment string, runs []Run) error {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	n := len(runs)
+	del, trig, ref, commit, why, by := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	att := make([]int64, n)
+	for i, r := range runs {
+		del[i], att[i], trig[i], ref[i], commit[i], why[i], by[i] = r.Delivery, int64(max(r.Attempt, 1)), r.Trigger, r.Ref, r.Commit, r.Error, r.TriggeredBy
+		if trig[i] == "" {
+			trig[i] = "webhook"
+		}
+	}
+	_, err := s.db.ExecContext(ctx, qInsertSuperseded,
+		deployment, pq.Array(del), pq.Array(att), pq.Array(trig), pq.Array(ref), pq.Array(commit), pq.Array(why), pq.Array(by))
+	if err != nil {
+		return classify(fmt.Errorf("insert %d superseded runs of %s: %w", n, deployment, err))
+	}
+	return nil
 }

@@ -3,9 +3,10 @@
 //
 // Guarantees:
 //   - Every method is bounded by the Store's per-call timeout (10 s by
-//     default, see WithTimeout) on top of the caller's context.
-//   - InsertEvent is idempotent and race-free: however many times and from
-//     however many processes one delivery GUID is inserted, there is one row.
+//     default) on top of the caller's context.
+//   - RecordDelivery and InsertDecided are idempotent and race-free: however
+//     many times and from however many processes one delivery GUID is
+//     recorded, there is one row.
 //   - Nothing is retried behind the caller's back; Retry does it explicitly.
 //   - No statement of the stages or the status page reads a deployment's
 //     whole history or a whole table: each is named in queries.go and
@@ -40,7 +41,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
-// DefaultTimeout bounds each method call unless WithTimeout says otherwise.
+// DefaultTimeout bounds each method call.
 const DefaultTimeout = 10 * time.Second
 
 // ErrNotFound is returned (wrapped) when a row asked for does not exist.
@@ -52,6 +53,7 @@ type Store struct {
 	pool    *sql.DB // nil in a transaction's Store
 	db      querier // the pool, or the transaction
 	timeout time.Duration
+	noIdle  bool
 }
 
 // querier is what *sql.DB and *sql.Tx have in common.
@@ -61,12 +63,16 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// Option configures Open.
+// Option configures Open (the tests' WithTimeout).
 type Option func(*Store)
 
-// WithTimeout sets the per-call timeout applied to every method.
-func WithTimeout(d time.Duration) Option {
-	return func(s *Store) { s.timeout = d }
+// NoIdle makes the Store keep no connection open between calls: each
+// call connects and closes its connection when it is done (a transaction
+// keeps one until it ends). For a daemon idle most of the time of which a
+// host runs hundreds, such as the deployment workers: PostgreSQL allows
+// 100 clients by default, and an idle connection costs it a process.
+func NoIdle() Option {
+	return func(s *Store) { s.noIdle = true }
 }
 
 // Open connects to the database at dsn (a postgres:// URL or a lib/pq
@@ -80,6 +86,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	db, err := connect(ctx, dsn, s.timeout)
 	if err != nil {
 		return nil, err
+	}
+	if s.noIdle {
+		db.SetMaxIdleConns(0) // closes the ping's connection too
 	}
 	s.pool, s.db = db, db
 	return s, nil
@@ -138,13 +147,13 @@ func Load(ctx context.Context, path string) (*config.Config, *Store, error) {
 }
 
 // LoadWait is Load for a daemon's run command: it opens the database with
-// OpenWait.
-func LoadWait(ctx context.Context, path string, waiting func(err error, retry time.Duration)) (*config.Config, *Store, error) {
+// OpenWait, with opts.
+func LoadWait(ctx context.Context, path string, waiting func(err error, retry time.Duration), opts ...Option) (*config.Config, *Store, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := OpenWait(ctx, cfg.DatabaseURL, waiting)
+	st, err := OpenWait(ctx, cfg.DatabaseURL, waiting, opts...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -156,8 +156,8 @@ func TestEvents(t *testing.T) {
 	s := open(t, storetest.NewMigrated(t))
 	e := testEvent("7a1e5c10-0000-11f0-8000-000000000001")
 
-	if inserted, err := s.InsertEvent(ctx, e); !inserted || err != nil {
-		t.Fatalf("InsertEvent(%q) = %v, %v; want true, nil", e.Delivery, inserted, err)
+	if d, err := s.RecordDelivery(ctx, e); !d.Inserted || err != nil {
+		t.Fatalf("RecordDelivery(%q) = %+v, %v; want inserted", e.Delivery, d, err)
 	}
 	got, err := s.GetEvent(ctx, e.Delivery)
 	if err != nil {
@@ -172,31 +172,31 @@ func TestEvents(t *testing.T) {
 		t.Errorf("GetEvent(%q) = %+v; want %+v, received once, undecided", e.Delivery, got, e)
 	}
 
-	if inserted, err := s.InsertEvent(ctx, e); inserted || err != nil {
-		t.Errorf("InsertEvent(%q) again = %v, %v; want false, nil", e.Delivery, inserted, err)
+	if d, err := s.RecordDelivery(ctx, e); d.Inserted || d.Status != store.StatusReceived || err != nil {
+		t.Errorf("RecordDelivery(%q) again = %+v, %v; want not inserted, received", e.Delivery, d, err)
 	}
 	deployments := []string{"api", "sites"}
-	if err := s.SetEventStatus(ctx, e.Delivery, store.StatusRouted, "", deployments); err != nil {
-		t.Fatalf("SetEventStatus(%q) = %v", e.Delivery, err)
+	if err := s.Decide(ctx, e.Delivery, store.StatusRouted, "", "entry.json", deployments); err != nil {
+		t.Fatalf("Decide(%q) = %v", e.Delivery, err)
 	}
 	got, err = s.GetEvent(ctx, e.Delivery)
 	if err != nil || got.Status != store.StatusRouted || got.Reason != "" || !slices.Equal(got.Deployments, deployments) ||
 		got.Deliveries != 2 || got.LastSeenAt.IsZero() || got.DecidedAt.IsZero() {
-		t.Errorf("GetEvent(%q) after SetEventStatus = %+v, %v; want routed to %v, 2 deliveries, decided", e.Delivery, got, err, deployments)
+		t.Errorf("GetEvent(%q) after Decide = %+v, %v; want routed to %v, 2 deliveries, decided", e.Delivery, got, err, deployments)
 	}
 
-	if err := s.SetEventStatus(ctx, e.Delivery, "bogus", "", nil); err == nil || store.Temporary(err) {
-		t.Errorf("SetEventStatus(%q, bogus) = %v; want a permanent error", e.Delivery, err)
+	if err := s.Decide(ctx, e.Delivery, "bogus", "", "entry.json", nil); err == nil || store.Temporary(err) {
+		t.Errorf("Decide(%q, bogus) = %v; want a permanent error", e.Delivery, err)
 	}
-	if err := s.SetEventStatus(ctx, "missing", store.StatusVoided, "no deployment", nil); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("SetEventStatus(%q) = %v; want ErrNotFound", "missing", err)
+	if err := s.Decide(ctx, "missing", store.StatusVoided, "no deployment", "entry.json", nil); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Decide(%q) = %v; want ErrNotFound", "missing", err)
 	}
 	if _, err := s.GetEvent(ctx, "missing"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetEvent(%q) = %v; want ErrNotFound", "missing", err)
 	}
 }
 
-func TestInsertEventConcurrent(t *testing.T) {
+func TestRecordDeliveryConcurrent(t *testing.T) {
 	t.Parallel()
 	const n = 16
 	ctx := context.Background()
@@ -213,7 +213,9 @@ func TestInsertEventConcurrent(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			inserted[i], errs[i] = s.InsertEvent(ctx, e)
+			var d store.Delivery
+			d, errs[i] = s.RecordDelivery(ctx, e)
+			inserted[i] = d.Inserted
 		})
 	}
 	close(start)
@@ -222,17 +224,17 @@ func TestInsertEventConcurrent(t *testing.T) {
 	wins := 0
 	for i := range n {
 		if errs[i] != nil {
-			t.Errorf("InsertEvent(%q) = %v; want nil", e.Delivery, errs[i])
+			t.Errorf("RecordDelivery(%q) = %v; want nil", e.Delivery, errs[i])
 		}
 		if inserted[i] {
 			wins++
 		}
 	}
 	if wins != 1 {
-		t.Errorf("InsertEvent(%q) from %d goroutines: %d returned inserted=true; want 1", e.Delivery, n, wins)
+		t.Errorf("RecordDelivery(%q) from %d goroutines: %d returned inserted=true; want 1", e.Delivery, n, wins)
 	}
 	if rows := queryInt(t, url, `SELECT count(*) FROM events WHERE delivery = $1`, e.Delivery); rows != 1 {
-		t.Errorf("after %d InsertEvent(%q): %d rows; want 1", n, e.Delivery, rows)
+		t.Errorf("after %d RecordDelivery(%q): %d rows; want 1", n, e.Delivery, rows)
 	}
 	if got, err := s.GetEvent(ctx, e.Delivery); err != nil || got.Deliveries != n {
 		t.Errorf("GetEvent(%q) = deliveries %d, %v; want %d", e.Delivery, got.Deliveries, err, n)
@@ -305,7 +307,7 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
-// TestOutage stops the database under a running Retry(InsertEvent) and
+// TestOutage stops the database under a running Retry(RecordDelivery) and
 // shows the call waits, then completes once, when the database is back.
 func TestOutage(t *testing.T) {
 	t.Parallel()
@@ -335,7 +337,9 @@ func TestOutage(t *testing.T) {
 	go func() {
 		var inserted bool
 		err := store.Retry(ctx, logger, "insert event", func(ctx context.Context) (err error) {
-			inserted, err = s.InsertEvent(ctx, e)
+			var d store.Delivery
+			d, err = s.RecordDelivery(ctx, e)
+			inserted = d.Inserted
 			return err
 		})
 		done <- result{inserted, err}
@@ -343,17 +347,17 @@ func TestOutage(t *testing.T) {
 
 	select {
 	case r := <-done:
-		t.Fatalf("Retry(InsertEvent(%q)) while stopped = %v, %v; want it still waiting", e.Delivery, r.inserted, r.err)
+		t.Fatalf("Retry(RecordDelivery(%q)) while stopped = %v, %v; want it still waiting", e.Delivery, r.inserted, r.err)
 	case <-time.After(time.Second):
 	}
 	cluster.Start(t)
 	select {
 	case r := <-done:
 		if !r.inserted || r.err != nil {
-			t.Errorf("Retry(InsertEvent(%q)) = %v, %v; want true, nil", e.Delivery, r.inserted, r.err)
+			t.Errorf("Retry(RecordDelivery(%q)) = %v, %v; want true, nil", e.Delivery, r.inserted, r.err)
 		}
 	case <-time.After(45 * time.Second):
-		t.Fatalf("Retry(InsertEvent(%q)) still waiting 45 s after the database came back", e.Delivery)
+		t.Fatalf("Retry(RecordDelivery(%q)) still waiting 45 s after the database came back", e.Delivery)
 	}
 	if rows := queryInt(t, url, `SELECT count(*) FROM events WHERE delivery = $1`, e.Delivery); rows != 1 {
 		t.Errorf("after the outage: %d rows for %q; want 1", rows, e.Delivery)

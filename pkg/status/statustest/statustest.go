@@ -18,6 +18,10 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/pause"
@@ -231,15 +235,13 @@ path = "/srv/web"
 	} {
 		ev := store.Event{Delivery: e.delivery, Event: "push", HookID: 1, Repository: "ducompsoc/durhack",
 			Ref: "refs/heads/main", After: CommitFailed, ReceivedAt: in.Now.Add(time.Duration(i-10) * time.Minute)}
-		if _, err := st.InsertEvent(ctx, ev); err != nil {
-			t.Fatalf("InsertEvent = %v", err)
-		}
 		var deps []string
 		if e.status == store.StatusRouted {
 			deps = []string{"api"}
 		}
-		if err := st.SetEventStatus(ctx, e.delivery, e.status, e.reason, deps); err != nil {
-			t.Fatalf("SetEventStatus = %v", err)
+		d := store.Decided{Event: ev, Status: e.status, Reason: e.reason, Entry: e.delivery + ".json", Deployments: deps}
+		if _, err := st.InsertDecided(ctx, []store.Decided{d}); err != nil {
+			t.Fatalf("InsertDecided = %v", err)
 		}
 	}
 	return in
@@ -306,4 +308,41 @@ func ReportTimes(b *testing.B, name string, times []time.Duration, size int, bas
 	if len(base) > 0 {
 		b.ReportMetric(float64(median(times))/float64(median(base[0])), name+"-ratio")
 	}
+}
+
+// ParseMetrics parses a /metrics body with Prometheus's text parser.
+func ParseMetrics(t testing.TB, body string) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse the metrics: %v\n%s", err, body)
+	}
+	return fams
+}
+
+// Metric returns the value of the metric name with the labels (name,
+// value pairs) — a gauge's or counter's value, a histogram's sample
+// count — and whether there is one.
+func Metric(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
+next:
+	for _, m := range fams[name].GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		for i := 0; i+1 < len(labels); i += 2 {
+			if have[labels[i]] != labels[i+1] {
+				continue next
+			}
+		}
+		switch {
+		case m.Histogram != nil:
+			return float64(m.GetHistogram().GetSampleCount()), true
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), true
+		}
+		return m.GetGauge().GetValue(), true
+	}
+	return 0, false
 }

@@ -169,9 +169,76 @@ func (s *stream) send(ctx context.Context, d *delivery) {
 	s.sent.Add(1)
 }
 
-// runInfo is a row of runs.
+// runInfo is a row of runs, with what explains its end: a push that
+// ended in an unexpected state is reported with these, so that a failure
+// of a long random run explains itself.
 type runInfo struct {
+	id                                  int64
+	attempt                             int
 	delivery, deployment, state, commit string
+	previous, trigger, errMsg, note     string
+	logPath, queued                     string
+}
+
+func (ri runInfo) String() string {
+	s := fmt.Sprintf("run %d (attempt %d, %s, queued %s) %s of %.12s over %.12s", ri.id, ri.attempt, ri.trigger, ri.queued,
+		ri.state, ri.commit, ri.previous)
+	if ri.errMsg != "" {
+		s += ": " + ri.errMsg
+	}
+	if ri.note != "" {
+		s += " [note: " + ri.note + "]"
+	}
+	return s
+}
+
+// explain reports a delivery that ended in an unexpected state: its event
+// and route rows, its runs, one line each with the tail of the run's log,
+// and the runs that made each run's previous commit live.
+func (s *stream) explain(t *testing.T, guid string, runs []runInfo, all map[string][]runInfo) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var status, reason, received, decided string
+	var deliveries int
+	err := s.r.db.QueryRowContext(ctx, `SELECT status, coalesce(reason, ''), received_at::text, coalesce(decided_at::text, ''), deliveries
+		FROM events WHERE delivery = $1`, guid).Scan(&status, &reason, &received, &decided, &deliveries)
+	t.Logf("  event: %s %q received %s decided %s, %d deliveries (%v)", status, reason, received, decided, deliveries, err)
+	rows, err := s.r.db.QueryContext(ctx, `SELECT deployment, entry, routed_at::text, forwards FROM routes WHERE delivery = $1`, guid)
+	if err == nil {
+		for rows.Next() {
+			var dep, entry, at string
+			var forwards int
+			if rows.Scan(&dep, &entry, &at, &forwards) == nil {
+				t.Logf("  route to %s: entry %s at %s, %d forwards", dep, entry, at, forwards)
+			}
+		}
+		rows.Close()
+	}
+	for _, ri := range runs {
+		t.Logf("  %v", ri)
+		if ri.logPath != "" {
+			b, err := os.ReadFile(ri.logPath)
+			if err != nil {
+				t.Logf("    (log %s: %v)", ri.logPath, err)
+			} else {
+				lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+				for _, l := range lines[max(0, len(lines)-15):] {
+					t.Logf("    | %s", l)
+				}
+			}
+		}
+		if ri.previous == "" {
+			continue
+		}
+		for g, rs := range all {
+			for _, o := range rs {
+				if o.commit == ri.previous && o.state == "succeeded" {
+					t.Logf("    previous %.12s was deployed by %v of delivery %s", ri.previous, o, g)
+				}
+			}
+		}
+	}
 }
 
 // drainAndCheck waits until the rig has handled everything (bounded by
@@ -218,14 +285,17 @@ func (s *stream) drainAndCheck(t *testing.T, what string, timeout time.Duration,
 	}
 	rows.Close()
 	runs := map[string][]runInfo{} // delivery -> runs of app
-	rows, err = r.db.QueryContext(ctx, `SELECT delivery, deployment, state, coalesce(commit_sha, '') FROM runs ORDER BY id`)
+	rows, err = r.db.QueryContext(ctx, `SELECT id, attempt, delivery, deployment, state, coalesce(commit_sha, ''),
+		coalesce(previous_sha, ''), trigger, coalesce(error, ''), coalesce(note, ''), coalesce(log_path, ''),
+		coalesce(queued_at::text, '') FROM runs ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stateCount := map[string]int{}
 	for rows.Next() {
 		var ri runInfo
-		if err := rows.Scan(&ri.delivery, &ri.deployment, &ri.state, &ri.commit); err != nil {
+		if err := rows.Scan(&ri.id, &ri.attempt, &ri.delivery, &ri.deployment, &ri.state, &ri.commit,
+			&ri.previous, &ri.trigger, &ri.errMsg, &ri.note, &ri.logPath, &ri.queued); err != nil {
 			t.Fatal(err)
 		}
 		runs[ri.delivery] = append(runs[ri.delivery], ri)
@@ -268,23 +338,27 @@ func (s *stream) drainAndCheck(t *testing.T, what string, timeout time.Duration,
 		}
 		switch {
 		case !d.deploys && len(runs[d.guid]) > 0:
-			t.Errorf("%s delivery %s has runs %v; want none", d.kind, d.guid, runs[d.guid])
+			t.Errorf("%s delivery %s has runs; want none:", d.kind, d.guid)
+			s.explain(t, d.guid, runs[d.guid], runs)
 		case !d.deploys:
 		case succeeded > 1:
 			dupRuns += succeeded - 1
-			t.Errorf("push %s deployed %d times: %v", d.guid, succeeded, runs[d.guid])
+			t.Errorf("push %s deployed %d times:", d.guid, succeeded)
+			s.explain(t, d.guid, runs[d.guid], runs)
 		case succeeded == 1:
 			deployed++
 		case sup > 0:
 			superseded++
 		default:
 			lost++
-			t.Errorf("push %s (commit %.12s) has neither a successful nor a superseded run: %v", d.guid, d.commit, runs[d.guid])
+			t.Errorf("push %s (commit %.12s) has neither a successful nor a superseded run:", d.guid, d.commit)
+			s.explain(t, d.guid, runs[d.guid], runs)
 		}
 	}
 	for g, rs := range runs {
 		if _, ok := s.byGUID[g]; !ok {
-			t.Errorf("runs of a delivery never sent: %s %v", g, rs)
+			t.Errorf("runs of a delivery never sent: %s", g)
+			s.explain(t, g, rs, runs)
 		}
 	}
 

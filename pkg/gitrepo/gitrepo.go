@@ -247,7 +247,11 @@ func (r *Repo) Sync(ctx context.Context) error {
 // in .git (index.lock, config.lock, HEAD.lock, packed-refs.lock,
 // shallow.lock, ...) and those under .git/refs. While one exists, every
 // later command that needs it fails ("Unable to create ...: File exists")
-// until someone removes it by hand. It returns the paths it removed; a
+// until someone removes it by hand. It also removes the entries under
+// worktrees/ that a git worktree add killed midway left (see
+// abandonedWorktrees): one with an empty commondir makes every later fetch
+// fail ("failed to read worktrees/…/commondir"), and one still locked
+// "initializing" is never pruned. It returns the paths it removed; a
 // checkout that does not exist yet has none.
 //
 // Only a caller that knows no git command is running in the checkout may
@@ -285,7 +289,45 @@ func (r *Repo) RemoveStaleLocks() ([]string, error) {
 			return nil, fmt.Errorf("remove stale git lock: %w", err)
 		}
 	}
-	return locks, nil
+	abandoned, err := abandonedWorktrees(gitDir)
+	if err != nil {
+		return nil, fmt.Errorf("remove stale git worktrees: %w", err)
+	}
+	for _, a := range abandoned {
+		if err := os.RemoveAll(a); err != nil {
+			return nil, fmt.Errorf("remove stale git worktree: %w", err)
+		}
+	}
+	return append(locks, abandoned...), nil
+}
+
+// abandonedWorktrees returns the entries of gitDir/worktrees that a git
+// worktree add which died left: git makes the entry, locks it
+// ("initializing"), writes gitdir, HEAD and commondir, and unlocks it
+// only once the working tree is checked out. So an entry whose commondir
+// is missing or empty, or still locked "initializing", was left by an add
+// that died; one locked with any other reason (git worktree lock) is kept.
+func abandonedWorktrees(gitDir string) ([]string, error) {
+	admin := filepath.Join(gitDir, "worktrees")
+	des, err := os.ReadDir(admin)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var abandoned []string
+	for _, de := range des {
+		if !de.IsDir() {
+			continue
+		}
+		dir := filepath.Join(admin, de.Name())
+		common, _ := os.ReadFile(filepath.Join(dir, "commondir"))
+		lock, err := os.ReadFile(filepath.Join(dir, "locked"))
+		if len(common) == 0 || (err == nil && strings.TrimSpace(string(lock)) == "initializing") {
+			abandoned = append(abandoned, dir)
+		}
+	}
+	return abandoned, nil
 }
 
 // Maintain runs git's housekeeping (git maintenance run --auto: gc when

@@ -122,6 +122,17 @@ func (f *fixture) synced() *Repo {
 	return r
 }
 
+// mirror returns the Repo of a bare mirror "mirror.git", synced.
+func (f *fixture) mirror() *Repo {
+	f.t.Helper()
+	m := f.repo("mirror.git")
+	m.Bare = true
+	if err := m.Sync(context.Background()); err != nil {
+		f.t.Fatalf("Sync() of a bare mirror = %v; want nil", err)
+	}
+	return m
+}
+
 func resolve(t *testing.T, r *Repo, ref string) string {
 	t.Helper()
 	sha, err := r.ResolveRef(context.Background(), ref)
@@ -719,11 +730,7 @@ func TestBareMirrorWorktrees(t *testing.T) {
 	second := f.commit("a", "2")
 	f.push("main")
 	ctx := context.Background()
-	m := f.repo("mirror.git")
-	m.Bare = true
-	if err := m.Sync(ctx); err != nil {
-		t.Fatalf("Sync() of a bare mirror = %v", err)
-	}
+	m := f.mirror()
 	if _, err := os.Stat(filepath.Join(m.Path, "HEAD")); err != nil {
 		t.Fatalf("mirror has no HEAD: %v", err)
 	}
@@ -754,5 +761,53 @@ func TestBareMirrorWorktrees(t *testing.T) {
 	os.MkdirAll(filepath.Join(other.Path, "x"), 0o755)
 	if err := other.Sync(ctx); err == nil || !strings.Contains(err.Error(), "not a bare git repository") {
 		t.Errorf("Sync() of a foreign directory = %v; want refused", err)
+	}
+}
+
+// A git worktree add killed midway leaves its entry under worktrees/:
+// with its commondir empty (killed early), which makes every later fetch
+// fail, or locked "initializing" (killed in the checkout), which git
+// worktree prune never forgets. RemoveStaleLocks removes both, and keeps
+// complete entries and those locked by hand.
+func TestRemoveStaleLocksKilledWorktreeAdd(t *testing.T) {
+	f := newFixture(t)
+	sha := f.commit("a", "1")
+	f.push("main")
+	ctx := context.Background()
+	m := f.mirror()
+	for _, name := range []string{"early", "late", "kept", "ok"} {
+		if err := m.AddWorktree(ctx, filepath.Join(f.dir, name), sha); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := filepath.Join(m.Path, "worktrees")
+	os.WriteFile(filepath.Join(admin, "early", "locked"), []byte("initializing"), 0o644)
+	os.WriteFile(filepath.Join(admin, "early", "commondir"), nil, 0o644) // created, not yet written
+	os.WriteFile(filepath.Join(admin, "late", "locked"), []byte("initializing"), 0o644)
+	os.RemoveAll(filepath.Join(f.dir, "late"))
+	os.WriteFile(filepath.Join(admin, "kept", "locked"), []byte("kept by hand\n"), 0o644)
+	f.commit("a", "2")
+	f.push("main")
+	if err := m.Sync(ctx); err == nil || !strings.Contains(err.Error(), "commondir") {
+		t.Fatalf("Sync() with an empty commondir = %v; want git's failure to read it", err)
+	}
+	got, err := m.RemoveStaleLocks()
+	want := []string{filepath.Join(admin, "early"), filepath.Join(admin, "late")}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("RemoveStaleLocks() = %q, %v; want %q", got, err, want)
+	}
+	if err := m.Sync(ctx); err != nil {
+		t.Fatalf("Sync() after RemoveStaleLocks = %v", err)
+	}
+	if err := m.PruneWorktrees(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	des, _ := os.ReadDir(admin)
+	for _, de := range des {
+		names = append(names, de.Name())
+	}
+	if want := []string{"kept", "ok"}; !slices.Equal(names, want) {
+		t.Errorf("worktrees after RemoveStaleLocks and PruneWorktrees: %v; want %v", names, want)
 	}
 }

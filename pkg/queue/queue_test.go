@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -696,6 +697,54 @@ func TestPublishAll(t *testing.T) {
 	}
 	if tmp, _ := os.ReadDir(filepath.Join(a.Dir(), StagingDir)); len(tmp) != 0 {
 		t.Errorf("staging of a has %d leftover files after PublishAll", len(tmp))
+	}
+}
+
+// PublishAll writes its items concurrently but links them in order: a
+// consumer never sees an item before one put ahead of it, even when that
+// one is slower to write. (dh-route publishes a batch of pushes at once:
+// seeing the newest first, dh-deploy deployed it, then refused the older
+// ones that appeared in front of it.)
+func TestPublishAllLinksInOrder(t *testing.T) {
+	q := newQueue(t)
+	slow, fast := NewName(), NewName()
+	stop := make(chan struct{})
+	seen := make(chan []string, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				seen <- nil
+				return
+			default:
+			}
+			names, _ := q.List()
+			if slices.Contains(names, fast) && !slices.Contains(names, slow) {
+				seen <- names
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	rs := PublishAll([]Item{
+		{Queue: q, Name: slow, Write: func(w io.Writer) error {
+			time.Sleep(300 * time.Millisecond)
+			_, err := w.Write([]byte(`{"n":1}`))
+			return err
+		}},
+		{Queue: q, Name: fast, Data: []byte(`{"n":2}`)},
+	})
+	close(stop)
+	if got := <-seen; got != nil {
+		t.Errorf("the queue held %v: the second item before the first", got)
+	}
+	for i, r := range rs {
+		if r.Err != nil {
+			t.Errorf("PublishAll()[%d] = %v", i, r.Err)
+		}
+	}
+	if names, _ := q.List(); !slices.Equal(names, []string{slow, fast}) {
+		t.Errorf("queue holds %v; want both items", names)
 	}
 }
 

@@ -210,7 +210,14 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Logger.Info("delivery queued", "delivery", e.Delivery, "event", e.Event, "source", e.Source, "entry", res.Name, "bytes", d.payload)
-	writeJSON(w, http.StatusAccepted, map[string]any{"delivery": e.Delivery, "queued": true})
+	writeJSON(w, http.StatusAccepted, queuedAnswer{Delivery: e.Delivery, Queued: true})
+}
+
+// queuedAnswer is the body of a 202 (a struct, not a map: it is encoded
+// on every delivery, and a map's keys are sorted each time).
+type queuedAnswer struct {
+	Delivery string `json:"delivery"`
+	Queued   bool   `json:"queued"`
 }
 
 // signature finds the SHA-256 signature of a delivery, with the status to

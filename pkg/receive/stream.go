@@ -91,14 +91,16 @@ func (d *incoming) streamBody(file io.Writer) error {
 	if _, err := w.Write(d.head); err != nil {
 		return err
 	}
-	bodyMAC, payloadMAC := github.NewVerifier(d.secrets), github.NewVerifier(d.secrets)
+	bodyMAC := github.NewVerifier(d.secrets)
 	var check event.PayloadChecker
 	out := &counter{w: w}
 	dst := io.MultiWriter(out, &check)
 	var fp *formPayload
+	var payloadMAC *github.Verifier
 	if d.form {
 		// GitHub signs the form body as sent; Gitea signs the JSON
 		// payload even when it sends a form.
+		payloadMAC = github.NewVerifier(d.secrets)
 		fp = &formPayload{w: io.MultiWriter(out, &check, payloadMAC)}
 		dst = fp
 	}

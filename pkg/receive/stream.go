@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
 )
@@ -93,7 +94,7 @@ func (d *incoming) streamBody(file io.Writer) error {
 	}
 	bodyMAC := github.NewVerifier(d.secrets)
 	var check event.PayloadChecker
-	out := &counter{w: w}
+	out := &durable.Counter{W: w}
 	dst := io.MultiWriter(out, &check)
 	var fp *formPayload
 	var payloadMAC *github.Verifier
@@ -127,13 +128,13 @@ func (d *incoming) streamBody(file io.Writer) error {
 	if bodyMAC.Verify(d.sum) != nil && (fp == nil || payloadMAC.Verify(d.sum) != nil) {
 		return &rejection{http.StatusForbidden, github.ErrBadSignature.Error()}
 	}
-	if fp != nil && out.n == 0 {
+	if fp != nil && out.N == 0 {
 		return &rejection{http.StatusBadRequest, "form body has no payload field"}
 	}
 	if err := check.Check(); err != nil {
 		return &rejection{http.StatusBadRequest, err.Error()}
 	}
-	d.payload = out.n
+	d.payload = out.N
 	if _, err = io.WriteString(w, event.PayloadEnd); err != nil {
 		return err
 	}
@@ -149,18 +150,6 @@ type streamBuf struct {
 var streamBufs = sync.Pool{New: func() any {
 	return &streamBuf{w: bufio.NewWriterSize(nil, 32<<10), copy: make([]byte, 32<<10)}
 }}
-
-// counter counts the bytes written through it.
-type counter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *counter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
 
 // readErr remembers its reader's error, so that a copy's read errors (the
 // client's) can be told from its write errors (the disk's).

@@ -51,16 +51,45 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\
 // Write checks p; it always returns len(p), nil.
 func (c *PayloadChecker) Write(p []byte) (int, error) {
 	for i := 0; i < len(p) && !c.bad; i++ {
-		// Fast paths for the bytes that cannot change the state: most of
-		// a payload is plain string bytes, indentation and digits.
+		// Fast paths for the bytes that cannot change the state (most of
+		// a payload is plain string bytes, indentation and digits) and
+		// for the commonest steps: a string's end, a key's start, the
+		// colon after it, a string value's start and a comma.
 		switch c.state {
 		case cString:
-			if c.hex == 0 {
-				i = skipPlain(p, i)
+			if c.hex != 0 {
+				break
+			}
+			if i = skipPlain(p, i); i < len(p) && p[i] == '"' {
+				c.state = cAfterValue
+				if c.key {
+					c.state = cColon
+				}
+				continue
 			}
 		case cValue, cObjKeyOrEnd, cObjKey, cColon, cArrValOrEnd, cAfterValue:
 			for i < len(p) && isSpace(p[i]) {
 				i++
+			}
+			if i == len(p) {
+				break
+			}
+			switch b := p[i]; {
+			case b == '"' && (c.state == cObjKey || c.state == cObjKeyOrEnd):
+				c.key, c.state = true, cString
+				continue
+			case b == ':' && c.state == cColon:
+				c.state = cValue
+				continue
+			case b == '"' && c.state == cValue && c.started:
+				c.key, c.state = false, cString
+				continue
+			case b == ',' && c.state == cAfterValue && len(c.stack) > 0:
+				c.state = cValue
+				if c.stack[len(c.stack)-1] == '{' {
+					c.state = cObjKey
+				}
+				continue
 			}
 		case cInt, cFrac, cExp:
 			for i < len(p) && '0' <= p[i] && p[i] <= '9' {

@@ -67,13 +67,14 @@ const retryAfter = 10
 
 // incoming is one webhook request on its way into its staging file.
 type incoming struct {
-	head    []byte     // the entry up to its payload (event.EncodeHead)
-	body    io.Reader  // the request body, bounded by max_body
-	form    bool       // body is application/x-www-form-urlencoded
-	sum     []byte     // the signature to verify
-	secrets [][]byte   // receive.secret_files
-	tooBig  *rejection // the answer to a body over max_body
-	payload int64      // set by streamBody: the payload's length
+	head    []byte           // the entry up to its payload (event.EncodeHead)
+	body    io.Reader        // the request body, bounded by max_body
+	form    bool             // body is application/x-www-form-urlencoded
+	sum     []byte           // the signature to verify
+	bodyMAC *github.Verifier // of secrets, fresh: the body's
+	secrets [][]byte         // receive.secret_files
+	tooBig  *rejection       // the answer to a body over max_body
+	payload int64            // set by streamBody: the payload's length
 }
 
 // streamBody writes the entry into w: its head, the payload streamed from
@@ -92,7 +93,7 @@ func (d *incoming) streamBody(file io.Writer) error {
 	if _, err := w.Write(d.head); err != nil {
 		return err
 	}
-	bodyMAC := github.NewVerifier(d.secrets)
+	bodyMAC := d.bodyMAC
 	var check event.PayloadChecker
 	out := &durable.Counter{W: w}
 	dst := io.MultiWriter(out, &check)

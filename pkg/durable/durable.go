@@ -59,25 +59,27 @@ func SyncDir(dir string) error {
 // each other's data nor for other programs' (the file system still batches
 // their journal commits).
 func Stage(path string, data []byte, perm os.FileMode) error {
-	return StageFunc(path, perm, func(w io.Writer) error {
+	_, err := StageFunc(path, perm, func(w io.Writer) error {
 		_, err := w.Write(data)
 		return ioErr("write", path, err)
 	})
+	return err
 }
 
 // StageFunc is Stage for content that write produces, such as a stream
 // that is never held in memory whole: write writes the content into the
 // new file. If write fails, its error is returned as it is and nothing is
-// left at path.
-func StageFunc(path string, perm os.FileMode, write func(w io.Writer) error) error {
+// left at path. It returns the file's size: the bytes write wrote.
+func StageFunc(path string, perm os.FileMode, write func(w io.Writer) error) (int64, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
-		return ioErr("create", path, err)
+		return 0, ioErr("create", path, err)
 	}
-	if err := write(f); err != nil {
+	w := &Counter{W: f}
+	if err := write(w); err != nil {
 		f.Close()
 		os.Remove(path)
-		return err
+		return 0, err
 	}
 	// The data must be on disk before a name points at it, or a crash
 	// could leave a named but empty or partial file. fdatasync suffices:
@@ -89,13 +91,25 @@ func StageFunc(path string, perm os.FileMode, write func(w io.Writer) error) err
 	if err := unix.Fdatasync(int(f.Fd())); err != nil {
 		f.Close()
 		os.Remove(path)
-		return ioErr("write", path, &os.PathError{Op: "fdatasync", Path: path, Err: err})
+		return 0, ioErr("write", path, &os.PathError{Op: "fdatasync", Path: path, Err: err})
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(path)
-		return ioErr("close", path, err)
+		return 0, ioErr("close", path, err)
 	}
-	return nil
+	return w.N, nil
+}
+
+// Counter counts the bytes written through it to W.
+type Counter struct {
+	W io.Writer
+	N int64
+}
+
+func (c *Counter) Write(p []byte) (int, error) {
+	n, err := c.W.Write(p)
+	c.N += int64(n)
+	return n, err
 }
 
 // Link gives the staged file tmp its final name dst without ever replacing

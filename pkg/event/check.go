@@ -1,5 +1,10 @@
 package event
 
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
 // PayloadChecker checks, as the bytes stream through Write, that they are
 // one JSON object (what json.Valid accepts, starting with '{'), holding
 // nothing but a stack of open containers: a payload is checked without
@@ -46,18 +51,83 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\
 // Write checks p; it always returns len(p), nil.
 func (c *PayloadChecker) Write(p []byte) (int, error) {
 	for i := 0; i < len(p) && !c.bad; i++ {
-		if c.state == cString && c.hex == 0 {
-			// Most of a payload is plain string bytes: skip them here.
-			for i < len(p) && p[i] != '"' && p[i] != '\\' && p[i] >= 0x20 {
+		// Fast paths for the bytes that cannot change the state (most of
+		// a payload is plain string bytes, indentation and digits) and
+		// for the commonest steps: a string's end, a key's start, the
+		// colon after it, a string value's start and a comma.
+		switch c.state {
+		case cString:
+			if c.hex != 0 {
+				break
+			}
+			if i = skipPlain(p, i); i < len(p) && p[i] == '"' {
+				c.state = cAfterValue
+				if c.key {
+					c.state = cColon
+				}
+				continue
+			}
+		case cValue, cObjKeyOrEnd, cObjKey, cColon, cArrValOrEnd, cAfterValue:
+			for i < len(p) && isSpace(p[i]) {
 				i++
 			}
 			if i == len(p) {
 				break
 			}
+			switch b := p[i]; {
+			case b == '"' && (c.state == cObjKey || c.state == cObjKeyOrEnd):
+				c.key, c.state = true, cString
+				continue
+			case b == ':' && c.state == cColon:
+				c.state = cValue
+				continue
+			case b == '"' && c.state == cValue && c.started:
+				c.key, c.state = false, cString
+				continue
+			case b == ',' && c.state == cAfterValue && len(c.stack) > 0:
+				c.state = cValue
+				if c.stack[len(c.stack)-1] == '{' {
+					c.state = cObjKey
+				}
+				continue
+			}
+		case cInt, cFrac, cExp:
+			for i < len(p) && '0' <= p[i] && p[i] <= '9' {
+				i++
+			}
+		}
+		if i == len(p) {
+			break
 		}
 		c.step(p[i])
 	}
 	return len(p), nil
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// skipPlain returns the index of the first byte from i on that ends or
+// escapes a string or is not allowed in one ('"', '\\', a control
+// character), or len(p). It tests eight bytes at a time: v has a byte
+// below n when (v - n*ones) &^ v & highs is not zero (n <= 128), and a
+// byte equal to b when v^(b*ones) has a zero byte. A borrow only runs
+// upwards from a byte that matched, so the lowest flagged byte is the
+// first that matched.
+func skipPlain(p []byte, i int) int {
+	for ; i+8 <= len(p); i += 8 {
+		v := binary.LittleEndian.Uint64(p[i:])
+		q, bs := v^('"'*ones), v^('\\'*ones)
+		if m := ((v-0x20*ones)&^v | (q-ones)&^q | (bs-ones)&^bs) & highs; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for i < len(p) && p[i] != '"' && p[i] != '\\' && p[i] >= 0x20 {
+		i++
+	}
+	return i
 }
 
 // Check returns nil if exactly one JSON object was written, else the

@@ -59,13 +59,45 @@ func TestPayloadCheckerMatchesJSONValid(t *testing.T) {
 	}
 }
 
+// TestPayloadCheckerWordEdges puts each byte that ends, escapes or spoils
+// a string, and its neighbours, at every position of the 8-byte words the
+// string fast path reads, after plain bytes of every kind (ASCII, UTF-8,
+// 0xff), so that a carry or borrow across a word's bytes shows.
+func TestPayloadCheckerWordEdges(t *testing.T) {
+	var odd []byte
+	for b := range 0x20 {
+		odd = append(odd, byte(b))
+	}
+	odd = append(odd, 0x20, 0x21, '"', 0x23, 0x5b, '\\', 0x5d, 0x7f, 0x80, 0xff)
+	for _, fill := range []string{"a", "\xc3\xa9", "\xff", " "} {
+		for k := range 17 {
+			for _, b := range odd {
+				for _, tail := range []string{`"}`, `n"}`, `u0041xxxxxxxxxxxxxx"}`, `"xxxxxxxxxxxxxxxxxx"}`} {
+					p := []byte(`{"a":"` + strings.Repeat(fill, k) + string([]byte{b}) + tail)
+					want := oldRule(p)
+					for _, n := range []int{len(p) + 1, 9} {
+						if got := checkInWrites(p, n); got != want {
+							t.Fatalf("PayloadChecker(%q) in writes of %d = %q; want %q", p, n, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 func FuzzPayloadChecker(f *testing.F) {
 	for _, s := range checkSeeds {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, p []byte) {
-		if got, want := checkInWrites(p, 7), oldRule(p); got != want {
-			t.Errorf("PayloadChecker(%q) = %q; want %q", p, got, want)
+		want := oldRule(p)
+		// Writes of 7 cut every token; one write takes the 8-byte fast
+		// paths.
+		for _, n := range []int{7, len(p) + 1} {
+			if got := checkInWrites(p, n); got != want {
+				t.Errorf("PayloadChecker(%q) in writes of %d = %q; want %q", p, n, got, want)
+			}
 		}
 	})
 }

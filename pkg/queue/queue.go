@@ -333,13 +333,9 @@ func (p *pending) link() {
 // syncs it (durable.Stage).
 func (p *pending) stageFile(tmp string) error {
 	if p.write != nil {
-		if err := durable.StageFunc(tmp, EntryPerm, p.write); err != nil {
-			return err
-		}
-		if fi, err := os.Lstat(tmp); err == nil {
-			p.size = fi.Size()
-		}
-		return nil
+		var err error
+		p.size, err = durable.StageFunc(tmp, EntryPerm, p.write)
+		return err
 	}
 	p.size = int64(len(p.data))
 	return durable.Stage(tmp, p.data, EntryPerm)

@@ -82,6 +82,17 @@ type Server struct {
 	tokenFails  failLimit // failed token attempts by source
 	metricsOnce sync.Once
 	metrics     *serverMetrics // metrics.go
+	verifiers   sync.Pool      // *github.Verifier of Secrets, reset
+}
+
+// verifier returns a Verifier of s.Secrets for one body; give it back to
+// s.verifiers when the body is checked.
+func (s *Server) verifier() *github.Verifier {
+	if v, ok := s.verifiers.Get().(*github.Verifier); ok {
+		v.Reset()
+		return v
+	}
+	return github.NewVerifier(s.Secrets)
 }
 
 // Handler returns the server's routes: the webhook path, POST
@@ -196,8 +207,10 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.inFlight.give(n)
 	w.Header().Del("Connection") // the body is read from here on
+	mac := s.verifier()
+	defer s.verifiers.Put(mac)
 	d := &incoming{head: head, body: http.MaxBytesReader(w, r.Body, s.Config.MaxBody),
-		form: mt == "application/x-www-form-urlencoded", sum: sum, secrets: s.Secrets, tooBig: tooLarge}
+		form: mt == "application/x-www-form-urlencoded", sum: sum, bodyMAC: mac, secrets: s.Secrets, tooBig: tooLarge}
 	res := queue.PublishAll([]queue.Item{{Queue: s.Queue, Write: d.streamBody}})[0]
 	var rej *rejection
 	if errors.As(res.Err, &rej) {
@@ -210,7 +223,14 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Logger.Info("delivery queued", "delivery", e.Delivery, "event", e.Event, "source", e.Source, "entry", res.Name, "bytes", d.payload)
-	writeJSON(w, http.StatusAccepted, map[string]any{"delivery": e.Delivery, "queued": true})
+	writeJSON(w, http.StatusAccepted, queuedAnswer{Delivery: e.Delivery, Queued: true})
+}
+
+// queuedAnswer is the body of a 202 (a struct, not a map: it is encoded
+// on every delivery, and a map's keys are sorted each time).
+type queuedAnswer struct {
+	Delivery string `json:"delivery"`
+	Queued   bool   `json:"queued"`
 }
 
 // signature finds the SHA-256 signature of a delivery, with the status to

@@ -485,14 +485,22 @@ func (m *memFS) Mkdir(_ <-chan struct{}, in *fuse.MkdirIn, name string, out *fus
 		return fuse.EIO
 	}
 	defer m.mu.Unlock()
-	d, st := m.dir(in.NodeId)
+	return m.addEntry(in.NodeId, name, &in.InHeader, syscall.S_IFDIR|in.Mode&0o7777, "", out)
+}
+
+// addEntry adds a node named name, of mode, to the directory parent and
+// fills out with its entry (Mkdir, Mknod, Symlink). A symbolic link's
+// target is written with the inode, as ext4 keeps a short one.
+func (m *memFS) addEntry(parent uint64, name string, h *fuse.InHeader, mode uint32, target string, out *fuse.EntryOut) fuse.Status {
+	d, st := m.dir(parent)
 	if st != fuse.OK {
 		return st
 	}
-	n, st := m.add(d, name, &in.InHeader, syscall.S_IFDIR|in.Mode&0o7777)
+	n, st := m.add(d, name, h, mode)
 	if st != fuse.OK {
 		return st
 	}
+	n.target = target
 	m.entry(n, out)
 	return fuse.OK
 }
@@ -505,16 +513,7 @@ func (m *memFS) Mknod(_ <-chan struct{}, in *fuse.MknodIn, name string, out *fus
 	if in.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		return fuse.Status(syscall.EOPNOTSUPP)
 	}
-	d, st := m.dir(in.NodeId)
-	if st != fuse.OK {
-		return st
-	}
-	n, st := m.add(d, name, &in.InHeader, in.Mode)
-	if st != fuse.OK {
-		return st
-	}
-	m.entry(n, out)
-	return fuse.OK
+	return m.addEntry(in.NodeId, name, &in.InHeader, in.Mode, "", out)
 }
 
 func (m *memFS) Create(_ <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
@@ -551,18 +550,7 @@ func (m *memFS) Symlink(_ <-chan struct{}, h *fuse.InHeader, target, name string
 		return fuse.EIO
 	}
 	defer m.mu.Unlock()
-	d, st := m.dir(h.NodeId)
-	if st != fuse.OK {
-		return st
-	}
-	n, st := m.add(d, name, h, syscall.S_IFLNK|0o777)
-	if st != fuse.OK {
-		return st
-	}
-	// The target is written with the inode, as ext4 keeps a short one.
-	n.target = target
-	m.entry(n, out)
-	return fuse.OK
+	return m.addEntry(h.NodeId, name, h, syscall.S_IFLNK|0o777, target, out)
 }
 
 func (m *memFS) Readlink(_ <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {

@@ -140,11 +140,8 @@ const WorkerPoll = time.Second
 // the database is needed, or bad data (65) when it comes from an entry
 // (replay).
 func worker(ctx context.Context, env *cli.Env, name string, wait bool, waiting func(error, time.Duration), user string) (*deploy.Worker, func(), error) {
-	cfg, err := config.Load(env.Config)
+	cfg, _, err := lookup(env, name)
 	if err != nil {
-		return nil, nil, err
-	}
-	if _, err := cfg.Lookup(name); err != nil {
 		return nil, nil, err
 	}
 	// No idle connection: a host may run hundreds of workers, idle

@@ -76,9 +76,14 @@ const (
 		RETURNING delivery`
 	qInsertRoutes = `INSERT INTO routes (delivery, deployment, entry)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[])`
-	qInsertRun = `INSERT INTO runs (delivery, deployment, attempt, trigger, ref, commit_sha, previous_sha,
+	// A retry of an insert whose reply was lost finds its own row (the
+	// same log, which names the run's start to the nanosecond) and gets
+	// its id; any other row of that attempt returns no row.
+	qInsertRun = `INSERT INTO runs AS ru (delivery, deployment, attempt, trigger, ref, commit_sha, previous_sha,
 		                  state, started_at, log_path, note, triggered_by)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		ON CONFLICT (delivery, deployment, attempt) DO UPDATE SET log_path = ru.log_path
+		WHERE ru.log_path = excluded.log_path
 		RETURNING id`
 	qRecordDelivery = `INSERT INTO events AS ev (delivery, event, hook_id, repository, ref, before_sha, after_sha, received_at, status)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'received')

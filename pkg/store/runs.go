@@ -47,7 +47,9 @@ type Run struct {
 }
 
 // InsertRun records a new run and returns its id. (Delivery, Deployment,
-// Attempt) is unique: inserting the same attempt twice is an error.
+// Attempt) is unique: inserting the same attempt twice is an error, unless
+// both name the same log (a retry after a lost reply): then it returns the
+// first row's id, so a retried InsertRun is safe.
 func (s *Store) InsertRun(ctx context.Context, r Run) (id int64, err error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
@@ -61,6 +63,9 @@ func (s *Store) InsertRun(ctx context.Context, r Run) (id int64, err error) {
 		r.Delivery, r.Deployment, r.Attempt, r.Trigger, nullString(r.Ref), nullString(r.Commit),
 		nullString(r.Previous), r.State, nullTime(r.StartedAt), nullString(r.LogPath), nullString(r.Note),
 		nullString(r.TriggeredBy)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = fmt.Errorf("attempt %d is already recorded with another log", r.Attempt)
+	}
 	if err != nil {
 		return 0, classify(notOwnDeployment(fmt.Errorf("insert run of %s for %s: %w", r.Deployment, r.Delivery, err), r.Deployment))
 	}

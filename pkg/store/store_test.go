@@ -260,6 +260,17 @@ func TestRuns(t *testing.T) {
 	if _, err := s.InsertRun(ctx, store.Run{Delivery: "d0", Deployment: "api", State: store.RunQueued}); err == nil {
 		t.Errorf("InsertRun(d0, api, attempt 1) twice = nil; want a uniqueness error")
 	}
+	// A retry whose first reply was lost (the row committed, the
+	// connection dropped) finds its own row by its log: same id.
+	again, err := s.InsertRun(ctx, store.Run{Delivery: "d0", Deployment: "api", Commit: "c1", State: store.RunRunning,
+		StartedAt: time.Now(), LogPath: "/var/lib/dh-deployer/logs/c1"})
+	if err != nil || again != ids[0] {
+		t.Errorf("InsertRun(d0, api, its own log) again = %d, %v; want %d, nil", again, err, ids[0])
+	}
+	if _, err := s.InsertRun(ctx, store.Run{Delivery: "d0", Deployment: "api", State: store.RunRunning,
+		LogPath: "/var/lib/dh-deployer/logs/other"}); err == nil {
+		t.Errorf("InsertRun(d0, api, another log) = nil; want a uniqueness error")
+	}
 	if _, err := s.InsertRun(ctx, store.Run{Delivery: "d9", Deployment: "web", State: store.RunQueued}); err != nil {
 		t.Errorf("InsertRun(d9, web) = %v", err)
 	}

@@ -107,7 +107,8 @@ const (
 		                  finished_at, triggered_by)
 		SELECT d, $1, a, t, NULLIF(r, ''), NULLIF(c, ''), 'superseded', NULLIF(e, ''), now(), NULLIF(b, '')
 		FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-		     AS u(d, a, t, r, c, e, b)`
+		     AS u(d, a, t, r, c, e, b)
+		ON CONFLICT (delivery, deployment, attempt) DO NOTHING`
 	qWaitRun = `INSERT INTO runs AS ru (delivery, deployment, attempt, trigger, ref, commit_sha, state, note, triggered_by)
 		VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8)
 		ON CONFLICT (delivery, deployment, attempt) DO UPDATE SET note = excluded.note

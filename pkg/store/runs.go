@@ -363,7 +363,8 @@ func (s *Store) RunsOfDeliveries(ctx context.Context, deployment string, deliver
 
 // InsertSuperseded records runs that ended superseded before they started,
 // all in one statement (coalescing a waiting set): each r as InsertRun
-// would, then finished now with state superseded and r.Error.
+// would, then finished now with state superseded and r.Error. An attempt
+// already recorded is left alone, so a retry after a lost reply is safe.
 func (s *Store) InsertSuperseded(ctx context.Context, deployment string, runs []Run) error {
 	ctx, cancel := s.call(ctx)
 	defer cancel()

@@ -271,6 +271,13 @@ func TestRuns(t *testing.T) {
 		LogPath: "/var/lib/dh-deployer/logs/other"}); err == nil {
 		t.Errorf("InsertRun(d0, api, another log) = nil; want a uniqueness error")
 	}
+	// InsertSuperseded retried after a lost reply leaves its rows alone.
+	sup := []store.Run{{Delivery: "s1", Commit: "c9", Error: "superseded by delivery d2"}}
+	for range 2 {
+		if err := s.InsertSuperseded(ctx, "sup", sup); err != nil {
+			t.Errorf("InsertSuperseded(s1) = %v", err)
+		}
+	}
 	if _, err := s.InsertRun(ctx, store.Run{Delivery: "d9", Deployment: "web", State: store.RunQueued}); err != nil {
 		t.Errorf("InsertRun(d9, web) = %v", err)
 	}

@@ -293,11 +293,12 @@ func report(env *cli.Env, r store.Run, err error) error {
 	return handOut(err)
 }
 
-// handOut gives a failed run by hand exit status 1 (the queue's handler
-// marks it 70 so that the entry alone fails); a step's program that is
-// missing keeps its 69.
+// handOut gives a failed run by hand exit status 1, whatever failed
+// inside it (a fetch that would be retried, a write that would stop the
+// worker: the run is over all the same); a step's program that is missing
+// keeps its 69.
 func handOut(err error) error {
-	if errors.Is(err, deploy.ErrFailed) && sysexits.Is(err, sysexits.Software) {
+	if errors.Is(err, deploy.ErrFailed) && sysexits.Code(err) == sysexits.Failure {
 		return sysexits.New(sysexits.Failure, err)
 	}
 	return err

@@ -327,8 +327,8 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error 
 	}
 	// The backoff is per certificate name, whichever entry asks.
 	if !replay && prev.State != store.CertIssued && time.Now().Before(prev.NextTry) {
-		return sysexits.Errorf(sysexits.TempFail, "certificate %s: %d failed attempts; next try at %s: %s",
-			req.Name, prev.Attempts, prev.NextTry.UTC().Format(time.RFC3339), firstLine(prev.LastError))
+		return queue.Retry(fmt.Errorf("certificate %s: %d failed attempts; next try at %s: %s",
+			req.Name, prev.Attempts, prev.NextTry.UTC().Format(time.RFC3339), firstLine(prev.LastError)))
 	}
 	// The consecutive failures so far; a request after one that was given
 	// up starts again.
@@ -346,7 +346,7 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error 
 	if ee, ok := errors.AsType[*sysexec.ExitError](runErr); runErr != nil && !ok {
 		// certbot did not run (not found, no permission, the lock): an
 		// operator's problem, not the request's, which waits for the fix.
-		return sysexits.Errorf(sysexits.TempFail, "certificate %s: %w", req.Name, runErr)
+		return queue.Retry(fmt.Errorf("certificate %s: %w", req.Name, runErr))
 	} else if ok {
 		runErr = fmt.Errorf("certbot certonly %s: %s", req.Name, describeFailure(ee))
 	}
@@ -373,7 +373,7 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error 
 		}
 		name, err := w.nginx.Publish(data)
 		if err != nil {
-			return sysexits.New(sysexits.TempFail, fmt.Errorf("certificate %s: %w", req.Name, err))
+			return queue.Retry(fmt.Errorf("certificate %s: %w", req.Name, err))
 		}
 		rec := store.Cert{Name: req.Name, Domains: req.Domains, State: store.CertIssued, Entry: e.Name, IssuedAt: time.Now()}
 		if err := w.db(ctx, "record certificate", func(ctx context.Context) error { return w.st.PutCert(ctx, rec) }); err != nil {
@@ -402,7 +402,7 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error 
 		return sysexits.New(sysexits.Failure, fmt.Errorf("%w (attempt %d of %d)", runErr, failures, w.opts.MaxAttempts))
 	}
 	log.Warn("certificate request failed; will retry", "attempts", failures, "next_try", rec.NextTry, "err", runErr)
-	return sysexits.New(sysexits.TempFail, fmt.Errorf("%w (attempt %d of %d; next try at %s)", runErr, failures,
+	return queue.Retry(fmt.Errorf("%w (attempt %d of %d; next try at %s)", runErr, failures,
 		w.opts.MaxAttempts, rec.NextTry.UTC().Format(time.RFC3339)))
 }
 
@@ -493,7 +493,7 @@ func readReloaded(path string) (map[string][sha256.Size]byte, error) {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
-		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("read %s: %w", path, err))
+		return nil, queue.Stop(fmt.Errorf("read %s: %w", path, err))
 	}
 	var hexes map[string]string
 	if err := json.Unmarshal(data, &hexes); err != nil {
@@ -533,7 +533,7 @@ func snapshot(dir string) (map[string][sha256.Size]byte, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("read certificates: %w", err))
+		return nil, queue.Stop(fmt.Errorf("read certificates: %w", err))
 	}
 	sums := map[string][sha256.Size]byte{}
 	for _, de := range des {
@@ -552,15 +552,12 @@ func snapshot(dir string) (map[string][sha256.Size]byte, error) {
 // it), whose output is cert.request_output's content when set; else by
 // running the command prefix with args.
 func (w *Worker) certbot(ctx context.Context, req Request, args []string) (sysexec.Result, error) {
-	if err := w.q.Init(); err != nil {
-		return sysexec.Result{ExitCode: -1}, err
-	}
-	lock, err := queue.Flock(ctx, filepath.Join(w.q.Dir(), CertbotLockFile), true,
+	unlock, err := queue.Lock(ctx, filepath.Join(w.q.Dir(), CertbotLockFile),
 		func() { w.log.Info("waiting for the running certbot") })
 	if err != nil {
 		return sysexec.Result{ExitCode: -1}, err
 	}
-	defer lock.Close()
+	defer unlock()
 	if len(w.cfg.Cert.RequestCommand) == 0 {
 		return sysexec.Run(ctx, sysexec.Cmd{
 			Path: w.prog, Args: append(slices.Clone(w.args), args...), Env: w.env,

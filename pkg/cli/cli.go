@@ -1,7 +1,7 @@
 // Package cli is the shared frame of every dh-* tool: GNU-style flags
 // (pflag), -h/--help, --version, a logger made for journald, a context
 // cancelled by SIGINT/SIGTERM, panic recovery, and one place that turns the
-// error a tool returns into a message and an exit status (pkg/sysexits).
+// error a tool returns into a message and an exit status (ExitStatus).
 //
 // A tool's main is two lines:
 //
@@ -28,6 +28,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/systemd"
 )
@@ -117,13 +118,10 @@ func Run(ctx context.Context, app *App, env *Env, args []string) (code int) {
 		}
 	}()
 	err := run(ctx, app, env, args)
-	if errors.Is(err, errHelp) {
-		return sysexits.OK
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errHelp) {
 		Report(env.Stderr, env.Getenv, app.Name, err)
 	}
-	return sysexits.Code(err)
+	return ExitStatus(err)
 }
 
 // Report prints err (and its hint) the way every tool does:
@@ -136,7 +134,7 @@ func Run(ctx context.Context, app *App, env *Env, args []string) (code int) {
 func Report(w io.Writer, getenv func(string) string, name string, err error) {
 	w = journalWriter(w, getenv, slog.LevelError)
 	fmt.Fprintf(w, "%s: error: %v\n", name, err)
-	if h := sysexits.Hint(err); h != "" {
+	if h := hint.Of(err); h != "" {
 		fmt.Fprintf(w, "%s: hint: %s\n", name, h)
 	}
 }

@@ -321,7 +321,7 @@ func (w *Worker) hold(ctx context.Context, req Request, why string) error {
 		}
 		w.log.Info("entry waits", "delivery", req.Delivery, "reason", why)
 	}
-	return sysexits.New(sysexits.TempFail, fmt.Errorf("%w: %s", errWaiting, why))
+	return queue.Retry(fmt.Errorf("%w: %s", errWaiting, why))
 }
 
 // request reads an entry of the deployment's queue: a push (from GitHub or
@@ -466,7 +466,7 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 	var note string
 	if why := w.holdReason(w.now()); why != "" {
 		if !req.Force {
-			return store.Run{}, sysexits.WithHint(sysexits.New(sysexits.TempFail, &heldError{why}), "pass --force to deploy anyway")
+			return store.Run{}, sysexits.WithHint(queue.Retry(&heldError{why}), "pass --force to deploy anyway")
 		}
 		note = "forced: " + why
 	}
@@ -656,11 +656,8 @@ func (w *Worker) byUser(by string) string {
 // lockRun takes the deployment's run lock, waiting for a run in progress
 // (the worker's, or another manual one) to end.
 func (w *Worker) lockRun(ctx context.Context) (func(), error) {
-	if err := w.q.Init(); err != nil {
-		return nil, err
-	}
 	path := filepath.Join(w.q.Dir(), RunLockFile)
-	f, err := queue.Flock(ctx, path, true, func() { w.log.Info("waiting for the run in progress to end", "lock", path) })
+	unlock, err := queue.Lock(ctx, path, func() { w.log.Info("waiting for the run in progress to end", "lock", path) })
 	if err != nil {
 		return nil, err
 	}
@@ -670,13 +667,13 @@ func (w *Worker) lockRun(ctx context.Context) (func(), error) {
 	// every run after it.
 	removed, err := w.repo.RemoveStaleLocks()
 	if err != nil {
-		f.Close()
-		return nil, sysexits.New(sysexits.IOErr, err)
+		unlock()
+		return nil, queue.Stop(err)
 	}
 	if len(removed) > 0 {
 		w.log.Warn("removed git locks left by an interrupted run", "locks", removed)
 	}
-	return func() { f.Close() }, nil
+	return unlock, nil
 }
 
 func (w *Worker) db(ctx context.Context, what string, fn func(context.Context) error) error {

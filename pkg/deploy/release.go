@@ -53,6 +53,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/ghstatus"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -96,11 +97,11 @@ func (w *Worker) liveRelease() (string, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		return "", nil
 	case err != nil:
-		return "", sysexits.New(sysexits.IOErr, err)
+		return "", queue.Stop(err)
 	case fi.Mode()&fs.ModeSymlink != 0:
 		t, err := os.Readlink(p)
 		if err != nil {
-			return "", sysexits.New(sysexits.IOErr, err)
+			return "", queue.Stop(err)
 		}
 		if !filepath.IsAbs(t) {
 			t = filepath.Join(filepath.Dir(p), t)
@@ -111,7 +112,7 @@ func (w *Worker) liveRelease() (string, error) {
 	}
 	names, err := readNames(p, 1)
 	if err != nil {
-		return "", sysexits.New(sysexits.IOErr, err)
+		return "", queue.Stop(err)
 	}
 	if len(names) == 0 {
 		return "", nil
@@ -171,7 +172,7 @@ func (r *run) build(ctx context.Context, live, previous string) (store.Run, erro
 func (r *run) prepare(ctx context.Context, dir, live string) error {
 	w, d := r.w, r.w.d
 	if err := os.RemoveAll(dir); err != nil { // left by a run killed while preparing
-		return sysexits.New(sysexits.IOErr, err)
+		return queue.Stop(err)
 	}
 	if err := w.repo.AddWorktree(ctx, dir, r.req.Commit); err != nil {
 		return err

@@ -70,6 +70,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/progpath"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -235,7 +236,7 @@ func (r *Repo) Sync(ctx context.Context) error {
 	if _, err := r.run(ctx, r.Path, args...); err != nil {
 		err = fmt.Errorf("sync %s: fetch from %s: %w", r.Path, redact(r.URL), err)
 		if temporary(err) {
-			err = sysexits.New(sysexits.TempFail, err)
+			err = queue.Retry(err)
 		}
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -125,7 +126,7 @@ func (r Policy) Post(ctx context.Context, hc *http.Client, target string, header
 		}
 		if !retry || attempt >= attempts {
 			if err != nil {
-				return nil, sysexits.Errorf(sysexits.TempFail, "post to %s: %w (after %d attempts)", host, err, attempt)
+				return nil, queue.Retry(fmt.Errorf("post to %s: %w (after %d attempts)", host, err, attempt))
 			}
 			return resp, nil
 		}

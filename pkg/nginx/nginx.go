@@ -241,13 +241,11 @@ func (in *Installer) lock(ctx context.Context) (func(), error) {
 	if err := os.MkdirAll(in.stateDir(), 0o750); err != nil {
 		return nil, sysexits.New(codeOf(err), fmt.Errorf("create state directory: %w", err))
 	}
-	f, err := queue.Flock(ctx, filepath.Join(in.stateDir(), LockFile), in.wait, func() {
-		in.log.Info("waiting for another dh-nginx to finish")
-	})
-	if err != nil {
-		return nil, err
+	path := filepath.Join(in.stateDir(), LockFile)
+	if !in.wait {
+		return queue.TryLock(path)
 	}
-	return func() { f.Close() }, nil
+	return queue.Lock(ctx, path, func() { in.log.Info("waiting for another dh-nginx to finish") })
 }
 
 // Reload tests the configuration and reloads nginx.
@@ -307,7 +305,7 @@ func (in *Installer) reload(ctx context.Context, tested map[string]string) error
 		return fmt.Errorf("reload nginx: %w", err)
 	}
 	if err := os.Remove(in.reloadFlag()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return sysexits.New(sysexits.IOErr, err)
+		return queue.Stop(err)
 	}
 	return nil
 }
@@ -412,7 +410,7 @@ func (in *Installer) converge(ctx context.Context, req *event.NginxSites, from o
 		if rec.Outcome != store.NginxPartial {
 			rec.Outcome = store.NginxFailed
 		}
-		if ctx.Err() != nil || sysexits.Is(err, sysexits.TempFail) {
+		if ctx.Err() != nil || queue.IsRetry(err) {
 			rec.Outcome = store.NginxInterrupted
 		}
 	}
@@ -702,7 +700,7 @@ func refused(res *Result) error {
 func (in *Installer) stale(ctx context.Context, repo *gitrepo.Repo, commit string) (bool, error) {
 	head, err := repo.Head(ctx)
 	if err != nil {
-		return false, sysexits.Errorf(sysexits.TempFail, "read the checkout's HEAD: %v", err)
+		return false, queue.Retry(fmt.Errorf("read the checkout's HEAD: %v", err))
 	}
 	if head != commit {
 		in.log.Warn("checkout is not at the entry's commit; a newer entry follows", "head", head, "commit", commit)

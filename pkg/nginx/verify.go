@@ -143,7 +143,7 @@ func readInstalled(p string) ([]byte, error) {
 	}
 	data, err := io.ReadAll(f)
 	if err != nil {
-		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("read %s: %w", p, err))
+		return nil, queue.Stop(fmt.Errorf("read %s: %w", p, err))
 	}
 	return data, nil
 }

@@ -11,7 +11,7 @@
 //     message twice. Any 2xx answer is success; another is an error
 //     naming the status and the webhook's own message ("invalid_payload",
 //     Mattermost's "message"), classified sysexits.Config for 4xx and
-//     sysexits.TempFail for 5xx.
+//     a queue.Retry for 5xx.
 //   - The webhook URL is a secret (whoever has it can post): no error and
 //     no log line contains more of it than its scheme and host.
 //   - The text is escaped for Slack's formatting (&, <, > become &amp;,
@@ -36,6 +36,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -186,20 +187,20 @@ func (w *Webhook) Send(ctx context.Context, m Message) error {
 	logger := w.logger().With("deployment", m.Deployment)
 	resp, err := w.Retry.Post(ctx, w.HTTP, w.URL, header, data, logger)
 	if err != nil {
-		return sysexits.New(sysexits.Code(err), fmt.Errorf("notify: %w", err))
+		return fmt.Errorf("notify: %w", err) // a Retry after the last attempt, or ctx's error
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
 		return nil
-	}
-	class := sysexits.Config // a wrong URL, a revoked hook, a payload it refuses
-	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
-		class = sysexits.TempFail
 	}
 	msg := fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	if s := resp.Message(); s != "" {
 		msg += ": " + s
 	}
-	return sysexits.Errorf(class, "notify: webhook answered %s", msg)
+	err = fmt.Errorf("notify: webhook answered %s", msg)
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+		return queue.Retry(err)
+	}
+	return sysexits.New(sysexits.Config, err) // a wrong URL, a revoked hook, a payload it refuses
 }
 
 // SendLogged calls Send and logs its failure at warning level (with the

@@ -14,8 +14,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
 	"github.com/dh-deployer/dh-deployer/pkg/notify"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -214,8 +216,8 @@ func TestSendErrors(t *testing.T) {
 		var log bytes.Buffer
 		w := webhook(f, &log)
 		err := w.Send(testContext(t), failure)
-		if err == nil || sysexits.Code(err) != tc.class {
-			t.Errorf("Send answered %v = %v (class %d); want an error classified %d", tc.statuses, err, sysexits.Code(err), tc.class)
+		if err == nil || cli.ExitStatus(err) != tc.class {
+			t.Errorf("Send answered %v = %v (class %d); want an error classified %d", tc.statuses, err, cli.ExitStatus(err), tc.class)
 			continue
 		}
 		for _, s := range tc.contains {
@@ -246,7 +248,7 @@ func TestSendNetworkError(t *testing.T) {
 	w := webhook(f, nil)
 	f.Close()
 	err := w.Send(testContext(t), success)
-	if err == nil || sysexits.Code(err) != sysexits.TempFail || strings.Contains(err.Error(), "SeCrEt") {
+	if err == nil || !queue.IsRetry(err) || strings.Contains(err.Error(), "SeCrEt") {
 		t.Errorf("Send to a closed server = %v; want a temporary error without the URL's path", err)
 	}
 }
@@ -272,7 +274,7 @@ func TestBadURL(t *testing.T) {
 	for _, u := range []string{"hooks.slack.com/services/SeCrEt", "ftp://example.com/SeCrEt", "https:///SeCrEt"} {
 		w := &notify.Webhook{URL: u}
 		err := w.Send(testContext(t), success)
-		if sysexits.Code(err) != sysexits.Config || strings.Contains(err.Error(), "SeCrEt") {
+		if cli.ExitStatus(err) != sysexits.Config || strings.Contains(err.Error(), "SeCrEt") {
 			t.Errorf("Send to %q = %v; want a config error without the URL", u, err)
 		}
 	}

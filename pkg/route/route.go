@@ -352,6 +352,7 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 		if it.bad != nil && !sysexits.Is(it.bad, sysexits.DataErr) {
 			it.bad = sysexits.New(sysexits.DataErr, it.bad)
 		}
+		it.bad = queue.Fail(it.bad) // bad data: failed, whatever failed inside
 	}
 
 	// A deployment queue at a limit holds its delivery, and the ones
@@ -395,8 +396,7 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 			break
 		}
 	}
-	if err != nil && len(es) > 1 && ctx.Err() == nil &&
-		!sysexits.Is(err, sysexits.TempFail) && !sysexits.Is(err, sysexits.IOErr) {
+	if err != nil && len(es) > 1 && ctx.Err() == nil && !queue.IsRetry(err) && !queue.IsStop(err) {
 		// One entry the database refuses (a bug, or data no check
 		// foresaw) must not fail its whole batch: handle them one by one,
 		// so that only it fails.
@@ -660,7 +660,7 @@ func Holds(q *queue.Queue, delivery, deployment string) (bool, error) {
 		case errors.Is(err, os.ErrNotExist), errors.Is(err, queue.ErrRefused):
 			continue // consumed meanwhile, or not an entry
 		case err != nil:
-			return false, sysexits.New(sysexits.IOErr, fmt.Errorf("read %s: %w", p, err))
+			return false, queue.Stop(fmt.Errorf("read %s: %w", p, err))
 		}
 		data := e.Data
 		if !bytes.Contains(data, needle) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -290,7 +291,7 @@ func replaceConfig(path string, old, text []byte) error {
 		return err
 	}
 	if !bytes.Equal(cur, old) {
-		return sysexits.Errorf(sysexits.TempFail, "%s changed while the deployment was being added: run the command again", path)
+		return queue.Retry(fmt.Errorf("%s changed while the deployment was being added: run the command again", path))
 	}
 	fi, err := os.Stat(path)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	migrations "github.com/dh-deployer/dh-deployer/sql"
 
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -93,7 +94,7 @@ func (db *DB) Reachable(ctx context.Context) error {
 		if !Booted() {
 			fix = "service postgresql start"
 		}
-		return sysexits.WithHint(sysexits.Errorf(sysexits.TempFail, "PostgreSQL at %s port %s does not answer: %v", db.Host, db.Port, err), fix)
+		return sysexits.WithHint(queue.Retry(fmt.Errorf("PostgreSQL at %s port %s does not answer: %v", db.Host, db.Port, err)), fix)
 	}
 	return nil
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/golang-migrate/migrate/v4/database"
 	"github.com/lib/pq"
 
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 )
 
 // Temporary reports whether err may go away by itself, so that the same
@@ -83,7 +83,7 @@ func Retry(ctx context.Context, logger *slog.Logger, what string, fn func(ctx co
 		logger = slog.Default()
 	}
 	giveUp := func(err error) error {
-		return sysexits.New(sysexits.TempFail, fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), err))
+		return queue.Retry(fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), err))
 	}
 	failing := false
 	b := backoff{next: minBackoff, max: maxBackoff}

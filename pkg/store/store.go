@@ -38,6 +38,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -129,7 +130,7 @@ func OpenWait(ctx context.Context, dsn string, waiting func(err error, retry tim
 			}
 			return nil, ctx.Err()
 		}
-		if !sysexits.Is(err, sysexits.TempFail) {
+		if !queue.IsRetry(err) {
 			return s, err
 		}
 		wait := b.step()
@@ -250,7 +251,7 @@ func (s *Store) update(ctx context.Context, query string, args ...any) error {
 // classify marks a temporary error with sysexits.TempFail.
 func classify(err error) error {
 	if Temporary(err) {
-		return sysexits.New(sysexits.TempFail, err)
+		return queue.Retry(err)
 	}
 	return err
 }

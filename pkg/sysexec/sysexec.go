@@ -49,6 +49,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -291,7 +292,7 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 	case !cmd.ProcessState.Success():
 		return res, &ExitError{Name: name, Result: res}
 	case tee.err != nil:
-		return res, sysexits.New(sysexits.IOErr, fmt.Errorf("run %s: write output: %w", name, tee.err))
+		return res, queue.Stop(fmt.Errorf("run %s: write output: %w", name, tee.err))
 	}
 	return res, nil
 }

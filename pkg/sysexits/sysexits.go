@@ -11,6 +11,8 @@ package sysexits
 import (
 	"errors"
 	"fmt"
+
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 )
 
 // Exit statuses used by every dh-* tool.
@@ -27,11 +29,10 @@ const (
 	Config      = 78 // bad configuration
 )
 
-// Error is an error with an exit status and an optional hint.
+// Error is an error with an exit status.
 type Error struct {
 	Code int
 	Err  error
-	Hint string
 }
 
 func (e *Error) Error() string { return e.Err.Error() }
@@ -50,13 +51,8 @@ func Errorf(code int, format string, args ...any) error {
 	return &Error{Code: code, Err: fmt.Errorf(format, args...)}
 }
 
-// WithHint wraps err with a hint, keeping its exit status.
-func WithHint(err error, hint string) error {
-	if err == nil {
-		return nil
-	}
-	return &Error{Code: Code(err), Err: err, Hint: hint}
-}
+// WithHint wraps err with a hint (pkg/hint), keeping its exit status.
+func WithHint(err error, h string) error { return hint.With(err, h) }
 
 // Code returns the exit status for err: 0 for nil, the code of the
 // outermost *Error in its chain, else Failure.
@@ -74,17 +70,5 @@ func Code(err error) int {
 // Is reports whether err is classified with the given code.
 func Is(err error, code int) bool { return err != nil && Code(err) == code }
 
-// Hint returns the first hint in err's chain, or "".
-func Hint(err error) string {
-	for err != nil {
-		var e *Error
-		if !errors.As(err, &e) {
-			return ""
-		}
-		if e.Hint != "" {
-			return e.Hint
-		}
-		err = e.Err
-	}
-	return ""
-}
+// Hint returns the outermost hint in err's chain, or "" (hint.Of).
+func Hint(err error) string { return hint.Of(err) }

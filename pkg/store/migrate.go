@@ -172,7 +172,7 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 	case v < want:
 		return sysexits.WithHint(
 			queue.Retry(fmt.Errorf("database schema is at version %d, this binary needs %d", v, want)),
-			"run: dh-route migrate")
+			hintMigrate)
 	case v > want:
 		return sysexits.WithHint(
 			queue.Retry(fmt.Errorf("database schema is at version %d, newer than this binary's %d", v, want)),

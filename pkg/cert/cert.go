@@ -327,8 +327,8 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error 
 	}
 	// The backoff is per certificate name, whichever entry asks.
 	if !replay && prev.State != store.CertIssued && time.Now().Before(prev.NextTry) {
-		return queue.Retry(fmt.Errorf("certificate %s: %d failed attempts; next try at %s: %s",
-			req.Name, prev.Attempts, prev.NextTry.UTC().Format(time.RFC3339), firstLine(prev.LastError)))
+		return queue.RetryAfter(fmt.Errorf("certificate %s: %d failed attempts; next try at %s: %s",
+			req.Name, prev.Attempts, prev.NextTry.UTC().Format(time.RFC3339), firstLine(prev.LastError)), time.Until(prev.NextTry))
 	}
 	// The consecutive failures so far; a request after one that was given
 	// up starts again.
@@ -399,11 +399,11 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error 
 	}
 	if final {
 		log.Error("certificate request failed; giving up", "attempts", failures, "err", runErr)
-		return sysexits.New(sysexits.Failure, fmt.Errorf("%w (attempt %d of %d)", runErr, failures, w.opts.MaxAttempts))
+		return queue.Fail(sysexits.New(sysexits.Failure, fmt.Errorf("%w (attempt %d of %d)", runErr, failures, w.opts.MaxAttempts)))
 	}
 	log.Warn("certificate request failed; will retry", "attempts", failures, "next_try", rec.NextTry, "err", runErr)
-	return queue.Retry(fmt.Errorf("%w (attempt %d of %d; next try at %s)", runErr, failures,
-		w.opts.MaxAttempts, rec.NextTry.UTC().Format(time.RFC3339)))
+	return queue.RetryAfter(fmt.Errorf("%w (attempt %d of %d; next try at %s)", runErr, failures,
+		w.opts.MaxAttempts, rec.NextTry.UTC().Format(time.RFC3339)), time.Until(rec.NextTry))
 }
 
 // ReloadedFile, in queues/cert, holds the SHA-256 of each

@@ -23,7 +23,7 @@
 //  4. Deploy (also used by the manual commands):
 //     a. fetch (or clone) under the run lock, so that a manual deploy and
 //     the worker never share the checkout; a network failure is a
-//     TempFail before any run is recorded: the entry waits;
+//     queue.Retry before any run is recorded: the entry waits;
 //     b. record the run (state running) and post a pending status; a
 //     commit already live (checked out, and the newest run that touched
 //     the checkout succeeded with it) ends there as unchanged, unless
@@ -308,7 +308,7 @@ func (w *Worker) attempt(req *Request, runs []store.Run) (done bool) {
 }
 
 // hold records (once per change of reason) that the entry waits, and
-// returns the TempFail that keeps it queued.
+// returns the queue.Retry that keeps it queued.
 func (w *Worker) hold(ctx context.Context, req Request, why string) error {
 	if req.waitNote != why {
 		err := w.db(ctx, "record waiting run", func(ctx context.Context) error {
@@ -450,7 +450,7 @@ func ManualID(trigger string) string {
 // Deploy makes one deployment, holding the run lock, and returns its run.
 // A refusal is an error wrapping ErrRefused, a failed run an error naming
 // the step; a temporary failure before the run was recorded (fetch over an
-// unreachable network, database down) is a TempFail.
+// unreachable network, database down) is a queue.Retry.
 func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 	unlock, err := w.lockRun(ctx)
 	if err != nil {

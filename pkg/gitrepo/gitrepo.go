@@ -40,7 +40,7 @@
 //     A fetch that failed in a way that looks like network trouble (a name
 //     that does not resolve, a refused or timed-out connection, a remote
 //     that hung up, an HTTP 5xx) or that timed out is classified
-//     sysexits.TempFail; other failures are not classified.
+//     a queue.Retry; other failures are not classified.
 //
 // Not supported: submodules (never initialised or updated; a checkout that
 // has them keeps whatever is in their directories), Git LFS, shallow

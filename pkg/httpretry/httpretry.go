@@ -86,7 +86,7 @@ type Response struct {
 // Post returns the last answer whatever its status: the caller decides
 // what a status means. It returns an error only when no answer came: a
 // bad target (classified sysexits.Config), a network error on the last
-// try (sysexits.TempFail), or ctx ending (wrapping ctx's error). Neither
+// try (a queue.Retry), or ctx ending (wrapping ctx's error). Neither
 // its errors nor its log lines contain the target's path or query, only
 // its scheme and host, since a webhook URL can be a secret.
 //

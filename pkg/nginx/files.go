@@ -236,7 +236,7 @@ func (in *Installer) recoverJournal(d string) (bool, error) {
 func overwrite(path string, data []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return sysexits.New(codeOf(err), fmt.Errorf("write %s: %w", path, err))
+		return ioFailure(fmt.Errorf("write %s: %w", path, err))
 	}
 	_, err = f.Write(data)
 	if err == nil {
@@ -286,9 +286,12 @@ func syncDirs(dirs map[string]bool) error {
 	return nil
 }
 
-func codeOf(err error) int {
+// ioFailure is the outcome of a failed file operation: it stops dh-nginx
+// (never carry on after a failed write), unless permission was refused,
+// which fails the entry alone.
+func ioFailure(err error) error {
 	if errors.Is(err, fs.ErrPermission) {
-		return sysexits.NoPerm
+		return err
 	}
-	return sysexits.IOErr
+	return queue.Stop(err)
 }

@@ -109,7 +109,7 @@ const LockFile = ".lock"
 type Options struct {
 	Logger *slog.Logger
 	// Wait makes the install lock wait for another dh-nginx (replay)
-	// rather than fail with TempFail.
+	// rather than fail with queue.Retry.
 	Wait bool
 	// CertUser is dh-cert's Unix user, whose nginx-sites entries (the
 	// re-queue once a certificate exists) are accepted for verified
@@ -239,7 +239,7 @@ func (in *Installer) Handle(ctx context.Context, e *queue.Entry) error {
 // lock takes state_dir/nginx/.lock.
 func (in *Installer) lock(ctx context.Context) (func(), error) {
 	if err := os.MkdirAll(in.stateDir(), 0o750); err != nil {
-		return nil, sysexits.New(codeOf(err), fmt.Errorf("create state directory: %w", err))
+		return nil, ioFailure(fmt.Errorf("create state directory: %w", err))
 	}
 	path := filepath.Join(in.stateDir(), LockFile)
 	if !in.wait {
@@ -315,7 +315,7 @@ func (in *Installer) setReloadPending() error {
 		return nil
 	}
 	if err := os.MkdirAll(in.stateDir(), 0o750); err != nil {
-		return sysexits.New(codeOf(err), fmt.Errorf("create state directory: %w", err))
+		return ioFailure(fmt.Errorf("create state directory: %w", err))
 	}
 	return durable.WriteFile(in.reloadFlag(), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o640)
 }
@@ -518,7 +518,7 @@ func (in *Installer) install(ctx context.Context, d *config.Deployment, req *eve
 						"dh-nginx needs search access to the certificate directories: setfacl -m u:dh-nginx:x /etc/letsencrypt/live /etc/letsencrypt/archive")
 				}
 				if !errors.Is(err, fs.ErrNotExist) {
-					return nil, sysexits.New(codeOf(err), fmt.Errorf("site %s: check certificate: %w", s.name, err))
+					return nil, ioFailure(fmt.Errorf("site %s: check certificate: %w", s.name, err))
 				}
 				if err := in.requestCert(s.name, info.Names, req); err != nil {
 					return nil, err
@@ -566,14 +566,14 @@ func (in *Installer) install(ctx context.Context, d *config.Deployment, req *eve
 			j.Changes = append(j.Changes, change{Path: dest, data: data})
 			res.Installed = append(res.Installed, dest)
 		case err != nil:
-			return nil, sysexits.New(codeOf(err), fmt.Errorf("inspect %s: %w", dest, err))
+			return nil, ioFailure(fmt.Errorf("inspect %s: %w", dest, err))
 		case !fi.Mode().IsRegular():
 			res.Conflicts = append(res.Conflicts, dest)
 			continue
 		default:
 			cur, err := os.ReadFile(dest)
 			if err != nil {
-				return nil, sysexits.New(codeOf(err), fmt.Errorf("read %s: %w", dest, err))
+				return nil, ioFailure(fmt.Errorf("read %s: %w", dest, err))
 			}
 			same := string(cur) == string(data)
 			switch {

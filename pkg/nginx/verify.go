@@ -135,7 +135,7 @@ func readInstalled(p string) ([]byte, error) {
 		if errors.Is(err, syscall.ELOOP) {
 			return nil, sysexits.Errorf(sysexits.DataErr, "%s is not a regular file", p)
 		}
-		return nil, sysexits.New(codeOf(err), fmt.Errorf("read %s: %w", p, err))
+		return nil, ioFailure(fmt.Errorf("read %s: %w", p, err))
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {

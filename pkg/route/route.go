@@ -60,7 +60,7 @@
 // Database errors: with Options.Wait (the daemon) every database call is
 // retried with backoff (store.Retry: one log line when the database goes
 // away, one when it is back) so the entry simply waits; without it (--once,
-// replay) a database outage is a sysexits.TempFail and the entry stays
+// replay) a database outage is a queue.Retry and the entry stays
 // queued.
 package route
 
@@ -546,7 +546,7 @@ func (r *Router) publish(cfg *config.Config, items []item) (failed bool) {
 		// Not an I/O error of the consumer (which would stop dh-route,
 		// and again at each restart): this entry fails, alone, and goes to
 		// failed/ with the reason, which names the deployment's queue.
-		it.bad = sysexits.New(sysexits.Failure, fmt.Errorf("route to deployment %s: %w", deployment, err))
+		it.bad = queue.Fail(fmt.Errorf("route to deployment %s: %w", deployment, err))
 		it.known = true
 		failed = true
 	}
@@ -685,7 +685,7 @@ func quote(s string) string {
 // roomFor checks that the queue of every deployment the items are routed
 // to has room (queue.Room: [queues.deployments] limits and the free-space
 // floor). It returns the index of the first item that has not, and a
-// TempFail error naming the deployment: that entry stays in queues/main
+// queue.Retry error naming the deployment: that entry stays in queues/main
 // and is tried again with backoff (the consumer logs it once), never
 // dropped. A queue that cannot be opened is left to publish, which fails
 // the entry with the reason.

@@ -150,7 +150,7 @@ func dirtyError(v uint) error {
 // CheckSchema checks that the database schema is the one this binary was
 // built for. A missing or older schema, a newer one (an old binary against
 // an upgraded database) or a dirty one (a migration failed half-way) is a
-// TempFail error with a hint: work waits in its queue until an operator
+// queue.Retry error with a hint: work waits in its queue until an operator
 // migrates or upgrades.
 func (s *Store) CheckSchema(ctx context.Context) error {
 	ctx, cancel := s.call(ctx)

@@ -75,7 +75,7 @@ const (
 // doubling up to 30 s, with jitter so that many waiting processes do not
 // reconnect in step). It logs one line when fn starts failing and one when
 // it recovers, not one per attempt. When ctx is done it returns the last
-// error wrapped with ctx's, classified TempFail.
+// error wrapped with ctx's, marked queue.Retry.
 //
 // fn must be safe to repeat: a call whose reply was lost may have committed.
 func Retry(ctx context.Context, logger *slog.Logger, what string, fn func(ctx context.Context) error) error {
@@ -133,7 +133,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // RetryIf is Retry when wait is set (a daemon: the work waits for the
 // database), else one plain call (--once, replay: an outage is the
-// caller's TempFail).
+// caller's queue.Retry).
 func RetryIf(ctx context.Context, wait bool, logger *slog.Logger, what string, fn func(ctx context.Context) error) error {
 	if wait {
 		return Retry(ctx, logger, what, fn)

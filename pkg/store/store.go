@@ -79,7 +79,7 @@ func NoIdle() Option {
 }
 
 // Open connects to the database at dsn (a postgres:// URL or a lib/pq
-// key=value string) and pings it. An unreachable server is a TempFail error
+// key=value string) and pings it. An unreachable server is a queue.Retry error
 // that names the host or socket.
 func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	s := &Store{timeout: DefaultTimeout}
@@ -112,7 +112,7 @@ func OpenCurrent(ctx context.Context, dsn string, opts ...Option) (*Store, error
 
 // OpenWait is OpenCurrent for a daemon starting: as long as the database
 // is unavailable or its schema is not the one this binary needs (a
-// TempFail: unreachable, shutting down, not migrated yet, migrated by a
+// queue.Retry: unreachable, shutting down, not migrated yet, migrated by a
 // newer release), it calls waiting with the reason and the time until the
 // next attempt, waits (up to 1 s, doubling to up to 30 s; jittered) and
 // tries again, until it opens the store or ctx ends. Then it returns ctx's

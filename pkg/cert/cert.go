@@ -295,28 +295,17 @@ func (w *Worker) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 // failure is final (exit status 1), never a retry.
 func (w *Worker) Replay(ctx context.Context, e *queue.Entry) error { return w.handle(ctx, e, true) }
 
+// handle requests the certificate of one cert-request entry: it reads the
+// request and the certificate's record, waits for the backoff's next try
+// (unless replayed), runs certbot certonly and records the attempt, then
+// queues the site install (issued) or records the failure (failed).
 func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error {
 	w.update()
-	req, err := event.DecodeCertRequest(e.Data)
+	req, args, err := w.decode(e)
 	if err != nil {
 		return err
 	}
-	args, err := CertonlyArgs(w.cfg, req.Name, req.Domains)
-	if err != nil {
-		return err
-	}
-	if w.st == nil {
-		return sysexits.Errorf(sysexits.Software, "certificate request without a database")
-	}
-	log := w.log.With("cert", req.Name, "entry", e.Name)
-	var prev store.Cert
-	err = w.db(ctx, "read certificate", func(ctx context.Context) (err error) {
-		prev, err = w.st.GetCert(ctx, req.Name)
-		if errors.Is(err, store.ErrNotFound) {
-			prev, err = store.Cert{}, nil
-		}
-		return err
-	})
+	prev, err := w.record(ctx, req.Name)
 	if err != nil {
 		return err
 	}
@@ -336,59 +325,107 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error 
 	if prev.State == store.CertWaiting {
 		failures = prev.Attempts
 	}
-
+	log := w.log.With("cert", req.Name, "entry", e.Name)
 	log.Info("requesting certificate", "domains", req.Domains, "attempt", failures+1)
+	attempt, runErr, err := w.certonly(ctx, e, req, args)
+	if err != nil {
+		return err
+	}
+	if runErr == nil {
+		return w.issued(ctx, e, req, log)
+	}
+	return w.failed(ctx, e, req, prev, attempt, failures+1, replay, runErr, log)
+}
+
+// decode reads a cert-request entry and the certbot arguments it makes.
+func (w *Worker) decode(e *queue.Entry) (*event.CertRequest, []string, error) {
+	req, err := event.DecodeCertRequest(e.Data)
+	if err != nil {
+		return nil, nil, err
+	}
+	args, err := CertonlyArgs(w.cfg, req.Name, req.Domains)
+	if err != nil {
+		return nil, nil, err
+	}
+	if w.st == nil {
+		return nil, nil, sysexits.Errorf(sysexits.Software, "certificate request without a database")
+	}
+	return req, args, nil
+}
+
+// record reads the certificate's record: its state, attempts and next
+// try (the zero Cert when it has none yet).
+func (w *Worker) record(ctx context.Context, name string) (prev store.Cert, err error) {
+	err = w.db(ctx, "read certificate", func(ctx context.Context) (err error) {
+		prev, err = w.st.GetCert(ctx, name)
+		if errors.Is(err, store.ErrNotFound) {
+			prev, err = store.Cert{}, nil
+		}
+		return err
+	})
+	return prev, err
+}
+
+// certonly runs certbot certonly for req and records the attempt. runErr
+// is certbot's failure; err, an outcome for the entry as it is (shutting
+// down, certbot not run, the attempt not recorded).
+func (w *Worker) certonly(ctx context.Context, e *queue.Entry, req *event.CertRequest, args []string) (attempt store.CertAttempt, runErr, err error) {
 	started := time.Now()
 	res, runErr := w.certbot(ctx, Request{Command: store.CertCommandCertonly, Name: req.Name, Domains: req.Domains}, args)
 	if runErr != nil && ctx.Err() != nil {
-		return ctx.Err() // shutting down: the entry stays queued
+		return attempt, nil, ctx.Err() // shutting down: the entry stays queued
 	}
 	if ee, ok := errors.AsType[*sysexec.ExitError](runErr); runErr != nil && !ok {
 		// certbot did not run (not found, no permission, the lock): an
 		// operator's problem, not the request's, which waits for the fix.
-		return queue.Retry(fmt.Errorf("certificate %s: %w", req.Name, runErr))
+		return attempt, nil, queue.Retry(fmt.Errorf("certificate %s: %w", req.Name, runErr))
 	} else if ok {
 		runErr = fmt.Errorf("certbot certonly %s: %s", req.Name, describeFailure(ee))
 	}
-	attempt := store.CertAttempt{Name: req.Name, Domains: req.Domains, Command: store.CertCommandCertonly,
+	attempt = store.CertAttempt{Name: req.Name, Domains: req.Domains, Command: store.CertCommandCertonly,
 		Entry: e.Name, StartedAt: started, OK: runErr == nil, ExitCode: exitCode(res, runErr)}
 	if runErr != nil {
 		attempt.Error = failureText(runErr, res)
 	}
-	if err := w.db(ctx, "record certbot run", func(ctx context.Context) error {
+	err = w.db(ctx, "record certbot run", func(ctx context.Context) error {
 		_, err := w.st.InsertCertAttempt(ctx, attempt)
 		return err
-	}); err != nil {
+	})
+	return attempt, runErr, err
+}
+
+// issued queues the site install that waited for the certificate, then
+// records the certificate as issued.
+func (w *Worker) issued(ctx context.Context, e *queue.Entry, req *event.CertRequest, log *slog.Logger) error {
+	// Queue the site install first, then record: a crash in between
+	// handles the entry again (certbot keeps the certificate) and
+	// queues the install twice, never zero times.
+	sites := req.For
+	data, err := sites.Encode()
+	if err != nil {
+		return sysexits.New(sysexits.DataErr, fmt.Errorf("certificate %s: the waiting nginx-sites entry: %w", req.Name, err))
+	}
+	name, err := w.nginx.Publish(data)
+	if err != nil {
+		return queue.Retry(fmt.Errorf("certificate %s: %w", req.Name, err))
+	}
+	rec := store.Cert{Name: req.Name, Domains: req.Domains, State: store.CertIssued, Entry: e.Name, IssuedAt: time.Now()}
+	if err := w.db(ctx, "record certificate", func(ctx context.Context) error { return w.st.PutCert(ctx, rec) }); err != nil {
 		return err
 	}
+	log.Info("certificate obtained; site install queued", "deployment", req.For.Deployment, "commit", req.For.Commit,
+		"nginx_entry", name)
+	return nil
+}
 
-	if runErr == nil {
-		// Queue the site install first, then record: a crash in between
-		// handles the entry again (certbot keeps the certificate) and
-		// queues the install twice, never zero times.
-		sites := req.For
-		data, err := sites.Encode()
-		if err != nil {
-			return sysexits.New(sysexits.DataErr, fmt.Errorf("certificate %s: the waiting nginx-sites entry: %w", req.Name, err))
-		}
-		name, err := w.nginx.Publish(data)
-		if err != nil {
-			return queue.Retry(fmt.Errorf("certificate %s: %w", req.Name, err))
-		}
-		rec := store.Cert{Name: req.Name, Domains: req.Domains, State: store.CertIssued, Entry: e.Name, IssuedAt: time.Now()}
-		if err := w.db(ctx, "record certificate", func(ctx context.Context) error { return w.st.PutCert(ctx, rec) }); err != nil {
-			return err
-		}
-		log.Info("certificate obtained; site install queued", "deployment", req.For.Deployment, "commit", req.For.Commit,
-			"nginx_entry", name)
-		return nil
-	}
-
-	failures++
+// failed records the failures-th consecutive failure of the request and
+// decides the entry's outcome: retried at the backoff's next try, or, on
+// a replay or after the last attempt, failed for good (the record keeps a
+// next try all the same, which a new request for the name respects).
+func (w *Worker) failed(ctx context.Context, e *queue.Entry, req *event.CertRequest, prev store.Cert,
+	attempt store.CertAttempt, failures int, replay bool, runErr error, log *slog.Logger) error {
 	rec := store.Cert{Name: req.Name, Domains: req.Domains, State: store.CertWaiting, Entry: e.Name,
 		Attempts: failures, LastError: attempt.Error, IssuedAt: prev.IssuedAt}
-	// Even a request given up on leaves a next try, which a new request
-	// for the same name respects.
 	rec.NextTry = time.Now().Add(w.opts.Backoff(failures))
 	final := replay || failures >= w.opts.MaxAttempts
 	if final {

@@ -73,8 +73,6 @@ package nginx
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -437,6 +435,11 @@ func (in *Installer) converge(ctx context.Context, req *event.NginxSites, from o
 	return res, errors.Join(err, in.finish(ctx, id, rec))
 }
 
+// install converges d's installed files to req's commit, holding the
+// install lock: it reads what it needs (the commit's tree, the manifest,
+// the files on disk: look), decides everything without touching the disk
+// (plan), asks for the certificates the plan found missing, then applies
+// the plan, tests it or rolls it back, and commits it (commit).
 func (in *Installer) install(ctx context.Context, d *config.Deployment, req *event.NginxSites, from origin) (*Result, error) {
 	if err := in.verified(ctx, d, req, from); err != nil {
 		return nil, err
@@ -452,8 +455,8 @@ func (in *Installer) install(ctx context.Context, d *config.Deployment, req *eve
 
 	// The files come from the commit's objects, never the working tree.
 	repo := &gitrepo.Repo{Path: d.Path, Timeout: CommandTimeout, Foreign: true, Env: []string{"PATH=" + gitrepo.DefaultPATH}}
-	res := &Result{Outcome: store.NginxSucceeded}
 	if stale, err := in.stale(ctx, repo, req.Commit); err != nil || stale {
+		res := &Result{Outcome: store.NginxSucceeded}
 		if stale {
 			res.Outcome = store.NginxStale
 		}
@@ -463,7 +466,6 @@ func (in *Installer) install(ctx context.Context, d *config.Deployment, req *eve
 	if err != nil {
 		return nil, err
 	}
-
 	m, err := in.LoadManifest(d.Name)
 	if err != nil {
 		return nil, err
@@ -475,138 +477,31 @@ func (in *Installer) install(ctx context.Context, d *config.Deployment, req *eve
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range slices.Sorted(maps.Keys(drifted)) {
-		res.Drift = append(res.Drift, p+": "+drifted[p])
+	p, err := plan(in.cfg, d, req.Commit, t, m, drifted, in.look(d, t, m))
+	if err != nil {
+		return nil, err
 	}
-	desired := map[string][]byte{} // installed path → content
-	held := map[string]bool{}      // installed paths kept as they are
-	policy, refusedSnippets := sitePolicy(in.cfg, d, t.snippets)
-	for _, s := range t.sites {
-		if !d.SelectsSite(s.name) {
-			continue
+	for _, c := range p.certs {
+		if len(c.missing) > 0 {
+			// The site works for the names the certificate has; dh-cert
+			// expands it (certbot --expand).
+			in.log.Info("certificate does not cover every server_name; requesting it again", "site", c.site,
+				"missing", strings.Join(c.missing, ","))
 		}
-		if !ValidSiteName(s.name) {
-			// Such a name never comes near a path.
-			res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %s", s.rel, s.problem))
-			continue
+		if err := in.requestCert(c.site, c.domains, req); err != nil {
+			return nil, err
 		}
-		dest := filepath.Join(in.cfg.Nginx.ConfDir, s.name+".conf")
-		if s.problem != "" {
-			res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %s", s.rel, s.problem))
-			held[dest] = true
-			continue
-		}
-		info, err := ParseSite(s.data)
-		if err == nil {
-			err = policy.CheckSite(s.name, s.data)
-		}
-		if err != nil {
-			res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %v", s.rel, err))
-			held[dest] = true
-			continue
-		}
-		if info.TLS {
-			if len(info.Names) > 100 {
-				res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %d server names; a certificate covers at most 100", s.rel, len(info.Names)))
-				held[dest] = true
-				continue
-			}
-			cert := filepath.Join(in.cfg.Nginx.CertDir, s.name, "fullchain.pem")
-			if _, err := os.Stat(cert); err != nil {
-				if errors.Is(err, fs.ErrPermission) {
-					return nil, sysexits.WithHint(sysexits.New(sysexits.NoPerm, fmt.Errorf("site %s: check certificate: %w", s.name, err)),
-						"dh-nginx needs search access to the certificate directories: setfacl -m u:dh-nginx:x /etc/letsencrypt/live /etc/letsencrypt/archive")
-				}
-				if !errors.Is(err, fs.ErrNotExist) {
-					return nil, ioFailure(fmt.Errorf("site %s: check certificate: %w", s.name, err))
-				}
-				if err := in.requestCert(s.name, info.Names, req); err != nil {
-					return nil, err
-				}
-				res.Pending = append(res.Pending, s.name)
-				held[dest] = true
-				continue
-			}
-			if missing := uncovered(cert, info.Names); len(missing) > 0 {
-				// The site works for the names the certificate has;
-				// dh-cert expands it (certbot --expand).
-				in.log.Info("certificate does not cover every server_name; requesting it again", "site", s.name,
-					"missing", strings.Join(missing, ","))
-				if err := in.requestCert(s.name, info.Names, req); err != nil {
-					return nil, err
-				}
-			}
-		}
-		desired[dest] = s.data
 	}
-	for _, s := range t.snippets {
-		dest := filepath.Join(in.cfg.Nginx.SnippetsDir, s.name)
-		if why, ok := refusedSnippets[s.name]; ok && s.problem == "" {
-			s.problem = why
-		}
-		if s.problem != "" {
-			res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %s", s.rel, s.problem))
-			if snippetRE.MatchString(s.name) {
-				held[dest] = true
-			}
-			continue
-		}
-		desired[dest] = s.data
-	}
+	return in.commit(ctx, p)
+}
 
-	// Plan against the manifest and the disk.
-	j := &journal{Deployment: d.Name, Commit: req.Commit}
-	next := &Manifest{Deployment: d.Name, Commit: req.Commit, Files: map[string]string{}}
-	for _, dest := range slices.Sorted(maps.Keys(desired)) {
-		data := desired[dest]
-		_, managed := m.Files[dest]
-		fi, err := os.Lstat(dest)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			j.Changes = append(j.Changes, change{Path: dest, data: data})
-			res.Installed = append(res.Installed, dest)
-		case err != nil:
-			return nil, ioFailure(fmt.Errorf("inspect %s: %w", dest, err))
-		case !fi.Mode().IsRegular():
-			res.Conflicts = append(res.Conflicts, dest)
-			continue
-		default:
-			cur, err := os.ReadFile(dest)
-			if err != nil {
-				return nil, ioFailure(fmt.Errorf("read %s: %w", dest, err))
-			}
-			same := string(cur) == string(data)
-			switch {
-			case same && !managed:
-				res.Adopted = append(res.Adopted, dest)
-			case same && drifted[dest] == "":
-			case !managed:
-				res.Conflicts = append(res.Conflicts, dest)
-				continue
-			default:
-				j.Changes = append(j.Changes, change{Path: dest, data: data})
-				res.Installed = append(res.Installed, dest)
-			}
-		}
-		next.Files[dest] = digest(data)
-	}
-	for _, dest := range slices.Sorted(maps.Keys(m.Files)) {
-		if _, ok := desired[dest]; ok {
-			continue
-		}
-		if held[dest] {
-			next.Files[dest] = m.Files[dest]
-			continue
-		}
-		if _, err := os.Lstat(dest); err == nil {
-			j.Changes = append(j.Changes, change{Path: dest, Remove: true})
-			res.Removed = append(res.Removed, dest)
-		}
-	}
-	if len(res.Rejected) > 0 || len(res.Conflicts) > 0 {
-		res.Outcome = store.NginxPartial
-	}
-
+// commit carries out a plan: with no change, it saves the next manifest
+// (and finishes a reload left pending); else it writes the journal and the
+// files (apply), tests the configuration and, if the test fails, restores
+// the previous files (rollback); if it passes, it keeps them: the next
+// manifest is saved and nginx reloaded.
+func (in *Installer) commit(ctx context.Context, p *planned) (*Result, error) {
+	j, next, res := p.journal, p.next, p.res
 	if len(j.Changes) == 0 {
 		if res.Outcome == store.NginxSucceeded {
 			res.Outcome = store.NginxUnchanged
@@ -663,7 +558,7 @@ func (in *Installer) install(ctx context.Context, d *config.Deployment, req *eve
 	if err := in.setReloadPending(); err != nil {
 		return res, err
 	}
-	if err := in.clearJournal(d.Name); err != nil {
+	if err := in.clearJournal(j.Deployment); err != nil {
 		return res, err
 	}
 	if err := in.saveManifest(next); err != nil {
@@ -726,29 +621,4 @@ func (in *Installer) requestCert(name string, domains []string, req *event.Nginx
 	}
 	in.log.Info("certificate requested", "site", name, "domains", strings.Join(domains, ","), "entry", entry)
 	return nil
-}
-
-// uncovered returns the names the certificate at path does not cover, or
-// nil when it covers them all or cannot be read (dh-nginx may only have
-// search access to the live directory; nginx -t checks the rest).
-func uncovered(path string, names []string) []string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return nil
-	}
-	var missing []string
-	for _, n := range names {
-		if !slices.Contains(cert.DNSNames, n) && cert.VerifyHostname(strings.Replace(n, "*", "x", 1)) != nil {
-			missing = append(missing, n)
-		}
-	}
-	return missing
 }

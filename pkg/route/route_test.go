@@ -126,8 +126,12 @@ func newRig(t testing.TB, url string) *rig {
 	}
 	t.Cleanup(func() { r.st.Close() })
 	r.main = queue.Open(r.cfg.QueuePath(config.MainQueue))
-	if err := r.main.Init(); err != nil {
-		t.Fatal(err)
+	// dh-route consumes queues/main and queues/status; as installed, both
+	// exist before it starts.
+	for _, q := range []*queue.Queue{r.main, queue.Open(r.cfg.QueuePath(config.StatusQueue))} {
+		if err := q.Init(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return r
 }

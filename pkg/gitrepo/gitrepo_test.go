@@ -12,8 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"unicode/utf8"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"

@@ -589,6 +589,9 @@ func snapshot(dir string) (map[string][sha256.Size]byte, error) {
 // it), whose output is cert.request_output's content when set; else by
 // running the command prefix with args.
 func (w *Worker) certbot(ctx context.Context, req Request, args []string) (sysexec.Result, error) {
+	if err := w.q.Exists(); err != nil { // the lock lives in queues/cert, made by the install
+		return sysexec.Result{ExitCode: -1}, err
+	}
 	unlock, err := queue.Lock(ctx, filepath.Join(w.q.Dir(), CertbotLockFile),
 		func() { w.log.Info("waiting for the running certbot") })
 	if err != nil {

@@ -656,6 +656,9 @@ func (w *Worker) byUser(by string) string {
 // lockRun takes the deployment's run lock, waiting for a run in progress
 // (the worker's, or another manual one) to end.
 func (w *Worker) lockRun(ctx context.Context) (func(), error) {
+	if err := w.q.Exists(); err != nil {
+		return nil, err
+	}
 	path := filepath.Join(w.q.Dir(), RunLockFile)
 	unlock, err := queue.Lock(ctx, path, func() { w.log.Info("waiting for the run in progress to end", "lock", path) })
 	if err != nil {

@@ -89,6 +89,11 @@ environment = { TRACE = %q, GREETING = "hello world" }
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.st.Close() })
+	// The deployment's queue, as the install makes it (dh-deployer-acl
+	// deployment app): neither the worker nor a run by hand creates it.
+	if err := queue.Open(r.cfg.QueuePath("app")).Init(); err != nil {
+		t.Fatal(err)
+	}
 	return r
 }
 

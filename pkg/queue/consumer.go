@@ -80,7 +80,7 @@ const missingHint = "create the queue directories as installed: systemd-tmpfiles
 func (q *Queue) Lock(ctx context.Context, wait bool) (*Consumer, error) {
 	dir, err := openOwnDir(nil, q.dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, hint.With(fmt.Errorf("%w: %s", ErrMissing, q.dir), missingHint)
+		return nil, q.Exists()
 	}
 	if err != nil {
 		return nil, err
@@ -123,6 +123,18 @@ func (q *Queue) Lock(ctx context.Context, wait bool) (*Consumer, error) {
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return &Consumer{q: q, dir: dir, unlock: unlock}, nil
+}
+
+// Exists returns nil if the queue's directory exists, else an error
+// wrapping ErrMissing with the fix as a hint (or the error looking for it).
+// A command that needs the queue but does not consume it (a run by hand,
+// which takes a lock file in it) checks with it first.
+func (q *Queue) Exists() error {
+	_, err := os.Stat(q.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return hint.With(fmt.Errorf("%w: %s", ErrMissing, q.dir), missingHint)
+	}
+	return err
 }
 
 func orUnknown(b []byte) string {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -119,5 +120,36 @@ func TestLockRefusesMissingQueue(t *testing.T) {
 	os.Mkdir(dir, 0o750)
 	if _, err := Open(dir).Lock(t.Context(), false); !errors.Is(err, ErrMissing) || !strings.Contains(err.Error(), StagingDir) {
 		t.Errorf("Lock() of a queue without %s = %v; want ErrMissing naming it", StagingDir, err)
+	}
+}
+
+// RetryAfter keeps the entry and waits at least its time (bounded by
+// MaxBackoff) before the next attempt, even when the backoff is shorter;
+// Fail hides a Retry it wraps.
+func TestRetryAfterAndFail(t *testing.T) {
+	q := newQueue(t)
+	name := publish(t, q, `{}`)
+	opts := Options{MinBackoff: time.Millisecond, MaxBackoff: time.Minute}
+	var tries []time.Time
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	err := lock(t, q).Run(ctx, func(ctx context.Context, e *Entry) error {
+		tries = append(tries, time.Now())
+		switch len(tries) {
+		case 1:
+			return RetryAfter(errors.New("not yet"), 300*time.Millisecond)
+		default:
+			cancel()
+			return Fail(Retry(errors.New("given up")))
+		}
+	}, opts)
+	if err != nil {
+		t.Fatalf("Run() = %v; want nil", err)
+	}
+	if len(tries) != 2 || tries[1].Sub(tries[0]) < 300*time.Millisecond {
+		t.Errorf("tries at %v; want 2, the second at least 300ms after the first", tries)
+	}
+	if failed, _ := q.Failed(); len(failed) != 1 || failed[0] != name {
+		t.Errorf("Failed() = %v; want [%s]", failed, name)
 	}
 }

@@ -24,68 +24,41 @@ import (
 // The outermost marker in an error's chain decides, so a handler can turn
 // a retry of a lower layer into a stop, or the other way round.
 
-// RetryError marks an error as temporary: the entry stays queued and is
-// tried again later.
-type RetryError struct {
-	Err error
-	// After, if set, is the least time to wait before trying again
-	// (bounded by Options.MaxBackoff).
-	After time.Duration
+// marked is an error marked with the outcome it has for its entry.
+type marked struct {
+	err   error
+	o     outcome
+	after time.Duration // a RetryAfter's least wait
 }
 
-func (e *RetryError) Error() string { return e.Err.Error() }
-func (e *RetryError) Unwrap() error { return e.Err }
+func (e *marked) Error() string { return e.err.Error() }
+func (e *marked) Unwrap() error { return e.err }
 
-// StopError marks an error after which the consumer must not carry on:
-// the entry stays queued and Run returns the error.
-type StopError struct{ Err error }
-
-func (e *StopError) Error() string { return e.Err.Error() }
-func (e *StopError) Unwrap() error { return e.Err }
+func mark(err error, o outcome, after time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &marked{err: err, o: o, after: after}
+}
 
 // Retry marks err as temporary (the database is down, a lock is busy, a
-// fetch failed): the entry is tried again later. Retry(nil) is nil.
-func Retry(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &RetryError{Err: err}
-}
+// fetch failed): the entry stays queued and is tried again later, with
+// backoff. Retry(nil) is nil.
+func Retry(err error) error { return mark(err, retry, 0) }
 
-// RetryAfter is Retry, waiting at least d before the next attempt.
-func RetryAfter(err error, d time.Duration) error {
-	if err == nil {
-		return nil
-	}
-	return &RetryError{Err: err, After: d}
-}
+// RetryAfter is Retry, waiting at least d (at most Options.MaxBackoff)
+// before the next attempt.
+func RetryAfter(err error, d time.Duration) error { return mark(err, retry, d) }
 
 // Stop marks err as fatal to the consumer (a failed write it must not
 // carry on after): the entry stays queued and Run returns err. Stop(nil)
 // is nil.
-func Stop(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &StopError{Err: err}
-}
+func Stop(err error) error { return mark(err, stop, 0) }
 
-// FailError marks an error as a permanent failure of its entry, whatever
-// the errors it wraps say (a run that failed on a Retry of a lower layer
-// is over all the same).
-type FailError struct{ Err error }
-
-func (e *FailError) Error() string { return e.Err.Error() }
-func (e *FailError) Unwrap() error { return e.Err }
-
-// Fail marks err as a permanent failure of its entry, hiding any Retry or
-// Stop it wraps from the consumer. Fail(nil) is nil.
-func Fail(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &FailError{Err: err}
-}
+// Fail marks err as a permanent failure of its entry, whatever the errors
+// it wraps say (a run that failed on a Retry of a lower layer is over all
+// the same). Fail(nil) is nil.
+func Fail(err error) error { return mark(err, failed, 0) }
 
 // outcome is what an error does to its entry.
 type outcome int
@@ -106,12 +79,8 @@ func outcomeOf(err error) (o outcome, after time.Duration) {
 	o = failed
 	walk(err, func(e error) bool {
 		switch e := e.(type) {
-		case *RetryError:
-			o, after = retry, e.After
-		case *StopError:
-			o = stop
-		case *FailError:
-			o = failed
+		case *marked:
+			o, after = e.o, e.after
 		case *durable.Error:
 			if errors.Is(e, fs.ErrPermission) {
 				return false

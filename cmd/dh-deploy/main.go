@@ -76,6 +76,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/deploy"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/pause"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
@@ -500,7 +501,7 @@ func add(ctx context.Context, env *cli.Env, args []string) error {
 	}
 	if steps, _ := env.Flags.GetString("steps"); steps != "" {
 		if err := json.Unmarshal([]byte(steps), &d.Steps); err != nil {
-			return sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "add: --steps: %v", err), `a JSON list of argv lists: '[["make"],["make","install"]]'`)
+			return hint.With(sysexits.Errorf(sysexits.Usage, "add: --steps: %v", err), `a JSON list of argv lists: '[["make"],["make","install"]]'`)
 		}
 	}
 	return setup.AddDeployment(ctx, &setup.Runner{Out: env.Stdout}, cfg, d)

@@ -77,6 +77,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/doctor"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/route"
 	"github.com/dh-deployer/dh-deployer/pkg/setup"
@@ -356,7 +357,7 @@ func doctorCmd(ctx context.Context, env *cli.Env, _ []string) error {
 	cfg, err := config.Load(env.Config)
 	var rs []doctor.Result
 	if err != nil {
-		fix := sysexits.Hint(err)
+		fix := hint.Of(err)
 		if fix == "" {
 			fix = "edit " + env.Config
 		}

@@ -65,6 +65,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
@@ -158,7 +159,7 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Worker, error) {
 	}
 	prog, err := lookProgram(command[0], env)
 	if err != nil {
-		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s: %s: %v", cfg.File, key, err),
+		return nil, hint.With(sysexits.Errorf(sysexits.Config, "%s: %s: %v", cfg.File, key, err),
 			"give the program as an absolute path, e.g. [\"/usr/bin/sudo\", \"-n\", \"/usr/bin/certbot\"]")
 	}
 	return &Worker{
@@ -534,14 +535,14 @@ func readReloaded(path string) (map[string][sha256.Size]byte, error) {
 	}
 	var hexes map[string]string
 	if err := json.Unmarshal(data, &hexes); err != nil {
-		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.DataErr, "%s: %v", path, err),
+		return nil, hint.With(sysexits.Errorf(sysexits.DataErr, "%s: %v", path, err),
 			"remove it: the next renew compares with the certificates as they are then")
 	}
 	sums := map[string][sha256.Size]byte{}
 	for name, h := range hexes {
 		b, err := hex.DecodeString(h)
 		if err != nil || len(b) != sha256.Size {
-			return nil, sysexits.WithHint(sysexits.Errorf(sysexits.DataErr, "%s: %q is not a SHA-256", path, h),
+			return nil, hint.With(sysexits.Errorf(sysexits.DataErr, "%s: %q is not a SHA-256", path, h),
 				"remove it: the next renew compares with the certificates as they are then")
 		}
 		sums[name] = [sha256.Size]byte(b)

@@ -241,7 +241,7 @@ func usageError(app *App, cmd *Command, msg string) error {
 	if cmd != nil {
 		help = app.Name + " " + cmd.Name + " --help"
 	}
-	return sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "%s", msg), "see '"+help+"'")
+	return hint.With(sysexits.Errorf(sysexits.Usage, "%s", msg), "see '"+help+"'")
 }
 
 // Usage renders the help text of app.

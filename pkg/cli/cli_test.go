@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
@@ -31,7 +32,7 @@ func testApp(got *[]string) *App {
 			}},
 			{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Run: func(ctx context.Context, env *Env, args []string) error {
 				*got = append(*got, "replay", args[0])
-				return sysexits.WithHint(sysexits.Errorf(sysexits.DataErr, "entry is bad"), "look at it")
+				return hint.With(sysexits.Errorf(sysexits.DataErr, "entry is bad"), "look at it")
 			}},
 			{Name: "boom", Run: func(ctx context.Context, env *Env, args []string) error { panic("boom") }},
 			{Name: "fail", Run: func(ctx context.Context, env *Env, args []string) error { return errors.New("plain") }},

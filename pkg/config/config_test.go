@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
@@ -195,7 +196,7 @@ func TestLoadUnknownKey(t *testing.T) {
 			if code := sysexits.Code(err); code != sysexits.Config {
 				t.Errorf("Load(%q): exit code %d; want %d", path, code, sysexits.Config)
 			}
-			if hint := sysexits.Hint(err); hint != tt.wantHint {
+			if hint := hint.Of(err); hint != tt.wantHint {
 				t.Errorf("Load(%q): hint %q; want %q", path, hint, tt.wantHint)
 			}
 		})
@@ -243,8 +244,8 @@ func TestLoadDecodeErrors(t *testing.T) {
 			if code := sysexits.Code(err); code != sysexits.Config {
 				t.Errorf("Load(%q): exit code %d; want %d", path, code, sysexits.Config)
 			}
-			if tt.wantHint != "" && sysexits.Hint(err) != tt.wantHint {
-				t.Errorf("Load(%q): hint %q; want %q", path, sysexits.Hint(err), tt.wantHint)
+			if tt.wantHint != "" && hint.Of(err) != tt.wantHint {
+				t.Errorf("Load(%q): hint %q; want %q", path, hint.Of(err), tt.wantHint)
 			}
 		})
 	}
@@ -260,7 +261,7 @@ func TestLoadMissingFile(t *testing.T) {
 	if code := sysexits.Code(err); code != sysexits.Config {
 		t.Errorf("Load(%q): exit code %d; want %d", path, code, sysexits.Config)
 	}
-	if hint := sysexits.Hint(err); !strings.Contains(hint, "-c FILE") || !strings.Contains(hint, "DH_CONFIG") {
+	if hint := hint.Of(err); !strings.Contains(hint, "-c FILE") || !strings.Contains(hint, "DH_CONFIG") {
 		t.Errorf("Load(%q): hint %q; want it to mention -c FILE and DH_CONFIG", path, hint)
 	}
 }
@@ -718,8 +719,8 @@ func TestWebhookSecrets(t *testing.T) {
 				if !strings.HasPrefix(err.Error(), "config: ") {
 					t.Errorf("WebhookSecrets(%q) = %v; want it to start with %q", tt.files, err, "config: ")
 				}
-				if tt.hint != "" && !strings.Contains(sysexits.Hint(err), tt.hint) {
-					t.Errorf("WebhookSecrets(%q): hint %q; want %q", tt.files, sysexits.Hint(err), tt.hint)
+				if tt.hint != "" && !strings.Contains(hint.Of(err), tt.hint) {
+					t.Errorf("WebhookSecrets(%q): hint %q; want %q", tt.files, hint.Of(err), tt.hint)
 				}
 				return
 			}
@@ -747,7 +748,7 @@ func TestSecretNeverShown(t *testing.T) {
 		if err == nil {
 			t.Fatalf("ReadSecretFile(%q) = nil; want an error", p)
 		}
-		if strings.Contains(err.Error()+sysexits.Hint(err), secret) {
+		if strings.Contains(err.Error()+hint.Of(err), secret) {
 			t.Errorf("ReadSecretFile(%q) = %v; shows the secret", p, err)
 		}
 	}
@@ -945,9 +946,9 @@ func TestQueueDirOnTmpfs(t *testing.T) {
 	for _, dir := range []string{shm, filepath.Join(shm, "spool", "dh-deployer")} {
 		_, err := Load(writeConfig(t, fmt.Sprintf("queue_dir = %q\n", dir)))
 		if sysexits.Code(err) != sysexits.Config || !strings.Contains(err.Error(), "tmpfs") ||
-			!strings.Contains(sysexits.Hint(err), "queue_dir_throwaway = true") {
+			!strings.Contains(hint.Of(err), "queue_dir_throwaway = true") {
 			t.Errorf("Load(queue_dir = %s) = %v (hint %q); want a config error saying tmpfs, hinting queue_dir_throwaway = true",
-				dir, err, sysexits.Hint(err))
+				dir, err, hint.Of(err))
 		}
 		if _, err := Load(writeConfig(t, fmt.Sprintf("queue_dir = %q\nqueue_dir_throwaway = true\n", dir))); err != nil {
 			t.Errorf("Load(queue_dir = %s, queue_dir_throwaway) = %v; want nil", dir, err)
@@ -978,7 +979,7 @@ func TestRunsAs(t *testing.T) {
 func TestTrustedProxiesCountMigrates(t *testing.T) {
 	path := writeConfig(t, "[receive]\ntrusted_proxies = 1\n")
 	_, err := Load(path)
-	if hint := sysexits.Hint(err); sysexits.Code(err) != sysexits.Config || !strings.Contains(hint, `trusted_proxies = ["127.0.0.1", "::1"]`) {
+	if hint := hint.Of(err); sysexits.Code(err) != sysexits.Config || !strings.Contains(hint, `trusted_proxies = ["127.0.0.1", "::1"]`) {
 		t.Errorf("Load(trusted_proxies = 1) = %v (hint %q); want a config error with a hint showing the list", err, hint)
 	}
 	c, err := Parse("ok.toml", []byte("[receive]\ntrusted_proxies = [\"unix\", \"10.0.0.0/8\"]\n"))

@@ -16,6 +16,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/systemd"
 )
@@ -28,7 +29,7 @@ func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, sysexits.WithHint(
+			return nil, hint.With(
 				sysexits.Errorf(sysexits.Config, "config: %s: no such file", path),
 				"name the configuration file with -c FILE or DH_CONFIG=FILE")
 		}
@@ -56,7 +57,7 @@ func (c *Config) checkQueueFS() error {
 		return nil
 	}
 	if err := durable.CheckFS(c.QueueDir); errors.Is(err, durable.ErrVolatile) {
-		return sysexits.WithHint(
+		return hint.With(
 			sysexits.Errorf(sysexits.Config, "config: %s: queue_dir %v: an acknowledged delivery would be lost at a reboot", c.File, err),
 			"put queue_dir on a disk, or set queue_dir_throwaway = true if losing the queues is fine (demos, tests)")
 	}
@@ -145,7 +146,7 @@ func decodeError(name string, err error) error {
 		err := sysexits.Errorf(sysexits.Config, "config: %s:%d:%d: %s",
 			name, pe.Position.Line, pe.Position.Col, msg)
 		if strings.HasPrefix(pe.Message, "invalid duration") {
-			err = sysexits.WithHint(err, `write a duration such as "30s", "10m" or "1h30m"`)
+			err = hint.With(err, `write a duration such as "30s", "10m" or "1h30m"`)
 		}
 		return err
 	}
@@ -158,7 +159,7 @@ func decodeError(name string, err error) error {
 			if key == "receive.trusted_proxies" {
 				// The old form was a count of proxies, which let a client
 				// that reached dh-receive directly choose its address.
-				err = sysexits.WithHint(err, `trusted_proxies is now the list of your proxies' addresses, not their number: `+
+				err = hint.With(err, `trusted_proxies is now the list of your proxies' addresses, not their number: `+
 					`for nginx on this host write trusted_proxies = ["127.0.0.1", "::1"], or ["unix"] behind dh-receive.socket`)
 			}
 			return err
@@ -210,8 +211,8 @@ outer:
 			line = f.lineOf(k)
 		}
 		err := sysexits.Errorf(sysexits.Config, "config: %s: unknown key %q", where(f.name, line), k.String())
-		if hint := suggest(k); hint != "" {
-			err = sysexits.WithHint(err, hint)
+		if h := suggest(k); h != "" {
+			err = hint.With(err, h)
 		}
 		errs = append(errs, err)
 	}
@@ -229,7 +230,7 @@ func (f *file) durationTypes() []error {
 		if !ok || t != durationType || f.md.Type(k...) == "String" {
 			continue
 		}
-		errs = append(errs, sysexits.WithHint(
+		errs = append(errs, hint.With(
 			sysexits.Errorf(sysexits.Config, "config: %s: %s: a duration must be a string",
 				where(f.name, f.lineOf(k)), k.String()),
 			`write a duration such as "30s", "10m" or "1h30m"`))
@@ -330,9 +331,9 @@ func (c *Config) Lookup(name string) (*Deployment, error) {
 	if d, ok := c.Deployment(name); ok {
 		return d, nil
 	}
-	hint := "the deployments are: " + strings.Join(c.DeploymentNames(), ", ")
+	h := "the deployments are: " + strings.Join(c.DeploymentNames(), ", ")
 	if len(c.Deployments) == 0 {
-		hint = "there are none yet: dh-deploy add NAME adds one"
+		h = "there are none yet: dh-deploy add NAME adds one"
 	}
-	return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "%w %q in %s", ErrNoDeployment, name, c.File), hint)
+	return nil, hint.With(sysexits.Errorf(sysexits.Usage, "%w %q in %s", ErrNoDeployment, name, c.File), h)
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -60,13 +61,13 @@ func (c *Config) CredentialPath(name string, getenv func(string) string) (string
 		}
 	}
 	if c.File == "" {
-		return "", sysexits.WithHint(
+		return "", hint.With(
 			sysexits.Errorf(sysexits.Config, "config: secret file %q: relative, and neither $%s nor a configuration file to look beside", name, EnvCredentials),
 			"give an absolute path, or pass the file with systemd's LoadCredential=")
 	}
 	path := filepath.Join(filepath.Dir(c.File), name)
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
-		return "", sysexits.WithHint(
+		return "", hint.With(
 			sysexits.Errorf(sysexits.Config, "config: secret file %q: $%s is not set (not run by systemd with LoadCredential=%s:...), and there is no %s", name, EnvCredentials, name, path),
 			fmt.Sprintf("put the secret in %s (the source of the units' LoadCredential=), or give its absolute path in %s", path, c.File))
 	}
@@ -92,7 +93,7 @@ func ReadSecretFile(path string) ([]byte, error) {
 		secret = s
 	}
 	refuse := func(why string) error {
-		return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "config: secret file %s: %s", path, why), generateHint)
+		return hint.With(sysexits.Errorf(sysexits.Config, "config: secret file %s: %s", path, why), generateHint)
 	}
 	switch {
 	case len(secret) == 0:
@@ -153,7 +154,7 @@ func readLimited(path string, max int64) ([]byte, error) {
 // sysexits.Config.
 func (c *Config) WebhookSecrets(getenv func(string) string) ([][]byte, error) {
 	if len(c.Receive.SecretFiles) == 0 {
-		return nil, sysexits.WithHint(
+		return nil, hint.With(
 			sysexits.Errorf(sysexits.Config, "config: receive.secret_files: no webhook secret configured"),
 			`set secret_files = ["/etc/dh-deployer/webhook-secret"] in [receive]; `+generateHint)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -124,7 +125,7 @@ func (p problem) err(file string, line int) error {
 	}
 	err := sysexits.Errorf(sysexits.Config, "%s%s%s: %s", prefix, toml.Key(p.key).String(), p.sub, p.msg)
 	if p.hint != "" {
-		err = sysexits.WithHint(err, p.hint)
+		err = hint.With(err, p.hint)
 	}
 	return err
 }

@@ -64,6 +64,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/notify"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
@@ -136,7 +137,7 @@ type Worker struct {
 // queues/status, for dh-route to set.
 func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worker, error) {
 	if _, ok := cfg.Deployment(name); !ok {
-		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s: no deployment %q", cfg.File, name),
+		return nil, hint.With(sysexits.Errorf(sysexits.Config, "%s: no deployment %q", cfg.File, name),
 			"the deployments are: "+fmt.Sprint(cfg.DeploymentNames()))
 	}
 	if opts.Logger == nil {
@@ -198,7 +199,7 @@ func (w *Worker) use(cfg *config.Config) {
 // the entries still queued were routed to it under that one.
 func (w *Worker) SetConfig(cfg *config.Config) error {
 	if _, ok := cfg.Deployment(w.name); !ok {
-		return sysexits.WithHint(
+		return hint.With(
 			sysexits.Errorf(sysexits.Config, "deployment %q is no longer in %s; its worker keeps the configuration it has", w.name, cfg.File),
 			"to retire the deployment, stop its worker: systemctl disable --now dh-deploy@"+w.name)
 	}
@@ -382,7 +383,7 @@ func DefaultRef(d *config.Deployment) (string, error) {
 			return "refs/heads/" + b, nil
 		}
 	}
-	return "", sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "deployment %s follows no branch by name", d.Name),
+	return "", hint.With(sysexits.Errorf(sysexits.Usage, "deployment %s follows no branch by name", d.Name),
 		"name a ref: refs/heads/BRANCH or refs/tags/TAG")
 }
 
@@ -466,7 +467,7 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 	var note string
 	if why := w.holdReason(w.now()); why != "" {
 		if !req.Force {
-			return store.Run{}, sysexits.WithHint(queue.Retry(&heldError{why}), "pass --force to deploy anyway")
+			return store.Run{}, hint.With(queue.Retry(&heldError{why}), "pass --force to deploy anyway")
 		}
 		note = "forced: " + why
 	}
@@ -518,14 +519,14 @@ func (w *Worker) Rollback(ctx context.Context, opts RollbackOptions) (store.Run,
 		return store.Run{}, err
 	}
 	if len(ok) == 0 {
-		return store.Run{}, sysexits.WithHint(
+		return store.Run{}, hint.With(
 			sysexits.Errorf(sysexits.Unavailable, "%s has no successful run yet: nothing earlier to roll back to", w.d.Name),
 			"a failed run never switched path: what was live before it still is (dh-deploy history "+w.d.Name+")")
 	}
 	t := -1
 	if opts.To != "" {
 		if t = pickRun(ok, opts.To); t < 0 {
-			return store.Run{}, sysexits.WithHint(
+			return store.Run{}, hint.With(
 				sysexits.Errorf(sysexits.Unavailable, "%s has no succeeded run %q to roll back to", w.d.Name, opts.To),
 				"name a run id or a commit (7 or more hexadecimal digits) of a succeeded run: dh-deploy history "+w.d.Name)
 		}

@@ -53,6 +53,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/ghstatus"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
@@ -124,7 +125,7 @@ func (w *Worker) liveRelease() (string, error) {
 }
 
 func notTakenOver(p, why string) error {
-	return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "path %s %s; dh-deploy does not take it over", p, why),
+	return hint.With(sysexits.Errorf(sysexits.Config, "path %s %s; dh-deploy does not take it over", p, why),
 		`move it away (dh-deploy then makes path a symbolic link to the live release), or set strategy = "in-place"`)
 }
 
@@ -427,7 +428,7 @@ func (w *Worker) switchTo(dir string, r *run) (string, error) {
 		return "", err
 	}
 	if err := os.Symlink(dir, tmp); err != nil {
-		return "", sysexits.WithHint(err, fmt.Sprintf("the deployment's user must be able to write %s, the directory holding path", parent))
+		return "", hint.With(err, fmt.Sprintf("the deployment's user must be able to write %s, the directory holding path", parent))
 	}
 	fi, err := os.Lstat(p)
 	if err == nil && fi.IsDir() {

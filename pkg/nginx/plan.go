@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -250,7 +251,7 @@ func (p *planned) wanted(cfg *config.Config, d *config.Deployment, t *tree, disk
 			c := disk.certs[s.name]
 			switch {
 			case errors.Is(c.err, fs.ErrPermission):
-				return nil, nil, sysexits.WithHint(sysexits.New(sysexits.NoPerm, fmt.Errorf("site %s: check certificate: %w", s.name, c.err)),
+				return nil, nil, hint.With(sysexits.New(sysexits.NoPerm, fmt.Errorf("site %s: check certificate: %w", s.name, c.err)),
 					"dh-nginx needs search access to the certificate directories: setfacl -m u:dh-nginx:x /etc/letsencrypt/live /etc/letsencrypt/archive")
 			case c.err != nil:
 				return nil, nil, ioFailure(fmt.Errorf("site %s: check certificate: %w", s.name, c.err))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -57,7 +58,7 @@ func (in *Installer) sender(e *queue.Entry, req *event.NginxSites) (origin, erro
 	if u, err := user.LookupId(uid); err == nil {
 		owner = u.Username
 	}
-	return 0, sysexits.WithHint(sysexits.Errorf(sysexits.DataErr,
+	return 0, hint.With(sysexits.Errorf(sysexits.DataErr,
 		"entry %s is owned by %s, not by %s (deployment %s's user), %s or root: refused",
 		e.Name, owner, d.RunsAs(), d.Name, in.certUser),
 		"only the deployment's own worker (dh-deploy@"+d.Name+", running as its user) hands dh-nginx a commit; see docs/nginx.md")

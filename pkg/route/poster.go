@@ -11,6 +11,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/ghstatus"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -73,7 +74,7 @@ func (p *Poster) Handle(ctx context.Context, e *queue.Entry) error {
 	// e.Owner comes from the open file the queue read (queue.Entry); the
 	// queue took it only from one of its writers: some deployment's user.
 	if uid, ok := config.UserID(d.RunsAs()); e.Owner != 0 && (!ok || e.Owner != uid) {
-		return sysexits.WithHint(sysexits.Errorf(sysexits.DataErr,
+		return hint.With(sysexits.Errorf(sysexits.DataErr,
 			"commit status entry %s is owned by %s, not by %s (deployment %s's user) or root: refused",
 			e.Name, userName(e.Owner), d.RunsAs(), d.Name),
 			"only the deployment's own worker asks for its statuses; set deployments."+d.Name+".user to the user it runs as")

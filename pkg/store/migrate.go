@@ -15,8 +15,8 @@ import (
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/lib/pq"
 
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	migrations "github.com/dh-deployer/dh-deployer/sql"
 )
 
@@ -142,7 +142,7 @@ func version(m *migrate.Migrate) (uint, error) {
 }
 
 func dirtyError(v uint) error {
-	return sysexits.WithHint(
+	return hint.With(
 		queue.Retry(fmt.Errorf("database schema is dirty: migration %d did not finish", v)),
 		"inspect the database, finish or undo that migration by hand, then set schema_migrations to the version the schema is at, with dirty = false")
 }
@@ -170,11 +170,11 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 	}
 	switch want := Latest(); {
 	case v < want:
-		return sysexits.WithHint(
+		return hint.With(
 			queue.Retry(fmt.Errorf("database schema is at version %d, this binary needs %d", v, want)),
 			hintMigrate)
 	case v > want:
-		return sysexits.WithHint(
+		return hint.With(
 			queue.Retry(fmt.Errorf("database schema is at version %d, newer than this binary's %d", v, want)),
 			"upgrade this binary to the release that migrated the database")
 	}

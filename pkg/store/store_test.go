@@ -21,6 +21,7 @@ import (
 	"github.com/golang-migrate/migrate/v4/database"
 	"github.com/lib/pq"
 
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
@@ -110,9 +111,9 @@ func TestCheckSchema(t *testing.T) {
 
 	err := s.CheckSchema(ctx)
 	want := fmt.Sprintf("database schema is at version 0, this binary needs %d", store.Latest())
-	if !queue.IsRetry(err) || err.Error() != want || sysexits.Hint(err) != "run: dh-route migrate" {
+	if !queue.IsRetry(err) || err.Error() != want || hint.Of(err) != "run: dh-route migrate" {
 		t.Errorf("CheckSchema() on an empty database = %v (code %d, hint %q); want %q (code 75)",
-			err, sysexits.Code(err), sysexits.Hint(err), want)
+			err, sysexits.Code(err), hint.Of(err), want)
 	}
 
 	if _, _, err := store.Migrate(ctx, url); err != nil {
@@ -131,9 +132,9 @@ func TestCheckSchema(t *testing.T) {
 	} {
 		queryInt(t, url, tc.update+" RETURNING 1")
 		err := s.CheckSchema(ctx)
-		if !queue.IsRetry(err) || !strings.Contains(fmt.Sprint(err), tc.want) || sysexits.Hint(err) == "" {
+		if !queue.IsRetry(err) || !strings.Contains(fmt.Sprint(err), tc.want) || hint.Of(err) == "" {
 			t.Errorf("CheckSchema() after %s = %v (code %d, hint %q); want an error containing %q, code 75, a hint",
-				tc.update, err, sysexits.Code(err), sysexits.Hint(err), tc.want)
+				tc.update, err, sysexits.Code(err), hint.Of(err), tc.want)
 		}
 	}
 }
@@ -479,7 +480,7 @@ func TestOpenWait(t *testing.T) {
 	var reasons []string
 	migrated := make(chan error, 1)
 	st, err := store.OpenWait(ctx, url, func(err error, retry time.Duration) {
-		reasons = append(reasons, err.Error()+"; hint: "+sysexits.Hint(err))
+		reasons = append(reasons, err.Error()+"; hint: "+hint.Of(err))
 		if len(reasons) == 2 {
 			go func() { _, _, err := store.Migrate(ctx, url); migrated <- err }()
 		}

@@ -23,9 +23,10 @@
 // database at start (run --once exits 75 instead).
 //
 // Exit status follows sysexits(3): 0 ok, 1 certbot failed, 64 usage,
-// 65 bad entry, 69 certbot or sudo missing, 74 I/O error, 75 temporary
-// failure (database down, queue locked, a request waiting for its next
-// try), 78 bad configuration.
+// 65 bad entry, 69 certbot or sudo missing, 74 I/O error (or queues/cert
+// missing: no stage creates its queue directory), 75 temporary failure
+// (database down, queue locked, a request waiting for its next try),
+// 77 no permission (a queue not as installed), 78 bad configuration.
 package main
 
 import (

@@ -52,8 +52,10 @@
 // Exit status follows sysexits(3): 0 ok, 1 the run (deploy, rollback,
 // replay) failed or was refused, 64 usage or an unknown deployment, 65 bad
 // entry, 69 a step's program is missing or nothing to roll back to or
-// show, 74 I/O error, 75 temporary failure (database or network down,
-// queue locked), 78 bad configuration.
+// show, 74 I/O error (or the deployment's queue directory missing: no
+// stage creates one), 75 temporary failure (database or network down,
+// queue locked), 77 no permission (a queue not as installed), 78 bad
+// configuration.
 package main
 
 import (

@@ -72,7 +72,7 @@ func TestRoutePowerLoss(t *testing.T) {
 	url := storetest.NewMigrated(t)
 	fs := crashfs.Mount(t)
 	deployments := []string{"one", "two", "three"}
-	spool := makeQueues(t, fs, append([]string{"main"}, deployments...)...)
+	spool := makeQueues(t, fs, append([]string{"main", "status"}, deployments...)...)
 	main := filepath.Join(spool, "main")
 	config := filepath.Join(t.TempDir(), "config.toml")
 	// The deployment queues are never consumed here: no backlog limits.

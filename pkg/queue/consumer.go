@@ -88,7 +88,7 @@ func (q *Queue) Lock(ctx context.Context, wait bool) (*Consumer, error) {
 	for _, sub := range []string{StagingDir, FailedDir} {
 		d, err := openOwnDir(dir, sub)
 		if errors.Is(err, os.ErrNotExist) {
-			err = hint.With(fmt.Errorf("%w: %s", ErrMissing, filepath.Join(q.dir, sub)), missingHint)
+			err = missing(filepath.Join(q.dir, sub))
 		}
 		if err != nil {
 			dir.Close()
@@ -132,9 +132,14 @@ func (q *Queue) Lock(ctx context.Context, wait bool) (*Consumer, error) {
 func (q *Queue) Exists() error {
 	_, err := os.Stat(q.dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return hint.With(fmt.Errorf("%w: %s", ErrMissing, q.dir), missingHint)
+		return missing(q.dir)
 	}
 	return err
+}
+
+// missing is the error of a queue directory dir that does not exist.
+func missing(dir string) error {
+	return hint.With(fmt.Errorf("%w: %s", ErrMissing, dir), missingHint)
 }
 
 func orUnknown(b []byte) string {

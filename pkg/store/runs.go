@@ -226,6 +226,20 @@ func (s *Store) RunsOf(ctx context.Context, delivery, deployment string) ([]Run,
 	return runs, nil
 }
 
+// MaxDeliveryRuns bounds the runs DeliveryRuns returns: a delivery has
+// one run per deployment it reached and attempt.
+const MaxDeliveryRuns = 200
+
+// DeliveryRuns returns the runs of one delivery, every deployment's (at
+// most MaxDeliveryRuns), by deployment, first attempt first.
+func (s *Store) DeliveryRuns(ctx context.Context, delivery string) ([]Run, error) {
+	runs, err := s.runs(ctx, qDeliveryRuns, delivery, MaxDeliveryRuns)
+	if err != nil {
+		return nil, fmt.Errorf("list runs of delivery %s: %w", delivery, err)
+	}
+	return runs, nil
+}
+
 // CommitRuns returns the runs of a deployment that deployed commit,
 // newest first.
 func (s *Store) CommitRuns(ctx context.Context, deployment, commit string) ([]Run, error) {

@@ -195,7 +195,7 @@ func (w *world) deployRequest(t *testing.T, name, tok, body string) outcome {
 // stdin, as the current user.
 func (w *world) hookPush(t *testing.T, repository, lines string) outcome {
 	t.Helper()
-	_, err := receive.Push(t.Context(), w.hook, repository, strings.NewReader(lines))
+	_, err := receive.Push(t.Context(), w.hook, repository, strings.NewReader(lines), 0, io.Discard)
 	if err != nil {
 		return outcome{code: sysexits.Code(err), text: err.Error()}
 	}

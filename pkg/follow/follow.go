@@ -40,9 +40,6 @@ type Options struct {
 	// Check is how often Copy asks ended while the file does not grow
 	// (DefaultCheck if 0); it asks at once when it reaches the end first.
 	Check time.Duration
-	// Flush, if not nil, is called after each write (an HTTP response's
-	// Flush), so that the reader gets each piece as it comes.
-	Flush func() error
 }
 
 // Copy copies r to w from r's current offset until ended(ctx) reports
@@ -58,7 +55,7 @@ func Copy(ctx context.Context, w io.Writer, r io.Reader, ended func(context.Cont
 	var lastCheck time.Time
 	for {
 		// Everything there now.
-		if err := drain(w, r, buf, opts.Flush); err != nil {
+		if err := drain(w, r, buf); err != nil {
 			return err
 		}
 		if err := ctx.Err(); err != nil {
@@ -72,7 +69,7 @@ func Copy(ctx context.Context, w io.Writer, r io.Reader, ended func(context.Cont
 			}
 			if done {
 				// What was written before the end was recorded.
-				return drain(w, r, buf, opts.Flush)
+				return drain(w, r, buf)
 			}
 		}
 		t := time.NewTimer(opts.Poll)
@@ -86,17 +83,12 @@ func Copy(ctx context.Context, w io.Writer, r io.Reader, ended func(context.Cont
 }
 
 // drain copies r to w until r's current end.
-func drain(w io.Writer, r io.Reader, buf []byte, flush func() error) error {
+func drain(w io.Writer, r io.Reader, buf []byte) error {
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return werr
-			}
-			if flush != nil {
-				if ferr := flush(); ferr != nil {
-					return ferr
-				}
 			}
 		}
 		switch {
@@ -106,4 +98,22 @@ func drain(w io.Writer, r io.Reader, buf []byte, flush func() error) error {
 			return err
 		}
 	}
+}
+
+// Flusher returns a writer that writes to w, then calls flush (an HTTP
+// response's Flush), so that a reader at the other end gets each piece as
+// it comes.
+func Flusher(w io.Writer, flush func() error) io.Writer { return flushWriter{w, flush} }
+
+type flushWriter struct {
+	w     io.Writer
+	flush func() error
+}
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.flush()
+	}
+	return n, err
 }

@@ -113,6 +113,9 @@ func listenUnix(path string, gid int) (net.Listener, error) {
 // Serve answers requests on l until ctx is cancelled, then stops accepting
 // and gives in-flight requests up to shutdown_timeout to finish.
 func (s *Server) Serve(ctx context.Context, l net.Listener, getenv func(string) string) error {
+	stopping, stopWaiting := context.WithCancel(context.Background())
+	defer stopWaiting()
+	s.stopping = stopping
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: s.Config.ReadHeaderTimeout,
@@ -147,6 +150,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, getenv func(string) 
 	case <-ctx.Done():
 	}
 	systemd.Notify(getenv, "STOPPING=1")
+	stopWaiting() // requests waiting for their runs answer now, so the shutdown is not held up
 	s.Logger.Info("shutting down", "grace", s.Config.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), s.Config.ShutdownTimeout)
 	defer cancel()

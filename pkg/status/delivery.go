@@ -121,7 +121,7 @@ func (h *Handler) DeliveryStory(ctx context.Context, id string) (*Delivery, erro
 	}
 	for _, r := range runs {
 		dr := DeliveryRun{Deployment: r.Deployment, Run: h.run(cfg, r, now), FailedStep: r.FailedStep, SupersededBy: r.SupersededBy}
-		if dr.Log != "" && !Final(r.State) {
+		if dr.Log != "" && !r.Ended() {
 			dr.Follow = dr.Log + "?follow=1"
 		}
 		d.Runs = append(d.Runs, dr)

@@ -50,10 +50,10 @@ func (h *Handler) followLog(w http.ResponseWriter, r *http.Request, run store.Ru
 		if err != nil {
 			return false, err
 		}
-		return Final(now.State), nil
+		return now.Ended(), nil
 	}
-	out := deadlineWriter{w: w, rc: rc}
-	err := follow.Copy(r.Context(), out, f, ended, follow.Options{Flush: rc.Flush})
+	out := follow.Flusher(deadlineWriter{w: w, rc: rc}, rc.Flush)
+	err := follow.Copy(r.Context(), out, f, ended, follow.Options{})
 	if err != nil && r.Context().Err() == nil && !errors.Is(err, context.Canceled) {
 		// The client is still there: say why the stream stops early.
 		fmt.Fprintf(out, "\n[dh-route: stopped following the log: %v]\n", err)

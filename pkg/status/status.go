@@ -663,7 +663,7 @@ func (h *Handler) log(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Content-Disposition", "inline")
-	if r.URL.Query().Has("follow") && !Final(run.State) {
+	if r.URL.Query().Has("follow") && !run.Ended() {
 		h.followLog(w, r, run, f)
 		return
 	}

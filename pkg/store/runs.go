@@ -46,6 +46,11 @@ type Run struct {
 	SupersededBy int64     `json:"superseded_by,omitempty"` // 0 for none
 }
 
+// Ended reports whether the run is over: neither waiting nor running.
+// Its log is then complete (an interrupted run that runs again gets a new
+// run and a new log).
+func (r Run) Ended() bool { return r.State != RunQueued && r.State != RunRunning }
+
 // InsertRun records a new run and returns its id. (Delivery, Deployment,
 // Attempt) is unique: inserting the same attempt twice is an error, unless
 // both name the same log (a retry after a lost reply): then it returns the

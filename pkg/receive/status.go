@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dh-deployer/dh-deployer/pkg/follow"
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 )
 
@@ -183,8 +182,9 @@ func (c *StatusClient) Wait(ctx context.Context, id string, until func(*Story) b
 }
 
 // FollowLog copies a run's log (its path on the status listener) to w as
-// it grows, until the run ends (?follow=1), flushing after each piece.
-func (c *StatusClient) FollowLog(ctx context.Context, logPath string, w io.Writer, flush func() error) error {
+// it grows, until the run ends (?follow=1); each piece is written as it
+// arrives.
+func (c *StatusClient) FollowLog(ctx context.Context, logPath string, w io.Writer) error {
 	resp, err := c.get(ctx, logPath+"?follow=1")
 	if err != nil {
 		return err
@@ -193,8 +193,7 @@ func (c *StatusClient) FollowLog(ctx context.Context, logPath string, w io.Write
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("status listener: log %s: %s", logPath, resp.Status)
 	}
-	// io.Copy passes each piece on as it arrives.
-	if _, err := io.Copy(follow.Flusher(w, flush), resp.Body); err != nil {
+	if _, err := io.Copy(w, resp.Body); err != nil {
 		return fmt.Errorf("status listener: log %s: %w", logPath, err)
 	}
 	return nil

@@ -228,7 +228,7 @@ func (s *Server) tellDelivery(ctx context.Context, out io.Writer, id string) str
 			followed[run.ID] = true
 			fmt.Fprintf(out, "dh-deployer: %s: run %d of %s\n", dep, run.ID, run.Commit)
 			if run.Log != "" {
-				if err := s.Status.FollowLog(ctx, run.Log, out, nil); err != nil && ctx.Err() == nil {
+				if err := s.Status.FollowLog(ctx, run.Log, out); err != nil && ctx.Err() == nil {
 					fmt.Fprintf(out, "dh-deployer: %s: the log stopped: %v\n", dep, err)
 				}
 			}

@@ -37,7 +37,8 @@
 // receive.status_url set) the pusher sees the build: dh-receive streams the
 // log of each run the push caused, read from dh-route's status listener,
 // then its result line; the user reads no log file itself. Exit statuses of
-// hook: 64 a bad --repository, 65 a malformed line, 77 not allowed, 75
+// hook: 64 a bad --repository, 65 a malformed line, 77 not allowed, 78
+// --wait without receive.status_url, 75
 // dh-receive not reachable or the queue not writable (or, with --wait, no
 // result before the wait ended), 1 a run failed (--wait).
 //

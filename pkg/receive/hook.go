@@ -247,7 +247,7 @@ func (s *Server) hookPush(w http.ResponseWriter, r *http.Request) {
 // socket and returns the deliveries queued. Its errors carry the exit
 // status: 64 a bad repository name, 65 bad lines, 77 not allowed (by the
 // socket's group or receive.hook_users), 75 dh-receive not reachable or
-// the queue not writable.
+// the queue not writable, 78 waiting asked without receive.status_url.
 //
 // With wait > 0, dh-receive streams the runs' logs and results, which
 // Push copies to out as they come; its error is then the pushes' outcome
@@ -305,7 +305,7 @@ func Push(ctx context.Context, socket, repository string, lines io.Reader, wait 
 		return nil, sysexits.Errorf(sysexits.TempFail, "answer of dh-receive (%s): %v", resp.Status, err)
 	}
 	code := map[int]int{http.StatusBadRequest: sysexits.DataErr, http.StatusRequestEntityTooLarge: sysexits.DataErr,
-		http.StatusForbidden: sysexits.NoPerm}[resp.StatusCode]
+		http.StatusForbidden: sysexits.NoPerm, http.StatusNotImplemented: sysexits.Config}[resp.StatusCode]
 	switch {
 	case resp.StatusCode == http.StatusAccepted:
 		return answer.Deliveries, nil

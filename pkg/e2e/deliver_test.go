@@ -112,7 +112,7 @@ hook_users        = { %s = [%q] }
 	gate(c[0], "0")
 	code, loc, a := r.deployWait(ctx, deployToken, c[0], 120)
 	if code != http.StatusOK || a.Outcome != "succeeded" || a.State != "succeeded" || a.ExitCode == nil || *a.ExitCode != 0 ||
-		a.Commit != c[0] || a.Run == 0 || !strings.Contains(a.LogTail, "building "+c[0]) || !strings.Contains(a.LogTail, "gate open") {
+		a.Commit != c[0] || a.ID == 0 || !strings.Contains(a.LogTail, "building "+c[0]) || !strings.Contains(a.LogTail, "gate open") {
 		t.Errorf("POST /deploy/app?wait=120 (succeeds) = %d %+v; want 200, succeeded, exit 0, the log's tail", code, a)
 	}
 	if want := statusURL + "/status/deliveries/" + a.Delivery; loc != want || a.Location != want {
@@ -136,11 +136,11 @@ hook_users        = { %s = [%q] }
 		err := json.NewDecoder(resp.Body).Decode(&story)
 		resp.Body.Close()
 		if resp.StatusCode != 200 || err != nil || story.Outcome != "succeeded" || len(story.Runs) != 1 ||
-			story.Runs[0].ID != a.Run || story.Runs[0].Deployment != "app" {
-			t.Errorf("GET %s = %d %+v, %v; want 200 with run %d of app", loc, resp.StatusCode, story, err, a.Run)
+			story.Runs[0].ID != a.ID || story.Runs[0].Deployment != "app" {
+			t.Errorf("GET %s = %d %+v, %v; want 200 with run %d of app", loc, resp.StatusCode, story, err, a.ID)
 		}
 	}
-	if code, body := r.get(loc, statusToken); code != 200 || !strings.Contains(body, fmt.Sprintf(`<tr data-run="%d" data-deployment="app">`, a.Run)) {
+	if code, body := r.get(loc, statusToken); code != 200 || !strings.Contains(body, fmt.Sprintf(`<tr data-run="%d" data-deployment="app">`, a.ID)) {
 		t.Errorf("GET %s (HTML) = %d; want 200 with the run's row\n%s", loc, code, body)
 	}
 

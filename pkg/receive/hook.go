@@ -206,13 +206,11 @@ func (s *Server) hookPush(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if wait > 0 {
-		release, ok := s.startWait(w)
-		if !ok {
-			return
-		}
-		defer release()
+	release, ok := s.startWait(w, wait)
+	if !ok {
+		return
 	}
+	defer release()
 	items := make([]queue.Item, len(entries))
 	for i, e := range entries {
 		items[i] = queue.Item{Queue: s.Queue, Data: e}

@@ -104,13 +104,11 @@ func (s *Server) deployRequest(w http.ResponseWriter, r *http.Request) {
 			": a token deploys only the branches and tags in its configuration", client)
 		return
 	}
-	if wait > 0 {
-		release, ok := s.startWait(w)
-		if !ok {
-			return
-		}
-		defer release()
+	release, ok := s.startWait(w, wait)
+	if !ok {
+		return
 	}
+	defer release()
 	entry, err := s.Queue.Publish(data)
 	if err != nil {
 		s.Logger.Error("deploy request not queued", "delivery", e.Delivery, "deployment", name, "err", err)

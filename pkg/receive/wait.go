@@ -56,11 +56,14 @@ func waitParam(q url.Values, h http.Header) (time.Duration, error) {
 	return time.Duration(n) * time.Second, nil
 }
 
-// startWait checks that a request may wait: dh-receive knows the status
-// listener, and fewer than receive.max_waiting requests wait. It answers
-// the request itself when not (501, 503), and returns the release of the
-// waiting slot.
-func (s *Server) startWait(w http.ResponseWriter) (release func(), ok bool) {
+// startWait checks that a request may wait (for wait > 0): dh-receive
+// knows the status listener, and fewer than receive.max_waiting requests
+// wait. It answers the request itself when not (501, 503), and returns
+// the release of the waiting slot.
+func (s *Server) startWait(w http.ResponseWriter, wait time.Duration) (release func(), ok bool) {
+	if wait <= 0 {
+		return func() {}, true
+	}
 	if s.Status == nil {
 		fail(w, http.StatusNotImplemented, "receive.status_url is not set: dh-receive cannot learn the result of a run; "+
 			"point it at dh-route's status listener (docs/receive.md), or do not wait")
@@ -106,23 +109,18 @@ func (s *Server) Location(id string) string {
 	return strings.TrimSuffix(base, "/") + "/status/deliveries/" + id
 }
 
-// WaitAnswer is the body of a token deploy that waited.
+// WaitAnswer is the body of a token deploy that waited: the newest
+// attempt of its run (id, state, exit_code, failed_step, result, …, as
+// the delivery page has it) and the log's tail.
 type WaitAnswer struct {
-	Delivery   string `json:"delivery"`
-	Queued     bool   `json:"queued"`
-	Location   string `json:"location"`
-	Outcome    string `json:"outcome"` // succeeded, failed, superseded, not-deployed, pending
-	Deployment string `json:"deployment"`
-	Run        int64  `json:"run,omitempty"`
-	State      string `json:"state,omitempty"`
-	Commit     string `json:"commit,omitempty"`
-	ExitCode   *int   `json:"exit_code,omitempty"`
-	FailedStep *int   `json:"failed_step,omitempty"`
-	Result     string `json:"result,omitempty"`
-	Duration   string `json:"duration,omitempty"`
-	LogTail    string `json:"log_tail,omitempty"` // at most LogTailBytes, from a line's start
-	Reason     string `json:"reason,omitempty"`   // why it was not deployed
-	Error      string `json:"error,omitempty"`    // why the outcome is not known
+	Delivery string `json:"delivery"`
+	Queued   bool   `json:"queued"`
+	Location string `json:"location"`
+	Outcome  string `json:"outcome"` // succeeded, failed, superseded, not-deployed, pending
+	StoryRun
+	LogTail string `json:"log_tail,omitempty"` // at most LogTailBytes, from a line's start
+	Reason  string `json:"reason,omitempty"`   // why it was not deployed
+	Error   string `json:"error,omitempty"`    // why the outcome is not known
 }
 
 // answerWhenDone waits up to wait for the token deploy id of deployment
@@ -136,15 +134,14 @@ func (s *Server) answerWhenDone(w http.ResponseWriter, r *http.Request, id, depl
 	if r.Context().Err() != nil {
 		return // the client left
 	}
-	a := WaitAnswer{Delivery: id, Queued: true, Location: s.Location(id), Outcome: OutcomePending, Deployment: deployment}
+	a := WaitAnswer{Delivery: id, Queued: true, Location: s.Location(id), Outcome: OutcomePending, StoryRun: StoryRun{Deployment: deployment}}
 	if story != nil {
 		a.Outcome = story.Outcome
 		if story.Decision != nil && a.Outcome == OutcomeNotDeployed {
 			a.Reason = story.Decision.Status + ": " + story.Decision.Reason
 		}
 		if run := story.newest(deployment); run != nil {
-			a.Run, a.State, a.Commit, a.ExitCode, a.FailedStep, a.Result, a.Duration =
-				run.ID, run.State, run.Commit, run.ExitCode, run.FailedStep, run.Result, run.Duration
+			a.StoryRun = *run
 			if run.Log != "" {
 				tctx, tcancel := context.WithTimeout(r.Context(), 10*time.Second)
 				a.LogTail, err = s.Status.LogTail(tctx, run.Log, LogTailBytes)
@@ -162,7 +159,7 @@ func (s *Server) answerWhenDone(w http.ResponseWriter, r *http.Request, id, depl
 	case OutcomePending:
 		code = http.StatusAccepted
 	}
-	s.Logger.Info("deploy request answered", "delivery", id, "deployment", deployment, "outcome", a.Outcome, "run", a.Run)
+	s.Logger.Info("deploy request answered", "delivery", id, "deployment", deployment, "outcome", a.Outcome, "run", a.ID)
 	writeJSON(w, code, a)
 }
 

@@ -60,12 +60,7 @@ func TestChromiumDelivery(t *testing.T) {
 			t.Errorf("chromium's DOM: no %q", want)
 		}
 	}
-	if n := strings.Count(dom, "<script"); n > 0 {
-		t.Errorf("chromium's DOM holds %d script elements; want none", n)
-	}
-	if t.Failed() {
-		t.Logf("DOM:\n%s", dom)
-	}
+	checkNoScript(t, dom)
 	// The failed run's log link leads to its log.
 	if logDOM := string(chromium(t, bin, "--dump-dom", srv.URL+status.LogURL("api", story.Failed))); !strings.Contains(logDOM, "ERR_PNPM story failed") {
 		t.Errorf("chromium at the failed run's log: no log text in %q", logDOM)
@@ -98,4 +93,16 @@ func badgePixels(t *testing.T, path string, colours map[string][3]uint8) map[str
 		}
 	}
 	return seen
+}
+
+// checkNoScript fails if Chromium's DOM holds a script element, and shows
+// the DOM when the test failed.
+func checkNoScript(t *testing.T, dom string) {
+	t.Helper()
+	if n := strings.Count(dom, "<script"); n > 0 {
+		t.Errorf("chromium's DOM holds %d script elements; want none", n)
+	}
+	if t.Failed() {
+		t.Logf("DOM:\n%s", dom)
+	}
 }

@@ -316,7 +316,49 @@ func view(r *http.Request) (View, error) {
 // Collect reads the state of the installation as v asks: the deployments
 // of one page (or one deployment), their queues and failed entries, and
 // the last routing decisions. It fails only with a *ViewError.
+//
+// Each section of the page has its collector (deployments, queues, failed
+// entries, decisions), run in that order on one collection; a section
+// reads the database with at most one statement, and all of them share one
+// deadline (Options.Timeout). After a database error the later sections
+// skip the database: the page shows the error once, and what the files
+// tell.
 func (h *Handler) Collect(ctx context.Context, v View) (*Page, error) {
+	c, err := h.scope(v)
+	if err != nil {
+		return nil, err
+	}
+	if h.st == nil {
+		c.dbErr(errors.New("not connected"))
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
+	defer cancel()
+	for _, section := range []func(*collection, context.Context){
+		(*collection).deployments,
+		(*collection).queues,
+		(*collection).failed,
+		(*collection).decisions,
+	} {
+		section(c, ctx)
+	}
+	return c.p, nil
+}
+
+// collection is one Collect in progress: what it shows and what it has
+// gathered so far.
+type collection struct {
+	h     *Handler
+	cfg   *config.Config
+	now   time.Time
+	p     *Page
+	names []string // the deployments shown, in name order
+	runs  int      // how many runs to read per deployment
+	down  bool     // a database error was met: skip the database
+}
+
+// scope starts the collection of view v: which deployments it shows
+// (all, one page of them, or one) and how many runs of each.
+func (h *Handler) scope(v View) (*collection, error) {
 	cfg := h.config()
 	now := h.opts.Now()
 	p := &Page{GeneratedAt: now.UTC(), Deployments: []Deployment{}, Queues: []Queue{}, Failed: []queue.Failure{}, Decisions: []Decision{}}
@@ -345,34 +387,34 @@ func (h *Handler) Collect(ctx context.Context, v View) (*Page, error) {
 		}
 	}
 	p.Paused = pause.Get(cfg, "")
-	dbErr := func(err error) {
-		if msg := "database: " + err.Error(); len(p.Errors) == 0 || p.Errors[len(p.Errors)-1] != msg {
-			p.Errors = append(p.Errors, msg)
-		}
-	}
-	var recent map[string]store.Recent
-	var decisions []store.EventRow
-	if h.st == nil {
-		dbErr(errors.New("not connected"))
-	} else {
-		ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
-		var err error
-		recent, err = h.st.LastRuns(ctx, names, runs)
-		if err == nil {
-			decisions, err = h.st.RecentEvents(ctx, h.opts.Decisions)
-		}
-		cancel()
-		if err != nil {
-			dbErr(err)
-		}
-	}
+	return &collection{h: h, cfg: cfg, now: now, p: p, names: names, runs: runs}, nil
+}
 
-	for _, name := range names {
-		d := cfg.Deployments[name]
+// dbErr lists a database error on the page (once, if the same error comes
+// again) and makes the later sections skip the database.
+func (c *collection) dbErr(err error) {
+	c.down = true
+	if msg := "database: " + err.Error(); len(c.p.Errors) == 0 || c.p.Errors[len(c.p.Errors)-1] != msg {
+		c.p.Errors = append(c.p.Errors, msg)
+	}
+}
+
+// deployments is the deployments section: each deployment's
+// configuration, pause, windows, state and last runs (one statement).
+func (c *collection) deployments(ctx context.Context) {
+	var recent map[string]store.Recent
+	if !c.down {
+		var err error
+		if recent, err = c.h.st.LastRuns(ctx, c.names, c.runs); err != nil {
+			c.dbErr(err)
+		}
+	}
+	for _, name := range c.names {
+		d := c.cfg.Deployments[name]
 		dep := Deployment{Name: name, Kind: d.Kind, Repository: d.Repository, Branches: d.Branches, Tags: d.Tags,
 			Enabled: d.IsEnabled(), Windows: d.Windows, Runs: []Run{}}
-		dep.Pause = pause.Get(cfg, name)
-		in, next := d.InWindow(now)
+		dep.Pause = pause.Get(c.cfg, name)
+		in, next := d.InWindow(c.now)
 		dep.InWindow = in
 		if !in && !next.IsZero() {
 			next = next.UTC()
@@ -387,25 +429,33 @@ func (h *Handler) Collect(ctx context.Context, v View) (*Page, error) {
 			}
 		}
 		shown := rec.Runs
-		if p.Compact {
+		if c.p.Compact {
 			shown = shown[:min(len(shown), 1)]
 		}
 		for _, r := range shown {
-			dep.Runs = append(dep.Runs, h.run(cfg, r, now))
+			dep.Runs = append(dep.Runs, c.h.run(c.cfg, r, c.now))
 		}
 		dep.State, dep.Detail = state(d, dep, rec.Runs)
-		p.Deployments = append(p.Deployments, dep)
+		c.p.Deployments = append(c.p.Deployments, dep)
 	}
+}
 
-	queues := names
-	if p.Only == "" {
-		queues = append([]string{config.MainQueue}, names...)
+// queueNames are the queues shown: main (unless the page is one
+// deployment's) and those of the deployments shown.
+func (c *collection) queueNames() []string {
+	if c.p.Only != "" {
+		return c.names
 	}
-	for _, name := range queues {
-		q := queue.Open(cfg.QueuePath(name))
-		s, err := q.Stats()
+	return append([]string{config.MainQueue}, c.names...)
+}
+
+// queues is the queues section: each queue's depth, oldest entry and
+// failed entries, or why it cannot be read.
+func (c *collection) queues(context.Context) {
+	for _, name := range c.queueNames() {
+		s, err := queue.Open(c.cfg.QueuePath(name)).Stats()
 		if err != nil {
-			p.Queues = append(p.Queues, Queue{Name: name, Error: err.Error()})
+			c.p.Queues = append(c.p.Queues, Queue{Name: name, Error: err.Error()})
 			continue
 		}
 		pq := Queue{Name: name, Depth: &s.Depth, Failed: &s.Failed}
@@ -413,28 +463,47 @@ func (h *Handler) Collect(ctx context.Context, v View) (*Page, error) {
 			t := s.Oldest.UTC()
 			pq.Oldest = &t
 		}
-		p.Queues = append(p.Queues, pq)
-		failed, _ := q.Failed()
+		c.p.Queues = append(c.p.Queues, pq)
+	}
+}
+
+// failed is the failed entries section: every entry in the failed/
+// directory of a queue shown, with the reason its sidecar gives.
+func (c *collection) failed(context.Context) {
+	for _, name := range c.queueNames() {
+		q := queue.Open(c.cfg.QueuePath(name))
+		failed, _ := q.Failed() // an unreadable queue is listed by the queues section
 		for _, f := range failed {
 			why, err := q.ReadFailure(f)
 			if err != nil {
 				why = queue.Failure{Entry: f, Error: fmt.Sprintf("no readable sidecar: %v", err)}
 			}
 			why.Entry, why.Queue = f, name
-			p.Failed = append(p.Failed, why)
+			c.p.Failed = append(c.p.Failed, why)
 		}
 	}
+}
 
-	for _, r := range decisions {
+// decisions is the routing decisions section: the last ones of dh-route
+// (one statement).
+func (c *collection) decisions(ctx context.Context) {
+	if c.down {
+		return
+	}
+	rows, err := c.h.st.RecentEvents(ctx, c.h.opts.Decisions)
+	if err != nil {
+		c.dbErr(err)
+		return
+	}
+	for _, r := range rows {
 		dec := Decision{Delivery: r.Delivery, Event: r.Event.Event, Repository: r.Repository, Ref: r.Ref,
 			Status: r.Status, Reason: r.Reason, Deployments: r.Deployments}
 		if !r.DecidedAt.IsZero() {
 			t := r.DecidedAt.UTC()
 			dec.DecidedAt = &t
 		}
-		p.Decisions = append(p.Decisions, dec)
+		c.p.Decisions = append(c.p.Decisions, dec)
 	}
-	return p, nil
 }
 
 // state chooses a deployment's state, most urgent first: running,

@@ -63,6 +63,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
 	"github.com/dh-deployer/dh-deployer/pkg/pause"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
@@ -122,8 +123,8 @@ var pageFS embed.FS
 
 var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
 	"short": cli.ShortSHA,
-	"stamp": stamp,
 	"dash":  cli.Dash,
+	"line":  func(s string) string { return httpretry.Clip(s, maxLine) }, // text from a pusher: one printable line
 	"join":  func(s []string) string { return strings.Join(s, ", ") },
 	"pages": func(n int) []int {
 		out := make([]int, n)
@@ -218,6 +219,12 @@ type Page struct {
 	Failed      []queue.Failure `json:"failed"`
 	Decisions   []Decision      `json:"decisions"`
 	Errors      []string        `json:"errors,omitempty"` // what could not be read
+
+	// For the HTML page only: its time zone (status.time_zone), its
+	// refresh period in seconds (0: none) and whether ?refresh asked for it.
+	Location     *time.Location `json:"-"`
+	Refresh      int            `json:"-"`
+	RefreshAsked bool           `json:"-"`
 }
 
 // Deployment is one deployment's state.
@@ -235,6 +242,8 @@ type Deployment struct {
 	InWindow   bool         `json:"in_window"`
 	NextWindow *time.Time   `json:"next_window,omitempty"` // when outside the windows
 	Commit     string       `json:"commit,omitempty"`      // of the last succeeded run
+	Subject    string       `json:"commit_subject,omitempty"`
+	CommitURL  string       `json:"commit_url,omitempty"`  // its web page (Config.CommitURL), if it has one
 	DeployedAt *time.Time   `json:"deployed_at,omitempty"` // when that run finished
 	Runs       []Run        `json:"runs"`                  // newest first
 }
@@ -249,9 +258,14 @@ type Run struct {
 	State      string     `json:"state"`
 	Ref        string     `json:"ref,omitempty"`
 	Commit     string     `json:"commit,omitempty"`
+	Subject    string     `json:"commit_subject,omitempty"` // the commit's subject line, as dh-deploy read it
+	Author     string     `json:"commit_author,omitempty"`  // "Name <email>"
+	CommitURL  string     `json:"commit_url,omitempty"`     // the commit's web page (Config.CommitURL), if it has one
 	QueuedAt   time.Time  `json:"queued_at"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	WaitSecs   *float64   `json:"wait_seconds,omitempty"`     // started - queued, or now - queued while queued
+	Wait       string     `json:"wait,omitempty"`             // the same, for people
 	Seconds    *float64   `json:"duration_seconds,omitempty"` // finished - started, or now - started while running
 	Duration   string     `json:"duration,omitempty"`         // the same, for people
 	Result     string     `json:"result"`                     // "ok", "exit 2 at step 1: ...", the error, the note
@@ -286,6 +300,7 @@ type Decision struct {
 type View struct {
 	Page       int    // from 1; 0 means 1
 	Deployment string // one deployment's page; "" for the summary
+	Refresh    *int   // seconds between reloads, 0 for none; nil: status.refresh
 }
 
 // ViewError is a View that does not exist: no such page or deployment.
@@ -296,7 +311,8 @@ type ViewError struct {
 
 func (e *ViewError) Error() string { return e.Msg }
 
-// view reads the View of a request: ?page=N, ?deployment=NAME.
+// view reads the View of a request: ?page=N, ?deployment=NAME,
+// ?refresh=SECONDS.
 func view(r *http.Request) (View, error) {
 	q := r.URL.Query()
 	v := View{Deployment: q.Get("deployment")}
@@ -306,6 +322,17 @@ func view(r *http.Request) (View, error) {
 			return v, &ViewError{http.StatusBadRequest, fmt.Sprintf("page %q: a page is a number from 1", p)}
 		}
 		v.Page = n
+	}
+	if r := q.Get("refresh"); q.Has("refresh") {
+		n, err := strconv.Atoi(r)
+		if err == nil {
+			err = config.CheckRefresh(time.Duration(n) * time.Second)
+		}
+		if err != nil {
+			return v, &ViewError{http.StatusBadRequest, fmt.Sprintf("refresh %q: want 0 (no refresh) or seconds from %d to %d",
+				r, int(config.MinRefresh.Seconds()), int(config.MaxRefresh.Seconds()))}
+		}
+		v.Refresh = &n
 	}
 	if v.Deployment != "" && v.Page != 0 {
 		return v, &ViewError{http.StatusBadRequest, "ask for a page or for a deployment, not both"}
@@ -387,6 +414,14 @@ func (h *Handler) scope(v View) (*collection, error) {
 		}
 	}
 	p.Paused = pause.Get(cfg, "")
+	p.Location = time.UTC
+	if loc, err := cfg.Status.Location(); err == nil { // checked at load
+		p.Location = loc
+	}
+	p.Refresh = int(cfg.Status.Refresh / time.Second)
+	if v.Refresh != nil {
+		p.Refresh, p.RefreshAsked = *v.Refresh, true
+	}
 	return &collection{h: h, cfg: cfg, now: now, p: p, names: names, runs: runs}, nil
 }
 
@@ -416,24 +451,20 @@ func (c *collection) deployments(ctx context.Context) {
 		dep.Pause = pause.Get(c.cfg, name)
 		in, next := d.InWindow(c.now)
 		dep.InWindow = in
-		if !in && !next.IsZero() {
-			next = next.UTC()
-			dep.NextWindow = &next
+		if !in {
+			dep.NextWindow = utc(next)
 		}
 		rec := recent[name]
 		if last := rec.Live; last != nil {
-			dep.Commit = last.Commit
-			if !last.FinishedAt.IsZero() {
-				t := last.FinishedAt.UTC()
-				dep.DeployedAt = &t
-			}
+			dep.Commit, dep.Subject, dep.CommitURL = last.Commit, last.CommitSubject, c.cfg.CommitURL(d, last.Commit)
+			dep.DeployedAt = utc(last.FinishedAt)
 		}
 		shown := rec.Runs
 		if c.p.Compact {
 			shown = shown[:min(len(shown), 1)]
 		}
 		for _, r := range shown {
-			dep.Runs = append(dep.Runs, c.h.run(c.cfg, r, c.now))
+			dep.Runs = append(dep.Runs, run(c.cfg, d, r, c.now))
 		}
 		dep.State, dep.Detail = state(d, dep, rec.Runs)
 		c.p.Deployments = append(c.p.Deployments, dep)
@@ -458,12 +489,7 @@ func (c *collection) queues(context.Context) {
 			c.p.Queues = append(c.p.Queues, Queue{Name: name, Error: err.Error()})
 			continue
 		}
-		pq := Queue{Name: name, Depth: &s.Depth, Failed: &s.Failed}
-		if !s.Oldest.IsZero() {
-			t := s.Oldest.UTC()
-			pq.Oldest = &t
-		}
-		c.p.Queues = append(c.p.Queues, pq)
+		c.p.Queues = append(c.p.Queues, Queue{Name: name, Depth: &s.Depth, Failed: &s.Failed, Oldest: utc(s.Oldest)})
 	}
 }
 
@@ -496,13 +522,8 @@ func (c *collection) decisions(ctx context.Context) {
 		return
 	}
 	for _, r := range rows {
-		dec := Decision{Delivery: r.Delivery, Event: r.Event.Event, Repository: r.Repository, Ref: r.Ref,
-			Status: r.Status, Reason: r.Reason, Deployments: r.Deployments}
-		if !r.DecidedAt.IsZero() {
-			t := r.DecidedAt.UTC()
-			dec.DecidedAt = &t
-		}
-		c.p.Decisions = append(c.p.Decisions, dec)
+		c.p.Decisions = append(c.p.Decisions, Decision{DecidedAt: utc(r.DecidedAt), Delivery: r.Delivery, Event: r.Event.Event,
+			Repository: r.Repository, Ref: r.Ref, Status: r.Status, Reason: r.Reason, Deployments: r.Deployments})
 	}
 }
 
@@ -523,7 +544,7 @@ func state(d *config.Deployment, dep Deployment, runs []store.Run) (string, stri
 	case !dep.InWindow:
 		detail := fmt.Sprintf("outside the deploy windows %s", strings.Join(d.Windows, ", "))
 		if dep.NextWindow != nil {
-			detail += "; the next opens " + stamp(*dep.NextWindow)
+			detail += "; the next opens " + cli.Stamp(*dep.NextWindow)
 		}
 		return StateWaiting, detail
 	}
@@ -548,32 +569,47 @@ func state(d *config.Deployment, dep Deployment, runs []store.Run) (string, stri
 	return StateIdle, ""
 }
 
-func (h *Handler) run(cfg *config.Config, r store.Run, now time.Time) Run {
+// run is one run as the page shows it, its durations measured at now
+// while it waits or runs.
+func run(cfg *config.Config, d *config.Deployment, r store.Run, now time.Time) Run {
 	out := Run{ID: r.ID, Delivery: r.Delivery, Attempt: max(r.Attempt, 1), Trigger: r.Trigger, By: r.TriggeredBy, State: r.State,
-		Ref: r.Ref, Commit: r.Commit, QueuedAt: r.QueuedAt.UTC(), ExitCode: r.ExitCode}
-	if !r.StartedAt.IsZero() {
-		t := r.StartedAt.UTC()
-		out.StartedAt = &t
-		end := now
-		if !r.FinishedAt.IsZero() {
-			end = r.FinishedAt
-		}
-		if r.State == store.RunRunning || !r.FinishedAt.IsZero() {
-			d := max(end.Sub(r.StartedAt), 0)
-			secs := d.Seconds()
-			out.Seconds = &secs
-			out.Duration = duration(d)
-		}
+		Ref: r.Ref, Commit: r.Commit, Subject: r.CommitSubject, Author: r.CommitAuthor, CommitURL: cfg.CommitURL(d, r.Commit),
+		QueuedAt: r.QueuedAt.UTC(), StartedAt: utc(r.StartedAt), FinishedAt: utc(r.FinishedAt), ExitCode: r.ExitCode}
+	switch {
+	case !r.StartedAt.IsZero() && !r.QueuedAt.IsZero():
+		out.WaitSecs, out.Wait = span(r.QueuedAt, r.StartedAt)
+	case r.State == store.RunQueued && !r.QueuedAt.IsZero():
+		out.WaitSecs, out.Wait = span(r.QueuedAt, now)
 	}
-	if !r.FinishedAt.IsZero() {
-		t := r.FinishedAt.UTC()
-		out.FinishedAt = &t
+	switch {
+	case r.StartedAt.IsZero():
+	case !r.FinishedAt.IsZero():
+		out.Seconds, out.Duration = span(r.StartedAt, r.FinishedAt)
+	case r.State == store.RunRunning:
+		out.Seconds, out.Duration = span(r.StartedAt, now)
 	}
 	out.Result = result(r)
 	if r.LogPath != "" && filepath.Dir(r.LogPath) == config.RunLogDir(cfg.StateDir, r.Deployment) {
 		out.Log = LogURL(r.Deployment, r.ID)
 	}
 	return out
+}
+
+// span is the time from start to end (0 if end is before start) in
+// seconds and for people.
+func span(start, end time.Time) (*float64, string) {
+	d := max(end.Sub(start), 0)
+	secs := d.Seconds()
+	return &secs, duration(d)
+}
+
+// utc is t in UTC, or nil for the zero time.
+func utc(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
 }
 
 // LogURL is the path of a run's log on the status page.
@@ -733,16 +769,41 @@ func logError(w http.ResponseWriter, err error) {
 	}
 }
 
-// stamp is cli.Stamp of a time or of a *time.Time (nil: "-"), for the
-// page's template.
-func stamp(t any) string {
+// maxLine is how many runes of a commit's subject or author, or of who
+// triggered a run, the page shows.
+const maxLine = 200
+
+// StampFormat is how the page shows a time, in its time zone.
+const StampFormat = "2006-01-02 15:04:05 MST"
+
+// Stamp is t (a time.Time or *time.Time) in the page's time zone, or "-"
+// for nil or the zero time.
+func (p *Page) Stamp(t any) string {
+	var tt time.Time
 	switch t := t.(type) {
 	case time.Time:
-		return cli.Stamp(t)
+		tt = t
 	case *time.Time:
 		if t != nil {
-			return cli.Stamp(*t)
+			tt = *t
 		}
 	}
-	return "-"
+	if tt.IsZero() {
+		return "-"
+	}
+	loc := p.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	return tt.In(loc).Format(StampFormat)
+}
+
+// Href is the link to another view of the page (?key=value), keeping
+// the ?refresh the request asked for.
+func (p *Page) Href(key string, value any) string {
+	q := url.Values{key: {fmt.Sprint(value)}}
+	if p.RefreshAsked {
+		q.Set("refresh", strconv.Itoa(p.Refresh))
+	}
+	return "/status?" + q.Encode()
 }

@@ -501,14 +501,14 @@ func TestRunDetails(t *testing.T) {
 		`<meta http-equiv="refresh" content="30">`,
 		`times in <span id="time-zone">America/New_York</span>`,
 		`Generated <span id="generated">2026-11-22 07:00:00 EST</span>`,
-		`<td class="t">2026-11-22 04:00:30 EST</td>`, // api-ok started at 09:00:30 UTC
+		`<td class="t">2026-11-22 04:00:30 EST<br>`, // api-ok started at 09:00:30 UTC
 		`<a class="commit" href="` + link + statustest.CommitOK + `"><code title="` + statustest.CommitOK + `">` + statustest.CommitOK[:12] + `</code></a>`,
 		`<span class="subject">Add the login page</span>`,
 		`<span class="meta author">Alice Example &lt;alice@example.org&gt;</span>`,
-		`<code title="` + statustest.CommitWeb + `">` + statustest.CommitWeb[:12] + `</code>`, // web: no link
-		`<td class="t wait">30s</td>`, `<td class="t took">2m30s</td>`,                        // api-ok
-		`<td class="t took">2m0s so far</td>`,  // docs-running
-		`<td class="t wait">10m0s so far</td>`, // blog-waiting
+		`<code title="` + statustest.CommitWeb + `">` + statustest.CommitWeb[:12] + `</code>`,                        // web: no link
+		`<span class="meta wait">queued 2026-11-22 04:00:00 EST, waited 30s</span>`, `<td class="t took">2m30s</td>`, // api-ok
+		`<td class="t took">2m0s so far</td>`, // docs-running
+		`<td class="t">-<br><span class="meta wait">queued 2026-11-22 06:50:00 EST, waiting 10m0s so far</span>`, // blog-waiting
 		// The hostile values, escaped, each on one line.
 		`&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt; &#34;quoted&#34; &#39;single&#39;`,
 		`Mallory &#34;&lt;/td&gt;&lt;script&gt;x&lt;/script&gt;&#34; &lt;m@example.org&gt;`,
@@ -538,7 +538,7 @@ func TestRunDetails(t *testing.T) {
 
 	// The default zone is UTC, and no refresh.
 	_, body = get(t, handler(in, ""), "GET", "/status")
-	if !strings.Contains(body, `<td class="t">2026-11-22 09:00:30 UTC</td>`) || strings.Contains(body, "http-equiv") {
+	if !strings.Contains(body, `<td class="t">2026-11-22 09:00:30 UTC<br>`) || strings.Contains(body, "http-equiv") {
 		t.Errorf("GET /status by default: want times in UTC and no refresh")
 	}
 }

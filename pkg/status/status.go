@@ -1,12 +1,15 @@
 // Package status is dh-route's read-only status page: an http.Handler
 // that shows every deployment with its state, its current commit and its
-// last runs (each linking to its log), the depths of the queues, the
-// failed entries and the last routing decisions.
+// last runs (each with its commit's subject, author and link, who
+// triggered it, how long it waited and ran, and a link to its log), the
+// depths of the queues, the failed entries and the last routing
+// decisions. Times are shown in status.time_zone.
 //
 //	GET /status                    HTML, without JavaScript or external assets
-//	GET /status.json               the same data, for scripts
+//	GET /status.json               the same data, for scripts (times in UTC)
 //	GET /status?page=N             page N of the deployments (above 2×PageSize of them)
 //	GET /status?deployment=NAME    one deployment with its last runs (also .json)
+//	GET /status?refresh=SECONDS    reloading itself (a meta refresh; status.refresh by default)
 //	GET /status/logs/NAME/RUN      the log of run RUN of deployment NAME, text/plain
 //	GET /metrics                   Prometheus metrics, computed on scrape (metrics.go)
 //	GET /healthz                   200, or 503 when a queue is stalled (its worker stopped)
@@ -28,7 +31,11 @@
 //     queue's .lock with a shared flock(2) released at once (metrics.go).
 //   - Every value shown (names, errors, notes, reasons) is escaped by
 //     html/template; responses carry a Content-Security-Policy that allows
-//     no script, and X-Content-Type-Options: nosniff.
+//     no script, and X-Content-Type-Options: nosniff. A commit's subject
+//     and author and who triggered a run, which a pusher chooses, are
+//     also cut to one line without control characters. A commit link is
+//     built by config.CommitURL from the configured repository and a
+//     full SHA only.
 //   - A log is served only if it is a regular file directly in
 //     config.RunLogDir(state_dir, NAME), opened through an os.Root, for a run of
 //     a configured deployment whose log_path names it; anything else is 403

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/route"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
@@ -46,7 +47,12 @@ type Delivery struct {
 	Decision    *Decision     `json:"decision"` // nil until dh-route decided
 	Runs        []DeliveryRun `json:"runs"`     // by deployment, first attempt first
 	Outcome     string        `json:"outcome"`  // pending, succeeded, failed, superseded, not-deployed
+
+	Location *time.Location `json:"-"` // the HTML page's time zone (status.time_zone)
 }
+
+// Stamp is t in the page's time zone, as on the status page (Page.Stamp).
+func (d *Delivery) Stamp(t any) string { return (&Page{Location: d.Location}).Stamp(t) }
 
 // Received is how the delivery arrived.
 type Received struct {
@@ -105,7 +111,10 @@ func (h *Handler) DeliveryStory(ctx context.Context, id string) (*Delivery, erro
 	if evp == nil && len(runs) == 0 {
 		return nil, fmt.Errorf("delivery %s: %w", id, store.ErrNotFound)
 	}
-	d := &Delivery{GeneratedAt: now.UTC(), Delivery: id, Runs: []DeliveryRun{}, Outcome: outcome(evp, runs)}
+	d := &Delivery{GeneratedAt: now.UTC(), Delivery: id, Runs: []DeliveryRun{}, Outcome: outcome(evp, runs), Location: time.UTC}
+	if loc, err := cfg.Status.Location(); err == nil { // checked at load
+		d.Location = loc
+	}
 	if evp != nil {
 		d.Received = &Received{At: ev.ReceivedAt.UTC(), RecordedAt: ev.RecordedAt.UTC(), Event: ev.Event.Event,
 			Source: source(ev), Repository: ev.Repository, Ref: ev.Ref, Before: ev.Before, After: ev.After, Deliveries: ev.Deliveries}
@@ -120,7 +129,11 @@ func (h *Handler) DeliveryStory(ctx context.Context, id string) (*Delivery, erro
 		}
 	}
 	for _, r := range runs {
-		dr := DeliveryRun{Deployment: r.Deployment, Run: h.run(cfg, r, now), FailedStep: r.FailedStep, SupersededBy: r.SupersededBy}
+		dep, ok := cfg.Deployment(r.Deployment)
+		if !ok {
+			dep = &config.Deployment{Name: r.Deployment} // no longer configured: no commit link
+		}
+		dr := DeliveryRun{Deployment: r.Deployment, Run: run(cfg, dep, r, now), FailedStep: r.FailedStep, SupersededBy: r.SupersededBy}
 		if dr.Log != "" && !r.Ended() {
 			dr.Follow = dr.Log + "?follow=1"
 		}

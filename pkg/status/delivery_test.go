@@ -66,6 +66,7 @@ func TestDeliveryPage(t *testing.T) {
 		`data-outcome="pending"`,
 		`<tr data-run="` + itoa(story.Failed) + `" data-deployment="api">`,
 		`data-state="failed"`, `data-state="running"`,
+		statustest.StorySubject, "Alice &lt;alice@example.org&gt;",
 		`<a class="follow" href="` + status.LogURL("docs", story.Running) + `?follow=1">live</a>`,
 		"exit 2 at step 1: step 1 (pnpm build) exited 2 &lt;script&gt;",
 	} {

@@ -17,6 +17,9 @@ const StoryGUID = "6f1a6a40-1b1c-11ef-8e4c-3b8c2a7d9e01"
 // StoryLog is the log of the story's failed run of api.
 const StoryLog = "[dh-deploy 11:40:00] step 1/1: pnpm build\nERR_PNPM story failed\n"
 
+// StorySubject is the subject of the story's commit.
+const StorySubject = "build: switch to pnpm 9"
+
 // Story is one delivery's story, for the delivery page.
 type Story struct {
 	GUID    string
@@ -52,6 +55,7 @@ func (in *Install) Story(t testing.TB) *Story {
 	}
 	run := store.Run{Delivery: StoryGUID, Deployment: "api", Trigger: "webhook", TriggeredBy: "pusher=alice sender=alice-gh",
 		Ref: "refs/heads/main", Commit: CommitFailed, Previous: CommitOK, State: store.RunRunning,
+		CommitSubject: StorySubject, CommitAuthor: "Alice <alice@example.org>",
 		StartedAt: time.Now().Add(-2 * time.Minute), LogPath: log("api", "20261122T114000.000000000Z-story-1.log", StoryLog)}
 	var err error
 	if s.Failed, err = st.InsertRun(ctx, run); err != nil {

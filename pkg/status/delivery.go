@@ -76,9 +76,9 @@ type DeliveryRun struct {
 	Follow       string `json:"follow,omitempty"` // the log, streamed while the run goes on
 }
 
-// Final reports whether a run in state will not change any more: an
+// final reports whether a run in state will not change any more: an
 // interrupted run runs again (its entry stays queued).
-func Final(state string) bool {
+func final(state string) bool {
 	switch state {
 	case store.RunQueued, store.RunRunning, store.RunInterrupted:
 		return false
@@ -182,7 +182,7 @@ func outcome(ev *store.EventRow, runs []store.Run) string {
 			}
 		}
 		switch {
-		case newest == nil || !Final(newest.State):
+		case newest == nil || !final(newest.State):
 			pending = true
 		case newest.State == store.RunFailed || newest.State == store.RunRefused:
 			failed = true

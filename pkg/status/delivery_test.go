@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/status"
 	"github.com/dh-deployer/dh-deployer/pkg/status/statustest"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
@@ -176,5 +177,48 @@ func TestLogFollow(t *testing.T) {
 	res.Body.Close()
 	if string(b) != statustest.StoryLog {
 		t.Errorf("GET the ended run's log with follow = %q; want it whole", b)
+	}
+}
+
+// At most Options.MaxFollowers logs are followed at once: one more gets
+// 503 with Retry-After, and the slot is free again once a follower left.
+func TestLogFollowBounded(t *testing.T) {
+	in := statustest.New(t, "")
+	story := in.Story(t)
+	srv := httptest.NewServer(status.New(func() *config.Config { return in.Config }, in.Store,
+		status.Options{Now: func() time.Time { return in.Now }, MaxFollowers: 1}))
+	defer srv.Close()
+	url := srv.URL + status.LogURL("docs", story.Running) + "?follow=1"
+	first, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.StatusCode != 200 {
+		t.Fatalf("first follower: %d; want 200", first.StatusCode)
+	}
+	second, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(second.Body)
+	second.Body.Close()
+	if second.StatusCode != http.StatusServiceUnavailable || second.Header.Get("Retry-After") == "" || !strings.Contains(string(b), "logs are followed already") {
+		t.Errorf("second follower: %d %q; want 503 with Retry-After", second.StatusCode, b)
+	}
+	first.Body.Close() // the first leaves: its slot is freed when the server notices
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		res, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the first follower left: %d; want 200", res.StatusCode)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

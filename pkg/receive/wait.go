@@ -144,8 +144,12 @@ func (s *Server) answerWhenDone(w http.ResponseWriter, r *http.Request, id, depl
 			a.StoryRun = *run
 			if run.Log != "" {
 				tctx, tcancel := context.WithTimeout(r.Context(), 10*time.Second)
-				a.LogTail, err = s.Status.LogTail(tctx, run.Log, LogTailBytes)
+				tail, terr := s.Status.LogTail(tctx, run.Log, LogTailBytes)
 				tcancel()
+				if terr != nil {
+					s.Logger.Warn("log tail not read", "delivery", id, "run", run.ID, "err", terr)
+				}
+				a.LogTail = tail
 			}
 		}
 	}

@@ -1,15 +1,18 @@
 package status_test
 
 import (
+	"context"
 	"image"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/status"
 	"github.com/dh-deployer/dh-deployer/pkg/status/statustest"
+	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
@@ -17,7 +20,9 @@ import (
 // Chromium: a screenshot showing the red of its failed run and the blue
 // of its running one (kept in DH_DELIVERY_SCREENSHOT if set, and in
 // /tmp when the test fails), and the DOM, with each run's row, its log
-// link and the running run's live link, and no script.
+// link and the running run's live link, and no script; the live link
+// shows a line written while Chromium reads it, and its load ends when
+// the run does.
 func TestChromiumDelivery(t *testing.T) {
 	bin := testenv.Command(t, "chromium")
 	in := statustest.New(t, "")
@@ -61,6 +66,21 @@ func TestChromiumDelivery(t *testing.T) {
 		}
 	}
 	checkNoScript(t, dom)
+	// The live link streams the running log: Chromium shows what is
+	// written while it loads, and its page is complete once the run ends.
+	go func() {
+		time.Sleep(time.Second)
+		if f, err := os.OpenFile(story.LogPath, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+			f.WriteString("written while Chromium reads\n")
+			f.Close()
+		}
+		in.Store.FinishRun(context.Background(), story.Running, store.RunResult{State: store.RunSucceeded, ExitCode: new(0)})
+	}()
+	if live := string(chromium(t, bin, "--dump-dom", srv.URL+status.LogURL("docs", story.Running)+"?follow=1")); !strings.Contains(live, "step 1/1: build") ||
+		!strings.Contains(live, "written while Chromium reads") {
+		t.Errorf("chromium at the live log: %q; want its first line and the one written while it read", live)
+	}
+
 	// The failed run's log link leads to its log.
 	if logDOM := string(chromium(t, bin, "--dump-dom", srv.URL+status.LogURL("api", story.Failed))); !strings.Contains(logDOM, "ERR_PNPM story failed") {
 		t.Errorf("chromium at the failed run's log: no log text in %q", logDOM)

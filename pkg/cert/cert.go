@@ -62,6 +62,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
@@ -328,7 +329,7 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error 
 	// The backoff is per certificate name, whichever entry asks.
 	if !replay && prev.State != store.CertIssued && time.Now().Before(prev.NextTry) {
 		return sysexits.Errorf(sysexits.TempFail, "certificate %s: %d failed attempts; next try at %s: %s",
-			req.Name, prev.Attempts, prev.NextTry.UTC().Format(time.RFC3339), firstLine(prev.LastError))
+			req.Name, prev.Attempts, prev.NextTry.UTC().Format(time.RFC3339), cell.Line(prev.LastError, 200))
 	}
 	// The consecutive failures so far; a request after one that was given
 	// up starts again.
@@ -644,9 +645,4 @@ func exitCode(res sysexec.Result, err error) *int {
 		return nil
 	}
 	return new(res.ExitCode)
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
 }

@@ -87,6 +87,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
@@ -190,7 +191,7 @@ func (in *Installer) Recover(ctx context.Context) error {
 		// have loaded them.
 		in.log.Warn("a reload was pending; testing and reloading")
 		if tested, out, err := in.test(ctx, in.managedFiles()); err != nil {
-			in.log.Error("pending reload not done: the configuration test failed", "output", oneLine(out))
+			in.log.Error("pending reload not done: the configuration test failed", "output", cell.Line(out, 0))
 		} else if err := in.reload(ctx, tested); err != nil {
 			in.log.Error("pending reload failed", "err", err)
 		}
@@ -266,8 +267,8 @@ func (in *Installer) Reload(ctx context.Context, reason string) error {
 	tested, out, err := in.test(ctx, in.managedFiles())
 	if err != nil {
 		rec.Outcome, rec.Error = store.NginxFailed, "nginx configuration test failed: "+out
-		err = sysexits.Errorf(sysexits.DataErr, "configuration test failed; not reloading: %s", oneLine(out))
-		in.log.Error("reload refused: the configuration test failed", "reason", reason, "output", oneLine(out))
+		err = sysexits.Errorf(sysexits.DataErr, "configuration test failed; not reloading: %s", cell.Line(out, 0))
+		in.log.Error("reload refused: the configuration test failed", "reason", reason, "output", cell.Line(out, 0))
 		return errors.Join(err, in.finish(ctx, id, rec))
 	}
 	if err := in.reload(ctx, tested); err != nil {
@@ -371,11 +372,6 @@ func lookPath(name string) (string, error) {
 		return "", fmt.Errorf("program %q must be a name or an absolute path", name)
 	}
 	return progpath.InPath(name, os.Getenv("PATH")+":/usr/sbin:/usr/bin:/sbin:/bin")
-}
-
-// oneLine squeezes command output onto one line for a log attribute.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " | ")), " ")
 }
 
 // Converge brings the installed files of req's deployment to its commit,
@@ -620,7 +616,7 @@ func (in *Installer) install(ctx context.Context, d *config.Deployment, req *eve
 			tested, out, err := in.test(ctx, slices.Collect(maps.Keys(next.Files)))
 			if err != nil {
 				res.Outcome, res.Output = store.NginxFailed, out
-				return res, sysexits.Errorf(sysexits.DataErr, "configuration test failed; not reloading: %s", oneLine(out))
+				return res, sysexits.Errorf(sysexits.DataErr, "configuration test failed; not reloading: %s", cell.Line(out, 0))
 			}
 			if err := in.reload(ctx, tested); err != nil {
 				res.Outcome = store.NginxFailed
@@ -659,7 +655,7 @@ func (in *Installer) install(ctx context.Context, d *config.Deployment, req *eve
 		if !isExit(err) {
 			return res, err // the program is missing, or may not run
 		}
-		return res, sysexits.Errorf(sysexits.DataErr, "configuration test failed; previous files restored: %s", oneLine(out))
+		return res, sysexits.Errorf(sysexits.DataErr, "configuration test failed; previous files restored: %s", cell.Line(out, 0))
 	}
 	// The new files pass: from here on they stay, and nginx must load them.
 	if err := in.setReloadPending(); err != nil {

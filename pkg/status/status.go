@@ -61,7 +61,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dh-deployer/dh-deployer/pkg/cli"
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/pause"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
@@ -121,9 +121,9 @@ type Handler struct {
 var pageFS embed.FS
 
 var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
-	"short": cli.ShortSHA,
+	"short": cell.ShortSHA,
 	"stamp": stamp,
-	"dash":  cli.Dash,
+	"dash":  cell.Dash,
 	"join":  func(s []string) string { return strings.Join(s, ", ") },
 	"pages": func(n int) []int {
 		out := make([]int, n)
@@ -443,7 +443,7 @@ func (h *Handler) Collect(ctx context.Context, v View) (*Page, error) {
 func state(d *config.Deployment, dep Deployment, runs []store.Run) (string, string) {
 	for _, r := range runs {
 		if r.State == store.RunRunning {
-			return StateRunning, fmt.Sprintf("run %d of %s", r.ID, cli.ShortSHA(r.Commit))
+			return StateRunning, fmt.Sprintf("run %d of %s", r.ID, cell.ShortSHA(r.Commit))
 		}
 	}
 	switch {
@@ -664,15 +664,15 @@ func logError(w http.ResponseWriter, err error) {
 	}
 }
 
-// stamp is cli.Stamp of a time or of a *time.Time (nil: "-"), for the
+// stamp is cell.Stamp of a time or of a *time.Time (nil: "-"), for the
 // page's template.
 func stamp(t any) string {
 	switch t := t.(type) {
 	case time.Time:
-		return cli.Stamp(t)
+		return cell.Stamp(t)
 	case *time.Time:
 		if t != nil {
-			return cli.Stamp(*t)
+			return cell.Stamp(*t)
 		}
 	}
 	return "-"

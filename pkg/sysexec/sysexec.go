@@ -45,10 +45,10 @@ import (
 	"syscall"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -379,27 +379,14 @@ func isWord(s string) bool {
 	return true
 }
 
-// lastLine returns the last non-blank line of output, printable and at
-// most 200 bytes, for error messages.
+// lastLine returns the last non-blank line of output as cell.Line cuts
+// it, at most 200 runes, for error messages.
 func lastLine(out []byte) string {
 	s := strings.TrimRightFunc(string(out), unicode.IsSpace)
 	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
 		s = s[i+1:]
 	}
-	s = strings.Map(func(r rune) rune {
-		if r == utf8.RuneError || !unicode.IsPrint(r) && r != ' ' {
-			return -1
-		}
-		return r
-	}, strings.TrimSpace(s))
-	if len(s) > 200 {
-		cut := 200
-		for !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
+	return cell.Line(s, 200)
 }
 
 // teeWriter writes to the buffer and, until it fails once, to the stream.

@@ -128,6 +128,7 @@ type Worker struct {
 	prog  string   // certbot's command (or the request command), absolute
 	args  []string // the rest of the command prefix (or request command)
 	env   []string
+	db    store.Retrier // every database call of a request goes through it
 }
 
 // New returns the worker. st may be nil for a worker that only renews
@@ -163,7 +164,7 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Worker, error) {
 			"give the program as an absolute path, e.g. [\"/usr/bin/sudo\", \"-n\", \"/usr/bin/certbot\"]")
 	}
 	return &Worker{
-		cfg: cfg, st: st, opts: opts, log: opts.Logger, env: env,
+		cfg: cfg, st: st, opts: opts, log: opts.Logger, env: env, db: store.Retrying(opts.Wait, opts.Logger),
 		q:     queue.Open(cfg.QueuePath(config.CertQueue)),
 		nginx: queue.Open(cfg.QueuePath(config.NginxQueue)),
 		prog:  prog, args: slices.Clone(command[1:]),
@@ -590,10 +591,6 @@ func (w *Worker) certbot(ctx context.Context, req Request, args []string) (sysex
 		}
 	}
 	return res, err
-}
-
-func (w *Worker) db(ctx context.Context, what string, fn func(context.Context) error) error {
-	return store.RetryIf(ctx, w.opts.Wait, w.log, what, fn)
 }
 
 // describeFailure says how certbot failed: its exit status, and the

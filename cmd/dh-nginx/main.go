@@ -82,7 +82,7 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 		return err
 	}
 	defer st.Close()
-	in := nginx.New(cfg, st, nginx.Options{Logger: env.Logger, Wait: true})
+	in := nginx.New(cfg, st, nginx.Options{Logger: env.Logger, WaitLock: true})
 	c, err := in.Queue().Lock(ctx, wait)
 	if err != nil {
 		return err
@@ -103,7 +103,7 @@ func replay(ctx context.Context, env *cli.Env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	in := nginx.New(cfg, st, nginx.Options{Logger: env.Logger, Wait: true})
+	in := nginx.New(cfg, st, nginx.Options{Logger: env.Logger, WaitLock: true})
 	return queue.Replay(ctx, args[0], in.Handle)
 }
 

@@ -109,9 +109,10 @@ const LockFile = ".lock"
 // Options tune an Installer.
 type Options struct {
 	Logger *slog.Logger
-	// Wait makes the install lock wait for another dh-nginx (replay)
-	// rather than fail with TempFail.
-	Wait bool
+	// WaitLock makes the install lock wait for another dh-nginx (replay)
+	// rather than fail with TempFail. (Unlike the other stages, dh-nginx
+	// has no Wait: it does not retry the database.)
+	WaitLock bool
 	// CertUser is dh-cert's Unix user, whose nginx-sites entries (the
 	// re-queue once a certificate exists) are accepted for verified
 	// commits; "" means DefaultCertUser.
@@ -143,7 +144,7 @@ func New(cfg *config.Config, st *store.Store, opts Options) *Installer {
 	if certUser == "" {
 		certUser = DefaultCertUser
 	}
-	return &Installer{cfg: cfg, st: st, log: log, wait: opts.Wait, certUser: certUser}
+	return &Installer{cfg: cfg, st: st, log: log, wait: opts.WaitLock, certUser: certUser}
 }
 
 // SetConfig hands the installer a reloaded configuration (SIGHUP); it

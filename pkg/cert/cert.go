@@ -77,8 +77,6 @@ import (
 const (
 	DefaultMaxAttempts = 5
 	DefaultTimeout     = 10 * time.Minute
-	// DefaultPATH is certbot's PATH when Options.Env names none.
-	DefaultPATH = progpath.SystemPATH
 )
 
 // CertbotLockFile is the lock, in queues/cert, held while certbot runs, so
@@ -98,7 +96,7 @@ func DefaultBackoff(n int) time.Duration {
 type Options struct {
 	Logger *slog.Logger
 	// Env is added to certbot's environment, which is otherwise only
-	// PATH=DefaultPATH (sudo resets it anyway).
+	// PATH=progpath.SystemPATH (sudo resets it anyway).
 	Env []string
 	// Stderr receives certbot's output as it comes (the journal). nil
 	// discards it; the database keeps the end of a failure's output.
@@ -150,7 +148,7 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Worker, error) {
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = DefaultMaxAttempts
 	}
-	env := append([]string{"PATH=" + DefaultPATH}, opts.Env...)
+	env := append([]string{"PATH=" + progpath.SystemPATH}, opts.Env...)
 	command, key := cfg.Cert.Command, "cert.command"
 	if len(cfg.Cert.RequestCommand) > 0 {
 		command, key = cfg.Cert.RequestCommand, "cert.request_command"
@@ -158,7 +156,7 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Worker, error) {
 	if len(command) == 0 {
 		return nil, sysexits.Errorf(sysexits.Config, "%s: %s is empty", cfg.File, key)
 	}
-	prog, err := lookProgram(command[0], env)
+	prog, err := progpath.Program(command[0], progpath.EnvPATH(env))
 	if err != nil {
 		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s: %s: %v", cfg.File, key, err),
 			"give the program as an absolute path, e.g. [\"/usr/bin/sudo\", \"-n\", \"/usr/bin/certbot\"]")
@@ -169,23 +167,6 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Worker, error) {
 		nginx: queue.Open(cfg.QueuePath(config.NginxQueue)),
 		prog:  prog, args: slices.Clone(command[1:]),
 	}, nil
-}
-
-// lookProgram finds name: an absolute path as is, a bare name in env's PATH.
-func lookProgram(name string, env []string) (string, error) {
-	if filepath.IsAbs(name) {
-		return name, nil
-	}
-	if strings.Contains(name, "/") {
-		return "", fmt.Errorf("program %q must be an absolute path or a bare name", name)
-	}
-	path := ""
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			path = v
-		}
-	}
-	return progpath.InPath(name, path)
 }
 
 // SetConfig hands the worker a reloaded configuration (SIGHUP); it takes

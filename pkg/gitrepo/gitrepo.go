@@ -78,7 +78,6 @@ import (
 const (
 	DefaultGit     = "/usr/bin/git"
 	DefaultTimeout = 10 * time.Minute
-	DefaultPATH    = progpath.UserPATH
 )
 
 // Where Sync puts origin's branches (its tags keep ident.TagPrefix).
@@ -128,7 +127,7 @@ type Repo struct {
 	Timeout time.Duration
 
 	// Env is the caller's environment as "NAME=value" entries, typically
-	// os.Environ(). Only PATH (default DefaultPATH), HOME, SSH_AUTH_SOCK,
+	// os.Environ(). Only PATH (default progpath.UserPATH), HOME, SSH_AUTH_SOCK,
 	// GIT_SSH_COMMAND and the proxy variables are passed on to git; later
 	// duplicates win.
 	Env []string
@@ -658,7 +657,7 @@ func (r *Repo) env() []string {
 		// Never use a repository above the checkout, should Path lack one.
 		"GIT_CEILING_DIRECTORIES=" + filepath.Dir(filepath.Clean(r.Path)),
 	}
-	path, ssh := DefaultPATH, "ssh -o BatchMode=yes"
+	path, ssh := progpath.UserPATH, "ssh -o BatchMode=yes"
 	for _, kv := range r.Env {
 		name, value, _ := strings.Cut(kv, "=")
 		switch {

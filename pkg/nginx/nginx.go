@@ -335,7 +335,7 @@ func (in *Installer) reloadPending() bool {
 // -t's messages there; systemctl's own output only says the unit failed),
 // else the command's own.
 func (in *Installer) command(ctx context.Context, what string, argv []string) (string, error) {
-	prog, err := lookPath(argv[0])
+	prog, err := progpath.Program(argv[0], os.Getenv("PATH")+":"+progpath.SystemPATH)
 	if err != nil {
 		return err.Error(), sysexits.Errorf(sysexits.Unavailable, "%s command: %v", what, err)
 	}
@@ -361,18 +361,6 @@ func (in *Installer) command(ctx context.Context, what string, argv []string) (s
 		out = err.Error()
 	}
 	return out, err
-}
-
-// lookPath resolves a command's program: an absolute path as it is, else
-// through $PATH, then /usr/sbin, /usr/bin, /sbin, /bin.
-func lookPath(name string) (string, error) {
-	if filepath.IsAbs(name) {
-		return name, nil
-	}
-	if strings.Contains(name, "/") {
-		return "", fmt.Errorf("program %q must be a name or an absolute path", name)
-	}
-	return progpath.InPath(name, os.Getenv("PATH")+":/usr/sbin:/usr/bin:/sbin:/bin")
 }
 
 // Converge brings the installed files of req's deployment to its commit,
@@ -450,7 +438,7 @@ func (in *Installer) install(ctx context.Context, d *config.Deployment, req *eve
 	}
 
 	// The files come from the commit's objects, never the working tree.
-	repo := &gitrepo.Repo{Path: d.Path, Timeout: CommandTimeout, Foreign: true, Env: []string{"PATH=" + gitrepo.DefaultPATH}}
+	repo := &gitrepo.Repo{Path: d.Path, Timeout: CommandTimeout, Foreign: true, Env: []string{"PATH=" + progpath.UserPATH}}
 	res := &Result{Outcome: store.NginxSucceeded}
 	if stale, err := in.stale(ctx, repo, req.Commit); err != nil || stale {
 		if stale {

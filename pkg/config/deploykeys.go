@@ -159,7 +159,7 @@ func checkEvents(v deploymentCheck, key []string) {
 		v.add(key, "must not be empty")
 	}
 	for i, e := range v.d.Events {
-		if !eventRE.MatchString(e) {
+		if _, err := ident.ParseEvent(e); err != nil {
 			v.addSub(key, fmt.Sprintf("[%d]", i), "%q is not a GitHub event name", e)
 		}
 	}

@@ -31,7 +31,6 @@ const MaxNameLen = ident.MaxDeploymentName
 
 var (
 	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	eventRE   = regexp.MustCompile(`^[a-z_]+$`)
 	userRE    = regexp.MustCompile(`^[a-z_][a-z0-9_-]*\$?$`)
 	hostRE    = regexp.MustCompile(`^[A-Za-z0-9.-]*$`)
 )

@@ -78,9 +78,14 @@ func TestDeliveryPage(t *testing.T) {
 	if strings.Contains(body, "<script>") {
 		t.Errorf("the delivery page holds a script element")
 	}
-	// The status page links each decision to its delivery's page.
-	if _, page := get(t, h, "GET", "/status"); !strings.Contains(page, `<a href="/status/deliveries/`+story.GUID+`">`) {
+	// The status page links each decision to its delivery's page, and a
+	// running run to its live log.
+	_, page := get(t, h, "GET", "/status")
+	if !strings.Contains(page, `<a href="/status/deliveries/`+story.GUID+`">`) {
 		t.Errorf("the status page does not link the decision to /status/deliveries/%s", story.GUID)
+	}
+	if live := `<a class="follow" href="` + status.LogURL("docs", story.Running) + `?follow=1">live</a>`; !strings.Contains(page, live) {
+		t.Errorf("the status page has no %s for docs's running run", live)
 	}
 
 	for _, c := range []struct {

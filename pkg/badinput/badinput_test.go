@@ -163,7 +163,7 @@ hook_socket = %q
 // empty) until the test ends, and returns its address.
 func (w *world) receiver(t *testing.T, hookSocket string, tweak func(*receive.Server)) string {
 	t.Helper()
-	l, hl, err := receive.Listen("127.0.0.1:0", hookSocket, func(string) string { return "" })
+	l, hl, err := receive.Listen("127.0.0.1:0", hookSocket, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func (w *world) receiver(t *testing.T, hookSocket string, tweak func(*receive.Se
 	tweak(s)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, l, func(string) string { return "" }) }()
+	go func() { done <- s.Serve(ctx, l, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -195,7 +195,7 @@ func (w *world) deployRequest(t *testing.T, name, tok, body string) outcome {
 // stdin, as the current user.
 func (w *world) hookPush(t *testing.T, repository, lines string) outcome {
 	t.Helper()
-	_, err := receive.Push(t.Context(), w.hook, repository, strings.NewReader(lines))
+	_, err := receive.Push(t.Context(), w.hook, repository, strings.NewReader(lines), 0, io.Discard)
 	if err != nil {
 		return outcome{code: cli.ExitStatus(err), text: err.Error()}
 	}
@@ -711,6 +711,20 @@ func TestCatalogue(t *testing.T) {
 			}
 			return unknown
 		}, outcome{403, -1, "wrong token, or no deployment"}, ""},
+		// Issue 20: waiting for the run is bounded and needs the status listener.
+		{"token deploy waiting longer than the most (?wait=601)", func(t *testing.T) outcome {
+			return w.deployRequest(t, "api?wait=601", token, "")
+		}, outcome{400, -1, "want a number of seconds from 0 to 600"}, ""},
+		{"token deploy with a query parameter besides wait", func(t *testing.T) outcome {
+			return w.deployRequest(t, "api?wait=5&commit=$(reboot)", token, "")
+		}, outcome{400, -1, "no query string but ?wait=SECONDS"}, ""},
+		{"token deploy waiting without receive.status_url: nothing queued", func(t *testing.T) outcome {
+			return w.deployRequest(t, "api?wait=5", token, "")
+		}, outcome{501, -1, "receive.status_url is not set"}, ""},
+		{"hook push waiting without receive.status_url: nothing queued", func(t *testing.T) outcome {
+			_, err := receive.Push(t.Context(), w.hook, "acme/app", strings.NewReader(github.ZeroSHA+" "+sha+" refs/heads/main\n"), time.Minute, io.Discard)
+			return outcome{code: sysexits.Code(err), text: fmt.Sprint(err)}
+		}, outcome{0, sysexits.Config, "receive.status_url is not set"}, ""},
 		{"token guessing", func(t *testing.T) outcome {
 			var o outcome
 			for i := range 20 {
@@ -1037,6 +1051,9 @@ func TestCatalogue(t *testing.T) {
 		{"config with an unknown key", func(t *testing.T) outcome {
 			return runTool(t, w.badConfig(t, "\n[deployments.web]\nrepository = \"acme/web\"\nbrnach = [\"main\"]\npath = \"/srv/web\"\n"))
 		}, outcome{0, sysexits.Config, "config.toml:%LINE+4%: unknown key \"deployments.web.brnach\"\ndh-route: hint: did you mean \"branches\"?"}, ""},
+		{"config: the status page in an unknown time zone", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[status]\ntime_zone = \"Europe/Lodnon\"\n"))
+		}, outcome{0, sysexits.Config, "config.toml:%LINE+3%: status.time_zone: unknown time zone \"Europe/Lodnon\"\ndh-route: hint: use an IANA name such as \"Europe/London\" or \"UTC\" (see /usr/share/zoneinfo)"}, ""},
 		{"config with a deployment named ../etc", func(t *testing.T) outcome {
 			return runTool(t, w.badConfig(t, "\n[deployments.\"../etc\"]\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"))
 		}, outcome{0, sysexits.Config, `config.toml:%LINE+2%: deployments."../etc": name must match [a-z0-9][a-z0-9-]*`}, ""},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -15,7 +16,9 @@ import (
 //
 //   - nil: 0;
 //   - an error classified with an exit status (pkg/sysexits: usage 64,
-//     bad configuration 78, ...): that status, the outermost in the chain;
+//     bad data 65, ...): that status, the outermost in the chain;
+//   - a deployment the configuration lacks (config.ErrNoDeployment): 64;
+//     a configuration error (*config.Error): 78;
 //   - a queue outcome (pkg/queue): retry later 75 (the database down, a
 //     lock or queue busy, a queue full), stop 74 (a failed durable write);
 //   - a durable write refused permission, or a queue tampered with: 77;
@@ -32,6 +35,10 @@ func ExitStatus(err error) int {
 		return e.Code
 	}
 	switch {
+	case errors.Is(err, config.ErrNoDeployment):
+		return sysexits.Usage
+	case errors.As(err, new(*config.Error)):
+		return sysexits.Config
 	case queue.IsRetry(err):
 		return sysexits.TempFail
 	case queue.IsStop(err):

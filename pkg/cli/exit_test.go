@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
@@ -28,6 +29,9 @@ func TestExitStatus(t *testing.T) {
 		{"plain", boom, 1},
 		{"usage", sysexits.Errorf(sysexits.Usage, "bad flag"), 64},
 		{"config, with a hint", hint.With(sysexits.New(sysexits.Config, boom), "fix it"), 78},
+		{"config.Error", fmt.Errorf("load: %w", &config.Error{Err: boom}), 78},
+		{"config.Error reading a secret refused", &config.Error{Err: perm}, 78},
+		{"unknown deployment", fmt.Errorf("%w %q in x.toml", config.ErrNoDeployment, "api"), 64},
 		{"retry", fmt.Errorf("route: %w", queue.Retry(boom)), 75},
 		{"retry after, with a hint", hint.With(queue.RetryAfter(boom, 5), "wait"), 75},
 		{"stop", queue.Stop(boom), 74},

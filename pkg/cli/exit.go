@@ -6,6 +6,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -18,7 +19,7 @@ import (
 //   - an error classified with an exit status (pkg/sysexits: usage 64,
 //     bad data 65, ...): that status, the outermost in the chain;
 //   - a deployment the configuration lacks (config.ErrNoDeployment): 64;
-//     a configuration error (*config.Error): 78;
+//     a configuration error (*config.Error): 78; a bad entry (*event.Error): 65;
 //   - a queue outcome (pkg/queue): retry later 75 (the database down, a
 //     lock or queue busy, a queue full), stop 74 (a failed durable write);
 //   - a durable write refused permission, or a queue tampered with: 77;
@@ -39,6 +40,8 @@ func ExitStatus(err error) int {
 		return sysexits.Usage
 	case errors.As(err, new(*config.Error)):
 		return sysexits.Config
+	case errors.As(err, new(*event.Error)):
+		return sysexits.DataErr
 	case queue.IsRetry(err):
 		return sysexits.TempFail
 	case queue.IsStop(err):

@@ -3,13 +3,13 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
@@ -54,7 +54,7 @@ func TestDecodeRejectsBadEntries(t *testing.T) {
 		{"payload not an object", `{"version":1,"kind":"github-event","delivery":"d1","event":"push","received_at":"2026-11-22T09:30:00Z","payload":[1]}`, "not a JSON object"},
 	} {
 		_, err := DecodeGitHubEvent([]byte(tc.data))
-		if sysexits.Code(err) != sysexits.DataErr || !strings.Contains(err.Error(), tc.want) {
+		if !errors.As(err, new(*Error)) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: DecodeGitHubEvent() = %v; want a data error containing %q", tc.name, err, tc.want)
 		}
 	}
@@ -139,7 +139,7 @@ func FuzzDecode(f *testing.F) {
 func checkDecode(t *testing.T, kind string, data []byte, err error) bool {
 	t.Helper()
 	if err != nil {
-		if sysexits.Code(err) != sysexits.DataErr {
+		if !errors.As(err, new(*Error)) {
 			t.Fatalf("decode %s %q: error %v is not a data error", kind, data, err)
 		}
 		return false

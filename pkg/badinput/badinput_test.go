@@ -464,7 +464,7 @@ func (w *world) postStatus(t *testing.T, e event.CommitStatus, owner int) outcom
 			t.Fatal(err)
 		}
 	}
-	p, err := route.NewPoster(w.cfg, os.Getenv, "dh-deployer/test", nil)
+	p, err := route.NewPoster(w.cfg, nil, os.Getenv, "dh-deployer/test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,16 +42,15 @@ func (p Post) Text() string {
 // turn, then 200 "ok".
 type Hook struct {
 	*httptest.Server
+	posts record[Post]
 	mu    sync.Mutex
-	posts []Post
 	fail  []int
-	got   chan struct{}
 }
 
 // NewHook starts a Hook that answers fail's statuses first; it is closed
 // at the end of the test.
 func NewHook(t testing.TB, fail ...int) *Hook {
-	h := &Hook{fail: fail, got: make(chan struct{}, 1000)}
+	h := &Hook{fail: fail, posts: newRecord[Post]()}
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		p := Post{Path: r.URL.Path, Raw: raw}
@@ -62,39 +61,25 @@ func NewHook(t testing.TB, fail ...int) *Hook {
 		code := http.StatusOK
 		if len(h.fail) > 0 {
 			code, h.fail = h.fail[0], h.fail[1:]
-		} else {
-			h.posts = append(h.posts, p)
 		}
 		h.mu.Unlock()
+		if code == http.StatusOK {
+			h.posts.add(p)
+		}
 		w.WriteHeader(code)
 		io.WriteString(w, http.StatusText(code))
-		if code == http.StatusOK {
-			h.got <- struct{}{}
-		}
 	}))
 	t.Cleanup(h.Close)
 	return h
 }
 
 // Posts returns the posts answered 200, in order.
-func (h *Hook) Posts() []Post {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]Post(nil), h.posts...)
-}
+func (h *Hook) Posts() []Post { return h.posts.all() }
 
 // Wait waits up to d until n posts were answered 200, and returns them.
 func (h *Hook) Wait(t testing.TB, n int, d time.Duration) []Post {
 	t.Helper()
-	deadline := time.After(d)
-	for len(h.Posts()) < n {
-		select {
-		case <-h.got:
-		case <-deadline:
-			t.Fatalf("webhook got %d posts in %s; want %d: %v", len(h.Posts()), d, n, h.Posts())
-		}
-	}
-	return h.Posts()
+	return h.posts.wait(t, n, d, "webhook posts")
 }
 
 // Mail is one mail the SMTP server accepted.
@@ -117,10 +102,9 @@ type SMTP struct {
 	User, Password string
 
 	l     net.Listener
+	mails record[Mail]
 	mu    sync.Mutex
-	mails []Mail
 	fail  int
-	got   chan struct{}
 	wg    sync.WaitGroup
 }
 
@@ -131,7 +115,7 @@ func NewSMTP(t testing.TB, fail int) *SMTP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &SMTP{Addr: l.Addr().String(), l: l, fail: fail, got: make(chan struct{}, 1000)}
+	s := &SMTP{Addr: l.Addr().String(), l: l, fail: fail, mails: newRecord[Mail]()}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -149,24 +133,12 @@ func NewSMTP(t testing.TB, fail int) *SMTP {
 }
 
 // Mails returns the accepted mails, in order.
-func (s *SMTP) Mails() []Mail {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Mail(nil), s.mails...)
-}
+func (s *SMTP) Mails() []Mail { return s.mails.all() }
 
 // Wait waits up to d until n mails were accepted, and returns them.
 func (s *SMTP) Wait(t testing.TB, n int, d time.Duration) []Mail {
 	t.Helper()
-	deadline := time.After(d)
-	for len(s.Mails()) < n {
-		select {
-		case <-s.got:
-		case <-deadline:
-			t.Fatalf("smtp server got %d mails in %s; want %d", len(s.Mails()), d, n)
-		}
-	}
-	return s.Mails()
+	return s.mails.wait(t, n, d, "mails")
 }
 
 func (s *SMTP) serve(t testing.TB, c net.Conn) {
@@ -236,10 +208,7 @@ func (s *SMTP) serve(t testing.TB, c net.Conn) {
 			if err := m.parse(); err != nil {
 				t.Errorf("smtp server got a mail it cannot parse: %v\n%s", err, m.Data)
 			}
-			s.mu.Lock()
-			s.mails = append(s.mails, m)
-			s.mu.Unlock()
-			s.got <- struct{}{}
+			s.mails.add(m)
 			say("250 queued")
 		case "RSET":
 			m = Mail{}
@@ -272,4 +241,45 @@ func address(arg string) string {
 	_, a, _ := strings.Cut(arg, "<")
 	a, _, _ = strings.Cut(a, ">")
 	return a
+}
+
+// record is what a server received, in order, with a signal for each.
+type record[T any] struct {
+	mu    *sync.Mutex
+	items *[]T
+	got   chan struct{}
+}
+
+func newRecord[T any]() record[T] {
+	return record[T]{mu: new(sync.Mutex), items: new([]T), got: make(chan struct{}, 1000)}
+}
+
+func (r record[T]) add(v T) {
+	r.mu.Lock()
+	*r.items = append(*r.items, v)
+	r.mu.Unlock()
+	select {
+	case r.got <- struct{}{}:
+	default:
+	}
+}
+
+func (r record[T]) all() []T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]T(nil), *r.items...)
+}
+
+// wait waits up to d until n items came, and returns them all.
+func (r record[T]) wait(t testing.TB, n int, d time.Duration, what string) []T {
+	t.Helper()
+	deadline := time.After(d)
+	for len(r.all()) < n {
+		select {
+		case <-r.got:
+		case <-deadline:
+			t.Fatalf("got %d %s in %s; want %d", len(r.all()), what, d, n)
+		}
+	}
+	return r.all()
 }

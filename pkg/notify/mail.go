@@ -99,7 +99,10 @@ func (ml *Mail) Compose(m Message) ([]byte, error) {
 	// Clip makes it one line without control characters; QEncoding then
 	// encodes anything but printable ASCII, so the payload's text cannot
 	// end the header or start another.
-	header("Subject", mime.QEncoding.Encode("utf-8", httpretry.Clip(m.Summary, maxSummary)))
+	// Encoded-words are folded onto lines of their own, so that a long
+	// non-ASCII subject keeps within the 998 bytes a line may have.
+	subject := mime.QEncoding.Encode("utf-8", httpretry.Clip(m.Summary, maxSummary))
+	b.WriteString("Subject: " + strings.ReplaceAll(subject, "?= =?", "?=\r\n =?") + "\r\n")
 	header("Date", now().Format(time.RFC1123Z))
 	header("Message-ID", "<"+hex.EncodeToString(id)+"@"+ml.hostname()+">")
 	header("MIME-Version", "1.0")

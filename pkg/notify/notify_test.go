@@ -2,6 +2,8 @@ package notify_test
 
 import (
 	"context"
+	"mime"
+	"net/mail"
 	"os"
 	"strings"
 	"testing"
@@ -214,4 +216,29 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// A long subject of non-ASCII text is folded: no header line passes the
+// 998 bytes RFC 5322 allows, and it decodes back to the summary.
+func TestMailLongSubject(t *testing.T) {
+	r := failedRun()
+	r.Deployment = strings.Repeat("日本", 200)
+	ml := &notify.Mail{From: "deploy@example.org", To: []string{"ops@example.org"}}
+	data, err := ml.Compose(r.Message())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\r\n") {
+		if len(line) > 998 {
+			t.Fatalf("a line of %d bytes: %.80s…", len(line), line)
+		}
+	}
+	msg, err := mail.ReadMessage(strings.NewReader(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, err := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+	if want := r.Message().Summary; err != nil || subject != want {
+		t.Errorf("Subject decodes to %q, %v; want %q", subject, err, want)
+	}
 }

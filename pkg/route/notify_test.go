@@ -328,3 +328,24 @@ func writeCert(t *testing.T, path string, notAfter time.Time) {
 	os.MkdirAll(filepath.Dir(path), 0o755)
 	os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 }
+
+// TestRunNoticeDeadTarget: a target that keeps failing is logged and
+// given up after its retries; the other targets still get the notice and
+// the entry is done (not retried forever, never failed).
+func TestRunNoticeDeadTarget(t *testing.T) {
+	r := newNoticeRig(t, 0)
+	os.WriteFile(filepath.Join(filepath.Dir(r.cfg.File), "chat-url"), []byte("http://127.0.0.1:1/hooks/dead-0123456789\n"), 0o600)
+	if err := r.p.SetConfig(r.cfg, os.Getenv, "dh-deployer/test"); err != nil {
+		t.Fatal(err)
+	}
+	bad := r.run(t, store.RunResult{State: store.RunFailed, ExitCode: new(1), FailedStep: new(1), Error: "exit 1"}, "x", 1)
+	began := time.Now()
+	if err := r.notice(t, "app", bad.ID, store.RunFailed, 0); err != nil {
+		t.Fatalf("Handle with a dead chat target = %v; want nil (logged)", err)
+	}
+	if took := time.Since(began); took > time.Minute {
+		t.Errorf("Handle took %s; want the retries bounded", took)
+	}
+	r.hook.Wait(t, 1, 10*time.Second) // discord
+	r.smtp.Wait(t, 1, 10*time.Second)
+}

@@ -1055,6 +1055,9 @@ func TestCatalogue(t *testing.T) {
 		{"config with an unknown key", func(t *testing.T) outcome {
 			return runTool(t, w.badConfig(t, "\n[deployments.web]\nrepository = \"acme/web\"\nbrnach = [\"main\"]\npath = \"/srv/web\"\n"))
 		}, outcome{0, sysexits.Config, "config.toml:%LINE+4%: unknown key \"deployments.web.brnach\"\ndh-route: hint: did you mean \"branches\"?"}, ""},
+		{"config: the status page in an unknown time zone", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[status]\ntime_zone = \"Europe/Lodnon\"\n"))
+		}, outcome{0, sysexits.Config, "config.toml:%LINE+3%: status.time_zone: unknown time zone \"Europe/Lodnon\"\ndh-route: hint: use an IANA name such as \"Europe/London\" or \"UTC\" (see /usr/share/zoneinfo)"}, ""},
 		{"config with a deployment named ../etc", func(t *testing.T) outcome {
 			return runTool(t, w.badConfig(t, "\n[deployments.\"../etc\"]\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"))
 		}, outcome{0, sysexits.Config, `config.toml:%LINE+2%: deployments."../etc": name must match [a-z0-9][a-z0-9-]*`}, ""},

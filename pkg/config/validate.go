@@ -379,6 +379,10 @@ func (g *GitHub) validate(ck *checker) {
 		ck.add(k("github", "api_url"), "must not contain user information")
 		ck.hint("put the token in the file named by github.token_file")
 	}
+	if _, err := webURL(g.WebURL); err != nil {
+		ck.add(k("github", "web_url"), "%v", err)
+		ck.hint(`for GitHub Enterprise: web_url = "https://HOST"`)
+	}
 	if g.TokenFile != "" {
 		ck.credentialPath(k("github", "token_file"), "", g.TokenFile)
 	}

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -279,26 +278,4 @@ func (ck *checker) targetNames(key []string, names []string, targets map[string]
 func plainAddress(a string) bool {
 	p, err := mail.ParseAddress(a)
 	return err == nil && p.Name == "" && p.Address == a && !strings.ContainsAny(a, " \t\r\n<>\",;")
-}
-
-// CommitURL is the web page of the commit sha (a full commit id) of d's
-// repository: on github.com, or on the GitHub Enterprise host of
-// github.api_url ("https://HOST/api/v3"). It is "" when d fetches from
-// another host or a local path (clone_url), whose pages are unknown, or
-// when sha is not a commit id.
-func (c *Config) CommitURL(d *Deployment, sha string) string {
-	if _, err := ident.ParseCommit(sha); err != nil {
-		return ""
-	}
-	if _, err := ident.ParseRepository(d.Repository); err != nil {
-		return ""
-	}
-	web := "https://github.com"
-	if u, err := url.Parse(c.GitHub.APIURL); err == nil && u.Host != "" && u.Host != "api.github.com" {
-		web = u.Scheme + "://" + u.Host
-	}
-	if d.CloneURL != "" && !strings.HasPrefix(d.CloneURL, web+"/") && !strings.HasPrefix(d.CloneURL, "git@"+strings.TrimPrefix(strings.TrimPrefix(web, "https://"), "http://")+":") {
-		return ""
-	}
-	return web + "/" + d.Repository + "/commit/" + sha
 }

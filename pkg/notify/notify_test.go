@@ -2,6 +2,7 @@ package notify_test
 
 import (
 	"context"
+	"crypto/tls"
 	"mime"
 	"net/mail"
 	"os"
@@ -240,5 +241,25 @@ func TestMailLongSubject(t *testing.T) {
 	subject, err := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
 	if want := r.Message().Summary; err != nil || subject != want {
 		t.Errorf("Subject decodes to %q, %v; want %q", subject, err, want)
+	}
+}
+
+// With STARTTLS the mail and the password travel only encrypted.
+func TestMailStartTLS(t *testing.T) {
+	srv := notifytest.NewSMTP(t, 0)
+	var client *tls.Config
+	srv.TLS, client = notifytest.SelfSigned(t)
+	srv.User, srv.Password = "bot", "pw"
+	ml := &notify.Mail{From: "deploy@example.org", To: []string{"ops@example.org"}, SMTP: srv.Addr, StartTLS: true, TLS: client,
+		User: "bot", Password: "pw", Retry: fastRetry}
+	if err := ml.Send(context.Background(), failedRun().Message()); err != nil {
+		t.Fatalf("Send = %v", err)
+	}
+	if m := srv.Mails(); len(m) != 1 || !m[0].TLS {
+		t.Errorf("mails %+v; want one, sent after STARTTLS", m)
+	}
+	ml.TLS = nil // the system's roots do not know the test's certificate
+	if err := ml.Send(context.Background(), failedRun().Message()); err == nil || len(srv.Mails()) != 1 {
+		t.Errorf("Send to a server whose certificate is not trusted = %v; want an error and nothing sent", err)
 	}
 }

@@ -6,9 +6,15 @@ package notifytest
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"math/big"
 	"mime"
 	"mime/quotedprintable"
 	"net"
@@ -84,6 +90,7 @@ func (h *Hook) Wait(t testing.TB, n int, d time.Duration) []Post {
 
 // Mail is one mail the SMTP server accepted.
 type Mail struct {
+	TLS  bool // it came after STARTTLS
 	From string
 	To   []string
 	Data []byte // as received, headers and body
@@ -93,13 +100,16 @@ type Mail struct {
 	Body    string // decoded from quoted-printable
 }
 
-// SMTP is a minimal SMTP server: EHLO/HELO, AUTH PLAIN, MAIL, RCPT, DATA,
-// RSET, NOOP, QUIT. It answers "451 try again" to the first Fail MAIL
-// commands.
+// SMTP is a minimal SMTP server: EHLO/HELO, STARTTLS (with TLS set),
+// AUTH PLAIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT. It answers "451 try
+// again" to the first fail MAIL commands.
 type SMTP struct {
 	Addr string // host:port
 	// User and Password, when User is set, are required (AUTH PLAIN).
 	User, Password string
+	// TLS, when set before the first connection, offers STARTTLS with it
+	// (see SelfSigned).
+	TLS *tls.Config
 
 	l     net.Listener
 	mails record[Mail]
@@ -142,13 +152,13 @@ func (s *SMTP) Wait(t testing.TB, n int, d time.Duration) []Mail {
 }
 
 func (s *SMTP) serve(t testing.TB, c net.Conn) {
-	defer c.Close()
+	defer func() { c.Close() }()
 	c.SetDeadline(time.Now().Add(time.Minute))
 	r := bufio.NewReader(c)
 	say := func(line string) { io.WriteString(c, line+"\r\n") }
 	say("220 notifytest ESMTP")
 	var m Mail
-	authed := s.User == ""
+	authed, secure := s.User == "", false
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
@@ -159,7 +169,21 @@ func (s *SMTP) serve(t testing.TB, c net.Conn) {
 		switch strings.ToUpper(verb) {
 		case "EHLO":
 			say("250-notifytest")
+			if s.TLS != nil && !secure {
+				say("250-STARTTLS")
+			}
 			say("250 AUTH PLAIN")
+		case "STARTTLS":
+			if s.TLS == nil || secure {
+				say("502 not offered")
+				continue
+			}
+			say("220 go ahead")
+			tc := tls.Server(c, s.TLS)
+			if err := tc.Handshake(); err != nil {
+				return
+			}
+			c, r, secure = tc, bufio.NewReader(tc), true
 		case "HELO", "NOOP":
 			say("250 ok")
 		case "AUTH":
@@ -185,7 +209,7 @@ func (s *SMTP) serve(t testing.TB, c net.Conn) {
 			case fail:
 				say("451 try again later")
 			default:
-				m = Mail{From: address(arg)}
+				m = Mail{From: address(arg), TLS: secure}
 				say("250 ok")
 			}
 		case "RCPT":
@@ -282,4 +306,29 @@ func (r record[T]) wait(t testing.TB, n int, d time.Duration, what string) []T {
 		}
 	}
 	return r.all()
+}
+
+// SelfSigned returns a server TLS configuration with a fresh certificate
+// for 127.0.0.1, and a client configuration that trusts it alone.
+func SelfSigned(t testing.TB) (server, client *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
+		&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,6 +39,30 @@ type notifier struct {
 	senders atomic.Pointer[map[string]notify.Sender]
 	st      *store.Store
 	logger  *slog.Logger
+
+	mu      sync.Mutex
+	claimed map[string]bool // keys of the notices table this process saw taken: no query for them
+}
+
+// claim reports whether the notice key is new (ClaimNotice), asking the
+// database only about keys this process has not seen taken.
+func (n *notifier) claim(ctx context.Context, key string) (bool, error) {
+	n.mu.Lock()
+	seen := n.claimed[key]
+	n.mu.Unlock()
+	if seen {
+		return false, nil
+	}
+	fresh, err := n.st.ClaimNotice(ctx, key)
+	if err == nil {
+		n.mu.Lock()
+		if n.claimed == nil {
+			n.claimed = map[string]bool{}
+		}
+		n.claimed[key] = true
+		n.mu.Unlock()
+	}
+	return fresh, err
 }
 
 // setConfig reads every target's secrets and makes its sender.
@@ -188,13 +213,21 @@ func (n *notifier) certs(ctx context.Context, cfg *config.Config, now time.Time,
 	if err != nil {
 		return err
 	}
+	today := now.UTC().Format(time.DateOnly)
+	n.mu.Lock()
+	for key := range n.claimed {
+		if strings.HasPrefix(key, "cert/") && !strings.HasSuffix(key, "/"+today) {
+			delete(n.claimed, key) // another day's
+		}
+	}
+	n.mu.Unlock()
 	for _, c := range certs {
 		notAfter, estimated, ok := certExpiry(cfg, c)
 		if !ok || notAfter.Sub(now) > within {
 			continue
 		}
-		key := "cert/" + c.Name + "/" + now.UTC().Format(time.DateOnly)
-		if fresh, err := n.st.ClaimNotice(ctx, key); err != nil || !fresh {
+		key := "cert/" + c.Name + "/" + today
+		if fresh, err := n.claim(ctx, key); err != nil || !fresh {
 			if err != nil {
 				return err
 			}
@@ -236,7 +269,7 @@ func (n *notifier) failed(ctx context.Context, cfg *config.Config) error {
 		for _, e := range entries {
 			key := "failed/" + name + "/" + e
 			seen = append(seen, key)
-			fresh, err := n.st.ClaimNotice(ctx, key)
+			fresh, err := n.claim(ctx, key)
 			if err != nil {
 				return err
 			}
@@ -254,5 +287,16 @@ func (n *notifier) failed(ctx context.Context, cfg *config.Config) error {
 	if !complete {
 		return nil // keep the records of the queues not read
 	}
+	kept := make(map[string]bool, len(seen))
+	for _, key := range seen {
+		kept[key] = true
+	}
+	n.mu.Lock()
+	for key := range n.claimed {
+		if strings.HasPrefix(key, "failed/") && !kept[key] {
+			delete(n.claimed, key) // its record is forgotten below: if it fails again, it is told again
+		}
+	}
+	n.mu.Unlock()
 	return n.st.ForgetNotices(ctx, seen)
 }

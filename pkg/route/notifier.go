@@ -42,6 +42,7 @@ type notifier struct {
 
 	mu      sync.Mutex
 	claimed map[string]bool // keys of the notices table this process saw taken: no query for them
+	warned  map[string]bool // queues whose failed/ could not be read, logged once
 }
 
 // claim reports whether the notice key is new (ClaimNotice), asking the
@@ -197,8 +198,8 @@ func logTail(cfg *config.Config, deployment, path string) (string, error) {
 
 // check sends, once each, the notices of the certificates that expire
 // within notify.cert_expiry_days (once a day per certificate) and of the
-// entries in the failed/ directories dh-route may read (main, status and
-// each deployment's; nginx's and cert's are their stages' own).
+// entries in the failed/ directories of every queue (nginx's and cert's
+// through the ACL of tmpfiles.d, which lets dh-route read their sidecars).
 func (n *notifier) check(ctx context.Context, cfg *config.Config, now time.Time) error {
 	var errs []error
 	if days := cfg.Notify.CertExpiryDays; days > 0 && len(cfg.NotifyTargets(cfg.Notify.DefaultTargets, config.OnCertExpiry)) > 0 {
@@ -252,9 +253,9 @@ func certExpiry(cfg *config.Config, c store.Cert) (notAfter time.Time, estimated
 }
 
 func (n *notifier) failed(ctx context.Context, cfg *config.Config) error {
-	var seen []string
-	complete := true
-	for _, name := range append([]string{config.MainQueue, config.StatusQueue}, cfg.DeploymentNames()...) {
+	var read, seen []string
+	queues := append([]string{config.MainQueue, config.StatusQueue, config.NginxQueue, config.CertQueue}, cfg.DeploymentNames()...)
+	for _, name := range queues {
 		targets := cfg.Notify.DefaultTargets
 		if d, ok := cfg.Deployment(name); ok {
 			targets = d.Notify
@@ -262,10 +263,10 @@ func (n *notifier) failed(ctx context.Context, cfg *config.Config) error {
 		q := queue.Open(cfg.QueuePath(name))
 		entries, err := q.Failed()
 		if err != nil {
-			complete = false
-			n.logger.Warn("failed entries not checked", "queue", name, "err", err)
+			n.warnOnce("failed/ not readable", name, err)
 			continue
 		}
+		read = append(read, name)
 		for _, e := range entries {
 			key := "failed/" + name + "/" + e
 			seen = append(seen, key)
@@ -284,9 +285,6 @@ func (n *notifier) failed(ctx context.Context, cfg *config.Config) error {
 			n.send(ctx, to, notify.FailedEntry(name, e, f.Error, f.Attempts, f.FailedAt), "queue", name, "entry", e)
 		}
 	}
-	if !complete {
-		return nil // keep the records of the queues not read
-	}
 	kept := make(map[string]bool, len(seen))
 	for _, key := range seen {
 		kept[key] = true
@@ -298,5 +296,18 @@ func (n *notifier) failed(ctx context.Context, cfg *config.Config) error {
 		}
 	}
 	n.mu.Unlock()
-	return n.st.ForgetNotices(ctx, seen)
+	return n.st.ForgetNotices(ctx, read, seen)
+}
+
+// warnOnce logs a queue's problem the first time this process sees it.
+func (n *notifier) warnOnce(msg, queue string, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.warned == nil {
+		n.warned = map[string]bool{}
+	}
+	if !n.warned[queue] {
+		n.warned[queue] = true
+		n.logger.Warn(msg, "queue", queue, "err", err, "hint", "systemd-tmpfiles --create dh-deployer.conf (or dh-deployer-acl queues) lets dh-route read it")
+	}
 }

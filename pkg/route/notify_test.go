@@ -258,8 +258,8 @@ func TestWatchNotices(t *testing.T) {
 		}
 	}
 	writeCert(t, filepath.Join(r.cfg.Nginx.CertDir, "site", "fullchain.pem"), now.Add(3*24*time.Hour))
-	// An entry of app's queue and one of queues/main fail.
-	for _, name := range []string{"app", config.MainQueue} {
+	// An entry of app's queue, of queues/main and of queues/nginx fail.
+	for _, name := range []string{"app", config.MainQueue, config.NginxQueue} {
 		q := queue.Open(r.cfg.QueuePath(name))
 		if err := q.Init(); err != nil {
 			t.Fatal(err)
@@ -291,16 +291,16 @@ func TestWatchNotices(t *testing.T) {
 		got = append(got, strings.SplitN(p.Text(), "\n", 2)[0])
 	}
 	want := []string{"certificate site expires in 2 days", "certificate soon expires in 10 days",
-		"queues/main: entry", "queues/app: entry", `queues/app\: entry`} // app's also to its discord
+		"queues/main: entry", "queues/nginx: entry", "queues/app: entry", `queues/app\: entry`} // app's also to its discord
 	if len(got) != len(want) {
-		t.Fatalf("notices:\n%s\nwant 5 like:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		t.Fatalf("notices:\n%s\nwant 6 like:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	for i := range want {
 		if !strings.HasPrefix(got[i], want[i]) {
 			t.Errorf("notice %d = %q; want %q…", i, got[i], want[i])
 		}
 	}
-	if !strings.Contains(got[2], "nonsense in main") || !strings.Contains(got[3], "nonsense in app") ||
+	if !strings.Contains(got[2], "nonsense in main") || !strings.Contains(got[3], "nonsense in nginx") || !strings.Contains(got[4], "nonsense in app") ||
 		!strings.Contains(posts[1].Text(), "estimated") || strings.Contains(posts[0].Text(), "estimated") {
 		t.Errorf("notices lack the failure reasons or say wrongly whether the expiry is estimated:\n%v", posts)
 	}
@@ -311,8 +311,8 @@ func TestWatchNotices(t *testing.T) {
 	if err := r.p.Check(ctx, now.Add(24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(r.hook.Posts()); n != 7 {
-		t.Errorf("the next day: %d notices in all; want 7 (the two certificates again)", n)
+	if n := len(r.hook.Posts()); n != 8 {
+		t.Errorf("the next day: %d notices in all; want 8 (the two certificates again)", n)
 	}
 }
 

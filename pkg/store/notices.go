@@ -11,8 +11,9 @@ import (
 // one per certificate and day and one per failed entry.
 const (
 	qClaimNotice  = `INSERT INTO notices (key) VALUES ($1) ON CONFLICT (key) DO NOTHING`
-	qForgetFailed = `DELETE FROM notices WHERE key LIKE 'failed/%' AND key <> ALL($1::text[])`
-	qForgetCerts  = `DELETE FROM notices WHERE key LIKE 'cert/%' AND sent_at < now() - interval '2 days'`
+	qForgetFailed = `DELETE FROM notices WHERE key LIKE 'failed/%' AND split_part(key, '/', 2) = ANY($1::text[])
+		AND key <> ALL($2::text[])`
+	qForgetCerts = `DELETE FROM notices WHERE key LIKE 'cert/%' AND sent_at < now() - interval '2 days'`
 )
 
 // ClaimNotice records that the notice key is being sent and reports
@@ -29,13 +30,14 @@ func (s *Store) ClaimNotice(ctx context.Context, key string) (bool, error) {
 	return n == 1, err
 }
 
-// ForgetNotices deletes the records of failed-entry notices whose key is
-// not in failed (the entry left failed/: if it fails again, it is told
-// again), and of certificate notices older than two days.
-func (s *Store) ForgetNotices(ctx context.Context, failed []string) error {
+// ForgetNotices deletes the records of failed-entry notices of the
+// queues read ("failed/QUEUE/ENTRY") whose key is not in failed (the entry
+// left failed/: if it fails again, it is told again), and of certificate
+// notices older than two days.
+func (s *Store) ForgetNotices(ctx context.Context, read, failed []string) error {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	if _, err := s.db.ExecContext(ctx, qForgetFailed, pq.Array(nonNil(failed))); err != nil {
+	if _, err := s.db.ExecContext(ctx, qForgetFailed, pq.Array(nonNil(read)), pq.Array(nonNil(failed))); err != nil {
 		return classify(fmt.Errorf("forget notices: %w", err))
 	}
 	if _, err := s.db.ExecContext(ctx, qForgetCerts); err != nil {

@@ -22,7 +22,8 @@ import (
 // alone (mode 0600), and the build step that tries to read it, run as
 // dh-deploy, cannot: its "Permission denied" is in the failure notice's
 // log lines, the secret is in no notice and in no run log (issue 20: the
-// worker, whose steps run a repository's code, used to read it).
+// worker, whose steps run a repository's code, used to read it). An
+// entry in queues/cert/failed is told too.
 func TestNotifications(t *testing.T) {
 	r := newRig(t, rigOptions{})
 	hook, smtp := notifytest.NewHook(t), notifytest.NewSMTP(t, 0)
@@ -43,7 +44,7 @@ default_targets = ["chat", "mail"]
 [notify.targets.chat]
 kind     = "slack"
 url_file = %q
-on       = ["success", "failure"]
+on       = ["success", "failure", "failed-entry"]
 [notify.targets.mail]
 kind     = "email"
 to       = ["ops@example.org"]
@@ -64,7 +65,18 @@ steps      = [%s]
 	if out, err := exec.Command("runuser", "-u", "dh-deploy", "--", "cat", urlFile).CombinedOutput(); err == nil {
 		t.Fatalf("dh-deploy can read %s: %s", urlFile, out)
 	}
+	// An entry dh-cert failed, before dh-route starts: dh-route reads its
+	// reason through the ACL of queues/cert/failed, as dh-route.
+	failed := filepath.Join(r.spool, "cert", "failed", "00000000000000000001-1-e2e.json")
+	why := `{"entry":"00000000000000000001-1-e2e.json","queue":"cert","error":"certbot: rate limited","exit_code":65,"attempts":3}`
+	if out, err := exec.Command("runuser", "-u", "dh-cert", "--", "sh", "-c",
+		"echo '{}' > "+failed+" && echo '"+why+"' > "+failed+".why").CombinedOutput(); err != nil {
+		t.Fatalf("as dh-cert, fail an entry: %v\n%s", err, out)
+	}
 	r.startStages([]string{"app"})
+	if p := hook.Wait(t, 1, time.Minute)[0]; !strings.HasPrefix(p.Text(), "queues/cert: entry 00000000000000000001-1-e2e.json failed: certbot: rate limited") {
+		t.Errorf("first notice %q; want the failed entry of queues/cert", p.Text())
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -79,10 +91,10 @@ steps      = [%s]
 		}
 	}
 	push(app.commits[0])
-	hook.Wait(t, 1, time.Minute)
+	hook.Wait(t, 2, time.Minute)
 	smtp.Wait(t, 1, time.Minute)
 	push(app.commits[1])
-	posts, mails := hook.Wait(t, 2, time.Minute), smtp.Wait(t, 2, time.Minute)
+	posts, mails := hook.Wait(t, 3, time.Minute)[1:], smtp.Wait(t, 2, time.Minute)
 
 	ok, bad := app.commits[0][:7], app.commits[1][:7]
 	for i, want := range []string{"app: deployed e2e/app@" + ok, "app: FAILED at step 1 (sh, exit 1) deploying e2e/app@" + bad} {

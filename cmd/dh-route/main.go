@@ -83,6 +83,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/doctor"
@@ -262,7 +263,7 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 			unreadable = append(unreadable, fmt.Sprintf("queue %s: %v", name, err))
 			continue
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%d\n", name, s.Depth, cli.Stamp(s.Oldest), s.Failed)
+		fmt.Fprintf(w, "%s\t%d\t%s\t%d\n", name, s.Depth, cell.Stamp(s.Oldest), s.Failed)
 		failed, _ := q.Failed()
 		for _, f := range failed {
 			why, err := q.ReadFailure(f)
@@ -281,7 +282,7 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 		w = tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(w, "QUEUE\tENTRY\tFAILED AT\tATTEMPTS\tREASON")
 		for _, f := range failures {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", f.Queue, f.Entry, cli.Stamp(f.FailedAt), f.Attempts, f.Error)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", f.Queue, f.Entry, cell.Stamp(f.FailedAt), f.Attempts, f.Error)
 		}
 		w.Flush()
 	}
@@ -299,8 +300,8 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 	w = tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "DECIDED\tDELIVERY\tEVENT\tREPOSITORY\tREF\tSTATUS\tREASON\tDEPLOYMENTS")
 	for _, r := range rows {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cli.Stamp(r.DecidedAt), r.Delivery, r.Event.Event,
-			cli.Dash(r.Repository), cli.Dash(r.Ref), r.Status, cli.Dash(r.Reason), cli.Dash(strings.Join(r.Deployments, ",")))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell.Stamp(r.DecidedAt), r.Delivery, r.Event.Event,
+			cell.Dash(r.Repository), cell.Dash(r.Ref), r.Status, cell.Dash(r.Reason), cell.Dash(strings.Join(r.Deployments, ",")))
 	}
 	return w.Flush()
 }

@@ -163,7 +163,7 @@ hook_socket = %q
 // empty) until the test ends, and returns its address.
 func (w *world) receiver(t *testing.T, hookSocket string, tweak func(*receive.Server)) string {
 	t.Helper()
-	l, hl, err := receive.Listen("127.0.0.1:0", hookSocket, func(string) string { return "" })
+	l, hl, err := receive.Listen("127.0.0.1:0", hookSocket, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func (w *world) receiver(t *testing.T, hookSocket string, tweak func(*receive.Se
 	tweak(s)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, l, func(string) string { return "" }) }()
+	go func() { done <- s.Serve(ctx, l, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
@@ -75,11 +74,11 @@ type GitHubEvent struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
-// eventRE is the shape of X-GitHub-Event values.
-var eventRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
-
-// ValidEventName reports whether s is an acceptable event name.
-func ValidEventName(s string) bool { return eventRE.MatchString(s) }
+// ValidEventName reports whether s is an event name (ident.ParseEvent).
+func ValidEventName(s string) bool {
+	_, err := ident.ParseEvent(s)
+	return err == nil
+}
 
 // Encode returns the entry's JSON with the payload bytes written verbatim
 // (encoding/json would compact them). The payload must be valid JSON.
@@ -188,6 +187,13 @@ func validDelivery(s string) bool {
 // (ident.ParseDeploymentName).
 func validDeployment(s string) bool {
 	_, err := ident.ParseDeploymentName(s)
+	return err == nil
+}
+
+// validRef reports whether s is a full branch or tag name
+// (ident.ParseRef).
+func validRef(s string) bool {
+	_, err := ident.ParseRef(s)
 	return err == nil
 }
 

@@ -56,7 +56,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -79,7 +79,6 @@ import (
 const (
 	DefaultGit     = "/usr/bin/git"
 	DefaultTimeout = 10 * time.Minute
-	DefaultPATH    = progpath.UserPATH
 )
 
 // Where Sync puts origin's branches (its tags keep ident.TagPrefix).
@@ -129,7 +128,7 @@ type Repo struct {
 	Timeout time.Duration
 
 	// Env is the caller's environment as "NAME=value" entries, typically
-	// os.Environ(). Only PATH (default DefaultPATH), HOME, SSH_AUTH_SOCK,
+	// os.Environ(). Only PATH (default progpath.UserPATH), HOME, SSH_AUTH_SOCK,
 	// GIT_SSH_COMMAND and the proxy variables are passed on to git; later
 	// duplicates win.
 	Env []string
@@ -659,7 +658,7 @@ func (r *Repo) env() []string {
 		// Never use a repository above the checkout, should Path lack one.
 		"GIT_CEILING_DIRECTORIES=" + filepath.Dir(filepath.Clean(r.Path)),
 	}
-	path, ssh := DefaultPATH, "ssh -o BatchMode=yes"
+	path, ssh := progpath.UserPATH, "ssh -o BatchMode=yes"
 	for _, kv := range r.Env {
 		name, value, _ := strings.Cut(kv, "=")
 		switch {
@@ -831,5 +830,5 @@ func (r *Repo) Describe(ctx context.Context, sha string) (CommitInfo, error) {
 	if !ok {
 		return CommitInfo{}, fmt.Errorf("git log %s: unexpected output %q", sha, message([]byte(out)))
 	}
-	return CommitInfo{Subject: httpretry.Clip(subject, 200), Author: httpretry.Clip(author, 200)}, nil
+	return CommitInfo{Subject: cell.Line(subject, 200), Author: cell.Line(author, 200)}, nil
 }

@@ -827,7 +827,7 @@ func TestDescribe(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Describe(%s) = %v", sha, err)
 	}
-	if strings.ContainsAny(got.Subject, "\x1b\n") || !strings.HasPrefix(got.Subject, "fix  [31mred [0m xxx") ||
+	if strings.ContainsAny(got.Subject, "\x1b\n") || !strings.HasPrefix(got.Subject, "fix [31mred [0m xxx") ||
 		utf8.RuneCountInString(got.Subject) != 200 || !strings.HasSuffix(got.Subject, "…") {
 		t.Errorf("Describe(%s).Subject = %q; want the first line, without control characters, cut to 200 runes", sha, got.Subject)
 	}

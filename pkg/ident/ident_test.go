@@ -139,3 +139,15 @@ func TestParseDeliveryAndName(t *testing.T) {
 		}
 	}
 }
+
+func TestParseEvent(t *testing.T) {
+	for s, want := range map[string]bool{
+		"push": true, "ping": true, "workflow_run": true, "check_suite2": true, "a" + strings.Repeat("b", 63): true,
+		"": false, "Push": false, "push!": false, "_push": false, "2push": false, "push run": false,
+		"push\n": false, "a" + strings.Repeat("b", 64): false,
+	} {
+		if _, err := ParseEvent(s); (err == nil) != want {
+			t.Errorf("ParseEvent(%q) = %v; want ok %v", s, err, want)
+		}
+	}
+}

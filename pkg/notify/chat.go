@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -66,7 +67,7 @@ func (w *Webhook) Body(m Message) ([]byte, error) {
 			Username string `json:"username,omitempty"`
 			// No @everyone, role or user mention pings, whatever the text.
 			AllowedMentions allowed `json:"allowed_mentions"`
-		}{Content: httpretry.Truncate(discordText(m), maxDiscord), Username: w.Username, AllowedMentions: allowed{Parse: []string{}}})
+		}{Content: discordText(m), Username: w.Username, AllowedMentions: allowed{Parse: []string{}}})
 	}
 	return json.Marshal(struct {
 		Text     string `json:"text"`
@@ -133,8 +134,26 @@ func chatText(m Message, markdown bool) string {
 	return b.String()
 }
 
-// discordText renders m for Discord's Markdown.
+// discordText renders m for Discord's Markdown within Discord's limit of
+// maxDiscord characters: the log's first lines go first, then the last
+// fields, whole lines only.
 func discordText(m Message) string {
+	for {
+		s := discordRender(m)
+		switch {
+		case utf8.RuneCountInString(s) <= maxDiscord:
+			return s
+		case m.Log != "":
+			_, m.Log, _ = strings.Cut(m.Log, "\n")
+		case len(m.Fields) > 0:
+			m.Fields = m.Fields[:len(m.Fields)-1]
+		default:
+			return s // the summary alone: at most maxSummary characters
+		}
+	}
+}
+
+func discordRender(m Message) string {
 	var b strings.Builder
 	b.WriteString(escapeDiscord(m.Summary) + "\n")
 	for _, f := range m.Fields {

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
 	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
@@ -101,7 +102,7 @@ func (ml *Mail) Compose(m Message) ([]byte, error) {
 	// end the header or start another.
 	// Encoded-words are folded onto lines of their own, so that a long
 	// non-ASCII subject keeps within the 998 bytes a line may have.
-	subject := mime.QEncoding.Encode("utf-8", httpretry.Clip(m.Summary, maxSummary))
+	subject := mime.QEncoding.Encode("utf-8", cell.Line(m.Summary, maxSummary))
 	b.WriteString("Subject: " + strings.ReplaceAll(subject, "?= =?", "?=\r\n =?") + "\r\n")
 	header("Date", now().Format(time.RFC1123Z))
 	header("Message-ID", "<"+hex.EncodeToString(id)+"@"+ml.hostname()+">")

@@ -38,7 +38,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 )
 
 // DefaultUserAgent is sent when Webhook.UserAgent is empty.
@@ -149,7 +149,7 @@ func (r Run) Message() Message {
 			fmt.Fprintf(&b, " at step %d", r.Step)
 			var detail []string
 			if r.Command != "" {
-				detail = append(detail, httpretry.Clip(r.Command, 80))
+				detail = append(detail, cell.Line(r.Command, 80))
 			}
 			if r.ExitCode != nil {
 				detail = append(detail, "exit "+strconv.Itoa(*r.ExitCode))
@@ -165,7 +165,7 @@ func (r Run) Message() Message {
 			b.WriteString(" after " + formatDuration(r.Duration))
 		}
 	}
-	m := Message{Summary: httpretry.Clip(b.String(), maxSummary), Deployment: r.Deployment}
+	m := Message{Summary: cell.Line(b.String(), maxSummary), Deployment: r.Deployment}
 	m.add("Deployment", r.Deployment, "")
 	if r.Commit != "" {
 		m.add("Commit", shortCommit(r.Commit)+" "+r.Subject, r.CommitURL)
@@ -208,7 +208,7 @@ func CertExpiry(name string, domains []string, notAfter, now time.Time, estimate
 	if left <= 0 {
 		when = "EXPIRED " + days(-left) + " ago"
 	}
-	m := Message{Summary: httpretry.Clip("certificate "+name+" "+when, maxSummary)}
+	m := Message{Summary: cell.Line("certificate "+name+" "+when, maxSummary)}
 	m.add("Certificate", name, "")
 	m.add("Domains", strings.Join(domains, ", "), "")
 	at := notAfter.UTC().Format(time.RFC3339)
@@ -222,7 +222,7 @@ func CertExpiry(name string, domains []string, notAfter, now time.Time, estimate
 
 // FailedEntry is the notice of an entry moved to queue's failed/.
 func FailedEntry(queue, entry, reason string, attempts int, at time.Time) Message {
-	m := Message{Summary: httpretry.Clip("queues/"+queue+": entry "+entry+" failed: "+reason, maxSummary)}
+	m := Message{Summary: cell.Line("queues/"+queue+": entry "+entry+" failed: "+reason, maxSummary)}
 	m.add("Queue", queue, "")
 	m.add("Entry", "failed/"+entry, "")
 	m.add("Reason", reason, "")
@@ -238,7 +238,7 @@ func FailedEntry(queue, entry, reason string, attempts int, at time.Time) Messag
 
 // add appends a field unless value is empty.
 func (m *Message) add(label, value, url string) {
-	if v := httpretry.Clip(value, maxValue); v != "" {
+	if v := cell.Line(value, maxValue); v != "" {
 		m.Fields = append(m.Fields, Field{Label: label, Value: v, URL: url})
 	}
 }

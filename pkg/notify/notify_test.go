@@ -3,12 +3,14 @@ package notify_test
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"mime"
 	"net/mail"
 	"os"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
 	"github.com/dh-deployer/dh-deployer/pkg/notify"
@@ -261,5 +263,26 @@ func TestMailStartTLS(t *testing.T) {
 	ml.TLS = nil // the system's roots do not know the test's certificate
 	if err := ml.Send(context.Background(), failedRun().Message()); err == nil || len(srv.Mails()) != 1 {
 		t.Errorf("Send to a server whose certificate is not trusted = %v; want an error and nothing sent", err)
+	}
+}
+
+// Discord takes at most 2000 characters: the log's first lines, then the
+// last fields give way, whole lines only.
+func TestDiscordLimit(t *testing.T) {
+	r := failedRun()
+	r.Error = strings.Repeat("e", 290)
+	r.Subject = strings.Repeat("s", 290)
+	r.Log = strings.Repeat(strings.Repeat("l", 99)+"\n", 20) + "the last line"
+	body, err := (&notify.Webhook{Kind: notify.Discord}).Body(r.Message())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ Content string }
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if n := utf8.RuneCountInString(got.Content); n > 2000 || !strings.HasPrefix(got.Content, "api\\: FAILED") ||
+		!strings.Contains(got.Content, "the last line") || strings.Count(got.Content, "```") != 2 {
+		t.Errorf("content of %d characters:\n%s\nwant at most 2000, the summary, the log's last line, its block closed", n, got.Content)
 	}
 }

@@ -67,9 +67,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dh-deployer/dh-deployer/pkg/cli"
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
-	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
 	"github.com/dh-deployer/dh-deployer/pkg/pause"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
@@ -128,9 +127,9 @@ type Handler struct {
 var pageFS embed.FS
 
 var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
-	"short": cli.ShortSHA,
-	"dash":  cli.Dash,
-	"line":  func(s string) string { return httpretry.Clip(s, maxLine) }, // text from a pusher: one printable line
+	"short": cell.ShortSHA,
+	"dash":  cell.Dash,
+	"line":  func(s string) string { return cell.Line(s, maxLine) }, // text from a pusher: one printable line
 	"join":  func(s []string) string { return strings.Join(s, ", ") },
 	"pages": func(n int) []int {
 		out := make([]int, n)
@@ -539,7 +538,7 @@ func (c *collection) decisions(ctx context.Context) {
 func state(d *config.Deployment, dep Deployment, runs []store.Run) (string, string) {
 	for _, r := range runs {
 		if r.State == store.RunRunning {
-			return StateRunning, fmt.Sprintf("run %d of %s", r.ID, cli.ShortSHA(r.Commit))
+			return StateRunning, fmt.Sprintf("run %d of %s", r.ID, cell.ShortSHA(r.Commit))
 		}
 	}
 	switch {
@@ -550,7 +549,7 @@ func state(d *config.Deployment, dep Deployment, runs []store.Run) (string, stri
 	case !dep.InWindow:
 		detail := fmt.Sprintf("outside the deploy windows %s", strings.Join(d.Windows, ", "))
 		if dep.NextWindow != nil {
-			detail += "; the next opens " + cli.Stamp(*dep.NextWindow)
+			detail += "; the next opens " + cell.Stamp(*dep.NextWindow)
 		}
 		return StateWaiting, detail
 	}

@@ -220,6 +220,12 @@ func (c *Config) MetricsToken(getenv func(string) string) ([]byte, error) {
 	return c.optionalSecret(c.Receive.MetricsTokenFile, getenv)
 }
 
+// ReceiveStatusToken reads receive.status_token_file like StatusToken
+// reads status.token_file; nil and no error without one.
+func (c *Config) ReceiveStatusToken(getenv func(string) string) ([]byte, error) {
+	return c.optionalSecret(c.Receive.StatusTokenFile, getenv)
+}
+
 func (c *Config) optionalSecret(file string, getenv func(string) string) ([]byte, error) {
 	if file == "" {
 		return nil, nil

@@ -210,12 +210,21 @@ outer:
 			line = f.lineOf(k)
 		}
 		err := errorf("config: %s: unknown key %q", where(f.name, line), k.String())
-		if h := suggest(k); h != "" {
+		if h := movedKeys[k.String()]; h != "" {
+			err = hint.With(err, h)
+		} else if h := suggest(k); h != "" {
 			err = hint.With(err, h)
 		}
 		errs = append(errs, err)
 	}
 	return errs
+}
+
+// movedKeys are keys that older versions took, with how to write them now.
+var movedKeys = map[string]string{
+	"notify.url_file": `the webhook is now a target that dh-route posts to: write [notify] default_targets = ["chat"] and ` +
+		`[notify.targets.chat] kind = "slack", url_file = "…", on = ["success", "failure"] (docs/route.md, "Notifications")`,
+	"notify.username": `username now belongs to a target: [notify.targets.NAME] username = "…"`,
 }
 
 var durationType = reflect.TypeFor[time.Duration]()

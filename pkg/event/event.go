@@ -11,8 +11,7 @@ package event
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
@@ -74,11 +73,20 @@ type GitHubEvent struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
-// eventRE is the shape of X-GitHub-Event values.
-var eventRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
-
-// ValidEventName reports whether s is an acceptable event name.
-func ValidEventName(s string) bool { return eventRE.MatchString(s) }
+// ValidEventName reports whether s is an acceptable event name (the shape
+// of X-GitHub-Event values): ^[a-z][a-z0-9_]{0,63}$, checked without a
+// regular expression (it runs on every delivery).
+func ValidEventName(s string) bool {
+	if len(s) == 0 || len(s) > 64 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
 
 // Encode returns the entry's JSON with the payload bytes written verbatim
 // (encoding/json would compact them). The payload must be valid JSON.
@@ -104,24 +112,53 @@ const PayloadEnd = "}\n"
 // EncodeHead returns the start of the entry's JSON, up to and including
 // `"payload":`, for a writer that streams the payload after it and then
 // PayloadEnd (Encode does the same in memory). It checks every field but
-// the payload, which the caller checks with CheckPayload.
+// the payload, which the caller checks with CheckPayload. The bytes are
+// those encoding/json writes for the struct (its field order, omitempty,
+// a UTC time in RFC 3339 with nanoseconds), appended directly: the head is
+// made for every delivery, and reflection was a tenth of dh-receive's CPU
+// per request.
 func (e *GitHubEvent) EncodeHead() ([]byte, error) {
 	if err := e.checkHead(); err != nil {
 		return nil, err
 	}
-	head := *e
-	head.Version, head.Kind = Version, KindGitHubEvent
-	head.ReceivedAt = e.ReceivedAt.UTC()
-	head.Payload = nil // Payload is the last field: it marshals as `"payload":null}`
-	b, err := json.Marshal(head)
-	if err != nil {
-		return nil, fmt.Errorf("encode entry: %w", err)
+	b := make([]byte, 0, 192+len(e.Source)+len(e.Deployment))
+	b = append(b, `{"version":`...)
+	b = strconv.AppendInt(b, Version, 10)
+	b = append(b, `,"kind":"`+KindGitHubEvent+`","delivery":`...)
+	b = appendString(b, e.Delivery)
+	b = append(b, `,"event":`...)
+	b = appendString(b, e.Event)
+	if e.HookID != 0 {
+		b = append(b, `,"hook_id":`...)
+		b = strconv.AppendInt(b, e.HookID, 10)
 	}
-	b, ok := bytes.CutSuffix(b, []byte(`null}`))
-	if !ok || !bytes.HasSuffix(b, []byte(`"payload":`)) {
-		return nil, fmt.Errorf("encode entry: payload is not the last field")
+	b = append(b, `,"received_at":"`...)
+	b = e.ReceivedAt.UTC().AppendFormat(b, time.RFC3339Nano) // checkHead: a year JSON can hold
+	b = append(b, '"')
+	if e.Source != "" {
+		b = append(b, `,"source":`...)
+		b = appendString(b, e.Source)
 	}
-	return b, nil
+	if e.Deployment != "" {
+		b = append(b, `,"deployment":`...)
+		b = appendString(b, e.Deployment)
+	}
+	return append(b, `,"payload":`...), nil
+}
+
+// appendString appends s as encoding/json writes a string: as it is
+// between quotes when it is printable ASCII that needs no escape (every
+// checked identifier), else as json.Marshal writes it.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // DecodeGitHubEvent parses and checks a github-event entry.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -174,5 +175,50 @@ func roundTrip[T any, P interface {
 	*ta, *tb = time.Time{}, time.Time{}
 	if !reflect.DeepEqual(a, b) {
 		t.Fatalf("round trip of %q = %+v; want %+v", data, b, a)
+	}
+}
+
+// TestEncodeHeadIsJSON checks that EncodeHead, which appends the head's
+// bytes itself, writes what encoding/json writes for the struct.
+func TestEncodeHeadIsJSON(t *testing.T) {
+	for _, e := range []GitHubEvent{
+		*sample(),
+		{Delivery: "hook-0123", Event: "ping", ReceivedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600))},
+		{Delivery: "d1", Event: "push", HookID: 1, Source: "gitea", Deployment: "api", ReceivedAt: time.Unix(0, 1)},
+		{Delivery: "d1", Event: "push", Source: "a\"b\\c<d>&\u2028é\x01\xff", ReceivedAt: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)},
+	} {
+		got, err := e.EncodeHead()
+		if err != nil {
+			t.Fatalf("EncodeHead(%+v) = %v", e, err)
+		}
+		m := e
+		m.Version, m.Kind, m.ReceivedAt, m.Payload = Version, KindGitHubEvent, e.ReceivedAt.UTC(), json.RawMessage("{}")
+		want, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want = bytes.TrimSuffix(want, []byte("{}}")); !bytes.Equal(got, want) {
+			t.Errorf("EncodeHead(%+v) = %s; want %s", e, got, want)
+		}
+	}
+}
+
+// TestValidEventNameMatchesPattern checks ValidEventName, a byte loop,
+// against the pattern it stands for.
+func TestValidEventNameMatchesPattern(t *testing.T) {
+	re := regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+	var all []string
+	for _, s := range []string{"push", "pull_request_review", "a", strings.Repeat("a", 63), strings.Repeat("b", 64), strings.Repeat("c", 65)} {
+		all = append(all, s, s[1:], "_"+s, "0"+s)
+		for i := range len(s) {
+			for _, c := range []byte("\x00\n -09:AZ_`az{\x7f\xff") {
+				all = append(all, s[:i]+string([]byte{c})+s[i+1:])
+			}
+		}
+	}
+	for _, s := range all {
+		if got, want := ValidEventName(s), re.MatchString(s); got != want {
+			t.Errorf("ValidEventName(%q) = %v; want %v", s, got, want)
+		}
 	}
 }

@@ -71,6 +71,11 @@ type GitHubEvent struct {
 	Deployment string `json:"deployment,omitempty"`
 	// Payload is the JSON payload exactly as received.
 	Payload json.RawMessage `json:"payload"`
+
+	// checked is the Payload DecodeGitHubEvent checked: Encode does not
+	// check the same bytes again (dh-route forwards each delivery it
+	// decoded to its deployments' queues).
+	checked json.RawMessage
 }
 
 // ValidEventName reports whether s is an acceptable event name (the shape
@@ -89,14 +94,18 @@ func ValidEventName(s string) bool {
 }
 
 // Encode returns the entry's JSON with the payload bytes written verbatim
-// (encoding/json would compact them). The payload must be valid JSON.
+// (encoding/json would compact them). The payload must be a JSON object:
+// Encode checks it, unless it is the very payload DecodeGitHubEvent
+// returned, which its decoding checked.
 func (e *GitHubEvent) Encode() ([]byte, error) {
 	head, err := e.EncodeHead()
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckPayload(e.Payload); err != nil {
-		return nil, err
+	if !sameBytes(e.Payload, e.checked) {
+		if err := CheckPayload(e.Payload); err != nil {
+			return nil, err
+		}
 	}
 	var buf bytes.Buffer
 	buf.Grow(len(head) + len(e.Payload) + len(PayloadEnd))
@@ -182,7 +191,14 @@ func DecodeGitHubEvent(data []byte) (*GitHubEvent, error) {
 	if t := bytes.TrimLeft(e.Payload, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 		return nil, CheckPayload(e.Payload) // not an object: it says whether it is JSON at all
 	}
+	e.checked = e.Payload
 	return &e, nil
+}
+
+// sameBytes reports whether a and b are the same memory, not merely
+// equal: a payload replaced since it was checked is checked again.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 func (e *GitHubEvent) checkHead() error {

@@ -222,3 +222,24 @@ func TestValidEventNameMatchesPattern(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeChecksAReplacedPayload: Encode skips checking only the very
+// payload DecodeGitHubEvent checked; one replaced since is checked.
+func TestEncodeChecksAReplacedPayload(t *testing.T) {
+	good, _ := sample().Encode()
+	e, err := DecodeGitHubEvent(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := *e // as dh-route forwards it
+	out.Deployment = "api"
+	if _, err := out.Encode(); err != nil {
+		t.Errorf("Encode(decoded) = %v", err)
+	}
+	for _, p := range []string{`[1]`, `{"a":`, `{}, "kind": "x"`} {
+		out.Payload = json.RawMessage(p)
+		if _, err := out.Encode(); sysexits.Code(err) != sysexits.DataErr {
+			t.Errorf("Encode(payload %s) = %v; want a data error", p, err)
+		}
+	}
+}

@@ -172,15 +172,18 @@ func appendString(b []byte, s string) []byte {
 
 // DecodeGitHubEvent parses and checks a github-event entry.
 func DecodeGitHubEvent(data []byte) (*GitHubEvent, error) {
-	env, err := Peek(data)
-	if err != nil {
-		return nil, err
-	}
-	if env.Kind != KindGitHubEvent {
-		return nil, dataErr("entry kind is %q, want %q", env.Kind, KindGitHubEvent)
-	}
+	// One decoding of the whole entry; Peek's too, to say what is wrong,
+	// only when it fails or the envelope is not a github-event's.
 	var e GitHubEvent
-	if err := json.Unmarshal(data, &e); err != nil {
+	err := json.Unmarshal(data, &e)
+	if err != nil || e.Version != Version || e.Kind != KindGitHubEvent {
+		env, perr := Peek(data)
+		if perr != nil {
+			return nil, perr
+		}
+		if env.Kind != KindGitHubEvent {
+			return nil, dataErr("entry kind is %q, want %q", env.Kind, KindGitHubEvent)
+		}
 		return nil, dataErr("decode %s entry: %v", KindGitHubEvent, err)
 	}
 	if err := e.checkHead(); err != nil {

@@ -48,6 +48,8 @@ func TestDecodeRejectsBadEntries(t *testing.T) {
 		{"version 2", strings.Replace(string(good), `"version":1`, `"version":2`, 1), "version 2 is not supported"},
 		{"no kind", `{"version":1}`, "no kind"},
 		{"other kind", `{"version":1,"kind":"nginx-sites"}`, `want "github-event"`},
+		{"other kind, fields of other types", `{"version":1,"kind":"nginx-sites","delivery":5}`, `want "github-event"`},
+		{"version 2, fields of other types", `{"version":2,"kind":"github-event","delivery":5}`, "version 2 is not supported"},
 		{"bad delivery", strings.Replace(string(good), "72d3162e", "../..", 1), "delivery id"},
 		{"bad event", strings.Replace(string(good), `"push"`, `"push; rm"`, 1), "event name"},
 		{"no time", strings.Replace(string(good), `"received_at"`, `"x"`, 1), "received_at"},

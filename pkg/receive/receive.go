@@ -129,9 +129,9 @@ var (
 	}
 )
 
-// webhook takes one delivery in three steps: read its headers (every
-// check that needs no body, and the reservation of its bytes in flight),
-// then verify and enqueue its body in one pass (incoming.streamBody), then
+// webhook takes one delivery: read (every check its source and headers
+// allow before a byte of the body is read, then its bytes in flight),
+// verify and enqueue (in one pass over the body: incoming.streamBody),
 // answer.
 func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
@@ -143,16 +143,11 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	// without this, net/http would first read up to 256 KiB of the unread
 	// body, waiting for a client that may never send it.
 	w.Header().Set("Connection", "close")
-	client, err := s.clientAddr(r)
-	if err != nil {
-		s.reject(w, r, http.StatusForbidden, err.Error(), client)
-		return
+	client, rej := s.source(r)
+	var d *incoming
+	if rej == nil {
+		d, rej = s.readHeaders(r)
 	}
-	if !s.allowed(client) {
-		s.reject(w, r, http.StatusForbidden, "source address "+client.String()+" is not allowed", client)
-		return
-	}
-	d, rej := s.readHeaders(r)
 	if rej == nil {
 		rej = s.reserve(w, r, d)
 	}
@@ -162,7 +157,27 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.inFlight.give(d.reserved)
 	w.Header().Del("Connection") // the body is read from here on
-	name, err := s.enqueue(w, r, d)
+	name, err := s.enqueue(d)
+	s.answer(w, r, client, d, name, err)
+}
+
+// source is the requesting client's address (clientAddr), refused unless
+// the allowlist takes it.
+func (s *Server) source(r *http.Request) (netip.Addr, *rejection) {
+	client, err := s.clientAddr(r)
+	if err != nil {
+		return client, &rejection{http.StatusForbidden, err.Error()}
+	}
+	if !s.allowed(client) {
+		return client, &rejection{http.StatusForbidden, "source address " + client.String() + " is not allowed"}
+	}
+	return client, nil
+}
+
+// answer tells the client what became of its delivery: 202 once its entry
+// name is on disk, the rejection of a body that did not verify or check,
+// or 503 when the queue could not store it.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, client netip.Addr, d *incoming, name string, err error) {
 	var bad *rejection
 	switch {
 	case errors.As(err, &bad):
@@ -263,7 +278,7 @@ func (s *Server) reserve(w http.ResponseWriter, r *http.Request, d *incoming) *r
 // enqueue verifies the delivery's body as it streams into its entry's
 // staging file and publishes the entry: its name, or a *rejection (the
 // request's fault: nothing was queued) or another error (the queue's).
-func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, d *incoming) (string, error) {
+func (s *Server) enqueue(d *incoming) (string, error) {
 	d.bodyMAC = s.verifier()
 	defer s.verifiers.Put(d.bodyMAC)
 	res := queue.PublishAll([]queue.Item{{Queue: s.Queue, Write: d.streamBody}})[0]

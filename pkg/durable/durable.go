@@ -72,6 +72,9 @@ func (f fdFile) Write(p []byte) (int, error) {
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
+		if err == nil && m == 0 {
+			err = io.ErrShortWrite // never for a regular file; no endless loop either
+		}
 		if err != nil {
 			return n, &os.PathError{Op: "write", Path: f.path, Err: err}
 		}

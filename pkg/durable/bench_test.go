@@ -53,14 +53,14 @@ func BenchmarkSyncCost(b *testing.B) {
 
 // BenchmarkBatchSyncs measures what a routing batch's syncs cost on the
 // file system of $TMPDIR: 256 entries of 7 KB staged (each its own
-// fdatasync, 16 at a time, as queue.PublishAll does) and renamed into 1
+// fdatasync, 64 at a time, as queue.PublishAll does) and renamed into 1
 // or 4 queue directories, then each directory fsynced, the 4 one after
 // the other or at once. It reports ms per batch for the entries' syncs
 // and for the directories'. A directory fsync is per directory (a name is
 // durable only once its own directory is synced), so 4 queues need 4; the
 // question is what they cost beside the entries' own syncs.
 func BenchmarkBatchSyncs(b *testing.B) {
-	const entries, workers = 256, 16
+	const entries, workers = 256, 64
 	data := make([]byte, 7<<10)
 	for _, c := range []struct {
 		name       string

@@ -67,12 +67,12 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/deploy"
@@ -369,7 +369,7 @@ func (t *historyTable) add(r store.Run) error {
 		took = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
 	}
 	fmt.Fprintf(t.w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.QueuedAt.UTC().Format(time.RFC3339),
-		r.Trigger, cli.Dash(r.TriggeredBy), r.State, cli.ShortSHA(r.Commit), cli.ShortSHA(r.Previous), took, cli.Num(r.FailedStep), cli.Num(r.ExitCode), cli.OneLine(strings.TrimSpace(r.Error+" "+r.Note)))
+		r.Trigger, cell.Dash(r.TriggeredBy), r.State, cell.ShortSHA(r.Commit), cell.ShortSHA(r.Previous), took, cell.Num(r.FailedStep), cell.Num(r.ExitCode), cell.Text(r.Error+" "+r.Note))
 	if t.rows++; t.rows%store.EachRunPage == 0 {
 		return t.flush()
 	}

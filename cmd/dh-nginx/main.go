@@ -41,6 +41,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/nginx"
@@ -81,7 +82,7 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 		return err
 	}
 	defer st.Close()
-	in := nginx.New(cfg, st, nginx.Options{Logger: env.Logger, Wait: true})
+	in := nginx.New(cfg, st, nginx.Options{Logger: env.Logger, WaitLock: true})
 	c, err := in.Queue().Lock(ctx, wait)
 	if err != nil {
 		return err
@@ -102,7 +103,7 @@ func replay(ctx context.Context, env *cli.Env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	in := nginx.New(cfg, st, nginx.Options{Logger: env.Logger, Wait: true})
+	in := nginx.New(cfg, st, nginx.Options{Logger: env.Logger, WaitLock: true})
 	return queue.Replay(ctx, args[0], in.Handle)
 }
 
@@ -141,9 +142,9 @@ func history(ctx context.Context, env *cli.Env, args []string) error {
 	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tSTARTED\tKIND\tDEPLOYMENT\tCOMMIT\tOUTCOME\tINSTALLED\tREMOVED\tPENDING\tERROR")
 	for _, r := range rows {
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.ID, cli.Stamp(r.StartedAt), r.Kind, cli.Dash(r.Deployment),
-			cli.ShortSHA(r.Commit), r.Outcome, len(r.Installed), len(r.Removed), cli.Dash(strings.Join(r.Pending, ",")),
-			cli.OneLine(r.Error))
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.ID, cell.Stamp(r.StartedAt), r.Kind, cell.Dash(r.Deployment),
+			cell.ShortSHA(r.Commit), r.Outcome, len(r.Installed), len(r.Removed), cell.Dash(strings.Join(r.Pending, ",")),
+			cell.Text(r.Error))
 	}
 	return w.Flush()
 }

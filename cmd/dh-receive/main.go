@@ -154,7 +154,7 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 		Proxies: proxies, ProxyUnix: proxyUnix, HookListener: hl, HookUsers: hookUsers, MetricsToken: metricsToken,
 		Logger: env.Logger, Now: time.Now,
 	}
-	return s.Serve(ctx, l, env.Getenv)
+	return s.Serve(ctx, l, env.Ready)
 }
 
 func sign(ctx context.Context, env *cli.Env, args []string) error {

@@ -140,6 +140,46 @@ func TestServe(t *testing.T) {
 	}
 }
 
+// serve tells the service manager it is ready, and what it does, the way
+// every daemon does (cli.Env.Ready), and that it stops on SIGTERM.
+func TestServeNotifiesReady(t *testing.T) {
+	cfg := setup(t, "a-long-enough-webhook-secret")
+	dir := filepath.Dir(cfg)
+	os.MkdirAll(filepath.Join(dir, "queues", "main"), 0o755)
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	getenv := func(k string) string {
+		if k == "NOTIFY_SOCKET" {
+			return sock
+		}
+		return ""
+	}
+	go func() {
+		done <- cli.Run(ctx, app, &cli.Env{Stdout: io.Discard, Stderr: &stderr, Getenv: getenv}, []string{"-c", cfg})
+	}()
+	buf := make([]byte, 256)
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := conn.Read(buf)
+	if got := string(buf[:n]); err != nil || !strings.HasPrefix(got, "READY=1\nSTATUS=receiving deliveries on 127.0.0.1:") {
+		t.Errorf("service manager got %q, %v; want READY=1 and STATUS=receiving deliveries on 127.0.0.1:PORT (stderr: %s)", got, err, stderr.String())
+	}
+	cancel()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := conn.Read(buf); err != nil || string(buf[:n]) != "STOPPING=1" {
+		t.Errorf("service manager got %q, %v after SIGTERM; want STOPPING=1", buf[:n], err)
+	}
+	if code := <-done; code != 0 {
+		t.Errorf("serve after cancel = %d; want 0 (stderr: %s)", code, stderr.String())
+	}
+}
+
 // serveHook runs serve in-process with receive.hook_users giving the
 // current user local/app, and returns the hook socket and queues/main.
 func serveHook(t *testing.T) (socket, main string) {

@@ -51,8 +51,9 @@
 // does not.
 //
 // With status.listen set, run also serves the read-only status page
-// (GET /status, /status.json, /status/logs/NAME/RUN; see pkg/status and
-// docs/route.md), Prometheus metrics (GET /metrics) and GET /healthz,
+// (GET /status, /status.json, /status/logs/NAME/RUN; times in
+// status.time_zone, reloading every status.refresh or ?refresh=SECONDS;
+// see pkg/status and docs/route.md), Prometheus metrics (GET /metrics) and GET /healthz,
 // 503 when a queue's oldest entry is older than status.stall_after while
 // no worker holds its lock, until it stops; run --once does not.
 //
@@ -74,6 +75,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/doctor"
@@ -245,7 +247,7 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 			unreadable = append(unreadable, fmt.Sprintf("queue %s: %v", name, err))
 			continue
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%d\n", name, s.Depth, cli.Stamp(s.Oldest), s.Failed)
+		fmt.Fprintf(w, "%s\t%d\t%s\t%d\n", name, s.Depth, cell.Stamp(s.Oldest), s.Failed)
 		failed, _ := q.Failed()
 		for _, f := range failed {
 			why, err := q.ReadFailure(f)
@@ -264,7 +266,7 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 		w = tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(w, "QUEUE\tENTRY\tFAILED AT\tATTEMPTS\tREASON")
 		for _, f := range failures {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", f.Queue, f.Entry, cli.Stamp(f.FailedAt), f.Attempts, f.Error)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", f.Queue, f.Entry, cell.Stamp(f.FailedAt), f.Attempts, f.Error)
 		}
 		w.Flush()
 	}
@@ -282,8 +284,8 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 	w = tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "DECIDED\tDELIVERY\tEVENT\tREPOSITORY\tREF\tSTATUS\tREASON\tDEPLOYMENTS")
 	for _, r := range rows {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cli.Stamp(r.DecidedAt), r.Delivery, r.Event.Event,
-			cli.Dash(r.Repository), cli.Dash(r.Ref), r.Status, cli.Dash(r.Reason), cli.Dash(strings.Join(r.Deployments, ",")))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell.Stamp(r.DecidedAt), r.Delivery, r.Event.Event,
+			cell.Dash(r.Repository), cell.Dash(r.Ref), r.Status, cell.Dash(r.Reason), cell.Dash(strings.Join(r.Deployments, ",")))
 	}
 	return w.Flush()
 }

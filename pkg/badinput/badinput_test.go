@@ -163,7 +163,7 @@ hook_socket = %q
 // empty) until the test ends, and returns its address.
 func (w *world) receiver(t *testing.T, hookSocket string, tweak func(*receive.Server)) string {
 	t.Helper()
-	l, hl, err := receive.Listen("127.0.0.1:0", hookSocket, func(string) string { return "" })
+	l, hl, err := receive.Listen("127.0.0.1:0", hookSocket, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func (w *world) receiver(t *testing.T, hookSocket string, tweak func(*receive.Se
 	tweak(s)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, l, func(string) string { return "" }) }()
+	go func() { done <- s.Serve(ctx, l, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -1034,6 +1034,9 @@ func TestCatalogue(t *testing.T) {
 		{"config with an unknown key", func(t *testing.T) outcome {
 			return runTool(t, w.badConfig(t, "\n[deployments.web]\nrepository = \"acme/web\"\nbrnach = [\"main\"]\npath = \"/srv/web\"\n"))
 		}, outcome{0, sysexits.Config, "config.toml:%LINE+4%: unknown key \"deployments.web.brnach\"\ndh-route: hint: did you mean \"branches\"?"}, ""},
+		{"config: the status page in an unknown time zone", func(t *testing.T) outcome {
+			return runTool(t, w.badConfig(t, "\n[status]\ntime_zone = \"Europe/Lodnon\"\n"))
+		}, outcome{0, sysexits.Config, "config.toml:%LINE+3%: status.time_zone: unknown time zone \"Europe/Lodnon\"\ndh-route: hint: use an IANA name such as \"Europe/London\" or \"UTC\" (see /usr/share/zoneinfo)"}, ""},
 		{"config with a deployment named ../etc", func(t *testing.T) outcome {
 			return runTool(t, w.badConfig(t, "\n[deployments.\"../etc\"]\nrepository = \"acme/web\"\nbranches = [\"main\"]\npath = \"/srv/web\"\n"))
 		}, outcome{0, sysexits.Config, `config.toml:%LINE+2%: deployments."../etc": name must match [a-z0-9][a-z0-9-]*`}, ""},

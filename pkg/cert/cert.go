@@ -62,6 +62,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
@@ -76,8 +77,6 @@ import (
 const (
 	DefaultMaxAttempts = 5
 	DefaultTimeout     = 10 * time.Minute
-	// DefaultPATH is certbot's PATH when Options.Env names none.
-	DefaultPATH = progpath.SystemPATH
 )
 
 // CertbotLockFile is the lock, in queues/cert, held while certbot runs, so
@@ -97,7 +96,7 @@ func DefaultBackoff(n int) time.Duration {
 type Options struct {
 	Logger *slog.Logger
 	// Env is added to certbot's environment, which is otherwise only
-	// PATH=DefaultPATH (sudo resets it anyway).
+	// PATH=progpath.SystemPATH (sudo resets it anyway).
 	Env []string
 	// Stderr receives certbot's output as it comes (the journal). nil
 	// discards it; the database keeps the end of a failure's output.
@@ -127,6 +126,7 @@ type Worker struct {
 	prog  string   // certbot's command (or the request command), absolute
 	args  []string // the rest of the command prefix (or request command)
 	env   []string
+	db    store.Retrier // every database call of a request goes through it
 }
 
 // New returns the worker. st may be nil for a worker that only renews
@@ -148,7 +148,7 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Worker, error) {
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = DefaultMaxAttempts
 	}
-	env := append([]string{"PATH=" + DefaultPATH}, opts.Env...)
+	env := append([]string{"PATH=" + progpath.SystemPATH}, opts.Env...)
 	command, key := cfg.Cert.Command, "cert.command"
 	if len(cfg.Cert.RequestCommand) > 0 {
 		command, key = cfg.Cert.RequestCommand, "cert.request_command"
@@ -156,34 +156,17 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Worker, error) {
 	if len(command) == 0 {
 		return nil, sysexits.Errorf(sysexits.Config, "%s: %s is empty", cfg.File, key)
 	}
-	prog, err := lookProgram(command[0], env)
+	prog, err := progpath.Program(command[0], progpath.EnvPATH(env))
 	if err != nil {
 		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s: %s: %v", cfg.File, key, err),
 			"give the program as an absolute path, e.g. [\"/usr/bin/sudo\", \"-n\", \"/usr/bin/certbot\"]")
 	}
 	return &Worker{
-		cfg: cfg, st: st, opts: opts, log: opts.Logger, env: env,
+		cfg: cfg, st: st, opts: opts, log: opts.Logger, env: env, db: store.Retrying(opts.Wait, opts.Logger),
 		q:     queue.Open(cfg.QueuePath(config.CertQueue)),
 		nginx: queue.Open(cfg.QueuePath(config.NginxQueue)),
 		prog:  prog, args: slices.Clone(command[1:]),
 	}, nil
-}
-
-// lookProgram finds name: an absolute path as is, a bare name in env's PATH.
-func lookProgram(name string, env []string) (string, error) {
-	if filepath.IsAbs(name) {
-		return name, nil
-	}
-	if strings.Contains(name, "/") {
-		return "", fmt.Errorf("program %q must be an absolute path or a bare name", name)
-	}
-	path := ""
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			path = v
-		}
-	}
-	return progpath.InPath(name, path)
 }
 
 // SetConfig hands the worker a reloaded configuration (SIGHUP); it takes
@@ -328,7 +311,7 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error 
 	// The backoff is per certificate name, whichever entry asks.
 	if !replay && prev.State != store.CertIssued && time.Now().Before(prev.NextTry) {
 		return sysexits.Errorf(sysexits.TempFail, "certificate %s: %d failed attempts; next try at %s: %s",
-			req.Name, prev.Attempts, prev.NextTry.UTC().Format(time.RFC3339), firstLine(prev.LastError))
+			req.Name, prev.Attempts, prev.NextTry.UTC().Format(time.RFC3339), cell.Line(prev.LastError, 200))
 	}
 	// The consecutive failures so far; a request after one that was given
 	// up starts again.
@@ -591,10 +574,6 @@ func (w *Worker) certbot(ctx context.Context, req Request, args []string) (sysex
 	return res, err
 }
 
-func (w *Worker) db(ctx context.Context, what string, fn func(context.Context) error) error {
-	return store.RetryIf(ctx, w.opts.Wait, w.log, what, fn)
-}
-
 // describeFailure says how certbot failed: its exit status, and the
 // problems the ACME server reported ("Detail:" lines) or else its last
 // line of output.
@@ -644,9 +623,4 @@ func exitCode(res sysexec.Result, err error) *int {
 		return nil
 	}
 	return new(res.ExitCode)
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
 }

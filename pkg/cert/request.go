@@ -14,6 +14,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
+	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -124,7 +125,7 @@ func ReadRequest(path string) (*Request, error) {
 
 // CertbotEnv names the variables of its own environment `dh-cert certbot`
 // passes to certbot (set by the root unit, e.g. a drop-in's Environment=
-// for a private ACME server's CA), besides PATH=DefaultPATH.
+// for a private ACME server's CA), besides PATH=progpath.SystemPATH.
 var CertbotEnv = []string{"REQUESTS_CA_BUNDLE"}
 
 // Certbot is `dh-cert certbot`, run as root by dh-certbot.service: it
@@ -141,7 +142,7 @@ func Certbot(ctx context.Context, cfg *config.Config, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	env := []string{"PATH=" + DefaultPATH}
+	env := []string{"PATH=" + progpath.SystemPATH}
 	for _, name := range CertbotEnv {
 		if v := getenv(name); v != "" {
 			env = append(env, name+"="+v)

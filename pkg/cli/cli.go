@@ -35,9 +35,12 @@ import (
 // Ready tells the service manager that the command is ready to work
 // (sd_notify READY=1, with STATUS=status; nothing without $NOTIFY_SOCKET)
 // and returns the function that says it is stopping: defer
-// env.Ready("routing queues/main")().
+// env.Ready("routing queues/main")(). It is every daemon's one way to
+// say so; a notification that fails is logged.
 func (e *Env) Ready(status string) (stopping func()) {
-	systemd.Notify(e.Getenv, "READY=1\nSTATUS="+status)
+	if err := systemd.Notify(e.Getenv, "READY=1\nSTATUS="+status); err != nil && e.Logger != nil {
+		e.Logger.Warn("readiness notification failed", "err", err)
+	}
 	return func() { systemd.Notify(e.Getenv, "STOPPING=1") }
 }
 

@@ -169,18 +169,3 @@ func TestReady(t *testing.T) {
 		}
 	}
 }
-
-func TestCells(t *testing.T) {
-	long := strings.Repeat("é", 60) // 120 bytes
-	for _, tc := range []struct{ got, want string }{
-		{Dash(""), "-"}, {Dash("x"), "x"},
-		{Stamp(time.Time{}), "-"}, {Stamp(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)), "2026-11-22T10:00:00Z"},
-		{ShortSHA(""), "-"}, {ShortSHA(strings.Repeat("a", 40)), strings.Repeat("a", 12)},
-		{Num(nil), "-"},
-		{OneLine(""), "-"}, {OneLine("first\nsecond"), "first"}, {OneLine(long), strings.Repeat("é", 50) + "…"},
-	} {
-		if tc.got != tc.want {
-			t.Errorf("got %q; want %q", tc.got, tc.want)
-		}
-	}
-}

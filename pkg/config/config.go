@@ -253,6 +253,15 @@ type GitHub struct {
 	// Default "dh-deployer".
 	StatusContext string `toml:"status_context"`
 
+	// WebURL is where the repositories' web pages are: the status page
+	// links a run's commit to WEB_URL/OWNER/NAME/commit/SHA (OWNER/NAME
+	// being the deployment's repository). Default "https://github.com";
+	// for GitHub Enterprise "https://HOST", or another forge whose commit
+	// pages have that shape (Gitea, Forgejo). Only the deployments that
+	// fetch from its host (see FetchURL) get links; the others show the
+	// bare commit. See CommitURL.
+	WebURL string `toml:"web_url"`
+
 	// TargetURL is a Go text/template for the statuses' details link;
 	// the stage that sets statuses documents the fields it offers.
 	// Optional: empty sets no link.
@@ -542,6 +551,7 @@ func Default() *Config {
 		},
 		GitHub: GitHub{
 			APIURL:        "https://api.github.com",
+			WebURL:        "https://github.com",
 			StatusContext: "dh-deployer",
 		},
 		Nginx:     defaultNginx(),

@@ -135,62 +135,6 @@ func validDomain(s string) bool {
 	return true
 }
 
-// validatePolicy checks the site-policy keys of one deployment.
-func (d *Deployment) validatePolicy(ck *checker, c *Config, key func(...string) []string) {
-	if d.Kind != KindNginx {
-		for _, f := range []struct {
-			name string
-			set  bool
-		}{{"domains", d.Domains != nil}, {"serve", d.Serve != nil}, {"upstreams", d.Upstreams != nil},
-			{"unsafe_directives", d.UnsafeDirectives != nil}} {
-			if f.set {
-				ck.add(key(f.name), "only for kind %q", KindNginx)
-			}
-		}
-		return
-	}
-	for i, dom := range d.Domains {
-		if !validDomain(dom) {
-			ck.addSub(key("domains"), fmt.Sprintf("[%d]", i), "%q is not a lower-case host name or \"*.\" wildcard", dom)
-		}
-	}
-	for i, p := range d.Serve {
-		sub := fmt.Sprintf("[%d]", i)
-		switch {
-		case p == "" || !filepath.IsAbs(p) || hasControl(p):
-			ck.addSub(key("serve"), sub, "must be an absolute path")
-		case filepath.Clean(p) != p || strings.ContainsAny(p, "$\\"):
-			ck.addSub(key("serve"), sub, "must be clean, without \"$\" or \"\\\"")
-		case p == "/":
-			ck.addSub(key("serve"), sub, "must not be the root directory")
-		default:
-			for _, own := range []string{c.StateDir, c.QueueDir, c.Nginx.ConfDir, c.Nginx.SnippetsDir, c.Nginx.CertDir, c.Nginx.LogDir, "/etc", "/root", "/home"} {
-				if within(own, p) {
-					ck.addSub(key("serve"), sub, "holds %s", own)
-				}
-			}
-			for _, name := range c.DeploymentNames() {
-				if o := c.Deployments[name]; o != nil && o.Path != "" && o.Path != p && within(o.Path, p) {
-					ck.addSub(key("serve"), sub, "holds the checkout of deployments.%s", name)
-				}
-			}
-		}
-	}
-	for i, u := range d.Upstreams {
-		if _, err := NormalizeUpstream(u); err != nil {
-			ck.addSub(key("upstreams"), fmt.Sprintf("[%d]", i), "%v", err)
-			ck.hint(`write "host:port" or "unix:/path/to.sock"`)
-		}
-	}
-	for i, name := range d.UnsafeDirectives {
-		if NeverAllowedDirective(name) {
-			ck.addSub(key("unsafe_directives"), fmt.Sprintf("[%d]", i), "%q can never be allowed", name)
-		} else if name == "" || strings.ContainsFunc(name, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') }) {
-			ck.addSub(key("unsafe_directives"), fmt.Sprintf("[%d]", i), "%q is not a directive name", name)
-		}
-	}
-}
-
 // within reports whether path p is dir or inside it.
 func within(p, dir string) bool {
 	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")

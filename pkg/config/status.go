@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -30,6 +31,40 @@ type Status struct {
 	// dh_route_queue_stalled) reports the queue stalled: its worker
 	// stopped. Default "10m".
 	StallAfter time.Duration `toml:"stall_after"`
+
+	// TimeZone is the IANA time zone the page shows its times in
+	// ("Europe/London"), or "Local" for the host's. Default "UTC".
+	// /status.json always gives RFC 3339 times in UTC.
+	TimeZone string `toml:"time_zone"`
+
+	// Refresh, when set, makes every page reload itself this often (an
+	// HTML <meta http-equiv="refresh">, no JavaScript); ?refresh=SECONDS
+	// asks for another period, ?refresh=0 for none. From MinRefresh to
+	// MaxRefresh, in whole seconds. Default 0: no refresh.
+	Refresh time.Duration `toml:"refresh"`
+}
+
+// The bounds of Status.Refresh and of the page's ?refresh=SECONDS.
+const (
+	MinRefresh = 5 * time.Second
+	MaxRefresh = time.Hour
+)
+
+// CheckRefresh says what is wrong with a refresh period, or returns nil:
+// 0 (none), or whole seconds from MinRefresh to MaxRefresh.
+func CheckRefresh(d time.Duration) error {
+	if d != 0 && (d < MinRefresh || d > MaxRefresh || d%time.Second != 0) {
+		return fmt.Errorf("%v: want 0 (no refresh) or whole seconds from %v to %v", d, MinRefresh, MaxRefresh)
+	}
+	return nil
+}
+
+// Location is the time zone of the page: time_zone, UTC by default.
+func (s *Status) Location() (*time.Location, error) {
+	if s.TimeZone == "" {
+		return time.UTC, nil
+	}
+	return zone(s.TimeZone)
 }
 
 // ListenNetwork splits Listen into a network for net.Listen ("tcp" or
@@ -77,6 +112,13 @@ func (s *Status) validate(ck *checker) {
 		}
 	}
 	ck.positive(k("status", "stall_after"), s.StallAfter)
+	if _, err := s.Location(); err != nil {
+		ck.add(k("status", "time_zone"), "%v", err)
+		ck.hint(`use an IANA name such as "Europe/London" or "UTC" (see /usr/share/zoneinfo)`)
+	}
+	if err := CheckRefresh(s.Refresh); err != nil {
+		ck.add(k("status", "refresh"), "%v", err)
+	}
 	if s.TokenFile != "" {
 		ck.credentialPath(k("status", "token_file"), "", s.TokenFile)
 	}

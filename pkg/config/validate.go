@@ -31,7 +31,6 @@ const MaxNameLen = ident.MaxDeploymentName
 
 var (
 	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	eventRE   = regexp.MustCompile(`^[a-z_]+$`)
 	userRE    = regexp.MustCompile(`^[a-z_][a-z0-9_-]*\$?$`)
 	hostRE    = regexp.MustCompile(`^[A-Za-z0-9.-]*$`)
 )
@@ -375,6 +374,10 @@ func (g *GitHub) validate(ck *checker) {
 		ck.add(k("github", "api_url"), "must not contain user information")
 		ck.hint("put the token in the file named by github.token_file")
 	}
+	if _, err := webURL(g.WebURL); err != nil {
+		ck.add(k("github", "web_url"), "%v", err)
+		ck.hint(`for GitHub Enterprise: web_url = "https://HOST"`)
+	}
 	if g.TokenFile != "" {
 		ck.credentialPath(k("github", "token_file"), "", g.TokenFile)
 	}
@@ -384,139 +387,6 @@ func (g *GitHub) validate(ck *checker) {
 	if g.TargetURL != "" {
 		if _, err := template.New("target_url").Parse(g.TargetURL); err != nil {
 			ck.add(k("github", "target_url"), "bad template: %v", err)
-		}
-	}
-}
-
-func (d *Deployment) validate(ck *checker, c *Config, name string) {
-	key := func(sub ...string) []string { return append(k("deployments", name), sub...) }
-	for i, f := range d.TokenFiles {
-		ck.credentialPath(key("token_files"), fmt.Sprintf("[%d]", i), f)
-	}
-	for i, w := range d.Windows {
-		if _, err := ParseWindow(w); err != nil {
-			ck.addSub(key("windows"), fmt.Sprintf("[%d]", i), "%v", err)
-			ck.hint(`write a window as "mon-fri 09:00-17:00"`)
-		}
-	}
-	if _, err := d.Location(); err != nil {
-		ck.add(key("time_zone"), "%v", err)
-	}
-	_, nameErr := ident.ParseDeploymentName(name)
-	switch {
-	case len(name) > MaxNameLen:
-		ck.add(key(), "name longer than %d bytes", MaxNameLen)
-	case nameErr != nil:
-		ck.add(key(), "name must match [a-z0-9][a-z0-9-]*")
-		ck.hint("a deployment's name is also its queue's and its systemd instance's name")
-	case slices.Contains(reserved, name):
-		ck.add(key(), "name %q is reserved", name)
-		ck.hint("main, nginx, cert, status, failed and tmp are queue names of their own")
-	}
-
-	switch d.Kind {
-	case KindSteps, KindNginx:
-		if d.Self != nil {
-			ck.add(key("self"), "only for kind %q", KindSelf)
-		}
-	case KindSelf:
-		if d.Self == nil {
-			d.Self = &Self{}
-		}
-		d.Self.validate(ck, key("self"))
-	default:
-		ck.add(key("kind"), "must be %q, %q or %q, not %q", KindSteps, KindNginx, KindSelf, d.Kind)
-	}
-
-	ck.repository(key("repository"), d.Repository)
-
-	for i, b := range d.Branches {
-		ck.refPattern(key("branches"), i, b, "refs/heads/")
-	}
-	for i, t := range d.Tags {
-		ck.refPattern(key("tags"), i, t, "refs/tags/")
-	}
-	if len(d.Branches) == 0 && len(d.Tags) == 0 {
-		ck.add(key(), "follows no branch or tag")
-		ck.hint(`set branches = ["main"] (or tags)`)
-	}
-
-	if ck.absPath(key("path"), d.Path) {
-		if d.Path == "/" {
-			ck.add(key("path"), "must not be the root directory")
-		} else if c := filepath.Clean(d.Path); c != d.Path {
-			ck.add(key("path"), "must be clean")
-			ck.hint(fmt.Sprintf("write %q", c))
-		}
-	}
-
-	if d.CloneURL != "" {
-		ck.cloneURL(key("clone_url"), d.CloneURL)
-	}
-
-	if len(d.Events) == 0 {
-		ck.add(key("events"), "must not be empty")
-	}
-	for i, e := range d.Events {
-		if !eventRE.MatchString(e) {
-			ck.addSub(key("events"), fmt.Sprintf("[%d]", i), "%q is not a GitHub event name", e)
-		}
-	}
-
-	if d.Kind == KindNginx && len(d.Steps) > 0 {
-		ck.add(key("steps"), "not allowed for kind %q", KindNginx)
-	}
-	for i, step := range d.Steps {
-		ck.argv(key("steps"), fmt.Sprintf("[%d]", i), step)
-	}
-
-	for _, name := range sortedKeys(d.Environment) {
-		switch {
-		case !envNameRE.MatchString(name):
-			ck.add(key("environment", name), "not a valid environment variable name")
-		case strings.HasPrefix(name, "DH_"):
-			ck.add(key("environment", name), "DH_* variables are set by dh-deploy and cannot be overridden")
-		case strings.ContainsRune(d.Environment[name], 0):
-			ck.add(key("environment", name), "value contains a NUL byte")
-		}
-	}
-
-	if d.EnvironmentFile != "" {
-		ck.absPath(key("environment_file"), d.EnvironmentFile)
-	}
-
-	if d.User != "" && (len(d.User) > 32 || !userRE.MatchString(d.User)) {
-		ck.add(key("user"), "not a valid Unix user name")
-	}
-
-	ck.positive(key("timeout"), d.Timeout)
-	ck.positive(key("step_timeout"), d.StepTimeout)
-	if d.StepTimeout > d.Timeout && d.Timeout > 0 {
-		ck.add(key("step_timeout"), "%v is longer than timeout (%v)", d.StepTimeout, d.Timeout)
-	}
-
-	d.validateRelease(ck, key)
-
-	switch {
-	case d.Kind != KindNginx && len(d.Sites) > 0:
-		ck.add(key("sites"), "only for kind %q", KindNginx)
-	case d.Kind == KindNginx && len(d.Sites) == 0:
-		ck.add(key("sites"), "required for kind %q", KindNginx)
-		ck.hint(`select every site with sites = [{ rule = "include", select = ["*"] }]`)
-	}
-	d.validatePolicy(ck, c, key)
-	for i, r := range d.Sites {
-		sub := fmt.Sprintf("[%d]", i)
-		if r.Rule != "include" && r.Rule != "exclude" {
-			ck.addSub(key("sites"), sub, "rule must be \"include\" or \"exclude\", not %q", r.Rule)
-		}
-		if len(r.Select) == 0 {
-			ck.addSub(key("sites"), sub, "select must not be empty")
-		}
-		for _, s := range r.Select {
-			if _, err := path.Match(s, ""); err != nil || s == "" || strings.Contains(s, "/") {
-				ck.addSub(key("sites"), sub, "bad site name or pattern %q in select", s)
-			}
 		}
 	}
 }
@@ -540,18 +410,6 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-func (ck *checker) repository(key []string, repo string) {
-	if repo == "" {
-		ck.add(key, "must be set")
-		ck.hint(`write it as "owner/name"`)
-		return
-	}
-	if _, err := ident.ParseRepository(repo); err != nil {
-		ck.add(key, "%q is not a GitHub repository", repo)
-		ck.hint(`write it as "owner/name", each part of A-Z, a-z, 0-9, "_", "." and "-"`)
-	}
 }
 
 // refPattern checks one entry of branches or tags.

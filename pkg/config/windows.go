@@ -76,12 +76,18 @@ func clock(s string) (int, error) {
 
 // Location is the deployment's time zone: time_zone, or the host's.
 func (d *Deployment) Location() (*time.Location, error) {
-	if d.TimeZone == "" || d.TimeZone == "Local" {
+	if d.TimeZone == "" {
 		return time.Local, nil
 	}
-	loc, err := time.LoadLocation(d.TimeZone)
+	return zone(d.TimeZone)
+}
+
+// zone loads an IANA time zone ("Europe/London"; "UTC"; "Local" is the
+// host's), with an error naming it.
+func zone(name string) (*time.Location, error) {
+	loc, err := time.LoadLocation(name)
 	if err != nil {
-		return nil, fmt.Errorf("unknown time zone %q", d.TimeZone)
+		return nil, fmt.Errorf("unknown time zone %q", name)
 	}
 	return loc, nil
 }

@@ -33,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
 	"github.com/dh-deployer/dh-deployer/pkg/pgtemp"
@@ -118,7 +119,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		{"pushing a commit to main", func() (string, error) {
 			var err error
 			sha, err = r.push(map[string]string{"index.html": IndexHTML})
-			return short(sha), err
+			return cell.ShortSHA(sha), err
 		}},
 		{"posting a signed push webhook to dh-receive", func() (string, error) {
 			var err error
@@ -683,8 +684,6 @@ func (d *daemon) stop() error {
 	}
 	return nil
 }
-
-func short(sha string) string { return sha[:min(len(sha), 12)] }
 
 // rel returns path relative to dir, for shorter messages.
 func rel(dir, path string) string {

@@ -117,7 +117,7 @@ type Worker struct {
 	log     *slog.Logger
 	getenv  func(string) string
 	stderr  io.Writer
-	wait    bool
+	db      store.Retrier // every database call of a run goes through it
 	now     func() time.Time
 	user    string
 	q       *queue.Queue
@@ -170,7 +170,7 @@ func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worke
 	}
 	n.start()
 	w := &Worker{
-		name: name, st: st, log: log, getenv: opts.Getenv, stderr: opts.Stderr, wait: opts.Wait, now: opts.Now, user: opts.User,
+		name: name, st: st, log: log, getenv: opts.Getenv, stderr: opts.Stderr, db: store.Retrying(opts.Wait, log), now: opts.Now, user: opts.User,
 		q: queue.Open(cfg.QueuePath(name)), notices: n,
 	}
 	w.use(cfg)
@@ -677,8 +677,4 @@ func (w *Worker) lockRun(ctx context.Context) (func(), error) {
 		w.log.Warn("removed git locks left by an interrupted run", "locks", removed)
 	}
 	return func() { f.Close() }, nil
-}
-
-func (w *Worker) db(ctx context.Context, what string, fn func(context.Context) error) error {
-	return store.RetryIf(ctx, w.wait, w.log, what, fn)
 }

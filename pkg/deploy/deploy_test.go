@@ -261,6 +261,9 @@ func TestPushDeploys(t *testing.T) {
 		runs[1].Trigger != deploy.TriggerWebhook || runs[1].FinishedAt.IsZero() || *runs[1].ExitCode != 0 {
 		t.Fatalf("runs = %+v; want two, the second succeeded at %s after %s", runs, second, first)
 	}
+	if runs[1].CommitSubject != "change 2" || runs[1].CommitAuthor != "t <t@example.org>" {
+		t.Errorf("run's commit %q by %q; want \"change 2\" by \"t <t@example.org>\"", runs[1].CommitSubject, runs[1].CommitAuthor)
+	}
 	log, err := os.ReadFile(runs[1].LogPath)
 	if err != nil || !strings.Contains(string(log), "step 2/2: ./build.sh two") || !strings.Contains(string(log), "succeeded") {
 		t.Errorf("run log %s = %q, %v; want the steps and the outcome", runs[1].LogPath, log, err)

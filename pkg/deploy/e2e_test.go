@@ -164,7 +164,7 @@ func TestGitHookTrigger(t *testing.T) {
 	}
 	// dh-receive's hook socket, which lets this user push acme/app.
 	socket := filepath.Join(testenv.ShortTempDir(t, "dh-hook"), "hook.sock")
-	web, hookListener, err := receive.Listen("127.0.0.1:0", socket, func(string) string { return "" })
+	web, hookListener, err := receive.Listen("127.0.0.1:0", socket, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestGitHookTrigger(t *testing.T) {
 		HookUsers: map[uint32][]string{uint32(os.Getuid()): {"acme/app"}}, Logger: slog.New(slog.DiscardHandler), Now: time.Now}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, web, func(string) string { return "" }) }()
+	go func() { served <- srv.Serve(ctx, web, nil) }()
 	defer func() { cancel(); <-served }()
 	hook := fmt.Sprintf("#!/bin/sh\nexec %s hook --socket %s --repository acme/app\n", bin, socket)
 	if err := os.WriteFile(filepath.Join(r.remote, "hooks", "post-receive"), []byte(hook), 0o755); err != nil {

@@ -162,6 +162,7 @@ func (r *run) record(ctx context.Context, previous string) error {
 		TriggeredBy: r.req.By,
 		Ref:         r.req.Ref, Commit: r.req.Commit, Previous: previous, State: store.RunRunning, StartedAt: r.begun,
 		LogPath: out.Path, Note: r.note}
+	r.describe(ctx)
 	err = w.db(ctx, "record run", func(ctx context.Context) error {
 		id := r.req.waiting
 		var err error
@@ -184,6 +185,21 @@ func (r *run) record(ctx context.Context, previous string) error {
 		os.Remove(out.Path)
 	}
 	return err
+}
+
+// describe fills in the run's commit subject and author, if the commit
+// can be read (not after a failed fetch): they are for people, so a
+// failure is logged and the run goes on.
+func (r *run) describe(ctx context.Context) {
+	if r.rec.Commit == "" {
+		return
+	}
+	info, err := r.w.repo.Describe(ctx, r.rec.Commit)
+	if err != nil {
+		r.w.log.Info("cannot describe the commit", "commit", r.rec.Commit, "err", err)
+		return
+	}
+	r.rec.CommitSubject, r.rec.CommitAuthor = info.Subject, info.Author
 }
 
 // recordFailure records a run that failed before it could start (the

@@ -19,9 +19,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
-// DefaultPATH is the steps' PATH when the worker has none.
-const DefaultPATH = progpath.UserPATH
-
 // passedEnv are the variables of the worker's own environment that steps
 // get. Everything else (DH_DATABASE_URL, CREDENTIALS_DIRECTORY, ...) stays
 // with the worker.
@@ -45,7 +42,7 @@ func environ(names ...string) func(getenv func(string) string) []string {
 }
 
 // StepEnv is the environment of a run's steps, in this order (a later
-// entry wins): PATH (default DefaultPATH), HOME, USER, LOGNAME, LANG,
+// entry wins): PATH (default progpath.UserPATH), HOME, USER, LOGNAME, LANG,
 // LC_ALL, TZ, TMPDIR and SSH_AUTH_SOCK from the worker's environment; the
 // deployment's environment table; the deployment's environment_file (its
 // secrets, read now: see config.Deployment.SecretEnvironment, whose
@@ -56,7 +53,7 @@ func StepEnv(getenv func(string) string, d *config.Deployment, r store.Run) ([]s
 	if err != nil {
 		return nil, err
 	}
-	env := []string{"PATH=" + DefaultPATH}
+	env := []string{"PATH=" + progpath.UserPATH}
 	env = append(env, environ(passedEnv...)(getenv)...)
 	for _, vars := range []map[string]string{d.Environment, secrets} {
 		names := make([]string, 0, len(vars))
@@ -89,13 +86,7 @@ func lookProgram(name, checkout string, env []string) (string, error) {
 		}
 		return name, executable(name)
 	}
-	path := ""
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			path = v
-		}
-	}
-	p, err := progpath.InPath(name, path) // relative entries skipped: they would depend on the checkout
+	p, err := progpath.InPath(name, progpath.EnvPATH(env)) // relative entries skipped: they would depend on the checkout
 	if err != nil {
 		return "", sysexits.New(sysexits.Unavailable, err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/demo"
 	"github.com/dh-deployer/dh-deployer/pkg/pgtemp"
+	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
@@ -474,7 +475,7 @@ func (r *rig) start(name, tool, user string, args ...string) {
 	// the tool, so the tool is runuser's child.
 	p.argv = append([]string{"/bin/sh", "-c", `umask ` + umasks[tool] + ` && exec "$0" "$@"`,
 		filepath.Join(r.bin, tool), "-c", r.config}, args...)
-	p.env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
+	p.env = []string{"PATH=" + progpath.SystemPATH, "LC_ALL=C"}
 	if tool != "dh-receive" {
 		p.env = append(p.env, "DH_DATABASE_URL="+r.dbURL(user))
 	}

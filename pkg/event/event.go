@@ -78,19 +78,10 @@ type GitHubEvent struct {
 	checked json.RawMessage
 }
 
-// ValidEventName reports whether s is an acceptable event name (the shape
-// of X-GitHub-Event values): ^[a-z][a-z0-9_]{0,63}$, checked without a
-// regular expression (it runs on every delivery).
+// ValidEventName reports whether s is an event name (ident.ParseEvent).
 func ValidEventName(s string) bool {
-	if len(s) == 0 || len(s) > 64 || s[0] < 'a' || s[0] > 'z' {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
-			return false
-		}
-	}
-	return true
+	_, err := ident.ParseEvent(s)
+	return err == nil
 }
 
 // Encode returns the entry's JSON with the payload bytes written verbatim
@@ -243,6 +234,13 @@ func validDelivery(s string) bool {
 // (ident.ParseDeploymentName).
 func validDeployment(s string) bool {
 	_, err := ident.ParseDeploymentName(s)
+	return err == nil
+}
+
+// validRef reports whether s is a full branch or tag name
+// (ident.ParseRef).
+func validRef(s string) bool {
+	_, err := ident.ParseRef(s)
 	return err == nil
 }
 

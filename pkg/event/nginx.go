@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"strings"
 	"time"
 )
 
@@ -103,17 +102,13 @@ func DecodeDeployRequest(data []byte) (*DeployRequest, error) {
 	return decode[DeployRequest](data, KindDeployRequest)
 }
 
-// refRE is the shape of a ref a deploy request may name; the stages check
-// it again with git's rules before use.
-var refRE = regexp.MustCompile(`^refs/(heads|tags)/[A-Za-z0-9._/-]{1,200}$`)
-
 func (e *DeployRequest) check() error {
 	switch {
 	case !validDelivery(e.Delivery):
 		return dataErr("entry has a missing or malformed delivery id %q", e.Delivery)
 	case !validDeployment(e.Deployment):
 		return dataErr("entry has a missing or malformed deployment name %q", e.Deployment)
-	case e.Ref != "" && (!refRE.MatchString(e.Ref) || strings.Contains(e.Ref, "..")):
+	case e.Ref != "" && !validRef(e.Ref):
 		return dataErr("entry has a malformed ref %q", e.Ref)
 	case e.Commit != "" && !validCommit(e.Commit):
 		return dataErr("entry has a malformed commit %q", e.Commit)

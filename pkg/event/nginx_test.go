@@ -49,3 +49,19 @@ func TestStageEntries(t *testing.T) {
 		}
 	}
 }
+
+// A deploy request's ref is checked by ident.ParseRef, git's rules, not
+// by a looser pattern of its own (which let these through).
+func TestDeployRequestRef(t *testing.T) {
+	good := DeployRequest{Delivery: "d-1", Deployment: "api", Ref: "refs/heads/main", ReceivedAt: time.Now()}
+	if _, err := good.Encode(); err != nil {
+		t.Fatalf("Encode(%+v) = %v; want no error", good, err)
+	}
+	for _, ref := range []string{"refs/heads/-x", "refs/heads/a.lock", "refs/heads/a/", "refs/heads/.hidden", "refs/tags/v1.", "refs/heads/a..b", "refs/pull/1/head"} {
+		bad := good
+		bad.Ref = ref
+		if _, err := bad.Encode(); !sysexits.Is(err, sysexits.DataErr) {
+			t.Errorf("Encode with ref %q = %v; want DataErr", ref, err)
+		}
+	}
+}

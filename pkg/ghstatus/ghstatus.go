@@ -36,6 +36,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -175,7 +176,7 @@ func (c *Client) Set(ctx context.Context, repo, sha string, s Status) error {
 	data, err := json.Marshal(body{
 		State:       s.State,
 		TargetURL:   s.TargetURL,
-		Description: httpretry.Clip(s.Description, MaxDescription),
+		Description: cell.Line(s.Description, MaxDescription),
 		Context:     cmp.Or(c.Context, DefaultContext),
 	})
 	if err != nil {

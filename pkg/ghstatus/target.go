@@ -7,7 +7,7 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 )
 
 // maxTargetURL bounds a rendered target URL, in bytes.
@@ -46,7 +46,7 @@ func RenderTarget(tmpl string, fields any) (string, error) {
 	}
 	s := strings.TrimSpace(b.String())
 	if err := checkTarget(s); err != nil {
-		return "", fmt.Errorf("ghstatus: target_url template gives %q: %w", httpretry.Clip(s, 200), err)
+		return "", fmt.Errorf("ghstatus: target_url template gives %q: %w", cell.Line(s, 200), err)
 	}
 	return s, nil
 }

@@ -56,6 +56,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -78,7 +79,6 @@ import (
 const (
 	DefaultGit     = "/usr/bin/git"
 	DefaultTimeout = 10 * time.Minute
-	DefaultPATH    = progpath.UserPATH
 )
 
 // Where Sync puts origin's branches (its tags keep ident.TagPrefix).
@@ -128,7 +128,7 @@ type Repo struct {
 	Timeout time.Duration
 
 	// Env is the caller's environment as "NAME=value" entries, typically
-	// os.Environ(). Only PATH (default DefaultPATH), HOME, SSH_AUTH_SOCK,
+	// os.Environ(). Only PATH (default progpath.UserPATH), HOME, SSH_AUTH_SOCK,
 	// GIT_SSH_COMMAND and the proxy variables are passed on to git; later
 	// duplicates win.
 	Env []string
@@ -658,7 +658,7 @@ func (r *Repo) env() []string {
 		// Never use a repository above the checkout, should Path lack one.
 		"GIT_CEILING_DIRECTORIES=" + filepath.Dir(filepath.Clean(r.Path)),
 	}
-	path, ssh := DefaultPATH, "ssh -o BatchMode=yes"
+	path, ssh := progpath.UserPATH, "ssh -o BatchMode=yes"
 	for _, kv := range r.Env {
 		name, value, _ := strings.Cut(kv, "=")
 		switch {
@@ -806,4 +806,29 @@ func redact(s string) string {
 	}
 	u.User = url.User("REDACTED")
 	return u.String()
+}
+
+// CommitInfo is what people want to read about a commit.
+type CommitInfo struct {
+	Subject string // the message's first line, one line of at most 200 runes
+	Author  string // "Name <email>", at most 200 runes
+}
+
+// Describe returns the subject and author of commit sha, which must be in
+// the repository (after Sync). Both come from whoever pushed: they are
+// made one line of printable text, and are still to be escaped where
+// they are shown.
+func (r *Repo) Describe(ctx context.Context, sha string) (CommitInfo, error) {
+	if err := checkSHA(sha); err != nil {
+		return CommitInfo{}, err
+	}
+	out, err := r.run(ctx, r.Path, "log", "-1", "--no-walk", "--no-show-signature", "--format=%s%x00%an <%ae>", "--end-of-options", sha, "--")
+	if err != nil {
+		return CommitInfo{}, err
+	}
+	subject, author, ok := strings.Cut(out, "\x00")
+	if !ok {
+		return CommitInfo{}, fmt.Errorf("git log %s: unexpected output %q", sha, message([]byte(out)))
+	}
+	return CommitInfo{Subject: cell.Line(subject, 200), Author: cell.Line(author, 200)}, nil
 }

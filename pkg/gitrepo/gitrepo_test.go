@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
@@ -809,5 +810,31 @@ func TestRemoveStaleLocksKilledWorktreeAdd(t *testing.T) {
 	}
 	if want := []string{"kept", "ok"}; !slices.Equal(names, want) {
 		t.Errorf("worktrees after RemoveStaleLocks and PruneWorktrees: %v; want %v", names, want)
+	}
+}
+
+// Describe gives a commit's subject and author as one line of printable
+// text, however the pusher wrote them.
+func TestDescribe(t *testing.T) {
+	f := newFixture(t)
+	f.commit("a.txt", "one\n")
+	long := strings.Repeat("x", 300)
+	f.run(f.work, "commit", "--quiet", "--allow-empty", "-m", "fix \x1b[31mred\x1b[0m "+long+"\n\nbody line")
+	sha := f.run(f.work, "rev-parse", "HEAD")
+	f.push("main")
+	r := f.synced()
+	got, err := r.Describe(context.Background(), sha)
+	if err != nil {
+		t.Fatalf("Describe(%s) = %v", sha, err)
+	}
+	if strings.ContainsAny(got.Subject, "\x1b\n") || !strings.HasPrefix(got.Subject, "fix [31mred [0m xxx") ||
+		utf8.RuneCountInString(got.Subject) != 200 || !strings.HasSuffix(got.Subject, "…") {
+		t.Errorf("Describe(%s).Subject = %q; want the first line, without control characters, cut to 200 runes", sha, got.Subject)
+	}
+	if got.Author != "Test <test@example.com>" {
+		t.Errorf("Describe(%s).Author = %q; want Test <test@example.com>", sha, got.Author)
+	}
+	if _, err := r.Describe(context.Background(), "--output=/tmp/x"); err == nil {
+		t.Errorf("Describe(an option) = nil; want an error")
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
@@ -243,7 +244,7 @@ func (h *Host) exec(ctx context.Context, d time.Duration, script string) (string
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(h.pid), "-a", "--",
-		"/usr/bin/env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"/usr/bin/env", "-i", "PATH="+progpath.SystemPATH,
 		"HOME=/root", "LANG=C.UTF-8", "SYSTEMD_PAGER=", "/bin/sh", "-ec", script)
 	cmd.Dir = "/"
 	cmd.WaitDelay = 5 * time.Second

@@ -18,9 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -266,34 +265,5 @@ func (r *Response) Message() string {
 	} else {
 		msg, _, _ = strings.Cut(strings.TrimSpace(string(r.Body)), "\n")
 	}
-	return Clip(msg, maxMessage)
-}
-
-// Clip makes s one line of valid UTF-8 without control characters, at
-// most n runes long, ending with "…" when it was cut.
-func Clip(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-	s = strings.TrimSpace(s)
-	return truncate(s, n)
-}
-
-// truncate cuts s to at most n runes, the last one "…" when it was cut.
-func truncate(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	i, runes := 0, 0
-	for i = range s {
-		if runes == n-1 {
-			break
-		}
-		runes++
-	}
-	return s[:i] + "…"
+	return cell.Line(msg, maxMessage)
 }

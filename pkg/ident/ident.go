@@ -1,6 +1,6 @@
 // Package ident holds the identifiers that come from the network, a
 // repository or the configuration: a GitHub repository, a git ref, a
-// commit, a delivery and a deployment's name. Each has a Parse function,
+// commit, a delivery, an event name and a deployment's name. Each has a Parse function,
 // the one place its shape is checked; a value of the type has passed it.
 //
 // Guarantees:
@@ -23,7 +23,7 @@ import (
 
 // Error is a value that is not the identifier it should be.
 type Error struct {
-	Kind  string // "repository", "ref", "commit", "delivery", "deployment name"
+	Kind  string // "repository", "ref", "commit", "delivery", "event name", "deployment name"
 	Value string
 	Want  string // what was wanted, or what is wrong
 }
@@ -176,6 +176,25 @@ func isAlnum(c byte) bool {
 }
 
 func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+// Event is the name of a GitHub event, as in X-GitHub-Event and in a
+// deployment's events: "push", "ping", "workflow_run".
+type Event string
+
+// ParseEvent accepts a lowercase letter followed by up to 63 of a-z, 0-9
+// and "_" (^[a-z][a-z0-9_]{0,63}$, checked byte by byte: dh-receive
+// checks every delivery's event).
+func ParseEvent(s string) (Event, error) {
+	ok := len(s) > 0 && len(s) <= 64 && 'a' <= s[0] && s[0] <= 'z'
+	for i := 1; ok && i < len(s); i++ {
+		c := s[i]
+		ok = 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_'
+	}
+	if !ok {
+		return "", &Error{"event name", s, `want a-z, then up to 63 of a-z, 0-9 and "_"`}
+	}
+	return Event(s), nil
+}
 
 // DeploymentName is a deployment's name, also its queue's name and its
 // systemd instance's name.

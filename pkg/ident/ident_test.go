@@ -141,13 +141,16 @@ func TestParseDeliveryAndName(t *testing.T) {
 	}
 }
 
-// TestParseIDsMatchPatterns checks ParseDelivery and ParseGUID, byte
-// loops, against the regular expressions they stand for, on every
-// one-byte change of valid ids and on lengths around the limits.
+// TestParseIDsMatchPatterns checks ParseDelivery, ParseGUID and
+// ParseEvent, byte loops, against the regular expressions they stand for,
+// on every one-byte change of valid ids and on lengths around the limits.
 func TestParseIDsMatchPatterns(t *testing.T) {
 	deliveryRE := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 	guidRE := regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
-	seeds := []string{"72d3162e-cc78-11e3-81ab-4c9367dc0958", "hook-0123", "a", strings.Repeat("b", 127), strings.Repeat("c", 128), strings.Repeat("d", 129)}
+	eventRE := regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+	seeds := []string{"72d3162e-cc78-11e3-81ab-4c9367dc0958", "hook-0123", "pull_request_review", "a",
+		strings.Repeat("e", 63), strings.Repeat("e", 64), strings.Repeat("e", 65),
+		strings.Repeat("b", 127), strings.Repeat("c", 128), strings.Repeat("d", 129)}
 	var all []string
 	for _, s := range seeds {
 		all = append(all, s, s[1:], s+"0", "-"+s)
@@ -163,6 +166,21 @@ func TestParseIDsMatchPatterns(t *testing.T) {
 		}
 		if _, err := ParseGUID(s); (err == nil) != guidRE.MatchString(s) {
 			t.Errorf("ParseGUID(%q) = %v; want ok %v", s, err, guidRE.MatchString(s))
+		}
+		if _, err := ParseEvent(s); (err == nil) != eventRE.MatchString(s) {
+			t.Errorf("ParseEvent(%q) = %v; want ok %v", s, err, eventRE.MatchString(s))
+		}
+	}
+}
+
+func TestParseEvent(t *testing.T) {
+	for s, want := range map[string]bool{
+		"push": true, "ping": true, "workflow_run": true, "check_suite2": true, "a" + strings.Repeat("b", 63): true,
+		"": false, "Push": false, "push!": false, "_push": false, "2push": false, "push run": false,
+		"push\n": false, "a" + strings.Repeat("b", 64): false,
+	} {
+		if _, err := ParseEvent(s); (err == nil) != want {
+			t.Errorf("ParseEvent(%q) = %v; want ok %v", s, err, want)
 		}
 	}
 }

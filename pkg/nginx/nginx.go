@@ -87,6 +87,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
@@ -108,9 +109,10 @@ const LockFile = ".lock"
 // Options tune an Installer.
 type Options struct {
 	Logger *slog.Logger
-	// Wait makes the install lock wait for another dh-nginx (replay)
-	// rather than fail with TempFail.
-	Wait bool
+	// WaitLock makes the install lock wait for another dh-nginx (replay)
+	// rather than fail with TempFail. (Unlike the other stages, dh-nginx
+	// has no Wait: it does not retry the database.)
+	WaitLock bool
 	// CertUser is dh-cert's Unix user, whose nginx-sites entries (the
 	// re-queue once a certificate exists) are accepted for verified
 	// commits; "" means DefaultCertUser.
@@ -142,7 +144,7 @@ func New(cfg *config.Config, st *store.Store, opts Options) *Installer {
 	if certUser == "" {
 		certUser = DefaultCertUser
 	}
-	return &Installer{cfg: cfg, st: st, log: log, wait: opts.Wait, certUser: certUser}
+	return &Installer{cfg: cfg, st: st, log: log, wait: opts.WaitLock, certUser: certUser}
 }
 
 // SetConfig hands the installer a reloaded configuration (SIGHUP); it
@@ -190,7 +192,7 @@ func (in *Installer) Recover(ctx context.Context) error {
 		// have loaded them.
 		in.log.Warn("a reload was pending; testing and reloading")
 		if tested, out, err := in.test(ctx, in.managedFiles()); err != nil {
-			in.log.Error("pending reload not done: the configuration test failed", "output", oneLine(out))
+			in.log.Error("pending reload not done: the configuration test failed", "output", cell.Line(out, 0))
 		} else if err := in.reload(ctx, tested); err != nil {
 			in.log.Error("pending reload failed", "err", err)
 		}
@@ -266,8 +268,8 @@ func (in *Installer) Reload(ctx context.Context, reason string) error {
 	tested, out, err := in.test(ctx, in.managedFiles())
 	if err != nil {
 		rec.Outcome, rec.Error = store.NginxFailed, "nginx configuration test failed: "+out
-		err = sysexits.Errorf(sysexits.DataErr, "configuration test failed; not reloading: %s", oneLine(out))
-		in.log.Error("reload refused: the configuration test failed", "reason", reason, "output", oneLine(out))
+		err = sysexits.Errorf(sysexits.DataErr, "configuration test failed; not reloading: %s", cell.Line(out, 0))
+		in.log.Error("reload refused: the configuration test failed", "reason", reason, "output", cell.Line(out, 0))
 		return errors.Join(err, in.finish(ctx, id, rec))
 	}
 	if err := in.reload(ctx, tested); err != nil {
@@ -333,7 +335,7 @@ func (in *Installer) reloadPending() bool {
 // -t's messages there; systemctl's own output only says the unit failed),
 // else the command's own.
 func (in *Installer) command(ctx context.Context, what string, argv []string) (string, error) {
-	prog, err := lookPath(argv[0])
+	prog, err := progpath.Program(argv[0], os.Getenv("PATH")+":"+progpath.SystemPATH)
 	if err != nil {
 		return err.Error(), sysexits.Errorf(sysexits.Unavailable, "%s command: %v", what, err)
 	}
@@ -359,23 +361,6 @@ func (in *Installer) command(ctx context.Context, what string, argv []string) (s
 		out = err.Error()
 	}
 	return out, err
-}
-
-// lookPath resolves a command's program: an absolute path as it is, else
-// through $PATH, then /usr/sbin, /usr/bin, /sbin, /bin.
-func lookPath(name string) (string, error) {
-	if filepath.IsAbs(name) {
-		return name, nil
-	}
-	if strings.Contains(name, "/") {
-		return "", fmt.Errorf("program %q must be a name or an absolute path", name)
-	}
-	return progpath.InPath(name, os.Getenv("PATH")+":/usr/sbin:/usr/bin:/sbin:/bin")
-}
-
-// oneLine squeezes command output onto one line for a log attribute.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " | ")), " ")
 }
 
 // Converge brings the installed files of req's deployment to its commit,
@@ -453,7 +438,7 @@ func (in *Installer) install(ctx context.Context, d *config.Deployment, req *eve
 	}
 
 	// The files come from the commit's objects, never the working tree.
-	repo := &gitrepo.Repo{Path: d.Path, Timeout: CommandTimeout, Foreign: true, Env: []string{"PATH=" + gitrepo.DefaultPATH}}
+	repo := &gitrepo.Repo{Path: d.Path, Timeout: CommandTimeout, Foreign: true, Env: []string{"PATH=" + progpath.UserPATH}}
 	res := &Result{Outcome: store.NginxSucceeded}
 	if stale, err := in.stale(ctx, repo, req.Commit); err != nil || stale {
 		if stale {
@@ -620,7 +605,7 @@ func (in *Installer) install(ctx context.Context, d *config.Deployment, req *eve
 			tested, out, err := in.test(ctx, slices.Collect(maps.Keys(next.Files)))
 			if err != nil {
 				res.Outcome, res.Output = store.NginxFailed, out
-				return res, sysexits.Errorf(sysexits.DataErr, "configuration test failed; not reloading: %s", oneLine(out))
+				return res, sysexits.Errorf(sysexits.DataErr, "configuration test failed; not reloading: %s", cell.Line(out, 0))
 			}
 			if err := in.reload(ctx, tested); err != nil {
 				res.Outcome = store.NginxFailed
@@ -659,7 +644,7 @@ func (in *Installer) install(ctx context.Context, d *config.Deployment, req *eve
 		if !isExit(err) {
 			return res, err // the program is missing, or may not run
 		}
-		return res, sysexits.Errorf(sysexits.DataErr, "configuration test failed; previous files restored: %s", oneLine(out))
+		return res, sysexits.Errorf(sysexits.DataErr, "configuration test failed; previous files restored: %s", cell.Line(out, 0))
 	}
 	// The new files pass: from here on they stay, and nginx must load them.
 	if err := in.setReloadPending(); err != nil {

@@ -518,7 +518,7 @@ func TestTestOutputFile(t *testing.T) {
 	unit := `"$0" "$@" >` + out + ` 2>&1 || { echo "Job for dh-nginx-test.service failed because the control process exited with error code." >&2; exit 1; }`
 	r.cfg.Nginx.TestCommand = append([]string{"/bin/sh", "-c", unit}, r.srv.TestCommand()...)
 	r.cfg.Nginx.TestOutput = out
-	r.in = New(r.cfg, r.st, Options{Wait: true})
+	r.in = New(r.cfg, r.st, Options{WaitLock: true})
 	e1 := r.commit(map[string]string{"production/a.example.test.conf": r.site("a.example.test", "site-v1")})
 	if _, err := r.in.Converge(ctx, e1); err != nil {
 		t.Fatalf("Converge(good) = %v", err)

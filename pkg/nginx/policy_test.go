@@ -194,7 +194,7 @@ func TestPolicySitesInstall(t *testing.T) {
 	if err := os.MkdirAll(cfg.Nginx.SiteLogDir("sites"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r.in = New(&cfg, r.st, Options{Wait: true})
+	r.in = New(&cfg, r.st, Options{WaitLock: true})
 	site := strings.Replace(r.site("root.example.test", "from-root"), "return",
 		"root "+serve+";\n    access_log "+filepath.Join(cfg.Nginx.SiteLogDir("sites"), "access.log")+";\n    include "+r.srv.SnippetsDir+"/hdr.conf;\n    return", 1)
 	e := r.commit(map[string]string{

@@ -86,7 +86,7 @@ domains = ["*.test"]
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.st.Close() })
-	r.in = New(r.cfg, r.st, Options{Wait: true, CertUser: "bin"})
+	r.in = New(r.cfg, r.st, Options{WaitLock: true, CertUser: "bin"})
 	r.git("init", "-q", "-b", "main")
 	return r
 }

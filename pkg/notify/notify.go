@@ -33,8 +33,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -137,14 +137,14 @@ func (m Message) Text() string {
 		if m.Duration > 0 {
 			b.WriteString(" in " + formatDuration(m.Duration))
 		}
-		return oneLine(b.String(), maxText)
+		return cell.Line(b.String(), maxText)
 	}
 	b.WriteString("FAILED")
 	if m.Step > 0 {
 		fmt.Fprintf(&b, " at step %d", m.Step)
 		var detail []string
 		if m.Command != "" {
-			detail = append(detail, oneLine(m.Command, 80))
+			detail = append(detail, cell.Line(m.Command, 80))
 		}
 		if m.ExitCode != 0 {
 			detail = append(detail, fmt.Sprintf("exit %d", m.ExitCode))
@@ -159,10 +159,10 @@ func (m Message) Text() string {
 	if m.Duration > 0 {
 		b.WriteString(" after " + formatDuration(m.Duration))
 	}
-	if e := oneLine(m.Error, maxError); e != "" {
+	if e := cell.Line(m.Error, maxError); e != "" {
 		b.WriteString(": " + e)
 	}
-	return oneLine(b.String(), maxText)
+	return cell.Line(b.String(), maxText)
 }
 
 // Send posts m.Text() to the webhook. It returns nil once the webhook
@@ -257,19 +257,4 @@ func formatDuration(d time.Duration) string {
 		return d.Round(time.Millisecond).String()
 	}
 	return d.Round(time.Second).String()
-}
-
-// oneLine turns runs of white space and control characters into one
-// space, makes s valid UTF-8, and cuts it to n characters, the last one
-// "…" when it was cut.
-func oneLine(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool {
-		return unicode.IsSpace(r) || unicode.IsControl(r)
-	}), " ")
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	runes := []rune(s)
-	return string(runes[:n-1]) + "…"
 }

@@ -1,6 +1,6 @@
 // Package progpath finds external programs: the one PATH search of the
-// stages (InPath, with the PATHs they give their commands: UserPATH,
-// SystemPATH), and Find for the programs that dh-deployer's tests and
+// stages (Program and InPath, with the PATHs they give their commands:
+// UserPATH, SystemPATH), and Find for the programs that dh-deployer's tests and
 // development tools drive (PostgreSQL's server programs, git, nginx,
 // certbot, ...), including where Debian keeps them off $PATH. When one is
 // missing, Find's error names the Debian package that installs it.
@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // The PATHs the stages give the commands they run: UserPATH for what runs
@@ -25,6 +26,32 @@ const (
 	UserPATH   = "/usr/local/bin:/usr/bin:/bin"
 	SystemPATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 )
+
+// Program resolves name, the first element of a configured command: an
+// absolute path is taken as it is, a bare name is searched in path (a
+// PATH list: InPath). A relative path with a "/" is an error: it would
+// depend on the working directory.
+func Program(name, path string) (string, error) {
+	switch {
+	case filepath.IsAbs(name):
+		return name, nil
+	case strings.Contains(name, "/"):
+		return "", fmt.Errorf("program %q must be an absolute path or a bare name", name)
+	}
+	return InPath(name, path)
+}
+
+// EnvPATH returns the value of PATH in env, a list of "NAME=value"
+// entries in which a later entry wins, or "".
+func EnvPATH(env []string) string {
+	path := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	return path
+}
 
 // ErrNotFound is wrapped by InPath's error for a program in none of the
 // directories.

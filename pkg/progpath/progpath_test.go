@@ -63,3 +63,30 @@ func TestInPath(t *testing.T) {
 		t.Errorf("InPath(tool, relative PATH) = %q, %v; want ErrNotFound", got, err)
 	}
 }
+
+func TestProgram(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "tool"), []byte("#!/bin/sh\n"), 0o755)
+	env := []string{"HOME=/root", "PATH=/nonexistent", "PATH=" + dir}
+	if got := EnvPATH(env); got != dir {
+		t.Errorf("EnvPATH(%q) = %q; want %q (the last PATH)", env, got, dir)
+	}
+	if got := EnvPATH([]string{"HOME=/root"}); got != "" {
+		t.Errorf("EnvPATH without PATH = %q; want \"\"", got)
+	}
+	for _, tt := range []struct {
+		name, want string
+		err        bool
+	}{
+		{"tool", filepath.Join(dir, "tool"), false},
+		{"/usr/bin/anything", "/usr/bin/anything", false},
+		{"bin/tool", "", true},
+		{"./tool", "", true},
+		{"missing", "", true},
+	} {
+		got, err := Program(tt.name, EnvPATH(env))
+		if got != tt.want || (err != nil) != tt.err {
+			t.Errorf("Program(%q) = %q, %v; want %q, error %v", tt.name, got, err, tt.want, tt.err)
+		}
+	}
+}

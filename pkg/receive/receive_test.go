@@ -60,7 +60,7 @@ func start(t *testing.T, dir string, tweak func(*Server)) *rig {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, l, func(string) string { return "" }) }()
+	go func() { done <- s.Serve(ctx, l, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

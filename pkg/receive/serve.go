@@ -111,8 +111,14 @@ func listenUnix(path string, gid int) (net.Listener, error) {
 }
 
 // Serve answers requests on l until ctx is cancelled, then stops accepting
-// and gives in-flight requests up to shutdown_timeout to finish.
-func (s *Server) Serve(ctx context.Context, l net.Listener, getenv func(string) string) error {
+// and gives in-flight requests up to shutdown_timeout to finish. Once it
+// listens it calls ready (cli.Env.Ready: READY=1 to the service manager),
+// and the function ready returns when it starts stopping; ready may be
+// nil.
+func (s *Server) Serve(ctx context.Context, l net.Listener, ready func(status string) (stopping func())) error {
+	if ready == nil {
+		ready = func(string) func() { return func() {} }
+	}
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: s.Config.ReadHeaderTimeout,
@@ -138,15 +144,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, getenv func(string) 
 		s.Logger.Info("listening for the git hook", "addr", s.HookListener.Addr().String())
 	}
 	s.Logger.Info("listening", "addr", l.Addr().String(), "path", s.Config.Path, "queue", s.Queue.Dir())
-	if err := systemd.Notify(getenv, "READY=1"); err != nil {
-		s.Logger.Warn("readiness notification failed", "err", err)
-	}
+	stopping := ready("receiving deliveries on " + l.Addr().String())
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	systemd.Notify(getenv, "STOPPING=1")
+	stopping()
 	s.Logger.Info("shutting down", "grace", s.Config.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), s.Config.ShutdownTimeout)
 	defer cancel()

@@ -225,7 +225,7 @@ type Options struct {
 type Router struct {
 	store  *store.Store
 	logger *slog.Logger
-	wait   bool
+	db     store.Retrier // every database call of an entry goes through it
 	table  atomic.Pointer[Table]
 	// roles is the configuration whose deployments' roles are recorded
 	// (RecordRoles).
@@ -240,7 +240,7 @@ func New(cfg *config.Config, st *store.Store, opts Options) *Router {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Router{store: st, logger: opts.Logger, wait: opts.Wait, queues: map[string]*queue.Queue{}}
+	r := &Router{store: st, logger: opts.Logger, db: store.Retrying(opts.Wait, opts.Logger), queues: map[string]*queue.Queue{}}
 	r.table.Store(NewTable(cfg))
 	return r
 }
@@ -753,10 +753,6 @@ func looseEvent(data []byte) (store.Event, bool) {
 	}
 	_, err := ident.ParseDelivery(delivery)
 	return rec, err == nil
-}
-
-func (r *Router) db(ctx context.Context, what string, fn func(context.Context) error) error {
-	return store.RetryIf(ctx, r.wait, r.logger, what, fn)
 }
 
 // log writes the one line per decision.

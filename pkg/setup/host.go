@@ -92,7 +92,7 @@ func (r *Runner) Run(ctx context.Context, stdin io.Reader, name string, args ...
 		timeout = 2 * time.Minute
 	}
 	res, err := sysexec.Run(ctx, sysexec.Cmd{Path: path, Args: args, Stdin: stdin, Timeout: timeout,
-		Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}, Dir: "/"})
+		Env: []string{"PATH=" + progpath.SystemPATH, "LANG=C.UTF-8"}, Dir: "/"})
 	out := string(res.Output)
 	if err != nil {
 		if tail := strings.TrimSpace(out); tail != "" {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/status"
 	"github.com/dh-deployer/dh-deployer/pkg/status/statustest"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
@@ -86,16 +87,21 @@ func killMatching(marker string) {
 // TestChromium renders the status page of a test installation in a real
 // headless Chromium: a screenshot that must be a non-blank PNG showing the
 // colours of the states, and the DOM, which must hold the deployments,
-// their states, a run's commit and a log link; the log link is followed.
+// their states, a run's commit with its subject, author and link, who
+// triggered it, its times in the configured zone, the refresh and a log
+// link; the log link is followed.
 func TestChromium(t *testing.T) {
 	bin := testenv.Command(t, "chromium")
 	in := statustest.New(t, "")
-	srv := httptest.NewServer(handler(in, "")) // 127.0.0.1, a free port
+	cfg := *in.Config
+	cfg.Status.TimeZone = "Europe/London"
+	srv := httptest.NewServer(status.New(func() *config.Config { return &cfg }, in.Store,
+		status.Options{Now: func() time.Time { return in.Now }})) // 127.0.0.1, a free port
 	defer srv.Close()
 	if !strings.HasPrefix(srv.URL, "http://127.0.0.1:") {
 		t.Fatalf("test server at %s; want 127.0.0.1", srv.URL)
 	}
-	url := srv.URL + "/status"
+	url := srv.URL + "/status?refresh=600"
 
 	shot := filepath.Join(t.TempDir(), "status.png")
 	chromium(t, bin, "--window-size=1280,1600", "--screenshot="+shot, url)
@@ -122,6 +128,16 @@ func TestChromium(t *testing.T) {
 		`<tr data-queue="old">`,
 		in.FailedEntry,
 		"&lt;script&gt;alert(\"x\")&lt;/script&gt;", // shown as text
+		`<meta http-equiv="refresh" content="600">`,
+		`times in <span id="time-zone">Europe/London</span>`,
+		`<td class="t">2026-11-22 09:00:30 GMT<br><span class="meta wait">queued 2026-11-22 09:00:00 GMT, waited 30s</span></td>`, // api-ok
+		`<a class="commit" href="https://github.com/ducompsoc/durhack/commit/` + statustest.CommitOK + `"><code title="` + statustest.CommitOK + `">`,
+		`<span class="subject">` + statustest.SubjectOK + `</span>`,
+		`<span class="meta author">Alice Example &lt;alice@example.org&gt;</span>`,
+		`Mallory "&lt;/td&gt;&lt;script&gt;x&lt;/script&gt;" &lt;m@example.org&gt;`, // the hostile author, as text
+		`pusher=&lt;b&gt;eve&lt;/b&gt; sender="x" onmouseover="alert(1)"`,           // the hostile triggered_by, as text
+		`<td class="t took">2m30s</td>`,
+		`<td class="t took">2m0s so far</td>`,
 	} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("chromium's DOM: no %q", want)
@@ -129,6 +145,9 @@ func TestChromium(t *testing.T) {
 	}
 	if n := strings.Count(dom, "<script"); n > 0 {
 		t.Errorf("chromium's DOM holds %d script elements; want none", n)
+	}
+	if strings.Contains(dom, "<b>") || regexp.MustCompile(`<[^>]*\sonmouseover=`).MatchString(dom) {
+		t.Errorf("chromium's DOM holds an element or attribute from a run's triggered_by")
 	}
 	if t.Failed() {
 		t.Logf("DOM:\n%s", dom)

@@ -1,12 +1,15 @@
 // Package status is dh-route's read-only status page: an http.Handler
 // that shows every deployment with its state, its current commit and its
-// last runs (each linking to its log), the depths of the queues, the
-// failed entries and the last routing decisions.
+// last runs (each with its commit's subject, author and link, who
+// triggered it, how long it waited and ran, and a link to its log), the
+// depths of the queues, the failed entries and the last routing
+// decisions. Times are shown in status.time_zone.
 //
 //	GET /status                    HTML, without JavaScript or external assets
-//	GET /status.json               the same data, for scripts
+//	GET /status.json               the same data, for scripts (times in UTC)
 //	GET /status?page=N             page N of the deployments (above 2×PageSize of them)
 //	GET /status?deployment=NAME    one deployment with its last runs (also .json)
+//	GET /status?refresh=SECONDS    reloading itself (a meta refresh; status.refresh by default)
 //	GET /status/logs/NAME/RUN      the log of run RUN of deployment NAME, text/plain
 //	GET /metrics                   Prometheus metrics, computed on scrape (metrics.go)
 //	GET /healthz                   200, or 503 when a queue is stalled (its worker stopped)
@@ -28,7 +31,11 @@
 //     queue's .lock with a shared flock(2) released at once (metrics.go).
 //   - Every value shown (names, errors, notes, reasons) is escaped by
 //     html/template; responses carry a Content-Security-Policy that allows
-//     no script, and X-Content-Type-Options: nosniff.
+//     no script, and X-Content-Type-Options: nosniff. A commit's subject
+//     and author and who triggered a run, which a pusher chooses, are
+//     also cut to one line without control characters. A commit link is
+//     built by config.CommitURL from the configured repository and a
+//     full SHA only.
 //   - A log is served only if it is a regular file directly in
 //     config.RunLogDir(state_dir, NAME), opened through an os.Root, for a run of
 //     a configured deployment whose log_path names it; anything else is 403
@@ -61,7 +68,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dh-deployer/dh-deployer/pkg/cli"
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/pause"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
@@ -121,9 +128,9 @@ type Handler struct {
 var pageFS embed.FS
 
 var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
-	"short": cli.ShortSHA,
-	"stamp": stamp,
-	"dash":  cli.Dash,
+	"short": cell.ShortSHA,
+	"dash":  cell.Dash,
+	"line":  func(s string) string { return cell.Line(s, maxLine) }, // text from a pusher: one printable line
 	"join":  func(s []string) string { return strings.Join(s, ", ") },
 	"pages": func(n int) []int {
 		out := make([]int, n)
@@ -218,6 +225,12 @@ type Page struct {
 	Failed      []queue.Failure `json:"failed"`
 	Decisions   []Decision      `json:"decisions"`
 	Errors      []string        `json:"errors,omitempty"` // what could not be read
+
+	// For the HTML page only: its time zone (status.time_zone), its
+	// refresh period in seconds (0: none) and whether ?refresh asked for it.
+	Location     *time.Location `json:"-"`
+	Refresh      int            `json:"-"`
+	RefreshAsked bool           `json:"-"`
 }
 
 // Deployment is one deployment's state.
@@ -235,6 +248,8 @@ type Deployment struct {
 	InWindow   bool         `json:"in_window"`
 	NextWindow *time.Time   `json:"next_window,omitempty"` // when outside the windows
 	Commit     string       `json:"commit,omitempty"`      // of the last succeeded run
+	Subject    string       `json:"commit_subject,omitempty"`
+	CommitURL  string       `json:"commit_url,omitempty"`  // its web page (Config.CommitURL), if it has one
 	DeployedAt *time.Time   `json:"deployed_at,omitempty"` // when that run finished
 	Runs       []Run        `json:"runs"`                  // newest first
 }
@@ -249,9 +264,14 @@ type Run struct {
 	State      string     `json:"state"`
 	Ref        string     `json:"ref,omitempty"`
 	Commit     string     `json:"commit,omitempty"`
+	Subject    string     `json:"commit_subject,omitempty"` // the commit's subject line, as dh-deploy read it
+	Author     string     `json:"commit_author,omitempty"`  // "Name <email>"
+	CommitURL  string     `json:"commit_url,omitempty"`     // the commit's web page (Config.CommitURL), if it has one
 	QueuedAt   time.Time  `json:"queued_at"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	WaitSecs   *float64   `json:"wait_seconds,omitempty"`     // started - queued, or now - queued while queued
+	Wait       string     `json:"wait,omitempty"`             // the same, for people
 	Seconds    *float64   `json:"duration_seconds,omitempty"` // finished - started, or now - started while running
 	Duration   string     `json:"duration,omitempty"`         // the same, for people
 	Result     string     `json:"result"`                     // "ok", "exit 2 at step 1: ...", the error, the note
@@ -286,6 +306,7 @@ type Decision struct {
 type View struct {
 	Page       int    // from 1; 0 means 1
 	Deployment string // one deployment's page; "" for the summary
+	Refresh    *int   // seconds between reloads, 0 for none; nil: status.refresh
 }
 
 // ViewError is a View that does not exist: no such page or deployment.
@@ -296,7 +317,8 @@ type ViewError struct {
 
 func (e *ViewError) Error() string { return e.Msg }
 
-// view reads the View of a request: ?page=N, ?deployment=NAME.
+// view reads the View of a request: ?page=N, ?deployment=NAME,
+// ?refresh=SECONDS.
 func view(r *http.Request) (View, error) {
 	q := r.URL.Query()
 	v := View{Deployment: q.Get("deployment")}
@@ -307,6 +329,17 @@ func view(r *http.Request) (View, error) {
 		}
 		v.Page = n
 	}
+	if r := q.Get("refresh"); q.Has("refresh") {
+		n, err := strconv.Atoi(r)
+		if err == nil {
+			err = config.CheckRefresh(time.Duration(n) * time.Second)
+		}
+		if err != nil {
+			return v, &ViewError{http.StatusBadRequest, fmt.Sprintf("refresh %q: want 0 (no refresh) or seconds from %d to %d",
+				r, int(config.MinRefresh.Seconds()), int(config.MaxRefresh.Seconds()))}
+		}
+		v.Refresh = &n
+	}
 	if v.Deployment != "" && v.Page != 0 {
 		return v, &ViewError{http.StatusBadRequest, "ask for a page or for a deployment, not both"}
 	}
@@ -316,7 +349,49 @@ func view(r *http.Request) (View, error) {
 // Collect reads the state of the installation as v asks: the deployments
 // of one page (or one deployment), their queues and failed entries, and
 // the last routing decisions. It fails only with a *ViewError.
+//
+// Each section of the page has its collector (deployments, queues, failed
+// entries, decisions), run in that order on one collection; a section
+// reads the database with at most one statement, and all of them share one
+// deadline (Options.Timeout). After a database error the later sections
+// skip the database: the page shows the error once, and what the files
+// tell.
 func (h *Handler) Collect(ctx context.Context, v View) (*Page, error) {
+	c, err := h.scope(v)
+	if err != nil {
+		return nil, err
+	}
+	if h.st == nil {
+		c.dbErr(errors.New("not connected"))
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
+	defer cancel()
+	for _, section := range []func(*collection, context.Context){
+		(*collection).deployments,
+		(*collection).queues,
+		(*collection).failed,
+		(*collection).decisions,
+	} {
+		section(c, ctx)
+	}
+	return c.p, nil
+}
+
+// collection is one Collect in progress: what it shows and what it has
+// gathered so far.
+type collection struct {
+	h     *Handler
+	cfg   *config.Config
+	now   time.Time
+	p     *Page
+	names []string // the deployments shown, in name order
+	runs  int      // how many runs to read per deployment
+	down  bool     // a database error was met: skip the database
+}
+
+// scope starts the collection of view v: which deployments it shows
+// (all, one page of them, or one) and how many runs of each.
+func (h *Handler) scope(v View) (*collection, error) {
 	cfg := h.config()
 	now := h.opts.Now()
 	p := &Page{GeneratedAt: now.UTC(), Deployments: []Deployment{}, Queues: []Queue{}, Failed: []queue.Failure{}, Decisions: []Decision{}}
@@ -345,96 +420,117 @@ func (h *Handler) Collect(ctx context.Context, v View) (*Page, error) {
 		}
 	}
 	p.Paused = pause.Get(cfg, "")
-	dbErr := func(err error) {
-		if msg := "database: " + err.Error(); len(p.Errors) == 0 || p.Errors[len(p.Errors)-1] != msg {
-			p.Errors = append(p.Errors, msg)
-		}
+	p.Location = time.UTC
+	if loc, err := cfg.Status.Location(); err == nil { // checked at load
+		p.Location = loc
 	}
-	var recent map[string]store.Recent
-	var decisions []store.EventRow
-	if h.st == nil {
-		dbErr(errors.New("not connected"))
-	} else {
-		ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
-		var err error
-		recent, err = h.st.LastRuns(ctx, names, runs)
-		if err == nil {
-			decisions, err = h.st.RecentEvents(ctx, h.opts.Decisions)
-		}
-		cancel()
-		if err != nil {
-			dbErr(err)
-		}
+	p.Refresh = int(cfg.Status.Refresh / time.Second)
+	if v.Refresh != nil {
+		p.Refresh, p.RefreshAsked = *v.Refresh, true
 	}
+	return &collection{h: h, cfg: cfg, now: now, p: p, names: names, runs: runs}, nil
+}
 
-	for _, name := range names {
-		d := cfg.Deployments[name]
+// dbErr lists a database error on the page (once, if the same error comes
+// again) and makes the later sections skip the database.
+func (c *collection) dbErr(err error) {
+	c.down = true
+	if msg := "database: " + err.Error(); len(c.p.Errors) == 0 || c.p.Errors[len(c.p.Errors)-1] != msg {
+		c.p.Errors = append(c.p.Errors, msg)
+	}
+}
+
+// deployments is the deployments section: each deployment's
+// configuration, pause, windows, state and last runs (one statement).
+func (c *collection) deployments(ctx context.Context) {
+	var recent map[string]store.Recent
+	if !c.down {
+		var err error
+		if recent, err = c.h.st.LastRuns(ctx, c.names, c.runs); err != nil {
+			c.dbErr(err)
+		}
+	}
+	for _, name := range c.names {
+		d := c.cfg.Deployments[name]
 		dep := Deployment{Name: name, Kind: d.Kind, Repository: d.Repository, Branches: d.Branches, Tags: d.Tags,
 			Enabled: d.IsEnabled(), Windows: d.Windows, Runs: []Run{}}
-		dep.Pause = pause.Get(cfg, name)
-		in, next := d.InWindow(now)
+		dep.Pause = pause.Get(c.cfg, name)
+		in, next := d.InWindow(c.now)
 		dep.InWindow = in
-		if !in && !next.IsZero() {
-			next = next.UTC()
-			dep.NextWindow = &next
+		if !in {
+			dep.NextWindow = utc(next)
 		}
 		rec := recent[name]
 		if last := rec.Live; last != nil {
-			dep.Commit = last.Commit
-			if !last.FinishedAt.IsZero() {
-				t := last.FinishedAt.UTC()
-				dep.DeployedAt = &t
-			}
+			dep.Commit, dep.Subject, dep.CommitURL = last.Commit, last.CommitSubject, c.cfg.CommitURL(d, last.Commit)
+			dep.DeployedAt = utc(last.FinishedAt)
 		}
 		shown := rec.Runs
-		if p.Compact {
+		if c.p.Compact {
 			shown = shown[:min(len(shown), 1)]
 		}
 		for _, r := range shown {
-			dep.Runs = append(dep.Runs, h.run(cfg, r, now))
+			dep.Runs = append(dep.Runs, run(c.cfg, d, r, c.now))
 		}
 		dep.State, dep.Detail = state(d, dep, rec.Runs)
-		p.Deployments = append(p.Deployments, dep)
+		c.p.Deployments = append(c.p.Deployments, dep)
 	}
+}
 
-	queues := names
-	if p.Only == "" {
-		queues = append([]string{config.MainQueue}, names...)
+// queueNames are the queues shown: main (unless the page is one
+// deployment's) and those of the deployments shown.
+func (c *collection) queueNames() []string {
+	if c.p.Only != "" {
+		return c.names
 	}
-	for _, name := range queues {
-		q := queue.Open(cfg.QueuePath(name))
-		s, err := q.Stats()
+	return append([]string{config.MainQueue}, c.names...)
+}
+
+// queues is the queues section: each queue's depth, oldest entry and
+// failed entries, or why it cannot be read.
+func (c *collection) queues(context.Context) {
+	for _, name := range c.queueNames() {
+		s, err := queue.Open(c.cfg.QueuePath(name)).Stats()
 		if err != nil {
-			p.Queues = append(p.Queues, Queue{Name: name, Error: err.Error()})
+			c.p.Queues = append(c.p.Queues, Queue{Name: name, Error: err.Error()})
 			continue
 		}
-		pq := Queue{Name: name, Depth: &s.Depth, Failed: &s.Failed}
-		if !s.Oldest.IsZero() {
-			t := s.Oldest.UTC()
-			pq.Oldest = &t
-		}
-		p.Queues = append(p.Queues, pq)
-		failed, _ := q.Failed()
+		c.p.Queues = append(c.p.Queues, Queue{Name: name, Depth: &s.Depth, Failed: &s.Failed, Oldest: utc(s.Oldest)})
+	}
+}
+
+// failed is the failed entries section: every entry in the failed/
+// directory of a queue shown, with the reason its sidecar gives.
+func (c *collection) failed(context.Context) {
+	for _, name := range c.queueNames() {
+		q := queue.Open(c.cfg.QueuePath(name))
+		failed, _ := q.Failed() // an unreadable queue is listed by the queues section
 		for _, f := range failed {
 			why, err := q.ReadFailure(f)
 			if err != nil {
 				why = queue.Failure{Entry: f, Error: fmt.Sprintf("no readable sidecar: %v", err)}
 			}
 			why.Entry, why.Queue = f, name
-			p.Failed = append(p.Failed, why)
+			c.p.Failed = append(c.p.Failed, why)
 		}
 	}
+}
 
-	for _, r := range decisions {
-		dec := Decision{Delivery: r.Delivery, Event: r.Event.Event, Repository: r.Repository, Ref: r.Ref,
-			Status: r.Status, Reason: r.Reason, Deployments: r.Deployments}
-		if !r.DecidedAt.IsZero() {
-			t := r.DecidedAt.UTC()
-			dec.DecidedAt = &t
-		}
-		p.Decisions = append(p.Decisions, dec)
+// decisions is the routing decisions section: the last ones of dh-route
+// (one statement).
+func (c *collection) decisions(ctx context.Context) {
+	if c.down {
+		return
 	}
-	return p, nil
+	rows, err := c.h.st.RecentEvents(ctx, c.h.opts.Decisions)
+	if err != nil {
+		c.dbErr(err)
+		return
+	}
+	for _, r := range rows {
+		c.p.Decisions = append(c.p.Decisions, Decision{DecidedAt: utc(r.DecidedAt), Delivery: r.Delivery, Event: r.Event.Event,
+			Repository: r.Repository, Ref: r.Ref, Status: r.Status, Reason: r.Reason, Deployments: r.Deployments})
+	}
 }
 
 // state chooses a deployment's state, most urgent first: running,
@@ -443,7 +539,7 @@ func (h *Handler) Collect(ctx context.Context, v View) (*Page, error) {
 func state(d *config.Deployment, dep Deployment, runs []store.Run) (string, string) {
 	for _, r := range runs {
 		if r.State == store.RunRunning {
-			return StateRunning, fmt.Sprintf("run %d of %s", r.ID, cli.ShortSHA(r.Commit))
+			return StateRunning, fmt.Sprintf("run %d of %s", r.ID, cell.ShortSHA(r.Commit))
 		}
 	}
 	switch {
@@ -454,7 +550,7 @@ func state(d *config.Deployment, dep Deployment, runs []store.Run) (string, stri
 	case !dep.InWindow:
 		detail := fmt.Sprintf("outside the deploy windows %s", strings.Join(d.Windows, ", "))
 		if dep.NextWindow != nil {
-			detail += "; the next opens " + stamp(*dep.NextWindow)
+			detail += "; the next opens " + cell.Stamp(*dep.NextWindow)
 		}
 		return StateWaiting, detail
 	}
@@ -479,32 +575,47 @@ func state(d *config.Deployment, dep Deployment, runs []store.Run) (string, stri
 	return StateIdle, ""
 }
 
-func (h *Handler) run(cfg *config.Config, r store.Run, now time.Time) Run {
+// run is one run as the page shows it, its durations measured at now
+// while it waits or runs.
+func run(cfg *config.Config, d *config.Deployment, r store.Run, now time.Time) Run {
 	out := Run{ID: r.ID, Delivery: r.Delivery, Attempt: max(r.Attempt, 1), Trigger: r.Trigger, By: r.TriggeredBy, State: r.State,
-		Ref: r.Ref, Commit: r.Commit, QueuedAt: r.QueuedAt.UTC(), ExitCode: r.ExitCode}
-	if !r.StartedAt.IsZero() {
-		t := r.StartedAt.UTC()
-		out.StartedAt = &t
-		end := now
-		if !r.FinishedAt.IsZero() {
-			end = r.FinishedAt
-		}
-		if r.State == store.RunRunning || !r.FinishedAt.IsZero() {
-			d := max(end.Sub(r.StartedAt), 0)
-			secs := d.Seconds()
-			out.Seconds = &secs
-			out.Duration = duration(d)
-		}
+		Ref: r.Ref, Commit: r.Commit, Subject: r.CommitSubject, Author: r.CommitAuthor, CommitURL: cfg.CommitURL(d, r.Commit),
+		QueuedAt: r.QueuedAt.UTC(), StartedAt: utc(r.StartedAt), FinishedAt: utc(r.FinishedAt), ExitCode: r.ExitCode}
+	switch {
+	case !r.StartedAt.IsZero() && !r.QueuedAt.IsZero():
+		out.WaitSecs, out.Wait = span(r.QueuedAt, r.StartedAt)
+	case r.State == store.RunQueued && !r.QueuedAt.IsZero():
+		out.WaitSecs, out.Wait = span(r.QueuedAt, now)
 	}
-	if !r.FinishedAt.IsZero() {
-		t := r.FinishedAt.UTC()
-		out.FinishedAt = &t
+	switch {
+	case r.StartedAt.IsZero():
+	case !r.FinishedAt.IsZero():
+		out.Seconds, out.Duration = span(r.StartedAt, r.FinishedAt)
+	case r.State == store.RunRunning:
+		out.Seconds, out.Duration = span(r.StartedAt, now)
 	}
 	out.Result = result(r)
 	if r.LogPath != "" && filepath.Dir(r.LogPath) == config.RunLogDir(cfg.StateDir, r.Deployment) {
 		out.Log = LogURL(r.Deployment, r.ID)
 	}
 	return out
+}
+
+// span is the time from start to end (0 if end is before start) in
+// seconds and for people.
+func span(start, end time.Time) (*float64, string) {
+	d := max(end.Sub(start), 0)
+	secs := d.Seconds()
+	return &secs, duration(d)
+}
+
+// utc is t in UTC, or nil for the zero time.
+func utc(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
 }
 
 // LogURL is the path of a run's log on the status page.
@@ -664,16 +775,41 @@ func logError(w http.ResponseWriter, err error) {
 	}
 }
 
-// stamp is cli.Stamp of a time or of a *time.Time (nil: "-"), for the
-// page's template.
-func stamp(t any) string {
+// maxLine is how many runes of a commit's subject or author, or of who
+// triggered a run, the page shows.
+const maxLine = 200
+
+// StampFormat is how the page shows a time, in its time zone.
+const StampFormat = "2006-01-02 15:04:05 MST"
+
+// Stamp is t (a time.Time or *time.Time) in the page's time zone, or "-"
+// for nil or the zero time.
+func (p *Page) Stamp(t any) string {
+	var tt time.Time
 	switch t := t.(type) {
 	case time.Time:
-		return cli.Stamp(t)
+		tt = t
 	case *time.Time:
 		if t != nil {
-			return cli.Stamp(*t)
+			tt = *t
 		}
 	}
-	return "-"
+	if tt.IsZero() {
+		return "-"
+	}
+	loc := p.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	return tt.In(loc).Format(StampFormat)
+}
+
+// Href is the link to another view of the page (?key=value), keeping
+// the ?refresh the request asked for.
+func (p *Page) Href(key string, value any) string {
+	q := url.Values{key: {fmt.Sprint(value)}}
+	if p.RefreshAsked {
+		q.Set("refresh", strconv.Itoa(p.Refresh))
+	}
+	return "/status?" + q.Encode()
 }

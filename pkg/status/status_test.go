@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/status"
@@ -409,6 +410,175 @@ func TestPages(t *testing.T) {
 		res, body := get(t, h, "GET", c.target)
 		if res.StatusCode != c.code || !strings.Contains(body, c.msg) {
 			t.Errorf("GET %s = %d %q; want %d with %q", c.target, res.StatusCode, body[:min(len(body), 200)], c.code, c.msg)
+		}
+	}
+}
+
+// TestRunDetails checks what the page shows of each run (issue 20): the
+// commit's subject and author, its link to the repository's page, who
+// triggered it, how long it waited and ran, times in status.time_zone
+// (the JSON staying in UTC), and a bounded refresh. Hostile subjects,
+// authors and triggered_by are shown as one line of text.
+func TestRunDetails(t *testing.T) {
+	in := statustest.New(t, "")
+	link := "https://github.com/ducompsoc/durhack/commit/"
+
+	// JSON: the raw values, times in RFC 3339 UTC.
+	_, body := get(t, handler(in, ""), "GET", "/status.json")
+	type run struct {
+		ID              int64
+		CommitSubject   string   `json:"commit_subject"`
+		Author          string   `json:"commit_author"`
+		CommitURL       string   `json:"commit_url"`
+		TriggeredBy     string   `json:"triggered_by"`
+		Started         string   `json:"started_at"`
+		Wait            string   `json:"wait"`
+		WaitSeconds     *float64 `json:"wait_seconds"`
+		Duration        string   `json:"duration"`
+		DurationSeconds *float64 `json:"duration_seconds"`
+	}
+	var p struct {
+		Deployments []struct {
+			Name, Commit  string
+			CommitSubject string `json:"commit_subject"`
+			CommitURL     string `json:"commit_url"`
+			Runs          []run
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &p); err != nil {
+		t.Fatalf("GET /status.json: %v\n%s", err, body)
+	}
+	runs := map[int64]run{}
+	deps := map[string]int{}
+	for i, d := range p.Deployments {
+		deps[d.Name] = i
+		for _, r := range d.Runs {
+			runs[r.ID] = r
+		}
+	}
+	secs := func(f *float64) float64 {
+		if f == nil {
+			return -1
+		}
+		return *f
+	}
+	if api := p.Deployments[deps["api"]]; api.CommitURL != link+statustest.CommitOK || api.CommitSubject != statustest.SubjectOK {
+		t.Errorf("GET /status.json: api's current commit_url %q, commit_subject %q; want %q, %q", api.CommitURL,
+			api.CommitSubject, link+statustest.CommitOK, statustest.SubjectOK)
+	}
+	started := in.Now.Add(-3*time.Hour + statustest.WaitOK).UTC().Format(time.RFC3339)
+	if r := runs[in.Runs["api-ok"]]; r.CommitSubject != statustest.SubjectOK || r.Author != statustest.AuthorOK ||
+		r.CommitURL != link+statustest.CommitOK || r.Started != started || r.Wait != "30s" || secs(r.WaitSeconds) != 30 ||
+		r.Duration != "2m30s" || secs(r.DurationSeconds) != 150 {
+		t.Errorf("GET /status.json: api-ok = %+v; want subject %q, author %q, commit_url, started_at %s, wait 30s, duration 2m30s",
+			r, statustest.SubjectOK, statustest.AuthorOK, started)
+	}
+	if r := runs[in.Runs["api-failed"]]; r.CommitSubject != statustest.SubjectHostile || r.Author != statustest.AuthorHostile ||
+		r.TriggeredBy != statustest.ByHostile || r.CommitURL != link+statustest.CommitFailed {
+		t.Errorf("GET /status.json: api-failed = %+v; want the hostile subject, author and triggered_by as they are (JSON escapes them)", r)
+	}
+	if r := runs[in.Runs["docs-running"]]; r.Wait != "1m0s" || r.Duration != "2m0s" || secs(r.DurationSeconds) != 120 {
+		t.Errorf("GET /status.json: docs-running = %+v; want waited 1m0s, running for 2m0s at Now", r)
+	}
+	if r := runs[in.Runs["blog-waiting"]]; r.Wait != "10m0s" || secs(r.WaitSeconds) != 600 || r.Duration != "" {
+		t.Errorf("GET /status.json: blog-waiting = %+v; want waiting for 10m0s at Now, no duration", r)
+	}
+	for _, r := range p.Deployments[deps["web"]].Runs {
+		if r.CommitURL != "" {
+			t.Errorf("GET /status.json: web's run %d has commit_url %q; want none (web fetches from a local clone_url)", r.ID, r.CommitURL)
+		}
+	}
+
+	// HTML in New York (EST in November), reloading every 30 s.
+	cfg := *in.Config
+	cfg.Status.TimeZone, cfg.Status.Refresh = "America/New_York", 30*time.Second
+	h := status.New(func() *config.Config { return &cfg }, in.Store, status.Options{Now: func() time.Time { return in.Now }})
+	res, body := get(t, h, "GET", "/status")
+	if res.StatusCode != 200 {
+		t.Fatalf("GET /status = %d; want 200", res.StatusCode)
+	}
+	for _, want := range []string{
+		`<meta http-equiv="refresh" content="30">`,
+		`times in <span id="time-zone">America/New_York</span>`,
+		`Generated <span id="generated">2026-11-22 07:00:00 EST</span>`,
+		`<td class="t">2026-11-22 04:00:30 EST<br>`, // api-ok started at 09:00:30 UTC
+		`<a class="commit" href="` + link + statustest.CommitOK + `"><code title="` + statustest.CommitOK + `">` + statustest.CommitOK[:12] + `</code></a>`,
+		`<span class="subject">Add the login page</span>`,
+		`<span class="meta author">Alice Example &lt;alice@example.org&gt;</span>`,
+		`<code title="` + statustest.CommitWeb + `">` + statustest.CommitWeb[:12] + `</code>`,                        // web: no link
+		`<span class="meta wait">queued 2026-11-22 04:00:00 EST, waited 30s</span>`, `<td class="t took">2m30s</td>`, // api-ok
+		`<td class="t took">2m0s so far</td>`, // docs-running
+		`<td class="t">-<br><span class="meta wait">queued 2026-11-22 06:50:00 EST, waiting 10m0s so far</span>`, // blog-waiting
+		// The hostile values, escaped, each on one line.
+		`&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt; &#34;quoted&#34; &#39;single&#39;`,
+		`Mallory &#34;&lt;/td&gt;&lt;script&gt;x&lt;/script&gt;&#34; &lt;m@example.org&gt;`,
+		`pusher=&lt;b&gt;eve&lt;/b&gt; sender=&#34;x&#34; onmouseover=&#34;alert(1)&#34;`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("GET /status in New York: no %q in the page", want)
+		}
+	}
+	if strings.Contains(body, `href="`+link+statustest.CommitWeb) {
+		t.Errorf("GET /status: web's commit is linked; want it bare (a local clone_url)")
+	}
+	for _, bad := range []string{"<script", "<b>", `onmouseover="`, "</td><script"} {
+		if strings.Contains(body, bad) {
+			t.Errorf("GET /status: the page holds %q from the data", bad)
+		}
+	}
+	for i, r := range body {
+		if r != '\n' && unicode.IsControl(r) {
+			t.Errorf("GET /status: control character %q at byte %d: %q", r, i, body[max(i-60, 0):i])
+			break
+		}
+	}
+	if _, body := get(t, h, "GET", "/status.json"); !strings.Contains(body, `"started_at": "`+started+`"`) {
+		t.Errorf("GET /status.json in New York: no started_at %s; want the JSON in UTC", started)
+	}
+
+	// The default zone is UTC, and no refresh.
+	_, body = get(t, handler(in, ""), "GET", "/status")
+	if !strings.Contains(body, `<td class="t">2026-11-22 09:00:30 UTC<br>`) || strings.Contains(body, "http-equiv") {
+		t.Errorf("GET /status by default: want times in UTC and no refresh")
+	}
+}
+
+// TestRefresh checks ?refresh=SECONDS: bounded, 0 turning the configured
+// refresh off, and kept by the links to the other views.
+func TestRefresh(t *testing.T) {
+	in := statustest.New(t, "")
+	cfg := *in.Config
+	cfg.Status.Refresh = time.Minute
+	h := status.New(func() *config.Config { return &cfg }, in.Store,
+		status.Options{PageSize: 2, Now: func() time.Time { return in.Now }})
+	for _, c := range []struct {
+		target string
+		code   int
+		want   string // in the body
+		not    string // not in the body
+	}{
+		{"/status", 200, `<meta http-equiv="refresh" content="60">`, ""},
+		{"/status?refresh=10", 200, `<meta http-equiv="refresh" content="10">`, `content="60"`},
+		{"/status?refresh=3600", 200, `<meta http-equiv="refresh" content="3600">`, ""},
+		{"/status?refresh=0", 200, "<h1>", "http-equiv"},
+		{"/status?page=1&refresh=10", 200, `href="/status?page=2&amp;refresh=10"`, ""},
+		{"/status?page=1&refresh=10", 200, `href="/status?deployment=api&amp;refresh=10"`, ""},
+		{"/status?page=1", 200, `href="/status?page=2"`, "refresh=60"},
+		{"/status?deployment=api&refresh=10", 200, `href="/status?refresh=10">all deployments`, ""},
+		{"/status.json?refresh=10", 200, `"deployments"`, "refresh"},
+		{"/status?refresh=4", 400, "refresh \"4\": want 0 (no refresh) or seconds from 5 to 3600", ""},
+		{"/status?refresh=3601", 400, "refresh \"3601\": want 0", ""},
+		{"/status?refresh=-10", 400, "refresh \"-10\": want 0", ""},
+		{"/status?refresh=1e3", 400, "refresh \"1e3\": want 0", ""},
+		{"/status?refresh=", 400, "refresh \"\": want 0", ""},
+		{"/status?refresh=%3Cscript%3E%0A", 400, `refresh "<script>\n": want 0`, ""}, // text/plain, quoted
+	} {
+		res, body := get(t, h, "GET", c.target)
+		if c.code != 200 && res.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+			t.Errorf("GET %s: Content-Type %q; want text/plain", c.target, res.Header.Get("Content-Type"))
+		}
+		if res.StatusCode != c.code || !strings.Contains(body, c.want) || c.not != "" && strings.Contains(body, c.not) {
+			t.Errorf("GET %s = %d %q; want %d with %q, without %q", c.target, res.StatusCode, body[:min(len(body), 300)], c.code, c.want, c.not)
 		}
 	}
 }

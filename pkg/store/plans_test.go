@@ -59,10 +59,10 @@ func TestQueryPlans(t *testing.T) {
 			pq.Array([]string{"b"}), pq.Array([]string{now}), pq.Array([]string{"routed"}), pq.Array([]string{""}),
 			pq.Array([]string{"dep1"})},
 		"InsertRoutes":    {pq.Array([]string{storetest.DeliveryName(7)}), pq.Array([]string{"dep9"}), pq.Array([]string{"e"})},
-		"InsertRun":       {"new", "dep1", 1, "webhook", nil, nil, nil, "running", nil, nil, nil, nil},
+		"InsertRun":       {"new", "dep1", 1, "webhook", nil, nil, nil, "running", nil, nil, nil, nil, nil, nil},
 		"RecordDelivery":  {storetest.DeliveryName(5), "push", nil, nil, nil, nil, nil, now},
 		"RecordFailure":   {"new", "push", nil, nil, nil, nil, nil, now, "bad"},
-		"StartWaitingRun": {500_000, "webhook", nil, nil, nil, nil, nil, nil, nil},
+		"StartWaitingRun": {500_000, "webhook", nil, nil, nil, nil, nil, nil, nil, nil, nil},
 		"WaitRun":         {"new", "dep1", 1, "webhook", nil, nil, "waiting", nil},
 		// The rows are up to an hour old: half of them are due.
 		"PruneEvents": {1800, 1000},

@@ -80,8 +80,8 @@ const (
 	// same log, which names the run's start to the nanosecond) and gets
 	// its id; any other row of that attempt returns no row.
 	qInsertRun = `INSERT INTO runs AS ru (delivery, deployment, attempt, trigger, ref, commit_sha, previous_sha,
-		                  state, started_at, log_path, note, triggered_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		                  state, started_at, log_path, note, triggered_by, commit_subject, commit_author)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 		ON CONFLICT (delivery, deployment, attempt) DO UPDATE SET log_path = ru.log_path
 		WHERE ru.log_path = excluded.log_path
 		RETURNING id`
@@ -97,7 +97,7 @@ const (
 			reason = CASE WHEN ev.status IN ('received', 'failed') THEN excluded.reason ELSE ev.reason END,
 			decided_at = CASE WHEN ev.status IN ('received', 'failed') THEN now() ELSE ev.decided_at END`
 	qStartWaitingRun = `UPDATE runs SET state = 'running', trigger = $2, ref = $3, commit_sha = $4, previous_sha = $5,
-		       started_at = $6, log_path = $7, note = $8, triggered_by = $9
+		       started_at = $6, log_path = $7, note = $8, triggered_by = $9, commit_subject = $10, commit_author = $11
 		WHERE id = $1 AND state = 'queued'`
 	// dh-deploy coalescing a waiting set: its runs, and its superseded
 	// runs recorded in one statement.

@@ -131,12 +131,18 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// RetryIf is Retry when wait is set (a daemon: the work waits for the
-// database), else one plain call (--once, replay: an outage is the
-// caller's TempFail).
-func RetryIf(ctx context.Context, wait bool, logger *slog.Logger, what string, fn func(ctx context.Context) error) error {
-	if wait {
+// Retrier makes a database call, what naming it for the log, the way a
+// stage's worker does all of its calls (see Retrying).
+type Retrier func(ctx context.Context, what string, fn func(ctx context.Context) error) error
+
+// Retrying returns the Retrier of a worker: Retry when wait is set (a
+// daemon: the work waits for the database), else one plain call (--once,
+// replay: an outage is the caller's TempFail).
+func Retrying(wait bool, logger *slog.Logger) Retrier {
+	if !wait {
+		return func(ctx context.Context, _ string, fn func(ctx context.Context) error) error { return fn(ctx) }
+	}
+	return func(ctx context.Context, what string, fn func(ctx context.Context) error) error {
 		return Retry(ctx, logger, what, fn)
 	}
-	return fn(ctx)
 }

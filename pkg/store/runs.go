@@ -44,6 +44,10 @@ type Run struct {
 	Error        string    `json:"error,omitempty"`
 	Note         string    `json:"note,omitempty"`          // why it waited, or that it was forced past a pause
 	SupersededBy int64     `json:"superseded_by,omitempty"` // 0 for none
+	// The commit's subject line and author ("Name <email>"), as dh-deploy
+	// read them from the repository; "" if it could not.
+	CommitSubject string `json:"commit_subject,omitempty"`
+	CommitAuthor  string `json:"commit_author,omitempty"`
 }
 
 // InsertRun records a new run and returns its id. (Delivery, Deployment,
@@ -62,7 +66,7 @@ func (s *Store) InsertRun(ctx context.Context, r Run) (id int64, err error) {
 	err = s.db.QueryRowContext(ctx, qInsertRun,
 		r.Delivery, r.Deployment, r.Attempt, r.Trigger, nullString(r.Ref), nullString(r.Commit),
 		nullString(r.Previous), r.State, nullTime(r.StartedAt), nullString(r.LogPath), nullString(r.Note),
-		nullString(r.TriggeredBy)).Scan(&id)
+		nullString(r.TriggeredBy), nullString(r.CommitSubject), nullString(r.CommitAuthor)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = fmt.Errorf("attempt %d is already recorded with another log", r.Attempt)
 	}
@@ -122,7 +126,7 @@ func (s *Store) StartWaitingRun(ctx context.Context, id int64, r Run) error {
 	defer cancel()
 	err := s.update(ctx, qStartWaitingRun,
 		id, r.Trigger, nullString(r.Ref), nullString(r.Commit), nullString(r.Previous), nullTime(r.StartedAt),
-		nullString(r.LogPath), nullString(r.Note), nullString(r.TriggeredBy))
+		nullString(r.LogPath), nullString(r.Note), nullString(r.TriggeredBy), nullString(r.CommitSubject), nullString(r.CommitAuthor))
 	if err != nil {
 		return fmt.Errorf("start waiting run %d: %w", id, err)
 	}
@@ -157,7 +161,8 @@ func (s *Store) LinkSuperseded(ctx context.Context, deployment string, id int64)
 }
 
 const runColumns = `id, delivery, deployment, attempt, trigger, ref, commit_sha, previous_sha, state,
-	queued_at, started_at, finished_at, exit_code, failed_step, log_path, error, superseded_by, note, triggered_by`
+	queued_at, started_at, finished_at, exit_code, failed_step, log_path, error, superseded_by, note, triggered_by,
+	commit_subject, commit_author`
 
 // ListRuns returns the newest runs of a deployment, newest first; at most
 // limit of them, or all if limit <= 0 (prefer a limit, or EachRun: all of
@@ -322,12 +327,13 @@ func scanRun(rows *sql.Rows, extra ...any) (Run, error) {
 	var (
 		r                                             Run
 		ref, commit, previous, logPath, why, note, by sql.NullString
+		subject, author                               sql.NullString
 		started, finished                             sql.NullTime
 		exitCode, failedStep, superseded              sql.NullInt64
 	)
 	dest := append([]any{&r.ID, &r.Delivery, &r.Deployment, &r.Attempt, &r.Trigger, &ref, &commit,
 		&previous, &r.State, &r.QueuedAt, &started, &finished, &exitCode, &failedStep, &logPath,
-		&why, &superseded, &note, &by}, extra...)
+		&why, &superseded, &note, &by, &subject, &author}, extra...)
 	if err := rows.Scan(dest...); err != nil {
 		return Run{}, err
 	}
@@ -335,6 +341,7 @@ func scanRun(rows *sql.Rows, extra ...any) (Run, error) {
 	r.StartedAt, r.FinishedAt = started.Time, finished.Time
 	r.ExitCode, r.FailedStep = intPtr(exitCode), intPtr(failedStep)
 	r.SupersededBy, r.Note, r.TriggeredBy = superseded.Int64, note.String, by.String
+	r.CommitSubject, r.CommitAuthor = subject.String, author.String
 	return r, nil
 }
 

@@ -45,10 +45,10 @@ import (
 	"syscall"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -163,114 +163,160 @@ var errTimeout = errors.New("timeout")
 // command started, including with an *ExitError.
 func Run(ctx context.Context, c Cmd) (Result, error) {
 	name := describe(c)
-	if !filepath.IsAbs(c.Path) {
-		return Result{ExitCode: -1}, sysexits.Errorf(sysexits.Software, "run %s: program path must be absolute", c.Path)
+	if err := c.check(name); err != nil {
+		return Result{ExitCode: -1}, err
 	}
-	if c.Dir != "" {
-		// With SysProcAttr set, os/exec does not check Dir itself, and a
-		// missing directory would look like a missing program.
-		if _, err := os.Stat(c.Dir); err != nil {
-			return Result{ExitCode: -1}, fmt.Errorf("run %s: %w", name, err)
-		}
-	}
-	grace := c.KillGrace
-	if grace <= 0 {
-		grace = DefaultKillGrace
-	}
-	max := c.MaxOutput
-	if max <= 0 {
-		max = DefaultMaxOutput
-	}
-
+	c = c.withDefaults()
 	runCtx, cancel := ctx, context.CancelFunc(func() {})
 	if c.Timeout > 0 {
 		runCtx, cancel = context.WithTimeoutCause(ctx, c.Timeout, errTimeout)
 	}
 	defer cancel()
 
+	p, err := start(runCtx, c)
+	if err != nil {
+		return Result{ExitCode: -1}, fmt.Errorf("run %s: %w", name, err)
+	}
+	defer p.pipe.Close()
+	waitErr := p.cmd.Wait()
+	duration := time.Since(p.started)
+	p.finish(c.KillGrace)
+	res := p.result(duration, runCtx)
+	return res, verdict(ctx, name, c, p, res, waitErr)
+}
+
+// check refuses a Cmd that cannot run: a relative program path, or a
+// working directory that is not there.
+func (c Cmd) check(name string) error {
+	if !filepath.IsAbs(c.Path) {
+		return sysexits.Errorf(sysexits.Software, "run %s: program path must be absolute", c.Path)
+	}
+	if c.Dir != "" {
+		// With SysProcAttr set, os/exec does not check Dir itself, and a
+		// missing directory would look like a missing program.
+		if _, err := os.Stat(c.Dir); err != nil {
+			return fmt.Errorf("run %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// withDefaults fills in the zero limits.
+func (c Cmd) withDefaults() Cmd {
+	if c.KillGrace <= 0 {
+		c.KillGrace = DefaultKillGrace
+	}
+	if c.MaxOutput <= 0 {
+		c.MaxOutput = DefaultMaxOutput
+	}
+	if c.Env == nil {
+		c.Env = []string{} // nil would inherit the caller's environment
+	}
+	return c
+}
+
+// process is a started command: its process group, the read end of its
+// output pipe and the goroutine copying from it.
+type process struct {
+	cmd     *exec.Cmd
+	pipe    *os.File      // the read end of the output pipe
+	out     *teeWriter    // where the copying goroutine puts the output
+	copied  chan struct{} // closed when the copying goroutine is done
+	started time.Time
+
+	mu     sync.Mutex
+	termAt time.Time // when the group got SIGTERM; zero if it never did
+}
+
+// start starts c's program in its own process group, with its output
+// going through one pipe to a goroutine that keeps it (bounded) and
+// streams it. When ctx ends, the group gets SIGTERM (terminate).
+func start(ctx context.Context, c Cmd) (*process, error) {
 	// One pipe for stdout and stderr. Giving os/exec an *os.File (not an
 	// io.Writer) makes it copy nothing itself, so Wait returns as soon as
 	// the process has exited, however long its children keep the pipe.
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return Result{ExitCode: -1}, fmt.Errorf("run %s: %w", name, err)
+		return nil, err
 	}
-	defer pr.Close()
+	p := &process{pipe: pr, copied: make(chan struct{})}
+	p.cmd = exec.CommandContext(ctx, c.Path, c.Args...)
+	p.cmd.Dir = c.Dir
+	p.cmd.Env = c.Env
+	p.cmd.Stdin = c.Stdin
+	p.cmd.Stdout = pw
+	p.cmd.Stderr = pw
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	p.cmd.Cancel = p.terminate
+	// If the leader is still there WaitDelay after SIGTERM, os/exec
+	// SIGKILLs it and Wait returns; the group gets its SIGKILL in finish.
+	p.cmd.WaitDelay = c.KillGrace
 
-	cmd := exec.CommandContext(runCtx, c.Path, c.Args...)
-	cmd.Dir = c.Dir
-	cmd.Env = c.Env
-	if cmd.Env == nil {
-		cmd.Env = []string{} // nil would inherit the caller's environment
-	}
-	cmd.Stdin = c.Stdin
-	cmd.Stdout = pw
-	cmd.Stderr = pw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-
-	// On timeout or cancellation: SIGTERM to the whole group (the negative
-	// pid names the group, whose id is the leader's pid). If the leader is
-	// still there after WaitDelay, os/exec SIGKILLs it and Wait returns;
-	// the group gets its SIGKILL below, after Wait.
-	var termMu sync.Mutex
-	var termAt time.Time
-	cmd.Cancel = func() error {
-		termMu.Lock()
-		termAt = time.Now()
-		termMu.Unlock()
-		err := syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		if errors.Is(err, syscall.ESRCH) {
-			return os.ErrProcessDone
-		}
-		return err
-	}
-	cmd.WaitDelay = grace
-
-	if err := cmd.Start(); err != nil {
-		pw.Close()
-		return Result{ExitCode: -1}, startError(name, err)
-	}
-	start := time.Now()
+	err = p.cmd.Start()
 	pw.Close() // only the command and its children hold the write end now
-	pgid := cmd.Process.Pid
-
-	out := newBoundedBuffer(max)
-	tee := &teeWriter{buf: out, stream: c.Stream}
-	copied := make(chan struct{})
+	if err != nil {
+		pr.Close()
+		return nil, startError(err)
+	}
+	p.started = time.Now()
+	p.out = &teeWriter{buf: newBoundedBuffer(c.MaxOutput), stream: c.Stream}
 	go func() {
-		defer close(copied)
-		io.Copy(tee, pr) // ends at EOF (every writer gone) or at the deadline
+		defer close(p.copied)
+		io.Copy(p.out, pr) // ends at EOF (every writer gone) or at the deadline
 	}()
+	return p, nil
+}
 
-	waitErr := cmd.Wait()
-	res := Result{ExitCode: -1, Duration: time.Since(start)}
+// terminate is the command's Cancel, on timeout or cancellation: SIGTERM
+// to the whole group (the negative pid names the group, whose id is the
+// leader's pid).
+func (p *process) terminate() error {
+	p.mu.Lock()
+	p.termAt = time.Now()
+	p.mu.Unlock()
+	err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	if errors.Is(err, syscall.ESRCH) {
+		return os.ErrProcessDone
+	}
+	return err
+}
 
-	// The leader has exited. If it was told to stop, give the rest of its
-	// group what is left of the grace period to stop too (or to close the
-	// pipe); then SIGKILL whatever remains of the group. The group id
-	// cannot have been reused while any member is alive; once the group is
-	// empty the kill fails with ESRCH, which is fine.
-	termMu.Lock()
-	t := termAt
-	termMu.Unlock()
-	if !t.IsZero() {
+// terminated returns when the group got SIGTERM, or the zero time.
+func (p *process) terminated() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.termAt
+}
+
+// finish runs once the leader has exited. If it was told to stop, the
+// rest of its group gets what is left of the grace period to stop too (or
+// to close the pipe); then whatever remains of the group gets SIGKILL.
+// The group id cannot have been reused while any member is alive; once
+// the group is empty the kill fails with ESRCH, which is fine. Then it
+// reads what the group wrote before it died; a process outside the group
+// may hold the pipe forever, so it stops reading after the grace period.
+func (p *process) finish(grace time.Duration) {
+	if t := p.terminated(); !t.IsZero() {
 		select {
-		case <-copied:
+		case <-p.copied:
 		case <-time.After(time.Until(t.Add(grace))):
 		}
 	}
-	syscall.Kill(-pgid, syscall.SIGKILL)
-	// Read what the group wrote before it died; a process outside the
-	// group may hold the pipe forever, so stop after the grace period.
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	select {
-	case <-copied:
+	case <-p.copied:
 	case <-time.After(grace):
-		pr.SetReadDeadline(time.Now())
-		<-copied
+		p.pipe.SetReadDeadline(time.Now())
+		<-p.copied
 	}
+}
 
-	res.Output, res.Truncated = out.Bytes()
-	if st := cmd.ProcessState; st != nil {
+// result is what the finished process did; runCtx is the context it ran
+// under, whose cause tells a timeout.
+func (p *process) result(duration time.Duration, runCtx context.Context) Result {
+	res := Result{ExitCode: -1, Duration: duration}
+	res.Output, res.Truncated = p.out.buf.Bytes()
+	if st := p.cmd.ProcessState; st != nil {
 		res.ExitCode = st.ExitCode()
 		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			res.Signal = unix.SignalName(ws.Signal())
@@ -279,26 +325,30 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 			}
 		}
 	}
-	res.TimedOut = !t.IsZero() && context.Cause(runCtx) == errTimeout
+	res.TimedOut = !p.terminated().IsZero() && context.Cause(runCtx) == errTimeout
+	return res
+}
 
+// verdict is Run's error for a finished process: nil only for an exit
+// with status 0 whose output all reached Cmd.Stream.
+func verdict(ctx context.Context, name string, c Cmd, p *process, res Result, waitErr error) error {
 	switch {
 	case res.TimedOut:
-		return res, &ExitError{Name: name, Result: res, Timeout: c.Timeout}
-	case !t.IsZero() && ctx.Err() != nil:
-		return res, &ExitError{Name: name, Result: res, Err: ctx.Err()}
-	case cmd.ProcessState == nil:
-		return res, fmt.Errorf("run %s: %w", name, waitErr)
-	case !cmd.ProcessState.Success():
-		return res, &ExitError{Name: name, Result: res}
-	case tee.err != nil:
-		return res, sysexits.New(sysexits.IOErr, fmt.Errorf("run %s: write output: %w", name, tee.err))
+		return &ExitError{Name: name, Result: res, Timeout: c.Timeout}
+	case !p.terminated().IsZero() && ctx.Err() != nil:
+		return &ExitError{Name: name, Result: res, Err: ctx.Err()}
+	case p.cmd.ProcessState == nil:
+		return fmt.Errorf("run %s: %w", name, waitErr)
+	case !p.cmd.ProcessState.Success():
+		return &ExitError{Name: name, Result: res}
+	case p.out.err != nil:
+		return sysexits.New(sysexits.IOErr, fmt.Errorf("run %s: write output: %w", name, p.out.err))
 	}
-	return res, nil
+	return nil
 }
 
 // startError classifies an error of starting the program.
-func startError(name string, err error) error {
-	err = fmt.Errorf("run %s: %w", name, err)
+func startError(err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return sysexits.Errorf(sysexits.Unavailable, "%w", err)
@@ -329,27 +379,14 @@ func isWord(s string) bool {
 	return true
 }
 
-// lastLine returns the last non-blank line of output, printable and at
-// most 200 bytes, for error messages.
+// lastLine returns the last non-blank line of output as cell.Line cuts
+// it, at most 200 runes, for error messages.
 func lastLine(out []byte) string {
 	s := strings.TrimRightFunc(string(out), unicode.IsSpace)
 	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
 		s = s[i+1:]
 	}
-	s = strings.Map(func(r rune) rune {
-		if r == utf8.RuneError || !unicode.IsPrint(r) && r != ' ' {
-			return -1
-		}
-		return r
-	}, strings.TrimSpace(s))
-	if len(s) > 200 {
-		cut := 200
-		for !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
+	return cell.Line(s, 200)
 }
 
 // teeWriter writes to the buffer and, until it fails once, to the stream.

@@ -407,7 +407,8 @@ func TestLastLine(t *testing.T) {
 		{"a\nb\n\n  \n", "b"},
 		{"x\n  indented  \r\n", "indented"},
 		{"bell\a and \x1b[31mred\n", "bell and [31mred"},
-		{strings.Repeat("é", 150), strings.Repeat("é", 100) + "…"},
+		{strings.Repeat("é", 250), strings.Repeat("é", 199) + "…"},
+		{"bad \xff byte", "bad \uFFFD byte"},
 	}
 	for _, tt := range tests {
 		if got := lastLine([]byte(tt.in)); got != tt.want {

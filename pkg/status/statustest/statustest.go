@@ -9,6 +9,7 @@ package statustest
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -43,6 +44,26 @@ const (
 	Hostile = `<script>alert("x")</script><img src=x onerror=alert(1)>`
 
 	LogText = "step 1/1: pnpm build\nERR_PNPM build failed\nexit status 2\n"
+
+	// The commits' subjects and authors, as dh-deploy records them: api's
+	// succeeded run has ordinary ones; its failed run has hostile ones,
+	// and a hostile triggered_by, as a pusher can make them.
+	SubjectOK      = "Add the login page"
+	AuthorOK       = "Alice Example <alice@example.org>"
+	SubjectHostile = Hostile + " \"quoted\" 'single' \x1b[31mred\x07\r\nsecond line\x7f"
+	AuthorHostile  = `Mallory "</td><script>x</script>" <m@example.org>` + "\x1b]0;title\x07"
+	ByHostile      = `pusher=<b>eve</b> sender="x" onmouseover="alert(1)"` + "\x1b[2J"
+)
+
+// When the runs waited and ran, relative to Install.Now: api-ok waited
+// WaitOK and took TookOK; docs-running waited WaitRunning and has run
+// for TookRunning at Now; blog-waiting has waited WaitQueued at Now.
+const (
+	WaitOK      = 30 * time.Second
+	TookOK      = 2*time.Minute + 30*time.Second
+	WaitRunning = time.Minute
+	TookRunning = 2 * time.Minute
+	WaitQueued  = 10 * time.Minute
 )
 
 // Install is the installation.
@@ -73,7 +94,7 @@ var Deployments = map[string]string{
 	"cms":  "idle",     // last run succeeded
 	"docs": "running",  // a run in progress
 	"old":  "disabled", // enabled = false; its queue is unreadable
-	"web":  "paused",   // paused with a reason
+	"web":  "paused",   // paused with a reason; a local clone_url, so no commit links
 }
 
 // New builds the installation. extra is appended to the configuration
@@ -126,6 +147,7 @@ enabled = false
 repository = "ducompsoc/web"
 branches = ["main"]
 path = "/srv/web"
+clone_url = "/srv/git/web.git"
 ` + extra
 	if err := os.WriteFile(in.ConfigPath, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
@@ -192,9 +214,16 @@ path = "/srv/web"
 	addRun := func(role, deployment, commit, logPath string, res *store.RunResult, note string) {
 		t.Helper()
 		n++
-		id, err := st.InsertRun(ctx, store.Run{Delivery: "d" + strings.Repeat("0", 7) + string(rune('a'+n)), Deployment: deployment,
+		r := store.Run{Delivery: "d" + strings.Repeat("0", 7) + string(rune('a'+n)), Deployment: deployment,
 			Trigger: "webhook", TriggeredBy: "pusher=alice sender=alice-gh", Ref: "refs/heads/main", Commit: commit, State: store.RunRunning,
-			StartedAt: time.Now().Add(-90 * time.Second), LogPath: logPath, Note: note})
+			StartedAt: time.Now().Add(-90 * time.Second), LogPath: logPath, Note: note}
+		switch role {
+		case "api-ok":
+			r.CommitSubject, r.CommitAuthor = SubjectOK, AuthorOK
+		case "api-failed":
+			r.CommitSubject, r.CommitAuthor, r.TriggeredBy = SubjectHostile, AuthorHostile, ByHostile
+		}
+		id, err := st.InsertRun(ctx, r)
 		if err != nil {
 			t.Fatalf("InsertRun(%s) = %v", role, err)
 		}
@@ -227,6 +256,12 @@ path = "/srv/web"
 		t.Fatalf("WaitRun = %v", err)
 	}
 	in.Runs["blog-waiting"] = id
+	setTimes(t, in, map[string][3]time.Duration{ // queued, started, finished before Now; -1 for none
+		"api-ok":       {3 * time.Hour, 3*time.Hour - WaitOK, 3*time.Hour - WaitOK - TookOK},
+		"api-failed":   {2 * time.Hour, 2*time.Hour - 5*time.Second, 2*time.Hour - 5*time.Second - time.Minute},
+		"docs-running": {WaitRunning + TookRunning, TookRunning, -1},
+		"blog-waiting": {WaitQueued, -1, -1},
+	})
 
 	// Routing decisions.
 	for i, e := range []struct{ delivery, status, reason string }{
@@ -245,6 +280,31 @@ path = "/srv/web"
 		}
 	}
 	return in
+}
+
+// setTimes sets when the runs of the roles were queued, started and
+// finished, as durations before in.Now (-1: never), which InsertRun and
+// FinishRun take from the database's clock.
+func setTimes(t testing.TB, in *Install, times map[string][3]time.Duration) {
+	t.Helper()
+	db, err := sql.Open("postgres", in.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	at := func(d time.Duration) *time.Time {
+		if d < 0 {
+			return nil
+		}
+		t := in.Now.Add(-d)
+		return &t
+	}
+	for role, ts := range times {
+		if _, err := db.Exec(`UPDATE runs SET queued_at = $2, started_at = $3, finished_at = $4 WHERE id = $1`,
+			in.Runs[role], at(ts[0]), at(ts[1]), at(ts[2])); err != nil {
+			t.Fatalf("set the times of run %s: %v", role, err)
+		}
+	}
 }
 
 // Many is an installation of h.Deployments deployments (storetest.Fill's

@@ -1,0 +1,1 @@
+ALTER TABLE runs DROP COLUMN commit_subject, DROP COLUMN commit_author;

@@ -21,7 +21,8 @@
 //	dh-deploy [-c FILE] resume NAME|--all            end the pause
 //	dh-deploy [-c FILE] history NAME [-n N|--all] [--before RUN] [--json]
 //	                                                 the runs, newest first (20; --all streams every one)
-//	dh-deploy [-c FILE] logs NAME [RUN]              a run's log (default: the newest)
+//	dh-deploy [-c FILE] logs NAME [RUN] [-f|--follow] a run's log (default: the newest); --follow
+//	                                                 prints it as it grows until the run ends
 //	dh-deploy [-c FILE] add NAME --repository OWNER/NAME --branch B --path DIR
 //	          [--clone-url URL] [--steps '[["make"],["make","install"]]'] [--user U] [--host H]
 //	                                                 as root: add a deployment end to end: its
@@ -76,6 +77,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/deploy"
+	"github.com/dh-deployer/dh-deployer/pkg/follow"
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/pause"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
@@ -102,7 +104,8 @@ var app = &cli.App{
 		{Name: "resume", Example: "dh-deploy resume --all", Args: "NAME|--all", MaxArgs: 1, Flags: []string{"all"}, Summary: "end a pause", Run: resumeCmd},
 		{Name: "history", Example: "dh-deploy history api -n 50", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"limit", "before", "all", "json"},
 			Summary: "print the deployment's runs, newest first", Run: history},
-		{Name: "logs", Example: "dh-deploy logs api 41", Args: "NAME [RUN]", MinArgs: 1, MaxArgs: 2, Summary: "print a run's log (default: the newest run)", Run: logs},
+		{Name: "logs", Example: "dh-deploy logs api --follow", Args: "NAME [RUN]", MinArgs: 1, MaxArgs: 2, Flags: []string{"follow"},
+			Summary: "print a run's log (default: the newest run); --follow streams it until the run ends", Run: logs},
 		{Name: "add", Example: "dh-deploy add api --repository ducompsoc/durhack --branch main --path /srv/api --steps '[[\"make\"]]'", Args: "NAME", MinArgs: 1, MaxArgs: 1, Flags: []string{"repository", "branch", "path", "clone-url", "steps", "user", "host"},
 			Summary: "as root: add a deployment end to end (config, user, role, queue, unit, git access)", Run: add},
 		{Name: "sudoers", Args: "NAME", MinArgs: 1, MaxArgs: 1,
@@ -117,6 +120,7 @@ var app = &cli.App{
 		fs.IntP("limit", "n", 20, "how many runs to print, `N` (0: all, as --all)")
 		fs.Int64("before", 0, "print the runs older than run `RUN` (the next page)")
 		fs.Bool("json", false, "print JSON, one run per line")
+		fs.BoolP("follow", "f", false, "logs: go on printing the log as it grows until the run ends (its state in the database)")
 		fs.Bool("force", false, "deploy even while paused or outside the deploy windows (recorded in the run's note), and rebuild a commit already live")
 		fs.Bool("all", false, "every deployment (pause, resume); every run, read a page at a time (history)")
 		fs.String("reason", "", "why, for the log, history and status")
@@ -423,6 +427,19 @@ func logs(ctx context.Context, env *cli.Env, args []string) error {
 		return sysexits.New(sysexits.Unavailable, fmt.Errorf("run %d: %w (logs older than the last %d runs are deleted)", r.ID, err, deploy.KeepLogs))
 	}
 	defer f.Close()
+	if followLog, _ := env.Flags.GetBool("follow"); followLog {
+		// Until the run's state is final: an interrupted run's worker
+		// runs its entry again, as a new run with a log of its own.
+		ended := func(ctx context.Context) (bool, error) {
+			now, err := st.GetRun(ctx, args[0], r.ID)
+			return now.Ended(), err
+		}
+		err := follow.Copy(ctx, env.Stdout, f, ended, follow.Options{})
+		if ctx.Err() != nil {
+			return nil // interrupted by the user
+		}
+		return err
+	}
 	_, err = io.Copy(env.Stdout, f)
 	return err
 }

@@ -9,10 +9,12 @@
 //	dh-receive [-c FILE] [serve]     serve until SIGTERM
 //	dh-receive [-c FILE] sign [FILE] print the X-Hub-Signature-256 of FILE
 //	                                 (or stdin) under the first secret
-//	dh-receive [-c FILE] hook --repository OWNER/NAME [--socket PATH]
+//	dh-receive [-c FILE] hook --repository OWNER/NAME [--socket PATH] [--wait[=DURATION]]
 //	                                 a git post-receive hook: send each
 //	                                 "<old> <new> <ref>" line on stdin to
-//	                                 dh-receive's hook socket, which queues it
+//	                                 dh-receive's hook socket, which queues it;
+//	                                 --wait prints the runs' logs as they are
+//	                                 written and their results (up to 10m)
 //
 // Every header is checked before the body is read; the body streams into
 // its staging file while its HMAC is computed and is deleted unless it
@@ -31,13 +33,21 @@
 // dh-receive over receive.hook_socket (dh-receive-hook.socket), and
 // dh-receive queues them if receive.hook_users gives the pushing user
 // (identified by SO_PEERCRED) that repository. The user needs only to be in
-// the group dh-hook (dh-deployer-acl hook USER). Exit statuses of hook: 64
-// a bad --repository, 65 a malformed line, 77 not allowed, 75 dh-receive
-// not reachable or the queue not writable.
+// the group dh-hook (dh-deployer-acl hook USER). With --wait (and
+// receive.status_url set) the pusher sees the build: dh-receive streams the
+// log of each run the push caused, read from dh-route's status listener,
+// then its result line; the user reads no log file itself. Exit statuses of
+// hook: 64 a bad --repository, 65 a malformed line, 77 not allowed, 78
+// --wait without receive.status_url, 75
+// dh-receive not reachable or the queue not writable (or, with --wait, no
+// result before the wait ended), 1 a run failed (--wait).
 //
 // Endpoints: POST <receive.path> (default /github-webhook), POST
 // /deploy/NAME (a deployment's token; only refs it follows; failed tokens
-// limited per client, 429), GET / (service info), GET /healthz (200, or 503
+// limited per client, 429; the 202 carries Location: the delivery's page
+// on dh-route's status listener; ?wait=SECONDS, at most 600, answers when
+// the run ended: 200 succeeded, 422 failed, with its exit status and the
+// log's tail, 202 still running), GET / (service info), GET /healthz (200, or 503
 // with the reasons), GET /metrics (Prometheus, with the bearer token of
 // receive.metrics_token_file; 404 without one; see docs/receive.md). While queues/main is at a [queues.main] limit
 // (max_entries, max_bytes) or queue_dir's file system below [queues]
@@ -83,11 +93,14 @@ var app = &cli.App{
 	Commands: []*cli.Command{
 		{Name: "serve", Example: "dh-receive -c /etc/dh-deployer/config.toml serve", Summary: "serve until SIGTERM", Run: serve},
 		{Name: "sign", Example: "dh-receive sign payload.json", Args: "[FILE]", MaxArgs: 1, Summary: "print the X-Hub-Signature-256 of FILE or stdin", Run: sign},
-		{Name: "hook", Example: "dh-receive hook --repository ducompsoc/durhack < refs-from-git", Flags: []string{"repository", "socket"}, Summary: "git post-receive hook: queue the pushed refs read from stdin", Run: hook},
+		{Name: "hook", Example: "dh-receive hook --repository ducompsoc/durhack --wait < refs-from-git", Flags: []string{"repository", "socket", "wait"},
+			Fails: "a run the push caused failed (--wait)", Summary: "git post-receive hook: queue the pushed refs read from stdin", Run: hook},
 	},
 	DefineFlags: func(fs *pflag.FlagSet) {
 		fs.String("repository", "", "the repository's name as deployments know it, `OWNER/NAME`")
 		fs.String("socket", "", "dh-receive's hook socket `PATH` (default: receive.hook_socket, if the configuration is readable, else "+config.Default().Receive.HookSocket+")")
+		fs.Duration("wait", 0, "print the runs' logs as they are written and their results, for up to `DURATION` (--wait alone: "+receive.MaxWait.String()+", the most)")
+		fs.Lookup("wait").NoOptDefVal = receive.MaxWait.String()
 	},
 }
 
@@ -149,10 +162,20 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 	if err != nil {
 		return err
 	}
+	var status *receive.StatusClient
+	if cfg.Receive.StatusURL != "" {
+		token, err := cfg.ReceiveStatusToken(env.Getenv)
+		if err != nil {
+			return err
+		}
+		if status, err = receive.NewStatusClient(cfg.Receive.StatusURL, token); err != nil {
+			return sysexits.Errorf(sysexits.Config, "config: receive.status_url: %v", err)
+		}
+	}
 	s := &receive.Server{
 		Config: cfg.Receive, Secrets: secrets, Tokens: tokens, Deployments: cfg.Deployments, Queue: q, Allowed: allowed,
 		Proxies: proxies, ProxyUnix: proxyUnix, HookListener: hl, HookUsers: hookUsers, MetricsToken: metricsToken,
-		Logger: env.Logger, Now: time.Now,
+		Status: status, Logger: env.Logger, Now: time.Now,
 	}
 	return s.Serve(ctx, l, env.Ready)
 }
@@ -218,7 +241,8 @@ func hook(ctx context.Context, env *cli.Env, _ []string) error {
 			return err
 		}
 	}
-	deliveries, err := receive.Push(ctx, socket, repository, env.Stdin)
+	wait, _ := env.Flags.GetDuration("wait")
+	deliveries, err := receive.Push(ctx, socket, repository, env.Stdin, wait, env.Stdout)
 	for _, d := range deliveries {
 		fmt.Fprintf(env.Stdout, "dh-deployer: queued as delivery %s\n", d)
 	}

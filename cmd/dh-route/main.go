@@ -51,9 +51,11 @@
 // does not.
 //
 // With status.listen set, run also serves the read-only status page
-// (GET /status, /status.json, /status/logs/NAME/RUN; times in
-// status.time_zone, reloading every status.refresh or ?refresh=SECONDS;
-// see pkg/status and docs/route.md), Prometheus metrics (GET /metrics) and GET /healthz,
+// (GET /status, /status.json, /status/logs/NAME/RUN, streamed with
+// ?follow=1 until the run ends, and /status/deliveries/ID, what became of
+// one delivery; times in status.time_zone, reloading every status.refresh
+// or ?refresh=SECONDS; see pkg/status and docs/route.md), Prometheus
+// metrics (GET /metrics) and GET /healthz,
 // 503 when a queue's oldest entry is older than status.stall_after while
 // no worker holds its lock, until it stops; run --once does not.
 //

@@ -195,7 +195,7 @@ func (w *world) deployRequest(t *testing.T, name, tok, body string) outcome {
 // stdin, as the current user.
 func (w *world) hookPush(t *testing.T, repository, lines string) outcome {
 	t.Helper()
-	_, err := receive.Push(t.Context(), w.hook, repository, strings.NewReader(lines))
+	_, err := receive.Push(t.Context(), w.hook, repository, strings.NewReader(lines), 0, io.Discard)
 	if err != nil {
 		return outcome{code: sysexits.Code(err), text: err.Error()}
 	}
@@ -708,6 +708,20 @@ func TestCatalogue(t *testing.T) {
 			}
 			return unknown
 		}, outcome{403, -1, "wrong token, or no deployment"}, ""},
+		// Issue 20: waiting for the run is bounded and needs the status listener.
+		{"token deploy waiting longer than the most (?wait=601)", func(t *testing.T) outcome {
+			return w.deployRequest(t, "api?wait=601", token, "")
+		}, outcome{400, -1, "want a number of seconds from 0 to 600"}, ""},
+		{"token deploy with a query parameter besides wait", func(t *testing.T) outcome {
+			return w.deployRequest(t, "api?wait=5&commit=$(reboot)", token, "")
+		}, outcome{400, -1, "no query string but ?wait=SECONDS"}, ""},
+		{"token deploy waiting without receive.status_url: nothing queued", func(t *testing.T) outcome {
+			return w.deployRequest(t, "api?wait=5", token, "")
+		}, outcome{501, -1, "receive.status_url is not set"}, ""},
+		{"hook push waiting without receive.status_url: nothing queued", func(t *testing.T) outcome {
+			_, err := receive.Push(t.Context(), w.hook, "acme/app", strings.NewReader(github.ZeroSHA+" "+sha+" refs/heads/main\n"), time.Minute, io.Discard)
+			return outcome{code: sysexits.Code(err), text: fmt.Sprint(err)}
+		}, outcome{0, sysexits.Config, "receive.status_url is not set"}, ""},
 		{"token guessing", func(t *testing.T) outcome {
 			var o outcome
 			for i := range 20 {

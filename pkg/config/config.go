@@ -236,6 +236,33 @@ type Receive struct {
 	// default: dh-receive serves no /metrics (404). The listener faces
 	// the internet through a proxy, so the metrics need a token.
 	MetricsTokenFile string `toml:"metrics_token_file"`
+
+	// StatusURL is dh-route's status listener as dh-receive reaches it:
+	// "http://HOST:PORT" or "unix:/PATH" (status.listen). dh-receive,
+	// which has no database, reads there what became of a delivery
+	// (/status/deliveries/ID.json) and a run's log, for POST /deploy/NAME
+	// with ?wait= and for `dh-receive hook --wait`. Empty, the default:
+	// no waiting (such requests get 501 naming this key).
+	StatusURL string `toml:"status_url"`
+
+	// StatusTokenFile holds the status listener's token (status.token_file
+	// of dh-route, in a copy dh-receive may read), sent as "Authorization:
+	// Bearer TOKEN". Required with an http status_url; a relative name is
+	// looked up as CredentialPath says.
+	StatusTokenFile string `toml:"status_token_file"`
+
+	// StatusPageURL is the status page's address as people reach it (for
+	// example "https://deploy.example.org", an nginx site in front of the
+	// status listener); the answer to POST /deploy/NAME points its
+	// Location header at STATUS_PAGE_URL/status/deliveries/ID. Default:
+	// status_url when it is http, else the Location is that path alone.
+	StatusPageURL string `toml:"status_page_url"`
+
+	// MaxWaiting bounds the requests waiting for their run at once
+	// (?wait= and hook --wait, each holding a connection and a goroutine
+	// for up to 10 minutes); one more gets 503 with Retry-After, before
+	// anything is queued. Default 32.
+	MaxWaiting int `toml:"max_waiting"`
 }
 
 // GitHub is the [github] table.
@@ -548,6 +575,7 @@ func Default() *Config {
 			ShutdownTimeout:   10 * time.Second,
 			MinFreeBytes:      100 << 20,
 			MaxQueueAge:       5 * time.Minute,
+			MaxWaiting:        32,
 		},
 		GitHub: GitHub{
 			APIURL:        "https://api.github.com",

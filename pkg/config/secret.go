@@ -221,6 +221,12 @@ func (c *Config) MetricsToken(getenv func(string) string) ([]byte, error) {
 	return c.optionalSecret(c.Receive.MetricsTokenFile, getenv)
 }
 
+// ReceiveStatusToken reads receive.status_token_file like StatusToken
+// reads status.token_file; nil and no error without one.
+func (c *Config) ReceiveStatusToken(getenv func(string) string) ([]byte, error) {
+	return c.optionalSecret(c.Receive.StatusTokenFile, getenv)
+}
+
 // NotifyURL reads notify.url_file like WebhookSecrets reads a secret and
 // checks it is an http or https URL. It returns "" and no error if no file
 // is configured.

@@ -325,6 +325,7 @@ func (r *Receive) validate(ck *checker) {
 	if r.MetricsTokenFile != "" {
 		ck.credentialPath(k("receive", "metrics_token_file"), "", r.MetricsTokenFile)
 	}
+	r.validateStatus(ck)
 	for i, a := range r.Allow {
 		if _, err := parsePrefix(a); err != nil {
 			ck.addSub(k("receive", "allow"), fmt.Sprintf("[%d]", i), "%v", err)
@@ -545,4 +546,38 @@ func (r *Receive) ListenNetwork() (network, address string) {
 		return "unix", r.Listen
 	}
 	return "tcp", r.Listen
+}
+
+// validateStatus checks the keys dh-receive reaches dh-route's status
+// listener with (waiting for a run's result).
+func (r *Receive) validateStatus(ck *checker) {
+	if r.MaxWaiting <= 0 {
+		ck.add(k("receive", "max_waiting"), "must be positive")
+	}
+	switch u := r.StatusURL; {
+	case u == "":
+	case strings.HasPrefix(u, "unix:"):
+		if p := strings.TrimPrefix(u, "unix:"); !strings.HasPrefix(p, "/") || len(p) > 107 || hasControl(p) {
+			ck.add(k("receive", "status_url"), "unix: must be followed by an absolute socket path of at most 107 bytes")
+		}
+	default:
+		pu, err := url.Parse(u)
+		if err != nil || pu.Scheme != "http" || pu.Host == "" || pu.User != nil || (pu.Path != "" && pu.Path != "/") || pu.RawQuery != "" {
+			ck.add(k("receive", "status_url"), "%q must be http://HOST:PORT (status.listen) or unix:/PATH", u)
+			break
+		}
+		if r.StatusTokenFile == "" {
+			ck.add(k("receive", "status_url"), "%q is a TCP address, and receive.status_token_file is not set", u)
+			ck.hint("the status listener wants its token on TCP: give dh-receive a copy of status.token_file")
+		}
+	}
+	if r.StatusTokenFile != "" {
+		ck.credentialPath(k("receive", "status_token_file"), "", r.StatusTokenFile)
+	}
+	if u := r.StatusPageURL; u != "" {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.User != nil || pu.RawQuery != "" || pu.Fragment != "" {
+			ck.add(k("receive", "status_page_url"), "%q must be an http or https URL without query", u)
+		}
+	}
 }

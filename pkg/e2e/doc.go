@@ -23,6 +23,10 @@
 //     DH_E2E_FULL=1 (make chaos) runs the full numbers.
 //   - TestPostgresOutage: the database stops in the middle of a stream of
 //     deliveries; everything catches up after it starts again.
+//   - TestDeliveryFeedback: a token deploy with ?wait answers 200 or 422
+//     with its result and log tail, its Location is the delivery's page,
+//     and `dh-deploy logs --follow` and `dh-receive hook --wait` (as a
+//     pushing user) print a step's line while the step still runs.
 //   - TestDiskFull: a full queue file system gets 503, never a 202 without
 //     an entry, and 202 again once space returns.
 package e2e

@@ -118,6 +118,11 @@ stall_after = "2s"
 		return guid
 	}
 	r.waitRun(ctx, push(app.commits[0]), "app")
+	// The worker records the run's end before it removes its entry.
+	r.waitFor(ctx, "queues/app to be empty", func() bool {
+		route = r.scrape(routeURL+"/metrics", statusToken)
+		return metricValue(route, "dh_route_queue_depth", "queue", "app") == 0
+	})
 
 	route = r.scrape(routeURL+"/metrics", statusToken)
 	receive = r.scrape(receiveURL+"/metrics", receiveToken)

@@ -78,6 +78,10 @@ type rig struct {
 	stopOnce sync.Once
 
 	users map[string]string // deployment → its user, when not dh-deploy (ownUser)
+
+	// receiveGroups are dh-receive's supplementary groups, as its unit
+	// gives them (dh-hook, for the hook socket); runuser -g sets none.
+	receiveGroups []string
 }
 
 // newRig makes the users, DH_ROOT with the shipped queues, the binaries, a
@@ -453,14 +457,15 @@ func (r *rig) ownUser(name string, g *repo, flags ...string) string {
 // A proc is a stage running as its user: runuser, in its own process
 // group, and the stage as runuser's child (same group).
 type proc struct {
-	name string // dh-route, dh-deploy@app, ...
-	user string
-	argv []string // after runuser's "--"
-	env  []string
-	log  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	name   string // dh-route, dh-deploy@app, ...
+	user   string
+	groups []string // supplementary
+	argv   []string // after runuser's "--"
+	env    []string
+	log    string
+	cmd    *exec.Cmd
+	done   chan struct{}
+	err    error
 }
 
 // Umasks of the units (UMask=), as docs/operations.md runs them by hand.
@@ -471,6 +476,9 @@ var umasks = map[string]string{"dh-receive": "027", "dh-route": "007", "dh-deplo
 func (r *rig) start(name, tool, user string, args ...string) {
 	r.t.Helper()
 	p := &proc{name: name, user: user, log: filepath.Join(r.root, "logs", name+".log")}
+	if tool == "dh-receive" {
+		p.groups = r.receiveGroups
+	}
 	// runuser changes user and group; sh sets the unit's umask and execs
 	// the tool, so the tool is runuser's child.
 	p.argv = append([]string{"/bin/sh", "-c", `umask ` + umasks[tool] + ` && exec "$0" "$@"`,
@@ -500,7 +508,11 @@ func (p *proc) start() error {
 	}
 	defer f.Close()
 	fmt.Fprintf(f, "=== e2e: start %s as %s at %s\n", p.name, p.user, time.Now().UTC().Format(time.RFC3339Nano))
-	p.cmd = exec.Command("runuser", append([]string{"-u", p.user, "-g", "dh-deployer", "--"}, p.argv...)...)
+	args := []string{"-u", p.user, "-g", "dh-deployer"}
+	for _, g := range p.groups {
+		args = append(args, "-G", g)
+	}
+	p.cmd = exec.Command("runuser", append(append(args, "--"), p.argv...)...)
 	p.cmd.Dir = "/"
 	p.cmd.Env = p.env
 	p.cmd.Stdout, p.cmd.Stderr = f, f

@@ -11,11 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -160,7 +162,10 @@ func withPeer(ctx context.Context, c net.Conn) context.Context {
 // with git's "<old> <new> <ref>" lines as the body. Answers: 202
 // {"deliveries": [...]}; 400 bad lines or repository; 403 a user that
 // receive.hook_users does not give the repository; 503 not stored (with
-// the deliveries that were), or queues/main full (admit).
+// the deliveries that were), or queues/main full (admit). With
+// &wait=SECONDS the 202 is text/plain instead, streamed: the log of each
+// run the pushes cause as it is written and its result line, ending with
+// the Dh-Outcome trailer (wait.go); 501 without receive.status_url.
 func (s *Server) HookHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+hookPath, s.admit(s.hookPush)) // refused while the queue is full
@@ -196,6 +201,16 @@ func (s *Server) hookPush(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	wait, err := waitParam(r.URL.Query(), r.Header)
+	if err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	release, ok := s.startWait(w, wait)
+	if !ok {
+		return
+	}
+	defer release()
 	items := make([]queue.Item, len(entries))
 	for i, e := range entries {
 		items[i] = queue.Item{Queue: s.Queue, Data: e}
@@ -219,6 +234,10 @@ func (s *Server) hookPush(w http.ResponseWriter, r *http.Request) {
 			"description": "not every ref could be stored; run the hook again once the cause is fixed"})
 		return
 	}
+	if wait > 0 {
+		s.streamRuns(w, r, queued, wait)
+		return
+	}
 	writeJSON(w, http.StatusAccepted, map[string]any{"deliveries": queued})
 }
 
@@ -226,8 +245,13 @@ func (s *Server) hookPush(w http.ResponseWriter, r *http.Request) {
 // socket and returns the deliveries queued. Its errors carry the exit
 // status: 64 a bad repository name, 65 bad lines, 77 not allowed (by the
 // socket's group or receive.hook_users), 75 dh-receive not reachable or
-// the queue not writable.
-func Push(ctx context.Context, socket, repository string, lines io.Reader) ([]string, error) {
+// the queue not writable, 78 waiting asked without receive.status_url.
+//
+// With wait > 0, dh-receive streams the runs' logs and results, which
+// Push copies to out as they come; its error is then the pushes' outcome
+// too: 1 (sysexits.Failure) a run failed, 75 still running at the end of
+// the wait (at most MaxWait) or not known.
+func Push(ctx context.Context, socket, repository string, lines io.Reader, wait time.Duration, out io.Writer) ([]string, error) {
 	if _, err := ident.ParseRepository(repository); err != nil {
 		return nil, sysexits.Errorf(sysexits.Usage, "--repository %q is not owner/name", repository)
 	}
@@ -235,14 +259,25 @@ func Push(ctx context.Context, socket, repository string, lines io.Reader) ([]st
 	if err != nil {
 		return nil, sysexits.Errorf(sysexits.DataErr, "read stdin: %v", err)
 	}
+	if wait > MaxWait {
+		return nil, sysexits.Errorf(sysexits.Usage, "--wait %s: at most %s", wait, MaxWait)
+	}
+	timeout := 30 * time.Second
+	if wait > 0 {
+		timeout += wait + time.Minute // the stream lasts up to wait
+	}
 	client := &http.Client{
-		Timeout: 30 * time.Second,
+		Timeout: timeout,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)
 		}},
 	}
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://dh-receive"+hookPath+"?repository="+url.QueryEscape(repository), bytes.NewReader(body))
+	q := url.Values{"repository": {repository}}
+	if wait > 0 {
+		q.Set("wait", strconv.Itoa(int(wait.Round(time.Second)/time.Second)))
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://dh-receive"+hookPath+"?"+q.Encode(), bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
@@ -257,6 +292,9 @@ func Push(ctx context.Context, socket, repository string, lines io.Reader) ([]st
 			"is dh-receive running with receive.hook_users set (dh-receive-hook.socket)? then run the hook again")
 	}
 	defer resp.Body.Close()
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); resp.StatusCode == http.StatusAccepted && mt == "text/plain" {
+		return nil, followRuns(resp, out)
+	}
 	var answer struct {
 		Deliveries  []string `json:"deliveries"`
 		Description string   `json:"description"`
@@ -265,7 +303,7 @@ func Push(ctx context.Context, socket, repository string, lines io.Reader) ([]st
 		return nil, sysexits.Errorf(sysexits.TempFail, "answer of dh-receive (%s): %v", resp.Status, err)
 	}
 	code := map[int]int{http.StatusBadRequest: sysexits.DataErr, http.StatusRequestEntityTooLarge: sysexits.DataErr,
-		http.StatusForbidden: sysexits.NoPerm}[resp.StatusCode]
+		http.StatusForbidden: sysexits.NoPerm, http.StatusNotImplemented: sysexits.Config}[resp.StatusCode]
 	switch {
 	case resp.StatusCode == http.StatusAccepted:
 		return answer.Deliveries, nil
@@ -273,4 +311,19 @@ func Push(ctx context.Context, socket, repository string, lines io.Reader) ([]st
 		code = sysexits.TempFail
 	}
 	return answer.Deliveries, sysexits.Errorf(code, "dh-receive: %s", answer.Description)
+}
+
+// followRuns copies a waiting hook's stream to out and turns its outcome
+// (the trailer) into the error Push returns.
+func followRuns(resp *http.Response, out io.Writer) error {
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		return sysexits.Errorf(sysexits.TempFail, "dh-receive's stream broke off: %v", err)
+	}
+	switch o := resp.Trailer.Get(TrailerOutcome); o {
+	case OutcomeFailed:
+		return sysexits.Errorf(sysexits.Failure, "the deploy failed")
+	case OutcomePending, "":
+		return sysexits.Errorf(sysexits.TempFail, "no result yet: the runs go on")
+	}
+	return nil
 }

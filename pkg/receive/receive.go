@@ -23,10 +23,12 @@
 //	                                      Retry-After, before reading the body
 //
 // POST /deploy/NAME (token.go) and the git hook's socket (hook.go) have
-// their own answers.
+// their own answers; both may wait for the runs they cause (wait.go),
+// which dh-receive learns from dh-route's status listener (status.go).
 package receive
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -38,6 +40,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
@@ -78,6 +81,13 @@ type Server struct {
 	// TOKEN" to GET /metrics (receive.metrics_token_file); empty, there is
 	// no /metrics.
 	MetricsToken []byte
+
+	// Status, if not nil, reads dh-route's status listener
+	// (receive.status_url): requests that wait for their runs need it.
+	Status *StatusClient
+
+	waiting  atomic.Int64    // requests waiting for their runs (wait.go)
+	stopping context.Context // ended when Serve stops: waiting requests answer at once
 
 	inFlight    budget    // request body bytes being received (max_in_flight)
 	tokenFails  failLimit // failed token attempts by source

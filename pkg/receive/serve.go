@@ -119,6 +119,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, ready func(status st
 	if ready == nil {
 		ready = func(string) func() { return func() {} }
 	}
+	stopWaiting, cancelWaiting := context.WithCancel(context.Background())
+	defer cancelWaiting()
+	s.stopping = stopWaiting
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: s.Config.ReadHeaderTimeout,
@@ -151,6 +154,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, ready func(status st
 	case <-ctx.Done():
 	}
 	stopping()
+	cancelWaiting() // requests waiting for their runs answer now, so the shutdown is not held up
 	s.Logger.Info("shutting down", "grace", s.Config.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), s.Config.ShutdownTimeout)
 	defer cancel()

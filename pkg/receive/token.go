@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -24,7 +25,12 @@ const maxRequestBody = 4 << 10
 // holder of one of its tokens (Authorization: Bearer TOKEN), for CI
 // systems and scripts that cannot sign GitHub deliveries. The optional JSON
 // body may name the "commit" and the "ref" (one the deployment follows);
-// dh-deploy verifies them like a push. Answers: 202 queued; 400 bad body
+// dh-deploy verifies them like a push. ?wait=SECONDS (or X-DH-Wait)
+// holds the answer until the run ends (wait.go): 200 it succeeded, 422 it
+// failed, was refused, superseded or not deployed, 202 still running at
+// the deadline; 501 without receive.status_url, 503 at
+// receive.max_waiting. Every answer that queued carries Location: the
+// delivery's page. Answers: 202 queued; 400 bad body, a bad wait,
 // or a token in the URL; 401 no token; 403 a wrong token or no such
 // deployment (the same answer, so names cannot be probed), or a ref the
 // deployment does not follow; 413; 415; 429 too many failed attempts from
@@ -33,8 +39,14 @@ const maxRequestBody = 4 << 10
 func (s *Server) deployRequest(w http.ResponseWriter, r *http.Request) {
 	client, _ := s.clientAddr(r)
 	name := r.PathValue("name")
-	if r.URL.RawQuery != "" {
-		s.reject(w, r, http.StatusBadRequest, "no query string: the token goes in the Authorization header, the rest in a JSON body", client)
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil || len(q) > 1 || len(q) == 1 && !q.Has("wait") {
+		s.reject(w, r, http.StatusBadRequest, "no query string but ?wait=SECONDS: the token goes in the Authorization header, the rest in a JSON body", client)
+		return
+	}
+	wait, err := waitParam(q, r.Header)
+	if err != nil {
+		s.reject(w, r, http.StatusBadRequest, err.Error(), client)
 		return
 	}
 	auth := r.Header.Get("Authorization")
@@ -92,6 +104,11 @@ func (s *Server) deployRequest(w http.ResponseWriter, r *http.Request) {
 			": a token deploys only the branches and tags in its configuration", client)
 		return
 	}
+	release, ok := s.startWait(w, wait)
+	if !ok {
+		return
+	}
+	defer release()
 	entry, err := s.Queue.Publish(data)
 	if err != nil {
 		s.Logger.Error("deploy request not queued", "delivery", e.Delivery, "deployment", name, "err", err)
@@ -100,7 +117,12 @@ func (s *Server) deployRequest(w http.ResponseWriter, r *http.Request) {
 	}
 	s.Logger.Info("deploy request queued", "delivery", e.Delivery, "deployment", name, "ref", e.Ref, "commit", e.Commit,
 		"client", client, "entry", entry)
-	writeJSON(w, http.StatusAccepted, map[string]any{"delivery": e.Delivery, "queued": true})
+	w.Header().Set("Location", s.Location(e.Delivery))
+	if wait > 0 {
+		s.answerWhenDone(w, r, e.Delivery, name, wait)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"delivery": e.Delivery, "queued": true, "location": s.Location(e.Delivery)})
 }
 
 // noTokens stands in for the tokens of a deployment that has none, so

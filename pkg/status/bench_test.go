@@ -11,8 +11,8 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
 )
 
-// BenchmarkStatus serves GET /status, /status.json (the first page) and
-// /metrics from three installations: 10,000 runs and 1,000,000 runs over 10
+// BenchmarkStatus serves GET /status, /status.json (the first page),
+// /metrics and a delivery's page (delivery.json) from three installations: 10,000 runs and 1,000,000 runs over 10
 // deployments (and "never", a tenth of the runs), and 10,000 runs over
 // 1,000 deployments. Each iteration asks each of them in turn, so that
 // the three see the same load, and reports the median time of each
@@ -34,8 +34,15 @@ func BenchmarkStatus(b *testing.B) {
 		in := statustest.Many(b, c.h)
 		handlers[i] = status.New(func() *config.Config { return in.Config }, in.Store, status.Options{})
 	}
-	for _, path := range []string{"/status", "/status.json", "/metrics"} {
-		b.Run(path[1:], func(b *testing.B) {
+	// A delivery every installation has (Fill's event and run 5001), for
+	// its page: two statements by key, whatever the history.
+	delivery := status.DeliveryURL(storetest.DeliveryName(5001)) + ".json"
+	for _, path := range []string{"/status", "/status.json", "/metrics", delivery} {
+		name := path[1:]
+		if path == delivery {
+			name = "delivery.json"
+		}
+		b.Run(name, func(b *testing.B) {
 			times := make([][]time.Duration, len(cases))
 			sizes := make([]int, len(cases))
 			for b.Loop() {

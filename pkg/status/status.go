@@ -11,6 +11,9 @@
 //	GET /status?deployment=NAME    one deployment with its last runs (also .json)
 //	GET /status?refresh=SECONDS    reloading itself (a meta refresh; status.refresh by default)
 //	GET /status/logs/NAME/RUN      the log of run RUN of deployment NAME, text/plain
+//	GET /status/logs/NAME/RUN?follow=1  the same, streamed as it grows until the run ends (logfollow.go)
+//	GET /status/deliveries/ID      what became of one delivery: received, decision, runs (delivery.go);
+//	                               ID.json or "Accept: application/json" for its JSON
 //	GET /metrics                   Prometheus metrics, computed on scrape (metrics.go)
 //	GET /healthz                   200, or 503 when a queue is stalled (its worker stopped)
 //
@@ -81,6 +84,8 @@ const (
 	DefaultDecisions = 20
 	DefaultPageSize  = 50
 	DefaultTimeout   = 10 * time.Second
+
+	DefaultMaxFollowers = 64
 )
 
 // compactRuns is how many runs a paginated page reads per deployment, to
@@ -114,17 +119,21 @@ type Options struct {
 	Now func() time.Time
 	// Logger gets one line per refused request (discarded if nil).
 	Logger *slog.Logger
+	// MaxFollowers bounds the logs followed at once (?follow=1);
+	// DefaultMaxFollowers if 0. One more gets 503.
+	MaxFollowers int
 }
 
 // Handler serves the status page.
 type Handler struct {
-	config func() *config.Config
-	st     *store.Store
-	opts   Options
-	mux    *http.ServeMux
+	config    func() *config.Config
+	st        *store.Store
+	opts      Options
+	mux       *http.ServeMux
+	followers chan struct{} // a slot per log followed (logfollow.go)
 }
 
-//go:embed page.html
+//go:embed page.html delivery.html
 var pageFS embed.FS
 
 var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
@@ -139,7 +148,7 @@ var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
 		}
 		return out
 	},
-}).ParseFS(pageFS, "page.html"))
+}).ParseFS(pageFS, "page.html", "delivery.html"))
 
 // New returns the handler. cfg is called once per request, so a
 // configuration reloaded on SIGHUP shows at once; st may be nil (no
@@ -163,13 +172,17 @@ func New(cfg func() *config.Config, st *store.Store, opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{config: cfg, st: st, opts: opts, mux: http.NewServeMux()}
+	if opts.MaxFollowers <= 0 {
+		opts.MaxFollowers = DefaultMaxFollowers
+	}
+	h := &Handler{config: cfg, st: st, opts: opts, mux: http.NewServeMux(), followers: make(chan struct{}, opts.MaxFollowers)}
 	h.mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/status", http.StatusFound)
 	})
 	h.mux.HandleFunc("/status", h.html)
 	h.mux.HandleFunc("/status.json", h.json)
 	h.mux.HandleFunc("/status/logs/{name}/{run}", h.log)
+	h.mux.HandleFunc("/status/deliveries/{id}", h.delivery)
 	h.mux.Handle("/metrics", h.metricsHandler())
 	h.mux.HandleFunc("/healthz", h.healthz)
 	return h
@@ -761,6 +774,10 @@ func (h *Handler) log(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Content-Disposition", "inline")
+	if r.URL.Query().Has("follow") && !run.Ended() {
+		h.followLog(w, r, run, f)
+		return
+	}
 	http.ServeContent(w, r, "", fi.ModTime(), f)
 }
 

@@ -48,7 +48,7 @@ type EventRow struct {
 func (s *Store) GetEvent(ctx context.Context, delivery string) (EventRow, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	rows, err := s.db.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE delivery = $1`, delivery)
+	rows, err := s.db.QueryContext(ctx, qGetEvent, delivery)
 	if err != nil {
 		return EventRow{}, classify(fmt.Errorf("get event %s: %w", delivery, err))
 	}

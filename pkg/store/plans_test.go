@@ -45,6 +45,8 @@ func TestQueryPlans(t *testing.T) {
 			pq.Array([]string{"refs/heads/main"}), pq.Array([]string{""}), pq.Array([]string{"why"}), pq.Array([]string{""})},
 		"RunsBefore":     {"dep0", 900_000, 20},
 		"GetRun":         {"dep1", 100_001},
+		"DeliveryRuns":   {storetest.DeliveryName(12345), 100},
+		"GetEvent":       {storetest.DeliveryName(12345)},
 		"CommitRuns":     {"dep1", "0123456789abcdef0123456789abcdef01234567"},
 		"SucceededRuns":  {"never", 1000},
 		"LastRuns":       {pq.Array(some), 10},

@@ -16,8 +16,12 @@ const (
 	qRunsOf     = `SELECT ` + runColumns + ` FROM runs WHERE delivery = $1 AND deployment = $2 ORDER BY attempt, id`
 	qRunsBefore = `SELECT ` + runColumns + ` FROM runs
 		WHERE deployment = $1 AND -id > -coalesce($2, 9223372036854775807) ORDER BY -id LIMIT $3`
-	qGetRun        = `SELECT ` + runColumns + ` FROM runs WHERE deployment = $1 AND id = $2`
-	qCommitRuns    = `SELECT ` + runColumns + ` FROM runs WHERE deployment = $1 AND commit_sha = $2 ORDER BY id DESC`
+	qGetRun     = `SELECT ` + runColumns + ` FROM runs WHERE deployment = $1 AND id = $2`
+	qCommitRuns = `SELECT ` + runColumns + ` FROM runs WHERE deployment = $1 AND commit_sha = $2 ORDER BY id DESC`
+	// The delivery page: every run of one delivery, from the unique index
+	// on (delivery, deployment, attempt), bounded.
+	qDeliveryRuns = `SELECT ` + runColumns + ` FROM runs WHERE delivery = $1
+		ORDER BY deployment, attempt, id LIMIT $2`
 	qSucceededRuns = `SELECT ` + runColumns + ` FROM runs WHERE deployment = $1 AND state = 'succeeded' ORDER BY -id LIMIT $2`
 
 	// The status page: each deployment's newest runs and its live run.
@@ -48,6 +52,8 @@ const (
 	// The last decisions (status page, dh-route status).
 	qRecentEvents = `SELECT ` + eventColumns + ` FROM events
 		ORDER BY decided_at DESC NULLS LAST, recorded_at DESC LIMIT $1`
+	// One delivery (the delivery page, dh-route status), by its key.
+	qGetEvent = `SELECT ` + eventColumns + ` FROM events WHERE delivery = $1`
 )
 
 // The other statements of the stages: each on one row by its key.
@@ -125,12 +131,14 @@ var hotQueries = []struct{ Name, SQL string }{
 	{"RunsBefore", qRunsBefore},
 	{"GetRun", qGetRun},
 	{"CommitRuns", qCommitRuns},
+	{"DeliveryRuns", qDeliveryRuns},
 	{"SucceededRuns", qSucceededRuns},
 	{"LastRuns", qLastRuns},
 	{"InterruptRuns", qInterruptRuns},
 	{"LinkSuperseded", qLinkSuperseded},
 	{"RoutesOf", qRoutesOf},
 	{"RecentEvents", qRecentEvents},
+	{"GetEvent", qGetEvent},
 	{"Decide", qDecide},
 	{"FinishRun", qFinishRun},
 	{"InsertDecided", qInsertDecided},

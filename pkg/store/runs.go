@@ -50,6 +50,11 @@ type Run struct {
 	CommitAuthor  string `json:"commit_author,omitempty"`
 }
 
+// Ended reports whether the run is over: neither waiting nor running.
+// Its log is then complete (an interrupted run that runs again gets a new
+// run and a new log).
+func (r Run) Ended() bool { return r.State != RunQueued && r.State != RunRunning }
+
 // InsertRun records a new run and returns its id. (Delivery, Deployment,
 // Attempt) is unique: inserting the same attempt twice is an error, unless
 // both name the same log (a retry after a lost reply): then it returns the
@@ -227,6 +232,20 @@ func (s *Store) RunsOf(ctx context.Context, delivery, deployment string) ([]Run,
 	runs, err := s.runs(ctx, qRunsOf, delivery, deployment)
 	if err != nil {
 		return nil, fmt.Errorf("list runs of %s for %s: %w", deployment, delivery, err)
+	}
+	return runs, nil
+}
+
+// MaxDeliveryRuns bounds the runs DeliveryRuns returns: a delivery has
+// one run per deployment it reached and attempt.
+const MaxDeliveryRuns = 200
+
+// DeliveryRuns returns the runs of one delivery, every deployment's (at
+// most MaxDeliveryRuns), by deployment, first attempt first.
+func (s *Store) DeliveryRuns(ctx context.Context, delivery string) ([]Run, error) {
+	runs, err := s.runs(ctx, qDeliveryRuns, delivery, MaxDeliveryRuns)
+	if err != nil {
+		return nil, fmt.Errorf("list runs of delivery %s: %w", delivery, err)
 	}
 	return runs, nil
 }

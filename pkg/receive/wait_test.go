@@ -1,0 +1,66 @@
+package receive
+
+import (
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
+)
+
+// Waiting requests are bounded by receive.max_waiting: one more gets 503
+// with Retry-After and queues nothing. With no status listener answering
+// (a socket nobody listens on), a wait ends at its deadline with 202,
+// outcome pending and the reason.
+func TestWaitingBounded(t *testing.T) {
+	const token = "ci-token-0123456789abcdef"
+	status, err := NewStatusClient("unix:"+filepath.Join(testenv.ShortTempDir(t, "dh-wait"), "none.sock"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status.Poll = 50 * time.Millisecond
+	r := start(t, "", func(s *Server) {
+		s.Tokens = map[string][]config.DeployToken{"api": {{Name: "ci", Token: []byte(token)}}}
+		s.Deployments = map[string]*config.Deployment{"api": {Name: "api", Branches: []string{"main"}}}
+		s.Config.MaxWaiting = 1
+		s.Status = status
+	})
+	post := func(wait string) *http.Request {
+		req, _ := http.NewRequest("POST", r.url+"/deploy/api", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set(HeaderWait, wait)
+		return req
+	}
+	var wg sync.WaitGroup
+	var first map[string]any
+	var firstStatus int
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		firstStatus, first = do(t, post("2"))
+	}()
+	// The first waits; the second finds the slot taken.
+	deadline := time.Now().Add(10 * time.Second)
+	for r.s.waiting.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	code, body := do(t, post("2"))
+	if code != http.StatusServiceUnavailable || !strings.Contains(body["description"].(string), "receive.max_waiting") {
+		t.Errorf("second waiting request = %d %v; want 503 naming receive.max_waiting", code, body)
+	}
+	wg.Wait()
+	if firstStatus != http.StatusAccepted || first["outcome"] != OutcomePending || !strings.Contains(first["error"].(string), "status listener") ||
+		!strings.HasSuffix(first["location"].(string), "/status/deliveries/"+first["delivery"].(string)) {
+		t.Errorf("first waiting request = %d %v; want 202 pending at the deadline, saying the status listener is away", firstStatus, first)
+	}
+	if names, _ := r.q.List(); len(names) != 1 {
+		t.Errorf("queue holds %d entries; want the first request's only", len(names))
+	}
+	if n := r.s.waiting.Load(); n != 0 {
+		t.Errorf("%d requests still counted as waiting; want 0", n)
+	}
+}

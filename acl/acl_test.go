@@ -510,3 +510,31 @@ func inGroup(t *testing.T, u, g string) bool {
 	}
 	return slices.Contains(strings.Fields(string(out)), g)
 }
+
+// TestFailedReasonsForRoute: dh-route lists queues/nginx/failed and
+// queues/cert/failed and reads the sidecars their consumers write there
+// (to notify about failed entries, issue 20), never the entries; no
+// other user can read a sidecar.
+func TestFailedReasonsForRoute(t *testing.T) {
+	root := setup(t)
+	aclTool(t, root, "queues")
+	for queue, consumer := range map[string]string{"nginx": "dh-nginx", "cert": "dh-cert"} {
+		failed := filepath.Join(root, "var/spool/dh-deployer", queue, "failed")
+		if !as(t, consumer, "umask 077; echo '{}' > "+failed+"/1.json && echo why > "+failed+"/1.json.why") {
+			t.Fatalf("%s cannot write its failed/", consumer)
+		}
+		// An entry is moved into failed/ with the ACL it had in the queue.
+		os.Chmod(filepath.Join(failed, "1.json"), 0o600)
+		if !as(t, "dh-route", "ls "+failed+" && cat "+failed+"/1.json.why") {
+			t.Errorf("dh-route cannot list queues/%s/failed or read a sidecar", queue)
+		}
+		if as(t, "dh-route", "cat "+failed+"/1.json") {
+			t.Errorf("dh-route can read an entry in queues/%s/failed", queue)
+		}
+		for _, u := range testenv.StageUsers {
+			if u != consumer && u != "dh-route" && as(t, u, "cat "+failed+"/1.json.why") {
+				t.Errorf("%s can read a sidecar in queues/%s/failed", u, queue)
+			}
+		}
+	}
+}

@@ -48,6 +48,10 @@ GRANT SELECT ON runs TO "dh-nginx";
 -- dh-route's metrics (/metrics on the status listener) list the
 -- certificates dh-cert records, to report when each expires.
 GRANT SELECT ON certs TO "dh-route";
+
+-- dh-route records the certificate and failed-entry notices it sent, to
+-- send each once (migration 000013).
+GRANT SELECT, INSERT, DELETE ON notices TO "dh-route";
 GRANT USAGE ON SEQUENCE nginx_installs_id_seq TO "dh-nginx";
 
 -- dh-cert keeps the state of each certificate and its certbot runs.

@@ -44,8 +44,11 @@
 // directory every second, so a host can run hundreds of them.
 // docs/deploy.md has the details.
 //
-// The worker never reads the GitHub token: with github.token_file set it
-// queues each commit status in queues/status, for dh-route to set. The
+// The worker never reads the GitHub token nor a notification target's
+// secrets: with github.token_file set it queues each commit status in
+// queues/status, for dh-route to set, and when one of the deployment's
+// [notify] targets wants a run's outcome, a run notice, for dh-route to
+// send (docs/route.md, "Notifications"). The
 // steps' secrets come from the deployment's environment_file, which must
 // be the worker's user's own, mode 0600. sudoers prints the exact sudo
 // rules a self deployment needs on a host without systemd.

@@ -41,8 +41,16 @@
 // and is retried with backoff; replay and run --once exit 75 then.
 //
 // run also consumes queues/status: the commit statuses the deployments'
-// workers ask for, which it sets on GitHub with github.token_file (read by
-// dh-route alone; docs/operations.md, "Security model").
+// workers ask for, which it sets on GitHub with github.token_file, and the
+// notices of their finished runs, which it sends to the deployments'
+// [notify] targets (chat webhooks, email) with the commit, its subject and
+// author, who triggered it, the duration and, on failure, the failed
+// step, its exit status and the log's last 20 lines (at most 2 KiB). It
+// alone reads those secrets (docs/operations.md, "Security model"). Every
+// minute (not with --once) it also sends, once each, a notice for each
+// certificate expiring within notify.cert_expiry_days (once a day) and
+// for each entry that landed in a failed/ directory it can read
+// (docs/route.md, "Notifications").
 //
 // run also prunes the history a minute after it starts, then every
 // retention.interval (an hour): deliveries, routes and runs older than
@@ -132,10 +140,11 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 	}
 	defer c.Close()
 
-	// queues/status: the commit statuses the deployments' workers ask for,
-	// set with the GitHub token only dh-route reads.
+	// queues/status: the commit statuses and run notices the deployments'
+	// workers ask for, set and sent with the GitHub token and the [notify]
+	// targets' secrets only dh-route reads.
 	agent := "dh-deployer/" + cli.VersionString()
-	poster, err := route.NewPoster(cfg, env.Getenv, agent, env.Logger)
+	poster, err := route.NewPoster(cfg, st, env.Getenv, agent, env.Logger)
 	if err != nil {
 		return err
 	}
@@ -168,6 +177,9 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 		done := make(chan struct{})
 		go func() { defer close(done); r.PruneEvery(ctx) }()
 		defer func() { cancel(); <-done }()
+		watched := make(chan struct{})
+		go func() { defer close(watched); poster.Watch(ctx, noticeInterval) }()
+		defer func() { cancel(); <-watched }()
 	}
 	env.Logger.Info("routing", "queue", cfg.QueuePath(config.MainQueue), "deployments", len(cfg.Deployments), "once", once)
 	defer env.Ready("routing " + cfg.QueuePath(config.MainQueue))()
@@ -195,6 +207,10 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 	}
 	return err
 }
+
+// noticeInterval is how often run looks for expiring certificates and
+// failed entries to notify about.
+const noticeInterval = time.Minute
 
 // serveStatus serves the status page (status.listen) until ctx ends or
 // stop is called; stop waits for the server to shut down.

@@ -451,6 +451,19 @@ func (w *world) postStatus(t *testing.T, e event.CommitStatus, owner int) outcom
 	t.Helper()
 	e.CreatedAt = time.Now()
 	e.Envelope = event.Envelope{Version: event.Version, Kind: event.KindCommitStatus}
+	return w.postToStatus(t, e, owner)
+}
+
+// postNotice is postStatus for a run notice.
+func (w *world) postNotice(t *testing.T, e event.RunNotice, owner int) outcome {
+	t.Helper()
+	e.CreatedAt = time.Now()
+	e.Envelope = event.Envelope{Version: event.Version, Kind: event.KindRunNotice}
+	return w.postToStatus(t, e, owner)
+}
+
+func (w *world) postToStatus(t *testing.T, e any, owner int) outcome {
+	t.Helper()
 	data, err := json.Marshal(e) // not Encode, which checks: a forged entry need not be well made
 	if err != nil {
 		t.Fatal(err)
@@ -464,7 +477,7 @@ func (w *world) postStatus(t *testing.T, e event.CommitStatus, owner int) outcom
 			t.Fatal(err)
 		}
 	}
-	p, err := route.NewPoster(w.cfg, os.Getenv, "dh-deployer/test", nil)
+	p, err := route.NewPoster(w.cfg, nil, os.Getenv, "dh-deployer/test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -954,6 +967,14 @@ func TestCatalogue(t *testing.T) {
 		{"commit-status entry with an unknown state", func(t *testing.T) outcome {
 			return w.postStatus(t, event.CommitStatus{Deployment: "api", Repository: "acme/app", Commit: sha, State: "green"}, -1)
 		}, outcome{0, sysexits.DataErr, `entry has an unknown state "green"`}, config.StatusQueue},
+		// dh-route sends a run's notification only for a worker of its
+		// deployment (issue 20).
+		{"run-notice entry from another deployment's user", func(t *testing.T) outcome {
+			return w.postNotice(t, event.RunNotice{Deployment: "api", RunID: 1, State: "failed"}, 65534)
+		}, outcome{0, sysexits.DataErr, "run notice entry "}, config.StatusQueue},
+		{"run-notice entry with an unknown state", func(t *testing.T) outcome {
+			return w.postNotice(t, event.RunNotice{Deployment: "api", RunID: 1, State: "green"}, -1)
+		}, outcome{0, sysexits.DataErr, `entry has an unknown state "green" (succeeded, failed)`}, config.StatusQueue},
 		// Issue 17: a writer of a queue turning it against its consumer.
 		{"queue entry from a user who is no writer of the queue", func(t *testing.T) outcome {
 			name, err := queue.Open(w.cfg.QueuePath("api")).Publish(ghEntry("stranger-1", "api", good))

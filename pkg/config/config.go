@@ -108,8 +108,9 @@ type Config struct {
 	// GitHub configures the GitHub API calls (commit statuses).
 	GitHub GitHub `toml:"github"`
 
-	// Notify configures the chat notification dh-deploy posts when a run
-	// succeeds or fails.
+	// Notify configures the notifications dh-route sends: chat webhooks
+	// and email, about runs, certificates and failed entries (see
+	// notify.go).
 	Notify Notify `toml:"notify"`
 
 	// Nginx configures dh-nginx (see nginx.go).
@@ -296,21 +297,6 @@ type GitHub struct {
 }
 
 // Deployment is one [deployments.NAME] table.
-// Notify is the [notify] table: an optional Slack- or Mattermost-compatible
-// incoming webhook that dh-deploy posts {"text": ...} to after each run
-// that succeeded or failed.
-type Notify struct {
-	// URLFile holds the webhook URL (an http or https URL; one trailing
-	// newline is ignored). The URL is a secret, so it lives in a file like
-	// the other secrets; a relative name is looked up as
-	// CredentialPath says. Optional: without it nothing is posted.
-	URLFile string `toml:"url_file"`
-
-	// Username is the name the messages are posted under, where the chat
-	// allows it. Optional.
-	Username string `toml:"username"`
-}
-
 type Deployment struct {
 	// Name is the key under [deployments]; filled in by Load. It is not a
 	// key of the table.
@@ -378,6 +364,11 @@ type Deployment struct {
 	// and readable by nobody else (mode 0600 or 0400), so that no other
 	// deployment's build can read it. Optional.
 	EnvironmentFile string `toml:"environment_file"`
+
+	// Notify names the [notify.targets] told about this deployment's
+	// runs (each target's "on" says which: success, failure). Optional:
+	// default notify.default_targets; [] sends none.
+	Notify []string `toml:"notify"`
 
 	// TokenFiles hold the tokens that may trigger this deployment with
 	// POST /deploy/NAME on dh-receive (Authorization: Bearer TOKEN), for CI

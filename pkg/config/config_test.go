@@ -183,6 +183,8 @@ func TestLoadUnknownKey(t *testing.T) {
 			7, "deployments.web.sites.selcet", `did you mean "select"?`},
 		{"nothing close", "[github]\nzzzzzz = 1\n",
 			2, "github.zzzzzz", ""},
+		{"the old chat URL", "[notify]\nurl_file = \"/etc/dh-deployer/notify-url\"\n",
+			2, "notify.url_file", movedKeys["notify.url_file"]},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -994,5 +996,49 @@ func TestTrustedProxiesCountMigrates(t *testing.T) {
 	ps, unix, err := c.Receive.TrustedProxyPrefixes()
 	if err != nil || !unix || len(ps) != 1 || ps[0].String() != "10.0.0.0/8" {
 		t.Errorf("TrustedProxyPrefixes() = %v, %v, %v; want [10.0.0.0/8], true, nil", ps, unix, err)
+	}
+}
+
+// TestNotifyTargets: targets are checked as a whole, each problem named
+// at its key; a deployment without notify inherits default_targets.
+func TestNotifyTargets(t *testing.T) {
+	const good = `[notify]
+default_targets = ["chat"]
+[notify.targets.chat]
+kind = "discord"
+url_file = "chat-url"
+[notify.targets.mail]
+kind = "email"
+to = ["ops@example.org"]
+from = "deploy@example.org"
+smtp = "mail.example.org:587"
+on = ["success"]
+`
+	c, err := Load(writeConfig(t, good+deployment("api")+deployment("web", `notify = ["mail"]`)+deployment("quiet", `notify = []`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"api": "[chat]", "web": "[mail]", "quiet": "[]"} {
+		if got := fmt.Sprint(c.Deployments[name].Notify); got != want {
+			t.Errorf("deployments.%s.notify = %s; want %s", name, got, want)
+		}
+	}
+	if on := c.Notify.Targets["chat"].On; !slices.Equal(on, DefaultOn) || !*c.Notify.Targets["mail"].StartTLS || c.Notify.CertExpiryDays != 14 {
+		t.Errorf("defaults: on %v, starttls %v, cert_expiry_days %d; want %v, true, 14", on, *c.Notify.Targets["mail"].StartTLS, c.Notify.CertExpiryDays, DefaultOn)
+	}
+	for _, tc := range []struct{ doc, want string }{
+		{good + deployment("api", `notify = ["chta"]`), `deployments.api.notify[0]: no target "chta"`},
+		{good + "[notify.targets.x]\nkind = \"sms\"\n", `notify.targets.x.kind: "sms" is not a kind of target`},
+		{good + "[notify.targets.x]\nkind = \"slack\"\n", `notify.targets.x.url_file: required for kind "slack"`},
+		{good + "[notify.targets.x]\nkind = \"email\"\nfrom = \"a@b.c\"\nto = [\"x@y.z\\r\\nBcc: v@w.x\"]\n", `notify.targets.x.to[0]: "x@y.z\r\nBcc: v@w.x" is not a plain address`},
+		{good + "[notify.targets.x]\nkind = \"email\"\nfrom = \"Eve <e@v.e>\"\nto = [\"x@y.z\"]\n", `notify.targets.x.from: required for kind "email": a plain address`},
+		{good + "[notify.targets.x]\nkind = \"email\"\nfrom = \"a@b.c\"\nto = [\"x@y.z\"]\nsmtp_user = \"u\"\n", `smtp_user and password_file need smtp`},
+		{good + "[notify.targets.x]\nkind = \"slack\"\nurl_file = \"u\"\non = [\"sucess\"]\n", `notify.targets.x.on[0]: unknown "sucess"`},
+		{good + "[notify.targets.x]\nkind = \"slack\"\nurl_file = \"u\"\nto = [\"x@y.z\"]\n", `notify.targets.x.to: only for kind "email"`},
+	} {
+		_, err := Load(writeConfig(t, tc.doc))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || sysexits.Code(err) != sysexits.Config {
+			t.Errorf("Load(...%q) = %v; want a config error containing %q", tc.doc[len(good):], err, tc.want)
+		}
 	}
 }

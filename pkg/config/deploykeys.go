@@ -45,6 +45,7 @@ var deploymentKeys = []struct {
 	{"health_timeout", checkHealthTimeout},
 	{"health_retries", checkHealthRetries},
 	{"health_interval", checkHealthInterval},
+	{"notify", checkNotify},
 	{"token_files", checkTokenFiles},
 	{"windows", checkWindows},
 	{"time_zone", checkTimeZone},
@@ -316,6 +317,10 @@ func checkHealthRetries(v deploymentCheck, key []string) {
 	if v.releases(key, v.d.HealthRetries != nil) && v.d.HealthRetries != nil && *v.d.HealthRetries < 0 {
 		v.add(key, "must not be negative")
 	}
+}
+
+func checkNotify(v deploymentCheck, key []string) {
+	v.targetNames(key, v.d.Notify, v.c.Notify.Targets)
 }
 
 func checkTokenFiles(v deploymentCheck, key []string) {

@@ -96,6 +96,7 @@ func TestDeploymentKeyProblemsNameTheKey(t *testing.T) {
 		"health_timeout":    `health_timeout = "-1s"`,
 		"health_retries":    `health_retries = -1`,
 		"health_interval":   `health_interval = "-1s"`,
+		"notify":            `notify = ["nowhere"]`,
 		"token_files":       `token_files = ["../t"]`,
 		"windows":           `windows = ["someday"]`,
 		"time_zone":         `time_zone = "Nowhere/Atlantis"`,

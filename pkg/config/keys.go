@@ -112,6 +112,8 @@ var tables = []struct {
 	{"[receive]", reflect.TypeFor[Receive]()},
 	{"[github]", reflect.TypeFor[GitHub]()},
 	{"[status]", reflect.TypeFor[Status]()},
+	{"[notify]", reflect.TypeFor[Notify]()},
+	{"[notify.targets.NAME]", reflect.TypeFor[NotifyTarget]()},
 	{"[queues]", reflect.TypeFor[Queues]()},
 	{"[queues.main]", reflect.TypeFor[QueueLimits]()},
 	{"[retention]", reflect.TypeFor[Retention]()},

@@ -210,12 +210,21 @@ outer:
 			line = f.lineOf(k)
 		}
 		err := sysexits.Errorf(sysexits.Config, "config: %s: unknown key %q", where(f.name, line), k.String())
-		if hint := suggest(k); hint != "" {
+		if hint := movedKeys[k.String()]; hint != "" {
+			err = sysexits.WithHint(err, hint)
+		} else if hint := suggest(k); hint != "" {
 			err = sysexits.WithHint(err, hint)
 		}
 		errs = append(errs, err)
 	}
 	return errs
+}
+
+// movedKeys are keys that older versions took, with how to write them now.
+var movedKeys = map[string]string{
+	"notify.url_file": `the webhook is now a target that dh-route posts to: write [notify] default_targets = ["chat"] and ` +
+		`[notify.targets.chat] kind = "slack", url_file = "…", on = ["success", "failure"] (docs/route.md, "Notifications")`,
+	"notify.username": `username now belongs to a target: [notify.targets.NAME] username = "…"`,
 }
 
 var durationType = reflect.TypeFor[time.Duration]()

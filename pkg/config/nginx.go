@@ -1,6 +1,13 @@
 package config
 
-import "path/filepath"
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
 
 // Nginx is the [nginx] table: how dh-nginx installs sites and asks nginx
 // to test and reload its configuration.
@@ -111,4 +118,23 @@ func (n *Nginx) validate(ck *checker) {
 // to: LogDir/DEPLOYMENT.
 func (n *Nginx) SiteLogDir(deployment string) string {
 	return filepath.Join(n.LogDir, deployment)
+}
+
+// CertExpiry returns the NotAfter of the certificate name in certDir
+// (nginx.cert_dir): the first certificate of NAME/fullchain.pem, its leaf.
+func CertExpiry(certDir, name string) (time.Time, error) {
+	path := filepath.Join(certDir, name, "fullchain.pem")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return time.Time{}, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return time.Time{}, fmt.Errorf("%s: no PEM certificate", path)
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c.NotAfter, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,8 +33,8 @@ var placeholders = []string{
 var placeholderWords = []string{"secret", "password", "test", "xxxxxxxxxxxxxxxx"}
 
 // CredentialPath resolves the name of a secret file (receive.secret_files,
-// token_files, github.token_file, notify.url_file, status.token_file) by
-// one rule, the way the units hand secrets over:
+// token_files, github.token_file, status.token_file, and each notify
+// target's url_file and password_file) by one rule, the way the units hand secrets over:
 //
 //   - an absolute path is used as it is;
 //   - a relative name is a file in $CREDENTIALS_DIRECTORY when that is set
@@ -225,22 +224,6 @@ func (c *Config) MetricsToken(getenv func(string) string) ([]byte, error) {
 // reads status.token_file; nil and no error without one.
 func (c *Config) ReceiveStatusToken(getenv func(string) string) ([]byte, error) {
 	return c.optionalSecret(c.Receive.StatusTokenFile, getenv)
-}
-
-// NotifyURL reads notify.url_file like WebhookSecrets reads a secret and
-// checks it is an http or https URL. It returns "" and no error if no file
-// is configured.
-func (c *Config) NotifyURL(getenv func(string) string) (string, error) {
-	b, err := c.optionalSecret(c.Notify.URLFile, getenv)
-	if err != nil || b == nil {
-		return "", err
-	}
-	u, err := url.Parse(string(b))
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		// The URL is a secret: name the file, not its content.
-		return "", sysexits.Errorf(sysexits.Config, "%s: not an http or https URL", c.Notify.URLFile)
-	}
-	return string(b), nil
 }
 
 func (c *Config) optionalSecret(file string, getenv func(string) string) ([]byte, error) {

@@ -33,6 +33,8 @@ var (
 	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	userRE    = regexp.MustCompile(`^[a-z_][a-z0-9_-]*\$?$`)
 	hostRE    = regexp.MustCompile(`^[A-Za-z0-9.-]*$`)
+	// targetNameRE is the shape of a [notify.targets] name.
+	targetNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 )
 
 // reserved are the names no deployment may take: the stages' own queues
@@ -53,11 +55,15 @@ func (c *Config) setDefaults(defined func(key ...string) bool, booted bool) {
 		c.Nginx.systemdDefaults(defined)
 		c.Cert.systemdDefaults(defined)
 	}
+	c.Notify.setDefaults(defined)
 	for name, d := range c.Deployments {
 		if d == nil {
 			continue
 		}
 		d.Name = name
+		if d.Notify == nil && !defined("deployments", name, "notify") {
+			d.Notify = slices.Clone(c.Notify.DefaultTargets)
+		}
 		if d.Kind == "" {
 			d.Kind = KindSteps
 		}
@@ -151,9 +157,7 @@ func (c *Config) validate() []problem {
 	ck.databaseURL(c.DatabaseURL)
 	c.Receive.validate(ck)
 	c.GitHub.validate(ck)
-	if c.Notify.URLFile != "" {
-		ck.credentialPath(k("notify", "url_file"), "", c.Notify.URLFile)
-	}
+	c.Notify.validate(ck)
 	c.Nginx.validate(ck)
 	c.Cert.validate(ck)
 	c.Status.validate(ck)

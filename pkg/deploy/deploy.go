@@ -65,7 +65,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/github"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
-	"github.com/dh-deployer/dh-deployer/pkg/notify"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -129,11 +128,11 @@ type Worker struct {
 	decided map[string]string
 }
 
-// New returns the worker of the deployment name. It reads the
-// notification URL now, so that a bad one stops the worker at start
-// (sysexits.Config) rather than at the first run. It never reads the
-// GitHub token: with github.token_file set, commit statuses go to
-// queues/status, for dh-route to set.
+// New returns the worker of the deployment name. It never reads the
+// GitHub token nor a notification target's secrets: with
+// github.token_file set, commit statuses go to queues/status, and with
+// [notify] targets, so do the notices of finished runs, for dh-route to
+// set and send.
 func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worker, error) {
 	if _, ok := cfg.Deployment(name); !ok {
 		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s: no deployment %q", cfg.File, name),
@@ -152,20 +151,13 @@ func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worke
 		opts.Now = time.Now
 	}
 	log := opts.Logger.With("deployment", name)
-	hook, err := cfg.NotifyURL(opts.Getenv)
-	if err != nil {
-		return nil, err
-	}
-	agent := "dh-deployer/" + opts.Version
-	n := &notices{
-		deployment: name,
-		chat:       &notify.Webhook{URL: hook, Username: cfg.Notify.Username, UserAgent: agent, Logger: log},
-		log:        log,
-	}
-	if cfg.GitHub.TokenFile != "" { // statuses go to dh-route, which holds the token
+	n := &notices{deployment: name, log: log}
+	// Statuses and notifications go to dh-route, which holds the GitHub
+	// token and the targets' secrets.
+	if cfg.GitHub.TokenFile != "" || len(cfg.Notify.Targets) > 0 {
 		n.status = queue.Open(cfg.QueuePath(config.StatusQueue))
 		if err := n.status.Init(); err != nil {
-			return nil, fmt.Errorf("queues/%s, where commit statuses go: %w", config.StatusQueue, err)
+			return nil, fmt.Errorf("queues/%s, where commit statuses and notifications go: %w", config.StatusQueue, err)
 		}
 	}
 	n.start()
@@ -190,9 +182,9 @@ func (w *Worker) use(cfg *config.Config) {
 // SetConfig hands the worker a reloaded configuration (SIGHUP). The
 // worker takes it up before it handles its next entry, never during a
 // run: the deployment's steps, environment, path, timeouts, windows …
-// change from the next run on. Whether statuses are queued and the
-// notification URL are read at start only ([github] and [notify] changes
-// need a restart).
+// change from the next run on, and so do the deployment's notify targets.
+// Whether queues/status is written at all is decided at start ([github]
+// changes, and the first [notify] target, need a restart).
 // A configuration without the worker's deployment is refused (a
 // sysexits.Config error): the worker goes on with the one it has, since
 // the entries still queued were routed to it under that one.
@@ -212,10 +204,10 @@ func (w *Worker) update() {
 	if cfg == nil {
 		return
 	}
-	if cfg.GitHub != w.cfg.GitHub || cfg.Notify != w.cfg.Notify {
-		w.log.Warn("github and notify changes take effect only after a restart")
+	if cfg.GitHub != w.cfg.GitHub {
+		w.log.Warn("github changes take effect only after a restart")
 		c := *cfg
-		c.GitHub, c.Notify = w.cfg.GitHub, w.cfg.Notify
+		c.GitHub = w.cfg.GitHub
 		cfg = &c
 	}
 	w.use(cfg)

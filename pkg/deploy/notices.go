@@ -7,23 +7,23 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/ghstatus"
-	"github.com/dh-deployer/dh-deployer/pkg/notify"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 )
 
-// notices hands commit statuses to dh-route and posts chat notifications
-// in the background, one at a time and in the order they were made
-// (GitHub shows the last status of a context, so order matters), so that
-// a slow or unreachable API never holds up a deployment. A notice that
-// cannot be posted after its retries is logged and dropped.
+// notices hands commit statuses and run notices to dh-route in the
+// background, one at a time and in the order they were made (GitHub
+// shows the last status of a context, so order matters), so that a full
+// disk or a slow queue never holds up a deployment. A notice that cannot
+// be queued is logged and dropped.
 //
-// The worker holds no GitHub token (its build steps could read it): a
-// commit status is an entry in queues/status, which dh-route, the only
-// reader of github.token_file, sets on GitHub (route.Poster).
+// The worker holds no GitHub token and no notification secret (its build
+// steps could read them): a commit status or a run notice is an entry in
+// queues/status, which dh-route, the only reader of github.token_file and
+// of the [notify] targets' secrets, sets on GitHub or sends
+// (route.Poster).
 type notices struct {
-	status     *queue.Queue // queues/status; nil when github.token_file is not set
+	status     *queue.Queue // queues/status; nil without github.token_file and [notify] targets
 	deployment string
-	chat       *notify.Webhook
 	log        *slog.Logger
 
 	ch   chan func(context.Context)
@@ -54,27 +54,32 @@ func (n *notices) add(what string, post func(context.Context)) {
 }
 
 func (n *notices) commitStatus(repo, sha string, s ghstatus.Status) {
+	e := event.CommitStatus{Deployment: n.deployment, Repository: repo, Commit: sha, State: string(s.State),
+		Description: s.Description, TargetURL: s.TargetURL, CreatedAt: time.Now()}
+	n.publish("commit status", &e, "commit", sha, "state", string(s.State))
+}
+
+// runNotice asks dh-route to notify the deployment's targets of a
+// finished run.
+func (n *notices) runNotice(run int64, state string) {
+	e := event.RunNotice{Deployment: n.deployment, RunID: run, State: state, CreatedAt: time.Now()}
+	n.publish("run notice", &e, "run", run, "state", state)
+}
+
+// publish queues e in the background; nothing without queues/status.
+func (n *notices) publish(what string, e interface{ Encode() ([]byte, error) }, attrs ...any) {
 	if n.status == nil {
 		return
 	}
-	e := event.CommitStatus{Deployment: n.deployment, Repository: repo, Commit: sha, State: string(s.State),
-		Description: s.Description, TargetURL: s.TargetURL, CreatedAt: time.Now()}
-	n.add("commit status", func(context.Context) {
+	n.add(what, func(context.Context) {
 		data, err := e.Encode()
 		if err == nil {
 			_, err = n.status.Publish(data)
 		}
 		if err != nil {
-			n.log.Warn("commit status not queued", "commit", sha, "state", string(s.State), "err", err)
+			n.log.Warn(what+" not queued", append(attrs, "err", err)...)
 		}
 	})
-}
-
-func (n *notices) chatMessage(m notify.Message) {
-	if !n.chat.Enabled() {
-		return
-	}
-	n.add("notification", func(ctx context.Context) { n.chat.SendLogged(ctx, m) })
 }
 
 // close posts what is waiting, for at most d.
@@ -83,6 +88,6 @@ func (n *notices) close(d time.Duration) {
 	select {
 	case <-n.done:
 	case <-time.After(d):
-		n.log.Warn("gave up waiting for statuses and notifications to be posted", "waited", d)
+		n.log.Warn("gave up waiting for statuses and notices to be queued", "waited", d)
 	}
 }

@@ -299,7 +299,7 @@ func (r *run) activateRelease(ctx context.Context, dir, live, previous string) (
 	if err != nil {
 		return r.revert(ctx, what, err, live, previous)
 	}
-	rec, err := r.finish(ctx, store.RunResult{State: store.RunSucceeded, ExitCode: intp(0)}, nil)
+	rec, err := r.finish(ctx, store.RunResult{State: store.RunSucceeded, ExitCode: intp(0)})
 	w.prune(ctx, dir, live)
 	return rec, err
 }

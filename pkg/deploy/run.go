@@ -13,7 +13,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/ghstatus"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
-	"github.com/dh-deployer/dh-deployer/pkg/notify"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
@@ -74,7 +73,7 @@ func (r *run) do(ctx context.Context) (store.Run, error) {
 	defer r.out.Close()
 	if live != 0 {
 		r.out.Line("unchanged: %s", r.note)
-		return r.finish(ctx, store.RunResult{State: store.RunUnchanged}, nil)
+		return r.finish(ctx, store.RunResult{State: store.RunUnchanged})
 	}
 	r.log = r.log.With("run", r.rec.ID, "commit", r.req.Commit)
 	r.log.Info("run started", "ref", r.req.Ref, "previous", previous, "attempt", r.req.Attempt)
@@ -120,7 +119,7 @@ func (r *run) do(ctx context.Context) (store.Run, error) {
 			}
 		}
 	}
-	return r.finish(ctx, store.RunResult{State: store.RunSucceeded, ExitCode: intp(0)}, nil)
+	return r.finish(ctx, store.RunResult{State: store.RunSucceeded, ExitCode: intp(0)})
 }
 
 // liveRun returns the id of the run that made the checked-out commit,
@@ -295,7 +294,7 @@ func (r *run) publishSites() error {
 // refuse ends the run as refused.
 func (r *run) refuse(ctx context.Context, why string) (store.Run, error) {
 	r.out.Line("refused: %s", why)
-	_, err := r.finish(ctx, store.RunResult{State: store.RunRefused, Error: why}, nil)
+	_, err := r.finish(ctx, store.RunResult{State: store.RunRefused, Error: why})
 	if err != nil {
 		return r.rec, err
 	}
@@ -313,7 +312,7 @@ func (r *run) fail(ctx context.Context, cause error, code, step *int) (store.Run
 		cause = fmt.Errorf("run timed out after %s: %w", r.w.d.Timeout, cause)
 	}
 	r.out.Line("%s: %v", state, cause)
-	if _, err := r.finish(ctx, store.RunResult{State: state, ExitCode: code, FailedStep: step, Error: cause.Error()}, step); err != nil {
+	if _, err := r.finish(ctx, store.RunResult{State: state, ExitCode: code, FailedStep: step, Error: cause.Error()}); err != nil {
 		return r.rec, err
 	}
 	if state == store.RunInterrupted {
@@ -331,9 +330,9 @@ func (r *run) fail(ctx context.Context, cause error, code, step *int) (store.Run
 	return r.rec, cause
 }
 
-// finish records the end of the run (even when ctx has ended), posts the
-// final status and the notification.
-func (r *run) finish(ctx context.Context, res store.RunResult, step *int) (store.Run, error) {
+// finish records the end of the run (even when ctx has ended), and queues
+// the final status and, for the targets that want it, the run notice.
+func (r *run) finish(ctx context.Context, res store.RunResult) (store.Run, error) {
 	w := r.w
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
@@ -359,21 +358,22 @@ func (r *run) finish(ctx context.Context, res store.RunResult, step *int) (store
 	case store.RunRefused, store.RunInterrupted:
 		r.status(ghstatus.Error, res.State+": "+res.Error)
 	}
-	if res.State == store.RunSucceeded || res.State == store.RunFailed {
-		m := notify.Message{Deployment: w.d.Name, Repository: w.d.Repository, Commit: r.req.Commit, Ref: r.req.Ref,
-			State: notify.Success, Duration: took}
-		if res.State == store.RunFailed {
-			m.State, m.Error = notify.Failure, res.Error
-			if step != nil {
-				m.Step, m.Command = *step, w.d.Steps[*step-1][0]
-			}
-			if res.ExitCode != nil {
-				m.ExitCode = *res.ExitCode
-			}
-		}
-		w.notices.chatMessage(m)
+	if outcome := notifyOutcome(res.State); outcome != "" && len(w.cfg.NotifyTargets(w.d.Notify, outcome)) > 0 {
+		w.notices.runNotice(r.rec.ID, res.State)
 	}
 	return r.rec, err
+}
+
+// notifyOutcome is what a run that ended in state is, for a notify
+// target's "on": "" for states no target is told about.
+func notifyOutcome(state string) string {
+	switch state {
+	case store.RunSucceeded:
+		return config.OnSuccess
+	case store.RunFailed:
+		return config.OnFailure
+	}
+	return ""
 }
 
 // status queues a commit status for the run's commit.

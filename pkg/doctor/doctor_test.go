@@ -3,8 +3,12 @@ package doctor
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 )
 
 func TestLongACL(t *testing.T) {
@@ -61,5 +65,28 @@ func TestPrint(t *testing.T) {
 	}
 	if err := json.Unmarshal(b.Bytes(), &got); err != nil || got.OK || len(got.Checks) != 2 || !strings.Contains(b.String(), `"fix":"chmod 0600`) {
 		t.Errorf("PrintJSON = %s (%v)", b.String(), err)
+	}
+}
+
+// The notify targets' secrets must be dh-route's (or root's) alone: a
+// deployment's user (whose steps run a repository's code) may not read
+// them.
+func TestNotifySecretChecks(t *testing.T) {
+	dir := t.TempDir()
+	for name, mode := range map[string]os.FileMode{"chat-url": 0o600, "mail-password": 0o644} {
+		os.WriteFile(filepath.Join(dir, name), []byte("https://chat.acme.internal/hooks/0123456789abcdef\n"), mode)
+	}
+	cfg := &config.Config{File: filepath.Join(dir, "config.toml"), Notify: config.Notify{Targets: map[string]*config.NotifyTarget{
+		"chat": {Kind: "slack", URLFile: "chat-url"},
+		"mail": {Kind: "email", SMTP: "mail:587", SMTPUser: "u", PasswordFile: "mail-password"},
+	}}}
+	rs := notifySecretChecks(cfg)
+	if len(rs) != 2 || !rs[0].OK || rs[1].OK || !strings.Contains(rs[1].Detail, "others may read it") {
+		t.Errorf("notifySecretChecks = %+v; want chat ok (root's, 0600), mail failing on its mode", rs)
+	}
+	os.Chmod(filepath.Join(dir, "mail-password"), 0o600)
+	os.Chown(filepath.Join(dir, "mail-password"), 65534, 65534) // nobody: as if a deployment's user
+	if rs := notifySecretChecks(cfg); len(rs) != 2 || rs[1].OK || !strings.Contains(rs[1].Detail, "a deployment's user may read it") {
+		t.Errorf("notifySecretChecks = %+v; want mail failing on its owner", rs)
 	}
 }

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/setup"
 )
@@ -261,5 +264,45 @@ func secretChecks(ctx context.Context, h *Host) []Result {
 	if err != nil {
 		return []Result{fromErr("webhook", "", err, "dh-route setup")}
 	}
-	return []Result{fromErr("webhook", path+" mode 0600, a real secret", setup.CheckSecret(path), "dh-route setup")}
+	return append([]Result{fromErr("webhook", path+" mode 0600, a real secret", setup.CheckSecret(path), "dh-route setup")},
+		notifySecretChecks(h.Cfg)...)
+}
+
+// notifySecretChecks checks the secrets of the [notify] targets: read by
+// dh-route alone, so owned by dh-route (or root, when a LoadCredential=
+// hands them over), mode 0600, and readable by no deployment's user.
+func notifySecretChecks(cfg *config.Config) []Result {
+	var rs []Result
+	for _, name := range slices.Sorted(maps.Keys(cfg.Notify.Targets)) {
+		t := cfg.Notify.Targets[name]
+		for _, f := range [][2]string{{"url_file", t.URLFile}, {"password_file", t.PasswordFile}} {
+			key, file := f[0], f[1]
+			if file == "" {
+				continue
+			}
+			check := "notify " + name + " " + key
+			path, err := cfg.CredentialPath(file, func(string) string { return "" }) // beside config.toml, as LoadCredential= reads it
+			if err == nil {
+				err = setup.CheckSecretFile(check, path, "put the secret in "+path+", owned by dh-route, mode 0600")
+			}
+			if err == nil {
+				err = ownedBy(path, "dh-route", "root")
+			}
+			rs = append(rs, fromErr(check, path+" dh-route's (or root's) alone, mode 0600", err, "chown dh-route "+path+" && chmod 0600 "+path))
+		}
+	}
+	return rs
+}
+
+// ownedBy checks that path belongs to one of the users.
+func ownedBy(path string, users ...string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	owner, _ := setup.Owner(fi)
+	if !slices.Contains(users, owner) {
+		return fmt.Errorf("%s belongs to %s, not to %s: a deployment's user may read it", path, owner, strings.Join(users, " or "))
+	}
+	return nil
 }

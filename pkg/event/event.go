@@ -29,6 +29,7 @@ const (
 	KindNginxReload   = "nginx-reload"   // reload nginx after a renewal (queues/nginx)
 	KindDeployRequest = "deploy-request" // deploy a deployment now, by token (queues/main, deployment queues)
 	KindCommitStatus  = "commit-status"  // a commit status for dh-route to set on GitHub (queues/status)
+	KindRunNotice     = "run-notice"     // a finished run for dh-route to notify about (queues/status)
 )
 
 // Envelope is what every entry starts with.

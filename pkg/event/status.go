@@ -56,3 +56,42 @@ func (e *CommitStatus) check() error {
 	}
 	return nil
 }
+
+// RunNotice asks dh-route to send the notifications of a finished run
+// (queues/status). It names the run only: dh-route reads what it says
+// (commit, subject, author, timings, the failed step, the log's last
+// lines) from the database and the run's log, and sends it to the
+// deployment's targets, whose secrets the worker never reads.
+type RunNotice struct {
+	Envelope
+	// Deployment is the deployment of the run.
+	Deployment string `json:"deployment"`
+	// RunID is the run's id in the history.
+	RunID int64 `json:"run_id"`
+	// State is how it ended: succeeded or failed.
+	State string `json:"state"`
+	// CreatedAt is when the worker asked.
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Encode returns the entry's JSON.
+func (e *RunNotice) Encode() ([]byte, error) { return encode(e, &e.Envelope, KindRunNotice) }
+
+// DecodeRunNotice parses and checks a run-notice entry.
+func DecodeRunNotice(data []byte) (*RunNotice, error) {
+	return decode[RunNotice](data, KindRunNotice)
+}
+
+func (e *RunNotice) check() error {
+	switch {
+	case !validDeployment(e.Deployment):
+		return dataErr("entry has a missing or malformed deployment name %q", e.Deployment)
+	case e.RunID <= 0:
+		return dataErr("entry has no run id")
+	case e.State != "succeeded" && e.State != "failed":
+		return dataErr("entry has an unknown state %q (succeeded, failed)", e.State)
+	case e.CreatedAt.IsZero():
+		return dataErr("entry has no created_at time")
+	}
+	return nil
+}

@@ -267,3 +267,35 @@ func (r *Response) Message() string {
 	}
 	return cell.Line(msg, maxMessage)
 }
+
+// Do runs try, a send that is not an HTTP POST (an SMTP session, a
+// program), with the same policy as Post: at most Attempts tries, each
+// bounded by Timeout, waiting Backoff (doubled each time) between them,
+// as long as try reports its error retryable. It returns nil, try's last
+// error, or ctx's. Each retry is logged at warning level with what.
+func (r Policy) Do(ctx context.Context, logger *slog.Logger, what string, try func(ctx context.Context) (retry bool, err error)) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	attempts := orDefault(r.Attempts, DefaultAttempts)
+	backoff := orDefault(r.Backoff, DefaultBackoff)
+	for attempt := 1; ; attempt++ {
+		tctx, cancel := context.WithTimeout(ctx, orDefault(r.Timeout, DefaultTimeout))
+		retry, err := try(tctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", what, context.Cause(ctx))
+		}
+		if !retry || attempt >= attempts {
+			return err
+		}
+		logger.Warn("retrying", "what", what, "attempt", attempt, "error", err.Error(), "wait", backoff)
+		if err := sleep(ctx, backoff); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		backoff *= 2
+	}
+}

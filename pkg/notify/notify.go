@@ -1,246 +1,285 @@
-// Package notify posts a one-line message about a finished deployment to a
-// chat's incoming webhook: Slack's, Mattermost's, or any that takes
-// {"text": "...", "username": "..."} as JSON.
+// Package notify renders and sends notifications for people: a finished
+// deployment run, a certificate about to expire, an entry that landed in
+// a failed/ directory. It sends them to chat incoming webhooks (Slack's,
+// Mattermost's, Discord's: Webhook) and as email (SMTP or the local
+// sendmail: Mail). dh-route is its only user: the targets' secrets are
+// read by dh-route alone.
 //
 // Guarantees and failure modes:
 //
-//   - A Webhook without a URL is disabled: Send does nothing and returns
-//     nil. Notifications are optional.
-//   - Send posts once per call, retrying with httpretry.Policy (network
-//     errors, 5xx, 429), so a retry after a lost answer may post the
-//     message twice. Any 2xx answer is success; another is an error
-//     naming the status and the webhook's own message ("invalid_payload",
-//     Mattermost's "message"), classified sysexits.Config for 4xx and
-//     sysexits.TempFail for 5xx.
-//   - The webhook URL is a secret (whoever has it can post): no error and
-//     no log line contains more of it than its scheme and host.
-//   - The text is escaped for Slack's formatting (&, <, > become &amp;,
-//     &lt;, &gt;, which Mattermost's Markdown reads back), and an "@"
-//     that could start a mention is followed by a zero-width space, so
-//     that text from a build cannot make a link or ping @channel, @here
-//     or a user.
-//   - A notification is a courtesy: a deployment must never fail because
-//     one could not be sent. Callers use SendLogged, or log Send's error.
+//   - Every piece of text that comes from a push or a build (commit
+//     subject, author, pusher, error, log lines) is made inert for its
+//     medium: for Slack and Mattermost &, < and > are escaped (so no
+//     <!channel>, <@U123> or link can be made) and an "@" that could start
+//     a mention is followed by a zero-width space; for Discord Markdown
+//     characters are backslash-escaped, mentions broken the same way and
+//     "allowed_mentions" set to none; in email it only ever reaches the
+//     body (quoted-printable) and the Subject header, which is made one
+//     line (no CR, LF or other control character survives) and
+//     RFC 2047-encoded, so no header can be added through it.
+//   - Text is bounded: a summary of at most 300 characters, field values
+//     of at most 300, the log's last lines as the caller cut them (dh-route
+//     sends at most 20 lines and 2 KiB), and a Discord message at most
+//     2000 characters (Discord's limit).
+//   - A send is retried with httpretry.Policy: network errors, 5xx and 429
+//     for webhooks; connection errors and 4xx replies for SMTP; exit
+//     status 75 (EX_TEMPFAIL) for sendmail. After the last attempt the
+//     error is returned, classified with pkg/sysexits; a retry after a
+//     lost answer may deliver a notification twice.
+//   - A webhook URL and an SMTP password are secrets: no error and no log
+//     line contains more of a URL than its scheme and host, nor any of a
+//     password.
 package notify
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net/http"
+	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cell"
-	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // DefaultUserAgent is sent when Webhook.UserAgent is empty.
 const DefaultUserAgent = "dh-deployer/devel"
 
-// Bounds of the text, in characters: of Message.Error in it, and of it all.
+// Bounds of the text, in characters.
 const (
-	maxError = 300
-	maxText  = 1000
+	maxSummary = 300
+	maxValue   = 300
 )
 
-// Webhook posts messages to an incoming webhook. The zero value of every
-// field but URL means its default. A Webhook is safe for concurrent use
-// as long as its fields are not changed.
-type Webhook struct {
-	// URL is the incoming webhook's URL, a secret. Empty disables the
-	// webhook: Send does nothing.
-	URL string
-
-	// Username asks the chat to show the message under this name
-	// (Mattermost, and Slack's legacy webhooks, honour it). Optional:
-	// empty sends none.
-	Username string
-
-	// UserAgent is sent as User-Agent; callers give
-	// "dh-deployer/"+cli.VersionString(). Default DefaultUserAgent.
-	UserAgent string
-
-	// HTTP sends the requests. Default: a client with no timeout of its
-	// own; Retry.Timeout bounds each try.
-	HTTP *http.Client
-
-	// Logger receives the retries and, from SendLogged, the failures.
-	// Default: nothing is logged.
-	Logger *slog.Logger
-
-	// Retry is the retry policy; the zero value is the default.
-	Retry httpretry.Policy
+// Message is one notification, in the parts every medium renders its own
+// way. Build it with Run.Message, CertExpiry or FailedEntry.
+type Message struct {
+	// Summary is the one line that says it all: it is a chat message's
+	// first line and an email's Subject.
+	Summary string
+	// Fields are more facts, one line each.
+	Fields []Field
+	// Log is the last lines of the run's log, shown as preformatted text;
+	// "" for none.
+	Log string
+	// Deployment is the deployment it is about, if any, for log lines.
+	Deployment string
 }
 
-// Enabled reports whether the webhook sends messages (it has a URL).
-func (w *Webhook) Enabled() bool { return w != nil && w.URL != "" }
+// Field is one fact of a Message.
+type Field struct {
+	Label string // "Commit"
+	Value string // one line
+	// URL links Value (a commit's page), or "" for none. Only built from
+	// the configuration and checked identifiers, never from a payload.
+	URL string
+}
 
-// State is how a deployment ended.
+// Sender sends a Message to one target.
+type Sender interface {
+	Send(ctx context.Context, m Message) error
+}
+
+// State is how a run ended.
 type State string
 
-// States of a Message.
+// States of a Run.
 const (
 	Success State = "success"
 	Failure State = "failure"
 )
 
-// Message describes one finished deployment run.
-type Message struct {
-	Deployment string // the deployment's name: "api"
-	Repository string // "owner/name"
-	Commit     string // the full commit id; shown as its first 7 characters
-	Ref        string // the pushed ref: "refs/heads/main"; optional
-	State      State  // Success, or else the run failed
+// Run describes one finished deployment run.
+type Run struct {
+	ID          int64
+	Deployment  string // the deployment's name: "api"
+	Repository  string // "owner/name"
+	Commit      string // the full commit id; shown as its first 7 characters
+	CommitURL   string // the commit's page, or "" when the repository's host is unknown
+	Ref         string // the pushed ref: "refs/heads/main"; optional
+	Subject     string // the commit's subject line
+	Author      string // the commit's author: "Name <email>"
+	Trigger     string // webhook, manual, token, hook, ...
+	TriggeredBy string // pusher=..., user=..., token=...
+	State       State  // Success, or else the run failed
 
 	// Step is, for a failure in a build step, the step's number counting
 	// from 1; 0 means the run failed outside the steps (fetch, checkout).
 	Step int
-	// Command is the failed step's command: "pnpm build". Optional.
+	// Command is the failed step's program: "pnpm". Optional.
 	Command string
-	// ExitCode is the failed step's exit status; 0 when it did not exit
-	// (timeout, signal: Error says so).
-	ExitCode int
+	// ExitCode is the failed step's exit status, nil when it did not exit
+	// (timeout, signal: Error says so) or the failure was not a step's.
+	ExitCode *int
 	// Error says what went wrong; cut to 300 characters on one line.
 	Error string
-
 	// Duration is how long the run took.
 	Duration time.Duration
+	// Log is the last lines of the run's log (on failure).
+	Log string
 }
 
-// Text renders the message as one line for people:
+// Message renders the run:
 //
 //	api: deployed ducompsoc/durhack@abc1234 (refs/heads/main) in 12s
-//	api: FAILED at step 2 (pnpm build, exit 1) deploying ducompsoc/durhack@abc1234 (refs/heads/main) after 12s: exit status 1
-//	api: FAILED deploying ducompsoc/durhack@abc1234 (refs/heads/main) after 3s: git fetch: could not resolve host
+//	api: FAILED at step 2 (pnpm, exit 1) deploying ducompsoc/durhack@abc1234 (refs/heads/main) after 12s
 //
-// Any state other than Success reads as a failure.
-func (m Message) Text() string {
+// with the commit, its subject and author, who triggered it, the
+// duration, and on failure the error and the log's last lines as fields.
+func (r Run) Message() Message {
 	var b strings.Builder
-	b.WriteString(cmp.Or(m.Deployment, "?") + ": ")
-	what := m.Repository
-	if c := shortCommit(m.Commit); c != "" {
-		what = cmp.Or(what, "commit") + "@" + c
+	b.WriteString(or(r.Deployment, "?") + ": ")
+	what := r.Repository
+	if c := shortCommit(r.Commit); c != "" {
+		what = or(what, "commit") + "@" + c
 	}
-	if m.Ref != "" {
-		what = strings.TrimSpace(what + " (" + m.Ref + ")")
+	if r.Ref != "" {
+		what = strings.TrimSpace(what + " (" + r.Ref + ")")
 	}
-	if m.State == Success {
+	if r.State == Success {
 		b.WriteString("deployed")
 		if what != "" {
 			b.WriteString(" " + what)
 		}
-		if m.Duration > 0 {
-			b.WriteString(" in " + formatDuration(m.Duration))
+		if r.Duration > 0 {
+			b.WriteString(" in " + formatDuration(r.Duration))
 		}
-		return cell.Line(b.String(), maxText)
-	}
-	b.WriteString("FAILED")
-	if m.Step > 0 {
-		fmt.Fprintf(&b, " at step %d", m.Step)
-		var detail []string
-		if m.Command != "" {
-			detail = append(detail, cell.Line(m.Command, 80))
+	} else {
+		b.WriteString("FAILED")
+		if r.Step > 0 {
+			fmt.Fprintf(&b, " at step %d", r.Step)
+			var detail []string
+			if r.Command != "" {
+				detail = append(detail, cell.Line(r.Command, 80))
+			}
+			if r.ExitCode != nil {
+				detail = append(detail, "exit "+strconv.Itoa(*r.ExitCode))
+			}
+			if len(detail) > 0 {
+				b.WriteString(" (" + strings.Join(detail, ", ") + ")")
+			}
 		}
-		if m.ExitCode != 0 {
-			detail = append(detail, fmt.Sprintf("exit %d", m.ExitCode))
+		if what != "" {
+			b.WriteString(" deploying " + what)
 		}
-		if len(detail) > 0 {
-			b.WriteString(" (" + strings.Join(detail, ", ") + ")")
+		if r.Duration > 0 {
+			b.WriteString(" after " + formatDuration(r.Duration))
 		}
 	}
-	if what != "" {
-		b.WriteString(" deploying " + what)
+	m := Message{Summary: cell.Line(b.String(), maxSummary), Deployment: r.Deployment}
+	m.add("Deployment", r.Deployment, "")
+	if r.Commit != "" {
+		m.add("Commit", shortCommit(r.Commit)+" "+r.Subject, r.CommitURL)
 	}
-	if m.Duration > 0 {
-		b.WriteString(" after " + formatDuration(m.Duration))
+	m.add("Author", r.Author, "")
+	trigger := r.Trigger
+	if r.TriggeredBy != "" {
+		trigger = strings.TrimSpace(trigger + " by " + r.TriggeredBy)
 	}
-	if e := cell.Line(m.Error, maxError); e != "" {
-		b.WriteString(": " + e)
+	m.add("Triggered", trigger, "")
+	if r.Duration > 0 {
+		m.add("Duration", formatDuration(r.Duration), "")
 	}
-	return cell.Line(b.String(), maxText)
+	if r.ID > 0 {
+		m.add("Run", strconv.FormatInt(r.ID, 10), "")
+	}
+	if r.State != Success {
+		if r.Step > 0 {
+			step := strconv.Itoa(r.Step)
+			if r.Command != "" {
+				step += " (" + r.Command + ")"
+			}
+			m.add("Failed step", step, "")
+		}
+		if r.ExitCode != nil {
+			m.add("Exit status", strconv.Itoa(*r.ExitCode), "")
+		}
+		m.add("Error", r.Error, "")
+		m.Log = r.Log
+	}
+	return m
 }
 
-// Send posts m.Text() to the webhook. It returns nil once the webhook
-// answered 2xx, or at once if the webhook is disabled. Its errors are
-// meant to be logged, never to fail a deployment.
-func (w *Webhook) Send(ctx context.Context, m Message) error {
-	if !w.Enabled() {
-		return nil
+// CertExpiry is the notice of a certificate that expires soon. estimated
+// says notAfter is the certificate's issue time plus its usual lifetime,
+// because its file could not be read.
+func CertExpiry(name string, domains []string, notAfter, now time.Time, estimated bool) Message {
+	left := notAfter.Sub(now)
+	when := "expires in " + days(left)
+	if left <= 0 {
+		when = "EXPIRED " + days(-left) + " ago"
 	}
-	data, err := json.Marshal(struct {
-		Text     string `json:"text"`
-		Username string `json:"username,omitempty"`
-	}{escape(m.Text()), w.Username})
-	if err != nil {
-		return sysexits.Errorf(sysexits.Software, "notify: encode: %w", err)
+	m := Message{Summary: cell.Line("certificate "+name+" "+when, maxSummary)}
+	m.add("Certificate", name, "")
+	m.add("Domains", strings.Join(domains, ", "), "")
+	at := notAfter.UTC().Format(time.RFC3339)
+	if estimated {
+		at += " (estimated: issued_at plus notify.cert_lifetime; dh-route cannot read the certificate)"
 	}
-	header := http.Header{
-		"Content-Type": {"application/json"},
-		"User-Agent":   {cmp.Or(w.UserAgent, DefaultUserAgent)},
-	}
-	logger := w.logger().With("deployment", m.Deployment)
-	resp, err := w.Retry.Post(ctx, w.HTTP, w.URL, header, data, logger)
-	if err != nil {
-		return sysexits.New(sysexits.Code(err), fmt.Errorf("notify: %w", err))
-	}
-	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
-		return nil
-	}
-	class := sysexits.Config // a wrong URL, a revoked hook, a payload it refuses
-	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
-		class = sysexits.TempFail
-	}
-	msg := fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
-	if s := resp.Message(); s != "" {
-		msg += ": " + s
-	}
-	return sysexits.Errorf(class, "notify: webhook answered %s", msg)
+	m.add("Expires", at, "")
+	m.add("Fix", "dh-cert renew, and see dh-cert's log (journalctl -u dh-cert)", "")
+	return m
 }
 
-// SendLogged calls Send and logs its failure at warning level (with the
-// deployment and the error) instead of returning it: a notification must
-// never fail a deployment.
-func (w *Webhook) SendLogged(ctx context.Context, m Message) {
-	if err := w.Send(ctx, m); err != nil {
-		w.logger().Warn("notification not sent", "deployment", m.Deployment, "error", err.Error())
+// FailedEntry is the notice of an entry moved to queue's failed/.
+func FailedEntry(queue, entry, reason string, attempts int, at time.Time) Message {
+	m := Message{Summary: cell.Line("queues/"+queue+": entry "+entry+" failed: "+reason, maxSummary)}
+	m.add("Queue", queue, "")
+	m.add("Entry", "failed/"+entry, "")
+	m.add("Reason", reason, "")
+	if attempts > 0 {
+		m.add("Attempts", strconv.Itoa(attempts), "")
+	}
+	if !at.IsZero() {
+		m.add("Failed at", at.UTC().Format(time.RFC3339), "")
+	}
+	m.add("Fix", "fix the cause, then: mv failed/"+entry+" .. (or replay it)", "")
+	return m
+}
+
+// add appends a field unless value is empty.
+func (m *Message) add(label, value, url string) {
+	if v := cell.Line(value, maxValue); v != "" {
+		m.Fields = append(m.Fields, Field{Label: label, Value: v, URL: url})
 	}
 }
 
-func (w *Webhook) logger() *slog.Logger {
-	if w.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return w.Logger
-}
-
-// escape makes text inert for Slack's and Mattermost's formatting: it
-// escapes &, < and >, and puts a zero-width space after an "@" that could
-// start a mention (one not preceded by a letter or digit, so that
-// "owner/name@abc1234" stays as it is).
-func escape(s string) string {
+// Text renders the message as plain text: the summary, the fields as
+// "Label: value" lines, then the log.
+func (m Message) Text() string {
 	var b strings.Builder
-	prev := ' '
-	for _, r := range s {
-		switch {
-		case r == '&':
-			b.WriteString("&amp;")
-		case r == '<':
-			b.WriteString("&lt;")
-		case r == '>':
-			b.WriteString("&gt;")
-		case r == '@' && !unicode.IsLetter(prev) && !unicode.IsDigit(prev):
-			b.WriteString("@\u200b")
-		default:
-			b.WriteRune(r)
+	b.WriteString(m.Summary + "\n")
+	for _, f := range m.Fields {
+		b.WriteString(f.Label + ": " + f.Value)
+		if f.URL != "" {
+			b.WriteString(" <" + f.URL + ">")
 		}
-		prev = r
+		b.WriteByte('\n')
+	}
+	if m.Log != "" {
+		b.WriteString("\nLast lines of the log:\n" + m.Log)
+		if !strings.HasSuffix(m.Log, "\n") {
+			b.WriteByte('\n')
+		}
 	}
 	return b.String()
+}
+
+func days(d time.Duration) string {
+	n := int(d.Hours() / 24)
+	if n == 1 {
+		return "1 day"
+	}
+	if n == 0 {
+		return strconv.Itoa(int(d.Hours())) + " hours"
+	}
+	return strconv.Itoa(n) + " days"
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // shortCommit abbreviates a commit id to 7 characters.

@@ -1,279 +1,288 @@
 package notify_test
 
 import (
-	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
+	"mime"
+	"net/mail"
+	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
 	"github.com/dh-deployer/dh-deployer/pkg/notify"
+	"github.com/dh-deployer/dh-deployer/pkg/notify/notifytest"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
-// hookPath is the secret part of the webhook URL.
-const hookPath = "/hooks/T000/B000/SeCrEtHoOkKeY"
+// hostile is a commit subject written to abuse every medium: mentions,
+// Slack's special links, Markdown, a code fence, and a CRLF followed by a
+// header, to add a Bcc to the mail.
+const hostile = "fix <!channel> @here @everyone <@U123> [x](http://evil) ```\r\nBcc: victim@example.org\r\nX-Evil: 1"
 
-// request is one post the fake webhook received.
-type request struct {
-	Method, Path, ContentType string
-	Body                      map[string]any
-	Raw                       []byte
+func failedRun() notify.Run {
+	code := 2
+	return notify.Run{ID: 7, Deployment: "api", Repository: "acme/app", Commit: "0123456789abcdef0123456789abcdef01234567",
+		CommitURL: "https://github.com/acme/app/commit/0123456789abcdef0123456789abcdef01234567",
+		Ref:       "refs/heads/main", Subject: hostile, Author: "Mallory <m@example.org>", Trigger: "webhook", TriggeredBy: "pusher=mallory",
+		State: notify.Failure, Step: 2, Command: "make", ExitCode: &code, Error: "step 2 (make) exited with status 2",
+		Duration: 12 * time.Second, Log: "building\n@channel ``` <!here>\nerror: boom\n"}
 }
 
-// fakeHook is an incoming webhook on 127.0.0.1 that records each post and
-// answers with the given statuses in turn (200 "ok" once they run out).
-type fakeHook struct {
-	*httptest.Server
-	mu       sync.Mutex
-	requests []request
-	statuses []int
-	body     string // answered with a status that is not 200
-}
+var fastRetry = httpretry.Policy{Backoff: time.Millisecond, Timeout: 5 * time.Second}
 
-func newFakeHook(t *testing.T, statuses ...int) *fakeHook {
-	f := &fakeHook{statuses: statuses}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		raw, _ := io.ReadAll(r.Body)
-		req := request{Method: r.Method, Path: r.URL.Path, ContentType: r.Header.Get("Content-Type"), Raw: raw}
-		if err := json.Unmarshal(raw, &req.Body); err != nil {
-			t.Errorf("webhook body %q is not a JSON object: %v", raw, err)
-		}
-		f.mu.Lock()
-		f.requests = append(f.requests, req)
-		code := http.StatusOK
-		if len(f.statuses) > 0 {
-			code, f.statuses = f.statuses[0], f.statuses[1:]
-		}
-		f.mu.Unlock()
-		w.Header().Set("Content-Type", "text/plain")
-		w.WriteHeader(code)
-		if code == http.StatusOK {
-			io.WriteString(w, "ok")
-		} else {
-			io.WriteString(w, f.body)
-		}
-	}))
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *fakeHook) Requests() []request {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]request(nil), f.requests...)
-}
-
-func webhook(f *fakeHook, log *bytes.Buffer) *notify.Webhook {
-	w := &notify.Webhook{
-		URL:   f.URL + hookPath,
-		HTTP:  f.Client(),
-		Retry: httpretry.Policy{Backoff: time.Millisecond, Timeout: 5 * time.Second},
+func TestRunMessage(t *testing.T) {
+	m := failedRun().Message()
+	want := "api: FAILED at step 2 (make, exit 2) deploying acme/app@0123456 (refs/heads/main) after 12s"
+	if m.Summary != want {
+		t.Errorf("Summary = %q; want %q", m.Summary, want)
 	}
-	if log != nil {
-		w.Logger = slog.New(slog.NewTextHandler(log, nil))
-	}
-	return w
-}
-
-func testContext(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-var (
-	success = notify.Message{
-		Deployment: "api", Repository: "ducompsoc/durhack", Commit: "abc1234def5678abc1234def5678abc1234def56",
-		Ref: "refs/heads/main", State: notify.Success, Duration: 12300 * time.Millisecond,
-	}
-	failure = notify.Message{
-		Deployment: "api", Repository: "ducompsoc/durhack", Commit: "abc1234def5678abc1234def5678abc1234def56",
-		Ref: "refs/heads/main", State: notify.Failure, Step: 2, Command: "pnpm build", ExitCode: 1,
-		Error: "exit status 1", Duration: 95 * time.Second,
-	}
-)
-
-func TestText(t *testing.T) {
-	noStep := failure
-	noStep.Step, noStep.Command, noStep.ExitCode = 0, "", 0
-	noStep.Error = "git fetch: could not resolve host\n\tgithub.com"
-	noStep.Duration = 3 * time.Second
-	killed := failure
-	killed.ExitCode, killed.Error, killed.Duration = 0, "killed after 10m0s timeout", 0
-	fast := success
-	fast.Ref, fast.Duration = "", 850*time.Millisecond
-	for _, tc := range []struct {
-		m    notify.Message
-		want string
-	}{
-		{success, "api: deployed ducompsoc/durhack@abc1234 (refs/heads/main) in 12s"},
-		{failure, "api: FAILED at step 2 (pnpm build, exit 1) deploying ducompsoc/durhack@abc1234 (refs/heads/main) after 1m35s: exit status 1"},
-		{noStep, "api: FAILED deploying ducompsoc/durhack@abc1234 (refs/heads/main) after 3s: git fetch: could not resolve host github.com"},
-		{killed, "api: FAILED at step 2 (pnpm build) deploying ducompsoc/durhack@abc1234 (refs/heads/main): killed after 10m0s timeout"},
-		{fast, "api: deployed ducompsoc/durhack@abc1234 in 850ms"},
-		{notify.Message{Deployment: "web", State: "weird"}, "web: FAILED"},
-	} {
-		if got := tc.m.Text(); got != tc.want {
-			t.Errorf("%+v.Text() =\n%q; want\n%q", tc.m, got, tc.want)
+	text := m.Text()
+	for _, s := range []string{"Commit: 0123456 fix", "Author: Mallory <m@example.org>", "Triggered: webhook by pusher=mallory",
+		"Duration: 12s", "Failed step: 2 (make)", "Exit status: 2", "error: boom"} {
+		if !strings.Contains(text, s) {
+			t.Errorf("Text() =\n%s\nwant it to contain %q", text, s)
 		}
 	}
-}
-
-// TestTextLongError: a long, multi-line error is cut on a rune boundary
-// and the text stays one line.
-func TestTextLongError(t *testing.T) {
-	m := failure
-	m.Error = strings.Repeat("ошибка\n", 200)
-	got := m.Text()
-	_, errText, _ := strings.Cut(got, "after 1m35s: ")
-	if strings.ContainsAny(got, "\n\r\t") || !utf8.ValidString(got) ||
-		utf8.RuneCountInString(errText) != 300 || !strings.HasSuffix(got, "…") {
-		t.Errorf("Text() = %q (error part %d runes); want one valid line with the error cut to 300 runes", got, utf8.RuneCountInString(errText))
+	ok := failedRun()
+	ok.State = notify.Success
+	if s := ok.Message().Text(); strings.Contains(s, "error: boom") || strings.Contains(s, "Exit status") {
+		t.Errorf("a success says\n%s\nwant no log and no exit status", s)
 	}
 }
 
-// TestSend: one POST of JSON with the text and the username.
-func TestSend(t *testing.T) {
-	f := newFakeHook(t)
-	w := webhook(f, nil)
-	w.Username = "dh-deployer"
-	if err := w.Send(testContext(t), success); err != nil {
-		t.Fatalf("Send = %v; want nil", err)
-	}
-	reqs := f.Requests()
-	if len(reqs) != 1 {
-		t.Fatalf("webhook got %d posts; want 1", len(reqs))
-	}
-	r := reqs[0]
-	if r.Method != http.MethodPost || r.Path != hookPath || r.ContentType != "application/json" {
-		t.Errorf("webhook got %s %s (%s); want POST %s (application/json)", r.Method, r.Path, r.ContentType, hookPath)
-	}
-	want := map[string]any{"text": success.Text(), "username": "dh-deployer"}
-	if len(r.Body) != len(want) || r.Body["text"] != want["text"] || r.Body["username"] != want["username"] {
-		t.Errorf("webhook body %s; want %v", r.Raw, want)
-	}
-}
-
-// TestSendEscapes: text from a build cannot format, link or mention.
-func TestSendEscapes(t *testing.T) {
-	f := newFakeHook(t)
-	m := failure
-	m.Error = "<!channel> a & b > c @here (x@y)/@all"
-	if err := webhook(f, nil).Send(testContext(t), m); err != nil {
-		t.Fatalf("Send = %v; want nil", err)
-	}
-	reqs := f.Requests()
-	if len(reqs) != 1 {
-		t.Fatalf("webhook got %d posts; want 1", len(reqs))
-	}
-	text, _ := reqs[0].Body["text"].(string)
-	if !strings.HasSuffix(text, ": &lt;!channel&gt; a &amp; b &gt; c @\u200bhere (x@y)/@\u200ball") {
-		t.Errorf("text %q; want <, >, & escaped and @ broken", text)
-	}
-	if _, ok := reqs[0].Body["username"]; ok {
-		t.Errorf("body %s has a username; want none when Username is empty", reqs[0].Raw)
-	}
-}
-
-// TestSendRetries: 5xx and 429 are retried until a 2xx.
-func TestSendRetries(t *testing.T) {
-	f := newFakeHook(t, 500, 429, 204)
-	if err := webhook(f, nil).Send(testContext(t), failure); err != nil {
-		t.Fatalf("Send = %v; want nil after retries", err)
-	}
-	if n := len(f.Requests()); n != 3 {
-		t.Errorf("webhook got %d posts; want 3", n)
-	}
-}
-
-// TestSendErrors: a 4xx is final and a 5xx that does not go away is
-// temporary; neither error nor log shows the URL's secret path.
-func TestSendErrors(t *testing.T) {
-	for _, tc := range []struct {
-		statuses []int
-		body     string
-		posts    int
-		class    int
-		contains []string
-	}{
-		{[]int{400}, "invalid_payload", 1, sysexits.Config, []string{"400", "invalid_payload"}},
-		{[]int{404}, `{"id":"web.incoming_webhook.invalid.app_error","message":"Invalid webhook","status_code":404}`, 1, sysexits.Config, []string{"404", "Invalid webhook"}},
-		{[]int{503, 503, 503}, "", 3, sysexits.TempFail, []string{"503"}},
-	} {
-		f := newFakeHook(t, tc.statuses...)
-		f.body = tc.body
-		var log bytes.Buffer
-		w := webhook(f, &log)
-		err := w.Send(testContext(t), failure)
-		if err == nil || sysexits.Code(err) != tc.class {
-			t.Errorf("Send answered %v = %v (class %d); want an error classified %d", tc.statuses, err, sysexits.Code(err), tc.class)
-			continue
+// Each chat kind gets the fields, with the hostile subject made inert.
+func TestWebhookDefuses(t *testing.T) {
+	hook := notifytest.NewHook(t)
+	ctx := context.Background()
+	for _, kind := range []string{notify.Slack, notify.Mattermost, notify.Discord} {
+		w := &notify.Webhook{Kind: kind, URL: hook.URL + "/" + kind, HTTP: hook.Client(), Retry: fastRetry}
+		if err := w.Send(ctx, failedRun().Message()); err != nil {
+			t.Fatalf("%s: Send = %v", kind, err)
 		}
-		for _, s := range tc.contains {
-			if !strings.Contains(err.Error(), s) {
-				t.Errorf("Send answered %v = %q; want it to contain %q", tc.statuses, err, s)
+	}
+	posts := hook.Posts()
+	if len(posts) != 3 {
+		t.Fatalf("got %d posts; want 3", len(posts))
+	}
+	for _, p := range posts {
+		text := p.Text()
+		for _, bad := range []string{"<!channel>", "<!here>", "<@U123>", "@here", "@everyone", "@channel", "\r", "](http://evil)"} {
+			if p.Path == "/discord" && strings.HasPrefix(bad, "<!") {
+				continue // Slack's syntax, plain text on Discord
+			}
+			if p.Path == "/slack" && bad == "](http://evil)" {
+				continue // Markdown, plain text in Slack's mrkdwn
+			}
+			if strings.Contains(text, bad) {
+				t.Errorf("%s: text contains %q:\n%s", p.Path, bad, text)
 			}
 		}
-		if n := len(f.Requests()); n != tc.posts {
-			t.Errorf("Send answered %v: webhook got %d posts; want %d", tc.statuses, n, tc.posts)
+		if strings.Count(text, "```") != 2 {
+			t.Errorf("%s: text has %d code fences; want the log's 2 only:\n%s", p.Path, strings.Count(text, "```"), text)
 		}
-		f.mu.Lock()
-		f.statuses = tc.statuses
-		f.mu.Unlock()
-		w.SendLogged(testContext(t), failure)
-		if !strings.Contains(log.String(), "notification not sent") {
-			t.Errorf("SendLogged answered %v logged %q; want the failure", tc.statuses, log.String())
+		for _, s := range []string{"acme/app", "0123456", "Mallory", "pusher=mallory", "12s", "exit 2", "error: boom"} {
+			if !strings.Contains(text, s) {
+				t.Errorf("%s: text lacks %q:\n%s", p.Path, s, text)
+			}
 		}
-		if strings.Contains(err.Error()+log.String(), "SeCrEt") {
-			t.Errorf("error %q or log %q shows the webhook URL's secret", err, log.String())
-		}
+	}
+	if posts[0].Body["text"] == nil || !strings.Contains(posts[0].Text(), "<https://github.com/acme/app/commit/") {
+		t.Errorf("slack: %s; want text with a <URL|sha> link", posts[0].Raw)
+	}
+	if !strings.Contains(posts[1].Text(), "[0123456](https://github.com/acme/app/commit/") {
+		t.Errorf("mattermost: %s; want a Markdown link", posts[1].Raw)
+	}
+	if posts[2].Body["content"] == nil || !strings.Contains(string(posts[2].Raw), `"allowed_mentions":{"parse":[]}`) {
+		t.Errorf("discord: %s; want content and no allowed mentions", posts[2].Raw)
 	}
 }
 
-// TestSendNetworkError: a webhook that is not there is an error that does
-// not show the URL's secret path.
-func TestSendNetworkError(t *testing.T) {
-	f := newFakeHook(t)
-	w := webhook(f, nil)
-	f.Close()
-	err := w.Send(testContext(t), success)
-	if err == nil || sysexits.Code(err) != sysexits.TempFail || strings.Contains(err.Error(), "SeCrEt") {
-		t.Errorf("Send to a closed server = %v; want a temporary error without the URL's path", err)
+func TestWebhookRetries(t *testing.T) {
+	hook := notifytest.NewHook(t, 500, 429)
+	w := &notify.Webhook{URL: hook.URL + "/x", HTTP: hook.Client(), Retry: fastRetry}
+	if err := w.Send(context.Background(), failedRun().Message()); err != nil || len(hook.Posts()) != 1 {
+		t.Fatalf("Send after 500, 429 = %v, %d posts; want nil, 1", err, len(hook.Posts()))
+	}
+	hook = notifytest.NewHook(t, 404)
+	w = &notify.Webhook{URL: hook.URL + "/SeCrEt", HTTP: hook.Client(), Retry: fastRetry}
+	err := w.Send(context.Background(), failedRun().Message())
+	if !sysexits.Is(err, sysexits.Config) || strings.Contains(err.Error(), "SeCrEt") {
+		t.Errorf("Send answered 404 = %v; want a config error without the URL's path", err)
+	}
+	hook = notifytest.NewHook(t, 503, 503, 503)
+	w.URL, w.HTTP = hook.URL+"/SeCrEt", hook.Client()
+	if err := w.Send(context.Background(), failedRun().Message()); !sysexits.Is(err, sysexits.TempFail) {
+		t.Errorf("Send answered 503 three times = %v; want a temporary error after the retries", err)
 	}
 }
 
-// TestDisabled: without a URL nothing is sent.
-func TestDisabled(t *testing.T) {
-	var w notify.Webhook
-	if w.Enabled() {
-		t.Errorf("Enabled() = true without a URL")
+// The mail carries the fields; the hostile subject stays in the Subject,
+// encoded: no Bcc or other header appears, and the only recipients are
+// the configured ones.
+func TestMailSMTP(t *testing.T) {
+	srv := notifytest.NewSMTP(t, 1) // the first MAIL gets 451: retried
+	srv.User, srv.Password = "bot", "pw"
+	ml := &notify.Mail{From: "deploy@example.org", To: []string{"ops@example.org"}, SMTP: srv.Addr,
+		User: "bot", Password: "pw", Retry: fastRetry}
+	if err := ml.Send(context.Background(), failedRun().Message()); err != nil {
+		t.Fatalf("Send = %v", err)
 	}
-	if err := w.Send(testContext(t), success); err != nil {
-		t.Errorf("disabled Send = %v; want nil", err)
+	mails := srv.Mails()
+	if len(mails) != 1 {
+		t.Fatalf("got %d mails; want 1", len(mails))
 	}
-	var nilHook *notify.Webhook
-	if err := nilHook.Send(testContext(t), success); err != nil {
-		t.Errorf("nil Webhook Send = %v; want nil", err)
+	m := mails[0]
+	if strings.Join(m.To, ",") != "ops@example.org" || m.From != "deploy@example.org" {
+		t.Errorf("envelope from %q to %q; want deploy@example.org to ops@example.org", m.From, m.To)
 	}
-}
-
-// TestBadURL: a URL that is not http(s) is a config error that does not
-// repeat the URL.
-func TestBadURL(t *testing.T) {
-	for _, u := range []string{"hooks.slack.com/services/SeCrEt", "ftp://example.com/SeCrEt", "https:///SeCrEt"} {
-		w := &notify.Webhook{URL: u}
-		err := w.Send(testContext(t), success)
-		if sysexits.Code(err) != sysexits.Config || strings.Contains(err.Error(), "SeCrEt") {
-			t.Errorf("Send to %q = %v; want a config error without the URL", u, err)
+	if m.Header.Get("Bcc") != "" || m.Header.Get("X-Evil") != "" {
+		t.Errorf("the subject added headers:\n%s", m.Data)
+	}
+	if !strings.HasPrefix(m.Subject, "api: FAILED at step 2") || strings.ContainsAny(m.Subject, "\r\n") {
+		t.Errorf("Subject %q; want the summary on one line", m.Subject)
+	}
+	if m.Header.Get("Content-Type") != `text/plain; charset="utf-8"` || m.Header.Get("MIME-Version") != "1.0" {
+		t.Errorf("headers %v; want MIME text/plain utf-8", m.Header)
+	}
+	for _, s := range []string{"Commit: 0123456 fix", "Bcc: victim@example.org", "Author: Mallory", "error: boom", "Exit status: 2"} {
+		if !strings.Contains(m.Body, s) {
+			t.Errorf("body lacks %q:\n%s", s, m.Body)
 		}
+	}
+
+	srv = notifytest.NewSMTP(t, 0)
+	srv.User, srv.Password = "bot", "right"
+	ml.SMTP, ml.Password = srv.Addr, "wrong"
+	if err := ml.Send(context.Background(), failedRun().Message()); !sysexits.Is(err, sysexits.NoPerm) || strings.Contains(err.Error(), "wrong") {
+		t.Errorf("Send with a wrong password = %v; want a permission error without the password", err)
+	}
+	srv = notifytest.NewSMTP(t, 5)
+	ml.SMTP, ml.User = srv.Addr, ""
+	if err := ml.Send(context.Background(), failedRun().Message()); !sysexits.Is(err, sysexits.TempFail) || len(srv.Mails()) != 0 {
+		t.Errorf("Send to a server that keeps answering 451 = %v; want a temporary error after the retries", err)
+	}
+	ml.StartTLS = true
+	if err := ml.Send(context.Background(), failedRun().Message()); !sysexits.Is(err, sysexits.Config) {
+		t.Errorf("Send with starttls to a server without it = %v; want a config error", err)
+	}
+}
+
+func TestMailSendmail(t *testing.T) {
+	dir := t.TempDir()
+	out := dir + "/mail"
+	prog := dir + "/sendmail"
+	writeScript(t, prog, "#!/bin/sh\nprintf '%s\\n' \"$@\" > "+out+".args\ncat > "+out+"\n")
+	ml := &notify.Mail{From: "deploy@example.org", To: []string{"ops@example.org", "dev@example.org"}, Sendmail: prog, Retry: fastRetry}
+	if err := ml.Send(context.Background(), failedRun().Message()); err != nil {
+		t.Fatalf("Send = %v", err)
+	}
+	args := readFile(t, out+".args")
+	if args != "-i\n-f\ndeploy@example.org\n--\nops@example.org\ndev@example.org\n" {
+		t.Errorf("sendmail args %q; want -i -f FROM -- TO...", args)
+	}
+	if data := readFile(t, out); !strings.Contains(data, "Subject: ") || strings.Contains(data, "\nBcc:") {
+		t.Errorf("sendmail got\n%s\nwant a mail without Bcc", data)
+	}
+	writeScript(t, prog, "#!/bin/sh\nexit 75\n")
+	if err := ml.Send(context.Background(), failedRun().Message()); !sysexits.Is(err, sysexits.TempFail) {
+		t.Errorf("Send with sendmail exiting 75 = %v; want a temporary error", err)
+	}
+}
+
+func TestNotices(t *testing.T) {
+	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	m := notify.CertExpiry("api", []string{"api.example.org"}, now.Add(5*24*time.Hour), now, true)
+	if m.Summary != "certificate api expires in 5 days" || !strings.Contains(m.Text(), "estimated") {
+		t.Errorf("CertExpiry =\n%s", m.Text())
+	}
+	m = notify.FailedEntry("api", "1-2.json", "bad entry", 3, now)
+	if !strings.Contains(m.Summary, "queues/api: entry 1-2.json failed: bad entry") || !strings.Contains(m.Text(), "Attempts: 3") {
+		t.Errorf("FailedEntry =\n%s", m.Text())
+	}
+}
+
+func writeScript(t *testing.T, path, script string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// A long subject of non-ASCII text is folded: no header line passes the
+// 998 bytes RFC 5322 allows, and it decodes back to the summary.
+func TestMailLongSubject(t *testing.T) {
+	r := failedRun()
+	r.Deployment = strings.Repeat("日本", 200)
+	ml := &notify.Mail{From: "deploy@example.org", To: []string{"ops@example.org"}}
+	data, err := ml.Compose(r.Message())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\r\n") {
+		if len(line) > 998 {
+			t.Fatalf("a line of %d bytes: %.80s…", len(line), line)
+		}
+	}
+	msg, err := mail.ReadMessage(strings.NewReader(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, err := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+	if want := r.Message().Summary; err != nil || subject != want {
+		t.Errorf("Subject decodes to %q, %v; want %q", subject, err, want)
+	}
+}
+
+// With STARTTLS the mail and the password travel only encrypted.
+func TestMailStartTLS(t *testing.T) {
+	srv := notifytest.NewSMTP(t, 0)
+	var client *tls.Config
+	srv.TLS, client = notifytest.SelfSigned(t)
+	srv.User, srv.Password = "bot", "pw"
+	ml := &notify.Mail{From: "deploy@example.org", To: []string{"ops@example.org"}, SMTP: srv.Addr, StartTLS: true, TLS: client,
+		User: "bot", Password: "pw", Retry: fastRetry}
+	if err := ml.Send(context.Background(), failedRun().Message()); err != nil {
+		t.Fatalf("Send = %v", err)
+	}
+	if m := srv.Mails(); len(m) != 1 || !m[0].TLS {
+		t.Errorf("mails %+v; want one, sent after STARTTLS", m)
+	}
+	ml.TLS = nil // the system's roots do not know the test's certificate
+	if err := ml.Send(context.Background(), failedRun().Message()); err == nil || len(srv.Mails()) != 1 {
+		t.Errorf("Send to a server whose certificate is not trusted = %v; want an error and nothing sent", err)
+	}
+}
+
+// Discord takes at most 2000 characters: the log's first lines, then the
+// last fields give way, whole lines only.
+func TestDiscordLimit(t *testing.T) {
+	r := failedRun()
+	r.Error = strings.Repeat("e", 290)
+	r.Subject = strings.Repeat("s", 290)
+	r.Log = strings.Repeat(strings.Repeat("l", 99)+"\n", 20) + "the last line"
+	body, err := (&notify.Webhook{Kind: notify.Discord}).Body(r.Message())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ Content string }
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if n := utf8.RuneCountInString(got.Content); n > 2000 || !strings.HasPrefix(got.Content, "api\\: FAILED") ||
+		!strings.Contains(got.Content, "the last line") || strings.Count(got.Content, "```") != 2 {
+		t.Errorf("content of %d characters:\n%s\nwant at most 2000, the summary, the log's last line, its block closed", n, got.Content)
 	}
 }

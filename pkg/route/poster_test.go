@@ -83,7 +83,7 @@ user = "nobody"
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := route.NewPoster(cfg, os.Getenv, "dh-deployer/test", slog.New(slog.DiscardHandler))
+	p, err := route.NewPoster(cfg, nil, os.Getenv, "dh-deployer/test", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -200,14 +200,19 @@ func Secret(cfg *config.Config) (SecretFile, bool, error) {
 
 // CheckSecret checks an existing secret file: regular, not readable by
 // group or others, a real secret (config.ReadSecretFile).
-func CheckSecret(path string) error {
+func CheckSecret(path string) error { return CheckSecretFile("webhook secret", path, "dh-route setup") }
+
+// CheckSecretFile checks that the secret file path (what it is, for the
+// message) is a regular file readable by its owner alone, holding a
+// real secret; fix is the hint when it is missing.
+func CheckSecretFile(what, path, fix string) error {
 	fi, err := os.Lstat(path)
 	if err != nil {
-		return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "webhook secret %s: %v", path, err), "dh-route setup")
+		return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s %s: %v", what, path, err), fix)
 	}
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0 {
 		return sysexits.WithHint(
-			sysexits.Errorf(sysexits.Config, "webhook secret %s has mode %v: others may read it", path, fi.Mode()),
+			sysexits.Errorf(sysexits.Config, "%s %s has mode %v: others may read it", what, path, fi.Mode()),
 			"chmod 0600 "+path)
 	}
 	_, err = config.ReadSecretFile(path)

@@ -2,14 +2,11 @@ package status
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -199,7 +196,7 @@ func (m metrics) certs(ctx context.Context, ch chan<- prometheus.Metric, cfg *co
 	}
 	failed := 0
 	for _, c := range certs {
-		notAfter, err := expiry(filepath.Join(cfg.Nginx.CertDir, c.Name, "fullchain.pem"))
+		notAfter, err := config.CertExpiry(cfg.Nginx.CertDir, c.Name)
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) { // not issued yet
 				failed++
@@ -210,24 +207,6 @@ func (m metrics) certs(ctx context.Context, ch chan<- prometheus.Metric, cfg *co
 		ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(notAfter.Unix()), c.Name)
 	}
 	return failed
-}
-
-// expiry returns the NotAfter of the first certificate in the PEM file
-// path (the leaf of a fullchain.pem).
-func expiry(path string) (time.Time, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return time.Time{}, err
-	}
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return time.Time{}, fmt.Errorf("%s: no PEM certificate", path)
-	}
-	c, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return c.NotAfter, nil
 }
 
 func bool01(b bool) float64 {

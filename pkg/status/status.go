@@ -65,7 +65,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -746,18 +745,11 @@ func (h *Handler) log(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the run has no log", http.StatusNotFound)
 		return
 	}
-	dir := config.RunLogDir(cfg.StateDir, name)
-	if !filepath.IsAbs(run.LogPath) || filepath.Dir(run.LogPath) != dir || !filepath.IsLocal(filepath.Base(run.LogPath)) {
-		h.refuse(w, r, http.StatusForbidden, "the run's log is not in "+dir)
+	f, err := config.OpenRunLog(cfg.StateDir, name, run.LogPath)
+	if errors.Is(err, config.ErrNotRunLog) {
+		h.refuse(w, r, http.StatusForbidden, err.Error())
 		return
 	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		logError(w, err)
-		return
-	}
-	defer root.Close()
-	f, err := root.Open(filepath.Base(run.LogPath)) // no "..", no symlink out of dir
 	if err != nil {
 		logError(w, err)
 		return
@@ -766,10 +758,6 @@ func (h *Handler) log(w http.ResponseWriter, r *http.Request) {
 	fi, err := f.Stat()
 	if err != nil {
 		logError(w, err)
-		return
-	}
-	if !fi.Mode().IsRegular() {
-		h.refuse(w, r, http.StatusForbidden, "the run's log is not a regular file")
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -86,6 +86,9 @@ func TestRoles(t *testing.T) {
 		{"dh-route", `DROP TABLE routes`, false},
 		{"dh-route", `SELECT count(*) FROM certs`, true}, // the metrics' certificate expiry
 		{"dh-route", `UPDATE certs SET attempts = 0`, false},
+		{"dh-route", `INSERT INTO notices (key) VALUES ('failed/main/x')`, true}, // sent once
+		{"dh-route", `DELETE FROM notices`, true},
+		{"dh-deploy", `INSERT INTO notices (key) VALUES ('failed/main/y')`, false},
 		{"dh-deploy", run, true},
 		{"dh-deploy", `UPDATE runs SET state = 'failed'`, true},
 		{"dh-deploy", `INSERT INTO runs (delivery, deployment, state) VALUES ('r-1', 'other', 'succeeded')`, false},

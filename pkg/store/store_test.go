@@ -509,3 +509,27 @@ func TestOpenWait(t *testing.T) {
 		t.Errorf("OpenWait(no such database) = %v (exit %d); want a Config error at once", err, sysexits.Code(err))
 	}
 }
+
+// TestNotices: a notice is claimed once; forgetting keeps the failed
+// entries still seen, and those of queues not read, and drops the others.
+func TestNotices(t *testing.T) {
+	st := open(t, storetest.NewMigrated(t))
+	ctx := context.Background()
+	for _, c := range []struct {
+		key  string
+		want bool
+	}{{"failed/main/a", true}, {"failed/main/a", false}, {"failed/main/b", true}, {"failed/nginx/c", true}, {"cert/api/2026-12-06", true}} {
+		if got, err := st.ClaimNotice(ctx, c.key); err != nil || got != c.want {
+			t.Errorf("ClaimNotice(%q) = %v, %v; want %v", c.key, got, err, c.want)
+		}
+	}
+	// queues/main was read (nginx's not): a is gone from its failed/.
+	if err := st.ForgetNotices(ctx, []string{"main"}, []string{"failed/main/b"}); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]bool{"failed/main/a": true, "failed/main/b": false, "failed/nginx/c": false, "cert/api/2026-12-06": false} {
+		if got, err := st.ClaimNotice(ctx, key); err != nil || got != want {
+			t.Errorf("after ForgetNotices, ClaimNotice(%q) = %v, %v; want %v", key, got, err, want)
+		}
+	}
+}

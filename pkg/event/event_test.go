@@ -219,7 +219,7 @@ func TestEncodeChecksAReplacedPayload(t *testing.T) {
 	}
 	for _, p := range []string{`[1]`, `{"a":`, `{}, "kind": "x"`} {
 		out.Payload = json.RawMessage(p)
-		if _, err := out.Encode(); sysexits.Code(err) != sysexits.DataErr {
+		if _, err := out.Encode(); !errors.As(err, new(*Error)) {
 			t.Errorf("Encode(payload %s) = %v; want a data error", p, err)
 		}
 	}

@@ -153,6 +153,8 @@ func run(ctx context.Context, app *App, env *Env, args []string) error {
 	configFlag := fs.StringP("config", "c", "", "configuration `FILE` (default $DH_CONFIG or "+config.DefaultPath+")")
 	help := fs.BoolP("help", "h", false, "show this help and exit")
 	version := fs.Bool("version", false, "print the version and exit")
+	man := fs.Bool(ManFlag, false, "print the manual page (roff) and exit")
+	fs.MarkHidden(ManFlag)
 	if app.DefineFlags != nil {
 		app.DefineFlags(fs)
 	}
@@ -161,6 +163,10 @@ func run(ctx context.Context, app *App, env *Env, args []string) error {
 	}
 	if *version {
 		fmt.Fprintf(env.Stdout, "%s %s\n", app.Name, VersionString())
+		return errHelp
+	}
+	if *man {
+		fmt.Fprint(env.Stdout, Manual(app, fs))
 		return errHelp
 	}
 	pos := fs.Args()

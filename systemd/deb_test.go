@@ -49,7 +49,8 @@ func TestMakeDeb(t *testing.T) {
 		"./usr/lib/sysusers.d/dh-deployer.conf", "./usr/lib/tmpfiles.d/dh-deployer.conf", "./etc/sudoers.d/dh-nginx",
 		"./etc/polkit-1/rules.d/50-dh-deployer.rules", "./usr/lib/dh-deployer/dh-deployer-acl",
 		"./usr/share/dh-deployer/roles.sql", "./usr/share/dh-deployer/config.toml", "./usr/share/doc/dh-deployer/operations.md",
-		"./usr/share/doc/dh-deployer/copyright", "./usr/share/man/man1/dh-route.1.gz", "./usr/share/man/man1/dh-cert.1.gz"} {
+		"./usr/share/doc/dh-deployer/copyright", "./usr/share/man/man1/dh-route.1.gz", "./usr/share/man/man1/dh-cert.1.gz",
+		"./usr/share/man/man8/dh-deployer-acl.8.gz"} {
 		if !strings.Contains(string(out), want+"\n") {
 			t.Errorf("the package lacks %s", want)
 		}

@@ -96,15 +96,19 @@ the configuration shared by every dh\-deployer tool
 .I /usr/share/doc/dh\-deployer/
 the operator's documentation: operations.md, receive.md, route.md, deploy.md, nginx.md, cert.md
 `)
-	b.WriteString(".SH \"SEE ALSO\"\n")
+	b.WriteString(seeAlso(app.Name))
+	return b.String()
+}
+
+// seeAlso is the SEE ALSO section: the Tools but name.
+func seeAlso(name string) string {
 	var refs []string
 	for _, o := range Tools {
-		if o != app.Name {
+		if o != name {
 			refs = append(refs, ".BR "+roff(o)+" (1)")
 		}
 	}
-	b.WriteString(strings.Join(refs, ",\n") + "\n")
-	return b.String()
+	return ".SH \"SEE ALSO\"\n" + strings.Join(refs, ",\n") + "\n"
 }
 
 // flagItem writes a tagged paragraph of f (its spellings and value name,
@@ -154,4 +158,51 @@ func roffText(text string) string {
 // '"' doubled.
 func roffQuote(s string) string {
 	return `"` + strings.ReplaceAll(roff(s), `"`, `""`) + `"`
+}
+
+// TextManual renders, in the same roff as Manual, the manual page of a
+// program that is not built on this package (dh-deployer-acl, a shell
+// script) from its --help text: a first paragraph "NAME: what it does",
+// usage lines indented by two spaces and starting with name, each
+// followed by its description indented further, and closing paragraphs.
+// The first paragraph gives NAME and DESCRIPTION, the usage lines
+// SYNOPSIS and COMMANDS, the closing paragraphs OPTIONS. section is the
+// manual section ("8" for an administrator's command).
+func TextManual(name, section, help string) (string, error) {
+	paras := strings.Split(strings.TrimSpace(help), "\n\n")
+	what, ok := strings.CutPrefix(strings.Join(strings.Fields(paras[0]), " "), name+": ")
+	if !ok || len(paras) < 2 {
+		return "", fmt.Errorf("%s --help: want a first paragraph %q, then the usage lines", name, name+": what it does")
+	}
+	summary, _, _ := strings.Cut(what, ". ")
+	var b strings.Builder
+	fmt.Fprintf(&b, ".TH %s %s \"\" %s \"dh-deployer manual\"\n", strings.ToUpper(name), section, roffQuote("dh-deployer "+VersionString()))
+	fmt.Fprintf(&b, ".SH NAME\n%s \\- %s\n", roff(name), roff(strings.TrimSuffix(summary, ".")))
+	var usages []string
+	var commands strings.Builder
+	for line := range strings.Lines(paras[1] + "\n") {
+		line = strings.TrimRight(line, "\n")
+		if usage, ok := strings.CutPrefix(line, "  "+name+" "); ok {
+			usages = append(usages, name+" "+usage)
+			fmt.Fprintf(&commands, ".TP\n.B %s\n", roffQuote(name+" "+usage))
+			continue
+		}
+		if len(usages) == 0 {
+			return "", fmt.Errorf("%s --help: the usage lines start with %q, not %q", name, "  "+name+" ", line)
+		}
+		commands.WriteString(roff(strings.TrimSpace(line)) + "\n")
+	}
+	b.WriteString(".SH SYNOPSIS\n")
+	for i, u := range usages {
+		if i > 0 {
+			b.WriteString(".br\n")
+		}
+		fmt.Fprintf(&b, ".B %s\n", roffQuote(u))
+	}
+	fmt.Fprintf(&b, ".SH DESCRIPTION\n%s\n.SH COMMANDS\n%s", roff(what), commands.String())
+	if len(paras) > 2 {
+		b.WriteString(".SH OPTIONS\n" + roffText(strings.Join(paras[2:], "\n\n")))
+	}
+	b.WriteString(seeAlso(name))
+	return b.String(), nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
 // dh-deployer-acl's manual page, made from its --help as make build makes
@@ -26,21 +27,10 @@ func TestManPage(t *testing.T) {
 	if err := os.WriteFile(file, []byte(page), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	man := func(width string) (stdout, stderr string) {
-		t.Helper()
-		cmd := exec.Command("man", "--warnings", "-l", file)
-		cmd.Env = append(os.Environ(), "MANWIDTH="+width, "LC_ALL=C.UTF-8", "MANPAGER=cat", "PAGER=cat")
-		var out, errs strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errs
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("man -l %s: %v\n%s (man comes with Debian's man-db)", file, err, errs.String())
-		}
-		return out.String(), errs.String()
-	}
-	if _, warnings := man("80"); warnings != "" {
+	if _, warnings := testenv.Man(t, file, 80); warnings != "" {
 		t.Errorf("MANWIDTH=80 man --warnings -l dh-deployer-acl.8 warns:\n%s", warnings)
 	}
-	text, _ := man("1000")
+	text, _ := testenv.Man(t, file, 1000)
 	var commands int
 	for line := range strings.Lines(string(help)) {
 		if usage, ok := strings.CutPrefix(strings.TrimRight(line, "\n"), "  dh-deployer-acl "); ok {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
 var tools = cli.Tools
@@ -221,21 +222,10 @@ func TestManPages(t *testing.T) {
 		if err := os.WriteFile(file, page, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		man := func(width string) (stdout, stderr string) {
-			t.Helper()
-			cmd := exec.Command("man", "--warnings", "-l", file)
-			cmd.Env = append(os.Environ(), "MANWIDTH="+width, "LC_ALL=C.UTF-8", "MANPAGER=cat", "PAGER=cat")
-			var out, errs strings.Builder
-			cmd.Stdout, cmd.Stderr = &out, &errs
-			if err := cmd.Run(); err != nil {
-				t.Fatalf("man -l %s: %v\n%s (man comes with Debian's man-db)", file, err, errs.String())
-			}
-			return out.String(), errs.String()
-		}
-		if _, warnings := man("80"); warnings != "" {
+		if _, warnings := testenv.Man(t, file, 80); warnings != "" {
 			t.Errorf("MANWIDTH=80 man --warnings -l %s (%s --man) warns:\n%s", file, tool, warnings)
 		}
-		text, _ := man("1000") // wide: no line broken
+		text, _ := testenv.Man(t, file, 1000) // wide: no line broken
 		help, _ := exec.Command(filepath.Join(bin, tool), "--help").Output()
 		var commands int
 		for line := range strings.Lines(string(help)) {

@@ -120,7 +120,7 @@ server = %q
 		t.Errorf("queues/cert holds %d entries after dh-cert run --once; want none", len(left))
 	}
 	checkCerts(t, &c, spool, good, bad, true)
-	c.report(t, fs)
+	c.report(t, fs, b)
 }
 
 // topUp is how many requests are queued after a round adds perRound to

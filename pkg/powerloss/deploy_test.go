@@ -99,7 +99,7 @@ sites = [{ rule = "include", select = ["*"] }]
 		t.Errorf("queues/sites holds %d entries after dh-deploy run --once; want none", len(left))
 	}
 	checkDeployed(t, &c, st, spool, pending, true)
-	c.report(t, fs)
+	c.report(t, fs, b)
 }
 
 // deployEntry is a routed push of sha for the deployment sites.

@@ -156,7 +156,7 @@ domains = ["*.test"]
 		t.Errorf("queues/nginx holds %d entries after dh-nginx run --once; want none", len(left))
 	}
 	checkNginx(t, &c, spool, &w, "", true)
-	c.report(t, fs)
+	c.report(t, fs, b)
 }
 
 // nginxWant is what TestNginxPowerLoss queued and has not yet found

@@ -68,16 +68,18 @@ type tally struct {
 	rounds, acked, lost, corrupt, duplicates int
 }
 
-// report logs the tally in the line make crash collects, and fails the
-// test if anything was lost, corrupt or doubled.
-func (c *tally) report(t *testing.T, fs *crashfs.FS) {
+// report logs the tally in the line make crash collects, with the time
+// the cuts and the recovery took of b's, and fails the test if anything
+// was lost, corrupt or doubled.
+func (c *tally) report(t *testing.T, fs *crashfs.FS, b budget) {
 	t.Helper()
 	line := fmt.Sprintf("powerloss: %s: rounds=%d acknowledged=%d lost=%d corrupt=%d", c.stage, c.rounds, c.acked, c.lost, c.corrupt)
 	if c.stage == "dh-route" || c.stage == "dh-deploy" {
 		line += fmt.Sprintf(" duplicates=%d", c.duplicates)
 	}
 	n := fs.Counts()
-	t.Logf("%s (file system: %d fsyncs, %d directory fsyncs, %d operations refused after cuts)", line, n.Fsyncs, n.DirFsyncs, n.AfterCut)
+	t.Logf("%s (%v of %v; file system: %d fsyncs, %d directory fsyncs, %d operations refused after cuts)", line,
+		time.Since(b.began).Round(time.Second), b.limit, n.Fsyncs, n.DirFsyncs, n.AfterCut)
 	if c.rounds == 0 || c.acked == 0 {
 		t.Errorf("%s: nothing was tested", c.stage)
 	}

@@ -127,7 +127,7 @@ max_bytes   = 0
 		emptyQueue(t, main)
 		clear(acked)
 	}
-	c.report(t, fs)
+	c.report(t, fs, b)
 }
 
 // pushPayload is a push whose size varies from a few hundred bytes to

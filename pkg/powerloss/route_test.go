@@ -107,7 +107,7 @@ func TestRoutePowerLoss(t *testing.T) {
 		t.Errorf("queues/main holds %d entries after dh-route run --once; want none", len(left))
 	}
 	checkRouted(t, &c, spool, deployments, want, true)
-	c.report(t, fs)
+	c.report(t, fs, b)
 }
 
 // publishDurably puts entries into the queue at dir the way DESIGN.md

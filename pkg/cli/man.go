@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -21,9 +20,8 @@ var Tools = []string{"dh-receive", "dh-route", "dh-deploy", "dh-nginx", "dh-cert
 // section 1: NAME, SYNOPSIS (each command's usage line), DESCRIPTION,
 // COMMANDS (each command's summary, flags, example and what exit status
 // 1 means for it), OPTIONS, EXIT STATUS, ENVIRONMENT, FILES and SEE
-// ALSO (the other Tools). Text is escaped: a
-// backslash, every '-' and a line's leading '.' or '\” cannot be taken
-// for roff.
+// ALSO (the other Tools). Text is escaped: a backslash, every '-' and a
+// line's leading dot or apostrophe cannot be taken for roff.
 func Manual(app *App, fs *pflag.FlagSet) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, ".TH %s 1 \"\" %s \"dh-deployer manual\"\n", strings.ToUpper(app.Name), roffQuote("dh-deployer "+VersionString()))
@@ -67,13 +65,7 @@ func Manual(app *App, fs *pflag.FlagSet) string {
 	})
 
 	b.WriteString(".SH \"EXIT STATUS\"\n")
-	var fails []string
-	for _, c := range app.Commands {
-		if c.Fails != "" && !slices.Contains(fails, c.Fails) {
-			fails = append(fails, c.Fails)
-		}
-	}
-	b.WriteString(roffText(strings.ReplaceAll(exitStatuses(strings.Join(fails, "; ")), "\n", " ")))
+	b.WriteString(roffText(strings.ReplaceAll(exitStatuses(app.fails()), "\n", " ")))
 
 	b.WriteString(`.SH ENVIRONMENT
 .TP
@@ -129,7 +121,8 @@ func flagItem(b *strings.Builder, f *pflag.Flag, open, close string) {
 }
 
 // roff escapes one line of text for roff: a backslash, '-' (else a
-// hyphen, not a minus, in a command line), and a leading '.' or '\”.
+// hyphen, not a minus, in a command line), and a leading dot or
+// apostrophe (else a request).
 func roff(s string) string {
 	s = strings.ReplaceAll(s, `\`, `\e`)
 	s = strings.ReplaceAll(s, "-", `\-`)

@@ -171,8 +171,8 @@ func TestReady(t *testing.T) {
 }
 
 // The manual page escapes what roff would take for its own: every '-'
-// (a minus, not a hyphen), a backslash, and a line's leading '.' or '\”
-// (a request); --man is not in the help.
+// (a minus, not a hyphen), a backslash, and a line's leading dot or
+// apostrophe (a request); --man is not in the help.
 func TestManualEscapes(t *testing.T) {
 	var got []string
 	app := testApp(&got)

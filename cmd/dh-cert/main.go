@@ -18,6 +18,11 @@
 // does, never with a --*-hook, and runs certbot, its output on stdout (the
 // unit's output file, which dh-cert reads). It needs no database.
 //
+// After certbot obtained a certificate, and for every certificate at each
+// renew, dh-cert records its exact expiry (the NotAfter of
+// cert_dir/NAME/fullchain.pem, a file it may read, never the key) in the
+// certs table, which dh-route reports in /metrics and its expiry notices.
+//
 // SIGHUP makes run reload the configuration before its next request; one
 // that does not load is logged and the old one kept. run waits for the
 // database at start (run --once exits 75 instead).

@@ -24,7 +24,7 @@
 //     queue directory), and record the run in cert_attempts.
 //  4. On success: publish the request's For entry (nginx-sites) to
 //     queues/nginx, so dh-nginx installs the site that waited, then record
-//     the certificate issued. Handling the entry again after a crash is
+//     the certificate issued, with its expiry. Handling the entry again after a crash is
 //     harmless: certbot keeps an unexpired certificate that covers the
 //     domains, and dh-nginx converges.
 //  5. On failure: record certbot's message and the next try, Backoff(n)
@@ -40,6 +40,11 @@
 // since the last reload it queued (queues/cert/.reloaded), so a renewal
 // whose reload was lost to a crash is reloaded by the next renew.
 //
+// Each certificate's exact expiry (the NotAfter of its fullchain.pem,
+// which dh-cert may read, unlike its key) is recorded in certs.not_after
+// when certbot obtained it and at every renew, for dh-route's metrics
+// and expiry notices.
+//
 // The database is needed to handle a request (its backoff lives there): when
 // it is down the entry waits. Renew records its run when it can, and renews
 // anyway when it cannot.
@@ -54,6 +59,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -393,7 +399,8 @@ func (w *Worker) issued(ctx context.Context, e *queue.Entry, req *event.CertRequ
 	if err != nil {
 		return queue.Retry(fmt.Errorf("certificate %s: %w", req.Name, err))
 	}
-	rec := store.Cert{Name: req.Name, Domains: req.Domains, State: store.CertIssued, Entry: e.Name, IssuedAt: time.Now()}
+	rec := store.Cert{Name: req.Name, Domains: req.Domains, State: store.CertIssued, Entry: e.Name, IssuedAt: time.Now(),
+		NotAfter: w.expiry(req.Name)}
 	if err := w.db(ctx, "record certificate", func(ctx context.Context) error { return w.st.PutCert(ctx, rec) }); err != nil {
 		return err
 	}
@@ -409,7 +416,7 @@ func (w *Worker) issued(ctx context.Context, e *queue.Entry, req *event.CertRequ
 func (w *Worker) failed(ctx context.Context, e *queue.Entry, req *event.CertRequest, prev store.Cert,
 	attempt store.CertAttempt, failures int, replay bool, runErr error, log *slog.Logger) error {
 	rec := store.Cert{Name: req.Name, Domains: req.Domains, State: store.CertWaiting, Entry: e.Name,
-		Attempts: failures, LastError: attempt.Error, IssuedAt: prev.IssuedAt}
+		Attempts: failures, LastError: attempt.Error, IssuedAt: prev.IssuedAt, NotAfter: prev.NotAfter}
 	rec.NextTry = time.Now().Add(w.opts.Backoff(failures))
 	final := replay || failures >= w.opts.MaxAttempts
 	if final {
@@ -484,6 +491,7 @@ func (w *Worker) Renew(ctx context.Context) ([]string, error) {
 		if _, err := w.st.InsertCertAttempt(ctx, a); err != nil {
 			w.log.Warn("could not record the renewal", "err", err)
 		}
+		w.recordExpiries(ctx, slices.Sorted(maps.Keys(after)))
 	}
 	if len(changed) > 0 {
 		data, err := (&event.NginxReload{Reason: "renewed certificates: " + strings.Join(changed, ", "),

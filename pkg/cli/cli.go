@@ -151,6 +151,8 @@ func run(ctx context.Context, app *App, env *Env, args []string) error {
 	configFlag := fs.StringP("config", "c", "", "configuration `FILE` (default $DH_CONFIG or "+config.DefaultPath+")")
 	help := fs.BoolP("help", "h", false, "show this help and exit")
 	version := fs.Bool("version", false, "print the version and exit")
+	man := fs.Bool(ManFlag, false, "print the manual page (roff) and exit")
+	fs.MarkHidden(ManFlag)
 	if app.DefineFlags != nil {
 		app.DefineFlags(fs)
 	}
@@ -159,6 +161,10 @@ func run(ctx context.Context, app *App, env *Env, args []string) error {
 	}
 	if *version {
 		fmt.Fprintf(env.Stdout, "%s %s\n", app.Name, VersionString())
+		return errHelp
+	}
+	if *man {
+		fmt.Fprint(env.Stdout, Manual(app, fs))
 		return errHelp
 	}
 	pos := fs.Args()
@@ -251,20 +257,28 @@ func usageError(app *App, cmd *Command, msg string) error {
 func Usage(app *App, fs *pflag.FlagSet) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s - %s\n\nUsage:\n", app.Name, app.Summary)
-	var fails []string
 	for _, c := range app.Commands {
 		fmt.Fprintf(&b, "  %-44s %s\n", usageLine(app, c, fs), c.Summary)
-		if c.Fails != "" && !slices.Contains(fails, c.Fails) {
-			fails = append(fails, c.Fails)
-		}
 	}
 	fmt.Fprintf(&b, "\nFlags:\n%s", fs.FlagUsages())
 	if app.Doc != "" {
 		fmt.Fprintf(&b, "\n%s\n", strings.TrimSpace(app.Doc))
 	}
 	fmt.Fprintf(&b, "\n'%s COMMAND --help' shows a command's flags, an example and its exit statuses.\n", app.Name)
-	b.WriteString(exitStatuses(strings.Join(fails, "; ")))
+	b.WriteString(exitStatuses(app.fails()))
 	return b.String()
+}
+
+// fails says what exit status 1 means for the app's commands: each
+// Command.Fails once, joined by "; ".
+func (app *App) fails() string {
+	var fails []string
+	for _, c := range app.Commands {
+		if c.Fails != "" && !slices.Contains(fails, c.Fails) {
+			fails = append(fails, c.Fails)
+		}
+	}
+	return strings.Join(fails, "; ")
 }
 
 // CommandUsage renders the help text of one command: its usage line with

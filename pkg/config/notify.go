@@ -55,9 +55,9 @@ type Notify struct {
 	CertExpiryDays int `toml:"cert_expiry_days"`
 
 	// CertLifetime is how long a certificate is valid after dh-cert
-	// issued it, used when dh-route cannot read the certificate file
-	// (on a host set up by dh-deployer-acl it may not look into
-	// /etc/letsencrypt/live): its expiry is then the certs table's
+	// issued it, used only until dh-cert has recorded the certificate's
+	// own expiry (certs.not_after: at its next renew after migration
+	// 000014): the expiry is then estimated as the certs table's
 	// issued_at plus this. Default "2160h" (90 days).
 	CertLifetime time.Duration `toml:"cert_lifetime"`
 }

@@ -126,13 +126,17 @@ func (q *Queue) Lock(ctx context.Context, wait bool) (*Consumer, error) {
 }
 
 // Exists returns nil if the queue's directory exists, else an error
-// wrapping ErrMissing with the fix as a hint (or the error looking for it).
+// wrapping ErrMissing with the fix as a hint, one saying it is not a
+// directory, or the error looking for it.
 // A command that needs the queue but does not consume it (a run by hand,
 // which takes a lock file in it) checks with it first.
 func (q *Queue) Exists() error {
-	_, err := os.Stat(q.dir)
-	if errors.Is(err, os.ErrNotExist) {
+	fi, err := os.Stat(q.dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
 		return missing(q.dir)
+	case err == nil && !fi.IsDir():
+		return fmt.Errorf("queue %s is not a directory", q.dir)
 	}
 	return err
 }

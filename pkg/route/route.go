@@ -29,7 +29,8 @@
 //     event table says "routed" only once the deployment entries are
 //     durable. Then (pkg/queue) the entry is removed.
 //
-// Per-delivery failures: a deployment queue that cannot be created or
+// Per-delivery failures: a deployment queue that is missing (dh-route
+// never creates one: the install gives it its owner and ACL) or cannot be
 // written fails only the entries routed to it. Such an entry goes to
 // queues/main/failed/ with a reason naming the deployment and its queue,
 // its delivery is recorded as "failed" (never "routed"), and the rest of
@@ -371,7 +372,7 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 	// Record and publish in one transaction, committed only once every
 	// entry it routes is durable in its deployment queue: the event table
 	// never says "routed" for an entry a crash could lose. An entry whose
-	// publish fails (its deployment queue cannot be created or written)
+	// publish fails (its deployment queue is missing or cannot be written)
 	// is marked bad and the transaction is done again without it, so that
 	// it fails alone and its delivery is recorded as failed, never routed.
 	// Publishing is idempotent (each deployment entry is named after its
@@ -548,6 +549,8 @@ func (r *Router) publish(cfg *config.Config, items []item) (failed bool) {
 		// failed/ with the reason, which names the deployment's queue.
 		it.bad = queue.Fail(fmt.Errorf("route to deployment %s: %w", deployment, err))
 		it.known = true
+		r.logger.Error("delivery not routed to a deployment queue; entry failed", "entry", it.entry.Name,
+			"deployment", deployment, "err", err)
 		failed = true
 	}
 	for i := range items {
@@ -712,8 +715,11 @@ func (r *Router) roomFor(cfg *config.Config, items []item) (int, error) {
 	return len(items), nil
 }
 
-// queue returns the deployment's queue, creating its directories the first
-// time, with the configuration's limits.
+// queue returns the deployment's queue with the configuration's limits.
+// dh-route never creates a deployment queue: made by it, the queue would
+// have dh-route as owner and none of the ACLs the install gives its
+// worker. A missing one is an error wrapping queue.ErrMissing that names
+// the fix (missingQueue).
 func (r *Router) queue(cfg *config.Config, deployment string) (*queue.Queue, error) {
 	dir := cfg.QueuePath(deployment)
 	r.mu.Lock()
@@ -723,12 +729,22 @@ func (r *Router) queue(cfg *config.Config, deployment string) (*queue.Queue, err
 		return q, nil
 	}
 	q := queue.Open(dir)
-	if err := q.Init(); err != nil {
-		return nil, err
+	if err := q.Exists(); err != nil {
+		return nil, missingQueue(deployment, err)
 	}
 	q.SetLimits(queue.Limits(cfg.QueueLimits(deployment)))
 	r.queues[dir] = q
 	return q, nil
+}
+
+// missingQueue adds to err, a deployment queue found missing, the fix:
+// the entry's .why is all an operator sees of it.
+func missingQueue(deployment string, err error) error {
+	if !errors.Is(err, queue.ErrMissing) {
+		return err
+	}
+	return fmt.Errorf("%w; create it as installed (dh-deployer-acl deployment %s), then dh-route replay this entry from queues/main/failed/",
+		err, deployment)
 }
 
 // looseEvent reads what it can of a bad entry: the delivery id (if well

@@ -3,6 +3,7 @@ package route_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -141,6 +142,15 @@ func (r *rig) writeConfig(t testing.TB, deployments string) {
 	doc := fmt.Sprintf("queue_dir = %q\ndatabase_url = %q\n%s", r.dir, r.url, deployments)
 	if err := os.WriteFile(r.file, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	// dh-route never creates a deployment queue: as installed, each
+	// configured deployment's exists (dh-deployer-acl deployment NAME).
+	if cfg, err := config.Load(r.file); err == nil {
+		for _, name := range cfg.DeploymentNames() {
+			if err := queue.Open(cfg.QueuePath(name)).Init(); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
 
@@ -532,7 +542,7 @@ func TestPoisonEntryFailsAlone(t *testing.T) {
 	}
 }
 
-// A deployment queue that cannot be created fails only the entries routed
+// A deployment queue that cannot be written fails only the entries routed
 // to it, each alone, with a reason naming the queue; the rest of the batch
 // is routed, and the event table never says "routed" for a delivery whose
 // entries are not all durable. Replayed once the queue is fixed, the entry
@@ -544,6 +554,9 @@ func TestBrokenDeploymentQueueFailsAlone(t *testing.T) {
 	broken := r.cfg.QueuePath("hello-mirror")
 	// A file where the queue's directory should be: mkdir fails, even as
 	// root (for whom a permission denied cannot be staged).
+	if err := os.RemoveAll(broken); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(broken, []byte("not a directory\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -582,6 +595,9 @@ func TestBrokenDeploymentQueueFailsAlone(t *testing.T) {
 	if err := os.Remove(broken); err != nil {
 		t.Fatal(err)
 	}
+	if err := queue.Open(broken).Init(); err != nil {
+		t.Fatal(err)
+	}
 	router := route.New(r.cfg, r.st, route.Options{Logger: r.logger})
 	if err := queue.Replay(ctx, filepath.Join(r.main.Dir(), queue.FailedDir, fanout), router.Handle); err != nil {
 		t.Fatalf("Replay(%s) = %v", fanout, err)
@@ -590,6 +606,53 @@ func TestBrokenDeploymentQueueFailsAlone(t *testing.T) {
 		t.Errorf("GetEvent(fanout-1) after replay = %s, %v; want routed", row.Status, err)
 	}
 	if got = forwarded(t, r.cfg); !mapsEqual(got["fanout-1"], map[string]int{"hello": 1, "hello-mirror": 1}) {
+		t.Errorf("fanout-1 is in queues %v; want hello and hello-mirror once each", got["fanout-1"])
+	}
+}
+
+// A deployment queue that is missing is never created by dh-route (it
+// would lack the owner and ACLs the install gives it): the entries routed
+// to it fail alone, with a .why naming the queue and the fix, and the
+// rest of the batch is routed. Once the queue is made, a replay routes it.
+func TestMissingDeploymentQueueNotCreated(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newRig(t, storetest.NewMigrated(t))
+	missing := r.cfg.QueuePath("hello-mirror")
+	if err := os.RemoveAll(missing); err != nil {
+		t.Fatal(err)
+	}
+	master := []byte(`{"ref":"refs/heads/master","before":"a1","after":"b2","repository":{"full_name":"Codertocat/Hello-World"},"head_commit":{"id":"b2"}}`)
+	tag := []byte(`{"ref":"refs/tags/simple-1","before":"a1","after":"c1","repository":{"full_name":"Codertocat/Hello-World"},"head_commit":{"id":"c1"}}`)
+	fanout := r.publish(t, entry(t, "fanout-1", "push", master))
+	r.publish(t, entry(t, "tag-1", "push", tag))
+	r.drain(t)
+
+	if _, err := os.Lstat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Lstat(%s) = %v; want it still missing", missing, err)
+	}
+	failed, _ := r.main.Failed()
+	if !slices.Equal(failed, []string{fanout}) {
+		t.Fatalf("queues/main/failed holds %v; want only %s", failed, fanout)
+	}
+	why, err := r.main.ReadFailure(fanout)
+	for _, want := range []string{missing, "does not exist", "dh-deployer-acl deployment hello-mirror", "replay"} {
+		if err != nil || !strings.Contains(why.Error, want) {
+			t.Errorf("its reason %+v, %v; want one with %q", why, err, want)
+		}
+	}
+	if row, err := r.st.GetEvent(ctx, "tag-1"); err != nil || row.Status != store.StatusRouted {
+		t.Errorf("GetEvent(tag-1) = %s, %v; want routed", row.Status, err)
+	}
+
+	if err := queue.Open(missing).Init(); err != nil {
+		t.Fatal(err)
+	}
+	router := route.New(r.cfg, r.st, route.Options{Logger: r.logger})
+	if err := queue.Replay(ctx, filepath.Join(r.main.Dir(), queue.FailedDir, fanout), router.Handle); err != nil {
+		t.Fatalf("Replay(%s) = %v", fanout, err)
+	}
+	if got := forwarded(t, r.cfg); !mapsEqual(got["fanout-1"], map[string]int{"hello": 1, "hello-mirror": 1}) {
 		t.Errorf("fanout-1 is in queues %v; want hello and hello-mirror once each", got["fanout-1"])
 	}
 }

@@ -324,7 +324,11 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 	for i, e := range es {
 		it := &items[i]
 		it.entry = e
-		if env, err := event.Peek(e.Data); err == nil && env.Kind == event.KindDeployRequest {
+		// One parse for a github-event, nearly every entry; the envelope
+		// is read again (Peek) only when that fails, to see whether the
+		// entry is a deploy request instead.
+		ev, err := event.DecodeGitHubEvent(e.Data)
+		if err != nil && isDeployRequest(e.Data) {
 			req, err := event.DecodeDeployRequest(e.Data)
 			if err != nil {
 				it.rec, it.known = looseEvent(e.Data)
@@ -335,7 +339,6 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 			it.forward = func(string) ([]byte, error) { return e.Data, nil }
 			continue
 		}
-		ev, err := event.DecodeGitHubEvent(e.Data)
 		if err != nil {
 			it.rec, it.known = looseEvent(e.Data)
 			it.bad = err
@@ -745,6 +748,13 @@ func missingQueue(deployment string, err error) error {
 	}
 	return fmt.Errorf("%w; create it as installed (dh-deployer-acl deployment %s), then dh-route replay this entry from queues/main/failed/",
 		err, deployment)
+}
+
+// isDeployRequest reports whether data's envelope says it is a deploy
+// request.
+func isDeployRequest(data []byte) bool {
+	env, err := event.Peek(data)
+	return err == nil && env.Kind == event.KindDeployRequest
 }
 
 // looseEvent reads what it can of a bad entry: the delivery id (if well

@@ -16,10 +16,12 @@ import (
 // docs/operations.md). In order, the first that applies:
 //
 //   - nil: 0;
-//   - an error classified with an exit status (pkg/sysexits: usage 64,
-//     bad data 65, ...): that status, the outermost in the chain;
-//   - a deployment the configuration lacks (config.ErrNoDeployment): 64;
-//     a configuration error (*config.Error): 78; a bad entry (*event.Error): 65;
+//   - a typed error (kind), the outermost in err's chain deciding: an exit
+//     status cmd/ gave (pkg/sysexits); a deployment the configuration
+//     lacks (config.ErrNoDeployment) or a wrong command line (Usage): 64;
+//     bad data (*event.Error): 65; something needed missing
+//     (Unavailable): 69; a bug (Bug): 70; a configuration error
+//     (*config.Error): 78;
 //   - a queue outcome (pkg/queue): retry later 75 (the database down, a
 //     lock or queue busy, a queue full), stop 74 (a failed durable write);
 //   - a durable write refused permission, or a queue tampered with: 77;
@@ -32,16 +34,10 @@ func ExitStatus(err error) int {
 	if err == nil || errors.Is(err, errHelp) {
 		return sysexits.OK
 	}
-	if e, ok := errors.AsType[*sysexits.Error](err); ok && e.Code != sysexits.OK {
-		return e.Code
+	if code := kind(err); code != 0 {
+		return code
 	}
 	switch {
-	case errors.Is(err, config.ErrNoDeployment):
-		return sysexits.Usage
-	case errors.As(err, new(*config.Error)):
-		return sysexits.Config
-	case errors.As(err, new(*event.Error)):
-		return sysexits.DataErr
 	case queue.IsRetry(err):
 		return sysexits.TempFail
 	case queue.IsStop(err):
@@ -64,4 +60,74 @@ func ExitStatus(err error) int {
 		return sysexits.IOErr
 	}
 	return sysexits.Failure
+}
+
+// The kinds of error a package pkg/cli may not import (pkg/arch keeps the
+// stages, the store, git and the command runner out of the tools that do
+// not need them) declares with a method on its error type, as net.Error
+// declares Timeout. A package that has such errors keeps its types in its
+// errors.go.
+type (
+	// usage is a wrong command line, or an argument that cannot be
+	// (dh-deploy deploy of a deployment that follows no branch by name).
+	usage interface{ Usage() bool }
+	// unavailable is something needed that is not there: a program, a
+	// service, a run to roll back to.
+	unavailable interface{ Unavailable() bool }
+	// bug is a state the program should never be in, or a caller's
+	// mistake.
+	bug interface{ Bug() bool }
+)
+
+// kind returns the exit status of the outermost typed error in err's
+// chain (depth first, as errors.As walks it), or 0 if it has none.
+func kind(err error) int {
+	for err != nil {
+		if code := kindOf(err); code != 0 {
+			return code
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if code := kind(e); code != 0 {
+					return code
+				}
+			}
+			return 0
+		default:
+			return 0
+		}
+	}
+	return 0
+}
+
+// kindOf is the exit status of err itself as a typed error, or 0.
+func kindOf(err error) int {
+	switch e := err.(type) {
+	case *sysexits.Error:
+		return e.Code
+	case *config.Error:
+		return sysexits.Config
+	case *event.Error:
+		return sysexits.DataErr
+	case usage:
+		return ifTrue(e.Usage(), sysexits.Usage)
+	case unavailable:
+		return ifTrue(e.Unavailable(), sysexits.Unavailable)
+	case bug:
+		return ifTrue(e.Bug(), sysexits.Software)
+	}
+	if err == config.ErrNoDeployment {
+		return sysexits.Usage
+	}
+	return 0
+}
+
+func ifTrue(ok bool, code int) int {
+	if ok {
+		return code
+	}
+	return 0
 }

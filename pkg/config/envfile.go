@@ -29,7 +29,7 @@ func (d *Deployment) SecretEnvironment() (map[string]string, error) {
 	}
 	key := fmt.Sprintf("deployments.%s.environment_file %s", d.Name, path)
 	bad := func(format string, args ...any) error {
-		return errorf("%s: %s", key, fmt.Sprintf(format, args...))
+		return Errorf("%s: %s", key, fmt.Sprintf(format, args...))
 	}
 	// O_NOFOLLOW: the file itself, never what a link points to.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)

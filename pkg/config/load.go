@@ -29,10 +29,10 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, hint.With(
-				errorf("config: %s: no such file", path),
+				Errorf("config: %s: no such file", path),
 				"name the configuration file with -c FILE or DH_CONFIG=FILE")
 		}
-		return nil, errorf("config: %w", err)
+		return nil, Errorf("config: %w", err)
 	}
 	c, err := parse(path, data, os.Getenv, booted())
 	if err != nil {
@@ -57,7 +57,7 @@ func (c *Config) checkQueueFS() error {
 	}
 	if err := durable.CheckFS(c.QueueDir); errors.Is(err, durable.ErrVolatile) {
 		return hint.With(
-			errorf("config: %s: queue_dir %v: an acknowledged delivery would be lost at a reboot", c.File, err),
+			Errorf("config: %s: queue_dir %v: an acknowledged delivery would be lost at a reboot", c.File, err),
 			"put queue_dir on a disk, or set queue_dir_throwaway = true if losing the queues is fine (demos, tests)")
 	}
 	return nil
@@ -142,7 +142,7 @@ func decodeError(name string, err error) error {
 		if pe.LastKey != "" {
 			msg += fmt.Sprintf(" (last key %q)", pe.LastKey)
 		}
-		err := errorf("config: %s:%d:%d: %s",
+		err := Errorf("config: %s:%d:%d: %s",
 			name, pe.Position.Line, pe.Position.Col, msg)
 		if strings.HasPrefix(pe.Message, "invalid duration") {
 			err = hint.With(err, `write a duration such as "30s", "10m" or "1h30m"`)
@@ -153,7 +153,7 @@ func decodeError(name string, err error) error {
 		line, _ := strconv.Atoi(m[1])
 		key := m[2]
 		if t, ok := typeAt(splitKey(key)); ok {
-			err := errorf("config: %s: %s: wrong type: want %s",
+			err := Errorf("config: %s: %s: wrong type: want %s",
 				where(name, line), key, describe(t))
 			if key == "receive.trusted_proxies" {
 				// The old form was a count of proxies, which let a client
@@ -163,10 +163,10 @@ func decodeError(name string, err error) error {
 			}
 			return err
 		}
-		return errorf("config: %s: %s: %s",
+		return Errorf("config: %s: %s: %s",
 			where(name, line), key, strings.TrimPrefix(err.Error(), m[0]))
 	}
-	return errorf("config: %s: %s", name, strings.TrimPrefix(err.Error(), "toml: "))
+	return Errorf("config: %s: %s", name, strings.TrimPrefix(err.Error(), "toml: "))
 }
 
 // splitKey splits a key as printed by toml.Key.String. Quoted parts are
@@ -209,7 +209,7 @@ outer:
 		if len(errs) < maxLocated {
 			line = f.lineOf(k)
 		}
-		err := errorf("config: %s: unknown key %q", where(f.name, line), k.String())
+		err := Errorf("config: %s: unknown key %q", where(f.name, line), k.String())
 		if h := movedKeys[k.String()]; h != "" {
 			err = hint.With(err, h)
 		} else if h := suggest(k); h != "" {
@@ -239,7 +239,7 @@ func (f *file) durationTypes() []error {
 			continue
 		}
 		errs = append(errs, hint.With(
-			errorf("config: %s: %s: a duration must be a string",
+			Errorf("config: %s: %s: a duration must be a string",
 				where(f.name, f.lineOf(k)), k.String()),
 			`write a duration such as "30s", "10m" or "1h30m"`))
 	}

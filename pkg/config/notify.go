@@ -139,7 +139,7 @@ func (c *Config) NotifyURL(t *NotifyTarget, getenv func(string) string) (string,
 	u, err := url.Parse(string(b))
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		// The URL is a secret: name the file, not its content.
-		return "", errorf("%s: not an http or https URL (notify.targets.%s.url_file)", t.URLFile, t.Name)
+		return "", Errorf("%s: not an http or https URL (notify.targets.%s.url_file)", t.URLFile, t.Name)
 	}
 	return string(b), nil
 }

@@ -51,7 +51,7 @@ func (c *Config) CredentialPath(name string, getenv func(string) string) (string
 		return name, nil
 	}
 	if !filepath.IsLocal(name) {
-		return "", errorf("config: secret file %q: must be absolute, or a name inside $%s or the configuration's directory", name, EnvCredentials)
+		return "", Errorf("config: secret file %q: must be absolute, or a name inside $%s or the configuration's directory", name, EnvCredentials)
 	}
 	if getenv != nil {
 		if dir := getenv(EnvCredentials); dir != "" {
@@ -60,13 +60,13 @@ func (c *Config) CredentialPath(name string, getenv func(string) string) (string
 	}
 	if c.File == "" {
 		return "", hint.With(
-			errorf("config: secret file %q: relative, and neither $%s nor a configuration file to look beside", name, EnvCredentials),
+			Errorf("config: secret file %q: relative, and neither $%s nor a configuration file to look beside", name, EnvCredentials),
 			"give an absolute path, or pass the file with systemd's LoadCredential=")
 	}
 	path := filepath.Join(filepath.Dir(c.File), name)
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 		return "", hint.With(
-			errorf("config: secret file %q: $%s is not set (not run by systemd with LoadCredential=%s:...), and there is no %s", name, EnvCredentials, name, path),
+			Errorf("config: secret file %q: $%s is not set (not run by systemd with LoadCredential=%s:...), and there is no %s", name, EnvCredentials, name, path),
 			fmt.Sprintf("put the secret in %s (the source of the units' LoadCredential=), or give its absolute path in %s", path, c.File))
 	}
 	return path, nil
@@ -82,7 +82,7 @@ func (c *Config) CredentialPath(name string, getenv func(string) string) (string
 func ReadSecretFile(path string) ([]byte, error) {
 	data, err := readLimited(path, maxSecretSize)
 	if err != nil {
-		return nil, errorf("config: read secret file: %w", err)
+		return nil, Errorf("config: read secret file: %w", err)
 	}
 	secret := data
 	if s, ok := bytes.CutSuffix(secret, []byte("\r\n")); ok {
@@ -91,7 +91,7 @@ func ReadSecretFile(path string) ([]byte, error) {
 		secret = s
 	}
 	refuse := func(why string) error {
-		return hint.With(errorf("config: secret file %s: %s", path, why), generateHint)
+		return hint.With(Errorf("config: secret file %s: %s", path, why), generateHint)
 	}
 	switch {
 	case len(secret) == 0:
@@ -153,7 +153,7 @@ func readLimited(path string, max int64) ([]byte, error) {
 func (c *Config) WebhookSecrets(getenv func(string) string) ([][]byte, error) {
 	if len(c.Receive.SecretFiles) == 0 {
 		return nil, hint.With(
-			errorf("config: receive.secret_files: no webhook secret configured"),
+			Errorf("config: receive.secret_files: no webhook secret configured"),
 			`set secret_files = ["/etc/dh-deployer/webhook-secret"] in [receive]; `+generateHint)
 	}
 	var secrets [][]byte

@@ -127,7 +127,7 @@ func (p problem) err(file string, line int) error {
 	if file != "" {
 		prefix += where(file, line) + ": "
 	}
-	err := errorf("%s%s%s: %s", prefix, toml.Key(p.key).String(), p.sub, p.msg)
+	err := Errorf("%s%s%s: %s", prefix, toml.Key(p.key).String(), p.sub, p.msg)
 	if p.hint != "" {
 		err = hint.With(err, p.hint)
 	}
@@ -482,7 +482,7 @@ func (r *Receive) AllowedPrefixes() ([]netip.Prefix, error) {
 	for i, a := range r.Allow {
 		p, err := parsePrefix(a)
 		if err != nil {
-			return nil, errorf("config: receive.allow[%d]: %v", i, err)
+			return nil, Errorf("config: receive.allow[%d]: %v", i, err)
 		}
 		out = append(out, p)
 	}
@@ -491,7 +491,7 @@ func (r *Receive) AllowedPrefixes() ([]netip.Prefix, error) {
 	}
 	data, err := readLimited(r.AllowFile, 1<<20)
 	if err != nil {
-		return nil, errorf("config: read receive.allow_file: %w", err)
+		return nil, Errorf("config: read receive.allow_file: %w", err)
 	}
 	var errs []error
 	for n, line := range strings.Split(string(data), "\n") {
@@ -501,7 +501,7 @@ func (r *Receive) AllowedPrefixes() ([]netip.Prefix, error) {
 		}
 		p, err := parsePrefix(line)
 		if err != nil {
-			errs = append(errs, errorf("config: %s:%d: %v", r.AllowFile, n+1, err))
+			errs = append(errs, Errorf("config: %s:%d: %v", r.AllowFile, n+1, err))
 			continue
 		}
 		out = append(out, p)
@@ -511,7 +511,7 @@ func (r *Receive) AllowedPrefixes() ([]netip.Prefix, error) {
 	}
 	if len(out) == 0 {
 		// An allow_file with no networks would silently allow everyone.
-		return nil, errorf("config: %s: no networks in receive.allow_file", r.AllowFile)
+		return nil, Errorf("config: %s: no networks in receive.allow_file", r.AllowFile)
 	}
 	return out, nil
 }
@@ -533,7 +533,7 @@ func (r *Receive) TrustedProxyPrefixes() (prefixes []netip.Prefix, unix bool, er
 		}
 		p, err := parsePrefix(a)
 		if err != nil {
-			return nil, false, errorf("config: receive.trusted_proxies[%d]: %v", i, err)
+			return nil, false, Errorf("config: receive.trusted_proxies[%d]: %v", i, err)
 		}
 		prefixes = append(prefixes, p)
 	}

@@ -138,10 +138,10 @@ func (c *PayloadChecker) Check() error {
 		end = cAfterValue // a number ends where the input does
 	}
 	if c.bad || !c.started || end != cAfterValue || len(c.stack) != 0 {
-		return dataErr("entry payload is not valid JSON")
+		return Errorf("entry payload is not valid JSON")
 	}
 	if c.notObj {
-		return dataErr("entry payload is not a JSON object")
+		return Errorf("entry payload is not a JSON object")
 	}
 	return nil
 }

@@ -43,13 +43,13 @@ type Envelope struct {
 func Peek(data []byte) (Envelope, error) {
 	var env Envelope
 	if err := json.Unmarshal(data, &env); err != nil {
-		return env, dataErr("entry is not a JSON object: %v", err)
+		return env, Errorf("entry is not a JSON object: %v", err)
 	}
 	if env.Version != Version {
-		return env, dataErr("entry version %d is not supported (this build reads version %d)", env.Version, Version)
+		return env, Errorf("entry version %d is not supported (this build reads version %d)", env.Version, Version)
 	}
 	if env.Kind == "" {
-		return env, dataErr("entry has no kind")
+		return env, Errorf("entry has no kind")
 	}
 	return env, nil
 }
@@ -175,9 +175,9 @@ func DecodeGitHubEvent(data []byte) (*GitHubEvent, error) {
 			return nil, perr
 		}
 		if env.Kind != KindGitHubEvent {
-			return nil, dataErr("entry kind is %q, want %q", env.Kind, KindGitHubEvent)
+			return nil, Errorf("entry kind is %q, want %q", env.Kind, KindGitHubEvent)
 		}
-		return nil, dataErr("decode %s entry: %v", KindGitHubEvent, err)
+		return nil, Errorf("decode %s entry: %v", KindGitHubEvent, err)
 	}
 	if err := e.checkHead(); err != nil {
 		return nil, err
@@ -200,16 +200,16 @@ func sameBytes(a, b []byte) bool {
 func (e *GitHubEvent) checkHead() error {
 	switch {
 	case !validDelivery(e.Delivery):
-		return dataErr("entry has a missing or malformed delivery id %q", e.Delivery)
+		return Errorf("entry has a missing or malformed delivery id %q", e.Delivery)
 	case !ValidEventName(e.Event):
-		return dataErr("entry has a missing or malformed event name %q", e.Event)
+		return Errorf("entry has a missing or malformed event name %q", e.Event)
 	case e.ReceivedAt.IsZero():
-		return dataErr("entry has no received_at time")
+		return Errorf("entry has no received_at time")
 	case e.ReceivedAt.UTC().Year() < 0 || e.ReceivedAt.UTC().Year() > 9999:
 		// Encode writes the time in UTC, which JSON can hold only for
 		// years 0 to 9999; "0000-01-01T00:30:00+01:00" decodes but is in
 		// year -1 in UTC.
-		return dataErr("entry received_at %s is out of range", e.ReceivedAt.Format(time.RFC3339))
+		return Errorf("entry received_at %s is out of range", e.ReceivedAt.Format(time.RFC3339))
 	}
 	return nil
 }
@@ -222,14 +222,17 @@ func CheckPayload(payload []byte) error {
 	return c.Check()
 }
 
-// Error is a problem of an entry's content: bad data, which no retry
-// mends (its handler fails the entry; pkg/cli makes it exit 65).
+// Error is bad data, which no retry mends: a problem of an entry's
+// content, or of what it names (a ref, a commit, a deployment, a file of
+// the repository it deploys) found by the stage or package that reads it.
+// Its handler fails the entry (to failed/); pkg/cli makes it exit 65.
 type Error struct{ Err error }
 
 func (e *Error) Error() string { return e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
-func dataErr(format string, args ...any) error {
+// Errorf formats bad data; %w wraps as in fmt.Errorf.
+func Errorf(format string, args ...any) error {
 	return &Error{Err: fmt.Errorf(format, args...)}
 }
 

@@ -105,15 +105,15 @@ func DecodeDeployRequest(data []byte) (*DeployRequest, error) {
 func (e *DeployRequest) check() error {
 	switch {
 	case !validDelivery(e.Delivery):
-		return dataErr("entry has a missing or malformed delivery id %q", e.Delivery)
+		return Errorf("entry has a missing or malformed delivery id %q", e.Delivery)
 	case !validDeployment(e.Deployment):
-		return dataErr("entry has a missing or malformed deployment name %q", e.Deployment)
+		return Errorf("entry has a missing or malformed deployment name %q", e.Deployment)
 	case e.Ref != "" && !validRef(e.Ref):
-		return dataErr("entry has a malformed ref %q", e.Ref)
+		return Errorf("entry has a malformed ref %q", e.Ref)
 	case e.Commit != "" && !validCommit(e.Commit):
-		return dataErr("entry has a malformed commit %q", e.Commit)
+		return Errorf("entry has a malformed commit %q", e.Commit)
 	case e.ReceivedAt.IsZero():
-		return dataErr("entry has no received_at time")
+		return Errorf("entry has no received_at time")
 	}
 	return nil
 }
@@ -165,11 +165,11 @@ func decode[T any, P interface {
 		return nil, err
 	}
 	if env.Kind != kind {
-		return nil, dataErr("entry kind is %q, want %q", env.Kind, kind)
+		return nil, Errorf("entry kind is %q, want %q", env.Kind, kind)
 	}
 	var e T
 	if err := json.Unmarshal(data, &e); err != nil {
-		return nil, dataErr("decode %s entry: %v", kind, err)
+		return nil, Errorf("decode %s entry: %v", kind, err)
 	}
 	if err := P(&e).check(); err != nil {
 		return nil, err
@@ -180,38 +180,38 @@ func decode[T any, P interface {
 func (e *NginxSites) check() error {
 	switch {
 	case !validDeployment(e.Deployment):
-		return dataErr("entry has a missing or malformed deployment name %q", e.Deployment)
+		return Errorf("entry has a missing or malformed deployment name %q", e.Deployment)
 	case !validCommit(e.Commit):
-		return dataErr("entry has a missing or malformed commit %q", e.Commit)
+		return Errorf("entry has a missing or malformed commit %q", e.Commit)
 	case !validDelivery(e.Delivery):
-		return dataErr("entry has a missing or malformed delivery id %q", e.Delivery)
+		return Errorf("entry has a missing or malformed delivery id %q", e.Delivery)
 	case e.RequestedAt.IsZero():
-		return dataErr("entry has no requested_at time")
+		return Errorf("entry has no requested_at time")
 	}
 	return nil
 }
 
 func (e *CertRequest) check() error {
 	if !ValidCertName(e.Name) {
-		return dataErr("entry has a missing or malformed certificate name %q", e.Name)
+		return Errorf("entry has a missing or malformed certificate name %q", e.Name)
 	}
 	if len(e.Domains) == 0 || len(e.Domains) > 100 {
-		return dataErr("entry has %d domains; want 1 to 100", len(e.Domains))
+		return Errorf("entry has %d domains; want 1 to 100", len(e.Domains))
 	}
 	for _, d := range e.Domains {
 		if !ValidDomain(d) {
-			return dataErr("entry has a malformed domain %q", d)
+			return Errorf("entry has a malformed domain %q", d)
 		}
 	}
 	if e.RequestedAt.IsZero() {
-		return dataErr("entry has no requested_at time")
+		return Errorf("entry has no requested_at time")
 	}
 	return e.For.check()
 }
 
 func (e *NginxReload) check() error {
 	if e.RequestedAt.IsZero() {
-		return dataErr("entry has no requested_at time")
+		return Errorf("entry has no requested_at time")
 	}
 	return nil
 }

@@ -40,19 +40,19 @@ func DecodeCommitStatus(data []byte) (*CommitStatus, error) {
 func (e *CommitStatus) check() error {
 	switch {
 	case !validDeployment(e.Deployment):
-		return dataErr("entry has a missing or malformed deployment name %q", e.Deployment)
+		return Errorf("entry has a missing or malformed deployment name %q", e.Deployment)
 	case len(e.Repository) > 201 || !validRepository(e.Repository):
-		return dataErr("entry has a missing or malformed repository %q", e.Repository)
+		return Errorf("entry has a missing or malformed repository %q", e.Repository)
 	case !validCommit(e.Commit):
-		return dataErr("entry has a missing or malformed commit %q", e.Commit)
+		return Errorf("entry has a missing or malformed commit %q", e.Commit)
 	case e.State != "pending" && e.State != "success" && e.State != "failure" && e.State != "error":
-		return dataErr("entry has an unknown state %q (pending, success, failure, error)", e.State)
+		return Errorf("entry has an unknown state %q (pending, success, failure, error)", e.State)
 	case len(e.Description) > 4096 || !utf8.ValidString(e.Description):
-		return dataErr("entry has a description that is not UTF-8 or longer than 4096 bytes")
+		return Errorf("entry has a description that is not UTF-8 or longer than 4096 bytes")
 	case len(e.TargetURL) > 2048:
-		return dataErr("entry has a target URL longer than 2048 bytes")
+		return Errorf("entry has a target URL longer than 2048 bytes")
 	case e.CreatedAt.IsZero():
-		return dataErr("entry has no created_at time")
+		return Errorf("entry has no created_at time")
 	}
 	return nil
 }
@@ -85,13 +85,13 @@ func DecodeRunNotice(data []byte) (*RunNotice, error) {
 func (e *RunNotice) check() error {
 	switch {
 	case !validDeployment(e.Deployment):
-		return dataErr("entry has a missing or malformed deployment name %q", e.Deployment)
+		return Errorf("entry has a missing or malformed deployment name %q", e.Deployment)
 	case e.RunID <= 0:
-		return dataErr("entry has no run id")
+		return Errorf("entry has no run id")
 	case e.State != "succeeded" && e.State != "failed":
-		return dataErr("entry has an unknown state %q (succeeded, failed)", e.State)
+		return Errorf("entry has an unknown state %q (succeeded, failed)", e.State)
 	case e.CreatedAt.IsZero():
-		return dataErr("entry has no created_at time")
+		return Errorf("entry has no created_at time")
 	}
 	return nil
 }

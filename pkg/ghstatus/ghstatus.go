@@ -19,7 +19,10 @@
 //     rate-limited 403), at most Retry.Attempts times in all, waiting what
 //     GitHub asks for up to Retry.MaxWait. Other answers are final.
 //   - An error names the HTTP status and GitHub's "message" (*APIError)
-//     and is classified with pkg/sysexits. Neither an error nor a log
+//     and says its kind (errors.go, cli.ExitStatus): a bad repository,
+//     commit or answer 422 is an *event.Error, a bad token or API URL a
+//     *config.Error, 403 and 404 wrap fs.ErrPermission, 429 and 5xx after
+//     the last try a queue.Retry. Neither an error nor a log
 //     line ever contains the token.
 //   - A commit status is a courtesy: a deployment must never fail because
 //     one could not be set. Callers use SetLogged, which logs the failure
@@ -37,10 +40,11 @@ import (
 	"strings"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cell"
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Defaults of Client's fields.
@@ -153,33 +157,26 @@ func (c *Client) Set(ctx context.Context, repo, sha string, s Status) error {
 	_, shaErr := ident.ParseCommit(sha)
 	switch {
 	case repoErr != nil:
-		return sysexits.Errorf(sysexits.DataErr, "ghstatus: %q is not a repository (owner/name)", repo)
+		return event.Errorf("ghstatus: %q is not a repository (owner/name)", repo)
 	case shaErr != nil:
-		return sysexits.Errorf(sysexits.DataErr, "ghstatus: %q is not a full commit id", sha)
+		return event.Errorf("ghstatus: %q is not a full commit id", sha)
 	case !s.State.Valid():
-		return sysexits.Errorf(sysexits.Software, "ghstatus: %q is not a state (pending, success, failure, error)", string(s.State))
+		return bugError{fmt.Errorf("ghstatus: %q is not a state (pending, success, failure, error)", string(s.State))}
 	case !validToken(c.Token):
 		// Never show the token, not even a part of it.
-		return sysexits.Errorf(sysexits.Config, "ghstatus: the token holds characters an HTTP header cannot carry")
+		return config.Errorf("ghstatus: the token holds characters an HTTP header cannot carry")
 	}
-	fail := func(code int, err error) error {
-		err = fmt.Errorf("ghstatus: set %s status of %s@%s: %w", s.State, repo, sha[:12], err)
-		switch code {
-		case sysexits.TempFail:
-			return queue.Retry(err)
-		case sysexits.Failure:
-			return err // as classified inside, if at all
-		}
-		return sysexits.New(code, err)
+	failed := func(err error) error {
+		return fmt.Errorf("ghstatus: set %s status of %s@%s: %w", s.State, repo, sha[:12], err)
 	}
 	if s.TargetURL != "" {
 		if err := checkTarget(s.TargetURL); err != nil {
-			return fail(sysexits.DataErr, fmt.Errorf("target URL: %w", err))
+			return &event.Error{Err: failed(fmt.Errorf("target URL: %w", err))}
 		}
 	}
 	endpoint, err := c.endpoint(repo, sha)
 	if err != nil {
-		return fail(sysexits.Config, err)
+		return &config.Error{Err: failed(err)}
 	}
 	data, err := json.Marshal(body{
 		State:       s.State,
@@ -188,7 +185,7 @@ func (c *Client) Set(ctx context.Context, repo, sha string, s Status) error {
 		Context:     cmp.Or(c.Context, DefaultContext),
 	})
 	if err != nil {
-		return fail(sysexits.Software, fmt.Errorf("encode: %w", err))
+		return bugError{failed(fmt.Errorf("encode: %w", err))}
 	}
 	header := http.Header{
 		"Accept":               {"application/vnd.github+json"},
@@ -200,7 +197,7 @@ func (c *Client) Set(ctx context.Context, repo, sha string, s Status) error {
 	logger := c.logger().With("repository", repo, "commit", sha, "state", string(s.State))
 	resp, err := c.Retry.Post(ctx, c.HTTP, endpoint, header, data, logger)
 	if err != nil {
-		return fail(sysexits.Failure, err) // a Retry after the last attempt, or ctx's error
+		return failed(err) // a Retry after the last attempt, or ctx's error
 	}
 	if resp.StatusCode == http.StatusCreated {
 		return nil
@@ -210,7 +207,7 @@ func (c *Client) Set(ctx context.Context, repo, sha string, s Status) error {
 		// GitHub does not echo tokens; a proxy in between might.
 		Message: strings.ReplaceAll(resp.Message(), c.Token, "[token]"),
 	}
-	return fail(classify(resp.StatusCode), apiErr)
+	return classify(resp.StatusCode, failed(apiErr))
 }
 
 // SetLogged calls Set and logs its failure at warning level (with the
@@ -244,19 +241,19 @@ func (c *Client) endpoint(repo, sha string) (string, error) {
 	return u.String(), nil
 }
 
-// classify maps a final HTTP status to an exit status class.
-func classify(code int) int {
+// classify gives err, GitHub's final answer code, its kind.
+func classify(code int, err error) error {
 	switch {
 	case code == http.StatusUnauthorized:
-		return sysexits.Config // a wrong or expired token
+		return &config.Error{Err: err} // a wrong or expired token
 	case code == http.StatusForbidden, code == http.StatusNotFound:
-		return sysexits.NoPerm // GitHub answers 404 to a token that may not see the repository
+		return deniedError{err} // GitHub answers 404 to a token that may not see the repository
 	case code == http.StatusUnprocessableEntity:
-		return sysexits.DataErr
+		return &event.Error{Err: err}
 	case code == http.StatusTooManyRequests, code >= 500:
-		return sysexits.TempFail
+		return queue.Retry(err)
 	}
-	return sysexits.Failure
+	return err
 }
 
 // validToken reports whether a token can go into a header: visible ASCII.

@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/ghstatus"
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
@@ -288,7 +289,7 @@ func TestSetFinalAnswers(t *testing.T) {
 		if apiErr, ok := errors.AsType[*ghstatus.APIError](err); !ok || apiErr.StatusCode != tc.code {
 			t.Errorf("Set answered %d = %#v; want an *APIError with that code", tc.code, err)
 		}
-		if got := sysexits.Code(err); got != tc.class {
+		if got := cli.ExitStatus(err); got != tc.class {
 			t.Errorf("Set answered %d: class %d; want %d", tc.code, got, tc.class)
 		}
 		if n := len(f.Calls()); n != 1 {
@@ -306,7 +307,7 @@ func TestSetGivesUp(t *testing.T) {
 	c.Retry.Attempts = 4
 	err := c.Set(testContext(t), repo, sha, ghstatus.Status{State: ghstatus.Pending})
 	if err == nil || !strings.Contains(err.Error(), "503") || !queue.IsRetry(err) {
-		t.Errorf("Set = %v (class %d); want a 503 error classified %d", err, sysexits.Code(err), sysexits.TempFail)
+		t.Errorf("Set = %v (class %d); want a 503 error classified %d", err, cli.ExitStatus(err), sysexits.TempFail)
 	}
 	if n := len(f.Calls()); n != 4 {
 		t.Errorf("GitHub got %d requests; want 4", n)
@@ -336,7 +337,7 @@ func TestSetNetworkError(t *testing.T) {
 	c := client(f, nil)
 	err := c.Set(testContext(t), repo, sha, ghstatus.Status{State: ghstatus.Pending})
 	if err == nil || !queue.IsRetry(err) {
-		t.Errorf("Set = %v (class %d); want an error classified %d", err, sysexits.Code(err), sysexits.TempFail)
+		t.Errorf("Set = %v (class %d); want an error classified %d", err, cli.ExitStatus(err), sysexits.TempFail)
 	}
 	if n := len(f.Calls()); n != httpretry.DefaultAttempts {
 		t.Errorf("GitHub got %d requests; want %d", n, httpretry.DefaultAttempts)
@@ -491,7 +492,7 @@ func TestTokenNeverShown(t *testing.T) {
 	bad := token + "\nX-Evil: 1"
 	c.Token = bad
 	err = c.Set(testContext(t), repo, sha, ghstatus.Status{State: ghstatus.Pending})
-	if err == nil || strings.Contains(err.Error(), token[4:12]) || sysexits.Code(err) != sysexits.Config {
+	if err == nil || strings.Contains(err.Error(), token[4:12]) || cli.ExitStatus(err) != sysexits.Config {
 		t.Errorf("Set with a bad token = %v; want a config error without the token", err)
 	}
 	if n := len(f.Calls()); n != 3 {
@@ -523,7 +524,7 @@ func TestBadBaseURL(t *testing.T) {
 	for _, base := range []string{"ftp://example.com", "api.github.com", "https://user:pw@example.com", "https://example.com/?x=1"} {
 		c := &ghstatus.Client{BaseURL: base, Token: token}
 		err := c.Set(testContext(t), repo, sha, ghstatus.Status{State: ghstatus.Pending})
-		if sysexits.Code(err) != sysexits.Config || strings.Contains(err.Error(), "pw") {
+		if cli.ExitStatus(err) != sysexits.Config || strings.Contains(err.Error(), "pw") {
 			t.Errorf("Set with BaseURL %q = %v; want a config error without the password", base, err)
 		}
 	}

@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cell"
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Defaults of Policy's fields.
@@ -84,7 +84,7 @@ type Response struct {
 //
 // Post returns the last answer whatever its status: the caller decides
 // what a status means. It returns an error only when no answer came: a
-// bad target (classified sysexits.Config), a network error on the last
+// bad target (a *config.Error), a network error on the last
 // try (a queue.Retry), or ctx ending (wrapping ctx's error). Neither
 // its errors nor its log lines contain the target's path or query, only
 // its scheme and host, since a webhook URL can be a secret.
@@ -94,7 +94,7 @@ type Response struct {
 func (r Policy) Post(ctx context.Context, hc *http.Client, target string, header http.Header, body []byte, logger *slog.Logger) (*Response, error) {
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, sysexits.Errorf(sysexits.Config, "post: target is not an absolute http or https URL")
+		return nil, config.Errorf("post: target is not an absolute http or https URL")
 	}
 	host := u.Scheme + "://" + u.Host
 	if hc == nil {

@@ -11,9 +11,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Kinds of Webhook.
@@ -78,12 +78,12 @@ func (w *Webhook) Body(m Message) ([]byte, error) {
 
 // Send posts m to the webhook. It returns nil once the webhook answered
 // 2xx; otherwise an error naming the status and the webhook's own message
-// ("invalid_payload", Mattermost's "message"), classified sysexits.Config
+// ("invalid_payload", Mattermost's "message"), a *config.Error
 // for 4xx and a queue.Retry for 5xx and 429.
 func (w *Webhook) Send(ctx context.Context, m Message) error {
 	data, err := w.Body(m)
 	if err != nil {
-		return sysexits.Errorf(sysexits.Software, "notify: encode: %w", err)
+		return bugError{fmt.Errorf("notify: encode: %w", err)}
 	}
 	header := http.Header{
 		"Content-Type": {"application/json"},
@@ -105,7 +105,7 @@ func (w *Webhook) Send(ctx context.Context, m Message) error {
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
 		return queue.Retry(err)
 	}
-	return sysexits.New(sysexits.Config, err) // a wrong URL, a revoked hook, a payload it refuses
+	return &config.Error{Err: err} // a wrong URL, a revoked hook, a payload it refuses
 }
 
 // chatText renders m for Slack (mrkdwn) or Mattermost (Markdown): every

@@ -20,12 +20,12 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cell"
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
 	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Mail sends messages as email: through an SMTP server (SMTP set), or by
@@ -67,8 +67,8 @@ type Mail struct {
 
 // Send sends m to every address of To, trying again after a connection
 // error or a 4xx reply (sendmail: exit status 75). A 5xx reply fails at
-// once (sysexits.Config: a relay or address refused; sysexits.NoPerm for
-// authentication).
+// once (a *config.Error: a relay or address refused; an error wrapping
+// fs.ErrPermission for authentication).
 func (ml *Mail) Send(ctx context.Context, m Message) error {
 	data, err := ml.Compose(m)
 	if err != nil {
@@ -116,10 +116,10 @@ func (ml *Mail) Compose(m Message) ([]byte, error) {
 	qp := quotedprintable.NewWriter(&b)
 	body := strings.ReplaceAll(strings.ReplaceAll(m.Text(), "\r\n", "\n"), "\n", "\r\n")
 	if _, err := qp.Write([]byte(body)); err != nil {
-		return nil, sysexits.Errorf(sysexits.Software, "notify: encode mail: %w", err)
+		return nil, bugError{fmt.Errorf("notify: encode mail: %w", err)}
 	}
 	if err := qp.Close(); err != nil {
-		return nil, sysexits.Errorf(sysexits.Software, "notify: encode mail: %w", err)
+		return nil, bugError{fmt.Errorf("notify: encode mail: %w", err)}
 	}
 	return b.Bytes(), nil
 }
@@ -143,9 +143,9 @@ func (ml *Mail) smtp(ctx context.Context, data []byte) (retry bool, err error) {
 		case errors.As(err, &te) && te.Code >= 400 && te.Code < 500:
 			return true, queue.Retry(fmt.Errorf("notify: smtp %s: %w", ml.SMTP, err))
 		case errors.As(err, &te) && (te.Code == 530 || te.Code == 534 || te.Code == 535):
-			return false, sysexits.Errorf(sysexits.NoPerm, "notify: smtp %s: authentication refused: %w", ml.SMTP, err)
+			return false, deniedError{fmt.Errorf("notify: smtp %s: authentication refused: %w", ml.SMTP, err)}
 		case errors.As(err, &te):
-			return false, sysexits.Errorf(sysexits.Config, "notify: smtp %s: %w", ml.SMTP, err)
+			return false, config.Errorf("notify: smtp %s: %w", ml.SMTP, err)
 		}
 		return true, queue.Retry(fmt.Errorf("notify: smtp %s: %w", ml.SMTP, err))
 	}
@@ -168,7 +168,7 @@ func (ml *Mail) smtp(ctx context.Context, data []byte) (retry bool, err error) {
 	}
 	if ml.StartTLS {
 		if ok, _ := c.Extension("STARTTLS"); !ok {
-			return false, hint.With(sysexits.Errorf(sysexits.Config, "notify: smtp %s offers no STARTTLS", ml.SMTP),
+			return false, hint.With(config.Errorf("notify: smtp %s offers no STARTTLS", ml.SMTP),
 				"for a relay on this host, set starttls = false in the target")
 		}
 		cfg := ml.TLS
@@ -212,7 +212,7 @@ func (ml *Mail) sendmail(ctx context.Context, data []byte) (retry bool, err erro
 	path := ml.Sendmail
 	if path == "" {
 		if path, err = progpath.InPath("sendmail", progpath.SystemPATH); err != nil {
-			return false, hint.With(sysexits.Errorf(sysexits.Unavailable, "notify: sendmail: %w", err),
+			return false, hint.With(unavailableError{fmt.Errorf("notify: sendmail: %w", err)},
 				"install a mail transfer agent (apt-get install exim4-daemon-light), or set smtp in the target")
 		}
 	}
@@ -225,10 +225,10 @@ func (ml *Mail) sendmail(ctx context.Context, data []byte) (retry bool, err erro
 		Env: []string{"PATH=" + progpath.SystemPATH}})
 	if err != nil {
 		var ee *sysexec.ExitError
-		if errors.As(err, &ee) && ee.Result.ExitCode == sysexits.TempFail {
+		if errors.As(err, &ee) && ee.Result.ExitCode == exTempFail {
 			return true, queue.Retry(fmt.Errorf("notify: sendmail: %w", err))
 		}
-		return false, sysexits.Errorf(sysexits.Unavailable, "notify: sendmail: %w", err)
+		return false, unavailableError{fmt.Errorf("notify: sendmail: %w", err)}
 	}
 	return false, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
 	"github.com/dh-deployer/dh-deployer/pkg/notify"
 	"github.com/dh-deployer/dh-deployer/pkg/notify/notifytest"
@@ -111,7 +112,7 @@ func TestWebhookRetries(t *testing.T) {
 	hook = notifytest.NewHook(t, 404)
 	w = &notify.Webhook{URL: hook.URL + "/SeCrEt", HTTP: hook.Client(), Retry: fastRetry}
 	err := w.Send(context.Background(), failedRun().Message())
-	if !sysexits.Is(err, sysexits.Config) || strings.Contains(err.Error(), "SeCrEt") {
+	if cli.ExitStatus(err) != sysexits.Config || strings.Contains(err.Error(), "SeCrEt") {
 		t.Errorf("Send answered 404 = %v; want a config error without the URL's path", err)
 	}
 	hook = notifytest.NewHook(t, 503, 503, 503)
@@ -158,7 +159,7 @@ func TestMailSMTP(t *testing.T) {
 	srv = notifytest.NewSMTP(t, 0)
 	srv.User, srv.Password = "bot", "right"
 	ml.SMTP, ml.Password = srv.Addr, "wrong"
-	if err := ml.Send(context.Background(), failedRun().Message()); !sysexits.Is(err, sysexits.NoPerm) || strings.Contains(err.Error(), "wrong") {
+	if err := ml.Send(context.Background(), failedRun().Message()); cli.ExitStatus(err) != sysexits.NoPerm || strings.Contains(err.Error(), "wrong") {
 		t.Errorf("Send with a wrong password = %v; want a permission error without the password", err)
 	}
 	srv = notifytest.NewSMTP(t, 5)
@@ -167,7 +168,7 @@ func TestMailSMTP(t *testing.T) {
 		t.Errorf("Send to a server that keeps answering 451 = %v; want a temporary error after the retries", err)
 	}
 	ml.StartTLS = true
-	if err := ml.Send(context.Background(), failedRun().Message()); !sysexits.Is(err, sysexits.Config) {
+	if err := ml.Send(context.Background(), failedRun().Message()); cli.ExitStatus(err) != sysexits.Config {
 		t.Errorf("Send with starttls to a server without it = %v; want a config error", err)
 	}
 }

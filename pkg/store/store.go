@@ -41,7 +41,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // DefaultTimeout bounds each method call.
@@ -117,7 +116,7 @@ func OpenCurrent(ctx context.Context, dsn string, opts ...Option) (*Store, error
 // next attempt, waits (up to 1 s, doubling to up to 30 s; jittered) and
 // tries again, until it opens the store or ctx ends. Then it returns ctx's
 // error. Any other error (a bad URL, a refused login, no such database:
-// sysexits Config) is returned at once. With waiting nil (run --once,
+// a *config.Error) is returned at once. With waiting nil (run --once,
 // one-shot commands) OpenWait is OpenCurrent.
 func OpenWait(ctx context.Context, dsn string, waiting func(err error, retry time.Duration), opts ...Option) (*Store, error) {
 	if waiting == nil {
@@ -172,11 +171,11 @@ func connect(ctx context.Context, dsn string, timeout time.Duration) (*sql.DB, e
 		if ue, ok := errors.AsType[*url.Error](err); ok {
 			err = ue.Err
 		}
-		return nil, sysexits.Errorf(sysexits.Config, "parse database url: %v", err)
+		return nil, config.Errorf("parse database url: %v", err)
 	}
 	connector, err := pq.NewConnectorConfig(cfg)
 	if err != nil {
-		return nil, sysexits.Errorf(sysexits.Config, "parse database url: %v", err)
+		return nil, config.Errorf("parse database url: %v", err)
 	}
 	db := sql.OpenDB(connector)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -186,9 +185,9 @@ func connect(ctx context.Context, dsn string, timeout time.Duration) (*sql.DB, e
 		err = fmt.Errorf("connect to %s: %w", describe(cfg), err)
 		switch pqErr := pq.As(err); {
 		case pqErr != nil && pqErr.Code.Class() == "28": // authentication failed, or no such role
-			return nil, hint.With(sysexits.New(sysexits.Config, err), hintLogin)
+			return nil, hint.With(&config.Error{Err: err}, hintLogin)
 		case pqErr != nil && pqErr.Code.Class() == "3D": // no such database
-			return nil, hint.With(sysexits.New(sysexits.Config, err), hintNoDatabase)
+			return nil, hint.With(&config.Error{Err: err}, hintNoDatabase)
 		case pqErr == nil && Temporary(err):
 			return nil, hint.With(classify(err), fmt.Sprintf(hintUnreachable, where(cfg)))
 		}

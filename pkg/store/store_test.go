@@ -21,6 +21,7 @@ import (
 	"github.com/golang-migrate/migrate/v4/database"
 	"github.com/lib/pq"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
@@ -113,7 +114,7 @@ func TestCheckSchema(t *testing.T) {
 	want := fmt.Sprintf("database schema is at version 0, this binary needs %d", store.Latest())
 	if !queue.IsRetry(err) || err.Error() != want || hint.Of(err) != "run: dh-route migrate" {
 		t.Errorf("CheckSchema() on an empty database = %v (code %d, hint %q); want %q (code 75)",
-			err, sysexits.Code(err), hint.Of(err), want)
+			err, cli.ExitStatus(err), hint.Of(err), want)
 	}
 
 	if _, _, err := store.Migrate(ctx, url); err != nil {
@@ -134,7 +135,7 @@ func TestCheckSchema(t *testing.T) {
 		err := s.CheckSchema(ctx)
 		if !queue.IsRetry(err) || !strings.Contains(fmt.Sprint(err), tc.want) || hint.Of(err) == "" {
 			t.Errorf("CheckSchema() after %s = %v (code %d, hint %q); want an error containing %q, code 75, a hint",
-				tc.update, err, sysexits.Code(err), hint.Of(err), tc.want)
+				tc.update, err, cli.ExitStatus(err), hint.Of(err), tc.want)
 		}
 	}
 }
@@ -343,7 +344,7 @@ func TestOutage(t *testing.T) {
 	withPassword := strings.Replace(url, "postgres@", "postgres:hunter2@", 1)
 	if _, err := store.Open(ctx, withPassword); !queue.IsRetry(err) ||
 		!strings.Contains(err.Error(), "/.s.PGSQL.") || strings.Contains(err.Error(), "hunter2") {
-		t.Errorf("Open() while stopped = %v (code %d); want code 75 naming the socket, without the password", err, sysexits.Code(err))
+		t.Errorf("Open() while stopped = %v (code %d); want code 75 naming the socket, without the password", err, cli.ExitStatus(err))
 	}
 
 	var logs logBuffer
@@ -425,7 +426,7 @@ func TestRetry(t *testing.T) {
 		defer cancel()
 		err := store.Retry(ctx, slog.New(slog.DiscardHandler), "test", func(context.Context) error { return down })
 		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, syscall.ECONNREFUSED) || !queue.IsRetry(err) {
-			t.Errorf("Retry() = %v (code %d); want the deadline and the last error, code 75", err, sysexits.Code(err))
+			t.Errorf("Retry() = %v (code %d); want the deadline and the last error, code 75", err, cli.ExitStatus(err))
 		}
 	})
 }
@@ -507,8 +508,8 @@ func TestOpenWait(t *testing.T) {
 	u, _ := neturl.Parse(url)
 	u.Path = "/no_such_database"
 	_, err = store.OpenWait(ctx, u.String(), func(err error, _ time.Duration) { t.Errorf("OpenWait waited for %v", err) })
-	if sysexits.Code(err) != sysexits.Config {
-		t.Errorf("OpenWait(no such database) = %v (exit %d); want a Config error at once", err, sysexits.Code(err))
+	if cli.ExitStatus(err) != sysexits.Config {
+		t.Errorf("OpenWait(no such database) = %v (exit %d); want a Config error at once", err, cli.ExitStatus(err))
 	}
 }
 

@@ -23,8 +23,9 @@
 //   - Only a process that exits with status 0 is a success. A non-zero
 //     exit, a death by signal, a timeout and a cancellation are all an
 //     *ExitError carrying the Result. A program that is missing is an error
-//     classified sysexits.Unavailable (69), one that may not be executed
-//     sysexits.NoPerm (77).
+//     whose Unavailable method says so (exit 69), one that may not be
+//     executed one wrapping fs.ErrPermission (77); a relative program path
+//     is a caller's bug (Bug, 70). See errors.go.
 //
 // Run waits for the command; it has no shell, no PATH lookup and no
 // inheritance of the caller's environment or working directory (an empty
@@ -50,7 +51,6 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Defaults of Cmd's limits.
@@ -190,7 +190,7 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 // working directory that is not there.
 func (c Cmd) check(name string) error {
 	if !filepath.IsAbs(c.Path) {
-		return sysexits.Errorf(sysexits.Software, "run %s: program path must be absolute", c.Path)
+		return bugError{fmt.Errorf("run %s: program path must be absolute", c.Path)}
 	}
 	if c.Dir != "" {
 		// With SysProcAttr set, os/exec does not check Dir itself, and a
@@ -350,13 +350,10 @@ func verdict(ctx context.Context, name string, c Cmd, p *process, res Result, wa
 
 // startError classifies an error of starting the program.
 func startError(err error) error {
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return sysexits.Errorf(sysexits.Unavailable, "%w", err)
-	case errors.Is(err, fs.ErrPermission):
-		return sysexits.Errorf(sysexits.NoPerm, "%w", err)
+	if errors.Is(err, fs.ErrNotExist) {
+		return unavailableError{err}
 	}
-	return err
+	return err // fs.ErrPermission among others
 }
 
 // describe names a command in messages: its path, and its first argument

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -90,7 +91,7 @@ func TestRunRefuses(t *testing.T) {
 		{"missing program", Cmd{Path: "/nonexistent/dh-tool"}, sysexits.Unavailable, "/nonexistent/dh-tool"},
 		{"missing interpreter", Cmd{Path: badInterp}, sysexits.Unavailable, badInterp},
 		{"not executable", Cmd{Path: notExec}, sysexits.NoPerm, notExec},
-		{"missing dir", Cmd{Path: "/bin/true", Dir: filepath.Join(dir, "nope")}, sysexits.Failure, "no such file or directory"},
+		{"missing dir", Cmd{Path: "/bin/true", Dir: filepath.Join(dir, "nope")}, sysexits.IOErr, "no such file or directory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,7 +99,7 @@ func TestRunRefuses(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("Run(%q) = %v; want %v", tt.cmd.Path, err, tt.wantErr)
 			}
-			if code := sysexits.Code(err); code != tt.wantCode {
+			if code := cli.ExitStatus(err); code != tt.wantCode {
 				t.Errorf("Run(%q) = %v: exit code %d; want %d", tt.cmd.Path, err, code, tt.wantCode)
 			}
 			var ee *ExitError

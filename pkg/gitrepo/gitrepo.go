@@ -25,7 +25,7 @@
 //     is a *RefError (errors.Is ErrNotOnRef), never an internal error.
 //   - Refs and commit names, which come from the network, are checked
 //     (pkg/ident) before they reach git; a bad one is an error
-//     classified sysexits.DataErr naming it. They reach git as single argv
+//     bad data (an *event.Error) naming it. They reach git as single argv
 //     elements, after --end-of-options where git honours it, and are
 //     always spelled in full ("refs/remotes/origin/main", 40 hex digits),
 //     so git never guesses what they mean.
@@ -56,7 +56,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -69,11 +68,13 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cell"
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Defaults of Repo's fields.
@@ -180,20 +181,20 @@ func (e *RefError) Error() string {
 func (e *RefError) Is(target error) bool { return target == ErrNotOnRef }
 
 // checkSHA returns nil if sha is a full commit name (ident.ParseCommit);
-// otherwise an error classified sysexits.DataErr naming it.
+// otherwise bad data (an *event.Error) naming it.
 func checkSHA(sha string) error {
 	if _, err := ident.ParseCommit(sha); err != nil {
-		return sysexits.New(sysexits.DataErr, err)
+		return &event.Error{Err: err}
 	}
 	return nil
 }
 
 // checkRef returns nil if ref is a full branch or tag name that git
-// accepts (ident.ParseRef); otherwise an error classified
-// sysexits.DataErr naming it.
+// accepts (ident.ParseRef); otherwise bad data (an *event.Error) naming
+// it.
 func checkRef(ref string) error {
 	if _, err := ident.ParseRef(ref); err != nil {
-		return sysexits.New(sysexits.DataErr, err)
+		return &event.Error{Err: err}
 	}
 	return nil
 }
@@ -205,10 +206,10 @@ func checkRef(ref string) error {
 // documentation for how failures are classified.
 func (r *Repo) Sync(ctx context.Context) error {
 	if !filepath.IsAbs(r.Path) {
-		return sysexits.Errorf(sysexits.Config, "sync %q: checkout path must be absolute", r.Path)
+		return config.Errorf("sync %q: checkout path must be absolute", r.Path)
 	}
 	if r.URL == "" || strings.HasPrefix(r.URL, "-") {
-		return sysexits.Errorf(sysexits.Config, "sync %s: invalid clone URL %q", r.Path, redact(r.URL))
+		return config.Errorf("sync %s: invalid clone URL %q", r.Path, redact(r.URL))
 	}
 	create, err := r.needsCreate()
 	if err != nil {
@@ -383,8 +384,8 @@ func (r *Repo) gitDir() string {
 // tree of the repository with HEAD detached at exactly the commit sha
 // (git worktree add --detach): the files of sha, written as a checkout
 // writes them, sharing the repository's objects. Removing dir and calling
-// PruneWorktrees forgets it. An invalid sha is an error classified
-// sysexits.DataErr; the caller checks with Contains first that sha may be
+// PruneWorktrees forgets it. An invalid sha is bad data (an
+// *event.Error); the caller checks with Contains first that sha may be
 // deployed.
 func (r *Repo) AddWorktree(ctx context.Context, dir, sha string) error {
 	if err := checkSHA(sha); err != nil {
@@ -438,8 +439,8 @@ func (r *Repo) setOrigin(ctx context.Context) error {
 // commit sha: for a branch, sha is its tip or an ancestor of it; for a tag,
 // the tag peels to exactly sha. Otherwise it returns a *RefError naming
 // sha and ref, also when the repository does not know sha or origin has
-// no such ref. An invalid ref or sha is an error classified
-// sysexits.DataErr.
+// no such ref. An invalid ref or sha is bad
+// data (an *event.Error).
 func (r *Repo) Contains(ctx context.Context, ref, sha string) error {
 	if err := checkRef(ref); err != nil {
 		return err
@@ -479,7 +480,7 @@ func (r *Repo) Contains(ctx context.Context, ref, sha string) error {
 
 // ResolveRef returns the commit origin's ref was at as of the last Sync:
 // a branch's tip, or the commit a tag peels to. A ref origin does not have
-// is a *RefError; an invalid ref is an error classified sysexits.DataErr.
+// is a *RefError; an invalid ref is bad data (an *event.Error).
 func (r *Repo) ResolveRef(ctx context.Context, ref string) (string, error) {
 	if err := checkRef(ref); err != nil {
 		return "", err
@@ -513,8 +514,8 @@ func (r *Repo) Head(ctx context.Context) (string, error) {
 
 // IsAncestor reports whether commit a is an ancestor of commit b, or is b:
 // moving a deployment from b to a would go back in its history. Commits
-// the repository does not know are an error; invalid ones are an error
-// classified sysexits.DataErr.
+// the repository does not know are an error; invalid ones are
+// bad data (an *event.Error).
 func (r *Repo) IsAncestor(ctx context.Context, a, b string) (bool, error) {
 	if err := checkSHA(a); err != nil {
 		return false, err
@@ -542,7 +543,7 @@ func (r *Repo) isAncestor(ctx context.Context, a, b string) (bool, error) {
 // --detach). With cleanUntracked it then removes untracked and ignored
 // files and directories, nested repositories included (git clean -ffdx);
 // without, they stay. Submodules are not initialised or updated. An
-// invalid sha is an error classified sysexits.DataErr; the caller checks
+// invalid sha is bad data (an *event.Error); the caller checks
 // with Contains first that sha may be deployed.
 func (r *Repo) Checkout(ctx context.Context, sha string, cleanUntracked bool) error {
 	if err := checkSHA(sha); err != nil {

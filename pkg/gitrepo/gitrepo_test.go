@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
@@ -442,7 +443,7 @@ func TestCheckout(t *testing.T) {
 		t.Errorf("a.txt after cleaning = %q; want %q", got, "two\n")
 	}
 
-	if err := r.Checkout(ctx, strings.Repeat("0", 40), false); err == nil || sysexits.Is(err, sysexits.DataErr) {
+	if err := r.Checkout(ctx, strings.Repeat("0", 40), false); err == nil || cli.ExitStatus(err) == sysexits.DataErr {
 		t.Errorf("Checkout(unknown commit) = %v; want a git error", err)
 	}
 	if got := head(t, r); got != c2 {
@@ -462,8 +463,8 @@ func TestInvalidInput(t *testing.T) {
 
 	check := func(call string, bad string, err error) {
 		t.Helper()
-		if !sysexits.Is(err, sysexits.DataErr) || !strings.Contains(err.Error(), fmt.Sprintf("%q", bad)) {
-			t.Errorf("%s with %q = %v (exit %d); want DataErr naming it", call, bad, err, sysexits.Code(err))
+		if cli.ExitStatus(err) != sysexits.DataErr || !strings.Contains(err.Error(), fmt.Sprintf("%q", bad)) {
+			t.Errorf("%s with %q = %v (exit %d); want DataErr naming it", call, bad, err, cli.ExitStatus(err))
 		}
 	}
 	for _, ref := range badRefs {
@@ -521,7 +522,7 @@ func TestSyncNetworkErrorIsTempFail(t *testing.T) {
 	r.URL = "http://" + addr + "/repo.git"
 	err = r.Sync(context.Background())
 	if !queue.IsRetry(err) || !strings.Contains(err.Error(), addr) {
-		t.Errorf("Sync() from a closed port = %v (exit %d); want a Retry naming %s", err, sysexits.Code(err), addr)
+		t.Errorf("Sync() from a closed port = %v (exit %d); want a Retry naming %s", err, cli.ExitStatus(err), addr)
 	}
 }
 
@@ -563,7 +564,7 @@ func TestEnvironment(t *testing.T) {
 				"SECRET_TOKEN=hunter2", "GIT_DIR=/nonexistent", "LC_ALL=de_DE.UTF-8", "GIT_ASKPASS=/usr/bin/ksshaskpass"}, tt.env...)
 			err := r.Sync(context.Background())
 			if err == nil || queue.IsRetry(err) != tt.tempFail {
-				t.Errorf("Sync() = %v (exit %d); want an error, TempFail %v", err, sysexits.Code(err), tt.tempFail)
+				t.Errorf("Sync() = %v (exit %d); want an error, TempFail %v", err, cli.ExitStatus(err), tt.tempFail)
 			}
 			b, rerr := os.ReadFile(record)
 			if rerr != nil {
@@ -600,7 +601,7 @@ func TestTimeoutAndCancel(t *testing.T) {
 	r.Timeout = 500 * time.Millisecond
 	err := r.Sync(context.Background())
 	if !queue.IsRetry(err) || !strings.Contains(err.Error(), "git fetch: timed out after 500ms") {
-		t.Errorf("Sync() with a hanging ssh = %v (exit %d); want a Retry, timed out", err, sysexits.Code(err))
+		t.Errorf("Sync() with a hanging ssh = %v (exit %d); want a Retry, timed out", err, cli.ExitStatus(err))
 	}
 
 	r.Timeout = time.Minute
@@ -748,7 +749,7 @@ func TestBareMirrorWorktrees(t *testing.T) {
 			t.Errorf("worktree of %s has a = %q, %v", sha, b, err)
 		}
 	}
-	if err := m.AddWorktree(ctx, filepath.Join(f.dir, "bad"), "--help"); !sysexits.Is(err, sysexits.DataErr) {
+	if err := m.AddWorktree(ctx, filepath.Join(f.dir, "bad"), "--help"); cli.ExitStatus(err) != sysexits.DataErr {
 		t.Errorf("AddWorktree(--help) = %v; want DataErr", err)
 	}
 	os.RemoveAll(filepath.Join(f.dir, "rel-"+first[:7]))

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
 )
 
 // Reading a commit's files from git's objects rather than from the working
@@ -47,7 +47,7 @@ func (e TreeEntry) Regular() bool {
 // recursing: "dir" is the entry dir itself, "dir/" the entries directly in
 // it. Paths are literal (git ls-tree takes no wildcards); one the commit
 // does not have lists nothing. A commit that is not a valid full name is
-// an error classified sysexits.DataErr; one the repository does not have
+// bad data (an *event.Error); one the repository does not have
 // is an error.
 func (r *Repo) ListTree(ctx context.Context, commit string, paths ...string) ([]TreeEntry, error) {
 	if err := checkSHA(commit); err != nil {
@@ -90,7 +90,7 @@ func (r *Repo) ReadBlob(ctx context.Context, id string, max int) ([]byte, error)
 	}
 	out, err := r.runMax(ctx, r.Path, max, "cat-file", "blob", id)
 	if errors.Is(err, errTooLong) {
-		return nil, sysexits.Errorf(sysexits.DataErr, "blob %s is larger than %d bytes", id, max)
+		return nil, event.Errorf("blob %s is larger than %d bytes", id, max)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read blob %s: %w", id, err)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -58,10 +59,10 @@ func TestListTreeAndReadBlob(t *testing.T) {
 	if b, err := r.ReadBlob(ctx, got["dir/a.conf"].ID, 1<<20); err != nil || string(b) != "a\n" {
 		t.Errorf("ReadBlob(a.conf) = %q, %v; want the committed %q", b, err, "a\n")
 	}
-	if _, err := r.ReadBlob(ctx, got["dir/big"].ID, 99); !sysexits.Is(err, sysexits.DataErr) {
+	if _, err := r.ReadBlob(ctx, got["dir/big"].ID, 99); cli.ExitStatus(err) != sysexits.DataErr {
 		t.Errorf("ReadBlob(big, 99) = %v; want a DataErr (too large)", err)
 	}
-	if _, err := r.ListTree(ctx, "HEAD"); !sysexits.Is(err, sysexits.DataErr) {
+	if _, err := r.ListTree(ctx, "HEAD"); cli.ExitStatus(err) != sysexits.DataErr {
 		t.Errorf("ListTree(HEAD) = %v; want a DataErr (not a full commit name)", err)
 	}
 	if _, err := r.ListTree(ctx, got["dir/a.conf"].ID); err == nil {

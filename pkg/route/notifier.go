@@ -16,7 +16,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/notify"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // The bounds of the log lines a failure notice carries: the last
@@ -132,13 +131,13 @@ func (n *notifier) runNotice(ctx context.Context, cfg *config.Config, d *config.
 	}
 	run, err := n.st.GetRun(ctx, d.Name, req.RunID)
 	if errors.Is(err, store.ErrNotFound) {
-		return sysexits.Errorf(sysexits.DataErr, "run notice: deployment %s has no run %d", d.Name, req.RunID)
+		return event.Errorf("run notice: deployment %s has no run %d", d.Name, req.RunID)
 	}
 	if err != nil {
 		return err
 	}
 	if run.State != req.State {
-		return sysexits.Errorf(sysexits.DataErr, "run notice: run %d of %s is %s, not %s as the entry says", run.ID, d.Name, run.State, req.State)
+		return event.Errorf("run notice: run %d of %s is %s, not %s as the entry says", run.ID, d.Name, run.State, req.State)
 	}
 	r := notify.Run{ID: run.ID, Deployment: d.Name, Repository: d.Repository, Commit: run.Commit,
 		CommitURL: cfg.CommitURL(d, run.Commit), Ref: run.Ref, Subject: run.CommitSubject, Author: run.CommitAuthor,

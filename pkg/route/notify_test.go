@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/notify/notifytest"
@@ -191,13 +192,13 @@ func TestRunNotices(t *testing.T) {
 
 	// Refused: another user's entry for app, a run that is not app's, a
 	// state that is not the run's.
-	if err := r.notice(t, "app", bad.ID, store.RunFailed, 65534); sysexits.Code(err) != sysexits.DataErr {
+	if err := r.notice(t, "app", bad.ID, store.RunFailed, 65534); cli.ExitStatus(err) != sysexits.DataErr {
 		t.Errorf("Handle(app's notice published by nobody) = %v; want refused (DataErr)", err)
 	}
-	if err := r.notice(t, "app", bad.ID+100, store.RunFailed, 0); sysexits.Code(err) != sysexits.DataErr {
+	if err := r.notice(t, "app", bad.ID+100, store.RunFailed, 0); cli.ExitStatus(err) != sysexits.DataErr {
 		t.Errorf("Handle(notice of a run that does not exist) = %v; want refused (DataErr)", err)
 	}
-	if err := r.notice(t, "app", ok.ID, store.RunFailed, 0); sysexits.Code(err) != sysexits.DataErr {
+	if err := r.notice(t, "app", ok.ID, store.RunFailed, 0); cli.ExitStatus(err) != sysexits.DataErr {
 		t.Errorf("Handle(a succeeded run said failed) = %v; want refused (DataErr)", err)
 	}
 	if err := r.notice(t, "quiet", ok.ID, store.RunFailed, 0); err != nil {
@@ -270,7 +271,7 @@ func TestWatchNotices(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Run(ctx, func(context.Context, *queue.Entry) error {
-			return sysexits.Errorf(sysexits.DataErr, "nonsense in %s", name)
+			return event.Errorf("nonsense in %s", name)
 		}, queue.Options{Once: true, NoNotify: true})
 		c.Close()
 	}

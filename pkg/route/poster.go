@@ -16,7 +16,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Poster sets the commit statuses and sends the run notices that the
@@ -96,7 +95,7 @@ func (p *Poster) Handle(ctx context.Context, e *queue.Entry) error {
 		return err
 	}
 	if !strings.EqualFold(req.Repository, d.Repository) {
-		return sysexits.Errorf(sysexits.DataErr, "commit status for repository %s, but deployment %s deploys %s: refused",
+		return event.Errorf("commit status for repository %s, but deployment %s deploys %s: refused",
 			req.Repository, d.Name, d.Repository)
 	}
 	if !client.Enabled() {
@@ -117,12 +116,12 @@ func (p *Poster) Handle(ctx context.Context, e *queue.Entry) error {
 func (p *Poster) owned(cfg *config.Config, e *queue.Entry, what, deployment string) (*config.Deployment, error) {
 	d, ok := cfg.Deployment(deployment)
 	if !ok {
-		return nil, sysexits.Errorf(sysexits.DataErr, "%s for deployment %q, which is not in %s: refused", what, deployment, cfg.File)
+		return nil, event.Errorf("%s for deployment %q, which is not in %s: refused", what, deployment, cfg.File)
 	}
 	// e.Owner comes from the open file the queue read (queue.Entry); the
 	// queue took it only from one of its writers: some deployment's user.
 	if uid, ok := config.UserID(d.RunsAs()); e.Owner != 0 && (!ok || e.Owner != uid) {
-		return nil, hint.With(sysexits.Errorf(sysexits.DataErr,
+		return nil, hint.With(event.Errorf(
 			"%s entry %s is owned by %s, not by %s (deployment %s's user) or root: refused",
 			what, e.Name, userName(e.Owner), d.RunsAs(), d.Name),
 			"only the deployment's own worker asks for its statuses and notices; set deployments."+d.Name+".user to the user it runs as")

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
@@ -115,12 +116,12 @@ user = "nobody"
 	}
 	forged := good
 	forged.Repository = "acme/other"
-	if err := handle(forged, -1); sysexits.Code(err) != sysexits.DataErr || !strings.Contains(err.Error(), "deployment app deploys acme/app") {
+	if err := handle(forged, -1); cli.ExitStatus(err) != sysexits.DataErr || !strings.Contains(err.Error(), "deployment app deploys acme/app") {
 		t.Errorf("Handle(a status for another deployment's repository) = %v; want refused (DataErr)", err)
 	}
 	// app runs as dh-deploy by default; an entry owned by another
 	// deployment's user ("nobody", other's) is refused.
-	if err := handle(good, 65534); sysexits.Code(err) != sysexits.DataErr || !strings.Contains(err.Error(), "not by dh-deploy (deployment app's user)") {
+	if err := handle(good, 65534); cli.ExitStatus(err) != sysexits.DataErr || !strings.Contains(err.Error(), "not by dh-deploy (deployment app's user)") {
 		t.Errorf("Handle(app's status published by nobody) = %v; want refused (DataErr)", err)
 	}
 	other := event.CommitStatus{Deployment: "other", Repository: "acme/other", Commit: sha, State: "pending"}

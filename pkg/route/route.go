@@ -7,7 +7,7 @@
 //
 //  1. Decode it. An entry that is not a valid github-event (bad JSON, wrong
 //     version or kind, missing fields, a push payload without ref, after or
-//     repository) is a sysexits.DataErr: pkg/queue moves it to failed/ with
+//     repository) is bad data (an *event.Error): pkg/queue moves it to failed/ with
 //     the reason. If its delivery id is readable, the event table gets a
 //     "failed" row with that reason (a delivery decided before keeps its
 //     decision).
@@ -86,7 +86,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Reasons recorded with a voided (or duplicate) delivery. They are stable:
@@ -122,14 +121,14 @@ type Decision struct {
 
 // Match decides from the table's configuration alone what a delivery's
 // fate is, and returns the event-table fields read from its payload. A
-// payload routing cannot read is a sysexits.DataErr.
+// payload routing cannot read is bad data (an *event.Error).
 func (t *Table) Match(ev *event.GitHubEvent) (store.Event, Decision, error) {
 	rec := store.Event{Delivery: ev.Delivery, Event: ev.Event, HookID: ev.HookID, ReceivedAt: ev.ReceivedAt}
 	switch ev.Event {
 	case EventPing:
 		p, err := github.DecodePing(ev.Payload)
 		if err != nil {
-			return rec, Decision{}, sysexits.New(sysexits.DataErr, err)
+			return rec, Decision{}, &event.Error{Err: err}
 		}
 		if rec.HookID == 0 {
 			rec.HookID = p.HookID
@@ -148,7 +147,7 @@ func (t *Table) Match(ev *event.GitHubEvent) (store.Event, Decision, error) {
 
 	p, err := github.DecodePush(ev.Payload)
 	if err != nil {
-		return rec, Decision{}, sysexits.New(sysexits.DataErr, err)
+		return rec, Decision{}, &event.Error{Err: err}
 	}
 	rec.Repository, rec.Ref, rec.Before, rec.After = p.Repository.FullName, p.Ref, p.Before, p.After
 	if p.IsDeletion() {
@@ -353,8 +352,8 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 		if err != nil {
 			it.bad, it.known = err, true
 		}
-		if it.bad != nil && !sysexits.Is(it.bad, sysexits.DataErr) {
-			it.bad = sysexits.New(sysexits.DataErr, it.bad)
+		if _, ok := errors.AsType[*event.Error](it.bad); it.bad != nil && !ok {
+			it.bad = &event.Error{Err: it.bad}
 		}
 		it.bad = queue.Fail(it.bad) // bad data: failed, whatever failed inside
 	}

@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/route"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
@@ -454,7 +454,7 @@ func TestDatabaseDownOnce(t *testing.T) {
 	cluster.Stop(t)
 	err := router.Handle(context.Background(), &queue.Entry{Name: "00000000000000000001-1-00000000.json", Data: data})
 	if !queue.IsRetry(err) {
-		t.Errorf("Handle() with the database down = %v (code %d); want code 75", err, sysexits.Code(err))
+		t.Errorf("Handle() with the database down = %v (code %d); want code 75", err, cli.ExitStatus(err))
 	}
 	cluster.Start(t)
 }

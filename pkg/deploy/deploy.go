@@ -6,7 +6,7 @@
 // For each entry, in this order (HandleBatch, Handle):
 //
 //  1. Decode it: a github-event push routed to this deployment, else a
-//     sysexits.DataErr (the entry goes to failed/).
+//     bad data, an *event.Error (the entry goes to failed/).
 //  2. Idempotency: runs are keyed on (delivery, deployment). If a run of
 //     the pair succeeded, the entry is done. Otherwise this is attempt
 //     n+1. At start (Recover) the worker marks every unfinished run of its
@@ -68,7 +68,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Triggers of a run, as the runs table records them.
@@ -136,7 +135,7 @@ type Worker struct {
 // set and send.
 func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worker, error) {
 	if _, ok := cfg.Deployment(name); !ok {
-		return nil, hint.With(sysexits.Errorf(sysexits.Config, "%s: no deployment %q", cfg.File, name),
+		return nil, hint.With(config.Errorf("%s: no deployment %q", cfg.File, name),
 			"the deployments are: "+fmt.Sprint(cfg.DeploymentNames()))
 	}
 	if opts.Logger == nil {
@@ -187,12 +186,12 @@ func (w *Worker) use(cfg *config.Config) {
 // Whether queues/status is written at all is decided at start ([github]
 // changes, and the first [notify] target, need a restart).
 // A configuration without the worker's deployment is refused (a
-// sysexits.Config error): the worker goes on with the one it has, since
+// *config.Error): the worker goes on with the one it has, since
 // the entries still queued were routed to it under that one.
 func (w *Worker) SetConfig(cfg *config.Config) error {
 	if _, ok := cfg.Deployment(w.name); !ok {
 		return hint.With(
-			sysexits.Errorf(sysexits.Config, "deployment %q is no longer in %s; its worker keeps the configuration it has", w.name, cfg.File),
+			config.Errorf("deployment %q is no longer in %s; its worker keeps the configuration it has", w.name, cfg.File),
 			"to retire the deployment, stop its worker: systemctl disable --now dh-deploy@"+w.name)
 	}
 	w.next.Store(cfg)
@@ -326,7 +325,7 @@ func (w *Worker) request(data []byte, trigger string) (Request, error) {
 			return Request{}, err
 		}
 		if dr.Deployment != w.d.Name {
-			return Request{}, sysexits.Errorf(sysexits.DataErr, "entry is for deployment %q, not %q", dr.Deployment, w.d.Name)
+			return Request{}, event.Errorf("entry is for deployment %q, not %q", dr.Deployment, w.d.Name)
 		}
 		req := Request{Delivery: dr.Delivery, Trigger: TriggerToken, Ref: dr.Ref, Commit: dr.Commit,
 			By: Actor("token", dr.TokenName)}
@@ -337,12 +336,12 @@ func (w *Worker) request(data []byte, trigger string) (Request, error) {
 		if req.Ref == "" {
 			ref, err := DefaultRef(w.d)
 			if err != nil {
-				return Request{}, sysexits.New(sysexits.DataErr, err)
+				return Request{}, &event.Error{Err: err}
 			}
 			req.Ref = ref
 		}
 		if _, err := ident.ParseRef(req.Ref); err != nil {
-			return Request{}, sysexits.New(sysexits.DataErr, err)
+			return Request{}, &event.Error{Err: err}
 		}
 		return req, nil
 	}
@@ -375,7 +374,7 @@ func DefaultRef(d *config.Deployment) (string, error) {
 			return "refs/heads/" + b, nil
 		}
 	}
-	return "", hint.With(sysexits.Errorf(sysexits.Usage, "deployment %s follows no branch by name", d.Name),
+	return "", hint.With(usageError{fmt.Errorf("deployment %s follows no branch by name", d.Name)},
 		"name a ref: refs/heads/BRANCH or refs/tags/TAG")
 }
 
@@ -386,23 +385,23 @@ func (w *Worker) decode(data []byte) (*event.GitHubEvent, *github.Push, error) {
 		return nil, nil, err
 	}
 	if ev.Deployment != w.d.Name {
-		return nil, nil, sysexits.Errorf(sysexits.DataErr, "entry is for deployment %q, not %q", ev.Deployment, w.d.Name)
+		return nil, nil, event.Errorf("entry is for deployment %q, not %q", ev.Deployment, w.d.Name)
 	}
 	if ev.Event != "push" {
-		return nil, nil, sysexits.Errorf(sysexits.DataErr, "entry is a %q event; only pushes are deployed", ev.Event)
+		return nil, nil, event.Errorf("entry is a %q event; only pushes are deployed", ev.Event)
 	}
 	push, err := github.DecodePush(ev.Payload)
 	if err != nil {
-		return nil, nil, sysexits.New(sysexits.DataErr, err)
+		return nil, nil, &event.Error{Err: err}
 	}
 	if push.IsDeletion() {
-		return nil, nil, sysexits.Errorf(sysexits.DataErr, "entry is the deletion of %s; nothing to deploy", push.Ref)
+		return nil, nil, event.Errorf("entry is the deletion of %s; nothing to deploy", push.Ref)
 	}
 	if _, err := ident.ParseCommit(push.After); err != nil {
-		return nil, nil, sysexits.New(sysexits.DataErr, err)
+		return nil, nil, &event.Error{Err: err}
 	}
 	if _, err := ident.ParseRef(push.Ref); err != nil {
-		return nil, nil, sysexits.New(sysexits.DataErr, err)
+		return nil, nil, &event.Error{Err: err}
 	}
 	return ev, push, nil
 }
@@ -503,7 +502,8 @@ type RollbackOptions struct {
 // RollbackRuns succeeded runs. With strategy releases a kept release of
 // it is switched to without a build (its activate steps and the health
 // check run); a release no longer kept is built again. With nothing
-// earlier it fails with sysexits.Unavailable.
+// earlier it fails with an error whose Unavailable method says so (exit
+// 69: errors.go).
 func (w *Worker) Rollback(ctx context.Context, opts RollbackOptions) (store.Run, error) {
 	w.update()
 	ok, err := w.st.SucceededRuns(ctx, w.d.Name, RollbackRuns) // oldest first
@@ -512,24 +512,24 @@ func (w *Worker) Rollback(ctx context.Context, opts RollbackOptions) (store.Run,
 	}
 	if len(ok) == 0 {
 		return store.Run{}, hint.With(
-			sysexits.Errorf(sysexits.Unavailable, "%s has no successful run yet: nothing earlier to roll back to", w.d.Name),
+			unavailableError{fmt.Errorf("%s has no successful run yet: nothing earlier to roll back to", w.d.Name)},
 			"a failed run never switched path: what was live before it still is (dh-deploy history "+w.d.Name+")")
 	}
 	t := -1
 	if opts.To != "" {
 		if t = pickRun(ok, opts.To); t < 0 {
 			return store.Run{}, hint.With(
-				sysexits.Errorf(sysexits.Unavailable, "%s has no succeeded run %q to roll back to", w.d.Name, opts.To),
+				unavailableError{fmt.Errorf("%s has no succeeded run %q to roll back to", w.d.Name, opts.To)},
 				"name a run id or a commit (7 or more hexadecimal digits) of a succeeded run: dh-deploy history "+w.d.Name)
 		}
 	} else if t = rollbackTarget(ok, livePosition(ok)); t < 0 {
-		return store.Run{}, sysexits.Errorf(sysexits.Unavailable, "%s has no earlier successful commit to roll back to", w.d.Name)
+		return store.Run{}, unavailableError{fmt.Errorf("%s has no earlier successful commit to roll back to", w.d.Name)}
 	}
 	r := ok[t]
 	// (In place, rolling back to the checked-out commit rebuilds it, which
 	// mends a checkout a failed run left half-built.)
 	if live, _, err := w.live(ctx); w.d.Releases() && err == nil && live == r.Commit {
-		return store.Run{}, sysexits.Errorf(sysexits.Unavailable, "%s is already live at %s (run %d)", w.d.Name, r.Commit, r.ID)
+		return store.Run{}, unavailableError{fmt.Errorf("%s is already live at %s (run %d)", w.d.Name, r.Commit, r.ID)}
 	}
 	w.log.Info("rolling back", "from", ok[len(ok)-1].Commit, "to", r.Commit, "run", r.ID)
 	req := Request{Delivery: ManualID(TriggerRollback), Trigger: TriggerRollback,

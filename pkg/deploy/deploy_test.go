@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/deploy"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
@@ -877,7 +878,7 @@ func TestRollbackWalksBack(t *testing.T) {
 			t.Fatalf("Rollback() = %+v, %v, head %s; want %s", run, err, r.head(), want)
 		}
 	}
-	if run, err := w.Rollback(ctx, deploy.RollbackOptions{}); !sysexits.Is(err, sysexits.Unavailable) {
+	if run, err := w.Rollback(ctx, deploy.RollbackOptions{}); cli.ExitStatus(err) != sysexits.Unavailable {
 		t.Errorf("Rollback() at the first commit = %+v, %v; want Unavailable", run, err)
 	}
 	// A new deploy of c2 is the live place again: rollback walks back

@@ -50,6 +50,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/ghstatus"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
@@ -57,7 +58,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // releaseName matches the directories of releases: the run that built it
@@ -125,7 +125,7 @@ func (w *Worker) liveRelease() (string, error) {
 }
 
 func notTakenOver(p, why string) error {
-	return hint.With(sysexits.Errorf(sysexits.Config, "path %s %s; dh-deploy does not take it over", p, why),
+	return hint.With(config.Errorf("path %s %s; dh-deploy does not take it over", p, why),
 		`move it away (dh-deploy then makes path a symbolic link to the live release), or set strategy = "in-place"`)
 }
 

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/deploy"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
@@ -227,7 +228,7 @@ keep_releases = 3`)
 		t.Fatalf("Rollback() to a pruned release = %+v, %v; want %s built again", run, err, c[0])
 	}
 	t.Logf("rollback by switching: %v; rollback that rebuilds (a 1 s build): %v", switched, rebuilt)
-	if _, err := w.Rollback(ctx, deploy.RollbackOptions{}); !sysexits.Is(err, sysexits.Unavailable) {
+	if _, err := w.Rollback(ctx, deploy.RollbackOptions{}); cli.ExitStatus(err) != sysexits.Unavailable {
 		t.Errorf("Rollback() at the first commit = %v; want Unavailable", err)
 	}
 	runs := r.runs()
@@ -240,12 +241,12 @@ keep_releases = 3`)
 	if err != nil || run.Commit != c[2] || r.head() != c[2] {
 		t.Fatalf("Rollback(--to %s) = %+v, %v; want %s", c[2][:8], run, err, c[2])
 	}
-	if _, err := w.Rollback(ctx, deploy.RollbackOptions{To: c[2]}); !sysexits.Is(err, sysexits.Unavailable) ||
+	if _, err := w.Rollback(ctx, deploy.RollbackOptions{To: c[2]}); cli.ExitStatus(err) != sysexits.Unavailable ||
 		!strings.Contains(err.Error(), "already live") {
 		t.Errorf("Rollback(--to the live commit) = %v; want Unavailable, already live", err)
 	}
 	for _, to := range []string{"999999", "deadbeef", "zz"} {
-		if _, err := w.Rollback(ctx, deploy.RollbackOptions{To: to}); !sysexits.Is(err, sysexits.Unavailable) {
+		if _, err := w.Rollback(ctx, deploy.RollbackOptions{To: to}); cli.ExitStatus(err) != sysexits.Unavailable {
 			t.Errorf("Rollback(--to %s) = %v; want Unavailable", to, err)
 		}
 	}
@@ -265,7 +266,7 @@ func TestRollbackAfterFailedFirstDeploy(t *testing.T) {
 	w := r.worker()
 	defer w.Close()
 	_, err := w.Rollback(context.Background(), deploy.RollbackOptions{})
-	if !sysexits.Is(err, sysexits.Unavailable) || !strings.Contains(err.Error(), "no successful run yet") {
+	if cli.ExitStatus(err) != sysexits.Unavailable || !strings.Contains(err.Error(), "no successful run yet") {
 		t.Errorf("Rollback() = %v; want Unavailable saying nothing succeeded yet", err)
 	}
 }

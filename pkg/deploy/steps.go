@@ -17,7 +17,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // passedEnv are the variables of the worker's own environment that steps
@@ -89,7 +88,7 @@ func lookProgram(name, checkout string, env []string) (string, error) {
 	}
 	p, err := progpath.InPath(name, progpath.EnvPATH(env)) // relative entries skipped: they would depend on the checkout
 	if err != nil {
-		return "", sysexits.New(sysexits.Unavailable, err)
+		return "", unavailableError{err}
 	}
 	return p, nil
 }
@@ -98,11 +97,11 @@ func executable(path string) error {
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return sysexits.Errorf(sysexits.Unavailable, "%s does not exist", path)
+		return unavailableError{fmt.Errorf("%s does not exist", path)}
 	case err != nil:
-		return sysexits.New(sysexits.NoPerm, err)
+		return deniedError{err}
 	case fi.IsDir() || fi.Mode().Perm()&0o111 == 0:
-		return sysexits.Errorf(sysexits.NoPerm, "%s is not an executable file", path)
+		return deniedError{fmt.Errorf("%s is not an executable file", path)}
 	}
 	return nil
 }

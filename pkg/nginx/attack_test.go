@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -50,7 +51,7 @@ func TestAttackWorkingTreeAndForeignEntry(t *testing.T) {
 	// Its entry, owned by its user (here: nobody), is refused and
 	// recorded, whatever it names.
 	err := r.in.Handle(ctx, r.entry(data, uid(t, "nobody")))
-	if !sysexits.Is(err, sysexits.DataErr) || !strings.Contains(err.Error(), "owned by nobody") {
+	if cli.ExitStatus(err) != sysexits.DataErr || !strings.Contains(err.Error(), "owned by nobody") {
 		t.Errorf("Handle(a foreign entry) = %v; want a DataErr saying who owns it", err)
 	}
 	if row := r.lastInstall(); row.Outcome != store.NginxFailed || !strings.Contains(row.Error, "owned by nobody") {
@@ -77,7 +78,7 @@ func TestAttackWorkingTreeAndForeignEntry(t *testing.T) {
 	for _, owner := range []int{0, uid(t, "daemon"), uid(t, "bin")} { // root, the deployment, dh-cert
 		fdata, _ := forged.Encode()
 		err := r.in.Handle(ctx, r.entry(fdata, owner))
-		if !sysexits.Is(err, sysexits.DataErr) || !strings.Contains(err.Error(), "not one deployment sites verified") {
+		if cli.ExitStatus(err) != sysexits.DataErr || !strings.Contains(err.Error(), "not one deployment sites verified") {
 			t.Errorf("Handle(unverified commit from uid %d) = %v; want a DataErr: not verified", owner, err)
 		}
 	}
@@ -85,7 +86,7 @@ func TestAttackWorkingTreeAndForeignEntry(t *testing.T) {
 	// user's) verifies nothing either.
 	r.run(&forged, store.RunFailed)
 	forged.RunID = r.run(&forged, store.RunRunning)
-	if _, err := r.in.Converge(ctx, &forged); !sysexits.Is(err, sysexits.DataErr) {
+	if _, err := r.in.Converge(ctx, &forged); cli.ExitStatus(err) != sysexits.DataErr {
 		t.Errorf("Converge(commit of a failed and a running run, as root) = %v; want a DataErr", err)
 	}
 	r.waitHTTP("a.example.test", "a-v1")
@@ -156,7 +157,7 @@ func TestSwapBetweenTestAndReload(t *testing.T) {
 	r.cfg.Nginx.TestCommand = append([]string{"/bin/sh", "-c", `"$@" && printf '%s' '` + swap + `' > ` + installed, "sh"}, test...)
 	e2 := r.commit(map[string]string{"production/a.example.test.conf": r.site("a.example.test", "a-v2")})
 	res, err := r.in.Converge(ctx, e2)
-	if !sysexits.Is(err, sysexits.DataErr) || !strings.Contains(err.Error(), "changed after the configuration test") ||
+	if cli.ExitStatus(err) != sysexits.DataErr || !strings.Contains(err.Error(), "changed after the configuration test") ||
 		!strings.Contains(err.Error(), installed) {
 		t.Fatalf("Converge() with a swap after the test = %+v, %v; want a DataErr naming the swapped file", res, err)
 	}
@@ -170,7 +171,7 @@ func TestSwapBetweenTestAndReload(t *testing.T) {
 
 	// An nginx-reload entry is held to the same rule.
 	r.cfg.Nginx.TestCommand = append([]string{"/bin/sh", "-c", `"$@" && echo '# touched' >> ` + installed, "sh"}, test...)
-	if err := r.in.Reload(ctx, "renewed"); !sysexits.Is(err, sysexits.DataErr) || !strings.Contains(err.Error(), "changed after the configuration test") {
+	if err := r.in.Reload(ctx, "renewed"); cli.ExitStatus(err) != sysexits.DataErr || !strings.Contains(err.Error(), "changed after the configuration test") {
 		t.Errorf("Reload() with a change after the test = %v; want a DataErr", err)
 	}
 }

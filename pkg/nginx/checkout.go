@@ -12,7 +12,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Directories of an nginx-kind checkout.
@@ -67,7 +66,7 @@ func readTree(ctx context.Context, repo *gitrepo.Repo, commit string) (*tree, er
 	}
 	for _, e := range top {
 		if e.Type != "tree" {
-			return nil, sysexits.Errorf(sysexits.DataErr, "commit %s: %s is not a directory (symbolic links are refused)", commit, e.Path)
+			return nil, event.Errorf("commit %s: %s is not a directory (symbolic links are refused)", commit, e.Path)
 		}
 	}
 	t := &tree{}
@@ -168,10 +167,11 @@ func readBlob(ctx context.Context, repo *gitrepo.Repo, e gitrepo.TreeEntry) ([]b
 }
 
 // readErr classifies an error of reading the checkout's objects: a
-// temporary failure (the checkout may be in the middle of a fetch), unless
-// it already says otherwise.
+// temporary failure (the checkout may be in the middle of a fetch, or git
+// missing until it is installed again), unless it is bad data (an
+// *event.Error: a blob too large) or already an outcome.
 func readErr(err error) error {
-	if _, ok := errors.AsType[*sysexits.Error](err); ok || queue.IsRetry(err) || queue.IsStop(err) {
+	if _, ok := errors.AsType[*event.Error](err); ok || queue.IsRetry(err) || queue.IsStop(err) {
 		return err
 	}
 	return queue.Retry(fmt.Errorf("read the checkout: %w", err))

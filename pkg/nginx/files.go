@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Manifest is what dh-nginx knows it installed for one deployment:
@@ -82,7 +82,7 @@ func (in *Installer) LoadManifest(deployment string) (*Manifest, error) {
 		return nil, queue.Stop(fmt.Errorf("read manifest: %w", err))
 	}
 	if err := json.Unmarshal(data, m); err != nil {
-		return nil, sysexits.Errorf(sysexits.Software, "manifest %s is corrupt: %v", in.manifestPath(deployment), err)
+		return nil, bugError{fmt.Errorf("manifest %s is corrupt: %v", in.manifestPath(deployment), err)}
 	}
 	if m.Files == nil {
 		m.Files = map[string]string{}
@@ -122,7 +122,7 @@ func (in *Installer) apply(j *journal) error {
 		case err != nil:
 			return queue.Stop(fmt.Errorf("back up %s: %w", c.Path, err))
 		case !fi.Mode().IsRegular():
-			return sysexits.Errorf(sysexits.DataErr, "%s is not a regular file", c.Path)
+			return event.Errorf("%s is not a regular file", c.Path)
 		}
 		old, err := os.ReadFile(c.Path)
 		if err != nil {
@@ -225,7 +225,7 @@ func (in *Installer) recoverJournal(d string) (bool, error) {
 	var j journal
 	if err := json.Unmarshal(data, &j); err != nil {
 		// durable.WriteFile never leaves a partial journal.
-		return false, sysexits.Errorf(sysexits.Software, "journal %s is corrupt: %v", in.journalPath(d), err)
+		return false, bugError{fmt.Errorf("journal %s is corrupt: %v", in.journalPath(d), err)}
 	}
 	in.log.Warn("restoring the files of an install that was interrupted", "deployment", d, "commit", j.Commit, "files", len(j.Changes))
 	return true, in.rollback(&j)

@@ -94,7 +94,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // CommandTimeout bounds the test and reload commands.
@@ -233,7 +232,7 @@ func (in *Installer) Handle(ctx context.Context, e *queue.Entry) error {
 		}
 		return in.Reload(ctx, req.Reason)
 	}
-	return sysexits.Errorf(sysexits.DataErr, "entry kind %q does not belong in queues/nginx", env.Kind)
+	return event.Errorf("entry kind %q does not belong in queues/nginx", env.Kind)
 }
 
 // lock takes state_dir/nginx/.lock.
@@ -264,7 +263,7 @@ func (in *Installer) Reload(ctx context.Context, reason string) error {
 	tested, out, err := in.test(ctx, in.managedFiles())
 	if err != nil {
 		rec.Outcome, rec.Error = store.NginxFailed, "nginx configuration test failed: "+out
-		err = sysexits.Errorf(sysexits.DataErr, "configuration test failed; not reloading: %s", cell.Line(out, 0))
+		err = event.Errorf("configuration test failed; not reloading: %s", cell.Line(out, 0))
 		in.log.Error("reload refused: the configuration test failed", "reason", reason, "output", cell.Line(out, 0))
 		return errors.Join(err, in.finish(ctx, id, rec))
 	}
@@ -333,7 +332,7 @@ func (in *Installer) reloadPending() bool {
 func (in *Installer) command(ctx context.Context, what string, argv []string) (string, error) {
 	prog, err := progpath.Program(argv[0], os.Getenv("PATH")+":"+progpath.SystemPATH)
 	if err != nil {
-		return err.Error(), sysexits.Errorf(sysexits.Unavailable, "%s command: %v", what, err)
+		return err.Error(), unavailableError{fmt.Errorf("%s command: %v", what, err)}
 	}
 	started := time.Now()
 	res, err := sysexec.Run(ctx, sysexec.Cmd{
@@ -370,7 +369,7 @@ func (in *Installer) Converge(ctx context.Context, req *event.NginxSites) (*Resu
 func (in *Installer) converge(ctx context.Context, req *event.NginxSites, from origin) (*Result, error) {
 	d, ok := in.cfg.Deployment(req.Deployment)
 	if !ok || d.Kind != config.KindNginx {
-		return nil, sysexits.Errorf(sysexits.DataErr, "deployment %q is not an nginx deployment in %s", req.Deployment, in.cfg.File)
+		return nil, event.Errorf("deployment %q is not an nginx deployment in %s", req.Deployment, in.cfg.File)
 	}
 	id, err := in.st.StartNginxInstall(ctx, store.NginxInstall{Kind: store.NginxKindSites, Deployment: d.Name,
 		Commit: req.Commit, Delivery: req.Delivery, RunID: req.RunID})
@@ -498,7 +497,7 @@ func (in *Installer) commit(ctx context.Context, p *planned) (*Result, error) {
 			tested, out, err := in.test(ctx, slices.Collect(maps.Keys(next.Files)))
 			if err != nil {
 				res.Outcome, res.Output = store.NginxFailed, out
-				return res, sysexits.Errorf(sysexits.DataErr, "configuration test failed; not reloading: %s", cell.Line(out, 0))
+				return res, event.Errorf("configuration test failed; not reloading: %s", cell.Line(out, 0))
 			}
 			if err := in.reload(ctx, tested); err != nil {
 				res.Outcome = store.NginxFailed
@@ -537,7 +536,7 @@ func (in *Installer) commit(ctx context.Context, p *planned) (*Result, error) {
 		if !isExit(err) {
 			return res, err // the program is missing, or may not run
 		}
-		return res, sysexits.Errorf(sysexits.DataErr, "configuration test failed; previous files restored: %s", cell.Line(out, 0))
+		return res, event.Errorf("configuration test failed; previous files restored: %s", cell.Line(out, 0))
 	}
 	// The new files pass: from here on they stay, and nginx must load them.
 	if err := in.setReloadPending(); err != nil {
@@ -573,7 +572,7 @@ func refused(res *Result) error {
 	if why == nil {
 		return nil
 	}
-	return sysexits.Errorf(sysexits.DataErr, "%s", strings.Join(why, "; "))
+	return event.Errorf("%s", strings.Join(why, "; "))
 }
 
 // stale reports whether the checkout's HEAD is not at commit.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
@@ -154,7 +155,7 @@ func TestConflictWithUnmanagedFile(t *testing.T) {
 		"production/c.example.test.conf": r.site("c.example.test", "c"),
 	})
 	res, err := r.in.Converge(ctx, e)
-	if !sysexits.Is(err, sysexits.DataErr) || !strings.Contains(err.Error(), "a.example.test.conf") {
+	if cli.ExitStatus(err) != sysexits.DataErr || !strings.Contains(err.Error(), "a.example.test.conf") {
 		t.Fatalf("Converge() = %v; want a DataErr naming the conflicting file", err)
 	}
 	if got, _ := os.ReadFile(filepath.Join(r.dir, "conf.d/a.example.test.conf")); string(got) != theirs {
@@ -208,7 +209,7 @@ func TestBrokenSiteRestoresPreviousFiles(t *testing.T) {
 		"snippets/x.conf":                "",
 	})
 	res, err := r.in.Converge(ctx, e2)
-	if !sysexits.Is(err, sysexits.DataErr) || !strings.Contains(err.Error(), `"gzip"`) {
+	if cli.ExitStatus(err) != sysexits.DataErr || !strings.Contains(err.Error(), `"gzip"`) {
 		t.Fatalf("Converge(broken) = %v; want a DataErr with nginx's message", err)
 	}
 	if res.Outcome != store.NginxFailed {
@@ -336,7 +337,7 @@ func TestRefusedSites(t *testing.T) {
 	}
 	e := r.commit(nil)
 	res, err := r.in.Converge(ctx, e)
-	if !sysexits.Is(err, sysexits.DataErr) {
+	if cli.ExitStatus(err) != sysexits.DataErr {
 		t.Fatalf("Converge() = %v; want a DataErr", err)
 	}
 	for _, want := range []string{"regex.example.test.conf: line 4: server_name \"~", "regular expression",
@@ -366,7 +367,7 @@ func TestRefusedSites(t *testing.T) {
 		t.Fatal(err)
 	}
 	e = r.commit(nil)
-	if _, err := r.in.Converge(ctx, e); !sysexits.Is(err, sysexits.DataErr) || !strings.Contains(err.Error(), "production is not a directory") {
+	if _, err := r.in.Converge(ctx, e); cli.ExitStatus(err) != sysexits.DataErr || !strings.Contains(err.Error(), "production is not a directory") {
 		t.Errorf("Converge(production -> outside) = %v; want a DataErr", err)
 	}
 }
@@ -379,7 +380,7 @@ func TestRefusedChangeKeepsInstalledSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	e = r.commit(map[string]string{"production/a.example.test.conf": r.site("_", "a-v2")})
-	if _, err := r.in.Converge(ctx, e); !sysexits.Is(err, sysexits.DataErr) {
+	if _, err := r.in.Converge(ctx, e); cli.ExitStatus(err) != sysexits.DataErr {
 		t.Fatalf("Converge() = %v; want a DataErr", err)
 	}
 	if got := r.confFiles()["conf.d/a.example.test.conf"]; got != r.site("a.example.test", "a-v1") {
@@ -476,13 +477,13 @@ func TestHandleEntries(t *testing.T) {
 	}
 	// A broken configuration (not ours) is never reloaded.
 	r.write(filepath.Join(r.dir, "conf.d/broken.conf"), "nonsense;\n")
-	if err := r.in.Handle(ctx, r.entry(reload, 0)); !sysexits.Is(err, sysexits.DataErr) {
+	if err := r.in.Handle(ctx, r.entry(reload, 0)); cli.ExitStatus(err) != sysexits.DataErr {
 		t.Errorf("Handle(nginx-reload) with a broken configuration = %v; want a DataErr", err)
 	}
 	r.waitHTTP("a.example.test", "a")
 
 	other, _ := (&event.CertRequest{Name: "a.test", Domains: []string{"a.test"}, For: *e, RequestedAt: time.Now()}).Encode()
-	if err := r.in.Handle(ctx, r.entry(other, 0)); !sysexits.Is(err, sysexits.DataErr) {
+	if err := r.in.Handle(ctx, r.entry(other, 0)); cli.ExitStatus(err) != sysexits.DataErr {
 		t.Errorf("Handle(cert-request) = %v; want a DataErr", err)
 	}
 }
@@ -525,7 +526,7 @@ func TestTestOutputFile(t *testing.T) {
 	}
 	e2 := r.commit(map[string]string{"production/b.example.test.conf": "server {\n    server_name b.example.test;\n    gzip maybe;\n}\n"})
 	_, err := r.in.Converge(ctx, e2)
-	if !sysexits.Is(err, sysexits.DataErr) || !strings.Contains(err.Error(), `"gzip"`) {
+	if cli.ExitStatus(err) != sysexits.DataErr || !strings.Contains(err.Error(), `"gzip"`) {
 		t.Fatalf("Converge(broken) = %v; want a DataErr with nginx's message from %s", err, out)
 	}
 	if row := r.lastInstall(); !strings.Contains(row.Error, `"gzip"`) {

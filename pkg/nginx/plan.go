@@ -15,7 +15,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // onDisk is what a plan needs to know of the host, read by look before
@@ -251,7 +250,8 @@ func (p *planned) wanted(cfg *config.Config, d *config.Deployment, t *tree, disk
 			c := disk.certs[s.name]
 			switch {
 			case errors.Is(c.err, fs.ErrPermission):
-				return nil, nil, hint.With(sysexits.New(sysexits.NoPerm, fmt.Errorf("site %s: check certificate: %w", s.name, c.err)),
+				// c.err is fs.ErrPermission: exit 77.
+				return nil, nil, hint.With(fmt.Errorf("site %s: check certificate: %w", s.name, c.err),
 					"dh-nginx needs search access to the certificate directories: setfacl -m u:dh-nginx:x /etc/letsencrypt/live /etc/letsencrypt/archive")
 			case c.err != nil:
 				return nil, nil, ioFailure(fmt.Errorf("site %s: check certificate: %w", s.name, c.err))

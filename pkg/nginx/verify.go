@@ -20,7 +20,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // origin is who published an nginx-sites entry: the owner of its file.
@@ -43,7 +42,7 @@ func (o origin) String() string {
 func (in *Installer) sender(e *queue.Entry, req *event.NginxSites) (origin, error) {
 	d, ok := in.cfg.Deployment(req.Deployment)
 	if !ok || d.Kind != config.KindNginx {
-		return 0, sysexits.Errorf(sysexits.DataErr, "deployment %q is not an nginx deployment in %s", req.Deployment, in.cfg.File)
+		return 0, event.Errorf("deployment %q is not an nginx deployment in %s", req.Deployment, in.cfg.File)
 	}
 	uid := strconv.Itoa(e.Owner)
 	switch uid {
@@ -58,7 +57,7 @@ func (in *Installer) sender(e *queue.Entry, req *event.NginxSites) (origin, erro
 	if u, err := user.LookupId(uid); err == nil {
 		owner = u.Username
 	}
-	return 0, hint.With(sysexits.Errorf(sysexits.DataErr,
+	return 0, hint.With(event.Errorf(
 		"entry %s is owned by %s, not by %s (deployment %s's user), %s or root: refused",
 		e.Name, owner, d.RunsAs(), d.Name, in.certUser),
 		"only the deployment's own worker (dh-deploy@"+d.Name+", running as its user) hands dh-nginx a commit; see docs/nginx.md")
@@ -100,7 +99,7 @@ func (in *Installer) verified(ctx context.Context, d *config.Deployment, req *ev
 			return nil
 		}
 	}
-	return sysexits.Errorf(sysexits.DataErr, "commit %s is not one deployment %s verified: no succeeded run of it in the history (entry from %s): refused",
+	return event.Errorf("commit %s is not one deployment %s verified: no succeeded run of it in the history (entry from %s): refused",
 		req.Commit, d.Name, from)
 }
 
@@ -134,13 +133,13 @@ func readInstalled(p string) ([]byte, error) {
 			return nil, err
 		}
 		if errors.Is(err, syscall.ELOOP) {
-			return nil, sysexits.Errorf(sysexits.DataErr, "%s is not a regular file", p)
+			return nil, event.Errorf("%s is not a regular file", p)
 		}
 		return nil, ioFailure(fmt.Errorf("read %s: %w", p, err))
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, sysexits.Errorf(sysexits.DataErr, "%s is not a regular file", p)
+		return nil, event.Errorf("%s is not a regular file", p)
 	}
 	data, err := io.ReadAll(f)
 	if err != nil {
@@ -188,7 +187,7 @@ func changedFrom(now, want map[string]string) error {
 	if changed == nil {
 		return nil
 	}
-	return sysexits.New(sysexits.DataErr, fmt.Errorf("%w: %s", errChanged, strings.Join(changed, ", ")))
+	return event.Errorf("%w: %s", errChanged, strings.Join(changed, ", "))
 }
 
 // wanted is the hash of every file of j as apply leaves it ("" for one it

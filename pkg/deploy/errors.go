@@ -1,0 +1,27 @@
+package deploy
+
+import "io/fs"
+
+// The kinds of this package's errors that no other package owns, which
+// pkg/cli tells apart by their methods (cli.ExitStatus); the text is the
+// wrapped error's. Bad data is an *event.Error, a configuration error a
+// *config.Error.
+
+// usageError is an argument the deployment cannot take (exit 64).
+type usageError struct{ error }
+
+func (usageError) Usage() bool     { return true }
+func (e usageError) Unwrap() error { return e.error }
+
+// unavailableError is something a run needs that is not there: a step's
+// program, a run to roll back to (exit 69).
+type unavailableError struct{ error }
+
+func (unavailableError) Unavailable() bool { return true }
+func (e unavailableError) Unwrap() error   { return e.error }
+
+// deniedError is a step's program that may not be run (exit 77).
+type deniedError struct{ error }
+
+func (e deniedError) Unwrap() error      { return e.error }
+func (deniedError) Is(target error) bool { return target == fs.ErrPermission }

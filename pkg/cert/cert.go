@@ -4,7 +4,7 @@
 //
 // For a cert-request entry of queues/cert (HandleBatch):
 //
-//  1. Decode it (a bad entry is a sysexits.DataErr: failed/), and check the
+//  1. Decode it (a bad entry is an *event.Error: failed/), and check the
 //     certificate name and every domain again (event.ValidCertName,
 //     event.ValidDomain) while building certbot's argv (CertonlyArgs).
 //     Nothing reaches certbot otherwise; there is never a shell.
@@ -77,7 +77,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Defaults of Options.
@@ -138,7 +137,7 @@ type Worker struct {
 
 // New returns the worker. st may be nil for a worker that only renews
 // (its runs are then not recorded). A command prefix whose program cannot
-// be found is a sysexits.Config error.
+// be found is a *config.Error.
 func New(cfg *config.Config, st *store.Store, opts Options) (*Worker, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -161,11 +160,11 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Worker, error) {
 		command, key = cfg.Cert.RequestCommand, "cert.request_command"
 	}
 	if len(command) == 0 {
-		return nil, sysexits.Errorf(sysexits.Config, "%s: %s is empty", cfg.File, key)
+		return nil, config.Errorf("%s: %s is empty", cfg.File, key)
 	}
 	prog, err := progpath.Program(command[0], progpath.EnvPATH(env))
 	if err != nil {
-		return nil, hint.With(sysexits.Errorf(sysexits.Config, "%s: %s: %v", cfg.File, key, err),
+		return nil, hint.With(config.Errorf("%s: %s: %v", cfg.File, key, err),
 			"give the program as an absolute path, e.g. [\"/usr/bin/sudo\", \"-n\", \"/usr/bin/certbot\"]")
 	}
 	return &Worker{
@@ -207,30 +206,31 @@ func (w *Worker) Queue() *queue.Queue { return w.q }
 // CertonlyArgs returns certbot's arguments (after the command prefix) that
 // obtain the certificate name for domains, as the sudoers rule in
 // sudoers/dh-cert allows them; an invalid name, domain, email or server is
-// a sysexits.DataErr (Config for the configuration's values).
+// bad data, an *event.Error (a *config.Error for the configuration's
+// values).
 func CertonlyArgs(cfg *config.Config, name string, domains []string) ([]string, error) {
 	if !event.ValidCertName(name) {
-		return nil, sysexits.Errorf(sysexits.DataErr, "invalid certificate name %q", name)
+		return nil, event.Errorf("invalid certificate name %q", name)
 	}
 	if len(domains) == 0 {
-		return nil, sysexits.Errorf(sysexits.DataErr, "certificate %s has no domains", name)
+		return nil, event.Errorf("certificate %s has no domains", name)
 	}
 	args := []string{"certonly", "--non-interactive", "--agree-tos", "--cert-name", name}
 	switch cfg.Cert.Authenticator {
 	case "webroot":
 		webroot := cfg.Webroot()
 		if !filepath.IsAbs(webroot) || strings.ContainsAny(webroot, " \t\n") || strings.HasPrefix(webroot, "-") {
-			return nil, sysexits.Errorf(sysexits.Config, "cert.webroot %q must be an absolute path without spaces", webroot)
+			return nil, config.Errorf("cert.webroot %q must be an absolute path without spaces", webroot)
 		}
 		args = append(args, "--webroot", "-w", webroot)
 	case "nginx":
 		args = append(args, "--nginx")
 	default:
-		return nil, sysexits.Errorf(sysexits.Config, "cert.authenticator %q is neither webroot nor nginx", cfg.Cert.Authenticator)
+		return nil, config.Errorf("cert.authenticator %q is neither webroot nor nginx", cfg.Cert.Authenticator)
 	}
 	if e := cfg.Cert.Email; e != "" {
 		if !emailRE.MatchString(e) {
-			return nil, sysexits.Errorf(sysexits.Config, "cert.email %q is not an address dh-cert passes to certbot", e)
+			return nil, config.Errorf("cert.email %q is not an address dh-cert passes to certbot", e)
 		}
 		args = append(args, "--email", e)
 	} else {
@@ -238,13 +238,13 @@ func CertonlyArgs(cfg *config.Config, name string, domains []string) ([]string, 
 	}
 	if s := cfg.Cert.Server; s != "" {
 		if !serverRE.MatchString(s) {
-			return nil, sysexits.Errorf(sysexits.Config, "cert.server %q is not an https:// URL dh-cert passes to certbot", s)
+			return nil, config.Errorf("cert.server %q is not an https:// URL dh-cert passes to certbot", s)
 		}
 		args = append(args, "--server", s)
 	}
 	for _, d := range domains {
 		if !event.ValidDomain(d) {
-			return nil, sysexits.Errorf(sysexits.DataErr, "certificate %s: invalid domain %q", name, d)
+			return nil, event.Errorf("certificate %s: invalid domain %q", name, d)
 		}
 		args = append(args, "-d", d)
 	}
@@ -338,7 +338,7 @@ func (w *Worker) decode(e *queue.Entry) (*event.CertRequest, []string, error) {
 		return nil, nil, err
 	}
 	if w.st == nil {
-		return nil, nil, sysexits.Errorf(sysexits.Software, "certificate request without a database")
+		return nil, nil, bugError{errors.New("certificate request without a database")}
 	}
 	return req, args, nil
 }
@@ -393,7 +393,7 @@ func (w *Worker) issued(ctx context.Context, e *queue.Entry, req *event.CertRequ
 	sites := req.For
 	data, err := sites.Encode()
 	if err != nil {
-		return sysexits.New(sysexits.DataErr, fmt.Errorf("certificate %s: the waiting nginx-sites entry: %w", req.Name, err))
+		return event.Errorf("certificate %s: the waiting nginx-sites entry: %w", req.Name, err)
 	}
 	name, err := w.nginx.Publish(data)
 	if err != nil {
@@ -427,7 +427,7 @@ func (w *Worker) failed(ctx context.Context, e *queue.Entry, req *event.CertRequ
 	}
 	if final {
 		log.Error("certificate request failed; giving up", "attempts", failures, "err", runErr)
-		return queue.Fail(sysexits.New(sysexits.Failure, fmt.Errorf("%w (attempt %d of %d)", runErr, failures, w.opts.MaxAttempts)))
+		return queue.Fail(fmt.Errorf("%w (attempt %d of %d)", runErr, failures, w.opts.MaxAttempts))
 	}
 	log.Warn("certificate request failed; will retry", "attempts", failures, "next_try", rec.NextTry, "err", runErr)
 	return queue.RetryAfter(fmt.Errorf("%w (attempt %d of %d; next try at %s)", runErr, failures,
@@ -463,7 +463,7 @@ func (w *Worker) Renew(ctx context.Context) ([]string, error) {
 		return nil, ctx.Err()
 	}
 	if ee, ok := errors.AsType[*sysexec.ExitError](runErr); ok {
-		runErr = sysexits.New(sysexits.Failure, fmt.Errorf("certbot renew: %s", describeFailure(ee)))
+		runErr = fmt.Errorf("certbot renew: %s", describeFailure(ee))
 	}
 	after, err := snapshot(dir)
 	if err != nil {
@@ -526,14 +526,14 @@ func readReloaded(path string) (map[string][sha256.Size]byte, error) {
 	}
 	var hexes map[string]string
 	if err := json.Unmarshal(data, &hexes); err != nil {
-		return nil, hint.With(sysexits.Errorf(sysexits.DataErr, "%s: %v", path, err),
+		return nil, hint.With(event.Errorf("%s: %v", path, err),
 			"remove it: the next renew compares with the certificates as they are then")
 	}
 	sums := map[string][sha256.Size]byte{}
 	for name, h := range hexes {
 		b, err := hex.DecodeString(h)
 		if err != nil || len(b) != sha256.Size {
-			return nil, hint.With(sysexits.Errorf(sysexits.DataErr, "%s: %q is not a SHA-256", path, h),
+			return nil, hint.With(event.Errorf("%s: %q is not a SHA-256", path, h),
 				"remove it: the next renew compares with the certificates as they are then")
 		}
 		sums[name] = [sha256.Size]byte(b)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/cert"
 	"github.com/dh-deployer/dh-deployer/pkg/cert/certtest"
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
@@ -65,7 +66,7 @@ func TestCertonlyArgs(t *testing.T) {
 	} {
 		c := *cfg
 		c.Cert = bad.cfg
-		if got, err := cert.CertonlyArgs(&c, bad.name, bad.domains); err == nil || sysexits.Code(err) != bad.code {
+		if got, err := cert.CertonlyArgs(&c, bad.name, bad.domains); err == nil || cli.ExitStatus(err) != bad.code {
 			t.Errorf("CertonlyArgs(%+v, %q, %q) = %q, %v; want an error with exit code %d", bad.cfg, bad.name, bad.domains, got, err, bad.code)
 		}
 	}

@@ -14,11 +14,11 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // The certbot request is how dh-cert (unprivileged, under no_new_privs)
@@ -48,24 +48,24 @@ type Request struct {
 }
 
 // Args validates the request against cfg and returns certbot's arguments:
-// CertonlyArgs or RenewArgs. A bad request is a sysexits.DataErr.
+// CertonlyArgs or RenewArgs. A bad request is an *event.Error.
 func (r *Request) Args(cfg *config.Config) ([]string, error) {
 	if r.Version != RequestVersion {
-		return nil, sysexits.Errorf(sysexits.DataErr, "certbot request: version %d; want %d", r.Version, RequestVersion)
+		return nil, event.Errorf("certbot request: version %d; want %d", r.Version, RequestVersion)
 	}
 	switch r.Command {
 	case store.CertCommandCertonly:
 		if len(r.Domains) > 100 {
-			return nil, sysexits.Errorf(sysexits.DataErr, "certbot request: %d domains; at most 100", len(r.Domains))
+			return nil, event.Errorf("certbot request: %d domains; at most 100", len(r.Domains))
 		}
 		return CertonlyArgs(cfg, r.Name, r.Domains)
 	case store.CertCommandRenew:
 		if r.Name != "" || len(r.Domains) > 0 {
-			return nil, sysexits.Errorf(sysexits.DataErr, "certbot request: renew takes no name or domains")
+			return nil, event.Errorf("certbot request: renew takes no name or domains")
 		}
 		return RenewArgs(), nil
 	}
-	return nil, sysexits.Errorf(sysexits.DataErr, "certbot request: unknown command %q", r.Command)
+	return nil, event.Errorf("certbot request: unknown command %q", r.Command)
 }
 
 // WriteRequest replaces the request file with r (mode 0640: dh-cert's own
@@ -74,7 +74,7 @@ func WriteRequest(path string, r Request) error {
 	r.Version = RequestVersion
 	data, err := json.Marshal(r)
 	if err != nil {
-		return sysexits.New(sysexits.Software, err)
+		return bugError{err}
 	}
 	if err := durable.WriteFile(path, append(data, '\n'), 0o640); err != nil {
 		return queue.Stop(fmt.Errorf("write certbot request: %w", err))
@@ -87,11 +87,11 @@ func WriteRequest(path string, r Request) error {
 // link and without blocking (a FIFO), must be a regular file of at most
 // MaxRequestSize bytes, and is decoded strictly (unknown fields, trailing
 // data and a wrong version are refused). Every problem is a
-// sysexits.DataErr, and no message repeats the file's content.
+// an *event.Error, and no message repeats the file's content.
 func ReadRequest(path string) (*Request, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, sysexits.Errorf(sysexits.DataErr, "certbot request: open %s: %v", path, err)
+		return nil, event.Errorf("certbot request: open %s: %v", path, err)
 	}
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
@@ -100,26 +100,26 @@ func ReadRequest(path string) (*Request, error) {
 		return nil, queue.Stop(fmt.Errorf("certbot request: %v", err))
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, sysexits.Errorf(sysexits.DataErr, "certbot request: %s is not a regular file", path)
+		return nil, event.Errorf("certbot request: %s is not a regular file", path)
 	}
 	if fi.Size() > MaxRequestSize {
-		return nil, sysexits.Errorf(sysexits.DataErr, "certbot request: %s has %d bytes; at most %d", path, fi.Size(), MaxRequestSize)
+		return nil, event.Errorf("certbot request: %s has %d bytes; at most %d", path, fi.Size(), MaxRequestSize)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxRequestSize+1))
 	if err != nil {
 		return nil, queue.Stop(fmt.Errorf("certbot request: read %s: %v", path, err))
 	}
 	if len(data) > MaxRequestSize {
-		return nil, sysexits.Errorf(sysexits.DataErr, "certbot request: %s is larger than %d bytes", path, MaxRequestSize)
+		return nil, event.Errorf("certbot request: %s is larger than %d bytes", path, MaxRequestSize)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var r Request
 	if err := dec.Decode(&r); err != nil {
-		return nil, sysexits.Errorf(sysexits.DataErr, "certbot request: %s is not a request", path)
+		return nil, event.Errorf("certbot request: %s is not a request", path)
 	}
 	if dec.More() {
-		return nil, sysexits.Errorf(sysexits.DataErr, "certbot request: %s has data after the request", path)
+		return nil, event.Errorf("certbot request: %s has data after the request", path)
 	}
 	return &r, nil
 }
@@ -133,7 +133,7 @@ var CertbotEnv = []string{"REQUESTS_CA_BUNDLE"}
 // reads the request file, checks it (Request.Args) and runs cfg.Cert.Certbot
 // with the arguments, its output to out (the unit's output file, which
 // dh-cert reads for its records). It fails, without running certbot, on a
-// bad request; a failed certbot is a sysexits.Failure.
+// bad request; a failed certbot is an error naming how it failed (exit 1).
 func Certbot(ctx context.Context, cfg *config.Config, getenv func(string) string, out io.Writer) error {
 	req, err := ReadRequest(cfg.CertbotRequestFile())
 	if err != nil {
@@ -153,7 +153,7 @@ func Certbot(ctx context.Context, cfg *config.Config, getenv func(string) string
 	_, err = sysexec.Run(ctx, sysexec.Cmd{Path: cfg.Cert.Certbot, Args: slices.Clone(args), Env: env, Dir: "/",
 		Timeout: DefaultTimeout, Stream: out})
 	if ee, ok := errors.AsType[*sysexec.ExitError](err); ok {
-		return sysexits.New(sysexits.Failure, fmt.Errorf("certbot %s: %s", req.Command, describeFailure(ee)))
+		return fmt.Errorf("certbot %s: %s", req.Command, describeFailure(ee))
 	}
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cert"
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -69,7 +70,7 @@ func TestCertbotRequest(t *testing.T) {
 	// certbot's failure is the command's failure (exit status 1).
 	os.WriteFile(filepath.Join(dir, "certbot"), []byte("#!/bin/sh\necho 'Detail: no such domain'\nexit 1\n"), 0o755)
 	err := cert.Certbot(context.Background(), cfg, func(string) string { return "" }, &strings.Builder{})
-	if !sysexits.Is(err, sysexits.Failure) || !strings.Contains(err.Error(), "no such domain") {
+	if cli.ExitStatus(err) != sysexits.Failure || !strings.Contains(err.Error(), "no such domain") {
 		t.Errorf("Certbot(certbot fails) = %v; want a Failure with certbot's detail", err)
 	}
 }
@@ -118,7 +119,7 @@ func TestCertbotRequestRefused(t *testing.T) {
 			os.Remove(filepath.Join(dir, "argv"))
 			tt.setup()
 			err := cert.Certbot(context.Background(), cfg, func(string) string { return "" }, &strings.Builder{})
-			if !sysexits.Is(err, sysexits.DataErr) || !strings.Contains(err.Error(), tt.why) {
+			if cli.ExitStatus(err) != sysexits.DataErr || !strings.Contains(err.Error(), tt.why) {
 				t.Errorf("Certbot(%s) = %v; want a DataErr saying %q", tt.name, err, tt.why)
 			}
 			if _, err := os.Stat(filepath.Join(dir, "argv")); err == nil {

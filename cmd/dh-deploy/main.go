@@ -308,7 +308,7 @@ func report(env *cli.Env, r store.Run, err error) error {
 // worker: the run is over all the same); a step's program that is missing
 // keeps its 69.
 func handOut(err error) error {
-	if errors.Is(err, deploy.ErrFailed) && sysexits.Code(err) == sysexits.Failure {
+	if errors.Is(err, deploy.ErrFailed) && cli.ExitStatus(err) != sysexits.Unavailable {
 		return sysexits.New(sysexits.Failure, err)
 	}
 	return err

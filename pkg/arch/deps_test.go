@@ -96,6 +96,23 @@ func TestForbiddenDependencies(t *testing.T) {
 	}
 }
 
+// TestOnlyCLIImportsExitStatuses: exit statuses exist in cmd/ and pkg/cli
+// only. Every other package says what went wrong with its own typed
+// errors (or config's, event's, queue's outcomes), which cli.ExitStatus
+// maps in one place.
+func TestOnlyCLIImportsExitStatuses(t *testing.T) {
+	for _, line := range goList(t, "-f", "{{.ImportPath}}:{{join .Imports \",\"}}", "./...") {
+		pkg, imports, _ := strings.Cut(line, ":")
+		rel := strings.TrimPrefix(pkg, module)
+		if strings.HasPrefix(rel, "cmd/") || rel == "pkg/cli" || rel == "pkg/sysexits" {
+			continue
+		}
+		if slices.Contains(strings.Split(imports, ","), module+"pkg/sysexits") {
+			t.Errorf("%s imports pkg/sysexits; return a typed error (see docs/development.md, \"Outcomes, not exit codes\") and let cli.ExitStatus map it", rel)
+		}
+	}
+}
+
 func TestQueueKnowsNoExitStatuses(t *testing.T) {
 	for _, pkg := range noExitStatuses {
 		if slices.Contains(deps(t, pkg), "pkg/sysexits") {

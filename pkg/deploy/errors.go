@@ -1,7 +1,5 @@
 package deploy
 
-import "io/fs"
-
 // The kinds of this package's errors that no other package owns, which
 // pkg/cli tells apart by their methods (cli.ExitStatus); the text is the
 // wrapped error's. Bad data is an *event.Error, a configuration error a
@@ -19,9 +17,3 @@ type unavailableError struct{ error }
 
 func (unavailableError) Unavailable() bool { return true }
 func (e unavailableError) Unwrap() error   { return e.error }
-
-// deniedError is a step's program that may not be run (exit 77).
-type deniedError struct{ error }
-
-func (e deniedError) Unwrap() error      { return e.error }
-func (deniedError) Is(target error) bool { return target == fs.ErrPermission }

@@ -99,9 +99,9 @@ func executable(path string) error {
 	case errors.Is(err, fs.ErrNotExist):
 		return unavailableError{fmt.Errorf("%s does not exist", path)}
 	case err != nil:
-		return deniedError{err}
+		return err
 	case fi.IsDir() || fi.Mode().Perm()&0o111 == 0:
-		return deniedError{fmt.Errorf("%s is not an executable file", path)}
+		return fmt.Errorf("%s is not an executable file (%w)", path, fs.ErrPermission)
 	}
 	return nil
 }

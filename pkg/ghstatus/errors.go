@@ -1,16 +1,8 @@
 package ghstatus
 
-import "io/fs"
-
 // The kinds of this package's errors that no other package owns, which
 // pkg/cli tells apart by their methods (cli.ExitStatus); the text is the
 // wrapped error's.
-
-// deniedError is GitHub refusing the token the repository (exit 77).
-type deniedError struct{ error }
-
-func (e deniedError) Unwrap() error      { return e.error }
-func (deniedError) Is(target error) bool { return target == fs.ErrPermission }
 
 // bugError is a status no caller should ask for (exit 70).
 type bugError struct{ error }

@@ -34,6 +34,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -247,7 +248,7 @@ func classify(code int, err error) error {
 	case code == http.StatusUnauthorized:
 		return &config.Error{Err: err} // a wrong or expired token
 	case code == http.StatusForbidden, code == http.StatusNotFound:
-		return deniedError{err} // GitHub answers 404 to a token that may not see the repository
+		return fmt.Errorf("%w (%w)", err, fs.ErrPermission) // GitHub answers 404 to a token that may not see the repository
 	case code == http.StatusUnprocessableEntity:
 		return &event.Error{Err: err}
 	case code == http.StatusTooManyRequests, code >= 500:

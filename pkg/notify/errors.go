@@ -1,7 +1,5 @@
 package notify
 
-import "io/fs"
-
 // The kinds of this package's errors, which pkg/cli tells apart by their
 // methods (cli.ExitStatus); the text is the wrapped error's.
 
@@ -10,12 +8,6 @@ type unavailableError struct{ error }
 
 func (unavailableError) Unavailable() bool { return true }
 func (e unavailableError) Unwrap() error   { return e.error }
-
-// deniedError is a relay that refused our credentials (exit 77).
-type deniedError struct{ error }
-
-func (e deniedError) Unwrap() error      { return e.error }
-func (deniedError) Is(target error) bool { return target == fs.ErrPermission }
 
 // bugError is a message that could not be encoded (exit 70).
 type bugError struct{ error }

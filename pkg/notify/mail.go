@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"mime"
 	"mime/quotedprintable"
@@ -143,7 +144,7 @@ func (ml *Mail) smtp(ctx context.Context, data []byte) (retry bool, err error) {
 		case errors.As(err, &te) && te.Code >= 400 && te.Code < 500:
 			return true, queue.Retry(fmt.Errorf("notify: smtp %s: %w", ml.SMTP, err))
 		case errors.As(err, &te) && (te.Code == 530 || te.Code == 534 || te.Code == 535):
-			return false, deniedError{fmt.Errorf("notify: smtp %s: authentication refused: %w", ml.SMTP, err)}
+			return false, fmt.Errorf("notify: smtp %s: authentication refused (%w): %w", ml.SMTP, fs.ErrPermission, err)
 		case errors.As(err, &te):
 			return false, config.Errorf("notify: smtp %s: %w", ml.SMTP, err)
 		}

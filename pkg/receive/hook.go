@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"mime"
 	"net"
 	"net/http"
@@ -23,12 +24,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
 	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // SourceGitHook marks the entries HookEntries makes.
@@ -44,29 +45,30 @@ const maxHookLines = 1000
 // ref, before, after, created, deleted, repository.full_name and
 // head_commit. The rest of the suite cannot tell them from webhooks.
 // Every line is checked before any entry is made: one bad line (not three
-// fields, a malformed commit or ref) is a sysexits.DataErr naming it.
+// fields, a malformed commit or ref) is bad data (an *event.Error) naming
+// it.
 func HookEntries(stdin io.Reader, repository string, now time.Time) (entries [][]byte, deliveries []string, err error) {
 	if _, err := ident.ParseRepository(repository); err != nil {
-		return nil, nil, sysexits.Errorf(sysexits.Usage, "--repository %q is not owner/name", repository)
+		return nil, nil, usageError{fmt.Errorf("--repository %q is not owner/name", repository)}
 	}
 	sc := bufio.NewScanner(stdin)
 	sc.Buffer(make([]byte, 4096), 4096)
 	for n := 1; sc.Scan(); n++ {
 		if n > maxHookLines {
-			return nil, nil, sysexits.Errorf(sysexits.DataErr, "more than %d updated refs", maxHookLines)
+			return nil, nil, event.Errorf("more than %d updated refs", maxHookLines)
 		}
 		fields := strings.Fields(sc.Text())
 		if len(fields) != 3 {
-			return nil, nil, sysexits.Errorf(sysexits.DataErr, "line %d: want \"<old> <new> <ref>\", got %q", n, sc.Text())
+			return nil, nil, event.Errorf("line %d: want \"<old> <new> <ref>\", got %q", n, sc.Text())
 		}
 		old, new, ref := fields[0], fields[1], fields[2]
 		for _, sha := range []string{old, new} {
 			if _, err := ident.ParseCommit(sha); err != nil {
-				return nil, nil, sysexits.Errorf(sysexits.DataErr, "line %d: %v", n, err)
+				return nil, nil, event.Errorf("line %d: %v", n, err)
 			}
 		}
 		if _, err := ident.ParseRef(ref); err != nil {
-			return nil, nil, sysexits.Errorf(sysexits.DataErr, "line %d: %v", n, err)
+			return nil, nil, event.Errorf("line %d: %v", n, err)
 		}
 		entry, delivery, err := hookEntry(repository, old, new, ref, now)
 		if err != nil {
@@ -75,7 +77,7 @@ func HookEntries(stdin io.Reader, repository string, now time.Time) (entries [][
 		entries, deliveries = append(entries, entry), append(deliveries, delivery)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, nil, sysexits.Errorf(sysexits.DataErr, "read stdin: %v", err)
+		return nil, nil, event.Errorf("read stdin: %v", err)
 	}
 	return entries, deliveries, nil
 }
@@ -250,18 +252,18 @@ func (s *Server) hookPush(w http.ResponseWriter, r *http.Request) {
 //
 // With wait > 0, dh-receive streams the runs' logs and results, which
 // Push copies to out as they come; its error is then the pushes' outcome
-// too: 1 (sysexits.Failure) a run failed, 75 still running at the end of
+// too: 1 a run failed, 75 still running at the end of
 // the wait (at most MaxWait) or not known.
 func Push(ctx context.Context, socket, repository string, lines io.Reader, wait time.Duration, out io.Writer) ([]string, error) {
 	if _, err := ident.ParseRepository(repository); err != nil {
-		return nil, sysexits.Errorf(sysexits.Usage, "--repository %q is not owner/name", repository)
+		return nil, usageError{fmt.Errorf("--repository %q is not owner/name", repository)}
 	}
 	body, err := io.ReadAll(io.LimitReader(lines, maxHookBody+1))
 	if err != nil {
-		return nil, sysexits.Errorf(sysexits.DataErr, "read stdin: %v", err)
+		return nil, event.Errorf("read stdin: %v", err)
 	}
 	if wait > MaxWait {
-		return nil, sysexits.Errorf(sysexits.Usage, "--wait %s: at most %s", wait, MaxWait)
+		return nil, usageError{fmt.Errorf("--wait %s: at most %s", wait, MaxWait)}
 	}
 	timeout := 30 * time.Second
 	if wait > 0 {
@@ -286,10 +288,10 @@ func Push(ctx context.Context, socket, repository string, lines io.Reader, wait 
 	resp, err := client.Do(req)
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
-			return nil, hint.With(sysexits.Errorf(sysexits.NoPerm, "connect to %s: %v", socket, err),
+			return nil, hint.With(fmt.Errorf("connect to %s: %w", socket, err), // fs.ErrPermission: 77
 				"only members of the group "+HookGroup+" may: dh-deployer-acl hook USER")
 		}
-		return nil, hint.With(sysexits.Errorf(sysexits.TempFail, "connect to %s: %v", socket, err),
+		return nil, hint.With(queue.Retry(fmt.Errorf("connect to %s: %v", socket, err)),
 			"is dh-receive running with receive.hook_users set (dh-receive-hook.socket)? then run the hook again")
 	}
 	defer resp.Body.Close()
@@ -301,30 +303,33 @@ func Push(ctx context.Context, socket, repository string, lines io.Reader, wait 
 		Description string   `json:"description"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&answer); err != nil {
-		return nil, sysexits.Errorf(sysexits.TempFail, "answer of dh-receive (%s): %v", resp.Status, err)
+		return nil, queue.Retry(fmt.Errorf("answer of dh-receive (%s): %v", resp.Status, err))
 	}
-	code := map[int]int{http.StatusBadRequest: sysexits.DataErr, http.StatusRequestEntityTooLarge: sysexits.DataErr,
-		http.StatusForbidden: sysexits.NoPerm, http.StatusNotImplemented: sysexits.Config}[resp.StatusCode]
-	switch {
-	case resp.StatusCode == http.StatusAccepted:
+	err = fmt.Errorf("dh-receive: %s", answer.Description)
+	switch resp.StatusCode {
+	case http.StatusAccepted:
 		return answer.Deliveries, nil
-	case code == 0:
-		code = sysexits.TempFail
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		return answer.Deliveries, &event.Error{Err: err}
+	case http.StatusForbidden:
+		return answer.Deliveries, fmt.Errorf("%w (%w)", err, fs.ErrPermission)
+	case http.StatusNotImplemented:
+		return answer.Deliveries, &config.Error{Err: err}
 	}
-	return answer.Deliveries, sysexits.Errorf(code, "dh-receive: %s", answer.Description)
+	return answer.Deliveries, queue.Retry(err)
 }
 
 // followRuns copies a waiting hook's stream to out and turns its outcome
 // (the trailer) into the error Push returns.
 func followRuns(resp *http.Response, out io.Writer) error {
 	if _, err := io.Copy(out, resp.Body); err != nil {
-		return sysexits.Errorf(sysexits.TempFail, "dh-receive's stream broke off: %v", err)
+		return queue.Retry(fmt.Errorf("dh-receive's stream broke off: %v", err))
 	}
 	switch o := resp.Trailer.Get(TrailerOutcome); o {
 	case OutcomeFailed:
-		return sysexits.Errorf(sysexits.Failure, "the deploy failed")
+		return errors.New("the deploy failed")
 	case OutcomePending, "":
-		return sysexits.Errorf(sysexits.TempFail, "no result yet: the runs go on")
+		return queue.Retry(errors.New("no result yet: the runs go on"))
 	}
 	return nil
 }

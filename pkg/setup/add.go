@@ -23,7 +23,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Deployment is what `dh-deploy add` was asked.
@@ -61,7 +60,7 @@ func AddDeployment(ctx context.Context, r *Runner, cfg *config.Config, d Deploym
 		d.User = config.DefaultDeployUser + "-" + d.Name
 	}
 	if old, ok := cfg.Deployment(d.Name); ok {
-		return hint.With(sysexits.Errorf(sysexits.Config, "add: deployment %q is already in %s (repository %s)", d.Name, cfg.File, old.Repository),
+		return hint.With(config.Errorf("add: deployment %q is already in %s (repository %s)", d.Name, cfg.File, old.Repository),
 			"edit its table there, or choose another name")
 	}
 	// The new configuration, checked by the strict loader before anything
@@ -159,7 +158,7 @@ func (d Deployment) table() ([]byte, error) {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# added by dh-deploy add\n[deployments.%s]\n", key)
 	if err := toml.NewEncoder(&b).Encode(t); err != nil {
-		return nil, sysexits.New(sysexits.Usage, err)
+		return nil, usageError{err}
 	}
 	return b.Bytes(), nil
 }
@@ -183,11 +182,11 @@ func (d Deployment) checkPath() error {
 		return err
 	}
 	if !fi.IsDir() {
-		return sysexits.Errorf(sysexits.Config, "add: path %s exists and is not a directory", d.Path)
+		return config.Errorf("add: path %s exists and is not a directory", d.Path)
 	}
 	owner, _ := Owner(fi)
 	if owner != d.User {
-		return hint.With(sysexits.Errorf(sysexits.Config, "add: path %s exists and belongs to %s, not %s: refusing to take it over", d.Path, owner, d.User),
+		return hint.With(config.Errorf("add: path %s exists and belongs to %s, not %s: refusing to take it over", d.Path, owner, d.User),
 			fmt.Sprintf("choose another --path, or give it to the deployment first: chown -R %s %s", d.User, d.Path))
 	}
 	return nil
@@ -233,7 +232,7 @@ func (d Deployment) makePath() error {
 func (d Deployment) makeUser(ctx context.Context, r *Runner) error {
 	if UserExists(d.User) {
 		if !InGroup(d.User, Group) {
-			return hint.With(sysexits.Errorf(sysexits.Config, "add: user %s exists and is not in the group %s", d.User, Group),
+			return hint.With(config.Errorf("add: user %s exists and is not in the group %s", d.User, Group),
 				fmt.Sprintf("usermod -aG %s %s, or choose another --user", Group, d.User))
 		}
 		r.Say("user %s exists: kept", d.User)
@@ -260,7 +259,7 @@ func checkDropIn(name, usr string) error {
 	if err != nil {
 		return err
 	}
-	return hint.With(sysexits.Errorf(sysexits.Config, "add: %s exists with other content: refusing to overwrite it", path),
+	return hint.With(config.Errorf("add: %s exists with other content: refusing to overwrite it", path),
 		"remove it if it is stale, or use --user with the user it names")
 }
 
@@ -324,7 +323,7 @@ var localURLRE = regexp.MustCompile(`^/[A-Za-z0-9._/-]+$`)
 func CloneAccess(ctx context.Context, r *Runner, usr, url string, markSafe bool) error {
 	if strings.HasPrefix(url, "/") && markSafe {
 		if !localURLRE.MatchString(url) {
-			return sysexits.Errorf(sysexits.Config, "clone_url %q: unusual characters in a local path", url)
+			return config.Errorf("clone_url %q: unusual characters in a local path", url)
 		}
 		safe, _ := r.As(ctx, nil, usr, true, "git", "config", "--global", "--get-all", "safe.directory")
 		if !strings.Contains("\n"+safe, "\n"+url+"\n") {
@@ -334,7 +333,7 @@ func CloneAccess(ctx context.Context, r *Runner, usr, url string, markSafe bool)
 		}
 	}
 	if _, err := r.As(ctx, nil, usr, true, "git", "ls-remote", "--", url, "HEAD"); err != nil {
-		return hint.With(sysexits.Errorf(sysexits.Unavailable, "%s cannot read %s: %v", usr, url, err),
+		return hint.With(unavailableError{fmt.Errorf("%s cannot read %s: %v", usr, url, err)},
 			fmt.Sprintf("give %s access (a deploy key in ~%s/.ssh, or a public https URL), then check: sudo -u %s git ls-remote %s", usr, usr, usr, url))
 	}
 	return nil

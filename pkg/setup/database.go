@@ -9,12 +9,11 @@ import (
 	"strconv"
 	"strings"
 
-	migrations "github.com/dh-deployer/dh-deployer/sql"
-
+	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	migrations "github.com/dh-deployer/dh-deployer/sql"
 )
 
 // DB is the database of database_url, reached as the postgres superuser
@@ -32,7 +31,7 @@ var dbNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 func OpenDB(dsn string, r *Runner) (*DB, error) {
 	u, err := url.Parse(dsn)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return nil, sysexits.Errorf(sysexits.Config, "database_url: not a postgres:// URL")
+		return nil, config.Errorf("database_url: not a postgres:// URL")
 	}
 	db := &DB{Name: strings.TrimPrefix(u.Path, "/"), Host: u.Query().Get("host"), Port: u.Port(), run: r}
 	if db.Host == "" {
@@ -48,15 +47,15 @@ func OpenDB(dsn string, r *Runner) (*DB, error) {
 		db.Port = "5432"
 	}
 	if !dbNameRE.MatchString(db.Name) {
-		return nil, hint.With(sysexits.Errorf(sysexits.Config, "database_url: database name %q: want lowercase letters, digits and _", db.Name),
+		return nil, hint.With(config.Errorf("database_url: database name %q: want lowercase letters, digits and _", db.Name),
 			`e.g. database_url = "postgres:///dh_deployer?host=/run/postgresql&sslmode=disable"`)
 	}
 	if !strings.HasPrefix(db.Host, "/") {
-		return nil, hint.With(sysexits.Errorf(sysexits.Config, "database_url: host %q is not a local socket directory", db.Host),
+		return nil, hint.With(config.Errorf("database_url: host %q is not a local socket directory", db.Host),
 			"setup and doctor use the postgres superuser by peer authentication: a local PostgreSQL (host=/run/postgresql)")
 	}
 	if _, err := strconv.Atoi(db.Port); err != nil {
-		return nil, sysexits.Errorf(sysexits.Config, "database_url: port %q is not a number", db.Port)
+		return nil, config.Errorf("database_url: port %q is not a number", db.Port)
 	}
 	return db, nil
 }
@@ -126,7 +125,7 @@ FROM pg_tables WHERE schemaname = 'public';`)
 		return fmt.Errorf("inspect database %s: %w", db.Name, err)
 	}
 	if f := strings.Split(strings.TrimSpace(out), "|"); len(f) == 2 && f[0] == "0" && f[1] != "0" {
-		return hint.With(sysexits.Errorf(sysexits.Config, "database %s exists and holds %s tables that are not dh-deployer's (no schema_migrations): refusing to use it", db.Name, f[1]),
+		return hint.With(config.Errorf("database %s exists and holds %s tables that are not dh-deployer's (no schema_migrations): refusing to use it", db.Name, f[1]),
 			"name another database in database_url, or drop this one if it is unused: sudo -u postgres dropdb "+db.Name)
 	}
 	db.run.Say("database %s exists: kept", db.Name)

@@ -31,6 +31,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -40,7 +41,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/systemd"
 )
 
@@ -86,7 +86,7 @@ type Runner struct {
 func (r *Runner) Run(ctx context.Context, stdin io.Reader, name string, args ...string) (string, error) {
 	path, err := progpath.Find(name)
 	if err != nil {
-		return "", sysexits.New(sysexits.Unavailable, err)
+		return "", unavailableError{err}
 	}
 	timeout := r.Timeout
 	if timeout == 0 {
@@ -108,7 +108,7 @@ func (r *Runner) Run(ctx context.Context, stdin io.Reader, name string, args ...
 func (r *Runner) As(ctx context.Context, stdin io.Reader, usr string, group bool, name string, args ...string) (string, error) {
 	path, err := progpath.Find(name)
 	if err != nil {
-		return "", sysexits.New(sysexits.Unavailable, err)
+		return "", unavailableError{err}
 	}
 	argv := []string{"-u", usr}
 	if group {
@@ -135,7 +135,7 @@ func lastLines(s string, n int) string {
 // RequireRoot refuses to go on unless the process runs as root.
 func RequireRoot(what string) error {
 	if os.Geteuid() != 0 {
-		return hint.With(sysexits.Errorf(sysexits.NoPerm, "%s: must run as root (it creates users, roles and files)", what),
+		return hint.With(fmt.Errorf("%s: %w: must run as root (it creates users, roles and files)", what, fs.ErrPermission),
 			"run it with sudo")
 	}
 	return nil

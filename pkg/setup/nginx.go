@@ -10,7 +10,6 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/hint"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // NginxSite is the nginx server passing the webhook (and the token path)
@@ -44,10 +43,10 @@ server {
 // nginx's configuration and reloads nginx if it runs.
 func Nginx(ctx context.Context, r *Runner, host string) error {
 	if !hostRE.MatchString(host) || len(host) > 253 {
-		return sysexits.Errorf(sysexits.Usage, "setup: --host %q is not a host name", host)
+		return usageError{fmt.Errorf("setup: --host %q is not a host name", host)}
 	}
 	if _, err := os.Stat("/etc/nginx/sites-enabled"); err != nil {
-		return hint.With(sysexits.Errorf(sysexits.Unavailable, "setup: --host: no /etc/nginx/sites-enabled"),
+		return hint.With(unavailableError{errors.New("setup: --host: no /etc/nginx/sites-enabled")},
 			"apt-get install -y nginx, or put nginx in front by hand (docs/operations.md, step 7) and leave out --host")
 	}
 	_, err := os.Stat(NginxSite)

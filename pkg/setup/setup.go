@@ -15,7 +15,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/hint"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Options are what `dh-route setup` was asked.
@@ -36,7 +35,7 @@ func Setup(ctx context.Context, r *Runner, cfg *config.Config, opts Options) err
 		return err
 	}
 	if !UserExists("dh-route") || !InGroup("dh-route", Group) {
-		return hint.With(sysexits.Errorf(sysexits.Config, "setup: the stage users do not exist yet"),
+		return hint.With(config.Errorf("setup: the stage users do not exist yet"),
 			"systemd-sysusers dh-deployer.conf && systemd-tmpfiles --create dh-deployer.conf (the package's postinst does it)")
 	}
 	if err := ConfigReadable(cfg.File); err != nil {
@@ -132,7 +131,7 @@ func ConfigReadable(path string) error {
 		return err
 	}
 	if _, group := Owner(fi); group != Group || fi.Mode().Perm()&0o077 != 0o040 {
-		return hint.With(sysexits.Errorf(sysexits.Config, "%s has mode %04o, group %s: the stages need group %s, mode 0640", path, fi.Mode().Perm(), group, Group),
+		return hint.With(config.Errorf("%s has mode %04o, group %s: the stages need group %s, mode 0640", path, fi.Mode().Perm(), group, Group),
 			fmt.Sprintf("chgrp %s %s && chmod 0640 %s", Group, path, path))
 	}
 	return nil
@@ -148,14 +147,14 @@ type SecretFile struct {
 // name is the unit's credential source beside the configuration.
 func SecretPath(cfg *config.Config) (string, error) {
 	if len(cfg.Receive.SecretFiles) == 0 {
-		return "", sysexits.Errorf(sysexits.Config, "config: [receive] secret_files is empty")
+		return "", config.Errorf("config: [receive] secret_files is empty")
 	}
 	name := cfg.Receive.SecretFiles[0]
 	if filepath.IsAbs(name) {
 		return name, nil
 	}
 	if !filepath.IsLocal(name) {
-		return "", sysexits.Errorf(sysexits.Config, "config: secret file %q leaves the configuration's directory", name)
+		return "", config.Errorf("config: secret file %q leaves the configuration's directory", name)
 	}
 	return filepath.Join(filepath.Dir(cfg.File), name), nil
 }
@@ -209,11 +208,11 @@ func CheckSecret(path string) error { return CheckSecretFile("webhook secret", p
 func CheckSecretFile(what, path, fix string) error {
 	fi, err := os.Lstat(path)
 	if err != nil {
-		return hint.With(sysexits.Errorf(sysexits.Config, "%s %s: %v", what, path, err), fix)
+		return hint.With(config.Errorf("%s %s: %v", what, path, err), fix)
 	}
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0 {
 		return hint.With(
-			sysexits.Errorf(sysexits.Config, "%s %s has mode %v: others may read it", what, path, fi.Mode()),
+			config.Errorf("%s %s has mode %v: others may read it", what, path, fi.Mode()),
 			"chmod 0600 "+path)
 	}
 	_, err = config.ReadSecretFile(path)

@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"os"
 	"time"
-
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // ShutdownTimeout is how long requests in flight may finish when the
@@ -27,12 +25,12 @@ func Listen(network, address string) (net.Listener, error) {
 	}
 	l, err := net.Listen(network, address)
 	if err != nil {
-		return nil, sysexits.New(sysexits.Unavailable, fmt.Errorf("status page: %w", err))
+		return nil, unavailableError{fmt.Errorf("status page: %w", err)}
 	}
 	if network == "unix" {
 		if err := os.Chmod(address, 0o660); err != nil {
 			l.Close()
-			return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("status page: %w", err))
+			return nil, fmt.Errorf("status page: %w", err) // a *fs.PathError: exit 74
 		}
 	}
 	return l, nil

@@ -9,5 +9,7 @@
 //     or command-running code (pkg/store, pkg/gitrepo, pkg/sysexec);
 //   - pkg/queue, pkg/durable and pkg/hint know nothing of exit statuses
 //     (they link no pkg/sysexits): a handler's error is a queue outcome,
-//     and pkg/cli alone maps errors to exit statuses.
+//     and pkg/cli alone maps errors to exit statuses;
+//   - only cmd/* and pkg/cli import pkg/sysexits: every other package says
+//     what went wrong with typed errors, which cli.ExitStatus maps.
 package arch

@@ -736,7 +736,7 @@ func TestCatalogue(t *testing.T) {
 		}, outcome{501, -1, "receive.status_url is not set"}, ""},
 		{"hook push waiting without receive.status_url: nothing queued", func(t *testing.T) outcome {
 			_, err := receive.Push(t.Context(), w.hook, "acme/app", strings.NewReader(github.ZeroSHA+" "+sha+" refs/heads/main\n"), time.Minute, io.Discard)
-			return outcome{code: sysexits.Code(err), text: fmt.Sprint(err)}
+			return outcome{code: cli.ExitStatus(err), text: fmt.Sprint(err)}
 		}, outcome{0, sysexits.Config, "receive.status_url is not set"}, ""},
 		{"token guessing", func(t *testing.T) outcome {
 			var o outcome
@@ -762,7 +762,7 @@ func TestCatalogue(t *testing.T) {
 			if o := send(t, r); o.status != http.StatusAccepted {
 				return o
 			}
-			return outcome{http.StatusAccepted, sysexits.Code(w.route(t)), w.event(t, last)}
+			return outcome{http.StatusAccepted, cli.ExitStatus(w.route(t)), w.event(t, last)}
 		}, outcome{202, 0, "voided " + route.ReasonEventNotTaken}, ""},
 		{"queue entry of the wrong version (route)", func(t *testing.T) outcome {
 			w.publish(t, config.MainQueue, bytes.Replace(ghEntry("wrong-version-1", "", good), []byte(`"version":1`), []byte(`"version":2`), 1))

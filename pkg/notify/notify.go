@@ -24,7 +24,8 @@
 //   - A send is retried with httpretry.Policy: network errors, 5xx and 429
 //     for webhooks; connection errors and 4xx replies for SMTP; exit
 //     status 75 (EX_TEMPFAIL) for sendmail. After the last attempt the
-//     error is returned, classified with pkg/sysexits; a retry after a
+//     error is returned, with its kind (errors.go; a refused login wraps
+//     fs.ErrPermission, a refused target is a *config.Error); a retry after a
 //     lost answer may deliver a notification twice.
 //   - A webhook URL and an SMTP password are secrets: no error and no log
 //     line contains more of a URL than its scheme and host, nor any of a

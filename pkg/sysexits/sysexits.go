@@ -1,10 +1,10 @@
 // Package sysexits names the exit statuses of BSD sysexits(3) and
 // classifies errors with one (a usage error is 64, a configuration error
-// 78). pkg/cli's ExitStatus maps the error a tool returns to its exit
-// status, reading these classes among others; what happens to a queue
-// entry is never an exit status (pkg/queue's outcomes), and a hint is
-// pkg/hint's. pkg/queue, pkg/durable and pkg/hint never link this package
-// (pkg/arch); issue 18 asks the other packages to move to typed errors.
+// 78). Only cmd/* and pkg/cli import it (pkg/arch): pkg/cli's ExitStatus
+// maps the error a tool returns to its exit status, from these classes
+// (which cmd/ gives its own errors) and from the typed errors of the
+// other packages; what happens to a queue entry is never an exit status
+// (pkg/queue's outcomes), and a hint is pkg/hint's.
 package sysexits
 
 import (

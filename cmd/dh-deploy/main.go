@@ -305,10 +305,10 @@ func report(env *cli.Env, r store.Run, err error) error {
 
 // handOut gives a failed run by hand exit status 1, whatever failed
 // inside it (a fetch that would be retried, a write that would stop the
-// worker: the run is over all the same); a step's program that is missing
-// keeps its 69.
+// worker: the run is over all the same); a typed error keeps its status
+// (a step's program that is missing: 69).
 func handOut(err error) error {
-	if errors.Is(err, deploy.ErrFailed) && cli.ExitStatus(err) != sysexits.Unavailable {
+	if errors.Is(err, deploy.ErrFailed) && !cli.Typed(err) {
 		return sysexits.New(sysexits.Failure, err)
 	}
 	return err

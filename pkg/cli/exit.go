@@ -79,6 +79,11 @@ type (
 	bug interface{ Bug() bool }
 )
 
+// Typed reports whether err's chain holds a typed error (ExitStatus's
+// second case): what failed said what it is, beyond a queue outcome or a
+// plain error.
+func Typed(err error) bool { return kind(err) != 0 }
+
 // kind returns the exit status of the outermost typed error in err's
 // chain (depth first, as errors.As walks it), or 0 if it has none.
 func kind(err error) int {
@@ -112,22 +117,18 @@ func kindOf(err error) int {
 		return sysexits.Config
 	case *event.Error:
 		return sysexits.DataErr
-	case usage:
-		return ifTrue(e.Usage(), sysexits.Usage)
-	case unavailable:
-		return ifTrue(e.Unavailable(), sysexits.Unavailable)
-	case bug:
-		return ifTrue(e.Bug(), sysexits.Software)
+	}
+	if u, ok := err.(usage); ok && u.Usage() {
+		return sysexits.Usage
+	}
+	if u, ok := err.(unavailable); ok && u.Unavailable() {
+		return sysexits.Unavailable
+	}
+	if b, ok := err.(bug); ok && b.Bug() {
+		return sysexits.Software
 	}
 	if err == config.ErrNoDeployment {
 		return sysexits.Usage
-	}
-	return 0
-}
-
-func ifTrue(ok bool, code int) int {
-	if ok {
-		return code
 	}
 	return 0
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
+	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -44,10 +45,49 @@ func TestExitStatus(t *testing.T) {
 		{"entry unreadable", fmt.Errorf("replay: %w (%w)", boom, queue.ErrUnreadable), 65},
 		{"handler panicked", fmt.Errorf("%w: x", queue.ErrPanic), 70},
 		{"permission", perm, 77},
+		{"bad data", fmt.Errorf("route: %w", event.Errorf("entry is bad")), 65},
+		{"usage kind", fmt.Errorf("hook: %w", kindError{boom, "usage"}), 64},
+		{"unavailable kind, with a hint", hint.With(kindError{boom, "unavailable"}, "install it"), 69},
+		{"bug kind", kindError{boom, "bug"}, 70},
+		{"a kind's method saying no", kindError{boom, "none"}, 1},
+		{"the outermost kind decides", kindError{&config.Error{Err: boom}, "unavailable"}, 69},
+		{"the outermost kind decides, inside", &config.Error{Err: kindError{boom, "unavailable"}}, 78},
+		{"a kind beats an outcome", queue.Retry(kindError{boom, "unavailable"}), 69},
+		{"a kind in a joined error", fmt.Errorf("%w; %w", boom, kindError{boom, "bug"}), 70},
 		{"file system", &fs.PathError{Op: "open", Path: "/x", Err: os.ErrNotExist}, 74},
 	} {
 		if got := cli.ExitStatus(tt.err); got != tt.want {
 			t.Errorf("%s: ExitStatus(%v) = %d; want %d", tt.name, tt.err, got, tt.want)
+		}
+	}
+}
+
+// kindError is an error of a package pkg/cli may not import, saying its
+// kind by a method.
+type kindError struct {
+	error
+	kind string
+}
+
+func (e kindError) Unwrap() error     { return e.error }
+func (e kindError) Usage() bool       { return e.kind == "usage" }
+func (e kindError) Unavailable() bool { return e.kind == "unavailable" }
+func (e kindError) Bug() bool         { return e.kind == "bug" }
+
+func TestTyped(t *testing.T) {
+	boom := errors.New("boom")
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{boom, false},
+		{queue.Retry(boom), false},
+		{&fs.PathError{Op: "open", Path: "/x", Err: fs.ErrPermission}, false},
+		{fmt.Errorf("run: %w", kindError{boom, "unavailable"}), true},
+		{hint.With(&config.Error{Err: boom}, "fix"), true},
+	} {
+		if got := cli.Typed(tt.err); got != tt.want {
+			t.Errorf("Typed(%v) = %v; want %v", tt.err, got, tt.want)
 		}
 	}
 }

@@ -338,7 +338,7 @@ func (w *Worker) decode(e *queue.Entry) (*event.CertRequest, []string, error) {
 		return nil, nil, err
 	}
 	if w.st == nil {
-		return nil, nil, bugError{errors.New("certificate request without a database")}
+		return nil, nil, errors.New("certificate request without a database") // a caller's mistake
 	}
 	return req, args, nil
 }

@@ -74,7 +74,7 @@ func WriteRequest(path string, r Request) error {
 	r.Version = RequestVersion
 	data, err := json.Marshal(r)
 	if err != nil {
-		return bugError{err}
+		return err // cannot happen: a struct of strings
 	}
 	if err := durable.WriteFile(path, append(data, '\n'), 0o640); err != nil {
 		return queue.Stop(fmt.Errorf("write certbot request: %w", err))

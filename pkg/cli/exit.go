@@ -85,27 +85,14 @@ type (
 func Typed(err error) bool { return kind(err) != 0 }
 
 // kind returns the exit status of the outermost typed error in err's
-// chain (depth first, as errors.As walks it), or 0 if it has none.
+// chain (queue.Walk's order), or 0 if it has none.
 func kind(err error) int {
-	for err != nil {
-		if code := kindOf(err); code != 0 {
-			return code
-		}
-		switch u := err.(type) {
-		case interface{ Unwrap() error }:
-			err = u.Unwrap()
-		case interface{ Unwrap() []error }:
-			for _, e := range u.Unwrap() {
-				if code := kind(e); code != 0 {
-					return code
-				}
-			}
-			return 0
-		default:
-			return 0
-		}
-	}
-	return 0
+	code := 0
+	queue.Walk(err, func(e error) bool {
+		code = kindOf(e)
+		return code != 0
+	})
+	return code
 }
 
 // kindOf is the exit status of err itself as a typed error, or 0.

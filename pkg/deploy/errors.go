@@ -11,8 +11,8 @@ type usageError struct{ error }
 func (usageError) Usage() bool     { return true }
 func (e usageError) Unwrap() error { return e.error }
 
-// unavailableError is something a run needs that is not there: a step's
-// program, a run to roll back to (exit 69).
+// unavailableError is a run to roll back to that is not there (exit 69;
+// a step's program that is missing is a *sysexec.UnavailableError).
 type unavailableError struct{ error }
 
 func (unavailableError) Unavailable() bool { return true }

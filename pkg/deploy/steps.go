@@ -17,6 +17,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
 )
 
 // passedEnv are the variables of the worker's own environment that steps
@@ -88,7 +89,7 @@ func lookProgram(name, checkout string, env []string) (string, error) {
 	}
 	p, err := progpath.InPath(name, progpath.EnvPATH(env)) // relative entries skipped: they would depend on the checkout
 	if err != nil {
-		return "", unavailableError{err}
+		return "", &sysexec.UnavailableError{Err: err}
 	}
 	return p, nil
 }
@@ -97,7 +98,7 @@ func executable(path string) error {
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return unavailableError{fmt.Errorf("%s does not exist", path)}
+		return &sysexec.UnavailableError{Err: fmt.Errorf("%s does not exist", path)}
 	case err != nil:
 		return err
 	case fi.IsDir() || fi.Mode().Perm()&0o111 == 0:

@@ -332,7 +332,7 @@ func (in *Installer) reloadPending() bool {
 func (in *Installer) command(ctx context.Context, what string, argv []string) (string, error) {
 	prog, err := progpath.Program(argv[0], os.Getenv("PATH")+":"+progpath.SystemPATH)
 	if err != nil {
-		return err.Error(), unavailableError{fmt.Errorf("%s command: %v", what, err)}
+		return err.Error(), &sysexec.UnavailableError{Err: fmt.Errorf("%s command: %v", what, err)}
 	}
 	started := time.Now()
 	res, err := sysexec.Run(ctx, sysexec.Cmd{

@@ -117,10 +117,10 @@ func (ml *Mail) Compose(m Message) ([]byte, error) {
 	qp := quotedprintable.NewWriter(&b)
 	body := strings.ReplaceAll(strings.ReplaceAll(m.Text(), "\r\n", "\n"), "\n", "\r\n")
 	if _, err := qp.Write([]byte(body)); err != nil {
-		return nil, bugError{fmt.Errorf("notify: encode mail: %w", err)}
+		return nil, fmt.Errorf("notify: encode mail: %w", err) // cannot happen: writes to memory
 	}
 	if err := qp.Close(); err != nil {
-		return nil, bugError{fmt.Errorf("notify: encode mail: %w", err)}
+		return nil, fmt.Errorf("notify: encode mail: %w", err) // cannot happen: writes to memory
 	}
 	return b.Bytes(), nil
 }
@@ -213,7 +213,7 @@ func (ml *Mail) sendmail(ctx context.Context, data []byte) (retry bool, err erro
 	path := ml.Sendmail
 	if path == "" {
 		if path, err = progpath.InPath("sendmail", progpath.SystemPATH); err != nil {
-			return false, hint.With(unavailableError{fmt.Errorf("notify: sendmail: %w", err)},
+			return false, hint.With(&sysexec.UnavailableError{Err: fmt.Errorf("notify: sendmail: %w", err)},
 				"install a mail transfer agent (apt-get install exim4-daemon-light), or set smtp in the target")
 		}
 	}
@@ -229,7 +229,7 @@ func (ml *Mail) sendmail(ctx context.Context, data []byte) (retry bool, err erro
 		if errors.As(err, &ee) && ee.Result.ExitCode == exTempFail {
 			return true, queue.Retry(fmt.Errorf("notify: sendmail: %w", err))
 		}
-		return false, unavailableError{fmt.Errorf("notify: sendmail: %w", err)}
+		return false, &sysexec.UnavailableError{Err: fmt.Errorf("notify: sendmail: %w", err)}
 	}
 	return false, nil
 }
@@ -241,3 +241,7 @@ func (ml *Mail) String() string {
 	}
 	return fmt.Sprintf("mail to %s via %s", strings.Join(ml.To, ", "), ml.SMTP)
 }
+
+// exTempFail is the exit status (sysexits(3) EX_TEMPFAIL) with which
+// sendmail says "try again later".
+const exTempFail = 75

@@ -77,7 +77,7 @@ func outcomeOf(err error) (o outcome, after time.Duration) {
 		return done, 0
 	}
 	o = failed
-	walk(err, func(e error) bool {
+	Walk(err, func(e error) bool {
 		switch e := e.(type) {
 		case *marked:
 			o, after = e.o, e.after
@@ -113,9 +113,11 @@ func KeepsEntry(ctx context.Context, err error) bool {
 	return o == retry || o == stop
 }
 
-// walk calls f on err and the errors it wraps, outermost first (depth
-// first through errors.Join), until f returns true.
-func walk(err error, f func(error) bool) bool {
+// Walk calls f on err and the errors it wraps, outermost first (depth
+// first through errors.Join, as errors.As), until f returns true, and
+// reports whether one did: the order in which the outermost marker
+// decides, here and in cli.ExitStatus.
+func Walk(err error, f func(error) bool) bool {
 	for err != nil {
 		if f(err) {
 			return true
@@ -125,7 +127,7 @@ func walk(err error, f func(error) bool) bool {
 			err = u.Unwrap()
 		case interface{ Unwrap() []error }:
 			for _, e := range u.Unwrap() {
-				if walk(e, f) {
+				if Walk(e, f) {
 					return true
 				}
 			}

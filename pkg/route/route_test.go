@@ -552,8 +552,9 @@ func TestBrokenDeploymentQueueFailsAlone(t *testing.T) {
 	ctx := context.Background()
 	r := newRig(t, storetest.NewMigrated(t))
 	broken := r.cfg.QueuePath("hello-mirror")
-	// A file where the queue's directory should be: mkdir fails, even as
-	// root (for whom a permission denied cannot be staged).
+	// A file where the queue's directory should be: no publish can
+	// succeed, even as root (for whom a permission denied cannot be
+	// staged).
 	if err := os.RemoveAll(broken); err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
 )
 
 // Deployment is what `dh-deploy add` was asked.
@@ -333,7 +334,7 @@ func CloneAccess(ctx context.Context, r *Runner, usr, url string, markSafe bool)
 		}
 	}
 	if _, err := r.As(ctx, nil, usr, true, "git", "ls-remote", "--", url, "HEAD"); err != nil {
-		return hint.With(unavailableError{fmt.Errorf("%s cannot read %s: %v", usr, url, err)},
+		return hint.With(&sysexec.UnavailableError{Err: fmt.Errorf("%s cannot read %s: %v", usr, url, err)},
 			fmt.Sprintf("give %s access (a deploy key in ~%s/.ssh, or a public https URL), then check: sudo -u %s git ls-remote %s", usr, usr, usr, url))
 	}
 	return nil

@@ -86,7 +86,7 @@ type Runner struct {
 func (r *Runner) Run(ctx context.Context, stdin io.Reader, name string, args ...string) (string, error) {
 	path, err := progpath.Find(name)
 	if err != nil {
-		return "", unavailableError{err}
+		return "", &sysexec.UnavailableError{Err: err}
 	}
 	timeout := r.Timeout
 	if timeout == 0 {
@@ -108,7 +108,7 @@ func (r *Runner) Run(ctx context.Context, stdin io.Reader, name string, args ...
 func (r *Runner) As(ctx context.Context, stdin io.Reader, usr string, group bool, name string, args ...string) (string, error) {
 	path, err := progpath.Find(name)
 	if err != nil {
-		return "", unavailableError{err}
+		return "", &sysexec.UnavailableError{Err: err}
 	}
 	argv := []string{"-u", usr}
 	if group {

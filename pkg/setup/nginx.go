@@ -10,6 +10,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/hint"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
 )
 
 // NginxSite is the nginx server passing the webhook (and the token path)
@@ -46,7 +47,7 @@ func Nginx(ctx context.Context, r *Runner, host string) error {
 		return usageError{fmt.Errorf("setup: --host %q is not a host name", host)}
 	}
 	if _, err := os.Stat("/etc/nginx/sites-enabled"); err != nil {
-		return hint.With(unavailableError{errors.New("setup: --host: no /etc/nginx/sites-enabled")},
+		return hint.With(&sysexec.UnavailableError{Err: errors.New("setup: --host: no /etc/nginx/sites-enabled")},
 			"apt-get install -y nginx, or put nginx in front by hand (docs/operations.md, step 7) and leave out --host")
 	}
 	_, err := os.Stat(NginxSite)

@@ -351,7 +351,7 @@ func verdict(ctx context.Context, name string, c Cmd, p *process, res Result, wa
 // startError classifies an error of starting the program.
 func startError(err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		return unavailableError{err}
+		return &UnavailableError{Err: err}
 	}
 	return err // fs.ErrPermission among others
 }

@@ -38,7 +38,10 @@
 // writers, default dh-receive; root and dh-route too): any other goes to
 // failed/ unread. A delivery for a deployment whose queue is at a
 // [queues.deployments] limit stays in queues/main (with the ones after it)
-// and is retried with backoff; replay and run --once exit 75 then.
+// and is retried with backoff; replay and run --once exit 75 then. One
+// for a deployment whose queue is missing goes to failed/, its .why
+// naming the queue and the fix: dh-route never creates a deployment
+// queue (dh-deployer-acl deployment NAME does, with its owner and ACL).
 //
 // run also consumes queues/status: the commit statuses the deployments'
 // workers ask for, which it sets on GitHub with github.token_file, and the

@@ -28,6 +28,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/termsafe"
 )
 
 // SourceGitHook marks the entries HookEntries makes.
@@ -314,9 +315,14 @@ func Push(ctx context.Context, socket, repository string, lines io.Reader, wait 
 }
 
 // followRuns copies a waiting hook's stream to out and turns its outcome
-// (the trailer) into the error Push returns.
+// (the trailer) into the error Push returns. The stream carries the
+// runs' logs, which a build wrote, to the pusher's terminal (through git
+// push): it is shown defused (termsafe), so that no escape sequence
+// drives the terminal and no CR overwrites a line.
 func followRuns(resp *http.Response, out io.Writer) error {
-	if _, err := io.Copy(out, resp.Body); err != nil {
+	safe := termsafe.NewWriter(out)
+	_, err := io.Copy(safe, resp.Body)
+	if err := cmp.Or(err, safe.Flush()); err != nil {
 		return sysexits.Errorf(sysexits.TempFail, "dh-receive's stream broke off: %v", err)
 	}
 	switch o := resp.Trailer.Get(TrailerOutcome); o {

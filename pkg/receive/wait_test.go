@@ -1,6 +1,8 @@
 package receive
 
 import (
+	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
@@ -62,5 +65,36 @@ func TestWaitingBounded(t *testing.T) {
 	}
 	if n := r.s.waiting.Load(); n != 0 {
 		t.Errorf("%d requests still counted as waiting; want 0", n)
+	}
+}
+
+// What a waiting hook prints comes from a build (its log) and reaches the
+// pusher's terminal through git: Push shows it defused, escape sequences
+// in caret notation and a carriage return as a line break, so a log can
+// neither drive the terminal nor overwrite a line printed before it.
+func TestHookWaitDefused(t *testing.T) {
+	socket := filepath.Join(testenv.ShortTempDir(t, "dh-hook"), "hook.sock")
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Trailer", TrailerOutcome)
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, "dh-deployer: app: run 7 of "+strings.Repeat("a", 40)+"\n")
+		io.WriteString(w, "\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2Kbuild failed\rdh-deployer: app: run 7 \xe6")
+		w.(http.Flusher).Flush()
+		io.WriteString(w, "\x97\xa5 succeeded\n")
+		w.Header().Set(TrailerOutcome, OutcomeFailed)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	var out strings.Builder
+	_, err = Push(t.Context(), socket, "acme/app", strings.NewReader(""), time.Minute, &out)
+	want := "dh-deployer: app: run 7 of " + strings.Repeat("a", 40) + "\n" +
+		"^[]52;c;cm0gLXJmIH4=^G^[[2Kbuild failed\ndh-deployer: app: run 7 日 succeeded\n"
+	if out.String() != want || sysexits.Code(err) != sysexits.Failure {
+		t.Errorf("Push printed %q, %v; want %q and the failure", out.String(), err, want)
 	}
 }

@@ -11,7 +11,8 @@
 //	GET /status?deployment=NAME    one deployment with its last runs (also .json)
 //	GET /status?refresh=SECONDS    reloading itself (a meta refresh; status.refresh by default)
 //	GET /status/logs/NAME/RUN      the log of run RUN of deployment NAME, text/plain
-//	GET /status/logs/NAME/RUN?follow=1  the same, streamed as it grows until the run ends (logfollow.go)
+//	GET /status/logs/NAME/RUN?follow=1  the same, streamed as it grows until the run ends, defused for a
+//	                               terminal (logfollow.go)
 //	GET /status/deliveries/ID      what became of one delivery: received, decision, runs (delivery.go);
 //	                               ID.json or "Accept: application/json" for its JSON
 //	GET /metrics                   Prometheus metrics, computed on scrape (metrics.go)

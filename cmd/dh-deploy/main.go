@@ -389,7 +389,7 @@ func (t *historyTable) add(r store.Run) error {
 func (t *historyTable) flush() error { return t.w.Flush() }
 
 func logs(ctx context.Context, env *cli.Env, args []string) error {
-	cfg, _, err := lookup(env, args[0])
+	cfg, d, err := lookup(env, args[0])
 	if err != nil {
 		return err
 	}
@@ -437,10 +437,18 @@ func logs(ctx context.Context, env *cli.Env, args []string) error {
 	out := termsafe.NewWriter(env.Stdout)
 	if followLog, _ := env.Flags.GetBool("follow"); followLog {
 		// Until the run's state is final: an interrupted run's worker
-		// runs its entry again, as a new run with a log of its own.
+		// runs its entry again, as a new run with a log of its own. A run
+		// whose worker died stays "running" until the worker starts
+		// again: Overdue ends the wait for it.
 		ended := func(ctx context.Context) (bool, error) {
 			now, err := st.GetRun(ctx, args[0], r.ID)
-			return now.Ended(), err
+			if err != nil {
+				return false, err
+			}
+			if err := now.Overdue(d.Timeout, time.Now()); err != nil {
+				return false, sysexits.New(sysexits.TempFail, err)
+			}
+			return now.Ended(), nil
 		}
 		err = follow.Copy(ctx, out, f, ended, follow.Options{})
 		if ctx.Err() != nil {

@@ -281,3 +281,29 @@ func TestLogFollowDefused(t *testing.T) {
 		t.Errorf("the ended run's log ends %q; want the file's bytes", b[max(0, len(b)-60):])
 	}
 }
+
+// A run whose worker died stays "running" until the worker starts again;
+// following its log would hold a follower's slot for ever. Once the run
+// has been running longer than its deployment's timeout (plus
+// store.OverdueGrace), the stream ends, saying why.
+func TestLogFollowOverdue(t *testing.T) {
+	in := statustest.New(t, "")
+	story := in.Story(t)
+	// An hour later: the docs run (started 2 minutes before) is past its
+	// 30 minute timeout.
+	srv := httptest.NewServer(status.New(func() *config.Config { return in.Config }, in.Store,
+		status.Options{Now: func() time.Time { return time.Now().Add(time.Hour) }}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+status.LogURL("docs", story.Running)+"?follow=1", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !strings.Contains(string(b), "stopped following the log") || !strings.Contains(string(b), "its worker has stopped") {
+		t.Errorf("following an overdue run: %q, %v; want the stream to end saying its worker has stopped", b, err)
+	}
+}

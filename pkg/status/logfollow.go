@@ -22,12 +22,12 @@ const followWriteTimeout = time.Minute
 // /status/logs/NAME/RUN?follow=1): plain chunked text/plain, no script
 // needed, each piece flushed as the worker writes it (follow.Copy, a
 // bounded poll of the file), until the run's state in the database is
-// final, the client goes away or the listener stops. What the build
-// wrote comes defused for a terminal (pkg/termsafe: escape sequences in
-// caret notation, a CR as a line break). At most
-// Options.MaxFollowers at once (503 beyond). A log whose run has ended is
-// served whole, as without follow.
-func (h *Handler) followLog(w http.ResponseWriter, r *http.Request, run store.Run, f *os.File) {
+// final, the run is Overdue (its worker stopped), the client goes away or
+// the listener stops. What the build wrote comes defused for a terminal
+// (pkg/termsafe: escape sequences in caret notation, a CR as a line
+// break). At most Options.MaxFollowers at once (503 beyond). A log whose
+// run has ended is served whole, as without follow.
+func (h *Handler) followLog(w http.ResponseWriter, r *http.Request, run store.Run, timeout time.Duration, f *os.File) {
 	select {
 	case h.followers <- struct{}{}:
 		defer func() { <-h.followers }()
@@ -53,7 +53,9 @@ func (h *Handler) followLog(w http.ResponseWriter, r *http.Request, run store.Ru
 		if err != nil {
 			return false, err
 		}
-		return now.Ended(), nil
+		// A run whose worker died stays "running" until the worker
+		// starts again: stop rather than hold the follower's slot.
+		return now.Ended(), now.Overdue(timeout, h.opts.Now())
 	}
 	// Read live, often by curl on a terminal: defused (termsafe). The
 	// log served whole is the file's bytes.

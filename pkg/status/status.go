@@ -719,7 +719,8 @@ func (h *Handler) json(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) log(w http.ResponseWriter, r *http.Request) {
 	cfg := h.config()
 	name := r.PathValue("name")
-	if _, ok := cfg.Deployment(name); !ok {
+	dep, ok := cfg.Deployment(name)
+	if !ok {
 		http.Error(w, "no such deployment", http.StatusNotFound)
 		return
 	}
@@ -764,7 +765,7 @@ func (h *Handler) log(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Content-Disposition", "inline")
 	if r.URL.Query().Has("follow") && !run.Ended() {
-		h.followLog(w, r, run, f)
+		h.followLog(w, r, run, dep.Timeout, f)
 		return
 	}
 	http.ServeContent(w, r, "", fi.ModTime(), f)

@@ -207,7 +207,7 @@ func (s *Server) hookPush(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	release, ok := s.startWait(w, wait)
+	release, ok := s.startWait(w, wait, fmt.Sprintf("user %d", cred.Uid))
 	if !ok {
 		return
 	}

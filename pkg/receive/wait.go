@@ -57,10 +57,12 @@ func waitParam(q url.Values, h http.Header) (time.Duration, error) {
 }
 
 // startWait checks that a request may wait (for wait > 0): dh-receive
-// knows the status listener, and fewer than receive.max_waiting requests
-// wait. It answers the request itself when not (501, 503), and returns
-// the release of the waiting slot.
-func (s *Server) startWait(w http.ResponseWriter, wait time.Duration) (release func(), ok bool) {
+// knows the status listener, fewer than receive.max_waiting requests
+// wait, and fewer than waitShare of them for who (a deployment's token
+// requests, a hook user's pushes), so that one holder of a token cannot
+// take every waiting slot from the others. It answers the request itself
+// when not (501, 503), and returns the release of the waiting slot.
+func (s *Server) startWait(w http.ResponseWriter, wait time.Duration, who string) (release func(), ok bool) {
 	if wait <= 0 {
 		return func() {}, true
 	}
@@ -75,8 +77,35 @@ func (s *Server) startWait(w http.ResponseWriter, wait time.Duration) (release f
 		fail(w, http.StatusServiceUnavailable, fmt.Sprintf("%d requests are waiting already (receive.max_waiting): try again later, or do not wait", s.Config.MaxWaiting))
 		return nil, false
 	}
-	return func() { s.waiting.Add(-1) }, true
+	share := waitShare(s.Config.MaxWaiting)
+	s.waitMu.Lock()
+	if s.waitingBy[who] >= share {
+		s.waitMu.Unlock()
+		s.waiting.Add(-1)
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+		fail(w, http.StatusServiceUnavailable, fmt.Sprintf("%d requests of %s are waiting already (at most a quarter of receive.max_waiting each): "+
+			"try again later, or do not wait", share, who))
+		return nil, false
+	}
+	if s.waitingBy == nil {
+		s.waitingBy = map[string]int{}
+	}
+	s.waitingBy[who]++
+	s.waitMu.Unlock()
+	return func() {
+		s.waitMu.Lock()
+		if s.waitingBy[who]--; s.waitingBy[who] == 0 {
+			delete(s.waitingBy, who)
+		}
+		s.waitMu.Unlock()
+		s.waiting.Add(-1)
+	}, true
 }
+
+// waitShare is how many of maxWaiting waiting slots one deployment's
+// token requests, or one hook user's pushes, may hold: a quarter, at
+// least one.
+func waitShare(maxWaiting int) int { return max(1, maxWaiting/4) }
 
 // waitContext is ctx bounded by wait, and ended when the server stops.
 func (s *Server) waitContext(ctx context.Context, wait time.Duration) (context.Context, context.CancelFunc) {

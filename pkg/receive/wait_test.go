@@ -1,6 +1,7 @@
 package receive
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -96,5 +97,47 @@ func TestHookWaitDefused(t *testing.T) {
 		"^[]52;c;cm0gLXJmIH4=^G^[[2Kbuild failed\ndh-deployer: app: run 7 日 succeeded\n"
 	if out.String() != want || sysexits.Code(err) != sysexits.Failure {
 		t.Errorf("Push printed %q, %v; want %q and the failure", out.String(), err, want)
+	}
+}
+
+// One deployment's token (a CI secret a pusher may reach) holds at most a
+// quarter of receive.max_waiting: with 4 slots, a second waiting request
+// for api gets 503 naming the share, while one for web still waits.
+func TestWaitingShared(t *testing.T) {
+	const token, other = "ci-token-0123456789abcdef", "web-token-0123456789abcdef"
+	status, err := NewStatusClient("unix:"+filepath.Join(testenv.ShortTempDir(t, "dh-wait"), "none.sock"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status.Poll = 50 * time.Millisecond
+	r := start(t, "", func(s *Server) {
+		s.Tokens = map[string][]config.DeployToken{"api": {{Name: "ci", Token: []byte(token)}}, "web": {{Name: "web", Token: []byte(other)}}}
+		s.Deployments = map[string]*config.Deployment{"api": {Name: "api", Branches: []string{"main"}}, "web": {Name: "web", Branches: []string{"main"}}}
+		s.Config.MaxWaiting = 4
+		s.Status = status
+	})
+	post := func(name, tok string) *http.Request {
+		req, _ := http.NewRequest("POST", r.url+"/deploy/"+name, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set(HeaderWait, "2")
+		return req
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); do(t, post("api", token)) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.s.waiting.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	code, body := do(t, post("api", token))
+	if code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(body["description"]), "of deployment api are waiting already") {
+		t.Errorf("second waiting request for api = %d %v; want 503 naming api's share", code, body)
+	}
+	if code, body := do(t, post("web", other)); code != http.StatusAccepted || body["outcome"] != OutcomePending {
+		t.Errorf("waiting request for web = %d %v; want to wait (202 pending at the deadline)", code, body)
+	}
+	wg.Wait()
+	if n := r.s.waiting.Load(); n != 0 || len(r.s.waitingBy) != 0 {
+		t.Errorf("%d requests still counted as waiting (%v); want none", n, r.s.waitingBy)
 	}
 }

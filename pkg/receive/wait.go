@@ -3,6 +3,7 @@ package receive
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -183,7 +184,7 @@ func (s *Server) answerWhenDone(w http.ResponseWriter, r *http.Request, id, depl
 		}
 	}
 	if err != nil && a.Outcome == OutcomePending {
-		a.Error = err.Error()
+		a.Error = s.waitError(id, err)
 	}
 	code := http.StatusUnprocessableEntity
 	switch a.Outcome {
@@ -231,7 +232,7 @@ func (s *Server) streamRuns(w http.ResponseWriter, r *http.Request, deliveries [
 func (s *Server) tellDelivery(ctx context.Context, out io.Writer, id string) string {
 	story, err := s.Status.Wait(ctx, id, func(st *Story) bool { return st.Decision != nil })
 	if story == nil || story.Decision == nil {
-		fmt.Fprintf(out, "dh-deployer: %s: not routed yet (%v)\n", id, err)
+		fmt.Fprintf(out, "dh-deployer: %s: not routed yet (%s)\n", id, s.waitError(id, err))
 		return OutcomePending
 	}
 	if len(story.Decision.Deployments) == 0 {
@@ -252,14 +253,14 @@ func (s *Server) tellDelivery(ctx context.Context, out io.Writer, id string) str
 				run = story.newest(dep)
 			}
 			if ctx.Err() != nil || run == nil || followed[run.ID] {
-				fmt.Fprintf(out, "dh-deployer: %s: no end yet (%v)\n", dep, cmp.Or(err, ctx.Err()))
+				fmt.Fprintf(out, "dh-deployer: %s: no end yet (%s)\n", dep, s.waitError(id, cmp.Or(err, ctx.Err())))
 				return OutcomePending
 			}
 			followed[run.ID] = true
 			fmt.Fprintf(out, "dh-deployer: %s: run %d of %s\n", dep, run.ID, run.Commit)
 			if run.Log != "" {
 				if err := s.Status.FollowLog(ctx, run.Log, out); err != nil && ctx.Err() == nil {
-					fmt.Fprintf(out, "dh-deployer: %s: the log stopped: %v\n", dep, err)
+					fmt.Fprintf(out, "dh-deployer: %s: the log stopped: %s\n", dep, s.waitError(id, err))
 				}
 			}
 			// Its end, as recorded.
@@ -290,4 +291,19 @@ func (s *Server) tellDelivery(ctx context.Context, out io.Writer, id string) str
 		return OutcomePending
 	}
 	return story.Outcome
+}
+
+// waitError is what a waiting client is told of err, which ended its
+// wait: whether the delivery is routed yet, or that the wait ended, but
+// never the status listener's address, socket path or answer, which are
+// logged instead.
+func (s *Server) waitError(id string, err error) string {
+	switch {
+	case errors.Is(err, errNotYet):
+		return "dh-route has not recorded the delivery yet"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return "the wait ended"
+	}
+	s.Logger.Warn("status listener not read", "delivery", id, "err", err)
+	return "the status listener could not be read (dh-receive's log says why)"
 }

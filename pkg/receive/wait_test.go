@@ -61,6 +61,9 @@ func TestWaitingBounded(t *testing.T) {
 		!strings.HasSuffix(first["location"].(string), "/status/deliveries/"+first["delivery"].(string)) {
 		t.Errorf("first waiting request = %d %v; want 202 pending at the deadline, saying the status listener is away", firstStatus, first)
 	}
+	if e := fmt.Sprint(first["error"]); strings.Contains(e, "none.sock") || strings.Contains(e, "dial") {
+		t.Errorf("the waiting client is told %q; want no address or socket path of the status listener (the log has them)", e)
+	}
 	if names, _ := r.q.List(); len(names) != 1 {
 		t.Errorf("queue holds %d entries; want the first request's only", len(names))
 	}

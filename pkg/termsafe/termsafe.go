@@ -93,14 +93,16 @@ func (t *Writer) defuse(data []byte, final bool) (rest []byte) {
 				out = append(out, '\n')
 			}
 			i++
-		case c == '\n' || c == '\t':
-			out = append(out, c)
-			i++
+		case passes(c):
+			// A run of printable ASCII, LF and tab: copied as it is.
+			j := i + 1
+			for j < len(data) && passes(data[j]) {
+				j++
+			}
+			out = append(out, data[i:j]...)
+			i = j
 		case c < 0x20 || c == 0x7f:
 			out = append(out, '^', c^0x40)
-			i++
-		case c < utf8.RuneSelf:
-			out = append(out, c)
 			i++
 		case !final && !utf8.FullRune(data[i:]):
 			return data[i:]
@@ -116,3 +118,6 @@ func (t *Writer) defuse(data []byte, final bool) (rest []byte) {
 	}
 	return nil
 }
+
+// passes reports whether c is printable ASCII, LF or tab.
+func passes(c byte) bool { return c >= 0x20 && c < 0x7f || c == '\n' || c == '\t' }

@@ -2,6 +2,7 @@ package termsafe
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 )
@@ -53,5 +54,34 @@ func TestWriterBytewise(t *testing.T) {
 	w.Flush()
 	if want := strings.Repeat("é^[[2K\n日\n", 100); b.String() != want {
 		t.Errorf("bytewise: got %q; want %q", b.String()[:40], want[:40])
+	}
+}
+
+// BenchmarkWriter copies an 8 MiB build log (the cap of a run's log)
+// through a Writer, 32 KiB at a time as follow.Copy reads, beside a plain
+// copy into the same buffer: the cost of defusing.
+func BenchmarkWriter(b *testing.B) {
+	line := "[dh-deploy 10:02:11] step 1/2: cc -o app main.c \x1b[32mok\x1b[0m naïve 100%\r\n"
+	log := []byte(strings.Repeat(line, 8<<20/len(line)))
+	for _, name := range []string{"plain", "defused"} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(log)))
+			var out bytes.Buffer
+			for range b.N {
+				out.Reset()
+				var w io.Writer = &out
+				var t *Writer
+				if name == "defused" {
+					t = NewWriter(&out)
+					w = t
+				}
+				for p := log; len(p) > 0; p = p[min(len(p), 32<<10):] {
+					w.Write(p[:min(len(p), 32<<10)])
+				}
+				if t != nil {
+					t.Flush()
+				}
+			}
+		})
 	}
 }

@@ -47,6 +47,8 @@ func TestDecodeRejectsBadEntries(t *testing.T) {
 		{"version 2", strings.Replace(string(good), `"version":1`, `"version":2`, 1), "version 2 is not supported"},
 		{"no kind", `{"version":1}`, "no kind"},
 		{"other kind", `{"version":1,"kind":"nginx-sites"}`, `want "github-event"`},
+		{"other kind, fields of other types", `{"version":1,"kind":"nginx-sites","delivery":5}`, `want "github-event"`},
+		{"version 2, fields of other types", `{"version":2,"kind":"github-event","delivery":5}`, "version 2 is not supported"},
 		{"bad delivery", strings.Replace(string(good), "72d3162e", "../..", 1), "delivery id"},
 		{"bad event", strings.Replace(string(good), `"push"`, `"push; rm"`, 1), "event name"},
 		{"no time", strings.Replace(string(good), `"received_at"`, `"x"`, 1), "received_at"},
@@ -174,5 +176,51 @@ func roundTrip[T any, P interface {
 	*ta, *tb = time.Time{}, time.Time{}
 	if !reflect.DeepEqual(a, b) {
 		t.Fatalf("round trip of %q = %+v; want %+v", data, b, a)
+	}
+}
+
+// TestEncodeHeadIsJSON checks that EncodeHead, which appends the head's
+// bytes itself, writes what encoding/json writes for the struct.
+func TestEncodeHeadIsJSON(t *testing.T) {
+	for _, e := range []GitHubEvent{
+		*sample(),
+		{Delivery: "hook-0123", Event: "ping", ReceivedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600))},
+		{Delivery: "d1", Event: "push", HookID: 1, Source: "gitea", Deployment: "api", ReceivedAt: time.Unix(0, 1)},
+		{Delivery: "d1", Event: "push", Source: "a\"b\\c<d>&\u2028é\x01\xff", ReceivedAt: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)},
+	} {
+		got, err := e.EncodeHead()
+		if err != nil {
+			t.Fatalf("EncodeHead(%+v) = %v", e, err)
+		}
+		m := e
+		m.Version, m.Kind, m.ReceivedAt, m.Payload = Version, KindGitHubEvent, e.ReceivedAt.UTC(), json.RawMessage("{}")
+		want, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want = bytes.TrimSuffix(want, []byte("{}}")); !bytes.Equal(got, want) {
+			t.Errorf("EncodeHead(%+v) = %s; want %s", e, got, want)
+		}
+	}
+}
+
+// TestEncodeChecksAReplacedPayload: Encode skips checking only the very
+// payload DecodeGitHubEvent checked; one replaced since is checked.
+func TestEncodeChecksAReplacedPayload(t *testing.T) {
+	good, _ := sample().Encode()
+	e, err := DecodeGitHubEvent(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := *e // as dh-route forwards it
+	out.Deployment = "api"
+	if _, err := out.Encode(); err != nil {
+		t.Errorf("Encode(decoded) = %v", err)
+	}
+	for _, p := range []string{`[1]`, `{"a":`, `{}, "kind": "x"`} {
+		out.Payload = json.RawMessage(p)
+		if _, err := out.Encode(); sysexits.Code(err) != sysexits.DataErr {
+			t.Errorf("Encode(payload %s) = %v; want a data error", p, err)
+		}
 	}
 }

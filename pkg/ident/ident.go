@@ -137,41 +137,60 @@ func badRefName(name string) string {
 // alphabet passes (no "/").
 type Delivery string
 
-var (
-	deliveryRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-	// guidRE is the shape of X-GitHub-Delivery: a UUID (GitHub, Gitea,
-	// Forgejo and Gogs all send one).
-	guidRE = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
-)
-
 // ParseDelivery accepts a delivery id of a queue entry: A-Z, a-z, 0-9,
-// ".", "_", ":" and "-", starting with a letter or digit, at most 128 bytes.
+// ".", "_", ":" and "-", starting with a letter or digit, at most 128 bytes
+// (^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$). It and ParseGUID run on every
+// delivery, so they check bytes without a regular expression.
 func ParseDelivery(s string) (Delivery, error) {
-	if !deliveryRE.MatchString(s) {
+	ok := len(s) > 0 && len(s) <= 128 && isAlnum(s[0])
+	for i := 1; ok && i < len(s); i++ {
+		c := s[i]
+		ok = isAlnum(c) || c == '.' || c == '_' || c == ':' || c == '-'
+	}
+	if !ok {
 		return "", &Error{"delivery", s, `want 1 to 128 of A-Z, a-z, 0-9, ".", "_", ":", "-", starting with a letter or digit`}
 	}
 	return Delivery(s), nil
 }
 
 // ParseGUID accepts the delivery id of a webhook (X-GitHub-Delivery): a
-// UUID. Every GUID is also a valid Delivery.
+// UUID, 8-4-4-4-12 hexadecimal digits (GitHub, Gitea, Forgejo and Gogs
+// all send one). Every GUID is also a valid Delivery.
 func ParseGUID(s string) (Delivery, error) {
-	if !guidRE.MatchString(s) {
+	ok := len(s) == 36
+	for i := 0; ok && i < len(s); i++ {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			ok = s[i] == '-'
+		} else {
+			ok = isHex(s[i])
+		}
+	}
+	if !ok {
 		return "", &Error{"delivery", s, "want a GUID (8-4-4-4-12 hexadecimal digits)"}
 	}
 	return Delivery(s), nil
 }
 
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
 // Event is the name of a GitHub event, as in X-GitHub-Event and in a
 // deployment's events: "push", "ping", "workflow_run".
 type Event string
 
-var eventRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
-
 // ParseEvent accepts a lowercase letter followed by up to 63 of a-z, 0-9
-// and "_".
+// and "_" (^[a-z][a-z0-9_]{0,63}$, checked byte by byte: dh-receive
+// checks every delivery's event).
 func ParseEvent(s string) (Event, error) {
-	if !eventRE.MatchString(s) {
+	ok := len(s) > 0 && len(s) <= 64 && 'a' <= s[0] && s[0] <= 'z'
+	for i := 1; ok && i < len(s); i++ {
+		c := s[i]
+		ok = 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_'
+	}
+	if !ok {
 		return "", &Error{"event name", s, `want a-z, then up to 63 of a-z, 0-9 and "_"`}
 	}
 	return Event(s), nil

@@ -3,6 +3,7 @@ package ident
 import (
 	"fmt"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -136,6 +137,38 @@ func TestParseDeliveryAndName(t *testing.T) {
 	} {
 		if _, err := ParseDeploymentName(s); (err == nil) != want {
 			t.Errorf("ParseDeploymentName(%q) = %v; want ok %v", s, err, want)
+		}
+	}
+}
+
+// TestParseIDsMatchPatterns checks ParseDelivery, ParseGUID and
+// ParseEvent, byte loops, against the regular expressions they stand for,
+// on every one-byte change of valid ids and on lengths around the limits.
+func TestParseIDsMatchPatterns(t *testing.T) {
+	deliveryRE := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+	guidRE := regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
+	eventRE := regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+	seeds := []string{"72d3162e-cc78-11e3-81ab-4c9367dc0958", "hook-0123", "pull_request_review", "a",
+		strings.Repeat("e", 63), strings.Repeat("e", 64), strings.Repeat("e", 65),
+		strings.Repeat("b", 127), strings.Repeat("c", 128), strings.Repeat("d", 129)}
+	var all []string
+	for _, s := range seeds {
+		all = append(all, s, s[1:], s+"0", "-"+s)
+		for i := range len(s) {
+			for _, c := range []byte("\x00\n -./09:@AFGZ[_`afgz{\x7f\x80\xff") {
+				all = append(all, s[:i]+string([]byte{c})+s[i+1:])
+			}
+		}
+	}
+	for _, s := range all {
+		if _, err := ParseDelivery(s); (err == nil) != deliveryRE.MatchString(s) {
+			t.Errorf("ParseDelivery(%q) = %v; want ok %v", s, err, deliveryRE.MatchString(s))
+		}
+		if _, err := ParseGUID(s); (err == nil) != guidRE.MatchString(s) {
+			t.Errorf("ParseGUID(%q) = %v; want ok %v", s, err, guidRE.MatchString(s))
+		}
+		if _, err := ParseEvent(s); (err == nil) != eventRE.MatchString(s) {
+			t.Errorf("ParseEvent(%q) = %v; want ok %v", s, err, eventRE.MatchString(s))
 		}
 	}
 }

@@ -79,8 +79,8 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		event := eventDeploy
 		if !deploy {
 			event = eventUnverified
-			if h := r.Header.Get("X-GitHub-Event"); rec.code/100 == 2 && eventName.MatchString(h) {
-				event = h
+			if rec.code/100 == 2 && eventName.MatchString(rec.event) {
+				event = rec.event
 			}
 		}
 		s.metrics.deliveries.WithLabelValues(event, strconv.Itoa(rec.code)).Inc()
@@ -111,11 +111,22 @@ func (s *Server) serveMetrics() http.HandlerFunc {
 	}
 }
 
-// statusRecorder remembers the status code a handler answered.
+// statusRecorder remembers the status code a handler answered, and the
+// event of a verified delivery (verifiedEvent).
 type statusRecorder struct {
 	http.ResponseWriter
 	code  int
+	event string
 	wrote sync.Once
+}
+
+// verifiedEvent tells instrument, if w is its recorder, the event of a
+// delivery whose signature verified: its header, read once by the
+// webhook.
+func verifiedEvent(w http.ResponseWriter, name string) {
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.event = name
+	}
 }
 
 func (r *statusRecorder) WriteHeader(code int) {

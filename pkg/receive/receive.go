@@ -36,6 +36,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -140,6 +141,10 @@ var (
 	}
 )
 
+// webhook takes one delivery: read (every check its source and headers
+// allow before a byte of the body is read, then its bytes in flight),
+// verify and enqueue (in one pass over the body: incoming.streamBody),
+// answer.
 func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -150,92 +155,146 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	// without this, net/http would first read up to 256 KiB of the unread
 	// body, waiting for a client that may never send it.
 	w.Header().Set("Connection", "close")
+	client, rej := s.source(r)
+	var d *incoming
+	if rej == nil {
+		d, rej = s.readHeaders(r)
+	}
+	if rej == nil {
+		rej = s.reserve(w, r, d)
+	}
+	if rej != nil {
+		s.reject(w, r, rej.status, rej.why, client)
+		return
+	}
+	defer s.inFlight.give(d.reserved)
+	w.Header().Del("Connection") // the body is read from here on
+	name, err := s.enqueue(d)
+	s.answer(w, r, client, d, name, err)
+}
+
+// source is the requesting client's address (clientAddr), refused unless
+// the allowlist takes it.
+func (s *Server) source(r *http.Request) (netip.Addr, *rejection) {
 	client, err := s.clientAddr(r)
 	if err != nil {
-		s.reject(w, r, http.StatusForbidden, err.Error(), client)
-		return
+		return client, &rejection{http.StatusForbidden, err.Error()}
 	}
 	if !s.allowed(client) {
-		s.reject(w, r, http.StatusForbidden, "source address "+client.String()+" is not allowed", client)
-		return
+		return client, &rejection{http.StatusForbidden, "source address " + client.String() + " is not allowed"}
 	}
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return client, nil
+}
+
+// answer tells the client what became of its delivery: 202 once its entry
+// name is on disk, the rejection of a body that did not verify or check,
+// or 503 when the queue could not store it.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, client netip.Addr, d *incoming, name string, err error) {
+	var bad *rejection
+	switch {
+	case errors.As(err, &bad):
+		s.reject(w, r, bad.status, bad.why, client)
+	case err != nil:
+		s.Logger.Error("delivery not queued", "delivery", d.event.Delivery, "event", d.event.Event, "err", err)
+		fail(w, http.StatusServiceUnavailable, "the delivery could not be stored; it was not accepted")
+	default:
+		s.Logger.Info("delivery queued", "delivery", d.event.Delivery, "event", d.event.Event, "source", d.event.Source, "entry", name, "bytes", d.payload)
+		verifiedEvent(w, d.event.Event)
+		writeJSON(w, http.StatusAccepted, queuedAnswer{Delivery: d.event.Delivery, Queued: true})
+	}
+}
+
+// Canonical forms of the header names the webhook reads: net/http
+// canonicalizes the request's keys once, so a lookup by these is a map
+// access (http.Header.Get would canonicalize its argument each time, and
+// "X-GitHub-Event" is not canonical, so it would allocate).
+var (
+	hEvent, hDelivery, hHookID = canonical(github.HeaderEvent), canonical(github.HeaderDelivery), canonical(github.HeaderHookID)
+	hSignature, hSignature1    = canonical(github.HeaderSignature256), canonical(github.HeaderSignature1)
+	hContentType               = canonical("Content-Type")
+)
+
+func canonical(key string) string { return textproto.CanonicalMIMEHeaderKey(key) }
+
+// header is h.Get(key) for a canonical key.
+func header(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// readHeaders checks everything a delivery's headers say, before a byte of
+// its body is read: the content type, the length, the signature, the
+// event, delivery and hook id. It returns the delivery ready to be
+// streamed, or why not.
+func (s *Server) readHeaders(r *http.Request) (*incoming, *rejection) {
+	mt, _, _ := mime.ParseMediaType(header(r.Header, hContentType))
 	if mt != "application/json" && mt != "application/x-www-form-urlencoded" {
-		s.reject(w, r, http.StatusUnsupportedMediaType,
-			"content type must be application/json or application/x-www-form-urlencoded", client)
-		return
+		return nil, &rejection{http.StatusUnsupportedMediaType, "content type must be application/json or application/x-www-form-urlencoded"}
 	}
 	tooLarge := &rejection{http.StatusRequestEntityTooLarge, "body larger than " + strconv.FormatInt(s.Config.MaxBody, 10) + " bytes"}
 	if r.ContentLength > s.Config.MaxBody {
-		s.reject(w, r, tooLarge.status, tooLarge.why, client)
-		return
+		return nil, tooLarge
 	}
-	// Every header is checked before a byte of the body is read.
-	sum, status, err := signature(r.Header)
+	sum, err := signature(r.Header)
 	if err != nil {
-		s.reject(w, r, status, err.Error(), client)
-		return
+		return nil, &rejection{http.StatusUnauthorized, err.Error()}
 	}
 	e := &event.GitHubEvent{
-		Delivery:   r.Header.Get(github.HeaderDelivery),
-		Event:      r.Header.Get(github.HeaderEvent),
+		Delivery:   header(r.Header, hDelivery),
+		Event:      header(r.Header, hEvent),
 		ReceivedAt: s.Now().UTC(),
 	}
 	for _, src := range sources {
-		if r.Header.Get(src.header) != "" {
+		if header(r.Header, src.header) != "" {
 			e.Source = src.name
 			break
 		}
 	}
 	if !event.ValidEventName(e.Event) {
-		s.reject(w, r, http.StatusBadRequest, "missing or malformed "+github.HeaderEvent+" header", client)
-		return
+		return nil, &rejection{http.StatusBadRequest, "missing or malformed " + github.HeaderEvent + " header"}
 	}
 	if _, err := ident.ParseGUID(e.Delivery); err != nil {
-		s.reject(w, r, http.StatusBadRequest, "missing or malformed "+github.HeaderDelivery+" header (want a GUID)", client)
-		return
+		return nil, &rejection{http.StatusBadRequest, "missing or malformed " + github.HeaderDelivery + " header (want a GUID)"}
 	}
-	if h := r.Header.Get(github.HeaderHookID); h != "" {
+	if h := header(r.Header, hHookID); h != "" {
 		if e.HookID, err = strconv.ParseInt(h, 10, 64); err != nil || e.HookID < 0 {
-			s.reject(w, r, http.StatusBadRequest, "malformed "+github.HeaderHookID+" header", client)
-			return
+			return nil, &rejection{http.StatusBadRequest, "malformed " + github.HeaderHookID + " header"}
 		}
 	}
 	head, err := e.EncodeHead()
 	if err != nil {
-		s.reject(w, r, http.StatusBadRequest, err.Error(), client)
-		return
+		return nil, &rejection{http.StatusBadRequest, err.Error()}
 	}
-	// The body's bytes count against max_in_flight from here until the
-	// answer: all of Content-Length, or max_body when it is not sent.
+	return &incoming{event: e, head: head, form: mt == "application/x-www-form-urlencoded", sum: sum,
+		secrets: s.Secrets, tooBig: tooLarge}, nil
+}
+
+// reserve counts the delivery's body against max_in_flight from here until
+// the answer (the caller gives d.reserved back): all of Content-Length, or
+// max_body when it is not sent. It bounds the body's reader by max_body.
+func (s *Server) reserve(w http.ResponseWriter, r *http.Request, d *incoming) *rejection {
 	n := r.ContentLength
 	if n < 0 {
 		n = s.Config.MaxBody
 	}
 	if !s.inFlight.take(n, s.Config.MaxInFlight) {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
-		s.reject(w, r, http.StatusServiceUnavailable, "too many bytes in flight (receive.max_in_flight): try again later", client)
-		return
+		return &rejection{http.StatusServiceUnavailable, "too many bytes in flight (receive.max_in_flight): try again later"}
 	}
-	defer s.inFlight.give(n)
-	w.Header().Del("Connection") // the body is read from here on
-	mac := s.verifier()
-	defer s.verifiers.Put(mac)
-	d := &incoming{head: head, body: http.MaxBytesReader(w, r.Body, s.Config.MaxBody),
-		form: mt == "application/x-www-form-urlencoded", sum: sum, bodyMAC: mac, secrets: s.Secrets, tooBig: tooLarge}
+	d.reserved, d.body = n, http.MaxBytesReader(w, r.Body, s.Config.MaxBody)
+	return nil
+}
+
+// enqueue verifies the delivery's body as it streams into its entry's
+// staging file and publishes the entry: its name, or a *rejection (the
+// request's fault: nothing was queued) or another error (the queue's).
+func (s *Server) enqueue(d *incoming) (string, error) {
+	d.bodyMAC = s.verifier()
+	defer s.verifiers.Put(d.bodyMAC)
 	res := queue.PublishAll([]queue.Item{{Queue: s.Queue, Write: d.streamBody}})[0]
-	var rej *rejection
-	if errors.As(res.Err, &rej) {
-		s.reject(w, r, rej.status, rej.why, client)
-		return
-	}
-	if res.Err != nil {
-		s.Logger.Error("delivery not queued", "delivery", e.Delivery, "event", e.Event, "err", res.Err)
-		fail(w, http.StatusServiceUnavailable, "the delivery could not be stored; it was not accepted")
-		return
-	}
-	s.Logger.Info("delivery queued", "delivery", e.Delivery, "event", e.Event, "source", e.Source, "entry", res.Name, "bytes", d.payload)
-	writeJSON(w, http.StatusAccepted, queuedAnswer{Delivery: e.Delivery, Queued: true})
+	return res.Name, res.Err
 }
 
 // queuedAnswer is the body of a 202 (a struct, not a map: it is encoded
@@ -245,29 +304,25 @@ type queuedAnswer struct {
 	Queued   bool   `json:"queued"`
 }
 
-// signature finds the SHA-256 signature of a delivery, with the status to
-// answer when there is none.
-func signature(h http.Header) ([]byte, int, error) {
-	v := h.Get(github.HeaderSignature256)
+// signature finds the SHA-256 signature of a delivery; a missing or
+// malformed one is a 401.
+func signature(h http.Header) ([]byte, error) {
+	v := header(h, hSignature)
 	if v == "" {
 		for _, alt := range altSignature {
-			if a := h.Get(alt); a != "" {
+			if a := header(h, alt); a != "" {
 				v = "sha256=" + a
 				break
 			}
 		}
 	}
 	if v == "" {
-		if h.Get(github.HeaderSignature1) != "" {
-			return nil, http.StatusUnauthorized, github.ErrSHA1Only
+		if header(h, hSignature1) != "" {
+			return nil, github.ErrSHA1Only
 		}
-		return nil, http.StatusUnauthorized, github.ErrNoSignature
+		return nil, github.ErrNoSignature
 	}
-	sum, err := github.ParseSignature(v)
-	if err != nil {
-		return nil, http.StatusUnauthorized, err
-	}
-	return sum, 0, nil
+	return github.ParseSignature(v)
 }
 
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, status int, why string, client netip.Addr) {

@@ -67,14 +67,16 @@ const retryAfter = 10
 
 // incoming is one webhook request on its way into its staging file.
 type incoming struct {
-	head    []byte           // the entry up to its payload (event.EncodeHead)
-	body    io.Reader        // the request body, bounded by max_body
-	form    bool             // body is application/x-www-form-urlencoded
-	sum     []byte           // the signature to verify
-	bodyMAC *github.Verifier // of secrets, fresh: the body's
-	secrets [][]byte         // receive.secret_files
-	tooBig  *rejection       // the answer to a body over max_body
-	payload int64            // set by streamBody: the payload's length
+	event    *event.GitHubEvent // the entry, from the headers
+	head     []byte             // the entry up to its payload (event.EncodeHead)
+	reserved int64              // bytes counted in flight (budget)
+	body     io.Reader          // the request body, bounded by max_body
+	form     bool               // body is application/x-www-form-urlencoded
+	sum      []byte             // the signature to verify
+	bodyMAC  *github.Verifier   // of secrets, fresh: the body's
+	secrets  [][]byte           // receive.secret_files
+	tooBig   *rejection         // the answer to a body over max_body
+	payload  int64              // set by streamBody: the payload's length
 }
 
 // streamBody writes the entry into w: its head, the payload streamed from

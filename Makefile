@@ -15,6 +15,7 @@ BINDIR      ?= $(PREFIX)/bin
 LIBDIR      ?= $(PREFIX)/lib/dh-deployer
 SHAREDIR    ?= $(PREFIX)/share/dh-deployer
 DOCDIR      ?= $(PREFIX)/share/doc/dh-deployer
+MANDIR      ?= $(PREFIX)/share/man
 UNITDIR     ?= $(SYSCONFDIR)/systemd/system
 SYSUSERSDIR ?= /usr/lib/sysusers.d
 TMPFILESDIR ?= /usr/lib/tmpfiles.d
@@ -28,9 +29,14 @@ DOCS        := README.md $(wildcard docs/*.md) docs/config.example.toml
 
 all: build
 
-build: ## build the five binaries into bin/
-	@mkdir -p bin
+build: ## build the five binaries into bin/, and the manual pages into bin/man/
+	@mkdir -p bin/man
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./cmd/,$(TOOLS))
+	@# Each page is the program's own help (TOOL --man; the ACL script's --help through
+	@# cmd/dh-manpage), gzip -9n for a reproducible package.
+	@for t in $(TOOLS); do bin/$$t --man > bin/man/$$t.1 && gzip -9nf bin/man/$$t.1 || exit 1; done
+	@set -o pipefail; acl/dh-deployer-acl --help | $(GO) run ./cmd/dh-manpage dh-deployer-acl 8 > bin/man/dh-deployer-acl.8
+	@gzip -9nf bin/man/dh-deployer-acl.8
 
 deps: ## install what the tests need (Debian packages as root, Go tools)
 	@.ci/deps
@@ -109,12 +115,14 @@ demo: build ## run the main job end to end on a throwaway setup (DH_DEMO_KEEP=1 
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/dh-demo
 	bin/dh-demo --bin bin
 
-install: build ## install tools, units, users, polkit rules, sudoers, ACL script, roles.sql, docs under $(DESTDIR)
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+install: build ## install tools, manual pages, units, users, polkit rules, sudoers, ACL script, roles.sql, docs under $(DESTDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
 	  $(DESTDIR)$(LIBDIR) $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/dh-deployer
 	test -d $(DESTDIR)$(SUDOERSDIR) || install -d -m 0750 $(DESTDIR)$(SUDOERSDIR)
 	test -d $(DESTDIR)$(POLKITDIR) || install -d -m 0755 $(DESTDIR)$(POLKITDIR)
 	install -m 0755 $(addprefix bin/,$(TOOLS)) $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(patsubst %,bin/man/%.1.gz,$(TOOLS)) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 bin/man/dh-deployer-acl.8.gz $(DESTDIR)$(MANDIR)/man8/
 	for u in $(UNITS); do \
 	  sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/doc/dh-deployer|$(DOCDIR)|g' \
 	      -e 's|/etc/dh-deployer/|$(SYSCONFDIR)/dh-deployer/|g' systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && \
@@ -133,7 +141,8 @@ install: build ## install tools, units, users, polkit rules, sudoers, ACL script
 	    docs/config.example.toml $(DESTDIR)$(SYSCONFDIR)/dh-deployer/config.toml
 
 uninstall: ## remove what install put (keeps $(SYSCONFDIR)/dh-deployer, queues, state, database)
-	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(TOOLS)) $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS)) \
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(TOOLS)) $(patsubst %,$(DESTDIR)$(MANDIR)/man1/%.1.gz,$(TOOLS)) \
+	  $(DESTDIR)$(MANDIR)/man8/dh-deployer-acl.8.gz $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS)) \
 	  $(addprefix $(DESTDIR)$(SUDOERSDIR)/,$(SUDOERS)) $(DESTDIR)$(POLKITDIR)/50-dh-deployer.rules \
 	  $(DESTDIR)$(SYSUSERSDIR)/dh-deployer.conf $(DESTDIR)$(TMPFILESDIR)/dh-deployer.conf
 	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(DOCDIR)

@@ -34,7 +34,8 @@ func buildDeb(t *testing.T, dir, version string) string {
 
 // TestMakeDeb: the package holds what make install installs (with the
 // Debian prefixes), its /etc files are conffiles, lintian reports no
-// error, and it installs and purges on a host without systemd.
+// error and no missing manual page, and it installs and purges on a host
+// without systemd.
 func TestMakeDeb(t *testing.T) {
 	deb := buildDeb(t, t.TempDir(), "")
 	if !strings.HasPrefix(filepath.Base(deb), "dh-deployer_0.") || !strings.HasSuffix(deb, ".deb") {
@@ -48,7 +49,8 @@ func TestMakeDeb(t *testing.T) {
 		"./usr/lib/sysusers.d/dh-deployer.conf", "./usr/lib/tmpfiles.d/dh-deployer.conf", "./etc/sudoers.d/dh-nginx",
 		"./etc/polkit-1/rules.d/50-dh-deployer.rules", "./usr/lib/dh-deployer/dh-deployer-acl",
 		"./usr/share/dh-deployer/roles.sql", "./usr/share/dh-deployer/config.toml", "./usr/share/doc/dh-deployer/operations.md",
-		"./usr/share/doc/dh-deployer/copyright"} {
+		"./usr/share/doc/dh-deployer/copyright", "./usr/share/man/man1/dh-route.1.gz", "./usr/share/man/man1/dh-cert.1.gz",
+		"./usr/share/man/man8/dh-deployer-acl.8.gz"} {
 		if !strings.Contains(string(out), want+"\n") {
 			t.Errorf("the package lacks %s", want)
 		}
@@ -67,6 +69,9 @@ func TestMakeDeb(t *testing.T) {
 	res, err := exec.Command(lintian, "--fail-on", "error", deb).CombinedOutput()
 	if err != nil {
 		t.Errorf("lintian %s: %v\n%s", deb, err, res)
+	}
+	if strings.Contains(string(res), "no-manual-page") {
+		t.Errorf("lintian %s: a tool has no manual page (make build writes them: TOOL --man)\n%s", deb, res)
 	}
 	withoutSystemd(t, deb)
 }

@@ -48,6 +48,12 @@ var installed = []string{
 	"usr/local/share/doc/dh-deployer/operations.md",
 	"usr/local/share/doc/dh-deployer/receive.md",
 	"usr/local/share/doc/dh-deployer/route.md",
+	"usr/local/share/man/man1/dh-cert.1.gz",
+	"usr/local/share/man/man1/dh-deploy.1.gz",
+	"usr/local/share/man/man1/dh-nginx.1.gz",
+	"usr/local/share/man/man1/dh-receive.1.gz",
+	"usr/local/share/man/man1/dh-route.1.gz",
+	"usr/local/share/man/man8/dh-deployer-acl.8.gz",
 }
 
 func tree(t *testing.T, root string) map[string]fs.FileMode {

@@ -18,14 +18,20 @@
 // does, never with a --*-hook, and runs certbot, its output on stdout (the
 // unit's output file, which dh-cert reads). It needs no database.
 //
+// After certbot obtained a certificate, and for every certificate at each
+// renew, dh-cert records its exact expiry (the NotAfter of
+// cert_dir/NAME/fullchain.pem, a file it may read, never the key) in the
+// certs table, which dh-route reports in /metrics and its expiry notices.
+//
 // SIGHUP makes run reload the configuration before its next request; one
 // that does not load is logged and the old one kept. run waits for the
 // database at start (run --once exits 75 instead).
 //
 // Exit status follows sysexits(3): 0 ok, 1 certbot failed, 64 usage,
-// 65 bad entry, 69 certbot or sudo missing, 74 I/O error, 75 temporary
-// failure (database down, queue locked, a request waiting for its next
-// try), 78 bad configuration.
+// 65 bad entry, 69 certbot or sudo missing, 74 I/O error (or queues/cert
+// missing: no stage creates its queue directory), 75 temporary failure
+// (database down, queue locked, a request waiting for its next try),
+// 77 no permission (a queue not as installed), 78 bad configuration.
 package main
 
 import (

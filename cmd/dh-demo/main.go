@@ -29,6 +29,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/demo"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -46,7 +47,7 @@ func run(args []string) int {
 		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if err != nil {
-		cli.Report(os.Stderr, os.Getenv, "dh-demo", sysexits.WithHint(sysexits.New(sysexits.Usage, err), "see 'dh-demo --help'"))
+		cli.Report(os.Stderr, os.Getenv, "dh-demo", hint.With(sysexits.New(sysexits.Usage, err), "see 'dh-demo --help'"))
 		return sysexits.Usage
 	}
 	if *help {

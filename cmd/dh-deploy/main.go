@@ -57,8 +57,10 @@
 // Exit status follows sysexits(3): 0 ok, 1 the run (deploy, rollback,
 // replay) failed or was refused, 64 usage or an unknown deployment, 65 bad
 // entry, 69 a step's program is missing or nothing to roll back to or
-// show, 74 I/O error, 75 temporary failure (database or network down,
-// queue locked), 78 bad configuration.
+// show, 74 I/O error (or the deployment's queue directory missing: no
+// stage creates one), 75 temporary failure (database or network down,
+// queue locked), 77 no permission (a queue not as installed), 78 bad
+// configuration.
 package main
 
 import (
@@ -83,6 +85,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/deploy"
 	"github.com/dh-deployer/dh-deployer/pkg/follow"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/pause"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
@@ -303,11 +306,12 @@ func report(env *cli.Env, r store.Run, err error) error {
 	return handOut(err)
 }
 
-// handOut gives a failed run by hand exit status 1 (the queue's handler
-// marks it 70 so that the entry alone fails); a step's program that is
-// missing keeps its 69.
+// handOut gives a failed run by hand exit status 1, whatever failed
+// inside it (a fetch that would be retried, a write that would stop the
+// worker: the run is over all the same); a step's program that is missing
+// keeps its 69.
 func handOut(err error) error {
-	if errors.Is(err, deploy.ErrFailed) && sysexits.Is(err, sysexits.Software) {
+	if errors.Is(err, deploy.ErrFailed) && sysexits.Code(err) == sysexits.Failure {
 		return sysexits.New(sysexits.Failure, err)
 	}
 	return err
@@ -532,7 +536,7 @@ func add(ctx context.Context, env *cli.Env, args []string) error {
 	}
 	if steps, _ := env.Flags.GetString("steps"); steps != "" {
 		if err := json.Unmarshal([]byte(steps), &d.Steps); err != nil {
-			return sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "add: --steps: %v", err), `a JSON list of argv lists: '[["make"],["make","install"]]'`)
+			return hint.With(sysexits.Errorf(sysexits.Usage, "add: --steps: %v", err), `a JSON list of argv lists: '[["make"],["make","install"]]'`)
 		}
 	}
 	return setup.AddDeployment(ctx, &setup.Runner{Out: env.Stdout}, cfg, d)

@@ -26,7 +26,8 @@
 // /etc/dh-deployer/config.toml; $DH_DATABASE_URL overrides database_url.
 // Exit status follows sysexits(3): 0 ok, 64 usage or an unknown deployment, 65 bad entry, refused
 // sites or a failed configuration test (replay), 69 the test or reload
-// program is missing, 74 I/O error, 75 temporary failure (database down,
+// program is missing, 74 I/O error (or queues/nginx missing: no stage
+// creates its queue directory), 75 temporary failure (database down,
 // checkout unreadable, queue or install lock held), 77 no permission,
 // 78 bad configuration.
 package main

@@ -78,6 +78,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/receive"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -139,7 +140,7 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 	q := queue.Open(cfg.QueuePath(config.MainQueue))
 	q.SetLimits(queue.Limits(cfg.QueueLimits(config.MainQueue)))
 	if _, err := os.Stat(q.Dir()); err != nil {
-		return sysexits.WithHint(sysexits.Errorf(sysexits.IOErr, "queue: %w", err),
+		return hint.With(sysexits.Errorf(sysexits.IOErr, "queue: %w", err),
 			"create the queue directories first (see docs/operations.md)")
 	}
 	hookUsers, err := hookUIDs(cfg.Receive.HookUsers)
@@ -149,7 +150,7 @@ func serve(ctx context.Context, env *cli.Env, _ []string) error {
 	hookSocket := ""
 	if len(hookUsers) > 0 {
 		if err := receive.CheckPeerCredentials(); err != nil {
-			return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "receive.hook_users: %v", err),
+			return hint.With(sysexits.Errorf(sysexits.Config, "receive.hook_users: %v", err),
 				"or empty receive.hook_users")
 		}
 		hookSocket = cfg.Receive.HookSocket

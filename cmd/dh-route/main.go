@@ -70,8 +70,10 @@
 // The configuration is read from -c FILE, else $DH_CONFIG, else
 // /etc/dh-deployer/config.toml; $DH_DATABASE_URL overrides database_url.
 // Exit status follows sysexits(3): 0 ok, 64 usage, 65 bad entry (replay),
-// 74 I/O error, 75 temporary failure (database down or behind, except
-// for run, which waits; queue locked), 78 bad configuration.
+// 74 I/O error (or queues/main or queues/status missing: no stage creates
+// its queue directory), 75 temporary failure (database down or behind,
+// except for run, which waits; queue locked), 77 no permission (a queue
+// not as installed), 78 bad configuration.
 package main
 
 import (
@@ -89,6 +91,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/doctor"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/route"
 	"github.com/dh-deployer/dh-deployer/pkg/setup"
@@ -380,7 +383,7 @@ func doctorCmd(ctx context.Context, env *cli.Env, _ []string) error {
 	cfg, err := config.Load(env.Config)
 	var rs []doctor.Result
 	if err != nil {
-		fix := sysexits.Hint(err)
+		fix := hint.Of(err)
 		if fix == "" {
 			fix = "edit " + env.Config
 		}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cli"
+	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/status/statustest"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
@@ -43,6 +45,10 @@ func TestRunServesStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := statustest.New(t, "\n[status]\nlisten = \""+sock+"\"\ntoken_file = \""+tokenFile+"\"\n")
+	// dh-route run consumes queues/status too, which the install makes.
+	if err := queue.Open(in.Config.QueuePath(config.StatusQueue)).Init(); err != nil {
+		t.Fatal(err)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -29,13 +29,11 @@ var forbidden = map[string][]string{
 	"cmd/dh-receive": {"pkg/store", "pkg/gitrepo", "pkg/sysexec"},
 }
 
-// noExitStatuses are packages that must not import pkg/sysexits directly:
-// they return plain errors and their callers decide what an error means.
-var noExitStatuses = []string{"pkg/queue", "pkg/durable"}
-
-// knownExitStatuses are today's exceptions to noExitStatuses.
-// TODO(issue 18): outcomes owned by the queue; remove these two.
-var knownExitStatuses = []string{"pkg/queue", "pkg/durable"}
+// noExitStatuses are packages that must not link pkg/sysexits, directly
+// or through another package: they return plain errors (and, pkg/queue,
+// outcomes: Retry, Stop, Fail), and pkg/cli alone turns errors into exit
+// statuses (cli.ExitStatus).
+var noExitStatuses = []string{"pkg/queue", "pkg/durable", "pkg/hint"}
 
 // goList runs go list with args in the module's root and returns its lines.
 func goList(t *testing.T, args ...string) []string {
@@ -100,14 +98,8 @@ func TestForbiddenDependencies(t *testing.T) {
 
 func TestQueueKnowsNoExitStatuses(t *testing.T) {
 	for _, pkg := range noExitStatuses {
-		imports := goList(t, "-f", `{{join .Imports "\n"}}`, "./"+pkg)
-		uses := slices.Contains(imports, module+"pkg/sysexits")
-		known := slices.Contains(knownExitStatuses, pkg)
-		switch {
-		case uses && !known:
-			t.Errorf("%s imports pkg/sysexits; return plain errors and let the caller decide", pkg)
-		case !uses && known:
-			t.Errorf("%s no longer imports pkg/sysexits: remove it from knownExitStatuses", pkg)
+		if slices.Contains(deps(t, pkg), "pkg/sysexits") {
+			t.Errorf("%s links pkg/sysexits; return plain errors (or a queue outcome) and let pkg/cli decide the exit status", pkg)
 		}
 	}
 }

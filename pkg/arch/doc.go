@@ -7,7 +7,7 @@
 //   - each tool's binary (cmd/dh-*) links its own stage and no other;
 //   - dh-receive, facing the network, links neither the store nor the git
 //     or command-running code (pkg/store, pkg/gitrepo, pkg/sysexec);
-//   - pkg/queue and pkg/durable know nothing of exit statuses
-//     (pkg/sysexits), apart from the exceptions listed in the test, which
-//     must shrink (issue 18): an exception no longer needed fails too.
+//   - pkg/queue, pkg/durable and pkg/hint know nothing of exit statuses
+//     (they link no pkg/sysexits): a handler's error is a queue outcome,
+//     and pkg/cli alone maps errors to exit statuses.
 package arch

@@ -197,7 +197,7 @@ func (w *world) hookPush(t *testing.T, repository, lines string) outcome {
 	t.Helper()
 	_, err := receive.Push(t.Context(), w.hook, repository, strings.NewReader(lines), 0, io.Discard)
 	if err != nil {
-		return outcome{code: sysexits.Code(err), text: err.Error()}
+		return outcome{code: cli.ExitStatus(err), text: err.Error()}
 	}
 	return outcome{code: 0, text: "queued"}
 }
@@ -224,7 +224,7 @@ func (w *world) refusedSite(t *testing.T, name, content string) outcome {
 	w.publish(t, config.NginxQueue, w.commit(t, map[string]string{file: content}))
 	defer w.commit(t, map[string]string{file: ""})
 	if err := w.installNginx(t); err != nil {
-		return outcome{code: sysexits.Code(err), text: err.Error()}
+		return outcome{code: cli.ExitStatus(err), text: err.Error()}
 	}
 	if _, err := os.Stat(filepath.Join(w.nginx.ConfDir, name+".conf")); err == nil {
 		return outcome{code: -1, text: "installed " + name}
@@ -391,7 +391,7 @@ func (w *world) lockErr(t *testing.T, q string) outcome {
 		c.Close()
 		return outcome{code: 0, text: "the consumer started"}
 	}
-	return outcome{code: sysexits.Code(err), text: err.Error()}
+	return outcome{code: cli.ExitStatus(err), text: err.Error()}
 }
 
 // victim is a file outside the queues, older than the staging sweep's ten
@@ -482,7 +482,7 @@ func (w *world) postToStatus(t *testing.T, e any, owner int) outcome {
 		t.Fatal(err)
 	}
 	if err := w.drain(t, config.StatusQueue, p.Handle); err != nil {
-		return outcome{code: sysexits.Code(err), text: err.Error()}
+		return outcome{code: cli.ExitStatus(err), text: err.Error()}
 	}
 	return w.lastFailure(t, config.StatusQueue)
 }
@@ -514,7 +514,10 @@ func (w *world) failure(t *testing.T, q, name string) outcome {
 	if err != nil {
 		return outcome{code: -1, text: fmt.Sprintf("no .why for %s: %v", name, err)}
 	}
-	return outcome{code: f.ExitCode, text: f.Error}
+	// A sidecar carries no exit status (the queue owns outcomes, not exit
+	// codes: issue 18); an entry in failed/ failed for good, which this
+	// catalogue writes as bad data, 65.
+	return outcome{code: sysexits.DataErr, text: f.Error}
 }
 
 // event is the event table's decision on a delivery.
@@ -764,14 +767,14 @@ func TestCatalogue(t *testing.T) {
 		{"queue entry of the wrong version (route)", func(t *testing.T) outcome {
 			w.publish(t, config.MainQueue, bytes.Replace(ghEntry("wrong-version-1", "", good), []byte(`"version":1`), []byte(`"version":2`), 1))
 			if err := w.route(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: err.Error()}
 			}
 			return w.lastFailure(t, config.MainQueue)
 		}, outcome{0, sysexits.DataErr, "entry version 2 is not supported (this build reads version 1)"}, config.MainQueue},
 		{"entry that is not JSON (route)", func(t *testing.T) outcome {
 			w.publish(t, config.MainQueue, []byte("{\"version\":1,\"kind\":\"github-event\",\"payload\":{\n"))
 			if err := w.route(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: err.Error()}
 			}
 			return w.lastFailure(t, config.MainQueue)
 		}, outcome{0, sysexits.DataErr, "entry is not a JSON object"}, config.MainQueue},
@@ -784,13 +787,13 @@ func TestCatalogue(t *testing.T) {
 				return o
 			}
 			if err := w.route(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: "route: " + err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: "route: " + err.Error()}
 			}
 			if got := w.event(t, last); got != "routed " {
 				return outcome{code: -1, text: "route decided " + got}
 			}
 			if err := w.deploy(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: "deploy: " + err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: "deploy: " + err.Error()}
 			}
 			return w.lastFailure(t, "api")
 		}, outcome{0, sysexits.DataErr, "invalid ref \"refs/heads/feature-$(id) `reboot`; rm -rf ~\""}, "api"},
@@ -801,7 +804,7 @@ func TestCatalogue(t *testing.T) {
 				return o
 			}
 			if err := w.route(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: "route: " + err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: "route: " + err.Error()}
 			}
 			return w.lastFailure(t, config.MainQueue)
 		}, outcome{0, sysexits.DataErr, `push payload has a NUL byte in ref: "refs/heads/feature-\x00x"`}, config.MainQueue},
@@ -815,7 +818,7 @@ func TestCatalogue(t *testing.T) {
 				return o
 			}
 			if err := w.route(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: "route: " + err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: "route: " + err.Error()}
 			}
 			if got := w.event(t, ping.Header.Get(github.HeaderDelivery)); !strings.HasPrefix(got, "ping ") {
 				return outcome{code: -1, text: "the ping beside it: " + got}
@@ -827,21 +830,21 @@ func TestCatalogue(t *testing.T) {
 		{"shell metacharacters in the commit id", func(t *testing.T) outcome {
 			w.publish(t, "api", ghEntry("bad-sha-1", "api", push("refs/heads/main", "$(reboot)")))
 			if err := w.deploy(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: err.Error()}
 			}
 			return w.lastFailure(t, "api")
 		}, outcome{0, sysexits.DataErr, `invalid commit "$(reboot)"`}, "api"},
 		{"deployment name with ../ in a deployment queue entry", func(t *testing.T) outcome {
 			w.publish(t, "api", ghEntry("dotdot-1", "../sites", push("refs/heads/main", sha)))
 			if err := w.deploy(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: err.Error()}
 			}
 			return w.lastFailure(t, "api")
 		}, outcome{0, sysexits.DataErr, `entry is for deployment "../sites", not "api"`}, "api"},
 		{"queue entry of the wrong version (deploy)", func(t *testing.T) outcome {
 			w.publish(t, "api", bytes.Replace(ghEntry("wrong-version-2", "api", good), []byte(`"version":1`), []byte(`"version":0`), 1))
 			if err := w.deploy(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: err.Error()}
 			}
 			return w.lastFailure(t, "api")
 		}, outcome{0, sysexits.DataErr, "entry version 0 is not supported"}, "api"},
@@ -850,7 +853,7 @@ func TestCatalogue(t *testing.T) {
 		{"deployment name with ../ in an nginx-sites entry", func(t *testing.T) outcome {
 			w.publish(t, config.NginxQueue, bytes.Replace(w.commit(t, nil), []byte(`"deployment":"sites"`), []byte(`"deployment":"../sites"`), 1))
 			if err := w.installNginx(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: err.Error()}
 			}
 			return w.lastFailure(t, config.NginxQueue)
 		}, outcome{0, sysexits.DataErr, `malformed deployment name "../sites"`}, config.NginxQueue},
@@ -858,7 +861,7 @@ func TestCatalogue(t *testing.T) {
 			w.publish(t, config.NginxQueue, w.commit(t, map[string]string{"production/...conf": site("dots.example.test")}))
 			defer w.commit(t, map[string]string{"production/...conf": ""})
 			if err := w.installNginx(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: err.Error()}
 			}
 			return w.lastFailure(t, config.NginxQueue)
 		}, outcome{0, sysexits.DataErr, `site name ".." is not allowed`}, config.NginxQueue},
@@ -866,7 +869,7 @@ func TestCatalogue(t *testing.T) {
 			w.publish(t, config.NginxQueue, w.commit(t, map[string]string{"production/x;reboot.conf": site("x.example.test")}))
 			defer w.commit(t, map[string]string{"production/x;reboot.conf": ""})
 			if err := w.installNginx(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: err.Error()}
 			}
 			return w.lastFailure(t, config.NginxQueue)
 		}, outcome{0, sysexits.DataErr, `site name "x;reboot" is not allowed`}, config.NginxQueue},
@@ -874,7 +877,7 @@ func TestCatalogue(t *testing.T) {
 			w.publish(t, config.NginxQueue, w.commit(t, map[string]string{"production/shell.example.test.conf": site(`"a.example.test;reboot"`)}))
 			defer w.commit(t, map[string]string{"production/shell.example.test.conf": ""})
 			if err := w.installNginx(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: err.Error()}
 			}
 			return w.lastFailure(t, config.NginxQueue)
 		}, outcome{0, sysexits.DataErr, `server_name "a.example.test;reboot": not a valid DNS name`}, config.NginxQueue},
@@ -882,7 +885,7 @@ func TestCatalogue(t *testing.T) {
 			w.publish(t, config.NginxQueue, w.commit(t, map[string]string{"production/nul.example.test.conf": site("a\x00.example.test")}))
 			defer w.commit(t, map[string]string{"production/nul.example.test.conf": ""})
 			if err := w.installNginx(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: err.Error()}
 			}
 			return w.lastFailure(t, config.NginxQueue)
 		}, outcome{0, sysexits.DataErr, "not a valid DNS name"}, config.NginxQueue},
@@ -921,7 +924,7 @@ func TestCatalogue(t *testing.T) {
 			defer func() { os.Remove(link); w.commit(t, nil) }()
 			w.publish(t, config.NginxQueue, w.commit(t, nil))
 			if err := w.installNginx(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: err.Error()}
 			}
 			return w.lastFailure(t, config.NginxQueue)
 		}, outcome{0, sysexits.DataErr, "production/link.example.test.conf: a symbolic link: refused"}, config.NginxQueue},
@@ -936,7 +939,7 @@ func TestCatalogue(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := w.installNginx(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: err.Error()}
 			}
 			return w.lastFailure(t, config.NginxQueue)
 		}, outcome{0, sysexits.DataErr, "not by dh-deploy-sites (deployment sites's user), dh-cert or root: refused"}, config.NginxQueue},
@@ -944,14 +947,14 @@ func TestCatalogue(t *testing.T) {
 			w.publish(t, config.NginxQueue, w.commitRun(t, map[string]string{"production/forged.example.test.conf": site("forged.example.test")}, false))
 			defer w.commit(t, map[string]string{"production/forged.example.test.conf": ""})
 			if err := w.installNginx(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: err.Error()}
 			}
 			return w.lastFailure(t, config.NginxQueue)
 		}, outcome{0, sysexits.DataErr, "is not one deployment sites verified: no succeeded run of it in the history"}, config.NginxQueue},
 		{"queue entry of the wrong kind (nginx)", func(t *testing.T) outcome {
 			w.publish(t, config.NginxQueue, ghEntry("wrong-kind-1", "sites", good))
 			if err := w.installNginx(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: err.Error()}
 			}
 			return w.lastFailure(t, config.NginxQueue)
 		}, outcome{0, sysexits.DataErr, `entry kind "github-event" does not belong in queues/nginx`}, config.NginxQueue},
@@ -985,7 +988,7 @@ func TestCatalogue(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := w.deploy(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: err.Error()}
 			}
 			return w.lastFailure(t, "api")
 		}, outcome{0, sysexits.DataErr, " is owned by uid 4242, who is not a writer of queue"}, "api"},
@@ -994,7 +997,7 @@ func TestCatalogue(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := w.route(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: err.Error()}
 			}
 			return w.failure(t, config.MainQueue, "99999999999999999991-1-deadbeef.json")
 		}, outcome{0, sysexits.DataErr, "99999999999999999991-1-deadbeef.json is a symbolic link, not a regular file"}, config.MainQueue},
@@ -1003,7 +1006,7 @@ func TestCatalogue(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := w.route(t); err != nil {
-				return outcome{code: sysexits.Code(err), text: err.Error()}
+				return outcome{code: cli.ExitStatus(err), text: err.Error()}
 			}
 			return w.failure(t, config.MainQueue, "99999999999999999992-1-deadbeef.json")
 		}, outcome{0, sysexits.DataErr, "99999999999999999992-1-deadbeef.json is not a regular file"}, config.MainQueue},
@@ -1062,7 +1065,7 @@ func TestCatalogue(t *testing.T) {
 			if _, serr := os.Stat(filepath.Join(w.cfg.QueuePath(config.MainQueue), held)); serr != nil {
 				t.Errorf("the held delivery left queues/main: %v", serr)
 			}
-			return outcome{code: sysexits.Code(err), text: fmt.Sprint(err)}
+			return outcome{code: cli.ExitStatus(err), text: fmt.Sprint(err)}
 		}, outcome{0, sysexits.TempFail, "route to deployment api: queue is full: 1 entries waiting, the most it may hold is 1"}, ""},
 
 		// Every tool at start: the configuration, strictly.

@@ -24,7 +24,7 @@
 //     queue directory), and record the run in cert_attempts.
 //  4. On success: publish the request's For entry (nginx-sites) to
 //     queues/nginx, so dh-nginx installs the site that waited, then record
-//     the certificate issued. Handling the entry again after a crash is
+//     the certificate issued, with its expiry. Handling the entry again after a crash is
 //     harmless: certbot keeps an unexpired certificate that covers the
 //     domains, and dh-nginx converges.
 //  5. On failure: record certbot's message and the next try, Backoff(n)
@@ -40,6 +40,11 @@
 // since the last reload it queued (queues/cert/.reloaded), so a renewal
 // whose reload was lost to a crash is reloaded by the next renew.
 //
+// Each certificate's exact expiry (the NotAfter of its fullchain.pem,
+// which dh-cert may read, unlike its key) is recorded in certs.not_after
+// when certbot obtained it and at every renew, for dh-route's metrics
+// and expiry notices.
+//
 // The database is needed to handle a request (its backoff lives there): when
 // it is down the entry waits. Renew records its run when it can, and renews
 // anyway when it cannot.
@@ -54,6 +59,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -66,6 +72,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
@@ -158,7 +165,7 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Worker, error) {
 	}
 	prog, err := progpath.Program(command[0], progpath.EnvPATH(env))
 	if err != nil {
-		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s: %s: %v", cfg.File, key, err),
+		return nil, hint.With(sysexits.Errorf(sysexits.Config, "%s: %s: %v", cfg.File, key, err),
 			"give the program as an absolute path, e.g. [\"/usr/bin/sudo\", \"-n\", \"/usr/bin/certbot\"]")
 	}
 	return &Worker{
@@ -278,28 +285,17 @@ func (w *Worker) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 // failure is final (exit status 1), never a retry.
 func (w *Worker) Replay(ctx context.Context, e *queue.Entry) error { return w.handle(ctx, e, true) }
 
+// handle requests the certificate of one cert-request entry: it reads the
+// request and the certificate's record, waits for the backoff's next try
+// (unless replayed), runs certbot certonly and records the attempt, then
+// queues the site install (issued) or records the failure (failed).
 func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error {
 	w.update()
-	req, err := event.DecodeCertRequest(e.Data)
+	req, args, err := w.decode(e)
 	if err != nil {
 		return err
 	}
-	args, err := CertonlyArgs(w.cfg, req.Name, req.Domains)
-	if err != nil {
-		return err
-	}
-	if w.st == nil {
-		return sysexits.Errorf(sysexits.Software, "certificate request without a database")
-	}
-	log := w.log.With("cert", req.Name, "entry", e.Name)
-	var prev store.Cert
-	err = w.db(ctx, "read certificate", func(ctx context.Context) (err error) {
-		prev, err = w.st.GetCert(ctx, req.Name)
-		if errors.Is(err, store.ErrNotFound) {
-			prev, err = store.Cert{}, nil
-		}
-		return err
-	})
+	prev, err := w.record(ctx, req.Name)
 	if err != nil {
 		return err
 	}
@@ -310,8 +306,8 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error 
 	}
 	// The backoff is per certificate name, whichever entry asks.
 	if !replay && prev.State != store.CertIssued && time.Now().Before(prev.NextTry) {
-		return sysexits.Errorf(sysexits.TempFail, "certificate %s: %d failed attempts; next try at %s: %s",
-			req.Name, prev.Attempts, prev.NextTry.UTC().Format(time.RFC3339), cell.Line(prev.LastError, 200))
+		return queue.RetryAfter(fmt.Errorf("certificate %s: %d failed attempts; next try at %s: %s",
+			req.Name, prev.Attempts, prev.NextTry.UTC().Format(time.RFC3339), cell.Line(prev.LastError, 200)), time.Until(prev.NextTry))
 	}
 	// The consecutive failures so far; a request after one that was given
 	// up starts again.
@@ -319,59 +315,108 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error 
 	if prev.State == store.CertWaiting {
 		failures = prev.Attempts
 	}
-
+	log := w.log.With("cert", req.Name, "entry", e.Name)
 	log.Info("requesting certificate", "domains", req.Domains, "attempt", failures+1)
+	attempt, runErr, err := w.certonly(ctx, e, req, args)
+	if err != nil {
+		return err
+	}
+	if runErr == nil {
+		return w.issued(ctx, e, req, log)
+	}
+	return w.failed(ctx, e, req, prev, attempt, failures+1, replay, runErr, log)
+}
+
+// decode reads a cert-request entry and the certbot arguments it makes.
+func (w *Worker) decode(e *queue.Entry) (*event.CertRequest, []string, error) {
+	req, err := event.DecodeCertRequest(e.Data)
+	if err != nil {
+		return nil, nil, err
+	}
+	args, err := CertonlyArgs(w.cfg, req.Name, req.Domains)
+	if err != nil {
+		return nil, nil, err
+	}
+	if w.st == nil {
+		return nil, nil, sysexits.Errorf(sysexits.Software, "certificate request without a database")
+	}
+	return req, args, nil
+}
+
+// record reads the certificate's record: its state, attempts and next
+// try (the zero Cert when it has none yet).
+func (w *Worker) record(ctx context.Context, name string) (prev store.Cert, err error) {
+	err = w.db(ctx, "read certificate", func(ctx context.Context) (err error) {
+		prev, err = w.st.GetCert(ctx, name)
+		if errors.Is(err, store.ErrNotFound) {
+			prev, err = store.Cert{}, nil
+		}
+		return err
+	})
+	return prev, err
+}
+
+// certonly runs certbot certonly for req and records the attempt. runErr
+// is certbot's failure; err, an outcome for the entry as it is (shutting
+// down, certbot not run, the attempt not recorded).
+func (w *Worker) certonly(ctx context.Context, e *queue.Entry, req *event.CertRequest, args []string) (attempt store.CertAttempt, runErr, err error) {
 	started := time.Now()
 	res, runErr := w.certbot(ctx, Request{Command: store.CertCommandCertonly, Name: req.Name, Domains: req.Domains}, args)
 	if runErr != nil && ctx.Err() != nil {
-		return ctx.Err() // shutting down: the entry stays queued
+		return attempt, nil, ctx.Err() // shutting down: the entry stays queued
 	}
 	if ee, ok := errors.AsType[*sysexec.ExitError](runErr); runErr != nil && !ok {
 		// certbot did not run (not found, no permission, the lock): an
 		// operator's problem, not the request's, which waits for the fix.
-		return sysexits.Errorf(sysexits.TempFail, "certificate %s: %w", req.Name, runErr)
+		return attempt, nil, queue.Retry(fmt.Errorf("certificate %s: %w", req.Name, runErr))
 	} else if ok {
 		runErr = fmt.Errorf("certbot certonly %s: %s", req.Name, describeFailure(ee))
 	}
-	attempt := store.CertAttempt{Name: req.Name, Domains: req.Domains, Command: store.CertCommandCertonly,
+	attempt = store.CertAttempt{Name: req.Name, Domains: req.Domains, Command: store.CertCommandCertonly,
 		Entry: e.Name, StartedAt: started, OK: runErr == nil, ExitCode: exitCode(res, runErr)}
 	if runErr != nil {
 		attempt.Error = failureText(runErr, res)
 	}
-	if err := w.db(ctx, "record certbot run", func(ctx context.Context) error {
+	err = w.db(ctx, "record certbot run", func(ctx context.Context) error {
 		_, err := w.st.InsertCertAttempt(ctx, attempt)
 		return err
-	}); err != nil {
+	})
+	return attempt, runErr, err
+}
+
+// issued queues the site install that waited for the certificate, then
+// records the certificate as issued.
+func (w *Worker) issued(ctx context.Context, e *queue.Entry, req *event.CertRequest, log *slog.Logger) error {
+	// Queue the site install first, then record: a crash in between
+	// handles the entry again (certbot keeps the certificate) and
+	// queues the install twice, never zero times.
+	sites := req.For
+	data, err := sites.Encode()
+	if err != nil {
+		return sysexits.New(sysexits.DataErr, fmt.Errorf("certificate %s: the waiting nginx-sites entry: %w", req.Name, err))
+	}
+	name, err := w.nginx.Publish(data)
+	if err != nil {
+		return queue.Retry(fmt.Errorf("certificate %s: %w", req.Name, err))
+	}
+	rec := store.Cert{Name: req.Name, Domains: req.Domains, State: store.CertIssued, Entry: e.Name, IssuedAt: time.Now(),
+		NotAfter: w.expiry(req.Name)}
+	if err := w.db(ctx, "record certificate", func(ctx context.Context) error { return w.st.PutCert(ctx, rec) }); err != nil {
 		return err
 	}
+	log.Info("certificate obtained; site install queued", "deployment", req.For.Deployment, "commit", req.For.Commit,
+		"nginx_entry", name)
+	return nil
+}
 
-	if runErr == nil {
-		// Queue the site install first, then record: a crash in between
-		// handles the entry again (certbot keeps the certificate) and
-		// queues the install twice, never zero times.
-		sites := req.For
-		data, err := sites.Encode()
-		if err != nil {
-			return sysexits.New(sysexits.DataErr, fmt.Errorf("certificate %s: the waiting nginx-sites entry: %w", req.Name, err))
-		}
-		name, err := w.nginx.Publish(data)
-		if err != nil {
-			return sysexits.New(sysexits.TempFail, fmt.Errorf("certificate %s: %w", req.Name, err))
-		}
-		rec := store.Cert{Name: req.Name, Domains: req.Domains, State: store.CertIssued, Entry: e.Name, IssuedAt: time.Now()}
-		if err := w.db(ctx, "record certificate", func(ctx context.Context) error { return w.st.PutCert(ctx, rec) }); err != nil {
-			return err
-		}
-		log.Info("certificate obtained; site install queued", "deployment", req.For.Deployment, "commit", req.For.Commit,
-			"nginx_entry", name)
-		return nil
-	}
-
-	failures++
+// failed records the failures-th consecutive failure of the request and
+// decides the entry's outcome: retried at the backoff's next try, or, on
+// a replay or after the last attempt, failed for good (the record keeps a
+// next try all the same, which a new request for the name respects).
+func (w *Worker) failed(ctx context.Context, e *queue.Entry, req *event.CertRequest, prev store.Cert,
+	attempt store.CertAttempt, failures int, replay bool, runErr error, log *slog.Logger) error {
 	rec := store.Cert{Name: req.Name, Domains: req.Domains, State: store.CertWaiting, Entry: e.Name,
-		Attempts: failures, LastError: attempt.Error, IssuedAt: prev.IssuedAt}
-	// Even a request given up on leaves a next try, which a new request
-	// for the same name respects.
+		Attempts: failures, LastError: attempt.Error, IssuedAt: prev.IssuedAt, NotAfter: prev.NotAfter}
 	rec.NextTry = time.Now().Add(w.opts.Backoff(failures))
 	final := replay || failures >= w.opts.MaxAttempts
 	if final {
@@ -382,11 +427,11 @@ func (w *Worker) handle(ctx context.Context, e *queue.Entry, replay bool) error 
 	}
 	if final {
 		log.Error("certificate request failed; giving up", "attempts", failures, "err", runErr)
-		return sysexits.New(sysexits.Failure, fmt.Errorf("%w (attempt %d of %d)", runErr, failures, w.opts.MaxAttempts))
+		return queue.Fail(sysexits.New(sysexits.Failure, fmt.Errorf("%w (attempt %d of %d)", runErr, failures, w.opts.MaxAttempts)))
 	}
 	log.Warn("certificate request failed; will retry", "attempts", failures, "next_try", rec.NextTry, "err", runErr)
-	return sysexits.New(sysexits.TempFail, fmt.Errorf("%w (attempt %d of %d; next try at %s)", runErr, failures,
-		w.opts.MaxAttempts, rec.NextTry.UTC().Format(time.RFC3339)))
+	return queue.RetryAfter(fmt.Errorf("%w (attempt %d of %d; next try at %s)", runErr, failures,
+		w.opts.MaxAttempts, rec.NextTry.UTC().Format(time.RFC3339)), time.Until(rec.NextTry))
 }
 
 // ReloadedFile, in queues/cert, holds the SHA-256 of each
@@ -446,6 +491,7 @@ func (w *Worker) Renew(ctx context.Context) ([]string, error) {
 		if _, err := w.st.InsertCertAttempt(ctx, a); err != nil {
 			w.log.Warn("could not record the renewal", "err", err)
 		}
+		w.recordExpiries(ctx, slices.Sorted(maps.Keys(after)))
 	}
 	if len(changed) > 0 {
 		data, err := (&event.NginxReload{Reason: "renewed certificates: " + strings.Join(changed, ", "),
@@ -476,18 +522,18 @@ func readReloaded(path string) (map[string][sha256.Size]byte, error) {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
-		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("read %s: %w", path, err))
+		return nil, queue.Stop(fmt.Errorf("read %s: %w", path, err))
 	}
 	var hexes map[string]string
 	if err := json.Unmarshal(data, &hexes); err != nil {
-		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.DataErr, "%s: %v", path, err),
+		return nil, hint.With(sysexits.Errorf(sysexits.DataErr, "%s: %v", path, err),
 			"remove it: the next renew compares with the certificates as they are then")
 	}
 	sums := map[string][sha256.Size]byte{}
 	for name, h := range hexes {
 		b, err := hex.DecodeString(h)
 		if err != nil || len(b) != sha256.Size {
-			return nil, sysexits.WithHint(sysexits.Errorf(sysexits.DataErr, "%s: %q is not a SHA-256", path, h),
+			return nil, hint.With(sysexits.Errorf(sysexits.DataErr, "%s: %q is not a SHA-256", path, h),
 				"remove it: the next renew compares with the certificates as they are then")
 		}
 		sums[name] = [sha256.Size]byte(b)
@@ -516,7 +562,7 @@ func snapshot(dir string) (map[string][sha256.Size]byte, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("read certificates: %w", err))
+		return nil, queue.Stop(fmt.Errorf("read certificates: %w", err))
 	}
 	sums := map[string][sha256.Size]byte{}
 	for _, de := range des {
@@ -535,15 +581,15 @@ func snapshot(dir string) (map[string][sha256.Size]byte, error) {
 // it), whose output is cert.request_output's content when set; else by
 // running the command prefix with args.
 func (w *Worker) certbot(ctx context.Context, req Request, args []string) (sysexec.Result, error) {
-	if err := w.q.Init(); err != nil {
+	if err := w.q.Exists(); err != nil { // the lock lives in queues/cert, made by the install
 		return sysexec.Result{ExitCode: -1}, err
 	}
-	lock, err := queue.Flock(ctx, filepath.Join(w.q.Dir(), CertbotLockFile), true,
+	unlock, err := queue.Lock(ctx, filepath.Join(w.q.Dir(), CertbotLockFile),
 		func() { w.log.Info("waiting for the running certbot") })
 	if err != nil {
 		return sysexec.Result{ExitCode: -1}, err
 	}
-	defer lock.Close()
+	defer unlock()
 	if len(w.cfg.Cert.RequestCommand) == 0 {
 		return sysexec.Run(ctx, sysexec.Cmd{
 			Path: w.prog, Args: append(slices.Clone(w.args), args...), Env: w.env,

@@ -236,14 +236,24 @@ func TestObtainAndRenew(t *testing.T) {
 	if err != nil || rec.State != store.CertIssued || rec.Entry != entry || rec.IssuedAt.IsZero() {
 		t.Errorf("GetCert(site.test) = %+v, %v; want issued for entry %s", rec, err, entry)
 	}
+	if !rec.NotAfter.Equal(leaf.NotAfter) {
+		t.Errorf("GetCert(site.test).NotAfter = %v; want the certificate's NotAfter %v", rec.NotAfter, leaf.NotAfter)
+	}
 	if as := s.attempts(t, "site.test"); len(as) != 1 || !as[0].OK {
 		t.Errorf("certbot runs = %+v; want one successful", as)
 	}
 
-	// Not due: nothing renewed, nothing reloaded.
+	// Not due: nothing renewed, nothing reloaded; the expiry is read
+	// again all the same (a certificate certbot renewed on its own).
+	if _, err := s.st.SetCertExpiry(ctx, "site.test", time.Unix(0, 0)); err != nil {
+		t.Fatal(err)
+	}
 	changed, err := w.Renew(ctx)
 	if err != nil || len(changed) != 0 {
 		t.Errorf("Renew() with nothing due = %q, %v; want nothing, nil", changed, err)
+	}
+	if rec, err := s.st.GetCert(ctx, "site.test"); err != nil || !rec.NotAfter.Equal(leaf.NotAfter) {
+		t.Errorf("GetCert(site.test).NotAfter after a renew = %v, %v; want the certificate's NotAfter %v", rec.NotAfter, err, leaf.NotAfter)
 	}
 	if n := len(s.entries(t, config.NginxQueue)); n != 1 {
 		t.Errorf("queues/nginx after a renewal of nothing holds %d entries; want 1", n)
@@ -259,6 +269,10 @@ func TestObtainAndRenew(t *testing.T) {
 	renewed := certtest.ReadLeaf(t, ca.FullChain("site.test"))
 	if renewed.SerialNumber.Cmp(leaf.SerialNumber) == 0 {
 		t.Errorf("fullchain.pem after renewal has the old serial %v", leaf.SerialNumber)
+	}
+	if rec, err := s.st.GetCert(ctx, "site.test"); err != nil || !rec.NotAfter.Equal(renewed.NotAfter) || renewed.NotAfter.Equal(leaf.NotAfter) {
+		t.Errorf("GetCert(site.test).NotAfter after the renewal = %v, %v; want the new certificate's NotAfter %v (the old one's: %v)",
+			rec.NotAfter, err, renewed.NotAfter, leaf.NotAfter)
 	}
 	nginx = s.entries(t, config.NginxQueue)
 	if len(nginx) != 2 {
@@ -348,8 +362,8 @@ func TestFailureBacksOff(t *testing.T) {
 	down, _ := s.request(t, "down.test", "down.test")
 	s.request(t, "ok.test", "ok.test")
 	err := drain(t, w)
-	if !sysexits.Is(err, sysexits.TempFail) || !strings.Contains(err.Error(), "down.test") {
-		t.Fatalf("consume queues/cert with down.test failing = %v; want a TempFail for down.test", err)
+	if !queue.IsRetry(err) || !strings.Contains(err.Error(), "down.test") {
+		t.Fatalf("consume queues/cert with down.test failing = %v; want a Retry for down.test", err)
 	}
 	rec, gerr := s.st.GetCert(ctx, "down.test")
 	if gerr != nil || rec.State != store.CertWaiting || rec.Attempts != 1 || rec.Entry != down ||
@@ -368,8 +382,8 @@ func TestFailureBacksOff(t *testing.T) {
 	// Retrying before the next try runs no certbot and queues nothing
 	// twice.
 	for range 3 {
-		if err := drain(t, w); !sysexits.Is(err, sysexits.TempFail) || !strings.Contains(err.Error(), "next try") {
-			t.Errorf("consume again before the next try = %v; want a TempFail naming the next try", err)
+		if err := drain(t, w); !queue.IsRetry(err) || !strings.Contains(err.Error(), "next try") {
+			t.Errorf("consume again before the next try = %v; want a Retry naming the next try", err)
 		}
 	}
 	if as := s.attempts(t, "down.test"); len(as) != 1 || as[0].OK || as[0].ExitCode == nil || *as[0].ExitCode == 0 {

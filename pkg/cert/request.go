@@ -15,6 +15,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/progpath"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -76,7 +77,7 @@ func WriteRequest(path string, r Request) error {
 		return sysexits.New(sysexits.Software, err)
 	}
 	if err := durable.WriteFile(path, append(data, '\n'), 0o640); err != nil {
-		return sysexits.New(sysexits.IOErr, fmt.Errorf("write certbot request: %w", err))
+		return queue.Stop(fmt.Errorf("write certbot request: %w", err))
 	}
 	return nil
 }
@@ -96,7 +97,7 @@ func ReadRequest(path string) (*Request, error) {
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, sysexits.Errorf(sysexits.IOErr, "certbot request: %v", err)
+		return nil, queue.Stop(fmt.Errorf("certbot request: %v", err))
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, sysexits.Errorf(sysexits.DataErr, "certbot request: %s is not a regular file", path)
@@ -106,7 +107,7 @@ func ReadRequest(path string) (*Request, error) {
 	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxRequestSize+1))
 	if err != nil {
-		return nil, sysexits.Errorf(sysexits.IOErr, "certbot request: read %s: %v", path, err)
+		return nil, queue.Stop(fmt.Errorf("certbot request: read %s: %v", path, err))
 	}
 	if len(data) > MaxRequestSize {
 		return nil, sysexits.Errorf(sysexits.DataErr, "certbot request: %s is larger than %d bytes", path, MaxRequestSize)

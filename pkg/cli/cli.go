@@ -1,7 +1,7 @@
 // Package cli is the shared frame of every dh-* tool: GNU-style flags
 // (pflag), -h/--help, --version, a logger made for journald, a context
 // cancelled by SIGINT/SIGTERM, panic recovery, and one place that turns the
-// error a tool returns into a message and an exit status (pkg/sysexits).
+// error a tool returns into a message and an exit status (ExitStatus).
 //
 // A tool's main is two lines:
 //
@@ -28,6 +28,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/systemd"
 )
@@ -120,13 +121,10 @@ func Run(ctx context.Context, app *App, env *Env, args []string) (code int) {
 		}
 	}()
 	err := run(ctx, app, env, args)
-	if errors.Is(err, errHelp) {
-		return sysexits.OK
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errHelp) {
 		Report(env.Stderr, env.Getenv, app.Name, err)
 	}
-	return sysexits.Code(err)
+	return ExitStatus(err)
 }
 
 // Report prints err (and its hint) the way every tool does:
@@ -139,7 +137,7 @@ func Run(ctx context.Context, app *App, env *Env, args []string) (code int) {
 func Report(w io.Writer, getenv func(string) string, name string, err error) {
 	w = journalWriter(w, getenv, slog.LevelError)
 	fmt.Fprintf(w, "%s: error: %v\n", name, err)
-	if h := sysexits.Hint(err); h != "" {
+	if h := hint.Of(err); h != "" {
 		fmt.Fprintf(w, "%s: hint: %s\n", name, h)
 	}
 }
@@ -153,6 +151,8 @@ func run(ctx context.Context, app *App, env *Env, args []string) error {
 	configFlag := fs.StringP("config", "c", "", "configuration `FILE` (default $DH_CONFIG or "+config.DefaultPath+")")
 	help := fs.BoolP("help", "h", false, "show this help and exit")
 	version := fs.Bool("version", false, "print the version and exit")
+	man := fs.Bool(ManFlag, false, "print the manual page (roff) and exit")
+	fs.MarkHidden(ManFlag)
 	if app.DefineFlags != nil {
 		app.DefineFlags(fs)
 	}
@@ -161,6 +161,10 @@ func run(ctx context.Context, app *App, env *Env, args []string) error {
 	}
 	if *version {
 		fmt.Fprintf(env.Stdout, "%s %s\n", app.Name, VersionString())
+		return errHelp
+	}
+	if *man {
+		fmt.Fprint(env.Stdout, Manual(app, fs))
 		return errHelp
 	}
 	pos := fs.Args()
@@ -246,27 +250,35 @@ func usageError(app *App, cmd *Command, msg string) error {
 	if cmd != nil {
 		help = app.Name + " " + cmd.Name + " --help"
 	}
-	return sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "%s", msg), "see '"+help+"'")
+	return hint.With(sysexits.Errorf(sysexits.Usage, "%s", msg), "see '"+help+"'")
 }
 
 // Usage renders the help text of app.
 func Usage(app *App, fs *pflag.FlagSet) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s - %s\n\nUsage:\n", app.Name, app.Summary)
-	var fails []string
 	for _, c := range app.Commands {
 		fmt.Fprintf(&b, "  %-44s %s\n", usageLine(app, c, fs), c.Summary)
-		if c.Fails != "" && !slices.Contains(fails, c.Fails) {
-			fails = append(fails, c.Fails)
-		}
 	}
 	fmt.Fprintf(&b, "\nFlags:\n%s", fs.FlagUsages())
 	if app.Doc != "" {
 		fmt.Fprintf(&b, "\n%s\n", strings.TrimSpace(app.Doc))
 	}
 	fmt.Fprintf(&b, "\n'%s COMMAND --help' shows a command's flags, an example and its exit statuses.\n", app.Name)
-	b.WriteString(exitStatuses(strings.Join(fails, "; ")))
+	b.WriteString(exitStatuses(app.fails()))
 	return b.String()
+}
+
+// fails says what exit status 1 means for the app's commands: each
+// Command.Fails once, joined by "; ".
+func (app *App) fails() string {
+	var fails []string
+	for _, c := range app.Commands {
+		if c.Fails != "" && !slices.Contains(fails, c.Fails) {
+			fails = append(fails, c.Fails)
+		}
+	}
+	return strings.Join(fails, "; ")
 }
 
 // CommandUsage renders the help text of one command: its usage line with

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
@@ -31,7 +32,7 @@ func testApp(got *[]string) *App {
 			}},
 			{Name: "replay", Args: "FILE", MinArgs: 1, MaxArgs: 1, Run: func(ctx context.Context, env *Env, args []string) error {
 				*got = append(*got, "replay", args[0])
-				return sysexits.WithHint(sysexits.Errorf(sysexits.DataErr, "entry is bad"), "look at it")
+				return hint.With(sysexits.Errorf(sysexits.DataErr, "entry is bad"), "look at it")
 			}},
 			{Name: "boom", Run: func(ctx context.Context, env *Env, args []string) error { panic("boom") }},
 			{Name: "fail", Run: func(ctx context.Context, env *Env, args []string) error { return errors.New("plain") }},
@@ -167,5 +168,41 @@ func TestReady(t *testing.T) {
 		if err != nil || string(buf[:n]) != want {
 			t.Errorf("service manager got %q, %v; want %q", buf[:n], err, want)
 		}
+	}
+}
+
+// The manual page escapes what roff would take for its own: every '-'
+// (a minus, not a hyphen), a backslash, and a line's leading dot or
+// apostrophe (a request); --man is not in the help.
+func TestManualEscapes(t *testing.T) {
+	var got []string
+	app := testApp(&got)
+	app.Summary = ".TH not a macro - a\\b"
+	app.Commands[1].Example = "'br not a request\ndh-test replay --once"
+	var stdout, stderr bytes.Buffer
+	if code := Run(context.Background(), app, &Env{Stdout: &stdout, Stderr: &stderr}, []string{"--man"}); code != 0 {
+		t.Fatalf("dh-test --man = %d, %s", code, stderr.String())
+	}
+	page := stdout.String()
+	for _, want := range []string{
+		"\n.SH NAME\ndh\\-test \\- \\&.TH not a macro \\- a\\eb\n",
+		"\n\\&'br not a request\ndh\\-test replay \\-\\-once\n",
+		"\n.B \"dh\\-test [\\-c FILE] replay FILE\"\n",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("dh-test --man lacks %q:\n%s", want, page)
+		}
+	}
+	macros := map[string]bool{".TH": true, ".SH": true, ".TP": true, ".B": true, ".BR": true, ".I": true, ".PP": true,
+		".IP": true, ".RS": true, ".RE": true, ".nf": true, ".fi": true, ".br": true}
+	for _, line := range strings.Split(page, "\n") {
+		if name, _, _ := strings.Cut(line, " "); (strings.HasPrefix(line, ".") || strings.HasPrefix(line, "'")) && !macros[name] {
+			t.Errorf("dh-test --man has the line %q, not a macro it uses", line)
+		}
+	}
+	stdout.Reset()
+	Run(context.Background(), app, &Env{Stdout: &stdout, Stderr: &stderr}, []string{"--help"})
+	if strings.Contains(stdout.String(), "--man") {
+		t.Errorf("dh-test --help shows the hidden --man:\n%s", stdout.String())
 	}
 }

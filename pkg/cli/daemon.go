@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/systemd"
 )
 
@@ -126,7 +126,7 @@ func (e *Env) WaitForDatabase(wait bool) func(err error, retry time.Duration) {
 // then more.
 func errAttrs(err error, more ...any) []any {
 	attrs := []any{"err", err}
-	if h := sysexits.Hint(err); h != "" {
+	if h := hint.Of(err); h != "" {
 		attrs = append(attrs, "hint", h)
 	}
 	return append(attrs, more...)

@@ -100,6 +100,12 @@ steps = [["true"]]
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The queues, as the install makes them: no consumer creates its own.
+	for _, q := range []string{"main", "status", "app", "nginx", "cert"} {
+		if err := queue.Open(filepath.Join(dir, "queues", q)).Init(); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// SIGTERM while waiting: exit 0, promptly.
 	for _, argv := range daemons {

@@ -11,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
+	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
-var tools = []string{"dh-receive", "dh-route", "dh-deploy", "dh-nginx", "dh-cert"}
+var tools = cli.Tools
 
 var (
 	binDir   string
@@ -199,6 +201,53 @@ func TestCommandHelp(t *testing.T) {
 			if exitCode(err) != 64 || !strings.Contains(stderr.String(), want) {
 				t.Errorf("%s = %d, %q; want 64 and %q", strings.Join(tt.args, " "), exitCode(err), stderr.String(), want)
 			}
+		}
+	}
+}
+
+// Each tool's manual page (TOOL --man, which make installs) renders
+// without a warning from man(1), and shows every command of the tool as
+// its --help lists them: its usage line, summary and example, from the
+// command's own help.
+func TestManPages(t *testing.T) {
+	bin := buildTools(t)
+	dir := t.TempDir()
+	for _, tool := range tools {
+		page, err := exec.Command(filepath.Join(bin, tool), "--man").Output()
+		if exitCode(err) != 0 || !strings.HasPrefix(string(page), ".TH "+strings.ToUpper(tool)+" 1 ") {
+			t.Errorf("%s --man = %d, %.80q; want 0 and a manual page", tool, exitCode(err), page)
+			continue
+		}
+		file := filepath.Join(dir, tool+".1")
+		if err := os.WriteFile(file, page, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, warnings := testenv.Man(t, file, 80); warnings != "" {
+			t.Errorf("MANWIDTH=80 man --warnings -l %s (%s --man) warns:\n%s", file, tool, warnings)
+		}
+		text, _ := testenv.Man(t, file, 1000) // wide: no line broken
+		help, _ := exec.Command(filepath.Join(bin, tool), "--help").Output()
+		var commands int
+		for line := range strings.Lines(string(help)) {
+			prefix := "  " + tool + " [-c FILE] "
+			if !strings.HasPrefix(line, prefix) {
+				continue
+			}
+			name := strings.Trim(strings.Fields(strings.TrimPrefix(line, prefix))[0], "[]")
+			commands++
+			out, _ := exec.Command(filepath.Join(bin, tool), name, "--help").Output()
+			usage, rest, _ := strings.Cut(strings.TrimPrefix(string(out), "Usage: "), "\n\n")
+			summary, _, _ := strings.Cut(rest, "\n")
+			_, example, _ := strings.Cut(string(out), "\nExample:\n  ")
+			example, _, _ = strings.Cut(example, "\n")
+			for _, want := range []string{usage, summary, example} {
+				if !strings.Contains(text, want) {
+					t.Errorf("%s's manual page lacks %q of %s %s --help", tool, want, tool, name)
+				}
+			}
+		}
+		if commands < 2 {
+			t.Errorf("%s --help lists %d commands; want its commands:\n%s", tool, commands, help)
 		}
 	}
 }

@@ -8,12 +8,12 @@
 //   - Load and Parse return either a *Config that passed Validate, with every
 //     default applied, or an error. They never return a partial Config.
 //   - Every error they return, and every error of Validate, WebhookSecrets,
-//     GitHubToken and ReadSecretFile, is classified sysexits.Config (78), so a
+//     GitHubToken and ReadSecretFile, is a config.Error (exit 78), so a
 //     tool exits 78 and systemd does not restart it (RestartPreventExitStatus).
 //   - A key the structs do not know, or a known key spelled with different
 //     case, is an error naming the full key path and its line
 //     ("config: /etc/dh-deployer/config.toml:12: unknown key
-//     "deployments.api.brnach""), with a sysexits hint suggesting the nearest
+//     "deployments.api.brnach""), with a hint suggesting the nearest
 //     valid key when one is close. Syntax errors carry line and column.
 //     Validation errors name the key path ("deployments.api.path: must be
 //     absolute") and, where the key is in the file, its line. Several

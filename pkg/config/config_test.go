@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -12,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
@@ -194,10 +195,10 @@ func TestLoadUnknownKey(t *testing.T) {
 			if err == nil || err.Error() != want {
 				t.Fatalf("Load(%q) = %v, %v; want %v", path, c, err, want)
 			}
-			if code := sysexits.Code(err); code != sysexits.Config {
-				t.Errorf("Load(%q): exit code %d; want %d", path, code, sysexits.Config)
+			if code := exitCode(err); code != exitConfig {
+				t.Errorf("Load(%q): exit code %d; want %d", path, code, exitConfig)
 			}
-			if hint := sysexits.Hint(err); hint != tt.wantHint {
+			if hint := hint.Of(err); hint != tt.wantHint {
 				t.Errorf("Load(%q): hint %q; want %q", path, hint, tt.wantHint)
 			}
 		})
@@ -215,8 +216,8 @@ func TestLoadUnknownKeysAllReported(t *testing.T) {
 	if err != nil && strings.Contains(err.Error(), "recieve.listen") {
 		t.Errorf("Load(%q) = %v; want only the outermost unknown key", path, err)
 	}
-	if code := sysexits.Code(err); code != sysexits.Config {
-		t.Errorf("Load(%q): exit code %d; want %d", path, code, sysexits.Config)
+	if code := exitCode(err); code != exitConfig {
+		t.Errorf("Load(%q): exit code %d; want %d", path, code, exitConfig)
 	}
 }
 
@@ -242,11 +243,11 @@ func TestLoadDecodeErrors(t *testing.T) {
 			if err == nil || !strings.HasPrefix(err.Error(), want) {
 				t.Fatalf("Load(%q) = %v; want %v…", path, err, want)
 			}
-			if code := sysexits.Code(err); code != sysexits.Config {
-				t.Errorf("Load(%q): exit code %d; want %d", path, code, sysexits.Config)
+			if code := exitCode(err); code != exitConfig {
+				t.Errorf("Load(%q): exit code %d; want %d", path, code, exitConfig)
 			}
-			if tt.wantHint != "" && sysexits.Hint(err) != tt.wantHint {
-				t.Errorf("Load(%q): hint %q; want %q", path, sysexits.Hint(err), tt.wantHint)
+			if tt.wantHint != "" && hint.Of(err) != tt.wantHint {
+				t.Errorf("Load(%q): hint %q; want %q", path, hint.Of(err), tt.wantHint)
 			}
 		})
 	}
@@ -259,10 +260,10 @@ func TestLoadMissingFile(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Fatalf("Load(%q) = %v; want %v", path, err, want)
 	}
-	if code := sysexits.Code(err); code != sysexits.Config {
-		t.Errorf("Load(%q): exit code %d; want %d", path, code, sysexits.Config)
+	if code := exitCode(err); code != exitConfig {
+		t.Errorf("Load(%q): exit code %d; want %d", path, code, exitConfig)
 	}
-	if hint := sysexits.Hint(err); !strings.Contains(hint, "-c FILE") || !strings.Contains(hint, "DH_CONFIG") {
+	if hint := hint.Of(err); !strings.Contains(hint, "-c FILE") || !strings.Contains(hint, "DH_CONFIG") {
 		t.Errorf("Load(%q): hint %q; want it to mention -c FILE and DH_CONFIG", path, hint)
 	}
 }
@@ -424,8 +425,8 @@ func TestLoadInvalid(t *testing.T) {
 			if !found {
 				t.Errorf("Load(%q) = %v; want %v", path, err, tt.want)
 			}
-			if code := sysexits.Code(err); code != sysexits.Config {
-				t.Errorf("Load(%q): exit code %d; want %d", path, code, sysexits.Config)
+			if code := exitCode(err); code != exitConfig {
+				t.Errorf("Load(%q): exit code %d; want %d", path, code, exitConfig)
 			}
 			if strings.Contains(err.Error(), "hunter2") {
 				t.Errorf("Load(%q) = %v; shows the database password", path, err)
@@ -462,8 +463,8 @@ func TestLoadSeveralProblems(t *testing.T) {
 			t.Errorf("Load(%q) = %v; want %v", path, err, want)
 		}
 	}
-	if code := sysexits.Code(err); code != sysexits.Config {
-		t.Errorf("Load(%q): exit code %d; want %d", path, code, sysexits.Config)
+	if code := exitCode(err); code != exitConfig {
+		t.Errorf("Load(%q): exit code %d; want %d", path, code, exitConfig)
 	}
 }
 
@@ -565,8 +566,8 @@ func TestValidateInGo(t *testing.T) {
 	if want := "config: deployments.api.path: must be absolute"; err == nil || err.Error() != want {
 		t.Errorf("Validate() = %v; want %v", err, want)
 	}
-	if code := sysexits.Code(err); code != sysexits.Config {
-		t.Errorf("Validate(): exit code %d; want %d", code, sysexits.Config)
+	if code := exitCode(err); code != exitConfig {
+		t.Errorf("Validate(): exit code %d; want %d", code, exitConfig)
 	}
 }
 
@@ -635,7 +636,7 @@ func TestAllowedPrefixes(t *testing.T) {
 		r := &Receive{Allow: tt.allow, AllowFile: tt.file}
 		got, err := r.AllowedPrefixes()
 		if tt.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || sysexits.Code(err) != sysexits.Config {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || exitCode(err) != exitConfig {
 				t.Errorf("AllowedPrefixes(%q, %q) = %v, %v; want error %v", tt.allow, tt.file, got, err, tt.wantErr)
 			}
 			continue
@@ -723,14 +724,14 @@ func TestWebhookSecrets(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("WebhookSecrets(%q) = %q, %v; want %v", tt.files, got, err, tt.wantErr)
 				}
-				if code := sysexits.Code(err); code != sysexits.Config {
-					t.Errorf("WebhookSecrets(%q): exit code %d; want %d", tt.files, code, sysexits.Config)
+				if code := exitCode(err); code != exitConfig {
+					t.Errorf("WebhookSecrets(%q): exit code %d; want %d", tt.files, code, exitConfig)
 				}
 				if !strings.HasPrefix(err.Error(), "config: ") {
 					t.Errorf("WebhookSecrets(%q) = %v; want it to start with %q", tt.files, err, "config: ")
 				}
-				if tt.hint != "" && !strings.Contains(sysexits.Hint(err), tt.hint) {
-					t.Errorf("WebhookSecrets(%q): hint %q; want %q", tt.files, sysexits.Hint(err), tt.hint)
+				if tt.hint != "" && !strings.Contains(hint.Of(err), tt.hint) {
+					t.Errorf("WebhookSecrets(%q): hint %q; want %q", tt.files, hint.Of(err), tt.hint)
 				}
 				return
 			}
@@ -758,7 +759,7 @@ func TestSecretNeverShown(t *testing.T) {
 		if err == nil {
 			t.Fatalf("ReadSecretFile(%q) = nil; want an error", p)
 		}
-		if strings.Contains(err.Error()+sysexits.Hint(err), secret) {
+		if strings.Contains(err.Error()+hint.Of(err), secret) {
 			t.Errorf("ReadSecretFile(%q) = %v; shows the secret", p, err)
 		}
 	}
@@ -808,8 +809,8 @@ func TestCredentialPath(t *testing.T) {
 		if got != tt.want || (err == nil) != (tt.wantErr == "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
 			t.Errorf("CredentialPath(%q) = %q, %v; want %q, %v", tt.name, got, err, tt.want, tt.wantErr)
 		}
-		if err != nil && sysexits.Code(err) != sysexits.Config {
-			t.Errorf("CredentialPath(%q): exit code %d; want %d", tt.name, sysexits.Code(err), sysexits.Config)
+		if err != nil && exitCode(err) != exitConfig {
+			t.Errorf("CredentialPath(%q): exit code %d; want %d", tt.name, exitCode(err), exitConfig)
 		}
 	}
 }
@@ -871,8 +872,8 @@ func FuzzLoad(f *testing.F) {
 		}
 		c, err := Load(path)
 		if err != nil {
-			if code := sysexits.Code(err); code != sysexits.Config {
-				t.Fatalf("Load(%q) = %v; exit code %d, want %d", data, err, code, sysexits.Config)
+			if code := exitCode(err); code != exitConfig {
+				t.Fatalf("Load(%q) = %v; exit code %d, want %d", data, err, code, exitConfig)
 			}
 			if c != nil {
 				t.Fatalf("Load(%q) = %v, %v; want a nil Config with the error", data, c, err)
@@ -955,10 +956,10 @@ func TestQueueDirOnTmpfs(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(shm) })
 	for _, dir := range []string{shm, filepath.Join(shm, "spool", "dh-deployer")} {
 		_, err := Load(writeConfig(t, fmt.Sprintf("queue_dir = %q\n", dir)))
-		if sysexits.Code(err) != sysexits.Config || !strings.Contains(err.Error(), "tmpfs") ||
-			!strings.Contains(sysexits.Hint(err), "queue_dir_throwaway = true") {
+		if exitCode(err) != exitConfig || !strings.Contains(err.Error(), "tmpfs") ||
+			!strings.Contains(hint.Of(err), "queue_dir_throwaway = true") {
 			t.Errorf("Load(queue_dir = %s) = %v (hint %q); want a config error saying tmpfs, hinting queue_dir_throwaway = true",
-				dir, err, sysexits.Hint(err))
+				dir, err, hint.Of(err))
 		}
 		if _, err := Load(writeConfig(t, fmt.Sprintf("queue_dir = %q\nqueue_dir_throwaway = true\n", dir))); err != nil {
 			t.Errorf("Load(queue_dir = %s, queue_dir_throwaway) = %v; want nil", dir, err)
@@ -989,7 +990,7 @@ func TestRunsAs(t *testing.T) {
 func TestTrustedProxiesCountMigrates(t *testing.T) {
 	path := writeConfig(t, "[receive]\ntrusted_proxies = 1\n")
 	_, err := Load(path)
-	if hint := sysexits.Hint(err); sysexits.Code(err) != sysexits.Config || !strings.Contains(hint, `trusted_proxies = ["127.0.0.1", "::1"]`) {
+	if hint := hint.Of(err); exitCode(err) != exitConfig || !strings.Contains(hint, `trusted_proxies = ["127.0.0.1", "::1"]`) {
 		t.Errorf("Load(trusted_proxies = 1) = %v (hint %q); want a config error with a hint showing the list", err, hint)
 	}
 	c, err := Parse("ok.toml", []byte("[receive]\ntrusted_proxies = [\"unix\", \"10.0.0.0/8\"]\n"))
@@ -1000,6 +1001,19 @@ func TestTrustedProxiesCountMigrates(t *testing.T) {
 	if err != nil || !unix || len(ps) != 1 || ps[0].String() != "10.0.0.0/8" {
 		t.Errorf("TrustedProxyPrefixes() = %v, %v, %v; want [10.0.0.0/8], true, nil", ps, unix, err)
 	}
+}
+
+// exitConfig is the exit status of a configuration error (pkg/cli, which
+// this package's tests cannot import: it imports config).
+const exitConfig = 78
+
+// exitCode is the exit status pkg/cli gives err, as far as this package
+// classifies it: 78 for an *Error, else 1.
+func exitCode(err error) int {
+	if errors.As(err, new(*Error)) {
+		return exitConfig
+	}
+	return 1
 }
 
 // TestNotifyTargets: targets are checked as a whole, each problem named
@@ -1040,7 +1054,7 @@ on = ["success"]
 		{good + "[notify.targets.x]\nkind = \"slack\"\nurl_file = \"u\"\nto = [\"x@y.z\"]\n", `notify.targets.x.to: only for kind "email"`},
 	} {
 		_, err := Load(writeConfig(t, tc.doc))
-		if err == nil || !strings.Contains(err.Error(), tc.want) || sysexits.Code(err) != sysexits.Config {
+		if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != exitConfig {
 			t.Errorf("Load(...%q) = %v; want a config error containing %q", tc.doc[len(good):], err, tc.want)
 		}
 	}

@@ -8,8 +8,6 @@ import (
 	"os"
 	"strings"
 	"syscall"
-
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // maxEnvironmentFile bounds an environment_file.
@@ -17,8 +15,8 @@ const maxEnvironmentFile = 64 << 10
 
 // SecretEnvironment reads the deployment's environment_file (nil, nil
 // without one) as the process that runs the steps: the deployment's
-// worker, as its own user. It refuses, classified sysexits.Config (or
-// NoPerm for a file it may not open) and naming the file and the fix but
+// worker, as its own user. It refuses, with a config.Error (exit 78; or
+// a permission error, 77, for a file it may not open) naming the file and the fix but
 // never a value: a symbolic link, anything but a regular file, a file
 // that another user owns or that its group or others may read (a secret
 // every build could read is no secret), one over 64 KiB, a line that is
@@ -31,13 +29,13 @@ func (d *Deployment) SecretEnvironment() (map[string]string, error) {
 	}
 	key := fmt.Sprintf("deployments.%s.environment_file %s", d.Name, path)
 	bad := func(format string, args ...any) error {
-		return sysexits.Errorf(sysexits.Config, "%s: %s", key, fmt.Sprintf(format, args...))
+		return errorf("%s: %s", key, fmt.Sprintf(format, args...))
 	}
 	// O_NOFOLLOW: the file itself, never what a link points to.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if os.IsPermission(err) {
-			return nil, sysexits.Errorf(sysexits.NoPerm, "%s: %v (hint: it must belong to the deployment's user, %s)", key, err, d.RunsAs())
+			return nil, fmt.Errorf("%s: %w (hint: it must belong to the deployment's user, %s)", key, err, d.RunsAs())
 		}
 		return nil, bad("%v", err)
 	}

@@ -5,8 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // TestSecretEnvironment: an environment_file is read only when it is the
@@ -64,8 +62,8 @@ func TestSecretEnvironment(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "deployments.app.environment_file") {
 			t.Errorf("SecretEnvironment(%s) = %v, %v; want an error naming the key and %q", tt.path, env, err, tt.want)
-		} else if code := sysexits.Code(err); code != sysexits.Config {
-			t.Errorf("SecretEnvironment(%s): exit code %d; want %d", tt.path, code, sysexits.Config)
+		} else if code := exitCode(err); code != exitConfig {
+			t.Errorf("SecretEnvironment(%s): exit code %d; want %d", tt.path, code, exitConfig)
 		}
 	}
 	env, _ := (&Deployment{Name: "app", EnvironmentFile: good}).SecretEnvironment()

@@ -16,23 +16,23 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/systemd"
 )
 
 // Load reads, decodes and validates the configuration file at path, then
 // applies DH_DATABASE_URL from the environment. See the package
 // documentation for what its errors say; all are classified
-// sysexits.Config.
+// a config.Error (exit 78).
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, sysexits.WithHint(
-				sysexits.Errorf(sysexits.Config, "config: %s: no such file", path),
+			return nil, hint.With(
+				errorf("config: %s: no such file", path),
 				"name the configuration file with -c FILE or DH_CONFIG=FILE")
 		}
-		return nil, sysexits.Errorf(sysexits.Config, "config: %w", err)
+		return nil, errorf("config: %w", err)
 	}
 	c, err := parse(path, data, os.Getenv, booted())
 	if err != nil {
@@ -56,8 +56,8 @@ func (c *Config) checkQueueFS() error {
 		return nil
 	}
 	if err := durable.CheckFS(c.QueueDir); errors.Is(err, durable.ErrVolatile) {
-		return sysexits.WithHint(
-			sysexits.Errorf(sysexits.Config, "config: %s: queue_dir %v: an acknowledged delivery would be lost at a reboot", c.File, err),
+		return hint.With(
+			errorf("config: %s: queue_dir %v: an acknowledged delivery would be lost at a reboot", c.File, err),
 			"put queue_dir on a disk, or set queue_dir_throwaway = true if losing the queues is fine (demos, tests)")
 	}
 	return nil
@@ -118,7 +118,7 @@ func joinErrors(errs []error) error {
 	if len(errs) == 1 {
 		return errs[0]
 	}
-	return sysexits.New(sysexits.Config, errors.Join(errs...))
+	return &Error{Err: errors.Join(errs...)}
 }
 
 // where formats "name:line" or "name" for messages.
@@ -142,10 +142,10 @@ func decodeError(name string, err error) error {
 		if pe.LastKey != "" {
 			msg += fmt.Sprintf(" (last key %q)", pe.LastKey)
 		}
-		err := sysexits.Errorf(sysexits.Config, "config: %s:%d:%d: %s",
+		err := errorf("config: %s:%d:%d: %s",
 			name, pe.Position.Line, pe.Position.Col, msg)
 		if strings.HasPrefix(pe.Message, "invalid duration") {
-			err = sysexits.WithHint(err, `write a duration such as "30s", "10m" or "1h30m"`)
+			err = hint.With(err, `write a duration such as "30s", "10m" or "1h30m"`)
 		}
 		return err
 	}
@@ -153,20 +153,20 @@ func decodeError(name string, err error) error {
 		line, _ := strconv.Atoi(m[1])
 		key := m[2]
 		if t, ok := typeAt(splitKey(key)); ok {
-			err := sysexits.Errorf(sysexits.Config, "config: %s: %s: wrong type: want %s",
+			err := errorf("config: %s: %s: wrong type: want %s",
 				where(name, line), key, describe(t))
 			if key == "receive.trusted_proxies" {
 				// The old form was a count of proxies, which let a client
 				// that reached dh-receive directly choose its address.
-				err = sysexits.WithHint(err, `trusted_proxies is now the list of your proxies' addresses, not their number: `+
+				err = hint.With(err, `trusted_proxies is now the list of your proxies' addresses, not their number: `+
 					`for nginx on this host write trusted_proxies = ["127.0.0.1", "::1"], or ["unix"] behind dh-receive.socket`)
 			}
 			return err
 		}
-		return sysexits.Errorf(sysexits.Config, "config: %s: %s: %s",
+		return errorf("config: %s: %s: %s",
 			where(name, line), key, strings.TrimPrefix(err.Error(), m[0]))
 	}
-	return sysexits.Errorf(sysexits.Config, "config: %s: %s", name, strings.TrimPrefix(err.Error(), "toml: "))
+	return errorf("config: %s: %s", name, strings.TrimPrefix(err.Error(), "toml: "))
 }
 
 // splitKey splits a key as printed by toml.Key.String. Quoted parts are
@@ -209,11 +209,11 @@ outer:
 		if len(errs) < maxLocated {
 			line = f.lineOf(k)
 		}
-		err := sysexits.Errorf(sysexits.Config, "config: %s: unknown key %q", where(f.name, line), k.String())
-		if hint := movedKeys[k.String()]; hint != "" {
-			err = sysexits.WithHint(err, hint)
-		} else if hint := suggest(k); hint != "" {
-			err = sysexits.WithHint(err, hint)
+		err := errorf("config: %s: unknown key %q", where(f.name, line), k.String())
+		if h := movedKeys[k.String()]; h != "" {
+			err = hint.With(err, h)
+		} else if h := suggest(k); h != "" {
+			err = hint.With(err, h)
 		}
 		errs = append(errs, err)
 	}
@@ -238,8 +238,8 @@ func (f *file) durationTypes() []error {
 		if !ok || t != durationType || f.md.Type(k...) == "String" {
 			continue
 		}
-		errs = append(errs, sysexits.WithHint(
-			sysexits.Errorf(sysexits.Config, "config: %s: %s: a duration must be a string",
+		errs = append(errs, hint.With(
+			errorf("config: %s: %s: a duration must be a string",
 				where(f.name, f.lineOf(k)), k.String()),
 			`write a duration such as "30s", "10m" or "1h30m"`))
 	}
@@ -339,9 +339,9 @@ func (c *Config) Lookup(name string) (*Deployment, error) {
 	if d, ok := c.Deployment(name); ok {
 		return d, nil
 	}
-	hint := "the deployments are: " + strings.Join(c.DeploymentNames(), ", ")
+	h := "the deployments are: " + strings.Join(c.DeploymentNames(), ", ")
 	if len(c.Deployments) == 0 {
-		hint = "there are none yet: dh-deploy add NAME adds one"
+		h = "there are none yet: dh-deploy add NAME adds one"
 	}
-	return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "%w %q in %s", ErrNoDeployment, name, c.File), hint)
+	return nil, hint.With(fmt.Errorf("%w %q in %s", ErrNoDeployment, name, c.File), h)
 }

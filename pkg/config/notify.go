@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Kinds of notification target.
@@ -57,9 +55,9 @@ type Notify struct {
 	CertExpiryDays int `toml:"cert_expiry_days"`
 
 	// CertLifetime is how long a certificate is valid after dh-cert
-	// issued it, used when dh-route cannot read the certificate file
-	// (on a host set up by dh-deployer-acl it may not look into
-	// /etc/letsencrypt/live): its expiry is then the certs table's
+	// issued it, used only until dh-cert has recorded the certificate's
+	// own expiry (certs.not_after: at its next renew after migration
+	// 000014): the expiry is then estimated as the certs table's
 	// issued_at plus this. Default "2160h" (90 days).
 	CertLifetime time.Duration `toml:"cert_lifetime"`
 }
@@ -141,7 +139,7 @@ func (c *Config) NotifyURL(t *NotifyTarget, getenv func(string) string) (string,
 	u, err := url.Parse(string(b))
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		// The URL is a secret: name the file, not its content.
-		return "", sysexits.Errorf(sysexits.Config, "%s: not an http or https URL (notify.targets.%s.url_file)", t.URLFile, t.Name)
+		return "", errorf("%s: not an http or https URL (notify.targets.%s.url_file)", t.URLFile, t.Name)
 	}
 	return string(b), nil
 }

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 )
 
 // MinSecretLen is the shortest secret ReadSecretFile accepts, in bytes.
@@ -51,7 +51,7 @@ func (c *Config) CredentialPath(name string, getenv func(string) string) (string
 		return name, nil
 	}
 	if !filepath.IsLocal(name) {
-		return "", sysexits.Errorf(sysexits.Config, "config: secret file %q: must be absolute, or a name inside $%s or the configuration's directory", name, EnvCredentials)
+		return "", errorf("config: secret file %q: must be absolute, or a name inside $%s or the configuration's directory", name, EnvCredentials)
 	}
 	if getenv != nil {
 		if dir := getenv(EnvCredentials); dir != "" {
@@ -59,14 +59,14 @@ func (c *Config) CredentialPath(name string, getenv func(string) string) (string
 		}
 	}
 	if c.File == "" {
-		return "", sysexits.WithHint(
-			sysexits.Errorf(sysexits.Config, "config: secret file %q: relative, and neither $%s nor a configuration file to look beside", name, EnvCredentials),
+		return "", hint.With(
+			errorf("config: secret file %q: relative, and neither $%s nor a configuration file to look beside", name, EnvCredentials),
 			"give an absolute path, or pass the file with systemd's LoadCredential=")
 	}
 	path := filepath.Join(filepath.Dir(c.File), name)
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
-		return "", sysexits.WithHint(
-			sysexits.Errorf(sysexits.Config, "config: secret file %q: $%s is not set (not run by systemd with LoadCredential=%s:...), and there is no %s", name, EnvCredentials, name, path),
+		return "", hint.With(
+			errorf("config: secret file %q: $%s is not set (not run by systemd with LoadCredential=%s:...), and there is no %s", name, EnvCredentials, name, path),
 			fmt.Sprintf("put the secret in %s (the source of the units' LoadCredential=), or give its absolute path in %s", path, c.File))
 	}
 	return path, nil
@@ -74,7 +74,7 @@ func (c *Config) CredentialPath(name string, getenv func(string) string) (string
 
 // ReadSecretFile reads a secret from the file at path and checks it. One
 // trailing newline ("\n" or "\r\n") is removed. It refuses, with an error
-// classified sysexits.Config that names the file but never shows its
+// a config.Error (exit 78) that names the file but never shows its
 // contents: a missing, unreadable or non-regular file, a file larger than
 // 64 KiB, an empty secret, a secret that looks like a placeholder
 // ("changeme", "example", "secret", one byte repeated, …), and a secret
@@ -82,7 +82,7 @@ func (c *Config) CredentialPath(name string, getenv func(string) string) (string
 func ReadSecretFile(path string) ([]byte, error) {
 	data, err := readLimited(path, maxSecretSize)
 	if err != nil {
-		return nil, sysexits.Errorf(sysexits.Config, "config: read secret file: %w", err)
+		return nil, errorf("config: read secret file: %w", err)
 	}
 	secret := data
 	if s, ok := bytes.CutSuffix(secret, []byte("\r\n")); ok {
@@ -91,7 +91,7 @@ func ReadSecretFile(path string) ([]byte, error) {
 		secret = s
 	}
 	refuse := func(why string) error {
-		return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "config: secret file %s: %s", path, why), generateHint)
+		return hint.With(errorf("config: secret file %s: %s", path, why), generateHint)
 	}
 	switch {
 	case len(secret) == 0:
@@ -149,11 +149,11 @@ func readLimited(path string, max int64) ([]byte, error) {
 // ReadSecretFile, resolving names with CredentialPath; getenv gives
 // $CREDENTIALS_DIRECTORY. Any secret may sign a delivery. It fails
 // if none is configured or any file is refused; every error is classified
-// sysexits.Config.
+// a config.Error (exit 78).
 func (c *Config) WebhookSecrets(getenv func(string) string) ([][]byte, error) {
 	if len(c.Receive.SecretFiles) == 0 {
-		return nil, sysexits.WithHint(
-			sysexits.Errorf(sysexits.Config, "config: receive.secret_files: no webhook secret configured"),
+		return nil, hint.With(
+			errorf("config: receive.secret_files: no webhook secret configured"),
 			`set secret_files = ["/etc/dh-deployer/webhook-secret"] in [receive]; `+generateHint)
 	}
 	var secrets [][]byte

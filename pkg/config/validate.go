@@ -16,8 +16,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Defaults of a deployment's keys.
@@ -99,7 +99,7 @@ func (c *Config) setDefaults(defined func(key ...string) bool, booted bool) {
 }
 
 // Validate checks the whole configuration and returns every problem it
-// finds, joined, classified sysexits.Config. It does not read any file.
+// finds, joined, a config.Error (exit 78). It does not read any file.
 // Deployment defaults are applied first, as Load does.
 func (c *Config) Validate() error {
 	c.setDefaults(nil, false)
@@ -127,9 +127,9 @@ func (p problem) err(file string, line int) error {
 	if file != "" {
 		prefix += where(file, line) + ": "
 	}
-	err := sysexits.Errorf(sysexits.Config, "%s%s%s: %s", prefix, toml.Key(p.key).String(), p.sub, p.msg)
+	err := errorf("%s%s%s: %s", prefix, toml.Key(p.key).String(), p.sub, p.msg)
 	if p.hint != "" {
-		err = sysexits.WithHint(err, p.hint)
+		err = hint.With(err, p.hint)
 	}
 	return err
 }
@@ -476,13 +476,13 @@ func parsePrefix(s string) (netip.Prefix, error) {
 // AllowedPrefixes returns the networks of Allow and of the lines of
 // AllowFile (read now; blank lines and text after "#" ignored). An empty
 // result means every address is allowed. Errors are classified
-// sysexits.Config and name the file and line.
+// config.Errors and name the file and line.
 func (r *Receive) AllowedPrefixes() ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for i, a := range r.Allow {
 		p, err := parsePrefix(a)
 		if err != nil {
-			return nil, sysexits.Errorf(sysexits.Config, "config: receive.allow[%d]: %v", i, err)
+			return nil, errorf("config: receive.allow[%d]: %v", i, err)
 		}
 		out = append(out, p)
 	}
@@ -491,7 +491,7 @@ func (r *Receive) AllowedPrefixes() ([]netip.Prefix, error) {
 	}
 	data, err := readLimited(r.AllowFile, 1<<20)
 	if err != nil {
-		return nil, sysexits.Errorf(sysexits.Config, "config: read receive.allow_file: %w", err)
+		return nil, errorf("config: read receive.allow_file: %w", err)
 	}
 	var errs []error
 	for n, line := range strings.Split(string(data), "\n") {
@@ -501,7 +501,7 @@ func (r *Receive) AllowedPrefixes() ([]netip.Prefix, error) {
 		}
 		p, err := parsePrefix(line)
 		if err != nil {
-			errs = append(errs, sysexits.Errorf(sysexits.Config, "config: %s:%d: %v", r.AllowFile, n+1, err))
+			errs = append(errs, errorf("config: %s:%d: %v", r.AllowFile, n+1, err))
 			continue
 		}
 		out = append(out, p)
@@ -511,7 +511,7 @@ func (r *Receive) AllowedPrefixes() ([]netip.Prefix, error) {
 	}
 	if len(out) == 0 {
 		// An allow_file with no networks would silently allow everyone.
-		return nil, sysexits.Errorf(sysexits.Config, "config: %s: no networks in receive.allow_file", r.AllowFile)
+		return nil, errorf("config: %s: no networks in receive.allow_file", r.AllowFile)
 	}
 	return out, nil
 }
@@ -533,7 +533,7 @@ func (r *Receive) TrustedProxyPrefixes() (prefixes []netip.Prefix, unix bool, er
 		}
 		p, err := parsePrefix(a)
 		if err != nil {
-			return nil, false, sysexits.Errorf(sysexits.Config, "config: receive.trusted_proxies[%d]: %v", i, err)
+			return nil, false, errorf("config: receive.trusted_proxies[%d]: %v", i, err)
 		}
 		prefixes = append(prefixes, p)
 	}

@@ -378,8 +378,14 @@ steps      = [%s]
 	if err := os.WriteFile(r.config, []byte(doc), 0o644); err != nil {
 		return err
 	}
-	// What an operator creates at install time; dh-receive does not.
-	return queue.Open(filepath.Join(r.dir, "queues", "main")).Init()
+	// What an operator creates at install time: no stage makes its own
+	// queue directory.
+	for _, q := range []string{"main", "status", Deployment} {
+		if err := queue.Open(filepath.Join(r.dir, "queues", q)).Init(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // freePort returns a 127.0.0.1 address whose port was free a moment ago.

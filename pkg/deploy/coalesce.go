@@ -8,7 +8,6 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Coalescing decides a whole waiting set at once: the pushes waiting in
@@ -67,7 +66,7 @@ func (w *Worker) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 // (see queue.Handler): the worker is stopping, or the error is temporary
 // or an I/O error.
 func stops(ctx context.Context, err error) bool {
-	return err != nil && (ctx.Err() != nil || sysexits.Is(err, sysexits.TempFail) || sysexits.Is(err, sysexits.IOErr))
+	return err != nil && (ctx.Err() != nil || queue.IsRetry(err) || queue.IsStop(err))
 }
 
 // alreadyDeployed is the decision of a superseded entry whose delivery

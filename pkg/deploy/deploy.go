@@ -23,7 +23,7 @@
 //  4. Deploy (also used by the manual commands):
 //     a. fetch (or clone) under the run lock, so that a manual deploy and
 //     the worker never share the checkout; a network failure is a
-//     TempFail before any run is recorded: the entry waits;
+//     queue.Retry before any run is recorded: the entry waits;
 //     b. record the run (state running) and post a pending status; a
 //     commit already live (checked out, and the newest run that touched
 //     the checkout succeeded with it) ends there as unchanged, unless
@@ -64,6 +64,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
@@ -135,7 +136,7 @@ type Worker struct {
 // set and send.
 func New(cfg *config.Config, name string, st *store.Store, opts Options) (*Worker, error) {
 	if _, ok := cfg.Deployment(name); !ok {
-		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s: no deployment %q", cfg.File, name),
+		return nil, hint.With(sysexits.Errorf(sysexits.Config, "%s: no deployment %q", cfg.File, name),
 			"the deployments are: "+fmt.Sprint(cfg.DeploymentNames()))
 	}
 	if opts.Logger == nil {
@@ -190,7 +191,7 @@ func (w *Worker) use(cfg *config.Config) {
 // the entries still queued were routed to it under that one.
 func (w *Worker) SetConfig(cfg *config.Config) error {
 	if _, ok := cfg.Deployment(w.name); !ok {
-		return sysexits.WithHint(
+		return hint.With(
 			sysexits.Errorf(sysexits.Config, "deployment %q is no longer in %s; its worker keeps the configuration it has", w.name, cfg.File),
 			"to retire the deployment, stop its worker: systemctl disable --now dh-deploy@"+w.name)
 	}
@@ -300,7 +301,7 @@ func (w *Worker) attempt(req *Request, runs []store.Run) (done bool) {
 }
 
 // hold records (once per change of reason) that the entry waits, and
-// returns the TempFail that keeps it queued.
+// returns the queue.Retry that keeps it queued.
 func (w *Worker) hold(ctx context.Context, req Request, why string) error {
 	if req.waitNote != why {
 		err := w.db(ctx, "record waiting run", func(ctx context.Context) error {
@@ -313,7 +314,7 @@ func (w *Worker) hold(ctx context.Context, req Request, why string) error {
 		}
 		w.log.Info("entry waits", "delivery", req.Delivery, "reason", why)
 	}
-	return sysexits.New(sysexits.TempFail, fmt.Errorf("%w: %s", errWaiting, why))
+	return queue.Retry(fmt.Errorf("%w: %s", errWaiting, why))
 }
 
 // request reads an entry of the deployment's queue: a push (from GitHub or
@@ -374,7 +375,7 @@ func DefaultRef(d *config.Deployment) (string, error) {
 			return "refs/heads/" + b, nil
 		}
 	}
-	return "", sysexits.WithHint(sysexits.Errorf(sysexits.Usage, "deployment %s follows no branch by name", d.Name),
+	return "", hint.With(sysexits.Errorf(sysexits.Usage, "deployment %s follows no branch by name", d.Name),
 		"name a ref: refs/heads/BRANCH or refs/tags/TAG")
 }
 
@@ -442,7 +443,7 @@ func ManualID(trigger string) string {
 // Deploy makes one deployment, holding the run lock, and returns its run.
 // A refusal is an error wrapping ErrRefused, a failed run an error naming
 // the step; a temporary failure before the run was recorded (fetch over an
-// unreachable network, database down) is a TempFail.
+// unreachable network, database down) is a queue.Retry.
 func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 	unlock, err := w.lockRun(ctx)
 	if err != nil {
@@ -458,7 +459,7 @@ func (w *Worker) Deploy(ctx context.Context, req Request) (store.Run, error) {
 	var note string
 	if why := w.holdReason(w.now()); why != "" {
 		if !req.Force {
-			return store.Run{}, sysexits.WithHint(sysexits.New(sysexits.TempFail, &heldError{why}), "pass --force to deploy anyway")
+			return store.Run{}, hint.With(queue.Retry(&heldError{why}), "pass --force to deploy anyway")
 		}
 		note = "forced: " + why
 	}
@@ -510,14 +511,14 @@ func (w *Worker) Rollback(ctx context.Context, opts RollbackOptions) (store.Run,
 		return store.Run{}, err
 	}
 	if len(ok) == 0 {
-		return store.Run{}, sysexits.WithHint(
+		return store.Run{}, hint.With(
 			sysexits.Errorf(sysexits.Unavailable, "%s has no successful run yet: nothing earlier to roll back to", w.d.Name),
 			"a failed run never switched path: what was live before it still is (dh-deploy history "+w.d.Name+")")
 	}
 	t := -1
 	if opts.To != "" {
 		if t = pickRun(ok, opts.To); t < 0 {
-			return store.Run{}, sysexits.WithHint(
+			return store.Run{}, hint.With(
 				sysexits.Errorf(sysexits.Unavailable, "%s has no succeeded run %q to roll back to", w.d.Name, opts.To),
 				"name a run id or a commit (7 or more hexadecimal digits) of a succeeded run: dh-deploy history "+w.d.Name)
 		}
@@ -648,11 +649,11 @@ func (w *Worker) byUser(by string) string {
 // lockRun takes the deployment's run lock, waiting for a run in progress
 // (the worker's, or another manual one) to end.
 func (w *Worker) lockRun(ctx context.Context) (func(), error) {
-	if err := w.q.Init(); err != nil {
+	if err := w.q.Exists(); err != nil {
 		return nil, err
 	}
 	path := filepath.Join(w.q.Dir(), RunLockFile)
-	f, err := queue.Flock(ctx, path, true, func() { w.log.Info("waiting for the run in progress to end", "lock", path) })
+	unlock, err := queue.Lock(ctx, path, func() { w.log.Info("waiting for the run in progress to end", "lock", path) })
 	if err != nil {
 		return nil, err
 	}
@@ -662,11 +663,11 @@ func (w *Worker) lockRun(ctx context.Context) (func(), error) {
 	// every run after it.
 	removed, err := w.repo.RemoveStaleLocks()
 	if err != nil {
-		f.Close()
-		return nil, sysexits.New(sysexits.IOErr, err)
+		unlock()
+		return nil, queue.Stop(err)
 	}
 	if len(removed) > 0 {
 		w.log.Warn("removed git locks left by an interrupted run", "locks", removed)
 	}
-	return func() { f.Close() }, nil
+	return unlock, nil
 }

@@ -87,6 +87,11 @@ environment = { TRACE = %q, GREETING = "hello world" }
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.st.Close() })
+	// The deployment's queue, as the install makes it (dh-deployer-acl
+	// deployment app): neither the worker nor a run by hand creates it.
+	if err := queue.Open(r.cfg.QueuePath("app")).Init(); err != nil {
+		t.Fatal(err)
+	}
 	return r
 }
 
@@ -623,7 +628,7 @@ steps = [["sh", "-c", "echo $DH_COMMIT >> $TRACE"]]`)
 	drain := func() error { return r.drainAt(func() time.Time { return clock }) }
 	sha := r.commit("main", nil)
 	r.enqueue("d-1", "refs/heads/main", sha)
-	if err := drain(); !sysexits.Is(err, sysexits.TempFail) || r.readTrace() != "" {
+	if err := drain(); !queue.IsRetry(err) || r.readTrace() != "" {
 		t.Fatalf("at 09:59 drain = %v, trace %q; want the entry to wait", err, r.readTrace())
 	}
 	if runs := r.runs(); len(runs) != 1 || !strings.Contains(runs[0].Note, "the next opens 2026-11-25T10:00:00Z") {
@@ -650,10 +655,10 @@ func TestPauseAndWindows(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.enqueue("d-1", "refs/heads/main", sha)
-	if err := r.drain(); !sysexits.Is(err, sysexits.TempFail) {
-		t.Fatalf("drain while paused = %v; want TempFail (the entry waits)", err)
+	if err := r.drain(); !queue.IsRetry(err) {
+		t.Fatalf("drain while paused = %v; want a Retry (the entry waits)", err)
 	}
-	if err := r.drain(); !sysexits.Is(err, sysexits.TempFail) {
+	if err := r.drain(); !queue.IsRetry(err) {
 		t.Fatalf("drain while paused again = %v", err)
 	}
 	runs := r.runs()
@@ -664,8 +669,8 @@ func TestPauseAndWindows(t *testing.T) {
 	w := r.worker()
 	defer w.Close()
 	manual := deploy.Request{Delivery: deploy.ManualID(deploy.TriggerManual), Trigger: deploy.TriggerManual, Ref: "refs/heads/main"}
-	if _, err := w.Deploy(context.Background(), manual); !sysexits.Is(err, sysexits.TempFail) || !strings.Contains(err.Error(), "paused") {
-		t.Errorf("manual deploy while paused = %v; want TempFail saying paused", err)
+	if _, err := w.Deploy(context.Background(), manual); !queue.IsRetry(err) || !strings.Contains(err.Error(), "paused") {
+		t.Errorf("manual deploy while paused = %v; want a Retry saying paused", err)
 	}
 	if err := pause.Resume(r.cfg, "app"); err != nil {
 		t.Fatal(err)
@@ -682,8 +687,8 @@ func TestPauseAndWindows(t *testing.T) {
 	r.cfg.Deployments["app"].Windows = []string{closed + " 00:00-24:00"}
 	next := r.commit("main", nil)
 	r.enqueue("d-2", "refs/heads/main", next)
-	if err := r.drain(); !sysexits.Is(err, sysexits.TempFail) {
-		t.Fatalf("drain outside the windows = %v; want TempFail", err)
+	if err := r.drain(); !queue.IsRetry(err) {
+		t.Fatalf("drain outside the windows = %v; want a Retry", err)
 	}
 	if runs := r.runs(); !strings.Contains(runs[len(runs)-1].Note, "outside the deploy windows") {
 		t.Errorf("the waiting run's note %q; want the windows", runs[len(runs)-1].Note)
@@ -815,8 +820,8 @@ func TestHeldPushesCoalesce(t *testing.T) {
 			for i := range 3 {
 				last = r.commit("main", map[string]string{"n": fmt.Sprint(i)})
 				r.enqueue(fmt.Sprintf("d-%d", i), "refs/heads/main", last)
-				if err := drain(); !sysexits.Is(err, sysexits.TempFail) {
-					t.Fatalf("drain while held, push %d = %v; want TempFail", i, err)
+				if err := drain(); !queue.IsRetry(err) {
+					t.Fatalf("drain while held, push %d = %v; want a Retry", i, err)
 				}
 			}
 			if hold == "pause" {

@@ -9,7 +9,7 @@ import (
 )
 
 // errWaiting wraps the reason an entry waits (paused, outside the deploy
-// windows): a TempFail, so the queue keeps it, in order, and tries again.
+// windows): a queue.Retry, so the queue keeps it, in order, and tries again.
 var errWaiting = errors.New("waiting")
 
 // heldError is Deploy's error for a request that is not forced while the

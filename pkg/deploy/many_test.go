@@ -64,6 +64,11 @@ func newHost(t testing.TB, n int) *host {
 	if err := os.WriteFile(h.file, []byte(doc.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	for _, name := range h.names { // as dh-deployer-acl deployment NAME makes them
+		if err := queue.Open(filepath.Join(h.dir, "queues", name)).Init(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var err error
 	if h.db, err = sql.Open("postgres", url); err != nil {
 		t.Fatal(err)

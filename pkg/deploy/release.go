@@ -53,6 +53,8 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
 	"github.com/dh-deployer/dh-deployer/pkg/ghstatus"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -96,11 +98,11 @@ func (w *Worker) liveRelease() (string, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		return "", nil
 	case err != nil:
-		return "", sysexits.New(sysexits.IOErr, err)
+		return "", queue.Stop(err)
 	case fi.Mode()&fs.ModeSymlink != 0:
 		t, err := os.Readlink(p)
 		if err != nil {
-			return "", sysexits.New(sysexits.IOErr, err)
+			return "", queue.Stop(err)
 		}
 		if !filepath.IsAbs(t) {
 			t = filepath.Join(filepath.Dir(p), t)
@@ -111,7 +113,7 @@ func (w *Worker) liveRelease() (string, error) {
 	}
 	names, err := readNames(p, 1)
 	if err != nil {
-		return "", sysexits.New(sysexits.IOErr, err)
+		return "", queue.Stop(err)
 	}
 	if len(names) == 0 {
 		return "", nil
@@ -123,7 +125,7 @@ func (w *Worker) liveRelease() (string, error) {
 }
 
 func notTakenOver(p, why string) error {
-	return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "path %s %s; dh-deploy does not take it over", p, why),
+	return hint.With(sysexits.Errorf(sysexits.Config, "path %s %s; dh-deploy does not take it over", p, why),
 		`move it away (dh-deploy then makes path a symbolic link to the live release), or set strategy = "in-place"`)
 }
 
@@ -171,7 +173,7 @@ func (r *run) build(ctx context.Context, live, previous string) (store.Run, erro
 func (r *run) prepare(ctx context.Context, dir, live string) error {
 	w, d := r.w, r.w.d
 	if err := os.RemoveAll(dir); err != nil { // left by a run killed while preparing
-		return sysexits.New(sysexits.IOErr, err)
+		return queue.Stop(err)
 	}
 	if err := w.repo.AddWorktree(ctx, dir, r.req.Commit); err != nil {
 		return err
@@ -426,7 +428,7 @@ func (w *Worker) switchTo(dir string, r *run) (string, error) {
 		return "", err
 	}
 	if err := os.Symlink(dir, tmp); err != nil {
-		return "", sysexits.WithHint(err, fmt.Sprintf("the deployment's user must be able to write %s, the directory holding path", parent))
+		return "", hint.With(err, fmt.Sprintf("the deployment's user must be able to write %s, the directory holding path", parent))
 	}
 	fi, err := os.Lstat(p)
 	if err == nil && fi.IsDir() {

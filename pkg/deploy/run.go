@@ -16,7 +16,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // run is one deployment in progress.
@@ -42,7 +41,7 @@ func (r *run) do(ctx context.Context) (store.Run, error) {
 	r.repo = w.repo
 
 	if err := r.repo.Sync(ctx); err != nil {
-		if sysexits.Is(err, sysexits.TempFail) && ctx.Err() == nil {
+		if queue.IsRetry(err) && ctx.Err() == nil {
 			return r.rec, err // nothing recorded: the entry waits for the network
 		}
 		return r.recordFailure(ctx, err)
@@ -318,16 +317,10 @@ func (r *run) fail(ctx context.Context, cause error, code, step *int) (store.Run
 	if state == store.RunInterrupted {
 		return r.rec, ctx.Err()
 	}
-	cause = &failedError{cause}
-	switch sysexits.Code(cause) {
-	case sysexits.Failure, sysexits.TempFail, sysexits.IOErr:
-		// A failed run is final for this entry, whatever failed inside it:
-		// not retried (TempFail), and never the end of the worker (IOErr,
-		// which the queue reserves for its own I/O), e.g. a self update
-		// that cannot write its install_dir.
-		cause = sysexits.New(sysexits.Software, cause)
-	}
-	return r.rec, cause
+	// A failed run is final for this entry, whatever failed inside it:
+	// not retried (a Retry inside), and never the end of the worker (a
+	// Stop inside, e.g. a self update that cannot write its install_dir).
+	return r.rec, queue.Fail(&failedError{cause})
 }
 
 // finish records the end of the run (even when ctx has ended), and queues

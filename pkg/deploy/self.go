@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Tools are the binaries a self deployment installs.
@@ -31,7 +31,7 @@ func (r *run) updateSelf(ctx context.Context) error {
 	for _, tool := range Tools {
 		data, err := os.ReadFile(filepath.Join(built, tool))
 		if err != nil {
-			return sysexits.New(sysexits.IOErr, fmt.Errorf("self update: %w", err))
+			return queue.Stop(fmt.Errorf("self update: %w", err))
 		}
 		dst := filepath.Join(self.InstallDir, tool)
 		if err := durable.WriteFile(dst, data, 0o755); err != nil {

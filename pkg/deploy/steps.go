@@ -15,6 +15,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/progpath"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -132,14 +133,14 @@ func openRunLog(stateDir, deployment string, req Request, stderr io.Writer) (*ru
 	// 0700: other deployments' users share the group (dh-deployer-acl
 	// deployment gives dh-route, and only it, read access by ACL).
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("create log directory: %w", err))
+		return nil, queue.Stop(fmt.Errorf("create log directory: %w", err))
 	}
 	// The delivery id's alphabet has no "/" (ident.ParseDelivery).
 	name := fmt.Sprintf("%s-%s-%d.log", time.Now().UTC().Format("20060102T150405.000000000Z"), req.Delivery, req.Attempt)
 	path := filepath.Join(dir, name)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
-		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("create run log: %w", err))
+		return nil, queue.Stop(fmt.Errorf("create run log: %w", err))
 	}
 	return &runLog{Path: path, f: f, stderr: stderr}, nil
 }

@@ -22,8 +22,8 @@ import (
 	"slices"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/setup"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Result is one checked thing.
@@ -126,7 +126,7 @@ func fromErr(name, detail string, err error, fix string) Result {
 	if err == nil {
 		return ok(name, detail)
 	}
-	if h := sysexits.Hint(err); h != "" {
+	if h := hint.Of(err); h != "" {
 		fix = h
 	}
 	return fail(name, err.Error(), fix)

@@ -21,8 +21,10 @@
 // report success for data that is gone. Callers never retry a failed sync
 // on the same file: they stop (exit 74), or, where what they were writing
 // is still intact elsewhere (dh-route forwarding a queues/main entry), fail
-// that one item, take back its name and carry on with the others. Errors
-// are classified sysexits.IOErr (sysexits.NoPerm for permission denied).
+// that one item, take back its name and carry on with the others. Every
+// error is an *Error naming the operation and the path; it carries no exit
+// status (pkg/cli makes it 74, or 77 for a refused permission, and a
+// queue consumer stops on it: pkg/queue).
 package durable
 
 import (
@@ -33,8 +35,6 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // SyncDir fsyncs a directory so that entries created, renamed or removed in
@@ -228,21 +228,29 @@ func Remove(path string) error {
 	return SyncDir(filepath.Dir(path))
 }
 
+// Error is a failed durable change: Op ("rename", "sync dir", ...) on
+// Path. It wraps the system's error.
+type Error struct {
+	Op, Path string
+	Err      error
+}
+
+func (e *Error) Error() string {
+	var pe *os.PathError
+	var le *os.LinkError
+	if errors.As(e.Err, &pe) || errors.As(e.Err, &le) {
+		return e.Op + ": " + e.Err.Error() // already names the path
+	}
+	return e.Op + " " + e.Path + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
 func ioErr(op, path string, err error) error {
 	if err == nil {
 		return nil
 	}
-	code := sysexits.IOErr
-	if errors.Is(err, os.ErrPermission) {
-		code = sysexits.NoPerm
-	}
-	var pe *os.PathError
-	var le *os.LinkError
-	if errors.As(err, &pe) || errors.As(err, &le) {
-		// Already names the path.
-		return sysexits.New(code, fmt.Errorf("%s: %w", op, err))
-	}
-	return sysexits.New(code, fmt.Errorf("%s %s: %w", op, path, err))
+	return &Error{Op: op, Path: path, Err: err}
 }
 
 // MkdirAll creates dir and any missing parents with mode perm, which may

@@ -2,8 +2,9 @@
 // objects that say what they are, {"version": 1, "kind": "...", ...}.
 //
 // Decoding is strict about what it needs (version, kind, required fields)
-// and classifies every problem as sysexits.DataErr, so a bad entry goes to
-// failed/ with a reason instead of blocking its queue. A GitHub payload is
+// and returns every problem as an *Error (bad data: pkg/cli makes it exit
+// 65), so a bad entry goes to failed/ with a reason instead of blocking its
+// queue. A GitHub payload is
 // carried byte for byte: Encode writes it verbatim, Decode hands back the
 // same bytes.
 package event
@@ -11,11 +12,11 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Version is the entry format this build writes and reads.
@@ -221,8 +222,15 @@ func CheckPayload(payload []byte) error {
 	return c.Check()
 }
 
+// Error is a problem of an entry's content: bad data, which no retry
+// mends (its handler fails the entry; pkg/cli makes it exit 65).
+type Error struct{ Err error }
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
 func dataErr(format string, args ...any) error {
-	return sysexits.Errorf(sysexits.DataErr, format, args...)
+	return &Error{Err: fmt.Errorf(format, args...)}
 }
 
 // validDelivery reports whether s is a delivery id (ident.ParseDelivery).

@@ -3,13 +3,13 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
 
@@ -56,7 +56,7 @@ func TestDecodeRejectsBadEntries(t *testing.T) {
 		{"payload not an object", `{"version":1,"kind":"github-event","delivery":"d1","event":"push","received_at":"2026-11-22T09:30:00Z","payload":[1]}`, "not a JSON object"},
 	} {
 		_, err := DecodeGitHubEvent([]byte(tc.data))
-		if sysexits.Code(err) != sysexits.DataErr || !strings.Contains(err.Error(), tc.want) {
+		if !errors.As(err, new(*Error)) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: DecodeGitHubEvent() = %v; want a data error containing %q", tc.name, err, tc.want)
 		}
 	}
@@ -141,7 +141,7 @@ func FuzzDecode(f *testing.F) {
 func checkDecode(t *testing.T, kind string, data []byte, err error) bool {
 	t.Helper()
 	if err != nil {
-		if sysexits.Code(err) != sysexits.DataErr {
+		if !errors.As(err, new(*Error)) {
 			t.Fatalf("decode %s %q: error %v is not a data error", kind, data, err)
 		}
 		return false
@@ -219,7 +219,7 @@ func TestEncodeChecksAReplacedPayload(t *testing.T) {
 	}
 	for _, p := range []string{`[1]`, `{"a":`, `{}, "kind": "x"`} {
 		out.Payload = json.RawMessage(p)
-		if _, err := out.Encode(); sysexits.Code(err) != sysexits.DataErr {
+		if _, err := out.Encode(); !errors.As(err, new(*Error)) {
 			t.Errorf("Encode(payload %s) = %v; want a data error", p, err)
 		}
 	}

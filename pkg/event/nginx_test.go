@@ -1,11 +1,10 @@
 package event
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 func TestStageEntries(t *testing.T) {
@@ -25,7 +24,7 @@ func TestStageEntries(t *testing.T) {
 	if got, err := DecodeCertRequest(data); err != nil || got.For.Deployment != "sites" || len(got.Domains) != 2 {
 		t.Fatalf("round trip of %s = %+v, %v", data, got, err)
 	}
-	if _, err := DecodeNginxSites(data); !sysexits.Is(err, sysexits.DataErr) {
+	if _, err := DecodeNginxSites(data); !errors.As(err, new(*Error)) {
 		t.Errorf("a cert-request decoded as nginx-sites: %v; want DataErr", err)
 	}
 	reload := NginxReload{Reason: "renewed", RequestedAt: time.Now()}
@@ -44,7 +43,7 @@ func TestStageEntries(t *testing.T) {
 		{Name: "a.org", Domains: nil, For: sites, RequestedAt: time.Now()},
 		{Name: "a.org", Domains: []string{"a.org"}, RequestedAt: time.Now()},
 	} {
-		if _, err := bad.Encode(); !sysexits.Is(err, sysexits.DataErr) {
+		if _, err := bad.Encode(); !errors.As(err, new(*Error)) {
 			t.Errorf("Encode(%+v) = %v; want DataErr", bad, err)
 		}
 	}
@@ -60,7 +59,7 @@ func TestDeployRequestRef(t *testing.T) {
 	for _, ref := range []string{"refs/heads/-x", "refs/heads/a.lock", "refs/heads/a/", "refs/heads/.hidden", "refs/tags/v1.", "refs/heads/a..b", "refs/pull/1/head"} {
 		bad := good
 		bad.Ref = ref
-		if _, err := bad.Encode(); !sysexits.Is(err, sysexits.DataErr) {
+		if _, err := bad.Encode(); !errors.As(err, new(*Error)) {
 			t.Errorf("Encode with ref %q = %v; want DataErr", ref, err)
 		}
 	}

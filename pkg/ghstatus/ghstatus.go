@@ -39,6 +39,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/cell"
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -162,7 +163,14 @@ func (c *Client) Set(ctx context.Context, repo, sha string, s Status) error {
 		return sysexits.Errorf(sysexits.Config, "ghstatus: the token holds characters an HTTP header cannot carry")
 	}
 	fail := func(code int, err error) error {
-		return sysexits.New(code, fmt.Errorf("ghstatus: set %s status of %s@%s: %w", s.State, repo, sha[:12], err))
+		err = fmt.Errorf("ghstatus: set %s status of %s@%s: %w", s.State, repo, sha[:12], err)
+		switch code {
+		case sysexits.TempFail:
+			return queue.Retry(err)
+		case sysexits.Failure:
+			return err // as classified inside, if at all
+		}
+		return sysexits.New(code, err)
 	}
 	if s.TargetURL != "" {
 		if err := checkTarget(s.TargetURL); err != nil {
@@ -192,7 +200,7 @@ func (c *Client) Set(ctx context.Context, repo, sha string, s Status) error {
 	logger := c.logger().With("repository", repo, "commit", sha, "state", string(s.State))
 	resp, err := c.Retry.Post(ctx, c.HTTP, endpoint, header, data, logger)
 	if err != nil {
-		return fail(sysexits.Code(err), err)
+		return fail(sysexits.Failure, err) // a Retry after the last attempt, or ctx's error
 	}
 	if resp.StatusCode == http.StatusCreated {
 		return nil

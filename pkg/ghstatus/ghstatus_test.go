@@ -19,6 +19,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/ghstatus"
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -304,7 +305,7 @@ func TestSetGivesUp(t *testing.T) {
 	c := client(f, nil)
 	c.Retry.Attempts = 4
 	err := c.Set(testContext(t), repo, sha, ghstatus.Status{State: ghstatus.Pending})
-	if err == nil || !strings.Contains(err.Error(), "503") || sysexits.Code(err) != sysexits.TempFail {
+	if err == nil || !strings.Contains(err.Error(), "503") || !queue.IsRetry(err) {
 		t.Errorf("Set = %v (class %d); want a 503 error classified %d", err, sysexits.Code(err), sysexits.TempFail)
 	}
 	if n := len(f.Calls()); n != 4 {
@@ -334,7 +335,7 @@ func TestSetNetworkError(t *testing.T) {
 	f.replies = slices.Repeat([]func(http.ResponseWriter, *http.Request){hangUp}, 10)
 	c := client(f, nil)
 	err := c.Set(testContext(t), repo, sha, ghstatus.Status{State: ghstatus.Pending})
-	if err == nil || sysexits.Code(err) != sysexits.TempFail {
+	if err == nil || !queue.IsRetry(err) {
 		t.Errorf("Set = %v (class %d); want an error classified %d", err, sysexits.Code(err), sysexits.TempFail)
 	}
 	if n := len(f.Calls()); n != httpretry.DefaultAttempts {

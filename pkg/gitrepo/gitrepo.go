@@ -40,7 +40,7 @@
 //     A fetch that failed in a way that looks like network trouble (a name
 //     that does not resolve, a refused or timed-out connection, a remote
 //     that hung up, an HTTP 5xx) or that timed out is classified
-//     sysexits.TempFail; other failures are not classified.
+//     a queue.Retry; other failures are not classified.
 //
 // Not supported: submodules (never initialised or updated; a checkout that
 // has them keeps whatever is in their directories), Git LFS, shallow
@@ -71,6 +71,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/progpath"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -235,7 +236,7 @@ func (r *Repo) Sync(ctx context.Context) error {
 	if _, err := r.run(ctx, r.Path, args...); err != nil {
 		err = fmt.Errorf("sync %s: fetch from %s: %w", r.Path, redact(r.URL), err)
 		if temporary(err) {
-			err = sysexits.New(sysexits.TempFail, err)
+			err = queue.Retry(err)
 		}
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
 )
@@ -502,7 +503,7 @@ func TestSyncMissingRemote(t *testing.T) {
 	if strings.Contains(msg, "\n") {
 		t.Errorf("Sync() error = %q; want one line", msg)
 	}
-	if sysexits.Is(err, sysexits.TempFail) {
+	if queue.IsRetry(err) {
 		t.Errorf("Sync() from a missing remote is TempFail; want unclassified (it will not get better by itself)")
 	}
 }
@@ -519,8 +520,8 @@ func TestSyncNetworkErrorIsTempFail(t *testing.T) {
 	r := f.repo("checkout")
 	r.URL = "http://" + addr + "/repo.git"
 	err = r.Sync(context.Background())
-	if !sysexits.Is(err, sysexits.TempFail) || !strings.Contains(err.Error(), addr) {
-		t.Errorf("Sync() from a closed port = %v (exit %d); want TempFail naming %s", err, sysexits.Code(err), addr)
+	if !queue.IsRetry(err) || !strings.Contains(err.Error(), addr) {
+		t.Errorf("Sync() from a closed port = %v (exit %d); want a Retry naming %s", err, sysexits.Code(err), addr)
 	}
 }
 
@@ -561,7 +562,7 @@ func TestEnvironment(t *testing.T) {
 			r.Env = append([]string{"PATH=" + bin + ":" + os.Getenv("PATH"), "HOME=" + f.home,
 				"SECRET_TOKEN=hunter2", "GIT_DIR=/nonexistent", "LC_ALL=de_DE.UTF-8", "GIT_ASKPASS=/usr/bin/ksshaskpass"}, tt.env...)
 			err := r.Sync(context.Background())
-			if err == nil || sysexits.Is(err, sysexits.TempFail) != tt.tempFail {
+			if err == nil || queue.IsRetry(err) != tt.tempFail {
 				t.Errorf("Sync() = %v (exit %d); want an error, TempFail %v", err, sysexits.Code(err), tt.tempFail)
 			}
 			b, rerr := os.ReadFile(record)
@@ -598,8 +599,8 @@ func TestTimeoutAndCancel(t *testing.T) {
 	r.Env = []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "HOME=" + f.home}
 	r.Timeout = 500 * time.Millisecond
 	err := r.Sync(context.Background())
-	if !sysexits.Is(err, sysexits.TempFail) || !strings.Contains(err.Error(), "git fetch: timed out after 500ms") {
-		t.Errorf("Sync() with a hanging ssh = %v (exit %d); want TempFail, timed out", err, sysexits.Code(err))
+	if !queue.IsRetry(err) || !strings.Contains(err.Error(), "git fetch: timed out after 500ms") {
+		t.Errorf("Sync() with a hanging ssh = %v (exit %d); want a Retry, timed out", err, sysexits.Code(err))
 	}
 
 	r.Timeout = time.Minute

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cell"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -84,7 +85,7 @@ type Response struct {
 // Post returns the last answer whatever its status: the caller decides
 // what a status means. It returns an error only when no answer came: a
 // bad target (classified sysexits.Config), a network error on the last
-// try (sysexits.TempFail), or ctx ending (wrapping ctx's error). Neither
+// try (a queue.Retry), or ctx ending (wrapping ctx's error). Neither
 // its errors nor its log lines contain the target's path or query, only
 // its scheme and host, since a webhook URL can be a secret.
 //
@@ -124,7 +125,7 @@ func (r Policy) Post(ctx context.Context, hc *http.Client, target string, header
 		}
 		if !retry || attempt >= attempts {
 			if err != nil {
-				return nil, sysexits.Errorf(sysexits.TempFail, "post to %s: %w (after %d attempts)", host, err, attempt)
+				return nil, queue.Retry(fmt.Errorf("post to %s: %w (after %d attempts)", host, err, attempt))
 			}
 			return resp, nil
 		}

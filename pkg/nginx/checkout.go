@@ -11,6 +11,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/gitrepo"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -170,8 +171,8 @@ func readBlob(ctx context.Context, repo *gitrepo.Repo, e gitrepo.TreeEntry) ([]b
 // temporary failure (the checkout may be in the middle of a fetch), unless
 // it already says otherwise.
 func readErr(err error) error {
-	if _, ok := errors.AsType[*sysexits.Error](err); ok {
+	if _, ok := errors.AsType[*sysexits.Error](err); ok || queue.IsRetry(err) || queue.IsStop(err) {
 		return err
 	}
-	return sysexits.New(sysexits.TempFail, fmt.Errorf("read the checkout: %w", err))
+	return queue.Retry(fmt.Errorf("read the checkout: %w", err))
 }

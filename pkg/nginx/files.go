@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -78,7 +79,7 @@ func (in *Installer) LoadManifest(deployment string) (*Manifest, error) {
 		return m, nil
 	}
 	if err != nil {
-		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("read manifest: %w", err))
+		return nil, queue.Stop(fmt.Errorf("read manifest: %w", err))
 	}
 	if err := json.Unmarshal(data, m); err != nil {
 		return nil, sysexits.Errorf(sysexits.Software, "manifest %s is corrupt: %v", in.manifestPath(deployment), err)
@@ -103,10 +104,10 @@ func (in *Installer) saveManifest(m *Manifest) error {
 func (in *Installer) apply(j *journal) error {
 	bdir := in.backupDir(j.Deployment)
 	if err := os.RemoveAll(bdir); err != nil {
-		return sysexits.New(sysexits.IOErr, fmt.Errorf("clear backups: %w", err))
+		return queue.Stop(fmt.Errorf("clear backups: %w", err))
 	}
 	if err := os.MkdirAll(bdir, 0o750); err != nil {
-		return sysexits.New(sysexits.IOErr, fmt.Errorf("create backups: %w", err))
+		return queue.Stop(fmt.Errorf("create backups: %w", err))
 	}
 	if err := durable.SyncDir(filepath.Dir(bdir)); err != nil {
 		return err
@@ -119,13 +120,13 @@ func (in *Installer) apply(j *journal) error {
 			c.Existed = false
 			continue
 		case err != nil:
-			return sysexits.New(sysexits.IOErr, fmt.Errorf("back up %s: %w", c.Path, err))
+			return queue.Stop(fmt.Errorf("back up %s: %w", c.Path, err))
 		case !fi.Mode().IsRegular():
 			return sysexits.Errorf(sysexits.DataErr, "%s is not a regular file", c.Path)
 		}
 		old, err := os.ReadFile(c.Path)
 		if err != nil {
-			return sysexits.New(sysexits.IOErr, fmt.Errorf("back up %s: %w", c.Path, err))
+			return queue.Stop(fmt.Errorf("back up %s: %w", c.Path, err))
 		}
 		c.Existed, c.Mode = true, fi.Mode().Perm()
 		c.Backup = filepath.Join(bdir, strconv.Itoa(i))
@@ -151,7 +152,7 @@ func (in *Installer) apply(j *journal) error {
 		switch {
 		case c.Remove:
 			if err := os.Remove(c.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return sysexits.New(sysexits.IOErr, fmt.Errorf("remove %s: %w", c.Path, err))
+				return queue.Stop(fmt.Errorf("remove %s: %w", c.Path, err))
 			}
 		case c.Existed:
 			if err := overwrite(c.Path, c.data); err != nil {
@@ -178,13 +179,13 @@ func (in *Installer) rollback(j *journal) error {
 		dirs[filepath.Dir(c.Path)] = true
 		if !c.Existed {
 			if err := os.Remove(c.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return sysexits.New(sysexits.IOErr, fmt.Errorf("restore %s: %w", c.Path, err))
+				return queue.Stop(fmt.Errorf("restore %s: %w", c.Path, err))
 			}
 			continue
 		}
 		old, err := os.ReadFile(c.Backup)
 		if err != nil {
-			return sysexits.New(sysexits.IOErr, fmt.Errorf("restore %s: read backup: %w", c.Path, err))
+			return queue.Stop(fmt.Errorf("restore %s: read backup: %w", c.Path, err))
 		}
 		if _, err := os.Lstat(c.Path); errors.Is(err, fs.ErrNotExist) {
 			if err := create(c.Path, old, c.Mode); err != nil {
@@ -206,7 +207,7 @@ func (in *Installer) clearJournal(d string) error {
 		return err
 	}
 	if err := os.RemoveAll(in.backupDir(d)); err != nil {
-		return sysexits.New(sysexits.IOErr, fmt.Errorf("remove backups: %w", err))
+		return queue.Stop(fmt.Errorf("remove backups: %w", err))
 	}
 	return nil
 }
@@ -219,7 +220,7 @@ func (in *Installer) recoverJournal(d string) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return false, sysexits.New(sysexits.IOErr, fmt.Errorf("read journal: %w", err))
+		return false, queue.Stop(fmt.Errorf("read journal: %w", err))
 	}
 	var j journal
 	if err := json.Unmarshal(data, &j); err != nil {
@@ -235,7 +236,7 @@ func (in *Installer) recoverJournal(d string) (bool, error) {
 func overwrite(path string, data []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return sysexits.New(codeOf(err), fmt.Errorf("write %s: %w", path, err))
+		return ioFailure(fmt.Errorf("write %s: %w", path, err))
 	}
 	_, err = f.Write(data)
 	if err == nil {
@@ -245,7 +246,7 @@ func overwrite(path string, data []byte) error {
 		err = cerr
 	}
 	if err != nil {
-		return sysexits.New(sysexits.IOErr, fmt.Errorf("write %s: %w", path, err))
+		return queue.Stop(fmt.Errorf("write %s: %w", path, err))
 	}
 	return nil
 }
@@ -262,7 +263,7 @@ func create(path string, data []byte, mode fs.FileMode) error {
 	// Stage's mode went through the umask.
 	if err := os.Chmod(tmp, mode); err != nil {
 		os.Remove(tmp)
-		return sysexits.New(sysexits.IOErr, err)
+		return queue.Stop(err)
 	}
 	if err := durable.Link(tmp, path); err != nil {
 		os.Remove(tmp)
@@ -285,9 +286,12 @@ func syncDirs(dirs map[string]bool) error {
 	return nil
 }
 
-func codeOf(err error) int {
+// ioFailure is the outcome of a failed file operation: it stops dh-nginx
+// (never carry on after a failed write), unless permission was refused,
+// which fails the entry alone.
+func ioFailure(err error) error {
 	if errors.Is(err, fs.ErrPermission) {
-		return sysexits.NoPerm
+		return err
 	}
-	return sysexits.IOErr
+	return queue.Stop(err)
 }

@@ -73,8 +73,6 @@ package nginx
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -110,7 +108,7 @@ const LockFile = ".lock"
 type Options struct {
 	Logger *slog.Logger
 	// WaitLock makes the install lock wait for another dh-nginx (replay)
-	// rather than fail with TempFail. (Unlike the other stages, dh-nginx
+	// rather than fail with a queue.Retry. (Unlike the other stages, dh-nginx
 	// has no Wait: it does not retry the database.)
 	WaitLock bool
 	// CertUser is dh-cert's Unix user, whose nginx-sites entries (the
@@ -241,15 +239,13 @@ func (in *Installer) Handle(ctx context.Context, e *queue.Entry) error {
 // lock takes state_dir/nginx/.lock.
 func (in *Installer) lock(ctx context.Context) (func(), error) {
 	if err := os.MkdirAll(in.stateDir(), 0o750); err != nil {
-		return nil, sysexits.New(codeOf(err), fmt.Errorf("create state directory: %w", err))
+		return nil, ioFailure(fmt.Errorf("create state directory: %w", err))
 	}
-	f, err := queue.Flock(ctx, filepath.Join(in.stateDir(), LockFile), in.wait, func() {
-		in.log.Info("waiting for another dh-nginx to finish")
-	})
-	if err != nil {
-		return nil, err
+	path := filepath.Join(in.stateDir(), LockFile)
+	if !in.wait {
+		return queue.TryLock(path)
 	}
-	return func() { f.Close() }, nil
+	return queue.Lock(ctx, path, func() { in.log.Info("waiting for another dh-nginx to finish") })
 }
 
 // Reload tests the configuration and reloads nginx.
@@ -309,7 +305,7 @@ func (in *Installer) reload(ctx context.Context, tested map[string]string) error
 		return fmt.Errorf("reload nginx: %w", err)
 	}
 	if err := os.Remove(in.reloadFlag()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return sysexits.New(sysexits.IOErr, err)
+		return queue.Stop(err)
 	}
 	return nil
 }
@@ -319,7 +315,7 @@ func (in *Installer) setReloadPending() error {
 		return nil
 	}
 	if err := os.MkdirAll(in.stateDir(), 0o750); err != nil {
-		return sysexits.New(codeOf(err), fmt.Errorf("create state directory: %w", err))
+		return ioFailure(fmt.Errorf("create state directory: %w", err))
 	}
 	return durable.WriteFile(in.reloadFlag(), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o640)
 }
@@ -397,7 +393,7 @@ func (in *Installer) converge(ctx context.Context, req *event.NginxSites, from o
 		if rec.Outcome != store.NginxPartial {
 			rec.Outcome = store.NginxFailed
 		}
-		if ctx.Err() != nil || sysexits.Is(err, sysexits.TempFail) {
+		if ctx.Err() != nil || queue.IsRetry(err) {
 			rec.Outcome = store.NginxInterrupted
 		}
 	}
@@ -424,6 +420,11 @@ func (in *Installer) converge(ctx context.Context, req *event.NginxSites, from o
 	return res, errors.Join(err, in.finish(ctx, id, rec))
 }
 
+// install converges d's installed files to req's commit, holding the
+// install lock: it reads what it needs (the commit's tree, the manifest,
+// the files on disk: look), decides everything without touching the disk
+// (plan), asks for the certificates the plan found missing, then applies
+// the plan, tests it or rolls it back, and commits it (commit).
 func (in *Installer) install(ctx context.Context, d *config.Deployment, req *event.NginxSites, from origin) (*Result, error) {
 	if err := in.verified(ctx, d, req, from); err != nil {
 		return nil, err
@@ -439,8 +440,8 @@ func (in *Installer) install(ctx context.Context, d *config.Deployment, req *eve
 
 	// The files come from the commit's objects, never the working tree.
 	repo := &gitrepo.Repo{Path: d.Path, Timeout: CommandTimeout, Foreign: true, Env: []string{"PATH=" + progpath.UserPATH}}
-	res := &Result{Outcome: store.NginxSucceeded}
 	if stale, err := in.stale(ctx, repo, req.Commit); err != nil || stale {
+		res := &Result{Outcome: store.NginxSucceeded}
 		if stale {
 			res.Outcome = store.NginxStale
 		}
@@ -450,7 +451,6 @@ func (in *Installer) install(ctx context.Context, d *config.Deployment, req *eve
 	if err != nil {
 		return nil, err
 	}
-
 	m, err := in.LoadManifest(d.Name)
 	if err != nil {
 		return nil, err
@@ -462,138 +462,31 @@ func (in *Installer) install(ctx context.Context, d *config.Deployment, req *eve
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range slices.Sorted(maps.Keys(drifted)) {
-		res.Drift = append(res.Drift, p+": "+drifted[p])
+	p, err := plan(in.cfg, d, req.Commit, t, m, drifted, in.look(d, t, m))
+	if err != nil {
+		return nil, err
 	}
-	desired := map[string][]byte{} // installed path → content
-	held := map[string]bool{}      // installed paths kept as they are
-	policy, refusedSnippets := sitePolicy(in.cfg, d, t.snippets)
-	for _, s := range t.sites {
-		if !d.SelectsSite(s.name) {
-			continue
+	for _, c := range p.certs {
+		if len(c.missing) > 0 {
+			// The site works for the names the certificate has; dh-cert
+			// expands it (certbot --expand).
+			in.log.Info("certificate does not cover every server_name; requesting it again", "site", c.site,
+				"missing", strings.Join(c.missing, ","))
 		}
-		if !ValidSiteName(s.name) {
-			// Such a name never comes near a path.
-			res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %s", s.rel, s.problem))
-			continue
+		if err := in.requestCert(c.site, c.domains, req); err != nil {
+			return nil, err
 		}
-		dest := filepath.Join(in.cfg.Nginx.ConfDir, s.name+".conf")
-		if s.problem != "" {
-			res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %s", s.rel, s.problem))
-			held[dest] = true
-			continue
-		}
-		info, err := ParseSite(s.data)
-		if err == nil {
-			err = policy.CheckSite(s.name, s.data)
-		}
-		if err != nil {
-			res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %v", s.rel, err))
-			held[dest] = true
-			continue
-		}
-		if info.TLS {
-			if len(info.Names) > 100 {
-				res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %d server names; a certificate covers at most 100", s.rel, len(info.Names)))
-				held[dest] = true
-				continue
-			}
-			cert := filepath.Join(in.cfg.Nginx.CertDir, s.name, "fullchain.pem")
-			if _, err := os.Stat(cert); err != nil {
-				if errors.Is(err, fs.ErrPermission) {
-					return nil, sysexits.WithHint(sysexits.New(sysexits.NoPerm, fmt.Errorf("site %s: check certificate: %w", s.name, err)),
-						"dh-nginx needs search access to the certificate directories: setfacl -m u:dh-nginx:x /etc/letsencrypt/live /etc/letsencrypt/archive")
-				}
-				if !errors.Is(err, fs.ErrNotExist) {
-					return nil, sysexits.New(codeOf(err), fmt.Errorf("site %s: check certificate: %w", s.name, err))
-				}
-				if err := in.requestCert(s.name, info.Names, req); err != nil {
-					return nil, err
-				}
-				res.Pending = append(res.Pending, s.name)
-				held[dest] = true
-				continue
-			}
-			if missing := uncovered(cert, info.Names); len(missing) > 0 {
-				// The site works for the names the certificate has;
-				// dh-cert expands it (certbot --expand).
-				in.log.Info("certificate does not cover every server_name; requesting it again", "site", s.name,
-					"missing", strings.Join(missing, ","))
-				if err := in.requestCert(s.name, info.Names, req); err != nil {
-					return nil, err
-				}
-			}
-		}
-		desired[dest] = s.data
 	}
-	for _, s := range t.snippets {
-		dest := filepath.Join(in.cfg.Nginx.SnippetsDir, s.name)
-		if why, ok := refusedSnippets[s.name]; ok && s.problem == "" {
-			s.problem = why
-		}
-		if s.problem != "" {
-			res.Rejected = append(res.Rejected, fmt.Sprintf("%s: %s", s.rel, s.problem))
-			if snippetRE.MatchString(s.name) {
-				held[dest] = true
-			}
-			continue
-		}
-		desired[dest] = s.data
-	}
+	return in.commit(ctx, p)
+}
 
-	// Plan against the manifest and the disk.
-	j := &journal{Deployment: d.Name, Commit: req.Commit}
-	next := &Manifest{Deployment: d.Name, Commit: req.Commit, Files: map[string]string{}}
-	for _, dest := range slices.Sorted(maps.Keys(desired)) {
-		data := desired[dest]
-		_, managed := m.Files[dest]
-		fi, err := os.Lstat(dest)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			j.Changes = append(j.Changes, change{Path: dest, data: data})
-			res.Installed = append(res.Installed, dest)
-		case err != nil:
-			return nil, sysexits.New(codeOf(err), fmt.Errorf("inspect %s: %w", dest, err))
-		case !fi.Mode().IsRegular():
-			res.Conflicts = append(res.Conflicts, dest)
-			continue
-		default:
-			cur, err := os.ReadFile(dest)
-			if err != nil {
-				return nil, sysexits.New(codeOf(err), fmt.Errorf("read %s: %w", dest, err))
-			}
-			same := string(cur) == string(data)
-			switch {
-			case same && !managed:
-				res.Adopted = append(res.Adopted, dest)
-			case same && drifted[dest] == "":
-			case !managed:
-				res.Conflicts = append(res.Conflicts, dest)
-				continue
-			default:
-				j.Changes = append(j.Changes, change{Path: dest, data: data})
-				res.Installed = append(res.Installed, dest)
-			}
-		}
-		next.Files[dest] = digest(data)
-	}
-	for _, dest := range slices.Sorted(maps.Keys(m.Files)) {
-		if _, ok := desired[dest]; ok {
-			continue
-		}
-		if held[dest] {
-			next.Files[dest] = m.Files[dest]
-			continue
-		}
-		if _, err := os.Lstat(dest); err == nil {
-			j.Changes = append(j.Changes, change{Path: dest, Remove: true})
-			res.Removed = append(res.Removed, dest)
-		}
-	}
-	if len(res.Rejected) > 0 || len(res.Conflicts) > 0 {
-		res.Outcome = store.NginxPartial
-	}
-
+// commit carries out a plan: with no change, it saves the next manifest
+// (and finishes a reload left pending); else it writes the journal and the
+// files (apply), tests the configuration and, if the test fails, restores
+// the previous files (rollback); if it passes, it keeps them: the next
+// manifest is saved and nginx reloaded.
+func (in *Installer) commit(ctx context.Context, p *planned) (*Result, error) {
+	j, next, res := p.journal, p.next, p.res
 	if len(j.Changes) == 0 {
 		if res.Outcome == store.NginxSucceeded {
 			res.Outcome = store.NginxUnchanged
@@ -650,7 +543,7 @@ func (in *Installer) install(ctx context.Context, d *config.Deployment, req *eve
 	if err := in.setReloadPending(); err != nil {
 		return res, err
 	}
-	if err := in.clearJournal(d.Name); err != nil {
+	if err := in.clearJournal(j.Deployment); err != nil {
 		return res, err
 	}
 	if err := in.saveManifest(next); err != nil {
@@ -687,7 +580,7 @@ func refused(res *Result) error {
 func (in *Installer) stale(ctx context.Context, repo *gitrepo.Repo, commit string) (bool, error) {
 	head, err := repo.Head(ctx)
 	if err != nil {
-		return false, sysexits.Errorf(sysexits.TempFail, "read the checkout's HEAD: %v", err)
+		return false, queue.Retry(fmt.Errorf("read the checkout's HEAD: %v", err))
 	}
 	if head != commit {
 		in.log.Warn("checkout is not at the entry's commit; a newer entry follows", "head", head, "commit", commit)
@@ -713,29 +606,4 @@ func (in *Installer) requestCert(name string, domains []string, req *event.Nginx
 	}
 	in.log.Info("certificate requested", "site", name, "domains", strings.Join(domains, ","), "entry", entry)
 	return nil
-}
-
-// uncovered returns the names the certificate at path does not cover, or
-// nil when it covers them all or cannot be read (dh-nginx may only have
-// search access to the live directory; nginx -t checks the rest).
-func uncovered(path string, names []string) []string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return nil
-	}
-	var missing []string
-	for _, n := range names {
-		if !slices.Contains(cert.DNSNames, n) && cert.VerifyHostname(strings.Replace(n, "*", "x", 1)) != nil {
-			missing = append(missing, n)
-		}
-	}
-	return missing
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -57,7 +58,7 @@ func (in *Installer) sender(e *queue.Entry, req *event.NginxSites) (origin, erro
 	if u, err := user.LookupId(uid); err == nil {
 		owner = u.Username
 	}
-	return 0, sysexits.WithHint(sysexits.Errorf(sysexits.DataErr,
+	return 0, hint.With(sysexits.Errorf(sysexits.DataErr,
 		"entry %s is owned by %s, not by %s (deployment %s's user), %s or root: refused",
 		e.Name, owner, d.RunsAs(), d.Name, in.certUser),
 		"only the deployment's own worker (dh-deploy@"+d.Name+", running as its user) hands dh-nginx a commit; see docs/nginx.md")
@@ -135,7 +136,7 @@ func readInstalled(p string) ([]byte, error) {
 		if errors.Is(err, syscall.ELOOP) {
 			return nil, sysexits.Errorf(sysexits.DataErr, "%s is not a regular file", p)
 		}
-		return nil, sysexits.New(codeOf(err), fmt.Errorf("read %s: %w", p, err))
+		return nil, ioFailure(fmt.Errorf("read %s: %w", p, err))
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
@@ -143,7 +144,7 @@ func readInstalled(p string) ([]byte, error) {
 	}
 	data, err := io.ReadAll(f)
 	if err != nil {
-		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("read %s: %w", p, err))
+		return nil, queue.Stop(fmt.Errorf("read %s: %w", p, err))
 	}
 	return data, nil
 }

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -78,7 +79,7 @@ func (w *Webhook) Body(m Message) ([]byte, error) {
 // Send posts m to the webhook. It returns nil once the webhook answered
 // 2xx; otherwise an error naming the status and the webhook's own message
 // ("invalid_payload", Mattermost's "message"), classified sysexits.Config
-// for 4xx and sysexits.TempFail for 5xx and 429.
+// for 4xx and a queue.Retry for 5xx and 429.
 func (w *Webhook) Send(ctx context.Context, m Message) error {
 	data, err := w.Body(m)
 	if err != nil {
@@ -91,20 +92,20 @@ func (w *Webhook) Send(ctx context.Context, m Message) error {
 	logger := cmp.Or(w.Logger, slog.New(slog.DiscardHandler)).With("deployment", m.Deployment)
 	resp, err := w.Retry.Post(ctx, w.HTTP, w.URL, header, data, logger)
 	if err != nil {
-		return sysexits.New(sysexits.Code(err), fmt.Errorf("notify: %w", err))
+		return fmt.Errorf("notify: %w", err) // a Retry after the last attempt, or ctx's error
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
 		return nil
-	}
-	class := sysexits.Config // a wrong URL, a revoked hook, a payload it refuses
-	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
-		class = sysexits.TempFail
 	}
 	msg := fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	if s := resp.Message(); s != "" {
 		msg += ": " + s
 	}
-	return sysexits.Errorf(class, "notify: webhook answered %s", msg)
+	err = fmt.Errorf("notify: webhook answered %s", msg)
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+		return queue.Retry(err)
+	}
+	return sysexits.New(sysexits.Config, err) // a wrong URL, a revoked hook, a payload it refuses
 }
 
 // chatText renders m for Slack (mrkdwn) or Mattermost (Markdown): every

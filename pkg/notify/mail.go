@@ -20,8 +20,10 @@ import (
 	"time"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cell"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
 	"github.com/dh-deployer/dh-deployer/pkg/progpath"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -139,13 +141,13 @@ func (ml *Mail) smtp(ctx context.Context, data []byte) (retry bool, err error) {
 		var te *textproto.Error
 		switch {
 		case errors.As(err, &te) && te.Code >= 400 && te.Code < 500:
-			return true, sysexits.Errorf(sysexits.TempFail, "notify: smtp %s: %w", ml.SMTP, err)
+			return true, queue.Retry(fmt.Errorf("notify: smtp %s: %w", ml.SMTP, err))
 		case errors.As(err, &te) && (te.Code == 530 || te.Code == 534 || te.Code == 535):
 			return false, sysexits.Errorf(sysexits.NoPerm, "notify: smtp %s: authentication refused: %w", ml.SMTP, err)
 		case errors.As(err, &te):
 			return false, sysexits.Errorf(sysexits.Config, "notify: smtp %s: %w", ml.SMTP, err)
 		}
-		return true, sysexits.Errorf(sysexits.TempFail, "notify: smtp %s: %w", ml.SMTP, err)
+		return true, queue.Retry(fmt.Errorf("notify: smtp %s: %w", ml.SMTP, err))
 	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", ml.SMTP)
@@ -166,7 +168,7 @@ func (ml *Mail) smtp(ctx context.Context, data []byte) (retry bool, err error) {
 	}
 	if ml.StartTLS {
 		if ok, _ := c.Extension("STARTTLS"); !ok {
-			return false, sysexits.WithHint(sysexits.Errorf(sysexits.Config, "notify: smtp %s offers no STARTTLS", ml.SMTP),
+			return false, hint.With(sysexits.Errorf(sysexits.Config, "notify: smtp %s offers no STARTTLS", ml.SMTP),
 				"for a relay on this host, set starttls = false in the target")
 		}
 		cfg := ml.TLS
@@ -210,7 +212,7 @@ func (ml *Mail) sendmail(ctx context.Context, data []byte) (retry bool, err erro
 	path := ml.Sendmail
 	if path == "" {
 		if path, err = progpath.InPath("sendmail", progpath.SystemPATH); err != nil {
-			return false, sysexits.WithHint(sysexits.Errorf(sysexits.Unavailable, "notify: sendmail: %w", err),
+			return false, hint.With(sysexits.Errorf(sysexits.Unavailable, "notify: sendmail: %w", err),
 				"install a mail transfer agent (apt-get install exim4-daemon-light), or set smtp in the target")
 		}
 	}
@@ -224,7 +226,7 @@ func (ml *Mail) sendmail(ctx context.Context, data []byte) (retry bool, err erro
 	if err != nil {
 		var ee *sysexec.ExitError
 		if errors.As(err, &ee) && ee.Result.ExitCode == sysexits.TempFail {
-			return true, sysexits.Errorf(sysexits.TempFail, "notify: sendmail: %w", err)
+			return true, queue.Retry(fmt.Errorf("notify: sendmail: %w", err))
 		}
 		return false, sysexits.Errorf(sysexits.Unavailable, "notify: sendmail: %w", err)
 	}

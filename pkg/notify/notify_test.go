@@ -15,6 +15,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/httpretry"
 	"github.com/dh-deployer/dh-deployer/pkg/notify"
 	"github.com/dh-deployer/dh-deployer/pkg/notify/notifytest"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -115,7 +116,7 @@ func TestWebhookRetries(t *testing.T) {
 	}
 	hook = notifytest.NewHook(t, 503, 503, 503)
 	w.URL, w.HTTP = hook.URL+"/SeCrEt", hook.Client()
-	if err := w.Send(context.Background(), failedRun().Message()); !sysexits.Is(err, sysexits.TempFail) {
+	if err := w.Send(context.Background(), failedRun().Message()); !queue.IsRetry(err) {
 		t.Errorf("Send answered 503 three times = %v; want a temporary error after the retries", err)
 	}
 }
@@ -162,7 +163,7 @@ func TestMailSMTP(t *testing.T) {
 	}
 	srv = notifytest.NewSMTP(t, 5)
 	ml.SMTP, ml.User = srv.Addr, ""
-	if err := ml.Send(context.Background(), failedRun().Message()); !sysexits.Is(err, sysexits.TempFail) || len(srv.Mails()) != 0 {
+	if err := ml.Send(context.Background(), failedRun().Message()); !queue.IsRetry(err) || len(srv.Mails()) != 0 {
 		t.Errorf("Send to a server that keeps answering 451 = %v; want a temporary error after the retries", err)
 	}
 	ml.StartTLS = true
@@ -188,7 +189,7 @@ func TestMailSendmail(t *testing.T) {
 		t.Errorf("sendmail got\n%s\nwant a mail without Bcc", data)
 	}
 	writeScript(t, prog, "#!/bin/sh\nexit 75\n")
-	if err := ml.Send(context.Background(), failedRun().Message()); !sysexits.Is(err, sysexits.TempFail) {
+	if err := ml.Send(context.Background(), failedRun().Message()); !queue.IsRetry(err) {
 		t.Errorf("Send with sendmail exiting 75 = %v; want a temporary error", err)
 	}
 }

@@ -32,7 +32,6 @@ import (
 // end dh-cert drains queues/cert: every good request is handed off (at
 // least once), every bad one failed.
 func TestCertPowerLoss(t *testing.T) {
-	rounds, limit := bounds(t)
 	bin := testenv.Build(t, "dh-cert")
 	url := storetest.NewMigrated(t)
 	ca := certtest.Start(t)
@@ -62,37 +61,55 @@ server = %q
 	// The certificate is issued once before the cuts: certbot killed in
 	// the middle of an ACME order could leave its own state half made,
 	// which is certbot's business, not the queues'. Then every request
-	// runs certbot, which keeps the certificate.
-	publishDurably(t, certq, [][]byte{certRequest(t, "warm-up", false)})
-	if out, err := exec.Command(bin, "-c", cfgFile, "run", "--once").CombinedOutput(); err != nil {
-		t.Fatalf("dh-cert run --once before the cuts = %v\n%s", err, out)
+	// runs certbot, which keeps the certificate: the second warm-up
+	// measures how long a request takes to drain.
+	var perRequest time.Duration
+	for _, delivery := range []string{"warm-up", "warm-up-kept"} {
+		publishDurably(t, certq, [][]byte{certRequest(t, delivery, false)})
+		began := time.Now()
+		if out, err := exec.Command(bin, "-c", cfgFile, "run", "--once").CombinedOutput(); err != nil {
+			t.Fatalf("dh-cert run --once before the cuts = %v\n%s", err, out)
+		}
+		perRequest = time.Since(began)
 	}
 
+	// Every round cuts dh-cert at most least+spread after its start
+	// (spread covers two requests, so that the cuts fall anywhere in
+	// handling them however busy the machine is). The requests it leaves
+	// queued wait for the recovery after the last cut, which runs
+	// certbot for each (perRequest): a round starts only if it and that
+	// recovery still fit in DH_CRASH_TIME, and adds requests only when
+	// fewer than perRound wait, so that the cuts, not the recovery, take
+	// the time.
+	least, spread := 100*time.Millisecond, max(3*time.Second, 2*perRequest)
 	const perRound = 3        // every third request has a bad name
 	good := map[string]bool{} // deliveries of the good requests, not yet counted lost
 	bad := map[string]bool{}  // entry names of the bad requests, not yet counted lost
 	c := tally{stage: "dh-cert"}
-	began := time.Now()
-	for c.rounds < rounds && time.Since(began) < limit {
-		var batch [][]byte
-		var deliveries []string
-		for i := range perRound {
-			delivery := fmt.Sprintf("cut-%03d-%04d", c.rounds, i)
-			batch = append(batch, certRequest(t, delivery, i%3 == 2))
-			deliveries = append(deliveries, delivery)
-		}
-		for i, name := range publishDurably(t, certq, batch) {
-			if i%3 == 2 {
-				bad[name] = true
-			} else {
-				good[deliveries[i]] = true
+	b := bounds(t)
+	t.Logf("a request takes %v to drain", perRequest.Round(time.Millisecond))
+	for queued := 0; b.another(c.rounds, least+spread+time.Duration(topUp(queued, perRound))*perRequest); {
+		if queued < perRound {
+			var batch [][]byte
+			var deliveries []string
+			for i := range perRound {
+				delivery := fmt.Sprintf("cut-%03d-%04d", c.rounds, i)
+				batch = append(batch, certRequest(t, delivery, i%3 == 2))
+				deliveries = append(deliveries, delivery)
 			}
+			for i, name := range publishDurably(t, certq, batch) {
+				if i%3 == 2 {
+					bad[name] = true
+				} else {
+					good[deliveries[i]] = true
+				}
+			}
+			c.acked += perRound
 		}
-		c.acked += perRound
 
-		runAndCut(t, fs, 100*time.Millisecond, 3000*time.Millisecond, bin, "-c", cfgFile, "run")
+		runAndCut(t, fs, least, spread, bin, "-c", cfgFile, "run")
 		c.rounds++
-		checkCerts(t, &c, spool, good, bad, false)
+		queued = checkCerts(t, &c, spool, good, bad, false)
 	}
 
 	out, err := exec.Command(bin, "-c", cfgFile, "run", "--once").CombinedOutput()
@@ -103,7 +120,16 @@ server = %q
 		t.Errorf("queues/cert holds %d entries after dh-cert run --once; want none", len(left))
 	}
 	checkCerts(t, &c, spool, good, bad, true)
-	c.report(t, fs)
+	c.report(t, fs, b)
+}
+
+// topUp is how many requests are queued after a round adds perRound to
+// the queued ones if fewer than perRound are queued.
+func topUp(queued, perRound int) int {
+	if queued < perRound {
+		return queued + perRound
+	}
+	return queued
 }
 
 // certRequest is a cert-request for site.test whose site install is
@@ -131,8 +157,9 @@ func certRequest(t *testing.T, delivery string, bad bool) []byte {
 // queues/cert nor in its failed/ (lost), and the entries that do not
 // decode, the good requests that failed and the failed entries without
 // their sidecar (corrupt); once final, also the requests still queued.
-// It forgets the requests it counted lost.
-func checkCerts(t *testing.T, c *tally, spool string, good, bad map[string]bool, final bool) {
+// It forgets the requests it counted lost, and returns how many entries
+// queues/cert holds.
+func checkCerts(t *testing.T, c *tally, spool string, good, bad map[string]bool, final bool) int {
 	t.Helper()
 	certq, nginxq := queue.Open(filepath.Join(spool, "cert")), queue.Open(filepath.Join(spool, "nginx"))
 	var corrupt, lost []string
@@ -205,4 +232,5 @@ func checkCerts(t *testing.T, c *tally, spool string, good, bad map[string]bool,
 	if len(corrupt) > 0 {
 		t.Errorf("round %d: %d corrupt or wrongly failed entries:\n%s", c.rounds, len(corrupt), some(corrupt, 5))
 	}
+	return len(inCert.names)
 }

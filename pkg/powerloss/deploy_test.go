@@ -31,7 +31,6 @@ import (
 // queues/nginx more than once (at least once: a cut between the publish
 // and the record runs it again).
 func TestDeployPowerLoss(t *testing.T) {
-	rounds, limit := bounds(t)
 	bin := testenv.Build(t, "dh-deploy")
 	url := storetest.NewMigrated(t)
 	st, err := store.Open(context.Background(), url)
@@ -76,8 +75,8 @@ sites = [{ rule = "include", select = ["*"] }]
 	const perRound = 20
 	var pending []string // deliveries published and not yet counted lost
 	c := tally{stage: "dh-deploy"}
-	began := time.Now()
-	for c.rounds < rounds && time.Since(began) < limit {
+	b := bounds(t)
+	for b.another(c.rounds, 0) {
 		var batch [][]byte
 		for i := range perRound {
 			delivery := fmt.Sprintf("cut-%03d-%04d", c.rounds, i)
@@ -100,7 +99,7 @@ sites = [{ rule = "include", select = ["*"] }]
 		t.Errorf("queues/sites holds %d entries after dh-deploy run --once; want none", len(left))
 	}
 	checkDeployed(t, &c, st, spool, pending, true)
-	c.report(t, fs)
+	c.report(t, fs, b)
 }
 
 // deployEntry is a routed push of sha for the deployment sites.

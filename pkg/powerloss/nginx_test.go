@@ -39,7 +39,6 @@ import (
 // After each cut every entry is whole, nothing else failed, and the
 // queues/cert entries decode. At the end dh-nginx drains queues/nginx.
 func TestNginxPowerLoss(t *testing.T) {
-	rounds, limit := bounds(t)
 	bin := testenv.Build(t, "dh-nginx")
 	url := storetest.NewMigrated(t)
 	st, err := store.Open(context.Background(), url)
@@ -109,8 +108,8 @@ domains = ["*.test"]
 	const perRound = 60 // a third of each kind
 	w := nginxWant{reloads: map[string]bool{}, sites: map[string]bool{}, refused: map[string]bool{}}
 	c := tally{stage: "dh-nginx"}
-	began := time.Now()
-	for c.rounds < rounds && time.Since(began) < limit {
+	b := bounds(t)
+	for b.another(c.rounds, 0) {
 		var batch [][]byte
 		var deliveries []string
 		for i := range perRound {
@@ -157,7 +156,7 @@ domains = ["*.test"]
 		t.Errorf("queues/nginx holds %d entries after dh-nginx run --once; want none", len(left))
 	}
 	checkNginx(t, &c, spool, &w, "", true)
-	c.report(t, fs)
+	c.report(t, fs, b)
 }
 
 // nginxWant is what TestNginxPowerLoss queued and has not yet found

@@ -22,26 +22,44 @@ import (
 
 func TestMain(m *testing.M) { storetest.Main(m) }
 
-// bounds returns how many rounds a test runs and for how long at most:
-// DH_CRASH_ROUNDS and DH_CRASH_TIME (make crash), or a few rounds.
-func bounds(t *testing.T) (int, time.Duration) {
+// budget is how far a test may go: DH_CRASH_ROUNDS cuts and DH_CRASH_TIME
+// (make crash), or a few rounds; the time counts from began and covers
+// everything after it, the recovery after the last cut included.
+type budget struct {
+	rounds int
+	limit  time.Duration
+	began  time.Time
+}
+
+// bounds returns the test's budget, counting from now.
+func bounds(t *testing.T) budget {
 	t.Helper()
-	rounds, limit := 4, 20*time.Second
+	b := budget{rounds: 4, limit: 20 * time.Second}
 	if v := os.Getenv("DH_CRASH_ROUNDS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
 			t.Fatalf("DH_CRASH_ROUNDS=%q: want a positive number", v)
 		}
-		rounds = n
+		b.rounds = n
 	}
 	if v := os.Getenv("DH_CRASH_TIME"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
 			t.Fatalf("DH_CRASH_TIME=%q: want a Go duration such as 5m", v)
 		}
-		limit = d
+		b.limit = d
 	}
-	return rounds, limit
+	b.began = time.Now()
+	return b
+}
+
+// another reports whether a round may start after done rounds: the first
+// always does; a later one if fewer than b.rounds were done and the time
+// spent so far plus then (the longest the round and everything after it
+// can take: its cut, the recovery of what will be queued) stays within
+// b.limit.
+func (b budget) another(done int, then time.Duration) bool {
+	return done == 0 || done < b.rounds && time.Since(b.began)+then <= b.limit
 }
 
 // tally is what a test found over its rounds.
@@ -50,16 +68,18 @@ type tally struct {
 	rounds, acked, lost, corrupt, duplicates int
 }
 
-// report logs the tally in the line make crash collects, and fails the
-// test if anything was lost, corrupt or doubled.
-func (c *tally) report(t *testing.T, fs *crashfs.FS) {
+// report logs the tally in the line make crash collects, with the time
+// the cuts and the recovery took of b's, and fails the test if anything
+// was lost, corrupt or doubled.
+func (c *tally) report(t *testing.T, fs *crashfs.FS, b budget) {
 	t.Helper()
 	line := fmt.Sprintf("powerloss: %s: rounds=%d acknowledged=%d lost=%d corrupt=%d", c.stage, c.rounds, c.acked, c.lost, c.corrupt)
 	if c.stage == "dh-route" || c.stage == "dh-deploy" {
 		line += fmt.Sprintf(" duplicates=%d", c.duplicates)
 	}
 	n := fs.Counts()
-	t.Logf("%s (file system: %d fsyncs, %d directory fsyncs, %d operations refused after cuts)", line, n.Fsyncs, n.DirFsyncs, n.AfterCut)
+	t.Logf("%s (%v of %v; file system: %d fsyncs, %d directory fsyncs, %d operations refused after cuts)", line,
+		time.Since(b.began).Round(time.Second), b.limit, n.Fsyncs, n.DirFsyncs, n.AfterCut)
 	if c.rounds == 0 || c.acked == 0 {
 		t.Errorf("%s: nothing was tested", c.stage)
 	}
@@ -233,4 +253,26 @@ func some(list []string, n int) string {
 		return strings.Join(list[:n], "\n") + fmt.Sprintf("\n... and %d more", len(list)-n)
 	}
 	return strings.Join(list, "\n")
+}
+
+// TestBudget checks that a round starts only if it and what follows it
+// fit in the time left (make crash's CRASH_TIME), and never after
+// DH_CRASH_ROUNDS; the first round always starts.
+func TestBudget(t *testing.T) {
+	b := budget{rounds: 50, limit: 20 * time.Second, began: time.Now().Add(-15 * time.Second)}
+	for _, tc := range []struct {
+		done int
+		then time.Duration
+		want bool
+	}{
+		{0, time.Minute, true},      // the first round
+		{3, 0, true},                // 15 s spent of 20
+		{3, 4 * time.Second, true},  // and 4 s more fit
+		{3, 6 * time.Second, false}, // the recovery after it would end past the limit
+		{50, 0, false},              // DH_CRASH_ROUNDS done
+	} {
+		if got := b.another(tc.done, tc.then); got != tc.want {
+			t.Errorf("another(%d, %v) 15s into a 20s budget = %v; want %v", tc.done, tc.then, got, tc.want)
+		}
+	}
 }

@@ -29,7 +29,6 @@ import (
 // delivery it answered 202 must be in queues/main byte for byte, and no
 // entry may be partial.
 func TestReceivePowerLoss(t *testing.T) {
-	rounds, limit := bounds(t)
 	bin := testenv.Build(t, "dh-receive")
 	fs := crashfs.Mount(t)
 	spool := makeQueues(t, fs, "main")
@@ -66,8 +65,8 @@ max_bytes   = 0
 
 	acked := map[string][]byte{} // delivery -> payload, answered 202 and not yet found lost
 	c := tally{stage: "dh-receive"}
-	began := time.Now()
-	for c.rounds < rounds && time.Since(began) < limit {
+	b := bounds(t)
+	for b.another(c.rounds, 0) {
 		var out testenv.Buffer
 		cmd := exec.Command(bin, "-c", config, "serve")
 		cmd.Dir = "/" // not on the mount, which is remounted under it
@@ -128,7 +127,7 @@ max_bytes   = 0
 		emptyQueue(t, main)
 		clear(acked)
 	}
-	c.report(t, fs)
+	c.report(t, fs, b)
 }
 
 // pushPayload is a push whose size varies from a few hundred bytes to

@@ -67,12 +67,11 @@ func routeDelivery(t *testing.T, r, i int) (string, []byte, []string) {
 // queues/main and each delivery is in each of its deployment queues
 // exactly once.
 func TestRoutePowerLoss(t *testing.T) {
-	rounds, limit := bounds(t)
 	bin := testenv.Build(t, "dh-route")
 	url := storetest.NewMigrated(t)
 	fs := crashfs.Mount(t)
 	deployments := []string{"one", "two", "three"}
-	spool := makeQueues(t, fs, append([]string{"main"}, deployments...)...)
+	spool := makeQueues(t, fs, append([]string{"main", "status"}, deployments...)...)
 	main := filepath.Join(spool, "main")
 	config := filepath.Join(t.TempDir(), "config.toml")
 	// The deployment queues are never consumed here: no backlog limits.
@@ -84,8 +83,8 @@ func TestRoutePowerLoss(t *testing.T) {
 	const perRound = 300
 	want := map[string][]string{} // delivery -> deployments, not yet found lost
 	c := tally{stage: "dh-route"}
-	began := time.Now()
-	for c.rounds < rounds && time.Since(began) < limit {
+	b := bounds(t)
+	for b.another(c.rounds, 0) {
 		var batch [][]byte
 		for i := range perRound {
 			delivery, data, targets := routeDelivery(t, c.rounds, i)
@@ -108,7 +107,7 @@ func TestRoutePowerLoss(t *testing.T) {
 		t.Errorf("queues/main holds %d entries after dh-route run --once; want none", len(left))
 	}
 	checkRouted(t, &c, spool, deployments, want, true)
-	c.report(t, fs)
+	c.report(t, fs, b)
 }
 
 // publishDurably puts entries into the queue at dir the way DESIGN.md

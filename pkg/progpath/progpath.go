@@ -94,6 +94,7 @@ var packages = map[string]string{
 	"runuser":         "util-linux",
 	"useradd":         "passwd",
 	"lintian":         "lintian",
+	"man":             "man-db",
 	"dpkg-deb":        "dpkg",
 }
 

@@ -11,13 +11,12 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 )
 
 // Entry is one queued entry as a handler sees it.
@@ -31,11 +30,12 @@ type Entry struct {
 	Owner int
 }
 
-// Handler processes one entry. Its error decides the entry's fate:
+// Handler processes one entry. Its error is the entry's outcome
+// (outcome.go):
 //
 //	nil                      done: the entry is removed
-//	sysexits.TempFail        left in place and retried with backoff
-//	sysexits.IOErr           left in place; the consumer stops with the error
+//	Retry(err)               left in place and retried with backoff
+//	Stop(err)                left in place; the consumer stops with the error
 //	context.Canceled         left in place (shutting down)
 //	anything else            moved to failed/ with the error as the reason
 //
@@ -44,7 +44,7 @@ type Handler func(ctx context.Context, e *Entry) error
 
 // BatchHandler processes several entries, in order, and returns one error
 // per entry with the meaning Handler gives it. The consumer settles the
-// entries in order and stops at the first temporary or fatal error: that
+// entries in order and stops at the first retry or stop outcome: that
 // entry and the ones after it stay queued and are handled again later,
 // whatever the handler did with them, so a BatchHandler must be as
 // idempotent as a Handler. If it panics, the batch's entries are handled
@@ -53,30 +53,43 @@ type BatchHandler func(ctx context.Context, es []*Entry) []error
 
 // Consumer holds a queue's consumer lock.
 type Consumer struct {
-	q    *Queue
-	dir  *os.File // the queue directory, checked (openOwnDir)
-	lock *os.File
+	q      *Queue
+	dir    *os.File // the queue directory, checked (openOwnDir)
+	unlock func()
 }
 
 // ErrBusy is wrapped in the error Lock returns when another process
 // consumes the queue.
 var ErrBusy = errors.New("queue is already being consumed")
 
-// Lock takes the queue's consumer lock, creating the queue's directories
-// if needed. If another process holds it, Lock fails with ErrBusy
-// (classified TempFail), or, with wait, waits until it is free or ctx ends.
-// The queue directory, .tmp/, failed/ and .lock must be the consumer's
-// own (guard.go): otherwise Lock fails (NoPerm) naming what is wrong.
+// ErrMissing is wrapped in the error Lock returns when the queue's
+// directory does not exist: a consumer never creates it, since the install
+// gives it its owner, group and ACL.
+var ErrMissing = errors.New("queue directory does not exist")
+
+// missingHint is how an operator makes a missing queue directory.
+const missingHint = "create the queue directories as installed: systemd-tmpfiles --create dh-deployer.conf " +
+	"(the package does), or dh-deployer-acl queues / dh-deployer-acl deployment NAME (docs/operations.md)"
+
+// Lock takes the queue's consumer lock. If another process holds it, Lock
+// fails with an error wrapping ErrBusy (a Retry), or, with wait, waits
+// until it is free or ctx ends. The queue directory must exist (otherwise
+// ErrMissing, with the fix as a hint), and it, .tmp/, failed/ and .lock
+// must be the consumer's own (guard.go): otherwise Lock fails with
+// ErrTampered naming what is wrong.
 func (q *Queue) Lock(ctx context.Context, wait bool) (*Consumer, error) {
-	if err := q.Init(); err != nil {
-		return nil, err
-	}
 	dir, err := openOwnDir(nil, q.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, q.Exists()
+	}
 	if err != nil {
 		return nil, err
 	}
 	for _, sub := range []string{StagingDir, FailedDir} {
 		d, err := openOwnDir(dir, sub)
+		if errors.Is(err, os.ErrNotExist) {
+			err = missing(filepath.Join(q.dir, sub))
+		}
 		if err != nil {
 			dir.Close()
 			return nil, err
@@ -88,18 +101,20 @@ func (q *Queue) Lock(ctx context.Context, wait bool) (*Consumer, error) {
 		dir.Close()
 		return nil, err
 	}
-	err = lockFile(ctx, f, wait, nil)
-	if errors.Is(err, errHeld) {
-		holder := make([]byte, 32)
+	var holder []byte
+	if !wait {
+		// Read who holds the lock before trying it, for the message.
+		holder = make([]byte, 32)
 		n, _ := f.ReadAt(holder, 0)
-		f.Close()
+		holder = bytes.TrimSpace(holder[:n])
+	}
+	unlock, err := lockFile(ctx, f, wait, nil)
+	if errors.Is(err, ErrLocked) {
 		dir.Close()
-		return nil, sysexits.WithHint(
-			sysexits.Errorf(sysexits.TempFail, "%w: %s (held by pid %s)", ErrBusy, q.dir, orUnknown(bytes.TrimSpace(holder[:n]))),
+		return nil, hint.With(Retry(fmt.Errorf("%w: %s (held by pid %s)", ErrBusy, q.dir, orUnknown(holder))),
 			"stop the other consumer first, or pass --wait to wait for it")
 	}
 	if err != nil {
-		f.Close()
 		dir.Close()
 		return nil, err
 	}
@@ -107,60 +122,24 @@ func (q *Queue) Lock(ctx context.Context, wait bool) (*Consumer, error) {
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return &Consumer{q: q, dir: dir, lock: f}, nil
+	return &Consumer{q: q, dir: dir, unlock: unlock}, nil
 }
 
-var errHeld = errors.New("lock is held")
-
-// Flock opens (creating it) the lock file path and takes an exclusive
-// flock(2) on it, which lasts until the returned file is closed or the
-// process dies. A symbolic link at path is refused, never followed, and
-// so is anything but a regular file. If another process holds it, Flock
-// fails at once with an error (TempFail) or, with wait, calls waiting (if
-// not nil) once and polls until the lock is free or ctx ends.
-func Flock(ctx context.Context, path string, wait bool, waiting func()) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o660)
-	if errors.Is(err, syscall.ELOOP) {
-		return nil, tampered(path, "is a symbolic link")
+// Exists returns nil if the queue's directory exists, else an error
+// wrapping ErrMissing with the fix as a hint (or the error looking for it).
+// A command that needs the queue but does not consume it (a run by hand,
+// which takes a lock file in it) checks with it first.
+func (q *Queue) Exists() error {
+	_, err := os.Stat(q.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return missing(q.dir)
 	}
-	if err != nil {
-		return nil, sysexits.New(codeOf(err), fmt.Errorf("open lock: %w", err))
-	}
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, tampered(path, "is not a regular file")
-	}
-	if err := lockFile(ctx, f, wait, waiting); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
+	return err
 }
 
-// lockFile takes an exclusive flock(2) on f: see Flock. On error the
-// caller closes f.
-func lockFile(ctx context.Context, f *os.File, wait bool, waiting func()) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			return sysexits.New(sysexits.IOErr, fmt.Errorf("lock %s: %w", f.Name(), err))
-		}
-		if !wait {
-			return sysexits.New(sysexits.TempFail, fmt.Errorf("%s: %w", f.Name(), errHeld))
-		}
-		if waiting != nil {
-			waiting()
-			waiting = nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+// missing is the error of a queue directory dir that does not exist.
+func missing(dir string) error {
+	return hint.With(fmt.Errorf("%w: %s", ErrMissing, dir), missingHint)
 }
 
 func orUnknown(b []byte) string {
@@ -173,7 +152,8 @@ func orUnknown(b []byte) string {
 // Close releases the lock.
 func (c *Consumer) Close() error {
 	c.dir.Close()
-	return c.lock.Close()
+	c.unlock()
+	return nil
 }
 
 // Options tune Run.
@@ -296,6 +276,7 @@ func (c *Consumer) RunBatch(ctx context.Context, h BatchHandler, opts Options) e
 		}
 		found := len(names) > 0
 		var temp error
+		var after time.Duration // a RetryAfter's least wait
 		for len(names) > 0 && temp == nil {
 			if ctx.Err() != nil {
 				return nil
@@ -316,8 +297,9 @@ func (c *Consumer) RunBatch(ctx context.Context, h BatchHandler, opts Options) e
 			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 				return nil
 			}
-			if !sysexits.Is(err, sysexits.TempFail) {
-				return err
+			var o outcome
+			if o, after = outcomeOf(err); o != retry {
+				return err // a stop, or the consumer's own failure
 			}
 			name := batch[stopped]
 			if attempts[name] == 1 {
@@ -334,7 +316,7 @@ func (c *Consumer) RunBatch(ctx context.Context, h BatchHandler, opts Options) e
 			if opts.Once {
 				return temp
 			}
-			if !sleep(ctx, jitter(backoff)) {
+			if !sleep(ctx, max(jitter(backoff), min(after, opts.MaxBackoff))) {
 				return nil
 			}
 			backoff = min(2*backoff, opts.MaxBackoff)
@@ -404,7 +386,7 @@ func (c *Consumer) handle(ctx context.Context, h BatchHandler, names []string, a
 	settle := func(n int, err error) (int, error) {
 		if removed {
 			if serr := c.dir.Sync(); serr != nil {
-				return 0, sysexits.New(sysexits.IOErr, fmt.Errorf("sync dir %s: %w", c.q.dir, serr))
+				return 0, &durable.Error{Op: "sync dir", Path: c.q.dir, Err: serr}
 			}
 		}
 		return n, err
@@ -419,14 +401,13 @@ func (c *Consumer) handle(ctx context.Context, h BatchHandler, names []string, a
 		switch {
 		case err == nil:
 			if rerr := durable.RemoveAt(c.dir, name); rerr != nil {
-				return settle(i, sysexits.New(sysexits.IOErr, fmt.Errorf("remove entry: %w", rerr)))
+				return settle(i, fmt.Errorf("remove entry: %w", rerr))
 			}
 			removed = true
 			continue
 		case err == errGone:
 			continue
-		case ctx.Err() != nil && errors.Is(err, ctx.Err()),
-			sysexits.Is(err, sysexits.TempFail), sysexits.Is(err, sysexits.IOErr):
+		case KeepsEntry(ctx, err):
 			return settle(i, err)
 		}
 		log.Error("entry failed; moved to failed/", "entry", name, "attempts", attempts[name], "err", err)
@@ -438,6 +419,13 @@ func (c *Consumer) handle(ctx context.Context, h BatchHandler, names []string, a
 }
 
 var errGone = errors.New("entry gone")
+
+// ErrPanic is wrapped in the failure of an entry whose handler panicked.
+var ErrPanic = errors.New("internal error: panic")
+
+// ErrUnreadable is wrapped in Replay's error when it cannot read the file
+// as an entry.
+var ErrUnreadable = errors.New("not a readable entry")
 
 // callBatch calls h, and after a panic calls it again once per entry so
 // that only the entry that panics fails.
@@ -462,7 +450,7 @@ func callBatch(ctx context.Context, h BatchHandler, es []*Entry) []error {
 func tryBatch(ctx context.Context, h BatchHandler, es []*Entry) (errs []error, panicked error) {
 	defer func() {
 		if r := recover(); r != nil {
-			panicked = sysexits.Errorf(sysexits.Software, "internal error: panic: %v\n%s", r, debug.Stack())
+			panicked = fmt.Errorf("%w: %v\n%s", ErrPanic, r, debug.Stack())
 		}
 	}()
 	return h(ctx, es), nil
@@ -471,7 +459,7 @@ func tryBatch(ctx context.Context, h BatchHandler, es []*Entry) (errs []error, p
 func safeCall(ctx context.Context, h Handler, e *Entry) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = sysexits.Errorf(sysexits.Software, "internal error: panic: %v\n%s", r, debug.Stack())
+			err = fmt.Errorf("%w: %v\n%s", ErrPanic, r, debug.Stack())
 		}
 	}()
 	return h(ctx, e)
@@ -485,7 +473,7 @@ func safeCall(ctx context.Context, h Handler, e *Entry) (err error) {
 func Replay(ctx context.Context, path string, h Handler) error {
 	e, err := ReadEntry(path)
 	if err != nil {
-		return sysexits.New(sysexits.DataErr, fmt.Errorf("replay: %w", err))
+		return fmt.Errorf("replay: %w (%w)", err, ErrUnreadable)
 	}
 	if err := safeCall(ctx, h, e); err != nil {
 		return err

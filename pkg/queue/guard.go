@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 )
 
 // What a writer of a queue can do to its consumer, and what stops it.
@@ -39,8 +39,9 @@ import (
 //     relative to the open directories (unlinkat, renameat), so no path is
 //     looked up again between the check and the change.
 
-// errTampered marks a queue whose own files are not what they should be.
-var errTampered = errors.New("not what the queue's consumer made")
+// ErrTampered marks a queue whose own files are not what they should be
+// (pkg/cli: permission denied, 77).
+var ErrTampered = errors.New("not what the queue's consumer made")
 
 // tamperHint is how an operator repairs a queue a writer tampered with.
 const tamperHint = "move the file away (mv) and look at who made it; then recreate the queue's directories " +
@@ -60,13 +61,13 @@ func openOwnDir(parent *os.File, name string) (*os.File, error) {
 		return nil, tampered(shown, "is not a directory (a symbolic link or a file)")
 	}
 	if err != nil {
-		return nil, sysexits.New(codeOf(err), fmt.Errorf("open queue directory %s: %w", shown, err))
+		return nil, fmt.Errorf("open queue directory %s: %w", shown, err)
 	}
 	d := os.NewFile(uintptr(fd), shown)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		d.Close()
-		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("stat %s: %w", shown, err))
+		return nil, fmt.Errorf("stat %s: %w", shown, err)
 	}
 	if int(st.Uid) != os.Geteuid() {
 		d.Close()
@@ -92,13 +93,13 @@ func openLockAt(dir *os.File, name string) (*os.File, error) {
 		return nil, tampered(shown, "is a symbolic link")
 	}
 	if err != nil {
-		return nil, sysexits.New(codeOf(err), fmt.Errorf("open lock: %w", err))
+		return nil, fmt.Errorf("open lock: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), shown)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		f.Close()
-		return nil, sysexits.New(sysexits.IOErr, fmt.Errorf("stat %s: %w", shown, err))
+		return nil, fmt.Errorf("stat %s: %w", shown, err)
 	}
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
@@ -112,7 +113,7 @@ func openLockAt(dir *os.File, name string) (*os.File, error) {
 }
 
 func tampered(path, what string) error {
-	return sysexits.WithHint(sysexits.Errorf(sysexits.NoPerm, "%s %s: %w", path, what, errTampered), tamperHint)
+	return hint.With(fmt.Errorf("%s %s: %w", path, what, ErrTampered), tamperHint)
 }
 
 // ErrRefused is wrapped in the reason of an entry the consumer refused
@@ -122,7 +123,7 @@ var ErrRefused = errors.New("entry refused")
 // readEntry opens the entry name in the queue directory dir without
 // following a symbolic link (and without blocking on a FIFO), checks that
 // it is a regular file whose owner may write the queue, and reads it from
-// that same open file. A refusal is a DataErr wrapping ErrRefused (the
+// that same open file. A refusal wraps ErrRefused (the
 // entry goes to failed/); an entry gone since the scan is errGone.
 func readEntry(dir *os.File, name string, writer func(uid int) bool) (*Entry, error) {
 	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
@@ -130,7 +131,7 @@ func readEntry(dir *os.File, name string, writer func(uid int) bool) (*Entry, er
 	case errors.Is(err, unix.ENOENT):
 		return nil, errGone // moved away by an operator since the scan
 	case errors.Is(err, unix.ELOOP):
-		return nil, sysexits.Errorf(sysexits.DataErr, "%w: %s is a symbolic link, not a regular file", ErrRefused, name)
+		return nil, fmt.Errorf("%w: %s is a symbolic link, not a regular file", ErrRefused, name)
 	case err != nil:
 		return nil, fmt.Errorf("read entry: %w", &os.PathError{Op: "open", Path: name, Err: err})
 	}
@@ -142,10 +143,10 @@ func readEntry(dir *os.File, name string, writer func(uid int) bool) (*Entry, er
 	}
 	uid := int(st.Uid)
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, sysexits.Errorf(sysexits.DataErr, "%w: %s is not a regular file (mode %#o, owner %s)", ErrRefused, name, st.Mode&unix.S_IFMT, userName(uid))
+		return nil, fmt.Errorf("%w: %s is not a regular file (mode %#o, owner %s)", ErrRefused, name, st.Mode&unix.S_IFMT, userName(uid))
 	}
 	if !writer(uid) {
-		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.DataErr,
+		return nil, hint.With(fmt.Errorf(
 			"%w: %s is owned by %s, who is not a writer of queue %s", ErrRefused, name, userName(uid), dir.Name()),
 			"only the queue's writers (the [queues] writers of the configuration), root and its consumer may add entries")
 	}

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 )
 
 // Limits bound a queue's backlog, for publishers that check Room before
@@ -60,7 +60,7 @@ func (q *Queue) SetLimits(l Limits) {
 }
 
 // Room reports whether the queue may take another entry: nil, or an error
-// wrapping ErrFull (sysexits.TempFail) naming the limit reached. It is
+// wrapping ErrFull, a Retry, naming the limit reached. It is
 // cheap enough to call per request: one statfs(2) for the free-space
 // floor, and the entry and byte counts come from the estimate kept by
 // this handle (see backlog). The first call scans the directory; later
@@ -134,7 +134,7 @@ func (b *backlog) over(entries, bytes int64) error {
 }
 
 func full(err error) error {
-	return sysexits.WithHint(sysexits.New(sysexits.TempFail, err),
+	return hint.With(Retry(err),
 		"the queue's consumer is stopped or behind; see docs/operations.md, or raise the [queues] limits if the backlog is expected")
 }
 
@@ -142,12 +142,12 @@ func full(err error) error {
 func count(dir string) (entries, bytes int64, err error) {
 	d, err := os.Open(dir)
 	if err != nil {
-		return 0, 0, sysexits.New(codeOf(err), fmt.Errorf("count queue %s: %w", dir, err))
+		return 0, 0, fmt.Errorf("count queue %s: %w", dir, err)
 	}
 	defer d.Close()
 	names, err := d.Readdirnames(-1)
 	if err != nil {
-		return 0, 0, sysexits.New(codeOf(err), fmt.Errorf("count queue %s: %w", dir, err))
+		return 0, 0, fmt.Errorf("count queue %s: %w", dir, err)
 	}
 	for _, n := range names {
 		var st unix.Stat_t

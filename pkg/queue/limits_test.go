@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Room says full at max_entries and max_bytes (counting what this handle
@@ -29,7 +27,7 @@ func TestRoom(t *testing.T) {
 	}
 	publish(t, q, "{}")
 	err := q.Room()
-	if !errors.Is(err, ErrFull) || sysexits.Code(err) != sysexits.TempFail || !strings.Contains(err.Error(), "3 entries waiting") {
+	if !errors.Is(err, ErrFull) || !IsRetry(err) || !strings.Contains(err.Error(), "3 entries waiting") {
 		t.Fatalf("Room() at 3 of 3 entries = %v; want ErrFull, TempFail, naming the count", err)
 	}
 	os.Remove(filepath.Join(q.Dir(), "00-by-hand.json")) // the consumer took one

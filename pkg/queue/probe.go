@@ -17,7 +17,7 @@ import (
 //
 // The probe holds the shared lock for a few microseconds: a consumer
 // starting at that very instant without --wait fails its Lock with
-// ErrBusy (TempFail) and is restarted by its unit, so probe only when
+// ErrBusy (a Retry) and is restarted by its unit, so probe only when
 // the answer matters (an old entry waits).
 func (q *Queue) Consumed() (bool, error) {
 	path := filepath.Join(q.dir, LockFile)

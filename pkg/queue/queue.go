@@ -37,8 +37,8 @@
 //   - Entries are handled in name order. An entry leaves the queue only after
 //     its handler returned: removed (and the directory fsynced) on success,
 //     moved to <queue>/failed/ with a "<name>.why" sidecar on a permanent
-//     failure. A temporary failure (sysexits.TempFail) leaves it in place and
-//     retries it with backoff. A crash at any instant therefore leaves every
+//     failure. A temporary failure (Retry) leaves it in place and
+//     retries it with backoff (outcome.go: what a handler's error means). A crash at any instant therefore leaves every
 //     entry either still queued or done: delivery is at-least-once, and
 //     handlers must be idempotent.
 //   - fsnotify (or, with Options.Poll, the wake pipe and a look at the
@@ -73,7 +73,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // Names of the special files and directories inside a queue.
@@ -130,7 +129,7 @@ func (q *Queue) Name() string { return filepath.Base(q.dir) }
 func (q *Queue) Init() error {
 	for _, d := range []string{q.dir, filepath.Join(q.dir, StagingDir), filepath.Join(q.dir, FailedDir)} {
 		if err := durable.MkdirAll(d, DirMode); err != nil {
-			return sysexits.New(codeOf(err), fmt.Errorf("create queue directory: %w", err))
+			return fmt.Errorf("create queue directory: %w", err)
 		}
 	}
 	return nil
@@ -271,7 +270,7 @@ func (p *pending) stage() {
 	q := p.q
 	if p.given {
 		if !IsEntry(p.name) || p.name != filepath.Base(p.name) {
-			p.err = sysexits.Errorf(sysexits.Software, "bad entry name %q", p.name)
+			p.err = fmt.Errorf("bad entry name %q", p.name)
 			return
 		}
 		if _, err := os.Lstat(filepath.Join(q.dir, FailedDir, p.name)); err == nil {
@@ -295,7 +294,7 @@ func (p *pending) stage() {
 	}
 	if errors.Is(err, os.ErrNotExist) {
 		if _, serr := os.Stat(q.dir); serr != nil {
-			p.err = sysexits.New(codeOf(serr), serr)
+			p.err = serr
 			return
 		}
 		// The queue exists but its staging directory does not (yet).
@@ -459,7 +458,7 @@ func (q *Queue) Failed() ([]string, error) {
 func listDir(dir string) ([]string, error) {
 	des, err := os.ReadDir(dir) // sorted by name
 	if err != nil {
-		return nil, sysexits.New(codeOf(err), fmt.Errorf("list queue: %w", err))
+		return nil, fmt.Errorf("list queue: %w", err)
 	}
 	names := make([]string, 0, len(des))
 	for _, de := range des {
@@ -554,7 +553,6 @@ type Failure struct {
 	Entry    string    `json:"entry"`
 	Queue    string    `json:"queue"`
 	Error    string    `json:"error"`
-	ExitCode int       `json:"exit_code"`
 	FailedAt time.Time `json:"failed_at"`
 	Attempts int       `json:"attempts"`
 }
@@ -578,10 +576,10 @@ func (c *Consumer) fail(name string, cause error, attempts int) error {
 	if errors.Is(err, os.ErrNotExist) {
 		// Removed by hand since Lock: make it again.
 		if err := unix.Mkdirat(int(c.dir.Fd()), FailedDir, uint32(DirMode.Perm())); err != nil && !errors.Is(err, unix.EEXIST) {
-			return sysexits.New(codeOf(err), fmt.Errorf("fail %s: create %s: %w", name, FailedDir, err))
+			return fmt.Errorf("fail %s: create %s: %w", name, FailedDir, err)
 		}
 		if err := c.dir.Sync(); err != nil {
-			return sysexits.New(sysexits.IOErr, fmt.Errorf("fail %s: sync dir %s: %w", name, c.q.dir, err))
+			return &durable.Error{Op: "fail " + name + ": sync dir", Path: c.q.dir, Err: err}
 		}
 		failed, err = openOwnDir(c.dir, FailedDir) // adds the sticky bit; setgid is inherited
 	}
@@ -590,7 +588,7 @@ func (c *Consumer) fail(name string, cause error, attempts int) error {
 	}
 	defer failed.Close()
 	why, err := json.MarshalIndent(Failure{
-		Entry: name, Queue: c.q.Name(), Error: cause.Error(), ExitCode: sysexits.Code(cause),
+		Entry: name, Queue: c.q.Name(), Error: cause.Error(),
 		FailedAt: time.Now().UTC(), Attempts: attempts,
 	}, "", "  ")
 	if err != nil {
@@ -611,13 +609,13 @@ func (c *Consumer) fail(name string, cause error, attempts int) error {
 func (c *Consumer) list() ([]string, error) {
 	fd, err := unix.Openat(int(c.dir.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, sysexits.New(codeOf(err), fmt.Errorf("list queue %s: %w", c.q.dir, err))
+		return nil, fmt.Errorf("list queue %s: %w", c.q.dir, err)
 	}
 	d := os.NewFile(uintptr(fd), c.q.dir)
 	defer d.Close()
 	all, err := d.Readdirnames(-1)
 	if err != nil {
-		return nil, sysexits.New(codeOf(err), fmt.Errorf("list queue %s: %w", c.q.dir, err))
+		return nil, fmt.Errorf("list queue %s: %w", c.q.dir, err)
 	}
 	names := all[:0]
 	for _, n := range all {
@@ -657,11 +655,4 @@ func (c *Consumer) sweepStaging(maxAge time.Duration) error {
 		}
 	}
 	return nil
-}
-
-func codeOf(err error) int {
-	if errors.Is(err, os.ErrPermission) {
-		return sysexits.NoPerm
-	}
-	return sysexits.IOErr
 }

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/durable"
 )
 
 // The test binary doubles as the child processes of the crash tests:
@@ -72,7 +72,7 @@ func helper(mode, dir string) int {
 		c, err := q.Lock(context.Background(), false)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
-			return sysexits.Code(err)
+			return exitStatus(err)
 		}
 		err = c.Run(context.Background(), func(ctx context.Context, e *Entry) error {
 			fmt.Fprintf(log, "start %s\n", e.Name)
@@ -85,11 +85,25 @@ func helper(mode, dir string) int {
 		}, Options{Once: true, Writers: func() []int { return envUIDs("QUEUE_WRITERS") }})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
-			return sysexits.Code(err)
+			return exitStatus(err)
 		}
 		return 0
 	}
 	return 2
+}
+
+// exitStatus is the status the helper exits with: what pkg/cli makes of
+// the errors the tests expect.
+func exitStatus(err error) int {
+	switch {
+	case errors.Is(err, ErrTampered):
+		return 77
+	case IsRetry(err):
+		return 75
+	case IsStop(err):
+		return 74
+	}
+	return 1
 }
 
 func child(t *testing.T, dir, mode string, env ...string) *exec.Cmd {
@@ -207,10 +221,10 @@ func TestRunFailureKinds(t *testing.T) {
 		}
 		switch e.Name {
 		case bad:
-			return sysexits.Errorf(sysexits.DataErr, "payload is nonsense")
+			return errors.New("payload is nonsense")
 		case flaky:
 			if tries++; tries < 3 {
-				return sysexits.Errorf(sysexits.TempFail, "database down")
+				return Retry(errors.New("database down"))
 			}
 		case boom:
 			panic("kaboom")
@@ -228,8 +242,8 @@ func TestRunFailureKinds(t *testing.T) {
 		t.Fatalf("Failed() = %v; want %v", failed, want)
 	}
 	f, err := q.ReadFailure(bad)
-	if err != nil || f.Error != "payload is nonsense" || f.ExitCode != sysexits.DataErr || f.Attempts != 1 || f.FailedAt.IsZero() {
-		t.Errorf("ReadFailure(%q) = %+v, %v; want the reason, code 65, 1 attempt and a time", bad, f, err)
+	if err != nil || f.Error != "payload is nonsense" || f.Attempts != 1 || f.FailedAt.IsZero() {
+		t.Errorf("ReadFailure(%q) = %+v, %v; want the reason, 1 attempt and a time", bad, f, err)
 	}
 	if f, _ := q.ReadFailure(boom); !strings.Contains(f.Error, "panic: kaboom") {
 		t.Errorf("ReadFailure(%q).Error = %q; want the panic", boom, f.Error)
@@ -240,20 +254,29 @@ func TestRunFailureKinds(t *testing.T) {
 }
 
 func TestRunStopsOnTemporaryWithOnceAndOnIOError(t *testing.T) {
-	for _, code := range []int{sysexits.TempFail, sysexits.IOErr} {
+	nope := errors.New("nope")
+	for _, tt := range []struct {
+		name    string
+		outcome error
+		is      func(error) bool
+	}{
+		{"Retry", Retry(nope), IsRetry},
+		{"Stop", Stop(nope), IsStop},
+		{"durable.Error", &durable.Error{Op: "sync dir", Path: "x", Err: nope}, IsStop},
+	} {
 		q := newQueue(t)
 		first := publish(t, q, `{}`)
 		publish(t, q, `{}`)
 		calls := 0
 		err := lock(t, q).Run(context.Background(), func(ctx context.Context, e *Entry) error {
 			calls++
-			return sysexits.Errorf(code, "nope")
+			return fmt.Errorf("handle: %w", tt.outcome)
 		}, fastOpts())
-		if sysexits.Code(err) != code {
-			t.Errorf("Run() = %v (code %d); want code %d", err, sysexits.Code(err), code)
+		if !tt.is(err) || !errors.Is(err, nope) {
+			t.Errorf("%s: Run() = %v; want the handler's error, kept a %s", tt.name, err, tt.name)
 		}
 		if left, _ := q.List(); len(left) != 2 || left[0] != first || calls != 1 {
-			t.Errorf("code %d: List() = %v after %d calls; want both entries kept after 1 call", code, left, calls)
+			t.Errorf("%s: List() = %v after %d calls; want both entries kept after 1 call", tt.name, left, calls)
 		}
 	}
 }
@@ -320,10 +343,10 @@ func TestReplay(t *testing.T) {
 	path := filepath.Join(q.Dir(), FailedDir, name)
 
 	err := Replay(context.Background(), path, func(ctx context.Context, e *Entry) error {
-		return sysexits.Errorf(sysexits.DataErr, "still bad")
+		return errors.New("still bad")
 	})
-	if sysexits.Code(err) != sysexits.DataErr {
-		t.Errorf("Replay(failing) = %v; want code 65", err)
+	if err == nil || err.Error() != "still bad" {
+		t.Errorf("Replay(failing) = %v; want the handler's error", err)
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Errorf("a failed replay removed the entry: %v", err)
@@ -336,14 +359,14 @@ func TestReplay(t *testing.T) {
 			t.Errorf("after a successful replay %s still exists (%v)", p, err)
 		}
 	}
-	if err := Replay(context.Background(), path, nil); sysexits.Code(err) != sysexits.DataErr {
-		t.Errorf("Replay(missing file) = %v; want code 65", err)
+	if err := Replay(context.Background(), path, nil); !errors.Is(err, ErrUnreadable) {
+		t.Errorf("Replay(missing file) = %v; want ErrUnreadable", err)
 	}
 }
 
 func TestPublishToMissingQueueFails(t *testing.T) {
 	q := Open(filepath.Join(t.TempDir(), "nope"))
-	if name, err := q.Publish([]byte(`{}`)); err == nil || sysexits.Code(err) != sysexits.IOErr {
+	if name, err := q.Publish([]byte(`{}`)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Publish() = %q, %v; want an I/O error", name, err)
 	}
 }
@@ -380,7 +403,7 @@ func TestSecondConsumerRefused(t *testing.T) {
 	if err == nil {
 		c.Close()
 	}
-	if !errors.Is(err, ErrBusy) || sysexits.Code(err) != sysexits.TempFail ||
+	if !errors.Is(err, ErrBusy) || !IsRetry(err) ||
 		!strings.Contains(err.Error(), fmt.Sprintf("pid %d", cmd.Process.Pid)) || !strings.Contains(err.Error(), q.Dir()) {
 		t.Errorf("Lock() = %v; want ErrBusy naming the queue and pid %d", err, cmd.Process.Pid)
 	}
@@ -618,7 +641,7 @@ func TestRunBatch(t *testing.T) {
 			seen = append(seen, e.Name)
 			switch e.Name {
 			case bad:
-				errs[i] = sysexits.Errorf(sysexits.DataErr, "bad entry")
+				errs[i] = errors.New("bad entry")
 			case boom:
 				panic("kaboom")
 			}
@@ -655,11 +678,11 @@ func TestRunBatchStopsAtTemporaryFailure(t *testing.T) {
 	}
 	err := lock(t, q).RunBatch(context.Background(), func(ctx context.Context, es []*Entry) []error {
 		errs := make([]error, len(es))
-		errs[2] = sysexits.Errorf(sysexits.TempFail, "database down")
+		errs[2] = Retry(errors.New("database down"))
 		return errs
 	}, fastOpts())
-	if sysexits.Code(err) != sysexits.TempFail {
-		t.Fatalf("RunBatch() = %v; want TempFail", err)
+	if !IsRetry(err) {
+		t.Fatalf("RunBatch() = %v; want a Retry", err)
 	}
 	if left, _ := q.List(); !slices.Equal(left, all[2:]) {
 		t.Errorf("List() = %v; want %v", left, all[2:])

@@ -25,6 +25,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/github"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -286,10 +287,10 @@ func Push(ctx context.Context, socket, repository string, lines io.Reader, wait 
 	resp, err := client.Do(req)
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
-			return nil, sysexits.WithHint(sysexits.Errorf(sysexits.NoPerm, "connect to %s: %v", socket, err),
+			return nil, hint.With(sysexits.Errorf(sysexits.NoPerm, "connect to %s: %v", socket, err),
 				"only members of the group "+HookGroup+" may: dh-deployer-acl hook USER")
 		}
-		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.TempFail, "connect to %s: %v", socket, err),
+		return nil, hint.With(sysexits.Errorf(sysexits.TempFail, "connect to %s: %v", socket, err),
 			"is dh-receive running with receive.hook_users set (dh-receive-hook.socket)? then run the hook again")
 	}
 	defer resp.Body.Close()

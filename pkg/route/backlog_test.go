@@ -13,7 +13,6 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/route"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
 // A deployment queue at its [queues.deployments] max_entries holds the
@@ -47,7 +46,7 @@ func TestFullDeploymentQueueHoldsDeliveries(t *testing.T) {
 		return c.RunBatch(ctx, router.HandleBatch, queue.Options{Once: true})
 	}
 	err = run()
-	if !sysexits.Is(err, sysexits.TempFail) || !strings.Contains(err.Error(), "hello-tags") {
+	if !queue.IsRetry(err) || !strings.Contains(err.Error(), "hello-tags") {
 		t.Fatalf("RunBatch(once) = %v; want a temporary failure naming the full queue hello-tags", err)
 	}
 	if names, _ := r.main.List(); len(names) != 2 || names[0] != held || names[1] != later {

@@ -128,7 +128,7 @@ func (n *notifier) runNotice(ctx context.Context, cfg *config.Config, d *config.
 		return nil // the configuration changed since the worker asked
 	}
 	if n.st == nil {
-		return sysexits.Errorf(sysexits.TempFail, "run notice: no database")
+		return queue.Retry(fmt.Errorf("run notice: no database"))
 	}
 	run, err := n.st.GetRun(ctx, d.Name, req.RunID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -240,11 +240,13 @@ func (n *notifier) certs(ctx context.Context, cfg *config.Config, now time.Time,
 	return nil
 }
 
-// certExpiry is when c expires: read from its certificate file if
-// dh-route may read it, else its issue time plus notify.cert_lifetime.
+// certExpiry is when c expires: as dh-cert recorded it from the
+// certificate, else (not recorded yet: a certificate obtained before
+// dh-cert recorded expiries, until its next renew) its issue time plus
+// notify.cert_lifetime, estimated.
 func certExpiry(cfg *config.Config, c store.Cert) (notAfter time.Time, estimated, ok bool) {
-	if t, err := config.CertExpiry(cfg.Nginx.CertDir, c.Name); err == nil {
-		return t, false, true
+	if !c.NotAfter.IsZero() {
+		return c.NotAfter, false, true
 	}
 	if c.IssuedAt.IsZero() {
 		return time.Time{}, false, false

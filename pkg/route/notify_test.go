@@ -2,14 +2,8 @@ package route_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -245,19 +239,23 @@ func TestWatchNotices(t *testing.T) {
 	r := newNoticeRig(t, 0)
 	ctx := context.Background()
 	now := time.Now()
-	// soon: issued 80 days ago, and its file unreadable here: estimated to
-	// expire in 10 days. site: a real certificate expiring in 3 days.
-	// fresh: issued today.
+	// No certificate file is readable here (as on a host where dh-route
+	// may not look into cert_dir). soon: issued 80 days ago, its expiry
+	// not recorded yet: estimated to expire in 10 days. site: issued
+	// today, recorded by dh-cert as expiring in 2 days and 23 hours.
+	// renewed: issued 85 days ago (the estimate would say 5 days) but
+	// recorded as expiring in 60 days: no notice. fresh: issued today.
 	for _, c := range []store.Cert{
 		{Name: "soon", Domains: []string{"soon.example.org"}, State: store.CertIssued, IssuedAt: now.Add(-80*24*time.Hour + 12*time.Hour)},
-		{Name: "site", Domains: []string{"site.example.org"}, State: store.CertIssued, IssuedAt: now},
+		{Name: "site", Domains: []string{"site.example.org"}, State: store.CertIssued, IssuedAt: now, NotAfter: now.Add(71 * time.Hour)},
+		{Name: "renewed", Domains: []string{"renewed.example.org"}, State: store.CertIssued, IssuedAt: now.Add(-85 * 24 * time.Hour),
+			NotAfter: now.Add(60 * 24 * time.Hour)},
 		{Name: "fresh", Domains: []string{"fresh.example.org"}, State: store.CertIssued, IssuedAt: now},
 	} {
 		if err := r.st.PutCert(ctx, c); err != nil {
 			t.Fatal(err)
 		}
 	}
-	writeCert(t, filepath.Join(r.cfg.Nginx.CertDir, "site", "fullchain.pem"), now.Add(3*24*time.Hour))
 	// An entry of app's queue, of queues/main and of queues/nginx fail.
 	for _, name := range []string{"app", config.MainQueue, config.NginxQueue} {
 		q := queue.Open(r.cfg.QueuePath(name))
@@ -314,19 +312,6 @@ func TestWatchNotices(t *testing.T) {
 	if n := len(r.hook.Posts()); n != 8 {
 		t.Errorf("the next day: %d notices in all; want 8 (the two certificates again)", n)
 	}
-}
-
-// writeCert writes a self-signed certificate valid until notAfter.
-func writeCert(t *testing.T, path string, notAfter time.Time) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter, DNSNames: []string{"site.example.org"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(filepath.Dir(path), 0o755)
-	os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 }
 
 // TestRunNoticeDeadTarget: a target that keeps failing is logged and

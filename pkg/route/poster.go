@@ -2,6 +2,7 @@ package route
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os/user"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/event"
 	"github.com/dh-deployer/dh-deployer/pkg/ghstatus"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -120,7 +122,7 @@ func (p *Poster) owned(cfg *config.Config, e *queue.Entry, what, deployment stri
 	// e.Owner comes from the open file the queue read (queue.Entry); the
 	// queue took it only from one of its writers: some deployment's user.
 	if uid, ok := config.UserID(d.RunsAs()); e.Owner != 0 && (!ok || e.Owner != uid) {
-		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.DataErr,
+		return nil, hint.With(sysexits.Errorf(sysexits.DataErr,
 			"%s entry %s is owned by %s, not by %s (deployment %s's user) or root: refused",
 			what, e.Name, userName(e.Owner), d.RunsAs(), d.Name),
 			"only the deployment's own worker asks for its statuses and notices; set deployments."+d.Name+".user to the user it runs as")
@@ -150,7 +152,7 @@ func (p *Poster) Watch(ctx context.Context, interval time.Duration) {
 // directories.
 func (p *Poster) Check(ctx context.Context, now time.Time) error {
 	if p.notify.st == nil {
-		return sysexits.Errorf(sysexits.TempFail, "notices: no database")
+		return queue.Retry(fmt.Errorf("notices: no database"))
 	}
 	return p.notify.check(ctx, p.cfg.Load(), now)
 }

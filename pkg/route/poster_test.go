@@ -138,7 +138,7 @@ user = "nobody"
 	mu.Lock()
 	fail = 100
 	mu.Unlock()
-	if err := handle(good, -1); sysexits.Code(err) != sysexits.TempFail {
+	if err := handle(good, -1); !queue.IsRetry(err) {
 		t.Errorf("Handle(GitHub down) = %v; want a temporary failure (the entry stays queued)", err)
 	}
 	mu.Lock()

@@ -60,7 +60,7 @@
 // Database errors: with Options.Wait (the daemon) every database call is
 // retried with backoff (store.Retry: one log line when the database goes
 // away, one when it is back) so the entry simply waits; without it (--once,
-// replay) a database outage is a sysexits.TempFail and the entry stays
+// replay) a database outage is a queue.Retry and the entry stays
 // queued.
 package route
 
@@ -352,6 +352,7 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 		if it.bad != nil && !sysexits.Is(it.bad, sysexits.DataErr) {
 			it.bad = sysexits.New(sysexits.DataErr, it.bad)
 		}
+		it.bad = queue.Fail(it.bad) // bad data: failed, whatever failed inside
 	}
 
 	// A deployment queue at a limit holds its delivery, and the ones
@@ -395,8 +396,7 @@ func (r *Router) HandleBatch(ctx context.Context, es []*queue.Entry) []error {
 			break
 		}
 	}
-	if err != nil && len(es) > 1 && ctx.Err() == nil &&
-		!sysexits.Is(err, sysexits.TempFail) && !sysexits.Is(err, sysexits.IOErr) {
+	if err != nil && len(es) > 1 && ctx.Err() == nil && !queue.IsRetry(err) && !queue.IsStop(err) {
 		// One entry the database refuses (a bug, or data no check
 		// foresaw) must not fail its whole batch: handle them one by one,
 		// so that only it fails.
@@ -546,7 +546,7 @@ func (r *Router) publish(cfg *config.Config, items []item) (failed bool) {
 		// Not an I/O error of the consumer (which would stop dh-route,
 		// and again at each restart): this entry fails, alone, and goes to
 		// failed/ with the reason, which names the deployment's queue.
-		it.bad = sysexits.New(sysexits.Failure, fmt.Errorf("route to deployment %s: %w", deployment, err))
+		it.bad = queue.Fail(fmt.Errorf("route to deployment %s: %w", deployment, err))
 		it.known = true
 		failed = true
 	}
@@ -660,7 +660,7 @@ func Holds(q *queue.Queue, delivery, deployment string) (bool, error) {
 		case errors.Is(err, os.ErrNotExist), errors.Is(err, queue.ErrRefused):
 			continue // consumed meanwhile, or not an entry
 		case err != nil:
-			return false, sysexits.New(sysexits.IOErr, fmt.Errorf("read %s: %w", p, err))
+			return false, queue.Stop(fmt.Errorf("read %s: %w", p, err))
 		}
 		data := e.Data
 		if !bytes.Contains(data, needle) {
@@ -685,7 +685,7 @@ func quote(s string) string {
 // roomFor checks that the queue of every deployment the items are routed
 // to has room (queue.Room: [queues.deployments] limits and the free-space
 // floor). It returns the index of the first item that has not, and a
-// TempFail error naming the deployment: that entry stays in queues/main
+// queue.Retry error naming the deployment: that entry stays in queues/main
 // and is tried again with backoff (the consumer logs it once), never
 // dropped. A queue that cannot be opened is left to publish, which fails
 // the entry with the reason.

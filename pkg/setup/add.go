@@ -21,6 +21,8 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -59,7 +61,7 @@ func AddDeployment(ctx context.Context, r *Runner, cfg *config.Config, d Deploym
 		d.User = config.DefaultDeployUser + "-" + d.Name
 	}
 	if old, ok := cfg.Deployment(d.Name); ok {
-		return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "add: deployment %q is already in %s (repository %s)", d.Name, cfg.File, old.Repository),
+		return hint.With(sysexits.Errorf(sysexits.Config, "add: deployment %q is already in %s (repository %s)", d.Name, cfg.File, old.Repository),
 			"edit its table there, or choose another name")
 	}
 	// The new configuration, checked by the strict loader before anything
@@ -75,7 +77,7 @@ func AddDeployment(ctx context.Context, r *Runner, cfg *config.Config, d Deploym
 	text := appendTable(old, table)
 	newCfg, err := config.Parse(cfg.File, text)
 	if err != nil {
-		return sysexits.WithHint(fmt.Errorf("add: the deployment's table does not load: %w", err), "check the flags; nothing was changed")
+		return hint.With(fmt.Errorf("add: the deployment's table does not load: %w", err), "check the flags; nothing was changed")
 	}
 	dep, _ := newCfg.Deployment(d.Name)
 	if err := d.checkPath(); err != nil {
@@ -185,7 +187,7 @@ func (d Deployment) checkPath() error {
 	}
 	owner, _ := Owner(fi)
 	if owner != d.User {
-		return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "add: path %s exists and belongs to %s, not %s: refusing to take it over", d.Path, owner, d.User),
+		return hint.With(sysexits.Errorf(sysexits.Config, "add: path %s exists and belongs to %s, not %s: refusing to take it over", d.Path, owner, d.User),
 			fmt.Sprintf("choose another --path, or give it to the deployment first: chown -R %s %s", d.User, d.Path))
 	}
 	return nil
@@ -231,7 +233,7 @@ func (d Deployment) makePath() error {
 func (d Deployment) makeUser(ctx context.Context, r *Runner) error {
 	if UserExists(d.User) {
 		if !InGroup(d.User, Group) {
-			return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "add: user %s exists and is not in the group %s", d.User, Group),
+			return hint.With(sysexits.Errorf(sysexits.Config, "add: user %s exists and is not in the group %s", d.User, Group),
 				fmt.Sprintf("usermod -aG %s %s, or choose another --user", Group, d.User))
 		}
 		r.Say("user %s exists: kept", d.User)
@@ -258,7 +260,7 @@ func checkDropIn(name, usr string) error {
 	if err != nil {
 		return err
 	}
-	return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "add: %s exists with other content: refusing to overwrite it", path),
+	return hint.With(sysexits.Errorf(sysexits.Config, "add: %s exists with other content: refusing to overwrite it", path),
 		"remove it if it is stale, or use --user with the user it names")
 }
 
@@ -290,7 +292,7 @@ func replaceConfig(path string, old, text []byte) error {
 		return err
 	}
 	if !bytes.Equal(cur, old) {
-		return sysexits.Errorf(sysexits.TempFail, "%s changed while the deployment was being added: run the command again", path)
+		return queue.Retry(fmt.Errorf("%s changed while the deployment was being added: run the command again", path))
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -332,7 +334,7 @@ func CloneAccess(ctx context.Context, r *Runner, usr, url string, markSafe bool)
 		}
 	}
 	if _, err := r.As(ctx, nil, usr, true, "git", "ls-remote", "--", url, "HEAD"); err != nil {
-		return sysexits.WithHint(sysexits.Errorf(sysexits.Unavailable, "%s cannot read %s: %v", usr, url, err),
+		return hint.With(sysexits.Errorf(sysexits.Unavailable, "%s cannot read %s: %v", usr, url, err),
 			fmt.Sprintf("give %s access (a deploy key in ~%s/.ssh, or a public https URL), then check: sudo -u %s git ls-remote %s", usr, usr, usr, url))
 	}
 	return nil

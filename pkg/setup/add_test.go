@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 )
 
 // base is the package's starting configuration (deb/config.toml) with a
@@ -98,7 +98,7 @@ func TestReplaceConfig(t *testing.T) {
 	if string(old) != "queue_dir = \"/q\"\n\n\n" || string(text) != "queue_dir = \"/q\"\n\n[deployments.web]\n" {
 		t.Fatalf("appendTable: old %q, text %q", old, text)
 	}
-	if err := replaceConfig(path, []byte("something else"), text); sysexits.Code(err) != sysexits.TempFail {
+	if err := replaceConfig(path, []byte("something else"), text); !queue.IsRetry(err) {
 		t.Errorf("replaceConfig of a file changed meanwhile = %v; want a temporary failure", err)
 	}
 	if b, _ := os.ReadFile(path); string(b) != string(old) {

@@ -11,6 +11,8 @@ import (
 
 	migrations "github.com/dh-deployer/dh-deployer/sql"
 
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
@@ -46,11 +48,11 @@ func OpenDB(dsn string, r *Runner) (*DB, error) {
 		db.Port = "5432"
 	}
 	if !dbNameRE.MatchString(db.Name) {
-		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Config, "database_url: database name %q: want lowercase letters, digits and _", db.Name),
+		return nil, hint.With(sysexits.Errorf(sysexits.Config, "database_url: database name %q: want lowercase letters, digits and _", db.Name),
 			`e.g. database_url = "postgres:///dh_deployer?host=/run/postgresql&sslmode=disable"`)
 	}
 	if !strings.HasPrefix(db.Host, "/") {
-		return nil, sysexits.WithHint(sysexits.Errorf(sysexits.Config, "database_url: host %q is not a local socket directory", db.Host),
+		return nil, hint.With(sysexits.Errorf(sysexits.Config, "database_url: host %q is not a local socket directory", db.Host),
 			"setup and doctor use the postgres superuser by peer authentication: a local PostgreSQL (host=/run/postgresql)")
 	}
 	if _, err := strconv.Atoi(db.Port); err != nil {
@@ -93,7 +95,7 @@ func (db *DB) Reachable(ctx context.Context) error {
 		if !Booted() {
 			fix = "service postgresql start"
 		}
-		return sysexits.WithHint(sysexits.Errorf(sysexits.TempFail, "PostgreSQL at %s port %s does not answer: %v", db.Host, db.Port, err), fix)
+		return hint.With(queue.Retry(fmt.Errorf("PostgreSQL at %s port %s does not answer: %v", db.Host, db.Port, err)), fix)
 	}
 	return nil
 }
@@ -124,7 +126,7 @@ FROM pg_tables WHERE schemaname = 'public';`)
 		return fmt.Errorf("inspect database %s: %w", db.Name, err)
 	}
 	if f := strings.Split(strings.TrimSpace(out), "|"); len(f) == 2 && f[0] == "0" && f[1] != "0" {
-		return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "database %s exists and holds %s tables that are not dh-deployer's (no schema_migrations): refusing to use it", db.Name, f[1]),
+		return hint.With(sysexits.Errorf(sysexits.Config, "database %s exists and holds %s tables that are not dh-deployer's (no schema_migrations): refusing to use it", db.Name, f[1]),
 			"name another database in database_url, or drop this one if it is unused: sudo -u postgres dropdb "+db.Name)
 	}
 	db.run.Say("database %s exists: kept", db.Name)

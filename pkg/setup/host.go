@@ -37,6 +37,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/progpath"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexec"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -134,7 +135,7 @@ func lastLines(s string, n int) string {
 // RequireRoot refuses to go on unless the process runs as root.
 func RequireRoot(what string) error {
 	if os.Geteuid() != 0 {
-		return sysexits.WithHint(sysexits.Errorf(sysexits.NoPerm, "%s: must run as root (it creates users, roles and files)", what),
+		return hint.With(sysexits.Errorf(sysexits.NoPerm, "%s: must run as root (it creates users, roles and files)", what),
 			"run it with sudo")
 	}
 	return nil

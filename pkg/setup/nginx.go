@@ -9,6 +9,7 @@ import (
 	"regexp"
 
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -46,7 +47,7 @@ func Nginx(ctx context.Context, r *Runner, host string) error {
 		return sysexits.Errorf(sysexits.Usage, "setup: --host %q is not a host name", host)
 	}
 	if _, err := os.Stat("/etc/nginx/sites-enabled"); err != nil {
-		return sysexits.WithHint(sysexits.Errorf(sysexits.Unavailable, "setup: --host: no /etc/nginx/sites-enabled"),
+		return hint.With(sysexits.Errorf(sysexits.Unavailable, "setup: --host: no /etc/nginx/sites-enabled"),
 			"apt-get install -y nginx, or put nginx in front by hand (docs/operations.md, step 7) and leave out --host")
 	}
 	_, err := os.Stat(NginxSite)
@@ -68,7 +69,7 @@ func Nginx(ctx context.Context, r *Runner, host string) error {
 		}
 	}
 	if _, err := r.Run(ctx, nil, "nginx", "-t", "-q"); err != nil {
-		return sysexits.WithHint(fmt.Errorf("setup: nginx -t: %w", err), "fix the file nginx -t names, then run setup again")
+		return hint.With(fmt.Errorf("setup: nginx -t: %w", err), "fix the file nginx -t names, then run setup again")
 	}
 	if Booted() {
 		if _, err := r.Run(ctx, nil, "systemctl", "try-reload-or-restart", "nginx.service"); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/durable"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -35,7 +36,7 @@ func Setup(ctx context.Context, r *Runner, cfg *config.Config, opts Options) err
 		return err
 	}
 	if !UserExists("dh-route") || !InGroup("dh-route", Group) {
-		return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "setup: the stage users do not exist yet"),
+		return hint.With(sysexits.Errorf(sysexits.Config, "setup: the stage users do not exist yet"),
 			"systemd-sysusers dh-deployer.conf && systemd-tmpfiles --create dh-deployer.conf (the package's postinst does it)")
 	}
 	if err := ConfigReadable(cfg.File); err != nil {
@@ -131,7 +132,7 @@ func ConfigReadable(path string) error {
 		return err
 	}
 	if _, group := Owner(fi); group != Group || fi.Mode().Perm()&0o077 != 0o040 {
-		return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s has mode %04o, group %s: the stages need group %s, mode 0640", path, fi.Mode().Perm(), group, Group),
+		return hint.With(sysexits.Errorf(sysexits.Config, "%s has mode %04o, group %s: the stages need group %s, mode 0640", path, fi.Mode().Perm(), group, Group),
 			fmt.Sprintf("chgrp %s %s && chmod 0640 %s", Group, path, path))
 	}
 	return nil
@@ -208,10 +209,10 @@ func CheckSecret(path string) error { return CheckSecretFile("webhook secret", p
 func CheckSecretFile(what, path, fix string) error {
 	fi, err := os.Lstat(path)
 	if err != nil {
-		return sysexits.WithHint(sysexits.Errorf(sysexits.Config, "%s %s: %v", what, path, err), fix)
+		return hint.With(sysexits.Errorf(sysexits.Config, "%s %s: %v", what, path, err), fix)
 	}
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0 {
-		return sysexits.WithHint(
+		return hint.With(
 			sysexits.Errorf(sysexits.Config, "%s %s has mode %v: others may read it", what, path, fi.Mode()),
 			"chmod 0600 "+path)
 	}

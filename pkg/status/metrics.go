@@ -3,9 +3,7 @@ package status
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"path/filepath"
 	"time"
@@ -54,7 +52,7 @@ var (
 		"Seconds since the deployment's last succeeded run finished; absent if it never succeeded.",
 		[]string{"deployment"}, nil)
 	descCertExpiry = prometheus.NewDesc("dh_route_cert_expiry_timestamp_seconds",
-		"When the certificate in nginx.cert_dir/NAME/fullchain.pem expires (Unix time), for each certificate dh-cert records.",
+		"When the certificate expires (Unix time, its NotAfter as dh-cert read it), for each certificate dh-cert records; absent until dh-cert has read it.",
 		[]string{"cert"}, nil)
 	descDatabaseUp = prometheus.NewDesc("dh_route_database_up",
 		"1 when the database answers, 0 when it does not.", nil, nil)
@@ -112,7 +110,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 		} else {
 			up = 1
 		}
-		errs["cert"] += m.certs(ctx, ch, cfg)
+		errs["cert"] += m.certs(ctx, ch)
 	}
 	gauge(descDatabaseUp, up)
 	for source, n := range errs {
@@ -186,27 +184,21 @@ func (m metrics) database(ctx context.Context, ch chan<- prometheus.Metric, cfg 
 	return nil
 }
 
-// certs sends the expiry of each certificate dh-cert records, read from
-// its fullchain.pem, and returns how many could not be read.
-func (m metrics) certs(ctx context.Context, ch chan<- prometheus.Metric, cfg *config.Config) int {
+// certs sends the expiry of each certificate dh-cert records, as it
+// recorded it (certs.not_after: dh-route may not read the certificates),
+// and returns 1 if they could not be listed.
+func (m metrics) certs(ctx context.Context, ch chan<- prometheus.Metric) int {
 	certs, err := m.h.st.ListCerts(ctx)
 	if err != nil {
 		m.h.opts.Logger.Warn("metrics: list the certificates", "err", err)
 		return 1
 	}
-	failed := 0
 	for _, c := range certs {
-		notAfter, err := config.CertExpiry(cfg.Nginx.CertDir, c.Name)
-		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) { // not issued yet
-				failed++
-				m.h.opts.Logger.Warn("metrics: read a certificate", "cert", c.Name, "err", err)
-			}
-			continue
+		if !c.NotAfter.IsZero() { // not read yet
+			ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(c.NotAfter.Unix()), c.Name)
 		}
-		ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(notAfter.Unix()), c.Name)
 	}
-	return failed
+	return 0
 }
 
 func bool01(b bool) float64 {

@@ -27,6 +27,9 @@ type Cert struct {
 	NextTry   time.Time `json:"next_try,omitzero"`  // no certbot run for it before
 	UpdatedAt time.Time `json:"updated_at"`         // set by the database
 	IssuedAt  time.Time `json:"issued_at,omitzero"` // when certbot last succeeded
+	// NotAfter is when the certificate expires, as dh-cert last read it
+	// from the certificate itself; zero until it has.
+	NotAfter time.Time `json:"not_after,omitzero"`
 }
 
 // PutCert inserts or replaces the row of c.Name and stamps updated_at.
@@ -34,16 +37,29 @@ func (s *Store) PutCert(ctx context.Context, c Cert) error {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	_, err := s.db.ExecContext(ctx, `
-		INSERT INTO certs (name, domains, state, entry, attempts, last_error, next_try, issued_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
+		INSERT INTO certs (name, domains, state, entry, attempts, last_error, next_try, issued_at, not_after, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
 		ON CONFLICT (name) DO UPDATE SET domains = $2, state = $3, entry = $4, attempts = $5,
-		       last_error = $6, next_try = $7, issued_at = $8, updated_at = now()`,
+		       last_error = $6, next_try = $7, issued_at = $8, not_after = $9, updated_at = now()`,
 		c.Name, pq.Array(nonNil(c.Domains)), c.State, nullString(c.Entry), c.Attempts, nullString(c.LastError),
-		nullTime(c.NextTry), nullTime(c.IssuedAt))
+		nullTime(c.NextTry), nullTime(c.IssuedAt), nullTime(c.NotAfter))
 	if err != nil {
 		return classify(fmt.Errorf("record certificate %s: %w", c.Name, err))
 	}
 	return nil
+}
+
+// SetCertExpiry records notAfter as the expiry of the certificate name,
+// if dh-cert records it (a row of certs); it reports whether it did.
+func (s *Store) SetCertExpiry(ctx context.Context, name string, notAfter time.Time) (bool, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	res, err := s.db.ExecContext(ctx, `UPDATE certs SET not_after = $2 WHERE name = $1`, name, notAfter)
+	if err != nil {
+		return false, classify(fmt.Errorf("record the expiry of certificate %s: %w", name, err))
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
 }
 
 // GetCert returns the row of the certificate name; ErrNotFound if there is
@@ -72,7 +88,7 @@ func (s *Store) certs(ctx context.Context, clause string, args ...any) ([]Cert, 
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	rows, err := s.db.QueryContext(ctx, `SELECT name, domains, state, entry, attempts, last_error, next_try,
-		updated_at, issued_at FROM certs `+clause, args...)
+		updated_at, issued_at, not_after FROM certs `+clause, args...)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -80,15 +96,16 @@ func (s *Store) certs(ctx context.Context, clause string, args ...any) ([]Cert, 
 	var cs []Cert
 	for rows.Next() {
 		var (
-			c               Cert
-			entry, lastErr  sql.NullString
-			nextTry, issued sql.NullTime
+			c                         Cert
+			entry, lastErr            sql.NullString
+			nextTry, issued, notAfter sql.NullTime
 		)
 		if err := rows.Scan(&c.Name, pq.Array(&c.Domains), &c.State, &entry, &c.Attempts, &lastErr, &nextTry,
-			&c.UpdatedAt, &issued); err != nil {
+			&c.UpdatedAt, &issued, &notAfter); err != nil {
 			return nil, classify(err)
 		}
 		c.Entry, c.LastError, c.NextTry, c.IssuedAt = entry.String, lastErr.String, nextTry.Time, issued.Time
+		c.NotAfter = notAfter.Time
 		cs = append(cs, c)
 	}
 	return cs, classify(rows.Err())

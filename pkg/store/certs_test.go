@@ -54,6 +54,19 @@ func TestCerts(t *testing.T) {
 	if err != nil || len(all) != 2 || all[0].Name != "a.test" || all[1].Name != "b.test" {
 		t.Errorf("ListCerts() = %+v, %v; want a.test, b.test", all, err)
 	}
+
+	// The expiry dh-cert reads from the certificate: kept by PutCert's
+	// caller, set alone by SetCertExpiry, only for a certificate it records.
+	notAfter := time.Date(2027, 3, 6, 8, 30, 0, 0, time.UTC)
+	if ok, err := s.SetCertExpiry(ctx, "a.test", notAfter); !ok || err != nil {
+		t.Errorf("SetCertExpiry(a.test) = %v, %v; want true, nil", ok, err)
+	}
+	if got, err := s.GetCert(ctx, "a.test"); err != nil || !got.NotAfter.Equal(notAfter) || got.State != store.CertIssued {
+		t.Errorf("GetCert(a.test) after SetCertExpiry = %+v, %v; want not_after %v, still issued", got, err, notAfter)
+	}
+	if ok, err := s.SetCertExpiry(ctx, "nosuch.test", notAfter); ok || err != nil {
+		t.Errorf("SetCertExpiry(nosuch.test) = %v, %v; want false, nil (not a certificate dh-cert records)", ok, err)
+	}
 }
 
 func TestCertAttempts(t *testing.T) {

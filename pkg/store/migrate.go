@@ -15,7 +15,8 @@ import (
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/lib/pq"
 
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	migrations "github.com/dh-deployer/dh-deployer/sql"
 )
 
@@ -141,15 +142,15 @@ func version(m *migrate.Migrate) (uint, error) {
 }
 
 func dirtyError(v uint) error {
-	return sysexits.WithHint(
-		sysexits.Errorf(sysexits.TempFail, "database schema is dirty: migration %d did not finish", v),
+	return hint.With(
+		queue.Retry(fmt.Errorf("database schema is dirty: migration %d did not finish", v)),
 		"inspect the database, finish or undo that migration by hand, then set schema_migrations to the version the schema is at, with dirty = false")
 }
 
 // CheckSchema checks that the database schema is the one this binary was
 // built for. A missing or older schema, a newer one (an old binary against
 // an upgraded database) or a dirty one (a migration failed half-way) is a
-// TempFail error with a hint: work waits in its queue until an operator
+// queue.Retry error with a hint: work waits in its queue until an operator
 // migrates or upgrades.
 func (s *Store) CheckSchema(ctx context.Context) error {
 	ctx, cancel := s.call(ctx)
@@ -169,12 +170,12 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 	}
 	switch want := Latest(); {
 	case v < want:
-		return sysexits.WithHint(
-			sysexits.Errorf(sysexits.TempFail, "database schema is at version %d, this binary needs %d", v, want),
-			"run: dh-route migrate")
+		return hint.With(
+			queue.Retry(fmt.Errorf("database schema is at version %d, this binary needs %d", v, want)),
+			hintMigrate)
 	case v > want:
-		return sysexits.WithHint(
-			sysexits.Errorf(sysexits.TempFail, "database schema is at version %d, newer than this binary's %d", v, want),
+		return hint.With(
+			queue.Retry(fmt.Errorf("database schema is at version %d, newer than this binary's %d", v, want)),
 			"upgrade this binary to the release that migrated the database")
 	}
 	return nil

@@ -15,7 +15,7 @@ import (
 	"github.com/golang-migrate/migrate/v4/database"
 	"github.com/lib/pq"
 
-	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 )
 
 // Temporary reports whether err may go away by itself, so that the same
@@ -75,7 +75,7 @@ const (
 // doubling up to 30 s, with jitter so that many waiting processes do not
 // reconnect in step). It logs one line when fn starts failing and one when
 // it recovers, not one per attempt. When ctx is done it returns the last
-// error wrapped with ctx's, classified TempFail.
+// error wrapped with ctx's, marked queue.Retry.
 //
 // fn must be safe to repeat: a call whose reply was lost may have committed.
 func Retry(ctx context.Context, logger *slog.Logger, what string, fn func(ctx context.Context) error) error {
@@ -83,7 +83,7 @@ func Retry(ctx context.Context, logger *slog.Logger, what string, fn func(ctx co
 		logger = slog.Default()
 	}
 	giveUp := func(err error) error {
-		return sysexits.New(sysexits.TempFail, fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), err))
+		return queue.Retry(fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), err))
 	}
 	failing := false
 	b := backoff{next: minBackoff, max: maxBackoff}
@@ -137,7 +137,7 @@ type Retrier func(ctx context.Context, what string, fn func(ctx context.Context)
 
 // Retrying returns the Retrier of a worker: Retry when wait is set (a
 // daemon: the work waits for the database), else one plain call (--once,
-// replay: an outage is the caller's TempFail).
+// replay: an outage is the caller's queue.Retry).
 func Retrying(wait bool, logger *slog.Logger) Retrier {
 	if !wait {
 		return func(ctx context.Context, _ string, fn func(ctx context.Context) error) error { return fn(ctx) }

@@ -17,9 +17,10 @@
 //
 // Failure modes: an unreachable server, a lost connection, a timeout, a
 // server shutting down or overloaded, a serialization failure or deadlock
-// are temporary (Temporary reports true; sysexits.Code gives TempFail, 75):
+// are temporary (Temporary reports true; the error is a queue.Retry, which
+// pkg/cli makes exit 75):
 // the caller leaves its work queued and tries again later. A schema older
-// or newer than this binary, or a half-applied migration, is TempFail too
+// or newer than this binary, or a half-applied migration, is a Retry too
 // (see CheckSchema): the work waits until an operator migrates or upgrades.
 // Other errors (a constraint violation, a bad status) are bugs or bad data.
 // Error messages name the server's host or socket, never a password.
@@ -38,6 +39,8 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/dh-deployer/dh-deployer/pkg/config"
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -76,7 +79,7 @@ func NoIdle() Option {
 }
 
 // Open connects to the database at dsn (a postgres:// URL or a lib/pq
-// key=value string) and pings it. An unreachable server is a TempFail error
+// key=value string) and pings it. An unreachable server is a queue.Retry error
 // that names the host or socket.
 func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	s := &Store{timeout: DefaultTimeout}
@@ -109,7 +112,7 @@ func OpenCurrent(ctx context.Context, dsn string, opts ...Option) (*Store, error
 
 // OpenWait is OpenCurrent for a daemon starting: as long as the database
 // is unavailable or its schema is not the one this binary needs (a
-// TempFail: unreachable, shutting down, not migrated yet, migrated by a
+// queue.Retry: unreachable, shutting down, not migrated yet, migrated by a
 // newer release), it calls waiting with the reason and the time until the
 // next attempt, waits (up to 1 s, doubling to up to 30 s; jittered) and
 // tries again, until it opens the store or ctx ends. Then it returns ctx's
@@ -129,7 +132,7 @@ func OpenWait(ctx context.Context, dsn string, waiting func(err error, retry tim
 			}
 			return nil, ctx.Err()
 		}
-		if !sysexits.Is(err, sysexits.TempFail) {
+		if !queue.IsRetry(err) {
 			return s, err
 		}
 		wait := b.step()
@@ -181,23 +184,41 @@ func connect(ctx context.Context, dsn string, timeout time.Duration) (*sql.DB, e
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		err = fmt.Errorf("connect to %s: %w", describe(cfg), err)
-		if pqErr := pq.As(err); pqErr != nil && (pqErr.Code.Class() == "28" || pqErr.Code.Class() == "3D") {
-			// Authentication failed, or no such role or database.
-			return nil, sysexits.New(sysexits.Config, err)
+		switch pqErr := pq.As(err); {
+		case pqErr != nil && pqErr.Code.Class() == "28": // authentication failed, or no such role
+			return nil, hint.With(sysexits.New(sysexits.Config, err), hintLogin)
+		case pqErr != nil && pqErr.Code.Class() == "3D": // no such database
+			return nil, hint.With(sysexits.New(sysexits.Config, err), hintNoDatabase)
+		case pqErr == nil && Temporary(err):
+			return nil, hint.With(classify(err), fmt.Sprintf(hintUnreachable, where(cfg)))
 		}
 		return nil, classify(err)
 	}
 	return db, nil
 }
 
+// What to check when the database fails: the hints its errors carry.
+const (
+	hintUnreachable = "is PostgreSQL running and listening on %s? check database_url (or $DH_DATABASE_URL)"
+	hintLogin       = "check the user (each stage logs in as its own role) and password of database_url, " +
+		"and pg_hba.conf; dh-route setup --host makes the roles (sql/roles.sql)"
+	hintNoDatabase = "dh-route setup --host creates it, then dh-route migrate makes its tables"
+	hintMigrate    = "run: dh-route migrate"
+	hintGrant      = "the stage's role lacks a grant: apply sql/roles.sql again (dh-route setup --host does)"
+)
+
 // describe names the server for error messages: database, user and socket
 // or host, never the password.
 func describe(cfg pq.Config) string {
-	where := fmt.Sprintf("%s:%d", cfg.Host, cfg.Port)
+	return fmt.Sprintf("database %q as user %q on %s", cfg.Database, cfg.User, where(cfg))
+}
+
+// where is the server's socket or host and port.
+func where(cfg pq.Config) string {
 	if strings.HasPrefix(cfg.Host, "/") {
-		where = "socket " + filepath.Join(cfg.Host, fmt.Sprintf(".s.PGSQL.%d", cfg.Port))
+		return "socket " + filepath.Join(cfg.Host, fmt.Sprintf(".s.PGSQL.%d", cfg.Port))
 	}
-	return fmt.Sprintf("database %q as user %q on %s", cfg.Database, cfg.User, where)
+	return fmt.Sprintf("%s:%d", cfg.Host, cfg.Port)
 }
 
 // Close closes the pool.
@@ -247,10 +268,17 @@ func (s *Store) update(ctx context.Context, query string, args ...any) error {
 	return nil
 }
 
-// classify marks a temporary error with sysexits.TempFail.
+// classify marks a temporary error as a queue.Retry, and gives a missing
+// table or a refused grant the hint of what to run.
 func classify(err error) error {
 	if Temporary(err) {
-		return sysexits.New(sysexits.TempFail, err)
+		return queue.Retry(err)
+	}
+	if pq.As(err, "42P01") != nil { // undefined_table: not migrated
+		return hint.With(err, hintMigrate)
+	}
+	if pq.As(err, "42501") != nil { // insufficient_privilege
+		return hint.With(err, hintGrant)
 	}
 	return err
 }

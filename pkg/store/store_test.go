@@ -21,6 +21,8 @@ import (
 	"github.com/golang-migrate/migrate/v4/database"
 	"github.com/lib/pq"
 
+	"github.com/dh-deployer/dh-deployer/pkg/hint"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/store/storetest"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
@@ -109,9 +111,9 @@ func TestCheckSchema(t *testing.T) {
 
 	err := s.CheckSchema(ctx)
 	want := fmt.Sprintf("database schema is at version 0, this binary needs %d", store.Latest())
-	if sysexits.Code(err) != sysexits.TempFail || err.Error() != want || sysexits.Hint(err) != "run: dh-route migrate" {
+	if !queue.IsRetry(err) || err.Error() != want || hint.Of(err) != "run: dh-route migrate" {
 		t.Errorf("CheckSchema() on an empty database = %v (code %d, hint %q); want %q (code 75)",
-			err, sysexits.Code(err), sysexits.Hint(err), want)
+			err, sysexits.Code(err), hint.Of(err), want)
 	}
 
 	if _, _, err := store.Migrate(ctx, url); err != nil {
@@ -130,9 +132,9 @@ func TestCheckSchema(t *testing.T) {
 	} {
 		queryInt(t, url, tc.update+" RETURNING 1")
 		err := s.CheckSchema(ctx)
-		if sysexits.Code(err) != sysexits.TempFail || !strings.Contains(fmt.Sprint(err), tc.want) || sysexits.Hint(err) == "" {
+		if !queue.IsRetry(err) || !strings.Contains(fmt.Sprint(err), tc.want) || hint.Of(err) == "" {
 			t.Errorf("CheckSchema() after %s = %v (code %d, hint %q); want an error containing %q, code 75, a hint",
-				tc.update, err, sysexits.Code(err), sysexits.Hint(err), tc.want)
+				tc.update, err, sysexits.Code(err), hint.Of(err), tc.want)
 		}
 	}
 }
@@ -339,7 +341,7 @@ func TestOutage(t *testing.T) {
 
 	// Open while down: TempFail, names the socket, never the password.
 	withPassword := strings.Replace(url, "postgres@", "postgres:hunter2@", 1)
-	if _, err := store.Open(ctx, withPassword); sysexits.Code(err) != sysexits.TempFail ||
+	if _, err := store.Open(ctx, withPassword); !queue.IsRetry(err) ||
 		!strings.Contains(err.Error(), "/.s.PGSQL.") || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("Open() while stopped = %v (code %d); want code 75 naming the socket, without the password", err, sysexits.Code(err))
 	}
@@ -422,7 +424,7 @@ func TestRetry(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
 		err := store.Retry(ctx, slog.New(slog.DiscardHandler), "test", func(context.Context) error { return down })
-		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, syscall.ECONNREFUSED) || sysexits.Code(err) != sysexits.TempFail {
+		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, syscall.ECONNREFUSED) || !queue.IsRetry(err) {
 			t.Errorf("Retry() = %v (code %d); want the deadline and the last error, code 75", err, sysexits.Code(err))
 		}
 	})
@@ -458,7 +460,7 @@ func TestTemporary(t *testing.T) {
 		{"bad password 28P01", &pq.Error{Code: "28P01"}, false},
 		{"migrate wraps 57P03", database.Error{OrigErr: &pq.Error{Code: "57P03"}}, true},
 		{"migrate wraps 42601", &database.Error{OrigErr: &pq.Error{Code: "42601"}}, false},
-		{"classified", sysexits.New(sysexits.TempFail, noSocket), true},
+		{"classified", queue.Retry(noSocket), true},
 	} {
 		if got := store.Temporary(tc.err); got != tc.want {
 			t.Errorf("Temporary(%s: %v) = %v; want %v", tc.name, tc.err, got, tc.want)
@@ -478,7 +480,7 @@ func TestOpenWait(t *testing.T) {
 	var reasons []string
 	migrated := make(chan error, 1)
 	st, err := store.OpenWait(ctx, url, func(err error, retry time.Duration) {
-		reasons = append(reasons, err.Error()+"; hint: "+sysexits.Hint(err))
+		reasons = append(reasons, err.Error()+"; hint: "+hint.Of(err))
 		if len(reasons) == 2 {
 			go func() { _, _, err := store.Migrate(ctx, url); migrated <- err }()
 		}

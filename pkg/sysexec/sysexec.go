@@ -49,6 +49,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dh-deployer/dh-deployer/pkg/cell"
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -342,7 +343,7 @@ func verdict(ctx context.Context, name string, c Cmd, p *process, res Result, wa
 	case !p.cmd.ProcessState.Success():
 		return &ExitError{Name: name, Result: res}
 	case p.out.err != nil:
-		return sysexits.New(sysexits.IOErr, fmt.Errorf("run %s: write output: %w", name, p.out.err))
+		return queue.Stop(fmt.Errorf("run %s: write output: %w", name, p.out.err))
 	}
 	return nil
 }

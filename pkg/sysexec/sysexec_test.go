@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/queue"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 )
 
@@ -392,7 +393,7 @@ func TestRunStreamError(t *testing.T) {
 	c := sh("echo a; sleep 0.1; echo b")
 	c.Stream = w
 	res, err := Run(context.Background(), c)
-	if err == nil || !strings.Contains(err.Error(), "disk full") || sysexits.Code(err) != sysexits.IOErr {
+	if err == nil || !strings.Contains(err.Error(), "disk full") || !queue.IsStop(err) {
 		t.Errorf("Run with a failing stream = %v; want an I/O error", err)
 	}
 	if string(res.Output) != "a\nb\n" || w.n != 1 {

@@ -1,11 +1,10 @@
-// Package sysexits classifies errors by the exit status a tool should end
-// with, following BSD sysexits(3), and carries an optional hint for the
-// person reading the message.
-//
-// Lower packages wrap their errors with a code where they know the class
-// (a config error is 78, a database that is down is 75); pkg/cli maps the
-// error a tool returns to its exit status with Code. An error nobody
-// classified exits 1.
+// Package sysexits names the exit statuses of BSD sysexits(3) and
+// classifies errors with one (a usage error is 64, a configuration error
+// 78). pkg/cli's ExitStatus maps the error a tool returns to its exit
+// status, reading these classes among others; what happens to a queue
+// entry is never an exit status (pkg/queue's outcomes), and a hint is
+// pkg/hint's. pkg/queue, pkg/durable and pkg/hint never link this package
+// (pkg/arch); issue 18 asks the other packages to move to typed errors.
 package sysexits
 
 import (
@@ -27,11 +26,10 @@ const (
 	Config      = 78 // bad configuration
 )
 
-// Error is an error with an exit status and an optional hint.
+// Error is an error with an exit status.
 type Error struct {
 	Code int
 	Err  error
-	Hint string
 }
 
 func (e *Error) Error() string { return e.Err.Error() }
@@ -50,14 +48,6 @@ func Errorf(code int, format string, args ...any) error {
 	return &Error{Code: code, Err: fmt.Errorf(format, args...)}
 }
 
-// WithHint wraps err with a hint, keeping its exit status.
-func WithHint(err error, hint string) error {
-	if err == nil {
-		return nil
-	}
-	return &Error{Code: Code(err), Err: err, Hint: hint}
-}
-
 // Code returns the exit status for err: 0 for nil, the code of the
 // outermost *Error in its chain, else Failure.
 func Code(err error) int {
@@ -73,18 +63,3 @@ func Code(err error) int {
 
 // Is reports whether err is classified with the given code.
 func Is(err error, code int) bool { return err != nil && Code(err) == code }
-
-// Hint returns the first hint in err's chain, or "".
-func Hint(err error) string {
-	for err != nil {
-		var e *Error
-		if !errors.As(err, &e) {
-			return ""
-		}
-		if e.Hint != "" {
-			return e.Hint
-		}
-		err = e.Err
-	}
-	return ""
-}

@@ -191,7 +191,7 @@ clone_url = "/srv/git/web.git"
 		t.Fatal(err)
 	}
 	why, _ := json.Marshal(queue.Failure{Entry: in.FailedEntry, Queue: "api", Error: "entry has no kind " + Hostile,
-		ExitCode: 65, FailedAt: in.Now.Add(-time.Hour), Attempts: 1})
+		FailedAt: in.Now.Add(-time.Hour), Attempts: 1})
 	if err := os.WriteFile(filepath.Join(failedDir, in.FailedEntry+queue.WhySuffix), why, 0o640); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,1 @@
+ALTER TABLE certs DROP COLUMN not_after;

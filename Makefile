@@ -44,7 +44,9 @@ deps: ## install what the tests need (Debian packages as root, Go tools)
 test: deps build ## run every test against real components
 	@unformatted=$$(gofmt -l cmd pkg sql); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	@mkdir -p bin/artifacts
+	DH_STATUS_SCREENSHOT=$(CURDIR)/bin/artifacts/status.png DH_DELIVERY_SCREENSHOT=$(CURDIR)/bin/artifacts/delivery.png \
+		$(GO) test -count=1 ./...   # the pages' screenshots are kept in bin/artifacts
 	DH_TEST_STRATEGY=in-place $(GO) test -count=1 ./pkg/deploy   # the deploy tests again, strategy "in-place"
 
 lint: ## gofmt, go vet, staticcheck

@@ -22,7 +22,8 @@
 //	dh-deploy [-c FILE] history NAME [-n N|--all] [--before RUN] [--json]
 //	                                                 the runs, newest first (20; --all streams every one)
 //	dh-deploy [-c FILE] logs NAME [RUN] [-f|--follow] a run's log (default: the newest); --follow
-//	                                                 prints it as it grows until the run ends
+//	                                                 prints it as it grows until the run ends;
+//	                                                 control characters shown as ^[, ^G, CR as LF
 //	dh-deploy [-c FILE] add NAME --repository OWNER/NAME --branch B --path DIR
 //	          [--clone-url URL] [--steps '[["make"],["make","install"]]'] [--user U] [--host H]
 //	                                                 as root: add a deployment end to end: its
@@ -63,14 +64,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/user"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"text/tabwriter"
@@ -90,6 +92,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/setup"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
+	"github.com/dh-deployer/dh-deployer/pkg/termsafe"
 )
 
 func main() { os.Exit(cli.Main(app)) }
@@ -390,7 +393,7 @@ func (t *historyTable) add(r store.Run) error {
 func (t *historyTable) flush() error { return t.w.Flush() }
 
 func logs(ctx context.Context, env *cli.Env, args []string) error {
-	cfg, _, err := lookup(env, args[0])
+	cfg, d, err := lookup(env, args[0])
 	if err != nil {
 		return err
 	}
@@ -424,31 +427,41 @@ func logs(ctx context.Context, env *cli.Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Only files under the deployment's log directory are shown.
-	dir := config.RunLogDir(cfg.StateDir, args[0])
-	if r.LogPath == "" || filepath.Dir(r.LogPath) != dir {
-		return sysexits.Errorf(sysexits.Unavailable, "run %d of %s has no log in %s", r.ID, args[0], dir)
-	}
-	f, err := os.Open(r.LogPath)
-	if err != nil {
-		return sysexits.New(sysexits.Unavailable, fmt.Errorf("run %d: %w (logs older than the last %d runs are deleted)", r.ID, err, deploy.KeepLogs))
+	// Only a regular file directly in the deployment's log directory
+	// (config.OpenRunLog: no symlink out of it, no FIFO), and shown
+	// defused (termsafe): a build chose what it says.
+	f, err := config.OpenRunLog(cfg.StateDir, args[0], r.LogPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return sysexits.Errorf(sysexits.Unavailable, "run %d of %s: its log is gone (logs older than the last %d runs are deleted)", r.ID, args[0], deploy.KeepLogs)
+	case err != nil:
+		return sysexits.Errorf(sysexits.Unavailable, "run %d of %s: %v", r.ID, args[0], err)
 	}
 	defer f.Close()
+	out := termsafe.NewWriter(env.Stdout)
 	if followLog, _ := env.Flags.GetBool("follow"); followLog {
 		// Until the run's state is final: an interrupted run's worker
-		// runs its entry again, as a new run with a log of its own.
+		// runs its entry again, as a new run with a log of its own. A run
+		// whose worker died stays "running" until the worker starts
+		// again: Overdue ends the wait for it.
 		ended := func(ctx context.Context) (bool, error) {
 			now, err := st.GetRun(ctx, args[0], r.ID)
-			return now.Ended(), err
+			if err != nil {
+				return false, err
+			}
+			if err := now.Overdue(d.Timeout, time.Now()); err != nil {
+				return false, sysexits.New(sysexits.TempFail, err)
+			}
+			return now.Ended(), nil
 		}
-		err := follow.Copy(ctx, env.Stdout, f, ended, follow.Options{})
+		err = follow.Copy(ctx, out, f, ended, follow.Options{})
 		if ctx.Err() != nil {
-			return nil // interrupted by the user
+			err = nil // interrupted by the user
 		}
-		return err
+	} else {
+		_, err = io.Copy(out, f)
 	}
-	_, err = io.Copy(env.Stdout, f)
-	return err
+	return cmp.Or(err, out.Flush())
 }
 
 // pauseTarget reads the deployment pause and resume name: NAME, or ""

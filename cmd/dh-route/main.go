@@ -278,6 +278,10 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 			if err != nil {
 				why = queue.Failure{Entry: f, Queue: name, Error: fmt.Sprintf("no readable sidecar: %v", err)}
 			}
+			// The sidecar is the consumer's (a deployment's user for its
+			// queue) and may quote a build: its names are the ones listed,
+			// its reason one line without control characters.
+			why.Entry, why.Queue, why.Error = f, name, cell.Line(why.Error, 0)
 			failures = append(failures, why)
 		}
 	}
@@ -309,7 +313,7 @@ func status(ctx context.Context, env *cli.Env, _ []string) error {
 	fmt.Fprintln(w, "DECIDED\tDELIVERY\tEVENT\tREPOSITORY\tREF\tSTATUS\tREASON\tDEPLOYMENTS")
 	for _, r := range rows {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell.Stamp(r.DecidedAt), r.Delivery, r.Event.Event,
-			cell.Dash(r.Repository), cell.Dash(r.Ref), r.Status, cell.Dash(r.Reason), cell.Dash(strings.Join(r.Deployments, ",")))
+			cell.Dash(r.Repository), cell.Dash(r.Ref), r.Status, cell.Dash(cell.Line(r.Reason, 0)), cell.Dash(strings.Join(r.Deployments, ",")))
 	}
 	return w.Flush()
 }

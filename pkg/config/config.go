@@ -262,7 +262,9 @@ type Receive struct {
 	// MaxWaiting bounds the requests waiting for their run at once
 	// (?wait= and hook --wait, each holding a connection and a goroutine
 	// for up to 10 minutes); one more gets 503 with Retry-After, before
-	// anything is queued. Default 32.
+	// anything is queued. One deployment's token requests, or one hook
+	// user's pushes, hold at most a quarter of them (at least one).
+	// Default 32.
 	MaxWaiting int `toml:"max_waiting"`
 }
 

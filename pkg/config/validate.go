@@ -567,7 +567,7 @@ func (r *Receive) validateStatus(ck *checker) {
 	default:
 		pu, err := url.Parse(u)
 		if err != nil || pu.Scheme != "http" || pu.Host == "" || pu.User != nil || (pu.Path != "" && pu.Path != "/") || pu.RawQuery != "" {
-			ck.add(k("receive", "status_url"), "%q must be http://HOST:PORT (status.listen) or unix:/PATH", u)
+			ck.add(k("receive", "status_url"), "%q must be http://HOST:PORT (status.listen) or unix:/PATH", redactURL(pu, u))
 			break
 		}
 		if r.StatusTokenFile == "" {
@@ -581,7 +581,20 @@ func (r *Receive) validateStatus(ck *checker) {
 	if u := r.StatusPageURL; u != "" {
 		pu, err := url.Parse(u)
 		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.User != nil || pu.RawQuery != "" || pu.Fragment != "" {
-			ck.add(k("receive", "status_page_url"), "%q must be an http or https URL without query", u)
+			ck.add(k("receive", "status_page_url"), "%q must be an http or https URL without query", redactURL(pu, u))
 		}
 	}
+}
+
+// redactURL is raw, parsed as u, with a password in it replaced by
+// "xxxxx" (unparsed, everything up to its last "@" left out): an error
+// naming a URL never shows a secret put in it.
+func redactURL(u *url.URL, raw string) string {
+	if u != nil {
+		return u.Redacted()
+	}
+	if i := strings.LastIndexByte(raw, '@'); i >= 0 {
+		return "xxxxx" + raw[i:]
+	}
+	return raw
 }

@@ -89,6 +89,49 @@ func TestStoppedMidStep(t *testing.T) {
 	}
 }
 
+// A log is what a build chose to print: logs shows it defused for the
+// terminal (no escape sequence, no carriage return overwriting a line),
+// and never a file the deployment's user swapped in for it (a symlink
+// out of logs/NAME, a FIFO that would hang the reader).
+func TestLogsHostile(t *testing.T) {
+	t.Parallel()
+	bin := testenv.Build(t, "dh-deploy")
+	r := newRig(t, `steps = [["printf", "\\033]0;pwned\\007\\033[2Jbuilt\\rFAKE: all good\\n"]]`)
+	sha := r.commit("main", nil)
+	r.enqueue("d-1", "refs/heads/main", sha)
+	if b, err := exec.Command(bin, "-c", r.file, "run", "app", "--once").CombinedOutput(); err != nil {
+		t.Fatalf("run --once = %v\n%s", err, b)
+	}
+	for _, args := range [][]string{{"logs", "app"}, {"logs", "app", "--follow"}} {
+		out, err := exec.Command(bin, append([]string{"-c", r.file}, args...)...).Output()
+		if err != nil || !strings.Contains(string(out), "^[]0;pwned^G^[[2Jbuilt\nFAKE: all good\n") ||
+			strings.ContainsAny(string(out), "\x1b\x07\r") {
+			t.Errorf("%s = %q, %v; want the escapes shown as ^[ and ^G, the CR as a line break", args, out, err)
+		}
+	}
+
+	runs := r.runs()
+	logPath := runs[len(runs)-1].LogPath
+	secret := filepath.Join(r.dir, "secret")
+	os.WriteFile(secret, []byte("TOP-SECRET\n"), 0o600)
+	for what, swap := range map[string]func() error{
+		"a symlink out of logs/app": func() error { return os.Symlink(secret, logPath) },
+		"a FIFO":                    func() error { return syscall.Mkfifo(logPath, 0o600) },
+	} {
+		os.Remove(logPath)
+		if err := swap(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		cmd := exec.CommandContext(ctx, bin, "-c", r.file, "logs", "app")
+		out, _ := cmd.CombinedOutput()
+		cancel()
+		if strings.Contains(string(out), "TOP-SECRET") || cmd.ProcessState.ExitCode() != 69 || !strings.Contains(string(out), "log") {
+			t.Errorf("logs app with the log replaced by %s: exit %d\n%s; want 69 naming the log, and nothing of the file", what, cmd.ProcessState.ExitCode(), out)
+		}
+	}
+}
+
 // history and logs print what the runs recorded.
 func TestHistoryAndLogs(t *testing.T) {
 	t.Parallel()

@@ -101,7 +101,11 @@ steps      = [%s]
 		if !strings.HasPrefix(posts[i].Text(), want) || !strings.HasPrefix(mails[i].Subject, want) {
 			t.Errorf("notice %d: chat %q, mail %q; want %q…", i, posts[i].Text(), mails[i].Subject, want)
 		}
-		for _, s := range []string{"Commit: " + app.commits[i][:7] + " change 1", "Author: e2e", "Triggered: webhook"} {
+		fields := []string{"Commit: " + app.commits[i][:7] + " change 1", "Author: e2e", "Triggered: webhook", "Duration: ", "Run: "}
+		if i == 1 {
+			fields = append(fields, "Failed step: 1 (sh)", "Exit status: 1")
+		}
+		for _, s := range fields {
 			if !strings.Contains(posts[i].Text(), s) || !strings.Contains(mails[i].Body, s) {
 				t.Errorf("notice %d lacks %q:\n%s\n%s", i, s, posts[i].Text(), mails[i].Body)
 			}

@@ -237,6 +237,15 @@ func FailedEntry(queue, entry, reason string, attempts int, at time.Time) Messag
 	return m
 }
 
+// MoreFailed is the notice of n entries that landed in queue's failed/
+// beyond those told one by one.
+func MoreFailed(queue string, n int) Message {
+	m := Message{Summary: cell.Line("queues/"+queue+": "+strconv.Itoa(n)+" more entries failed", maxSummary)}
+	m.add("Queue", queue, "")
+	m.add("Fix", "dh-route status lists them with their reasons; fix the cause, then move them back or replay them", "")
+	return m
+}
+
 // add appends a field unless value is empty.
 func (m *Message) add(label, value, url string) {
 	if v := cell.Line(value, maxValue); v != "" {

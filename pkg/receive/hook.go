@@ -30,6 +30,7 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/hint"
 	"github.com/dh-deployer/dh-deployer/pkg/ident"
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
+	"github.com/dh-deployer/dh-deployer/pkg/termsafe"
 )
 
 // SourceGitHook marks the entries HookEntries makes.
@@ -209,7 +210,7 @@ func (s *Server) hookPush(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	release, ok := s.startWait(w, wait)
+	release, ok := s.startWait(w, wait, fmt.Sprintf("user %d", cred.Uid))
 	if !ok {
 		return
 	}
@@ -320,9 +321,14 @@ func Push(ctx context.Context, socket, repository string, lines io.Reader, wait 
 }
 
 // followRuns copies a waiting hook's stream to out and turns its outcome
-// (the trailer) into the error Push returns.
+// (the trailer) into the error Push returns. The stream carries the
+// runs' logs, which a build wrote, to the pusher's terminal (through git
+// push): it is shown defused (termsafe), so that no escape sequence
+// drives the terminal and no CR overwrites a line.
 func followRuns(resp *http.Response, out io.Writer) error {
-	if _, err := io.Copy(out, resp.Body); err != nil {
+	safe := termsafe.NewWriter(out)
+	_, err := io.Copy(safe, resp.Body)
+	if err := cmp.Or(err, safe.Flush()); err != nil {
 		return queue.Retry(fmt.Errorf("dh-receive's stream broke off: %v", err))
 	}
 	switch o := resp.Trailer.Get(TrailerOutcome); o {

@@ -86,8 +86,10 @@ type Server struct {
 	// (receive.status_url): requests that wait for their runs need it.
 	Status *StatusClient
 
-	waiting  atomic.Int64    // requests waiting for their runs (wait.go)
-	stopping context.Context // ended when Serve stops: waiting requests answer at once
+	waiting   atomic.Int64    // requests waiting for their runs (wait.go)
+	waitMu    sync.Mutex      // guards waitingBy
+	waitingBy map[string]int  // waiting requests by deployment or hook user (startWait)
+	stopping  context.Context // ended when Serve stops: waiting requests answer at once
 
 	inFlight    budget    // request body bytes being received (max_in_flight)
 	tokenFails  failLimit // failed token attempts by source

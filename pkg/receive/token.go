@@ -104,7 +104,7 @@ func (s *Server) deployRequest(w http.ResponseWriter, r *http.Request) {
 			": a token deploys only the branches and tags in its configuration", client)
 		return
 	}
-	release, ok := s.startWait(w, wait)
+	release, ok := s.startWait(w, wait, "deployment "+name)
 	if !ok {
 		return
 	}

@@ -3,6 +3,7 @@ package receive
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -57,10 +58,12 @@ func waitParam(q url.Values, h http.Header) (time.Duration, error) {
 }
 
 // startWait checks that a request may wait (for wait > 0): dh-receive
-// knows the status listener, and fewer than receive.max_waiting requests
-// wait. It answers the request itself when not (501, 503), and returns
-// the release of the waiting slot.
-func (s *Server) startWait(w http.ResponseWriter, wait time.Duration) (release func(), ok bool) {
+// knows the status listener, fewer than receive.max_waiting requests
+// wait, and fewer than waitShare of them for who (a deployment's token
+// requests, a hook user's pushes), so that one holder of a token cannot
+// take every waiting slot from the others. It answers the request itself
+// when not (501, 503), and returns the release of the waiting slot.
+func (s *Server) startWait(w http.ResponseWriter, wait time.Duration, who string) (release func(), ok bool) {
 	if wait <= 0 {
 		return func() {}, true
 	}
@@ -75,8 +78,35 @@ func (s *Server) startWait(w http.ResponseWriter, wait time.Duration) (release f
 		fail(w, http.StatusServiceUnavailable, fmt.Sprintf("%d requests are waiting already (receive.max_waiting): try again later, or do not wait", s.Config.MaxWaiting))
 		return nil, false
 	}
-	return func() { s.waiting.Add(-1) }, true
+	share := waitShare(s.Config.MaxWaiting)
+	s.waitMu.Lock()
+	if s.waitingBy[who] >= share {
+		s.waitMu.Unlock()
+		s.waiting.Add(-1)
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+		fail(w, http.StatusServiceUnavailable, fmt.Sprintf("%d requests of %s are waiting already (at most a quarter of receive.max_waiting each): "+
+			"try again later, or do not wait", share, who))
+		return nil, false
+	}
+	if s.waitingBy == nil {
+		s.waitingBy = map[string]int{}
+	}
+	s.waitingBy[who]++
+	s.waitMu.Unlock()
+	return func() {
+		s.waitMu.Lock()
+		if s.waitingBy[who]--; s.waitingBy[who] == 0 {
+			delete(s.waitingBy, who)
+		}
+		s.waitMu.Unlock()
+		s.waiting.Add(-1)
+	}, true
 }
+
+// waitShare is how many of maxWaiting waiting slots one deployment's
+// token requests, or one hook user's pushes, may hold: a quarter, at
+// least one.
+func waitShare(maxWaiting int) int { return max(1, maxWaiting/4) }
 
 // waitContext is ctx bounded by wait, and ended when the server stops.
 func (s *Server) waitContext(ctx context.Context, wait time.Duration) (context.Context, context.CancelFunc) {
@@ -154,7 +184,7 @@ func (s *Server) answerWhenDone(w http.ResponseWriter, r *http.Request, id, depl
 		}
 	}
 	if err != nil && a.Outcome == OutcomePending {
-		a.Error = err.Error()
+		a.Error = s.waitError(id, err)
 	}
 	code := http.StatusUnprocessableEntity
 	switch a.Outcome {
@@ -202,7 +232,7 @@ func (s *Server) streamRuns(w http.ResponseWriter, r *http.Request, deliveries [
 func (s *Server) tellDelivery(ctx context.Context, out io.Writer, id string) string {
 	story, err := s.Status.Wait(ctx, id, func(st *Story) bool { return st.Decision != nil })
 	if story == nil || story.Decision == nil {
-		fmt.Fprintf(out, "dh-deployer: %s: not routed yet (%v)\n", id, err)
+		fmt.Fprintf(out, "dh-deployer: %s: not routed yet (%s)\n", id, s.waitError(id, err))
 		return OutcomePending
 	}
 	if len(story.Decision.Deployments) == 0 {
@@ -223,14 +253,14 @@ func (s *Server) tellDelivery(ctx context.Context, out io.Writer, id string) str
 				run = story.newest(dep)
 			}
 			if ctx.Err() != nil || run == nil || followed[run.ID] {
-				fmt.Fprintf(out, "dh-deployer: %s: no end yet (%v)\n", dep, cmp.Or(err, ctx.Err()))
+				fmt.Fprintf(out, "dh-deployer: %s: no end yet (%s)\n", dep, s.waitError(id, cmp.Or(err, ctx.Err())))
 				return OutcomePending
 			}
 			followed[run.ID] = true
 			fmt.Fprintf(out, "dh-deployer: %s: run %d of %s\n", dep, run.ID, run.Commit)
 			if run.Log != "" {
 				if err := s.Status.FollowLog(ctx, run.Log, out); err != nil && ctx.Err() == nil {
-					fmt.Fprintf(out, "dh-deployer: %s: the log stopped: %v\n", dep, err)
+					fmt.Fprintf(out, "dh-deployer: %s: the log stopped: %s\n", dep, s.waitError(id, err))
 				}
 			}
 			// Its end, as recorded.
@@ -261,4 +291,19 @@ func (s *Server) tellDelivery(ctx context.Context, out io.Writer, id string) str
 		return OutcomePending
 	}
 	return story.Outcome
+}
+
+// waitError is what a waiting client is told of err, which ended its
+// wait: whether the delivery is routed yet, or that the wait ended, but
+// never the status listener's address, socket path or answer, which are
+// logged instead.
+func (s *Server) waitError(id string, err error) string {
+	switch {
+	case errors.Is(err, errNotYet):
+		return "dh-route has not recorded the delivery yet"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return "the wait ended"
+	}
+	s.Logger.Warn("status listener not read", "delivery", id, "err", err)
+	return "the status listener could not be read (dh-receive's log says why)"
 }

@@ -258,6 +258,19 @@ func TestDaemon(t *testing.T) {
 			t.Errorf("dh-route status =\n%s\nwant it to mention %q", out, s)
 		}
 	}
+	// A sidecar is written by the queue's consumer (a deployment's user
+	// for its queue) and may quote a build: status shows its reason on
+	// one line, without control characters.
+	failedNow, _ := r.main.Failed()
+	why := filepath.Join(r.main.Dir(), queue.FailedDir, failedNow[0]+queue.WhySuffix)
+	hostile := `{"entry": "x", "queue": "main", "error": "bad\u001b]0;owned\u0007\r\nFAKE-ROW\u001b[2J", "attempts": 1}`
+	if err := os.WriteFile(why, []byte(hostile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(bin, "-c", r.file, "status").Output()
+	if err != nil || strings.ContainsAny(string(out), "\x1b\x07\r") || !strings.Contains(string(out), "bad ]0;owned FAKE-ROW [2J") {
+		t.Errorf("dh-route status with a hostile sidecar = %v\n%q\nwant its reason on one line, without control characters", err, out)
+	}
 
 	// replay a failed entry: still bad, so exit 65 and it stays.
 	failed, _ := r.main.Failed()

@@ -253,6 +253,12 @@ func certExpiry(cfg *config.Config, c store.Cert) (notAfter time.Time, estimated
 	return c.IssuedAt.Add(cfg.Notify.CertLifetime), true, true
 }
 
+// MaxFailedNotices bounds the failed-entry notices of one queue per
+// check: the entries found beyond it are told in one notice (how many),
+// so that a consumer (a deployment's user writes its queue's failed/)
+// cannot flood the chat with a notice per file.
+const MaxFailedNotices = 5
+
 func (n *notifier) failed(ctx context.Context, cfg *config.Config) error {
 	var read, seen []string
 	queues := append([]string{config.MainQueue, config.StatusQueue, config.NginxQueue, config.CertQueue}, cfg.DeploymentNames()...)
@@ -268,6 +274,8 @@ func (n *notifier) failed(ctx context.Context, cfg *config.Config) error {
 			continue
 		}
 		read = append(read, name)
+		told, more := 0, 0
+		to := cfg.NotifyTargets(targets, config.OnFailedEntry)
 		for _, e := range entries {
 			key := "failed/" + name + "/" + e
 			seen = append(seen, key)
@@ -275,15 +283,22 @@ func (n *notifier) failed(ctx context.Context, cfg *config.Config) error {
 			if err != nil {
 				return err
 			}
-			to := cfg.NotifyTargets(targets, config.OnFailedEntry)
 			if !fresh || len(to) == 0 {
 				continue
 			}
+			if told == MaxFailedNotices {
+				more++ // told in one notice below
+				continue
+			}
+			told++
 			f, err := q.ReadFailure(e)
 			if err != nil {
 				f.Error = "(no readable sidecar: " + err.Error() + ")"
 			}
 			n.send(ctx, to, notify.FailedEntry(name, e, f.Error, f.Attempts, f.FailedAt), "queue", name, "entry", e)
+		}
+		if more > 0 {
+			n.send(ctx, to, notify.MoreFailed(name, more), "queue", name, "more", more)
 		}
 	}
 	kept := make(map[string]bool, len(seen))

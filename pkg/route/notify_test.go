@@ -335,3 +335,38 @@ func TestRunNoticeDeadTarget(t *testing.T) {
 	r.hook.Wait(t, 1, 10*time.Second) // discord
 	r.smtp.Wait(t, 1, 10*time.Second)
 }
+
+// A deployment's user writes its queue's failed/: thirty files dropped
+// there at once are not thirty notices per target, but
+// route.MaxFailedNotices and one saying how many more.
+func TestFailedEntryFlood(t *testing.T) {
+	r := newNoticeRig(t, 0)
+	q := queue.Open(r.cfg.QueuePath("app"))
+	if err := q.Init(); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(q.Dir(), queue.FailedDir), 0o755)
+	for i := range 30 {
+		os.WriteFile(filepath.Join(q.Dir(), queue.FailedDir, fmt.Sprintf("%019d-x.json", i)), []byte("{}"), 0o600)
+	}
+	for range 2 {
+		if err := r.p.Check(context.Background(), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var single, more int
+	for _, p := range r.hook.Posts() {
+		first := strings.ReplaceAll(strings.SplitN(p.Text(), "\n", 2)[0], `\`, "")
+		switch {
+		case strings.HasPrefix(first, "queues/app: entry"):
+			single++
+		case strings.HasPrefix(first, "queues/app: 25 more entries failed"):
+			more++
+		default:
+			t.Errorf("unexpected notice %q", first)
+		}
+	}
+	if single != 2*route.MaxFailedNotices || more != 2 {
+		t.Errorf("%d notices of one entry and %d of more, to app's two chat targets; want %d and 2", single, more, 2*route.MaxFailedNotices)
+	}
+}

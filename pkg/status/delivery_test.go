@@ -227,3 +227,83 @@ func TestLogFollowBounded(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A followed log is read live, often by curl on a terminal: what the
+// build wrote comes defused (termsafe), escape sequences in caret
+// notation and a carriage return as a line break. The log served whole
+// stays the file's bytes.
+func TestLogFollowDefused(t *testing.T) {
+	in := statustest.New(t, "")
+	story := in.Story(t)
+	srv := httptest.NewServer(handler(in, ""))
+	defer srv.Close()
+	f, err := os.OpenFile(story.LogPath, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostile := "\x1b]0;owned\x07\x1b[2Jdone\rFAKE: deploy succeeded\n"
+	f.WriteString(hostile)
+	f.Close()
+	resp, err := http.Get(srv.URL + status.LogURL("docs", story.Running) + "?follow=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "owned") {
+				got <- sc.Text()
+				return
+			}
+		}
+		got <- ""
+	}()
+	select {
+	case l := <-got:
+		if l != "^[]0;owned^G^[[2Jdone" {
+			t.Errorf("followed line %q; want the escapes shown as ^[ and ^G, cut at the CR", l)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no line within 20s")
+	}
+	if err := in.Store.FinishRun(context.Background(), story.Running, store.RunResult{State: store.RunSucceeded, ExitCode: new(0)}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.Get(srv.URL + status.LogURL("docs", story.Running))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.HasSuffix(string(b), hostile) {
+		t.Errorf("the ended run's log ends %q; want the file's bytes", b[max(0, len(b)-60):])
+	}
+}
+
+// A run whose worker died stays "running" until the worker starts again;
+// following its log would hold a follower's slot for ever. Once the run
+// has been running longer than its deployment's timeout (plus
+// store.OverdueGrace), the stream ends, saying why.
+func TestLogFollowOverdue(t *testing.T) {
+	in := statustest.New(t, "")
+	story := in.Story(t)
+	// An hour later: the docs run (started 2 minutes before) is past its
+	// 30 minute timeout.
+	srv := httptest.NewServer(status.New(func() *config.Config { return in.Config }, in.Store,
+		status.Options{Now: func() time.Time { return time.Now().Add(time.Hour) }}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+status.LogURL("docs", story.Running)+"?follow=1", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !strings.Contains(string(b), "stopped following the log") || !strings.Contains(string(b), "its worker has stopped") {
+		t.Errorf("following an overdue run: %q, %v; want the stream to end saying its worker has stopped", b, err)
+	}
+}

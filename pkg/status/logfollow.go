@@ -10,6 +10,7 @@ import (
 
 	"github.com/dh-deployer/dh-deployer/pkg/follow"
 	"github.com/dh-deployer/dh-deployer/pkg/store"
+	"github.com/dh-deployer/dh-deployer/pkg/termsafe"
 )
 
 // followWriteTimeout is how long one piece of a followed log may take to
@@ -21,10 +22,12 @@ const followWriteTimeout = time.Minute
 // /status/logs/NAME/RUN?follow=1): plain chunked text/plain, no script
 // needed, each piece flushed as the worker writes it (follow.Copy, a
 // bounded poll of the file), until the run's state in the database is
-// final, the client goes away or the listener stops. At most
-// Options.MaxFollowers at once (503 beyond). A log whose run has ended is
-// served whole, as without follow.
-func (h *Handler) followLog(w http.ResponseWriter, r *http.Request, run store.Run, f *os.File) {
+// final, the run is Overdue (its worker stopped), the client goes away or
+// the listener stops. What the build wrote comes defused for a terminal
+// (pkg/termsafe: escape sequences in caret notation, a CR as a line
+// break). At most Options.MaxFollowers at once (503 beyond). A log whose
+// run has ended is served whole, as without follow.
+func (h *Handler) followLog(w http.ResponseWriter, r *http.Request, run store.Run, timeout time.Duration, f *os.File) {
 	select {
 	case h.followers <- struct{}{}:
 		defer func() { <-h.followers }()
@@ -50,10 +53,17 @@ func (h *Handler) followLog(w http.ResponseWriter, r *http.Request, run store.Ru
 		if err != nil {
 			return false, err
 		}
-		return now.Ended(), nil
+		// A run whose worker died stays "running" until the worker
+		// starts again: stop rather than hold the follower's slot.
+		return now.Ended(), now.Overdue(timeout, h.opts.Now())
 	}
-	out := follow.Flusher(deadlineWriter{w: w, rc: rc}, rc.Flush)
+	// Read live, often by curl on a terminal: defused (termsafe). The
+	// log served whole is the file's bytes.
+	out := termsafe.NewWriter(follow.Flusher(deadlineWriter{w: w, rc: rc}, rc.Flush))
 	err := follow.Copy(r.Context(), out, f, ended, follow.Options{})
+	if err == nil {
+		err = out.Flush()
+	}
 	if err != nil && r.Context().Err() == nil && !errors.Is(err, context.Canceled) {
 		// The client is still there: say why the stream stops early.
 		fmt.Fprintf(out, "\n[dh-route: stopped following the log: %v]\n", err)

@@ -11,7 +11,8 @@
 //	GET /status?deployment=NAME    one deployment with its last runs (also .json)
 //	GET /status?refresh=SECONDS    reloading itself (a meta refresh; status.refresh by default)
 //	GET /status/logs/NAME/RUN      the log of run RUN of deployment NAME, text/plain
-//	GET /status/logs/NAME/RUN?follow=1  the same, streamed as it grows until the run ends (logfollow.go)
+//	GET /status/logs/NAME/RUN?follow=1  the same, streamed as it grows until the run ends, defused for a
+//	                               terminal (logfollow.go)
 //	GET /status/deliveries/ID      what became of one delivery: received, decision, runs (delivery.go);
 //	                               ID.json or "Accept: application/json" for its JSON
 //	GET /metrics                   Prometheus metrics, computed on scrape (metrics.go)
@@ -718,7 +719,8 @@ func (h *Handler) json(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) log(w http.ResponseWriter, r *http.Request) {
 	cfg := h.config()
 	name := r.PathValue("name")
-	if _, ok := cfg.Deployment(name); !ok {
+	dep, ok := cfg.Deployment(name)
+	if !ok {
 		http.Error(w, "no such deployment", http.StatusNotFound)
 		return
 	}
@@ -763,7 +765,7 @@ func (h *Handler) log(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Content-Disposition", "inline")
 	if r.URL.Query().Has("follow") && !run.Ended() {
-		h.followLog(w, r, run, f)
+		h.followLog(w, r, run, dep.Timeout, f)
 		return
 	}
 	http.ServeContent(w, r, "", fi.ModTime(), f)

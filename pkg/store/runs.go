@@ -55,6 +55,25 @@ type Run struct {
 // run and a new log).
 func (r Run) Ended() bool { return r.State != RunQueued && r.State != RunRunning }
 
+// OverdueGrace is how long past its deployment's timeout a run may still
+// be recorded as running before Overdue says its worker has stopped: the
+// timeout bounds the run's work, not its recording.
+const OverdueGrace = 5 * time.Minute
+
+// Overdue returns an error saying so when r is still recorded as running
+// longer than timeout (its deployment's bound on a whole run) plus
+// OverdueGrace at now: the worker that ran it has stopped, its log will
+// not grow, and the run is marked interrupted only when the worker
+// starts again. Following such a log would never end; nil otherwise.
+func (r Run) Overdue(timeout time.Duration, now time.Time) error {
+	took := now.Sub(r.StartedAt)
+	if r.State != RunRunning || timeout <= 0 || r.StartedAt.IsZero() || took <= timeout+OverdueGrace {
+		return nil
+	}
+	return fmt.Errorf("run %d has been running for %s, longer than the deployment's timeout (%s): its worker has stopped; "+
+		"it is marked interrupted when dh-deploy@%s starts again", r.ID, took.Round(time.Second), timeout, r.Deployment)
+}
+
 // InsertRun records a new run and returns its id. (Delivery, Deployment,
 // Attempt) is unique: inserting the same attempt twice is an error, unless
 // both name the same log (a retry after a lost reply): then it returns the

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dh-deployer/dh-deployer/pkg/cli"
 	"github.com/dh-deployer/dh-deployer/pkg/config"
 	"github.com/dh-deployer/dh-deployer/pkg/sysexits"
 	"github.com/dh-deployer/dh-deployer/pkg/testenv"
@@ -98,7 +99,7 @@ func TestHookWaitDefused(t *testing.T) {
 	_, err = Push(t.Context(), socket, "acme/app", strings.NewReader(""), time.Minute, &out)
 	want := "dh-deployer: app: run 7 of " + strings.Repeat("a", 40) + "\n" +
 		"^[]52;c;cm0gLXJmIH4=^G^[[2Kbuild failed\ndh-deployer: app: run 7 日 succeeded\n"
-	if out.String() != want || sysexits.Code(err) != sysexits.Failure {
+	if out.String() != want || cli.ExitStatus(err) != sysexits.Failure {
 		t.Errorf("Push printed %q, %v; want %q and the failure", out.String(), err, want)
 	}
 }

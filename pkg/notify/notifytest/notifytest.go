@@ -241,7 +241,9 @@ func (s *SMTP) serve(t testing.TB, c net.Conn) {
 			say("221 bye")
 			return
 		default:
-			say("502 not implemented")
+			// RFC 5321 4.2.4: a command this small server does not
+			// serve (VRFY, EXPN, HELP, ...) is refused, as a real one may.
+			say("502 5.5.1 command not implemented")
 		}
 	}
 }

@@ -72,21 +72,21 @@ func (s *Server) startWait(w http.ResponseWriter, wait time.Duration, who string
 			"point it at dh-route's status listener (docs/receive.md), or do not wait")
 		return nil, false
 	}
+	busy := func(why string) (func(), bool) {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+		fail(w, http.StatusServiceUnavailable, why+": try again later, or do not wait")
+		return nil, false
+	}
 	if n := s.waiting.Add(1); n > int64(max(s.Config.MaxWaiting, 1)) {
 		s.waiting.Add(-1)
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
-		fail(w, http.StatusServiceUnavailable, fmt.Sprintf("%d requests are waiting already (receive.max_waiting): try again later, or do not wait", s.Config.MaxWaiting))
-		return nil, false
+		return busy(fmt.Sprintf("%d requests are waiting already (receive.max_waiting)", s.Config.MaxWaiting))
 	}
 	share := waitShare(s.Config.MaxWaiting)
 	s.waitMu.Lock()
 	if s.waitingBy[who] >= share {
 		s.waitMu.Unlock()
 		s.waiting.Add(-1)
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
-		fail(w, http.StatusServiceUnavailable, fmt.Sprintf("%d requests of %s are waiting already (at most a quarter of receive.max_waiting each): "+
-			"try again later, or do not wait", share, who))
-		return nil, false
+		return busy(fmt.Sprintf("%d requests of %s are waiting already (at most a quarter of receive.max_waiting each)", share, who))
 	}
 	if s.waitingBy == nil {
 		s.waitingBy = map[string]int{}

@@ -23,16 +23,11 @@ import (
 // outcome pending and the reason.
 func TestWaitingBounded(t *testing.T) {
 	const token = "ci-token-0123456789abcdef"
-	status, err := NewStatusClient("unix:"+filepath.Join(testenv.ShortTempDir(t, "dh-wait"), "none.sock"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	status.Poll = 50 * time.Millisecond
 	r := start(t, "", func(s *Server) {
 		s.Tokens = map[string][]config.DeployToken{"api": {{Name: "ci", Token: []byte(token)}}}
 		s.Deployments = map[string]*config.Deployment{"api": {Name: "api", Branches: []string{"main"}}}
 		s.Config.MaxWaiting = 1
-		s.Status = status
+		s.Status = awayStatus(t)
 	})
 	post := func(wait string) *http.Request {
 		req, _ := http.NewRequest("POST", r.url+"/deploy/api", nil)
@@ -49,10 +44,7 @@ func TestWaitingBounded(t *testing.T) {
 		firstStatus, first = do(t, post("2"))
 	}()
 	// The first waits; the second finds the slot taken.
-	deadline := time.Now().Add(10 * time.Second)
-	for r.s.waiting.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	untilWaiting(r)
 	code, body := do(t, post("2"))
 	if code != http.StatusServiceUnavailable || !strings.Contains(body["description"].(string), "receive.max_waiting") {
 		t.Errorf("second waiting request = %d %v; want 503 naming receive.max_waiting", code, body)
@@ -70,6 +62,25 @@ func TestWaitingBounded(t *testing.T) {
 	}
 	if n := r.s.waiting.Load(); n != 0 {
 		t.Errorf("%d requests still counted as waiting; want 0", n)
+	}
+}
+
+// awayStatus is a status listener nobody answers: a socket nobody
+// listens on, asked again every 50ms.
+func awayStatus(t *testing.T) *StatusClient {
+	status, err := NewStatusClient("unix:"+filepath.Join(testenv.ShortTempDir(t, "dh-wait"), "none.sock"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status.Poll = 50 * time.Millisecond
+	return status
+}
+
+// untilWaiting returns once a request waits on r's server (or after 10s).
+func untilWaiting(r *rig) {
+	deadline := time.Now().Add(10 * time.Second)
+	for r.s.waiting.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -109,16 +120,11 @@ func TestHookWaitDefused(t *testing.T) {
 // for api gets 503 naming the share, while one for web still waits.
 func TestWaitingShared(t *testing.T) {
 	const token, other = "ci-token-0123456789abcdef", "web-token-0123456789abcdef"
-	status, err := NewStatusClient("unix:"+filepath.Join(testenv.ShortTempDir(t, "dh-wait"), "none.sock"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	status.Poll = 50 * time.Millisecond
 	r := start(t, "", func(s *Server) {
 		s.Tokens = map[string][]config.DeployToken{"api": {{Name: "ci", Token: []byte(token)}}, "web": {{Name: "web", Token: []byte(other)}}}
 		s.Deployments = map[string]*config.Deployment{"api": {Name: "api", Branches: []string{"main"}}, "web": {Name: "web", Branches: []string{"main"}}}
 		s.Config.MaxWaiting = 4
-		s.Status = status
+		s.Status = awayStatus(t)
 	})
 	post := func(name, tok string) *http.Request {
 		req, _ := http.NewRequest("POST", r.url+"/deploy/"+name, nil)
@@ -129,10 +135,7 @@ func TestWaitingShared(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); do(t, post("api", token)) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for r.s.waiting.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	untilWaiting(r)
 	code, body := do(t, post("api", token))
 	if code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(body["description"]), "of deployment api are waiting already") {
 		t.Errorf("second waiting request for api = %d %v; want 503 naming api's share", code, body)

@@ -111,20 +111,12 @@ func (h *Handler) DeliveryStory(ctx context.Context, id string) (*Delivery, erro
 	if evp == nil && len(runs) == 0 {
 		return nil, fmt.Errorf("delivery %s: %w", id, store.ErrNotFound)
 	}
-	d := &Delivery{GeneratedAt: now.UTC(), Delivery: id, Runs: []DeliveryRun{}, Outcome: outcome(evp, runs), Location: time.UTC}
-	if loc, err := cfg.Status.Location(); err == nil { // checked at load
-		d.Location = loc
-	}
+	d := &Delivery{GeneratedAt: now.UTC(), Delivery: id, Runs: []DeliveryRun{}, Outcome: outcome(evp, runs), Location: location(cfg)}
 	if evp != nil {
 		d.Received = &Received{At: ev.ReceivedAt.UTC(), RecordedAt: ev.RecordedAt.UTC(), Event: ev.Event.Event,
 			Source: source(ev), Repository: ev.Repository, Ref: ev.Ref, Before: ev.Before, After: ev.After, Deliveries: ev.Deliveries}
 		if ev.Status != store.StatusReceived {
-			dec := Decision{Delivery: id, Event: ev.Event.Event, Repository: ev.Repository, Ref: ev.Ref, Status: ev.Status,
-				Reason: ev.Reason, Deployments: ev.Deployments}
-			if !ev.DecidedAt.IsZero() {
-				t := ev.DecidedAt.UTC()
-				dec.DecidedAt = &t
-			}
+			dec := decision(ev)
 			d.Decision = &dec
 		}
 	}

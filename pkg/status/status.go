@@ -433,10 +433,7 @@ func (h *Handler) scope(v View) (*collection, error) {
 		}
 	}
 	p.Paused = pause.Get(cfg, "")
-	p.Location = time.UTC
-	if loc, err := cfg.Status.Location(); err == nil { // checked at load
-		p.Location = loc
-	}
+	p.Location = location(cfg)
 	p.Refresh = int(cfg.Status.Refresh / time.Second)
 	if v.Refresh != nil {
 		p.Refresh, p.RefreshAsked = *v.Refresh, true
@@ -541,9 +538,23 @@ func (c *collection) decisions(ctx context.Context) {
 		return
 	}
 	for _, r := range rows {
-		c.p.Decisions = append(c.p.Decisions, Decision{DecidedAt: utc(r.DecidedAt), Delivery: r.Delivery, Event: r.Event.Event,
-			Repository: r.Repository, Ref: r.Ref, Status: r.Status, Reason: r.Reason, Deployments: r.Deployments})
+		c.p.Decisions = append(c.p.Decisions, decision(r))
 	}
+}
+
+// decision is the routing decision recorded in an event's row.
+func decision(r store.EventRow) Decision {
+	return Decision{DecidedAt: utc(r.DecidedAt), Delivery: r.Delivery, Event: r.Event.Event,
+		Repository: r.Repository, Ref: r.Ref, Status: r.Status, Reason: r.Reason, Deployments: r.Deployments}
+}
+
+// location is the pages' time zone: status.time_zone (checked at load),
+// else UTC.
+func location(cfg *config.Config) *time.Location {
+	if loc, err := cfg.Status.Location(); err == nil {
+		return loc
+	}
+	return time.UTC
 }
 
 // state chooses a deployment's state, most urgent first: running,

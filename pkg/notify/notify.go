@@ -33,6 +33,7 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -128,10 +129,10 @@ type Run struct {
 // duration, and on failure the error and the log's last lines as fields.
 func (r Run) Message() Message {
 	var b strings.Builder
-	b.WriteString(or(r.Deployment, "?") + ": ")
+	b.WriteString(cmp.Or(r.Deployment, "?") + ": ")
 	what := r.Repository
 	if c := shortCommit(r.Commit); c != "" {
-		what = or(what, "commit") + "@" + c
+		what = cmp.Or(what, "commit") + "@" + c
 	}
 	if r.Ref != "" {
 		what = strings.TrimSpace(what + " (" + r.Ref + ")")
@@ -283,13 +284,6 @@ func days(d time.Duration) string {
 		return strconv.Itoa(int(d.Hours())) + " hours"
 	}
 	return strconv.Itoa(n) + " days"
-}
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // shortCommit abbreviates a commit id to 7 characters.

@@ -229,10 +229,11 @@ func (n *notifier) certs(ctx context.Context, cfg *config.Config, to []*config.N
 			continue
 		}
 		key := "cert/" + c.Name + "/" + today
-		if fresh, err := n.claim(ctx, key); err != nil || !fresh {
-			if err != nil {
-				return err
-			}
+		fresh, err := n.claim(ctx, key)
+		if err != nil {
+			return err
+		}
+		if !fresh {
 			continue
 		}
 		n.send(ctx, to, notify.CertExpiry(c.Name, c.Domains, notAfter, now, estimated), "cert", c.Name)

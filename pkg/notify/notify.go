@@ -24,9 +24,10 @@
 //   - A send is retried with httpretry.Policy: network errors, 5xx and 429
 //     for webhooks; connection errors and 4xx replies for SMTP; exit
 //     status 75 (EX_TEMPFAIL) for sendmail. After the last attempt the
-//     error is returned, with its kind (errors.go; a refused login wraps
-//     fs.ErrPermission, a refused target is a *config.Error); a retry after a
-//     lost answer may deliver a notification twice.
+//     error is returned, with its kind (a queue.Retry for what may pass
+//     later; a refused login wraps fs.ErrPermission, a refused target is a
+//     *config.Error); a retry after a lost answer may deliver a
+//     notification twice.
 //   - A webhook URL and an SMTP password are secrets: no error and no log
 //     line contains more of a URL than its scheme and host, nor any of a
 //     password.

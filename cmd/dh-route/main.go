@@ -85,6 +85,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -179,13 +180,13 @@ func run(ctx context.Context, env *cli.Env, _ []string) error {
 		defer stop()
 	}
 	if !once {
+		// The daemon's background work: pruning, and the notices of
+		// expiring certificates and failed entries.
 		ctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { defer close(done); r.PruneEvery(ctx) }()
-		defer func() { cancel(); <-done }()
-		watched := make(chan struct{})
-		go func() { defer close(watched); poster.Watch(ctx, noticeInterval) }()
-		defer func() { cancel(); <-watched }()
+		var bg sync.WaitGroup
+		bg.Go(func() { r.PruneEvery(ctx) })
+		bg.Go(func() { poster.Watch(ctx, noticeInterval) })
+		defer func() { cancel(); bg.Wait() }()
 	}
 	env.Logger.Info("routing", "queue", cfg.QueuePath(config.MainQueue), "deployments", len(cfg.Deployments), "once", once)
 	defer env.Ready("routing " + cfg.QueuePath(config.MainQueue))()

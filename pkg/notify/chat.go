@@ -16,11 +16,12 @@ import (
 	"github.com/dh-deployer/dh-deployer/pkg/queue"
 )
 
-// Kinds of Webhook.
+// Kinds of Webhook: the configuration's chat kinds, which dh-route hands
+// to Webhook.Kind as they are.
 const (
-	Slack      = "slack"      // {"text": ..., "username": ...}, Slack's mrkdwn
-	Mattermost = "mattermost" // {"text": ..., "username": ...}, Markdown
-	Discord    = "discord"    // {"content": ..., "username": ..., "allowed_mentions": {"parse": []}}
+	Slack      = config.TargetSlack      // {"text": ..., "username": ...}, Slack's mrkdwn
+	Mattermost = config.TargetMattermost // {"text": ..., "username": ...}, Markdown
+	Discord    = config.TargetDiscord    // {"content": ..., "username": ..., "allowed_mentions": {"parse": []}}
 )
 
 // maxDiscord is Discord's limit on a message's content, in characters.

@@ -24,15 +24,17 @@
 //   - A send is retried with httpretry.Policy: network errors, 5xx and 429
 //     for webhooks; connection errors and 4xx replies for SMTP; exit
 //     status 75 (EX_TEMPFAIL) for sendmail. After the last attempt the
-//     error is returned, with its kind (errors.go; a refused login wraps
-//     fs.ErrPermission, a refused target is a *config.Error); a retry after a
-//     lost answer may deliver a notification twice.
+//     error is returned, with its kind (a queue.Retry for what may pass
+//     later; a refused login wraps fs.ErrPermission, a refused target is a
+//     *config.Error); a retry after a lost answer may deliver a
+//     notification twice.
 //   - A webhook URL and an SMTP password are secrets: no error and no log
 //     line contains more of a URL than its scheme and host, nor any of a
 //     password.
 package notify
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -128,10 +130,10 @@ type Run struct {
 // duration, and on failure the error and the log's last lines as fields.
 func (r Run) Message() Message {
 	var b strings.Builder
-	b.WriteString(or(r.Deployment, "?") + ": ")
+	b.WriteString(cmp.Or(r.Deployment, "?") + ": ")
 	what := r.Repository
 	if c := shortCommit(r.Commit); c != "" {
-		what = or(what, "commit") + "@" + c
+		what = cmp.Or(what, "commit") + "@" + c
 	}
 	if r.Ref != "" {
 		what = strings.TrimSpace(what + " (" + r.Ref + ")")
@@ -283,13 +285,6 @@ func days(d time.Duration) string {
 		return strconv.Itoa(int(d.Hours())) + " hours"
 	}
 	return strconv.Itoa(n) + " days"
-}
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // shortCommit abbreviates a commit id to 7 characters.

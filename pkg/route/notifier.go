@@ -201,14 +201,16 @@ func logTail(cfg *config.Config, deployment, path string) (string, error) {
 // through the ACL of tmpfiles.d, which lets dh-route read their sidecars).
 func (n *notifier) check(ctx context.Context, cfg *config.Config, now time.Time) error {
 	var errs []error
-	if days := cfg.Notify.CertExpiryDays; days > 0 && len(cfg.NotifyTargets(cfg.Notify.DefaultTargets, config.OnCertExpiry)) > 0 {
-		errs = append(errs, n.certs(ctx, cfg, now, time.Duration(days)*24*time.Hour))
+	if to := cfg.NotifyTargets(cfg.Notify.DefaultTargets, config.OnCertExpiry); cfg.Notify.CertExpiryDays > 0 && len(to) > 0 {
+		errs = append(errs, n.certs(ctx, cfg, to, now, time.Duration(cfg.Notify.CertExpiryDays)*24*time.Hour))
 	}
 	errs = append(errs, n.failed(ctx, cfg))
 	return errors.Join(errs...)
 }
 
-func (n *notifier) certs(ctx context.Context, cfg *config.Config, now time.Time, within time.Duration) error {
+// certs sends to the targets to the notices of the certificates that
+// expire within within of now, once a day each.
+func (n *notifier) certs(ctx context.Context, cfg *config.Config, to []*config.NotifyTarget, now time.Time, within time.Duration) error {
 	certs, err := n.st.ListCerts(ctx)
 	if err != nil {
 		return err
@@ -227,14 +229,14 @@ func (n *notifier) certs(ctx context.Context, cfg *config.Config, now time.Time,
 			continue
 		}
 		key := "cert/" + c.Name + "/" + today
-		if fresh, err := n.claim(ctx, key); err != nil || !fresh {
-			if err != nil {
-				return err
-			}
+		fresh, err := n.claim(ctx, key)
+		if err != nil {
+			return err
+		}
+		if !fresh {
 			continue
 		}
-		n.send(ctx, cfg.NotifyTargets(cfg.Notify.DefaultTargets, config.OnCertExpiry),
-			notify.CertExpiry(c.Name, c.Domains, notAfter, now, estimated), "cert", c.Name)
+		n.send(ctx, to, notify.CertExpiry(c.Name, c.Domains, notAfter, now, estimated), "cert", c.Name)
 	}
 	return nil
 }

@@ -23,17 +23,13 @@ var Tools = []string{"dh-receive", "dh-route", "dh-deploy", "dh-nginx", "dh-cert
 // ALSO (the other Tools). Text is escaped: a backslash, every '-' and a
 // line's leading dot or apostrophe cannot be taken for roff.
 func Manual(app *App, fs *pflag.FlagSet) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, ".TH %s 1 \"\" %s \"dh-deployer manual\"\n", strings.ToUpper(app.Name), roffQuote("dh-deployer "+VersionString()))
-	fmt.Fprintf(&b, ".SH NAME\n%s \\- %s\n", roff(app.Name), roff(app.Summary))
-
-	b.WriteString(".SH SYNOPSIS\n")
+	usages := make([]string, len(app.Commands))
 	for i, c := range app.Commands {
-		if i > 0 {
-			b.WriteString(".br\n")
-		}
-		fmt.Fprintf(&b, ".B %s\n", roffQuote(usageLine(app, c, fs)))
+		usages[i] = usageLine(app, c, fs)
 	}
+	var b strings.Builder
+	b.WriteString(head(app.Name, "1", app.Summary))
+	b.WriteString(synopsis(usages))
 	b.WriteString(".SH DESCRIPTION\n")
 	fmt.Fprintf(&b, "%s: %s.\n", roff(app.Name), roff(app.Summary))
 	if app.Default != "" {
@@ -44,8 +40,8 @@ func Manual(app *App, fs *pflag.FlagSet) string {
 	}
 
 	b.WriteString(".SH COMMANDS\n")
-	for _, c := range app.Commands {
-		fmt.Fprintf(&b, ".TP\n.B %s\n%s\n", roffQuote(usageLine(app, c, fs)), roff(c.Summary))
+	for i, c := range app.Commands {
+		fmt.Fprintf(&b, ".TP\n.B %s\n%s\n", roffQuote(usages[i]), roff(c.Summary))
 		for _, name := range c.Flags {
 			flagItem(&b, fs.Lookup(name), ".RS\n", ".RE\n")
 		}
@@ -89,6 +85,26 @@ the configuration shared by every dh\-deployer tool
 the operator's documentation: operations.md, receive.md, route.md, deploy.md, nginx.md, cert.md
 `)
 	b.WriteString(seeAlso(app.Name))
+	return b.String()
+}
+
+// head is a page's title line (.TH, in section) and its NAME section:
+// name and what it is.
+func head(name, section, summary string) string {
+	return fmt.Sprintf(".TH %s %s \"\" %s \"dh-deployer manual\"\n.SH NAME\n%s \\- %s\n",
+		strings.ToUpper(name), section, roffQuote("dh-deployer "+VersionString()), roff(name), roff(summary))
+}
+
+// synopsis is the SYNOPSIS section: the usage lines, one a line.
+func synopsis(usages []string) string {
+	var b strings.Builder
+	b.WriteString(".SH SYNOPSIS\n")
+	for i, u := range usages {
+		if i > 0 {
+			b.WriteString(".br\n")
+		}
+		fmt.Fprintf(&b, ".B %s\n", roffQuote(u))
+	}
 	return b.String()
 }
 
@@ -169,8 +185,7 @@ func TextManual(name, section, help string) (string, error) {
 	}
 	summary, _, _ := strings.Cut(what, ". ")
 	var b strings.Builder
-	fmt.Fprintf(&b, ".TH %s %s \"\" %s \"dh-deployer manual\"\n", strings.ToUpper(name), section, roffQuote("dh-deployer "+VersionString()))
-	fmt.Fprintf(&b, ".SH NAME\n%s \\- %s\n", roff(name), roff(strings.TrimSuffix(summary, ".")))
+	b.WriteString(head(name, section, strings.TrimSuffix(summary, ".")))
 	var usages []string
 	var commands strings.Builder
 	for line := range strings.Lines(paras[1] + "\n") {
@@ -185,13 +200,7 @@ func TextManual(name, section, help string) (string, error) {
 		}
 		commands.WriteString(roff(strings.TrimSpace(line)) + "\n")
 	}
-	b.WriteString(".SH SYNOPSIS\n")
-	for i, u := range usages {
-		if i > 0 {
-			b.WriteString(".br\n")
-		}
-		fmt.Fprintf(&b, ".B %s\n", roffQuote(u))
-	}
+	b.WriteString(synopsis(usages))
 	fmt.Fprintf(&b, ".SH DESCRIPTION\n%s\n.SH COMMANDS\n%s", roff(what), commands.String())
 	if len(paras) > 2 {
 		b.WriteString(".SH OPTIONS\n" + roffText(strings.Join(paras[2:], "\n\n")))

@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"context"
 	"log/slog"
 	"time"
 
@@ -26,7 +25,7 @@ type notices struct {
 	deployment string
 	log        *slog.Logger
 
-	ch   chan func(context.Context)
+	ch   chan func()
 	done chan struct{}
 }
 
@@ -35,17 +34,17 @@ type notices struct {
 const backlog = 256
 
 func (n *notices) start() {
-	n.ch = make(chan func(context.Context), backlog)
+	n.ch = make(chan func(), backlog)
 	n.done = make(chan struct{})
 	go func() {
 		defer close(n.done)
 		for post := range n.ch {
-			post(context.Background())
+			post()
 		}
 	}()
 }
 
-func (n *notices) add(what string, post func(context.Context)) {
+func (n *notices) add(what string, post func()) {
 	select {
 	case n.ch <- post:
 	default:
@@ -71,7 +70,7 @@ func (n *notices) publish(what string, e interface{ Encode() ([]byte, error) }, 
 	if n.status == nil {
 		return
 	}
-	n.add(what, func(context.Context) {
+	n.add(what, func() {
 		data, err := e.Encode()
 		if err == nil {
 			_, err = n.status.Publish(data)

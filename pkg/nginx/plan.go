@@ -61,7 +61,14 @@ func (in *Installer) look(d *config.Deployment, t *tree, m *Manifest) onDisk {
 		paths = append(paths, filepath.Join(in.cfg.Nginx.SnippetsDir, s.name))
 	}
 	paths = append(paths, slices.Collect(maps.Keys(m.Files))...)
+	seen := map[string]bool{}
 	for _, p := range paths {
+		// The manifest names the files installed before, which are most
+		// of the commit's: look at each path once.
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
 		fi, err := os.Lstat(p)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):

@@ -80,7 +80,7 @@ const missingHint = "create the queue directories as installed: systemd-tmpfiles
 func (q *Queue) Lock(ctx context.Context, wait bool) (*Consumer, error) {
 	dir, err := openOwnDir(nil, q.dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, q.Exists()
+		err = missing(q.dir)
 	}
 	if err != nil {
 		return nil, err

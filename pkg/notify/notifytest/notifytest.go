@@ -243,7 +243,7 @@ func (s *SMTP) serve(t testing.TB, c net.Conn) {
 		default:
 			// RFC 5321 4.2.4: a command this small server does not
 			// serve (VRFY, EXPN, HELP, ...) is refused, as a real one may.
-			say("502 5.5.1 command not implemented")
+			say("502 5.5.1 command not served by this test server")
 		}
 	}
 }
